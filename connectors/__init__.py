@@ -1,0 +1,1 @@
+"""Talk to the outside world. Nothing here knows about segments."""

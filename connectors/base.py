@@ -1,0 +1,165 @@
+"""The Connector contract: what every vendor folder declares and implements.
+
+A connector is mostly declarations (field maps, where crmsync's tags and fields live, the largest
+write batch the API allows) plus a few hooks (`classify`, `check`, the two readers, `write`).
+Everything that does not depend on the vendor (pacing, retries, planning, storage) lives elsewhere.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
+from connectors.settings import SystemSettings
+from mapping.model import FieldMap, Membership, RemoteState, SourceRecord, WriteBack, WriteResult
+from mapping.normalize.dates import parse_timestamp
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    read_contacts: bool
+    read_orders: bool
+    incremental: bool
+    write_tags: bool
+    write_fields: bool
+
+    def to_json(self) -> dict[str, bool]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Page:
+    """Records read in one request, and the checkpoint to store in the same transaction.
+
+    Storing the checkpoint together with the records is what makes a crash at any point resumable:
+    a read restarts from the last checkpoint whose records are known to be stored."""
+
+    records: list[SourceRecord]
+    checkpoint: dict[str, Any]
+    number: int = 0
+
+
+class Connector(ABC):
+    type: ClassVar[str]
+    settings_class: ClassVar[builtins.type[SystemSettings]]
+    capabilities: ClassVar[Capabilities]
+    contact_fields: ClassVar[FieldMap]
+    order_fields: ClassVar[FieldMap]
+    max_write_batch: ClassVar[int] = 1
+    # Where crmsync's verdict lives on a remote record (CONTRACTS §4): as prefixed tags, and/or in
+    # a field holding the segment names, and/or a field holding the loyalty tier.
+    segments_field: ClassVar[str | None] = None
+    tier_field: ClassVar[str | None] = None
+    # What an owned field holds when it holds nothing: None when the API can delete it, "" when
+    # the best it can do is an empty value (WooCommerce meta).
+    empty_field_value: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        name: str,
+        settings: SystemSettings,
+        *,
+        tag_prefix: str = "crmsync:",
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.tag_prefix = tag_prefix
+        self.stop_event = stop_event or threading.Event()
+        self.client = self.make_client()
+
+    # ----- declarations turned into behaviour -------------------------------------------------
+    @property
+    def write_batch(self) -> int:
+        """Records per write call: the configured size, never more than the API allows."""
+        return min(self.settings.write_batch or self.max_write_batch, self.max_write_batch)
+
+    @property
+    def writes_tags(self) -> bool:
+        return self.capabilities.write_tags
+
+    def owns_tag(self, tag: str) -> bool:
+        return tag.casefold().startswith(self.tag_prefix.casefold())
+
+    def desired_state(self, membership: Membership) -> RemoteState:
+        """The owned state a record should carry for this membership (CONTRACTS §4)."""
+        names = sorted(n for n in membership.segments if n not in self.settings.skip_segments)
+        tier = membership.tier if membership.tier and f"tier-{membership.tier}" in names else None
+        tags = frozenset(self.tag_prefix + n for n in names) if self.writes_tags else frozenset()
+        fields: dict[str, str | None] = {}
+        if self.segments_field:
+            fields[self.segments_field] = ",".join(names)
+        if self.tier_field:
+            fields[self.tier_field] = tier if tier else self.empty_field_value
+        return RemoteState(tags, fields)
+
+    def owned_state(self, payload: Mapping[str, Any]) -> RemoteState:
+        """crmsync's tags and fields as they stand in a vendor payload."""
+        tags = frozenset(t for t in self.payload_tags(payload) if self.owns_tag(t))
+        fields: dict[str, str | None] = {}
+        for name in (self.segments_field, self.tier_field):
+            if name:
+                value = self.payload_field(payload, name)
+                fields[name] = self.empty_field_value if value in (None, "") else value
+        return RemoteState(tags, fields)
+
+    def payload_tags(self, payload: Mapping[str, Any]) -> list[str]:
+        return []
+
+    def payload_field(self, payload: Mapping[str, Any], name: str) -> str | None:
+        return None
+
+    def order_counts(self, payload: Mapping[str, Any]) -> bool:
+        """False for cancelled, refunded and test orders."""
+        return True
+
+    # ----- hooks every vendor implements ------------------------------------------------------
+    @abstractmethod
+    def make_client(self) -> ApiClient: ...
+
+    def classify(self, response: ApiResponse) -> Verdict:
+        return default_classify(response)
+
+    @abstractmethod
+    def check(self) -> None:
+        """One authenticated call; raises a ConnectorError when the system cannot be used."""
+
+    @abstractmethod
+    def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]: ...
+
+    @abstractmethod
+    def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]: ...
+
+    def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
+        """Apply at most `max_write_batch` changes; one result per change, in any order."""
+        raise NotImplementedError(f"{self.type} has no write-back")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# ----- helpers for incremental reads ----------------------------------------------------------
+def read_since(checkpoint: Mapping[str, Any] | None, lookback: float) -> datetime | None:
+    """Where an incremental read starts: the stored cursor minus the look-back window.
+
+    The cursor is inclusive (the boundary timestamp is read again) and the look-back catches
+    records committed late with an older timestamp; re-reads cost nothing downstream because
+    unchanged records hash the same."""
+    if not checkpoint or not checkpoint.get("cursor"):
+        return None
+    return parse_timestamp(str(checkpoint["cursor"])) - timedelta(seconds=lookback)
+
+
+def advance_cursor(checkpoint: Mapping[str, Any] | None, records: Sequence[SourceRecord]) -> dict[str, Any]:
+    """The checkpoint after a page: the highest `updated_at` seen so far (never moves backwards)."""
+    current = parse_timestamp(str(checkpoint["cursor"])) if checkpoint and checkpoint.get("cursor") else None
+    for record in records:
+        if record.updated_at is not None and (current is None or record.updated_at > current):
+            current = record.updated_at
+    return {"cursor": current.isoformat()} if current else dict(checkpoint or {})

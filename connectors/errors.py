@@ -1,0 +1,52 @@
+"""The errors a connector raises. Everything above `connectors/http.py` sees only these."""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base of every error crmsync raises about a system; names the system in its message."""
+
+    def __init__(self, system: str, message: str) -> None:
+        self.system = system
+        self.message = message
+        super().__init__(f"{system}: {message}")
+
+
+class AuthError(ConnectorError):
+    """The system refused our credentials (wrong, expired or missing permissions)."""
+
+
+class RateLimited(ConnectorError):
+    """The system asked us to slow down; retried after `retry_after` seconds when known."""
+
+    def __init__(self, system: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(system, message)
+        self.retry_after = retry_after
+
+
+class TransientError(ConnectorError):
+    """A failure worth retrying: connection drop, timeout, 5xx, a garbled body."""
+
+    def __init__(self, system: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(system, message)
+        self.retry_after = retry_after
+
+
+class RejectedRecord(ConnectorError):
+    """The system refused one record's data (validation); the rest of the batch goes on."""
+
+    def __init__(self, system: str, message: str, record_id: str | None = None) -> None:
+        super().__init__(system, message)
+        self.record_id = record_id
+
+
+class ApiError(ConnectorError):
+    """A failure that retrying will not fix; carries the vendor's own message."""
+
+    def __init__(self, system: str, message: str, status: int | None = None) -> None:
+        super().__init__(system, message)
+        self.status = status
+
+
+class RetriesExhausted(ConnectorError):
+    """Retries ran out; wraps the last retriable error."""

@@ -1,0 +1,355 @@
+"""ApiClient: one requests.Session per system, with pacing, retries and typed errors.
+
+The split between "retry" and "give up" is made here, once, by asking the connector's
+`classify(response)` hook what a reply means. Vendors disagree on that (AFAS reports validation
+errors as 500, Silvasoft its rate limit as 401, efficy errors inside a 200, Shopify throttling in the
+GraphQL body), so the hook decides and this module acts on the verdict.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import requests
+import structlog
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from connectors.errors import (
+    ApiError,
+    AuthError,
+    ConnectorError,
+    RateLimited,
+    RejectedRecord,
+    RetriesExhausted,
+    TransientError,
+)
+from connectors.ratelimit import SlidingWindowLimiter, Window
+from connectors.redaction import redact_text
+
+log = structlog.get_logger("crmsync.http")
+
+VerdictKind = Literal["ok", "retry", "throttled", "auth", "rejected", "fatal"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a reply means. `retry_after` is the vendor's hint in seconds, when it gave one."""
+
+    kind: VerdictKind
+    message: str = ""
+    retry_after: float | None = None
+
+    @classmethod
+    def ok(cls) -> Verdict:
+        return cls("ok")
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+    text: str
+    method: str
+    path: str
+    elapsed: float
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+class Cancelled(ConnectorError):
+    """A stop was requested (SIGTERM) while waiting to send or to retry."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    max_retry_after: float = 120.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def vendor_message(body: Any, text: str) -> str:
+    """The most specific human message a typical JSON error body carries."""
+    if isinstance(body, dict):
+        for key in ("message", "externalMessage", "errorMessage", "error_description", "Message"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+        errors = body.get("errors") or body.get("error")
+        if isinstance(errors, str):
+            return errors
+        if isinstance(errors, list) and errors:
+            first = errors[0]
+            if isinstance(first, dict) and isinstance(first.get("message"), str):
+                return str(first["message"])
+            return str(first)
+        if isinstance(errors, dict) and isinstance(errors.get("message"), str):
+            return str(errors["message"])
+    return text.strip()[:300]
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")
+
+
+def connection_reason(exc: Exception) -> str:
+    """The useful part of a requests connection error ("[Errno 111] Connection refused"), without
+    the URL and pool details the library wraps around it."""
+    text = str(exc)
+    if match := _ERRNO.search(text):
+        return match.group(0).strip()
+    if "IncompleteRead" in text or "Connection broken" in text:
+        return "connection dropped mid-reply"
+    return redact_text(f"{type(exc).__name__}: {text}")[:200]
+
+
+def default_classify(response: ApiResponse) -> Verdict:
+    """Retry 408, 429 and 5xx; 401/403 are credentials; any other 4xx is final."""
+    status = response.status
+    if 200 <= status < 300:
+        return Verdict.ok()
+    message = vendor_message(response.body, response.text) or f"HTTP {status}"
+    retry_after = parse_retry_after(response.header("Retry-After"))
+    if status == 429:
+        return Verdict("throttled", message, retry_after)
+    if status == 408 or status >= 500:
+        return Verdict("retry", message, retry_after)
+    if status in (401, 403):
+        return Verdict("auth", message)
+    if status in (400, 409, 413, 422):
+        return Verdict("rejected", message)
+    return Verdict("fatal", message)
+
+
+def check_base_url(url: str) -> None:
+    """TLS for everything but loopback: a token sent in clear over a network is a leaked token."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError("plain http is only allowed for loopback addresses; use https")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    mutating: int = 0
+    retries: int = 0
+    throttled: int = 0
+    paced_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: float) -> None:
+        with self.lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+class ApiClient:
+    def __init__(
+        self,
+        system: str,
+        base_url: str,
+        *,
+        classify: Callable[[ApiResponse], Verdict] = default_classify,
+        auth: requests.auth.AuthBase | tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        windows: Sequence[Window] = (),
+        pace_margin: float = 0.05,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        check_base_url(base_url)
+        self.system = system
+        self.base_url = base_url.rstrip("/")
+        self.classify = classify
+        self.timeouts = (connect_timeout, read_timeout)
+        self.retry = retry or RetryPolicy()
+        self.stop_event = stop_event or threading.Event()
+        self.limiter = SlidingWindowLimiter(windows, margin=pace_margin, sleep=self.sleep) if windows else None
+        self.stats = ClientStats()
+        self.session = requests.Session()
+        # Proxy variables must never route a merchant's token through somebody else's box.
+        self.session.trust_env = False
+        self.session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=8))
+        self.session.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=8))
+        if auth is not None:
+            self.session.auth = auth
+        self.session.headers["User-Agent"] = "crmsync/0.1 (+https://github.com/crmsync)"
+        self.session.headers["Accept"] = "application/json"
+        if headers:
+            self.session.headers.update(headers)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep that a stop request cuts short, so a daemon can exit within its deadline."""
+        if seconds > 0 and self.stop_event.wait(seconds):
+            raise Cancelled(self.system, "stop requested while waiting")
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        mutating: bool | None = None,
+        expect_json: bool = True,
+    ) -> ApiResponse:
+        """Send one logical request, retrying what is worth retrying; raise a typed error otherwise."""
+        is_mutating = method.upper() != "GET" if mutating is None else mutating
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hint = getattr(exc, "retry_after", None)
+            if hint is not None:
+                return min(float(hint), self.retry.max_retry_after)
+            # Full jitter: retries of many clients do not arrive in step.
+            backoff = wait_random_exponential(multiplier=self.retry.backoff_initial, max=self.retry.backoff_max)
+            return float(backoff(state))
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self.stats.add(retries=1)
+            log.warning(
+                "retrying",
+                system=self.system,
+                method=method,
+                path=path,
+                attempt=state.attempt_number,
+                wait_s=round(state.upcoming_sleep, 3),
+                reason=str(exc.message if isinstance(exc, ConnectorError) else exc),
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type((TransientError, RateLimited)),
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=wait,
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, method, path, params, json_body, data, headers, is_mutating, expect_json)
+        except (TransientError, RateLimited) as exc:
+            raise RetriesExhausted(self.system, f"gave up after {self.retry.attempts} attempts: {exc.message}") from exc
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        json_body: Any,
+        data: bytes | None,
+        headers: Mapping[str, str] | None,
+        mutating: bool,
+        expect_json: bool,
+    ) -> ApiResponse:
+        if self.stop_event.is_set():
+            raise Cancelled(self.system, "stop requested")
+        if self.limiter is not None:
+            waited = self.limiter.acquire()
+            if waited:
+                self.stats.add(paced_seconds=waited)
+        self.stats.add(requests=1, mutating=1 if mutating else 0)
+        url = self.base_url + path
+        started = time.monotonic()
+        try:
+            raw = self.session.request(
+                method,
+                url,
+                params=params,
+                json=json_body,
+                data=data,
+                headers=headers,
+                timeout=self.timeouts,
+            )
+            text = raw.text
+        except requests.Timeout as exc:
+            raise TransientError(self.system, f"{method} {path} timed out ({type(exc).__name__})") from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise TransientError(
+                self.system, f"{method} {path}: connection failed ({connection_reason(exc)})"
+            ) from None
+        elapsed = time.monotonic() - started
+        body: Any = None
+        parse_failed = False
+        if text.strip():
+            content_type = raw.headers.get("Content-Type", "")
+            if "json" in content_type or text.lstrip()[:1] in ("{", "["):
+                try:
+                    body = json.loads(text)
+                except ValueError:
+                    parse_failed = True
+        response = ApiResponse(raw.status_code, raw.headers, body, text, method, path, elapsed)
+        log.debug(
+            "http",
+            system=self.system,
+            method=method,
+            path=path,
+            status=raw.status_code,
+            ms=round(elapsed * 1000, 1),
+        )
+        if 200 <= raw.status_code < 300 and expect_json and (parse_failed or (body is None and text.strip())):
+            raise TransientError(self.system, f"{method} {path}: unreadable JSON in reply ({len(text)} bytes)")
+        verdict = self.classify(response)
+        return self._act(verdict, response)
+
+    def _act(self, verdict: Verdict, response: ApiResponse) -> ApiResponse:
+        where = f"{response.method} {response.path}"
+        message = redact_text(verdict.message)
+        if verdict.kind == "ok":
+            return response
+        if verdict.kind == "throttled":
+            self.stats.add(throttled=1)
+            raise RateLimited(self.system, f"{where}: throttled ({message})", verdict.retry_after)
+        if verdict.kind == "retry":
+            raise TransientError(self.system, f"{where}: HTTP {response.status}: {message}", verdict.retry_after)
+        if verdict.kind == "auth":
+            raise AuthError(self.system, f"{where}: credentials refused (HTTP {response.status}): {message}")
+        if verdict.kind == "rejected":
+            raise RejectedRecord(self.system, message)
+        raise ApiError(self.system, f"{where}: HTTP {response.status}: {message}", response.status)

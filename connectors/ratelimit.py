@@ -1,0 +1,90 @@
+"""Request pacing: "at most N requests in any window of S seconds", for every configured window.
+
+A classic token bucket with capacity N and refill N/S lets through up to 2N requests inside one
+S-second window (a full bucket, then the refill), which is exactly how clients end up bouncing off
+vendor limits. Keeping the timestamps of the last N requests per window (a sliding log) gives the
+guarantee the vendors state. The same class paces crmsync (`acquire`, which waits) and enforces
+limits in the sandboxes (`try_acquire`, which answers how long the caller would have to wait).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Window:
+    requests: int
+    per_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.requests < 1 or self.per_seconds <= 0:
+            raise ValueError("a rate-limit window needs requests >= 1 and per_seconds > 0")
+
+
+class SlidingWindowLimiter:
+    """Thread-safe; `margin` seconds are added to every window so that requests that arrive at the
+    server slightly later or earlier than they left (loopback jitter, a busy core) still fit."""
+
+    def __init__(
+        self,
+        windows: Sequence[Window],
+        *,
+        margin: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.windows = tuple(windows)
+        self.margin = margin
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._logs = [deque[float](maxlen=w.requests) for w in self.windows]
+
+    def _wait_needed(self, now: float) -> float:
+        wait = 0.0
+        for window, log in zip(self.windows, self._logs, strict=True):
+            if len(log) == window.requests:
+                wait = max(wait, log[0] + window.per_seconds + self.margin - now)
+        return wait
+
+    def _record(self, now: float) -> None:
+        for log in self._logs:
+            log.append(now)
+
+    def try_acquire(self) -> float:
+        """Take a slot now if one is free and return 0; otherwise return the seconds to wait."""
+        with self._lock:
+            now = self._clock()
+            wait = self._wait_needed(now)
+            if wait <= 0:
+                self._record(now)
+                return 0.0
+            return wait
+
+    def acquire(self) -> float:
+        """Block until a slot is free, take it, and return how long we waited."""
+        waited = 0.0
+        with self._lock:
+            while True:
+                now = self._clock()
+                wait = self._wait_needed(now)
+                if wait <= 0:
+                    self._record(now)
+                    return waited
+                self._sleep(wait)
+                waited += wait
+
+    def remaining(self) -> int:
+        """Requests that could go out right now without waiting (for headers like X-RateLimit-Remaining)."""
+        with self._lock:
+            now = self._clock()
+            free = []
+            for window, log in zip(self.windows, self._logs, strict=True):
+                used = sum(1 for t in log if t + window.per_seconds > now)
+                free.append(window.requests - used)
+            return min(free) if free else 0

@@ -1,0 +1,359 @@
+"""The shared body of every vendor emulator: routing, the test routes of CONTRACTS §5, fault
+injection, rate limits, request statistics. A vendor sandbox declares its routes and answers a
+few hooks (auth, error shape, throttling signal, fixture shape); the rest is here.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from connectors.ratelimit import SlidingWindowLimiter, Window
+from connectors.sandbox.faults import AFTER, BEFORE, ITEM, FaultBook, FaultRule, FaultSpecError
+
+Handler = Callable[..., Response]
+
+
+class FixtureError(ValueError):
+    """A fixture whose structure or types are wrong; names the file and the item."""
+
+
+class VendorError(Exception):
+    """Raised by a handler to answer with the vendor's error shape (see `SandboxApp.error`)."""
+
+    def __init__(self, status: int, code: str, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.data = status, code, message, data
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    methods: tuple[str, ...]
+    handler: Handler
+    lists: bool = False
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(data, ensure_ascii=False, default=str),
+        status=status,
+        headers=dict(headers or {}),
+        content_type="application/json; charset=utf-8",
+    )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SandboxStats:
+    requests: Counter[str] = field(default_factory=Counter)
+    reads: int = 0
+    writes: int = 0
+    throttled: int = 0
+    errors: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "reads": self.reads,
+            "writes": self.writes,
+            "throttled": self.throttled,
+            "errors": self.errors,
+        }
+
+
+class SandboxApp:
+    type: ClassVar[str]
+    # The vendor's published limits, in the vendor's own time; divided by `time_scale`.
+    rate_limits: ClassVar[tuple[Window, ...]] = ()
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        time_scale: float = 1.0,
+        rate_limits: Sequence[Window] | None = None,
+    ) -> None:
+        """`rate_limits` replaces the vendor's published limits (tests use it to provoke throttling)."""
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self.time_scale = time_scale
+        windows = self.rate_limits if rate_limits is None else tuple(rate_limits)
+        self.lock = threading.RLock()
+        self.faults = FaultBook()
+        self.stats = SandboxStats()
+        self.started = time.monotonic()
+        self.limiter = (
+            SlidingWindowLimiter([Window(w.requests, w.per_seconds / time_scale) for w in windows]) if windows else None
+        )
+        self._routes = self.routes()
+        self._handlers = {f"r{i}": route for i, route in enumerate(self._routes)}
+        self.url_map = Map(
+            [Rule(route.path, endpoint=f"r{i}", methods=list(route.methods)) for i, route in enumerate(self._routes)],
+            strict_slashes=False,
+        )
+        self.load(data or {})
+
+    # ----- what a vendor declares ---------------------------------------------------------------
+    def routes(self) -> Sequence[Route]:
+        raise NotImplementedError
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Take fixtures in the vendor's own shape: {"customers": [...], "orders": [...]}."""
+        raise NotImplementedError
+
+    def authenticate(self, request: Request) -> Response | None:
+        """None when the credentials are right, else the vendor's refusal."""
+        return None
+
+    def error(self, status: int, code: str, message: str, **extra: Any) -> Response:
+        """An error in the vendor's shape."""
+        return json_response({"error": code, "message": message, **extra}, status)
+
+    def auth_failure(self) -> Response:
+        return self.error(401, "unauthorized", "Invalid credentials")
+
+    def throttled(self, retry_after: float | None) -> Response:
+        """The vendor's answer when its rate limit is exceeded."""
+        headers = {"Retry-After": _seconds_header(retry_after)} if retry_after is not None else {}
+        response = self.error(429, "rate_limited", "Too many requests")
+        response.headers.update(headers)
+        return response
+
+    def vendor_throttle(self, rule: FaultRule) -> Response:
+        """The vendor's own slow-down signal, forced by a fault."""
+        return self.throttled(rule.retry_after if rule.retry_after is not None else 1.0)
+
+    def is_write(self, request: Request, route: Route | None) -> bool:
+        return request.method in ("POST", "PUT", "PATCH", "DELETE")
+
+    def is_list(self, request: Request, route: Route | None) -> bool:
+        return bool(route and route.lists and not self.is_write(request, route))
+
+    def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def rate_limit_headers(self) -> dict[str, str]:
+        return {}
+
+    def client_settings(self) -> dict[str, Any]:
+        """The config keys a client needs for this emulator: its credentials, and rate limits that
+        match the emulator's own (already divided by the time scale)."""
+        if self.limiter is None:
+            return {}
+        return {
+            "rate_limit": [
+                {"requests": w.requests, "per_seconds": round(w.per_seconds, 6)} for w in self.limiter.windows
+            ]
+        }
+
+    # ----- WSGI ----------------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        request = Request(environ)
+        response = self.dispatch(request)
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        if request.path.startswith("/_sandbox/"):
+            return self.test_route(request)
+        # Logged on arrival, so a test can see a request that is still being answered (status None).
+        entry: dict[str, Any] = {
+            "t": round(time.monotonic() - self.started, 6),
+            "method": request.method,
+            "path": request.path,
+            "status": None,
+            "write": None,
+        }
+        request.environ["sandbox.log_entry"] = entry
+        with self.lock:
+            self.stats.log.append(entry)
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            endpoint, args = adapter.match()
+        except NotFound:
+            return self.record(request, None, self.error(404, "rest_no_route", "No route was found."))
+        except MethodNotAllowed:
+            return self.record(request, None, self.error(405, "method_not_allowed", "Method not allowed."))
+        except HTTPException as exc:  # redirects and the like: answer plainly
+            return self.record(request, None, self.error(exc.code or 400, "bad_request", str(exc)))
+        route = self._handlers[str(endpoint)]
+        is_write = self.is_write(request, route)
+        entry["write"] = is_write
+        rule = self.faults.take(request.method, request.path, is_write, self.is_list(request, route))
+        if rule is not None and rule.fault in BEFORE:
+            forced = self.before_fault(rule)
+            if forced is not None:
+                return self.record(request, route, forced, is_write=is_write)
+        refusal = self.authenticate(request)
+        if refusal is not None:
+            return self.record(request, route, refusal, is_write=is_write)
+        if self.limiter is not None:
+            wait = self.limiter.try_acquire()
+            if wait > 0:
+                return self.record(request, route, self.throttled(wait), is_write=is_write, throttled=True)
+        request.environ["sandbox.item_fault"] = rule.fault if rule and rule.fault in ITEM else None
+        try:
+            response = route.handler(request, **args)
+        except VendorError as exc:
+            response = self.error(exc.status, exc.code, exc.message, **exc.data)
+        response.headers.update(self.rate_limit_headers())
+        if rule is not None and rule.fault in AFTER:
+            response = self.damage(request, response, rule)
+        return self.record(request, route, response, is_write=is_write)
+
+    def record(
+        self,
+        request: Request,
+        route: Route | None,
+        response: Response,
+        *,
+        is_write: bool | None = None,
+        throttled: bool = False,
+    ) -> Response:
+        key = f"{request.method} {route.path if route else request.path}"
+        write = self.is_write(request, route) if is_write is None else is_write
+        throttled = throttled or self.looks_throttled(response)
+        with self.lock:
+            stats = self.stats
+            stats.requests[key] += 1
+            if write:
+                stats.writes += 1
+            else:
+                stats.reads += 1
+            if throttled:
+                stats.throttled += 1
+            elif response.status_code >= 400 or self.looks_failed(response):
+                stats.errors += 1
+            entry = request.environ.get("sandbox.log_entry")
+            if entry is not None:
+                entry.update(status=response.status_code, write=write)
+        return response
+
+    def looks_throttled(self, response: Response) -> bool:
+        return response.status_code == 429
+
+    def looks_failed(self, response: Response) -> bool:
+        """Vendors that report errors inside a 200 override this."""
+        return False
+
+    # ----- faults ---------------------------------------------------------------------------------
+    def before_fault(self, rule: FaultRule) -> Response | None:
+        kind = rule.fault
+        if kind in ("timeout", "slow"):
+            time.sleep(rule.seconds if rule.seconds is not None else (30.0 if kind == "timeout" else 1.0))
+            return None
+        if kind == "auth":
+            return self.auth_failure()
+        if kind == "vendor-throttle":
+            return self.vendor_throttle(rule)
+        status = int(kind)
+        response = self.error(status, f"http_{status}", f"Injected HTTP {status}")
+        if rule.retry_after is not None:
+            response.headers["Retry-After"] = _seconds_header(rule.retry_after)
+        return response
+
+    def damage(self, request: Request, response: Response, rule: FaultRule) -> Response:
+        body = response.get_data()
+        if rule.fault == "truncate":
+            cut = body[: max(1, len(body) // 2)]
+            response.set_data(cut)
+            return response
+        if rule.fault == "bad-json":
+            response.set_data(b"{'this': is not JSON,]")
+            return response
+        # reset: send the head and half the body, then drop the connection.
+        sock = request.environ.get("werkzeug.socket")
+        if isinstance(sock, socket.socket):
+            head = (
+                f"HTTP/1.1 {response.status}\r\nContent-Type: {response.content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode()
+            try:
+                sock.sendall(head + body[: len(body) // 2])
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return Response(b"", status=500)
+
+    def apply_item_fault(self, request: Request, items: list[Any]) -> list[Any]:
+        """Repeat or leave out one item of a list page, when a fault asks for it."""
+        fault = request.environ.get("sandbox.item_fault")
+        if not items or not fault:
+            return items
+        if fault == "repeat-item":
+            return [*items, items[-1]] if len(items) == 1 else [*items[:1], items[0], *items[1:]]
+        return items[1:]
+
+    # ----- test routes (no auth, not counted) ------------------------------------------------------
+    def test_route(self, request: Request) -> Response:
+        path = request.path[len("/_sandbox/") :]
+        method = request.method
+        if path == "stats":
+            if method == "DELETE":
+                with self.lock:
+                    self.stats = SandboxStats()
+                return json_response({"ok": True})
+            with self.lock:
+                return json_response(self.stats.to_json())
+        if path == "requests" and method == "GET":
+            with self.lock:
+                return json_response([dict(entry) for entry in self.stats.log])
+        if path == "faults":
+            if method == "DELETE":
+                self.faults.clear()
+                return json_response({"ok": True})
+            if method == "GET":
+                return json_response(self.faults.pending())
+            if method == "POST":
+                try:
+                    payload = json.loads(request.get_data() or b"null")
+                    specs = payload if isinstance(payload, list) else [payload]
+                    for spec in specs:
+                        self.faults.add(FaultRule.parse(spec))
+                except (ValueError, FaultSpecError) as exc:
+                    return json_response({"error": str(exc)}, 400)
+                return json_response({"ok": True, "pending": self.faults.pending()})
+        if path.startswith("customers/"):
+            customer_id = path[len("customers/") :]
+            if method == "GET":
+                with self.lock:
+                    found = self.customer_fixture(customer_id)
+            elif method == "PATCH":
+                try:
+                    partial = json.loads(request.get_data() or b"{}")
+                except ValueError:
+                    return json_response({"error": "body is not JSON"}, 400)
+                if not isinstance(partial, dict):
+                    return json_response({"error": "body must be an object"}, 400)
+                with self.lock:
+                    found = self.patch_customer(customer_id, partial)
+            else:
+                return json_response({"error": "method not allowed"}, 405)
+            if found is None:
+                return json_response({"error": f"no customer {customer_id}"}, 404)
+            return json_response(found)
+        return json_response({"error": f"no test route {request.path}"}, 404)
+
+
+def _seconds_header(seconds: float) -> str:
+    # Retry-After carries whole seconds; round up so a client never comes back too early.
+    whole = int(seconds)
+    return str(whole if whole == seconds else whole + 1)

@@ -1,0 +1,362 @@
+"""Shopify connector: Admin GraphQL API, version pinned in config (default 2026-10).
+
+Reads customers and orders with cursor paging sorted by `UPDATED_AT` and an `updated_at` search
+filter; writes with `tagsAdd` / `tagsRemove` (never a whole tag list: `customerUpdate` replaces it)
+and `metafieldsSet` / `metafieldsDelete` for `crmsync.loyalty_tier`. Up to 25 customers go in one
+document (25 is `metafieldsSet`'s limit; 52 mutation fields stay below the 1000-point query cap).
+Pacing follows the calculated-cost bucket the API reports in `extensions.cost.throttleStatus`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+
+from connectors.base import Capabilities, Connector, Page, advance_cursor, read_since
+from connectors.errors import ApiError
+from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
+from connectors.settings import SystemSettings
+from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult
+from mapping.normalize.dates import parse_timestamp
+
+MUTATION_COST = 10  # points per mutation field, as the API reports in extensions.cost
+TIER_NAMESPACE = "crmsync"
+TIER_KEY = "loyalty_tier"
+MAX_PAGE = 250
+
+CUSTOMERS_QUERY = """
+query CrmsyncCustomers($first: Int!, $after: String, $query: String) {
+  customers(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      id firstName lastName createdAt updatedAt tags
+      defaultEmailAddress { emailAddress }
+      defaultPhoneNumber { phoneNumber }
+      defaultAddress { address1 zip city countryCodeV2 }
+      loyaltyTier: metafield(namespace: "crmsync", key: "loyalty_tier") { value }
+    }
+  }
+}
+"""
+
+ORDERS_QUERY = """
+query CrmsyncOrders($first: Int!, $after: String, $query: String) {
+  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      id name email createdAt updatedAt cancelledAt test displayFinancialStatus
+      currentTotalPriceSet { shopMoney { amount currencyCode } }
+      customer { id }
+    }
+  }
+}
+"""
+
+CHECK_QUERY = "query CrmsyncCheck { shop { name currencyCode } }"
+
+NOT_COUNTED_STATUSES = frozenset({"REFUNDED", "VOIDED", "EXPIRED"})
+
+
+class ShopifySettings(SystemSettings):
+    type: Literal["shopify"]
+    access_token: SecretStr
+    api_version: str = Field(default="2026-10", pattern=r"^(\d{4}-(01|04|07|10)|unstable)$")
+    page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE)
+
+
+class CostPacer:
+    """Waits before a request until the bucket Shopify last reported can cover its cost."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.available: float | None = None
+        self.maximum = 0.0
+        self.rate = 0.0
+        self.at = 0.0
+        self.costs: dict[str, float] = {}
+
+    def observe(self, operation: str, body: Any) -> None:
+        cost = body.get("extensions", {}).get("cost") if isinstance(body, dict) else None
+        if not isinstance(cost, dict):
+            return
+        status = cost.get("throttleStatus") or {}
+        with self.lock:
+            if isinstance(cost.get("requestedQueryCost"), int | float):
+                self.costs[operation] = float(cost["requestedQueryCost"])
+            if all(isinstance(status.get(k), int | float) for k in ("currentlyAvailable", "restoreRate")):
+                self.available = float(status["currentlyAvailable"])
+                self.maximum = float(status.get("maximumAvailable") or self.available)
+                self.rate = float(status["restoreRate"])
+                self.at = time.monotonic()
+
+    def wait_for(self, operation: str, estimate: float | None = None) -> float:
+        """Seconds to wait before sending `operation` (0 when the bucket can take it). The cost is
+        the caller's estimate when it has one (mutations: 10 points each), else what this
+        operation was charged last time."""
+        with self.lock:
+            cost = estimate if estimate is not None else self.costs.get(operation)
+            if cost is None or self.available is None or self.rate <= 0:
+                return 0.0
+            now_available = min(self.maximum, self.available + (time.monotonic() - self.at) * self.rate)
+            return max(0.0, (cost - now_available) / self.rate)
+
+
+def throttle_wait(body: Any) -> float | None:
+    """How long until the bucket covers the refused query: (requested - available) / restore rate."""
+    cost = body.get("extensions", {}).get("cost") if isinstance(body, dict) else None
+    if not isinstance(cost, dict):
+        return None
+    status = cost.get("throttleStatus") or {}
+    try:
+        requested = float(cost["requestedQueryCost"])
+        available = float(status["currentlyAvailable"])
+        rate = float(status["restoreRate"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(0.05, (requested - available) / rate) if rate > 0 else None
+
+
+class ShopifyConnector(Connector):
+    type = "shopify"
+    settings_class = ShopifySettings
+    capabilities = Capabilities(
+        read_contacts=True, read_orders=True, incremental=True, write_tags=True, write_fields=True
+    )
+    contact_fields = {
+        "email": FieldSpec("defaultEmailAddress.emailAddress", "email"),
+        "phone": FieldSpec("defaultPhoneNumber.phoneNumber", "phone"),
+        "first_name": FieldSpec("firstName"),
+        "last_name": FieldSpec("lastName"),
+    }
+    order_fields = {
+        "customer_id": FieldSpec("customer.id", "id"),
+        "email": FieldSpec("email", "email"),
+        "amount": FieldSpec("currentTotalPriceSet.shopMoney.amount", "money"),
+        "currency": FieldSpec("currentTotalPriceSet.shopMoney.currencyCode", "currency"),
+        "created_at": FieldSpec("createdAt", "datetime"),
+    }
+    max_write_batch = 25
+    tier_field = f"{TIER_NAMESPACE}.{TIER_KEY}"
+    empty_field_value = None
+
+    settings: ShopifySettings
+
+    def make_client(self) -> ApiClient:
+        self.pacer = CostPacer()
+        return ApiClient(
+            self.name,
+            self.settings.base_url,
+            classify=self.classify,
+            headers={"X-Shopify-Access-Token": self.settings.access_token.get_secret_value()},
+            windows=self.settings.windows(),
+            pace_margin=self.settings.pace_margin,
+            connect_timeout=self.settings.connect_timeout,
+            read_timeout=self.settings.read_timeout,
+            retry=self.settings.retry.policy(),
+            stop_event=self.stop_event,
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"/admin/api/{self.settings.api_version}/graphql.json"
+
+    # ----- what replies mean ---------------------------------------------------------------------
+    def classify(self, response: ApiResponse) -> Verdict:
+        body = response.body
+        if response.status != 200:
+            return default_classify(response)
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if not errors:
+            return Verdict.ok()
+        codes = (
+            {(e.get("extensions") or {}).get("code") for e in errors if isinstance(e, dict)}
+            if isinstance(errors, list)
+            else set()
+        )
+        message = (
+            "; ".join(str(e.get("message")) for e in errors if isinstance(e, dict))
+            if isinstance(errors, list)
+            else str(errors)
+        )
+        if "THROTTLED" in codes:
+            return Verdict("throttled", message, throttle_wait(body))
+        if "ACCESS_DENIED" in codes:
+            return Verdict("auth", message)
+        if "INTERNAL_SERVER_ERROR" in codes:
+            return Verdict("retry", message)
+        return Verdict("fatal", message)
+
+    def graphql(
+        self, operation: str, query: str, variables: Mapping[str, Any], *, mutating: bool, cost: float | None = None
+    ) -> Any:
+        self.client.sleep(self.pacer.wait_for(operation, cost))
+        response = self.client.request(
+            "POST", self.endpoint, json_body={"query": query, "variables": dict(variables)}, mutating=mutating
+        )
+        self.pacer.observe(operation, response.body)
+        return response.body["data"]
+
+    def check(self) -> None:
+        data = self.graphql("check", CHECK_QUERY, {}, mutating=False)
+        if not isinstance(data, dict) or "shop" not in data:
+            raise ApiError(self.name, "unexpected reply to the shop query")
+
+    # ----- reads --------------------------------------------------------------------------------
+    def _read(self, kind: Kind, query: str, root: str, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        since = read_since(checkpoint, self.settings.lookback)
+        search = f"updated_at:>='{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'" if since else None
+        variables: dict[str, Any] = {"first": self.settings.page_size or 100, "after": None, "query": search}
+        state = dict(checkpoint or {})
+        number = 0
+        while True:
+            data = self.graphql(root, query, variables, mutating=False)
+            connection = data[root]
+            records = [
+                SourceRecord(self.name, kind, node["id"], parse_timestamp(node["updatedAt"]), node)
+                for node in connection["nodes"]
+            ]
+            number += 1
+            state = advance_cursor(state, records)
+            yield Page(records, state, number)
+            info = connection["pageInfo"]
+            if not info["hasNextPage"] or not records:
+                return
+            variables["after"] = info["endCursor"]
+
+    def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        return self._read(Kind.CONTACT, CUSTOMERS_QUERY, "customers", checkpoint)
+
+    def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        return self._read(Kind.ORDER, ORDERS_QUERY, "orders", checkpoint)
+
+    # ----- mapping hooks ------------------------------------------------------------------------
+    def payload_tags(self, payload: Mapping[str, Any]) -> list[str]:
+        tags = payload.get("tags")
+        return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+    def payload_field(self, payload: Mapping[str, Any], name: str) -> str | None:
+        if name != self.tier_field:
+            return None
+        metafield = payload.get("loyaltyTier")
+        value = metafield.get("value") if isinstance(metafield, dict) else None
+        return value if isinstance(value, str) else None
+
+    def order_counts(self, payload: Mapping[str, Any]) -> bool:
+        return not (
+            payload.get("cancelledAt")
+            or payload.get("test") is True
+            or payload.get("displayFinancialStatus") in NOT_COUNTED_STATUSES
+        )
+
+    # ----- writes -------------------------------------------------------------------------------
+    def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
+        plan = _write_document(changes, self.tier_field)
+        problems: dict[str, list[str]] = {c.record_id: [] for c in changes}
+        if plan.document:
+            cost = MUTATION_COST * plan.mutations
+            data = self.graphql("write", plan.document, plan.variables, mutating=True, cost=cost) or {}
+            for alias, payload in data.items():
+                for error in (payload or {}).get("userErrors") or []:
+                    for owner in plan.owners_of(alias, error):
+                        problems[owner].append(str(error.get("message")))
+            set_errors = (data.get("set") or {}).get("userErrors") or []
+            good = [item for i, item in enumerate(plan.variables.get("mf", [])) if not _names_element(set_errors, i)]
+            if set_errors and good and len(good) < len(plan.set_owners):
+                # metafieldsSet is atomic, so the valid items were not written either: send them again.
+                again = self.graphql("write-retry", RETRY_SET, {"mf": good}, mutating=True, cost=MUTATION_COST) or {}
+                for error in (again.get("set") or {}).get("userErrors") or []:
+                    for owner in _element_owners(error, [item["ownerId"] for item in good]):
+                        problems[owner].append(str(error.get("message")))
+        return [WriteResult(rid, not msgs, "; ".join(msgs)) for rid, msgs in problems.items()]
+
+
+RETRY_SET = """
+mutation CrmsyncWriteRetry($mf: [MetafieldsSetInput!]!) {
+  set: metafieldsSet(metafields: $mf) { userErrors { field message code elementIndex } }
+}
+"""
+
+
+def _names_element(errors: Sequence[Mapping[str, Any]], index: int) -> bool:
+    return any(e.get("elementIndex") == index for e in errors)
+
+
+def _element_owners(error: Mapping[str, Any], owners: Sequence[str]) -> list[str]:
+    """The record a metafield userError is about; all of them when it names no element."""
+    index = error.get("elementIndex")
+    if isinstance(index, int) and 0 <= index < len(owners):
+        return [owners[index]]
+    return list(owners)
+
+
+@dataclass
+class _WritePlan:
+    document: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
+    tag_owners: dict[str, str] = field(default_factory=dict)  # alias -> record id
+    set_owners: list[str] = field(default_factory=list)
+    delete_owners: list[str] = field(default_factory=list)
+    mutations: int = 0
+
+    def owners_of(self, alias: str, error: Mapping[str, Any]) -> list[str]:
+        if alias in self.tag_owners:
+            return [self.tag_owners[alias]]
+        if alias == "set":
+            return _element_owners(error, self.set_owners)
+        return list(self.delete_owners)
+
+
+def _write_document(changes: Sequence[WriteBack], tier_field: str) -> _WritePlan:
+    """One mutation document for a batch: aliased tagsAdd/tagsRemove per customer, one
+    metafieldsSet and one metafieldsDelete for all of them. Variables carry every value."""
+    plan = _WritePlan()
+    declarations: list[str] = []
+    fields: list[str] = []
+    to_set: list[dict[str, Any]] = []
+    to_delete: list[dict[str, Any]] = []
+    for index, change in enumerate(changes):
+        for alias, mutation, tags in (
+            (f"add{index}", "tagsAdd", change.add_tags),
+            (f"rem{index}", "tagsRemove", change.remove_tags),
+        ):
+            if not tags:
+                continue
+            if f"id{index}" not in plan.variables:
+                declarations.append(f"$id{index}: ID!")
+                plan.variables[f"id{index}"] = change.record_id
+            declarations.append(f"${alias}: [String!]!")
+            plan.variables[alias] = list(tags)
+            plan.tag_owners[alias] = change.record_id
+            fields.append(f"{alias}: {mutation}(id: $id{index}, tags: ${alias}) {{ userErrors {{ field message }} }}")
+        if tier_field not in change.set_fields:
+            continue
+        identifier = {"ownerId": change.record_id, "namespace": TIER_NAMESPACE, "key": TIER_KEY}
+        value = change.set_fields[tier_field]
+        if value:
+            to_set.append({**identifier, "type": "single_line_text_field", "value": value})
+            plan.set_owners.append(change.record_id)
+        else:
+            to_delete.append(identifier)
+            plan.delete_owners.append(change.record_id)
+    if to_set:
+        declarations.append("$mf: [MetafieldsSetInput!]!")
+        plan.variables["mf"] = to_set
+        fields.append("set: metafieldsSet(metafields: $mf) { userErrors { field message code elementIndex } }")
+    if to_delete:
+        declarations.append("$mfd: [MetafieldIdentifierInput!]!")
+        plan.variables["mfd"] = to_delete
+        fields.append(
+            "del: metafieldsDelete(metafields: $mfd) { deletedMetafields { key } userErrors { field message } }"
+        )
+    plan.mutations = len(fields)
+    if fields:
+        plan.document = "mutation CrmsyncWrite(" + ", ".join(declarations) + ") {\n  " + "\n  ".join(fields) + "\n}"
+    return plan
+
+
+CONNECTOR = ShopifyConnector

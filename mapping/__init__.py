@@ -1,0 +1,1 @@
+"""Pure mapping: vendor payloads to profiles, segments and desired write-backs. No I/O, no clock."""

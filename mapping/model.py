@@ -1,0 +1,154 @@
+"""The shared vocabulary of crmsync: plain, immutable values passed between the layers.
+
+This is the one module of `mapping` that `connectors` may import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    CONTACT = "contact"
+    ORDER = "order"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One vendor record as read, untouched. `id` is the vendor id as the vendor writes it."""
+
+    system: str
+    kind: Kind
+    id: str
+    updated_at: datetime | None
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """Where a profile field sits in a vendor payload (dotted path) and how to clean it."""
+
+    path: str
+    normaliser: str = "text"
+
+
+FieldMap = Mapping[str, FieldSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteState:
+    """The part of a remote record that crmsync owns: its prefixed tags and its own fields.
+
+    A field value of None means "absent" (nothing of ours stored there)."""
+
+    tags: frozenset[str] = frozenset()
+    fields: Mapping[str, str | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tags": sorted(self.tags), "fields": dict(sorted(self.fields.items()))}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> RemoteState:
+        if not data:
+            return cls()
+        return cls(frozenset(data.get("tags", ())), dict(data.get("fields", {})))
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """The normalised view of one contact record."""
+
+    system: str
+    id: str
+    updated_at: datetime | None
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    owned: RemoteState = field(default_factory=RemoteState)
+
+    @property
+    def key(self) -> str:
+        return record_key(self.system, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """The normalised view of one order or invoice. `counts` is False for cancelled, refunded and
+    test orders, which never count toward a customer's value."""
+
+    system: str
+    id: str
+    customer_id: str | None
+    email: str | None
+    amount: Decimal
+    currency: str
+    created_at: datetime
+    counts: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a record could not be mapped; it goes to the quarantine with this reason."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    order_count: int = 0
+    revenue: Decimal = Decimal(0)
+    spend_12m: Decimal = Decimal(0)
+    first_order: datetime | None = None
+    last_order: datetime | None = None
+
+    def days_since_last_order(self, now: datetime) -> int | None:
+        return None if self.last_order is None else (now - self.last_order).days
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """What crmsync concluded about one profile: segment names (without prefix) and the tier."""
+
+    segments: frozenset[str]
+    tier: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBack:
+    """A change to one remote record, limited to crmsync's own tags and fields. `target` is the
+    complete owned state after the change, recorded in the pushed-state ledger on success."""
+
+    system: str
+    record_id: str
+    add_tags: tuple[str, ...]
+    remove_tags: tuple[str, ...]
+    set_fields: Mapping[str, str | None]
+    target: RemoteState
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "system": self.system,
+            "id": self.record_id,
+            "add_tags": list(self.add_tags),
+            "remove_tags": list(self.remove_tags),
+            "set_fields": dict(self.set_fields),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    record_id: str
+    ok: bool
+    message: str = ""
+
+
+def record_key(system: str, record_id: str) -> str:
+    """`<system>:<id>`, the form users type for `explain` (split on the first colon only)."""
+    return f"{system}:{record_id}"

@@ -1,0 +1,29 @@
+"""Normalisers: each takes a raw value and returns the clean value, None when absent, or an
+`Invalid` carrying the reason why not. They never raise on bad input and never read the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mapping.normalize.base import Invalid
+from mapping.normalize.dates import normalise_datetime
+from mapping.normalize.email import normalise_email
+from mapping.normalize.money import normalise_currency, normalise_money, normalise_money_cents
+from mapping.normalize.text import normalise_bool, normalise_id, normalise_phone_raw, normalise_text
+
+Normaliser = Callable[[Any], Any]
+
+NORMALISERS: dict[str, Normaliser] = {
+    "text": normalise_text,
+    "id": normalise_id,
+    "bool": normalise_bool,
+    "email": normalise_email,
+    "phone": normalise_phone_raw,
+    "money": normalise_money,
+    "money_cents": normalise_money_cents,
+    "currency": normalise_currency,
+    "datetime": normalise_datetime,
+}
+
+__all__ = ["NORMALISERS", "Invalid", "Normaliser"]

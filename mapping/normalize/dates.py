@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from mapping.normalize.base import Invalid, type_name
+
+_EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def parse_timestamp(value: str) -> datetime:
+    """ISO-8601 with `Z` or an offset; a naive value is taken as UTC (callers pass `_gmt` fields)."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def normalise_datetime(value: Any) -> datetime | Invalid | None:
+    if value is None or value == "" or value is False:
+        return None
+    if not isinstance(value, str):
+        return Invalid("wrong_type", f"expected a timestamp, got {type_name(value)}")
+    try:
+        parsed = parse_timestamp(value)
+    except ValueError:
+        return Invalid("invalid_date", "not an ISO-8601 timestamp")
+    if not _EARLIEST <= parsed < _LATEST:
+        return Invalid("impossible_date", f"date {parsed.date()} outside 1990-2100")
+    return parsed

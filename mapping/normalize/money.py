@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from mapping.normalize.base import Invalid, type_name
+
+MAX_AMOUNT = Decimal("100000000")  # a single order above 100 million is a data error, not a sale
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def normalise_money(value: Any) -> Decimal | Invalid | None:
+    """An amount in units: `"29.35"`, `29.35`, `2935` (already units)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return Invalid("wrong_type", f"expected an amount, got {type_name(value)}")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return Invalid("invalid_amount", "not a number")
+    if not amount.is_finite():
+        return Invalid("invalid_amount", "not a finite number")
+    if abs(amount) > MAX_AMOUNT:
+        return Invalid("absurd_amount", "amount beyond 100,000,000")
+    return amount
+
+
+def normalise_money_cents(value: Any) -> Decimal | Invalid | None:
+    """An amount in cents (integer minor units), returned in units."""
+    amount = normalise_money(value)
+    if isinstance(amount, Decimal):
+        return amount / 100
+    return amount
+
+
+def normalise_currency(value: Any) -> str | Invalid | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        return Invalid("wrong_type", f"expected a currency code, got {type_name(value)}")
+    code = value.strip().upper()
+    if not _CURRENCY.match(code):
+        return Invalid("invalid_currency", "not an ISO 4217 code")
+    return code

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from mapping.normalize.base import Invalid, type_name
+
+MAX_TEXT = 1000
+
+
+def normalise_text(value: Any) -> str | Invalid | None:
+    """Trimmed, NFC-normalised text; empty and `false` (Lightspeed's "empty") become None."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return Invalid("wrong_type", f"expected text, got {type_name(value)}")
+    cleaned = " ".join(unicodedata.normalize("NFC", value).split())
+    if len(cleaned) > MAX_TEXT:
+        return Invalid("too_long", f"text of {len(cleaned)} characters (limit {MAX_TEXT})")
+    return cleaned or None
+
+
+def normalise_id(value: Any) -> str | Invalid | None:
+    if value is None or value == "" or value == 0 or value is False:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return Invalid("wrong_type", f"expected an id, got {type_name(value)}")
+    return str(value).strip() or None
+
+
+def normalise_bool(value: Any) -> bool | Invalid | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    if isinstance(value, int):
+        return bool(value)
+    return Invalid("wrong_type", f"expected true/false, got {type_name(value)}")
+
+
+def normalise_phone_raw(value: Any) -> str | Invalid | None:
+    """Phone numbers kept as typed (trimmed); E.164 parsing comes with the mapping layer."""
+    return normalise_text(value)

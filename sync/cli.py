@@ -1,0 +1,440 @@
+"""The `crmsync` command (CONTRACTS §1).
+
+Heavy modules are imported inside the commands so that `crmsync --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from sync.config import LoadedConfig
+    from sync.pipeline import CycleReport
+    from sync.state import StateStore
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Sync customers between CRMs and web shops: one profile, segments written back everywhere.",
+)
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: $CRMSYNC_CONFIG, else ./crmsync.toml)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout; logs go to stderr.")]
+LevelOpt = Annotated[LogLevel, typer.Option("--log-level", envvar="CRMSYNC_LOG_LEVEL", case_sensitive=False)]
+LogJsonOpt = Annotated[bool, typer.Option("--log-json", help="Log JSON lines even on a terminal.")]
+
+
+class Common:
+    def __init__(self, config: Path | None, as_json: bool, log_level: LogLevel, log_json: bool) -> None:
+        self.config = config
+        self.as_json = as_json
+        self.log_level = log_level.value
+        self.log_json = log_json
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    from connectors.redaction import redact_text
+
+    print(redact_text(message), file=sys.stderr, flush=True)
+    raise typer.Exit(code)
+
+
+def _start(common: Common, *, needs_config: bool = True) -> LoadedConfig | None:
+    from sync.clock import ClockError, now
+    from sync.config import ConfigError, config_path, load_config
+    from sync.log import setup_logging
+
+    setup_logging(common.log_level, True if common.log_json else None)
+    try:
+        now()
+    except ClockError as exc:
+        _fail(f"crmsync: {exc}", 2)
+    if not needs_config:
+        return None
+    try:
+        return load_config(config_path(common.config))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+def _loaded(common: Common) -> LoadedConfig:
+    loaded = _start(common)
+    assert loaded is not None
+    return loaded
+
+
+@contextmanager
+def _state(loaded: LoadedConfig, command: str) -> Iterator[StateStore]:
+    """The state store under the single-writer lock; another holder means exit 5."""
+    from sync.lock import LockHeld
+    from sync.runtime import open_state
+
+    try:
+        with open_state(loaded, command) as store:
+            yield store
+    except LockHeld as exc:
+        _fail(f"crmsync: {exc}", 5)
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM and SIGINT ask for a clean stop: the current page or batch completes and is recorded.
+    A second SIGINT stops at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _emit_json(document: Any) -> None:
+    from connectors.redaction import redact_value
+
+    sys.stdout.write(json.dumps(redact_value(document, by_name=False), ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _console() -> Any:
+    from sync.render import console
+
+    return console()
+
+
+def _cycle(common: Common, command: str, *, dry_run: bool, full: list[str] | None = None) -> CycleReport:
+    from sync.clock import now
+    from sync.pipeline import Cycle
+
+    loaded = _loaded(common)
+    if full is not None:
+        unknown = sorted(set(full) - set(loaded.config.systems))
+        if unknown:
+            _fail(f"crmsync: no system named {', '.join(unknown)} in {loaded.path}", 2)
+    with _state(loaded, command) as store:
+        stop = _stop_on_signals()
+        progress = _progress_bar() if command == "backfill" and not common.as_json else None
+        try:
+            if progress is not None:
+                with progress:
+                    return Cycle(loaded, store, clock=now, stop_event=stop, progress=progress).run(
+                        command, dry_run=dry_run, full=full or ()
+                    )
+            return Cycle(loaded, store, clock=now, stop_event=stop).run(command, dry_run=dry_run, full=full or ())
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _progress_bar() -> Any:
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    class RecordProgress(Progress):
+        def __init__(self) -> None:
+            super().__init__(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TextColumn("{task.completed:>8.0f} records"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self.tasks_by_key: dict[tuple[str, str], Any] = {}
+
+        def advance(self, system: str, stream: str, records: int) -> None:  # type: ignore[override]
+            key = (system, stream)
+            if key not in self.tasks_by_key:
+                self.tasks_by_key[key] = self.add_task(f"{system} {stream}", total=None)
+            self.update(self.tasks_by_key[key], advance=records)
+
+    return RecordProgress()
+
+
+def _finish(common: Common, report: CycleReport, title: str, *, with_changes: bool = False) -> NoReturn:
+    from sync.render import plan_table, print_report
+
+    if common.as_json:
+        _emit_json(report.to_json(with_changes=with_changes))
+    else:
+        console = _console()
+        print_report(console, report, title)
+        if with_changes:
+            console.print(plan_table(report.changes))
+        if report.interrupted:
+            console.print("[yellow]stopped on request; what was confirmed is recorded[/]")
+    raise typer.Exit(report.exit_code())
+
+
+# ----- commands ----------------------------------------------------------------------------------
+@app.command()
+def sync(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Stop after planning; write nothing.")] = False,
+) -> None:
+    """One incremental cycle: read what changed, recompute, write back."""
+    common = Common(config, json_out, log_level, log_json)
+    _finish(common, _cycle(common, "sync", dry_run=dry_run), "sync", with_changes=dry_run and json_out)
+
+
+@app.command()
+def plan(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+) -> None:
+    """What `sync` would write, per system and record; nothing is written."""
+    common = Common(config, json_out, log_level, log_json)
+    _finish(common, _cycle(common, "plan", dry_run=True), "plan", with_changes=True)
+
+
+@app.command()
+def backfill(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+    system: Annotated[list[str] | None, typer.Option("--system", help="Only re-read this system (repeatable).")] = None,
+) -> None:
+    """Re-read everything (resumable, with progress), then run one cycle."""
+    common = Common(config, json_out, log_level, log_json)
+    loaded = _loaded(common)
+    systems = list(system) if system else list(loaded.config.systems)
+    _finish(common, _cycle(common, "backfill", dry_run=False, full=systems), "backfill")
+
+
+@app.command()
+def check(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+) -> None:
+    """Validate the config and make one authenticated call to every system."""
+    from connectors.errors import AuthError, ConnectorError
+    from connectors.registry import connector_class
+    from connectors.settings import RetrySettings
+    from sync.render import check_table
+
+    common = Common(config, json_out, log_level, log_json)
+    loaded = _loaded(common)
+    results: dict[str, dict[str, Any]] = {}
+    for name, settings in loaded.config.systems.items():
+        cls = connector_class(settings.type)
+        quick = settings.model_copy(update={"retry": RetrySettings(attempts=2, max_retry_after=5)})
+        result: dict[str, Any] = {
+            "type": settings.type,
+            "reachable": False,
+            "auth": "unknown",
+            "capabilities": cls.capabilities.to_json(),
+            "error": None,
+        }
+        connector = cls(name, quick, tag_prefix=loaded.config.writeback.tag_prefix)
+        try:
+            connector.check()
+            result.update(reachable=True, auth="ok")
+        except AuthError as exc:
+            result.update(reachable=True, auth="refused", error=str(exc))
+        except ConnectorError as exc:
+            result.update(error=str(exc))
+        finally:
+            connector.close()
+        results[name] = result
+    failed = any(r["auth"] != "ok" for r in results.values())
+    if common.as_json:
+        _emit_json({"systems": results})
+    else:
+        _console().print(check_table(results))
+    raise typer.Exit(3 if failed else 0)
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+) -> None:
+    """Last cycle per system, records waiting to be retried, and who holds the state lock."""
+    from sync.lock import current_holder
+    from sync.render import status_table
+    from sync.runtime import lock_path
+    from sync.state import StateStore
+
+    common = Common(config, json_out, log_level, log_json)
+    loaded = _loaded(common)
+    path = loaded.sqlite_path()
+    holder = current_holder(lock_path(path)) if path is not None else None
+    if path is not None and not path.exists():
+        systems: dict[str, Any] = {}
+        pending: list[dict[str, Any]] = []
+        last_run = None
+    else:
+        store = StateStore(loaded.state_url())
+        try:
+            systems = store.last_system_runs()
+            pending = store.pending_records()
+            last_run = store.last_run()
+        finally:
+            store.close()
+    if last_run is not None:
+        last_run = {k: v for k, v in last_run.items() if k != "summary"}
+    if common.as_json:
+        _emit_json({"systems": systems, "pending": pending, "lock": holder, "last_run": last_run})
+        raise typer.Exit(0)
+    console = _console()
+    console.print(status_table(systems))
+    if pending:
+        console.print(f"{len(pending)} records waiting to be retried:")
+        for row in pending[:20]:
+            console.print(f"  {row['system']}:{row['record_id']} ({row['attempts']} attempts): {row['message']}")
+    console.print(f"lock: held by pid {holder.get('pid')} ({holder.get('command')})" if holder else "lock: free")
+    raise typer.Exit(0)
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+    cycles: Annotated[
+        int | None, typer.Option("--cycles", min=1, help="Stop after this many cycles (default: run until stopped).")
+    ] = None,
+) -> None:
+    """The daemon: a cycle on the [schedule], one at a time, until SIGTERM or SIGINT."""
+    from sync.scheduler import run_daemon
+
+    common = Common(config, json_out, log_level, log_json)
+    loaded = _loaded(common)
+    with _state(loaded, "run") as store:
+        stop = _stop_on_signals()
+        code = run_daemon(loaded, store, stop, max_cycles=cycles)
+    raise typer.Exit(code)
+
+
+@app.command()
+def sandbox(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Fixtures: DIR/<type>/customers.json and orders.json.")
+    ] = None,
+    port_base: Annotated[
+        int | None, typer.Option("--port-base", help="Ports P+0 shopify, P+1 woocommerce, ...")
+    ] = None,
+    write_config: Annotated[
+        Path | None, typer.Option("--write-config", help="Write a working crmsync config for these sandboxes.")
+    ] = None,
+    time_scale: Annotated[float, typer.Option("--time-scale", min=0.001, help="Divide rate-limit windows by X.")] = 1.0,
+) -> None:
+    """Run the vendor emulators on 127.0.0.1 until SIGINT or SIGTERM."""
+    from connectors.sandbox import FixtureError
+    from sync.demo import demo_data
+    from sync.sandboxes import load_fixture_dir, sandbox_config, start_sandboxes, stop_sandboxes
+
+    _start(Common(config, json_out, log_level, log_json), needs_config=False)
+    try:
+        fixtures = load_fixture_dir(data) if data is not None else demo_data()
+        running = start_sandboxes(fixtures, port_base=port_base, time_scale=time_scale)
+    except FixtureError as exc:
+        _fail(f"crmsync: bad fixture: {exc}", 2)
+    except OSError as exc:
+        _fail(f"crmsync: cannot start sandboxes: {exc}", 2)
+    try:
+        if write_config is not None:
+            write_config.parent.mkdir(parents=True, exist_ok=True)
+            write_config.write_text(sandbox_config(running))
+        for item in running:
+            print(f"{item.type} {item.url}", flush=True)
+        stop = _stop_on_signals()
+        stop.wait()
+    finally:
+        stop_sandboxes(running)
+    raise typer.Exit(0)
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.warning,
+    log_json: LogJsonOpt = False,
+    contacts: Annotated[int, typer.Option("--contacts", min=1, help="Synthetic people to generate.")] = 300,
+    folder: Annotated[Path, typer.Option("--dir", help="Where the demo keeps its config and state.")] = Path(
+        "crmsync-demo"
+    ),
+) -> None:
+    """Start the sandboxes with synthetic shops, backfill, sync twice, print what happened."""
+    from sync.demo_run import run_demo
+
+    common = Common(config, json_out, log_level, log_json)
+    _start(common, needs_config=False)
+    raise typer.Exit(run_demo(folder, contacts, as_json=common.as_json))
+
+
+# ----- entry point -------------------------------------------------------------------------------
+def main() -> None:
+    """Exit codes per CONTRACTS §1 (typer itself exits 2 on usage errors); an unexpected crash
+    prints one line naming its log file and exits 70."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("crmsync: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        sys.exit(_crash(exc))
+
+
+def _crash(exc: BaseException) -> int:
+    from connectors.redaction import redact_text
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    path = Path(tempfile.gettempdir()) / f"crmsync-crash-{stamp}.log"
+    try:
+        path.write_text(redact_text("".join(traceback.format_exception(exc))))
+        where = f"details in {path}"
+    except OSError:
+        where = "no crash log could be written"
+    print(f"crmsync: internal error: {type(exc).__name__}: {redact_text(str(exc))} ({where})", file=sys.stderr)
+    return 70
+
+
+if __name__ == "__main__":
+    main()

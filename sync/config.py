@@ -1,0 +1,261 @@
+"""The configuration file: one TOML document, overridable by `CRMSYNC_*` environment variables.
+
+Nested keys use `__` in environment names: `CRMSYNC_SYSTEMS__SHOP__ACCESS_TOKEN` overrides
+`[systems.shop] access_token`. Every problem is reported as one plain line naming the key path as
+written in the TOML; secret values never appear in those lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, Discriminator, Field, SecretStr, Tag, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from connectors.redaction import redact_text, register_secret
+from connectors.registry import TYPES, connector_class
+from connectors.settings import Duration, StrictModel, SystemSettings
+from mapping.segments import SegmentSettings
+
+SYSTEM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+DEFAULT_FILE = "crmsync.toml"
+
+
+class ConfigError(Exception):
+    """One or more config problems, one plain line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class StateSettings(StrictModel):
+    url: str = "sqlite:///crmsync.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("expected sqlite:///path or postgresql://...")
+        return value
+
+
+class ScheduleSettings(StrictModel):
+    interval: Duration | None = None
+    cron: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ScheduleSettings:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("set either interval or cron, not both")
+        if self.interval is not None and self.interval < 1:
+            raise ValueError("interval must be at least 1 second")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError("cron needs five fields: minute hour day month weekday")
+        return self
+
+    @property
+    def every_seconds(self) -> float:
+        return self.interval if self.interval is not None else 900.0
+
+
+class WritebackSettings(StrictModel):
+    tag_prefix: str = Field(default="crmsync:", min_length=2, max_length=40)
+
+    @field_validator("tag_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str) -> str:
+        if value != value.strip() or "," in value:
+            raise ValueError("a tag prefix has no surrounding spaces and no commas")
+        return value
+
+
+def _system_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kind = value.get("type")
+        return kind if isinstance(kind, str) else None
+    return getattr(value, "type", None)
+
+
+def _system_union() -> Any:
+    members = tuple(Annotated[connector_class(t).settings_class, Tag(t)] for t in TYPES)
+    return Annotated[
+        members[0] if len(members) == 1 else _union(members),
+        Discriminator(_system_tag, custom_error_type="unknown_system_type", custom_error_message="unknown system type"),
+    ]
+
+
+def _union(members: tuple[Any, ...]) -> Any:
+    from typing import Union
+
+    return Union[members]  # noqa: UP007  (a runtime-built union needs the subscript form)
+
+
+if TYPE_CHECKING:
+    SystemConfig = SystemSettings
+else:
+    # A discriminated union over every registered connector's settings, on the `type` key.
+    SystemConfig = _system_union()
+
+
+class CrmsyncConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CRMSYNC_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        nested_model_default_partial_update=True,
+    )
+
+    state: StateSettings = Field(default_factory=StateSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    writeback: WritebackSettings = Field(default_factory=WritebackSettings)
+    segments: SegmentSettings = Field(default_factory=SegmentSettings)
+    systems: dict[str, SystemConfig] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML document arrives as init arguments; the environment overrides it.
+        return (env_settings, init_settings)
+
+    @field_validator("systems")
+    @classmethod
+    def _system_names(cls, systems: dict[str, Any]) -> dict[str, Any]:
+        for name in systems:
+            if not SYSTEM_NAME.match(name):
+                raise ValueError(f"system name {name!r} must match [a-z][a-z0-9_]*")
+        return systems
+
+    def system(self, name: str) -> SystemSettings:
+        settings: SystemSettings = self.systems[name]
+        return settings
+
+
+class LoadedConfig(BaseModel):
+    """The config together with where it came from (relative paths resolve from its folder)."""
+
+    model_config = {"arbitrary_types_allowed": True, "frozen": True}
+
+    path: Path
+    config: CrmsyncConfig
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def state_url(self) -> str:
+        url = self.config.state.url
+        if url.startswith("sqlite:///"):
+            raw = url[len("sqlite:///") :]
+            if raw != ":memory:" and not Path(raw).is_absolute():
+                return "sqlite:///" + str((self.folder / raw).resolve())
+        return url
+
+    def sqlite_path(self) -> Path | None:
+        url = self.state_url()
+        return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") and ":memory:" not in url else None
+
+
+def config_path(option: Path | None) -> Path:
+    if option is not None:
+        return option
+    from_env = os.environ.get("CRMSYNC_CONFIG")
+    return Path(from_env) if from_env else Path(DEFAULT_FILE)
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Read, validate and register the secrets of a config file; raise ConfigError with every problem."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"config error: {path}: file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"config error: {path}: cannot read ({exc.strerror})"]) from None
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError([f"config error: {path}: not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"config error: {path}: invalid TOML: {redact_text(str(exc))}"]) from None
+    _register_raw_secrets(document)
+    try:
+        config = CrmsyncConfig(**document)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc)) from None
+    for secret in iter_secrets(config):
+        register_secret(secret)
+    return LoadedConfig(path=path.resolve(), config=config)
+
+
+def _register_raw_secrets(document: dict[str, Any]) -> None:
+    """Register anything that looks like a credential before validation, so that no error line
+    about a malformed section can echo it."""
+    for section in (document.get("systems") or {}).values():
+        if isinstance(section, dict):
+            for key, value in section.items():
+                if isinstance(value, str) and re.search(r"token|key|secret|password", key, re.I):
+                    register_secret(value)
+    for name, value in os.environ.items():
+        if name.startswith("CRMSYNC_") and re.search(r"TOKEN|KEY|SECRET|PASSWORD", name):
+            register_secret(value)
+
+
+def iter_secrets(model: Any) -> Iterator[str]:
+    if isinstance(model, SecretStr):
+        yield model.get_secret_value()
+    elif isinstance(model, BaseModel):
+        for name in type(model).model_fields:
+            yield from iter_secrets(getattr(model, name))
+    elif isinstance(model, dict):
+        for value in model.values():
+            yield from iter_secrets(value)
+    elif isinstance(model, list | tuple):
+        for value in model:
+            yield from iter_secrets(value)
+
+
+_MESSAGES = {
+    "missing": "field required",
+    "extra_forbidden": "unknown key",
+    "unknown_system_type": "unknown system type; expected one of " + ", ".join(TYPES),
+}
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = list(error["loc"])
+        # Drop the discriminator tag pydantic inserts after systems.<name>.
+        if len(loc) >= 3 and loc[0] == "systems" and loc[2] in TYPES:
+            del loc[2]
+        path = _key_path(loc)
+        message = _MESSAGES.get(error["type"]) or _plain(error["msg"])
+        if error["type"] == "unknown_system_type":
+            path = f"{path}.type"
+        lines.append(f"config error: {path}: {redact_text(message)}")
+    return lines
+
+
+def _key_path(loc: list[Any]) -> str:
+    """`systems.shop.rate_limit[0].requests`: dotted keys, list positions in brackets."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _plain(message: str) -> str:
+    message = re.sub(r"^(Value|Assertion) error, ", "", message)
+    return message[:1].lower() + message[1:]

@@ -1,0 +1,393 @@
+"""One cycle: extract -> map -> resolve -> compute -> plan -> apply.
+
+Extraction runs one thread per system (each with its own pacing); a system that fails is reported
+and skipped while the others go on. A stop request (SIGTERM) is honoured between pages and between
+write batches, so what was confirmed is always recorded before crmsync exits.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+
+from connectors.base import Connector
+from connectors.errors import ConnectorError
+from connectors.http import Cancelled
+from connectors.registry import connector_class
+from mapping.fieldmaps import map_contact, map_order
+from mapping.identity import resolve
+from mapping.model import Contact, Kind, Membership, Order, Rejection, RemoteState, SourceRecord, WriteBack
+from mapping.segments import membership
+from mapping.traits import order_traits
+from sync.config import LoadedConfig
+from sync.planner import plan_system
+from sync.state import Mapper, RunHandle, StateStore
+
+log = structlog.get_logger("crmsync.pipeline")
+
+# Bump when mapping code changes what it produces from the same payload: stored records are then
+# mapped again from their raw form at the start of the next cycle.
+MAPPING_VERSION = "1"
+
+STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
+
+
+class Progress(Protocol):
+    def advance(self, system: str, stream: str, records: int) -> None: ...
+
+
+@dataclass
+class SystemOutcome:
+    type: str
+    status: str = "ok"
+    error: str | None = None
+    read_contacts: int = 0
+    read_orders: int = 0
+    changed: int = 0
+    quarantined: int = 0
+    planned: int = 0
+    written: int = 0
+    rejected: int = 0
+    write_calls: int = 0
+    rejections: list[tuple[str, str]] = field(default_factory=list)
+
+    def fail(self, status: str, error: str) -> None:
+        # The first failure is the one worth reporting; an interruption never hides a failure.
+        if self.status == "ok" or (self.status == "interrupted" and status == "failed"):
+            self.status, self.error = status, error
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "status": self.status,
+            "error": self.error,
+            "read": {"contacts": self.read_contacts, "orders": self.read_orders},
+            "quarantined": self.quarantined,
+            "planned": self.planned,
+            "written": self.written,
+            "rejected": self.rejected,
+            "write_calls": self.write_calls,
+        }
+
+
+@dataclass
+class CycleReport:
+    run_id: str
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None = None
+    profiles: int = 0
+    systems: dict[str, SystemOutcome] = field(default_factory=dict)
+    changes: list[WriteBack] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def quarantined(self) -> int:
+        return sum(s.quarantined for s in self.systems.values())
+
+    def to_json(self, *, with_changes: bool = False) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "profiles": self.profiles,
+            "quarantined": self.quarantined,
+            "systems": {name: outcome.to_json() for name, outcome in self.systems.items()},
+        }
+        if with_changes:
+            doc["changes"] = [change.to_json() for change in self.changes]
+        return doc
+
+    def exit_code(self) -> int:
+        """CONTRACTS §1: 3 when a system failed, 1 when records were rejected, else 0."""
+        if any(s.status == "failed" for s in self.systems.values()):
+            return 3
+        if any(s.rejected for s in self.systems.values()):
+            return 1
+        return 0
+
+
+def build_connectors(loaded: LoadedConfig, stop_event: threading.Event) -> dict[str, Connector]:
+    config = loaded.config
+    return {
+        name: connector_class(settings.type)(
+            name, settings, tag_prefix=config.writeback.tag_prefix, stop_event=stop_event
+        )
+        for name, settings in config.systems.items()
+    }
+
+
+def make_mapper(connector: Connector, kind: Kind) -> Mapper:
+    """The pure mapping of one record, guarded: a payload that trips the mapping code is
+    quarantined with the reason instead of stopping the run."""
+
+    def mapper(record: SourceRecord) -> Contact | Order | Rejection:
+        try:
+            if not isinstance(record.payload, Mapping):
+                return Rejection("wrong_type", f"{kind.value} payload is not an object")
+            if kind is Kind.CONTACT:
+                return map_contact(record, connector.contact_fields, connector.owned_state(record.payload))
+            return map_order(record, connector.order_fields, connector.order_counts(record.payload))
+        except Exception as exc:
+            return Rejection("unreadable", f"{type(exc).__name__}: {exc}"[:300])
+
+    return mapper
+
+
+def merge_checkpoints(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The later of two incremental cursors (a finished backfill meets the regular cursor)."""
+    cursors = [c["cursor"] for c in (a, b) if c and c.get("cursor")]
+    return {"cursor": max(cursors)} if cursors else {}
+
+
+class Cycle:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        store: StateStore,
+        *,
+        clock: Callable[[], datetime],
+        stop_event: threading.Event | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.store = store
+        self.clock = clock
+        self.stop_event = stop_event or threading.Event()
+        self.progress = progress
+
+    def run(self, command: str, *, dry_run: bool = False, full: Iterable[str] = ()) -> CycleReport:
+        """`full`: systems to read from the start (backfill) instead of from their cursors."""
+        started = self.clock()
+        run = self.store.begin_run(command, started)
+        report = CycleReport(run.run_id, dry_run, started)
+        connectors = build_connectors(self.loaded, self.stop_event)
+        report.systems = {name: SystemOutcome(c.type) for name, c in connectors.items()}
+        full_systems = set(full)
+        try:
+            self._remap_if_needed(connectors, run)
+            self._extract(connectors, report, run, full_systems)
+            if not self.stop_event.is_set():
+                desired = self._compute(connectors, report, run)
+                self._plan(connectors, report, desired)
+                if not dry_run and not self.stop_event.is_set():
+                    self._apply(connectors, report, run)
+        finally:
+            for connector in connectors.values():
+                connector.close()
+        report.interrupted = self.stop_event.is_set()
+        counts = self.store.quarantine_counts()
+        for name, outcome in report.systems.items():
+            outcome.quarantined = counts.get(name, 0)
+            if report.interrupted and outcome.status == "ok":
+                outcome.status = "interrupted"
+        report.finished_at = self.clock()
+        for name, outcome in report.systems.items():
+            self.store.record_system_run(
+                run, name, outcome.status, outcome.error, outcome.to_json(), report.finished_at
+            )
+        status = "interrupted" if report.interrupted else ("failed" if report.exit_code() == 3 else "ok")
+        self.store.finish_run(run, status, report.to_json(), report.finished_at)
+        return report
+
+    # ----- map again after an upgrade ----------------------------------------------------------
+    def _remap_if_needed(self, connectors: Mapping[str, Connector], run: RunHandle) -> None:
+        if self.store.get_meta("mapping_version") == MAPPING_VERSION:
+            return
+        for name, connector in connectors.items():
+            for _, kind in STREAMS:
+                self.store.remap(name, kind, make_mapper(connector, kind), run.seq)
+        self.store.set_meta("mapping_version", MAPPING_VERSION)
+
+    # ----- extract -------------------------------------------------------------------------------
+    def _extract(
+        self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle, full: set[str]
+    ) -> None:
+        def one(name: str) -> None:
+            outcome = report.systems[name]
+            connector = connectors[name]
+            structlog.contextvars.bind_contextvars(system=name)
+            try:
+                for stream, kind in STREAMS:
+                    self._extract_stream(connector, outcome, run, stream, kind, name in full)
+            except Cancelled:
+                outcome.fail("interrupted", "stopped while reading")
+            except ConnectorError as exc:
+                outcome.fail("failed", str(exc))
+                log.error("extract failed", system=name, error=str(exc))
+            except Exception as exc:
+                outcome.fail("failed", f"{type(exc).__name__}: {exc}")
+                log.exception("extract crashed", system=name)
+            finally:
+                structlog.contextvars.unbind_contextvars("system")
+
+        with ThreadPoolExecutor(max_workers=max(1, len(connectors)), thread_name_prefix="extract") as pool:
+            list(pool.map(one, connectors))
+
+    def _extract_stream(
+        self, connector: Connector, outcome: SystemOutcome, run: RunHandle, stream: str, kind: Kind, full: bool
+    ) -> None:
+        capable = connector.capabilities.read_contacts if kind is Kind.CONTACT else connector.capabilities.read_orders
+        if not capable:
+            return
+        name = connector.name
+        key = f"{stream}@backfill" if full else stream
+        checkpoint = self.store.checkpoint(name, key)
+        reader = connector.read_contacts if kind is Kind.CONTACT else connector.read_orders
+        mapper = make_mapper(connector, kind)
+        received = changed = quarantined = 0
+        last: Mapping[str, Any] | None = checkpoint
+        for page in reader(checkpoint):
+            stored = self.store.store_page(name, kind, page.records, mapper, run.seq, (key, page.checkpoint))
+            last = page.checkpoint
+            received += stored.received
+            changed += stored.changed
+            quarantined += stored.quarantined
+            log.debug("page stored", system=name, stream=stream, page=page.number, records=stored.received)
+            if self.progress is not None:
+                self.progress.advance(name, stream, stored.received)
+            if self.stop_event.is_set():
+                raise Cancelled(name, "stop requested")
+        if full:
+            self.store.set_checkpoint(
+                name, stream, merge_checkpoints(self.store.checkpoint(name, stream), last), run.seq
+            )
+            self.store.set_checkpoint(name, key, None, run.seq)
+        if kind is Kind.CONTACT:
+            outcome.read_contacts += received
+        else:
+            outcome.read_orders += received
+        outcome.changed += changed
+        log.info("extracted", system=name, stream=stream, records=received, changed=changed, quarantined=quarantined)
+
+    # ----- resolve and compute --------------------------------------------------------------------
+    def _compute(
+        self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle
+    ) -> dict[str, dict[str, RemoteState]]:
+        """Profiles and their verdicts; returns the desired owned state per system and record."""
+        now = self.clock()
+        settings = self.config.segments
+        contacts = [contact for contact, _ in self.store.iter_contacts()]
+        previous, ages = self.store.previous_assignment()
+        resolution = resolve(((c.key, [("email", c.email)] if c.email else []) for c in contacts), previous, ages)
+        by_email: dict[str, str] = {}
+        for contact in contacts:
+            if contact.email:
+                by_email.setdefault(contact.email, resolution.assignment[contact.key])
+        orders: dict[str, list[Order]] = defaultdict(list)
+        for order in self.store.iter_orders():
+            profile = resolution.assignment.get(f"{order.system}:{order.customer_id}") if order.customer_id else None
+            if profile is None and order.email:
+                profile = by_email.get(order.email)
+            if profile is not None:
+                orders[profile].append(order)
+        members = resolution.members()
+        verdicts: dict[str, tuple[Membership, dict[str, Any]]] = {}
+        unconverted = 0
+        for profile in members:
+            traits, skipped = order_traits(orders.get(profile, ()), now, settings.base_currency, settings.rates)
+            unconverted += skipped
+            verdicts[profile] = (
+                membership(traits, settings, now),
+                {
+                    "order_count": traits.order_count,
+                    "revenue": str(traits.revenue),
+                    "spend_12m": str(traits.spend_12m),
+                    "first_order": traits.first_order.isoformat() if traits.first_order else None,
+                    "last_order": traits.last_order.isoformat() if traits.last_order else None,
+                },
+            )
+        if unconverted:
+            log.warning("orders without an exchange rate left out", orders=unconverted, base=settings.base_currency)
+        self.store.save_profiles(
+            {pid: [tuple(key.split(":", 1)) for key in keys] for pid, keys in members.items()},  # type: ignore[misc]
+            verdicts,
+            resolution.aliases,
+            run.seq,
+        )
+        report.profiles = len(members)
+        log.info("profiles computed", profiles=len(members), merged=sum(1 for k in members.values() if len(k) > 1))
+        desired: dict[str, dict[str, RemoteState]] = defaultdict(dict)
+        for profile, keys in members.items():
+            verdict = verdicts[profile][0]
+            for key in keys:
+                system, record_id = key.split(":", 1)
+                connector = connectors.get(system)
+                if connector is not None:
+                    desired[system][record_id] = connector.desired_state(verdict)
+        return desired
+
+    # ----- plan and apply ---------------------------------------------------------------------------
+    def _plan(
+        self, connectors: Mapping[str, Connector], report: CycleReport, desired: Mapping[str, Mapping[str, RemoteState]]
+    ) -> None:
+        for name, connector in connectors.items():
+            outcome = report.systems[name]
+            caps = connector.capabilities
+            if (
+                outcome.status == "failed"
+                or not connector.settings.writeback
+                or not (caps.write_tags or caps.write_fields)
+            ):
+                continue
+            known = self.store.known_states(name)
+            changes = plan_system(name, desired.get(name, {}), {rid: k.current for rid, k in known.items()})
+            outcome.planned = len(changes)
+            report.changes.extend(changes)
+            log.info("planned", system=name, records=len(changes))
+
+    def _apply(self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle) -> None:
+        by_system: dict[str, list[WriteBack]] = defaultdict(list)
+        for change in report.changes:
+            by_system[change.system].append(change)
+
+        def one(name: str) -> None:
+            connector = connectors[name]
+            outcome = report.systems[name]
+            changes = by_system[name]
+            calls_before = connector.client.stats.mutating
+            size = connector.write_batch
+            try:
+                for start in range(0, len(changes), size):
+                    if self.stop_event.is_set():
+                        outcome.fail("interrupted", "stopped between write batches")
+                        break
+                    batch = changes[start : start + size]
+                    results = connector.write(batch)
+                    self.store.record_results(name, batch, results, run.seq, self.clock())
+                    for result in results:
+                        if result.ok:
+                            outcome.written += 1
+                        else:
+                            outcome.rejected += 1
+                            outcome.rejections.append((result.record_id, result.message))
+                            log.warning("record rejected", system=name, record=result.record_id, reason=result.message)
+            except Cancelled:
+                outcome.fail("interrupted", "stopped while writing")
+            except ConnectorError as exc:
+                outcome.fail("failed", str(exc))
+                log.error("write-back failed", system=name, error=str(exc))
+            finally:
+                outcome.write_calls = connector.client.stats.mutating - calls_before
+                log.info(
+                    "applied",
+                    system=name,
+                    written=outcome.written,
+                    rejected=outcome.rejected,
+                    write_calls=outcome.write_calls,
+                )
+
+        systems = [name for name in by_system if by_system[name]]
+        if not systems:
+            return
+        with ThreadPoolExecutor(max_workers=len(systems), thread_name_prefix="apply") as pool:
+            list(pool.map(one, systems))

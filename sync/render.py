@@ -1,0 +1,123 @@
+"""Human output: rich tables for the terminal. `--json` output never comes through here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mapping.model import WriteBack
+from sync.pipeline import CycleReport
+
+
+def console() -> Console:
+    """Terminal output; piped output gets a fixed, roomy width instead of rich's 80 columns."""
+    out = Console(highlight=False)
+    return out if out.is_terminal else Console(highlight=False, width=160)
+
+
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "interrupted": "yellow", "skipped": "dim"}
+
+
+def summary_table(report: CycleReport, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in (
+        "system",
+        "type",
+        "status",
+        "contacts",
+        "orders",
+        "quarantined",
+        "planned",
+        "written",
+        "rejected",
+        "calls",
+    ):
+        table.add_column(column, justify="right" if column not in ("system", "type", "status") else "left")
+    for name, outcome in report.systems.items():
+        table.add_row(
+            name,
+            outcome.type,
+            f"[{STATUS_STYLE.get(outcome.status, '')}]{outcome.status}[/]",
+            str(outcome.read_contacts),
+            str(outcome.read_orders),
+            str(outcome.quarantined),
+            str(outcome.planned),
+            str(outcome.written),
+            str(outcome.rejected),
+            str(outcome.write_calls),
+        )
+    table.caption = f"profiles: {report.profiles}" + ("   (dry run: nothing written)" if report.dry_run else "")
+    table.caption_justify = "left"
+    return table
+
+
+def print_report(console: Console, report: CycleReport, title: str) -> None:
+    console.print(summary_table(report, title))
+    for name, outcome in report.systems.items():
+        if outcome.error:
+            console.print(f"[red]{outcome.error}[/]")
+        for record_id, message in outcome.rejections[:10]:
+            console.print(f"[yellow]{name}[/]: record {record_id} rejected: {message}")
+        if len(outcome.rejections) > 10:
+            console.print(f"[yellow]{name}[/]: ... and {len(outcome.rejections) - 10} more rejected records")
+
+
+def plan_table(changes: Sequence[WriteBack]) -> Table:
+    table = Table(title=f"{len(changes)} planned changes", title_justify="left")
+    for column in ("system", "record", "add tags", "remove tags", "set fields"):
+        table.add_column(column)
+    for change in changes:
+        table.add_row(
+            change.system,
+            change.record_id,
+            ", ".join(change.add_tags),
+            ", ".join(change.remove_tags),
+            ", ".join(f"{k}={v!r}" for k, v in change.set_fields.items()),
+        )
+    return table
+
+
+def check_table(results: Mapping[str, Mapping[str, Any]]) -> Table:
+    table = Table(title="systems", title_justify="left")
+    for column in ("system", "type", "reachable", "auth", "read", "incremental", "write", "error"):
+        table.add_column(column)
+    for name, result in results.items():
+        caps = result["capabilities"]
+        writes = [w for w, ok in (("tags", caps["write_tags"]), ("fields", caps["write_fields"])) if ok]
+        reads = [r for r, ok in (("contacts", caps["read_contacts"]), ("orders", caps["read_orders"])) if ok]
+        table.add_row(
+            name,
+            result["type"],
+            "[green]yes[/]" if result["reachable"] else "[red]no[/]",
+            {"ok": "[green]ok[/]", "refused": "[red]refused[/]"}.get(result["auth"], result["auth"]),
+            ", ".join(reads) or "-",
+            "yes" if caps["incremental"] else "no (full scan)",
+            ", ".join(writes) or "[yellow]unsupported[/]",
+            result["error"] or "",
+        )
+    return table
+
+
+def status_table(systems: Mapping[str, Mapping[str, Any]]) -> Table:
+    table = Table(title="last cycle per system", title_justify="left")
+    for column in ("system", "last status", "finished", "last success", "read", "written", "rejected", "error"):
+        table.add_column(column)
+    for name, entry in systems.items():
+        last = entry.get("last") or {}
+        ok = entry.get("last_ok") or {}
+        counts = last.get("counts") or {}
+        read = counts.get("read") or {}
+        table.add_row(
+            name,
+            f"[{STATUS_STYLE.get(last.get('status', ''), '')}]{last.get('status', '-')}[/]",
+            str(last.get("finished_at", "-")),
+            str(ok.get("finished_at", "never")),
+            f"{read.get('contacts', 0)} / {read.get('orders', 0)}",
+            str(counts.get("written", 0)),
+            str(counts.get("rejected", 0)),
+            str(last.get("error") or ""),
+        )
+    return table

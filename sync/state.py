@@ -1,0 +1,697 @@
+"""The state store: SQLAlchemy Core over a SQLite file (WAL) by default, PostgreSQL by URL.
+
+What lives here, and why it is enough to resume after a crash at any point:
+- raw_records: every vendor record as last read, with its content hash. An unchanged hash is
+  skipped on arrival, so it costs nothing downstream.
+- contacts / orders / quarantine: the mapped form of each raw record (or why it cannot be mapped),
+  written in the same transaction as the raw record and the read checkpoint that covers it.
+- checkpoints: where each system's read resumes.
+- profiles, profile_members, profile_aliases: the identity resolution and each profile's verdict.
+- pushed: what each system last accepted from crmsync (the ledger), written per batch right
+  after the vendor confirmed it. Writes are idempotent, so a batch repeated after a crash between
+  the vendor's answer and this ledger changes nothing.
+- pending: records a vendor rejected, retried every cycle until accepted.
+- runs / system_runs: one row per cycle and per system, for `status`.
+
+Every change carries the sequence number of the run that made it; comparing a raw record's
+`changed_seq` with the ledger's `pushed_seq` tells which of the two is the newer word on a record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from mapping.model import Contact, Kind, Membership, Order, Rejection, RemoteState, SourceRecord, WriteBack, WriteResult
+from mapping.normalize.dates import parse_timestamp
+
+SCHEMA_VERSION = "1"
+
+metadata = MetaData()
+
+raw_records = Table(
+    "raw_records",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("updated_at", String(40)),
+    Column("changed_seq", Integer, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("email", String(320)),
+    Column("phone", String(64)),
+    Column("first_name", String(255)),
+    Column("last_name", String(255)),
+    Column("updated_at", String(40)),
+    Column("owned", Text, nullable=False),
+    Column("changed_seq", Integer, nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("order_id", String(255), primary_key=True),
+    Column("customer_id", String(255)),
+    Column("email", String(320)),
+    Column("amount", String(40), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("counts", Boolean, nullable=False),
+    Column("changed_seq", Integer, nullable=False),
+    Index("ix_orders_customer", "system", "customer_id"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("reason", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("since_seq", Integer, nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("stream", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("profile_id", String(64), primary_key=True),
+    Column("created_seq", Integer, nullable=False),
+    Column("segments", Text, nullable=False),
+    Column("tier", String(64)),
+    Column("traits", Text, nullable=False),
+    Column("updated_seq", Integer, nullable=False),
+)
+
+profile_members = Table(
+    "profile_members",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("profile_id", String(64), nullable=False, index=True),
+)
+
+profile_aliases = Table(
+    "profile_aliases",
+    metadata,
+    Column("alias", String(64), primary_key=True),
+    Column("profile_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+)
+
+pushed = Table(
+    "pushed",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("pushed_seq", Integer, nullable=False),
+    Column("pushed_at", String(40), nullable=False),
+)
+
+pending = Table(
+    "pending",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("message", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("first_at", String(40), nullable=False),
+    Column("last_at", String(40), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False, unique=True),
+    Column("command", String(32), nullable=False),
+    Column("started_at", String(40), nullable=False),
+    Column("finished_at", String(40)),
+    Column("status", String(16), nullable=False),
+    Column("summary", Text),
+)
+
+system_runs = Table(
+    "system_runs",
+    metadata,
+    Column("run_seq", Integer, primary_key=True),
+    Column("system", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("finished_at", String(40), nullable=False),
+    Column("counts", Text, nullable=False),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+def canonical_json(payload: Any) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    run_id: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class StoredPage:
+    received: int
+    changed: int
+    quarantined: int
+
+
+@dataclass(frozen=True)
+class KnownState:
+    """What crmsync believes a remote record holds now: the newer of the last read and the ledger."""
+
+    owned: RemoteState
+    changed_seq: int
+    pushed: RemoteState | None
+    pushed_seq: int
+
+    @property
+    def current(self) -> RemoteState:
+        if self.pushed is not None and self.pushed_seq >= self.changed_seq:
+            return self.pushed
+        return self.owned
+
+
+Mapper = Callable[[SourceRecord], Contact | Order | Rejection]
+
+
+class StateStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": 30} if self.is_sqlite else {}
+        self.engine: Engine = create_engine(url, connect_args=connect_args)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        # SQLite has one writer; serialising our own writers avoids busy-waiting on its lock.
+        self._write_lock = threading.Lock()
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+            if found is None:
+                conn.execute(insert(meta).values(key="schema_version", value=SCHEMA_VERSION))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """One serialised write transaction."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    def _upsert(self, conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        keys = [c.name for c in table.primary_key.columns]
+        builder = sqlite_insert if self.is_sqlite else pg_insert
+        stmt = builder(table)
+        updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates), list(rows))
+
+    # ----- meta ----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+            return str(value) if value is not None else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._writing() as conn:
+            self._upsert(conn, meta, [{"key": key, "value": value}])
+
+    # ----- runs ----------------------------------------------------------------------------------
+    def begin_run(self, command: str, now: datetime) -> RunHandle:
+        run_id = str(uuid.uuid4())
+        with self._writing() as conn:
+            seq = conn.execute(
+                insert(runs).values(run_id=run_id, command=command, started_at=now.isoformat(), status="running")
+            ).inserted_primary_key
+        assert seq is not None
+        return RunHandle(run_id, int(seq[0]))
+
+    def finish_run(self, run: RunHandle, status: str, summary: Mapping[str, Any], now: datetime) -> None:
+        with self._writing() as conn:
+            conn.execute(
+                update(runs)
+                .where(runs.c.seq == run.seq)
+                .values(finished_at=now.isoformat(), status=status, summary=json.dumps(summary))
+            )
+
+    def record_system_run(
+        self, run: RunHandle, system: str, status: str, error: str | None, counts: Mapping[str, Any], now: datetime
+    ) -> None:
+        with self._writing() as conn:
+            self._upsert(
+                conn,
+                system_runs,
+                [
+                    {
+                        "run_seq": run.seq,
+                        "system": system,
+                        "status": status,
+                        "error": error,
+                        "finished_at": now.isoformat(),
+                        "counts": json.dumps(counts),
+                    }
+                ],
+            )
+
+    def last_system_runs(self) -> dict[str, dict[str, Any]]:
+        """Per system: the latest cycle and the latest successful one."""
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(system_runs).order_by(system_runs.c.run_seq)).mappings()
+            for row in rows:
+                entry = out.setdefault(row["system"], {"last": None, "last_ok": None})
+                record = {
+                    "status": row["status"],
+                    "error": row["error"],
+                    "finished_at": row["finished_at"],
+                    "counts": json.loads(row["counts"]),
+                }
+                entry["last"] = record
+                if row["status"] == "ok":
+                    entry["last_ok"] = record
+        return out
+
+    def last_run(self) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(runs).order_by(runs.c.seq.desc()).limit(1)).mappings().first()
+            return dict(row) if row else None
+
+    # ----- extract -------------------------------------------------------------------------------
+    def checkpoint(self, system: str, stream: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(checkpoints.c.value).where(checkpoints.c.system == system, checkpoints.c.stream == stream)
+            ).scalar()
+        return json.loads(value) if value is not None else None
+
+    def set_checkpoint(self, system: str, stream: str, value: Mapping[str, Any] | None, seq: int) -> None:
+        with self._writing() as conn:
+            self._put_checkpoint(conn, system, stream, value, seq)
+
+    def _put_checkpoint(
+        self, conn: Connection, system: str, stream: str, value: Mapping[str, Any] | None, seq: int
+    ) -> None:
+        if value is None:
+            conn.execute(delete(checkpoints).where(checkpoints.c.system == system, checkpoints.c.stream == stream))
+        else:
+            self._upsert(
+                conn, checkpoints, [{"system": system, "stream": stream, "value": json.dumps(value), "seq": seq}]
+            )
+
+    def store_page(
+        self,
+        system: str,
+        kind: Kind,
+        records: Sequence[SourceRecord],
+        mapper: Mapper,
+        run_seq: int,
+        checkpoint: tuple[str, Mapping[str, Any] | None] | None = None,
+        *,
+        force: bool = False,
+    ) -> StoredPage:
+        """Store one page of records and its checkpoint in one transaction. Records whose content
+        hash is unchanged are skipped (unless `force`); changed ones are mapped now, so nothing
+        downstream re-reads raw payloads."""
+        unique = {r.id: r for r in records}
+        texts = {rid: canonical_json(r.payload) for rid, r in unique.items()}
+        hashes = {rid: content_hash(text) for rid, text in texts.items()}
+        quarantined = 0
+        with self._writing() as conn:
+            existing: dict[str, str] = {}
+            ids = list(unique)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                existing.update(
+                    conn.execute(
+                        select(raw_records.c.record_id, raw_records.c.content_hash).where(
+                            raw_records.c.system == system,
+                            raw_records.c.kind == kind.value,
+                            raw_records.c.record_id.in_(chunk),
+                        )
+                    ).all()
+                )
+            changed = ids if force else [rid for rid in ids if existing.get(rid) != hashes[rid]]
+            raw_rows = []
+            mapped_rows: list[dict[str, Any]] = []
+            bad_rows: list[dict[str, Any]] = []
+            good_ids: list[str] = []
+            for rid in changed:
+                record = unique[rid]
+                raw_rows.append(
+                    {
+                        "system": system,
+                        "kind": kind.value,
+                        "record_id": rid,
+                        "content_hash": hashes[rid],
+                        "payload": texts[rid],
+                        "updated_at": record.updated_at.isoformat() if record.updated_at else None,
+                        "changed_seq": run_seq,
+                    }
+                )
+                result = mapper(record)
+                if isinstance(result, Rejection):
+                    quarantined += 1
+                    bad_rows.append(
+                        {
+                            "system": system,
+                            "kind": kind.value,
+                            "record_id": rid,
+                            "reason": result.reason,
+                            "message": result.message,
+                            "content_hash": hashes[rid],
+                            "since_seq": run_seq,
+                        }
+                    )
+                else:
+                    good_ids.append(rid)
+                    mapped_rows.append(_mapped_row(result, run_seq))
+            self._upsert(conn, raw_records, raw_rows)
+            mapped_table = contacts if kind is Kind.CONTACT else orders
+            id_column = mapped_table.c.record_id if kind is Kind.CONTACT else mapped_table.c.order_id
+            self._upsert(conn, mapped_table, mapped_rows)
+            self._upsert(conn, quarantine, bad_rows)
+            bad_ids = [row["record_id"] for row in bad_rows]
+            for start in range(0, len(bad_ids), 500):
+                conn.execute(
+                    delete(mapped_table).where(
+                        mapped_table.c.system == system, id_column.in_(bad_ids[start : start + 500])
+                    )
+                )
+            for start in range(0, len(good_ids), 500):
+                conn.execute(
+                    delete(quarantine).where(
+                        quarantine.c.system == system,
+                        quarantine.c.kind == kind.value,
+                        quarantine.c.record_id.in_(good_ids[start : start + 500]),
+                    )
+                )
+            if checkpoint is not None:
+                self._put_checkpoint(conn, system, checkpoint[0], checkpoint[1], run_seq)
+        return StoredPage(len(records), len(changed), quarantined)
+
+    def remap(self, system: str, kind: Kind, mapper: Mapper, run_seq: int) -> int:
+        """Map every stored raw record of a system again (after the mapping code changed)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(raw_records.c.record_id, raw_records.c.payload, raw_records.c.updated_at).where(
+                    raw_records.c.system == system, raw_records.c.kind == kind.value
+                )
+            ).all()
+        records = [
+            SourceRecord(system, kind, rid, parse_timestamp(stamp) if stamp else None, json.loads(payload))
+            for rid, payload, stamp in rows
+        ]
+        for start in range(0, len(records), 1000):
+            self.store_page(system, kind, records[start : start + 1000], mapper, run_seq, force=True)
+        return len(records)
+
+    # ----- compute -------------------------------------------------------------------------------
+    def iter_contacts(self) -> Iterator[tuple[Contact, int]]:
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(contacts).order_by(contacts.c.system, contacts.c.record_id)).mappings():
+                contact = Contact(
+                    system=row["system"],
+                    id=row["record_id"],
+                    updated_at=parse_timestamp(row["updated_at"]) if row["updated_at"] else None,
+                    email=row["email"],
+                    phone=row["phone"],
+                    first_name=row["first_name"],
+                    last_name=row["last_name"],
+                    owned=RemoteState.from_json(json.loads(row["owned"])),
+                )
+                yield contact, int(row["changed_seq"])
+
+    def iter_orders(self) -> Iterator[Order]:
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(orders).order_by(orders.c.system, orders.c.order_id)).mappings():
+                yield Order(
+                    system=row["system"],
+                    id=row["order_id"],
+                    customer_id=row["customer_id"],
+                    email=row["email"],
+                    amount=Decimal(row["amount"]),
+                    currency=row["currency"],
+                    created_at=parse_timestamp(row["created_at"]),
+                    counts=bool(row["counts"]),
+                )
+
+    def previous_assignment(self) -> tuple[dict[str, str], dict[str, int]]:
+        """Record key -> profile id, and profile id -> creation sequence (its age)."""
+        with self.engine.connect() as conn:
+            assignment = {
+                f"{system}:{rid}": pid
+                for system, rid, pid in conn.execute(
+                    select(profile_members.c.system, profile_members.c.record_id, profile_members.c.profile_id)
+                ).all()
+            }
+            ages = {pid: int(seq) for pid, seq in conn.execute(select(profiles.c.profile_id, profiles.c.created_seq))}
+        return assignment, ages
+
+    def save_profiles(
+        self,
+        members: Mapping[str, Sequence[tuple[str, str]]],
+        verdicts: Mapping[str, tuple[Membership, Mapping[str, Any]]],
+        aliases: Mapping[str, str],
+        run_seq: int,
+    ) -> None:
+        """Replace the resolution: members per profile, each profile's verdict and traits."""
+        with self._writing() as conn:
+            ages = dict(conn.execute(select(profiles.c.profile_id, profiles.c.created_seq)).all())
+            conn.execute(delete(profile_members))
+            member_rows = [
+                {"system": system, "record_id": rid, "profile_id": pid}
+                for pid, keys in members.items()
+                for system, rid in keys
+            ]
+            for start in range(0, len(member_rows), 5000):
+                conn.execute(insert(profile_members), member_rows[start : start + 5000])
+            conn.execute(delete(profiles))
+            profile_rows = [
+                {
+                    "profile_id": pid,
+                    "created_seq": ages.get(pid, run_seq),
+                    "segments": json.dumps(sorted(verdict.segments)),
+                    "tier": verdict.tier,
+                    "traits": json.dumps(traits, default=str),
+                    "updated_seq": run_seq,
+                }
+                for pid, (verdict, traits) in verdicts.items()
+            ]
+            for start in range(0, len(profile_rows), 5000):
+                conn.execute(insert(profiles), profile_rows[start : start + 5000])
+            if aliases:
+                self._upsert(
+                    conn,
+                    profile_aliases,
+                    [{"alias": a, "profile_id": p, "seq": run_seq} for a, p in sorted(aliases.items())],
+                )
+
+    def segment_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for (segments,) in conn.execute(select(profiles.c.segments)).all():
+                for name in json.loads(segments):
+                    counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def profiles_spanning_systems(self) -> int:
+        """Profiles whose records come from more than one system."""
+        per_profile = (
+            select(profile_members.c.profile_id)
+            .group_by(profile_members.c.profile_id)
+            .having(func.count(func.distinct(profile_members.c.system)) > 1)
+            .subquery()
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(per_profile)).scalar() or 0)
+
+    def profile_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(profiles)).scalar() or 0)
+
+    # ----- plan and apply --------------------------------------------------------------------------
+    def known_states(self, system: str) -> dict[str, KnownState]:
+        with self.engine.connect() as conn:
+            ledger = {
+                rid: (RemoteState.from_json(json.loads(state)), int(seq))
+                for rid, state, seq in conn.execute(
+                    select(pushed.c.record_id, pushed.c.state, pushed.c.pushed_seq).where(pushed.c.system == system)
+                ).all()
+            }
+            out = {}
+            for rid, owned, seq in conn.execute(
+                select(contacts.c.record_id, contacts.c.owned, contacts.c.changed_seq).where(
+                    contacts.c.system == system
+                )
+            ).all():
+                pushed_state, pushed_seq = ledger.get(rid, (None, -1))
+                out[rid] = KnownState(RemoteState.from_json(json.loads(owned)), int(seq), pushed_state, pushed_seq)
+        return out
+
+    def record_results(
+        self, system: str, changes: Sequence[WriteBack], results: Iterable[WriteResult], run_seq: int, now: datetime
+    ) -> None:
+        """The ledger after one batch: accepted targets become the pushed state, refusals go pending."""
+        by_id = {c.record_id: c for c in changes}
+        stamp = now.isoformat()
+        with self._writing() as conn:
+            accepted = []
+            refused = []
+            for result in results:
+                change = by_id.get(result.record_id)
+                if change is None:
+                    continue
+                if result.ok:
+                    accepted.append(
+                        {
+                            "system": system,
+                            "record_id": result.record_id,
+                            "state": json.dumps(change.target.to_json()),
+                            "pushed_seq": run_seq,
+                            "pushed_at": stamp,
+                        }
+                    )
+                else:
+                    refused.append((result.record_id, result.message))
+            self._upsert(conn, pushed, accepted)
+            ok_ids = [row["record_id"] for row in accepted]
+            for start in range(0, len(ok_ids), 500):
+                conn.execute(
+                    delete(pending).where(
+                        pending.c.system == system, pending.c.record_id.in_(ok_ids[start : start + 500])
+                    )
+                )
+            for rid, message in refused:
+                current = conn.execute(
+                    select(pending.c.attempts, pending.c.first_at).where(
+                        pending.c.system == system, pending.c.record_id == rid
+                    )
+                ).first()
+                self._upsert(
+                    conn,
+                    pending,
+                    [
+                        {
+                            "system": system,
+                            "record_id": rid,
+                            "message": message,
+                            "attempts": (current[0] if current else 0) + 1,
+                            "first_at": current[1] if current else stamp,
+                            "last_at": stamp,
+                        }
+                    ],
+                )
+
+    def pending_records(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r)
+                for r in conn.execute(select(pending).order_by(pending.c.system, pending.c.record_id)).mappings()
+            ]
+
+    def quarantine_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(quarantine.c.system, func.count()).group_by(quarantine.c.system)).all()
+            return {system: int(n) for system, n in rows}
+
+
+def _mapped_row(result: Contact | Order, run_seq: int) -> dict[str, Any]:
+    if isinstance(result, Contact):
+        return {
+            "system": result.system,
+            "record_id": result.id,
+            "email": result.email,
+            "phone": result.phone,
+            "first_name": result.first_name,
+            "last_name": result.last_name,
+            "updated_at": result.updated_at.isoformat() if result.updated_at else None,
+            "owned": json.dumps(result.owned.to_json()),
+            "changed_seq": run_seq,
+        }
+    return {
+        "system": result.system,
+        "order_id": result.id,
+        "customer_id": result.customer_id,
+        "email": result.email,
+        "amount": str(result.amount),
+        "currency": result.currency,
+        "created_at": result.created_at.isoformat(),
+        "counts": result.counts,
+        "changed_seq": run_seq,
+    }
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,155 @@
+"""The Shopify connector against its sandbox, over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from graphql import parse, validate
+from graphql.validation import NoDeprecatedCustomRule
+
+from connectors.errors import AuthError
+from connectors.shopify.client import CHECK_QUERY, CUSTOMERS_QUERY, ORDERS_QUERY, _write_document
+from connectors.shopify.sandbox import admin_schema
+from mapping.model import Kind, RemoteState, WriteBack
+from tests.kit import Sandboxes, make_connector
+
+
+def customers(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"gid://shopify/Customer/{i}",
+            "firstName": "Klant",
+            "lastName": str(i),
+            "defaultEmailAddress": {"emailAddress": f"klant{i}@example.nl"},
+            "tags": ["vip", "crmsync:old"] if i == 1 else [],
+            "updatedAt": f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z",
+        }
+        for i in range(1, n + 1)
+    ]
+
+
+@pytest.fixture
+def shop(start_sandboxes_fixture: Callable[..., Sandboxes]) -> Sandboxes:
+    orders = [
+        {
+            "id": f"gid://shopify/Order/{i}",
+            "customer": {"id": f"gid://shopify/Customer/{i}"},
+            "totalPriceSet": {"shopMoney": {"amount": "19.95", "currencyCode": "EUR"}},
+            "createdAt": "2026-02-01T10:00:00Z",
+            "cancelledAt": "2026-02-01T11:00:00Z" if i == 2 else None,
+        }
+        for i in range(1, 6)
+    ]
+    return start_sandboxes_fixture({"shopify": {"customers": customers(30), "orders": orders}})
+
+
+@pytest.mark.parametrize("document", [CUSTOMERS_QUERY, ORDERS_QUERY, CHECK_QUERY])
+def test_documents_are_valid_against_the_published_schema_and_use_no_deprecated_fields(document: str) -> None:
+    assert validate(admin_schema(), parse(document), rules=[NoDeprecatedCustomRule]) == []
+    from graphql import specified_rules
+
+    assert validate(admin_schema(), parse(document), rules=specified_rules) == []
+
+
+def test_write_document_is_valid() -> None:
+    change = WriteBack(
+        "shop",
+        "gid://shopify/Customer/1",
+        ("crmsync:a",),
+        ("crmsync:b",),
+        {"crmsync.loyalty_tier": "gold"},
+        RemoteState(),
+    )
+    gone = WriteBack("shop", "gid://shopify/Customer/2", (), (), {"crmsync.loyalty_tier": None}, RemoteState())
+    plan = _write_document([change, gone], "crmsync.loyalty_tier")
+    assert plan.mutations == 4
+    assert validate(admin_schema(), parse(plan.document)) == []
+
+
+@pytest.mark.parametrize(("count", "pages"), [(30, 3), (31, 4)])
+def test_reads_every_page_including_an_exact_multiple(
+    start_sandboxes_fixture: Callable[..., Sandboxes], count: int, pages: int
+) -> None:
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(count)}})
+    connector = make_connector(shop, "shopify", page_size=10)
+    read = list(connector.read_contacts(None))
+    ids = [r.id for page in read for r in page.records]
+    assert len(read) == pages
+    assert len(ids) == len(set(ids)) == count
+    assert read[-1].checkpoint == {"cursor": f"2026-01-01T00:{count:02d}:00+00:00"}
+    assert shop.stats("shopify")["requests"]["POST /admin/api/<version>/graphql.json"] == pages
+
+
+def test_incremental_read_returns_the_changed_record(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "shopify", page_size=10, lookback=0)
+    checkpoint = [page.checkpoint for page in connector.read_contacts(None)][-1]
+    shop.patch_customer("shopify", "7", {"firstName": "Gewijzigd"})
+    changed = [r for page in connector.read_contacts(checkpoint) for r in page.records]
+    # the cursor is inclusive: the record at the cursor is read again, plus the changed one
+    assert [r.id for r in changed] == ["gid://shopify/Customer/30", "gid://shopify/Customer/7"]
+    assert changed[-1].payload["firstName"] == "Gewijzigd"
+
+
+def test_orders_and_what_counts(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "shopify")
+    records = [r for page in connector.read_orders(None) for r in page.records]
+    assert {r.kind for r in records} == {Kind.ORDER} and len(records) == 5
+    counted = {r.id: connector.order_counts(r.payload) for r in records}
+    assert counted["gid://shopify/Order/2"] is False and counted["gid://shopify/Order/1"] is True
+
+
+def test_write_back_adds_and_removes_only_crmsync_tags_and_sets_the_tier(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "shopify")
+    gid = "gid://shopify/Customer/1"
+    target = RemoteState(frozenset({"crmsync:friends"}), {"crmsync.loyalty_tier": "gold"})
+    change = WriteBack("shopify", gid, ("crmsync:friends",), ("crmsync:old",), {"crmsync.loyalty_tier": "gold"}, target)
+    results = connector.write([change])
+    assert [(r.record_id, r.ok) for r in results] == [(gid, True)]
+    stored = shop.customer("shopify", gid)
+    assert stored["tags"] == ["vip", "crmsync:friends"]
+    assert {(m["namespace"], m["key"], m["value"]) for m in stored["metafields"]} == {
+        ("crmsync", "loyalty_tier", "gold")
+    }
+    assert shop.stats("shopify")["writes"] == 1  # tags and metafield in one document
+    payload = next(r.payload for p in connector.read_contacts(None) for r in p.records if r.id == gid)
+    assert connector.owned_state(payload) == target
+    cleared = WriteBack("shopify", gid, (), (), {"crmsync.loyalty_tier": None}, RemoteState())
+    assert connector.write([cleared])[0].ok
+    assert shop.customer("shopify", gid)["metafields"] == []
+
+
+def test_one_refused_metafield_does_not_block_its_batch(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "shopify")
+    changes = [
+        WriteBack("shopify", f"gid://shopify/Customer/{i}", (), (), {"crmsync.loyalty_tier": value}, RemoteState())
+        for i, value in ((3, "gold"), (4, "two\nlines"), (5, "silver"))
+    ]
+    results = {r.record_id: r for r in connector.write(changes)}
+    assert results["gid://shopify/Customer/4"].ok is False
+    assert "single line" in results["gid://shopify/Customer/4"].message
+    assert results["gid://shopify/Customer/3"].ok and results["gid://shopify/Customer/5"].ok
+    assert shop.customer("shopify", "3")["metafields"][0]["value"] == "gold"
+    assert shop.customer("shopify", "5")["metafields"][0]["value"] == "silver"
+    assert shop.customer("shopify", "4")["metafields"] == []
+
+
+def test_paces_by_query_cost_instead_of_bouncing(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    shop = start_sandboxes_fixture(
+        {"shopify": {"customers": customers(60)}}, options={"shopify": {"bucket_size": 130, "restore_rate": 100}}
+    )
+    connector = make_connector(shop, "shopify", page_size=10)  # 2 + 10 x 5 = 52 points a page
+    ids = [r.id for page in connector.read_contacts(None) for r in page.records]
+    assert len(set(ids)) == 60
+    assert shop.stats("shopify")["throttled"] == 0  # waited for the bucket, never bounced off it
+    log = shop.request_log("shopify")
+    # 6 pages of 52 points from a bucket of 130 that refills 100 points a second: >= 1.82 s of waiting
+    assert log[-1]["t"] - log[0]["t"] >= 1.75
+
+
+def test_wrong_token_is_an_auth_error_and_not_retried(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "shopify", access_token="shpat_wrong")
+    with pytest.raises(AuthError, match=r"shopify: POST /admin/api/2026-10/graphql\.json: credentials refused"):
+        connector.check()
+    assert shop.stats("shopify")["errors"] == 1

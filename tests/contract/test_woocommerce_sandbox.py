@@ -1,0 +1,157 @@
+"""The WooCommerce sandbox follows the REST v3 contract, refusals included (each proven here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from connectors.woocommerce.sandbox import DEFAULT_KEY, DEFAULT_SECRET
+from tests.kit import Sandboxes
+
+API = "/wp-json/wc/v3"
+AUTH = (DEFAULT_KEY, DEFAULT_SECRET)
+
+
+def customers(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": i,
+            "email": f"klant{i}@example.nl",
+            "first_name": f"Klant{i}",
+            "last_name": "Jansen",
+            "date_created_gmt": f"2025-06-{1 + i % 28:02d}T08:00:00",
+            "meta_data": [{"key": "newsletter_optin", "value": "yes"}],
+        }
+        for i in range(1, n + 1)
+    ]
+
+
+def orders(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": 100 + i,
+            "status": "completed",
+            "total": "10.00",
+            "customer_id": 1,
+            "date_created_gmt": "2026-01-01T00:00:00",
+            "date_modified_gmt": f"2026-01-01T00:00:{i:02d}",
+        }
+        for i in range(1, n + 1)
+    ]
+
+
+@pytest.fixture
+def woo(start_sandboxes_fixture: Callable[..., Sandboxes]) -> Sandboxes:
+    return start_sandboxes_fixture({"woocommerce": {"customers": customers(25), "orders": orders(12)}})
+
+
+def get(woo: Sandboxes, path: str, auth: Any = AUTH, **params: Any) -> requests.Response:
+    return requests.get(woo.url("woocommerce") + API + path, params=params, auth=auth, timeout=5)
+
+
+def post(woo: Sandboxes, path: str, body: Any) -> requests.Response:
+    return requests.post(woo.url("woocommerce") + API + path, json=body, auth=AUTH, timeout=5)
+
+
+def test_per_page_above_100_is_refused_in_the_wordpress_shape(woo: Sandboxes) -> None:
+    response = get(woo, "/customers", per_page=101)
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "rest_invalid_param",
+        "message": "Invalid parameter(s): per_page",
+        "data": {"status": 400, "params": {"per_page": "per_page must be between 1 (inclusive) and 100 (inclusive)"}},
+    }
+    assert get(woo, "/customers", page=0).status_code == 400
+    assert get(woo, "/orders", orderby="price").json()["code"] == "rest_invalid_param"
+
+
+def test_credentials_are_checked(woo: Sandboxes) -> None:
+    missing = get(woo, "/customers", auth=None)
+    assert (missing.status_code, missing.json()["code"]) == (401, "woocommerce_rest_cannot_view")
+    wrong_key = get(woo, "/customers", auth=("ck_wrong", DEFAULT_SECRET))
+    assert wrong_key.json()["message"] == "Consumer key is invalid."
+    wrong_secret = get(woo, "/customers", auth=(DEFAULT_KEY, "cs_wrong"))
+    assert (wrong_secret.status_code, wrong_secret.json()["message"]) == (401, "Consumer secret is invalid.")
+    # the documented fallback for hosts that strip the Authorization header
+    by_query = get(woo, "/customers", auth=None, consumer_key=DEFAULT_KEY, consumer_secret=DEFAULT_SECRET)
+    assert by_query.status_code == 200
+
+
+def test_paging_headers_and_a_page_past_the_end(woo: Sandboxes) -> None:
+    first = get(woo, "/customers", per_page=10, orderby="id", order="asc")
+    assert first.headers["X-WP-Total"] == "25" and first.headers["X-WP-TotalPages"] == "3"
+    assert 'rel="next"' in first.headers["Link"] and 'rel="prev"' not in first.headers["Link"]
+    assert [c["id"] for c in first.json()] == list(range(1, 11))
+    last = get(woo, "/customers", per_page=10, page=3, orderby="id", order="asc")
+    assert [c["id"] for c in last.json()] == list(range(21, 26))
+    past = get(woo, "/customers", per_page=10, page=4)
+    assert (past.status_code, past.json()) == (200, [])  # WooCommerce answers an empty page, not an error
+
+
+def test_modified_after_is_exclusive_and_sorted_with_id_tiebreak(woo: Sandboxes) -> None:
+    params = {"modified_after": "2026-01-01T00:00:05", "dates_are_gmt": "true", "orderby": "modified", "order": "asc"}
+    found = get(woo, "/orders", **params).json()
+    assert [o["id"] for o in found] == [106, 107, 108, 109, 110, 111, 112]  # 105 itself is excluded
+    # without dates_are_gmt the time is the shop's local time (one hour ahead here)
+    local = get(woo, "/orders", modified_after="2026-01-01T01:00:05", orderby="modified", order="asc").json()
+    assert [o["id"] for o in local][:1] == [106]
+
+
+def test_batch_limit_and_per_item_errors(woo: Sandboxes) -> None:
+    too_big = post(woo, "/customers/batch", {"update": [{"id": i} for i in range(101)]})
+    assert too_big.status_code == 413
+    assert too_big.json()["code"] == "woocommerce_rest_request_entity_too_large"
+    mixed = post(
+        woo,
+        "/customers/batch",
+        {"update": [{"id": 1, "meta_data": [{"key": "crmsync_segments", "value": "friends"}]}, {"id": 999}]},
+    ).json()["update"]
+    assert mixed[0]["id"] == 1 and "error" not in mixed[0]
+    assert mixed[1] == {
+        "id": 999,
+        "error": {"code": "woocommerce_rest_invalid_id", "message": "Invalid resource ID.", "data": {"status": 400}},
+    }
+
+
+def test_meta_updates_touch_only_the_named_keys(woo: Sandboxes) -> None:
+    before = woo.customer("woocommerce", "2")
+    post(
+        woo,
+        "/customers/batch",
+        {"update": [{"id": 2, "meta_data": [{"key": "crmsync_loyalty_tier", "value": "gold"}]}]},
+    )
+    post(
+        woo,
+        "/customers/batch",
+        {"update": [{"id": 2, "meta_data": [{"key": "crmsync_loyalty_tier", "value": "silver"}]}]},
+    )
+    after = woo.customer("woocommerce", "2")
+    meta = {m["key"]: m["value"] for m in after["meta_data"]}
+    assert meta == {"newsletter_optin": "yes", "crmsync_loyalty_tier": "silver"}
+    assert len(after["meta_data"]) == 2  # an upsert by key, not a second row
+    assert after["meta_data"][0] == before["meta_data"][0]
+    assert after["date_modified_gmt"] >= before["date_modified_gmt"]
+    assert (
+        requests.put(woo.url("woocommerce") + API + "/customers/424242", json={}, auth=AUTH, timeout=5).json()["code"]
+        == "woocommerce_rest_invalid_id"
+    )
+
+
+def test_fixture_with_wrong_structure_names_file_and_item(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    from connectors.sandbox import FixtureError
+
+    with pytest.raises(FixtureError, match=r"woocommerce/customers.json item 0: id must be a positive integer"):
+        start_sandboxes_fixture({"woocommerce": {"customers": [{"id": "7"}]}})
+    with pytest.raises(FixtureError, match=r"woocommerce/orders.json item 0: total"):
+        start_sandboxes_fixture({"woocommerce": {"orders": [{"id": 1, "total": None}]}})
+
+
+def test_messy_but_well_typed_data_loads_as_it_is(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    messy = {"id": 5, "email": "  J.de Vries@Gmail.com", "billing": {"phone": "+31 (0)6 1234 5678"}, "extra": [1]}
+    woo = start_sandboxes_fixture({"woocommerce": {"customers": [messy]}})
+    stored = woo.customer("woocommerce", "5")
+    assert stored["email"] == "  J.de Vries@Gmail.com" and stored["billing"]["phone"] == "+31 (0)6 1234 5678"
+    assert stored["extra"] == [1]

@@ -1,0 +1,125 @@
+from pathlib import Path
+
+import pytest
+
+from connectors.settings import parse_duration
+from sync.config import ConfigError, load_config
+
+GOOD = """
+[state]
+url = "sqlite:///state/crmsync.db"
+[schedule]
+interval = "15m"
+[writeback]
+tag_prefix = "crmsync:"
+[segments.quadrant]
+high_value_min_revenue = 300
+[systems.shop]
+type = "shopify"
+base_url = "https://example.myshopify.com"
+access_token = "shpat_config_secret_1"
+rate_limit = [{ requests = 2, per_seconds = 1 }, { requests = 50, per_seconds = 60 }]
+[systems.web]
+type = "woocommerce"
+base_url = "https://winkel.example.nl"
+consumer_key = "ck_config_key_1"
+consumer_secret = "cs_config_secret_1"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "crmsync.toml"
+    path.write_text(text)
+    return path
+
+
+def _problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    return caught.value.problems
+
+
+def test_good_config_loads_with_secrets_hidden(tmp_path: Path) -> None:
+    loaded = load_config(_write(tmp_path, GOOD))
+    shop = loaded.config.systems["shop"]
+    assert shop.type == "shopify"
+    assert [w.requests for w in shop.rate_limit] == [2, 50]
+    assert "shpat_config_secret_1" not in repr(loaded.config)
+    assert loaded.config.schedule.every_seconds == 900
+    assert str(loaded.config.segments.quadrant.high_value_min_revenue) == "300"
+    # relative SQLite paths resolve from the config file's folder, not the working directory
+    assert loaded.state_url() == f"sqlite:///{tmp_path.resolve()}/state/crmsync.db"
+
+
+def test_environment_overrides_nested_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMSYNC_SYSTEMS__SHOP__ACCESS_TOKEN", "shpat_from_env")
+    monkeypatch.setenv("CRMSYNC_WRITEBACK__TAG_PREFIX", "cs:")
+    loaded = load_config(_write(tmp_path, GOOD))
+    assert loaded.config.systems["shop"].access_token.get_secret_value() == "shpat_from_env"  # type: ignore[attr-defined]
+    assert loaded.config.systems["shop"].base_url == "https://example.myshopify.com"  # the rest stays
+    assert loaded.config.writeback.tag_prefix == "cs:"
+
+
+def test_environment_can_supply_a_missing_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMSYNC_SYSTEMS__SHOP__ACCESS_TOKEN", "shpat_only_in_env")
+    loaded = load_config(_write(tmp_path, GOOD.replace('access_token = "shpat_config_secret_1"\n', "")))
+    assert loaded.config.systems["shop"].access_token.get_secret_value() == "shpat_only_in_env"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('access_token = "shpat_config_secret_1"\n', ""), "config error: systems.shop.access_token: field required"),
+        (('type = "shopify"', 'type = "magento"'), "config error: systems.shop.type: unknown system type"),
+        (("requests = 2,", "requests = 0,"), "config error: systems.shop.rate_limit[0].requests: "),
+        (('interval = "15m"', 'interval = "soon"'), "config error: schedule.interval: expected a duration"),
+        (("https://winkel.example.nl", "http://winkel.example.nl"), "config error: systems.web.base_url: plain http"),
+        (("[systems.web]", "[systems.Web]"), "config error: systems: system name 'Web' must match"),
+        (('consumer_key = "ck_config_key_1"', "consumer_key = 12"), "config error: systems.web.consumer_key: input"),
+        (("tag_prefix", "tag_prefixx"), "config error: writeback.tag_prefixx: unknown key"),
+    ],
+)
+def test_each_problem_is_one_plain_line_naming_the_key(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    problems = _problems(tmp_path, GOOD.replace(*change))
+    assert any(line.startswith(expected) for line in problems), problems
+    for line in problems:
+        assert "\n" not in line and "Traceback" not in line
+        assert "shopify]" not in line and "woocommerce]" not in line  # no pydantic union tags
+        for secret in ("shpat_config_secret_1", "ck_config_key_1", "cs_config_secret_1"):
+            assert secret not in line
+
+
+def test_secret_in_a_wrongly_typed_field_is_not_echoed(tmp_path: Path) -> None:
+    text = GOOD.replace('access_token = "shpat_config_secret_1"', 'access_token = ["shpat_in_a_list_9"]')
+    problems = _problems(tmp_path, text)
+    assert problems and all("shpat_in_a_list_9" not in line for line in problems)
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as missing:
+        load_config(tmp_path / "nope.toml")
+    assert missing.value.problems == [f"config error: {tmp_path / 'nope.toml'}: file not found"]
+    assert "invalid TOML" in _problems(tmp_path, "[state\nurl=1")[0]
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [(90, 90.0), ("90s", 90.0), ("15m", 900.0), ("1h", 3600.0), ("2d", 172800.0), ("500ms", 0.5), ("1.5m", 90.0)],
+)
+def test_durations(raw: object, seconds: float) -> None:
+    assert parse_duration(raw) == seconds
+
+
+@pytest.mark.parametrize("raw", ["15 minutes", "-5s", True, "", None])
+def test_bad_durations(raw: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(raw)
+
+
+def test_the_example_config_is_valid_and_documents_every_system_type() -> None:
+    from connectors.registry import TYPES
+
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    loaded = load_config(example)
+    assert {s.type for s in loaded.config.systems.values()} == set(TYPES)
+    assert str(loaded.config.segments.rates["USD"]) == "0.92"

@@ -1,0 +1,182 @@
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mapping.fieldmaps import get_path, map_contact, map_order
+from mapping.model import FieldSpec, Kind, Order, Rejection, RemoteState, SourceRecord, Traits
+from mapping.normalize import Invalid
+from mapping.normalize.email import normalise_email
+from mapping.segments import QuadrantRules, SegmentSettings, Tier, membership, quadrant, tier
+from mapping.traits import order_traits
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("Jan.Jansen@Example.NL", "jan.jansen@example.nl"),
+        ("  jan@example.nl  ", "jan@example.nl"),
+        ("Jan Jansen <JAN@example.nl>", "jan@example.nl"),
+        ("mailto:Jan@Example.nl", "jan@example.nl"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_email_normalisation(raw: object, clean: str | None) -> None:
+    assert normalise_email(raw) == clean
+
+
+@pytest.mark.parametrize("raw", ["jan@", "@example.nl", "jan example.nl", "jan@@example.nl", "jan@example", 42])
+def test_unusable_emails_say_why(raw: object) -> None:
+    assert isinstance(normalise_email(raw), Invalid)
+
+
+@given(st.emails())
+def test_email_normalisation_is_idempotent(address: str) -> None:
+    once = normalise_email(address)
+    if isinstance(once, str):
+        assert normalise_email(once) == once
+
+
+def test_get_path_walks_dicts_and_lists() -> None:
+    payload = {"a": {"b": [{"c": 1}]}, "x": None}
+    assert get_path(payload, "a.b.0.c") == 1
+    assert get_path(payload, "a.b.5.c") is None
+    assert get_path(payload, "x.y") is None
+    assert get_path(payload, "missing") is None
+
+
+FIELDS = {"email": FieldSpec("mail", "email"), "first_name": FieldSpec("first"), "last_name": FieldSpec("last")}
+ORDER_FIELDS = {
+    "customer_id": FieldSpec("customer", "id"),
+    "email": FieldSpec("mail", "email"),
+    "amount": FieldSpec("total", "money"),
+    "currency": FieldSpec("currency", "currency"),
+    "created_at": FieldSpec("at", "datetime"),
+}
+
+
+def _record(payload: object, kind: Kind = Kind.CONTACT, rid: str = "1") -> SourceRecord:
+    return SourceRecord("shop", kind, rid, NOW, payload)
+
+
+def test_contact_with_a_bad_email_is_kept_without_it() -> None:
+    contact = map_contact(_record({"mail": "not-an-email", "first": "Jan"}), FIELDS, RemoteState())
+    assert not isinstance(contact, Rejection)
+    assert contact.email is None and contact.first_name == "Jan"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [([1, 2], "wrong_type"), ({"first": {"nested": True}}, "wrong_type"), ({"first": "x" * 2000}, "too_long")],
+)
+def test_contacts_that_cannot_be_understood_are_rejected_with_a_reason(payload: object, reason: str) -> None:
+    result = map_contact(_record(payload), FIELDS, RemoteState())
+    assert isinstance(result, Rejection) and result.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"customer": "7", "total": "abc", "at": "2026-01-01T00:00:00Z"}, "invalid_amount"),
+        ({"customer": "7", "total": "-5.00", "at": "2026-01-01T00:00:00Z"}, "negative_amount"),
+        ({"customer": "7", "total": "1e12", "at": "2026-01-01T00:00:00Z"}, "absurd_amount"),
+        ({"customer": "7", "total": "5.00", "at": "yesterday"}, "invalid_date"),
+        ({"customer": "7", "total": "5.00", "at": "1066-10-14T00:00:00Z"}, "impossible_date"),
+        ({"customer": "7", "total": "5.00"}, "missing_date"),
+        ({"total": "5.00", "at": "2026-01-01T00:00:00Z"}, "unlinkable_order"),
+        ({"customer": "7", "total": "5.00", "currency": "EURO", "at": "2026-01-01T00:00:00Z"}, "invalid_currency"),
+    ],
+)
+def test_orders_that_cannot_count_are_rejected_with_a_reason(payload: object, reason: str) -> None:
+    result = map_order(_record(payload, Kind.ORDER), ORDER_FIELDS, True)
+    assert isinstance(result, Rejection) and result.reason == reason, result
+
+
+def test_guest_order_links_by_email() -> None:
+    order = map_order(
+        _record(
+            {"mail": "Guest@Example.nl", "total": "12.50", "currency": "eur", "at": "2026-01-01T10:00:00"}, Kind.ORDER
+        ),
+        ORDER_FIELDS,
+        True,
+    )
+    assert isinstance(order, Order)
+    assert (order.customer_id, order.email, order.amount, order.currency) == (
+        None,
+        "guest@example.nl",
+        Decimal("12.50"),
+        "EUR",
+    )
+
+
+def _order(days_ago: float, amount: str, counts: bool = True, currency: str = "EUR") -> Order:
+    return Order("shop", "o", "c", None, Decimal(amount), currency, NOW - timedelta(days=days_ago), counts)
+
+
+def test_order_traits_leave_out_what_does_not_count() -> None:
+    orders = [
+        _order(10, "100"),
+        _order(400, "50"),
+        _order(5, "999", counts=False),
+        _order(-3, "70"),
+        _order(20, "10", currency="USD"),
+        _order(30, "20", currency="GBP"),
+    ]
+    traits, unconverted = order_traits(orders, NOW, "EUR", {"USD": Decimal("0.9")})
+    assert traits.order_count == 3  # 100, 50 and the converted USD order; the future one not yet
+    assert traits.revenue == Decimal("159.0")
+    assert traits.spend_12m == Decimal("109.0")
+    assert traits.last_order == NOW - timedelta(days=10)
+    assert traits.first_order == NOW - timedelta(days=400)
+    assert unconverted == 1
+
+
+RULES = QuadrantRules(loyal_min_orders=2, loyal_recency_days=365, high_value_min_revenue=Decimal(250))
+
+
+def _traits(count: int, revenue: str, last_days: int | None, spend_12m: str = "0") -> Traits:
+    last = NOW - timedelta(days=last_days) if last_days is not None else None
+    return Traits(count, Decimal(revenue), Decimal(spend_12m), last, last)
+
+
+@pytest.mark.parametrize(
+    ("traits", "expected"),
+    [
+        (_traits(2, "250", 365), "friends"),  # exactly on every boundary: loyal and valuable
+        (_traits(2, "249.99", 365), "supporters"),
+        (_traits(2, "250", 366), "acquaintances"),  # one day too long ago: no longer loyal
+        (_traits(1, "250", 1), "acquaintances"),  # one order is not loyalty
+        (_traits(1, "10", 1), "passers-by"),
+        (_traits(0, "0", None), "passers-by"),  # a prospect
+    ],
+)
+def test_quadrant_boundaries(traits: Traits, expected: str) -> None:
+    assert quadrant(traits, RULES, NOW) == expected
+
+
+def test_tier_is_the_highest_threshold_reached() -> None:
+    tiers = SegmentSettings(
+        tiers=(Tier(name="gold", min_spend_12m=Decimal(750)), Tier(name="silver", min_spend_12m=Decimal(250)))
+    ).tiers
+    assert [t.name for t in tiers] == ["silver", "gold"]  # kept sorted by threshold
+    assert tier(_traits(1, "0", 1, "249.99"), tiers) is None
+    assert tier(_traits(1, "0", 1, "250"), tiers) == "silver"
+    assert tier(_traits(1, "0", 1, "750"), tiers) == "gold"
+
+
+def test_membership_names_follow_contracts() -> None:
+    verdict = membership(_traits(3, "900", 10, "800"), SegmentSettings(), NOW)
+    assert verdict.segments == frozenset({"friends", "tier-gold"})
+    assert verdict.tier == "gold"
+
+
+def test_segment_settings_refuse_duplicate_tiers_and_bad_rates() -> None:
+    with pytest.raises(ValueError):
+        SegmentSettings(tiers=(Tier(name="a", min_spend_12m=Decimal(1)), Tier(name="a", min_spend_12m=Decimal(2))))
+    with pytest.raises(ValueError):
+        SegmentSettings(rates={"usd": Decimal(1)})

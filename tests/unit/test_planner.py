@@ -1,0 +1,44 @@
+from mapping.model import RemoteState
+from sync.planner import diff, plan_system
+from sync.state import KnownState
+
+
+def test_nothing_to_do_when_remote_matches() -> None:
+    state = RemoteState(frozenset({"crmsync:friends"}), {"crmsync.loyalty_tier": "gold"})
+    assert diff("shop", "1", state, state) is None
+
+
+def test_tags_compare_case_insensitively_and_removal_uses_remote_spelling() -> None:
+    desired = RemoteState(frozenset({"crmsync:friends", "crmsync:tier-gold"}))
+    current = RemoteState(frozenset({"CRMSYNC:Friends", "crmsync:old-segment"}))
+    change = diff("shop", "1", desired, current)
+    assert change is not None
+    assert change.add_tags == ("crmsync:tier-gold",)
+    assert change.remove_tags == ("crmsync:old-segment",)
+    assert change.set_fields == {}
+    assert change.target == desired
+
+
+def test_only_changed_fields_are_set() -> None:
+    desired = RemoteState(frozenset(), {"crmsync_segments": "friends,tier-gold", "crmsync_loyalty_tier": "gold"})
+    current = RemoteState(frozenset(), {"crmsync_segments": "friends", "crmsync_loyalty_tier": "gold"})
+    change = diff("web", "9", desired, current)
+    assert change is not None and change.set_fields == {"crmsync_segments": "friends,tier-gold"}
+
+
+def test_plan_is_sorted_and_skips_unchanged() -> None:
+    same = RemoteState(frozenset({"crmsync:friends"}))
+    changes = plan_system(
+        "shop",
+        {"2": same, "1": RemoteState(frozenset({"crmsync:supporters"})), "3": same},
+        {"1": same, "2": same, "3": same},
+    )
+    assert [c.record_id for c in changes] == ["1"]
+
+
+def test_known_state_prefers_the_newer_of_read_and_ledger() -> None:
+    read = RemoteState(frozenset({"crmsync:old"}))
+    pushed = RemoteState(frozenset({"crmsync:new"}))
+    assert KnownState(read, changed_seq=3, pushed=pushed, pushed_seq=3).current == pushed  # pushed after reading
+    assert KnownState(read, changed_seq=4, pushed=pushed, pushed_seq=3).current == read  # read again since
+    assert KnownState(read, changed_seq=4, pushed=None, pushed_seq=-1).current == read

@@ -1,0 +1,35 @@
+from connectors.redaction import MASK, redact_text, redact_value, register_secret
+
+
+def test_registered_secret_is_masked_everywhere_it_appears() -> None:
+    register_secret("s3cr3t-token-value")
+    text = "failed: token s3cr3t-token-value at https://x/?a=s3cr3t-token-value"
+    assert "s3cr3t-token-value" not in redact_text(text)
+    assert redact_text(text).count(MASK) == 2
+
+
+def test_sensitive_query_parameters_are_masked_even_when_unregistered() -> None:
+    url = "http://127.0.0.1:9/wp-json/wc/v3/customers?page=2&consumer_secret=cs_abcdef&consumer_key=ck_123456"
+    out = redact_text(url)
+    assert "cs_abcdef" not in out and "ck_123456" not in out
+    assert "page=2" in out  # harmless parameters stay readable
+
+
+def test_authorization_schemes_are_masked() -> None:
+    out = redact_text("sent Authorization: Bearer abcdefghijkl and Basic Y2s6Y3M=")
+    assert "abcdefghijkl" not in out and "Y2s6Y3M=" not in out
+
+
+def test_nested_values_and_sensitive_keys() -> None:
+    register_secret("nested-secret-99")
+    event = {"event": "x", "access_token": "whatever", "data": [{"note": "has nested-secret-99 inside"}]}
+    out = redact_value(event, by_name=True)
+    assert out == {"event": "x", "access_token": MASK, "data": [{"note": f"has {MASK} inside"}]}
+    # Documents for people keep harmless `key` fields but still lose the secret values.
+    doc = redact_value({"meta_data": [{"key": "crmsync_segments", "value": "nested-secret-99"}]}, by_name=False)
+    assert doc == {"meta_data": [{"key": "crmsync_segments", "value": MASK}]}
+
+
+def test_short_values_are_not_registered() -> None:
+    register_secret("ab")
+    assert redact_text("abc ab") == "abc ab"

@@ -1,0 +1,90 @@
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mapping.model import Contact, Kind, Rejection, RemoteState, SourceRecord, WriteBack, WriteResult
+from sync.lock import LockHeld, StateLock, current_holder
+from sync.state import StateStore
+
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def _mapper(record: SourceRecord) -> Contact | Rejection:
+    if not record.payload.get("email"):
+        return Rejection("no_email", "test mapper wants an email")
+    return Contact(record.system, record.id, record.updated_at, email=record.payload["email"])
+
+
+def _records(*pairs: tuple[str, str | None]) -> list[SourceRecord]:
+    return [SourceRecord("shop", Kind.CONTACT, rid, NOW, {"email": email}) for rid, email in pairs]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    return StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+
+
+def test_unchanged_records_cost_nothing_and_the_checkpoint_commits_with_them(store: StateStore) -> None:
+    first = store.store_page(
+        "shop",
+        Kind.CONTACT,
+        _records(("1", "a@x.nl"), ("2", "b@x.nl")),
+        _mapper,
+        1,
+        ("contacts", {"cursor": "2026-11-25T00:00:00+00:00"}),
+    )
+    assert (first.received, first.changed) == (2, 2)
+    again = store.store_page("shop", Kind.CONTACT, _records(("1", "a@x.nl"), ("2", "b@y.nl")), _mapper, 2)
+    assert (again.received, again.changed) == (2, 1)
+    assert store.checkpoint("shop", "contacts") == {"cursor": "2026-11-25T00:00:00+00:00"}
+    emails = {c.id: (c.email, seq) for c, seq in store.iter_contacts()}
+    assert emails == {"1": ("a@x.nl", 1), "2": ("b@y.nl", 2)}
+
+
+def test_duplicates_within_a_page_store_once(store: StateStore) -> None:
+    stored = store.store_page("shop", Kind.CONTACT, _records(("1", "a@x.nl"), ("1", "a@x.nl")), _mapper, 1)
+    assert stored.changed == 1
+    assert len(list(store.iter_contacts())) == 1
+
+
+def test_quarantine_follows_the_record(store: StateStore) -> None:
+    store.store_page("shop", Kind.CONTACT, _records(("1", None)), _mapper, 1)
+    assert store.quarantine_counts() == {"shop": 1}
+    assert list(store.iter_contacts()) == []
+    store.store_page("shop", Kind.CONTACT, _records(("1", "fixed@x.nl")), _mapper, 2)
+    assert store.quarantine_counts() == {}
+    assert [c.email for c, _ in store.iter_contacts()] == ["fixed@x.nl"]
+    store.store_page("shop", Kind.CONTACT, _records(("1", "")), _mapper, 3)
+    assert store.quarantine_counts() == {"shop": 1} and list(store.iter_contacts()) == []
+
+
+def test_ledger_and_pending(store: StateStore) -> None:
+    store.store_page("shop", Kind.CONTACT, _records(("1", "a@x.nl"), ("2", "b@x.nl")), _mapper, 1)
+    target = RemoteState(frozenset({"crmsync:friends"}))
+    changes = [WriteBack("shop", rid, ("crmsync:friends",), (), {}, target) for rid in ("1", "2")]
+    store.record_results("shop", changes, [WriteResult("1", True), WriteResult("2", False, "bad value")], 1, NOW)
+    store.record_results("shop", changes[1:], [WriteResult("2", False, "still bad")], 2, NOW)
+    known = store.known_states("shop")
+    assert known["1"].current == target
+    assert known["2"].current == RemoteState()
+    [row] = store.pending_records()
+    assert (row["record_id"], row["attempts"], row["message"]) == ("2", 2, "still bad")
+    store.record_results("shop", changes[1:], [WriteResult("2", True)], 3, NOW)
+    assert store.pending_records() == []
+
+
+def test_lock_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
+    path = tmp_path / "state.db.lock"
+    first = StateLock(path)
+    first.acquire("sync")
+    holder = current_holder(path)
+    assert holder is not None and holder["command"] == "sync"
+    with pytest.raises(LockHeld) as held:
+        StateLock(path).acquire("run")
+    assert "sync" in str(held.value) and "pid" in str(held.value)
+    first.release()
+    assert current_holder(path) is None
+    second = StateLock(path)
+    second.acquire("run")
+    second.release()

@@ -61,8 +61,9 @@ def run_demo(folder: Path, contacts: int, *, as_json: bool) -> int:
     state_file = loaded.sqlite_path()
     second_calls = sum(o.write_calls for o in second.systems.values())
     if as_json:
+        # The sync document of the full cycle (CONTRACTS §2), plus what the demo adds.
         document: dict[str, Any] = {
-            "first": first.to_json(),
+            **first.to_json(),
             "second": second.to_json(),
             "profiles_spanning_systems": spanning,
             "segments": segments,

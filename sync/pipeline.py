@@ -313,6 +313,7 @@ class Cycle:
             verdicts,
             resolution.aliases,
             run.seq,
+            [(link.a, link.b, link.kind, link.value) for link in resolution.links],
         )
         report.profiles = len(members)
         log.info("profiles computed", profiles=len(members), merged=sum(1 for k in members.values() if len(k) > 1))

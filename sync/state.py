@@ -6,7 +6,8 @@ What lives here, and why it is enough to resume after a crash at any point:
 - contacts / orders / quarantine: the mapped form of each raw record (or why it cannot be mapped),
   written in the same transaction as the raw record and the read checkpoint that covers it.
 - checkpoints: where each system's read resumes.
-- profiles, profile_members, profile_aliases: the identity resolution and each profile's verdict.
+- profiles, profile_members, identity_links, profile_aliases: the identity resolution (which
+  identifier joined which records) and each profile's verdict.
 - pushed: what each system last accepted from crmsync (the ledger), written per batch right
   after the vendor confirmed it. Writes are idempotent, so a batch repeated after a crash between
   the vendor's answer and this ledger changes nothing.
@@ -138,6 +139,15 @@ profile_members = Table(
     Column("system", String(64), primary_key=True),
     Column("record_id", String(255), primary_key=True),
     Column("profile_id", String(64), nullable=False, index=True),
+)
+
+identity_links = Table(
+    "identity_links",
+    metadata,
+    Column("a", String(320), primary_key=True),
+    Column("b", String(320), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("value", String(320), nullable=False),
 )
 
 profile_aliases = Table(
@@ -521,9 +531,15 @@ class StateStore:
         verdicts: Mapping[str, tuple[Membership, Mapping[str, Any]]],
         aliases: Mapping[str, str],
         run_seq: int,
+        links: Sequence[tuple[str, str, str, str]] = (),
     ) -> None:
-        """Replace the resolution: members per profile, each profile's verdict and traits."""
+        """Replace the resolution: members per profile, which identifier joined which records,
+        each profile's verdict and traits."""
         with self._writing() as conn:
+            conn.execute(delete(identity_links))
+            link_rows = [{"a": a, "b": b, "kind": kind, "value": value} for a, b, kind, value in links]
+            for start in range(0, len(link_rows), 5000):
+                conn.execute(insert(identity_links), link_rows[start : start + 5000])
             ages = dict(conn.execute(select(profiles.c.profile_id, profiles.c.created_seq)).all())
             conn.execute(delete(profile_members))
             member_rows = [

@@ -170,3 +170,22 @@ def test_backfill_reads_everything_again_and_resumes(
     assert doc["systems"]["shopify"]["write_calls"] == 0
     unknown = run_crmsync("backfill", "--system", "magento", "-c", str(config))
     assert unknown.returncode == 2 and "magento" in unknown.stderr
+
+
+def test_crmsync_now_moves_time_for_every_computation(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    config = sandboxes.config(tmp_path)
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    loyal = {"friends", "supporters"}
+    shop_ids = [c["id"] for c in small_data["shopify"]["customers"]]
+    assert any(owned_tags(sandboxes.customer("shopify", i)) & loyal for i in shop_ids)
+    # Three years on, nobody has ordered recently: nobody is loyal, nobody spent in the last 12 months.
+    later = run_crmsync("sync", "-c", str(config), "--json", env={"CRMSYNC_NOW": "2029-12-01T00:00:00Z"})
+    assert later.returncode == 0, later.stderr
+    for shop_id in shop_ids:
+        tags = owned_tags(sandboxes.customer("shopify", shop_id))
+        assert not tags & loyal and "tier-bronze" in tags, tags
+    for customer in small_data["woocommerce"]["customers"]:
+        segments = woo_meta(sandboxes.customer("woocommerce", str(customer["id"])))["crmsync_segments"].split(",")
+        assert not set(segments) & loyal and "tier-bronze" in segments

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+import requests
+
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
 from connectors.settings import SystemSettings
 from mapping.model import FieldMap, Membership, RemoteState, SourceRecord, WriteBack, WriteResult
@@ -121,7 +123,31 @@ class Connector(ABC):
 
     # ----- hooks every vendor implements ------------------------------------------------------
     @abstractmethod
-    def make_client(self) -> ApiClient: ...
+    def make_client(self) -> ApiClient:
+        """The vendor's client; usually `return self.api_client(auth=..., headers=...)`."""
+
+    def api_client(
+        self,
+        *,
+        auth: requests.auth.AuthBase | tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ApiClient:
+        """An ApiClient wired to this system's settings (pacing, timeouts, retries, stop event)
+        and to this connector's `classify`; a vendor adds only its credentials."""
+        settings = self.settings
+        return ApiClient(
+            self.name,
+            settings.base_url,
+            classify=self.classify,
+            auth=auth,
+            headers=headers,
+            windows=settings.windows(),
+            pace_margin=settings.pace_margin,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            retry=settings.retry.policy(),
+            stop_event=self.stop_event,
+        )
 
     def classify(self, response: ApiResponse) -> Verdict:
         return default_classify(response)

@@ -148,18 +148,7 @@ class ShopifyConnector(Connector):
 
     def make_client(self) -> ApiClient:
         self.pacer = CostPacer()
-        return ApiClient(
-            self.name,
-            self.settings.base_url,
-            classify=self.classify,
-            headers={"X-Shopify-Access-Token": self.settings.access_token.get_secret_value()},
-            windows=self.settings.windows(),
-            pace_margin=self.settings.pace_margin,
-            connect_timeout=self.settings.connect_timeout,
-            read_timeout=self.settings.read_timeout,
-            retry=self.settings.retry.policy(),
-            stop_event=self.stop_event,
-        )
+        return self.api_client(headers={"X-Shopify-Access-Token": self.settings.access_token.get_secret_value()})
 
     @property
     def endpoint(self) -> str:

@@ -72,18 +72,7 @@ class WooCommerceConnector(Connector):
         key = self.settings.consumer_key.get_secret_value()
         secret = self.settings.consumer_secret.get_secret_value()
         self.auth_params = {"consumer_key": key, "consumer_secret": secret} if self.settings.auth == "query" else {}
-        return ApiClient(
-            self.name,
-            self.settings.base_url,
-            classify=self.classify,
-            auth=(key, secret) if self.settings.auth == "basic" else None,
-            windows=self.settings.windows(),
-            pace_margin=self.settings.pace_margin,
-            connect_timeout=self.settings.connect_timeout,
-            read_timeout=self.settings.read_timeout,
-            retry=self.settings.retry.policy(),
-            stop_event=self.stop_event,
-        )
+        return self.api_client(auth=(key, secret) if self.settings.auth == "basic" else None)
 
     @property
     def page_size(self) -> int:

@@ -19,8 +19,16 @@ import requests
 
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
 from connectors.settings import SystemSettings
-from mapping.model import FieldMap, Membership, RemoteState, SourceRecord, WriteBack, WriteResult
-from mapping.normalize.dates import parse_timestamp
+from mapping.model import (
+    FieldMap,
+    FieldSpec,
+    Membership,
+    RemoteState,
+    SourceRecord,
+    WriteBack,
+    WriteResult,
+    parse_timestamp,
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,20 @@ class Connector(ABC):
         self.client = self.make_client()
 
     # ----- declarations turned into behaviour -------------------------------------------------
+    @property
+    def contact_fieldmap(self) -> dict[str, FieldSpec]:
+        """The declared contact fields plus `link:<system>` for every configured cross-system id."""
+        fields = dict(self.contact_fields)
+        for system, path in self.settings.links.items():
+            fields[f"link:{system}"] = FieldSpec(path, "id")
+        return fields
+
+    def canonical_id(self, raw: str) -> str | None:
+        """A record id as this vendor writes it, from the way another system may have stored it
+        (Shopify: a bare number becomes its gid). None when it cannot be one of our ids."""
+        text = raw.strip()
+        return text or None
+
     @property
     def write_batch(self) -> int:
         """Records per write call: the configured size, never more than the API allows."""

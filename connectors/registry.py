@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from connectors.base import Connector
     from connectors.sandbox.app import SandboxApp
 
-# The types with a connector today, and their fixed port offsets for `crmsync sandbox --port-base P`
-# (CONTRACTS §5: P+0 shopify ... P+6 silvasoft, whether or not the others are running).
-TYPES: tuple[str, ...] = ("shopify", "woocommerce")
+# Every system type CONTRACTS knows, with its fixed port offset for `crmsync sandbox --port-base P`
+# (P+0 shopify ... P+6 silvasoft, whether or not the others are running).
 PORT_OFFSETS: dict[str, int] = {
     "shopify": 0,
     "woocommerce": 1,
@@ -22,6 +23,9 @@ PORT_OFFSETS: dict[str, int] = {
     "efficy": 5,
     "silvasoft": 6,
 }
+
+# The types that have a connector folder, in that order: adding a vendor is adding its folder.
+TYPES: tuple[str, ...] = tuple(t for t in PORT_OFFSETS if (Path(__file__).parent / t / "client.py").is_file())
 
 
 def connector_class(system_type: str) -> type[Connector]:
@@ -34,3 +38,10 @@ def sandbox_class(system_type: str) -> type[SandboxApp]:
     module = import_module(f"connectors.{system_type}.sandbox")
     cls: type[SandboxApp] = module.SANDBOX
     return cls
+
+
+def fixtures_function(system_type: str) -> Callable[[Any], dict[str, Any]]:
+    """`demo_fixtures(persons)` of a vendor: synthetic people in that vendor's record shape."""
+    module = import_module(f"connectors.{system_type}.fixtures")
+    function: Callable[[Any], dict[str, Any]] = module.demo_fixtures
+    return function

@@ -76,6 +76,10 @@ class SystemSettings(StrictModel):
     write_batch: int | None = Field(default=None, ge=1, description="records per write call (capped by the API)")
     writeback: bool = True
     skip_segments: list[str] = Field(default_factory=list)
+    links: dict[str, str] = Field(
+        default_factory=dict,
+        description="other system name -> field of this system's contacts that holds that system's customer id",
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -7,31 +7,13 @@ saying why the record cannot be used; nothing here raises on bad input.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from mapping.model import Contact, FieldMap, Order, Rejection, RemoteState, SourceRecord
+from mapping.model import Contact, FieldMap, Order, Rejection, RemoteState, SourceRecord, get_path, record_key
 from mapping.normalize import NORMALISERS, Invalid
-
-_MISSING = object()
-
-
-def get_path(payload: Any, path: str) -> Any:
-    """The value at `a.b.0.c`, or None when any step is absent or of the wrong shape."""
-    value = payload
-    for part in path.split("."):
-        if isinstance(value, Mapping):
-            value = value.get(part, _MISSING)
-        elif isinstance(value, list) and part.isdigit():
-            index = int(part)
-            value = value[index] if index < len(value) else _MISSING
-        else:
-            return None
-        if value is _MISSING:
-            return None
-    return value
 
 
 def apply_fieldmap(payload: Any, fields: FieldMap) -> tuple[dict[str, Any], dict[str, Invalid]]:
@@ -53,7 +35,14 @@ def apply_fieldmap(payload: Any, fields: FieldMap) -> tuple[dict[str, Any], dict
 _SOFT_CONTACT_FIELDS = frozenset({"email", "phone"})
 
 
-def map_contact(record: SourceRecord, fields: FieldMap, owned: RemoteState) -> Contact | Rejection:
+Canonical = Callable[[str, str], str | None]
+
+
+def map_contact(
+    record: SourceRecord, fields: FieldMap, owned: RemoteState, canonical: Canonical | None = None
+) -> Contact | Rejection:
+    """`canonical(system, raw_id)` turns a stored cross-system id into that system's record key
+    (given by the caller, so this stays free of connectors); fields named `link:<system>` hold them."""
     if not isinstance(record.payload, Mapping):
         return Rejection("wrong_type", "contact payload is not an object")
     if not record.id:
@@ -63,6 +52,13 @@ def map_contact(record: SourceRecord, fields: FieldMap, owned: RemoteState) -> C
     if hard:
         name, problem = sorted(hard.items())[0]
         return Rejection(problem.reason, f"{fields[name].path}: {problem.message}")
+    links = []
+    for name, value in values.items():
+        if name.startswith("link:") and value is not None:
+            system = name[len("link:") :]
+            target = canonical(system, str(value)) if canonical else str(value)
+            if target is not None:
+                links.append(record_key(system, target))
     return Contact(
         system=record.system,
         id=record.id,
@@ -72,6 +68,7 @@ def map_contact(record: SourceRecord, fields: FieldMap, owned: RemoteState) -> C
         first_name=values.get("first_name"),
         last_name=values.get("last_name"),
         owned=owned,
+        links=tuple(sorted(set(links))),
     )
 
 

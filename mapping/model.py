@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -71,6 +71,8 @@ class Contact:
     first_name: str | None = None
     last_name: str | None = None
     owned: RemoteState = field(default_factory=RemoteState)
+    # Keys (`system:id`) of records in other systems that this record says are the same person.
+    links: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -152,3 +154,35 @@ class WriteResult:
 def record_key(system: str, record_id: str) -> str:
     """`<system>:<id>`, the form users type for `explain` (split on the first colon only)."""
     return f"{system}:{record_id}"
+
+
+def parse_timestamp(value: str) -> datetime:
+    """ISO-8601 with `Z` or an offset, as UTC; a naive value is taken as UTC (callers pass `_gmt`
+    fields). Raises ValueError on anything else."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+_MISSING = object()
+
+
+def get_path(payload: Any, path: str) -> Any:
+    """The value at `a.b.0.c` of a vendor payload, or None when any step is absent or of the
+    wrong shape (a numeric part indexes a list)."""
+    value = payload
+    for part in path.split("."):
+        if isinstance(value, Mapping):
+            value = value.get(part, _MISSING)
+        elif isinstance(value, list) and part.isdigit():
+            index = int(part)
+            value = value[index] if index < len(value) else _MISSING
+        else:
+            return None
+        if value is _MISSING:
+            return None
+    return value

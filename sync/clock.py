@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from mapping.normalize.dates import parse_timestamp
+from mapping.model import parse_timestamp
 
 
 class ClockError(ValueError):

@@ -138,6 +138,14 @@ class CrmsyncConfig(BaseSettings):
                 raise ValueError(f"system name {name!r} must match [a-z][a-z0-9_]*")
         return systems
 
+    @model_validator(mode="after")
+    def _links_name_systems(self) -> CrmsyncConfig:
+        for name, settings in self.systems.items():
+            for target in settings.links:
+                if target not in self.systems or target == name:
+                    raise ValueError(f"systems.{name}.links.{target}: links name another configured system")
+        return self
+
     def system(self, name: str) -> SystemSettings:
         settings: SystemSettings = self.systems[name]
         return settings
@@ -242,6 +250,9 @@ def format_errors(exc: ValidationError) -> list[str]:
             del loc[2]
         path = _key_path(loc)
         message = _MESSAGES.get(error["type"]) or _plain(error["msg"])
+        # A check across sections names its own key path: "systems.web.links.crm: ...".
+        if not loc and (named := re.match(r"^([a-z_][\w.\[\]-]*): (.+)$", message)):
+            path, message = named.group(1), named.group(2)
         if error["type"] == "unknown_system_type":
             path = f"{path}.type"
         lines.append(f"config error: {path}: {redact_text(message)}")

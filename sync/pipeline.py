@@ -125,21 +125,35 @@ def build_connectors(loaded: LoadedConfig, stop_event: threading.Event) -> dict[
     }
 
 
-def make_mapper(connector: Connector, kind: Kind) -> Mapper:
+def make_mapper(connector: Connector, kind: Kind, connectors: Mapping[str, Connector]) -> Mapper:
     """The pure mapping of one record, guarded: a payload that trips the mapping code is
     quarantined with the reason instead of stopping the run."""
+    fields = connector.contact_fieldmap
+
+    def canonical(system: str, raw: str) -> str | None:
+        target = connectors.get(system)
+        return target.canonical_id(raw) if target is not None else None
 
     def mapper(record: SourceRecord) -> Contact | Order | Rejection:
         try:
             if not isinstance(record.payload, Mapping):
                 return Rejection("wrong_type", f"{kind.value} payload is not an object")
             if kind is Kind.CONTACT:
-                return map_contact(record, connector.contact_fields, connector.owned_state(record.payload))
+                return map_contact(record, fields, connector.owned_state(record.payload), canonical)
             return map_order(record, connector.order_fields, connector.order_counts(record.payload))
         except Exception as exc:
             return Rejection("unreadable", f"{type(exc).__name__}: {exc}"[:300])
 
     return mapper
+
+
+def identifiers(contact: Contact) -> list[tuple[str, str]]:
+    """What can join this record to others: its own key (which other systems may store), the
+    keys it stores of other systems' records, its email."""
+    found = [("record", contact.key), *(("record", link) for link in contact.links)]
+    if contact.email:
+        found.append(("email", contact.email))
+    return found
 
 
 def merge_checkpoints(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -205,7 +219,7 @@ class Cycle:
             return
         for name, connector in connectors.items():
             for _, kind in STREAMS:
-                self.store.remap(name, kind, make_mapper(connector, kind), run.seq)
+                self.store.remap(name, kind, make_mapper(connector, kind, connectors), run.seq)
         self.store.set_meta("mapping_version", MAPPING_VERSION)
 
     # ----- extract -------------------------------------------------------------------------------
@@ -218,7 +232,8 @@ class Cycle:
             structlog.contextvars.bind_contextvars(system=name)
             try:
                 for stream, kind in STREAMS:
-                    self._extract_stream(connector, outcome, run, stream, kind, name in full)
+                    mapper = make_mapper(connector, kind, connectors)
+                    self._extract_stream(connector, outcome, run, stream, kind, mapper, name in full)
             except Cancelled:
                 outcome.fail("interrupted", "stopped while reading")
             except ConnectorError as exc:
@@ -234,7 +249,14 @@ class Cycle:
             list(pool.map(one, connectors))
 
     def _extract_stream(
-        self, connector: Connector, outcome: SystemOutcome, run: RunHandle, stream: str, kind: Kind, full: bool
+        self,
+        connector: Connector,
+        outcome: SystemOutcome,
+        run: RunHandle,
+        stream: str,
+        kind: Kind,
+        mapper: Mapper,
+        full: bool,
     ) -> None:
         capable = connector.capabilities.read_contacts if kind is Kind.CONTACT else connector.capabilities.read_orders
         if not capable:
@@ -243,7 +265,6 @@ class Cycle:
         key = f"{stream}@backfill" if full else stream
         checkpoint = self.store.checkpoint(name, key)
         reader = connector.read_contacts if kind is Kind.CONTACT else connector.read_orders
-        mapper = make_mapper(connector, kind)
         received = changed = quarantined = 0
         last: Mapping[str, Any] | None = checkpoint
         for page in reader(checkpoint):

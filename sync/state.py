@@ -53,10 +53,20 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from mapping.model import Contact, Kind, Membership, Order, Rejection, RemoteState, SourceRecord, WriteBack, WriteResult
-from mapping.normalize.dates import parse_timestamp
+from mapping.model import (
+    Contact,
+    Kind,
+    Membership,
+    Order,
+    Rejection,
+    RemoteState,
+    SourceRecord,
+    WriteBack,
+    WriteResult,
+    parse_timestamp,
+)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 metadata = MetaData()
 
@@ -83,6 +93,7 @@ contacts = Table(
     Column("last_name", String(255)),
     Column("updated_at", String(40)),
     Column("owned", Text, nullable=False),
+    Column("links", Text, nullable=False, default="[]"),
     Column("changed_seq", Integer, nullable=False),
 )
 
@@ -250,6 +261,10 @@ class KnownState:
 Mapper = Callable[[SourceRecord], Contact | Order | Rejection]
 
 
+class StateVersionError(RuntimeError):
+    """The state database was written with a different schema."""
+
+
 class StateStore:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -265,6 +280,11 @@ class StateStore:
             found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
             if found is None:
                 conn.execute(insert(meta).values(key="schema_version", value=SCHEMA_VERSION))
+            elif found != SCHEMA_VERSION:
+                raise StateVersionError(
+                    f"the state at {url.split('///')[-1]} was written by another crmsync version "
+                    f"(schema {found}, this one reads {SCHEMA_VERSION}); move it aside and backfill"
+                )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -496,6 +516,7 @@ class StateStore:
                     first_name=row["first_name"],
                     last_name=row["last_name"],
                     owned=RemoteState.from_json(json.loads(row["owned"])),
+                    links=tuple(json.loads(row["links"])),
                 )
                 yield contact, int(row["changed_seq"])
 
@@ -690,6 +711,7 @@ def _mapped_row(result: Contact | Order, run_seq: int) -> dict[str, Any]:
             "last_name": result.last_name,
             "updated_at": result.updated_at.isoformat() if result.updated_at else None,
             "owned": json.dumps(result.owned.to_json()),
+            "links": json.dumps(list(result.links)),
             "changed_seq": run_seq,
         }
     return {

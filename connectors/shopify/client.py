@@ -21,8 +21,7 @@ from connectors.base import Capabilities, Connector, Page, advance_cursor, read_
 from connectors.errors import ApiError
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
 from connectors.settings import SystemSettings
-from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult
-from mapping.normalize.dates import parse_timestamp
+from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult, parse_timestamp
 
 MUTATION_COST = 10  # points per mutation field, as the API reports in extensions.cost
 TIER_NAMESPACE = "crmsync"
@@ -224,6 +223,12 @@ class ShopifyConnector(Connector):
         return self._read(Kind.ORDER, ORDERS_QUERY, "orders", checkpoint)
 
     # ----- mapping hooks ------------------------------------------------------------------------
+    def canonical_id(self, raw: str) -> str | None:
+        text = raw.strip()
+        if text.isdigit():
+            return f"gid://shopify/Customer/{int(text)}"
+        return text if text.startswith("gid://shopify/Customer/") else None
+
     def payload_tags(self, payload: Mapping[str, Any]) -> list[str]:
         tags = payload.get("tags")
         return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []

@@ -54,7 +54,7 @@ from werkzeug.wrappers import Request, Response
 from connectors.sandbox import FixtureError, Route, SandboxApp, json_response, utcnow
 from connectors.sandbox.faults import FaultRule
 from connectors.shopify.search import SearchSyntaxError, compile_query
-from mapping.normalize.dates import parse_timestamp
+from mapping.model import parse_timestamp
 
 API_VERSION = "2026-10"
 MAX_PAGE = 250

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from mapping.normalize.dates import parse_timestamp
+from mapping.model import parse_timestamp
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 

@@ -21,8 +21,7 @@ from connectors.base import Capabilities, Connector, Page, advance_cursor, read_
 from connectors.errors import ApiError, RejectedRecord
 from connectors.http import ApiClient, ApiResponse
 from connectors.settings import SystemSettings
-from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult
-from mapping.normalize.dates import parse_timestamp
+from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult, parse_timestamp
 
 API = "/wp-json/wc/v3"
 MAX_PAGE = 100
@@ -157,6 +156,10 @@ class WooCommerceConnector(Connector):
         return SourceRecord(self.name, kind, str(item.get("id", "")), updated_at, item)
 
     # ----- mapping hooks ------------------------------------------------------------------------
+    def canonical_id(self, raw: str) -> str | None:
+        text = raw.strip()
+        return str(int(text)) if text.isdigit() and int(text) > 0 else None
+
     def payload_field(self, payload: Mapping[str, Any], name: str) -> str | None:
         meta = payload.get("meta_data")
         if not isinstance(meta, list):

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox import FixtureError, Route, SandboxApp, VendorError, json_response, utcnow
-from mapping.normalize.dates import parse_timestamp
+from mapping.model import parse_timestamp
 
 PREFIX = "/wp-json/wc/v3"
 MAX_PER_PAGE = 100

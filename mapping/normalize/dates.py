@@ -3,21 +3,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from mapping.model import parse_timestamp
 from mapping.normalize.base import Invalid, type_name
 
 _EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-
-
-def parse_timestamp(value: str) -> datetime:
-    """ISO-8601 with `Z` or an offset; a naive value is taken as UTC (callers pass `_gmt` fields)."""
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def normalise_datetime(value: Any) -> datetime | Invalid | None:

@@ -77,6 +77,10 @@ def test_environment_can_supply_a_missing_credential(tmp_path: Path, monkeypatch
         (("[systems.web]", "[systems.Web]"), "config error: systems: system name 'Web' must match"),
         (('consumer_key = "ck_config_key_1"', "consumer_key = 12"), "config error: systems.web.consumer_key: input"),
         (("tag_prefix", "tag_prefixx"), "config error: writeback.tag_prefixx: unknown key"),
+        (
+            ('consumer_key = "ck', 'links = { crm = "meta_data.0.value" }\nconsumer_key = "ck'),
+            "config error: systems.web.links.crm: links name another configured system",
+        ),
     ],
 )
 def test_each_problem_is_one_plain_line_naming_the_key(tmp_path: Path, change: tuple[str, str], expected: str) -> None:

@@ -75,3 +75,13 @@ def test_split_leaves_the_id_with_the_larger_part() -> None:
     assert result.assignment["b:1"] == result.assignment["c:1"] == "p_x"
     assert result.assignment["a:1"] != "p_x"
     assert result.assignment["a:1"] in result.created
+
+
+def test_a_stored_id_of_another_system_joins_records_without_any_shared_email() -> None:
+    records = [
+        ("shop:gid://shopify/Customer/5", [("record", "shop:gid://shopify/Customer/5"), ("email", "a@x.nl")]),
+        ("erp:77", [("record", "erp:77"), ("record", "shop:gid://shopify/Customer/5"), ("email", "b@y.nl")]),
+    ]
+    result = resolve(records, {}, {})
+    assert len(set(result.assignment.values())) == 1
+    assert [(link.kind, link.value) for link in result.links] == [("record", "shop:gid://shopify/Customer/5")]

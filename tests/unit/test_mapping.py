@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapping.fieldmaps import get_path, map_contact, map_order
-from mapping.model import FieldSpec, Kind, Order, Rejection, RemoteState, SourceRecord, Traits
+from mapping.fieldmaps import map_contact, map_order
+from mapping.model import FieldSpec, Kind, Order, Rejection, RemoteState, SourceRecord, Traits, get_path
 from mapping.normalize import Invalid
 from mapping.normalize.email import normalise_email
 from mapping.segments import QuadrantRules, SegmentSettings, Tier, membership, quadrant, tier
@@ -180,3 +180,15 @@ def test_segment_settings_refuse_duplicate_tiers_and_bad_rates() -> None:
         SegmentSettings(tiers=(Tier(name="a", min_spend_12m=Decimal(1)), Tier(name="a", min_spend_12m=Decimal(2))))
     with pytest.raises(ValueError):
         SegmentSettings(rates={"usd": Decimal(1)})
+
+
+def test_stored_ids_of_other_systems_become_links() -> None:
+    fields = {**FIELDS, "link:shop": FieldSpec("custom.shop_id", "id"), "link:web": FieldSpec("custom.web_id", "id")}
+    payload = {"mail": "a@b.nl", "custom": {"shop_id": "  123 ", "web_id": "not-a-number"}}
+
+    def canonical(system: str, raw: str) -> str | None:
+        return f"gid://shopify/Customer/{raw.strip()}" if system == "shop" else (raw if raw.isdigit() else None)
+
+    contact = map_contact(SourceRecord("erp", Kind.CONTACT, "9", NOW, payload), fields, RemoteState(), canonical)
+    assert not isinstance(contact, Rejection)
+    assert contact.links == ("shop:gid://shopify/Customer/123",)

@@ -63,9 +63,11 @@ class Connector(ABC):
     order_fields: ClassVar[FieldMap]
     max_write_batch: ClassVar[int] = 1
     # Where crmsync's verdict lives on a remote record (CONTRACTS §4): as prefixed tags, and/or in
-    # a field holding the segment names, and/or a field holding the loyalty tier.
-    segments_field: ClassVar[str | None] = None
-    tier_field: ClassVar[str | None] = None
+    # a field holding the segment names, and/or a field holding the loyalty tier. Fixed names are
+    # declared here; vendors whose field names are configured (AFAS, SuperOffice, efficy) give
+    # their settings `segments_field` / `tier_field` keys, which take precedence.
+    default_segments_field: ClassVar[str | None] = None
+    default_tier_field: ClassVar[str | None] = None
     # What an owned field holds when it holds nothing: None when the API can delete it, "" when
     # the best it can do is an empty value (WooCommerce meta).
     empty_field_value: ClassVar[str | None] = None
@@ -82,6 +84,8 @@ class Connector(ABC):
         self.settings = settings
         self.tag_prefix = tag_prefix
         self.stop_event = stop_event or threading.Event()
+        self.segments_field: str | None = getattr(settings, "segments_field", None) or self.default_segments_field
+        self.tier_field: str | None = getattr(settings, "tier_field", None) or self.default_tier_field
         self.client = self.make_client()
 
     # ----- declarations turned into behaviour -------------------------------------------------

@@ -140,7 +140,7 @@ class ShopifyConnector(Connector):
         "created_at": FieldSpec("createdAt", "datetime"),
     }
     max_write_batch = 25
-    tier_field = f"{TIER_NAMESPACE}.{TIER_KEY}"
+    default_tier_field = f"{TIER_NAMESPACE}.{TIER_KEY}"
     empty_field_value = None
 
     settings: ShopifySettings
@@ -249,7 +249,7 @@ class ShopifyConnector(Connector):
 
     # ----- writes -------------------------------------------------------------------------------
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
-        plan = _write_document(changes, self.tier_field)
+        plan = _write_document(changes, f"{TIER_NAMESPACE}.{TIER_KEY}")
         problems: dict[str, list[str]] = {c.record_id: [] for c in changes}
         if plan.document:
             cost = MUTATION_COST * plan.mutations

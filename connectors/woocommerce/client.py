@@ -60,8 +60,8 @@ class WooCommerceConnector(Connector):
         "created_at": FieldSpec("date_created_gmt", "datetime"),
     }
     max_write_batch = BATCH_LIMIT
-    segments_field = "crmsync_segments"
-    tier_field = "crmsync_loyalty_tier"
+    default_segments_field = "crmsync_segments"
+    default_tier_field = "crmsync_loyalty_tier"
     # Meta cannot be deleted over REST; an empty string is the closest thing to "absent".
     empty_field_value = ""
 

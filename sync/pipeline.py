@@ -162,6 +162,21 @@ def merge_checkpoints(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) 
     return {"cursor": max(cursors)} if cursors else {}
 
 
+@dataclass
+class Resolved:
+    """The outcome of identity resolution for one cycle."""
+
+    members: dict[str, list[str]]  # profile id -> record keys
+    orders: dict[str, list[Order]]  # profile id -> its orders
+    aliases: dict[str, str]
+    links: list[tuple[str, str, str, str]]  # record key a, record key b, identifier kind, value
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    system, _, record_id = key.partition(":")
+    return system, record_id
+
+
 class Cycle:
     def __init__(
         self,
@@ -296,10 +311,36 @@ class Cycle:
     ) -> dict[str, dict[str, RemoteState]]:
         """Profiles and their verdicts; returns the desired owned state per system and record."""
         now = self.clock()
-        settings = self.config.segments
+        resolved = self._resolve()
+        verdicts = self._assess(resolved, now)
+        self.store.save_profiles(
+            {pid: [_split_key(key) for key in keys] for pid, keys in resolved.members.items()},
+            verdicts,
+            resolved.aliases,
+            run.seq,
+            resolved.links,
+        )
+        report.profiles = len(resolved.members)
+        log.info(
+            "profiles computed",
+            profiles=len(resolved.members),
+            merged=sum(1 for keys in resolved.members.values() if len(keys) > 1),
+        )
+        desired: dict[str, dict[str, RemoteState]] = defaultdict(dict)
+        for profile, keys in resolved.members.items():
+            verdict = verdicts[profile][0]
+            for key in keys:
+                system, record_id = _split_key(key)
+                connector = connectors.get(system)
+                if connector is not None:
+                    desired[system][record_id] = connector.desired_state(verdict)
+        return desired
+
+    def _resolve(self) -> Resolved:
+        """Who is who: records joined into profiles, and each profile's orders."""
         contacts = [contact for contact, _ in self.store.iter_contacts()]
         previous, ages = self.store.previous_assignment()
-        resolution = resolve(((c.key, [("email", c.email)] if c.email else []) for c in contacts), previous, ages)
+        resolution = resolve(((c.key, identifiers(c)) for c in contacts), previous, ages)
         by_email: dict[str, str] = {}
         for contact in contacts:
             if contact.email:
@@ -311,11 +352,22 @@ class Cycle:
                 profile = by_email.get(order.email)
             if profile is not None:
                 orders[profile].append(order)
-        members = resolution.members()
+        return Resolved(
+            members=resolution.members(),
+            orders=orders,
+            aliases=resolution.aliases,
+            links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],
+        )
+
+    def _assess(self, resolved: Resolved, now: datetime) -> dict[str, tuple[Membership, dict[str, Any]]]:
+        """Each profile's traits and segment membership."""
+        settings = self.config.segments
         verdicts: dict[str, tuple[Membership, dict[str, Any]]] = {}
         unconverted = 0
-        for profile in members:
-            traits, skipped = order_traits(orders.get(profile, ()), now, settings.base_currency, settings.rates)
+        for profile in resolved.members:
+            traits, skipped = order_traits(
+                resolved.orders.get(profile, ()), now, settings.base_currency, settings.rates
+            )
             unconverted += skipped
             verdicts[profile] = (
                 membership(traits, settings, now),
@@ -329,24 +381,7 @@ class Cycle:
             )
         if unconverted:
             log.warning("orders without an exchange rate left out", orders=unconverted, base=settings.base_currency)
-        self.store.save_profiles(
-            {pid: [tuple(key.split(":", 1)) for key in keys] for pid, keys in members.items()},  # type: ignore[misc]
-            verdicts,
-            resolution.aliases,
-            run.seq,
-            [(link.a, link.b, link.kind, link.value) for link in resolution.links],
-        )
-        report.profiles = len(members)
-        log.info("profiles computed", profiles=len(members), merged=sum(1 for k in members.values() if len(k) > 1))
-        desired: dict[str, dict[str, RemoteState]] = defaultdict(dict)
-        for profile, keys in members.items():
-            verdict = verdicts[profile][0]
-            for key in keys:
-                system, record_id = key.split(":", 1)
-                connector = connectors.get(system)
-                if connector is not None:
-                    desired[system][record_id] = connector.desired_state(verdict)
-        return desired
+        return verdicts
 
     # ----- plan and apply ---------------------------------------------------------------------------
     def _plan(

@@ -91,8 +91,16 @@ class Connector(ABC):
     # ----- declarations turned into behaviour -------------------------------------------------
     @property
     def contact_fieldmap(self) -> dict[str, FieldSpec]:
-        """The declared contact fields plus `link:<system>` for every configured cross-system id."""
+        """The declared contact fields, the config's `fields` overrides and additions (an AFAS or
+        SuperOffice install keeps things in its own free fields), and `link:<system>` for every
+        configured cross-system id."""
         fields = dict(self.contact_fields)
+        for name, override in self.settings.fields.items():
+            if isinstance(override, str):
+                default = fields[name].normaliser if name in fields else ("email" if name == "email" else "text")
+                fields[name] = FieldSpec(override, default)
+            else:
+                fields[name] = FieldSpec(override.path, override.normaliser)
         for system, path in self.settings.links.items():
             fields[f"link:{system}"] = FieldSpec(path, "id")
         return fields

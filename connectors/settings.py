@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from connectors.http import RetryPolicy, check_base_url
 from connectors.ratelimit import Window
+from mapping.model import CONTACT_VOCABULARY
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -63,6 +64,17 @@ class RetrySettings(StrictModel):
 SEGMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
+class FieldOverride(StrictModel):
+    path: str = Field(min_length=1)
+    normaliser: str = "text"
+
+
+def _field_target(name: str) -> str:
+    if name in CONTACT_VOCABULARY or (name.startswith("link:") and len(name) > 5):
+        return name
+    raise ValueError(f"{name!r} is not a contact field; one of {', '.join(sorted(CONTACT_VOCABULARY))}")
+
+
 class SystemSettings(StrictModel):
     type: str
     base_url: str
@@ -80,6 +92,17 @@ class SystemSettings(StrictModel):
         default_factory=dict,
         description="other system name -> field of this system's contacts that holds that system's customer id",
     )
+    fields: dict[str, str | FieldOverride] = Field(
+        default_factory=dict,
+        description="contact field -> vendor path (or {path, normaliser}); replaces or adds to the declared map",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _contact_fields(cls, value: dict[str, str | FieldOverride]) -> dict[str, str | FieldOverride]:
+        for name in value:
+            _field_target(name)
+        return value
 
     @field_validator("base_url")
     @classmethod

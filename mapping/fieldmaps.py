@@ -3,72 +3,190 @@
 A field map says, per profile field, where the value sits (a dotted path; a numeric part indexes a
 list) and which normaliser cleans it. The result is a normalised Contact or Order, or a Rejection
 saying why the record cannot be used; nothing here raises on bad input.
+
+Contact fields a map may name (the vocabulary; the TOML can remap or add them per system):
+`email`, `phone`, `mobile` (a second number), `first_name`, `middle_name` (tussenvoegsel),
+`last_name`, `full_name`, `street` (with or without number), `house_number`, `house_addition`,
+`postcode`, `city`, `country`, `company`, and `link:<system>` for a stored id of another system.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from mapping.model import Contact, FieldMap, Order, Rejection, RemoteState, SourceRecord, get_path, record_key
+from mapping.model import (
+    Contact,
+    FieldMap,
+    Order,
+    Rejection,
+    RemoteState,
+    SourceRecord,
+    get_path,
+    record_key,
+)
 from mapping.normalize import NORMALISERS, Invalid
+from mapping.normalize.address import normalise_postcode, split_house_number, split_street
+from mapping.normalize.email import DEFAULT_ROLE_LOCALS, is_role_address
+from mapping.normalize.names import parse_name
+from mapping.normalize.phone import INVALID, parse_phone
+
+Canonical = Callable[[str, str], str | None]
 
 
-def apply_fieldmap(payload: Any, fields: FieldMap) -> tuple[dict[str, Any], dict[str, Invalid]]:
+@dataclass(frozen=True)
+class MappingRules:
+    """What mapping needs from the configuration; plain data, so mapping stays pure."""
+
+    default_country: str = "NL"
+    role_locals: frozenset[str] = DEFAULT_ROLE_LOCALS
+
+
+@dataclass
+class FieldAbsence:
+    """Mapped fields whose path did not exist in a payload, counted per field, so a wrong path
+    is reported once per run instead of once per record."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, names: set[str]) -> None:
+        for name in names:
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+
+def path_exists(payload: Any, path: str) -> bool:
+    """Whether every key along `path` exists (an explicit null counts as existing)."""
+    value = payload
+    for part in path.split("."):
+        if isinstance(value, Mapping):
+            if part not in value:
+                return False
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit():
+            if int(part) >= len(value):
+                return False
+            value = value[int(part)]
+        else:
+            return value is None  # a null parent: the field is simply empty
+    return True
+
+
+def apply_fieldmap(
+    payload: Any, fields: FieldMap, absent: FieldAbsence | None = None
+) -> tuple[dict[str, Any], dict[str, Invalid]]:
     """Normalised values per profile field, and the fields whose value was present but unusable."""
     values: dict[str, Any] = {}
     problems: dict[str, Invalid] = {}
+    missing: set[str] = set()
     for name, spec in fields.items():
-        normalised = NORMALISERS[spec.normaliser](get_path(payload, spec.path))
+        raw = get_path(payload, spec.path)
+        if raw is None and absent is not None and not path_exists(payload, spec.path):
+            missing.add(name)
+        normalised = NORMALISERS[spec.normaliser](raw)
         if isinstance(normalised, Invalid):
             problems[name] = normalised
             values[name] = None
         else:
             values[name] = normalised
+    if absent is not None and missing:
+        absent.add(missing)
     return values, problems
 
 
-# A bad email or phone leaves the contact usable by its own id; a bad name means the record is not
-# what we think it is.
-_SOFT_CONTACT_FIELDS = frozenset({"email", "phone"})
-
-
-Canonical = Callable[[str, str], str | None]
+# A bad email, phone, country or postcode leaves the contact usable (flagged); a field of the
+# wrong type or an absurd value means the record is not what we think it is.
+_SOFT_CONTACT_FIELDS = frozenset({"email", "phone", "mobile", "country", "postcode"})
 
 
 def map_contact(
-    record: SourceRecord, fields: FieldMap, owned: RemoteState, canonical: Canonical | None = None
+    record: SourceRecord,
+    fields: FieldMap,
+    owned: RemoteState,
+    canonical: Canonical | None = None,
+    rules: MappingRules | None = None,
+    absent: FieldAbsence | None = None,
 ) -> Contact | Rejection:
     """`canonical(system, raw_id)` turns a stored cross-system id into that system's record key
     (given by the caller, so this stays free of connectors); fields named `link:<system>` hold them."""
+    rules = rules or MappingRules()
     if not isinstance(record.payload, Mapping):
         return Rejection("wrong_type", "contact payload is not an object")
     if not record.id:
         return Rejection("missing_id", "contact has no id")
-    values, problems = apply_fieldmap(record.payload, fields)
+    values, problems = apply_fieldmap(record.payload, fields, absent)
     hard = {k: v for k, v in problems.items() if k not in _SOFT_CONTACT_FIELDS}
     if hard:
         name, problem = sorted(hard.items())[0]
         return Rejection(problem.reason, f"{fields[name].path}: {problem.message}")
+    flags = [f"{problem.reason}" for _, problem in sorted(problems.items())]
+
+    email: str | None = values.get("email")
+    role = email is not None and is_role_address(email, rules.role_locals)
+    if role:
+        flags.append("role_address")
+    country = values.get("country")
+
+    phone = None
+    for name in ("mobile", "phone"):  # a dedicated mobile field wins over a general one
+        raw = values.get(name)
+        if raw:
+            candidate = parse_phone(str(raw), country, rules.default_country)
+            if candidate is not None and (phone is None or (phone.kind != "mobile" and candidate.kind == "mobile")):
+                phone = candidate
+    if phone is not None and phone.kind == INVALID:
+        flags.append("invalid_phone")
+
+    person = parse_name(
+        values.get("first_name"), values.get("middle_name"), values.get("last_name"), values.get("full_name")
+    )
+
+    street, number = values.get("street"), None
+    if values.get("house_number") not in (None, ""):
+        number = split_house_number(str(values["house_number"]))
+    elif street:
+        street, number = split_street(street)
+    postcode = values.get("postcode")
+    if postcode:
+        checked = normalise_postcode(str(postcode), country or rules.default_country)
+        if isinstance(checked, Invalid):
+            flags.append(checked.reason)
+        else:
+            postcode = checked
+
     links = []
-    for name, value in values.items():
-        if name.startswith("link:") and value is not None:
-            system = name[len("link:") :]
+    for field_name, value in values.items():
+        if field_name.startswith("link:") and value is not None:
+            system = field_name[len("link:") :]
             target = canonical(system, str(value)) if canonical else str(value)
             if target is not None:
                 links.append(record_key(system, target))
+
     return Contact(
         system=record.system,
         id=record.id,
         updated_at=record.updated_at,
-        email=values.get("email"),
-        phone=values.get("phone"),
-        first_name=values.get("first_name"),
-        last_name=values.get("last_name"),
+        email=email,
+        email_role=role,
+        phone=phone.e164 if phone else None,
+        phone_kind=phone.kind if phone else None,
+        phone_raw=phone.raw if phone else None,
+        given_name=person.given if person else None,
+        infix=person.infix if person else None,
+        family_name=person.family if person else None,
+        initials=person.initials if person else None,
+        street=street or None,
+        house_number=number.number if number else None,
+        house_addition=(values.get("house_addition") or (number.addition if number else None)),
+        postcode=postcode or None,
+        city=values.get("city"),
+        country=country,
+        company=values.get("company"),
         owned=owned,
         links=tuple(sorted(set(links))),
+        flags=tuple(sorted(set(flags))),
     )
 
 

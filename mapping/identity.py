@@ -1,37 +1,77 @@
 """Identity resolution: which source records are the same person, under stable profile ids.
 
-Records are joined by union-find over shared identifiers (today: the normalised email). The result
-depends only on the set of inputs, never their order. Profile ids survive across runs: when two
-profiles merge, the older id survives and the other becomes an alias; when a profile splits, the
-part holding most of its previous records keeps the id and the rest get new ones.
+Records are joined by union-find over shared identifiers, strongest kind first: a record's own id
+(which other systems may store: an explicit link), then the email match key, then the E.164 mobile
+number. Landlines, role addresses (`info@`) and unparseable values never join anyone. Merge
+protection: an identifier held by more than N records of one system is a shared one (a shop's own
+address on its B2B orders, a family phone) and joins nobody; a join that would make a profile larger
+than M records is refused. The outcome depends only on the set of inputs, never their order.
+
+Profile ids survive across runs: when profiles merge, the oldest id survives and the others become
+aliases; when a profile splits, the part holding most of its former records keeps the id.
+Survivorship picks each profile field from the configured most trusted source, then the most
+recently updated record.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mapping.model import PROFILE_FIELDS, Contact
+from mapping.normalize.email import DEFAULT_ROLE_LOCALS, email_match_key
+
+# Stronger kinds are joined first; with the profile size limit that decides which joins happen.
+KIND_PRIORITY = {"record": 0, "email": 1, "mobile": 2}
 
 
-class UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
+class IdentitySettings(BaseModel):
+    """The `[identity]` config section."""
 
-    def find(self, item: str) -> str:
-        parent = self.parent.setdefault(item, item)
-        if parent == item:
-            return item
-        root = self.find(parent)
-        self.parent[item] = root
-        return root
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            # The smaller key becomes the root, so the structure is the same for any input order.
-            low, high = sorted((ra, rb))
-            self.parent[high] = low
+    default_country: str = Field(default="NL", pattern=r"^[A-Z]{2}$", description="for phones and postcodes")
+    role_addresses: list[str] = Field(default_factory=list, description="more local parts that name a role")
+    personal_addresses: list[str] = Field(
+        default_factory=list, description="local parts that are people here after all (a one-person info@)"
+    )
+    max_records_per_identifier: dict[str, int] = Field(
+        default_factory=lambda: {"email": 3, "mobile": 3},
+        description="records of ONE system an email or mobile may be on before it counts as shared",
+    )
+    max_records_per_profile: int = Field(default=25, ge=2)
+    source_priority: list[str] = Field(default_factory=list, description="system names, most trusted first")
+
+    @field_validator("max_records_per_identifier")
+    @classmethod
+    def _known_kinds(cls, value: dict[str, int]) -> dict[str, int]:
+        for kind, limit in value.items():
+            if kind not in ("email", "mobile"):
+                raise ValueError(f"{kind!r} is not an identifier kind (email, mobile)")
+            if limit < 1:
+                raise ValueError(f"{kind}: the limit must be at least 1")
+        return value
+
+    def role_locals(self) -> frozenset[str]:
+        extra = {r.strip().lower().rstrip("@") for r in self.role_addresses}
+        return (DEFAULT_ROLE_LOCALS | extra) - {p.strip().lower() for p in self.personal_addresses}
+
+
+def identifiers(contact: Contact) -> list[tuple[str, str]]:
+    """What may join this record to others: the keys it stores of other systems' records (links;
+    a record's own key is implied), its email unless that names a role, its mobile number."""
+    found = [("record", link) for link in contact.links]
+    if contact.email and not contact.email_role:
+        found.append(("email", email_match_key(contact.email)))
+    if contact.mobile:
+        found.append(("mobile", contact.mobile))
+    return found
 
 
 @dataclass(frozen=True)
@@ -50,6 +90,8 @@ class Resolution:
     aliases: dict[str, str] = field(default_factory=dict)  # retired profile id -> surviving id
     created: set[str] = field(default_factory=set)
     links: list[Link] = field(default_factory=list)
+    shared: dict[tuple[str, str], int] = field(default_factory=dict)  # identifier -> records holding it
+    refused: list[Link] = field(default_factory=list)  # joins the profile size limit stopped
 
     def members(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = defaultdict(list)
@@ -62,60 +104,154 @@ def new_profile_id(seed: str, taken: set[str]) -> str:
     """A deterministic id from the cluster's smallest record key, unique among `taken`."""
     attempt = 0
     while True:
-        digest = hashlib.sha1(f"{seed}#{attempt}".encode()).hexdigest()[:12]
-        candidate = f"p_{digest}"
+        candidate = "p_" + hashlib.sha1(f"{seed}#{attempt}".encode()).hexdigest()[:12]
         if candidate not in taken:
             return candidate
         attempt += 1
 
 
 def resolve(
-    identifiers: Iterable[tuple[str, Iterable[tuple[str, str]]]],
+    identified: Iterable[tuple[str, Iterable[tuple[str, str]]]],
     previous: Mapping[str, str],
     age: Mapping[str, int],
+    limits: Mapping[str, int] | None = None,
+    max_profile: int = 1 << 30,
+    names: Mapping[str, str] | None = None,
 ) -> Resolution:
     """Cluster records and name the clusters.
 
-    `identifiers`: per record key, its (kind, value) identifiers. `previous`: record key -> the
-    profile id it had. `age`: profile id -> creation rank (smaller is older)."""
-    union = UnionFind()
-    first_holder: dict[tuple[str, str], str] = {}
-    links: list[Link] = []
-    keys: list[str] = []
-    for key, idents in sorted(((k, sorted(set(v))) for k, v in identifiers), key=lambda item: item[0]):
-        keys.append(key)
-        union.find(key)
-        for ident in idents:
-            holder = first_holder.setdefault(ident, key)
-            if holder != key:
-                union.union(holder, key)
-                links.append(Link(holder, key, ident[0], ident[1]))
+    `identified`: per record key, its (kind, value) identifiers; a ("record", key) identifier on
+    another record is a link to it. `previous`: record key -> the profile id it had. `age`: profile
+    id -> creation rank (smaller is older). `limits`: per kind, how many records of one system may
+    hold a value before it is shared. `max_profile`: the most records one profile may hold.
+    `names`: record key -> given name; a mobile number never joins two records whose given names
+    disagree (a family shares a phone, not a person)."""
+    items = list(identified)
+    keys = sorted({key for key, _ in items})
+    index = {key: i for i, key in enumerate(keys)}
+    # Identifier value -> the records holding it. Only values held twice end up in `multi`, so the
+    # memory cost of a million single-holder identifiers stays one dict entry each.
+    first: dict[tuple[str, str], int] = {}
+    multi: dict[tuple[str, str], list[int]] = {}
+    link_pairs: list[tuple[int, int, str]] = []
+    for key, idents in items:
+        me = index[key]
+        for kind, value in idents:
+            if kind == "record":
+                target = index.get(value)
+                if target is not None and target != me:
+                    link_pairs.append((min(me, target), max(me, target), value))
+                continue
+            token = (kind, value)
+            held = first.setdefault(token, me)
+            if held != me:
+                multi.setdefault(token, [held]).append(me)
+    del items, first
 
-    clusters: dict[str, list[str]] = defaultdict(list)
-    for key in keys:
-        clusters[union.find(key)].append(key)
-    ordered = sorted(clusters.values(), key=lambda members: members[0])
+    parent = list(range(len(keys)))
+    size = [1] * len(keys)
 
-    # Every previous id goes to the cluster that holds most of its former records.
-    # Ties go to the cluster with the smallest record key, so the outcome never depends on order.
-    claims: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
-    for index, members in enumerate(ordered):
-        counts: dict[str, int] = defaultdict(int)
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    result = Resolution()
+
+    def join(a: int, b: int, kind: str, value: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            return
+        link = Link(keys[a], keys[b], kind, value)
+        if size[ra] + size[rb] > max_profile:
+            result.refused.append(link)
+            return
+        low, high = (ra, rb) if ra < rb else (rb, ra)
+        parent[high] = low
+        size[low] += size[high]
+        result.links.append(link)
+
+    for a, b, value in sorted(set(link_pairs)):
+        join(a, b, "record", value)
+    limits = limits or {}
+    for token in sorted(multi, key=lambda t: (KIND_PRIORITY.get(t[0], 9), t)):
+        kind, value = token
+        group = multi[token]
+        if len(group) == 2:  # by far the most common case: one person in two systems
+            holders = [group[0], group[1]] if group[0] < group[1] else [group[1], group[0]]
+        else:
+            holders = sorted(set(group))
+        limit = limits.get(kind)
+        # Only a value on more records than the limit can have too many in one system.
+        if limit is not None and len(holders) > limit and _most_per_system([keys[i] for i in holders]) > limit:
+            result.shared[token] = len(holders)
+            continue
+        anchor = holders[0]
+        for other in holders[1:]:
+            if kind == "mobile" and names and not _same_person_names(names.get(keys[anchor]), names.get(keys[other])):
+                continue
+            join(anchor, other, kind, value)
+
+    # Roots first seen in key order: the clusters come out sorted by their smallest key already.
+    clusters: dict[int, list[str]] = {}
+    for i, key in enumerate(keys):
+        root = find(i)
+        members = clusters.get(root)
+        if members is None:
+            clusters[root] = [key]
+        else:
+            members.append(key)
+    _name_clusters(list(clusters.values()), previous, age, result)
+    return result
+
+
+def _same_person_names(a: str | None, b: str | None) -> bool:
+    """Given names that could belong to one person: either unknown, equal, or one the initial of
+    the other (`J.` and `Jan`)."""
+    if not a or not b:
+        return True
+    a, b = a.casefold().strip(" ."), b.casefold().strip(" .")
+    return a == b or a.split()[0] == b.split()[0] or (a[0] == b[0] and (len(a) <= 2 or len(b) <= 2))
+
+
+def _most_per_system(records: Sequence[str]) -> int:
+    per_system: dict[str, int] = defaultdict(int)
+    for key in records:
+        per_system[key.split(":", 1)[0]] += 1
+    return max(per_system.values())
+
+
+def _name_clusters(
+    ordered: list[list[str]], previous: Mapping[str, str], age: Mapping[str, int], result: Resolution
+) -> None:
+    """`ordered`: clusters sorted by their smallest record key, each listing its keys in order.
+
+    Every previous id goes to the cluster holding most of its former records; ties go to the
+    cluster with the smallest record key, so the outcome never depends on order."""
+    claims: dict[str, tuple[int, int]] = {}  # profile id -> (-count, position): smaller wins
+    for position, members in enumerate(ordered):
+        counts: dict[str, int] | None = None
         for key in members:
-            if key in previous:
-                counts[previous[key]] += 1
-        for profile_id, count in counts.items():
-            claims[profile_id].append((count, members[0], index))
+            former = previous.get(key)
+            if former is not None:
+                counts = counts or {}
+                counts[former] = counts.get(former, 0) + 1
+        if counts:
+            for profile_id, count in counts.items():
+                claim = (-count, position)
+                best = claims.get(profile_id)
+                if best is None or claim < best:
+                    claims[profile_id] = claim
     won: dict[int, list[str]] = defaultdict(list)
-    for profile_id, candidates in claims.items():
-        _, _, index = min(candidates, key=lambda c: (-c[0], c[1]))
-        won[index].append(profile_id)
-
-    result = Resolution(links=links)
+    for profile_id, (_, position) in claims.items():
+        won[position].append(profile_id)
     taken = set(age) | set(previous.values())
-    for index, members in enumerate(ordered):
-        ids = sorted(won.get(index, []), key=lambda pid: (age.get(pid, 1 << 62), pid))
+    assignment = result.assignment
+    for position, members in enumerate(ordered):
+        ids = won.get(position)
         if ids:
+            ids.sort(key=lambda pid: (age.get(pid, 1 << 62), pid))
             survivor = ids[0]
             for retired in ids[1:]:
                 result.aliases[retired] = survivor
@@ -124,5 +260,52 @@ def resolve(
             taken.add(survivor)
             result.created.add(survivor)
         for key in members:
-            result.assignment[key] = survivor
-    return result
+            assignment[key] = survivor
+
+
+# ----- survivorship --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FieldChoice:
+    value: Any
+    source: str  # record key
+    why: str
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def survive(members: Sequence[Contact], source_priority: Sequence[str]) -> dict[str, FieldChoice]:
+    """Each profile field from the most trusted source that has it, then the most recent update,
+    then the smallest record key (so the choice never depends on order)."""
+    rank = {system: i for i, system in enumerate(source_priority)}
+    ordered = sorted(
+        members,
+        key=lambda c: (rank.get(c.system, len(rank)), -(c.updated_at or _EPOCH).timestamp(), c.key),
+    )
+    chosen: dict[str, FieldChoice] = {}
+    for name in PROFILE_FIELDS:
+        holders = [c for c in ordered if _field(c, name) is not None]
+        if not holders:
+            continue
+        winner = holders[0]
+        chosen[name] = FieldChoice(_field(winner, name), winner.key, _why(winner, holders, rank))
+    return chosen
+
+
+def _field(contact: Contact, name: str) -> Any:
+    if name == "email" and contact.email_role:
+        return contact.email  # still shown, it is just not an identifier
+    value = getattr(contact, name)
+    return None if value == "" else value
+
+
+def _why(winner: Contact, holders: Sequence[Contact], rank: Mapping[str, int]) -> str:
+    if len(holders) == 1:
+        return "only source"
+    runner = holders[1]
+    if rank.get(winner.system, len(rank)) < rank.get(runner.system, len(rank)):
+        return f"source priority: {winner.system} before {runner.system}"
+    if (winner.updated_at or _EPOCH) > (runner.updated_at or _EPOCH):
+        stamp = winner.updated_at.date().isoformat() if winner.updated_at else "?"
+        return f"most recent: updated {stamp}"
+    return "tie: smallest record key"

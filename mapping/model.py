@@ -39,6 +39,26 @@ class FieldSpec:
 
 FieldMap = Mapping[str, FieldSpec]
 
+# The contact fields a field map may fill (plus `link:<system>`); see mapping/fieldmaps.py.
+CONTACT_VOCABULARY = frozenset(
+    [
+        "email",
+        "phone",
+        "mobile",
+        "first_name",
+        "middle_name",
+        "last_name",
+        "full_name",
+        "street",
+        "house_number",
+        "house_addition",
+        "postcode",
+        "city",
+        "country",
+        "company",
+    ]
+)
+
 
 @dataclass(frozen=True, slots=True)
 class RemoteState:
@@ -61,22 +81,59 @@ class RemoteState:
 
 @dataclass(frozen=True, slots=True)
 class Contact:
-    """The normalised view of one contact record."""
+    """The normalised view of one contact record. `flags` say what was present but unusable
+    (`invalid_email`, `invalid_phone`, `role_address`, ...): kept for people, never used to match."""
 
     system: str
     id: str
     updated_at: datetime | None
     email: str | None = None
-    phone: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
+    email_role: bool = False
+    phone: str | None = None  # E.164 when it could be parsed, else None (see phone_raw)
+    phone_kind: str | None = None  # mobile | landline | other | invalid
+    phone_raw: str | None = None
+    given_name: str | None = None
+    infix: str | None = None  # the tussenvoegsel ("van der")
+    family_name: str | None = None
+    initials: str | None = None
+    street: str | None = None
+    house_number: int | None = None
+    house_addition: str | None = None
+    postcode: str | None = None
+    city: str | None = None
+    country: str | None = None  # ISO 3166 alpha-2
+    company: str | None = None
     owned: RemoteState = field(default_factory=RemoteState)
     # Keys (`system:id`) of records in other systems that this record says are the same person.
     links: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         return record_key(self.system, self.id)
+
+    @property
+    def mobile(self) -> str | None:
+        """The E.164 number when it is a mobile one: the only kind that identifies a person."""
+        return self.phone if self.phone_kind == "mobile" else None
+
+
+# The profile fields a record can contribute, in the order people read them.
+PROFILE_FIELDS = (
+    "email",
+    "phone",
+    "given_name",
+    "infix",
+    "family_name",
+    "initials",
+    "street",
+    "house_number",
+    "house_addition",
+    "postcode",
+    "city",
+    "country",
+    "company",
+)
 
 
 @dataclass(frozen=True, slots=True)

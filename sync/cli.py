@@ -327,6 +327,43 @@ def status(
 
 
 @app.command()
+def explain(
+    key: Annotated[str, typer.Argument(help="An email, a phone number, a profile id, or <system>:<id>.")],
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+) -> None:
+    """One profile and why: its records, what joined them, which source won each field, segments."""
+    from sync.clock import now
+    from sync.explain import explain_profile, find_profiles, render
+    from sync.state import StateStore
+
+    common = Common(config, json_out, log_level, log_json)
+    loaded = _loaded(common)
+    path = loaded.sqlite_path()
+    if path is not None and not path.exists():
+        _fail(f"crmsync: nothing to explain yet: no state at {path} (run a sync first)", 4)
+    store = StateStore(loaded.state_url())
+    try:
+        matches = find_profiles(store, key, loaded.config)
+        if not matches:
+            _fail(f"crmsync: no profile matches {key!r}", 4)
+        document = explain_profile(store, matches[0], loaded.config, now())
+    finally:
+        store.close()
+    if len(matches) > 1:
+        document["matches"] = matches
+    if common.as_json:
+        _emit_json(document)
+    else:
+        from sync.explain import render
+
+        _console().print(render(document, matches[1:]))
+    raise typer.Exit(0)
+
+
+@app.command()
 def run(
     config: ConfigOpt = None,
     json_out: JsonOpt = False,

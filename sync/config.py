@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from connectors.redaction import redact_text, register_secret
 from connectors.registry import TYPES, connector_class
 from connectors.settings import Duration, StrictModel, SystemSettings
+from mapping.identity import IdentitySettings
+from mapping.normalize import NORMALISERS
 from mapping.segments import SegmentSettings
 
 SYSTEM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -116,6 +118,7 @@ class CrmsyncConfig(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
     systems: dict[str, SystemConfig] = Field(default_factory=dict)
 
     @classmethod
@@ -139,11 +142,20 @@ class CrmsyncConfig(BaseSettings):
         return systems
 
     @model_validator(mode="after")
-    def _links_name_systems(self) -> CrmsyncConfig:
+    def _names_refer_to_something(self) -> CrmsyncConfig:
         for name, settings in self.systems.items():
             for target in settings.links:
                 if target not in self.systems or target == name:
                     raise ValueError(f"systems.{name}.links.{target}: links name another configured system")
+            for field_name, override in settings.fields.items():
+                if not isinstance(override, str) and override.normaliser not in NORMALISERS:
+                    raise ValueError(
+                        f"systems.{name}.fields.{field_name}.normaliser: unknown normaliser "
+                        f"{override.normaliser!r}; one of {', '.join(sorted(NORMALISERS))}"
+                    )
+        for position, system in enumerate(self.identity.source_priority):
+            if system not in self.systems:
+                raise ValueError(f"identity.source_priority[{position}]: no system named {system!r}")
         return self
 
     def system(self, name: str) -> SystemSettings:

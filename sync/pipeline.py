@@ -21,9 +21,10 @@ from connectors.base import Connector
 from connectors.errors import ConnectorError
 from connectors.http import Cancelled
 from connectors.registry import connector_class
-from mapping.fieldmaps import map_contact, map_order
-from mapping.identity import resolve
+from mapping.fieldmaps import FieldAbsence, MappingRules, map_contact, map_order
+from mapping.identity import FieldChoice, identifiers, resolve, survive
 from mapping.model import Contact, Kind, Membership, Order, Rejection, RemoteState, SourceRecord, WriteBack
+from mapping.normalize.email import email_match_key, is_role_address
 from mapping.segments import membership
 from mapping.traits import order_traits
 from sync.config import LoadedConfig
@@ -34,7 +35,7 @@ log = structlog.get_logger("crmsync.pipeline")
 
 # Bump when mapping code changes what it produces from the same payload: stored records are then
 # mapped again from their raw form at the start of the next cycle.
-MAPPING_VERSION = "1"
+MAPPING_VERSION = "2"
 
 STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
 
@@ -125,7 +126,13 @@ def build_connectors(loaded: LoadedConfig, stop_event: threading.Event) -> dict[
     }
 
 
-def make_mapper(connector: Connector, kind: Kind, connectors: Mapping[str, Connector]) -> Mapper:
+def make_mapper(
+    connector: Connector,
+    kind: Kind,
+    connectors: Mapping[str, Connector],
+    rules: MappingRules | None = None,
+    absent: FieldAbsence | None = None,
+) -> Mapper:
     """The pure mapping of one record, guarded: a payload that trips the mapping code is
     quarantined with the reason instead of stopping the run."""
     fields = connector.contact_fieldmap
@@ -139,7 +146,8 @@ def make_mapper(connector: Connector, kind: Kind, connectors: Mapping[str, Conne
             if not isinstance(record.payload, Mapping):
                 return Rejection("wrong_type", f"{kind.value} payload is not an object")
             if kind is Kind.CONTACT:
-                return map_contact(record, fields, connector.owned_state(record.payload), canonical)
+                owned = connector.owned_state(record.payload)
+                return map_contact(record, fields, owned, canonical, rules, absent)
             return map_order(record, connector.order_fields, connector.order_counts(record.payload))
         except Exception as exc:
             return Rejection("unreadable", f"{type(exc).__name__}: {exc}"[:300])
@@ -147,13 +155,14 @@ def make_mapper(connector: Connector, kind: Kind, connectors: Mapping[str, Conne
     return mapper
 
 
-def identifiers(contact: Contact) -> list[tuple[str, str]]:
-    """What can join this record to others: its own key (which other systems may store), the
-    keys it stores of other systems' records, its email."""
-    found = [("record", contact.key), *(("record", link) for link in contact.links)]
-    if contact.email:
-        found.append(("email", contact.email))
-    return found
+def given_names(contacts: Iterable[Contact]) -> dict[str, str]:
+    """Record key -> given name (or initial), for the family-phone check in resolution."""
+    out = {}
+    for contact in contacts:
+        name = contact.given_name or (contact.initials[0] if contact.initials else None)
+        if name:
+            out[contact.key] = name
+    return out
 
 
 def merge_checkpoints(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -167,6 +176,7 @@ class Resolved:
     """The outcome of identity resolution for one cycle."""
 
     members: dict[str, list[str]]  # profile id -> record keys
+    fields: dict[str, dict[str, FieldChoice]]  # profile id -> its fields, each from its best source
     orders: dict[str, list[Order]]  # profile id -> its orders
     aliases: dict[str, str]
     links: list[tuple[str, str, str, str]]  # record key a, record key b, identifier kind, value
@@ -193,6 +203,8 @@ class Cycle:
         self.clock = clock
         self.stop_event = stop_event or threading.Event()
         self.progress = progress
+        identity = self.config.identity
+        self.rules = MappingRules(default_country=identity.default_country, role_locals=identity.role_locals())
 
     def run(self, command: str, *, dry_run: bool = False, full: Iterable[str] = ()) -> CycleReport:
         """`full`: systems to read from the start (backfill) instead of from their cursors."""
@@ -234,7 +246,7 @@ class Cycle:
             return
         for name, connector in connectors.items():
             for _, kind in STREAMS:
-                self.store.remap(name, kind, make_mapper(connector, kind, connectors), run.seq)
+                self.store.remap(name, kind, make_mapper(connector, kind, connectors, self.rules), run.seq)
         self.store.set_meta("mapping_version", MAPPING_VERSION)
 
     # ----- extract -------------------------------------------------------------------------------
@@ -247,8 +259,13 @@ class Cycle:
             structlog.contextvars.bind_contextvars(system=name)
             try:
                 for stream, kind in STREAMS:
-                    mapper = make_mapper(connector, kind, connectors)
+                    absent = FieldAbsence()
+                    mapper = make_mapper(connector, kind, connectors, self.rules, absent)
                     self._extract_stream(connector, outcome, run, stream, kind, mapper, name in full)
+                    for field_name, count in sorted(absent.counts.items()):
+                        # Once per run and field, not once per record: a wrong path is one mistake.
+                        path = connector.contact_fieldmap[field_name].path
+                        log.warning("mapped field missing", system=name, field=field_name, path=path, records=count)
             except Cancelled:
                 outcome.fail("interrupted", "stopped while reading")
             except ConnectorError as exc:
@@ -337,23 +354,44 @@ class Cycle:
         return desired
 
     def _resolve(self) -> Resolved:
-        """Who is who: records joined into profiles, and each profile's orders."""
+        """Who is who: records joined into profiles, each profile's fields and its orders."""
+        identity = self.config.identity
         contacts = [contact for contact, _ in self.store.iter_contacts()]
         previous, ages = self.store.previous_assignment()
-        resolution = resolve(((c.key, identifiers(c)) for c in contacts), previous, ages)
-        by_email: dict[str, str] = {}
+        resolution = resolve(
+            ((c.key, identifiers(c)) for c in contacts),
+            previous,
+            ages,
+            limits=identity.max_records_per_identifier,
+            max_profile=identity.max_records_per_profile,
+            names=given_names(contacts),
+        )
+        for (kind, value), holders in sorted(resolution.shared.items())[:20]:
+            log.info("shared identifier joins nobody", kind=kind, records=holders)
+            log.debug("shared identifier", kind=kind, value=value)
+        if resolution.refused:
+            log.warning("joins refused by the profile size limit", joins=len(resolution.refused))
+        # Guest orders attach by email, but only where the address names one profile and a person.
+        by_email: dict[str, set[str]] = defaultdict(set)
         for contact in contacts:
-            if contact.email:
-                by_email.setdefault(contact.email, resolution.assignment[contact.key])
+            if contact.email and not contact.email_role:
+                by_email[email_match_key(contact.email)].add(resolution.assignment[contact.key])
         orders: dict[str, list[Order]] = defaultdict(list)
         for order in self.store.iter_orders():
             profile = resolution.assignment.get(f"{order.system}:{order.customer_id}") if order.customer_id else None
-            if profile is None and order.email:
-                profile = by_email.get(order.email)
+            if profile is None and order.email and not is_role_address(order.email, self.rules.role_locals):
+                candidates = by_email.get(email_match_key(order.email), set())
+                profile = next(iter(candidates)) if len(candidates) == 1 else None
             if profile is not None:
                 orders[profile].append(order)
+        members = resolution.members()
+        by_key = {c.key: c for c in contacts}
+        fields = {
+            pid: survive([by_key[key] for key in keys], identity.source_priority) for pid, keys in members.items()
+        }
         return Resolved(
-            members=resolution.members(),
+            members=members,
+            fields=fields,
             orders=orders,
             aliases=resolution.aliases,
             links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],

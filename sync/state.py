@@ -65,8 +65,9 @@ from mapping.model import (
     WriteResult,
     parse_timestamp,
 )
+from mapping.normalize.email import email_match_key
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 metadata = MetaData()
 
@@ -88,9 +89,11 @@ contacts = Table(
     Column("system", String(64), primary_key=True),
     Column("record_id", String(255), primary_key=True),
     Column("email", String(320)),
-    Column("phone", String(64)),
-    Column("first_name", String(255)),
-    Column("last_name", String(255)),
+    Column("email_key", String(320), index=True),
+    Column("email_role", Boolean, nullable=False, default=False),
+    Column("phone", String(64), index=True),
+    Column("phone_kind", String(16)),
+    Column("details", Text, nullable=False, default="{}"),
     Column("updated_at", String(40)),
     Column("owned", Text, nullable=False),
     Column("links", Text, nullable=False, default="[]"),
@@ -507,18 +510,7 @@ class StateStore:
     def iter_contacts(self) -> Iterator[tuple[Contact, int]]:
         with self.engine.connect() as conn:
             for row in conn.execute(select(contacts).order_by(contacts.c.system, contacts.c.record_id)).mappings():
-                contact = Contact(
-                    system=row["system"],
-                    id=row["record_id"],
-                    updated_at=parse_timestamp(row["updated_at"]) if row["updated_at"] else None,
-                    email=row["email"],
-                    phone=row["phone"],
-                    first_name=row["first_name"],
-                    last_name=row["last_name"],
-                    owned=RemoteState.from_json(json.loads(row["owned"])),
-                    links=tuple(json.loads(row["links"])),
-                )
-                yield contact, int(row["changed_seq"])
+                yield contact_from_row(row), int(row["changed_seq"])
 
     def iter_orders(self) -> Iterator[Order]:
         with self.engine.connect() as conn:
@@ -610,6 +602,92 @@ class StateStore:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(per_profile)).scalar() or 0)
 
+    # ----- explain ---------------------------------------------------------------------------------
+    def profiles_for(
+        self,
+        *,
+        record: tuple[str, str] | None = None,
+        email_key: str | None = None,
+        phone: str | None = None,
+        profile: str | None = None,
+    ) -> list[str]:
+        """Profile ids matching one lookup (a record, an email match key, an E.164 phone, or a
+        profile id or alias), most records first."""
+        with self.engine.connect() as conn:
+            if profile is not None:
+                alias = conn.execute(
+                    select(profile_aliases.c.profile_id).where(profile_aliases.c.alias == profile)
+                ).scalar()
+                target = alias or profile
+                found = conn.execute(select(profiles.c.profile_id).where(profiles.c.profile_id == target)).scalar()
+                return [found] if found else []
+            query = select(profile_members.c.profile_id).join(
+                contacts,
+                (contacts.c.system == profile_members.c.system) & (contacts.c.record_id == profile_members.c.record_id),
+            )
+            if record is not None:
+                query = select(profile_members.c.profile_id).where(
+                    profile_members.c.system == record[0], profile_members.c.record_id == record[1]
+                )
+            elif email_key is not None:
+                query = query.where(contacts.c.email_key == email_key)
+            elif phone is not None:
+                query = query.where(contacts.c.phone == phone)
+            else:
+                return []
+            ids = [row[0] for row in conn.execute(query).all()]
+        counts: dict[str, int] = {}
+        for pid in ids:
+            counts[pid] = counts.get(pid, 0) + 1
+        return sorted(counts, key=lambda pid: (-counts[pid], pid))
+
+    def profile_detail(self, profile_id: str) -> dict[str, Any]:
+        """Everything `explain` shows about one profile, straight from the state."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(profiles).where(profiles.c.profile_id == profile_id)).mappings().first()
+            members = conn.execute(
+                select(profile_members.c.system, profile_members.c.record_id)
+                .where(profile_members.c.profile_id == profile_id)
+                .order_by(profile_members.c.system, profile_members.c.record_id)
+            ).all()
+            keys = [f"{system}:{rid}" for system, rid in members]
+            contact_rows = []
+            raws: dict[str, Any] = {}
+            for system, rid in members:
+                contact_row = (
+                    conn.execute(select(contacts).where(contacts.c.system == system, contacts.c.record_id == rid))
+                    .mappings()
+                    .first()
+                )
+                if contact_row is not None:
+                    contact_rows.append(contact_from_row(contact_row))
+                payload = conn.execute(
+                    select(raw_records.c.payload).where(
+                        raw_records.c.system == system,
+                        raw_records.c.kind == Kind.CONTACT.value,
+                        raw_records.c.record_id == rid,
+                    )
+                ).scalar()
+                raws[f"{system}:{rid}"] = json.loads(payload) if payload else None
+            links = (
+                conn.execute(select(identity_links).where(identity_links.c.a.in_(keys) | identity_links.c.b.in_(keys)))
+                .mappings()
+                .all()
+            )
+            aliases = [
+                a
+                for (a,) in conn.execute(
+                    select(profile_aliases.c.alias).where(profile_aliases.c.profile_id == profile_id)
+                ).all()
+            ]
+        return {
+            "profile": dict(row) if row else None,
+            "contacts": contact_rows,
+            "raw": raws,
+            "links": [dict(link) for link in links],
+            "aliases": sorted(aliases),
+        }
+
     def profile_count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(profiles)).scalar() or 0)
@@ -700,15 +778,56 @@ class StateStore:
             return {system: int(n) for system, n in rows}
 
 
+_DETAILS = (
+    "phone_raw",
+    "given_name",
+    "infix",
+    "family_name",
+    "initials",
+    "street",
+    "house_number",
+    "house_addition",
+    "postcode",
+    "city",
+    "country",
+    "company",
+)
+
+
+def contact_from_row(row: Any) -> Contact:
+    """A Contact from a `contacts` row (any mapping of column name to value)."""
+    details = json.loads(row["details"])
+    return Contact(
+        system=row["system"],
+        id=row["record_id"],
+        updated_at=parse_timestamp(row["updated_at"]) if row["updated_at"] else None,
+        email=row["email"],
+        email_role=bool(row["email_role"]),
+        phone=row["phone"],
+        phone_kind=row["phone_kind"],
+        owned=RemoteState.from_json(json.loads(row["owned"])),
+        links=tuple(json.loads(row["links"])),
+        flags=tuple(details.pop("flags", ())),
+        **{name: details.get(name) for name in _DETAILS},
+    )
+
+
 def _mapped_row(result: Contact | Order, run_seq: int) -> dict[str, Any]:
     if isinstance(result, Contact):
+        details: dict[str, Any] = {
+            name: getattr(result, name) for name in _DETAILS if getattr(result, name) is not None
+        }
+        if result.flags:
+            details["flags"] = list(result.flags)
         return {
             "system": result.system,
             "record_id": result.id,
             "email": result.email,
+            "email_key": email_match_key(result.email) if result.email else None,
+            "email_role": result.email_role,
             "phone": result.phone,
-            "first_name": result.first_name,
-            "last_name": result.last_name,
+            "phone_kind": result.phone_kind,
+            "details": json.dumps(details, ensure_ascii=False),
             "updated_at": result.updated_at.isoformat() if result.updated_at else None,
             "owned": json.dumps(result.owned.to_json()),
             "links": json.dumps(list(result.links)),

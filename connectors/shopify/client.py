@@ -131,6 +131,10 @@ class ShopifyConnector(Connector):
         "phone": FieldSpec("defaultPhoneNumber.phoneNumber", "phone"),
         "first_name": FieldSpec("firstName"),
         "last_name": FieldSpec("lastName"),
+        "street": FieldSpec("defaultAddress.address1"),
+        "postcode": FieldSpec("defaultAddress.zip"),
+        "city": FieldSpec("defaultAddress.city"),
+        "country": FieldSpec("defaultAddress.countryCodeV2", "country"),
     }
     order_fields = {
         "customer_id": FieldSpec("customer.id", "id"),

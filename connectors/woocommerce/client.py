@@ -51,6 +51,11 @@ class WooCommerceConnector(Connector):
         "phone": FieldSpec("billing.phone", "phone"),
         "first_name": FieldSpec("first_name"),
         "last_name": FieldSpec("last_name"),
+        "company": FieldSpec("billing.company"),
+        "street": FieldSpec("billing.address_1"),
+        "postcode": FieldSpec("billing.postcode"),
+        "city": FieldSpec("billing.city"),
+        "country": FieldSpec("billing.country", "country"),
     }
     order_fields = {
         "customer_id": FieldSpec("customer_id", "id"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mapping.normalize.address import normalise_country
 from mapping.normalize.base import Invalid
 from mapping.normalize.dates import normalise_datetime
 from mapping.normalize.email import normalise_email
@@ -24,6 +25,7 @@ NORMALISERS: dict[str, Normaliser] = {
     "money_cents": normalise_money_cents,
     "currency": normalise_currency,
     "datetime": normalise_datetime,
+    "country": normalise_country,
 }
 
 __all__ = ["NORMALISERS", "Invalid", "Normaliser"]

@@ -85,3 +85,112 @@ def test_a_stored_id_of_another_system_joins_records_without_any_shared_email() 
     result = resolve(records, {}, {})
     assert len(set(result.assignment.values())) == 1
     assert [(link.kind, link.value) for link in result.links] == [("record", "shop:gid://shopify/Customer/5")]
+
+
+# ----- merge protection, priorities, survivorship ------------------------------------------------
+from datetime import UTC, datetime  # noqa: E402
+
+from hypothesis import strategies as st  # noqa: E402
+
+from mapping.identity import identifiers, survive  # noqa: E402
+from mapping.model import Contact  # noqa: E402
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def contact(key: str, email: str | None = None, mobile: str | None = None, role: bool = False, **kw: object) -> Contact:
+    system, _, rid = key.partition(":")
+    return Contact(
+        system,
+        rid,
+        kw.pop("updated_at", T0),
+        email=email,
+        email_role=role,  # type: ignore[arg-type]
+        phone=mobile,
+        phone_kind="mobile" if mobile else None,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_role_addresses_and_landlines_never_join() -> None:
+    records = [
+        contact("shop:1", "info@bedrijf.nl", role=True),
+        contact("shop:2", "info@bedrijf.nl", role=True),
+        Contact("crm", "1", T0, phone="+31201234567", phone_kind="landline"),
+        Contact("crm", "2", T0, phone="+31201234567", phone_kind="landline"),
+    ]
+    result = resolve([(c.key, identifiers(c)) for c in records], {}, {})
+    assert len(set(result.assignment.values())) == 4
+
+
+def test_an_identifier_on_too_many_records_of_one_system_is_shared() -> None:
+    b2b = [contact(f"web:{i}", "orders@groothandel.nl") for i in range(4)]  # a shop's own address
+    person = [contact("shop:9", "piet@example.nl"), contact("crm:9", "piet@example.nl")]
+    records = b2b + person
+    result = resolve([(c.key, identifiers(c)) for c in records], {}, {}, limits={"email": 3})
+    assert len({result.assignment[c.key] for c in b2b}) == 4
+    assert result.shared == {("email", "orders@groothandel.nl"): 4}
+    assert result.assignment["shop:9"] == result.assignment["crm:9"]  # one per system: a person
+
+
+def test_mobile_joins_but_email_is_stronger_under_the_size_limit() -> None:
+    records = [
+        contact("a:1", "x@example.nl", "+31611111111"),
+        contact("b:1", "x@example.nl"),
+        contact("c:1", None, "+31611111111"),
+    ]
+    joined = resolve([(c.key, identifiers(c)) for c in records], {}, {})
+    assert len(set(joined.assignment.values())) == 1
+    assert {link.kind for link in joined.links} == {"email", "mobile"}
+    limited = resolve([(c.key, identifiers(c)) for c in records], {}, {}, max_profile=2)
+    # email joins first (stronger), so the mobile join that would make three records is refused
+    assert limited.assignment["a:1"] == limited.assignment["b:1"] != limited.assignment["c:1"]
+    assert [(link.kind, link.value) for link in limited.refused] == [("mobile", "+31611111111")]
+
+
+pools = st.tuples(
+    st.sampled_from(["a", "b", "c", "d"]),
+    st.integers(0, 9),
+    st.one_of(st.none(), st.sampled_from(["jan@x.nl", "piet@x.nl", "info@x.nl", "kees@x.nl"])),
+    st.one_of(st.none(), st.sampled_from(["+31611111111", "+31622222222", "+31633333333"])),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(pools, min_size=1, max_size=30, unique_by=lambda t: (t[0], t[1])), st.randoms(use_true_random=False))
+def test_resolution_is_order_independent_and_never_joins_by_role_or_shared(
+    rows: list[tuple[str, int, str | None, str | None]], rng: random.Random
+) -> None:
+    records = [
+        contact(f"{s}:{n}", email, mobile, role=bool(email and email.startswith("info@")))
+        for s, n, email, mobile in rows
+    ]
+    limits = {"email": 2, "mobile": 2}
+    baseline = resolve([(c.key, identifiers(c)) for c in records], {}, {}, limits=limits, max_profile=4)
+    shuffled = list(records)
+    rng.shuffle(shuffled)
+    again = resolve([(c.key, identifiers(c)) for c in shuffled], {}, {}, limits=limits, max_profile=4)
+    assert again.assignment == baseline.assignment
+    assert again.links == baseline.links
+    for link in baseline.links:
+        assert not link.value.startswith("info@")
+        assert (link.kind, link.value) not in baseline.shared
+    assert max(len(keys) for keys in baseline.members().values()) <= 4
+
+
+def test_survivorship_by_priority_then_recency() -> None:
+    old = contact("crm:1", "jan@x.nl", given_name="Jan", city="Utrecht", updated_at=datetime(2025, 1, 1, tzinfo=UTC))
+    new = contact(
+        "shop:1",
+        "jan@x.nl",
+        given_name="Johannes",
+        city="Amsterdam",
+        postcode="1011 AB",
+        updated_at=datetime(2026, 6, 1, tzinfo=UTC),
+    )
+    by_recency = survive([old, new], [])
+    assert by_recency["given_name"].value == "Johannes" and by_recency["given_name"].source == "shop:1"
+    assert by_recency["given_name"].why == "most recent: updated 2026-06-01"
+    by_priority = survive([new, old], ["crm"])
+    assert by_priority["city"].value == "Utrecht" and by_priority["city"].why == "source priority: crm before shop"
+    assert by_priority["postcode"].value == "1011 AB" and by_priority["postcode"].why == "only source"

@@ -67,7 +67,8 @@ def _record(payload: object, kind: Kind = Kind.CONTACT, rid: str = "1") -> Sourc
 def test_contact_with_a_bad_email_is_kept_without_it() -> None:
     contact = map_contact(_record({"mail": "not-an-email", "first": "Jan"}), FIELDS, RemoteState())
     assert not isinstance(contact, Rejection)
-    assert contact.email is None and contact.first_name == "Jan"
+    assert contact.email is None and contact.given_name == "Jan"
+    assert contact.flags == ("invalid_email",)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,34 @@
+"""Shared bits of the benchmark scripts: the machine they ran on, peak memory, the result line."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+
+# The scripts run from a checkout: make the project importable without installing it first.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def machine() -> str:
+    cores = os.cpu_count() or 0
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory = f"{pages / 2**30:.0f} GiB"
+    except (ValueError, OSError):
+        memory = "?"
+    return f"{cores} cores, {memory}, Python {platform.python_version()}, {platform.machine()}"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def result_line(**figures: object) -> str:
+    """The last line of every bench script: key=value pairs a script can parse."""
+    return " ".join(f"{key}={value}" for key, value in figures.items())

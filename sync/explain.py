@@ -1,0 +1,209 @@
+"""`crmsync explain KEY`: one profile and why it is what it is.
+
+KEY is an email, a phone number, a profile id (or a retired alias), or `<system>:<id>` with the
+vendor id as the vendor writes it (split on the first colon only, so `shop:gid://shopify/Customer/7`
+works). The answer shows every source record with its raw and normalised values, which identifier
+joined which records, which source won each profile field and why, the traits and the segments.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from mapping.identity import survive
+from mapping.model import Contact, FieldSpec, get_path, parse_timestamp
+from mapping.normalize.email import email_match_key, normalise_email
+from mapping.normalize.phone import parse_phone
+from mapping.segments import SegmentSettings
+from sync.config import CrmsyncConfig
+from sync.state import StateStore
+
+_PHONE_LIKE = re.compile(r"^[\d\s()+\-./]{6,}$")
+
+
+def find_profiles(store: StateStore, key: str, config: CrmsyncConfig) -> list[str]:
+    """Profiles matching KEY, most records first; empty when nothing matches."""
+    text = key.strip()
+    system, _, record_id = text.partition(":")
+    if record_id and system in config.systems:
+        return store.profiles_for(record=(system, record_id))
+    if "@" in text:
+        email = normalise_email(text)
+        return store.profiles_for(email_key=email_match_key(email)) if isinstance(email, str) else []
+    if text.startswith("p_"):
+        return store.profiles_for(profile=text)
+    if _PHONE_LIKE.match(text):
+        phone = parse_phone(text, None, config.identity.default_country)
+        return store.profiles_for(phone=phone.e164) if phone and phone.e164 else []
+    return []
+
+
+def explain_profile(store: StateStore, profile_id: str, config: CrmsyncConfig, now: datetime) -> dict[str, Any]:
+    """The CONTRACTS §2 `explain --json` document for one profile."""
+    detail = store.profile_detail(profile_id)
+    fieldmaps = {name: fieldmap_of(config, name) for name in config.systems}
+    profile = detail["profile"] or {}
+    contacts: list[Contact] = detail["contacts"]
+    fields = survive(contacts, config.identity.source_priority)
+    traits = json.loads(profile.get("traits") or "{}")
+    segments = json.loads(profile.get("segments") or "[]")
+    return {
+        "profile_id": profile_id,
+        "aliases": detail["aliases"],
+        "records": [
+            {
+                "system": c.system,
+                "id": c.id,
+                "raw": detail["raw"].get(c.key),
+                "normalised": _normalised(c),
+                "raw_values": raw_values(fieldmaps.get(c.system, {}), detail["raw"].get(c.key)),
+            }
+            for c in contacts
+        ],
+        "links": [
+            {"a": link["a"], "b": link["b"], "by": link["kind"], "value": link["value"]} for link in detail["links"]
+        ],
+        "fields": {
+            name: {"value": choice.value, "from": choice.source, "why": choice.why} for name, choice in fields.items()
+        },
+        "traits": traits,
+        "segments": [{"name": name, "why": segment_reason(name, traits, config.segments, now)} for name in segments],
+    }
+
+
+def _normalised(contact: Contact) -> dict[str, Any]:
+    data = asdict(contact)
+    for drop in ("system", "id", "owned"):
+        data.pop(drop)
+    data["updated_at"] = contact.updated_at.isoformat() if contact.updated_at else None
+    data["owned"] = contact.owned.to_json()
+    data["links"] = list(contact.links)
+    data["flags"] = list(contact.flags)
+    return {k: v for k, v in data.items() if v not in (None, (), [], False)}
+
+
+# Which mapped source fields each normalised field is made from (for "raw beside normalised").
+_SOURCES = {
+    "email": ("email",),
+    "phone": ("mobile", "phone"),
+    "phone_raw": ("mobile", "phone"),
+    "given_name": ("first_name", "full_name"),
+    "initials": ("first_name", "full_name"),
+    "infix": ("middle_name", "last_name", "full_name"),
+    "family_name": ("last_name", "full_name"),
+    "street": ("street",),
+    "house_number": ("house_number", "street"),
+    "house_addition": ("house_addition", "house_number", "street"),
+    "postcode": ("postcode",),
+    "city": ("city",),
+    "country": ("country",),
+    "company": ("company",),
+}
+
+
+def raw_values(fieldmap: Mapping[str, FieldSpec], payload: Any) -> dict[str, str]:
+    """Per normalised field, the raw source value(s) it was made from, as the vendor holds them."""
+    out = {}
+    for name, sources in _SOURCES.items():
+        found = [str(get_path(payload, fieldmap[s].path)) for s in sources if s in fieldmap]
+        found = [v for v in found if v not in ("None", "")]
+        if found:
+            out[name] = " | ".join(dict.fromkeys(found))
+    for name, spec in fieldmap.items():
+        if name.startswith("link:"):
+            value = get_path(payload, spec.path)
+            if value not in (None, ""):
+                out.setdefault("links", str(value))
+    return out
+
+
+def segment_reason(name: str, traits: Mapping[str, Any], settings: SegmentSettings, now: datetime) -> str:
+    """Why a profile is in a segment, in the terms of the thresholds that put it there."""
+    count = int(traits.get("order_count") or 0)
+    revenue = Decimal(str(traits.get("revenue") or 0))
+    spend = Decimal(str(traits.get("spend_12m") or 0))
+    last = traits.get("last_order")
+    days = (now - parse_timestamp(last)).days if last else None
+    rules = settings.quadrant
+    loyal = (
+        f"{count} orders, the last {days} days ago"
+        f" (loyal: >= {rules.loyal_min_orders} orders, last within {rules.loyal_recency_days} days)"
+    )
+    value = f"revenue {revenue:.2f} {settings.base_currency} (high value: >= {rules.high_value_min_revenue})"
+    if name in ("friends", "supporters", "acquaintances", "passers-by"):
+        return f"{loyal}; {value}"
+    if name.startswith("tier-"):
+        tier = name[len("tier-") :]
+        threshold = next((t.min_spend_12m for t in settings.tiers if t.name == tier), None)
+        return f"12-month spend {spend:.2f} {settings.base_currency} (tier {tier}: >= {threshold})"
+    return "member"
+
+
+def render(document: Mapping[str, Any], others: Sequence[str]) -> Any:
+    """A rich renderable of the explain document for people."""
+    from rich.console import Group
+    from rich.table import Table
+
+    title = f"profile {document['profile_id']}"
+    if document["aliases"]:
+        title += f" (formerly {', '.join(document['aliases'])})"
+    records = Table(title=title, title_justify="left")
+    for column in ("record", "field", "raw", "normalised"):
+        records.add_column(column)
+    for record in document["records"]:
+        normalised = record["normalised"]
+        shown = {k: v for k, v in normalised.items() if k not in ("owned", "updated_at", "phone_raw")}
+        raws = record.get("raw_values", {})
+        first = True
+        for field_name, value in shown.items():
+            label = f"{record['system']}:{record['id']}" if first else ""
+            records.add_row(label, field_name, raws.get(field_name, ""), _text(value))
+            first = False
+    links = Table(title="why these records are one person", title_justify="left")
+    for column in ("record", "record", "by", "value"):
+        links.add_column(column)
+    for link in document["links"]:
+        links.add_row(link["a"], link["b"], link["by"], str(link["value"]))
+    fields = Table(title="profile fields", title_justify="left")
+    for column in ("field", "value", "from", "why"):
+        fields.add_column(column)
+    for field_name, choice in document["fields"].items():
+        fields.add_row(field_name, _text(choice["value"]), choice["from"], choice["why"])
+    segments = Table(title="segments", title_justify="left")
+    segments.add_column("segment")
+    segments.add_column("why")
+    for segment in document["segments"]:
+        segments.add_row(segment["name"], segment["why"])
+    traits = Table(title="traits", title_justify="left")
+    traits.add_column("trait")
+    traits.add_column("value")
+    for trait, value in document["traits"].items():
+        traits.add_row(trait, _text(value))
+    parts: list[Any] = [records, links, fields, traits, segments]
+    if others:
+        parts.append(f"also matching: {', '.join(others)}")
+    return Group(*parts)
+
+
+def fieldmap_of(config: CrmsyncConfig, system: str) -> Mapping[str, FieldSpec]:
+    """The effective contact field map of a configured system (declared + config overrides)."""
+    from connectors.registry import connector_class
+
+    settings = config.systems[system]
+    connector = connector_class(settings.type)(system, settings)
+    try:
+        return connector.contact_fieldmap
+    finally:
+        connector.close()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)

@@ -1,0 +1,100 @@
+"""`crmsync explain` on synced sandbox data, and field-map overrides from the config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.kit import Sandboxes, json_out, run_crmsync
+
+
+def _merged_pair(small_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    woo = {c["email"]: c for c in small_data["woocommerce"]["customers"]}
+    for customer in small_data["shopify"]["customers"]:
+        email = customer["defaultEmailAddress"]["emailAddress"].lower()
+        if email in woo:
+            return customer, woo[email]
+    raise AssertionError("the fixture must hold a person in both shops")
+
+
+def test_explain_a_merged_profile_by_every_kind_of_key(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    config = sandboxes.config(tmp_path)
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    shop, woo = _merged_pair(small_data)
+    by_record = run_crmsync("explain", "-c", str(config), "--json", f"woocommerce:{woo['id']}")
+    assert by_record.returncode == 0, by_record.stderr
+    doc = json_out(by_record)
+    assert set(doc) >= {"profile_id", "aliases", "records", "links", "fields", "traits", "segments"}
+    records = {(r["system"], r["id"]) for r in doc["records"]}
+    assert records == {("shopify", shop["id"]), ("woocommerce", str(woo["id"]))}
+    shop_record = next(r for r in doc["records"] if r["system"] == "shopify")
+    assert shop_record["raw"]["defaultEmailAddress"]["emailAddress"] == shop["defaultEmailAddress"]["emailAddress"]
+    assert shop_record["normalised"]["email"] == woo["email"]  # different case at the source, one address
+    [link] = [
+        link for link in doc["links"] if {link["a"], link["b"]} == {f"shopify:{shop['id']}", f"woocommerce:{woo['id']}"}
+    ]
+    assert link["by"] == "email"
+    assert doc["fields"]["email"]["value"] == woo["email"]
+    assert doc["fields"]["email"]["from"] in (f"shopify:{shop['id']}", f"woocommerce:{woo['id']}")
+    assert doc["fields"]["email"]["why"]
+    assert doc["traits"]["order_count"] >= 0
+    assert {s["name"] for s in doc["segments"]} & {"friends", "supporters", "acquaintances", "passers-by"}
+    assert all(s["why"] for s in doc["segments"])
+    for key in (shop["defaultEmailAddress"]["emailAddress"].upper(), doc["profile_id"], f"shopify:{shop['id']}"):
+        again = run_crmsync("explain", "-c", str(config), "--json", key)
+        assert again.returncode == 0, (key, again.stderr)
+        assert json_out(again)["profile_id"] == doc["profile_id"]
+    phone = (shop.get("defaultPhoneNumber") or {}).get("phoneNumber")
+    if phone:
+        by_phone = run_crmsync("explain", "-c", str(config), "--json", phone)
+        assert json_out(by_phone)["profile_id"] == doc["profile_id"]
+    human = run_crmsync("explain", "-c", str(config), f"woocommerce:{woo['id']}")
+    assert human.returncode == 0 and "why these records are one person" in human.stdout
+
+
+def test_explain_finds_nothing_with_exit_4(sandboxes: Sandboxes, tmp_path: Path) -> None:
+    config = sandboxes.config(tmp_path)
+    before = run_crmsync("explain", "-c", str(config), "nobody@example.nl")
+    assert before.returncode == 4 and "no state" in before.stderr
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    for key in ("nobody@example.nl", "shopify:gid://shopify/Customer/1", "p_000000000000", "+31 6 0000 0000", "?"):
+        result = run_crmsync("explain", "-c", str(config), key)
+        assert result.returncode == 4, key
+        assert "no profile matches" in result.stderr
+
+
+def test_field_overrides_from_the_config_and_one_warning_per_missing_field(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    config = sandboxes.config(
+        tmp_path,
+        woocommerce='fields = { company = "billing.city", mobile = { path = "billing.no_such_field", '
+        'normaliser = "phone" } }',
+    )
+    result = run_crmsync("sync", "-c", str(config), "--log-json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    missing = [e for e in events if e["event"] == "mapped field missing"]
+    assert len(missing) == 1, missing  # once per run and field, not once per record
+    assert missing[0]["field"] == "mobile" and missing[0]["records"] == len(small_data["woocommerce"]["customers"])
+    woo = small_data["woocommerce"]["customers"][0]
+    doc = json_out(run_crmsync("explain", "-c", str(config), "--json", f"woocommerce:{woo['id']}"))
+    record = next(r for r in doc["records"] if r["system"] == "woocommerce")
+    assert record["normalised"]["company"] == woo["billing"]["city"]  # the override won
+
+
+def test_a_bad_field_override_is_a_config_error(sandboxes: Sandboxes, tmp_path: Path) -> None:
+    config = sandboxes.config(tmp_path, woocommerce='fields = { favourite_colour = "meta_data.0.value" }')
+    result = run_crmsync("check", "-c", str(config))
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "config error: systems.woocommerce.fields: 'favourite_colour' is not a contact field"
+    )
+    config = sandboxes.config(
+        tmp_path, woocommerce='fields = { city = { path = "billing.city", normaliser = "magic" } }'
+    )
+    result = run_crmsync("check", "-c", str(config))
+    assert result.returncode == 2 and "systems.woocommerce.fields.city.normaliser: unknown normaliser" in result.stderr

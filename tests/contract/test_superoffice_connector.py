@@ -198,6 +198,16 @@ def test_throttling_and_server_errors_are_retried(so: Sandboxes) -> None:
     assert so.stats("superoffice")["throttled"] == 1 and connector.client.stats.retries == 3
 
 
+def test_a_page_that_lost_a_row_is_read_again_and_a_repeated_row_counts_once(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice", page_size=10)
+    so.fault("superoffice", match="GET /Cust12345/api/v1/Person", fault="skip-item")
+    so.fault("superoffice", match="GET /Cust12345/api/v1/Person", fault="repeat-item")
+    pages = list(connector.read_contacts(None))
+    ids = [r.id for p in pages for r in p.records]
+    assert ids == [str(i) for i in range(1, 31)]  # nothing lost, nothing twice
+    assert so.stats("superoffice")["requests"][PERSON] == 4  # the short first page was asked for again
+
+
 def test_a_next_link_to_another_host_is_not_followed(so: Sandboxes) -> None:
     connector = make_connector(so, "superoffice")
     with pytest.raises(ApiError, match="another host"):

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from connectors.errors import ApiError, AuthError
 from connectors.superoffice.client import SuperOfficeSettings
 from connectors.superoffice.sandbox import SEGMENTS_UDF, TIER_UDF
-from mapping.model import Kind, Membership, RemoteState, WriteBack
+from mapping.model import Contact, Kind, Membership, RemoteState, WriteBack
 from sync.planner import diff
 from tests.contract.test_superoffice_sandbox import persons, sales
 from tests.kit import Sandboxes, make_connector, wait_until
@@ -75,6 +75,16 @@ def test_filter_pages_follow_next_link_to_the_end(so: Sandboxes) -> None:
     assert [r.id for p in pages for r in p.records] == [str(i) for i in range(20, 31)]
     assert len(pages) == 6 and so.stats("superoffice")["requests"][PERSON] == 6
     assert pages[-1].checkpoint == {"cursor": "2026-01-01T00:00:30+00:00"}
+
+
+def test_a_webshop_number_kept_in_a_udf_links_the_person(so: Sandboxes) -> None:
+    from mapping.fieldmaps import map_contact
+
+    connector = make_connector(so, "superoffice", links={"shop": "personUdef/SuperOffice:1"})
+    record = record_of(connector, "3")
+    assert record.payload["personUdef/SuperOffice:1"] == "7003"  # the link column is read with the rest
+    contact = map_contact(record, connector.contact_fieldmap, RemoteState(), lambda system, raw: f"#{raw}")
+    assert isinstance(contact, Contact) and contact.links == ("shop:#7003",)
 
 
 def test_sales_are_read_and_only_sold_ones_count(so: Sandboxes) -> None:

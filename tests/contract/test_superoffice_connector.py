@@ -1,0 +1,260 @@
+"""The SuperOffice connector against its sandbox, over real HTTP."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from connectors.errors import ApiError, AuthError
+from connectors.superoffice.client import SuperOfficeSettings
+from connectors.superoffice.sandbox import SEGMENTS_UDF, TIER_UDF
+from mapping.model import Contact, Kind, Membership, RemoteState, WriteBack
+from sync.planner import diff
+from tests.contract.test_superoffice_sandbox import persons, sales
+from tests.kit import Sandboxes, make_connector, wait_until
+
+PERSON = "GET /<tenant>/api/v1/Person"
+GOLD_FRIEND = Membership(frozenset({"friends", "lifecycle-active", "tier-gold"}), "gold")
+
+
+@pytest.fixture
+def so(start_sandboxes_fixture: Callable[..., Sandboxes]) -> Sandboxes:
+    return start_sandboxes_fixture({"superoffice": {"customers": persons(30), "orders": sales(12)}})
+
+
+def record_of(connector: Any, record_id: str) -> Any:
+    return next(r for page in connector.read_contacts(None) for r in page.records if r.id == record_id)
+
+
+@pytest.mark.parametrize(("count", "pages"), [(30, 3), (31, 4)])
+def test_reads_every_page_following_next_link_including_an_exact_multiple(
+    start_sandboxes_fixture: Callable[..., Sandboxes], count: int, pages: int
+) -> None:
+    so = start_sandboxes_fixture({"superoffice": {"customers": persons(count)}})
+    connector = make_connector(so, "superoffice", page_size=10)
+    read = list(connector.read_contacts(None))
+    ids = [r.id for page in read for r in page.records]
+    assert len(read) == pages and ids == [str(i) for i in range(1, count + 1)]
+    assert so.stats("superoffice")["requests"][PERSON] == pages  # no extra request for an empty page
+    assert read[0].checkpoint == {"after_id": 10, "high": "2026-01-01T00:00:10+00:00"}
+    assert read[-1].checkpoint == {"cursor": f"2026-01-01T00:00:{count:02d}+00:00"}
+    record = read[0].records[0]
+    assert record.kind is Kind.CONTACT and record.payload["email/emailAddress"] == "klant1@example.nl"
+    log = [e for e in so.request_log("superoffice") if e["path"].endswith("/Person")]
+    assert len(log) == pages
+
+
+def test_a_read_killed_mid_way_resumes_after_the_last_stored_id(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice", page_size=10)
+    first = next(iter(connector.read_contacts(None)))
+    rest = list(connector.read_contacts(first.checkpoint))
+    assert [r.id for page in rest for r in page.records] == [str(i) for i in range(11, 31)]
+    assert rest[-1].checkpoint == {"cursor": "2026-01-01T00:00:30+00:00"}
+
+
+def test_incremental_read_returns_the_changed_person_and_not_the_others(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice", page_size=10, lookback=0)
+    checkpoint = [page.checkpoint for page in connector.read_contacts(None)][-1]
+    so.patch_customer("superoffice", "7", {"Firstname": "Gewijzigd"})
+    changed = [r for page in connector.read_contacts(checkpoint) for r in page.records]
+    # the cursor is inclusive: the person at the cursor is read again, plus the changed one
+    assert [r.id for r in changed] == ["7", "30"]
+    assert changed[0].payload["firstName"] == "Gewijzigd"
+    last = so.request_log("superoffice")[-1]
+    assert last["path"].endswith("/Person") and last["status"] == 200
+
+
+def test_filter_pages_follow_next_link_to_the_end(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice", page_size=2, lookback=0)
+    checkpoint = {"cursor": "2026-01-01T00:00:20+00:00"}
+    pages = list(connector.read_contacts(checkpoint))
+    assert [r.id for p in pages for r in p.records] == [str(i) for i in range(20, 31)]
+    assert len(pages) == 6 and so.stats("superoffice")["requests"][PERSON] == 6
+    assert pages[-1].checkpoint == {"cursor": "2026-01-01T00:00:30+00:00"}
+
+
+def test_a_webshop_number_kept_in_a_udf_links_the_person(so: Sandboxes) -> None:
+    from mapping.fieldmaps import map_contact
+
+    connector = make_connector(so, "superoffice", links={"shop": "personUdef/SuperOffice:1"})
+    record = record_of(connector, "3")
+    assert record.payload["personUdef/SuperOffice:1"] == "7003"  # the link column is read with the rest
+    contact = map_contact(record, connector.contact_fieldmap, RemoteState(), lambda system, raw: f"#{raw}")
+    assert isinstance(contact, Contact) and contact.links == ("shop:#7003",)
+
+
+def test_sales_are_read_and_only_sold_ones_count(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice", page_size=5)
+    pages = list(connector.read_orders(None))
+    records = [r for p in pages for r in p.records]
+    assert len(pages) == 3 and len(records) == 12 and {r.kind for r in records} == {Kind.ORDER}
+    counted = {r.id: connector.order_counts(r.payload) for r in records}
+    assert counted["103"] is False and counted["101"] is True
+    assert records[0].payload["person/personId"] == 2 and records[0].payload["amount"] == 25.5
+    assert pages[-1].checkpoint == {"cursor": "2026-02-01T12:00:12+00:00"}
+    only_open = make_connector(so, "superoffice", orders_filter="saleStatus is 'Lost'")
+    assert [r.id for p in only_open.read_orders(None) for r in p.records] == ["103"]
+
+
+def test_udf_write_back_lands_touches_no_other_udf_and_a_second_sync_writes_nothing(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice")
+    before = so.customer("superoffice", "4")
+    desired = connector.desired_state(GOLD_FRIEND)
+    assert desired == RemoteState(frozenset(), {SEGMENTS_UDF: "friends,lifecycle-active,tier-gold", TIER_UDF: "gold"})
+    change = diff("superoffice", "4", desired, connector.owned_state(record_of(connector, "4").payload))
+    assert change is not None and change.set_fields == desired.fields
+    assert [(r.record_id, r.ok) for r in connector.write([change])] == [("4", True)]
+    after = so.customer("superoffice", "4")
+    assert after["CustomFields"] == {**before["CustomFields"], **desired.fields}
+    for key in ("Interests", "Emails", "Firstname", "Lastname", "Contact"):
+        assert after[key] == before[key]
+    assert so.stats("superoffice")["writes"] == 1
+    again = connector.owned_state(record_of(connector, "4").payload)
+    assert again == desired and diff("superoffice", "4", desired, again) is None
+    emptied = connector.desired_state(Membership(frozenset(), None))
+    assert emptied.fields == {SEGMENTS_UDF: "", TIER_UDF: ""}  # a UDF is emptied, never removed
+    cleared = diff("superoffice", "4", emptied, again)
+    assert cleared is not None and connector.write([cleared])[0].ok
+    assert so.customer("superoffice", "4")["CustomFields"] == {**before["CustomFields"], SEGMENTS_UDF: "", TIER_UDF: ""}
+
+
+def test_one_refused_person_does_not_sink_the_others(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice")
+    changes = [
+        WriteBack("superoffice", rid, (), (), {TIER_UDF: value}, RemoteState(frozenset(), {TIER_UDF: value}))
+        for rid, value in (("1", "gold"), ("2", "g" * 41), ("999", "gold"), ("3", "silver"))
+    ]
+    results = {r.record_id: r for r in connector.write(changes)}
+    assert results["1"].ok and results["3"].ok
+    assert not results["2"].ok and "ShortText holds 40" in results["2"].message
+    assert not results["999"].ok and "Person id 999 not found" in results["999"].message
+    assert so.customer("superoffice", "3")["CustomFields"][TIER_UDF] == "silver"
+
+
+def test_an_unknown_udf_is_refused_per_record_and_named_by_check(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice", tier_field="SuperOffice:77")
+    change = WriteBack("superoffice", "1", (), (), {"SuperOffice:77": "gold"}, RemoteState())
+    result = connector.write([change])[0]
+    assert not result.ok and "Unknown user-defined or extra field 'SuperOffice:77'" in result.message
+    with pytest.raises(ApiError, match="'SuperOffice:77' is not published"):
+        connector.check()
+    with pytest.raises(ApiError, match="'SuperOffice:5' is read-only"):
+        make_connector(so, "superoffice", tier_field="SuperOffice:5").check()
+    make_connector(so, "superoffice", tier_field="x_klantkaart").check()
+
+
+def test_interests_mode_switches_only_crmsync_interests(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    people = persons(3)
+    people[0]["Interests"] = [{"Name": "Beurzen", "Selected": True}, {"Name": "crmsync:old-segment", "Selected": True}]
+    so = start_sandboxes_fixture({"superoffice": {"customers": people}})
+    connector = make_connector(so, "superoffice", segments_as="interests", segments_field=None)
+    desired = connector.desired_state(GOLD_FRIEND)
+    assert desired.tags == {"crmsync:friends", "crmsync:lifecycle-active", "crmsync:tier-gold"}
+    current = connector.owned_state(record_of(connector, "1").payload)
+    assert current == RemoteState(frozenset({"crmsync:old-segment"}), {TIER_UDF: ""})
+    change = diff("superoffice", "1", desired, current)
+    assert change is not None and change.remove_tags == ("crmsync:old-segment",)
+    second = diff("superoffice", "2", desired, connector.owned_state(record_of(connector, "2").payload))
+    assert second is not None
+    assert all(r.ok for r in connector.write([change, second]))
+    selected = {i["Name"] for i in so.customer("superoffice", "1")["Interests"] if i["Selected"]}
+    assert selected == {"Beurzen", *desired.tags}  # the person's own interest stays
+    assert {i["Name"] for i in so.customer("superoffice", "2")["Interests"] if i["Selected"]} == desired.tags
+    stats = so.stats("superoffice")["requests"]
+    assert stats["POST /<tenant>/api/v1/List/PersonInterest/Items"] == 3  # created once, reused for person 2
+    again = connector.owned_state(record_of(connector, "1").payload)
+    assert again == desired and diff("superoffice", "1", desired, again) is None
+
+
+def test_an_edit_between_read_and_write_survives_the_interest_write(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice", segments_as="interests", segments_field=None, tier_field=None)
+    change = WriteBack("superoffice", "2", ("crmsync:friends",), (), {}, RemoteState(frozenset({"crmsync:friends"})))
+    so.fault("superoffice", match="PATCH /Cust12345/api/v1/Person/2", fault="slow", seconds=0.5)
+    results: list[Any] = []
+    writer = threading.Thread(target=lambda: results.extend(connector.write([change])))
+    writer.start()
+    in_flight = lambda: any(e["method"] == "PATCH" and e["status"] is None for e in so.request_log("superoffice"))  # noqa: E731
+    assert wait_until(in_flight, timeout=10)
+    so.patch_customer("superoffice", "2", {"Interests": [{"Name": "Zakelijk", "Selected": True}]})
+    writer.join(timeout=15)
+    assert [r.ok for r in results] == [True]
+    statuses = [e["status"] for e in so.request_log("superoffice") if e["method"] == "PATCH"]
+    assert statuses == [412, 200]  # the stale write was refused, then made again on fresh data
+    selected = {i["Name"] for i in so.customer("superoffice", "2")["Interests"] if i["Selected"]}
+    assert selected == {"Zakelijk", "crmsync:friends"}
+
+
+def test_credentials_both_matter_and_check_makes_one_call(so: Sandboxes) -> None:
+    make_connector(so, "superoffice").check()
+    assert so.stats("superoffice")["reads"] == 1
+    with pytest.raises(AuthError, match="SO-AppToken is not valid"):
+        make_connector(so, "superoffice", app_token="someone-elses-app").check()
+    with pytest.raises(AuthError, match="credentials refused"):
+        make_connector(so, "superoffice", access_token="8A:expired").check()
+    make_connector(so, "superoffice", auth_scheme="SOTicket").check()
+
+
+def test_throttling_and_server_errors_are_retried(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice", page_size=10)
+    so.fault("superoffice", match="GET /Cust12345/api/v1/Person", fault="vendor-throttle", retry_after=0)
+    so.fault("superoffice", match="GET /Cust12345/api/v1/Person", fault="503")
+    so.fault("superoffice", match="GET /Cust12345/api/v1/Person", fault="reset")
+    ids = [r.id for p in connector.read_contacts(None) for r in p.records]
+    assert ids == [str(i) for i in range(1, 31)]
+    assert so.stats("superoffice")["throttled"] == 1 and connector.client.stats.retries == 3
+
+
+def test_a_page_that_lost_a_row_is_read_again_and_a_repeated_row_counts_once(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice", page_size=10)
+    so.fault("superoffice", match="GET /Cust12345/api/v1/Person", fault="skip-item")
+    so.fault("superoffice", match="GET /Cust12345/api/v1/Person", fault="repeat-item")
+    pages = list(connector.read_contacts(None))
+    ids = [r.id for p in pages for r in p.records]
+    assert ids == [str(i) for i in range(1, 31)]  # nothing lost, nothing twice
+    assert so.stats("superoffice")["requests"][PERSON] == 4  # the short first page was asked for again
+
+
+def test_a_next_link_to_another_host_is_not_followed(so: Sandboxes) -> None:
+    connector = make_connector(so, "superoffice")
+    with pytest.raises(ApiError, match="another host"):
+        connector._relative("https://evil.example.com/Cust12345/api/v1/Person?$skip=200")
+    local = connector._relative(f"{so.url('superoffice')}/Cust12345/api/v1/Person?%24skip=200")
+    assert local == "/Cust12345/api/v1/Person?%24skip=200"
+
+
+def test_a_backfill_of_thousands_paces_below_the_scaled_limit(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    so = start_sandboxes_fixture({"superoffice": {"customers": persons(3000)}}, time_scale=5)  # 50 requests/s
+    connector = make_connector(so, "superoffice", page_size=50)  # rate_limit from client_settings()
+    assert connector.settings.rate_limit[0].per_seconds == pytest.approx(0.2)
+    ids = {r.id for p in connector.read_contacts(None) for r in p.records}
+    assert len(ids) == 3000
+    stats = so.stats("superoffice")
+    assert stats["requests"][PERSON] == 60 and stats["throttled"] <= 2 and stats["errors"] == 0
+    log = so.request_log("superoffice")
+    # 60 requests at 10 per 0.2 s cannot take less than 1 s when the client paces itself
+    assert log[-1]["t"] - log[0]["t"] >= 0.95
+
+
+def test_settings_refuse_a_section_with_nowhere_to_write() -> None:
+    base: dict[str, Any] = {
+        "type": "superoffice",
+        "base_url": "https://online.superoffice.com",
+        "tenant": "Cust1",
+        "access_token": "t",
+        "app_token": "a",
+    }
+    with pytest.raises(ValidationError, match="nothing to write to"):
+        SuperOfficeSettings(**base)
+    with pytest.raises(ValidationError, match="exclude each other"):
+        SuperOfficeSettings(**base, segments_field="SuperOffice:8", segments_as="interests")
+    with pytest.raises(ValidationError, match="must be different"):
+        SuperOfficeSettings(**base, segments_field="SuperOffice:8", tier_field="SuperOffice:8")
+    assert SuperOfficeSettings(**base, writeback=False).segments_field is None
+    with pytest.raises(ValidationError, match="tenant"):
+        SuperOfficeSettings(**{**base, "tenant": "Cust1/../x"}, writeback=False)

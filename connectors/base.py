@@ -11,7 +11,7 @@ import builtins
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -119,6 +119,17 @@ class Connector(ABC):
     @property
     def writes_tags(self) -> bool:
         return self.capabilities.write_tags
+
+    def current_capabilities(self) -> Capabilities:
+        """What this configured instance can do: the vendor's capabilities, narrowed to where its
+        settings let crmsync write (SuperOffice writes tags only as Interests, fields only when a
+        field is named)."""
+        caps = self.capabilities
+        return replace(
+            caps,
+            write_tags=caps.write_tags and self.writes_tags,
+            write_fields=caps.write_fields and bool(self.segments_field or self.tier_field),
+        )
 
     def owns_tag(self, tag: str) -> bool:
         return tag.casefold().startswith(self.tag_prefix.casefold())

@@ -260,10 +260,11 @@ def check(
             "type": settings.type,
             "reachable": False,
             "auth": "unknown",
-            "capabilities": cls.capabilities.to_json(),
+            "capabilities": {},
             "error": None,
         }
         connector = cls(name, quick, tag_prefix=loaded.config.writeback.tag_prefix)
+        result["capabilities"] = connector.current_capabilities().to_json()
         try:
             connector.check()
             result.update(reachable=True, auth="ok")

@@ -36,11 +36,8 @@ def run_demo(folder: Path, contacts: int, *, as_json: bool) -> int:
     for leftover in folder.glob("crmsync.db*"):
         leftover.unlink()  # every demo starts from an empty state
     data = demo_data(contacts)
-    say(
-        f"[bold]crmsync demo[/]: {contacts} synthetic Dutch customers; "
-        f"{len(data['shopify']['customers'])} in the Shopify store, "
-        f"{len(data['woocommerce']['customers'])} in the WooCommerce shop (plus guest orders)."
-    )
+    spread = ", ".join(f"{len(records['customers'])} in {system_type}" for system_type, records in data.items())
+    say(f"[bold]crmsync demo[/]: {contacts} synthetic Dutch customers; {spread} (some in several systems).")
     running = start_sandboxes(data, time_scale=DEMO_TIME_SCALE)
     try:
         for sandbox in running:

@@ -427,7 +427,7 @@ class Cycle:
     ) -> None:
         for name, connector in connectors.items():
             outcome = report.systems[name]
-            caps = connector.capabilities
+            caps = connector.current_capabilities()
             if (
                 outcome.status == "failed"
                 or not connector.settings.writeback

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mapping.normalize.base import Invalid
-from mapping.normalize.dates import normalise_datetime
+from mapping.normalize.dates import normalise_date_dmy, normalise_datetime
 from mapping.normalize.email import normalise_email
 from mapping.normalize.money import normalise_currency, normalise_money, normalise_money_cents
 from mapping.normalize.text import normalise_bool, normalise_id, normalise_phone_raw, normalise_text
@@ -24,6 +24,7 @@ NORMALISERS: dict[str, Normaliser] = {
     "money_cents": normalise_money_cents,
     "currency": normalise_currency,
     "datetime": normalise_datetime,
+    "date_dmy": normalise_date_dmy,
 }
 
 __all__ = ["NORMALISERS", "Invalid", "Normaliser"]

@@ -29,6 +29,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -85,7 +86,7 @@ def _is_int(value: Any) -> bool:
 
 def _sort_key(field: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     if field == "createdDate":
-        return lambda r: (parse_timestamp(r["createdOn"]), r["RelationGUID"])
+        return lambda r: (_created(r), r["RelationGUID"])
     if field == "RelationGUID":
         return lambda r: (r["RelationGUID"],)
     # Documented: sorting on a number puts zeros (relations without one) first.
@@ -123,11 +124,13 @@ class SilvasoftSandbox(SandboxApp):
         ]
 
     def client_settings(self) -> dict[str, Any]:
-        settings: dict[str, Any] = {"api_key": self.api_key, "username": self.username, **super().client_settings()}
-        if self.limiter is not None:
-            # Silvasoft says nothing about when to come back; the longest window is always enough.
-            settings["ratelimit_wait"] = round(max(w.per_seconds for w in self.limiter.windows), 6)
-        return settings
+        settings: dict[str, Any] = {"api_key": self.api_key, "username": self.username}
+        if self.limiter is None:
+            # The connector paces to the documented limits by default; this emulator has none.
+            return {**settings, "rate_limit": []}
+        # Silvasoft says nothing about when to come back; the longest window is always enough.
+        wait = round(max(w.per_seconds for w in self.limiter.windows), 6)
+        return {**settings, **super().client_settings(), "ratelimit_wait": wait}
 
     def error(self, status: int, code: str, message: str, **extra: Any) -> Response:
         code, message = KIT_CODES.get(code, (code, message))
@@ -517,6 +520,16 @@ def _emails(relation: Mapping[str, Any]) -> set[str]:
     found = {str(relation.get("Email") or "").casefold()}
     found.update(str(c.get("Email") or "").casefold() for c in relation.get("Relation_Contact") or [])
     return found - {""}
+
+
+@lru_cache(maxsize=65536)
+def _parsed(stamp: str) -> datetime:
+    return parse_timestamp(stamp)
+
+
+def _created(relation: Mapping[str, Any]) -> datetime:
+    # Sorting thousands of relations per request: parse each distinct timestamp once.
+    return _parsed(str(relation["createdOn"]))
 
 
 def _iso(moment: datetime) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ HEADERS = {"ApiKey": DEFAULT_API_KEY, "Username": DEFAULT_USERNAME}
 RATE_LIMITED = {"errorCode": "UNAUTHORIZED", "errorMessage": "Ratelimit exceeded"}
 BAD_CREDENTIALS = {"errorCode": "UNAUTHORIZED", "errorMessage": "Invalid authentication credentials"}
 RELATIONS = "/rest/listrelations/"
+CREATED = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 INVOICES = "/rest/listsalesinvoices/"
 
 
@@ -37,7 +39,7 @@ def relations(n: int, first_number: int = 1001) -> list[dict[str, Any]]:
             ],
             "IsSupplier": i == 2,
             "SupplierNumber": 5002 if i == 2 else 0,
-            "createdOn": f"2025-03-01T{8 + i // 60:02d}:{i % 60:02d}:00Z",
+            "createdOn": (CREATED + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         for i in range(n)
     ]
@@ -45,8 +47,6 @@ def relations(n: int, first_number: int = 1001) -> list[dict[str, Any]]:
 
 def invoices(n: int, customer: int = 1001, every_days: int = 3) -> list[dict[str, Any]]:
     """Invoices numbered in date order: number 2026001 on 01-01-2026, then every `every_days`."""
-    from datetime import date, timedelta
-
     return [
         {
             "InvoiceNumber": 2_026_001 + i,
@@ -61,7 +61,9 @@ def invoices(n: int, customer: int = 1001, every_days: int = 3) -> list[dict[str
     ]
 
 
-UNLIMITED = {"silvasoft": {"rate_limits": []}}  # contract tests of everything but the rate limit
+UNLIMITED: dict[str, dict[str, Any]] = {
+    "silvasoft": {"rate_limits": []}
+}  # contract tests of everything but the rate limit
 
 
 @pytest.fixture
@@ -120,8 +122,8 @@ def test_parameter_names_are_case_sensitive_so_a_misspelt_one_is_ignored(silva: 
 
 # ----- relations --------------------------------------------------------------------------------
 def test_limit_offset_paging_in_creation_order_and_an_empty_page_past_the_end(silva: Sandboxes) -> None:
-    params = {"RelationType": "Customer", "Sorting": "createdDate", "SortDir": "ASC", "Limit": 10}
-    pages = [get(silva, RELATIONS, Offset=offset, **params).json() for offset in (0, 10, 20, 30)]
+    params: dict[str, Any] = {"RelationType": "Customer", "Sorting": "createdDate", "SortDir": "ASC", "Limit": 10}
+    pages = [get(silva, RELATIONS, None, Offset=offset, **params).json() for offset in (0, 10, 20, 30)]
     assert [len(p) for p in pages] == [10, 10, 5, 0]  # no totals and no next link: a short page is the last
     numbers = [r["CustomerNumber"] for p in pages for r in p]
     assert numbers == list(range(1001, 1026))
@@ -237,7 +239,11 @@ def test_the_per_minute_window_holds_when_the_per_second_one_is_respected(
     # take about 1.5 s, well inside one long window: exactly 50 get through.
     silva = start_sandboxes_fixture({"silvasoft": {"customers": relations(3)}}, time_scale=20)
     pause = threading.Event()
-    pacer = SlidingWindowLimiter([Window(2, 0.05)], margin=0.01, sleep=pause.wait)
+
+    def wait(seconds: float) -> None:
+        pause.wait(seconds)
+
+    pacer = SlidingWindowLimiter([Window(2, 0.05)], margin=0.01, sleep=wait)
     statuses = []
     for _ in range(60):
         pacer.acquire()

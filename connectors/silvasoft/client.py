@@ -56,6 +56,9 @@ class SilvasoftSettings(SystemSettings):
         default=60.0, gt=0, description="wait after a 401 'Ratelimit exceeded' (Silvasoft sends no Retry-After)"
     )
     page_size: int | None = Field(default=None, ge=1, le=MAX_RELATIONS)
+    # Offset paging needs a stable order. Silvasoft advises creation date or GUID; the GUID is
+    # unique, which matters when a bulk import gave many relations the same creation time.
+    relation_sorting: Literal["createdDate", "RelationGUID"] = "createdDate"
 
 
 class SilvasoftConnector(Connector):
@@ -91,7 +94,7 @@ class SilvasoftConnector(Connector):
             return Verdict.ok()
         message = _error_text(response)
         if response.status == 401:
-            if _is_rate_limit(response.body):
+            if _is_rate_limit(message):
                 return Verdict("throttled", message, self.settings.ratelimit_wait)
             return Verdict("auth", message)
         if response.status == 400:
@@ -124,14 +127,14 @@ class SilvasoftConnector(Connector):
         return min(self.settings.page_size or MAX_INVOICES, MAX_INVOICES)
 
     def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
-        """A full scan in creation order: relations added meanwhile come at the end, so the
-        offsets of the pages already read stay valid. Checkpoint `{"offset": n}` mid-scan, `{}`
+        """A full scan, oldest first: relations added meanwhile come at the end, so the offsets
+        of the pages already read stay valid. Checkpoint `{"offset": n}` mid-scan, `{}`
         when done (the next cycle scans from the start)."""
         size = self.relations_page
         offset = int((checkpoint or {}).get("offset", 0))
         number = offset // size
         while True:
-            params = {"RelationType": "Customer", "Sorting": "createdDate", "SortDir": "ASC"}
+            params = {"RelationType": "Customer", "Sorting": self.settings.relation_sorting, "SortDir": "ASC"}
             items = self.get("listrelations", {**params, "Limit": size, "Offset": offset})
             offset += size
             number += 1
@@ -198,9 +201,9 @@ def _error_text(response: ApiResponse) -> str:
     return response.text.strip()[:300] or f"HTTP {response.status}"
 
 
-def _is_rate_limit(body: Any) -> bool:
-    message = body.get("errorMessage") if isinstance(body, dict) else None
-    return isinstance(message, str) and "ratelimit" in message.casefold().replace(" ", "").replace("-", "")
+def _is_rate_limit(message: str) -> bool:
+    """ "Ratelimit exceeded", however it is spelt; anything else in a 401 is about credentials."""
+    return "ratelimit" in message.casefold().replace(" ", "").replace("-", "")
 
 
 CONNECTOR = SilvasoftConnector

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,11 @@ def test_relations_scan_ends_on_a_short_page(start_sandboxes_fixture: Callable[.
     assert [p.checkpoint for p in pages] == [{"offset": 10}, {"offset": 20}, {}]  # a finished scan starts over
     assert silva.stats("silvasoft")["requests"][RELATIONS] == 3
     assert read_ids(pages) == [str(n) for n in range(1001, 1026)]  # in creation order, not by GUID
+    by_guid = read_ids(
+        make_connector(silva, "silvasoft", page_size=10, relation_sorting="RelationGUID").read_contacts(None)
+    )
+    guids = {str(r["CustomerNumber"]): r["RelationGUID"] for r in relations(25)}
+    assert by_guid == sorted(guids, key=guids.__getitem__) != read_ids(pages)
 
 
 def test_an_exactly_full_last_page_costs_one_more_empty_request(silva: Sandboxes) -> None:
@@ -195,6 +201,26 @@ def test_check_reports_read_only_and_sync_plans_nothing_and_touches_nothing(
     assert {n: silva.customer("silvasoft", str(n)) for n in range(1001, 1031)} == before  # byte for byte
     refused = run_crmsync("check", "-c", str(silva.config(tmp_path, silvasoft='api_key = "wrong"')), "--json")
     assert refused.returncode == 3 and json_out(refused)["systems"]["silvasoft"]["auth"] == "refused"
+
+
+def test_a_backfill_of_thousands_through_the_command_line_surfaces_no_error(
+    start_sandboxes_fixture: Callable[..., Sandboxes], tmp_path: Path
+) -> None:
+    # 3000 relations and 300 invoices in pages of 20: 167 requests against 2/s and 50/min (x50).
+    data = {"customers": relations(3000), "orders": invoices(300, every_days=1)}
+    silva = start_sandboxes_fixture({"silvasoft": data}, time_scale=50)
+    app = silva.app("silvasoft")
+    with app.lock:
+        before = json.dumps(app.relations, sort_keys=True)
+    result = run_crmsync("backfill", "-c", str(silva.config(tmp_path, silvasoft="page_size = 20")), "--json")
+    assert result.returncode == 0, result.stderr
+    outcome = json_out(result)["systems"]["silvasoft"]
+    assert (outcome["status"], outcome["error"]) == ("ok", None)
+    assert outcome["read"] == {"contacts": 3000, "orders": 300} and outcome["planned"] == 0
+    stats = silva.stats("silvasoft")
+    assert stats["requests"] == {RELATIONS: 151, INVOICES: 16} and stats["throttled"] <= 2
+    with app.lock:
+        assert json.dumps(app.relations, sort_keys=True) == before  # nothing touched
 
 
 # ----- what replies mean -----------------------------------------------------------------------------

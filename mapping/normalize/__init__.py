@@ -8,7 +8,7 @@ from typing import Any
 
 from mapping.normalize.address import normalise_country
 from mapping.normalize.base import Invalid
-from mapping.normalize.dates import normalise_datetime
+from mapping.normalize.dates import normalise_date_dmy, normalise_datetime
 from mapping.normalize.email import normalise_email
 from mapping.normalize.money import normalise_currency, normalise_money, normalise_money_cents
 from mapping.normalize.text import normalise_bool, normalise_id, normalise_phone_raw, normalise_text
@@ -26,6 +26,7 @@ NORMALISERS: dict[str, Normaliser] = {
     "currency": normalise_currency,
     "datetime": normalise_datetime,
     "country": normalise_country,
+    "date_dmy": normalise_date_dmy,
 }
 
 __all__ = ["NORMALISERS", "Invalid", "Normaliser"]

@@ -9,7 +9,7 @@ timestamp (the API writes `+01:00`/`+02:00` and reads filters in the same zone).
 
 Customers have no tags, so crmsync's verdict lives in two customer metafields, `crmsync_segments`
 and `crmsync_loyalty_tier`, one row per key. The list does not carry metafields, so each customer
-read is followed by one request for its metafields; they ride along in the payload under
+read is followed by one request for its metafields (unless write-back is off); they ride along in the payload under
 `customerMetafields`, so `owned_state` sees what is there and the write-back knows the row ids
 without asking again. A POST always adds a row, so a value is created only after a look-up found
 no row of that key, and a POST whose reply was lost is followed by a look-up, not a blind retry.
@@ -268,7 +268,8 @@ class LightspeedConnector(Connector):
 
     def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
         for number, customers, state in self._pages("/customers.json", "customers", checkpoint):
-            enriched = (self._with_metafields(customer) for customer in customers)
+            # Without write-back nobody asks what crmsync's metafields hold: save the requests.
+            enriched = (self._with_metafields(c) for c in customers) if self.settings.writeback else iter(customers)
             yield Page([self._record(Kind.CONTACT, c) for c in enriched if c is not None], state, number)
 
     def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from mapping.fieldmaps import map_contact, map_order
 from mapping.model import Contact, Kind, Membership, Order, RemoteState, SourceRecord, WriteBack
 from sync.planner import diff
 from tests.contract.test_lightspeed_sandbox import customers, orders
-from tests.kit import Sandboxes, make_connector
+from tests.kit import Sandboxes, make_connector, run_crmsync
 
 SEGMENTS, TIER = "crmsync_segments", "crmsync_loyalty_tier"
 LIST = "GET /<lang>/customers.json"
@@ -140,6 +141,12 @@ def test_orders_read_incrementally_in_the_shops_currency_and_what_counts(shop: S
     assert [r.id for r in changed] == ["103", "105"]
     assert connector.order_counts(changed[0].payload) is False
     assert shop.stats("lightspeed")["requests"]["GET /<lang>/shop.json"] == 1  # once per connector
+
+
+def test_without_write_back_a_read_skips_the_metafields(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed", writeback=False)
+    assert len([r for page in connector.read_contacts(None) for r in page.records]) == 30
+    assert ROWS not in shop.stats("lightspeed")["requests"]
 
 
 # ----- write-back ---------------------------------------------------------------------------------------
@@ -335,3 +342,34 @@ def test_records_keep_their_vendor_shape(shop: Sandboxes) -> None:
     assert record.payload["metafields"]["resource"]["url"] == "customers/1/metafields"  # the stub, as sent
     assert record.payload["customerMetafields"][0]["key"] == "klantenkaart"  # the rows, read alongside
     assert record.updated_at == datetime(2026, 1, 10, 9, 1, tzinfo=UTC)
+
+
+# ----- in a full cycle ------------------------------------------------------------------------------------
+def test_a_person_in_lightspeed_and_another_shop_carries_the_same_segments_everywhere(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    config = sandboxes.config(tmp_path)
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    elsewhere = {c["defaultEmailAddress"]["emailAddress"].lower(): c["id"] for c in small_data["shopify"]["customers"]}
+    woo = {c["email"].lower(): str(c["id"]) for c in small_data["woocommerce"]["customers"]}
+    checked = 0
+    for customer in small_data["lightspeed"]["customers"]:
+        ours = dict(rows(sandboxes, str(customer["id"])))
+        segments = set(ours[SEGMENTS].split(","))
+        assert ours.get(TIER) == next(s for s in segments if s.startswith("tier-"))[len("tier-") :]
+        email = customer["email"].lower()
+        if email in elsewhere:
+            tags = sandboxes.customer("shopify", elsewhere[email])["tags"]
+            assert segments == {t[len("crmsync:") :] for t in tags if t.startswith("crmsync:")}
+            checked += 1
+        if email in woo:
+            meta = {m["key"]: m["value"] for m in sandboxes.customer("woocommerce", woo[email])["meta_data"]}
+            assert segments == set(meta[SEGMENTS].split(","))
+            checked += 1
+    assert checked >= 2, "the fixture must hold people who shop in Lightspeed and elsewhere"
+    second = run_crmsync("sync", "-c", str(config), "--json")
+    assert json.loads(second.stdout)["systems"]["lightspeed"]["write_calls"] == 0
+    for customer in small_data["lightspeed"]["customers"]:
+        stored = rows(sandboxes, str(customer["id"]))
+        assert len({key for key, _ in stored}) == len(stored)  # one row per key
+        assert (TIER, "platinum") not in stored  # the stale row of an earlier run was corrected in place

@@ -31,10 +31,11 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
+import structlog
 from pydantic import Field, SecretStr
 
 from connectors.base import Capabilities, Connector, Page
-from connectors.errors import ApiError, RejectedRecord, RetriesExhausted, TransientError
+from connectors.errors import ApiError, AuthError, RejectedRecord, RetriesExhausted, TransientError
 from connectors.http import ApiClient, ApiResponse, Verdict, parse_retry_after, vendor_message
 from connectors.lightspeed.budget import HeaderBudget, exhausted_in
 from connectors.settings import RateWindow, SystemSettings
@@ -50,6 +51,8 @@ NOT_FOUND = "not found"
 NOT_COUNTED = frozenset({"cancelled"})  # as order status and as payment status
 CACHED_CUSTOMERS = 10_000
 _PER_CUSTOMER = re.compile(r"^/[^/]+/customers/\d+[/.]")
+
+log = structlog.get_logger("crmsync.lightspeed")
 
 
 def published_limits() -> list[RateWindow]:
@@ -234,17 +237,23 @@ class LightspeedConnector(Connector):
         )
 
     def check(self) -> None:
-        if not isinstance(self._shop(), dict):
-            raise ApiError(self.name, "unexpected reply to GET shop.json")
+        # The customers area is the one crmsync cannot do without (an API key has per-area rights).
+        count = self._call("GET", "/customers/count.json").body
+        if not isinstance(count, dict) or not isinstance(count.get("count"), int):
+            raise ApiError(self.name, "unexpected reply to GET customers/count.json")
 
-    def _shop(self) -> Any:
-        shop = self._call("GET", "/shop.json").body
+    def _shop_currency(self) -> str | None:
+        """The shop's currency (orders carry none); None when the key may not read the shop's
+        settings, and then the orders count in the base currency."""
+        try:
+            shop = self._call("GET", "/shop.json").body
+        except AuthError as exc:
+            log.warning("shop currency unknown; orders taken to be in the base currency", error=exc.message)
+            return None
         shop = shop.get("shop") if isinstance(shop, dict) else None
         currency = shop.get("currency") if isinstance(shop, dict) else None
         code = currency.get("shortcode") if isinstance(currency, dict) else None
-        self._currency = code if isinstance(code, str) and code else None
-        self._shop_read = True
-        return shop
+        return code if isinstance(code, str) and code else None
 
     # ----- reads --------------------------------------------------------------------------------
     def _pages(
@@ -274,7 +283,7 @@ class LightspeedConnector(Connector):
 
     def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
         if not self._shop_read:
-            self._shop()
+            self._currency, self._shop_read = self._shop_currency(), True
         for number, orders, state in self._pages("/orders.json", "orders", checkpoint):
             yield Page([self._record(Kind.ORDER, self._with_currency(o)) for o in orders], state, number)
 

@@ -116,6 +116,8 @@ ORDER_LINKS = {
     "metafields": "orders/{id}/metafields",
     "events": "orders/events?order={id}",
 }
+# Which permission area (as set per API key in the back office) a resource belongs to.
+AREAS = {"customers": "customers", "orders": "orders", "shop": "settings"}
 ROUTE_MESSAGES = {"rest_no_route": "Not found", "method_not_allowed": "Method not allowed"}
 
 
@@ -188,16 +190,17 @@ class LightspeedSandbox(SandboxApp):
         api_secret: str = DEFAULT_SECRET,
         languages: Sequence[str] = LANGUAGES,
         currency: str = "EUR",
-        read_only: bool = False,
+        permissions: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
     ) -> None:
-        """`read_only`: the key was created with read permission only (writes answer 403).
-        `clock` drives the request windows (tests step it instead of waiting)."""
+        """`permissions`: what the API key may do per area ("none", "read" or "write"; areas
+        customers, orders, settings), full rights unless said otherwise. `clock` drives the
+        request windows (tests step it instead of waiting)."""
         self.api_key, self.api_secret = api_key, api_secret
         self.languages = tuple(languages)
         self.currency = currency
-        self.read_only = read_only
+        self.permissions = {area: "write" for area in set(AREAS.values())} | dict(permissions or {})
         self.customers: dict[int, dict[str, Any]] = {}
         self.orders: dict[int, dict[str, Any]] = {}
         self.metafields: dict[int, list[dict[str, Any]]] = {}
@@ -270,9 +273,17 @@ class LightspeedSandbox(SandboxApp):
             return self.auth_failure()
         if key != self.api_key or secret != self.api_secret:
             return self.auth_failure()
-        if self.read_only and request.method != "GET":
-            return self.error(403, "forbidden", "Forbidden: this API key has no write permission")
-        return None
+        return self._permitted(request)
+
+    def _permitted(self, request: Request) -> Response | None:
+        resource = request.path.strip("/").split("/")[1:2]
+        area = AREAS.get(resource[0].removesuffix(".json")) if resource else None
+        if area is None:
+            return None
+        need = "read" if request.method == "GET" else "write"
+        if self.permissions.get(area, "none") in (need, "write"):
+            return None
+        return self.error(403, "forbidden", f"Forbidden: this API key has no {need} permission for {area}")
 
     def rate_limit_headers(self) -> dict[str, str]:
         if not isinstance(self.limiter, FixedWindowLimiter):

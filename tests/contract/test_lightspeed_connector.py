@@ -241,19 +241,31 @@ def test_a_row_removed_after_the_read_is_written_again(shop: Sandboxes) -> None:
     assert rows(shop, "8") == [(TIER, "silver"), (SEGMENTS, "supporters")]
 
 
-def test_wrong_credentials_and_a_read_only_key_are_auth_errors(
+def test_wrong_credentials_and_a_key_without_write_permission_are_auth_errors(
     shop: Sandboxes, start_sandboxes_fixture: Callable[..., Sandboxes]
 ) -> None:
-    with pytest.raises(AuthError, match=r"lightspeed: GET /nl/shop\.json: credentials refused \(HTTP 401\)"):
+    with pytest.raises(AuthError, match=r"lightspeed: GET /nl/customers/count\.json: credentials refused \(HTTP 401\)"):
         make_connector(shop, "lightspeed", api_secret="wrong").check()
     assert shop.stats("lightspeed")["errors"] == 1  # not retried
     read_only = start_sandboxes_fixture(
-        {"lightspeed": {"customers": customers(1)}}, options={"lightspeed": {"read_only": True}}
+        {"lightspeed": {"customers": customers(1)}}, options={"lightspeed": {"permissions": {"customers": "read"}}}
     )
     connector = make_connector(read_only, "lightspeed")
     connector.check()
     with pytest.raises(AuthError, match="HTTP 403"):
         connector.write([change("1", "friends", "gold")])
+
+
+def test_a_key_that_may_not_read_the_shop_settings_still_reads_orders(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    shop = start_sandboxes_fixture(
+        {"lightspeed": {"orders": orders(2)}}, options={"lightspeed": {"permissions": {"settings": "none"}}}
+    )
+    connector = make_connector(shop, "lightspeed")
+    connector.check()
+    records = [r for page in connector.read_orders(None) for r in page.records]
+    assert len(records) == 2 and "currency" not in records[0].payload  # counted in the base currency
 
 
 def test_an_error_member_in_a_2xx_reply_is_a_failure(shop: Sandboxes) -> None:
@@ -315,7 +327,7 @@ def test_the_headers_hold_requests_back_when_a_window_is_used_up(
 
 
 def test_lightspeeds_429_is_waited_out_as_its_reset_header_says(shop: Sandboxes) -> None:
-    shop.fault("lightspeed", match="GET /nl/shop.json", fault="vendor-throttle", retry_after=0.4)
+    shop.fault("lightspeed", match="GET /nl/customers/count.json", fault="vendor-throttle", retry_after=0.4)
     connector = make_connector(shop, "lightspeed")
     connector.check()
     log = shop.request_log("lightspeed")

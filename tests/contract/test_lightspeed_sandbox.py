@@ -74,15 +74,21 @@ def test_missing_or_wrong_credentials_are_refused_in_the_lightspeed_shape(shop: 
     assert shop.stats("lightspeed")["errors"] == 3
 
 
-def test_a_key_without_write_permission_is_refused_with_403(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+def test_a_key_without_permission_for_an_area_is_refused_with_403(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    permissions = {"customers": "read", "settings": "none"}
     shop = start_sandboxes_fixture(
-        {"lightspeed": {"customers": customers(2)}}, options={"lightspeed": {"read_only": True}}
+        {"lightspeed": {"customers": customers(2)}}, options={"lightspeed": {"permissions": permissions}}
     )
     assert call(shop, "GET", "/nl/customers/1/metafields.json").status_code == 200
     body = {"customerMetafield": {"key": "crmsync_segments", "value": "friends"}}
     refused = call(shop, "POST", "/nl/customers/1/metafields.json", body=body)
     assert refused.status_code == 403
-    assert refused.json()["error"]["message"] == "Forbidden: this API key has no write permission"
+    assert refused.json()["error"]["message"] == "Forbidden: this API key has no write permission for customers"
+    shop_settings = call(shop, "GET", "/nl/shop.json")
+    assert shop_settings.json()["error"]["message"] == "Forbidden: this API key has no read permission for settings"
+    assert call(shop, "GET", "/nl/orders.json").status_code == 200
 
 
 def test_limit_above_250_and_pages_below_1_are_refused(shop: Sandboxes) -> None:

@@ -56,10 +56,14 @@ class _Window:
 
 @dataclass(frozen=True)
 class Exhausted:
-    """A window with nothing left: how long until it resets, and which one it is."""
+    """A window with nothing left: how long until it resets, and which one it is (0 = 5 minutes)."""
 
     seconds: float
-    window: str
+    index: int
+
+    @property
+    def window(self) -> str:
+        return window_name(self.index)
 
 
 def exhausted_in(headers: Mapping[str, str]) -> Exhausted | None:
@@ -71,7 +75,7 @@ def exhausted_in(headers: Mapping[str, str]) -> Exhausted | None:
     if not empty:
         return None
     seconds, index = max(empty)
-    return Exhausted(seconds, window_name(index))
+    return Exhausted(seconds, index)
 
 
 class HeaderBudget:
@@ -115,4 +119,4 @@ class HeaderBudget:
         if not empty:
             return None
         seconds, index = max(empty)
-        return Exhausted(seconds, window_name(index))
+        return Exhausted(seconds, index)

@@ -9,15 +9,16 @@ timestamp (the API writes `+01:00`/`+02:00` and reads filters in the same zone).
 
 Customers have no tags, so crmsync's verdict lives in two customer metafields, `crmsync_segments`
 and `crmsync_loyalty_tier`, one row per key. The list does not carry metafields, so each customer
-read is followed by one request for its metafields (unless write-back is off); they ride along in the payload under
-`customerMetafields`, so `owned_state` sees what is there and the write-back knows the row ids
-without asking again. A POST always adds a row, so a value is created only after a look-up found
+read is followed by one request for its metafields (unless write-back is off); they ride along in
+the payload under `customerMetafields`, so `owned_state` sees what is there and the write-back
+knows the row ids without asking again. A POST always adds a row, so a value is created only after a look-up found
 no row of that key, and a POST whose reply was lost is followed by a look-up, not a blind retry.
 Other metafields and the merchant's `memo` note are never written.
 
 Every reply reports three fixed windows (5 minutes, hour, day) in `X-RateLimit-*` headers; besides
 the configured sliding-window pacing, crmsync holds back when a window is used up (by an earlier
-cycle, another process or another app on the key) and waits for the window the headers name.
+cycle, another process or another app on the key) and waits for the window the headers name; an
+hour or day used up for longer than `retry.max_retry_after` ends the cycle with an error instead.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pydantic import Field, SecretStr
 from connectors.base import Capabilities, Connector, Page
 from connectors.errors import ApiError, AuthError, RejectedRecord, RetriesExhausted, TransientError
 from connectors.http import ApiClient, ApiResponse, Verdict, parse_retry_after, vendor_message
-from connectors.lightspeed.budget import HeaderBudget, exhausted_in
+from connectors.lightspeed.budget import Exhausted, HeaderBudget, exhausted_in
 from connectors.settings import RateWindow, SystemSettings
 from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult, parse_timestamp
 
@@ -177,12 +178,11 @@ class LightspeedConnector(Connector):
     def page_size(self) -> int:
         return self.settings.page_size or MAX_PAGE
 
-    @property
-    def longest_wait(self) -> float:
-        """Waiting for the shortest window is pacing; a longer wait (the hour or the day used up)
-        ends the cycle with a clear error, and the next cycle resumes from the checkpoint."""
-        shortest = min((w.per_seconds for w in self.settings.rate_limit), default=0.0)
-        return max(self.settings.retry.max_retry_after, shortest + self.settings.pace_margin)
+    def used_up(self, exhausted: Exhausted) -> bool:
+        """Waiting for the 5-minute window is pacing. When the hour or the day is used up and
+        resets later than `retry.max_retry_after`, the cycle ends with a clear error instead of
+        hanging; the next cycle resumes from the checkpoint."""
+        return exhausted.index > 0 and exhausted.seconds > self.settings.retry.max_retry_after
 
     # ----- what replies mean ---------------------------------------------------------------------
     def classify(self, response: ApiResponse) -> Verdict:
@@ -210,10 +210,11 @@ class LightspeedConnector(Connector):
 
     def _throttled(self, response: ApiResponse, message: str) -> Verdict:
         empty = exhausted_in(response.headers)
-        wait = empty.seconds + self.settings.pace_margin if empty else parse_retry_after(response.header("Retry-After"))
-        if empty is not None and wait is not None and wait > self.longest_wait:
-            return Verdict("fatal", f"the {empty.window} request budget is used up; it resets in {wait:.0f} s")
-        return Verdict("throttled", message, wait)
+        if empty is None:
+            return Verdict("throttled", message, parse_retry_after(response.header("Retry-After")))
+        if self.used_up(empty):
+            return Verdict("fatal", f"the {empty.window} request budget is used up; it resets in {empty.seconds:.0f} s")
+        return Verdict("throttled", message, empty.seconds + self.settings.pace_margin)
 
     def _call(
         self,
@@ -226,7 +227,7 @@ class LightspeedConnector(Connector):
     ) -> ApiResponse:
         held = self.budget.wait()
         if held is not None and held.seconds > 0:
-            if held.seconds > self.longest_wait:
+            if self.used_up(held):
                 raise ApiError(
                     self.name, f"the {held.window} request budget is used up; it resets in {held.seconds:.0f} s"
                 )

@@ -45,9 +45,11 @@ def rows(shop: Sandboxes, customer_id: str) -> list[tuple[str, str]]:
 
 
 def payload_of(connector: LightspeedConnector, customer_id: str) -> dict[str, Any]:
-    found = [r.payload for page in connector.read_contacts(None) for r in page.records if r.id == customer_id]
+    found: list[dict[str, Any]] = [
+        r.payload for page in connector.read_contacts(None) for r in page.records if r.id == customer_id
+    ]
     assert len(found) == 1
-    return found[0]  # type: ignore[no-any-return]
+    return found[0]
 
 
 # ----- reads -------------------------------------------------------------------------------------------

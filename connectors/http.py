@@ -238,9 +238,15 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
         mutating: bool | None = None,
         expect_json: bool = True,
+        idempotent: bool = True,
     ) -> ApiResponse:
-        """Send one logical request, retrying what is worth retrying; raise a typed error otherwise."""
+        """Send one logical request, retrying what is worth retrying; raise a typed error otherwise.
+
+        `idempotent=False` (a POST that creates a record) is retried only when the vendor refused it
+        outright (rate limited); after a timeout, a dropped connection or a 5xx the request may have
+        been carried out, so the TransientError goes to the caller, who finds out before sending again."""
         is_mutating = method.upper() != "GET" if mutating is None else mutating
+        retryable: tuple[type[ConnectorError], ...] = (TransientError, RateLimited) if idempotent else (RateLimited,)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -265,7 +271,7 @@ class ApiClient:
             )
 
         retrying = Retrying(
-            retry=retry_if_exception_type((TransientError, RateLimited)),
+            retry=retry_if_exception_type(retryable),
             stop=stop_after_attempt(self.retry.attempts),
             wait=wait,
             sleep=self.sleep,
@@ -274,7 +280,7 @@ class ApiClient:
         )
         try:
             return retrying(self._attempt, method, path, params, json_body, data, headers, is_mutating, expect_json)
-        except (TransientError, RateLimited) as exc:
+        except retryable as exc:
             raise RetriesExhausted(self.system, f"gave up after {self.retry.attempts} attempts: {exc.message}") from exc
 
     def _attempt(

@@ -21,7 +21,8 @@ PEOPLE = 300
 HUMAN_TAGS = ("vip", "nieuwsbrief", "zakelijk", "retour-klant", "Black Friday 2025")
 
 # Where people shop and are kept: weights for the first system a person is in. Every person is in
-# one system, 30 % are in a second one too and 10 % in a third (same email, often typed differently).
+# one system, 30 % are in a second one too and 10 % in a third (same email, often typed differently);
+# every fourth person is in two neighbouring systems (see `people`).
 SYSTEM_WEIGHTS = {
     "shopify": 4,
     "woocommerce": 3,
@@ -95,10 +96,16 @@ def people(
         rng = random.Random(seed * 1_000_003 + index)
         fake.seed_instance(seed * 1_000_003 + index)
         first, last = fake.first_name(), fake.last_name()
-        chosen = [rng.choices(systems, weights)[0]]
-        for chance in (0.3, 0.1):
-            if rng.random() < chance and len(chosen) < len(systems):
-                chosen.append(rng.choice([s for s in systems if s not in chosen]))
+        if index % 4 == 0 and len(systems) > 1:
+            # Every fourth person is in two neighbouring systems, rotating through all of them, so
+            # every pair of neighbours (the first two shops from person 0 on) shares people at any size.
+            turn = (index // 4) % len(systems)
+            chosen = [systems[turn], systems[(turn + 1) % len(systems)]]
+        else:
+            chosen = [rng.choices(systems, weights)[0]]
+            for chance in (0.3, 0.1):
+                if rng.random() < chance and len(chosen) < len(systems):
+                    chosen.append(rng.choice([s for s in systems if s not in chosen]))
         person = Person(
             index=index,
             first_name=first,

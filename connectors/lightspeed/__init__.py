@@ -1,0 +1,1 @@
+"""Lightspeed eCom (C-Series, formerly SEOshop / WebshopApp): connector, emulator and demo fixtures."""

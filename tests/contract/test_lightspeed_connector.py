@@ -1,0 +1,389 @@
+"""The Lightspeed eCom connector against its sandbox, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from requests.structures import CaseInsensitiveDict
+
+from connectors.errors import ApiError, AuthError
+from connectors.http import ApiResponse
+from connectors.lightspeed.client import LightspeedConnector
+from connectors.lightspeed.shoptime import shop_time
+from connectors.ratelimit import Window
+from connectors.sandbox import utcnow
+from mapping.fieldmaps import map_contact, map_order
+from mapping.model import Contact, Kind, Membership, Order, RemoteState, SourceRecord, WriteBack
+from sync.planner import diff
+from tests.contract.test_lightspeed_sandbox import customers, orders
+from tests.kit import Sandboxes, make_connector, run_crmsync
+
+SEGMENTS, TIER = "crmsync_segments", "crmsync_loyalty_tier"
+LIST = "GET /<lang>/customers.json"
+ROWS = "GET /<lang>/customers/<int:customer_id>/metafields.json"
+CREATE = "POST /<lang>/customers/<int:customer_id>/metafields.json"
+ONE_ROW = "/<lang>/customers/<int:customer_id>/metafields/<int:metafield_id>.json"
+
+
+@pytest.fixture
+def shop(start_sandboxes_fixture: Callable[..., Sandboxes]) -> Sandboxes:
+    return start_sandboxes_fixture({"lightspeed": {"customers": customers(30), "orders": orders(5)}})
+
+
+def change(record_id: str, segments: str, tier: str) -> WriteBack:
+    fields = {SEGMENTS: segments, TIER: tier}
+    return WriteBack("lightspeed", record_id, (), (), fields, RemoteState(frozenset(), fields))
+
+
+def rows(shop: Sandboxes, customer_id: str) -> list[tuple[str, str]]:
+    return [(m["key"], m["value"]) for m in shop.customer("lightspeed", customer_id)["metafields"]]
+
+
+def payload_of(connector: LightspeedConnector, customer_id: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [
+        r.payload for page in connector.read_contacts(None) for r in page.records if r.id == customer_id
+    ]
+    assert len(found) == 1
+    return found[0]
+
+
+# ----- reads -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("count", "sizes"), [(30, [10, 10, 10, 0]), (31, [10, 10, 10, 1])])
+def test_reads_every_page_including_an_exact_multiple(
+    start_sandboxes_fixture: Callable[..., Sandboxes], count: int, sizes: list[int]
+) -> None:
+    shop = start_sandboxes_fixture({"lightspeed": {"customers": customers(count)}})
+    connector = make_connector(shop, "lightspeed", page_size=10)
+    pages = list(connector.read_contacts(None))
+    ids = [r.id for page in pages for r in page.records]
+    assert [len(page.records) for page in pages] == sizes
+    assert ids == [str(i) for i in range(1, count + 1)]
+    assert [page.checkpoint.get("page") for page in pages] == [2, 3, 4, None]
+    assert pages[-1].checkpoint == {"cursor": f"2026-01-10T10:{count:02d}:00+01:00"}  # in the shop's own offset
+    requests_seen = shop.stats("lightspeed")["requests"]
+    assert requests_seen[LIST] == 4  # no totals in Lightspeed's replies: the empty or short page ends the read
+    assert requests_seen[ROWS] == count  # each customer's metafields, once
+
+
+def test_a_read_resumes_at_the_page_its_checkpoint_names(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed", page_size=10)
+    first = next(iter(connector.read_contacts(None)))
+    resumed = list(connector.read_contacts(first.checkpoint))
+    assert [r.id for page in resumed for r in page.records] == [str(i) for i in range(11, 31)]
+    assert resumed[-1].checkpoint == {"cursor": "2026-01-10T10:30:00+01:00"}
+
+
+def test_an_incremental_read_returns_the_changed_customer_and_not_the_others(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed", page_size=10, lookback=0)
+    checkpoint = [page.checkpoint for page in connector.read_contacts(None)][-1]
+    shop.patch_customer("lightspeed", "7", {"firstname": "Gewijzigd"})
+    changed = [r for page in connector.read_contacts(checkpoint) for r in page.records]
+    # updated_at_min is inclusive and in shop time: the customer at the cursor comes again, and 7
+    assert [r.id for r in changed] == ["7", "30"]
+    assert changed[0].payload["firstname"] == "Gewijzigd"
+    assert shop.stats("lightspeed")["requests"][LIST] == 4 + 1
+
+
+def test_a_customer_changed_during_a_read_is_not_lost(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed", page_size=10, lookback=0)
+    reading = iter(connector.read_contacts(None))
+    next(reading)
+    # While pages 2 and 3 are read, customer 2 (on page 1, already read) is edited, and later on
+    # customer 25 (on page 3, still to come).
+    app = shop.app("lightspeed")
+    with app.lock:
+        app.customers[2]["updatedAt"] = shop_time(utcnow())
+        app.customers[25]["updatedAt"] = shop_time(utcnow() + timedelta(minutes=5))
+    checkpoint = [page.checkpoint for page in reading][-1]
+    # The cursor stops at the moment the read began, not at customer 25's time: 2 is found next time.
+    again = [r.id for page in connector.read_contacts(checkpoint) for r in page.records]
+    assert again == ["2", "25"]
+
+
+def test_false_for_empty_is_read_as_empty(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    blank = {"id": 40, "email": False, "firstname": False, "lastname": "Jansen", "phone": False}
+    guest = {"id": 90, "priceIncl": 12.5, "customer": False, "email": "gast@example.nl", "createdAt": "2026-02-01"}
+    shop = start_sandboxes_fixture({"lightspeed": {"customers": [blank], "orders": [guest]}})
+    connector = make_connector(shop, "lightspeed")
+    record = next(r for page in connector.read_contacts(None) for r in page.records)
+    contact = map_contact(record, connector.contact_fieldmap, connector.owned_state(record.payload))
+    assert isinstance(contact, Contact)
+    assert (contact.email, contact.given_name, contact.phone, contact.family_name) == (None, None, None, "Jansen")
+    assert connector.owned_state(record.payload) == RemoteState(frozenset(), {SEGMENTS: "", TIER: ""})
+    order_record = next(r for page in connector.read_orders(None) for r in page.records)
+    order = map_order(order_record, connector.order_fields, connector.order_counts(order_record.payload))
+    assert isinstance(order, Order)
+    assert (order.customer_id, order.email, str(order.amount), order.currency) == (
+        None,
+        "gast@example.nl",
+        "12.5",
+        "EUR",
+    )
+
+
+def test_orders_read_incrementally_in_the_shops_currency_and_what_counts(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed", lookback=0)
+    records = [r for page in connector.read_orders(None) for r in page.records]
+    assert {r.kind for r in records} == {Kind.ORDER} and [r.id for r in records] == ["101", "102", "103", "104", "105"]
+    assert {r.payload["currency"] for r in records} == {"EUR"}  # from GET shop.json: orders carry none
+    assert [connector.order_counts(r.payload) for r in records] == [True, False, True, True, True]
+    mapped = map_order(records[0], connector.order_fields, True)
+    assert isinstance(mapped, Order) and (mapped.customer_id, str(mapped.amount)) == ("1", "24.95")
+    checkpoint = {"cursor": "2026-02-01T10:00:05+01:00"}
+    app = shop.app("lightspeed")
+    with app.lock:
+        app.orders[103]["paymentStatus"] = "cancelled"
+        app.orders[103]["updatedAt"] = "2026-02-01T12:00:00+01:00"
+    changed = [r for page in connector.read_orders(checkpoint) for r in page.records]
+    assert [r.id for r in changed] == ["103", "105"]
+    assert connector.order_counts(changed[0].payload) is False
+    assert shop.stats("lightspeed")["requests"]["GET /<lang>/shop.json"] == 1  # once per connector
+
+
+def test_without_write_back_a_read_skips_the_metafields(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed", writeback=False)
+    assert len([r for page in connector.read_contacts(None) for r in page.records]) == 30
+    assert ROWS not in shop.stats("lightspeed")["requests"]
+
+
+# ----- write-back ---------------------------------------------------------------------------------------
+def test_write_back_lands_and_leaves_everything_else_byte_for_byte(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed")
+    before = shop.customer("lightspeed", "1")
+    desired = connector.desired_state(Membership(frozenset({"friends", "lifecycle-active", "tier-gold"}), "gold"))
+    assert desired == RemoteState(frozenset(), {SEGMENTS: "friends,lifecycle-active,tier-gold", TIER: "gold"})
+    planned = diff("lightspeed", "1", desired, connector.owned_state(payload_of(connector, "1")))
+    assert planned is not None
+    assert [(r.record_id, r.ok) for r in connector.write([planned])] == [("1", True)]
+    after = shop.customer("lightspeed", "1")
+    assert rows(shop, "1") == [
+        ("klantenkaart", "KK-1001"),
+        (TIER, "gold"),
+        (SEGMENTS, "friends,lifecycle-active,tier-gold"),
+    ]
+    assert json.dumps(after["metafields"][0]) == json.dumps(before["metafields"][0])  # another app's row
+    rest = {k: v for k, v in after.items() if k != "metafields"}
+    assert json.dumps(rest) == json.dumps({k: v for k, v in before.items() if k != "metafields"})  # memo too
+    assert shop.stats("lightspeed")["writes"] == 2  # one POST per key: the read's rows served as the look-up
+
+    # A second sync: the payload read again shows crmsync's values, so the planner plans nothing.
+    fresh = make_connector(shop, "lightspeed")
+    assert fresh.owned_state(payload_of(fresh, "1")) == desired
+    assert diff("lightspeed", "1", desired, fresh.owned_state(payload_of(fresh, "1"))) is None
+
+
+def test_the_same_write_twice_or_after_a_crash_leaves_one_row_per_key(shop: Sandboxes) -> None:
+    wanted = change("3", "supporters,tier-silver", "silver")
+    assert make_connector(shop, "lightspeed").write([wanted])[0].ok
+    # The process died before its ledger recorded the write: the next one writes the same again.
+    again = make_connector(shop, "lightspeed")
+    assert again.write([wanted])[0].ok
+    assert again.write([wanted])[0].ok
+    assert rows(shop, "3") == [(TIER, "silver"), (SEGMENTS, "supporters,tier-silver")]
+    assert shop.stats("lightspeed")["requests"][CREATE] == 2  # the repeats looked, found, wrote nothing
+    assert again.client.stats.mutating == 0
+    assert again.write([change("3", "friends,tier-gold", "gold")])[0].ok
+    assert rows(shop, "3") == [(TIER, "gold"), (SEGMENTS, "friends,tier-gold")]
+    assert shop.stats("lightspeed")["requests"][f"PUT {ONE_ROW}"] == 2  # changed in place, not added
+
+
+@pytest.mark.parametrize(("fault", "posts"), [("reset", 2), ("500", 3)])
+def test_a_post_whose_reply_is_lost_is_looked_up_not_repeated(shop: Sandboxes, fault: str, posts: int) -> None:
+    # reset: the row was created and the reply cut off; 500: refused before anything was created.
+    shop.fault("lightspeed", match="POST /nl/customers/4/metafields", fault=fault, times=1)
+    connector = make_connector(shop, "lightspeed")
+    results = connector.write([change("4", "passers-by,tier-bronze", "bronze")])
+    assert [(r.record_id, r.ok) for r in results] == [("4", True)]
+    assert rows(shop, "4") == [(TIER, "bronze"), (SEGMENTS, "passers-by,tier-bronze")]
+    assert shop.stats("lightspeed")["requests"][CREATE] == posts
+    assert shop.stats("lightspeed")["requests"][ROWS] == 2  # the first look-up, and the one after the loss
+
+
+def test_extra_rows_of_our_keys_are_removed_and_an_empty_value_removes_ours(shop: Sandboxes) -> None:
+    shop.patch_customer(
+        "lightspeed",
+        "5",
+        {"metafields": [{"key": SEGMENTS, "value": "friends"}, {"key": SEGMENTS, "value": "old"}]},
+    )
+    connector = make_connector(shop, "lightspeed")
+    assert connector.write([change("5", "friends", "")])[0].ok
+    assert rows(shop, "5") == [(SEGMENTS, "friends")]
+    assert connector.owned_state(payload_of(connector, "5")) == RemoteState(
+        frozenset(), {SEGMENTS: "friends", TIER: ""}
+    )
+    assert connector.write([change("1", "", "")])[0].ok  # nothing of ours there: nothing to do
+    assert rows(shop, "1") == [("klantenkaart", "KK-1001")]
+    assert shop.stats("lightspeed")["requests"][f"DELETE {ONE_ROW}"] == 1
+
+
+def test_a_refused_record_does_not_sink_the_batch(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed")
+    results = connector.write(
+        [change("999", "friends", "gold"), change("6", "x" * 300, "gold"), change("7", "friends", "gold")]
+    )
+    by_id = {r.record_id: r for r in results}
+    assert not by_id["999"].ok and by_id["999"].message.startswith("not found")
+    assert not by_id["6"].ok and "Invalid value" in by_id["6"].message
+    assert by_id["7"].ok and rows(shop, "7") == [(TIER, "gold"), (SEGMENTS, "friends")]
+
+
+def test_a_row_removed_after_the_read_is_written_again(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed")
+    assert connector.write([change("8", "friends", "gold")])[0].ok
+    payload_of(connector, "8")  # the read remembers our row ids ...
+    app = shop.app("lightspeed")
+    with app.lock:
+        app.metafields[8].clear()  # ... and then someone deletes the rows
+    assert connector.write([change("8", "supporters", "silver")])[0].ok
+    assert rows(shop, "8") == [(TIER, "silver"), (SEGMENTS, "supporters")]
+
+
+def test_wrong_credentials_and_a_key_without_write_permission_are_auth_errors(
+    shop: Sandboxes, start_sandboxes_fixture: Callable[..., Sandboxes]
+) -> None:
+    with pytest.raises(AuthError, match=r"lightspeed: GET /nl/customers/count\.json: credentials refused \(HTTP 401\)"):
+        make_connector(shop, "lightspeed", api_secret="wrong").check()
+    assert shop.stats("lightspeed")["errors"] == 1  # not retried
+    read_only = start_sandboxes_fixture(
+        {"lightspeed": {"customers": customers(1)}}, options={"lightspeed": {"permissions": {"customers": "read"}}}
+    )
+    connector = make_connector(read_only, "lightspeed")
+    connector.check()
+    with pytest.raises(AuthError, match="HTTP 403"):
+        connector.write([change("1", "friends", "gold")])
+
+
+def test_a_key_that_may_not_read_the_shop_settings_still_reads_orders(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    shop = start_sandboxes_fixture(
+        {"lightspeed": {"orders": orders(2)}}, options={"lightspeed": {"permissions": {"settings": "none"}}}
+    )
+    connector = make_connector(shop, "lightspeed")
+    connector.check()
+    records = [r for page in connector.read_orders(None) for r in page.records]
+    assert len(records) == 2 and "currency" not in records[0].payload  # counted in the base currency
+
+
+def test_an_error_member_in_a_2xx_reply_is_a_failure(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed")
+    body = {"error": {"code": 400, "method": "PUT", "request": "/nl/customers/1.json", "message": "Invalid email"}}
+    reply = ApiResponse(200, CaseInsensitiveDict(), body, json.dumps(body), "PUT", "/nl/customers/1.json", 0.01)
+    assert (connector.classify(reply).kind, connector.classify(reply).message) == ("rejected", "Invalid email")
+
+
+def test_ids_from_other_systems_become_lightspeed_ids(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed")
+    assert [connector.canonical_id(raw) for raw in (" 2000004 ", "0", "abc", "")] == ["2000004", None, None, None]
+
+
+# ----- rate limits ---------------------------------------------------------------------------------------
+def many(count: int) -> dict[str, list[dict[str, Any]]]:
+    start = datetime(2026, 1, 10, tzinfo=UTC)
+    people = [
+        {"id": i, "email": f"klant{i}@example.nl", "updatedAt": (start + timedelta(seconds=i)).isoformat()}
+        for i in range(1, count + 1)
+    ]
+    bought = [
+        {"id": 10_000 + i, "priceIncl": 10.0, "customer": i, "createdAt": (start + timedelta(seconds=i)).isoformat()}
+        for i in range(1, count + 1)
+    ]
+    return {"customers": people, "orders": bought}
+
+
+def test_a_read_of_thousands_of_records_stays_inside_the_time_scaled_windows(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    # 300x: 300 requests a second, 3000 per 12 s, 12000 per 288 s. 1500 customers cost 1507
+    # requests (6 full pages, an empty one, a metafield look-up each), 1500 orders 7 and the shop 1.
+    shop = start_sandboxes_fixture({"lightspeed": many(1500)}, time_scale=300)
+    connector = make_connector(shop, "lightspeed")  # rate_limit as the sandbox's client_settings()
+    assert connector.settings.rate_limit[1].per_seconds == 12.0
+    contacts = {r.id for page in connector.read_contacts(None) for r in page.records}
+    order_ids = {r.id for page in connector.read_orders(None) for r in page.records}
+    assert len(contacts) == 1500 and len(order_ids) == 1500
+    stats = shop.stats("lightspeed")
+    assert stats["reads"] == 1507 + 7 + 1 and stats["errors"] == 0
+    assert stats["throttled"] <= 3
+
+
+def test_the_headers_hold_requests_back_when_a_window_is_used_up(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    # crmsync is told nothing about the limits: what the replies say is enough to stay inside them.
+    windows = [Window(20, 300), Window(1000, 3600), Window(10000, 86400)]
+    shop = start_sandboxes_fixture(
+        {"lightspeed": many(60)}, time_scale=300, options={"lightspeed": {"rate_limits": windows}}
+    )
+    connector = make_connector(shop, "lightspeed", rate_limit=[], page_size=10)
+    assert len({r.id for page in connector.read_contacts(None) for r in page.records}) == 60
+    assert shop.stats("lightspeed")["reads"] == 67
+    assert shop.stats("lightspeed")["throttled"] <= 1
+    log = shop.request_log("lightspeed")
+    assert log[-1]["t"] - log[0]["t"] >= 2.0  # 67 requests at 20 a second: three windows at least
+
+
+def test_lightspeeds_429_is_waited_out_as_its_reset_header_says(shop: Sandboxes) -> None:
+    shop.fault("lightspeed", match="GET /nl/customers/count.json", fault="vendor-throttle", retry_after=0.4)
+    connector = make_connector(shop, "lightspeed")
+    connector.check()
+    log = shop.request_log("lightspeed")
+    assert [entry["status"] for entry in log] == [429, 200]
+    assert log[1]["t"] - log[0]["t"] >= 0.4
+    assert connector.client.stats.throttled == 1
+
+
+def test_a_used_up_daily_budget_ends_the_read_at_once_with_a_clear_error(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    windows = [Window(300, 300), Window(3000, 3600), Window(3, 86400)]
+    shop = start_sandboxes_fixture({"lightspeed": many(5)}, options={"lightspeed": {"rate_limits": windows}})
+    connector = make_connector(shop, "lightspeed", page_size=2)
+    with pytest.raises(ApiError, match=r"the daily request budget is used up; it resets in \d+ s"):
+        list(connector.read_contacts(None))
+    assert shop.stats("lightspeed")["reads"] == 3  # the third reply said 0 left: no fourth request
+    assert shop.stats("lightspeed")["throttled"] == 0
+
+
+def test_records_keep_their_vendor_shape(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed")
+    record: SourceRecord = next(r for page in connector.read_contacts(None) for r in page.records)
+    assert record.payload["metafields"]["resource"]["url"] == "customers/1/metafields"  # the stub, as sent
+    assert record.payload["customerMetafields"][0]["key"] == "klantenkaart"  # the rows, read alongside
+    assert record.updated_at == datetime(2026, 1, 10, 9, 1, tzinfo=UTC)
+
+
+# ----- in a full cycle ------------------------------------------------------------------------------------
+def test_a_person_in_lightspeed_and_another_shop_carries_the_same_segments_everywhere(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    config = sandboxes.config(tmp_path)
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    elsewhere = {c["defaultEmailAddress"]["emailAddress"].lower(): c["id"] for c in small_data["shopify"]["customers"]}
+    woo = {c["email"].lower(): str(c["id"]) for c in small_data["woocommerce"]["customers"]}
+    checked = 0
+    for customer in small_data["lightspeed"]["customers"]:
+        ours = dict(rows(sandboxes, str(customer["id"])))
+        segments = set(ours[SEGMENTS].split(","))
+        assert ours.get(TIER) == next(s for s in segments if s.startswith("tier-"))[len("tier-") :]
+        email = customer["email"].lower()
+        if email in elsewhere:
+            tags = sandboxes.customer("shopify", elsewhere[email])["tags"]
+            assert segments == {t[len("crmsync:") :] for t in tags if t.startswith("crmsync:")}
+            checked += 1
+        if email in woo:
+            meta = {m["key"]: m["value"] for m in sandboxes.customer("woocommerce", woo[email])["meta_data"]}
+            assert segments == set(meta[SEGMENTS].split(","))
+            checked += 1
+    assert checked >= 2, "the fixture must hold people who shop in Lightspeed and elsewhere"
+    second = run_crmsync("sync", "-c", str(config), "--json")
+    assert json.loads(second.stdout)["systems"]["lightspeed"]["write_calls"] == 0
+    for customer in small_data["lightspeed"]["customers"]:
+        stored = rows(sandboxes, str(customer["id"]))
+        assert len({key for key, _ in stored}) == len(stored)  # one row per key
+        assert (TIER, "platinum") not in stored  # the stale row of an earlier run was corrected in place

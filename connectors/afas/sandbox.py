@@ -549,7 +549,12 @@ def _check_type(where: str, column: str, kind: str, value: Any) -> None:
         except ValueError:
             ok = False
     if not ok:
-        expected = {"date": "a date-time like 2025-03-01T10:00:00Z", "decimal": "a number"}.get(kind, f"a {kind}")
+        expected = {
+            "date": "a date-time like 2025-03-01T10:00:00Z",
+            "decimal": "a number",
+            "integer": "an integer",
+            "boolean": "true or false",
+        }.get(kind, "text")
         raise FixtureError(f"{where}: {column} must be {expected} or null")
 
 

@@ -299,7 +299,7 @@ class Cycle:
         settings = self.config.segments
         contacts = [contact for contact, _ in self.store.iter_contacts()]
         previous, ages = self.store.previous_assignment()
-        resolution = resolve(((c.key, [("email", c.email)] if c.email else []) for c in contacts), previous, ages)
+        resolution = resolve(((c.key, identifiers(c)) for c in contacts), previous, ages)
         by_email: dict[str, str] = {}
         for contact in contacts:
             if contact.email:

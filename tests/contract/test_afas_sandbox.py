@@ -8,6 +8,7 @@ import json
 import re
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ def persons(n: int) -> list[dict[str, Any]]:
             "FirstName": f"Klant{i}",
             "LastName": "Jansen",
             "Email": f"klant{i}@example.nl",
-            "ModifiedDate": f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z",
+            "ModifiedDate": (datetime(2026, 1, 1) + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "Voorkeurswinkel": "Utrecht" if i % 3 == 0 else None,
         }
         for i in range(1, n + 1)

@@ -155,6 +155,8 @@ class AfasConnector(Connector):
             return Verdict("auth", "refused by the app connector's IP restriction")
         if status == 404:
             return Verdict("fatal", "not found: a wrong URL, or a query string over 2049 characters")
+        if status == 400 and response.method == "GET":
+            return Verdict("fatal", "Profit refused the request as malformed (HTTP 400)")
         return default_classify(response)
 
     def _classify_500(self, response: ApiResponse) -> Verdict:
@@ -192,7 +194,11 @@ class AfasConnector(Connector):
         while True:
             rows = self._rows(connector, key, scan.filters(self.settings.modified_field, key), self.page_size)
             records = [self._record(kind, key, row) for row in rows]
-            scan.saw(records, rows[-1].get(key) if rows else None)
+            last_key = rows[-1].get(key) if rows and isinstance(rows[-1], dict) else None
+            if rows and (last_key is None or last_key == scan.after):
+                # No way forward: the rows lack the key column, or the filter on it was ignored.
+                raise ApiError(self.name, f"GET {connector}: cannot page on {key!r} (missing or not filterable)")
+            scan.saw(records, last_key)
             number += 1
             if len(rows) < self.page_size:
                 yield Page(records, scan.finish(previous), number)
@@ -306,7 +312,7 @@ class Scan:
         return cls(
             _moment(state.get("since")),
             state.get("after"),
-            _moment(state["started"]) or datetime.now(UTC),
+            _moment(state.get("started")) or datetime.now(UTC),
             _moment(state.get("newest")),
         )
 

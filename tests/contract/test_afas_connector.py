@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from connectors.afas.client import AfasConnector, token_header
+from connectors.afas.client import AfasConnector, filter_params, token_header
 from connectors.afas.fixtures import demo_fixtures
 from connectors.afas.profit_time import filter_value, parse_profit
 from connectors.afas.sandbox import DEFAULT_TOKEN, INVOICES, PERSONS, free_field_id
@@ -61,6 +61,21 @@ def test_reads_every_page_and_an_empty_or_short_page_ends_the_read(
     newest = parse_profit(f"2026-01-01T{count // 60:02d}:{count % 60:02d}:00Z")
     assert pages[-1].checkpoint == {"cursor": newest.isoformat()}
     assert all("scan" in page.checkpoint for page in pages[:-1])
+
+
+def test_keys_holding_a_list_separator_page_through_filterjson(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    rows = [{**persons(1)[0], "PersonId": f"K,{i:03d}"} for i in range(1, 6)]
+    afas = start_sandboxes_fixture({"afas": {"customers": rows}})
+    pages = list(connector(afas, page_size=2).read_contacts(None))
+    assert [r.id for page in pages for r in page.records] == ["K,001", "K,002", "K,003", "K,004", "K,005"]
+    assert filter_params([("PersonId", 4, "K,002")])["filterjson"].startswith('{"Filters"')
+    assert filter_params([("ModifiedDate", 2, "2026-01-01T00:00:00"), ("PersonId", 4, "7")]) == {
+        "filterfieldids": "ModifiedDate,PersonId",
+        "filtervalues": "2026-01-01T00:00:00,7",
+        "operatortypes": "2,4",
+    }
 
 
 def test_an_interrupted_pass_resumes_after_the_last_stored_page(afas: Sandboxes) -> None:

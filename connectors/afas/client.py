@@ -120,6 +120,8 @@ class AfasConnector(Connector):
         "customer_id": FieldSpec("PersonId", "id"),
         "amount": FieldSpec("AmountInclVat", "money"),
         "currency": FieldSpec("Currency", "currency"),
+        # Profit's fake "Z" makes this read as UTC: an invoice time is off by the Amsterdam offset
+        # (one or two hours); traits count days, so at worst an invoice moves across midnight.
         "created_at": FieldSpec("InvoiceDate", "datetime"),
     }
     max_write_batch = 1
@@ -146,7 +148,9 @@ class AfasConnector(Connector):
         if status == 503:
             hint = response.body.get("retry_after") if isinstance(response.body, dict) else None
             wait = float(hint) if isinstance(hint, int | float) else parse_retry_after(response.header("Retry-After"))
-            return Verdict("throttled", "Profit is unavailable (maintenance or no capacity)", wait)
+            error = response.body.get("error") if isinstance(response.body, dict) else None
+            said = error.get("message") if isinstance(error, dict) else None
+            return Verdict("throttled", said if isinstance(said, str) and said else "Profit is unavailable", wait)
         if status == 500:
             return self._classify_500(response)
         if status == 401:
@@ -173,9 +177,7 @@ class AfasConnector(Connector):
 
     # ----- reads --------------------------------------------------------------------------------
     def check(self) -> None:
-        body = self._rows(self.settings.contacts_connector, PERSON_KEY, [], take=1)
-        if not isinstance(body, list):
-            raise ApiError(self.name, "unexpected reply from the persons GetConnector")
+        self._rows(self.settings.contacts_connector, PERSON_KEY, [], take=1)  # raises unless {skip, take, rows}
 
     def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
         return self._read(Kind.CONTACT, self.settings.contacts_connector, PERSON_KEY, checkpoint)

@@ -135,6 +135,9 @@ def test_daemon_runs_cycles_on_schedule_and_stops_cleanly(sandboxes: Sandboxes, 
 
 
 def _free_port_pair() -> int:
+    """A port base whose every `--port-base` offset is free (each registered vendor binds its own)."""
+    from connectors.registry import PORT_OFFSETS
+
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -142,13 +145,17 @@ def _free_port_pair() -> int:
         if base > 65000:
             continue
         try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", base))
-                b.bind(("127.0.0.1", base + 1))
+            sockets = [socket.socket() for _ in PORT_OFFSETS]
+            try:
+                for sock, offset in zip(sockets, PORT_OFFSETS.values(), strict=True):
+                    sock.bind(("127.0.0.1", base + offset))
+            finally:
+                for sock in sockets:
+                    sock.close()
             return base
         except OSError:
             continue
-    raise RuntimeError("no two free neighbouring ports")
+    raise RuntimeError("no run of free ports for every sandbox offset")
 
 
 def test_sandbox_command_prints_its_systems_and_writes_a_working_config(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,7 @@ from mapping.fieldmaps import map_contact
 from mapping.model import Contact, Membership, RemoteState, WriteBack
 from sync.planner import diff
 from tests.contract.test_efficy_sandbox import contacts, opportunities
-from tests.kit import Sandboxes, make_connector
+from tests.kit import Sandboxes, json_out, make_connector, run_crmsync
 
 SEGMENTS, TIER = "CONT$CRMSYNC.SEGMENTS", "CONT$CRMSYNC.LOYALTY_TIER"
 ENDPOINT = "POST /crm/json"
@@ -242,3 +244,33 @@ def test_ids_in_writes_that_are_not_contact_keys_are_rejected_without_a_call(eff
     results = connector.write([change("gid://shopify/Customer/1", {SEGMENTS: "x"})])
     assert [(r.ok, r.message) for r in results] == [(False, "not an efficy contact key")]
     assert requests_seen(efficy) == 0
+
+
+def test_people_in_efficy_and_a_shop_carry_the_same_segments(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """A full `crmsync sync` over every sandbox: a person kept in efficy and in Shopify gets one
+    verdict, written as Shopify tags and as efficy's category fields; a second sync writes nothing."""
+    config = sandboxes.config(tmp_path)
+    first = run_crmsync("sync", "-c", str(config), "--json")
+    assert first.returncode == 0, first.stderr
+    assert json_out(first)["systems"]["efficy"]["written"] > 0
+    shop_by_email = {
+        c["defaultEmailAddress"]["emailAddress"].lower(): c["id"] for c in small_data["shopify"]["customers"]
+    }
+    pairs = [
+        (shop_by_email[c["EMAIL1"].lower()], str(c["K_CONTACT"]))
+        for c in small_data["efficy"]["customers"]
+        if c["EMAIL1"].lower() in shop_by_email
+    ]
+    assert pairs, "the demo data must hold people kept in efficy and in the Shopify store"
+    for shop_id, contact_id in pairs:
+        shop_tags = sandboxes.customer("shopify", shop_id)["tags"]
+        tags = {t[len("crmsync:") :] for t in shop_tags if t.startswith("crmsync:")}
+        owned = sandboxes.customer("efficy", contact_id)["categories"]["CONT$CRMSYNC"]
+        assert owned["SEGMENTS"].split(",") == sorted(tags)
+        assert f"tier-{owned['LOYALTY_TIER']}" in tags
+    sandboxes.reset_stats()
+    again = run_crmsync("sync", "-c", str(config), "--json")
+    assert json_out(again)["systems"]["efficy"]["write_calls"] == 0
+    assert sandboxes.stats("efficy")["writes"] == 0

@@ -323,16 +323,18 @@ class EfficyConnector(Connector):
     def _with_owned_fields(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rows with crmsync's fields attached (`categories.<CAT>.<FIELD>`, or the main-table
         field), fetched with one consult context per contact. A contact deleted since the query
-        ran is left out; any other refusal means the fields are misconfigured."""
+        ran is left out; any other refusal means the fields are misconfigured. A row without a
+        key is passed on as it is, to be quarantined with its reason instead of vanishing."""
         owned = [split_field(name) for name in self.owned_fields]
         categories = sorted({category for category, _ in owned if category})
         master_fields = [field for category, field in owned if category is None]
         funcs: list[dict[str, Any]] = [{"@name": "category", "category": c} for c in categories]
         if master_fields:
             funcs.append({"@name": "master", "tableview": 0})
-        kept = []
-        for start in range(0, len(rows), MAX_CONTEXTS):
-            chunk = rows[start : start + MAX_CONTEXTS]
+        kept = [row for row in rows if key_text(row.get(CONTACT_KEY)) is None]
+        keyed = [row for row in rows if key_text(row.get(CONTACT_KEY)) is not None]
+        for start in range(0, len(keyed), MAX_CONTEXTS):
+            chunk = keyed[start : start + MAX_CONTEXTS]
             contexts = [_consult_context(str(i), row, funcs) for i, row in enumerate(chunk)]
             answers = {str(c.get("#id")): c for c in self.rpc(contexts, mutating=False) if isinstance(c, dict)}
             for i, row in enumerate(chunk):
@@ -405,12 +407,11 @@ def _key(change: WriteBack) -> bool:
 
 
 def _consult_context(ref: str, row: Mapping[str, Any], funcs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    key = key_text(row.get(CONTACT_KEY))
     return {
         "@name": "consult",
         "#id": ref,
         "entity": "Cont",
-        "key": int(key) if key else 0,
+        "key": int(key_text(row.get(CONTACT_KEY)) or 0),
         "closecontext": True,
         "@func": [dict(f) for f in funcs],
     }

@@ -10,6 +10,7 @@ import pytest
 
 from connectors.efficy.client import EfficyConnector
 from connectors.errors import ApiError, AuthError
+from connectors.http import ApiResponse
 from connectors.ratelimit import Window
 from mapping.fieldmaps import map_contact
 from mapping.model import Contact, Membership, RemoteState, WriteBack
@@ -78,9 +79,14 @@ def test_owned_fields_come_with_the_contact_and_an_inactive_category_is_empty(ef
 
 def test_a_contact_deleted_between_query_and_consult_is_left_out(efficy: Sandboxes) -> None:
     connector = make_connector(efficy, "efficy")
-    rows = [{"K_CONTACT": 3, "D_CHANGE": "2026-01-01T00:00:03"}, {"K_CONTACT": 999, "D_CHANGE": "2026-01-01T00:00:04"}]
+    rows = [
+        {"K_CONTACT": 3, "D_CHANGE": "2026-01-01T00:00:03"},
+        {"K_CONTACT": 999, "D_CHANGE": "2026-01-01T00:00:04"},
+        {"NAME": "no key", "D_CHANGE": "2026-01-01T00:00:05"},
+    ]
     kept = connector._with_owned_fields(rows)
-    assert [row["K_CONTACT"] for row in kept] == [3]
+    # the keyless row is kept (the mapping quarantines it, with its reason); the deleted one is gone
+    assert sorted(str(row.get("K_CONTACT")) for row in kept) == ["3", "None"]
 
 
 def test_opportunities_and_what_counts(efficy: Sandboxes) -> None:
@@ -274,3 +280,35 @@ def test_people_in_efficy_and_a_shop_carry_the_same_segments(
     again = run_crmsync("sync", "-c", str(config), "--json")
     assert json_out(again)["systems"]["efficy"]["write_calls"] == 0
     assert sandboxes.stats("efficy")["writes"] == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (200, [{"@name": "api", "@func": [{"@name": "currentusername", "#result": "X"}]}], "ok"),
+        (200, {"#error": {"errorcode": "ER_TOO_MANY_REQUESTS", "detail": "retry after 2 seconds"}}, "throttled"),
+        (200, [{"@name": "exception", "#error": {"errorcode": "X", "errorstring": "Invalid User"}}], "auth"),
+        (200, {"#error": "RetrieveUsersList: Please Logon to Database"}, "auth"),
+        (200, {"error": True, "code": "CORE-1", "message": "The session is not valid anymore"}, "auth"),
+        (200, {"#error": True, "#message": "Transaction deadlock, rerun"}, "retry"),
+        (200, {"#error": {"errorcode": "ER_TOO_MANY_CONTEXTS", "errorstring": "at most 100"}}, "fatal"),
+        # a refused context is that record's business, not the request's
+        (200, [{"@name": "edit", "#error": {"errorcode": "ER_RECORD_LOCKED"}}], "ok"),
+        (401, {"#error": {"errorcode": "ER_LOGON", "errorstring": "no credentials"}}, "auth"),
+        (503, None, "retry"),
+    ],
+)
+def test_what_efficy_replies_mean(efficy: Sandboxes, status: int, body: object, kind: str) -> None:
+    connector = make_connector(efficy, "efficy")
+    verdict = connector.classify(ApiResponse(status, {}, body, "", "POST", "/crm/json", 0.01))
+    assert verdict.kind == kind
+    if kind == "throttled":
+        assert verdict.retry_after == 2.0 and verdict.message.startswith("ER_TOO_MANY_REQUESTS")
+    if status == 401:
+        assert verdict.message == "ER_LOGON: no credentials"
+
+
+def test_a_base_url_ending_in_crm_works_too(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy", base_url=efficy.url("efficy") + "/crm")
+    connector.check()
+    assert requests_seen(efficy) == 1

@@ -40,10 +40,10 @@ CONTACT_KEY = "K_CONTACT"
 OPPORTUNITY_KEY = "K_OPPORTUNITY"
 CHANGED = "D_CHANGE"
 
-THROTTLE_CODES = frozenset({"ER_TOO_MANY_REQUESTS", "ER_THROTTLED"})
-AUTH_CODES = frozenset({"ER_LOGON", "ER_APIKEY", "ER_SESSION"})
-TRANSIENT_CODES = frozenset({"ER_SERVER_BUSY", "ER_DEADLOCK", "ER_DATABASE"})
-# Phrases of efficy's logon and session failures, as its own client library lists them.
+THROTTLE_CODE = "ER_TOO_MANY_REQUESTS"
+LOGON_CODE = "ER_LOGON"
+# efficy's logon and session failures, as its employee's client library recognises them by text
+# (it leaves out "no right to perform this operation": that is one record's security, not the key).
 AUTH_PHRASES = (
     "invalid user",
     "please logon",
@@ -123,14 +123,16 @@ def request_error(body: Any) -> Mapping[str, Any] | None:
 
 
 def context_error(context: Any) -> Mapping[str, Any] | None:
-    """The first error of a context or of one of its functions."""
-    found = error_of(context)
+    """The error of a context, or of its first function that failed: when a function fails,
+    efficy flags the context with `#error: true` and the function holds the message."""
+    own = error_of(context)
+    if own is not None and context.get("#error") is not True:
+        return own
     funcs = context.get("@func") if isinstance(context, Mapping) else None
     for func in funcs if isinstance(funcs, list) else []:
-        inner = error_of(func)
-        if inner is not None and (found is None or set(found) == {"errorstring"}):
-            return inner  # a function's error says more than the context's `true` flag
-    return found
+        if (inner := error_of(func)) is not None:
+            return inner
+    return own
 
 
 def describe(error: Mapping[str, Any]) -> str:
@@ -143,12 +145,12 @@ def verdict_for(error: Mapping[str, Any]) -> Verdict:
     code = str(error.get("errorcode") or "").upper()
     text = f"{error.get('errorstring') or ''} {error.get('detail') or ''}"
     message = describe(error)
-    if code in THROTTLE_CODES or "too many requests" in text.lower():
+    if code == THROTTLE_CODE or "too many requests" in text.lower():
         hint = _RETRY_HINT.search(text)
         return Verdict("throttled", message, float(hint.group(1)) if hint else None)
-    if code in AUTH_CODES or any(phrase in text.lower() for phrase in AUTH_PHRASES):
+    if code == LOGON_CODE or any(phrase in text.lower() for phrase in AUTH_PHRASES):
         return Verdict("auth", message)
-    if code in TRANSIENT_CODES or "deadlock" in text.lower():
+    if "deadlock" in text.lower():  # the database chose this request as the victim: run it again
         return Verdict("retry", message)
     return Verdict("fatal", message)
 
@@ -174,7 +176,10 @@ def key_text(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     text = str(value).strip()
-    return str(int(text.split(".")[0])) if _KEY.match(text) and int(text.split(".")[0]) > 0 else None
+    if not _KEY.match(text):
+        return None
+    number = int(text.split(".")[0])
+    return str(number) if number > 0 else None
 
 
 class EfficyConnector(Connector):
@@ -304,10 +309,13 @@ class EfficyConnector(Connector):
         """Where the next page starts: after the last row. A saved query that does not move on
         (missing columns, parameters ignored) would page forever, so that is an error."""
         key = key_text(last.get(key_field))
-        changed = last.get(CHANGED)
-        if key is None or not isinstance(changed, str):
+        try:
+            changed = efficy_time(parse_timestamp(str(last[CHANGED])))
+        except (KeyError, ValueError):
+            changed = None
+        if key is None or changed is None:
             raise ApiError(self.name, f"the saved query must return {CHANGED} and {key_field} in every row")
-        following = (efficy_time(parse_timestamp(changed)), int(key))
+        following = (changed, int(key))
         if following <= position:
             raise ApiError(self.name, f"the saved query does not page: rows must come after {position} in order")
         return following

@@ -29,7 +29,6 @@ from werkzeug.wrappers import Request, Response
 
 from connectors.ratelimit import Window
 from connectors.sandbox import FixtureError, Route, SandboxApp, VendorError, json_response, utcnow
-from connectors.sandbox.faults import FaultRule
 
 ENDPOINT = "/crm/json"
 DEFAULT_API_KEY = "5A4DB0C1E2F34A5B8C9D0E1F2A3B4C5D"
@@ -133,6 +132,7 @@ class EfficySandbox(SandboxApp):
         return None
 
     def throttled(self, retry_after: float | None) -> Response:
+        """efficy's slow-down signal, for its rate limit and the `vendor-throttle` fault alike."""
         wait = retry_after if retry_after is not None else 1.0
         return self.error(
             200,
@@ -140,9 +140,6 @@ class EfficySandbox(SandboxApp):
             "Too many requests for this API key, slow down",
             detail=f"retry after {wait:.3f} seconds",
         )
-
-    def vendor_throttle(self, rule: FaultRule) -> Response:
-        return self.throttled(rule.retry_after if rule.retry_after is not None else 1.0)
 
     def looks_throttled(self, response: Response) -> bool:
         return response.status_code == 429 or THROTTLE_CODE.encode() in response.get_data()[:200]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.registry import PORT_OFFSETS, TYPES
 from tests.kit import CRMSYNC, Sandboxes, json_out, run_crmsync, wait_until
 
 BROKEN = {
@@ -141,14 +142,19 @@ def _free_port_pair() -> int:
             base = probe.getsockname()[1]
         if base > 65000:
             continue
+        # Every port `crmsync sandbox --port-base` will take (P+0 ... P+6), not just the two the
+        # test reads: a busy P+5 (say, a client port in TIME_WAIT) would stop the command.
+        sockets = [socket.socket() for _ in TYPES]
         try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", base))
-                b.bind(("127.0.0.1", base + 1))
+            for sock, system_type in zip(sockets, TYPES, strict=True):
+                sock.bind(("127.0.0.1", base + PORT_OFFSETS[system_type]))
             return base
         except OSError:
             continue
-    raise RuntimeError("no two free neighbouring ports")
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no free run of sandbox ports")
 
 
 def test_sandbox_command_prints_its_systems_and_writes_a_working_config(tmp_path: Path) -> None:

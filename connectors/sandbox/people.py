@@ -22,7 +22,7 @@ HUMAN_TAGS = ("vip", "nieuwsbrief", "zakelijk", "retour-klant", "Black Friday 20
 
 # Where people shop and are kept: weights for the first system a person is in. Every person is in
 # one system, 30 % are in a second one too and 10 % in a third (same email, often typed differently);
-# every fourth person is in two neighbouring systems (see `people`).
+# every fourth person is in the first shop and one other system (see `people`).
 SYSTEM_WEIGHTS = {
     "shopify": 4,
     "woocommerce": 3,
@@ -97,10 +97,13 @@ def people(
         fake.seed_instance(seed * 1_000_003 + index)
         first, last = fake.first_name(), fake.last_name()
         if index % 4 == 0 and len(systems) > 1:
-            # Every fourth person is in two neighbouring systems, rotating through all of them, so
-            # every pair of neighbours (the first two shops from person 0 on) shares people at any size.
-            turn = (index // 4) % len(systems)
-            chosen = [systems[turn], systems[(turn + 1) % len(systems)]]
+            # Every fourth person is in the first shop and one other system, turning through all of
+            # them, so the first shop shares people with every other system at any size.
+            chosen = [systems[0], systems[1 + (index // 4) % (len(systems) - 1)]]
+        elif index % 8 == 2 and len(systems) > 2:
+            # ... and every eighth, two neighbouring systems further down the list.
+            turn = 1 + (index // 8) % (len(systems) - 1)
+            chosen = [systems[turn], systems[turn + 1 if turn + 1 < len(systems) else 1]]
         else:
             chosen = [rng.choices(systems, weights)[0]]
             for chance in (0.3, 0.1):

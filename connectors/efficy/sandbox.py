@@ -1,0 +1,454 @@
+"""efficy Enterprise JSON RPC emulator (`POST /crm/json`) for tests and the demo.
+
+Follows what efficy's own n8n node and its employee's client library show (see
+../shared/api-notes/efficy.md): one endpoint taking a JSON array of contexts (`api`, `consult`,
+`edit`), each echoed back with `#result` datasets (`{"#class": "dataset", "#data": [...]}`) or
+`#error` added; the `X-Efficy-Apikey` header; saved queries run with `query` (`key`,
+`queryparams` joined by `|`, `recordcount`); `consult` with `master` / `category` functions;
+`edit` with `activateCategory` and `update` (into a category, or the main table with
+`tableview: 0`), applied on `commit`. Errors arrive inside an HTTP 200: on a function, on a
+context, or as a top-level `{"#error": {...}}` object for the whole request.
+
+Assumed where nothing public says (each marked in the notes): the saved queries' keyset parameters
+(`D_CHANGE` then the record key, see `_SavedQuery`), at most 1000 rows per query and 100 contexts
+per request, the error codes, a missing key refused with HTTP 401, a wrong key and the rate limit
+(10 requests a second, 1000 an hour per key) answered inside an HTTP 200, and records being
+edited by a user refusing other edits.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from connectors.ratelimit import Window
+from connectors.sandbox import FixtureError, Route, SandboxApp, VendorError, json_response, utcnow
+
+ENDPOINT = "/crm/json"
+DEFAULT_API_KEY = "5A4DB0C1E2F34A5B8C9D0E1F2A3B4C5D"
+CONTACTS_QUERY = 10001
+OPPORTUNITIES_QUERY = 10002
+MAX_CONTEXTS = 100
+MAX_ROWS = 1000
+TEXT_LENGTH = 255
+THROTTLE_CODE = "ER_TOO_MANY_REQUESTS"
+# crmsync's own category in the demo; any category a fixture holds is known as well.
+DEFAULT_CATEGORIES: dict[str, dict[str, int]] = {"CONT$CRMSYNC": {"SEGMENTS": TEXT_LENGTH, "LOYALTY_TIER": 40}}
+READ_ONLY = frozenset({"K_CONTACT", "D_CHANGE", "D_CREATE"})
+CONTACT_TEXT_FIELDS = ("FIRSTNAME", "NAME", "EMAIL1", "MOBILE", "PHONE1", "CITY", "POSTCODE", "COUNTRY")
+# Functions efficy documents that this emulator does not answer: refused as such, not as unknown.
+NOT_EMULATED = frozenset(
+    {"consultmanyex", "delete", "addlink", "deletelink", "getlookupdata", "executesqlquery", "sendnotification"}
+)
+MUTATING_FUNCTIONS = frozenset({"delete", "addlink", "deletelink", "sendnotification"})
+
+
+class RpcError(Exception):
+    """An efficy error attached to the function or context being answered."""
+
+    def __init__(self, code: str, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.body = {"errorcode": code, "errorstring": message, "detail": detail}
+
+
+def efficy_time(moment: datetime) -> str:
+    """efficy's timestamps: ISO 8601 without a zone (the emulator runs on UTC)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def parse_efficy_time(text: str) -> str:
+    """Any ISO 8601 form, normalised to efficy's; ValueError when it is not a timestamp."""
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(value)
+    return efficy_time(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+
+
+@dataclass(frozen=True)
+class _SavedQuery:
+    """A saved query the admin built for crmsync: rows of one table changed after a keyset
+    position, in (D_CHANGE, key) order. Parameter 1 is a timestamp, parameter 2 a key: a row is
+    returned when D_CHANGE > p1, or D_CHANGE = p1 and key > p2."""
+
+    table: Callable[[], Mapping[int, dict[str, Any]]]
+    key_field: str
+
+    def rows(self, since: str, after: int) -> list[dict[str, Any]]:
+        found = [r for r in self.table().values() if (r["D_CHANGE"], r[self.key_field]) > (since, after)]
+        found.sort(key=lambda r: (r["D_CHANGE"], r[self.key_field]))
+        return found
+
+
+class EfficySandbox(SandboxApp):
+    type = "efficy"
+    rate_limits = (Window(10, 1.0), Window(1000, 3600.0))
+
+    def __init__(self, data: Mapping[str, Any] | None = None, *, api_key: str = DEFAULT_API_KEY, **kwargs: Any) -> None:
+        self.api_key = api_key
+        self.contacts: dict[int, dict[str, Any]] = {}
+        self.opportunities: dict[int, dict[str, Any]] = {}
+        self.categories: dict[str, dict[str, int]] = copy.deepcopy(DEFAULT_CATEGORIES)
+        self.main_fields: set[str] = {"K_CONTACT", "D_CHANGE", "D_CREATE", *CONTACT_TEXT_FIELDS}
+        # Records a user has open in edit mode (key -> user code): other edits are refused.
+        self.locks: dict[int, str] = {}
+        self.queries = {
+            CONTACTS_QUERY: _SavedQuery(lambda: self.contacts, "K_CONTACT"),
+            OPPORTUNITIES_QUERY: _SavedQuery(lambda: self.opportunities, "K_OPPORTUNITY"),
+        }
+        super().__init__(data, **kwargs)
+
+    # ----- routes and hooks -------------------------------------------------------------------
+    def routes(self) -> Sequence[Route]:
+        return [Route(ENDPOINT, ("POST",), self.json_endpoint, lists=True)]
+
+    def client_settings(self) -> dict[str, Any]:
+        return {
+            "api_key": self.api_key,
+            "contacts_query": CONTACTS_QUERY,
+            "orders_query": OPPORTUNITIES_QUERY,
+            **super().client_settings(),
+        }
+
+    def error(self, status: int, code: str, message: str, **extra: Any) -> Response:
+        return json_response({"#error": {"errorcode": code, "errorstring": message, **extra}}, status)
+
+    def auth_failure(self) -> Response:
+        return self.error(401, "ER_LOGON", "Please logon to database: no credentials were given")
+
+    def authenticate(self, request: Request) -> Response | None:
+        key = request.headers.get("X-Efficy-Apikey")
+        if not key:
+            return self.auth_failure()
+        if key != self.api_key:
+            # The server took the request and failed the logon: reported like every efficy error.
+            return self.error(200, "ER_LOGON", "Invalid User: the API key is not valid", detail="X-Efficy-Apikey")
+        return None
+
+    def throttled(self, retry_after: float | None) -> Response:
+        """efficy's slow-down signal, for its rate limit and the `vendor-throttle` fault alike."""
+        wait = retry_after if retry_after is not None else 1.0
+        return self.error(
+            200,
+            THROTTLE_CODE,
+            "Too many requests for this API key, slow down",
+            detail=f"retry after {wait:.3f} seconds",
+        )
+
+    def looks_throttled(self, response: Response) -> bool:
+        return response.status_code == 429 or THROTTLE_CODE.encode() in response.get_data()[:200]
+
+    def looks_failed(self, response: Response) -> bool:
+        # `"#error":` with a bare closing quote cannot occur inside a JSON string value.
+        return response.status_code == 200 and b'"#error":' in response.get_data()
+
+    def _contexts(self, request: Request) -> list[Any] | None:
+        cached = request.environ.get("efficy.contexts", False)
+        if cached is not False:
+            return cached  # type: ignore[no-any-return]
+        try:
+            body = json.loads(request.get_data() or b"null")
+        except ValueError:
+            body = None
+        contexts = body if isinstance(body, list) else None
+        request.environ["efficy.contexts"] = contexts
+        return contexts
+
+    def _functions(self, request: Request) -> list[tuple[str, str]]:
+        """(context name, function name) of every function in the request."""
+        found = []
+        for context in self._contexts(request) or []:
+            if isinstance(context, dict):
+                for func in context.get("@func") or []:
+                    if isinstance(func, dict):
+                        found.append((str(context.get("@name")), str(func.get("@name"))))
+        return found
+
+    def is_write(self, request: Request, route: Route | None) -> bool:
+        if route is None:
+            return False
+        edits = any(isinstance(c, dict) and c.get("@name") == "edit" for c in self._contexts(request) or [])
+        return edits or any(ctx == "api" and name in MUTATING_FUNCTIONS for ctx, name in self._functions(request))
+
+    def is_list(self, request: Request, route: Route | None) -> bool:
+        return not self.is_write(request, route) and ("api", "query") in self._functions(request)
+
+    # ----- fixtures ---------------------------------------------------------------------------
+    def load(self, data: Mapping[str, Any]) -> None:
+        for index, item in enumerate(data.get("customers") or []):
+            contact = self._contact_from_fixture(f"efficy/customers.json item {index}", item)
+            self.contacts[contact["K_CONTACT"]] = contact
+        for index, item in enumerate(data.get("orders") or []):
+            opportunity = self._opportunity_from_fixture(f"efficy/orders.json item {index}", item)
+            self.opportunities[opportunity["K_OPPORTUNITY"]] = opportunity
+
+    def _contact_from_fixture(self, where: str, item: Any) -> dict[str, Any]:
+        record = _record_with_key(where, item, "K_CONTACT")
+        for name in CONTACT_TEXT_FIELDS:
+            if record.get(name) is not None and not isinstance(record[name], str):
+                raise FixtureError(f"{where}: {name} must be text or null")
+        categories = record.get("categories", {})
+        if not isinstance(categories, dict) or not all(
+            isinstance(fields, dict) and all(_is_scalar(v) for v in fields.values()) for fields in categories.values()
+        ):
+            raise FixtureError(f"{where}: categories must map a category name to an object of field values")
+        for category, fields in categories.items():
+            self._learn_category(category, fields)
+        record["categories"] = categories
+        _stamp(where, record)
+        self.main_fields.update(k for k in record if k != "categories")
+        return record
+
+    def _opportunity_from_fixture(self, where: str, item: Any) -> dict[str, Any]:
+        record = _record_with_key(where, item, "K_OPPORTUNITY")
+        amount = record.get("AMOUNT")
+        if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+            raise FixtureError(f"{where}: AMOUNT must be a number")
+        contact = record.get("K_CONTACT")
+        if contact is not None and (isinstance(contact, bool) or not isinstance(contact, int)):
+            raise FixtureError(f"{where}: K_CONTACT must be a contact key (integer) or null")
+        record.setdefault("CURRENCY", "EUR")
+        record.setdefault("STATUS", "OPEN")
+        _stamp(where, record, "D_CLOSE")
+        return record
+
+    def _learn_category(self, category: str, fields: Mapping[str, Any]) -> None:
+        schema = self.categories.setdefault(category, {})
+        for name in fields:
+            schema.setdefault(name, TEXT_LENGTH)
+
+    def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
+        found = self.contacts.get(_int_or_zero(customer_id))
+        return copy.deepcopy(found) if found else None
+
+    def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
+        contact = self.contacts.get(_int_or_zero(customer_id))
+        if contact is None:
+            return None
+        for key, value in partial.items():
+            if key == "categories" and isinstance(value, dict):
+                for category, fields in value.items():
+                    if isinstance(fields, dict):
+                        self._learn_category(category, fields)
+                        contact["categories"].setdefault(category, {}).update(copy.deepcopy(fields))
+            elif key not in READ_ONLY:
+                contact[key] = copy.deepcopy(value)
+                self.main_fields.add(key)
+        contact["D_CHANGE"] = efficy_time(utcnow())
+        return copy.deepcopy(contact)
+
+    # ----- the endpoint -----------------------------------------------------------------------
+    def json_endpoint(self, request: Request) -> Response:
+        contexts = self._contexts(request)
+        if contexts is None:
+            raise VendorError(200, "ER_INVALID_REQUEST", "The request must be a JSON array of contexts")
+        if len(contexts) > MAX_CONTEXTS:
+            raise VendorError(
+                200, "ER_TOO_MANY_CONTEXTS", f"A request holds at most {MAX_CONTEXTS} contexts, got {len(contexts)}"
+            )
+        with self.lock:
+            reply = [self._answer(context, request) for context in contexts]
+        return json_response(reply)
+
+    def _answer(self, context: Any, request: Request) -> Any:
+        if not isinstance(context, dict):
+            return {"#error": RpcError("ER_INVALID_CONTEXT", "A context must be an object").body}
+        answer = copy.deepcopy(context)
+        handler = {"api": self._api, "consult": self._consult, "edit": self._edit}.get(str(context.get("@name")))
+        try:
+            if handler is None:
+                raise RpcError("ER_UNKNOWN_CONTEXT", f"Unknown context {context.get('@name')!r}", "api, consult, edit")
+            handler(answer, request)
+        except RpcError as exc:
+            answer["#error"] = exc.body
+        return answer
+
+    def _each_function(self, context: dict[str, Any], answer_one: Callable[[dict[str, Any]], None]) -> bool:
+        """Answer every function of a context; True when all of them succeeded."""
+        funcs = context.get("@func")
+        if not isinstance(funcs, list) or not all(isinstance(f, dict) for f in funcs):
+            raise RpcError("ER_INVALID_CONTEXT", "@func must be a list of function objects")
+        for func in funcs:
+            try:
+                answer_one(func)
+            except RpcError as exc:
+                func["#error"] = exc.body
+                context["#error"] = True
+        return "#error" not in context
+
+    # ----- api context -------------------------------------------------------------------------
+    def _api(self, context: dict[str, Any], request: Request) -> None:
+        def answer(func: dict[str, Any]) -> None:
+            name = str(func.get("@name"))
+            if name == "query":
+                func["#result"] = _dataset(self.apply_item_fault(request, self._run_query(func)))
+            elif name == "currentuserfullname":
+                func["#result"] = "crmsync API user"
+            elif name == "currentusername":
+                func["#result"] = "CRMSYNC"
+            elif name in NOT_EMULATED:
+                raise RpcError("ER_NOT_EMULATED", f"The sandbox does not emulate {name}")
+            else:
+                raise RpcError("ER_UNKNOWN_FUNCTION", f"Unknown function {name!r} in an api context")
+
+        self._each_function(context, answer)
+
+    def _run_query(self, func: Mapping[str, Any]) -> list[dict[str, Any]]:
+        query = self.queries.get(_int_or_zero(func.get("key")))
+        if query is None:
+            raise RpcError("ER_QUERY_NOT_FOUND", f"Query {func.get('key')!r} does not exist or is not shared with you")
+        count = func.get("recordcount", func.get("recordCount", 0))
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise RpcError("ER_RECORDCOUNT", "recordcount must be a whole number >= 0")
+        if count > MAX_ROWS:
+            raise RpcError("ER_RECORDCOUNT", f"recordcount {count} exceeds the maximum of {MAX_ROWS} rows")
+        params = str(func.get("queryparams", "")).split("|")
+        if len(params) != 2:
+            raise RpcError("ER_QUERY_PARAMS", f"The query expects 2 parameters, got {len(params)}", "D_CHANGE|key")
+        try:
+            since, after = parse_efficy_time(params[0]), int(params[1])
+        except ValueError:
+            raise RpcError("ER_QUERY_PARAMS", f"Invalid query parameters {params!r}", "D_CHANGE|key") from None
+        rows = query.rows(since, after)[: count or MAX_ROWS]
+        return [_main_row(r) for r in rows]
+
+    # ----- consult context ---------------------------------------------------------------------
+    def _consult(self, context: dict[str, Any], request: Request) -> None:
+        contact = self._contact_of(context)
+
+        def answer(func: dict[str, Any]) -> None:
+            name = str(func.get("@name"))
+            if name == "master":
+                func["#result"] = _dataset([_main_row(contact)])
+            elif name == "category":
+                category = self._known_category(func.get("category"))
+                fields = contact["categories"].get(category)
+                row = {f: fields.get(f) for f in self.categories[category]} if fields is not None else None
+                # An inactive category answers an empty dataset, not an error.
+                func["#result"] = _dataset([{"K_CONTACT": contact["K_CONTACT"], **row}] if row is not None else [])
+            else:
+                raise RpcError("ER_UNKNOWN_FUNCTION", f"Unknown function {name!r} in a consult context")
+
+        self._each_function(context, answer)
+
+    def _contact_of(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        entity = str(context.get("entity", ""))
+        if entity.lower() != "cont":
+            raise RpcError("ER_ENTITY_UNKNOWN", f"The sandbox knows the entity Cont, not {entity!r}")
+        key = _int_or_zero(context.get("key"))
+        contact = self.contacts.get(key)
+        if contact is None:
+            raise RpcError("ER_RECORD_NOT_FOUND", f"Contact {context.get('key')!r} does not exist", "Cont")
+        return contact
+
+    def _known_category(self, category: Any) -> str:
+        if not isinstance(category, str) or category not in self.categories:
+            raise RpcError("ER_CATEGORY_UNKNOWN", f"Unknown category {category!r} for Cont")
+        return category
+
+    # ----- edit context ------------------------------------------------------------------------
+    def _edit(self, context: dict[str, Any], request: Request) -> None:
+        if _int_or_zero(context.get("key")) == 0 and str(context.get("entity", "")).lower() == "cont":
+            raise RpcError("ER_NOT_EMULATED", "The sandbox does not create contacts (edit with key 0)")
+        contact = self._contact_of(context)
+        user = self.locks.get(contact["K_CONTACT"])
+        if user is not None:
+            raise RpcError("ER_RECORD_LOCKED", f"The record is being edited by {user}", "Cont")
+        draft = copy.deepcopy(contact)
+
+        def answer(func: dict[str, Any]) -> None:
+            name = str(func.get("@name"))
+            if name == "activateCategory":
+                draft["categories"].setdefault(self._known_category(func.get("category")), {})
+            elif name == "update":
+                self._update(draft, func)
+            else:
+                raise RpcError("ER_UNKNOWN_FUNCTION", f"Unknown function {name!r} in an edit context")
+
+        # An edit context commits all of its changes or none of them.
+        if self._each_function(context, answer) and context.get("commit") is True and draft != contact:
+            draft["D_CHANGE"] = efficy_time(utcnow())
+            self.contacts[contact["K_CONTACT"]] = draft
+        context["edithandle"] = 0 if context.get("closecontext") else contact["K_CONTACT"]
+
+    def _update(self, draft: dict[str, Any], func: Mapping[str, Any]) -> None:
+        data = func.get("@data")
+        if not isinstance(data, dict):
+            raise RpcError("ER_INVALID_DATA", "update needs @data: an object of field values")
+        category = func.get("category")
+        if category is None:
+            target, schema = draft, {name: TEXT_LENGTH for name in self.main_fields - READ_ONLY}
+            readonly = READ_ONLY
+        else:
+            category = self._known_category(category)
+            if category not in draft["categories"]:
+                raise RpcError("ER_CATEGORY_INACTIVE", f"Category {category} is not active on this record", category)
+            target, schema, readonly = draft["categories"][category], self.categories[category], frozenset()
+        for field, value in data.items():
+            _check_value(field, value, schema, readonly)
+            target[field] = value
+
+
+def _check_value(field: str, value: Any, schema: Mapping[str, int], readonly: frozenset[str]) -> None:
+    if field in readonly:
+        raise RpcError("ER_FIELD_READONLY", f"Field {field} cannot be changed", field)
+    if field not in schema:
+        raise RpcError("ER_FIELD_UNKNOWN", f"Unknown field {field}", field)
+    if not _is_scalar(value):
+        raise RpcError("ER_FIELD_TYPE", f"Field {field} takes text or a number", field)
+    if isinstance(value, str) and len(value) > schema[field]:
+        raise RpcError("ER_FIELD_LENGTH", f"Value for {field} is longer than {schema[field]} characters", field)
+
+
+def _record_with_key(where: str, item: Any, key_field: str) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise FixtureError(f"{where}: expected an object")
+    key = item.get(key_field)
+    if isinstance(key, bool) or not isinstance(key, int) or key <= 0:
+        raise FixtureError(f"{where}: {key_field} must be a positive integer")
+    return copy.deepcopy(item)
+
+
+def _stamp(where: str, record: dict[str, Any], *more: str) -> None:
+    """Normalise the timestamps a fixture gives and derive D_CREATE / D_CHANGE where it gives none."""
+    for name in ("D_CREATE", "D_CHANGE", *more):
+        value = record.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise FixtureError(f"{where}: {name} must be an ISO 8601 timestamp")
+        try:
+            record[name] = parse_efficy_time(value)
+        except ValueError:
+            raise FixtureError(f"{where}: {name} is not an ISO 8601 timestamp") from None
+    now = efficy_time(utcnow())
+    record["D_CREATE"] = record.get("D_CREATE") or record.get("D_CHANGE") or now
+    record["D_CHANGE"] = record.get("D_CHANGE") or record["D_CREATE"]
+
+
+def _main_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: copy.deepcopy(v) for k, v in record.items() if k != "categories"}
+
+
+def _dataset(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"#class": "dataset", "#data": rows}
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _int_or_zero(value: Any) -> int:
+    try:
+        return int(str(value).strip()) if not isinstance(value, bool) else 0
+    except ValueError:
+        return 0
+
+
+SANDBOX = EfficySandbox

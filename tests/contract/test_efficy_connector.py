@@ -1,0 +1,314 @@
+"""The efficy connector against its sandbox, over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.efficy.client import EfficyConnector
+from connectors.errors import ApiError, AuthError
+from connectors.http import ApiResponse
+from connectors.ratelimit import Window
+from mapping.fieldmaps import map_contact
+from mapping.model import Contact, Membership, RemoteState, WriteBack
+from sync.planner import diff
+from tests.contract.test_efficy_sandbox import contacts, opportunities
+from tests.kit import Sandboxes, json_out, make_connector, run_crmsync
+
+SEGMENTS, TIER = "CONT$CRMSYNC.SEGMENTS", "CONT$CRMSYNC.LOYALTY_TIER"
+ENDPOINT = "POST /crm/json"
+
+
+@pytest.fixture
+def efficy(start_sandboxes_fixture: Callable[..., Sandboxes]) -> Sandboxes:
+    people = contacts(30)
+    people[1]["categories"]["CONT$CRMSYNC"] = {"SEGMENTS": "friends", "LOYALTY_TIER": "gold"}  # an earlier run
+    return start_sandboxes_fixture({"efficy": {"customers": people, "orders": opportunities(6)}})
+
+
+def requests_seen(sandboxes: Sandboxes) -> int:
+    return int(sandboxes.stats("efficy")["requests"].get(ENDPOINT, 0))
+
+
+def change(record_id: str, fields: dict[str, str | None]) -> WriteBack:
+    return WriteBack("efficy", record_id, (), (), fields, RemoteState(frozenset(), fields))
+
+
+@pytest.mark.parametrize(("count", "sizes"), [(30, [10, 10, 10, 0]), (25, [10, 10, 5])])
+def test_reads_every_page_including_an_exact_multiple(
+    start_sandboxes_fixture: Callable[..., Sandboxes], count: int, sizes: list[int]
+) -> None:
+    people = contacts(count)
+    for person in people[5:17]:
+        person["D_CHANGE"] = "2026-01-01T00:00:05"  # a run of ties that crosses a page boundary
+    efficy = start_sandboxes_fixture({"efficy": {"customers": people}})
+    connector = make_connector(efficy, "efficy", page_size=10)
+    pages = list(connector.read_contacts(None))
+    ids = [r.id for page in pages for r in page.records]
+    assert sorted(ids, key=int) == [str(i) for i in range(1, count + 1)] and len(ids) == len(set(ids))
+    # 30 rows: 10, 10, 10 and an empty page that says "done"; 25 rows: the short third page says it
+    assert [len(p.records) for p in pages] == sizes
+    assert pages[-1].checkpoint == {"cursor": f"2026-01-01T00:00:{count:02d}+00:00"}
+    # each page of rows is one query request plus one request consulting crmsync's category
+    assert requests_seen(efficy) == len(sizes) + 3
+    assert efficy.stats("efficy")["writes"] == 0
+
+
+def test_incremental_read_returns_the_changed_record_and_not_the_others(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy", page_size=10, lookback=0)
+    checkpoint = [page.checkpoint for page in connector.read_contacts(None)][-1]
+    efficy.patch_customer("efficy", "7", {"FIRSTNAME": "Gewijzigd"})
+    changed = [r for page in connector.read_contacts(checkpoint) for r in page.records]
+    # the cursor is inclusive: the record at the cursor comes again, then the changed one
+    assert [r.id for r in changed] == ["30", "7"]
+    assert changed[-1].payload["FIRSTNAME"] == "Gewijzigd"
+    assert changed[-1].updated_at is not None and changed[-1].updated_at.year >= 2026
+
+
+def test_owned_fields_come_with_the_contact_and_an_inactive_category_is_empty(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy")
+    payloads = {r.id: r.payload for page in connector.read_contacts(None) for r in page.records}
+    assert payloads["2"]["categories"] == {"CONT$CRMSYNC": {"SEGMENTS": "friends", "LOYALTY_TIER": "gold"}}
+    assert connector.owned_state(payloads["2"]) == RemoteState(frozenset(), {SEGMENTS: "friends", TIER: "gold"})
+    assert connector.owned_state(payloads["1"]) == RemoteState(frozenset(), {SEGMENTS: "", TIER: ""})
+    assert "CONT$MARKETING" not in payloads["1"]["categories"]  # only what crmsync owns is fetched
+
+
+def test_a_contact_deleted_between_query_and_consult_is_left_out(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy")
+    rows = [
+        {"K_CONTACT": 3, "D_CHANGE": "2026-01-01T00:00:03"},
+        {"K_CONTACT": 999, "D_CHANGE": "2026-01-01T00:00:04"},
+        {"NAME": "no key", "D_CHANGE": "2026-01-01T00:00:05"},
+    ]
+    kept = connector._with_owned_fields(rows)
+    # the keyless row is kept (the mapping quarantines it, with its reason); the deleted one is gone
+    assert sorted(str(row.get("K_CONTACT")) for row in kept) == ["3", "None"]
+
+
+def test_opportunities_and_what_counts(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy")
+    records = {r.id: r for page in connector.read_orders(None) for r in page.records}
+    assert sorted(records) == [str(500 + i) for i in range(1, 7)]
+    assert connector.order_counts(records["502"].payload) is False  # lost
+    assert connector.order_counts(records["501"].payload) is True
+    assert make_connector(efficy, "efficy", counted_statuses=["lost"]).order_counts(records["502"].payload)
+    assert list(make_connector(efficy, "efficy", orders_query=None).read_orders(None)) == []
+
+
+def test_write_back_lands_and_a_second_sync_writes_nothing(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy")
+    before = {i: efficy.customer("efficy", i) for i in ("1", "2")}
+    desired = connector.desired_state(Membership(frozenset({"supporters", "tier-silver"}), "silver"))
+    assert desired.fields == {SEGMENTS: "supporters,tier-silver", TIER: "silver"}
+    payloads = {r.id: r.payload for page in connector.read_contacts(None) for r in page.records}
+    changes = [diff("efficy", rid, desired, connector.owned_state(payloads[rid])) for rid in ("1", "2")]
+    assert all(c is not None for c in changes)
+    results = connector.write([c for c in changes if c is not None])
+    assert [(r.record_id, r.ok) for r in results] == [("1", True), ("2", True)]
+    assert efficy.stats("efficy")["writes"] == 1  # both contacts in one request
+    for rid in ("1", "2"):
+        after = efficy.customer("efficy", rid)
+        assert after["categories"]["CONT$CRMSYNC"] == {"SEGMENTS": "supporters,tier-silver", "LOYALTY_TIER": "silver"}
+        # everything crmsync does not own is byte-for-byte what it was
+        assert after["categories"]["CONT$MARKETING"] == before[rid]["categories"]["CONT$MARKETING"]
+        assert {k: v for k, v in after.items() if k not in ("categories", "D_CHANGE")} == {
+            k: v for k, v in before[rid].items() if k not in ("categories", "D_CHANGE")
+        }
+    # the write moved D_CHANGE, so the next incremental read sees both again, and plans nothing
+    reread = {r.id: r.payload for page in connector.read_contacts(None) for r in page.records}
+    assert [diff("efficy", rid, desired, connector.owned_state(reread[rid])) for rid in ("1", "2")] == [None, None]
+
+
+def test_leaving_every_segment_writes_empty_text(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy")
+    results = connector.write([change("2", {SEGMENTS: "", TIER: None})])
+    assert results[0].ok
+    assert efficy.customer("efficy", "2")["categories"]["CONT$CRMSYNC"] == {"SEGMENTS": "", "LOYALTY_TIER": ""}
+
+
+def test_a_refused_contact_is_rejected_alone_and_the_rest_of_the_request_lands(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy")
+    app = efficy.app("efficy")
+    with app.lock:
+        app.locks[4] = "JDE"  # someone has contact 4 open in edit mode
+    fields: dict[str, str | None] = {SEGMENTS: "friends", TIER: "gold"}
+    results = {r.record_id: r for r in connector.write([change(rid, fields) for rid in ("3", "4", "999", "5")])}
+    assert results["3"].ok and results["5"].ok
+    assert not results["4"].ok and results["4"].message == "ER_RECORD_LOCKED: The record is being edited by JDE (Cont)"
+    assert not results["999"].ok and results["999"].message.startswith("ER_RECORD_NOT_FOUND")
+    assert efficy.customer("efficy", "5")["categories"]["CONT$CRMSYNC"]["LOYALTY_TIER"] == "gold"
+    assert "CONT$CRMSYNC" not in efficy.customer("efficy", "4")["categories"]
+    stats = efficy.stats("efficy")
+    assert (stats["writes"], stats["errors"]) == (1, 1)  # one request; its #error replies count
+
+
+def test_a_main_table_field_can_hold_the_tier(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    people = contacts(3)
+    for person in people:
+        person["CRMSYNC_TIER"] = None  # an extra field the admin added to the contact table
+    efficy = start_sandboxes_fixture({"efficy": {"customers": people}})
+    connector = make_connector(efficy, "efficy", tier_field="crmsync_tier")
+    assert connector.tier_field == "CRMSYNC_TIER"
+    assert connector.write([change("2", {SEGMENTS: "friends,tier-gold", "CRMSYNC_TIER": "gold"})])[0].ok
+    stored = efficy.customer("efficy", "2")
+    assert stored["CRMSYNC_TIER"] == "gold" and stored["categories"]["CONT$CRMSYNC"]["SEGMENTS"] == "friends,tier-gold"
+    payload = next(r.payload for page in connector.read_contacts(None) for r in page.records if r.id == "2")
+    assert connector.owned_state(payload).fields == {SEGMENTS: "friends,tier-gold", "CRMSYNC_TIER": "gold"}
+
+
+def test_a_throttle_inside_a_200_is_retried(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy")
+    efficy.fault("efficy", match="reads", fault="vendor-throttle", retry_after=0.05, times=2)
+    ids = [r.id for page in connector.read_contacts(None) for r in page.records]
+    assert len(ids) == 30
+    assert connector.client.stats.throttled == 2 and connector.client.stats.retries == 2
+    assert efficy.stats("efficy")["throttled"] == 2
+
+
+def test_a_wrong_key_is_an_auth_error_and_not_retried(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy", api_key="0000")
+    with pytest.raises(AuthError, match=r"efficy: POST /crm/json: credentials refused \(HTTP 200\): ER_LOGON"):
+        connector.check()
+    assert requests_seen(efficy) == 1
+    with pytest.raises(AuthError, match=r"HTTP 401"):
+        make_connector(efficy, "efficy", api_key="").check()
+    assert efficy.stats("efficy")["errors"] == 2
+
+
+def test_check_proves_the_key_and_the_contacts_query_in_one_call(efficy: Sandboxes) -> None:
+    make_connector(efficy, "efficy").check()
+    assert requests_seen(efficy) == 1
+    with pytest.raises(ApiError, match=r"ER_QUERY_NOT_FOUND: Query 77 does not exist"):
+        make_connector(efficy, "efficy", contacts_query=77).check()
+    with pytest.raises(ApiError, match=r"query 77: ER_QUERY_NOT_FOUND"):
+        list(make_connector(efficy, "efficy", contacts_query=77).read_contacts(None))
+    assert requests_seen(efficy) == 3  # a refused query is final: not retried
+
+
+def test_a_misconfigured_category_stops_the_read_with_its_reason(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy", segments_field="CONT$LOYALTY.SEGMENT")
+    with pytest.raises(ApiError, match=r"consult contact 1: ER_CATEGORY_UNKNOWN: Unknown category 'CONT\$LOYALTY'"):
+        list(connector.read_contacts(None))
+
+
+def test_field_names_must_be_efficy_fields() -> None:
+    from pydantic import ValidationError
+
+    from connectors.efficy.client import EfficySettings
+
+    base = {"type": "efficy", "base_url": "https://x.efficy.cloud", "api_key": "k", "contacts_query": 1}
+    with pytest.raises(ValidationError, match=r"CONT\$CATEGORY\.FIELD"):
+        EfficySettings(**base, segments_field="COMP$ADDRESS.SEGMENTS")
+    assert EfficySettings(**base, tier_field="cont$crmsync.tier").tier_field == "CONT$CRMSYNC.TIER"
+
+
+def test_the_webshop_number_links_the_contact_and_keys_are_canonical(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy", links={"shop": "WEBSHOP_NR"})
+    assert [connector.canonical_id(raw) for raw in ("40001", " 40001.0 ", "abc", "0")] == ["40001", "40001", None, None]
+    efficy.patch_customer("efficy", "3", {"WEBSHOP_NR": "7000012"})
+    record = next(r for page in connector.read_contacts(None) for r in page.records if r.id == "3")
+    mapped = map_contact(
+        record, connector.contact_fieldmap, connector.owned_state(record.payload), lambda s, raw: f"{s}-{raw}"
+    )
+    assert isinstance(mapped, Contact)
+    assert mapped.links == ("shop:shop-7000012",)
+    assert (mapped.email, mapped.phone, mapped.infix, mapped.family_name) == ("klant3@example.nl", "+31610000003", "de", "Vries")
+
+
+def test_a_backfill_of_thousands_stays_inside_the_time_scaled_limit(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    people = contacts(3000)
+    for person in people:
+        second = person["K_CONTACT"]
+        person["D_CHANGE"] = f"2026-01-01T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+    efficy = start_sandboxes_fixture(
+        {"efficy": {"customers": people}},
+        time_scale=50,
+        options={"efficy": {"rate_limits": [Window(5, 10.0), Window(40, 100.0)]}},  # 5 per 0.2 s, 40 per 2 s
+    )
+    connector = make_connector(efficy, "efficy", page_size=100)  # rate_limit as client_settings() says
+    assert isinstance(connector, EfficyConnector)
+    ids = {r.id for page in connector.read_contacts(None) for r in page.records}
+    assert len(ids) == 3000
+    stats = efficy.stats("efficy")
+    assert stats["requests"][ENDPOINT] == 61  # 31 queries (the last one empty) and 30 consults
+    assert stats["errors"] == 0 and stats["throttled"] <= 2
+    times = [entry["t"] for entry in efficy.request_log("efficy")]
+    for i in range(len(times) - 5):
+        assert times[i + 5] - times[i] >= 0.19, "six requests inside one scaled 0.2 s window"
+    for i in range(len(times) - 40):
+        assert times[i + 40] - times[i] >= 1.95, "41 requests inside one scaled 2 s window"
+
+
+def test_ids_in_writes_that_are_not_contact_keys_are_rejected_without_a_call(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy")
+    results = connector.write([change("gid://shopify/Customer/1", {SEGMENTS: "x"})])
+    assert [(r.ok, r.message) for r in results] == [(False, "not an efficy contact key")]
+    assert requests_seen(efficy) == 0
+
+
+def test_people_in_efficy_and_a_shop_carry_the_same_segments(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """A full `crmsync sync` over every sandbox: a person kept in efficy and in Shopify gets one
+    verdict, written as Shopify tags and as efficy's category fields; a second sync writes nothing."""
+    config = sandboxes.config(tmp_path)
+    first = run_crmsync("sync", "-c", str(config), "--json")
+    assert first.returncode == 0, first.stderr
+    assert json_out(first)["systems"]["efficy"]["written"] > 0
+    shop_by_email = {
+        c["defaultEmailAddress"]["emailAddress"].lower(): c["id"] for c in small_data["shopify"]["customers"]
+    }
+    pairs = [
+        (shop_by_email[c["EMAIL1"].lower()], str(c["K_CONTACT"]))
+        for c in small_data["efficy"]["customers"]
+        if c["EMAIL1"].lower() in shop_by_email
+    ]
+    assert pairs, "the demo data must hold people kept in efficy and in the Shopify store"
+    for shop_id, contact_id in pairs:
+        shop_tags = sandboxes.customer("shopify", shop_id)["tags"]
+        tags = {t[len("crmsync:") :] for t in shop_tags if t.startswith("crmsync:")}
+        owned = sandboxes.customer("efficy", contact_id)["categories"]["CONT$CRMSYNC"]
+        assert owned["SEGMENTS"].split(",") == sorted(tags)
+        assert f"tier-{owned['LOYALTY_TIER']}" in tags
+    sandboxes.reset_stats()
+    again = run_crmsync("sync", "-c", str(config), "--json")
+    assert json_out(again)["systems"]["efficy"]["write_calls"] == 0
+    assert sandboxes.stats("efficy")["writes"] == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (200, [{"@name": "api", "@func": [{"@name": "currentusername", "#result": "X"}]}], "ok"),
+        (200, {"#error": {"errorcode": "ER_TOO_MANY_REQUESTS", "detail": "retry after 2 seconds"}}, "throttled"),
+        (200, [{"@name": "exception", "#error": {"errorcode": "X", "errorstring": "Invalid User"}}], "auth"),
+        (200, {"#error": "RetrieveUsersList: Please Logon to Database"}, "auth"),
+        (200, {"error": True, "code": "CORE-1", "message": "The session is not valid anymore"}, "auth"),
+        (200, {"#error": True, "#message": "Transaction deadlock, rerun"}, "retry"),
+        (200, {"#error": {"errorcode": "ER_TOO_MANY_CONTEXTS", "errorstring": "at most 100"}}, "fatal"),
+        # a refused context is that record's business, not the request's
+        (200, [{"@name": "edit", "#error": {"errorcode": "ER_RECORD_LOCKED"}}], "ok"),
+        (401, {"#error": {"errorcode": "ER_LOGON", "errorstring": "no credentials"}}, "auth"),
+        (503, None, "retry"),
+    ],
+)
+def test_what_efficy_replies_mean(efficy: Sandboxes, status: int, body: object, kind: str) -> None:
+    connector = make_connector(efficy, "efficy")
+    verdict = connector.classify(ApiResponse(status, {}, body, "", "POST", "/crm/json", 0.01))
+    assert verdict.kind == kind
+    if kind == "throttled":
+        assert verdict.retry_after == 2.0 and verdict.message.startswith("ER_TOO_MANY_REQUESTS")
+    if status == 401:
+        assert verdict.message == "ER_LOGON: no credentials"
+
+
+def test_a_base_url_ending_in_crm_works_too(efficy: Sandboxes) -> None:
+    connector = make_connector(efficy, "efficy", base_url=efficy.url("efficy") + "/crm")
+    connector.check()
+    assert requests_seen(efficy) == 1

@@ -324,8 +324,8 @@ def rule_input(
 
     def rfm() -> npt.NDArray[Any]:
         digits = traits.r.astype(np.int64) * 100 + traits.f.astype(np.int64) * 10 + traits.m.astype(np.int64)
-        out = np.strings.mod("%d", digits.astype(object)).astype(np.dtypes.StringDType())
-        return np.where(traits.has_orders, out, _strings([""] * size))
+        table = _strings([f"{i:03d}" if i >= 111 else "" for i in range(556)])  # 0 (no orders) -> ""
+        return table[digits]
 
     def last_system() -> npt.NDArray[Any]:
         names = _strings([*systems, ""])
@@ -333,7 +333,7 @@ def rule_input(
 
     def domain() -> npt.NDArray[Any]:
         emails = text(profiles.email)()
-        parts: Any = np.strings.partition(emails, "@")
+        parts: Any = np.strings.partition(emails, _strings(["@"])[0:1].reshape(()))
         domains: npt.NDArray[Any] = parts[2]
         return domains
 

@@ -122,8 +122,8 @@ def _matrix(doc: Mapping[str, Any]) -> str:
             f'fill="{colour}" class="count">{cell["count"]}</text>'
         )
         out.append(
-            f'<text x="{cx:.1f}" y="{y + 94:.1f}" text-anchor="middle" font-size="12" fill="{colour}">'
-            f"{_pct(cell['share'])} of profiles &middot; {_pct(cell.get('revenue_share'))} of revenue</text>"
+            f'<text x="{cx:.1f}" y="{y + 94:.1f}" text-anchor="middle" font-size="11" fill="{colour}">'
+            f"{_pct(cell['share'])} of profiles, {_pct(cell.get('revenue_share'))} of revenue</text>"
         )
         out.append(
             f'<text x="{cx:.1f}" y="{y + 112:.1f}" text-anchor="middle" font-size="11" fill="{colour}" '

@@ -254,6 +254,9 @@ class _Compiler:
     # ----- comparisons -------------------------------------------------------------------------
     def visit_Compare(self, node: ast.Compare) -> _Node:
         operands = [node.left, *node.comparators]
+        for op in node.ops:
+            if isinstance(op, ast.Is | ast.IsNot):
+                raise self.fail(node, "'is' is not supported: use ==, or missing(x) for an absent value")
         # A list literal is only read as the right side of `in`; _membership checks its items.
         listed = {i + 1 for i, op in enumerate(node.ops) if isinstance(op, ast.In | ast.NotIn)}
         compiled = [
@@ -271,12 +274,10 @@ class _Compiler:
             if isinstance(op, ast.NotIn):
                 return lambda inputs: np.logical_not(test(inputs))
             return test
-        if isinstance(op, ast.Is | ast.IsNot):
-            raise self.fail(left_ast, "'is' is not supported: use ==, or missing(x) for an absent value")
+        if Kind.SYSTEMS in (left.kind, right.kind):
+            raise self.fail(left_ast, "a set of systems is tested with 'in': 'shop' in systems")
         if left.kind is not right.kind:
             raise self.fail(left_ast, f"cannot compare {left.kind.value} with {right.kind.value}")
-        if left.kind is Kind.SYSTEMS:
-            raise self.fail(left_ast, "a set of systems is tested with 'in': 'shop' in systems")
         if left.kind is Kind.BOOL and not isinstance(op, ast.Eq | ast.NotEq):
             raise self.fail(left_ast, "true/false values compare only with == and !=")
         fn: Callable[[Any, Any], Any] = {

@@ -32,6 +32,10 @@ friends = "vrienden"
 supporters = "supporters"
 acquaintances = "kennissen"
 passers-by = "passanten"
+"lifecycle-new" = "nieuw"
+"lifecycle-active" = "actief"
+"lifecycle-at-risk" = "dreigt af te haken"
+"lifecycle-lapsed" = "afgehaakt"
 """
 
 

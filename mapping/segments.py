@@ -325,8 +325,8 @@ def rule_input(
     def rfm() -> npt.NDArray[Any]:
         digits = traits.r.astype(np.int64) * 100 + traits.f.astype(np.int64) * 10 + traits.m.astype(np.int64)
         table = _strings([f"{i:03d}" if i >= 111 else "" for i in range(556)])  # 0 (no orders) -> ""
-        text: npt.NDArray[Any] = table[digits]
-        return text
+        codes: npt.NDArray[Any] = table[digits]
+        return codes
 
     def last_system() -> npt.NDArray[Any]:
         names = _strings([*systems, ""])

@@ -95,7 +95,8 @@ def run_demo(folder: Path, contacts: int, *, as_json: bool) -> int:
         console.print(f"The second cycle {verdict}: everything was already in place.")
         console.print(f"State file: {state_file}")
         console.print(f"Config:     {config_file.resolve()}")
-        console.print(f"Report:     {report_file}   (also: crmsync report -c {config_file})")
+        console.print(f"Segment health in the terminal: crmsync report -c {config_file.resolve()}", soft_wrap=True)
+        console.print(f"Report:     {report_file}", soft_wrap=True)
     failed = max(first.exit_code(), second.exit_code())
     return failed if failed else (0 if second_calls == 0 else 1)
 

@@ -101,6 +101,18 @@ def test_report_json_and_terminal_table(sandboxes: Sandboxes, tmp_path: Path) ->
     assert human.returncode == 0 and "segment health: 40 profiles" in human.stdout and "loyalty x value" in human.stdout
 
 
+def test_the_demo_ends_by_writing_the_html_report_and_printing_its_path(tmp_path: Path) -> None:
+    result = run_crmsync("demo", "--contacts", "30", "--dir", str(tmp_path / "demo"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("Report:")
+    page = Path(last.split()[1])
+    assert page == (tmp_path / "demo" / "report.html").resolve() and page.exists()
+    html = page.read_text()
+    assert html.count('class="bar"') >= 12 and 'data-quadrant="friends"' in html
+    assert html.count('class="point" data-segment="friends"') == 5  # three replayed runs, backfill, sync
+
+
 # ----- the HTML page in a real browser -------------------------------------------------------------
 def chromium() -> str:
     """The Chromium binary. Under CI=true a missing browser is installed (Debian package

@@ -1,21 +1,38 @@
-"""Segments from traits: the loyalty x value quadrant and the loyalty tier.
+"""Segments from traits: the loyalty x value quadrant, the lifecycle stage, the loyalty tier (with
+hysteresis) and the user's rule segments.
 
 The marketing model (../shared/background/001): loyalty (how long and how often a customer stays)
 against value (what the customer brings in) gives four strategies: friends (high, high: retain),
 supporters (high loyalty, low value: develop), acquaintances (low loyalty, high value: bind) and
-passers-by (low, low: get acquainted). The thresholds are configuration; `now` is an input.
+passers-by (low, low: get acquainted). The thresholds are configuration; `now` is an input, and so
+is the previous tier of every profile (the state keeps it): a tier goes up at once but comes down
+only after the customer has not qualified for it for `tier_grace_days`, so it never flaps.
+
+Everything here works on columns (numpy arrays, one element per profile); `membership` is the
+one-profile form of the same computation.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from mapping.model import Membership, Traits
+from mapping.rules import RuleError, RuleInput, compile_rule
+from mapping.traits import BOOL, DAY, F64, I64, TraitColumns
 
 QUADRANTS = ("friends", "supporters", "acquaintances", "passers-by")
+LIFECYCLE = ("prospect", "new", "active", "at-risk", "lapsed")
+LIFECYCLE_SEGMENTS = tuple(f"lifecycle-{stage}" for stage in LIFECYCLE)
+SEGMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class _Strict(BaseModel):
@@ -25,7 +42,24 @@ class _Strict(BaseModel):
 class QuadrantRules(_Strict):
     loyal_min_orders: int = Field(default=2, ge=1, description="valid orders needed to count as loyal")
     loyal_recency_days: int = Field(default=365, ge=1, description="... with the last one this recent")
+    loyal_min_tenure_days: int = Field(default=0, ge=0, description="... and the first one at least this long ago")
     high_value_min_revenue: Decimal = Field(default=Decimal(250), ge=0, description="lifetime revenue, base currency")
+
+
+class LifecycleWindows(_Strict):
+    """prospect: no valid order; new: first order at most `new_days` ago; active: last order at most
+    `active_days` ago; at-risk: at most `at_risk_days` ago; lapsed: longer ago. Day counts are whole
+    days since the order (a window of 90 days includes day 90)."""
+
+    new_days: int = Field(default=90, ge=0)
+    active_days: int = Field(default=180, ge=1)
+    at_risk_days: int = Field(default=365, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LifecycleWindows:
+        if self.active_days >= self.at_risk_days:
+            raise ValueError("at_risk_days must be longer than active_days")
+        return self
 
 
 class Tier(_Strict):
@@ -40,13 +74,53 @@ DEFAULT_TIERS = (
 )
 
 
+class Rule(_Strict):
+    """A user-defined segment: profiles for which `when` holds get the tag `<prefix><name>`."""
+
+    name: str
+    when: str
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not SEGMENT_NAME.match(name) or len(name) > 60:
+            raise ValueError(f"{name!r} is not a segment name (lower-case letters, digits and '-', at most 60)")
+        if name in QUADRANTS or name.startswith(("lifecycle-", "tier-")):
+            raise ValueError(f"{name!r} is a built-in segment name")
+        return name
+
+    @field_validator("when")
+    @classmethod
+    def _compiles(cls, when: str, info: ValidationInfo) -> str:
+        name = info.data.get("name", "?")
+        try:
+            compile_rule(when)
+        except RuleError as exc:
+            raise ValueError(f"rule {name!r}, {exc}") from None
+        return when
+
+
+class HealthRules(_Strict):
+    """When `crmsync report` flags a segment."""
+
+    min_size: int = Field(default=25, ge=0, description="fewer members: too small")
+    min_share: float = Field(default=0.01, ge=0, le=1, description="smaller share of the base: too small")
+    min_stability: float = Field(default=0.8, ge=0, le=1, description="fewer members kept: unstable")
+    max_overlap: float = Field(default=0.9, gt=0, le=1, description="Jaccard overlap with another segment")
+    window_days: int = Field(default=30, ge=1, description="stability, churn and flows look this far back")
+
+
 class SegmentSettings(_Strict):
     base_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     rates: dict[str, Decimal] = Field(
         default_factory=dict, description="units of base currency per unit of another currency"
     )
     quadrant: QuadrantRules = Field(default_factory=QuadrantRules)
+    lifecycle: LifecycleWindows = Field(default_factory=LifecycleWindows)
     tiers: tuple[Tier, ...] = DEFAULT_TIERS
+    tier_grace_days: int = Field(default=90, ge=0, description="days below a tier before it is taken away")
+    rules: tuple[Rule, ...] = ()
+    health: HealthRules = Field(default_factory=HealthRules)
     labels: dict[str, str] = Field(default_factory=dict, description="display names for reports")
 
     @field_validator("tiers")
@@ -56,6 +130,16 @@ class SegmentSettings(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("tier names must be distinct")
         return tuple(sorted(tiers, key=lambda t: t.min_spend_12m))
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_distinct(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ValueError(f"two rules are named {rule.name!r}")
+            seen.add(rule.name)
+        return rules
 
     @model_validator(mode="after")
     def _rates_are_codes(self) -> SegmentSettings:
@@ -67,25 +151,313 @@ class SegmentSettings(_Strict):
     def label(self, segment: str) -> str:
         return self.labels.get(segment, segment)
 
+    def segment_names(self) -> tuple[str, ...]:
+        """Every segment a profile can be in, in report order."""
+        return (
+            *QUADRANTS,
+            *LIFECYCLE_SEGMENTS,
+            *(f"tier-{t.name}" for t in self.tiers),
+            *(r.name for r in self.rules),
+        )
+
+
+def _cents(amount: Decimal) -> int:
+    """A threshold in whole cents; a fraction of a cent rounds up (revenue >= 249.995 needs 25000)."""
+    return int((amount * 100).to_integral_value(rounding=ROUND_CEILING))
+
+
+# ----- the engine, over columns -------------------------------------------------------------------
+def quadrant_codes(traits: TraitColumns, rules: QuadrantRules) -> npt.NDArray[np.int8]:
+    """Index into QUADRANTS per profile. A profile without orders is a passer-by."""
+    loyal = (
+        (traits.order_count >= rules.loyal_min_orders)
+        & (traits.days_since_last_order <= rules.loyal_recency_days)
+        & (traits.tenure_days >= rules.loyal_min_tenure_days)
+    )
+    valuable = traits.revenue_cents >= _cents(rules.high_value_min_revenue)
+    return np.where(loyal, np.where(valuable, 0, 1), np.where(valuable, 2, 3)).astype(np.int8)
+
+
+def lifecycle_codes(traits: TraitColumns, windows: LifecycleWindows) -> npt.NDArray[np.int8]:
+    """Index into LIFECYCLE per profile."""
+    has = traits.has_orders
+    new = has & (traits.tenure_days <= windows.new_days)
+    active = has & ~new & (traits.days_since_last_order <= windows.active_days)
+    at_risk = has & ~new & ~active & (traits.days_since_last_order <= windows.at_risk_days)
+    return np.select([~has, new, active, at_risk], [0, 1, 2, 3], default=4).astype(np.int8)
+
+
+def tiers_reached(traits: TraitColumns, tiers: Sequence[Tier]) -> I64:
+    """Index into `tiers` (sorted by threshold) of the highest tier met on 12-month spend; -1: none."""
+    thresholds = np.array([_cents(t.min_spend_12m) for t in tiers], dtype=np.int64)
+    return (np.searchsorted(thresholds, traits.spend_12m_cents, side="right") - 1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class TierState:
+    """Each profile's tier (index into the sorted tiers, -1: none) and the last time (epoch
+    seconds, NaN: never) it qualified for that tier or a higher one."""
+
+    tier: I64
+    qualified_at: F64
+
+    @classmethod
+    def empty(cls, size: int) -> TierState:
+        return cls(np.full(size, -1, dtype=np.int64), np.full(size, np.nan))
+
+
+def hold_tiers(reached: I64, previous: TierState, now: datetime, grace_days: int) -> TierState:
+    """Hysteresis: an upgrade (or staying) is immediate and refreshes the qualification time; a
+    downgrade waits until the profile has not qualified for its tier for `grace_days`, and then
+    goes straight to the tier reached now."""
+    stamp = float(now.timestamp())
+    rising = reached >= previous.tier
+    with np.errstate(invalid="ignore"):
+        lapsed = ~((stamp - previous.qualified_at) < grace_days * DAY)  # NaN (never) counts as lapsed
+    keep = ~rising & ~lapsed
+    tier = np.where(keep, previous.tier, reached).astype(np.int64)
+    qualified = np.where(keep, previous.qualified_at, np.where(reached >= 0, stamp, np.nan))
+    return TierState(tier, qualified)
+
+
+@dataclass(frozen=True)
+class ProfileColumns:
+    """Profile fields the rules can read, one element per profile ('' when unknown), and the
+    systems holding a record of each profile (bit i: systems[i])."""
+
+    email: npt.NDArray[Any] | None = None
+    phone: npt.NDArray[Any] | None = None
+    first_name: npt.NDArray[Any] | None = None
+    last_name: npt.NDArray[Any] | None = None
+    postcode: npt.NDArray[Any] | None = None
+    city: npt.NDArray[Any] | None = None
+    country: npt.NDArray[Any] | None = None
+    company: npt.NDArray[Any] | None = None
+    record_systems: I64 | None = None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Segment membership of every profile, as columns."""
+
+    names: tuple[str, ...]
+    matrix: npt.NDArray[np.bool_]  # profiles x names
+    quadrant: npt.NDArray[np.int8]
+    lifecycle: npt.NDArray[np.int8]
+    tiers: TierState
+    tier_names: tuple[str, ...]
+    _combos: list[Membership] = field(default_factory=list)
+    _combo_of: I64 | None = None
+
+    @property
+    def size(self) -> int:
+        return int(self.matrix.shape[0])
+
+    def memberships(self) -> list[Membership]:
+        """One Membership per profile. Profiles share the value objects of their combination of
+        segments (a few hundred combinations at most), which keeps a million profiles cheap."""
+        packed = np.packbits(self.matrix, axis=1) if self.matrix.shape[1] else np.zeros((self.size, 1), np.uint8)
+        combos, inverse = np.unique(packed, axis=0, return_inverse=True)
+        values = []
+        for row in combos:
+            bits = np.unpackbits(row)[: len(self.names)].astype(bool)
+            segments = frozenset(name for name, on in zip(self.names, bits, strict=True) if on)
+            tier = next((n[len("tier-") :] for n in segments if n.startswith("tier-")), None)
+            values.append(Membership(segments, tier))
+        return [values[i] for i in inverse.reshape(-1).tolist()]
+
+    def tier_name(self, index: int) -> str | None:
+        code = int(self.tiers.tier[index])
+        return self.tier_names[code] if code >= 0 else None
+
+
+def assess(
+    traits: TraitColumns,
+    settings: SegmentSettings,
+    now: datetime,
+    *,
+    systems: Sequence[str] = (),
+    profiles: ProfileColumns | None = None,
+    previous: TierState | None = None,
+) -> Assessment:
+    """Every built-in and rule segment for every profile. `systems` names the bits of the
+    system-set columns; `previous` holds each profile's tier of the last run (for hysteresis)."""
+    size = traits.size
+    quadrant = quadrant_codes(traits, settings.quadrant)
+    lifecycle = lifecycle_codes(traits, settings.lifecycle)
+    reached = tiers_reached(traits, settings.tiers)
+    held = hold_tiers(
+        reached, previous if previous is not None else TierState.empty(size), now, settings.tier_grace_days
+    )
+    tier_names = tuple(t.name for t in settings.tiers)
+    columns: list[BOOL] = [quadrant == i for i in range(len(QUADRANTS))]
+    columns += [lifecycle == i for i in range(len(LIFECYCLE))]
+    columns += [held.tier == i for i in range(len(tier_names))]
+    if settings.rules:
+        inputs = rule_input(traits, now, systems, profiles or ProfileColumns(), quadrant, lifecycle, held, tier_names)
+        columns += [compile_rule(rule.when).evaluate(inputs) for rule in settings.rules]
+    matrix = np.column_stack(columns) if columns else np.zeros((size, 0), dtype=np.bool_)
+    return Assessment(settings.segment_names(), matrix, quadrant, lifecycle, held, tier_names)
+
+
+def _strings(values: Sequence[str] | npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return np.array(values, dtype=np.dtypes.StringDType())
+
+
+def rule_input(
+    traits: TraitColumns,
+    now: datetime,
+    systems: Sequence[str],
+    profiles: ProfileColumns,
+    quadrant: npt.NDArray[np.int8],
+    lifecycle: npt.NDArray[np.int8],
+    tiers: TierState,
+    tier_names: Sequence[str],
+) -> RuleInput:
+    """The columns of mapping.rules.FIELDS for these profiles, each built only if a rule reads it."""
+    size = traits.size
+
+    def text(values: npt.NDArray[Any] | None) -> Callable[[], npt.NDArray[Any]]:
+        return lambda: _strings(values) if values is not None else _strings([""] * size)
+
+    def money(cents: I64) -> Callable[[], npt.NDArray[Any]]:
+        return lambda: cents / 100.0
+
+    def number(values: npt.NDArray[Any]) -> Callable[[], npt.NDArray[Any]]:
+        return lambda: values.astype(np.float64)
+
+    def rfm() -> npt.NDArray[Any]:
+        digits = traits.r.astype(np.int64) * 100 + traits.f.astype(np.int64) * 10 + traits.m.astype(np.int64)
+        table = _strings([f"{i:03d}" if i >= 111 else "" for i in range(556)])  # 0 (no orders) -> ""
+        codes: npt.NDArray[Any] = table[digits]
+        return codes
+
+    def last_system() -> npt.NDArray[Any]:
+        names = _strings([*systems, ""])
+        return names[np.where(traits.last_order_system >= 0, traits.last_order_system, len(systems))]
+
+    def domain() -> npt.NDArray[Any]:
+        emails = text(profiles.email)()
+        parts: Any = np.strings.partition(emails, _strings(["@"])[0:1].reshape(()))
+        domains: npt.NDArray[Any] = parts[2]
+        return domains
+
+    builders: dict[str, Callable[[], npt.NDArray[Any]]] = {
+        "order_count": number(traits.order_count),
+        "revenue": money(traits.revenue_cents),
+        "spend_12m": money(traits.spend_12m_cents),
+        "orders_12m": number(traits.orders_12m),
+        "average_order_value": lambda: np.where(traits.has_orders, traits.aov_cents / 100.0, np.nan),
+        "first_order": lambda: traits.first_order,
+        "last_order": lambda: traits.last_order,
+        "days_since_last_order": lambda: traits.days_since_last_order,
+        "tenure_days": lambda: traits.tenure_days,
+        "online_orders": number(traits.online_orders),
+        "offline_orders": number(traits.offline_orders),
+        "r": number(traits.r),
+        "f": number(traits.f),
+        "m": number(traits.m),
+        "rfm": rfm,
+        "order_systems": lambda: traits.order_systems,
+        "systems": lambda: (
+            profiles.record_systems if profiles.record_systems is not None else np.zeros(size, dtype=np.int64)
+        ),
+        "last_order_system": last_system,
+        "quadrant": lambda: _strings(QUADRANTS)[quadrant],
+        "lifecycle": lambda: _strings(LIFECYCLE)[lifecycle],
+        "tier": lambda: _strings([*tier_names, ""])[np.where(tiers.tier >= 0, tiers.tier, len(tier_names))],
+        "email": text(profiles.email),
+        "email_domain": domain,
+        "phone": text(profiles.phone),
+        "first_name": text(profiles.first_name),
+        "last_name": text(profiles.last_name),
+        "postcode": text(profiles.postcode),
+        "city": text(profiles.city),
+        "country": text(profiles.country),
+        "company": text(profiles.company),
+    }
+    return RuleInput(size, now, systems, builders)
+
+
+# ----- one profile ------------------------------------------------------------------------------
+def columns_of(traits: Sequence[Traits], now: datetime) -> TraitColumns:
+    """Trait columns from one-profile Traits (RFM is ranked among these profiles only)."""
+    from mapping.traits import rfm_scores
+
+    stamp = now.timestamp()
+    count = np.array([t.order_count for t in traits], dtype=np.int64)
+    revenue = np.array([_cents(t.revenue) for t in traits], dtype=np.int64)
+    spend = np.array([_cents(t.spend_12m) for t in traits], dtype=np.int64)
+    first = np.array([t.first_order.timestamp() if t.first_order else np.nan for t in traits], dtype=np.float64)
+    last = np.array([t.last_order.timestamp() if t.last_order else np.nan for t in traits], dtype=np.float64)
+    since = np.floor((stamp - last) / DAY)
+    tenure = np.floor((stamp - first) / DAY)
+    r, f, m = rfm_scores(since, count, revenue)
+    zeros = np.zeros(len(traits), dtype=np.int64)
+    aov = np.where(count > 0, np.rint(revenue / np.maximum(count, 1)), 0).astype(np.int64)
+    return TraitColumns(
+        order_count=count,
+        revenue_cents=revenue,
+        spend_12m_cents=spend,
+        orders_12m=zeros,
+        aov_cents=aov,
+        first_order=first,
+        last_order=last,
+        days_since_last_order=since,
+        tenure_days=tenure,
+        online_orders=count,
+        offline_orders=zeros,
+        order_systems=zeros,
+        last_order_system=zeros - 1,
+        r=r,
+        f=f,
+        m=m,
+    )
+
 
 def quadrant(traits: Traits, rules: QuadrantRules, now: datetime) -> str:
-    days = traits.days_since_last_order(now)
-    loyal = traits.order_count >= rules.loyal_min_orders and days is not None and days <= rules.loyal_recency_days
-    valuable = traits.revenue >= rules.high_value_min_revenue
-    if loyal:
-        return "friends" if valuable else "supporters"
-    return "acquaintances" if valuable else "passers-by"
+    return QUADRANTS[int(quadrant_codes(columns_of([traits], now), rules)[0])]
+
+
+def lifecycle(traits: Traits, windows: LifecycleWindows, now: datetime) -> str:
+    return LIFECYCLE[int(lifecycle_codes(columns_of([traits], now), windows)[0])]
 
 
 def tier(traits: Traits, tiers: tuple[Tier, ...]) -> str | None:
-    """The highest tier whose 12-month spend threshold the customer meets."""
+    """The highest tier whose 12-month spend threshold the customer meets (no hysteresis)."""
     reached = [t for t in tiers if traits.spend_12m >= t.min_spend_12m]
     return reached[-1].name if reached else None
 
 
 def membership(traits: Traits, settings: SegmentSettings, now: datetime) -> Membership:
-    segments = {quadrant(traits, settings.quadrant, now)}
-    tier_name = tier(traits, settings.tiers)
-    if tier_name:
-        segments.add(f"tier-{tier_name}")
-    return Membership(frozenset(segments), tier_name)
+    """One profile's segments, without history (a first run): quadrant, lifecycle, tier, rules."""
+    return assess(columns_of([traits], now), settings, now).memberships()[0]
+
+
+def segment_label(settings: SegmentSettings) -> Callable[[str], str]:
+    return settings.label
+
+
+def describe(settings: SegmentSettings) -> Mapping[str, str]:
+    """What each built-in segment means under these settings (for reports)."""
+    q, w = settings.quadrant, settings.lifecycle
+    loyal = f"{q.loyal_min_orders}+ orders, the last within {q.loyal_recency_days} days"
+    if q.loyal_min_tenure_days:
+        loyal += f", customer for {q.loyal_min_tenure_days}+ days"
+    valuable = f"revenue >= {q.high_value_min_revenue} {settings.base_currency}"
+    out = {
+        "friends": f"loyal ({loyal}) and valuable ({valuable})",
+        "supporters": f"loyal ({loyal}), not yet valuable",
+        "acquaintances": f"valuable ({valuable}), not loyal",
+        "passers-by": "neither loyal nor valuable",
+        "lifecycle-prospect": "no valid order yet",
+        "lifecycle-new": f"first order within {w.new_days} days",
+        "lifecycle-active": f"last order within {w.active_days} days",
+        "lifecycle-at-risk": f"last order {w.active_days + 1}-{w.at_risk_days} days ago",
+        "lifecycle-lapsed": f"last order over {w.at_risk_days} days ago",
+    }
+    for t in settings.tiers:
+        out[f"tier-{t.name}"] = f"12-month spend >= {t.min_spend_12m} {settings.base_currency}"
+    for rule in settings.rules:
+        out[rule.name] = rule.when
+    return out

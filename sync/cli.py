@@ -358,9 +358,46 @@ def explain(
     if common.as_json:
         _emit_json(document)
     else:
-        from sync.explain import render
-
         _console().print(render(document, matches[1:]))
+    raise typer.Exit(0)
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write the report as one self-contained HTML file.")
+    ] = None,
+) -> None:
+    """Segment health: size, value, stability, overlap, growth and churn per segment."""
+    from sync.clock import now
+    from sync.report import build_report, report_tables
+    from sync.report_html import render_html
+    from sync.state import StateStore
+
+    common = Common(config, json_out, log_level, log_json)
+    loaded = _loaded(common)
+    path = loaded.sqlite_path()
+    if path is not None and not path.exists():
+        _fail(f"crmsync: no state at {path} yet: run `crmsync sync` first", 2)
+    store = StateStore(loaded.state_url())  # reads only; no lock needed, as for `status`
+    try:
+        document = build_report(store, loaded.config.segments, now())
+    finally:
+        store.close()
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_html(document), encoding="utf-8")
+    if common.as_json:
+        _emit_json(document)
+    else:
+        console = _console()
+        console.print(report_tables(document))
+        if html is not None:
+            console.print(f"HTML report: {html.resolve()}")
     raise typer.Exit(0)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +13,18 @@ import requests
 from rich.table import Table
 
 from sync.clock import now
-from sync.config import load_config
+from sync.config import LoadedConfig, load_config
 from sync.demo import demo_data
 from sync.pipeline import Cycle
 from sync.render import console as render_console
 from sync.render import print_report
+from sync.report import build_report
+from sync.report_html import render_html
 from sync.runtime import open_state
 from sync.sandboxes import sandbox_config, start_sandboxes, stop_sandboxes
+from sync.state import StateStore
 
+REPLAY_DAYS = (90, 60, 30)
 # Shopify's cost bucket refills 20x faster in the demo, so a few hundred customers take seconds.
 DEMO_TIME_SCALE = 20.0
 DUTCH_LABELS = """[segments.labels]
@@ -26,6 +32,10 @@ friends = "vrienden"
 supporters = "supporters"
 acquaintances = "kennissen"
 passers-by = "passanten"
+"lifecycle-new" = "nieuw"
+"lifecycle-active" = "actief"
+"lifecycle-at-risk" = "dreigt af te haken"
+"lifecycle-lapsed" = "afgehaakt"
 """
 
 
@@ -48,10 +58,13 @@ def run_demo(folder: Path, contacts: int, *, as_json: bool) -> int:
         loaded = load_config(config_file)
         stop = threading.Event()
         with open_state(loaded, "demo") as store:
+            say(f"  replaying the last {REPLAY_DAYS[0]} days (read-only) so the report has history to show ...")
+            replay_history(loaded, store, stop)
             first = Cycle(loaded, store, clock=now, stop_event=stop).run("backfill", full=list(loaded.config.systems))
             second = Cycle(loaded, store, clock=now, stop_event=stop).run("sync")
             segments = store.segment_counts()
             spanning = store.profiles_spanning_systems()
+            report_file = write_report(store, loaded, folder)
         writes_after = {s.type: requests.get(f"{s.url}/_sandbox/stats", timeout=5).json()["writes"] for s in running}
     finally:
         stop_sandboxes(running)
@@ -66,6 +79,7 @@ def run_demo(folder: Path, contacts: int, *, as_json: bool) -> int:
             "segments": segments,
             "sandbox_writes": writes_after,
             "state": str(state_file),
+            "report": str(report_file),
             "config": str(config_file.resolve()),
         }
         print(json.dumps(document))
@@ -78,8 +92,36 @@ def run_demo(folder: Path, contacts: int, *, as_json: bool) -> int:
         console.print(f"The second cycle {verdict}: everything was already in place.")
         console.print(f"State file: {state_file}")
         console.print(f"Config:     {config_file.resolve()}")
+        console.print(f"Segment health in the terminal: crmsync report -c {config_file.resolve()}", soft_wrap=True)
+        console.print(f"Report:     {report_file}", soft_wrap=True)
     failed = max(first.exit_code(), second.exit_code())
     return failed if failed else (0 if second_calls == 0 else 1)
+
+
+def replay_history(loaded: LoadedConfig, store: StateStore, stop: threading.Event) -> None:
+    """Cycles as of some days ago, writing nothing back: traits only count orders placed before
+    each cycle's `now`, so these are the segments those days would have had. They give the
+    report's sizes over time, stability and lifecycle flows something to show."""
+    read_only = loaded.config.model_copy(
+        update={"systems": {n: s.model_copy(update={"writeback": False}) for n, s in loaded.config.systems.items()}}
+    )
+    replay = LoadedConfig(path=loaded.path, config=read_only)
+    today = now()
+    for i, days in enumerate(REPLAY_DAYS):
+        at = today - timedelta(days=days)
+        full = list(loaded.config.systems) if i == 0 else []
+        Cycle(replay, store, clock=_fixed(at), stop_event=stop).run("replay", full=full)
+
+
+def _fixed(at: datetime) -> Callable[[], datetime]:
+    return lambda: at
+
+
+def write_report(store: StateStore, loaded: LoadedConfig, folder: Path) -> Path:
+    """The segment health report of the demo's state, as HTML beside its config."""
+    path = (folder / "report.html").resolve()
+    path.write_text(render_html(build_report(store, loaded.config.segments, now())), encoding="utf-8")
+    return path
 
 
 def _segments_table(counts: dict[str, int], label: Any) -> Table:

@@ -25,10 +25,9 @@ from mapping.fieldmaps import FieldAbsence, MappingRules, map_contact, map_order
 from mapping.identity import FieldChoice, identifiers, resolve, survive
 from mapping.model import Contact, Kind, Membership, Order, Rejection, RemoteState, SourceRecord, WriteBack
 from mapping.normalize.email import email_match_key, is_role_address
-from mapping.segments import membership
-from mapping.traits import order_traits
 from sync.config import LoadedConfig
 from sync.planner import plan_system
+from sync.segmenting import SegmentRun, assess_profiles, record_run
 from sync.state import Mapper, RunHandle, StateStore
 
 log = structlog.get_logger("crmsync.pipeline")
@@ -205,6 +204,7 @@ class Cycle:
         self.progress = progress
         identity = self.config.identity
         self.rules = MappingRules(default_country=identity.default_country, role_locals=identity.role_locals())
+        self._segments: SegmentRun | None = None
 
     def run(self, command: str, *, dry_run: bool = False, full: Iterable[str] = ()) -> CycleReport:
         """`full`: systems to read from the start (backfill) instead of from their cursors."""
@@ -337,6 +337,8 @@ class Cycle:
             run.seq,
             resolved.links,
         )
+        if not report.dry_run and self._segments is not None:
+            record_run(self.store, run.seq, now, self._segments)  # history, sizes, held tiers
         report.profiles = len(resolved.members)
         log.info(
             "profiles computed",
@@ -398,28 +400,11 @@ class Cycle:
         )
 
     def _assess(self, resolved: Resolved, now: datetime) -> dict[str, tuple[Membership, dict[str, Any]]]:
-        """Each profile's traits and segment membership."""
-        settings = self.config.segments
-        verdicts: dict[str, tuple[Membership, dict[str, Any]]] = {}
-        unconverted = 0
-        for profile in resolved.members:
-            traits, skipped = order_traits(
-                resolved.orders.get(profile, ()), now, settings.base_currency, settings.rates
-            )
-            unconverted += skipped
-            verdicts[profile] = (
-                membership(traits, settings, now),
-                {
-                    "order_count": traits.order_count,
-                    "revenue": str(traits.revenue),
-                    "spend_12m": str(traits.spend_12m),
-                    "first_order": traits.first_order.isoformat() if traits.first_order else None,
-                    "last_order": traits.last_order.isoformat() if traits.last_order else None,
-                },
-            )
-        if unconverted:
-            log.warning("orders without an exchange rate left out", orders=unconverted, base=settings.base_currency)
-        return verdicts
+        """Each profile's traits and segment membership, column-wise (sync/segmenting.py)."""
+        self._segments = assess_profiles(
+            self.config, self.store, resolved.members, resolved.orders, now, resolved.fields
+        )
+        return self._segments.verdicts()
 
     # ----- plan and apply ---------------------------------------------------------------------------
     def _plan(

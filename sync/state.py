@@ -13,6 +13,10 @@ What lives here, and why it is enough to resume after a crash at any point:
   the vendor's answer and this ledger changes nothing.
 - pending: records a vendor rejected, retried every cycle until accepted.
 - runs / system_runs: one row per cycle and per system, for `status`.
+- segment_history: every entry of a profile into a segment and its exit, with run and time, so the
+  report can say how stable a segment is and where people go when they leave.
+- segment_runs: each segment's size and revenue at every (non-dry) run: sizes over time.
+- profile_tiers: each profile's loyalty tier and the last time it qualified for it (hysteresis).
 
 Every change carries the sequence number of the run that made it; comparing a raw record's
 `changed_seq` with the ledger's `pushed_seq` tells which of the two is the newer word on a record.
@@ -32,6 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -42,6 +47,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -216,6 +222,40 @@ system_runs = Table(
     Column("counts", Text, nullable=False),
 )
 
+segment_history = Table(
+    "segment_history",
+    metadata,
+    Column("profile_id", String(64), primary_key=True),
+    Column("segment", String(64), primary_key=True),
+    Column("entered_seq", Integer, primary_key=True),
+    Column("entered_at", String(40), nullable=False),
+    Column("exited_seq", Integer),
+    Column("exited_at", String(40)),
+    Index("ix_segment_history_exited", "exited_seq"),
+    Index("ix_segment_history_segment", "segment", "entered_seq"),
+)
+
+segment_runs = Table(
+    "segment_runs",
+    metadata,
+    Column("seq", Integer, primary_key=True),
+    Column("segment", String(64), primary_key=True),
+    Column("at", String(40), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("revenue_cents", BigInteger, nullable=False),
+    Column("profiles", Integer, nullable=False),
+    Column("total_revenue_cents", BigInteger, nullable=False),
+)
+
+profile_tiers = Table(
+    "profile_tiers",
+    metadata,
+    Column("profile_id", String(64), primary_key=True),
+    Column("tier", String(64), nullable=False),
+    Column("qualified_at", String(40), nullable=False),
+    Column("since_seq", Integer, nullable=False),
+)
+
 meta = Table(
     "meta",
     metadata,
@@ -268,7 +308,219 @@ class StateVersionError(RuntimeError):
     """The state database was written with a different schema."""
 
 
-class StateStore:
+@dataclass(frozen=True)
+class SegmentSnapshot:
+    """One segment at one run."""
+
+    seq: int
+    at: str
+    segment: str
+    size: int
+    revenue_cents: int
+    profiles: int
+    total_revenue_cents: int
+
+
+class SegmentStore:
+    """Membership history, sizes per run and held tiers. Mixed into StateStore."""
+
+    engine: Engine
+
+    def _writing(self) -> Any:  # provided by StateStore
+        raise NotImplementedError
+
+    def held_tiers(self) -> dict[str, tuple[str, datetime]]:
+        """Profile id -> (tier, last time it qualified for it)."""
+        with self.engine.connect() as conn:
+            return {
+                pid: (tier, parse_timestamp(at))
+                for pid, tier, at in conn.execute(
+                    select(profile_tiers.c.profile_id, profile_tiers.c.tier, profile_tiers.c.qualified_at)
+                ).all()
+            }
+
+    def record_segments(
+        self,
+        run_seq: int,
+        now: datetime,
+        members: Mapping[str, Iterable[str]],
+        snapshot: Sequence[tuple[str, int, int]],
+        tiers: Mapping[str, tuple[str, datetime]],
+        totals: tuple[int, int],
+    ) -> None:
+        """After a run: open a history entry for every new (profile, segment), close the ones that
+        ended (a profile merged away leaves all its segments), store each segment's size and
+        revenue (`snapshot`: segment, size, revenue in cents) and the tiers held now."""
+        stamp = now.isoformat()
+        with self._writing() as conn:
+            open_now = set(
+                conn.execute(
+                    select(segment_history.c.profile_id, segment_history.c.segment).where(
+                        segment_history.c.exited_seq.is_(None)
+                    )
+                ).all()
+            )
+            wanted = {(pid, seg) for pid, segs in members.items() for seg in segs}
+            ended = sorted(open_now - wanted)
+            started = sorted(wanted - open_now)
+            close = (
+                update(segment_history)
+                .where(
+                    segment_history.c.profile_id == bindparam("pid"),
+                    segment_history.c.segment == bindparam("seg"),
+                    segment_history.c.exited_seq.is_(None),
+                )
+                .values(exited_seq=run_seq, exited_at=stamp)
+            )
+            for start in range(0, len(ended), 5000):
+                conn.execute(close, [{"pid": p, "seg": g} for p, g in ended[start : start + 5000]])
+            rows = [{"profile_id": p, "segment": g, "entered_seq": run_seq, "entered_at": stamp} for p, g in started]
+            for start in range(0, len(rows), 5000):
+                conn.execute(insert(segment_history), rows[start : start + 5000])
+            conn.execute(delete(segment_runs).where(segment_runs.c.seq == run_seq))
+            snapshot_rows = [
+                {
+                    "seq": run_seq,
+                    "segment": segment,
+                    "at": stamp,
+                    "size": size,
+                    "revenue_cents": revenue,
+                    "profiles": totals[0],
+                    "total_revenue_cents": totals[1],
+                }
+                for segment, size, revenue in snapshot
+            ]
+            if snapshot_rows:
+                conn.execute(insert(segment_runs), snapshot_rows)
+            previous = {
+                pid: (tier, int(since))
+                for pid, tier, since in conn.execute(
+                    select(profile_tiers.c.profile_id, profile_tiers.c.tier, profile_tiers.c.since_seq)
+                ).all()
+            }
+            conn.execute(delete(profile_tiers))
+            tier_rows = [
+                {
+                    "profile_id": pid,
+                    "tier": tier,
+                    "qualified_at": at.isoformat(),
+                    "since_seq": previous[pid][1] if previous.get(pid, ("", 0))[0] == tier else run_seq,
+                }
+                for pid, (tier, at) in sorted(tiers.items())
+            ]
+            for start in range(0, len(tier_rows), 5000):
+                conn.execute(insert(profile_tiers), tier_rows[start : start + 5000])
+
+    # ----- what the report reads -------------------------------------------------------------------
+    def segment_snapshots(self) -> list[SegmentSnapshot]:
+        with self.engine.connect() as conn:
+            return [
+                SegmentSnapshot(
+                    int(r.seq),
+                    r.at,
+                    r.segment,
+                    int(r.size),
+                    int(r.revenue_cents),
+                    int(r.profiles),
+                    int(r.total_revenue_cents),
+                )
+                for r in conn.execute(select(segment_runs).order_by(segment_runs.c.seq, segment_runs.c.segment))
+            ]
+
+    def still_members(self, since_seq: int) -> dict[str, int]:
+        """Per segment: members now who have been in it without a break since run `since_seq`."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(segment_history.c.segment, func.count())
+                .where(segment_history.c.exited_seq.is_(None), segment_history.c.entered_seq <= since_seq)
+                .group_by(segment_history.c.segment)
+            ).all()
+        return {segment: int(n) for segment, n in rows}
+
+    def current_members(self) -> dict[str, list[str]]:
+        """Profile id -> its segments now (open history entries)."""
+        out: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for pid, segment in conn.execute(
+                select(segment_history.c.profile_id, segment_history.c.segment).where(
+                    segment_history.c.exited_seq.is_(None)
+                )
+            ):
+                out.setdefault(pid, []).append(segment)
+        return out
+
+    def transitions(self, since_seq: int) -> list[tuple[str, str | None, str, int]]:
+        """Changes at runs after `since_seq`: (profile, segment left or None for a new profile's
+        entry, segment entered, run). Entries and exits pair up per profile and run."""
+        entered = segment_history.alias("entered")
+        with self.engine.connect() as conn:
+            entries = conn.execute(
+                select(entered.c.profile_id, entered.c.segment, entered.c.entered_seq).where(
+                    entered.c.entered_seq > since_seq
+                )
+            ).all()
+            exits = conn.execute(
+                select(segment_history.c.profile_id, segment_history.c.segment, segment_history.c.exited_seq).where(
+                    segment_history.c.exited_seq > since_seq
+                )
+            ).all()
+        left: dict[tuple[str, int], list[str]] = {}
+        for pid, segment, seq in exits:
+            left.setdefault((pid, int(seq)), []).append(segment)
+        out: list[tuple[str, str | None, str, int]] = []
+        for pid, segment, seq in entries:
+            gone = left.get((pid, int(seq)), [])
+            family = _family(segment)
+            match = [g for g in gone if _family(g) == family] if family else []
+            out.append((pid, match[0] if match else None, segment, int(seq)))
+        return sorted(out, key=lambda t: (t[3], t[0], t[2]))
+
+    def segments_before(self, profile_ids: Sequence[str], seq: int) -> dict[str, list[str]]:
+        """The segments each profile was in just before run `seq`."""
+        out: dict[str, list[str]] = {}
+        ids = sorted(set(profile_ids))
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                for pid, segment, entered, exited in conn.execute(
+                    select(
+                        segment_history.c.profile_id,
+                        segment_history.c.segment,
+                        segment_history.c.entered_seq,
+                        segment_history.c.exited_seq,
+                    ).where(segment_history.c.profile_id.in_(ids[start : start + 500]))
+                ):
+                    if entered < seq and (exited is None or exited >= seq):
+                        out.setdefault(pid, []).append(segment)
+        return out
+
+    def profile_traits(self) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return {
+                pid: json.loads(traits)
+                for pid, traits in conn.execute(select(profiles.c.profile_id, profiles.c.traits))
+            }
+
+    def quarantine_summary(self) -> dict[str, dict[str, int]]:
+        """CONTRACTS §2: quarantined records by reason and by system."""
+        with self.engine.connect() as conn:
+            by_reason = conn.execute(select(quarantine.c.reason, func.count()).group_by(quarantine.c.reason)).all()
+            by_system = conn.execute(select(quarantine.c.system, func.count()).group_by(quarantine.c.system)).all()
+        return {
+            "by_reason": {reason: int(n) for reason, n in sorted(by_reason)},
+            "by_system": {system: int(n) for system, n in sorted(by_system)},
+        }
+
+
+def _family(segment: str) -> str | None:
+    """Segments of one family exclude each other: a profile leaving one enters another."""
+    if segment.startswith(("lifecycle-", "tier-")):
+        return segment.split("-", 1)[0]
+    if segment in ("friends", "supporters", "acquaintances", "passers-by"):
+        return "quadrant"
+    return None
+
+
+class StateStore(SegmentStore):
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")

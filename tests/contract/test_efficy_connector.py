@@ -216,7 +216,12 @@ def test_the_webshop_number_links_the_contact_and_keys_are_canonical(efficy: San
     )
     assert isinstance(mapped, Contact)
     assert mapped.links == ("shop:shop-7000012",)
-    assert (mapped.email, mapped.phone, mapped.infix, mapped.family_name) == ("klant3@example.nl", "+31610000003", "de", "Vries")
+    assert (mapped.email, mapped.phone, mapped.infix, mapped.family_name) == (
+        "klant3@example.nl",
+        "+31610000003",
+        "de",
+        "Vries",
+    )
 
 
 def test_a_backfill_of_thousands_stays_inside_the_time_scaled_limit(

@@ -172,7 +172,8 @@ def test_tier_is_the_highest_threshold_reached() -> None:
 
 def test_membership_names_follow_contracts() -> None:
     verdict = membership(_traits(3, "900", 10, "800"), SegmentSettings(), NOW)
-    assert verdict.segments == frozenset({"friends", "tier-gold"})
+    # first and last order 10 days ago: a new customer (lifecycle), loyal and valuable (quadrant)
+    assert verdict.segments == frozenset({"friends", "lifecycle-new", "tier-gold"})
     assert verdict.tier == "gold"
 
 

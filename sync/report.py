@@ -1,0 +1,359 @@
+"""The segment health report (`crmsync report`): is each segment worth acting on?
+
+Per segment: size and share of the base, revenue share and average value, stability (members of
+the previous run, and of the run about `window_days` ago, still in it now), distinctness (the
+largest overlap with another segment, as Jaccard), growth (net change), and churn into at-risk
+and lapsed: from which lifecycle stage, quadrant and system people left. A segment that fails a
+criterion is flagged with the reason. Everything comes from the state (membership history and
+sizes per run); the report itself writes nothing.
+
+`build_report` makes the JSON document (CONTRACTS §2, plus detail), `report_tables` the terminal
+view and `sync.report_html.render_html` the self-contained HTML page.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from rich.console import Group
+from rich.table import Table
+
+from mapping.model import parse_timestamp
+from mapping.segments import QUADRANTS, SegmentSettings, describe
+from sync.state import SegmentSnapshot, StateStore
+
+MAX_POINTS = 60
+CHURN_INTO = ("lifecycle-at-risk", "lifecycle-lapsed")
+
+
+def family(segment: str) -> str:
+    if segment in QUADRANTS:
+        return "quadrant"
+    if segment.startswith("lifecycle-"):
+        return "lifecycle"
+    if segment.startswith("tier-"):
+        return "tier"
+    return "rule"
+
+
+def build_report(store: StateStore, settings: SegmentSettings, now: datetime) -> dict[str, Any]:
+    health = settings.health
+    snapshots = store.segment_snapshots()
+    by_seq: dict[int, dict[str, SegmentSnapshot]] = defaultdict(dict)
+    for snap in snapshots:
+        by_seq[snap.seq][snap.segment] = snap
+    seqs = sorted(by_seq)
+    doc: dict[str, Any] = {
+        "generated_at": now.isoformat(),
+        "base_currency": settings.base_currency,
+        "window_days": health.window_days,
+        "segments": [],
+        "quarantine": store.quarantine_summary(),
+    }
+    if not seqs:
+        doc.update(
+            profiles=0,
+            revenue=0.0,
+            runs={},
+            details={},
+            matrix={},
+            churn=_churn([], {}, {}, health.window_days),
+            flows={},
+            history={"runs": [], "sizes": {}},
+        )
+        return doc
+    latest = seqs[-1]
+    previous = seqs[-2] if len(seqs) > 1 else None
+    cutoff = now - timedelta(days=health.window_days)
+    older = [s for s in seqs[:-1] if parse_timestamp(_any(by_seq[s]).at) <= cutoff]
+    window = older[-1] if older else None
+    current = by_seq[latest]
+    names = [
+        *(n for n in settings.segment_names() if n in current),
+        *sorted(set(current) - set(settings.segment_names())),
+    ]
+    total = _any(current).profiles
+    total_revenue = _any(current).total_revenue_cents
+    kept_prev = store.still_members(previous) if previous is not None else {}
+    kept_window = store.still_members(window) if window is not None else {}
+    overlap = _overlaps(store.current_members(), names)
+    labels = {name: settings.label(name) for name in names}
+    meaning = describe(settings)
+    details: dict[str, Any] = {}
+    for name in names:
+        snap = current[name]
+        size = snap.size
+        share = size / total if total else 0.0
+        stability = _stability(kept_prev, by_seq.get(previous or -1, {}), name)
+        stability_window = _stability(kept_window, by_seq.get(window or -1, {}), name)
+        before = by_seq[previous].get(name) if previous is not None else None
+        then = by_seq[window].get(name) if window is not None else None
+        growth = size - before.size if before is not None else None
+        other, jaccard = overlap.get(name, (None, 0.0))
+        flags: list[str] = []
+        reasons: list[str] = []
+        if size < health.min_size:
+            flags.append("too-small")
+            reasons.append(f"too small: {size} members, fewer than {health.min_size}")
+        elif share < health.min_share:
+            flags.append("too-small")
+            reasons.append(f"too small: {share:.1%} of the base, less than {health.min_share:.1%}")
+        unstable = [
+            (label, value)
+            for label, value in (("the previous run", stability), (f"{health.window_days} days ago", stability_window))
+            if value is not None and value < health.min_stability
+        ]
+        if unstable:
+            flags.append("unstable")
+            reasons.extend(
+                f"unstable: {value:.0%} of the members of {label} are still in it (minimum {health.min_stability:.0%})"
+                for label, value in unstable
+            )
+        if other is not None and jaccard >= health.max_overlap:
+            flags.append("overlapping")
+            reasons.append(f"overlapping: {jaccard:.0%} the same people as {other} (maximum {health.max_overlap:.0%})")
+        doc["segments"].append(
+            {
+                "name": name,
+                "size": size,
+                "share": round(share, 6),
+                "revenue_share": round(snap.revenue_cents / total_revenue, 6) if total_revenue else 0.0,
+                "stability": stability,
+                "max_overlap": {"with": other, "jaccard": round(jaccard, 6)},
+                "growth": growth,
+                "flags": flags,
+            }
+        )
+        details[name] = {
+            "label": labels[name],
+            "family": family(name),
+            "description": meaning.get(name, ""),
+            "revenue": snap.revenue_cents / 100,
+            "average_value": round(snap.revenue_cents / size / 100, 2) if size else 0.0,
+            "stability_window": stability_window,
+            "growth_window": size - then.size if then is not None else None,
+            "reasons": reasons,
+        }
+    since = window if window is not None else seqs[0]
+    transitions = store.transitions(since)
+    doc.update(
+        profiles=total,
+        revenue=total_revenue / 100,
+        runs={
+            "latest": {"seq": latest, "at": current[names[0]].at if names else None},
+            "previous": {"seq": previous, "at": _any(by_seq[previous]).at} if previous is not None else None,
+            "window": {"seq": window, "at": _any(by_seq[window]).at} if window is not None else None,
+            "count": len(seqs),
+        },
+        details=details,
+        matrix={
+            q: {
+                "label": labels.get(q, q),
+                "count": current[q].size if q in current else 0,
+                "share": round(current[q].size / total, 6) if q in current and total else 0.0,
+                "revenue_share": round(current[q].revenue_cents / total_revenue, 6)
+                if q in current and total_revenue
+                else 0.0,
+            }
+            for q in QUADRANTS
+        },
+        churn=_churn_from(store, transitions, health.window_days),
+        flows=_flows(transitions),
+        history=_history(by_seq, seqs, names),
+    )
+    return doc
+
+
+def _any(snaps: Mapping[str, SegmentSnapshot]) -> SegmentSnapshot:
+    return next(iter(snaps.values()))
+
+
+def _stability(kept: Mapping[str, int], then: Mapping[str, SegmentSnapshot], name: str) -> float | None:
+    """Share of the members at that run who are still in the segment without a break; None when
+    there is no such run or the segment was empty then."""
+    snap = then.get(name)
+    if snap is None or snap.size == 0:
+        return None
+    return round(kept.get(name, 0) / snap.size, 6)
+
+
+def _overlaps(members: Mapping[str, Sequence[str]], names: Sequence[str]) -> dict[str, tuple[str | None, float]]:
+    """Per segment: the other segment with the largest Jaccard overlap (ties: the first in report
+    order), computed as one matrix product over the membership matrix."""
+    index = {name: i for i, name in enumerate(names)}
+    matrix = np.zeros((len(members), len(names)), dtype=np.float32)
+    for row, segments in enumerate(members.values()):
+        for segment in segments:
+            if segment in index:
+                matrix[row, index[segment]] = 1.0
+    both = (matrix.T @ matrix).astype(np.int64)
+    sizes = np.diag(both)
+    out: dict[str, tuple[str | None, float]] = {}
+    for i, name in enumerate(names):
+        best: tuple[str | None, float] = (None, 0.0)
+        for j, other in enumerate(names):
+            if i == j:
+                continue
+            union = sizes[i] + sizes[j] - both[i, j]
+            jaccard = float(both[i, j] / union) if union else 0.0
+            if jaccard > best[1]:
+                best = (other, jaccard)
+        out[name] = best
+    return out
+
+
+def _churn_from(
+    store: StateStore, transitions: Sequence[tuple[str, str | None, str, int]], window_days: int
+) -> dict[str, Any]:
+    into = [(pid, left, entered, seq) for pid, left, entered, seq in transitions if entered in CHURN_INTO and left]
+    before: dict[str, list[str]] = {}
+    for seq in sorted({t[3] for t in into}):
+        pids = [t[0] for t in into if t[3] == seq]
+        found = store.segments_before(pids, seq)
+        for pid in pids:
+            before[f"{pid}@{seq}"] = found.get(pid, [])
+    traits = store.profile_traits() if into else {}
+    systems = {pid: (traits.get(pid) or {}).get("last_order_system") or "unknown" for pid, *_ in into}
+    return _churn(into, before, systems, window_days)
+
+
+def _churn(
+    into: Sequence[tuple[str, str | None, str, int]],
+    before: Mapping[str, Sequence[str]],
+    systems: Mapping[str, str],
+    window_days: int,
+) -> dict[str, Any]:
+    rows: Counter[tuple[str, str, str, str]] = Counter()
+    for pid, left, entered, seq in into:
+        quadrant = next((s for s in before.get(f"{pid}@{seq}", []) if s in QUADRANTS), "none")
+        rows[(entered, left or "none", quadrant, systems.get(pid, "unknown"))] += 1
+    summary: dict[str, Counter[str]] = {
+        key: Counter() for key in ("into", "from_lifecycle", "from_quadrant", "from_system")
+    }
+    for (entered, left, quadrant, system), n in rows.items():
+        summary["into"][entered] += n
+        summary["from_lifecycle"][left] += n
+        summary["from_quadrant"][quadrant] += n
+        summary["from_system"][system] += n
+    return {
+        "window_days": window_days,
+        "total": sum(rows.values()),
+        **{key: dict(sorted(counter.items())) for key, counter in summary.items()},
+        "rows": [
+            {"into": e, "from_lifecycle": lf, "from_quadrant": q, "from_system": s, "count": n}
+            for (e, lf, q, s), n in sorted(rows.items(), key=lambda item: (-item[1], item[0]))
+        ],
+    }
+
+
+def _flows(transitions: Sequence[tuple[str, str | None, str, int]]) -> dict[str, list[dict[str, Any]]]:
+    """Moves within each family (lifecycle, quadrant, tier); `from` None: a profile seen for the
+    first time."""
+    counts: Counter[tuple[str, str | None, str]] = Counter()
+    for _, left, entered, _seq in transitions:
+        kind = family(entered)
+        if kind != "rule":
+            counts[(kind, left, entered)] += 1
+    out: dict[str, list[dict[str, Any]]] = {"lifecycle": [], "quadrant": [], "tier": []}
+    for (kind, left, entered), n in sorted(counts.items(), key=lambda item: (item[0][0], item[0][1] or "", item[0][2])):
+        out[kind].append({"from": left, "to": entered, "count": n})
+    return out
+
+
+def _history(
+    by_seq: Mapping[int, Mapping[str, SegmentSnapshot]], seqs: Sequence[int], names: Sequence[str]
+) -> dict[str, Any]:
+    """Sizes per run, at most MAX_POINTS runs (evenly spread, always the first and the latest)."""
+    if len(seqs) > MAX_POINTS:
+        picks = np.unique(np.linspace(0, len(seqs) - 1, MAX_POINTS).round().astype(int)).tolist()
+        seqs = [seqs[i] for i in picks]
+    return {
+        "runs": [{"seq": s, "at": _any(by_seq[s]).at} for s in seqs],
+        "sizes": {name: [by_seq[s][name].size if name in by_seq[s] else 0 for s in seqs] for name in names},
+    }
+
+
+# ----- terminal ----------------------------------------------------------------------------------
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def report_tables(doc: Mapping[str, Any]) -> Group:
+    """The report as rich tables: segments with their flags, the matrix, churn, quarantine."""
+    details = doc.get("details", {})
+    runs = doc.get("runs") or {}
+    latest = (runs.get("latest") or {}).get("at", "-")
+    table = Table(title=f"segment health: {doc.get('profiles', 0)} profiles, run of {latest}", title_justify="left")
+    for column, justify in (
+        ("segment", "left"),
+        ("label", "left"),
+        ("size", "right"),
+        ("share", "right"),
+        ("revenue", "right"),
+        ("avg value", "right"),
+        ("stable (prev)", "right"),
+        (f"stable ({doc.get('window_days', 30)}d)", "right"),
+        ("overlap", "left"),
+        ("growth", "right"),
+        ("flags", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for seg in doc.get("segments", []):
+        detail = details.get(seg["name"], {})
+        overlap = seg["max_overlap"]
+        growth = seg["growth"]
+        table.add_row(
+            seg["name"],
+            detail.get("label", seg["name"]),
+            str(seg["size"]),
+            _pct(seg["share"]),
+            _pct(seg["revenue_share"]),
+            f"{detail.get('average_value', 0):.2f}",
+            _pct(seg["stability"]),
+            _pct(detail.get("stability_window")),
+            f"{overlap['with']} {overlap['jaccard']:.0%}" if overlap["with"] else "-",
+            "-" if growth is None else f"{growth:+d}",
+            "[yellow]" + "; ".join(detail.get("reasons", [])) + "[/]" if seg["flags"] else "[green]ok[/]",
+        )
+    parts: list[Any] = [table]
+    matrix = doc.get("matrix") or {}
+    if matrix:
+        grid = Table(title="loyalty x value", title_justify="left", show_lines=True)
+        grid.add_column("")
+        grid.add_column("low value")
+        grid.add_column("high value")
+
+        def cell(q: str) -> str:
+            m = matrix[q]
+            return f"{m['label']}: {m['count']} ({m['share']:.0%})"
+
+        grid.add_row("high loyalty", cell("supporters"), cell("friends"))
+        grid.add_row("low loyalty", cell("passers-by"), cell("acquaintances"))
+        parts.append(grid)
+    churn = doc.get("churn") or {}
+    if churn.get("rows"):
+        churn_table = Table(
+            title=f"churn in the last {churn['window_days']} days: {churn['total']} profiles", title_justify="left"
+        )
+        for column in ("into", "left stage", "quadrant before", "last ordered in", "profiles"):
+            churn_table.add_column(column)
+        for row in churn["rows"][:20]:
+            churn_table.add_row(
+                row["into"], row["from_lifecycle"], row["from_quadrant"], row["from_system"], str(row["count"])
+            )
+        parts.append(churn_table)
+    quarantine = doc.get("quarantine") or {}
+    if quarantine.get("by_reason"):
+        q_table = Table(title="quarantined records", title_justify="left")
+        q_table.add_column("reason")
+        q_table.add_column("records", justify="right")
+        for reason, n in quarantine["by_reason"].items():
+            q_table.add_row(reason, str(n))
+        q_table.caption = "by system: " + ", ".join(f"{k} {v}" for k, v in quarantine["by_system"].items())
+        q_table.caption_justify = "left"
+        parts.append(q_table)
+    return Group(*parts)

@@ -1,0 +1,238 @@
+"""The compute stage's second half: traits and segments for every profile, column-wise, and what
+a run records about them (membership history, sizes, held tiers).
+
+`mapping.traits` and `mapping.segments` are pure; this module feeds them from the cycle's
+resolution and the state store, and turns their columns back into per-profile verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import structlog
+
+from mapping.identity import FieldChoice
+from mapping.model import Membership, Order
+from mapping.segments import LIFECYCLE, QUADRANTS, Assessment, ProfileColumns, TierState, assess
+from mapping.traits import OFFLINE, ONLINE, TraitColumns, order_columns, trait_columns
+from sync.config import CrmsyncConfig
+from sync.state import StateStore
+
+log = structlog.get_logger("crmsync.segments")
+
+# Web shops are the online channel; CRMs, ERPs and invoicing are where offline sales are kept.
+ONLINE_TYPES = frozenset({"shopify", "woocommerce", "lightspeed"})
+PROFILE_FIELDS = ("email", "phone", "first_name", "last_name")
+
+
+@dataclass(frozen=True)
+class SegmentRun:
+    """One cycle's verdicts, in profile-id order."""
+
+    profiles: list[str]
+    systems: list[str]
+    traits: TraitColumns
+    assessment: Assessment
+    memberships: list[Membership]
+
+    def verdicts(self) -> dict[str, tuple[Membership, dict[str, Any]]]:
+        docs = trait_documents(self.traits, self.assessment, self.systems)
+        return {pid: (m, doc) for pid, m, doc in zip(self.profiles, self.memberships, docs, strict=True)}
+
+    def snapshot(self) -> list[tuple[str, int, int]]:
+        """(segment, size, revenue in cents) for every segment the settings define."""
+        matrix = self.assessment.matrix
+        sizes = matrix.sum(axis=0).tolist() if matrix.size else [0] * len(self.assessment.names)
+        revenue = (self.traits.revenue_cents.astype(np.float64) @ matrix).tolist() if matrix.size else []
+        revenue = revenue or [0] * len(self.assessment.names)
+        return [
+            (name, int(size), round(value))
+            for name, size, value in zip(self.assessment.names, sizes, revenue, strict=True)
+        ]
+
+    def held_tiers(self) -> dict[str, tuple[str, datetime]]:
+        tiers = self.assessment.tiers
+        out: dict[str, tuple[str, datetime]] = {}
+        for i in np.flatnonzero(tiers.tier >= 0).tolist():
+            name = self.assessment.tier_names[int(tiers.tier[i])]
+            out[self.profiles[i]] = (name, datetime.fromtimestamp(float(tiers.qualified_at[i]), UTC))
+        return out
+
+
+def assess_profiles(
+    config: CrmsyncConfig,
+    store: StateStore,
+    members: Mapping[str, Sequence[str]],
+    orders: Mapping[str, Sequence[Order]],
+    now: datetime,
+    fields: Mapping[str, Mapping[str, FieldChoice]] | None = None,
+) -> SegmentRun:
+    """Traits and segments of every profile. `members`: profile id -> record keys."""
+    settings = config.segments
+    profiles = sorted(members)
+    index = {pid: i for i, pid in enumerate(profiles)}
+    systems = sorted({*config.systems, *(o.system for group in orders.values() for o in group)})
+    channels = [
+        ONLINE if (name in config.systems and config.systems[name].type in ONLINE_TYPES) else OFFLINE
+        for name in systems
+    ]
+    rows = [(index[pid], order) for pid, group in orders.items() if pid in index for order in group]
+    columns, unconverted = order_columns(rows, systems, settings.base_currency, settings.rates)
+    if unconverted:
+        log.warning("orders without an exchange rate left out", orders=unconverted, base=settings.base_currency)
+    traits = trait_columns(columns, len(profiles), now, channels)
+    columns_for_rules = profile_columns(fields or {}, members, index, systems) if settings.rules else None
+    assessment = assess(
+        traits,
+        settings,
+        now,
+        systems=systems,
+        profiles=columns_for_rules,
+        previous=previous_tiers(store, profiles, [t.name for t in settings.tiers]),
+    )
+    return SegmentRun(profiles, systems, traits, assessment, assessment.memberships())
+
+
+def previous_tiers(store: StateStore, profiles: Sequence[str], tier_names: Sequence[str]) -> TierState:
+    """The tiers held after the last run, aligned with `profiles` (a tier no longer configured
+    counts as none)."""
+    held = store.held_tiers()
+    code = {name: i for i, name in enumerate(tier_names)}
+    tier = np.full(len(profiles), -1, dtype=np.int64)
+    qualified = np.full(len(profiles), np.nan)
+    for i, pid in enumerate(profiles):
+        entry = held.get(pid)
+        if entry is not None and entry[0] in code:
+            tier[i] = code[entry[0]]
+            qualified[i] = entry[1].timestamp()
+    return TierState(tier, qualified)
+
+
+def profile_columns(
+    fields: Mapping[str, Mapping[str, FieldChoice]],
+    members: Mapping[str, Sequence[str]],
+    index: Mapping[str, int],
+    systems: Sequence[str],
+) -> ProfileColumns:
+    """Profile fields for the rules, as survivorship chose them (Cycle._resolve), and the systems
+    holding a record of each profile."""
+    size = len(index)
+    wanted = ("email", "phone", "first_name", "last_name", "postcode", "city", "country", "company")
+    values: dict[str, list[str]] = {name: [""] * size for name in wanted}
+    bit = {name: i for i, name in enumerate(systems)}
+    record_systems = np.zeros(size, dtype=np.int64)
+    for pid, keys in members.items():
+        i = index[pid]
+        for key in keys:
+            system = key.split(":", 1)[0]
+            if system in bit:
+                record_systems[i] |= 1 << bit[system]
+        chosen = fields.get(pid, {})
+        for name in wanted:
+            value = _profile_value(chosen, name)
+            if value:
+                values[name][i] = value
+    strings = np.dtypes.StringDType()
+    return ProfileColumns(
+        **{name: np.array(column, dtype=strings) for name, column in values.items()},
+        record_systems=record_systems,
+    )
+
+
+def _profile_value(chosen: Mapping[str, FieldChoice], name: str) -> str:
+    def value(field_name: str) -> str:
+        choice = chosen.get(field_name)
+        return "" if choice is None or choice.value is None else str(choice.value)
+
+    if name == "first_name":
+        return value("given_name") or value("initials")
+    if name == "last_name":
+        return " ".join(part for part in (value("infix"), value("family_name")) if part)
+    return value(name)
+
+
+def trait_documents(traits: TraitColumns, assessment: Assessment, systems: Sequence[str]) -> list[dict[str, Any]]:
+    """Each profile's traits as stored in `profiles.traits` and shown by `explain`."""
+
+    def money(cents: int) -> str:
+        return f"{cents / 100:.2f}"
+
+    def stamp(value: float) -> str | None:
+        return None if value != value else datetime.fromtimestamp(value, UTC).isoformat()
+
+    def whole(value: float) -> int | None:
+        return None if value != value else int(value)
+
+    out = []
+    columns = zip(
+        traits.order_count.tolist(),
+        traits.revenue_cents.tolist(),
+        traits.spend_12m_cents.tolist(),
+        traits.orders_12m.tolist(),
+        traits.aov_cents.tolist(),
+        traits.first_order.tolist(),
+        traits.last_order.tolist(),
+        traits.days_since_last_order.tolist(),
+        traits.tenure_days.tolist(),
+        traits.online_orders.tolist(),
+        traits.offline_orders.tolist(),
+        traits.order_systems.tolist(),
+        traits.last_order_system.tolist(),
+        traits.r.tolist(),
+        traits.f.tolist(),
+        traits.m.tolist(),
+        assessment.quadrant.tolist(),
+        assessment.lifecycle.tolist(),
+        strict=True,
+    )
+    for (
+        count,
+        revenue,
+        spend,
+        orders_12m,
+        aov,
+        first,
+        last,
+        since,
+        tenure,
+        online,
+        offline,
+        bits,
+        last_sys,
+        r,
+        f,
+        m,
+        q,
+        lc,
+    ) in columns:
+        out.append(
+            {
+                "order_count": count,
+                "revenue": money(revenue),
+                "spend_12m": money(spend),
+                "orders_12m": orders_12m,
+                "average_order_value": money(aov) if count else None,
+                "first_order": stamp(first),
+                "last_order": stamp(last),
+                "days_since_last_order": whole(since),
+                "tenure_days": whole(tenure),
+                "channels": {"online": online, "offline": offline},
+                "order_systems": [name for i, name in enumerate(systems) if bits >> i & 1],
+                "last_order_system": systems[last_sys] if last_sys >= 0 else None,
+                "rfm": {"r": r, "f": f, "m": m} if count else None,
+                "quadrant": QUADRANTS[q],
+                "lifecycle": LIFECYCLE[lc],
+            }
+        )
+    return out
+
+
+def record_run(store: StateStore, run_seq: int, now: datetime, segment_run: SegmentRun) -> None:
+    """What this run concluded, for the history and the next run's hysteresis."""
+    members = {pid: m.segments for pid, m in zip(segment_run.profiles, segment_run.memberships, strict=True)}
+    totals = (len(segment_run.profiles), int(segment_run.traits.revenue_cents.sum()))
+    store.record_segments(run_seq, now, members, segment_run.snapshot(), segment_run.held_tiers(), totals)

@@ -1,0 +1,158 @@
+"""The segment health report over a real state file: history across runs, flags, churn, flows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mapping.model import Kind, Membership, Rejection, SourceRecord
+from mapping.segments import SegmentSettings
+from sync.report import build_report, report_tables
+from sync.report_html import render_html
+from sync.state import StateStore
+
+DAY0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SETTINGS = SegmentSettings(
+    rules=[{"name": "vip", "when": "revenue > 1000"}],
+    health={"min_size": 2, "min_share": 0.0, "min_stability": 0.8, "max_overlap": 0.9, "window_days": 30},
+    labels={"friends": "vrienden"},
+)
+
+RUN1 = {
+    "p1": {"friends", "lifecycle-active"},
+    "p2": {"friends", "lifecycle-active"},
+    "p3": {"supporters", "lifecycle-active"},
+    "p4": {"supporters", "lifecycle-active"},
+    "p5": {"passers-by", "lifecycle-prospect"},
+    "p6": {"passers-by", "lifecycle-new", "vip"},
+}
+RUN2 = {
+    **RUN1,
+    "p2": {"acquaintances", "lifecycle-at-risk"},  # was a friend; last ordered in the shop
+    "p3": {"supporters", "lifecycle-lapsed"},  # straight from active to lapsed; last ordered via the CRM
+    "p6": {"passers-by", "lifecycle-active", "vip"},
+}
+RUN3 = {**RUN2, "p7": {"passers-by", "lifecycle-prospect"}}  # a new profile
+LAST_SYSTEM = {"p1": "shop", "p2": "shop", "p3": "crm", "p4": "shop", "p5": None, "p6": "shop", "p7": None}
+
+
+def record(store: StateStore, seq: int, at: datetime, members: dict[str, set[str]]) -> None:
+    names = SETTINGS.segment_names()
+    snapshot = [(name, sum(name in segs for segs in members.values()), 0) for name in names]
+    snapshot = [(name, size, size * 10_000) for name, size, _ in snapshot]
+    store.record_segments(seq, at, members, snapshot, {}, (len(members), 70_000))
+    verdicts = {
+        pid: (Membership(frozenset(segs), None), {"last_order_system": LAST_SYSTEM[pid]})
+        for pid, segs in members.items()
+    }
+    store.save_profiles({pid: [("shop", pid)] for pid in members}, verdicts, {}, seq)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    record(store, 1, DAY0, RUN1)
+    record(store, 2, DAY0 + timedelta(days=40), RUN2)
+    record(store, 3, DAY0 + timedelta(days=41), RUN3)
+
+    def reject(record: SourceRecord) -> Rejection:
+        return Rejection("no_identifier", "neither email nor phone")
+
+    store.store_page("shop", Kind.CONTACT, [SourceRecord("shop", Kind.CONTACT, "x", DAY0, {})], reject, 3)
+    return store
+
+
+def report(store: StateStore) -> dict[str, object]:
+    return build_report(store, SETTINGS, DAY0 + timedelta(days=41, hours=1))
+
+
+def by_name(doc: dict[str, object]) -> dict[str, dict[str, object]]:
+    return {seg["name"]: seg for seg in doc["segments"]}  # type: ignore[attr-defined]
+
+
+def test_json_shape_follows_contracts(store: StateStore) -> None:
+    doc = report(store)
+    assert {"segments", "quarantine"} <= set(doc)
+    for seg in doc["segments"]:  # type: ignore[attr-defined]
+        assert set(seg) == {"name", "size", "share", "revenue_share", "stability", "max_overlap", "growth", "flags"}
+        assert set(seg["max_overlap"]) == {"with", "jaccard"}
+    assert doc["quarantine"] == {"by_reason": {"no_identifier": 1}, "by_system": {"shop": 1}}
+    assert [s["name"] for s in doc["segments"]][:4] == ["friends", "supporters", "acquaintances", "passers-by"]  # type: ignore[attr-defined]
+
+
+def test_sizes_shares_growth_and_stability_by_hand(store: StateStore) -> None:
+    doc = report(store)
+    segs = by_name(doc)
+    assert doc["profiles"] == 7
+    assert (segs["passers-by"]["size"], segs["passers-by"]["share"], segs["passers-by"]["growth"]) == (3, 0.428571, 1)
+    assert segs["passers-by"]["revenue_share"] == pytest.approx(30_000 / 70_000, abs=1e-6)
+    # friends: run 2 had p1, still there -> 1.0; 30+ days ago (run 1) p1 and p2, only p1 stayed -> 0.5
+    assert segs["friends"]["stability"] == 1.0
+    assert doc["details"]["friends"]["stability_window"] == 0.5  # type: ignore[index]
+    # active: run 1 had p1-p4; p1 and p4 stayed without a break (p6 came later) -> 0.5
+    assert doc["details"]["lifecycle-active"]["stability_window"] == 0.5  # type: ignore[index]
+    assert segs["lifecycle-new"]["stability"] is None  # empty at the previous run: nothing to keep
+    assert doc["details"]["friends"]["label"] == "vrienden"  # type: ignore[index]
+    assert doc["matrix"]["friends"]["count"] == 1 and doc["matrix"]["passers-by"]["count"] == 3  # type: ignore[index]
+
+
+def test_flags_too_small_unstable_and_overlapping_with_reasons(store: StateStore) -> None:
+    doc = report(store)
+    segs = by_name(doc)
+    assert segs["vip"]["flags"] == ["too-small"]  # 1 member, minimum 2
+    assert "too small: 1 members, fewer than 2" in doc["details"]["vip"]["reasons"]  # type: ignore[index]
+    assert "unstable" in segs["friends"]["flags"]
+    assert any("50% of the members of 30 days ago" in r for r in doc["details"]["friends"]["reasons"])  # type: ignore[index]
+    # acquaintances and at-risk are exactly the same people (p2)
+    assert segs["acquaintances"]["max_overlap"] == {"with": "lifecycle-at-risk", "jaccard": 1.0}
+    assert "overlapping" in segs["acquaintances"]["flags"] and "overlapping" in segs["lifecycle-at-risk"]["flags"]
+    assert segs["supporters"]["flags"] == []  # 2 members, both kept, overlap 1/3 with lifecycle-active at most
+
+
+def test_churn_says_from_which_stage_quadrant_and_system_people_left(store: StateStore) -> None:
+    churn = report(store)["churn"]
+    assert churn["total"] == 2  # type: ignore[index]
+    assert churn["into"] == {"lifecycle-at-risk": 1, "lifecycle-lapsed": 1}  # type: ignore[index]
+    assert churn["from_lifecycle"] == {"lifecycle-active": 2}  # type: ignore[index]
+    assert churn["from_quadrant"] == {"friends": 1, "supporters": 1}  # type: ignore[index]
+    assert churn["from_system"] == {"crm": 1, "shop": 1}  # type: ignore[index]
+
+
+def test_lifecycle_flows_pair_exits_with_entries(store: StateStore) -> None:
+    flows = report(store)["flows"]["lifecycle"]  # type: ignore[index]
+    assert flows == [
+        {"from": None, "to": "lifecycle-prospect", "count": 1},  # p7, seen for the first time
+        {"from": "lifecycle-active", "to": "lifecycle-at-risk", "count": 1},
+        {"from": "lifecycle-active", "to": "lifecycle-lapsed", "count": 1},
+        {"from": "lifecycle-new", "to": "lifecycle-active", "count": 1},
+    ]
+
+
+def test_history_closes_stints_of_profiles_that_disappear(store: StateStore) -> None:
+    record(store, 4, DAY0 + timedelta(days=42), {pid: segs for pid, segs in RUN3.items() if pid != "p1"})
+    assert "p1" not in store.current_members()
+    assert by_name(build_report(store, SETTINGS, DAY0 + timedelta(days=42)))["friends"]["stability"] == 0.0
+
+
+def test_an_empty_state_gives_an_empty_report(tmp_path: Path) -> None:
+    empty = StateStore(f"sqlite:///{tmp_path / 'empty.db'}")
+    doc = build_report(empty, SETTINGS, DAY0)
+    assert doc["segments"] == [] and doc["quarantine"] == {"by_reason": {}, "by_system": {}}
+    page = render_html(doc)
+    assert "No run recorded yet" in page and 'class="bar"' not in page
+
+
+def test_terminal_and_html_views_carry_the_numbers(store: StateStore) -> None:
+    from rich.console import Console
+
+    doc = report(store)
+    console = Console(width=200, record=True)
+    console.print(report_tables(doc))
+    text = console.export_text()
+    assert "vrienden" in text and "too small: 1 members" in text and "lifecycle-at-risk" in text
+    page = render_html(doc)
+    assert page.count('class="bar"') == len(doc["segments"])  # type: ignore[arg-type]
+    assert 'data-quadrant="friends" data-count="1"' in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained

@@ -85,7 +85,7 @@ def run_demo(folder: Path, contacts: int, *, as_json: bool) -> int:
         print(json.dumps(document))
     else:
         print_report(console, first, "cycle 1: backfill, then write-back")
-        console.print(f"{spanning} profiles span both shops (same person, one profile).")
+        console.print(f"{spanning} profiles span more than one system (same person, one profile).")
         console.print(_segments_table(segments, loaded.config.segments.label))
         print_report(console, second, "cycle 2: incremental sync")
         verdict = "[green]wrote nothing[/]" if second_calls == 0 else f"[red]made {second_calls} write calls[/]"

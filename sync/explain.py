@@ -20,7 +20,7 @@ from mapping.identity import survive
 from mapping.model import Contact, FieldSpec, get_path, parse_timestamp
 from mapping.normalize.email import email_match_key, normalise_email
 from mapping.normalize.phone import parse_phone
-from mapping.segments import SegmentSettings
+from mapping.segments import SegmentSettings, describe
 from sync.config import CrmsyncConfig
 from sync.state import StateStore
 
@@ -124,25 +124,22 @@ def raw_values(fieldmap: Mapping[str, FieldSpec], payload: Any) -> dict[str, str
 
 
 def segment_reason(name: str, traits: Mapping[str, Any], settings: SegmentSettings, now: datetime) -> str:
-    """Why a profile is in a segment, in the terms of the thresholds that put it there."""
+    """Why a profile is in a segment: the profile's own figures beside the thresholds that put it
+    there (`mapping.segments.describe` says what each segment means under these settings)."""
+    meaning = describe(settings).get(name, "member")
     count = int(traits.get("order_count") or 0)
     revenue = Decimal(str(traits.get("revenue") or 0))
     spend = Decimal(str(traits.get("spend_12m") or 0))
     last = traits.get("last_order")
     days = (now - parse_timestamp(last)).days if last else None
-    rules = settings.quadrant
-    loyal = (
-        f"{count} orders, the last {days} days ago"
-        f" (loyal: >= {rules.loyal_min_orders} orders, last within {rules.loyal_recency_days} days)"
-    )
-    value = f"revenue {revenue:.2f} {settings.base_currency} (high value: >= {rules.high_value_min_revenue})"
+    since = f"the last {days} days ago" if days is not None else "none yet"
     if name in ("friends", "supporters", "acquaintances", "passers-by"):
-        return f"{loyal}; {value}"
+        return f"{count} orders, {since}; revenue {revenue:.2f} {settings.base_currency}. {name}: {meaning}"
+    if name.startswith("lifecycle-"):
+        return f"{count} orders, {since}. {name}: {meaning}"
     if name.startswith("tier-"):
-        tier = name[len("tier-") :]
-        threshold = next((t.min_spend_12m for t in settings.tiers if t.name == tier), None)
-        return f"12-month spend {spend:.2f} {settings.base_currency} (tier {tier}: >= {threshold})"
-    return "member"
+        return f"12-month spend {spend:.2f} {settings.base_currency}. {name}: {meaning}"
+    return f"rule: {meaning}"
 
 
 def render(document: Mapping[str, Any], others: Sequence[str]) -> Any:

@@ -66,11 +66,19 @@ class IdentitySettings(BaseModel):
 def identifiers(contact: Contact) -> list[tuple[str, str]]:
     """What may join this record to others: the keys it stores of other systems' records (links;
     a record's own key is implied), its email unless that names a role, its mobile number."""
-    found = [("record", link) for link in contact.links]
-    if contact.email and not contact.email_role:
-        found.append(("email", email_match_key(contact.email)))
-    if contact.mobile:
-        found.append(("mobile", contact.mobile))
+    email_key = email_match_key(contact.email) if contact.email else None
+    return row_identifiers(contact.links, email_key, contact.email_role, contact.mobile)
+
+
+def row_identifiers(
+    links: Iterable[str], email_key: str | None, email_role: bool, mobile: str | None
+) -> list[tuple[str, str]]:
+    """`identifiers` from the stored columns of a contact (the cycle reads rows, not objects)."""
+    found = [("record", link) for link in links]
+    if email_key and not email_role:
+        found.append(("email", email_key))
+    if mobile:
+        found.append(("mobile", mobile))
     return found
 
 

@@ -7,14 +7,17 @@ write batches, so what was confirmed is always recorded before crmsync exits.
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import numpy as np
 import structlog
 
 from connectors.base import Connector
@@ -22,9 +25,10 @@ from connectors.errors import ConnectorError
 from connectors.http import Cancelled
 from connectors.registry import connector_class
 from mapping.fieldmaps import FieldAbsence, MappingRules, map_contact, map_order
-from mapping.identity import FieldChoice, identifiers, resolve, survive
+from mapping.identity import FieldChoice, resolve, row_identifiers, survive
 from mapping.model import Contact, Kind, Membership, Order, Rejection, RemoteState, SourceRecord, WriteBack
-from mapping.normalize.email import email_match_key, is_role_address
+from mapping.normalize.email import is_role_address
+from mapping.traits import OrderColumns, concat_order_columns, order_columns_from_rows
 from sync.config import LoadedConfig
 from sync.planner import plan_system
 from sync.segmenting import SegmentRun, assess_profiles, record_run
@@ -175,10 +179,26 @@ class Resolved:
     """The outcome of identity resolution for one cycle."""
 
     members: dict[str, list[str]]  # profile id -> record keys
-    fields: dict[str, dict[str, FieldChoice]]  # profile id -> its fields, each from its best source
-    orders: dict[str, list[Order]]  # profile id -> its orders
+    profiles: list[str]  # profile ids in the order of the columns below
+    systems: list[str]  # system names; OrderColumns.system indexes this
+    orders: OrderColumns  # every order, with the index of its profile (-1: no profile)
     aliases: dict[str, str]
     links: list[tuple[str, str, str, str]]  # record key a, record key b, identifier kind, value
+    # Profile fields by survivorship, computed on demand (only rule segments read them).
+    fields: Callable[[Mapping[str, Sequence[str]]], dict[str, dict[str, FieldChoice]]] | None = None
+
+
+class _Stopwatch:
+    """Seconds per named step, into a dict (the pipeline benchmark reads them)."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+        self.mark = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.into[name] = self.into.get(name, 0.0) + now - self.mark
+        self.mark = now
 
 
 def _split_key(key: str) -> tuple[str, str]:
@@ -324,12 +344,20 @@ class Cycle:
 
     # ----- resolve and compute --------------------------------------------------------------------
     def _compute(
-        self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle
+        self,
+        connectors: Mapping[str, Connector],
+        report: CycleReport,
+        run: RunHandle,
+        timings: dict[str, float] | None = None,
     ) -> dict[str, dict[str, RemoteState]]:
-        """Profiles and their verdicts; returns the desired owned state per system and record."""
+        """Profiles and their verdicts; returns the desired owned state per system and record.
+        `timings` (for bench/pipeline.py) receives the seconds each step took."""
+        steps = timings if timings is not None else {}
+        clock = _Stopwatch(steps)
         now = self.clock()
-        resolved = self._resolve()
+        resolved = self._resolve(clock)
         verdicts = self._assess(resolved, now)
+        clock.lap("assess")
         self.store.save_profiles(
             {pid: [_split_key(key) for key in keys] for pid, keys in resolved.members.items()},
             verdicts,
@@ -337,8 +365,10 @@ class Cycle:
             run.seq,
             resolved.links,
         )
+        clock.lap("save profiles")
         if not report.dry_run and self._segments is not None:
             record_run(self.store, run.seq, now, self._segments)  # history, sizes, held tiers
+        clock.lap("segment history")
         report.profiles = len(resolved.members)
         log.info(
             "profiles computed",
@@ -353,56 +383,134 @@ class Cycle:
                 connector = connectors.get(system)
                 if connector is not None:
                     desired[system][record_id] = connector.desired_state(verdict)
+        clock.lap("desired state")
         return desired
 
-    def _resolve(self) -> Resolved:
-        """Who is who: records joined into profiles, each profile's fields and its orders."""
+    def _resolve(self, clock: _Stopwatch | None = None) -> Resolved:
+        """Who is who: records joined into profiles, and every order attached to its profile.
+
+        Works on stored columns, never one object per contact or order: a merchant with a million
+        customers and five million orders must not become six million Python objects."""
+        clock = clock or _Stopwatch({})
         identity = self.config.identity
-        contacts = [contact for contact, _ in self.store.iter_contacts()]
+        identified: list[tuple[str, list[tuple[str, str]]]] = []
+        names: dict[str, str] = {}
+        rows: list[tuple[int, str]] = []  # (contact row number, record key)
+        emails: list[tuple[str, str]] = []  # (email match key, record key) of personal addresses
+        for rowid, key, email_key, role, phone, kind, links, given in self.store.identity_rows():
+            mobile = phone if kind == "mobile" else None
+            found = row_identifiers(json.loads(links) if links != "[]" else (), email_key, role, mobile)
+            identified.append((key, found))
+            rows.append((rowid, key))
+            if given:
+                names[key] = given
+            if email_key and not role:
+                emails.append((email_key, key))
         previous, ages = self.store.previous_assignment()
+        clock.lap("read contacts")
         resolution = resolve(
-            ((c.key, identifiers(c)) for c in contacts),
+            identified,
             previous,
             ages,
             limits=identity.max_records_per_identifier,
             max_profile=identity.max_records_per_profile,
-            names=given_names(contacts),
+            names=names,
         )
+        del identified, names
         for (kind, value), holders in sorted(resolution.shared.items())[:20]:
             log.info("shared identifier joins nobody", kind=kind, records=holders)
             log.debug("shared identifier", kind=kind, value=value)
         if resolution.refused:
             log.warning("joins refused by the profile size limit", joins=len(resolution.refused))
-        # Guest orders attach by email, but only where the address names one profile and a person.
-        by_email: dict[str, set[str]] = defaultdict(set)
-        for contact in contacts:
-            if contact.email and not contact.email_role:
-                by_email[email_match_key(contact.email)].add(resolution.assignment[contact.key])
-        orders: dict[str, list[Order]] = defaultdict(list)
-        for order in self.store.iter_orders():
-            profile = resolution.assignment.get(f"{order.system}:{order.customer_id}") if order.customer_id else None
-            if profile is None and order.email and not is_role_address(order.email, self.rules.role_locals):
-                candidates = by_email.get(email_match_key(order.email), set())
-                profile = next(iter(candidates)) if len(candidates) == 1 else None
-            if profile is not None:
-                orders[profile].append(order)
+        clock.lap("resolve")
         members = resolution.members()
-        by_key = {c.key: c for c in contacts}
-        fields = {
-            pid: survive([by_key[key] for key in keys], identity.source_priority) for pid, keys in members.items()
-        }
+        profiles = sorted(members)
+        systems = sorted({*self.config.systems, *(key.split(":", 1)[0] for _, key in rows)})
+        orders = self._order_columns(resolution.assignment, rows, emails, profiles, systems)
+        clock.lap("read orders")
         return Resolved(
             members=members,
-            fields=fields,
+            profiles=profiles,
+            systems=systems,
             orders=orders,
             aliases=resolution.aliases,
             links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],
+            fields=self._profile_fields if self.config.segments.rules else None,
         )
+
+    def _order_columns(
+        self,
+        assignment: Mapping[str, str],
+        rows: Sequence[tuple[int, str]],
+        emails: Sequence[tuple[str, str]],
+        profiles: Sequence[str],
+        systems: Sequence[str],
+    ) -> OrderColumns:
+        """Every stored order as columns, attached to its profile: by the customer record it names,
+        else (guest orders) by an email address that belongs to exactly one profile and a person."""
+        position = {pid: i for i, pid in enumerate(profiles)}
+        system_index = {name: i for i, name in enumerate(systems)}
+        size = max((rowid for rowid, _ in rows), default=0) + 1
+        # Contact row number -> profile index and system index: orders then attach by array indexing.
+        row_profile = np.full(size, -1, dtype=np.int64)
+        row_system = np.full(size, -1, dtype=np.int64)
+        by_record: dict[str, int] = {}
+        for rowid, key in rows:
+            index = position[assignment[key]]
+            row_profile[rowid] = index
+            row_system[rowid] = system_index[key.split(":", 1)[0]]
+            by_record[key] = index
+        by_email: dict[str, int] = {}
+        for email_key, key in emails:
+            index = by_record[key]
+            by_email[email_key] = index if by_email.get(email_key, index) == index else -1  # ambiguous
+        settings = self.config.segments
+        parts: list[OrderColumns] = []
+        for chunk in self.store.order_arrays(settings.base_currency):
+            contact = chunk["contact"]
+            cents = np.rint(chunk["amount"] * 100.0).astype(np.int64)
+            profile = row_profile[contact]
+            parts.append(
+                OrderColumns(profile, row_system[contact], cents, chunk["created"], chunk["counts"] & (profile >= 0))
+            )
+        # The few others: orders in another currency, and orders of customers crmsync holds no
+        # record of (guests), which attach by email.
+        role_locals = self.rules.role_locals
+        rest: list[tuple[Any, ...]] = []
+        attached: list[int] = []
+        for rowid, email_key, amount, currency, created, counts, system in self.store.other_order_rows(
+            settings.base_currency
+        ):
+            if rowid is not None:
+                index = int(row_profile[rowid])
+            elif email_key and not is_role_address(email_key, role_locals):
+                index = by_email.get(email_key, -1)
+            else:
+                index = -1
+            rest.append((None, email_key, amount, currency, created, counts, system))
+            attached.append(index)
+        columns, unconverted = order_columns_from_rows(
+            rest, attached, system_index, settings.base_currency, settings.rates
+        )
+        parts.append(columns)
+        if unconverted:
+            log.warning("orders without an exchange rate left out", orders=unconverted, base=settings.base_currency)
+        return concat_order_columns(parts)
+
+    def _profile_fields(self, members: Mapping[str, Sequence[str]]) -> dict[str, dict[str, FieldChoice]]:
+        """Each profile's fields by survivorship: read only when a rule segment asks for them."""
+        identity = self.config.identity
+        by_key = {contact.key: contact for contact, _ in self.store.iter_contacts()}
+        return {
+            pid: survive([by_key[key] for key in keys if key in by_key], identity.source_priority)
+            for pid, keys in members.items()
+        }
 
     def _assess(self, resolved: Resolved, now: datetime) -> dict[str, tuple[Membership, dict[str, Any]]]:
         """Each profile's traits and segment membership, column-wise (sync/segmenting.py)."""
+        fields = resolved.fields(resolved.members) if resolved.fields is not None else None
         self._segments = assess_profiles(
-            self.config, self.store, resolved.members, resolved.orders, now, resolved.fields
+            self.config, self.store, resolved.profiles, resolved.members, resolved.systems, resolved.orders, now, fields
         )
         return self._segments.verdicts()
 

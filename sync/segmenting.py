@@ -16,9 +16,9 @@ import numpy as np
 import structlog
 
 from mapping.identity import FieldChoice
-from mapping.model import Membership, Order
+from mapping.model import Membership
 from mapping.segments import LIFECYCLE, QUADRANTS, Assessment, ProfileColumns, TierState, assess
-from mapping.traits import OFFLINE, ONLINE, TraitColumns, order_columns, trait_columns
+from mapping.traits import OFFLINE, ONLINE, OrderColumns, TraitColumns, trait_columns
 from sync.config import CrmsyncConfig
 from sync.state import StateStore
 
@@ -66,25 +66,22 @@ class SegmentRun:
 def assess_profiles(
     config: CrmsyncConfig,
     store: StateStore,
+    profiles: Sequence[str],
     members: Mapping[str, Sequence[str]],
-    orders: Mapping[str, Sequence[Order]],
+    systems: Sequence[str],
+    orders: OrderColumns,
     now: datetime,
     fields: Mapping[str, Mapping[str, FieldChoice]] | None = None,
 ) -> SegmentRun:
-    """Traits and segments of every profile. `members`: profile id -> record keys."""
+    """Traits and segments of every profile. `profiles` orders the columns; `orders.profile`
+    indexes it and `orders.system` indexes `systems`; `members`: profile id -> record keys."""
     settings = config.segments
-    profiles = sorted(members)
     index = {pid: i for i, pid in enumerate(profiles)}
-    systems = sorted({*config.systems, *(o.system for group in orders.values() for o in group)})
     channels = [
         ONLINE if (name in config.systems and config.systems[name].type in ONLINE_TYPES) else OFFLINE
         for name in systems
     ]
-    rows = [(index[pid], order) for pid, group in orders.items() if pid in index for order in group]
-    columns, unconverted = order_columns(rows, systems, settings.base_currency, settings.rates)
-    if unconverted:
-        log.warning("orders without an exchange rate left out", orders=unconverted, base=settings.base_currency)
-    traits = trait_columns(columns, len(profiles), now, channels)
+    traits = trait_columns(orders, len(profiles), now, channels)
     columns_for_rules = profile_columns(fields or {}, members, index, systems) if settings.rules else None
     assessment = assess(
         traits,
@@ -94,7 +91,7 @@ def assess_profiles(
         profiles=columns_for_rules,
         previous=previous_tiers(store, profiles, [t.name for t in settings.tiers]),
     )
-    return SegmentRun(profiles, systems, traits, assessment, assessment.memberships())
+    return SegmentRun(list(profiles), list(systems), traits, assessment, assessment.memberships())
 
 
 def previous_tiers(store: StateStore, profiles: Sequence[str], tier_names: Sequence[str]) -> TierState:

@@ -35,6 +35,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -73,7 +75,7 @@ from mapping.model import (
 )
 from mapping.normalize.email import email_match_key
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 metadata = MetaData()
 
@@ -98,6 +100,7 @@ contacts = Table(
     Column("email_key", String(320), index=True),
     Column("email_role", Boolean, nullable=False, default=False),
     Column("phone", String(64), index=True),
+    Column("given_name", String(255)),
     Column("phone_kind", String(16)),
     Column("details", Text, nullable=False, default="{}"),
     Column("updated_at", String(40)),
@@ -113,9 +116,11 @@ orders = Table(
     Column("order_id", String(255), primary_key=True),
     Column("customer_id", String(255)),
     Column("email", String(320)),
+    Column("email_key", String(320)),
     Column("amount", String(40), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("created_at", String(40), nullable=False),
+    Column("created_epoch", BigInteger, nullable=False),
     Column("counts", Boolean, nullable=False),
     Column("changed_seq", Integer, nullable=False),
     Index("ix_orders_customer", "system", "customer_id"),
@@ -778,6 +783,63 @@ class StateStore(SegmentStore):
                     counts=bool(row["counts"]),
                 )
 
+    def identity_rows(
+        self,
+    ) -> Iterator[tuple[int, str, str | None, bool, str | None, str | None, str, str | None]]:
+        """Per contact, what identity resolution reads, without building a Contact: row number,
+        key (`system:id`), email match key, role flag, E.164 phone, phone kind, links (JSON) and
+        given name. Streamed through the driver's own cursor: at a million rows the ORM-free path is
+        several times faster, and plain SQL reads the same on SQLite and PostgreSQL."""
+        sql = (
+            "SELECT rowid, system || ':' || record_id, email_key, email_role, phone, phone_kind, links, given_name "
+            "FROM contacts"
+        )
+        for chunk in self._raw_chunks(sql, 50_000):
+            for rowid, key, email_key, role, phone, kind, links, given in chunk:
+                yield rowid, key, email_key, bool(role), phone, kind, links, given
+
+    ORDER_DTYPE = np.dtype([("contact", "i8"), ("amount", "f8"), ("created", "i8"), ("counts", "?")])
+
+    def order_arrays(self, base_currency: str, chunk: int = 200_000) -> Iterator[npt.NDArray[Any]]:
+        """Orders that name a stored contact and are in the base currency (nearly all of them), as
+        structured arrays (contact row number, amount, created epoch, counts), filled by numpy
+        straight from the driver's rows: no Python object per order."""
+        sql = (
+            "SELECT c.rowid, CAST(o.amount AS REAL), o.created_epoch, o.counts FROM orders o "
+            "JOIN contacts c ON c.system = o.system AND c.record_id = o.customer_id "
+            f"WHERE o.currency IN ('', {self._literal(base_currency)})"
+        )
+        for rows in self._raw_chunks(sql, chunk):
+            yield np.fromiter(rows, dtype=self.ORDER_DTYPE, count=len(rows))
+
+    def other_order_rows(self, base_currency: str) -> Iterator[tuple[Any, ...]]:
+        """The rest: orders in another currency, and orders whose customer record crmsync does not
+        hold (guests): contact row number or None, email match key, amount, currency, created
+        epoch, counts, system."""
+        sql = (
+            "SELECT c.rowid, o.email_key, CAST(o.amount AS REAL), o.currency, o.created_epoch, o.counts, o.system "
+            "FROM orders o LEFT JOIN contacts c ON c.system = o.system AND c.record_id = o.customer_id "
+            f"WHERE c.rowid IS NULL OR o.currency NOT IN ('', {self._literal(base_currency)})"
+        )
+        for rows in self._raw_chunks(sql, 50_000):
+            yield from rows
+
+    @staticmethod
+    def _literal(code: str) -> str:
+        if not code.isalpha() or len(code) != 3:
+            raise ValueError(f"not a currency code: {code!r}")
+        return f"'{code}'"
+
+    def _raw_chunks(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        with self.engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql)
+                while rows := cursor.fetchmany(size):
+                    yield rows
+            finally:
+                cursor.close()
+
     def previous_assignment(self) -> tuple[dict[str, str], dict[str, int]]:
         """Record key -> profile id, and profile id -> creation sequence (its age)."""
         with self.engine.connect() as conn:
@@ -1078,6 +1140,7 @@ def _mapped_row(result: Contact | Order, run_seq: int) -> dict[str, Any]:
             "email_key": email_match_key(result.email) if result.email else None,
             "email_role": result.email_role,
             "phone": result.phone,
+            "given_name": result.given_name or (result.initials[0] if result.initials else None),
             "phone_kind": result.phone_kind,
             "details": json.dumps(details, ensure_ascii=False),
             "updated_at": result.updated_at.isoformat() if result.updated_at else None,
@@ -1090,9 +1153,11 @@ def _mapped_row(result: Contact | Order, run_seq: int) -> dict[str, Any]:
         "order_id": result.id,
         "customer_id": result.customer_id,
         "email": result.email,
+        "email_key": email_match_key(result.email) if result.email else None,
         "amount": str(result.amount),
         "currency": result.currency,
         "created_at": result.created_at.isoformat(),
+        "created_epoch": int(result.created_at.timestamp()),
         "counts": result.counts,
         "changed_seq": run_seq,
     }

@@ -18,9 +18,8 @@ from connectors.errors import ApiError, AuthError
 from connectors.sandbox.people import people
 from connectors.shopify.client import ShopifyConnector, ShopifySettings
 from mapping.fieldmaps import map_contact, map_order
-from mapping.identity import resolve
+from mapping.identity import identifiers, resolve
 from mapping.model import Contact, Kind, Membership, Order, RemoteState, WriteBack
-from sync.pipeline import identifiers
 from sync.planner import diff
 from tests.contract.test_afas_sandbox import invoices, persons
 from tests.kit import Sandboxes, json_out, make_connector, run_crmsync

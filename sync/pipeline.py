@@ -7,12 +7,14 @@ write batches, so what was confirmed is always recorded before crmsync exits.
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -201,6 +203,21 @@ class _Stopwatch:
         self.mark = now
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while the compute builds millions of small tuples and
+    strings: none of them form cycles, yet each full collection walks all of them (over a quarter
+    of the compute's time at a million contacts). One collection afterwards frees what is left."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
+
+
 def _split_key(key: str) -> tuple[str, str]:
     system, _, record_id = key.partition(":")
     return system, record_id
@@ -352,6 +369,16 @@ class Cycle:
     ) -> dict[str, dict[str, RemoteState]]:
         """Profiles and their verdicts; returns the desired owned state per system and record.
         `timings` (for bench/pipeline.py) receives the seconds each step took."""
+        with _collector_paused():
+            return self._compute_profiles(connectors, report, run, timings)
+
+    def _compute_profiles(
+        self,
+        connectors: Mapping[str, Connector],
+        report: CycleReport,
+        run: RunHandle,
+        timings: dict[str, float] | None,
+    ) -> dict[str, dict[str, RemoteState]]:
         steps = timings if timings is not None else {}
         clock = _Stopwatch(steps)
         now = self.clock()
@@ -376,13 +403,19 @@ class Cycle:
             merged=sum(1 for keys in resolved.members.values() if len(keys) > 1),
         )
         desired: dict[str, dict[str, RemoteState]] = defaultdict(dict)
+        # One state object per (system, membership): few distinct ones exist, and the planner
+        # compares each distinct pair of objects once.
+        states: dict[tuple[str, Membership], RemoteState] = {}
         for profile, keys in resolved.members.items():
             verdict = verdicts[profile][0]
             for key in keys:
                 system, record_id = _split_key(key)
                 connector = connectors.get(system)
                 if connector is not None:
-                    desired[system][record_id] = connector.desired_state(verdict)
+                    state = states.get((system, verdict))
+                    if state is None:
+                        state = states[(system, verdict)] = connector.desired_state(verdict)
+                    desired[system][record_id] = state
         clock.lap("desired state")
         return desired
 
@@ -466,13 +499,20 @@ class Cycle:
             by_email[email_key] = index if by_email.get(email_key, index) == index else -1  # ambiguous
         settings = self.config.segments
         parts: list[OrderColumns] = []
+        others = 0
         for chunk in self.store.order_arrays(settings.base_currency):
+            plain = chunk["plain"]
+            if not plain.all():
+                others += int((~plain).sum())
+                chunk = chunk[plain]
             contact = chunk["contact"]
             cents = np.rint(chunk["amount"] * 100.0).astype(np.int64)
             profile = row_profile[contact]
             parts.append(
                 OrderColumns(profile, row_system[contact], cents, chunk["created"], chunk["counts"] & (profile >= 0))
             )
+        if not others:
+            return concat_order_columns(parts)
         # The few others: orders in another currency, and orders of customers crmsync holds no
         # record of (guests), which attach by email.
         role_locals = self.rules.role_locals
@@ -506,7 +546,7 @@ class Cycle:
             for pid, keys in members.items()
         }
 
-    def _assess(self, resolved: Resolved, now: datetime) -> dict[str, tuple[Membership, dict[str, Any]]]:
+    def _assess(self, resolved: Resolved, now: datetime) -> dict[str, tuple[Membership, str]]:
         """Each profile's traits and segment membership, column-wise (sync/segmenting.py)."""
         fields = resolved.fields(resolved.members) if resolved.fields is not None else None
         self._segments = assess_profiles(
@@ -516,6 +556,12 @@ class Cycle:
 
     # ----- plan and apply ---------------------------------------------------------------------------
     def _plan(
+        self, connectors: Mapping[str, Connector], report: CycleReport, desired: Mapping[str, Mapping[str, RemoteState]]
+    ) -> None:
+        with _collector_paused():
+            self._plan_systems(connectors, report, desired)
+
+    def _plan_systems(
         self, connectors: Mapping[str, Connector], report: CycleReport, desired: Mapping[str, Mapping[str, RemoteState]]
     ) -> None:
         for name, connector in connectors.items():

@@ -3,6 +3,7 @@ remote record to the verdict, never touching a tag or field crmsync does not own
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from mapping.model import RemoteState, WriteBack
@@ -22,10 +23,22 @@ def diff(system: str, record_id: str, desired: RemoteState, current: RemoteState
 
 
 def plan_system(system: str, desired: Mapping[str, RemoteState], current: Mapping[str, RemoteState]) -> list[WriteBack]:
-    """One WriteBack per record whose known state differs from its desired state."""
+    """One WriteBack per record whose known state differs from its desired state.
+
+    A million records share a few dozen distinct states (one per combination of segments), and
+    callers hand the same state object to every record that holds it; so each distinct pair of
+    objects is compared once."""
+    absent = RemoteState()
+    compared: dict[tuple[int, int], WriteBack | None] = {}
     changes = []
     for record_id in sorted(desired):
-        change = diff(system, record_id, desired[record_id], current.get(record_id, RemoteState()))
-        if change is not None:
-            changes.append(change)
+        want = desired[record_id]
+        have = current.get(record_id, absent)
+        pair = (id(want), id(have))
+        if pair in compared:
+            template = compared[pair]
+        else:
+            template = compared[pair] = diff(system, "", want, have)
+        if template is not None:
+            changes.append(dataclasses.replace(template, record_id=record_id))
     return changes

@@ -7,12 +7,14 @@ resolution and the state store, and turns their columns back into per-profile ve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import structlog
 
 from mapping.identity import FieldChoice
@@ -39,8 +41,9 @@ class SegmentRun:
     assessment: Assessment
     memberships: list[Membership]
 
-    def verdicts(self) -> dict[str, tuple[Membership, dict[str, Any]]]:
-        docs = trait_documents(self.traits, self.assessment, self.systems)
+    def verdicts(self) -> dict[str, tuple[Membership, str]]:
+        """Profile id -> (membership, traits as JSON)."""
+        docs = trait_json(self.traits, self.assessment, self.systems)
         return {pid: (m, doc) for pid, m, doc in zip(self.profiles, self.memberships, docs, strict=True)}
 
     def snapshot(self) -> list[tuple[str, int, int]]:
@@ -152,78 +155,67 @@ def _profile_value(chosen: Mapping[str, FieldChoice], name: str) -> str:
     return value(name)
 
 
-def trait_documents(traits: TraitColumns, assessment: Assessment, systems: Sequence[str]) -> list[dict[str, Any]]:
-    """Each profile's traits as stored in `profiles.traits` and shown by `explain`."""
+def trait_json(traits: TraitColumns, assessment: Assessment, systems: Sequence[str]) -> list[str]:
+    """Each profile's traits as the JSON stored in `profiles.traits` and shown by `explain`.
 
-    def money(cents: int) -> str:
-        return f"{cents / 100:.2f}"
+    Built column-wise (numpy formats the numbers and dates of all profiles at once) and joined per
+    profile: a million dicts through json.dumps would cost more than the whole assessment."""
+    size = traits.size
+    if not size:
+        return []
 
-    def stamp(value: float) -> str | None:
-        return None if value != value else datetime.fromtimestamp(value, UTC).isoformat()
+    def money(cents: npt.NDArray[Any]) -> list[str]:
+        return np.strings.mod('"%.2f"', cents.astype(np.float64) / 100.0).tolist()  # type: ignore[no-any-return]
 
-    def whole(value: float) -> int | None:
-        return None if value != value else int(value)
+    def stamp(seconds: npt.NDArray[Any]) -> list[str]:
+        known = ~np.isnan(seconds)
+        text = np.full(size, "null", dtype=object)
+        if known.any():
+            moments = seconds[known].astype("datetime64[s]")
+            text[known] = ['"' + t + '+00:00"' for t in np.datetime_as_string(moments, unit="s").tolist()]
+        return text.tolist()
 
+    def whole(values: npt.NDArray[Any]) -> list[str]:
+        text = np.full(size, "null", dtype=object)
+        known = ~np.isnan(values)
+        text[known] = values[known].astype(np.int64).astype(str)
+        return text.tolist()
+
+    has = traits.order_count > 0
+    revenue, spend, aov = money(traits.revenue_cents), money(traits.spend_12m_cents), money(traits.aov_cents)
+    first, last = stamp(traits.first_order), stamp(traits.last_order)
+    since, tenure = whole(traits.days_since_last_order), whole(traits.tenure_days)
+    system_sets: dict[int, str] = {}
+    names = [json.dumps(name) for name in systems]
     out = []
-    columns = zip(
-        traits.order_count.tolist(),
-        traits.revenue_cents.tolist(),
-        traits.spend_12m_cents.tolist(),
-        traits.orders_12m.tolist(),
-        traits.aov_cents.tolist(),
-        traits.first_order.tolist(),
-        traits.last_order.tolist(),
-        traits.days_since_last_order.tolist(),
-        traits.tenure_days.tolist(),
-        traits.online_orders.tolist(),
-        traits.offline_orders.tolist(),
-        traits.order_systems.tolist(),
-        traits.last_order_system.tolist(),
-        traits.r.tolist(),
-        traits.f.tolist(),
-        traits.m.tolist(),
-        assessment.quadrant.tolist(),
-        assessment.lifecycle.tolist(),
-        strict=True,
-    )
-    for (
-        count,
-        revenue,
-        spend,
-        orders_12m,
-        aov,
-        first,
-        last,
-        since,
-        tenure,
-        online,
-        offline,
-        bits,
-        last_sys,
-        r,
-        f,
-        m,
-        q,
-        lc,
-    ) in columns:
+    for i, (count, orders_12m, online, offline, bits, last_sys, r, f, m, q, lc) in enumerate(
+        zip(
+            traits.order_count.tolist(),
+            traits.orders_12m.tolist(),
+            traits.online_orders.tolist(),
+            traits.offline_orders.tolist(),
+            traits.order_systems.tolist(),
+            traits.last_order_system.tolist(),
+            traits.r.tolist(),
+            traits.f.tolist(),
+            traits.m.tolist(),
+            assessment.quadrant.tolist(),
+            assessment.lifecycle.tolist(),
+            strict=True,
+        )
+    ):
+        order_systems = system_sets.get(bits)
+        if order_systems is None:
+            order_systems = system_sets[bits] = "[" + ", ".join(n for j, n in enumerate(names) if bits >> j & 1) + "]"
         out.append(
-            {
-                "order_count": count,
-                "revenue": money(revenue),
-                "spend_12m": money(spend),
-                "orders_12m": orders_12m,
-                "average_order_value": money(aov) if count else None,
-                "first_order": stamp(first),
-                "last_order": stamp(last),
-                "days_since_last_order": whole(since),
-                "tenure_days": whole(tenure),
-                "channels": {"online": online, "offline": offline},
-                "order_systems": [name for i, name in enumerate(systems) if bits >> i & 1],
-                "last_order_system": systems[last_sys] if last_sys >= 0 else None,
-                "rfm": {"r": r, "f": f, "m": m} if count else None,
-                "quadrant": QUADRANTS[q],
-                "lifecycle": LIFECYCLE[lc],
-            }
+            f'{{"order_count": {count}, "revenue": {revenue[i]}, "spend_12m": {spend[i]}, '
+            f'"orders_12m": {orders_12m}, "average_order_value": {aov[i] if has[i] else "null"}, '
+            f'"first_order": {first[i]}, "last_order": {last[i]}, "days_since_last_order": {since[i]}, '
+            f'"tenure_days": {tenure[i]}, "channels": {{"online": {online}, "offline": {offline}}}, '
+            f'"order_systems": {order_systems}, '
+            f'"last_order_system": {names[last_sys] if last_sys >= 0 else "null"}, '
+            f'"rfm": {f"""{{"r": {r}, "f": {f}, "m": {m}}}""" if count else "null"}, '
+            f'"quadrant": "{QUADRANTS[q]}", "lifecycle": "{LIFECYCLE[lc]}"}}'
         )
     return out
 

@@ -24,7 +24,9 @@ Every change carries the sequence number of the run that made it; comparing a ra
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import threading
 import uuid
@@ -49,7 +51,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     create_engine,
     delete,
     event,
@@ -273,6 +274,49 @@ def canonical_json(payload: Any) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+@functools.lru_cache(maxsize=4096)
+def segment_list_json(segments: frozenset[str]) -> str:
+    """A profile's segments as stored: a sorted JSON list. Few distinct sets exist, so cached."""
+    return json.dumps(sorted(segments))
+
+
+def _placeholder(conn: Connection) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _raw_rows(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Rows through the driver's own cursor, inside `conn`'s transaction. `?` marks parameters."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql.replace("?", _placeholder(conn)), tuple(params))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _raw_many(conn: Connection, sql: str, rows: Iterable[Sequence[Any]], chunk: int = 20_000) -> int:
+    """executemany through the driver's cursor, in chunks, inside `conn`'s transaction.
+
+    The bulk writes of a cycle (a row per profile, per member, per segment entry) go this way: at a
+    million profiles, building a dict per row for SQLAlchemy costs more than the database's work."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    statement = sql.replace("?", _placeholder(conn))
+    written = 0
+    try:
+        iterator = iter(rows)
+        while batch := list(itertools.islice(iterator, chunk)):
+            cursor.executemany(statement, batch)
+            written += len(batch)
+    finally:
+        cursor.close()
+    return written
+
+
+def _insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    marks = ", ".join("?" for _ in columns)
+    return _raw_many(conn, f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -358,63 +402,51 @@ class SegmentStore:
         revenue (`snapshot`: segment, size, revenue in cents) and the tiers held now."""
         stamp = now.isoformat()
         with self._writing() as conn:
-            open_now = set(
-                conn.execute(
-                    select(segment_history.c.profile_id, segment_history.c.segment).where(
-                        segment_history.c.exited_seq.is_(None)
-                    )
-                ).all()
+            open_now: set[tuple[str, str]] = set(
+                _raw_rows(conn, "SELECT profile_id, segment FROM segment_history WHERE exited_seq IS NULL")
             )
             wanted = {(pid, seg) for pid, segs in members.items() for seg in segs}
-            ended = sorted(open_now - wanted)
-            started = sorted(wanted - open_now)
-            close = (
-                update(segment_history)
-                .where(
-                    segment_history.c.profile_id == bindparam("pid"),
-                    segment_history.c.segment == bindparam("seg"),
-                    segment_history.c.exited_seq.is_(None),
-                )
-                .values(exited_seq=run_seq, exited_at=stamp)
+            ended = open_now - wanted
+            started = wanted - open_now
+            del open_now, wanted
+            _raw_many(
+                conn,
+                "UPDATE segment_history SET exited_seq = ?, exited_at = ? "
+                "WHERE profile_id = ? AND segment = ? AND exited_seq IS NULL",
+                ((run_seq, stamp, pid, seg) for pid, seg in ended),
             )
-            for start in range(0, len(ended), 5000):
-                conn.execute(close, [{"pid": p, "seg": g} for p, g in ended[start : start + 5000]])
-            rows = [{"profile_id": p, "segment": g, "entered_seq": run_seq, "entered_at": stamp} for p, g in started]
-            for start in range(0, len(rows), 5000):
-                conn.execute(insert(segment_history), rows[start : start + 5000])
+            _insert_rows(
+                conn,
+                segment_history,
+                ("profile_id", "segment", "entered_seq", "entered_at"),
+                ((pid, seg, run_seq, stamp) for pid, seg in started),
+            )
             conn.execute(delete(segment_runs).where(segment_runs.c.seq == run_seq))
-            snapshot_rows = [
-                {
-                    "seq": run_seq,
-                    "segment": segment,
-                    "at": stamp,
-                    "size": size,
-                    "revenue_cents": revenue,
-                    "profiles": totals[0],
-                    "total_revenue_cents": totals[1],
-                }
-                for segment, size, revenue in snapshot
-            ]
-            if snapshot_rows:
-                conn.execute(insert(segment_runs), snapshot_rows)
+            _insert_rows(
+                conn,
+                segment_runs,
+                ("seq", "segment", "at", "size", "revenue_cents", "profiles", "total_revenue_cents"),
+                ((run_seq, segment, stamp, size, revenue, totals[0], totals[1]) for segment, size, revenue in snapshot),
+            )
             previous = {
                 pid: (tier, int(since))
-                for pid, tier, since in conn.execute(
-                    select(profile_tiers.c.profile_id, profile_tiers.c.tier, profile_tiers.c.since_seq)
-                ).all()
+                for pid, tier, since in _raw_rows(conn, "SELECT profile_id, tier, since_seq FROM profile_tiers")
             }
             conn.execute(delete(profile_tiers))
-            tier_rows = [
-                {
-                    "profile_id": pid,
-                    "tier": tier,
-                    "qualified_at": at.isoformat(),
-                    "since_seq": previous[pid][1] if previous.get(pid, ("", 0))[0] == tier else run_seq,
-                }
-                for pid, (tier, at) in sorted(tiers.items())
-            ]
-            for start in range(0, len(tier_rows), 5000):
-                conn.execute(insert(profile_tiers), tier_rows[start : start + 5000])
+            _insert_rows(
+                conn,
+                profile_tiers,
+                ("profile_id", "tier", "qualified_at", "since_seq"),
+                (
+                    (
+                        pid,
+                        tier,
+                        at.isoformat(),
+                        previous[pid][1] if previous.get(pid, ("", 0))[0] == tier else run_seq,
+                    )
+                    for pid, (tier, at) in tiers.items()
+                ),
+            )
 
     # ----- what the report reads -------------------------------------------------------------------
     def segment_snapshots(self) -> list[SegmentSnapshot]:
@@ -798,16 +830,17 @@ class StateStore(SegmentStore):
             for rowid, key, email_key, role, phone, kind, links, given in chunk:
                 yield rowid, key, email_key, bool(role), phone, kind, links, given
 
-    ORDER_DTYPE = np.dtype([("contact", "i8"), ("amount", "f8"), ("created", "i8"), ("counts", "?")])
+    ORDER_DTYPE = np.dtype([("contact", "i8"), ("amount", "f8"), ("created", "i8"), ("counts", "?"), ("plain", "?")])
 
     def order_arrays(self, base_currency: str, chunk: int = 200_000) -> Iterator[npt.NDArray[Any]]:
-        """Orders that name a stored contact and are in the base currency (nearly all of them), as
-        structured arrays (contact row number, amount, created epoch, counts), filled by numpy
-        straight from the driver's rows: no Python object per order."""
+        """Every order as structured arrays (contact row number or -1, amount, created epoch,
+        counts, plain), filled by numpy straight from the driver's rows: no Python object per order.
+        `plain` marks the orders these columns describe completely: they name a stored contact and
+        are in the base currency (nearly all). The rest need `other_order_rows`."""
         sql = (
-            "SELECT c.rowid, CAST(o.amount AS REAL), o.created_epoch, o.counts FROM orders o "
-            "JOIN contacts c ON c.system = o.system AND c.record_id = o.customer_id "
-            f"WHERE o.currency IN ('', {self._literal(base_currency)})"
+            "SELECT COALESCE(c.rowid, -1), CAST(o.amount AS REAL), o.created_epoch, o.counts, "
+            f"c.rowid IS NOT NULL AND o.currency IN ('', {self._literal(base_currency)}) FROM orders o "
+            "LEFT JOIN contacts c ON c.system = o.system AND c.record_id = o.customer_id"
         )
         for rows in self._raw_chunks(sql, chunk):
             yield np.fromiter(rows, dtype=self.ORDER_DTYPE, count=len(rows))
@@ -855,41 +888,41 @@ class StateStore(SegmentStore):
     def save_profiles(
         self,
         members: Mapping[str, Sequence[tuple[str, str]]],
-        verdicts: Mapping[str, tuple[Membership, Mapping[str, Any]]],
+        verdicts: Mapping[str, tuple[Membership, str | Mapping[str, Any]]],
         aliases: Mapping[str, str],
         run_seq: int,
         links: Sequence[tuple[str, str, str, str]] = (),
     ) -> None:
         """Replace the resolution: members per profile, which identifier joined which records,
-        each profile's verdict and traits."""
+        each profile's verdict and traits (a JSON string as `trait_json` builds it, or a mapping)."""
         with self._writing() as conn:
             conn.execute(delete(identity_links))
-            link_rows = [{"a": a, "b": b, "kind": kind, "value": value} for a, b, kind, value in links]
-            for start in range(0, len(link_rows), 5000):
-                conn.execute(insert(identity_links), link_rows[start : start + 5000])
-            ages = dict(conn.execute(select(profiles.c.profile_id, profiles.c.created_seq)).all())
+            _insert_rows(conn, identity_links, ("a", "b", "kind", "value"), links)
+            ages = dict(_raw_rows(conn, "SELECT profile_id, created_seq FROM profiles"))
             conn.execute(delete(profile_members))
-            member_rows = [
-                {"system": system, "record_id": rid, "profile_id": pid}
-                for pid, keys in members.items()
-                for system, rid in keys
-            ]
-            for start in range(0, len(member_rows), 5000):
-                conn.execute(insert(profile_members), member_rows[start : start + 5000])
+            _insert_rows(
+                conn,
+                profile_members,
+                ("system", "record_id", "profile_id"),
+                ((system, rid, pid) for pid, keys in members.items() for system, rid in keys),
+            )
             conn.execute(delete(profiles))
-            profile_rows = [
-                {
-                    "profile_id": pid,
-                    "created_seq": ages.get(pid, run_seq),
-                    "segments": json.dumps(sorted(verdict.segments)),
-                    "tier": verdict.tier,
-                    "traits": json.dumps(traits, default=str),
-                    "updated_seq": run_seq,
-                }
-                for pid, (verdict, traits) in verdicts.items()
-            ]
-            for start in range(0, len(profile_rows), 5000):
-                conn.execute(insert(profiles), profile_rows[start : start + 5000])
+            _insert_rows(
+                conn,
+                profiles,
+                ("profile_id", "created_seq", "segments", "tier", "traits", "updated_seq"),
+                (
+                    (
+                        pid,
+                        ages.get(pid, run_seq),
+                        segment_list_json(verdict.segments),
+                        verdict.tier,
+                        traits if isinstance(traits, str) else json.dumps(traits, default=str),
+                        run_seq,
+                    )
+                    for pid, (verdict, traits) in verdicts.items()
+                ),
+            )
             if aliases:
                 self._upsert(
                     conn,
@@ -1008,21 +1041,29 @@ class StateStore(SegmentStore):
 
     # ----- plan and apply --------------------------------------------------------------------------
     def known_states(self, system: str) -> dict[str, KnownState]:
+        """Per record of `system`: its owned state as last read and as last pushed. Records that
+        hold the same state share one RemoteState object (the planner relies on it for speed)."""
+        parsed: dict[str, RemoteState] = {}
+
+        def state(text: str) -> RemoteState:
+            found = parsed.get(text)
+            if found is None:
+                found = parsed[text] = RemoteState.from_json(json.loads(text))
+            return found
+
+        sql = (
+            "SELECT c.record_id, c.owned, c.changed_seq, p.state, p.pushed_seq FROM contacts c "
+            "LEFT JOIN pushed p ON p.system = c.system AND p.record_id = c.record_id WHERE c.system = ?"
+        )
+        out = {}
         with self.engine.connect() as conn:
-            ledger = {
-                rid: (RemoteState.from_json(json.loads(state)), int(seq))
-                for rid, state, seq in conn.execute(
-                    select(pushed.c.record_id, pushed.c.state, pushed.c.pushed_seq).where(pushed.c.system == system)
-                ).all()
-            }
-            out = {}
-            for rid, owned, seq in conn.execute(
-                select(contacts.c.record_id, contacts.c.owned, contacts.c.changed_seq).where(
-                    contacts.c.system == system
+            for rid, owned, seq, pushed_state, pushed_seq in _raw_rows(conn, sql, (system,)):
+                out[rid] = KnownState(
+                    state(owned),
+                    int(seq),
+                    None if pushed_state is None else state(pushed_state),
+                    -1 if pushed_seq is None else int(pushed_seq),
                 )
-            ).all():
-                pushed_state, pushed_seq = ledger.get(rid, (None, -1))
-                out[rid] = KnownState(RemoteState.from_json(json.loads(owned)), int(seq), pushed_state, pushed_seq)
         return out
 
     def record_results(

@@ -27,7 +27,7 @@ from mapping.segments import (
     quadrant_codes,
 )
 from mapping.traits import order_columns, trait_columns
-from sync.segmenting import trait_documents
+from sync.segmenting import trait_json
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -193,7 +193,7 @@ def verdict_bytes(orders: list[tuple[str, Order]], profiles: list[str]) -> bytes
     cols, _ = order_columns(rows, SYSTEMS, "EUR", DETERMINISM_SETTINGS.rates)
     t = trait_columns(cols, len(ordered), NOW, ["offline", "online"])
     result = assess(t, DETERMINISM_SETTINGS, NOW, systems=SYSTEMS)
-    docs = trait_documents(t, result, SYSTEMS)
+    docs = [json.loads(doc) for doc in trait_json(t, result, SYSTEMS)]
     out = {
         pid: {"segments": sorted(m.segments), "tier": m.tier, "traits": doc}
         for pid, m, doc in zip(ordered, result.memberships(), docs, strict=True)

@@ -7,6 +7,7 @@ for the whole customer base at once, column-wise.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -201,6 +202,10 @@ class TraitColumns:
     @property
     def has_orders(self) -> BOOL:
         return self.order_count > 0
+
+    def rows(self, which: slice) -> TraitColumns:
+        """The same columns for the profiles in `which` (views, no copies)."""
+        return TraitColumns(**{f.name: getattr(self, f.name)[which] for f in dataclasses.fields(self)})
 
 
 def trait_columns(orders: OrderColumns, profiles: int, now: datetime, channels: Sequence[str] = ()) -> TraitColumns:

@@ -7,19 +7,21 @@ write batches, so what was confirmed is always recorded before crmsync exits.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import structlog
 
 from connectors.base import Connector
@@ -30,7 +32,7 @@ from mapping.fieldmaps import FieldAbsence, MappingRules, map_contact, map_order
 from mapping.identity import FieldChoice, resolve, row_identifiers, survive
 from mapping.model import Contact, Kind, Membership, Order, Rejection, RemoteState, SourceRecord, WriteBack
 from mapping.normalize.email import is_role_address
-from mapping.traits import OrderColumns, concat_order_columns, order_columns_from_rows
+from mapping.traits import OrderColumns, concat_order_columns, empty_order_columns, order_columns_from_rows
 from sync.config import LoadedConfig
 from sync.planner import plan_system
 from sync.segmenting import SegmentRun, assess_profiles, record_run
@@ -186,6 +188,7 @@ class Resolved:
     orders: OrderColumns  # every order, with the index of its profile (-1: no profile)
     aliases: dict[str, str]
     links: list[tuple[str, str, str, str]]  # record key a, record key b, identifier kind, value
+    previous: dict[str, str]  # record key -> the profile id it had before this cycle
     # Profile fields by survivorship, computed on demand (only rule segments read them).
     fields: Callable[[Mapping[str, Sequence[str]]], dict[str, dict[str, FieldChoice]]] | None = None
 
@@ -207,7 +210,9 @@ class _Stopwatch:
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while the compute builds millions of small tuples and
     strings: none of them form cycles, yet each full collection walks all of them (over a quarter
-    of the compute's time at a million contacts). One collection afterwards frees what is left."""
+    of the compute's time at a million contacts). One collection afterwards frees what is left,
+    and the freed heap goes back to the system: a daemon idles between cycles at its resting size,
+    not at the size of its last compute."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -216,6 +221,13 @@ def _collector_paused() -> Iterator[None]:
         if was_enabled:
             gc.enable()
         gc.collect()
+        return_freed_memory()
+
+
+def return_freed_memory() -> None:
+    """glibc keeps freed heap pages for reuse; malloc_trim hands them back. Elsewhere a no-op."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _split_key(key: str) -> tuple[str, str]:
@@ -241,7 +253,6 @@ class Cycle:
         self.progress = progress
         identity = self.config.identity
         self.rules = MappingRules(default_country=identity.default_country, role_locals=identity.role_locals())
-        self._segments: SegmentRun | None = None
 
     def run(self, command: str, *, dry_run: bool = False, full: Iterable[str] = ()) -> CycleReport:
         """`full`: systems to read from the start (backfill) instead of from their cursors."""
@@ -255,8 +266,8 @@ class Cycle:
             self._remap_if_needed(connectors, run)
             self._extract(connectors, report, run, full_systems)
             if not self.stop_event.is_set():
-                desired = self._compute(connectors, report, run)
-                self._plan(connectors, report, desired)
+                # The desired state (a million entries at scale) goes once the plan holds the changes.
+                self._plan(connectors, report, self._compute(connectors, report, run))
                 if not dry_run and not self.stop_event.is_set():
                     self._apply(connectors, report, run)
         finally:
@@ -275,6 +286,7 @@ class Cycle:
             )
         status = "interrupted" if report.interrupted else ("failed" if report.exit_code() == 3 else "ok")
         self.store.finish_run(run, status, report.to_json(), report.finished_at)
+        return_freed_memory()
         return report
 
     # ----- map again after an upgrade ----------------------------------------------------------
@@ -383,18 +395,15 @@ class Cycle:
         clock = _Stopwatch(steps)
         now = self.clock()
         resolved = self._resolve(clock)
-        verdicts = self._assess(resolved, now)
+        segments = self._assess(resolved, now)
+        resolved.orders = empty_order_columns()  # the traits hold what the cycle needs of them
         clock.lap("assess")
-        self.store.save_profiles(
-            {pid: [_split_key(key) for key in keys] for pid, keys in resolved.members.items()},
-            verdicts,
-            resolved.aliases,
-            run.seq,
-            resolved.links,
+        changes = self.store.save_profiles(
+            resolved.members, segments.verdicts(), resolved.aliases, run.seq, resolved.links, resolved.previous
         )
         clock.lap("save profiles")
-        if not report.dry_run and self._segments is not None:
-            record_run(self.store, run.seq, now, self._segments)  # history, sizes, held tiers
+        if not report.dry_run:
+            record_run(self.store, run.seq, now, segments, changes)  # history, sizes, held tiers
         clock.lap("segment history")
         report.profiles = len(resolved.members)
         log.info(
@@ -406,9 +415,8 @@ class Cycle:
         # One state object per (system, membership): few distinct ones exist, and the planner
         # compares each distinct pair of objects once.
         states: dict[tuple[str, Membership], RemoteState] = {}
-        for profile, keys in resolved.members.items():
-            verdict = verdicts[profile][0]
-            for key in keys:
+        for profile, verdict in zip(segments.profiles, segments.memberships, strict=True):
+            for key in resolved.members[profile]:
                 system, record_id = _split_key(key)
                 connector = connectors.get(system)
                 if connector is not None:
@@ -425,6 +433,13 @@ class Cycle:
         Works on stored columns, never one object per contact or order: a merchant with a million
         customers and five million orders must not become six million Python objects."""
         clock = clock or _Stopwatch({})
+        # The orders are read on a thread while identity resolution runs: SQLite releases the GIL
+        # for its own work (the join of every order to its contact), which then costs no wall time.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="orders") as pool:
+            prefetch = pool.submit(lambda: list(self.store.order_arrays(self.config.segments.base_currency)))
+            return self._resolve_with(clock, prefetch)
+
+    def _resolve_with(self, clock: _Stopwatch, prefetch: Future[list[npt.NDArray[Any]]]) -> Resolved:
         identity = self.config.identity
         identified: list[tuple[str, list[tuple[str, str]]]] = []
         names: dict[str, str] = {}
@@ -459,7 +474,7 @@ class Cycle:
         members = resolution.members()
         profiles = sorted(members)
         systems = sorted({*self.config.systems, *(key.split(":", 1)[0] for _, key in rows)})
-        orders = self._order_columns(resolution.assignment, rows, emails, profiles, systems)
+        orders = self._order_columns(prefetch.result(), resolution.assignment, rows, emails, profiles, systems)
         clock.lap("read orders")
         return Resolved(
             members=members,
@@ -468,11 +483,13 @@ class Cycle:
             orders=orders,
             aliases=resolution.aliases,
             links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],
+            previous=previous,
             fields=self._profile_fields if self.config.segments.rules else None,
         )
 
     def _order_columns(
         self,
+        chunks: Iterable[npt.NDArray[Any]],
         assignment: Mapping[str, str],
         rows: Sequence[tuple[int, str]],
         emails: Sequence[tuple[str, str]],
@@ -500,7 +517,7 @@ class Cycle:
         settings = self.config.segments
         parts: list[OrderColumns] = []
         others = 0
-        for chunk in self.store.order_arrays(settings.base_currency):
+        for chunk in chunks:
             plain = chunk["plain"]
             if not plain.all():
                 others += int((~plain).sum())
@@ -546,13 +563,12 @@ class Cycle:
             for pid, keys in members.items()
         }
 
-    def _assess(self, resolved: Resolved, now: datetime) -> dict[str, tuple[Membership, str]]:
+    def _assess(self, resolved: Resolved, now: datetime) -> SegmentRun:
         """Each profile's traits and segment membership, column-wise (sync/segmenting.py)."""
         fields = resolved.fields(resolved.members) if resolved.fields is not None else None
-        self._segments = assess_profiles(
+        return assess_profiles(
             self.config, self.store, resolved.profiles, resolved.members, resolved.systems, resolved.orders, now, fields
         )
-        return self._segments.verdicts()
 
     # ----- plan and apply ---------------------------------------------------------------------------
     def _plan(

@@ -8,7 +8,7 @@ resolution and the state store, and turns their columns back into per-profile ve
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,7 @@ from mapping.model import Membership
 from mapping.segments import LIFECYCLE, QUADRANTS, Assessment, ProfileColumns, TierState, assess
 from mapping.traits import OFFLINE, ONLINE, OrderColumns, TraitColumns, trait_columns
 from sync.config import CrmsyncConfig
-from sync.state import StateStore
+from sync.state import SegmentChanges, StateStore
 
 log = structlog.get_logger("crmsync.segments")
 
@@ -41,10 +41,13 @@ class SegmentRun:
     assessment: Assessment
     memberships: list[Membership]
 
-    def verdicts(self) -> dict[str, tuple[Membership, str]]:
-        """Profile id -> (membership, traits as JSON)."""
-        docs = trait_json(self.traits, self.assessment, self.systems)
-        return {pid: (m, doc) for pid, m, doc in zip(self.profiles, self.memberships, docs, strict=True)}
+    def verdicts(self, chunk: int = 20_000) -> Iterator[tuple[str, Membership, str]]:
+        """(profile id, membership, traits as JSON) in profile order. The JSON is built a chunk at
+        a time as the caller stores it: a million documents held at once would be ~400 MB."""
+        for start in range(0, len(self.profiles), chunk):
+            rows = slice(start, start + chunk)
+            docs = trait_json(self.traits, self.assessment, self.systems, rows)
+            yield from zip(self.profiles[rows], self.memberships[rows], docs, strict=True)
 
     def snapshot(self) -> list[tuple[str, int, int]]:
         """(segment, size, revenue in cents) for every segment the settings define."""
@@ -155,11 +158,16 @@ def _profile_value(chosen: Mapping[str, FieldChoice], name: str) -> str:
     return value(name)
 
 
-def trait_json(traits: TraitColumns, assessment: Assessment, systems: Sequence[str]) -> list[str]:
-    """Each profile's traits as the JSON stored in `profiles.traits` and shown by `explain`.
+def trait_json(
+    traits: TraitColumns, assessment: Assessment, systems: Sequence[str], rows: slice = slice(None)
+) -> list[str]:
+    """The traits of the profiles in `rows` as the JSON stored in `profiles.traits` and shown by
+    `explain`.
 
     Built column-wise (numpy formats the numbers and dates of all profiles at once) and joined per
     profile: a million dicts through json.dumps would cost more than the whole assessment."""
+    traits = traits.rows(rows)
+    quadrant, lifecycle = assessment.quadrant[rows], assessment.lifecycle[rows]
     size = traits.size
     if not size:
         return []
@@ -199,8 +207,8 @@ def trait_json(traits: TraitColumns, assessment: Assessment, systems: Sequence[s
             traits.r.tolist(),
             traits.f.tolist(),
             traits.m.tolist(),
-            assessment.quadrant.tolist(),
-            assessment.lifecycle.tolist(),
+            quadrant.tolist(),
+            lifecycle.tolist(),
             strict=True,
         )
     ):
@@ -220,8 +228,11 @@ def trait_json(traits: TraitColumns, assessment: Assessment, systems: Sequence[s
     return out
 
 
-def record_run(store: StateStore, run_seq: int, now: datetime, segment_run: SegmentRun) -> None:
-    """What this run concluded, for the history and the next run's hysteresis."""
+def record_run(
+    store: StateStore, run_seq: int, now: datetime, segment_run: SegmentRun, changes: SegmentChanges | None = None
+) -> None:
+    """What this run concluded, for the history and the next run's hysteresis. `changes`: what
+    `save_profiles` saw enter and leave, when it could tell."""
     members = {pid: m.segments for pid, m in zip(segment_run.profiles, segment_run.memberships, strict=True)}
     totals = (len(segment_run.profiles), int(segment_run.traits.revenue_cents.sum()))
-    store.record_segments(run_seq, now, members, segment_run.snapshot(), segment_run.held_tiers(), totals)
+    store.record_segments(run_seq, now, members, segment_run.snapshot(), segment_run.held_tiers(), totals, changes)

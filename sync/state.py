@@ -32,7 +32,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -370,6 +370,15 @@ class SegmentSnapshot:
     total_revenue_cents: int
 
 
+@dataclass
+class SegmentChanges:
+    """(profile id, segment) pairs a run opened and closed, as `save_profiles` saw them."""
+
+    started: list[tuple[str, str]] = field(default_factory=list)
+    ended: list[tuple[str, str]] = field(default_factory=list)
+    stored_before: bool = False  # whether any profile was stored before this run
+
+
 class SegmentStore:
     """Membership history, sizes per run and held tiers. Mixed into StateStore."""
 
@@ -377,6 +386,9 @@ class SegmentStore:
 
     def _writing(self) -> Any:  # provided by StateStore
         raise NotImplementedError
+
+    def _upsert(self, conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        raise NotImplementedError  # provided by StateStore
 
     def held_tiers(self) -> dict[str, tuple[str, datetime]]:
         """Profile id -> (tier, last time it qualified for it)."""
@@ -396,19 +408,27 @@ class SegmentStore:
         snapshot: Sequence[tuple[str, int, int]],
         tiers: Mapping[str, tuple[str, datetime]],
         totals: tuple[int, int],
+        changes: SegmentChanges | None = None,
     ) -> None:
         """After a run: open a history entry for every new (profile, segment), close the ones that
         ended (a profile merged away leaves all its segments), store each segment's size and
-        revenue (`snapshot`: segment, size, revenue in cents) and the tiers held now."""
+        revenue (`snapshot`: segment, size, revenue in cents) and the tiers held now.
+
+        `changes`, when `save_profiles` returned them, say what to open and close without reading
+        every open entry; without them the open entries are compared with `members`."""
         stamp = now.isoformat()
         with self._writing() as conn:
-            open_now: set[tuple[str, str]] = set(
-                _raw_rows(conn, "SELECT profile_id, segment FROM segment_history WHERE exited_seq IS NULL")
-            )
-            wanted = {(pid, seg) for pid, segs in members.items() for seg in segs}
-            ended = open_now - wanted
-            started = wanted - open_now
-            del open_now, wanted
+            if changes is not None:
+                started, ended = set(changes.started), set(changes.ended)
+            else:
+                open_now: set[tuple[str, str]] = set(
+                    _raw_rows(conn, "SELECT profile_id, segment FROM segment_history WHERE exited_seq IS NULL")
+                )
+                wanted = {(pid, seg) for pid, segs in members.items() for seg in segs}
+                ended = open_now - wanted
+                started = wanted - open_now
+                del open_now, wanted
+            self._upsert(conn, meta, [{"key": "history_seq", "value": str(run_seq)}])
             _raw_many(
                 conn,
                 "UPDATE segment_history SET exited_seq = ?, exited_at = ? "
@@ -887,48 +907,135 @@ class StateStore(SegmentStore):
 
     def save_profiles(
         self,
-        members: Mapping[str, Sequence[tuple[str, str]]],
-        verdicts: Mapping[str, tuple[Membership, str | Mapping[str, Any]]],
+        members: Mapping[str, Sequence[str]],
+        verdicts: Iterable[tuple[str, Membership, str | Mapping[str, Any]]],
         aliases: Mapping[str, str],
         run_seq: int,
         links: Sequence[tuple[str, str, str, str]] = (),
-    ) -> None:
-        """Replace the resolution: members per profile, which identifier joined which records,
-        each profile's verdict and traits (a JSON string as `trait_json` builds it, or a mapping)."""
+        previous: Mapping[str, str] | None = None,
+    ) -> SegmentChanges | None:
+        """Store the resolution: the record keys (`system:id`) of each profile, which identifier
+        joined which records, and per profile its membership and traits (a JSON string as
+        `trait_json` builds it, or a mapping).
+
+        Only what changed is written: `verdicts` come in profile-id order (a generator is fine)
+        and are merged against the stored profiles a range at a time; `previous` (record key ->
+        profile id, as `previous_assignment` read it this cycle) limits the member rows written to
+        the records that moved. A daily run at a million profiles then writes thousands of rows,
+        not millions. Returns the segments each profile entered and left, for `record_segments`,
+        when the stored history is known to match the stored profiles (else None)."""
         with self._writing() as conn:
-            conn.execute(delete(identity_links))
-            _insert_rows(conn, identity_links, ("a", "b", "kind", "value"), links)
-            ages = dict(_raw_rows(conn, "SELECT profile_id, created_seq FROM profiles"))
-            conn.execute(delete(profile_members))
-            _insert_rows(
-                conn,
-                profile_members,
-                ("system", "record_id", "profile_id"),
-                ((system, rid, pid) for pid, keys in members.items() for system, rid in keys),
+            self._save_links(conn, links)
+            self._save_members(conn, members, previous)
+            changes = self._save_verdicts(conn, verdicts, run_seq)
+            marks = dict(_raw_rows(conn, "SELECT key, value FROM meta WHERE key IN ('profiles_seq', 'history_seq')"))
+            # The history matches the profiles when the run that saved them also recorded it
+            # (a dry run saves profiles only; a crash may fall between the two).
+            in_step = marks.get("profiles_seq") == marks.get("history_seq") and (
+                "history_seq" in marks or not changes.stored_before
             )
-            conn.execute(delete(profiles))
-            _insert_rows(
-                conn,
-                profiles,
-                ("profile_id", "created_seq", "segments", "tier", "traits", "updated_seq"),
-                (
-                    (
-                        pid,
-                        ages.get(pid, run_seq),
-                        segment_list_json(verdict.segments),
-                        verdict.tier,
-                        traits if isinstance(traits, str) else json.dumps(traits, default=str),
-                        run_seq,
-                    )
-                    for pid, (verdict, traits) in verdicts.items()
-                ),
-            )
+            self._upsert(conn, meta, [{"key": "profiles_seq", "value": str(run_seq)}])
             if aliases:
                 self._upsert(
                     conn,
                     profile_aliases,
                     [{"alias": a, "profile_id": p, "seq": run_seq} for a, p in sorted(aliases.items())],
                 )
+        return changes if in_step else None
+
+    @staticmethod
+    def _save_links(conn: Connection, links: Sequence[tuple[str, str, str, str]]) -> None:
+        stored = set(_raw_rows(conn, "SELECT a, b, kind, value FROM identity_links"))
+        wanted = set(links)
+        _raw_many(conn, "DELETE FROM identity_links WHERE a = ? AND b = ?", ((a, b) for a, b, _, _ in stored - wanted))
+        _insert_rows(conn, identity_links, ("a", "b", "kind", "value"), wanted - stored)
+
+    @staticmethod
+    def _save_members(
+        conn: Connection, members: Mapping[str, Sequence[str]], previous: Mapping[str, str] | None
+    ) -> None:
+        if previous is None:
+            conn.execute(delete(profile_members))
+            moved = ((*key.split(":", 1), pid) for pid, keys in members.items() for key in keys)
+            _insert_rows(conn, profile_members, ("system", "record_id", "profile_id"), moved)
+            return
+        current: set[str] = set()
+        rows = []
+        for pid, keys in members.items():
+            for key in keys:
+                current.add(key)
+                if previous.get(key) != pid:
+                    rows.append((*key.split(":", 1), pid))
+        gone = [tuple(key.split(":", 1)) for key in previous.keys() - current]
+        _raw_many(conn, "DELETE FROM profile_members WHERE system = ? AND record_id = ?", gone)
+        _raw_many(
+            conn,
+            "INSERT INTO profile_members (system, record_id, profile_id) VALUES (?, ?, ?) "
+            "ON CONFLICT (system, record_id) DO UPDATE SET profile_id = excluded.profile_id",
+            rows,
+        )
+
+    @staticmethod
+    def _save_verdicts(
+        conn: Connection, verdicts: Iterable[tuple[str, Membership, str | Mapping[str, Any]]], run_seq: int
+    ) -> SegmentChanges:
+        """Merge the verdicts (in profile-id order) into `profiles` one id range at a time: each
+        range's stored rows are read, compared and the differences written before the next."""
+        changes = SegmentChanges()
+        lower: str | None = None
+
+        def stored_between(upper: str | None) -> dict[str, tuple[Any, ...]]:
+            where, params = [], []
+            if lower is not None:
+                where.append("profile_id > ?")
+                params.append(lower)
+            if upper is not None:
+                where.append("profile_id <= ?")
+                params.append(upper)
+            sql = "SELECT profile_id, segments, tier, traits FROM profiles"
+            sql += (" WHERE " + " AND ".join(where)) if where else ""
+            found = {row[0]: row[1:] for row in _raw_rows(conn, sql, params)}
+            changes.stored_before = changes.stored_before or bool(found)
+            return found
+
+        def drop(stored: Mapping[str, tuple[Any, ...]]) -> None:
+            for pid, (segments, _, _) in stored.items():
+                changes.ended.extend((pid, name) for name in json.loads(segments))
+            _raw_many(conn, "DELETE FROM profiles WHERE profile_id = ?", ((pid,) for pid in stored))
+
+        iterator = iter(verdicts)
+        while chunk := list(itertools.islice(iterator, 20_000)):
+            upper = chunk[-1][0]
+            stored = stored_between(upper)
+            inserts, updates = [], []
+            for pid, verdict, traits in chunk:
+                if lower is not None and pid <= lower:
+                    raise ValueError("verdicts must come in ascending profile-id order")
+                lower = pid
+                segments = segment_list_json(verdict.segments)
+                text = traits if isinstance(traits, str) else json.dumps(traits, default=str)
+                before = stored.pop(pid, None)
+                if before is None:
+                    inserts.append((pid, run_seq, segments, verdict.tier, text, run_seq))
+                    changes.started.extend((pid, name) for name in verdict.segments)
+                elif before != (segments, verdict.tier, text):
+                    updates.append((segments, verdict.tier, text, run_seq, pid))
+                    if before[0] != segments:
+                        had = frozenset(json.loads(before[0]))
+                        changes.started.extend((pid, name) for name in verdict.segments - had)
+                        changes.ended.extend((pid, name) for name in had - verdict.segments)
+            drop(stored)  # stored ids inside this range that no profile has any more
+            _insert_rows(
+                conn, profiles, ("profile_id", "created_seq", "segments", "tier", "traits", "updated_seq"), inserts
+            )
+            _raw_many(
+                conn,
+                "UPDATE profiles SET segments = ?, tier = ?, traits = ?, updated_seq = ? WHERE profile_id = ?",
+                updates,
+            )
+            lower = upper
+        drop(stored_between(None))  # beyond the last id
+        return changes
 
     def segment_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

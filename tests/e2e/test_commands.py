@@ -94,7 +94,9 @@ def test_a_second_writer_exits_5_naming_the_holder_and_a_killed_holder_is_taken_
     sandboxes: Sandboxes, tmp_path: Path
 ) -> None:
     config = sandboxes.config(tmp_path)
-    sandboxes.fault("shopify", match="reads", fault="slow", seconds=5, times=1)
+    # The holder stalls on its first read until the test kills it: however slow this machine,
+    # it still holds the lock when the second writer and `status` look.
+    sandboxes.fault("shopify", match="reads", fault="slow", seconds=30, times=1)
     holder = _spawn("sync", "-c", str(config))
     lock = tmp_path / "crmsync.db.lock"
     try:

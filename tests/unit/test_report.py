@@ -43,11 +43,11 @@ def record(store: StateStore, seq: int, at: datetime, members: dict[str, set[str
     snapshot = [(name, sum(name in segs for segs in members.values()), 0) for name in names]
     snapshot = [(name, size, size * 10_000) for name, size, _ in snapshot]
     store.record_segments(seq, at, members, snapshot, {}, (len(members), 70_000))
-    verdicts = {
-        pid: (Membership(frozenset(segs), None), {"last_order_system": LAST_SYSTEM[pid]})
+    verdicts = [
+        (pid, Membership(frozenset(segs), None), {"last_order_system": LAST_SYSTEM[pid]})
         for pid, segs in members.items()
-    }
-    store.save_profiles({pid: [("shop", pid)] for pid in members}, verdicts, {}, seq)
+    ]
+    store.save_profiles({pid: [f"shop:{pid}"] for pid in members}, verdicts, {}, seq)
 
 
 @pytest.fixture

@@ -1,0 +1,92 @@
+"""A cycle after 1 % of the records changed, against a full cycle, API waits excluded.
+
+    python bench/incremental.py                # 50,000 contacts, 250,000 orders
+    python bench/incremental.py --scale full   # 1,000,000 contacts, 5,000,000 orders
+                                               # the target: <= 10 % of the full cycle's wall time
+
+Full cycle: every record read is stored (map, hash, upsert: what extract does with each page a
+backfill reads, `StateStore.store_page` with each connector's real mapper), then the compute and
+the plan. Its writes are recorded as applied (untimed: vendor calls are API waits). Then 1 % of the
+contacts change at the source (moved house, new phone) and 1 % more orders arrive, which is what an
+incremental read returns; the timed cycle stores those and runs the compute and the plan again.
+No HTTP anywhere: the time the vendors take to answer is the part this figure leaves out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from _common import machine, peak_rss_mb, result_line
+from _merchant import CONFIG, NOW, Merchant, compute_cycle, mark_applied
+
+from sync.config import load_config
+from sync.pipeline import Cycle, build_connectors, return_freed_memory
+from sync.state import StateStore
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", default="small", help="small (50k contacts), full (1M) or a contact count")
+    parser.add_argument("--changed", type=float, default=1.0, help="percentage of records changed (default 1)")
+    args = parser.parse_args()
+    contacts = {"small": 50_000, "full": 1_000_000}.get(args.scale) or int(args.scale)
+    orders = contacts * 5
+    with tempfile.TemporaryDirectory() as folder:
+        config_path = Path(folder) / "crmsync.toml"
+        config_path.write_text(CONFIG)
+        loaded = load_config(config_path)
+        store = StateStore(loaded.state_url())
+        stop = threading.Event()
+        connectors = build_connectors(loaded, stop)
+        merchant = Merchant(store, connectors)
+        cycle = Cycle(loaded, store, clock=lambda: NOW, stop_event=stop)
+
+        full_store_s = merchant.populate(contacts, orders, seq=1)
+        full, full_steps, _ = compute_cycle(cycle, connectors, 1)
+        mark_applied(store, full, 1)
+        full.changes.clear()  # a daemon's report of the last cycle is gone before the next one
+        return_freed_memory()  # as Cycle.run does when it ends
+
+        edited = round(contacts * args.changed / 100)
+        arrived = round(orders * args.changed / 100)
+        started = time.perf_counter()
+        merchant.store_records(merchant.edited_contacts(edited, revision=1), seq=2)
+        merchant.store_records(merchant.new_orders(arrived), seq=2)
+        delta_store_s = time.perf_counter() - started
+        delta, delta_steps, _ = compute_cycle(cycle, connectors, 2)
+        store.close()
+    peak = peak_rss_mb()
+    full_s = full_store_s + full_steps["total"]
+    delta_s = delta_store_s + delta_steps["total"]
+    print(f"machine: {machine()}")
+    print(f"contacts {contacts:,}  orders {orders:,}  changed: {edited:,} contacts edited, {arrived:,} orders arrived")
+    print(f"{'step':<24}{'full cycle s':>14}{'after changes s':>18}")
+    print(f"{'store what was read':<24}{full_store_s:>14.2f}{delta_store_s:>18.2f}")
+    for step in full_steps:
+        if step not in ("total", "cpu"):
+            print(f"{step:<24}{full_steps[step]:>14.2f}{delta_steps.get(step, 0.0):>18.2f}")
+    print(f"{'total':<24}{full_s:>14.2f}{delta_s:>18.2f}")
+    print(
+        f"planned writes: full cycle {sum(o.planned for o in full.systems.values()):,}, "
+        f"after changes {sum(o.planned for o in delta.systems.values()):,}"
+    )
+    print(
+        result_line(
+            contacts=contacts,
+            orders=orders,
+            changed_records=edited + arrived,
+            full_cycle_s=f"{full_s:.2f}",
+            incremental_s=f"{delta_s:.2f}",
+            ratio_pct=f"{100 * delta_s / full_s:.1f}",
+            incremental_planned=sum(o.planned for o in delta.systems.values()),
+            peak_rss_mb=f"{peak:.0f}",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

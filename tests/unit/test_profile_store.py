@@ -1,0 +1,125 @@
+"""Saving profiles writes only what changed, and the segment history it feeds stays exactly what a
+full comparison would record, across dry runs and interrupted runs too."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from mapping.model import Membership
+from sync.state import StateStore, profile_members, profiles, segment_history
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SEGMENTS = ["friends", "acquaintances", "lifecycle-active", "lifecycle-lapsed", "vip"]
+
+
+def open_history(store: StateStore) -> set[tuple[str, str]]:
+    with store.engine.connect() as conn:
+        return {
+            (pid, seg)
+            for pid, seg in conn.execute(
+                select(segment_history.c.profile_id, segment_history.c.segment).where(
+                    segment_history.c.exited_seq.is_(None)
+                )
+            )
+        }
+
+
+def history_rows(store: StateStore) -> list[tuple[Any, ...]]:
+    with store.engine.connect() as conn:
+        return sorted(tuple(row) for row in conn.execute(select(segment_history)))
+
+
+def rows(store: StateStore, table: Any) -> dict[str, tuple[Any, ...]]:
+    with store.engine.connect() as conn:
+        return {row[0]: tuple(row[1:]) for row in conn.execute(select(table))}
+
+
+def run(
+    store: StateStore,
+    seq: int,
+    verdicts: dict[str, frozenset[str]],
+    *,
+    dry: bool = False,
+    crash_before_history: bool = False,
+    trusting: bool = True,
+) -> None:
+    """What a cycle does with its verdicts: save the profiles, then (unless dry) the history.
+    `trusting=False` never passes the changes on, so the history is found by full comparison."""
+    members = {pid: [f"shop:{pid}"] for pid in verdicts}
+    previous, _ = store.previous_assignment()
+    changes = store.save_profiles(
+        members,
+        ((pid, Membership(segs, None), {"n": len(segs)}) for pid, segs in sorted(verdicts.items())),
+        {},
+        seq,
+        previous=previous,
+    )
+    if dry or crash_before_history:
+        return
+    at = T0 + timedelta(days=seq)
+    store.record_segments(seq, at, verdicts, [], {}, (len(verdicts), 0), changes if trusting else None)
+
+
+def test_an_unchanged_profile_is_not_rewritten_and_a_changed_one_is(tmp_path: Path) -> None:
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    first = {f"p{i:03d}": frozenset({"friends"}) for i in range(50)}
+    run(store, 1, first)
+    second = {**first, "p007": frozenset({"vip"}), "p100": frozenset({"friends"})}
+    del second["p010"]
+    run(store, 2, second)
+    saved = rows(store, profiles)
+    assert saved["p001"][-1] == 1  # updated_seq: untouched since run 1
+    assert saved["p007"][-1] == 2 and saved["p007"][1] == '["vip"]'
+    assert saved["p100"][0] == 2  # created in run 2
+    assert "p010" not in saved
+    with store.engine.connect() as conn:
+        keys = {(s, r) for s, r, _ in conn.execute(select(profile_members))}
+    assert keys == {("shop", pid) for pid in second}
+    assert open_history(store) == {(pid, seg) for pid, segs in second.items() for seg in segs}
+
+
+def test_verdicts_out_of_order_are_refused(tmp_path: Path) -> None:
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    verdicts = [("p2", Membership(frozenset(), None), "{}"), ("p1", Membership(frozenset(), None), "{}")]
+    with pytest.raises(ValueError, match="ascending"):
+        store.save_profiles({"p1": ["shop:1"], "p2": ["shop:2"]}, verdicts, {}, 1)
+
+
+run_plan = st.lists(
+    st.tuples(
+        st.dictionaries(
+            st.sampled_from([f"p{i}" for i in range(12)]),
+            st.frozensets(st.sampled_from(SEGMENTS), max_size=3),
+            max_size=12,
+        ),
+        st.sampled_from(["normal", "normal", "dry", "crash"]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(run_plan)
+def test_history_from_saved_changes_equals_full_comparison(
+    tmp_path_factory: pytest.TempPathFactory, plan: list[tuple[dict[str, frozenset[str]], str]]
+) -> None:
+    folder = tmp_path_factory.mktemp("runs")
+    fast = StateStore(f"sqlite:///{folder / 'fast.db'}")
+    full = StateStore(f"sqlite:///{folder / 'full.db'}")
+    for seq, (verdicts, kind) in enumerate(plan, start=1):
+        for store, trusting in ((fast, True), (full, False)):
+            run(store, seq, verdicts, dry=kind == "dry", crash_before_history=kind == "crash", trusting=trusting)
+    assert history_rows(fast) == history_rows(full)
+    last_recorded = [v for v, kind in plan if kind == "normal"]
+    expected = {(p, s) for p, segs in last_recorded[-1].items() for s in segs} if last_recorded else set()
+    assert open_history(fast) == expected
+    fast.close()
+    full.close()

@@ -30,7 +30,7 @@ from _merchant import CONFIG, NOW, Merchant, compute_cycle, mark_applied
 
 from sync.config import load_config
 from sync.pipeline import Cycle, build_connectors, return_freed_memory
-from sync.state import StateStore
+from sync.state import SCHEMA_VERSION, StateStore
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
         config_path = folder / "crmsync.toml"
         config_path.write_text(CONFIG)
         loaded = load_config(config_path)
-        pristine = folder / f"populated-{contacts}.db"
+        pristine = folder / f"populated-{contacts}-schema{SCHEMA_VERSION}.db"
         database = folder / "crmsync.db"
         for stale in (database, database.with_name("crmsync.db-wal"), database.with_name("crmsync.db-shm")):
             stale.unlink(missing_ok=True)

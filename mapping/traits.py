@@ -203,8 +203,8 @@ class TraitColumns:
     def has_orders(self) -> BOOL:
         return self.order_count > 0
 
-    def rows(self, which: slice) -> TraitColumns:
-        """The same columns for the profiles in `which` (views, no copies)."""
+    def rows(self, which: slice | npt.NDArray[np.int64]) -> TraitColumns:
+        """The same columns for the profiles in `which` (a slice gives views, positions copies)."""
         return TraitColumns(**{f.name: getattr(self, f.name)[which] for f in dataclasses.fields(self)})
 
 

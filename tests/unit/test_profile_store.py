@@ -3,6 +3,7 @@ full comparison would record, across dry runs and interrupted runs too."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from mapping.model import Membership
-from sync.state import StateStore, profile_members, profiles, segment_history
+from sync.state import StateStore, VerdictChunk, profile_members, profiles, segment_history
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SEGMENTS = ["friends", "acquaintances", "lifecycle-active", "lifecycle-lapsed", "vip"]
@@ -56,7 +57,7 @@ def run(
     previous, _ = store.previous_assignment()
     changes = store.save_profiles(
         members,
-        ((pid, Membership(segs, None), {"n": len(segs)}) for pid, segs in sorted(verdicts.items())),
+        [VerdictChunk.of([(pid, Membership(segs, None), {"n": len(segs)}) for pid, segs in sorted(verdicts.items())])],
         {},
         seq,
         previous=previous,
@@ -87,7 +88,9 @@ def test_an_unchanged_profile_is_not_rewritten_and_a_changed_one_is(tmp_path: Pa
 
 def test_verdicts_out_of_order_are_refused(tmp_path: Path) -> None:
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    verdicts = [("p2", Membership(frozenset(), None), "{}"), ("p1", Membership(frozenset(), None), "{}")]
+    verdicts = [
+        VerdictChunk.of([("p2", Membership(frozenset(), None), "{}"), ("p1", Membership(frozenset(), None), "{}")])
+    ]
     with pytest.raises(ValueError, match="ascending"):
         store.save_profiles({"p1": ["shop:1"], "p2": ["shop:2"]}, verdicts, {}, 1)
 
@@ -123,3 +126,22 @@ def test_history_from_saved_changes_equals_full_comparison(
     assert open_history(fast) == expected
     fast.close()
     full.close()
+
+
+def test_traits_are_built_only_for_new_and_changed_profiles(tmp_path: Path) -> None:
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    asked: list[list[int]] = []
+
+    def chunk(prints: list[int]) -> VerdictChunk:
+        ids = [f"p{i}" for i in range(len(prints))]
+
+        def traits(positions: Sequence[int]) -> list[str]:
+            asked.append(list(positions))
+            return [f'{{"v": {prints[i]}}}' for i in positions]
+
+        return VerdictChunk(ids, [Membership(frozenset({"friends"}), None)] * len(ids), prints, traits)
+
+    store.save_profiles({}, [chunk([1, 2, 3, 4])], {}, 1)
+    store.save_profiles({}, [chunk([1, 2, 30, 4])], {}, 2)
+    assert asked == [[0, 1, 2, 3], [2]]
+    assert rows(store, profiles)["p2"][3] == '{"v": 30}'

@@ -11,7 +11,7 @@ from mapping.model import Kind, Membership, Rejection, SourceRecord
 from mapping.segments import SegmentSettings
 from sync.report import build_report, report_tables
 from sync.report_html import render_html
-from sync.state import StateStore
+from sync.state import StateStore, VerdictChunk
 
 DAY0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SETTINGS = SegmentSettings(
@@ -47,7 +47,7 @@ def record(store: StateStore, seq: int, at: datetime, members: dict[str, set[str
         (pid, Membership(frozenset(segs), None), {"last_order_system": LAST_SYSTEM[pid]})
         for pid, segs in members.items()
     ]
-    store.save_profiles({pid: [f"shop:{pid}"] for pid in members}, verdicts, {}, seq)
+    store.save_profiles({pid: [f"shop:{pid}"] for pid in members}, [VerdictChunk.of(verdicts)], {}, seq)
 
 
 @pytest.fixture

@@ -243,8 +243,8 @@ def compute_cycle(
 ) -> tuple[CycleReport, dict[str, float], dict[str, float]]:
     """What `Cycle.run` does after extract, with no vendor calls, each step timed: returns the
     report, seconds per step and peak RSS (MiB) per step."""
-    run = cycle.store.begin_run("bench", NOW)
-    report = CycleReport(run.run_id, False, NOW)  # not dry: the segment history is written too
+    run = cycle.store.begin_run("bench", cycle.clock())
+    report = CycleReport(run.run_id, False, cycle.clock())  # not dry: the segment history is written too
     report.systems = {name: SystemOutcome(c.type) for name, c in connectors.items()}
     steps: dict[str, float] = {}
     cpu = time.process_time()

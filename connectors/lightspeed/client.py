@@ -50,6 +50,7 @@ METAFIELDS = "customerMetafields"
 FILTER_FORMAT = "%Y-%m-%d %H:%M:%S"
 NOT_FOUND = "not found"
 NOT_COUNTED = frozenset({"cancelled"})  # as order status and as payment status
+DUPLICATES = " | "  # joins the values of a key that has more than one row
 CACHED_CUSTOMERS = 10_000
 _PER_CUSTOMER = re.compile(r"^/[^/]+/customers/\d+[/.]")
 
@@ -171,6 +172,7 @@ class LightspeedConnector(Connector):
         self._rows: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._currency: str | None = None
         self._shop_read = False
+        self._uncertain = False  # the current write lost a reply that may still be carried out
         key, secret = self.settings.api_key.get_secret_value(), self.settings.api_secret.get_secret_value()
         return self.api_client(auth=(key, secret))
 
@@ -334,8 +336,13 @@ class LightspeedConnector(Connector):
 
     def payload_field(self, payload: Mapping[str, Any], name: str) -> str | None:
         mine = _rows_of(payload.get(METAFIELDS), name)
-        value = mine[0].get("value") if mine else None
-        return value if isinstance(value, str) else None
+        values = [str(row["value"]) if isinstance(row.get("value"), str) else "" for row in mine]
+        if len(values) > 1:
+            # Two rows of one key (a create whose reply was lost and that the shop carried out
+            # late, another tool): the values joined can never equal a verdict, so the planner
+            # writes this field and `_set` removes the extra rows.
+            return DUPLICATES.join(values)
+        return values[0] if values and isinstance(mine[0].get("value"), str) else None
 
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
         return payload.get("status") not in NOT_COUNTED and payload.get("paymentStatus") not in NOT_COUNTED
@@ -344,12 +351,13 @@ class LightspeedConnector(Connector):
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
         results = []
         for change in changes:
+            self._uncertain = False
             try:
                 self._write_one(change)
             except RejectedRecord as exc:
                 results.append(WriteResult(change.record_id, False, exc.message))
             else:
-                results.append(WriteResult(change.record_id, True))
+                results.append(WriteResult(change.record_id, True, confirmed=not self._uncertain))
         return results
 
     def _write_one(self, change: WriteBack) -> None:
@@ -417,6 +425,9 @@ class LightspeedConnector(Connector):
             if found:
                 self._set(customer_id, key, value, found)
                 return
+            # Not there (yet): the lost POST may still be carried out after the one we send now.
+            # The write is then reported unconfirmed, and the next cycle looks at the rows again.
+            self._uncertain = True
         raise RetriesExhausted(self.name, f"gave up creating metafield {key} of customer {customer_id}: {failure}")
 
 

@@ -30,12 +30,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, Literal
 
 import structlog
 from pydantic import Field, SecretStr
 
-from connectors.base import Capabilities, Connector, Page
+from connectors.base import Capabilities, Connector, Page, confirm_short
 from connectors.errors import ApiError, AuthError, RejectedRecord, RetriesExhausted, TransientError
 from connectors.http import ApiClient, ApiResponse, Verdict, parse_retry_after, vendor_message
 from connectors.lightspeed.budget import Exhausted, HeaderBudget, exhausted_in
@@ -263,12 +264,16 @@ class LightspeedConnector(Connector):
         self, path: str, key: str, checkpoint: Mapping[str, Any] | None
     ) -> Iterator[tuple[int, list[dict[str, Any]], dict[str, Any]]]:
         """(page number, raw items, the checkpoint that resumes after them); the last page is the
-        first one shorter than the limit (an exact multiple costs one empty page)."""
+        first one shorter than the limit, asked for twice (an exact multiple costs one empty page)."""
         state = _ReadState.resume(checkpoint)
         page = state.page
         while True:
             params = {"page": page, "limit": self.page_size, **state.filter(self.settings.lookback)}
-            response = self._call("GET", path, params=params)
+            response = confirm_short(
+                partial(self._call, "GET", path, params=params),
+                lambda reply: len(_items(reply, key, self.name)),
+                self.page_size,
+            )
             state.note_start(response.header("Date"))
             items = _items(response, key, self.name)
             state.see(items)

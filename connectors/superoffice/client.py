@@ -237,14 +237,21 @@ class SuperOfficeConnector(Connector):
 
     def _page(self, path: str, params: Mapping[str, str] | None = None) -> ApiResponse:
         """One archive page. A page shorter than `$top` that still links to a next one lost a row
-        on the way: it is asked for again rather than skipping a person for good."""
-        for _ in range(3):
+        on the way: it is asked for again (up to twice) rather than skipping a person for good. A
+        short last page is asked for once more too; the longest answer wins."""
+        best: ApiResponse | None = None
+        for attempt in range(3):
             response = self.client.request("GET", path, params=params)
             body = response.body
-            full = isinstance(body, dict) and len(body.get("value") or []) >= self.page_size
-            if full or not (isinstance(body, dict) and body.get("odata.nextLink")):
+            rows = len(body.get("value") or []) if isinstance(body, dict) else 0
+            if best is None or rows > len(best.body.get("value") or []):
+                best = response
+            if rows >= self.page_size:
                 break
-        return response
+            if attempt >= 1 and not (isinstance(body, dict) and body.get("odata.nextLink")):
+                break
+        assert best is not None
+        return best
 
     def _record(self, kind: Kind, row: Mapping[str, Any], stamp: str, key: str) -> SourceRecord:
         raw_id = row.get(key, row.get("PrimaryKey"))

@@ -995,7 +995,9 @@ class StateStore(SegmentStore):
             self._upsert(conn, pushed, accepted)
             for start in range(0, len(done), 500):
                 conn.execute(
-                    delete(pending).where(pending.c.system == system, pending.c.record_id.in_(done[start : start + 500]))
+                    delete(pending).where(
+                        pending.c.system == system, pending.c.record_id.in_(done[start : start + 500])
+                    )
                 )
             for rid, message in refused:
                 current = conn.execute(

@@ -44,7 +44,7 @@ log = structlog.get_logger("crmsync.pipeline")
 
 # Bump when mapping code changes what it produces from the same payload: stored records are then
 # mapped again from their raw form at the start of the next cycle.
-MAPPING_VERSION = "2"
+MAPPING_VERSION = "3"
 
 STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
 

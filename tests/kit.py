@@ -137,6 +137,41 @@ def run_crmsync(
     return result
 
 
+def run_crmsync_here(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`crmsync` in this process (the same entry point, `sync.cli.main`), for the many quick
+    refusals that would each cost a second of interpreter start-up as a subprocess. Its output is
+    kept for the secrets scan like a subprocess's."""
+    import contextlib
+    import io
+
+    from sync.cli import main
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("CRMSYNC_")}
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    argv = sys.argv
+    try:
+        for name in saved:
+            del os.environ[name]
+        os.environ.update(env or {})
+        sys.argv = ["crmsync", *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code
+    finally:
+        sys.argv = argv
+        for name in [k for k in os.environ if k.startswith("CRMSYNC_")]:
+            del os.environ[name]
+        os.environ.update(saved)
+    out_path, err_path = _output_files(args)
+    out_path.write_text(out.getvalue())
+    err_path.write_text(err.getvalue())
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess(["crmsync", *args], returncode, out.getvalue(), err.getvalue())
+
+
 class Spawned:
     """A `crmsync` process running in the background, its output going to files (kept for the
     secrets scan) that the test reads with `stdout()` / `stderr()` / `communicate()`."""

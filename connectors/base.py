@@ -251,3 +251,12 @@ def confirm_short(fetch: Callable[[], Reply], count: Callable[[Reply], int], lim
         return first
     second = fetch()
     return second if count(second) > count(first) else first
+
+
+def id_text(value: Any) -> str:
+    """A record id as a vendor's JSON gives it, as crmsync keeps it: "" (quarantined as a record
+    without an id) for null, false, an empty string or anything that is no number or text, so a
+    null never becomes the id "None"."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return str(value).strip()

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import Field, SecretStr
 
-from connectors.base import Capabilities, Connector, Page, confirm_short
+from connectors.base import Capabilities, Connector, Page, confirm_short, id_text
 from connectors.errors import ApiError, AuthError, RejectedRecord, RetriesExhausted, TransientError
 from connectors.http import ApiClient, ApiResponse, Verdict, parse_retry_after, vendor_message
 from connectors.lightspeed.budget import Exhausted, HeaderBudget, exhausted_in
@@ -296,8 +296,11 @@ class LightspeedConnector(Connector):
             yield Page([self._record(Kind.ORDER, self._with_currency(o)) for o in orders], state, number)
 
     def _with_metafields(self, customer: dict[str, Any]) -> dict[str, Any] | None:
-        """The customer with its metafield rows; None when it was deleted since the list."""
-        customer_id = str(customer.get("id", ""))
+        """The customer with its metafield rows; None when it was deleted since the list. A row
+        without an id has no metafields to ask for: it goes on as it is (to the quarantine)."""
+        customer_id = id_text(customer.get("id"))
+        if not customer_id.isdigit():
+            return customer
         try:
             rows = self._metafield_rows(customer_id)
         except RejectedRecord as exc:
@@ -332,7 +335,7 @@ class LightspeedConnector(Connector):
             updated_at = parse_timestamp(stamp) if isinstance(stamp, str) and stamp else None
         except ValueError:
             updated_at = None
-        return SourceRecord(self.name, kind, str(item.get("id", "")), updated_at, item)
+        return SourceRecord(self.name, kind, id_text(item.get("id")), updated_at, item)
 
     # ----- mapping hooks ------------------------------------------------------------------------
     def canonical_id(self, raw: str) -> str | None:

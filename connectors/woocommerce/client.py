@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from connectors.base import Capabilities, Connector, Page, advance_cursor, read_since
+from connectors.base import Capabilities, Connector, Page, advance_cursor, id_text, read_since
 from connectors.errors import ApiError, RejectedRecord
 from connectors.http import ApiClient, ApiResponse
 from connectors.settings import SystemSettings
@@ -165,7 +165,7 @@ class WooCommerceConnector(Connector):
             updated_at = parse_timestamp(stamp) if isinstance(stamp, str) and stamp else None
         except ValueError:
             updated_at = None
-        return SourceRecord(self.name, kind, str(item.get("id", "")), updated_at, item)
+        return SourceRecord(self.name, kind, id_text(item.get("id")), updated_at, item)
 
     # ----- mapping hooks ------------------------------------------------------------------------
     def canonical_id(self, raw: str) -> str | None:

@@ -40,8 +40,9 @@ ID_KEYS = {
 VOLATILE = frozenset(
     {"updatedAt", "date_modified", "date_modified_gmt", "ModifiedDate", "UpdatedDate", "D_CHANGE", "createdAt"}
 )
-# Keys of a row in a list of rows (metafields, meta_data) that the vendor assigns per write.
-ROW_VOLATILE = frozenset({"id", "createdAt", "updatedAt", "ownerId"})
+# Keys of a row in a list of rows (metafields, meta_data, SuperOffice's interest list) that the
+# vendor assigns per write: the same rows created in another order get other ids.
+ROW_VOLATILE = frozenset({"id", "Id", "Rank", "createdAt", "updatedAt", "ownerId"})
 
 
 def customer_ids(data: Mapping[str, Any], system_type: str) -> list[str]:
@@ -58,7 +59,7 @@ def normalise(value: Any, *, top: bool = True) -> Any:
         items = [normalise(v, top=False) for v in value]
         if all(isinstance(v, str) for v in items):
             return sorted(items)  # tags: order is not state
-        if all(isinstance(v, dict) and ("key" in v or "namespace" in v) for v in items):
+        if all(isinstance(v, dict) and ("key" in v or "namespace" in v or "Name" in v) for v in items):
             return sorted(items, key=repr)
         return items
     return value

@@ -251,7 +251,7 @@ class Matrix:
                 return Outcome(cell, RECONCILED, "; ".join(diff), fired)
             return Outcome(cell, FAILED, "; ".join(again), fired)
 
-    def run_all(self, chosen: list[Cell], workers: int = 6) -> Iterator[Outcome]:
+    def run_all(self, chosen: list[Cell], workers: int = 10) -> Iterator[Outcome]:
         for column in {c.column for c in chosen}:
             self.clean(column)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell") as pool:

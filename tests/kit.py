@@ -120,7 +120,10 @@ class Sandboxes:
 
 
 def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    """The test process's environment without its CRMSYNC_ variables, crmsync logging at debug
+    level unless a test says otherwise (the secrets scan reads everything it logs)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
+    full_env["CRMSYNC_LOG_LEVEL"] = "debug"
     full_env.update(env or {})
     return full_env
 
@@ -153,7 +156,7 @@ def run_crmsync_here(*args: str, env: Mapping[str, str] | None = None) -> subpro
     try:
         for name in saved:
             del os.environ[name]
-        os.environ.update(env or {})
+        os.environ.update({"CRMSYNC_LOG_LEVEL": "debug", **(env or {})})
         sys.argv = ["crmsync", *args]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:

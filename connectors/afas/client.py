@@ -10,9 +10,9 @@ column for incremental reads. Instead of walking `skip` (an insert or delete bet
 shifts every later row by one, and AFAS says `skip` gets slow past 100,000), every next page
 filters `key > last key seen` with `skip=0` (keyset paging; AFAS's advice for large sets is to
 split by filter). A short or empty page ends the read, once it has been asked for a second time
-(`confirm_short`: a reply that lost a row on the way must not end it early). The filter on the modified date stays fixed
-during a pass, so a record changed mid-read is either read now or on the next cycle: the cursor
-stored at the end never passes the moment the pass started.
+(`confirm_short`: a reply that lost a row on the way must not end it early). The filter on the
+modified date stays fixed during a pass, so a record changed mid-read is either read now or on the
+next cycle: the cursor stored at the end never passes the moment the pass started.
 
 Writes: `PUT /connectors/KnPerson` with `MatchPer` 0 (find the person by number) and only
 crmsync's two free fields, one person per call (the published KnPerson schema has one `Element`).

@@ -344,13 +344,13 @@ class LightspeedConnector(Connector):
 
     def payload_field(self, payload: Mapping[str, Any], name: str) -> str | None:
         mine = _rows_of(payload.get(METAFIELDS), name)
-        values = [str(row["value"]) if isinstance(row.get("value"), str) else "" for row in mine]
+        values = [row.get("value") for row in mine]
         if len(values) > 1:
             # Two rows of one key (a create whose reply was lost and that the shop carried out
             # late, another tool): the values joined can never equal a verdict, so the planner
             # writes this field and `_set` removes the extra rows.
-            return DUPLICATES.join(values)
-        return values[0] if values and isinstance(mine[0].get("value"), str) else None
+            return DUPLICATES.join(v if isinstance(v, str) else "" for v in values)
+        return values[0] if values and isinstance(values[0], str) else None
 
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
         return payload.get("status") not in NOT_COUNTED and payload.get("paymentStatus") not in NOT_COUNTED

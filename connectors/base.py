@@ -10,10 +10,10 @@ from __future__ import annotations
 import builtins
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import requests
 
@@ -234,3 +234,29 @@ def advance_cursor(checkpoint: Mapping[str, Any] | None, records: Sequence[Sourc
         if record.updated_at is not None and (current is None or record.updated_at > current):
             current = record.updated_at
     return {"cursor": current.isoformat()} if current else dict(checkpoint or {})
+
+
+Reply = TypeVar("Reply")
+
+
+def confirm_short(fetch: Callable[[], Reply], count: Callable[[Reply], int], limit: int) -> Reply:
+    """One page of a list, asked for once more when it came back shorter than `limit`.
+
+    A page shorter than asked for is how a read without totals knows it has reached the end, so
+    a reply that lost an item on the way (a cache or proxy glitch) would end the read early or
+    drop the item for good; asking again shows it, and the longer answer wins. The cost is one
+    request at the end of each read."""
+    first = fetch()
+    if count(first) >= limit:
+        return first
+    second = fetch()
+    return second if count(second) > count(first) else first
+
+
+def id_text(value: Any) -> str:
+    """A record id as a vendor's JSON gives it, as crmsync keeps it: "" (quarantined as a record
+    without an id) for null, false, an empty string or anything that is no number or text, so a
+    null never becomes the id "None"."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return str(value).strip()

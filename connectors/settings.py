@@ -84,6 +84,10 @@ class SystemSettings(StrictModel):
     read_timeout: Duration = 30.0
     retry: RetrySettings = Field(default_factory=RetrySettings)
     lookback: Duration = Field(default=600.0, description="how far before the cursor each read starts")
+    reconcile_every: Duration = Field(
+        default=86400.0,
+        description="how often a cycle reads everything instead of only what changed (0: never)",
+    )
     page_size: int | None = Field(default=None, ge=1)
     write_batch: int | None = Field(default=None, ge=1, description="records per write call (capped by the API)")
     writeback: bool = True

@@ -99,6 +99,7 @@ def apply_fieldmap(
 # A bad email, phone, country or postcode leaves the contact usable (flagged); a field of the
 # wrong type or an absurd value means the record is not what we think it is.
 _SOFT_CONTACT_FIELDS = frozenset({"email", "phone", "mobile", "country", "postcode"})
+_SOFT_ORDER_FIELDS = frozenset({"email"})
 
 
 def map_contact(
@@ -196,8 +197,11 @@ def map_order(record: SourceRecord, fields: FieldMap, counts: bool) -> Order | R
     if not record.id:
         return Rejection("missing_id", "order has no id")
     values, problems = apply_fieldmap(record.payload, fields)
-    if problems:
-        name, problem = sorted(problems.items())[0]
+    # The email on an order only links a guest order; an unusable one leaves the order usable
+    # when a customer id links it (and unlinkable, below, when nothing does).
+    hard = {k: v for k, v in problems.items() if k not in _SOFT_ORDER_FIELDS}
+    if hard:
+        name, problem = sorted(hard.items())[0]
         return Rejection(problem.reason, f"{fields[name].path}: {problem.message}")
     amount = values.get("amount")
     created_at = values.get("created_at")

@@ -203,9 +203,15 @@ class WriteBack:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
+    """The vendor's answer for one record. `confirmed=False`: accepted, but a reply was lost on
+    the way and the vendor may still carry out the lost request later (a late duplicate); the
+    record is then not entered as pushed, so the next cycle plans it again and the connector
+    looks at what the vendor holds."""
+
     record_id: str
     ok: bool
     message: str = ""
+    confirmed: bool = True
 
 
 def record_key(system: str, record_id: str) -> str:

@@ -1,9 +1,18 @@
-"""The one place crmsync reads the clock: `$CRMSYNC_NOW` (ISO-8601) replaces it when set."""
+"""The one place crmsync reads the clock.
+
+`$CRMSYNC_NOW` (ISO-8601) replaces it when set: every computation that reads "now" sees that
+instant. `$CRMSYNC_NOW_SPEED` (a positive number) lets the clock run from there, that many times
+faster than real time, so a daemon can be watched over simulated weeks: `now` is
+`$CRMSYNC_NOW` (or the real time at start) plus the real time elapsed since this process started
+reading the clock, times the speed.
+"""
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 
 from mapping.model import parse_timestamp
 
@@ -12,11 +21,34 @@ class ClockError(ValueError):
     pass
 
 
+_lock = threading.Lock()
+_origin: tuple[float, datetime] | None = None  # (monotonic, real time) of the first reading
+
+
+def _started() -> tuple[float, datetime]:
+    global _origin
+    with _lock:
+        if _origin is None:
+            _origin = (time.monotonic(), datetime.now(UTC))
+        return _origin
+
+
 def now() -> datetime:
     override = os.environ.get("CRMSYNC_NOW")
+    speed = os.environ.get("CRMSYNC_NOW_SPEED")
+    base: datetime | None = None
     if override:
         try:
-            return parse_timestamp(override)
+            base = parse_timestamp(override)
         except ValueError:
             raise ClockError(f"CRMSYNC_NOW={override!r} is not an ISO-8601 timestamp") from None
-    return datetime.now(UTC)
+    if not speed:
+        return base or datetime.now(UTC)
+    try:
+        factor = float(speed)
+    except ValueError:
+        factor = 0.0
+    if not factor > 0 or factor == float("inf"):
+        raise ClockError(f"CRMSYNC_NOW_SPEED={speed!r} is not a positive number")
+    monotonic, real = _started()
+    return (base or real) + timedelta(seconds=(time.monotonic() - monotonic) * factor)

@@ -51,14 +51,24 @@ class ScheduleSettings(StrictModel):
     interval: Duration | None = None
     cron: str | None = None
 
+    @field_validator("interval")
+    @classmethod
+    def _at_least_a_second(cls, value: float | None) -> float | None:
+        if value is not None and value < 1:
+            raise ValueError("interval must be at least 1 second")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError("cron needs five fields: minute hour day month weekday")
+        return value
+
     @model_validator(mode="after")
     def _one_of(self) -> ScheduleSettings:
         if self.interval is not None and self.cron is not None:
             raise ValueError("set either interval or cron, not both")
-        if self.interval is not None and self.interval < 1:
-            raise ValueError("interval must be at least 1 second")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError("cron needs five fields: minute hour day month weekday")
         return self
 
     @property

@@ -30,7 +30,17 @@ from connectors.http import Cancelled
 from connectors.registry import connector_class
 from mapping.fieldmaps import FieldAbsence, MappingRules, map_contact, map_order
 from mapping.identity import FieldChoice, resolve, row_identifiers, survive
-from mapping.model import Contact, Kind, Membership, Order, Rejection, RemoteState, SourceRecord, WriteBack
+from mapping.model import (
+    Contact,
+    Kind,
+    Membership,
+    Order,
+    Rejection,
+    RemoteState,
+    SourceRecord,
+    WriteBack,
+    parse_timestamp,
+)
 from mapping.normalize.email import is_role_address
 from mapping.traits import OrderColumns, concat_order_columns, empty_order_columns, order_columns_from_rows
 from sync.config import LoadedConfig
@@ -42,7 +52,7 @@ log = structlog.get_logger("crmsync.pipeline")
 
 # Bump when mapping code changes what it produces from the same payload: stored records are then
 # mapped again from their raw form at the start of the next cycle.
-MAPPING_VERSION = "2"
+MAPPING_VERSION = "3"
 
 STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
 
@@ -310,7 +320,8 @@ class Cycle:
                 for stream, kind in STREAMS:
                     absent = FieldAbsence()
                     mapper = make_mapper(connector, kind, connectors, self.rules, absent)
-                    self._extract_stream(connector, outcome, run, stream, kind, mapper, name in full)
+                    whole = name in full or self._reconcile_due(connector, stream)
+                    self._extract_stream(connector, outcome, run, stream, kind, mapper, whole)
                     for field_name, count in sorted(absent.counts.items()):
                         # Once per run and field, not once per record: a wrong path is one mistake.
                         path = connector.contact_fieldmap[field_name].path
@@ -329,6 +340,19 @@ class Cycle:
         with ThreadPoolExecutor(max_workers=max(1, len(connectors)), thread_name_prefix="extract") as pool:
             list(pool.map(one, connectors))
 
+    def _reconcile_due(self, connector: Connector, stream: str) -> bool:
+        """Whether this cycle reads the stream in full (`reconcile_every`): a page that silently
+        left a record out cannot be noticed by an API without totals, and the incremental cursor
+        moves past it; the full read brings it in. A read from an empty checkpoint counts as one."""
+        every = connector.settings.reconcile_every
+        if every <= 0:
+            return False
+        last = (self.store.checkpoint(connector.name, f"{stream}@full") or {}).get("at")
+        due = last is None or (self.clock() - parse_timestamp(str(last))).total_seconds() >= every
+        if due and self.store.checkpoint(connector.name, stream) is not None:
+            log.info("reconciling: reading everything", system=connector.name, stream=stream)
+        return due
+
     def _extract_stream(
         self,
         connector: Connector,
@@ -345,6 +369,7 @@ class Cycle:
         name = connector.name
         key = f"{stream}@backfill" if full else stream
         checkpoint = self.store.checkpoint(name, key)
+        whole = full or not checkpoint
         reader = connector.read_contacts if kind is Kind.CONTACT else connector.read_orders
         received = changed = quarantined = 0
         last: Mapping[str, Any] | None = checkpoint
@@ -364,6 +389,8 @@ class Cycle:
                 name, stream, merge_checkpoints(self.store.checkpoint(name, stream), last), run.seq
             )
             self.store.set_checkpoint(name, key, None, run.seq)
+        if whole:
+            self.store.set_checkpoint(name, f"{stream}@full", {"at": self.clock().isoformat()}, run.seq)
         if kind is Kind.CONTACT:
             outcome.read_contacts += received
         else:

@@ -24,6 +24,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb() -> float | None:
+    """The resident set now (Linux), to see that memory stays flat from cycle to cycle."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * resource.getpagesize() / (1024 * 1024)
+
+
 def run_daemon(loaded: LoadedConfig, store: StateStore, stop: threading.Event, *, max_cycles: int | None = None) -> int:
     schedule = loaded.config.schedule
     one_at_a_time = threading.Lock()
@@ -45,7 +55,9 @@ def run_daemon(loaded: LoadedConfig, store: StateStore, stop: threading.Event, *
                 systems={name: outcome.status for name, outcome in report.systems.items()},
                 written=sum(o.written for o in report.systems.values()),
                 rejected=sum(o.rejected for o in report.systems.values()),
+                now=report.started_at.isoformat(),
                 peak_rss_mb=round(peak_rss_mb(), 1),
+                rss_mb=round(rss_mb() or 0.0, 1),
             )
         except Exception:
             log.exception("cycle crashed")

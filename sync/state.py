@@ -1207,17 +1207,21 @@ class StateStore(SegmentStore):
     def record_results(
         self, system: str, changes: Sequence[WriteBack], results: Iterable[WriteResult], run_seq: int, now: datetime
     ) -> None:
-        """The ledger after one batch: accepted targets become the pushed state, refusals go pending."""
+        """The ledger after one batch: accepted targets become the pushed state (unless the vendor's
+        answer was not conclusive: see `WriteResult.confirmed`), refusals go pending."""
         by_id = {c.record_id: c for c in changes}
         stamp = now.isoformat()
         with self._writing() as conn:
             accepted = []
             refused = []
+            done = []
             for result in results:
                 change = by_id.get(result.record_id)
                 if change is None:
                     continue
                 if result.ok:
+                    done.append(result.record_id)
+                if result.ok and result.confirmed:
                     accepted.append(
                         {
                             "system": system,
@@ -1230,11 +1234,10 @@ class StateStore(SegmentStore):
                 else:
                     refused.append((result.record_id, result.message))
             self._upsert(conn, pushed, accepted)
-            ok_ids = [row["record_id"] for row in accepted]
-            for start in range(0, len(ok_ids), 500):
+            for start in range(0, len(done), 500):
                 conn.execute(
                     delete(pending).where(
-                        pending.c.system == system, pending.c.record_id.in_(ok_ids[start : start + 500])
+                        pending.c.system == system, pending.c.record_id.in_(done[start : start + 500])
                     )
                 )
             for rid, message in refused:

@@ -1,15 +1,44 @@
-"""Fixtures: real sandboxes on 127.0.0.1, started and stopped by each test."""
+"""Fixtures: real sandboxes on 127.0.0.1, started and stopped by each test; and, for the whole
+session, the secrets scan over everything crmsync printed or wrote (tests/chaos/secrets.py)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
 from sync.demo import demo_data
+from sync.log import setup_logging
 from sync.sandboxes import RunningSandbox, start_sandboxes, stop_sandboxes
-from tests.kit import Sandboxes
+from tests.kit import Sandboxes, capture_output_to
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_leaves_crmsync(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IO[str]]:
+    """Every configured secret (the sandboxes' credentials and every one a test registers with
+    `tests.kit.secret`) against everything crmsync printed or wrote during the session: a single
+    hit fails the run."""
+    from tests.chaos import report
+    from tests.chaos.secrets import all_secrets, scan
+
+    started = time.time()
+    base = tmp_path_factory.getbasetemp()
+    capture_output_to(base / "crmsync-output")
+    report.reset()
+    with open(base / "crmsync-output" / "in-process.log", "a", encoding="utf-8") as log:
+        setup_logging("debug", True, stream=log)  # before any session fixture runs a cycle
+        yield log
+    files, hits = scan([base], started)
+    report.record("secrets", {"hits": len(hits), "files": files, "secrets": len(all_secrets())})
+    assert not hits, "secrets found in crmsync's output:\n" + "\n".join(str(hit) for hit in hits)
+
+
+@pytest.fixture(autouse=True)
+def crmsync_logs_at_debug(no_secret_leaves_crmsync: IO[str]) -> None:
+    """crmsync's logging inside the test process, at debug level, into the scanned log."""
+    setup_logging("debug", True, stream=no_secret_leaves_crmsync)
 
 
 @pytest.fixture
@@ -28,7 +57,7 @@ def start_sandboxes_fixture() -> Iterator[Callable[..., Sandboxes]]:
 
 @pytest.fixture(scope="session")
 def small_data() -> dict[str, dict[str, Any]]:
-    """40 synthetic people over both shops, fixed seed."""
+    """40 synthetic people over every sandbox, fixed seed."""
     return demo_data(40, seed=7)
 
 

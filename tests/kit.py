@@ -1,23 +1,66 @@
 """Helpers for tests: sandboxes and their test routes, the `crmsync` command as a subprocess,
-polling with a deadline."""
+polling with a deadline.
+
+Everything a `crmsync` subprocess prints goes to a file in `output_dir()` as well, and every secret
+a test hands to crmsync is registered with `secret()`: at the end of the session the suite scans
+all of it (tests/conftest.py, tests/chaos/secrets.py) and fails on a single secret found.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 
 from sync.sandboxes import RunningSandbox, sandbox_config
 
 CRMSYNC = str(Path(sys.executable).parent / "crmsync")
+
+# Secrets the tests hand to crmsync (beyond the sandboxes' own credentials).
+SECRETS: set[str] = set()
+_output_dir: Path | None = None
+_numbers = itertools.count(1)
+_numbers_lock = threading.Lock()
+
+
+def secret(value: str) -> str:
+    """Register a value crmsync must never print, log or store; returns it."""
+    SECRETS.add(value)
+    return value
+
+
+def capture_output_to(folder: Path) -> None:
+    global _output_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    _output_dir = folder
+
+
+def output_dir() -> Path:
+    """Where the output of every `crmsync` subprocess of this session is kept."""
+    global _output_dir
+    if _output_dir is None:
+        _output_dir = Path(tempfile.mkdtemp(prefix="crmsync-output-"))
+    return _output_dir
+
+
+def _output_files(args: tuple[str, ...]) -> tuple[Path, Path]:
+    with _numbers_lock:
+        number = next(_numbers)
+    label = re.sub(r"[^a-z0-9]+", "-", (args[0] if args else "crmsync").lower())
+    stem = output_dir() / f"{number:05d}-{label}"
+    return stem.with_suffix(".out"), stem.with_suffix(".err")
 
 
 class Sandboxes:
@@ -76,14 +119,117 @@ class Sandboxes:
         return path
 
 
+def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    """The test process's environment without its CRMSYNC_ variables, crmsync logging at debug
+    level unless a test says otherwise (the secrets scan reads everything it logs)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
+    full_env["CRMSYNC_LOG_LEVEL"] = "debug"
+    full_env.update(env or {})
+    return full_env
+
+
 def run_crmsync(
     *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [CRMSYNC, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    result = subprocess.run(
+        [CRMSYNC, *args], cwd=cwd, env=_environment(env), capture_output=True, text=True, timeout=timeout, check=False
     )
+    out, err = _output_files(args)
+    out.write_text(result.stdout)
+    err.write_text(result.stderr)
+    return result
+
+
+def run_crmsync_here(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`crmsync` in this process (the same entry point, `sync.cli.main`), for the many quick
+    refusals that would each cost a second of interpreter start-up as a subprocess. Its output is
+    kept for the secrets scan like a subprocess's."""
+    import contextlib
+    import io
+
+    from sync.cli import main
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("CRMSYNC_")}
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    argv = sys.argv
+    try:
+        for name in saved:
+            del os.environ[name]
+        os.environ.update({"CRMSYNC_LOG_LEVEL": "debug", **(env or {})})
+        sys.argv = ["crmsync", *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code
+    finally:
+        sys.argv = argv
+        for name in [k for k in os.environ if k.startswith("CRMSYNC_")]:
+            del os.environ[name]
+        os.environ.update(saved)
+    out_path, err_path = _output_files(args)
+    out_path.write_text(out.getvalue())
+    err_path.write_text(err.getvalue())
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess(["crmsync", *args], returncode, out.getvalue(), err.getvalue())
+
+
+class Spawned:
+    """A `crmsync` process running in the background, its output going to files (kept for the
+    secrets scan) that the test reads with `stdout()` / `stderr()` / `communicate()`."""
+
+    def __init__(self, *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> None:
+        self.out_path, self.err_path = _output_files(args)
+        self._out: IO[str] = open(self.out_path, "w")  # noqa: SIM115  (open for the process's lifetime)
+        self._err: IO[str] = open(self.err_path, "w")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [CRMSYNC, *args], cwd=cwd, env=_environment(env), stdout=self._out, stderr=self._err, text=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        """SIGKILL, and wait for it to be gone."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.wait(10)
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self.process.wait(timeout)
+        self._out.close()
+        self._err.close()
+        return code
+
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return self.stdout(), self.stderr()
+
+    def result(self, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        out, err = self.communicate(timeout)
+        return subprocess.CompletedProcess(self.process.args, self.process.returncode, out, err)
+
+
+def spawn(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Spawned:
+    return Spawned(*args, cwd=cwd, env=env)
 
 
 def json_out(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:

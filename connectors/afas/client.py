@@ -9,9 +9,10 @@ Reads page with `take` and `orderbyfieldids=<key column>`, filtering on the modi
 column for incremental reads. Instead of walking `skip` (an insert or delete between two calls
 shifts every later row by one, and AFAS says `skip` gets slow past 100,000), every next page
 filters `key > last key seen` with `skip=0` (keyset paging; AFAS's advice for large sets is to
-split by filter). A short or empty page ends the read. The filter on the modified date stays fixed
-during a pass, so a record changed mid-read is either read now or on the next cycle: the cursor
-stored at the end never passes the moment the pass started.
+split by filter). A short or empty page ends the read, once it has been asked for a second time
+(`confirm_short`: a reply that lost a row on the way must not end it early). The filter on the
+modified date stays fixed during a pass, so a record changed mid-read is either read now or on the
+next cycle: the cursor stored at the end never passes the moment the pass started.
 
 Writes: `PUT /connectors/KnPerson` with `MatchPer` 0 (find the person by number) and only
 crmsync's two free fields, one person per call (the published KnPerson schema has one `Element`).
@@ -28,12 +29,13 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
 from connectors.afas.profit_time import filter_value, parse_profit
-from connectors.base import Capabilities, Connector, Page, read_since
+from connectors.base import Capabilities, Connector, Page, confirm_short, read_since
 from connectors.errors import ApiError, RejectedRecord
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify, parse_retry_after
 from connectors.settings import SystemSettings
@@ -194,7 +196,8 @@ class AfasConnector(Connector):
         scan = Scan.resume(checkpoint) or Scan.start(read_since(checkpoint, self.settings.lookback))
         number = 0
         while True:
-            rows = self._rows(connector, key, scan.filters(self.settings.modified_field, key), self.page_size)
+            filters = scan.filters(self.settings.modified_field, key)
+            rows = confirm_short(partial(self._rows, connector, key, filters, self.page_size), len, self.page_size)
             records = [self._record(kind, key, row) for row in rows]
             last_key = rows[-1].get(key) if rows and isinstance(rows[-1], dict) else None
             if rows and (last_key is None or last_key == scan.after):

@@ -21,11 +21,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.base import Capabilities, Connector, Page, advance_cursor, read_since
+from connectors.base import Capabilities, Connector, Page, advance_cursor, confirm_short, read_since
 from connectors.errors import ApiError, AuthError, RejectedRecord
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
 from connectors.settings import Duration, SystemSettings
@@ -278,7 +279,7 @@ class EfficyConnector(Connector):
         state = dict(checkpoint or {})
         number = 0
         while True:
-            answered = self._query(query, position)
+            answered = confirm_short(partial(self._query, query, position), len, self.page_size)
             rows = [row for row in answered if isinstance(row, dict)]
             if kind is Kind.CONTACT and rows and self.settings.writeback:
                 rows = self._with_owned_fields(rows)
@@ -286,7 +287,8 @@ class EfficyConnector(Connector):
             number += 1
             state = advance_cursor(state, records)
             yield Page(records, state, number)
-            # A short page is the last one; the keyset carries on after the last row efficy sent.
+            # A short page (asked for twice) is the last one; the keyset carries on after the last
+            # row efficy sent.
             if len(answered) < self.page_size:
                 return
             position = self._next_position(answered[-1], key_field, position)

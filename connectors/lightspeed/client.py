@@ -30,12 +30,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, Literal
 
 import structlog
 from pydantic import Field, SecretStr
 
-from connectors.base import Capabilities, Connector, Page
+from connectors.base import Capabilities, Connector, Page, confirm_short, id_text
 from connectors.errors import ApiError, AuthError, RejectedRecord, RetriesExhausted, TransientError
 from connectors.http import ApiClient, ApiResponse, Verdict, parse_retry_after, vendor_message
 from connectors.lightspeed.budget import Exhausted, HeaderBudget, exhausted_in
@@ -50,6 +51,7 @@ METAFIELDS = "customerMetafields"
 FILTER_FORMAT = "%Y-%m-%d %H:%M:%S"
 NOT_FOUND = "not found"
 NOT_COUNTED = frozenset({"cancelled"})  # as order status and as payment status
+DUPLICATES = " | "  # joins the values of a key that has more than one row
 CACHED_CUSTOMERS = 10_000
 _PER_CUSTOMER = re.compile(r"^/[^/]+/customers/\d+[/.]")
 
@@ -171,6 +173,7 @@ class LightspeedConnector(Connector):
         self._rows: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._currency: str | None = None
         self._shop_read = False
+        self._uncertain = False  # the current write lost a reply that may still be carried out
         key, secret = self.settings.api_key.get_secret_value(), self.settings.api_secret.get_secret_value()
         return self.api_client(auth=(key, secret))
 
@@ -261,12 +264,16 @@ class LightspeedConnector(Connector):
         self, path: str, key: str, checkpoint: Mapping[str, Any] | None
     ) -> Iterator[tuple[int, list[dict[str, Any]], dict[str, Any]]]:
         """(page number, raw items, the checkpoint that resumes after them); the last page is the
-        first one shorter than the limit (an exact multiple costs one empty page)."""
+        first one shorter than the limit, asked for twice (an exact multiple costs one empty page)."""
         state = _ReadState.resume(checkpoint)
         page = state.page
         while True:
             params = {"page": page, "limit": self.page_size, **state.filter(self.settings.lookback)}
-            response = self._call("GET", path, params=params)
+            response = confirm_short(
+                partial(self._call, "GET", path, params=params),
+                lambda reply: len(_items(reply, key, self.name)),
+                self.page_size,
+            )
             state.note_start(response.header("Date"))
             items = _items(response, key, self.name)
             state.see(items)
@@ -289,8 +296,11 @@ class LightspeedConnector(Connector):
             yield Page([self._record(Kind.ORDER, self._with_currency(o)) for o in orders], state, number)
 
     def _with_metafields(self, customer: dict[str, Any]) -> dict[str, Any] | None:
-        """The customer with its metafield rows; None when it was deleted since the list."""
-        customer_id = str(customer.get("id", ""))
+        """The customer with its metafield rows; None when it was deleted since the list. A row
+        without an id has no metafields to ask for: it goes on as it is (to the quarantine)."""
+        customer_id = id_text(customer.get("id"))
+        if not customer_id.isdigit():
+            return customer
         try:
             rows = self._metafield_rows(customer_id)
         except RejectedRecord as exc:
@@ -325,7 +335,7 @@ class LightspeedConnector(Connector):
             updated_at = parse_timestamp(stamp) if isinstance(stamp, str) and stamp else None
         except ValueError:
             updated_at = None
-        return SourceRecord(self.name, kind, str(item.get("id", "")), updated_at, item)
+        return SourceRecord(self.name, kind, id_text(item.get("id")), updated_at, item)
 
     # ----- mapping hooks ------------------------------------------------------------------------
     def canonical_id(self, raw: str) -> str | None:
@@ -334,8 +344,13 @@ class LightspeedConnector(Connector):
 
     def payload_field(self, payload: Mapping[str, Any], name: str) -> str | None:
         mine = _rows_of(payload.get(METAFIELDS), name)
-        value = mine[0].get("value") if mine else None
-        return value if isinstance(value, str) else None
+        values = [row.get("value") for row in mine]
+        if len(values) > 1:
+            # Two rows of one key (a create whose reply was lost and that the shop carried out
+            # late, another tool): the values joined can never equal a verdict, so the planner
+            # writes this field and `_set` removes the extra rows.
+            return DUPLICATES.join(v if isinstance(v, str) else "" for v in values)
+        return values[0] if values and isinstance(values[0], str) else None
 
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
         return payload.get("status") not in NOT_COUNTED and payload.get("paymentStatus") not in NOT_COUNTED
@@ -344,12 +359,13 @@ class LightspeedConnector(Connector):
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
         results = []
         for change in changes:
+            self._uncertain = False
             try:
                 self._write_one(change)
             except RejectedRecord as exc:
                 results.append(WriteResult(change.record_id, False, exc.message))
             else:
-                results.append(WriteResult(change.record_id, True))
+                results.append(WriteResult(change.record_id, True, confirmed=not self._uncertain))
         return results
 
     def _write_one(self, change: WriteBack) -> None:
@@ -417,6 +433,9 @@ class LightspeedConnector(Connector):
             if found:
                 self._set(customer_id, key, value, found)
                 return
+            # Not there (yet): the lost POST may still be carried out after the one we send now.
+            # The write is then reported unconfirmed, and the next cycle looks at the rows again.
+            self._uncertain = True
         raise RetriesExhausted(self.name, f"gave up creating metafield {key} of customer {customer_id}: {failure}")
 
 

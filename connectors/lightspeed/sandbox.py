@@ -473,8 +473,7 @@ class LightspeedSandbox(SandboxApp):
             record = records[record_id]
             if record_id <= since_id:
                 continue
-            stamps = {field: parse_timestamp(record[field]) for field in ("createdAt", "updatedAt")}
-            if all(stamps[f] >= b if is_min else stamps[f] <= b for f, b, is_min in bounds):
+            if all(_within(record, field, bound, is_min) for field, bound, is_min in bounds):
                 out.append(record)
         return out
 
@@ -600,6 +599,16 @@ class LightspeedSandbox(SandboxApp):
             if order is None:
                 raise VendorError(404, "not_found", "Not found")
             return json_response({"order": self._render_order(request, lang, order)})
+
+
+def _within(record: Mapping[str, Any], field: str, bound: Any, is_min: bool) -> bool:
+    """Whether a record's timestamp lies on the right side of a filter bound; a value that is no
+    timestamp (garbage a test put in) matches no bound, and is still listed without one."""
+    try:
+        stamp = parse_timestamp(str(record[field]))
+    except (KeyError, ValueError):
+        return False
+    return bool(stamp >= bound if is_min else stamp <= bound)
 
 
 def _fixture_record(where: str, item: Any) -> dict[str, Any]:

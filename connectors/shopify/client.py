@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from connectors.base import Capabilities, Connector, Page, advance_cursor, read_since
+from connectors.base import Capabilities, Connector, Page, advance_cursor, confirm_short, read_since
 from connectors.errors import ApiError
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
 from connectors.settings import SystemSettings
@@ -206,7 +206,11 @@ class ShopifyConnector(Connector):
         state = dict(checkpoint or {})
         number = 0
         while True:
-            data = self.graphql(root, query, variables, mutating=False)
+            data = confirm_short(
+                lambda: self.graphql(root, query, variables, mutating=False),
+                lambda reply: len(reply[root]["nodes"]),
+                variables["first"],
+            )
             connection = data[root]
             records = [
                 SourceRecord(self.name, kind, node["id"], parse_timestamp(node["updatedAt"]), node)

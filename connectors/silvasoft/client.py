@@ -2,8 +2,9 @@
 
 Relations (`listrelations`) have no modified-since filter, so every cycle scans the customers in
 creation order with `Limit`/`Offset` (at most 200 per call); the API gives no totals, so a page
-shorter than asked for is the last one, and an exactly full page costs one more request. The scan
-is cheap downstream: unchanged relations hash the same and are skipped. Customer value comes from
+shorter than asked for (asked for a second time, in case a reply lost an item on the way) is the
+last one, and an exactly full page costs one more request. The scan is cheap downstream:
+unchanged relations hash the same and are skipped. Customer value comes from
 sales invoices (`listsalesinvoices`, newest number first, at most 100 per call), read from the
 last invoice date seen minus the look-back with the documented `DateFrom` filter.
 
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from connectors.base import Capabilities, Connector, Page, advance_cursor, read_since
+from connectors.base import Capabilities, Connector, Page, advance_cursor, confirm_short, read_since
 from connectors.errors import ApiError
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
 from connectors.settings import Duration, RateWindow, SystemSettings
@@ -135,7 +137,8 @@ class SilvasoftConnector(Connector):
         number = offset // size
         while True:
             params = {"RelationType": "Customer", "Sorting": self.settings.relation_sorting, "SortDir": "ASC"}
-            items = self.get("listrelations", {**params, "Limit": size, "Offset": offset})
+            page = {**params, "Limit": size, "Offset": offset}
+            items = confirm_short(partial(self.get, "listrelations", page), len, size)
             offset += size
             number += 1
             done = len(items) < size
@@ -161,7 +164,7 @@ class SilvasoftConnector(Connector):
             params: dict[str, Any] = {"Limit": size, "Offset": offset}
             if date_from:
                 params["DateFrom"] = date_from
-            items = self.get("listsalesinvoices", params)
+            items = confirm_short(partial(self.get, "listsalesinvoices", params), len, size)
             records = [self._invoice(item) for item in items]
             cursor = advance_cursor(cursor, records)
             offset += size

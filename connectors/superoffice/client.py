@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, model_validator
 
 from connectors.base import Capabilities, Connector, Page, read_since
-from connectors.errors import ApiError, RejectedRecord
+from connectors.errors import ApiError, RejectedRecord, TransientError
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
 from connectors.settings import SystemSettings
 from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult, parse_timestamp
@@ -130,6 +130,8 @@ class SuperOfficeConnector(Connector):
     def make_client(self) -> ApiClient:
         self._interest_ids: dict[str, int] = {}  # casefolded name -> list item id
         self._interest_names: dict[int, str] = {}
+        self._lost_creates: set[str] = set()  # names whose POST lost its reply in this cycle
+        self._uncertain = False  # the current write left out an interest whose creation is in doubt
         settings = self.settings
         return self.api_client(
             headers={
@@ -237,14 +239,21 @@ class SuperOfficeConnector(Connector):
 
     def _page(self, path: str, params: Mapping[str, str] | None = None) -> ApiResponse:
         """One archive page. A page shorter than `$top` that still links to a next one lost a row
-        on the way: it is asked for again rather than skipping a person for good."""
-        for _ in range(3):
+        on the way: it is asked for again (up to twice) rather than skipping a person for good. A
+        short last page is asked for once more too; the longest answer wins."""
+        best: ApiResponse | None = None
+        for attempt in range(3):
             response = self.client.request("GET", path, params=params)
             body = response.body
-            full = isinstance(body, dict) and len(body.get("value") or []) >= self.page_size
-            if full or not (isinstance(body, dict) and body.get("odata.nextLink")):
+            rows = len(body.get("value") or []) if isinstance(body, dict) else 0
+            if best is None or rows > len(best.body.get("value") or []):
+                best = response
+            if rows >= self.page_size:
                 break
-        return response
+            if attempt >= 1 and not (isinstance(body, dict) and body.get("odata.nextLink")):
+                break
+        assert best is not None
+        return best
 
     def _record(self, kind: Kind, row: Mapping[str, Any], stamp: str, key: str) -> SourceRecord:
         raw_id = row.get(key, row.get("PrimaryKey"))
@@ -281,18 +290,34 @@ class SuperOfficeConnector(Connector):
 
     def _ensure_interests(self, names: Sequence[str]) -> dict[str, int]:
         """The list item of every name, looked up first and created only when missing (a POST
-        always adds an item, even one with a name that exists)."""
+        always adds an item, even one with a name that exists). A POST whose reply was lost is
+        never sent again in the same cycle: the server may still carry it out, and a second POST
+        would leave two items of one name. The name is left out of this write (reported
+        unconfirmed), and the next cycle finds the item or creates it then."""
         if any(n.casefold() not in self._interest_ids for n in names):
             self._load_interests()
         for name in names:
+            if name.casefold() not in self._interest_ids and name.casefold() not in self._lost_creates:
+                self._create_interest(name)
+        if any(n.casefold() not in self._interest_ids for n in names):
+            self._uncertain = True
+        return {name: self._interest_ids[name.casefold()] for name in names if name.casefold() in self._interest_ids}
+
+    def _create_interest(self, name: str) -> None:
+        body = {"Name": name, "Tooltip": "crmsync segment: set and cleared by crmsync"}
+        try:
+            created = self.client.request(
+                "POST", f"{self.api}/List/PersonInterest/Items", json_body=body, idempotent=False
+            ).body
+        except TransientError:
+            self._load_interests()  # the reply was lost, not necessarily the item
             if name.casefold() not in self._interest_ids:
-                body = {"Name": name, "Tooltip": "crmsync segment: set and cleared by crmsync"}
-                created = self.client.request("POST", f"{self.api}/List/PersonInterest/Items", json_body=body).body
-                if not isinstance(created, dict) or not isinstance(created.get("Id"), int):
-                    raise ApiError(self.name, "creating an interest answered without an Id")
-                self._interest_ids[name.casefold()] = created["Id"]
-                self._interest_names[created["Id"]] = name
-        return {name: self._interest_ids[name.casefold()] for name in names}
+                self._lost_creates.add(name.casefold())
+            return
+        if not isinstance(created, dict) or not isinstance(created.get("Id"), int):
+            raise ApiError(self.name, "creating an interest answered without an Id")
+        self._interest_ids[name.casefold()] = created["Id"]
+        self._interest_names[created["Id"]] = name
 
     # ----- mapping hooks ------------------------------------------------------------------------
     def canonical_id(self, raw: str) -> str | None:
@@ -325,9 +350,10 @@ class SuperOfficeConnector(Connector):
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
         results = []
         for change in changes:
+            self._uncertain = False
             try:
                 self._write_one(change)
-                results.append(WriteResult(change.record_id, True))
+                results.append(WriteResult(change.record_id, True, confirmed=not self._uncertain))
             except RejectedRecord as exc:
                 results.append(WriteResult(change.record_id, False, exc.message))
         return results

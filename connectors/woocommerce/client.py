@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from connectors.base import Capabilities, Connector, Page, advance_cursor, read_since
+from connectors.base import Capabilities, Connector, Page, advance_cursor, id_text, read_since
 from connectors.errors import ApiError, RejectedRecord
 from connectors.http import ApiClient, ApiResponse
 from connectors.settings import SystemSettings
@@ -92,16 +92,23 @@ class WooCommerceConnector(Connector):
 
     def _list_page(self, path: str, params: Mapping[str, Any]) -> tuple[list[Any], int]:
         """One page and the total page count. A page that comes back short while the totals say
-        more pages follow lost an item on the way (a known WordPress caching glitch): read it again."""
-        for _ in range(3):
+        more pages follow lost an item on the way (a known WordPress caching glitch): read it again,
+        up to twice. A short last page is read once more too (the totals come from the same cache);
+        the longest answer wins."""
+        best: tuple[list[Any], int] | None = None
+        for attempt in range(3):
             response = self.get(path, params)
             if not isinstance(response.body, list):
                 raise ApiError(self.name, f"GET {path}: expected a list")
             total_pages = int(response.header("X-WP-TotalPages") or 0)
-            short = len(response.body) < int(params["per_page"]) and int(params["page"]) < total_pages
-            if not short:
+            if best is None or len(response.body) > len(best[0]):
+                best = (response.body, total_pages)
+            if len(response.body) >= int(params["per_page"]):
                 break
-        return response.body, total_pages
+            if attempt >= 1 and int(params["page"]) >= total_pages:
+                break
+        assert best is not None
+        return best
 
     # ----- reads --------------------------------------------------------------------------------
     def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
@@ -158,7 +165,7 @@ class WooCommerceConnector(Connector):
             updated_at = parse_timestamp(stamp) if isinstance(stamp, str) and stamp else None
         except ValueError:
             updated_at = None
-        return SourceRecord(self.name, kind, str(item.get("id", "")), updated_at, item)
+        return SourceRecord(self.name, kind, id_text(item.get("id")), updated_at, item)
 
     # ----- mapping hooks ------------------------------------------------------------------------
     def canonical_id(self, raw: str) -> str | None:

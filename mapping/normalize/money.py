@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
+
+import pycountry
 
 from mapping.normalize.base import Invalid, type_name
 
@@ -41,6 +44,15 @@ def normalise_currency(value: Any) -> str | Invalid | None:
     if not isinstance(value, str):
         return Invalid("wrong_type", f"expected a currency code, got {type_name(value)}")
     code = value.strip().upper()
-    if not _CURRENCY.match(code):
-        return Invalid("invalid_currency", "not an ISO 4217 code")
+    if not _CURRENCY.match(code) or not _is_currency(code):
+        return Invalid("invalid_currency", "not an ISO 4217 currency code")
     return code
+
+
+# ISO 4217's "no currency" and "testing" codes: no sale is in them.
+_NOT_MONEY = frozenset({"XXX", "XTS"})
+
+
+@lru_cache(maxsize=512)
+def _is_currency(code: str) -> bool:
+    return code not in _NOT_MONEY and pycountry.currencies.get(alpha_3=code) is not None

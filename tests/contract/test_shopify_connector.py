@@ -79,7 +79,9 @@ def test_reads_every_page_including_an_exact_multiple(
     assert len(read) == pages
     assert len(ids) == len(set(ids)) == count
     assert read[-1].checkpoint == {"cursor": f"2026-01-01T00:{count:02d}:00+00:00"}
-    assert shop.stats("shopify")["requests"]["POST /admin/api/<version>/graphql.json"] == pages
+    # a short last page is asked for once more before it ends the read; a full one is not
+    short = 1 if count % 10 else 0
+    assert shop.stats("shopify")["requests"]["POST /admin/api/<version>/graphql.json"] == pages + short
 
 
 def test_incremental_read_returns_the_changed_record(shop: Sandboxes) -> None:

@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.kit import CRMSYNC, Sandboxes, json_out, run_crmsync, wait_until
+from tests.kit import Sandboxes, json_out, run_crmsync, secret, spawn, wait_until
 
 BROKEN = {
     "wrong-type": (
         '[systems.shop]\ntype = "shopify"\nbase_url = "https://x.myshopify.com"\n'
-        'access_token = "shpat_secret_in_bad_config"\nrate_limit = "fast"\n',
+        f'access_token = "{secret("shpat_secret_in_bad_config")}"\nrate_limit = "fast"\n',
         "config error: systems.shop.rate_limit: ",
     ),
     "missing-credential": (
         '[systems.web]\ntype = "woocommerce"\nbase_url = "https://winkel.example.nl"\n'
-        'consumer_key = "ck_secret_in_bad_config"\n',
+        f'consumer_key = "{secret("ck_secret_in_bad_config")}"\n',
         "config error: systems.web.consumer_secret: field required",
     ),
     "unknown-type": (
-        '[systems.erp]\ntype = "sap"\nbase_url = "https://erp.example.nl"\napi_key = "secret_in_bad_config"\n',
+        '[systems.erp]\ntype = "sap"\nbase_url = "https://erp.example.nl"\n'
+        f'api_key = "{secret("secret_in_bad_config")}"\n',
         "config error: systems.erp.type: unknown system type",
     ),
 }
@@ -65,7 +64,8 @@ def test_check_makes_one_authenticated_call_per_system(sandboxes: Sandboxes, tmp
     }
     assert doc["systems"]["woocommerce"]["capabilities"]["write_tags"] is False
     assert sandboxes.stats("shopify")["reads"] == 1 and sandboxes.stats("woocommerce")["reads"] == 1
-    bad = run_crmsync("check", "-c", str(sandboxes.config(tmp_path, shopify='access_token = "shpat_nope"')), "--json")
+    wrong = sandboxes.config(tmp_path, shopify=f'access_token = "{secret("shpat_nope")}"')
+    bad = run_crmsync("check", "-c", str(wrong), "--json")
     assert bad.returncode == 3
     assert json_out(bad)["systems"]["shopify"]["auth"] == "refused"
 
@@ -85,11 +85,6 @@ def test_bad_clock_override_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "CRMSYNC_NOW" in result.stderr
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-    return subprocess.Popen([CRMSYNC, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def test_a_second_writer_exits_5_naming_the_holder_and_a_killed_holder_is_taken_over(
     sandboxes: Sandboxes, tmp_path: Path
 ) -> None:
@@ -97,7 +92,7 @@ def test_a_second_writer_exits_5_naming_the_holder_and_a_killed_holder_is_taken_
     # The holder stalls on its first read until the test kills it: however slow this machine,
     # it still holds the lock when the second writer and `status` look.
     sandboxes.fault("shopify", match="reads", fault="slow", seconds=30, times=1)
-    holder = _spawn("sync", "-c", str(config))
+    holder = spawn("sync", "-c", str(config))
     lock = tmp_path / "crmsync.db.lock"
     try:
         assert wait_until(lambda: lock.exists() and str(holder.pid) in lock.read_text(), timeout=20)
@@ -107,8 +102,7 @@ def test_a_second_writer_exits_5_naming_the_holder_and_a_killed_holder_is_taken_
         status = json_out(run_crmsync("status", "-c", str(config), "--json"))
         assert status["lock"]["pid"] == holder.pid  # status reads without taking the lock
     finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(timeout=10)
+        holder.kill()
     taken_over = run_crmsync("sync", "-c", str(config))
     assert taken_over.returncode == 0, taken_over.stderr
     assert json_out(run_crmsync("status", "-c", str(config), "--json"))["lock"] is None
@@ -123,7 +117,7 @@ def test_daemon_runs_cycles_on_schedule_and_stops_cleanly(sandboxes: Sandboxes, 
     status = json_out(run_crmsync("status", "-c", str(config), "--json"))
     assert status["systems"]["shopify"]["last_ok"] is not None
 
-    daemon = _spawn("run", "-c", str(config))
+    daemon = spawn("run", "-c", str(config))
     try:
         assert wait_until(lambda: json_out(run_crmsync("status", "-c", str(config), "--json"))["lock"] is not None)
         started = time.monotonic()
@@ -163,10 +157,10 @@ def _free_port_pair() -> int:
 def test_sandbox_command_prints_its_systems_and_writes_a_working_config(tmp_path: Path) -> None:
     base = _free_port_pair()
     config = tmp_path / "sandbox.toml"
-    process = _spawn("sandbox", "--port-base", str(base), "--write-config", str(config))
+    process = spawn("sandbox", "--port-base", str(base), "--write-config", str(config))
     try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline().strip(), process.stdout.readline().strip()]
+        assert wait_until(lambda: len(process.stdout().splitlines()) >= 2, timeout=30)
+        lines = process.stdout().splitlines()[:2]
         assert lines == [f"shopify http://127.0.0.1:{base}", f"woocommerce http://127.0.0.1:{base + 1}"]
         assert config.exists()
         assert 'url = "sqlite:///crmsync.db"' in config.read_text()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 
 import requests
 
-from tests.kit import CRMSYNC, Sandboxes, json_out, run_crmsync, wait_until
+from tests.kit import Sandboxes, json_out, run_crmsync, secret, spawn, wait_until
 
 
 def final_state(sandboxes: Sandboxes, data: dict[str, Any]) -> dict[str, Any]:
@@ -29,13 +27,6 @@ def final_state(sandboxes: Sandboxes, data: dict[str, Any]) -> dict[str, Any]:
         stored = sandboxes.customer("woocommerce", str(customer["id"]))
         state[f"woo:{customer['id']}"] = sorted((m["key"], str(m["value"])) for m in stored["meta_data"])
     return state
-
-
-def spawn(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
-    return subprocess.Popen(
-        [CRMSYNC, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
 
 
 def writes_seen(sandboxes: Sandboxes, system_type: str) -> list[dict[str, Any]]:
@@ -64,7 +55,6 @@ def test_sigkill_while_applying_then_rerun_matches_an_uninterrupted_run(
         assert wait_until(lambda: len(writes_seen(victim, "shopify")) >= 2, timeout=30)
     finally:
         process.kill()
-        process.wait(timeout=10)
     done = sum(len(writes_seen(victim, t)) for t in ("shopify", "woocommerce"))
     assert 0 < done < planned_calls, "the kill must land in the middle of the write-back"
     # The state database is intact after the kill.
@@ -88,10 +78,10 @@ def test_sigterm_during_a_slow_batch_finishes_it_records_it_and_exits_0(sandboxe
     assert wait_until(in_flight, timeout=30)
     stopped_at = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=15)
-    assert process.returncode == 0, err
+    result = process.result(timeout=15)
+    assert result.returncode == 0, result.stderr
     assert time.monotonic() - stopped_at < 10
-    doc = json_out(subprocess.CompletedProcess([], 0, out, err))
+    doc = json_out(result)
     shop = doc["systems"]["shopify"]
     assert shop["status"] == "interrupted"
     assert 0 < shop["written"] < shop["planned"]
@@ -126,7 +116,8 @@ def test_refused_credentials_stop_that_system_only_with_exit_3(sandboxes: Sandbo
     assert "credentials refused" in doc["systems"]["woocommerce"]["error"]
     assert doc["systems"]["woocommerce"]["written"] == 0
     assert doc["systems"]["shopify"]["status"] == "ok" and doc["systems"]["shopify"]["written"] > 0
-    human = run_crmsync("sync", "-c", str(sandboxes.config(tmp_path, woocommerce='consumer_secret = "cs_wrong"')))
+    wrong = sandboxes.config(tmp_path, woocommerce=f'consumer_secret = "{secret("cs_wrong_secret")}"')
+    human = run_crmsync("sync", "-c", str(wrong))
     assert human.returncode == 3
     assert "woocommerce: GET /wp-json/wc/v3/customers: credentials refused" in human.stdout
 

@@ -12,11 +12,11 @@ import structlog
 
 from connectors.redaction import register_secret
 from sync.log import setup_logging
-from tests.kit import Sandboxes, run_crmsync
+from tests.kit import Sandboxes, run_crmsync, secret
 
-SHOP_TOKEN = "shpat_known_secret_for_tests_1a2b3c"
-WOO_KEY = "ck_known_key_for_tests_4d5e6f"
-WOO_SECRET = "cs_known_secret_for_tests_7a8b9c"
+SHOP_TOKEN = secret("shpat_known_secret_for_tests_1a2b3c")
+WOO_KEY = secret("ck_known_key_for_tests_4d5e6f")
+WOO_SECRET = secret("cs_known_secret_for_tests_7a8b9c")
 SECRETS = (SHOP_TOKEN, WOO_KEY, WOO_SECRET)
 
 
@@ -87,11 +87,11 @@ retry = {{ attempts = 2, backoff_initial = 0.01 }}
     assert failing.returncode == 3  # the closed system fails every time
     outputs.append(failing.stdout + failing.stderr)
     everything = "\n".join(outputs)
-    for secret in SECRETS:
-        assert secret not in everything
+    for value in SECRETS:
+        assert value not in everything
     state = (tmp_path / "crmsync.db").read_bytes()
-    for secret in SECRETS:
-        assert secret.encode() not in state
+    for value in SECRETS:
+        assert value.encode() not in state
     doc = json.loads(outputs[0].split("\n")[0])
     assert doc["systems"]["woocommerce"]["status"] == "ok"  # the reset was survived
     assert doc["systems"]["closed"]["status"] == "failed"

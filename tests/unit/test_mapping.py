@@ -91,11 +91,23 @@ def test_contacts_that_cannot_be_understood_are_rejected_with_a_reason(payload: 
         ({"customer": "7", "total": "5.00"}, "missing_date"),
         ({"total": "5.00", "at": "2026-01-01T00:00:00Z"}, "unlinkable_order"),
         ({"customer": "7", "total": "5.00", "currency": "EURO", "at": "2026-01-01T00:00:00Z"}, "invalid_currency"),
+        ({"customer": "7", "total": "5.00", "currency": "XYZ", "at": "2026-01-01T00:00:00Z"}, "invalid_currency"),
+        ({"customer": "7", "total": "5.00", "currency": "XXX", "at": "2026-01-01T00:00:00Z"}, "invalid_currency"),
+        ({"mail": "not an address", "total": "5.00", "at": "2026-01-01T00:00:00Z"}, "unlinkable_order"),
     ],
 )
 def test_orders_that_cannot_count_are_rejected_with_a_reason(payload: object, reason: str) -> None:
     result = map_order(_record(payload, Kind.ORDER), ORDER_FIELDS, True)
     assert isinstance(result, Rejection) and result.reason == reason, result
+
+
+def test_an_unusable_email_on_an_order_a_customer_id_links_leaves_the_order_counting() -> None:
+    order = map_order(
+        _record({"customer": "7", "mail": "jan@@example", "total": "5.00", "at": "2026-01-01T00:00:00Z"}, Kind.ORDER),
+        ORDER_FIELDS,
+        True,
+    )
+    assert isinstance(order, Order) and (order.customer_id, order.email) == ("7", None)
 
 
 def test_guest_order_links_by_email() -> None:

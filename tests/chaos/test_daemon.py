@@ -1,0 +1,115 @@
+"""`crmsync run` against every sandbox on a one-second schedule, its clock running ten days per
+second (`$CRMSYNC_NOW` + `$CRMSYNC_NOW_SPEED`): segments move with the time it sees, memory stays
+flat from cycle to cycle, cycles never overlap (one of them is made slower than the schedule), a
+system that starts failing does not stop the others, `crmsync status` shows the last successful
+cycle of each system, and SIGTERM ends it cleanly. Bounded: it stops after a few cycles."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import sqlite3
+import time
+from contextlib import closing
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tests.chaos import report
+from tests.kit import Sandboxes, json_out, run_crmsync, spawn, wait_until
+
+START = "2026-01-15T09:00:00+00:00"
+SPEED = "864000"  # ten days a second
+
+
+def cycles(stderr: str) -> list[dict[str, Any]]:
+    found = []
+    for line in stderr.splitlines():
+        if '"event": "cycle finished"' in line:
+            found.append(json.loads(line))
+    return found
+
+
+def runs(state: Path) -> list[tuple[int, str, str | None, str]]:
+    if not state.exists():
+        return []
+    with closing(sqlite3.connect(state)) as db:
+        return [tuple(row) for row in db.execute("SELECT seq, started_at, finished_at, status FROM runs ORDER BY seq")]
+
+
+def system_runs(state: Path, system: str) -> list[tuple[int, str]]:
+    with closing(sqlite3.connect(state)) as db:
+        return list(db.execute("SELECT run_seq, status FROM system_runs WHERE system = ? ORDER BY run_seq", (system,)))
+
+
+def test_the_daemon_over_simulated_weeks(sandboxes: Sandboxes, tmp_path: Path) -> None:
+    config = sandboxes.config(tmp_path)
+    config.write_text(config.read_text().replace('interval = "15m"', 'interval = "1s"'))
+    state = tmp_path / "crmsync.db"
+    daemon = spawn("run", "-c", str(config), env={"CRMSYNC_NOW": START, "CRMSYNC_NOW_SPEED": SPEED})
+    try:
+        assert wait_until(lambda: len(cycles(daemon.stderr())) >= 3, timeout=60), daemon.stderr()[-2000:]
+        # One cycle slower than the schedule: the next start must wait for it, never run beside it.
+        sandboxes.fault("woocommerce", match="reads", fault="slow", seconds=1.5, times=1)
+        # From here on efficy refuses the credentials: the other systems go on without it.
+        sandboxes.fault("efficy", match="*", fault="auth", times=100_000)
+        healthy = len(cycles(daemon.stderr()))
+        assert wait_until(lambda: len(cycles(daemon.stderr())) >= healthy + 4, timeout=90), daemon.stderr()[-2000:]
+        stopped_at = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(timeout=30)
+    finally:
+        daemon.kill()
+    assert code == 0, daemon.stderr()[-2000:]
+    assert time.monotonic() - stopped_at < 10
+    err = daemon.stderr()
+    assert '"event": "daemon stopped"' in err and "Traceback" not in err
+    seen = cycles(err)
+
+    # time moved: every cycle saw a later "now", days apart
+    moments = [datetime.fromisoformat(c["now"]) for c in seen]
+    assert moments == sorted(moments) and (moments[-1] - moments[0]).days >= 30
+    assert moments[0] >= datetime.fromisoformat(START)
+    # no two cycles at once
+    finished = runs(state)
+    assert all(status != "running" for _, _, _, status in finished)
+    for (_, _, end, _), (_, start, _, _) in itertools.pairwise(finished):
+        assert end is not None and start >= end
+    # a failing system does not stop the others
+    later = [seq for seq, *_ in finished][healthy + 1 :]
+    assert later
+    for system_type in sandboxes.by_type:
+        statuses = dict(system_runs(state, system_type))
+        expected = "failed" if system_type == "efficy" else "ok"
+        assert all(statuses[seq] == expected for seq in later if seq in statuses), (system_type, statuses)
+    # memory stays flat once the first cycles have warmed up
+    rss = [c["rss_mb"] for c in seen]
+    assert max(rss[2:]) - rss[2] < 20, rss
+    report.record(
+        "daemon",
+        {
+            "cycles": [
+                {"cycle": i + 1, "now": c["now"], "peak_rss_mb": c["peak_rss_mb"], "rss_mb": c["rss_mb"]}
+                for i, c in enumerate(seen)
+            ]
+        },
+    )
+
+    status = run_crmsync("status", "-c", str(config), "--json")
+    assert status.returncode == 0, status.stderr
+    doc = json_out(status)
+    assert doc["lock"] is None
+    efficy = doc["systems"]["efficy"]
+    assert efficy["last"]["status"] == "failed" and "credentials refused" in efficy["last"]["error"]
+    assert efficy["last_ok"] is not None and efficy["last_ok"]["finished_at"] < efficy["last"]["finished_at"]
+    for name, entry in doc["systems"].items():
+        if name != "efficy":
+            assert entry["last_ok"] == entry["last"], name
+    human = run_crmsync("status", "-c", str(config))
+    assert "last success" in human.stdout and "efficy" in human.stdout
+
+
+def test_an_unusable_clock_speed_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_crmsync("status", env={"CRMSYNC_NOW_SPEED": "fast"}, cwd=tmp_path)
+    assert result.returncode == 2 and "CRMSYNC_NOW_SPEED" in result.stderr

@@ -24,6 +24,7 @@ Every change carries the sequence number of the run that made it; comparing a ra
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -264,8 +265,13 @@ meta = Table(
 )
 
 
+# Built once: `json.dumps` with any non-default option builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+_UNICODE_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def canonical_json(payload: Any) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(payload)
 
 
 def content_hash(text: str) -> str:
@@ -664,7 +670,8 @@ class StateStore(SegmentStore):
     ) -> StoredPage:
         """Store one page of records and its checkpoint in one transaction. Records whose content
         hash is unchanged are skipped (unless `force`); changed ones are mapped now, so nothing
-        downstream re-reads raw payloads."""
+        downstream re-reads raw payloads. The rows go through the driver's `executemany` with
+        statements built once: per record, SQLAlchemy's per-row work would cost more than SQLite's."""
         unique = {r.id: r for r in records}
         texts = {rid: canonical_json(r.payload) for rid, r in unique.items()}
         hashes = {rid: content_hash(text) for rid, text in texts.items()}
@@ -685,57 +692,46 @@ class StateStore(SegmentStore):
                 )
             changed = ids if force else [rid for rid in ids if existing.get(rid) != hashes[rid]]
             raw_rows = []
-            mapped_rows: list[dict[str, Any]] = []
-            bad_rows: list[dict[str, Any]] = []
-            good_ids: list[str] = []
+            mapped_rows: list[tuple[Any, ...]] = []
+            bad_rows: list[tuple[Any, ...]] = []
+            # A record stored before may have a mapped row or a quarantine entry to replace; a new
+            # one has neither (raw rows are never deleted), so only those need the deletes below.
+            good_before: list[str] = []
+            bad_before: list[str] = []
             for rid in changed:
                 record = unique[rid]
+                stamp = record.updated_at
                 raw_rows.append(
-                    {
-                        "system": system,
-                        "kind": kind.value,
-                        "record_id": rid,
-                        "content_hash": hashes[rid],
-                        "payload": texts[rid],
-                        "updated_at": record.updated_at.isoformat() if record.updated_at else None,
-                        "changed_seq": run_seq,
-                    }
+                    (system, kind.value, rid, hashes[rid], texts[rid], stamp.isoformat() if stamp else None, run_seq)
                 )
                 result = mapper(record)
                 if isinstance(result, Rejection):
                     quarantined += 1
-                    bad_rows.append(
-                        {
-                            "system": system,
-                            "kind": kind.value,
-                            "record_id": rid,
-                            "reason": result.reason,
-                            "message": result.message,
-                            "content_hash": hashes[rid],
-                            "since_seq": run_seq,
-                        }
-                    )
+                    bad_rows.append((system, kind.value, rid, result.reason, result.message, hashes[rid], run_seq))
+                    if rid in existing:
+                        bad_before.append(rid)
                 else:
-                    good_ids.append(rid)
-                    mapped_rows.append(_mapped_row(result, run_seq))
-            self._upsert(conn, raw_records, raw_rows)
+                    row = _contact_row(result, run_seq) if isinstance(result, Contact) else _order_row(result, run_seq)
+                    mapped_rows.append(row)
+                    if rid in existing:
+                        good_before.append(rid)
             mapped_table = contacts if kind is Kind.CONTACT else orders
             id_column = mapped_table.c.record_id if kind is Kind.CONTACT else mapped_table.c.order_id
-            self._upsert(conn, mapped_table, mapped_rows)
-            self._upsert(conn, quarantine, bad_rows)
-            bad_ids = [row["record_id"] for row in bad_rows]
-            for start in range(0, len(bad_ids), 500):
+            _upsert_many(conn, raw_records, raw_rows)
+            _upsert_many(conn, mapped_table, mapped_rows)
+            _upsert_many(conn, quarantine, bad_rows)
+            for start in range(0, len(bad_before), 500):
                 conn.execute(
                     delete(mapped_table).where(
-                        mapped_table.c.system == system, id_column.in_(bad_ids[start : start + 500])
+                        mapped_table.c.system == system, id_column.in_(bad_before[start : start + 500])
                     )
                 )
-            for start in range(0, len(good_ids), 500):
+            for start in range(0, len(good_before), 500):
                 conn.execute(
                     delete(quarantine).where(
                         quarantine.c.system == system,
                         quarantine.c.kind == kind.value,
-                        quarantine.c.record_id.in_(good_ids[start : start + 500]),
+                        quarantine.c.record_id.in_(good_before[start : start + 500]),
                     )
                 )
             if checkpoint is not None:
@@ -1064,38 +1060,71 @@ def contact_from_row(row: Any) -> Contact:
     )
 
 
-def _mapped_row(result: Contact | Order, run_seq: int) -> dict[str, Any]:
-    if isinstance(result, Contact):
-        details: dict[str, Any] = {
-            name: getattr(result, name) for name in _DETAILS if getattr(result, name) is not None
-        }
-        if result.flags:
-            details["flags"] = list(result.flags)
-        return {
-            "system": result.system,
-            "record_id": result.id,
-            "email": result.email,
-            "email_key": email_match_key(result.email) if result.email else None,
-            "email_role": result.email_role,
-            "phone": result.phone,
-            "phone_kind": result.phone_kind,
-            "details": json.dumps(details, ensure_ascii=False),
-            "updated_at": result.updated_at.isoformat() if result.updated_at else None,
-            "owned": json.dumps(result.owned.to_json()),
-            "links": json.dumps(list(result.links)),
-            "changed_seq": run_seq,
-        }
-    return {
-        "system": result.system,
-        "order_id": result.id,
-        "customer_id": result.customer_id,
-        "email": result.email,
-        "amount": str(result.amount),
-        "currency": result.currency,
-        "created_at": result.created_at.isoformat(),
-        "counts": result.counts,
-        "changed_seq": run_seq,
-    }
+def _contact_row(result: Contact, run_seq: int) -> tuple[Any, ...]:
+    """A `contacts` row, in the table's column order."""
+    details: dict[str, Any] = {}
+    for name in _DETAILS:
+        value = getattr(result, name)
+        if value is not None:
+            details[name] = value
+    if result.flags:
+        details["flags"] = list(result.flags)
+    email = result.email
+    return (
+        result.system,
+        result.id,
+        email,
+        email_match_key(email) if email else None,
+        result.email_role,
+        result.phone,
+        result.phone_kind,
+        _UNICODE_JSON.encode(details),
+        result.updated_at.isoformat() if result.updated_at else None,
+        json.dumps(result.owned.to_json()),
+        json.dumps(list(result.links)),
+        run_seq,
+    )
+
+
+def _order_row(result: Order, run_seq: int) -> tuple[Any, ...]:
+    """An `orders` row, in the table's column order."""
+    return (
+        result.system,
+        result.id,
+        result.customer_id,
+        result.email,
+        str(result.amount),
+        result.currency,
+        result.created_at.isoformat(),
+        result.counts,
+        run_seq,
+    )
+
+
+@functools.cache
+def _upsert_sql(table: Table, paramstyle: str) -> str:
+    """INSERT ... ON CONFLICT (key) DO UPDATE for every column: the same text for SQLite (3.24 on)
+    and PostgreSQL, with the driver's own parameter marks."""
+    columns = [c.name for c in table.columns]
+    keys = [c.name for c in table.primary_key.columns]
+    mark = "?" if paramstyle == "qmark" else "%s"
+    updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in keys)
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(mark for _ in columns)}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
+
+
+def _upsert_many(conn: Connection, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+    """Upsert rows (tuples in the table's column order) through the driver's cursor, inside
+    `conn`'s transaction."""
+    if not rows:
+        return
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_upsert_sql(table, conn.dialect.paramstyle), rows)
+    finally:
+        cursor.close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:

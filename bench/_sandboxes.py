@@ -51,18 +51,17 @@ def _write_one(folder: str, system_type: str, people: int, types: tuple[str, ...
 
 
 def write_fixtures(
-    folder: Path, people: int, types: Sequence[str], *, shared: bool
+    folder: Path, people: int | Mapping[str, int], types: Sequence[str], *, shared: bool
 ) -> tuple[dict[str, tuple[int, int]], float]:
     """The project's synthetic people (`crmsync demo`'s, fixed seed) as fixture files per type, made
     in two worker processes. `shared`: the demo's spread, people in several systems under the same
-    email; otherwise every system gets `people` of its own. Returns (customers, orders) per type and
-    the workers' peak RSS summed (MB)."""
+    email; otherwise every system gets `people` (or `people[type]`) of its own. Returns (customers,
+    orders) per type and the workers' peak RSS summed (MB)."""
     counts: dict[str, tuple[int, int]] = {}
     peaks: list[float] = []
+    sizes = {t: people if isinstance(people, int) else people[t] for t in types}
     with ProcessPoolExecutor(max_workers=2) as pool:
-        futures = [
-            pool.submit(_write_one, str(folder), t, people, tuple(types) if shared else (t,)) for t in types
-        ]
+        futures = [pool.submit(_write_one, str(folder), t, sizes[t], tuple(types) if shared else (t,)) for t in types]
         for future in futures:
             system_type, customers, orders, rss = future.result()
             counts[system_type] = (customers, orders)
@@ -151,7 +150,7 @@ class SandboxProcess:
             command += ["--scales", json.dumps(dict(scales))]
         if unthrottled:
             command.append("--unthrottled")
-        self._stderr: IO[str] = tempfile.TemporaryFile("w+")
+        self._stderr: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115 (open while the child runs)
         self._started = time.perf_counter()
         self.process = subprocess.Popen(
             command, env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True

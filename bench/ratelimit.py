@@ -21,11 +21,13 @@ paces by query cost: its ideal is the cost bucket's, fed the costs the emulator 
 counts fixed windows; the ideal here uses sliding ones (the same long-run rate). WooCommerce
 publishes no limit. A throttled reply is a wasted call and counted as such.
 
-Time scales: crmsync keeps a fixed 50 ms pacing margin per window against network jitter, right for
-the vendors' real windows (1 s at the shortest: 5 %). A scaled window of 50 ms would make that margin
-half the window, so vendors whose 1-second window binds run at their real speed (scale 1), and the
-others at scales where their binding windows stay long: Silvasoft's 2-per-second window binds only
-in bursts, its 50-per-minute one in the long run.
+Time scales: a request's rate-limit slot counts from the moment its answer is back, so crmsync needs
+no margin against network jitter, but each request's own latency lengthens its slot. A scaled window
+should stay long next to that latency, as the vendors' real windows (1 s at the shortest) are: the
+vendors whose 1-second window binds run at their real speed (scale 1), the others at scales where
+their binding windows last 2 s or more. Silvasoft's 2-per-second window binds only in bursts, its
+50-per-minute one in the long run. efficy's hour (1,000 requests) is a real hour at scale 1: the
+full backfill stays below it.
 """
 
 from __future__ import annotations
@@ -62,7 +64,6 @@ PLANS = {
     "lightspeed": Plan(50, 300, 1200),
     "afas": Plan(30, 500, 2000),
     "superoffice": Plan(1, 100, 400),
-    # 1,000 requests an hour (at scale 1, a real hour): the full backfill stays below that.
     "efficy": Plan(1, 2000, 16000),
     "silvasoft": Plan(6, 3000, 12000),
 }

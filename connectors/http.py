@@ -192,7 +192,7 @@ class ApiClient:
         auth: requests.auth.AuthBase | tuple[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         windows: Sequence[Window] = (),
-        pace_margin: float = 0.05,
+        pace_margin: float = 0.0,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         retry: RetryPolicy | None = None,

@@ -41,8 +41,8 @@ class Slot:
 
 
 class SlidingWindowLimiter:
-    """Thread-safe; `margin` seconds are added to every window so that requests that arrive at the
-    server slightly later or earlier than they left (loopback jitter, a busy core) still fit."""
+    """Thread-safe. `margin` seconds are added to every window, for a vendor that counts a request
+    later than it answers it; a slot `settle`d when the answer is back needs none otherwise."""
 
     def __init__(
         self,

@@ -677,19 +677,8 @@ class StateStore(SegmentStore):
         hashes = {rid: content_hash(text) for rid, text in texts.items()}
         quarantined = 0
         with self._writing() as conn:
-            existing: dict[str, str] = {}
             ids = list(unique)
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                existing.update(
-                    conn.execute(
-                        select(raw_records.c.record_id, raw_records.c.content_hash).where(
-                            raw_records.c.system == system,
-                            raw_records.c.kind == kind.value,
-                            raw_records.c.record_id.in_(chunk),
-                        )
-                    ).all()
-                )
+            existing = _stored_hashes(conn, system, kind.value, ids)
             changed = ids if force else [rid for rid in ids if existing.get(rid) != hashes[rid]]
             raw_rows = []
             mapped_rows: list[tuple[Any, ...]] = []
@@ -1099,6 +1088,25 @@ def _order_row(result: Order, run_seq: int) -> tuple[Any, ...]:
         result.counts,
         run_seq,
     )
+
+
+def _stored_hashes(conn: Connection, system: str, kind: str, ids: Sequence[str]) -> dict[str, str]:
+    """Record id -> content hash of the raw records already stored, for these ids."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    found: dict[str, str] = {}
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            cursor.execute(
+                "SELECT record_id, content_hash FROM raw_records WHERE system = "
+                f"{mark} AND kind = {mark} AND record_id IN ({', '.join(mark for _ in chunk)})",
+                (system, kind, *chunk),
+            )
+            found.update(cursor.fetchall())
+    finally:
+        cursor.close()
+    return found
 
 
 @functools.cache

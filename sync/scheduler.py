@@ -20,7 +20,6 @@ import resource
 import signal
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -68,7 +67,7 @@ def run_cycle(loaded: LoadedConfig, store: StateStore, stop: threading.Event) ->
 def run_cycle_in_child(loaded: LoadedConfig, stop: threading.Event, logging: tuple[str, bool | None]) -> None:
     """One cycle in a process of its own; waits for it, passing a stop request on."""
     context = multiprocessing.get_context("spawn")
-    child = context.Process(target=_cycle_process, args=(str(loaded.path), *logging), name="crmsync-cycle")
+    child = context.Process(target=_cycle_process, args=(loaded, *logging), name="crmsync-cycle")
     child.start()
     passed_on = False
     while child.exitcode is None:
@@ -81,19 +80,21 @@ def run_cycle_in_child(loaded: LoadedConfig, stop: threading.Event, logging: tup
         log.error("cycle process failed", exit_code=child.exitcode)
 
 
-def _cycle_process(config_path: str, level: str, json_logs: bool | None) -> None:
-    """The body of a cycle process: the config read again (its secrets registered for redaction),
-    its own connections to the state."""
-    from sync.config import load_config
+def _cycle_process(loaded: LoadedConfig, level: str, json_logs: bool | None) -> None:
+    """The body of a cycle process: the daemon's config (its secrets registered for redaction
+    here too), its own connections to the state."""
+    from connectors.redaction import register_secret
+    from sync.config import iter_secrets
     from sync.log import setup_logging
 
+    for secret in iter_secrets(loaded.config):
+        register_secret(secret)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with contextlib.suppress(AttributeError, OSError):
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # Linux: stop when the daemon dies
     setup_logging(level, json_logs)
-    loaded = load_config(Path(config_path))
     store = StateStore(loaded.state_url())
     try:
         run_cycle(loaded, store, stop)

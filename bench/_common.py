@@ -32,3 +32,11 @@ def peak_rss_mb() -> float:
 def result_line(**figures: object) -> str:
     """The last line of every bench script: key=value pairs a script can parse."""
     return " ".join(f"{key}={value}" for key, value in figures.items())
+
+
+def load_average() -> str:
+    """The 1-minute load average (the machine is shared: a figure taken under load says so)."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"

@@ -34,7 +34,7 @@ from connectors.errors import (
     RetriesExhausted,
     TransientError,
 )
-from connectors.ratelimit import SlidingWindowLimiter, Window
+from connectors.ratelimit import SlidingWindowLimiter, Slot, Window
 from connectors.redaction import redact_text
 
 log = structlog.get_logger("crmsync.http")
@@ -192,7 +192,7 @@ class ApiClient:
         auth: requests.auth.AuthBase | tuple[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         windows: Sequence[Window] = (),
-        pace_margin: float = 0.05,
+        pace_margin: float = 0.0,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
@@ -296,8 +296,9 @@ class ApiClient:
     ) -> ApiResponse:
         if self.stop_event.is_set():
             raise Cancelled(self.system, "stop requested")
+        slot: Slot | None = None
         if self.limiter is not None:
-            waited = self.limiter.acquire()
+            waited, slot = self.limiter.reserve()
             if waited:
                 self.stats.add(paced_seconds=waited)
         self.stats.add(requests=1, mutating=1 if mutating else 0)
@@ -320,6 +321,9 @@ class ApiClient:
             raise TransientError(
                 self.system, f"{method} {path}: connection failed ({connection_reason(exc)})"
             ) from None
+        finally:
+            if slot is not None and self.limiter is not None:
+                self.limiter.settle(slot)  # the vendor has counted it by now, however late it left
         elapsed = time.monotonic() - started
         body: Any = None
         parse_failed = False

@@ -79,7 +79,9 @@ class SystemSettings(StrictModel):
     type: str
     base_url: str
     rate_limit: list[RateWindow] = Field(default_factory=list)
-    pace_margin: Duration = 0.05
+    # A request counts from its answer (connectors/ratelimit.py), which covers network delays:
+    # no margin is needed unless a vendor counts requests later than it answers them.
+    pace_margin: Duration = 0.0
     connect_timeout: Duration = 5.0
     read_timeout: Duration = 30.0
     retry: RetrySettings = Field(default_factory=RetrySettings)

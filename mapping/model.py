@@ -239,7 +239,7 @@ def get_path(payload: Any, path: str) -> Any:
     wrong shape (a numeric part indexes a list)."""
     value = payload
     for part in path.split("."):
-        if isinstance(value, Mapping):
+        if type(value) is dict or isinstance(value, Mapping):  # a dict skips the slower ABC check
             value = value.get(part, _MISSING)
         elif isinstance(value, list) and part.isdigit():
             index = int(part)

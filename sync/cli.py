@@ -418,7 +418,9 @@ def run(
     loaded = _loaded(common)
     with _state(loaded, "run") as store:
         stop = _stop_on_signals()
-        code = run_daemon(loaded, store, stop, max_cycles=cycles)
+        code = run_daemon(
+            loaded, store, stop, max_cycles=cycles, logging=(common.log_level, True if common.log_json else None)
+        )
     raise typer.Exit(code)
 
 

@@ -4,7 +4,8 @@
 instant. `$CRMSYNC_NOW_SPEED` (a positive number) lets the clock run from there, that many times
 faster than real time, so a daemon can be watched over simulated weeks: `now` is
 `$CRMSYNC_NOW` (or the real time at start) plus the real time elapsed since this process started
-reading the clock, times the speed.
+reading the clock, times the speed. A process started to run one cycle adopts its parent's
+starting point (`origin`, `adopt_origin`), so the daemon's simulated time runs on across cycles.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ def _started() -> tuple[float, datetime]:
         if _origin is None:
             _origin = (time.monotonic(), datetime.now(UTC))
         return _origin
+
+
+def origin() -> tuple[float, datetime]:
+    """This process's starting point: (monotonic seconds, real time). The monotonic clock is the
+    system's, so the numbers mean the same in a child process."""
+    return _started()
+
+
+def adopt_origin(start: tuple[float, datetime]) -> None:
+    global _origin
+    with _lock:
+        _origin = start
 
 
 def now() -> datetime:

@@ -55,6 +55,10 @@ log = structlog.get_logger("crmsync.pipeline")
 MAPPING_VERSION = "3"
 
 STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
+# Extract stores pages in transactions of about this many records, or what arrived within this many
+# seconds, whichever comes first.
+STORE_BATCH = 1000
+STORE_INTERVAL = 1.0
 
 
 class Progress(Protocol):
@@ -373,17 +377,38 @@ class Cycle:
         reader = connector.read_contacts if kind is Kind.CONTACT else connector.read_orders
         received = changed = quarantined = 0
         last: Mapping[str, Any] | None = checkpoint
-        for page in reader(checkpoint):
-            stored = self.store.store_page(name, kind, page.records, mapper, run.seq, (key, page.checkpoint))
-            last = page.checkpoint
+        # Pages read quickly are stored together, with the last one's checkpoint, in one transaction:
+        # a transaction costs more than a hundred records do. A page that took long to read (paced)
+        # is stored at once, so a crash never throws away much of the vendor's quota.
+        buffered: list[SourceRecord] = []
+        unstored: tuple[int, Mapping[str, Any] | None] | None = None  # last page number, checkpoint
+        since = time.monotonic()
+
+        def flush() -> None:
+            nonlocal received, changed, quarantined, unstored, since
+            if unstored is None:
+                return
+            number, page_checkpoint = unstored
+            stored = self.store.store_page(name, kind, buffered, mapper, run.seq, (key, page_checkpoint))
             received += stored.received
             changed += stored.changed
             quarantined += stored.quarantined
-            log.debug("page stored", system=name, stream=stream, page=page.number, records=stored.received)
+            log.debug("pages stored", system=name, stream=stream, page=number, records=stored.received)
             if self.progress is not None:
                 self.progress.advance(name, stream, stored.received)
-            if self.stop_event.is_set():
-                raise Cancelled(name, "stop requested")
+            buffered.clear()
+            unstored, since = None, time.monotonic()
+
+        try:
+            for page in reader(checkpoint):
+                buffered.extend(page.records)
+                unstored, last = (page.number, page.checkpoint), page.checkpoint
+                if len(buffered) >= STORE_BATCH or time.monotonic() - since >= STORE_INTERVAL:
+                    flush()
+                if self.stop_event.is_set():
+                    raise Cancelled(name, "stop requested")
+        finally:
+            flush()  # what was read is stored, also when the read stops or fails half-way
         if full:
             self.store.set_checkpoint(
                 name, stream, merge_checkpoints(self.store.checkpoint(name, stream), last), run.seq

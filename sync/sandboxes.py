@@ -75,10 +75,15 @@ def stop_sandboxes(running: Sequence[RunningSandbox]) -> None:
 
 
 def sandbox_config(
-    running: Sequence[RunningSandbox], *, state_url: str = "sqlite:///crmsync.db", extra: str = ""
+    running: Sequence[RunningSandbox],
+    *,
+    state_url: str = "sqlite:///crmsync.db",
+    extra: str = "",
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """A working config for the running emulators: system name = type, their credentials, rate
-    limits matching theirs (already divided by the time scale)."""
+    limits matching theirs (already divided by the time scale). `overrides` replaces or adds keys
+    of a system's section, by type (e.g. `{"lightspeed": {"rate_limit": []}}`)."""
     lines = [
         "# Written by crmsync for its local sandboxes. The credentials below are the sandboxes' own.",
         "[state]",
@@ -95,7 +100,8 @@ def sandbox_config(
         lines.append(f"[systems.{sandbox.type}]")
         lines.append(f"type = {json.dumps(sandbox.type)}")
         lines.append(f"base_url = {json.dumps(sandbox.url)}")
-        for key, value in sandbox.app.client_settings().items():
+        settings = {**sandbox.app.client_settings(), **(overrides or {}).get(sandbox.type, {})}
+        for key, value in settings.items():
             lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     if extra:

@@ -1,9 +1,23 @@
 """The daemon: APScheduler 3 runs a cycle on the configured interval or cron, one at a time,
-coalescing missed runs; SIGTERM/SIGINT let the running cycle finish its batch, then it exits."""
+coalescing missed runs; SIGTERM/SIGINT let the running cycle finish its batch, then it exits.
+
+Each cycle runs in a process of its own, started for it (`spawn`: a fresh interpreter, so it
+inherits no lock another thread of the daemon happened to hold): what a cycle builds up, hundreds
+of megabytes for a large merchant, goes back to the system whole when that process ends, where a
+long-lived Python process keeps most of it, so the daemon idles between cycles at its start-up
+size. The daemon keeps holding the state lock for it, passes SIGTERM on, and on Linux the cycle
+process is told to stop (SIGTERM) if the daemon dies.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
+import multiprocessing
+import os
 import resource
+import signal
 import threading
 from datetime import UTC, datetime
 
@@ -12,12 +26,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from sync.clock import now
+from mapping.normalize import clear_caches
+from sync.clock import adopt_origin, now, origin
 from sync.config import LoadedConfig
-from sync.pipeline import Cycle
+from sync.pipeline import Cycle, return_freed_memory
 from sync.state import StateStore
 
 log = structlog.get_logger("crmsync.daemon")
+
+PR_SET_PDEATHSIG = 1
 
 
 def peak_rss_mb() -> float:
@@ -34,7 +51,86 @@ def rss_mb() -> float | None:
     return pages * resource.getpagesize() / (1024 * 1024)
 
 
-def run_daemon(loaded: LoadedConfig, store: StateStore, stop: threading.Event, *, max_cycles: int | None = None) -> int:
+def release_memory() -> None:
+    """Give back what a cycle leaves behind before the daemon waits for the next one: the caches of
+    normalised values, the garbage, and the free pages of the C heap (glibc keeps them otherwise)."""
+    clear_caches()
+    gc.collect()
+    return_freed_memory()
+
+
+def run_cycle(loaded: LoadedConfig, store: StateStore, stop: threading.Event) -> None:
+    """One cycle, and its summary in the log."""
+    report = Cycle(loaded, store, clock=now, stop_event=stop).run("run")
+    log.info(
+        "cycle finished",
+        run_id=report.run_id,
+        profiles=report.profiles,
+        systems={name: outcome.status for name, outcome in report.systems.items()},
+        written=sum(o.written for o in report.systems.values()),
+        rejected=sum(o.rejected for o in report.systems.values()),
+        now=report.started_at.isoformat(),
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        rss_mb=round(rss_mb() or 0.0, 1),
+    )
+
+
+def run_cycle_in_child(loaded: LoadedConfig, stop: threading.Event, logging: tuple[str, bool | None]) -> None:
+    """One cycle in a process of its own; waits for it, passing a stop request on."""
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(target=_cycle_process, args=(loaded, *logging, origin()), name="crmsync-cycle")
+    child.start()
+    passed_on = False
+    while child.exitcode is None:
+        child.join(0.1)
+        if stop.is_set() and not passed_on and child.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)  # it finishes its batch and records it
+            passed_on = True
+    if child.exitcode != 0:
+        log.error("cycle process failed", exit_code=child.exitcode)
+
+
+def _cycle_process(
+    loaded: LoadedConfig, level: str, json_logs: bool | None, clock_origin: tuple[float, datetime]
+) -> None:
+    """The body of a cycle process: the daemon's config (its secrets registered for redaction
+    here too) and clock (a sped-up clock runs on from where the daemon's started), its own
+    connections to the state."""
+    from connectors.redaction import register_secret
+    from sync.config import iter_secrets
+    from sync.log import setup_logging
+
+    for secret in iter_secrets(loaded.config):
+        register_secret(secret)
+    adopt_origin(clock_origin)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # Linux: stop when the daemon dies
+    setup_logging(level, json_logs)
+    store = StateStore(loaded.state_url())
+    try:
+        run_cycle(loaded, store, stop)
+    except Exception:
+        log.exception("cycle crashed")
+        raise SystemExit(1) from None
+    finally:
+        store.close()
+
+
+def run_daemon(
+    loaded: LoadedConfig,
+    store: StateStore,
+    stop: threading.Event,
+    *,
+    max_cycles: int | None = None,
+    logging: tuple[str, bool | None] = ("info", None),
+    isolate: bool = True,
+) -> int:
+    """`store` is held (with the state lock) for the daemon's lifetime; `logging` (level, JSON or
+    not) is passed to each cycle process; `isolate=False` runs cycles in this process."""
     schedule = loaded.config.schedule
     one_at_a_time = threading.Lock()
     finished = 0
@@ -47,18 +143,11 @@ def run_daemon(loaded: LoadedConfig, store: StateStore, stop: threading.Event, *
             log.warning("previous cycle still running; this one is skipped")
             return
         try:
-            report = Cycle(loaded, store, clock=now, stop_event=stop).run("run")
-            log.info(
-                "cycle finished",
-                run_id=report.run_id,
-                profiles=report.profiles,
-                systems={name: outcome.status for name, outcome in report.systems.items()},
-                written=sum(o.written for o in report.systems.values()),
-                rejected=sum(o.rejected for o in report.systems.values()),
-                now=report.started_at.isoformat(),
-                peak_rss_mb=round(peak_rss_mb(), 1),
-                rss_mb=round(rss_mb() or 0.0, 1),
-            )
+            if isolate:
+                run_cycle_in_child(loaded, stop, logging)
+            else:
+                run_cycle(loaded, store, stop)
+                release_memory()
         except Exception:
             log.exception("cycle crashed")
         finally:

@@ -273,8 +273,13 @@ meta = Table(
 )
 
 
+# Built once: `json.dumps` with any non-default option builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+_UNICODE_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def canonical_json(payload: Any) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(payload)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -746,78 +751,57 @@ class StateStore(SegmentStore):
     ) -> StoredPage:
         """Store one page of records and its checkpoint in one transaction. Records whose content
         hash is unchanged are skipped (unless `force`); changed ones are mapped now, so nothing
-        downstream re-reads raw payloads."""
+        downstream re-reads raw payloads. The rows go through the driver's `executemany` with
+        statements built once: per record, SQLAlchemy's per-row work would cost more than SQLite's."""
         unique = {r.id: r for r in records}
         texts = {rid: canonical_json(r.payload) for rid, r in unique.items()}
         hashes = {rid: content_hash(text) for rid, text in texts.items()}
         quarantined = 0
         with self._writing() as conn:
-            existing: dict[str, str] = {}
             ids = list(unique)
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                existing.update(
-                    conn.execute(
-                        select(raw_records.c.record_id, raw_records.c.content_hash).where(
-                            raw_records.c.system == system,
-                            raw_records.c.kind == kind.value,
-                            raw_records.c.record_id.in_(chunk),
-                        )
-                    ).all()
-                )
+            existing = _stored_hashes(conn, system, kind.value, ids)
             changed = ids if force else [rid for rid in ids if existing.get(rid) != hashes[rid]]
             raw_rows = []
-            mapped_rows: list[dict[str, Any]] = []
-            bad_rows: list[dict[str, Any]] = []
-            good_ids: list[str] = []
+            mapped_rows: list[tuple[Any, ...]] = []
+            bad_rows: list[tuple[Any, ...]] = []
+            # A record stored before may have a mapped row or a quarantine entry to replace; a new
+            # one has neither (raw rows are never deleted), so only those need the deletes below.
+            good_before: list[str] = []
+            bad_before: list[str] = []
             for rid in changed:
                 record = unique[rid]
+                stamp = record.updated_at
                 raw_rows.append(
-                    {
-                        "system": system,
-                        "kind": kind.value,
-                        "record_id": rid,
-                        "content_hash": hashes[rid],
-                        "payload": texts[rid],
-                        "updated_at": record.updated_at.isoformat() if record.updated_at else None,
-                        "changed_seq": run_seq,
-                    }
+                    (system, kind.value, rid, hashes[rid], texts[rid], stamp.isoformat() if stamp else None, run_seq)
                 )
                 result = mapper(record)
                 if isinstance(result, Rejection):
                     quarantined += 1
-                    bad_rows.append(
-                        {
-                            "system": system,
-                            "kind": kind.value,
-                            "record_id": rid,
-                            "reason": result.reason,
-                            "message": result.message,
-                            "content_hash": hashes[rid],
-                            "since_seq": run_seq,
-                        }
-                    )
+                    bad_rows.append((system, kind.value, rid, result.reason, result.message, hashes[rid], run_seq))
+                    if rid in existing:
+                        bad_before.append(rid)
                 else:
-                    good_ids.append(rid)
-                    mapped_rows.append(_mapped_row(result, run_seq))
-            self._upsert(conn, raw_records, raw_rows)
+                    row = _contact_row(result, run_seq) if isinstance(result, Contact) else _order_row(result, run_seq)
+                    mapped_rows.append(row)
+                    if rid in existing:
+                        good_before.append(rid)
             mapped_table = contacts if kind is Kind.CONTACT else orders
             id_column = mapped_table.c.record_id if kind is Kind.CONTACT else mapped_table.c.order_id
-            self._upsert(conn, mapped_table, mapped_rows)
-            self._upsert(conn, quarantine, bad_rows)
-            bad_ids = [row["record_id"] for row in bad_rows]
-            for start in range(0, len(bad_ids), 500):
+            _upsert_many(conn, raw_records, raw_rows)
+            _upsert_many(conn, mapped_table, mapped_rows)
+            _upsert_many(conn, quarantine, bad_rows)
+            for start in range(0, len(bad_before), 500):
                 conn.execute(
                     delete(mapped_table).where(
-                        mapped_table.c.system == system, id_column.in_(bad_ids[start : start + 500])
+                        mapped_table.c.system == system, id_column.in_(bad_before[start : start + 500])
                     )
                 )
-            for start in range(0, len(good_ids), 500):
+            for start in range(0, len(good_before), 500):
                 conn.execute(
                     delete(quarantine).where(
                         quarantine.c.system == system,
                         quarantine.c.kind == kind.value,
-                        quarantine.c.record_id.in_(good_ids[start : start + 500]),
+                        quarantine.c.record_id.in_(good_before[start : start + 500]),
                     )
                 )
             if checkpoint is not None:
@@ -992,12 +976,7 @@ class StateStore(SegmentStore):
         rows.sort()  # in key order (see record_segments)
         gone = sorted(tuple(key.split(":", 1)) for key in previous.keys() - current)
         _raw_many(conn, "DELETE FROM profile_members WHERE system = ? AND record_id = ?", gone)
-        _raw_many(
-            conn,
-            "INSERT INTO profile_members (system, record_id, profile_id) VALUES (?, ?, ?) "
-            "ON CONFLICT (system, record_id) DO UPDATE SET profile_id = excluded.profile_id",
-            rows,
-        )
+        _upsert_many(conn, profile_members, rows)
 
     @staticmethod
     def _save_verdicts(conn: Connection, verdicts: Iterable[VerdictChunk], run_seq: int) -> SegmentChanges:
@@ -1308,41 +1287,79 @@ def contact_from_row(row: Any) -> Contact:
     )
 
 
-def _mapped_row(result: Contact | Order, run_seq: int) -> dict[str, Any]:
-    if isinstance(result, Contact):
-        details: dict[str, Any] = {
-            name: getattr(result, name) for name in _DETAILS if getattr(result, name) is not None
-        }
-        if result.flags:
-            details["flags"] = list(result.flags)
-        return {
-            "system": result.system,
-            "record_id": result.id,
-            "email": result.email,
-            "email_key": email_match_key(result.email) if result.email else None,
-            "email_role": result.email_role,
-            "phone": result.phone,
-            "given_name": result.given_name or (result.initials[0] if result.initials else None),
-            "phone_kind": result.phone_kind,
-            "details": json.dumps(details, ensure_ascii=False),
-            "updated_at": result.updated_at.isoformat() if result.updated_at else None,
-            "owned": json.dumps(result.owned.to_json()),
-            "links": json.dumps(list(result.links)),
-            "changed_seq": run_seq,
-        }
-    return {
-        "system": result.system,
-        "order_id": result.id,
-        "customer_id": result.customer_id,
-        "email": result.email,
-        "email_key": email_match_key(result.email) if result.email else None,
-        "amount": str(result.amount),
-        "currency": result.currency,
-        "created_at": result.created_at.isoformat(),
-        "created_epoch": int(result.created_at.timestamp()),
-        "counts": result.counts,
-        "changed_seq": run_seq,
-    }
+def _contact_row(result: Contact, run_seq: int) -> tuple[Any, ...]:
+    """A `contacts` row, in the table's column order."""
+    details: dict[str, Any] = {}
+    for name in _DETAILS:
+        value = getattr(result, name)
+        if value is not None:
+            details[name] = value
+    if result.flags:
+        details["flags"] = list(result.flags)
+    email = result.email
+    return (
+        result.system,
+        result.id,
+        email,
+        email_match_key(email) if email else None,
+        result.email_role,
+        result.phone,
+        result.given_name or (result.initials[0] if result.initials else None),
+        result.phone_kind,
+        _UNICODE_JSON.encode(details),
+        result.updated_at.isoformat() if result.updated_at else None,
+        json.dumps(result.owned.to_json()),
+        json.dumps(list(result.links)),
+        run_seq,
+    )
+
+
+def _order_row(result: Order, run_seq: int) -> tuple[Any, ...]:
+    """An `orders` row, in the table's column order."""
+    return (
+        result.system,
+        result.id,
+        result.customer_id,
+        result.email,
+        email_match_key(result.email) if result.email else None,
+        str(result.amount),
+        result.currency,
+        result.created_at.isoformat(),
+        int(result.created_at.timestamp()),
+        result.counts,
+        run_seq,
+    )
+
+
+def _stored_hashes(conn: Connection, system: str, kind: str, ids: Sequence[str]) -> dict[str, str]:
+    """Record id -> content hash of the raw records already stored, for these ids."""
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        sql = "SELECT record_id, content_hash FROM raw_records WHERE system = ? AND kind = ? AND record_id IN ({})"
+        found.update(_raw_rows(conn, sql.format(", ".join("?" for _ in chunk)), (system, kind, *chunk)))
+    return found
+
+
+@functools.cache
+def _upsert_sql(table: Table, columns: tuple[str, ...] | None = None) -> str:
+    """INSERT ... ON CONFLICT (key) DO UPDATE for `columns` (default: all of them), with `?` marks
+    (`_raw_many` turns them into the driver's own): the same text for SQLite (3.24 on) and
+    PostgreSQL."""
+    names = columns or tuple(c.name for c in table.columns)
+    keys = [c.name for c in table.primary_key.columns]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in keys)
+    return (
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
+
+
+def _upsert_many(
+    conn: Connection, table: Table, rows: Iterable[Sequence[Any]], columns: tuple[str, ...] | None = None
+) -> None:
+    """Upsert rows (tuples in the order of `columns`, default the table's) inside `conn`'s transaction."""
+    _raw_many(conn, _upsert_sql(table, columns), rows)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:

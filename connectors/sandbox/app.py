@@ -244,7 +244,8 @@ class SandboxApp:
                 stats.errors += 1
             entry = request.environ.get("sandbox.log_entry")
             if entry is not None:
-                entry.update(status=response.status_code, write=write)
+                done = round(time.monotonic() - self.started, 6)
+                entry.update(status=response.status_code, write=write, throttled=throttled, done=done)
         return response
 
     def looks_throttled(self, response: Response) -> bool:

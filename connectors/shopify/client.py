@@ -98,7 +98,10 @@ class CostPacer:
         the caller's estimate when it has one (mutations: 10 points each), else what this
         operation was charged last time."""
         with self.lock:
-            cost = estimate if estimate is not None else self.costs.get(operation)
+            # An operation not sent before (the first page of orders after the customers) is taken
+            # to cost as much as the dearest one seen: a guess too low is a throttled, wasted call.
+            dearest = max(self.costs.values(), default=None)
+            cost = estimate if estimate is not None else self.costs.get(operation, dearest)
             if cost is None or self.available is None or self.rate <= 0:
                 return 0.0
             now_available = min(self.maximum, self.available + (time.monotonic() - self.at) * self.rate)

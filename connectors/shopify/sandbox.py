@@ -452,6 +452,9 @@ class ShopifySandbox(SandboxApp):
         actual = query_cost(schema, document, variables, body.get("operationName"), returned=context.returned)
         actual = min(requested, actual)
         self.bucket.refund(requested - actual)
+        entry = request.environ.get("sandbox.log_entry")
+        if entry is not None:
+            entry.update(requested_cost=requested, cost=actual)  # the request log shows what was charged
         payload: dict[str, Any] = {}
         if result.errors:
             payload["errors"] = [_error_json(e) for e in result.errors]

@@ -23,7 +23,9 @@ VAT = Decimal("1.21")
 
 def customer_number(person: Person) -> int:
     shop = next((s for s in SHOPS if s in person.systems), None)
-    return person.shop_id(shop) if shop else 10_000 + person.index
+    # Above every web shop's numbers (WooCommerce's start at 1,000), so no two people share one
+    # however many the demo makes.
+    return person.shop_id(shop) if shop else 90_000_000 + person.index
 
 
 def _relation(person: Person) -> dict[str, Any]:

@@ -12,11 +12,13 @@ def normalise_text(value: Any) -> str | Invalid | None:
     """Trimmed, NFC-normalised text; empty and `false` (Lightspeed's "empty") become None."""
     if value is None or value is False:
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        return Invalid("wrong_type", f"expected text, got {type_name(value)}")
-    cleaned = " ".join(unicodedata.normalize("NFC", value).split())
+    if type(value) is not str:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            return Invalid("wrong_type", f"expected text, got {type_name(value)}")
+    # ASCII text is already in NFC: most names and addresses skip the normalisation call.
+    cleaned = " ".join((value if value.isascii() else unicodedata.normalize("NFC", value)).split())
     if len(cleaned) > MAX_TEXT:
         return Invalid("too_long", f"text of {len(cleaned)} characters (limit {MAX_TEXT})")
     return cleaned or None

@@ -65,3 +65,17 @@ def test_try_acquire_reports_the_wait_without_taking_a_slot() -> None:
     assert limiter.remaining() == 0
     clock.now = 1.0
     assert limiter.remaining() == 2
+
+
+def test_a_slot_counts_from_the_moment_its_answer_is_back() -> None:
+    # The vendor counted each request somewhere between sending and answering: pacing from the
+    # answer keeps its window whole however late the request left.
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter([Window(2, 1.0)], clock=clock, sleep=clock.sleep)
+    _, first = limiter.reserve()
+    _, second = limiter.reserve()
+    clock.now = 0.3
+    limiter.settle(first)
+    limiter.settle(second)
+    assert limiter.acquire() == 1.0  # from 0.3, when the answers came back
+    assert clock.now == 1.3

@@ -1,0 +1,108 @@
+"""Extract stores quickly read pages together, with the last page's checkpoint, and stores what was
+read before it stops or fails."""
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.base import Capabilities, Page
+from connectors.errors import ApiError
+from connectors.http import Cancelled
+from mapping.model import Contact, Kind, SourceRecord
+from sync.config import load_config
+from sync.pipeline import Cycle, SystemOutcome
+from sync.state import StateStore
+
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+CONFIG = """
+[state]
+url = "sqlite:///crmsync.db"
+[systems.shop]
+type = "woocommerce"
+base_url = "http://127.0.0.1:9"
+consumer_key = "ck_test"
+consumer_secret = "cs_test"
+"""
+
+
+class PagedConnector:
+    """Five pages of ten contacts; `after(n)` runs once page n has been handed over."""
+
+    name = "shop"
+    capabilities = Capabilities(
+        read_contacts=True, read_orders=False, incremental=True, write_tags=False, write_fields=False
+    )
+
+    def __init__(self, after: Callable[[int], None] = lambda n: None) -> None:
+        self.after = after
+
+    def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        for number in range(1, 6):
+            records = [
+                SourceRecord("shop", Kind.CONTACT, f"{number}-{i}", NOW, {"email": f"p{number}.{i}@x.nl"})
+                for i in range(10)
+            ]
+            yield Page(records, {"page": number}, number)
+            self.after(number)
+
+
+def _mapper(record: SourceRecord) -> Contact:
+    return Contact(record.system, record.id, record.updated_at, email=record.payload["email"])
+
+
+def _extract(tmp_path: Path, connector: PagedConnector, stop: threading.Event) -> tuple[StateStore, list[int]]:
+    (tmp_path / "crmsync.toml").write_text(CONFIG)
+    loaded = load_config(tmp_path / "crmsync.toml")
+    store = StateStore(loaded.state_url())
+    calls: list[int] = []
+    store_page = store.store_page
+
+    def counted(system: str, kind: Kind, records: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(records))
+        return store_page(system, kind, records, *args, **kwargs)
+
+    store.store_page = counted  # type: ignore[method-assign]
+    cycle = Cycle(loaded, store, clock=lambda: NOW, stop_event=stop)
+    run = store.begin_run("test", NOW)
+    try:
+        cycle._extract_stream(connector, SystemOutcome("woocommerce"), run, "contacts", Kind.CONTACT, _mapper, False)  # type: ignore[arg-type]
+    finally:
+        stored = store.checkpoint("shop", "contacts")
+        calls.append(-1 if stored is None else int(stored["page"]))
+    return store, calls
+
+
+def _stored(store: StateStore) -> int:
+    return sum(1 for _ in store.iter_contacts())
+
+
+def test_quick_pages_go_in_one_transaction_with_the_last_checkpoint(tmp_path: Path) -> None:
+    store, calls = _extract(tmp_path, PagedConnector(), threading.Event())
+    assert calls == [50, 5]  # one store_page for all five pages; the stored checkpoint is page 5's
+    assert _stored(store) == 50
+
+
+def test_a_stop_stores_what_was_read_first(tmp_path: Path) -> None:
+    stop = threading.Event()
+    # The stop comes while page 3 is being read: page 3 is finished and stored, 4 and 5 never read.
+    with pytest.raises(Cancelled):
+        _extract(tmp_path, PagedConnector(after=lambda n: stop.set() if n == 2 else None), stop)
+    store = StateStore(f"sqlite:///{tmp_path / 'crmsync.db'}")
+    assert _stored(store) == 30
+    assert store.checkpoint("shop", "contacts") == {"page": 3}
+
+
+def test_a_failed_read_stores_the_pages_before_it(tmp_path: Path) -> None:
+    def fail(number: int) -> None:
+        if number == 3:
+            raise ApiError("shop", "the vendor fell over")
+
+    with pytest.raises(ApiError):
+        _extract(tmp_path, PagedConnector(after=fail), threading.Event())
+    store = StateStore(f"sqlite:///{tmp_path / 'crmsync.db'}")
+    assert _stored(store) == 30
+    assert store.checkpoint("shop", "contacts") == {"page": 3}

@@ -6,6 +6,7 @@ import os
 import platform
 import resource
 import sys
+import time
 from pathlib import Path
 
 # The scripts run from a checkout: make the project importable without installing it first.
@@ -21,7 +22,23 @@ def machine() -> str:
         memory = f"{pages / 2**30:.0f} GiB"
     except (ValueError, OSError):
         memory = "?"
-    return f"{cores} cores, {memory}, Python {platform.python_version()}, {platform.machine()}"
+    return (
+        f"{cores} cores, {memory}, Python {platform.python_version()}, {platform.machine()}, "
+        f"reference loop {reference_loop_s():.2f} s"
+    )
+
+
+def reference_loop_s() -> float:
+    """Seconds for ten million additions in a Python loop, best of three: the same machine's CPU can
+    be twice as fast one day as the next (a shared host), and every figure here scales with it."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for number in range(10_000_000):
+            total += number
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def peak_rss_mb() -> float:

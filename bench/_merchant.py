@@ -22,6 +22,7 @@ LAST = [("", "Jansen"), ("de", "Vries"), ("van", "Dijk"), ("", "Bakker"), ("van 
         ("", "Smit"), ("de", "Boer"), ("", "Mulder"), ("", "Peeters")]  # fmt: skip
 DOMAINS = ["gmail.com", "hotmail.com", "ziggo.nl", "kpnmail.nl", "telenet.be", "outlook.com"]
 PAGE = 5_000
+GUEST_SHARE = 0.05
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
 CONFIG = """
@@ -100,21 +101,26 @@ def contact_payload(system: str, person: int, rng: random.Random, revision: int 
 
 
 def order_payload(system: str, person: int, number: int, rng: random.Random) -> tuple[str, dict[str, Any]]:
+    """An order as `system` serves it; in the shops one in twenty is a guest checkout, naming no
+    customer record, only the buyer's email address (crmsync attaches it by that address)."""
     placed = NOW - timedelta(days=rng.randrange(1, 900), seconds=rng.randrange(86_400))
     amount = f"{rng.lognormvariate(3.8, 0.6):.2f}"
     status = rng.random()
+    guest = rng.random() < GUEST_SHARE
+    first = FIRST[person % len(FIRST)]
+    email = f"{first}.{LAST[(person // 7) % len(LAST)][1]}{person}@{DOMAINS[person % len(DOMAINS)]}"
     if system == "shopify":
         oid = f"gid://shopify/Order/{number}"
         return oid, {
             "id": oid,
-            "email": None,
+            "email": email if guest else None,
             "createdAt": placed.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "updatedAt": placed.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "cancelledAt": None if status > 0.05 else placed.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "test": False,
             "displayFinancialStatus": "PAID",
             "currentTotalPriceSet": {"shopMoney": {"amount": amount, "currencyCode": "EUR"}},
-            "customer": {"id": f"gid://shopify/Customer/{7_000_000 + person}"},
+            "customer": None if guest else {"id": f"gid://shopify/Customer/{7_000_000 + person}"},
         }
     if system == "woocommerce":
         return str(number), {
@@ -122,8 +128,8 @@ def order_payload(system: str, person: int, number: int, rng: random.Random) -> 
             "status": "completed" if status > 0.05 else "cancelled",
             "currency": "EUR",
             "total": amount,
-            "customer_id": 1000 + person,
-            "billing": {"email": ""},
+            "customer_id": 0 if guest else 1000 + person,
+            "billing": {"email": email if guest else ""},
             "date_created_gmt": placed.strftime("%Y-%m-%dT%H:%M:%S"),
             "date_modified_gmt": placed.strftime("%Y-%m-%dT%H:%M:%S"),
         }

@@ -85,9 +85,12 @@ def main() -> None:
         )
     print(f"{'step':<22}{'first cycle s':>14}{'peak RSS MiB':>14}{'unchanged rerun s':>19}{'peak RSS MiB':>14}")
     for step in steps_first:
+        # The total and CPU rows carry the cycle's highest RSS, not a step's own.
+        first_mb = rss_first.get(step) or max(rss_first.values(), default=0.0)
+        second_mb = rss_second.get(step) or max(rss_second.values(), default=0.0)
         print(
-            f"{step:<22}{steps_first[step]:>14.2f}{rss_first.get(step, 0.0):>14.0f}"
-            f"{steps_second.get(step, 0.0):>19.2f}{rss_second.get(step, 0.0):>14.0f}"
+            f"{step:<22}{steps_first[step]:>14.2f}{first_mb:>14.0f}"
+            f"{steps_second.get(step, 0.0):>19.2f}{second_mb:>14.0f}"
         )
     print(
         result_line(

@@ -509,7 +509,7 @@ class Cycle:
             max_profile=identity.max_records_per_profile,
             names=names,
         )
-        del identified, names
+        del identified, names, ages
         for (kind, value), holders in sorted(resolution.shared.items())[:20]:
             log.info("shared identifier joins nobody", kind=kind, records=holders)
             log.debug("shared identifier", kind=kind, value=value)
@@ -564,11 +564,11 @@ class Cycle:
             by_email[email_key] = index if by_email.get(email_key, index) == index else -1  # ambiguous
         settings = self.config.segments
         parts: list[OrderColumns] = []
-        others = 0
+        others: list[npt.NDArray[np.int64]] = []
         for chunk in chunks:
             plain = chunk["plain"]
             if not plain.all():
-                others += int((~plain).sum())
+                others.append(chunk["order"][~plain])
                 chunk = chunk[plain]
             contact = chunk["contact"]
             cents = np.rint(chunk["amount"] * 100.0).astype(np.int64)
@@ -584,7 +584,7 @@ class Cycle:
         rest: list[tuple[Any, ...]] = []
         attached: list[int] = []
         for rowid, email_key, amount, currency, created, counts, system in self.store.other_order_rows(
-            settings.base_currency
+            np.concatenate(others).tolist()
         ):
             if rowid is not None:
                 index = int(row_profile[rowid])

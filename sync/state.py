@@ -859,32 +859,40 @@ class StateStore(SegmentStore):
             for rowid, key, email_key, role, phone, kind, links, given in chunk:
                 yield rowid, key, email_key, bool(role), phone, kind, links, given
 
-    ORDER_DTYPE = np.dtype([("contact", "i8"), ("amount", "f8"), ("created", "i8"), ("counts", "?"), ("plain", "?")])
+    ORDER_DTYPE = np.dtype(
+        [("order", "i8"), ("contact", "i8"), ("amount", "f8"), ("created", "i8"), ("counts", "?"), ("plain", "?")]
+    )
 
     def order_arrays(self, base_currency: str, chunk: int = 200_000) -> Iterator[npt.NDArray[Any]]:
-        """Every order as structured arrays (contact row number or -1, amount, created epoch,
-        counts, plain), filled by numpy straight from the driver's rows: no Python object per order.
-        `plain` marks the orders these columns describe completely: they name a stored contact and
-        are in the base currency (nearly all). The rest need `other_order_rows`."""
+        """Every order as structured arrays (order row number, contact row number or -1, amount,
+        created epoch, counts, plain), filled by numpy straight from the driver's rows: no Python
+        object per order. `plain` marks the orders these columns describe completely: they name a
+        stored contact and are in the base currency (nearly all). The rest need `other_order_rows`."""
         sql = (
-            "SELECT COALESCE(c.rowid, -1), CAST(o.amount AS REAL), o.created_epoch, o.counts, "
+            "SELECT o.rowid, COALESCE(c.rowid, -1), CAST(o.amount AS REAL), o.created_epoch, o.counts, "
             f"c.rowid IS NOT NULL AND o.currency IN ('', {self._literal(base_currency)}) FROM orders o "
             "LEFT JOIN contacts c ON c.system = o.system AND c.record_id = o.customer_id"
         )
         for rows in self._raw_chunks(sql, chunk):
             yield np.fromiter(rows, dtype=self.ORDER_DTYPE, count=len(rows))
 
-    def other_order_rows(self, base_currency: str) -> Iterator[tuple[Any, ...]]:
-        """The rest: orders in another currency, and orders whose customer record crmsync does not
-        hold (guests): contact row number or None, email match key, amount, currency, created
-        epoch, counts, system."""
-        sql = (
+    def other_order_rows(self, order_rows: Sequence[int], batch: int = 500) -> Iterator[tuple[Any, ...]]:
+        """The rest, by the order row numbers `order_arrays` marked not plain (orders in another
+        currency, and guests' orders, whose customer record crmsync does not hold): contact row
+        number or None, email match key, amount, currency, created epoch, counts, system. Looked up
+        by row number, not found by a second join over every order: a shop with guest checkout
+        would pay for the whole join twice."""
+        head = (
             "SELECT c.rowid, o.email_key, CAST(o.amount AS REAL), o.currency, o.created_epoch, o.counts, o.system "
             "FROM orders o LEFT JOIN contacts c ON c.system = o.system AND c.record_id = o.customer_id "
-            f"WHERE c.rowid IS NULL OR o.currency NOT IN ('', {self._literal(base_currency)})"
+            "WHERE o.rowid IN "
         )
-        for rows in self._raw_chunks(sql, 50_000):
-            yield from rows
+        ordered = sorted(order_rows)
+        with self.engine.connect() as conn:
+            for start in range(0, len(ordered), batch):
+                part = ordered[start : start + batch]
+                marks = ", ".join("?" for _ in part)
+                yield from _raw_rows(conn, f"{head}({marks}) ORDER BY o.rowid", part)
 
     @staticmethod
     def _literal(code: str) -> str:

@@ -30,9 +30,12 @@ typecheck: install
 
 # pytest exits 5 when it collects nothing; make treats that as the failure it is. The chaos tables
 # (faults survived, crash points recovered, bad inputs, secrets found) are printed from this very
-# run, whether it passed or not; `python -m tests.chaos.report` runs the chaos suite alone.
+# run, whether it passed or not, and after a failure the failed tests' names come last, where a CI
+# log's tail shows them; `python -m tests.chaos.report` runs the chaos suite alone.
 test: lint typecheck
-	$(BIN)/python -m pytest; status=$$?; $(BIN)/python -m tests.chaos.report --last; exit $$status
+	$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 0 ]; then $(BIN)/python -m tests.chaos.report --last; \
+	else $(BIN)/python -m tests.chaos.report --last --failed; fi; exit $$status
 
 # Every benchmark at its small default scale; `python bench/<name>.py --scale full` for the targets.
 bench: install

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+LAST_FAILED = Path(__file__).resolve().parents[2] / ".pytest_cache" / "v" / "cache" / "lastfailed"
 RESULTS = Path(os.environ.get("CRMSYNC_CHAOS_RESULTS", Path(__file__).resolve().parents[2] / ".chaos" / "results.json"))
 _lock = threading.Lock()
 
@@ -135,6 +136,7 @@ def render(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
     parser = argparse.ArgumentParser(description="Print the chaos tables (running the chaos suite first).")
     parser.add_argument("--last", action="store_true", help="print what the last test run recorded; run nothing")
+    parser.add_argument("--failed", action="store_true", help="then list the tests the last pytest run failed")
     args = parser.parse_args(argv)
     code = 0
     if not args.last:
@@ -142,7 +144,18 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         # input and config corpora, daemon, single writer, and the secrets scan of all of it.
         code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/chaos"])
     out(render(load()))
+    if args.failed:
+        out(failed_tests())
     return code
+
+
+def failed_tests(cache: Path = LAST_FAILED) -> str:
+    """The tests pytest's cache lists as failed: printed last by `make test` when the suite fails,
+    because CI logs are read from the bottom and the tables above push pytest's own summary away."""
+    failed = sorted(json.loads(cache.read_text())) if cache.exists() else []
+    if not failed:
+        return "\n== Failed tests\n\nnone recorded in pytest's cache"
+    return "\n== Failed tests\n\n" + "\n".join(failed)
 
 
 if __name__ == "__main__":

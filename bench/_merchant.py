@@ -44,11 +44,16 @@ token = "bench_afas_token_0000"
 """
 
 
+def person_email(person: int) -> str:
+    """The address a person uses everywhere: on their contacts and on their guest orders."""
+    return f"{FIRST[person % len(FIRST)]}.{LAST[(person // 7) % len(LAST)][1]}{person}@{DOMAINS[person % len(DOMAINS)]}"
+
+
 def contact_payload(system: str, person: int, rng: random.Random, revision: int = 0) -> tuple[str, dict[str, Any]]:
     """A contact as `system` serves it; a later `revision` has moved house and changed phone."""
     first = FIRST[person % len(FIRST)]
     infix, last = LAST[(person // 7) % len(LAST)]
-    email = f"{first}.{last}{person}@{DOMAINS[person % len(DOMAINS)]}"
+    email = person_email(person)
     shown = email.lower() if rng.random() < 0.6 else email
     digits = f"{10_000_000 + (person + 7919 * revision) % 89_999_999}"
     phone = rng.choice([f"06-{digits}", f"06{digits}", f"+31 6 {digits}", None])
@@ -107,8 +112,7 @@ def order_payload(system: str, person: int, number: int, rng: random.Random) -> 
     amount = f"{rng.lognormvariate(3.8, 0.6):.2f}"
     status = rng.random()
     guest = rng.random() < GUEST_SHARE
-    first = FIRST[person % len(FIRST)]
-    email = f"{first}.{LAST[(person // 7) % len(LAST)][1]}{person}@{DOMAINS[person % len(DOMAINS)]}"
+    email = person_email(person)
     if system == "shopify":
         oid = f"gid://shopify/Order/{number}"
         return oid, {

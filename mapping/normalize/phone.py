@@ -30,8 +30,12 @@ _KIND = {
     PhoneNumberType.UAN: LANDLINE,
 }
 
-# 06-12345678, 0612345678, 06 1234 5678, +31 6 12345678, +31 (0)6 1234 5678, 0031 6 1234 5678
-_NL_MOBILE = re.compile(r"^(?:\+31|0031)?\(?0?\)?6(\d{8})$")
+# 06-12345678, 0612345678, 06 1234 5678, +31 6 12345678, +31 (0)6 1234 5678, 0031 6 1234 5678.
+# Only the 06 ranges that `phonenumbers` itself calls MOBILE (its NL metadata: `6[1-58]\d{7}`):
+# 066 is PAGER (kind "other"), and 060, 067 and 069 are not valid numbers at all, so those go down
+# the library path like everything else and the fast path can never disagree with it. ASCII digits
+# only: `\d` would let Arabic-Indic digits through into the E.164 form.
+_NL_MOBILE = re.compile(r"^(?:\+31|0031)?\(?0?\)?6([1-58][0-9]{7})$")
 _STRIP = re.compile(r"[\s\-./]")
 
 
@@ -54,7 +58,9 @@ def parse_phone(raw: str, country: str | None, default_country: str = "NL") -> P
         return None
     region = (country or default_country).upper()
     compact = _STRIP.sub("", text)
-    if region == "NL" or compact.startswith(("+31", "0031")):
+    # "0031" dials out only where the international prefix is 00 (not from the US: 011), so for a
+    # foreign record only "+31" takes the fast path; the library knows each region's own prefix.
+    if region == "NL" or compact.startswith("+31"):
         fast = _NL_MOBILE.match(compact)
         if fast:
             return Phone(text, f"+316{fast.group(1)}", MOBILE)

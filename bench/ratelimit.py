@@ -11,7 +11,7 @@ ones, pacing margin and everything else at crmsync's defaults). Measured: one re
 (all systems in parallel, one thread each, then the write-back), and every request as the emulator
 logged its arrival.
 
-The share, per system and phase (the read, then the write-back): the time an ideal client would need
+The share, per system and phase (the read, the verification, then the write-back): the time an ideal client would need
 for the same requests under the same limits, divided by the time crmsync took from the phase's first
 request to its last. The ideal sends each request the moment every window allows it (given what was
 sent before) and the emulator has answered the previous one (the emulator's own time per request, as
@@ -19,7 +19,10 @@ logged): only the vendor's limits and response times hold it back, while crmsync
 requests and its pacing margin count against crmsync. 100 % is the limit used completely. Shopify
 paces by query cost: its ideal is the cost bucket's, fed the costs the emulator charged. Lightspeed
 counts fixed windows; the ideal here uses sliding ones (the same long-run rate). WooCommerce
-publishes no limit. A throttled reply is a wasted call and counted as such.
+publishes no limit. A throttled reply is a wasted call and counted as such. The verification is
+Lightspeed's rolling look at its customers' metafields (the list carries none): it runs after every
+system's read has ended, so it is a phase of its own (within the read, the wait for the other
+systems would count against it).
 
 Time scales: a request's rate-limit slot counts from the moment its answer is back, so crmsync needs
 no margin against network jitter, but each request's own latency lengthens its slot. A scaled window
@@ -27,7 +30,15 @@ should stay long next to that latency, as the vendors' real windows (1 s at the 
 vendors whose 1-second window binds run at their real speed (scale 1), the others at scales where
 their binding windows last 2 s or more. Silvasoft's 2-per-second window binds only in bursts, its
 50-per-minute one in the long run. efficy's hour (1,000 requests) is a real hour at scale 1: the
-full backfill stays below it.
+full backfill stays below it. Lightspeed's 20 a second (added to its limits after its time scale was
+chosen) lasts 0.02 s at 50x: too short to measure against (see SHORTEST_WINDOW), so its ideal keeps
+to the other three windows.
+
+Also printed (computed, not measured, so it costs no time at any scale): what a first read of 20,000
+Lightspeed customers costs in requests, now (the list pages only: 80 full pages of 250, then the empty
+page asked for twice) and before issue 13 (the same pages plus one metafield request per customer),
+and how long the ideal client above needs for them under Lightspeed's published windows (20 a second,
+300 per 5 minutes, 3,000 an hour, 12,000 a day; sliding, response times not counted).
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import tempfile
 from collections import deque
@@ -50,6 +62,14 @@ from connectors.ratelimit import Window
 from connectors.registry import sandbox_class
 
 TARGET = 0.90
+# Requests of the rolling verification (`Connector.verify_owned`) as the emulators log their paths.
+VERIFY = {"lightspeed": re.compile(r"^/[^/]+/customers/\d+/metafields\.json$")}
+PHASES = ("read", "verify", "write")
+# A window the time scale shrinks below this (Lightspeed's 20 a second at 50x: 20 per 0.02 s) is left
+# out of the ideal: a request's own latency (~1-3 ms) is no longer short next to it, so it would
+# measure crmsync's time per request rather than its pacing. The emulator still enforces it.
+SHORTEST_WINDOW = 0.1
+FIRST_READ_CUSTOMERS = 20_000
 
 
 @dataclass(frozen=True)
@@ -131,7 +151,13 @@ def shares(system_type: str, scale: float, log: list[dict[str, Any]]) -> dict[st
     admitted = [e for e in log if e.get("status") is not None and not e.get("throttled")]
     throttled = sum(1 for e in log if e.get("throttled"))
     first_write = next((i for i, e in enumerate(admitted) if e.get("write")), len(admitted))
-    phases = {"read": admitted[:first_write], "write": admitted[first_write:]}
+    verify = VERIFY.get(system_type)
+    checks = [e for e in admitted[:first_write] if verify is not None and verify.match(e["path"])]
+    phases = {
+        "read": [e for e in admitted[:first_write] if not (verify is not None and verify.match(e["path"]))],
+        "verify": checks,
+        "write": admitted[first_write:],
+    }
     out: dict[str, Any] = {"throttled": throttled}
     for phase, entries in phases.items():
         out[f"{phase}_requests"] = len(entries)
@@ -151,7 +177,11 @@ def shares(system_type: str, scale: float, log: list[dict[str, Any]]) -> dict[st
             ]
             ideal, held = ideal_cost_span(BUCKET_SIZE, RESTORE_RATE * scale, charged, entries[0]["t"], asked)
         else:
-            windows = [Window(w.requests, w.per_seconds / scale) for w in sandbox_class(system_type).rate_limits]
+            windows = [
+                Window(w.requests, w.per_seconds / scale)
+                for w in sandbox_class(system_type).rate_limits
+                if w.per_seconds / scale >= SHORTEST_WINDOW
+            ]
             ideal, held = ideal_span(windows, [e["t"] for e in before], services, entries[0]["t"])
         # A phase the limits never held back (it fit in the first burst) has no share to speak of.
         out[f"{phase}_share"] = ideal / actual if held > 0 and actual > 0 else None
@@ -169,6 +199,48 @@ def binding(system_type: str, scale: float) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value:g}s" if value < 60 else f"{value / 60:g}m"
+
+
+# ----- Lightspeed: a first read, computed ----------------------------------------------------------
+def first_read(customers: int) -> dict[str, dict[str, float]]:
+    """Requests and the ideal client's seconds for a first read of `customers` Lightspeed customers
+    under the published windows: `now` asks for the list pages only, `before` (issue 13) also asked
+    for each customer's metafields."""
+    from connectors.lightspeed.client import MAX_PAGE, published_limits
+
+    windows = [w.window() for w in published_limits()]
+    # Full pages, then the first short (here empty) page, asked for a second time (`confirm_short`).
+    pages = customers // MAX_PAGE + 2
+    out = {}
+    for name, requests in (("now", pages), ("before", pages + customers)):
+        span, _ = ideal_span(windows, (), [0.0] * requests, 0.0)
+        out[name] = {"requests": requests, "seconds": span}
+    return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} d"] if days else []
+    return " ".join([*parts, f"{hours} h", f"{minutes:02d} min"])
+
+
+def print_first_read(customers: int) -> dict[str, Any]:
+    figures = first_read(customers)
+    limits = ", ".join(f"{w.requests}/{_seconds(w.per_seconds)}" for w in sandbox_class("lightspeed").rate_limits)
+    print(f"Lightspeed, a first read of {customers:,} customers (computed: the ideal client under {limits})")
+    for name, label in (("before", "list pages + one metafield request per customer"), ("now", "list pages only")):
+        figure = figures[name]
+        print(f"  {name:<7}{figure['requests']:>7,} requests  {_duration(figure['seconds']):>16}   {label}")
+    return {
+        "lightspeed_first_read_requests": figures["now"]["requests"],
+        "lightspeed_first_read_requests_before": figures["before"]["requests"],
+        "lightspeed_first_read_s": f"{figures['now']['seconds']:.0f}",
+        "lightspeed_first_read_s_before": f"{figures['before']['seconds']:.0f}",
+    }
 
 
 # ----- the orchestration -----------------------------------------------------------------------------
@@ -206,8 +278,8 @@ def main() -> None:
     print(f"machine: {machine()}; load average {load_before} before, {load_average()} after")
     print(f"`crmsync backfill` of {sum(people.values()):,} people over {len(PLANS)} throttled emulators, in parallel")
     header = (
-        f"{'system':<12}{'scale':>6}  {'limits (scaled)':<24}{'people':>7}{'reads':>7}{'share':>7}"
-        f"{'writes':>7}{'share':>7}{'throttled':>10}  {'status':<8}"
+        f"{'system':<12}{'scale':>6}  {'limits (scaled)':<42}{'people':>7}{'reads':>7}{'share':>7}"
+        f"{'verify':>7}{'share':>7}{'writes':>7}{'share':>7}{'throttled':>10}  {'status':<8}"
     )
     print(header)
     print("-" * len(header))
@@ -221,17 +293,17 @@ def main() -> None:
         failed = outcome["status"] != "ok" or outcome["error"] is not None or outcome["rejected"]
         errors += 1 if failed else 0
         throttled_total += measured["throttled"]
-        cells = []
-        for phase in ("read", "write"):
+        cells = ""
+        for phase in PHASES:
             share = measured[f"{phase}_share"]
-            cells.append(f"{share:>7.1%}" if share is not None else f"{'-':>7}")
+            cells += f"{measured[f'{phase}_requests']:>7,}"
+            cells += f"{share:>7.1%}" if share is not None else f"{'-':>7}"
             if share is not None:
                 all_shares.append(share)
                 figures[f"{system_type}_{phase}"] = f"{share:.3f}"
         print(
-            f"{system_type:<12}{plan.scale:>6g}  {binding(system_type, plan.scale):<24}{people[system_type]:>7,}"
-            f"{measured['read_requests']:>7,}{cells[0]}{measured['write_requests']:>7,}{cells[1]}"
-            f"{measured['throttled']:>10}  {outcome['status']:<8}"
+            f"{system_type:<12}{plan.scale:>6g}  {binding(system_type, plan.scale):<42}{people[system_type]:>7,}"
+            f"{cells}{measured['throttled']:>10}  {outcome['status']:<8}"
         )
         if failed:
             print(f"    error: {outcome['error']}; rejected {outcome['rejected']}")
@@ -243,11 +315,13 @@ def main() -> None:
         f"{writers_mb:.0f}, this script {peak_rss_mb():.0f}"
     )
     lowest = min(all_shares) if all_shares else 0.0
+    first = print_first_read(FIRST_READ_CUSTOMERS)
     print(
         result_line(
             scale=args.scale,
             min_share=f"{lowest:.3f}",
             **figures,
+            **first,
             throttled=throttled_total,
             errors=errors,
             exit_code=child.returncode,

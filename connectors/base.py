@@ -11,12 +11,11 @@ import builtins
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-import requests
-
+from connectors.auth import Authenticator
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
 from connectors.settings import SystemSettings
 from mapping.model import (
@@ -41,6 +40,35 @@ class Capabilities:
 
     def to_json(self) -> dict[str, bool]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Permission:
+    """A scope, right or field the configured work needs, and whether a call proved it is there.
+    `fix` says what to do when it is not; `needed` is False for one the configuration can do
+    without (it is then only a warning)."""
+
+    name: str
+    ok: bool
+    fix: str | None = None
+    needed: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "fix": None if self.ok else self.fix, "needed": self.needed}
+
+
+@dataclass
+class CheckReport:
+    """What `check` proved of one system: its permissions, the capabilities that follow from them
+    (never from a table), and warnings a person should read."""
+
+    capabilities: Capabilities
+    permissions: list[Permission] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[Permission]:
+        return [p for p in self.permissions if p.needed and not p.ok]
 
 
 @dataclass(frozen=True)
@@ -71,6 +99,14 @@ class Connector(ABC):
     # What an owned field holds when it holds nothing: None when the API can delete it, "" when
     # the best it can do is an empty value (WooCommerce meta).
     empty_field_value: ClassVar[str | None] = None
+    # Which API answers, for messages about answers that stopped matching (the drift guard).
+    api_name: ClassVar[str] = ""
+    api_version: ClassVar[str] = ""
+    # Whether a read shows crmsync's own tags and fields. Where it does not (Lightspeed's customer
+    # list has no metafields, and a request per customer would cost days of its rate limit), the
+    # read maps to an unknown owned state, the ledger says what crmsync wrote, and each cycle
+    # verifies a budgeted share of the records with `verify_owned` (a hand edit is repaired then).
+    reads_owned_state: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -156,6 +192,16 @@ class Connector(ABC):
                 fields[name] = self.empty_field_value if value in (None, "") else value
         return RemoteState(tags, fields)
 
+    def verify_owned(self, record_ids: Sequence[str]) -> dict[str, RemoteState]:
+        """What crmsync's tags and fields hold now on these records, asked of the vendor (only for
+        connectors whose reads do not show it); records gone since are left out."""
+        raise NotImplementedError(f"{self.type} reads show crmsync's tags and fields")
+
+    def verify_budget(self) -> float:
+        """Records per day `verify_owned` may look at (the vendor's rate limit is shared with the reads
+        and the writes)."""
+        return 0.0
+
     def payload_tags(self, payload: Mapping[str, Any]) -> list[str]:
         return []
 
@@ -169,24 +215,29 @@ class Connector(ABC):
     # ----- hooks every vendor implements ------------------------------------------------------
     @abstractmethod
     def make_client(self) -> ApiClient:
-        """The vendor's client; usually `return self.api_client(auth=..., headers=...)`."""
+        """The vendor's client; usually `return self.api_client(auth=<an Authenticator>)`."""
 
     def api_client(
         self,
         *,
-        auth: requests.auth.AuthBase | tuple[str, str] | None = None,
+        auth: Authenticator | None = None,
         headers: Mapping[str, str] | None = None,
+        base_url: str | None = None,
+        classify: Callable[[ApiResponse], Verdict] | None = None,
+        paced: bool = True,
     ) -> ApiClient:
         """An ApiClient wired to this system's settings (pacing, timeouts, retries, stop event)
-        and to this connector's `classify`; a vendor adds only its credentials."""
+        and to this connector's `classify`; a vendor adds only its credentials. A token endpoint
+        gets its own client (`base_url`, `classify=token_classify`, `paced=False`: the vendor
+        does not count token requests against the API's limits)."""
         settings = self.settings
         return ApiClient(
             self.name,
-            settings.base_url,
-            classify=self.classify,
+            base_url or settings.base_url,
+            classify=classify or self.classify,
             auth=auth,
             headers=headers,
-            windows=settings.windows(),
+            windows=settings.windows() if paced else (),
             pace_margin=settings.pace_margin,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
@@ -198,8 +249,20 @@ class Connector(ABC):
         return default_classify(response)
 
     @abstractmethod
-    def check(self) -> None:
-        """One authenticated call; raises a ConnectorError when the system cannot be used."""
+    def check(self) -> CheckReport:
+        """Prove with real calls, changing nothing, that the credentials work and that every scope,
+        right and field the configured work needs is there; raises a ConnectorError when the system
+        cannot be reached or refuses the credentials."""
+
+    def api_label(self) -> str:
+        """ "Shopify Admin GraphQL API 2026-10": the vendor's API and the version crmsync speaks."""
+        version = getattr(self.settings, "api_version", None) or self.api_version
+        return " ".join(part for part in (self.api_name or f"{self.type} API", version) if part)
+
+    def coverage_note(self) -> str | None:
+        """A limit on what this system's records can tell (Shopify with `recent_orders_only`: the
+        last 60 days of orders), for `report` and `explain`; None when there is none."""
+        return None
 
     @abstractmethod
     def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]: ...

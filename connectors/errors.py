@@ -16,6 +16,16 @@ class AuthError(ConnectorError):
     """The system refused our credentials (wrong, expired or missing permissions)."""
 
 
+class TokenRefused(AuthError):
+    """The vendor's token endpoint refused crmsync's client credentials, refresh token or system
+    user: asking again cannot help; the message says what to fix."""
+
+
+class PermissionDenied(AuthError):
+    """The credentials were accepted but lack a right, scope or field the work needs; a new token
+    would not change that. The message names what to grant."""
+
+
 class RateLimited(ConnectorError):
     """The system asked us to slow down; retried after `retry_after` seconds when known."""
 

@@ -25,13 +25,16 @@ from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
+from connectors.auth import Authenticator, NoAuth
 from connectors.errors import (
     ApiError,
     AuthError,
     ConnectorError,
+    PermissionDenied,
     RateLimited,
     RejectedRecord,
     RetriesExhausted,
+    TokenRefused,
     TransientError,
 )
 from connectors.ratelimit import SlidingWindowLimiter, Slot, Window
@@ -39,7 +42,7 @@ from connectors.redaction import redact_text
 
 log = structlog.get_logger("crmsync.http")
 
-VerdictKind = Literal["ok", "retry", "throttled", "auth", "rejected", "fatal"]
+VerdictKind = Literal["ok", "retry", "throttled", "auth", "denied", "rejected", "fatal"]
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,7 @@ class ApiClient:
         base_url: str,
         *,
         classify: Callable[[ApiResponse], Verdict] = default_classify,
-        auth: requests.auth.AuthBase | tuple[str, str] | None = None,
+        auth: Authenticator | None = None,
         headers: Mapping[str, str] | None = None,
         windows: Sequence[Window] = (),
         pace_margin: float = 0.0,
@@ -212,8 +215,8 @@ class ApiClient:
         self.session.trust_env = False
         self.session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=8))
         self.session.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=8))
-        if auth is not None:
-            self.session.auth = auth
+        self.auth = auth or NoAuth()
+        self.session.auth = self.auth
         self.session.headers["User-Agent"] = "crmsync/0.1 (+https://github.com/crmsync)"
         self.session.headers["Accept"] = "application/json"
         if headers:
@@ -278,8 +281,17 @@ class ApiClient:
             before_sleep=before_sleep,
             reraise=True,
         )
+        arguments = (method, path, params, json_body, data, headers, is_mutating, expect_json)
         try:
-            return retrying(self._attempt, method, path, params, json_body, data, headers, is_mutating, expect_json)
+            try:
+                return retrying(self._attempt, *arguments)
+            except AuthError as exc:
+                # An expiring token refused (expired early, revoked, or our clock behind the
+                # vendor's): once with a new token. A refusal of that one is final, and so is a
+                # token endpoint that refused the credentials themselves.
+                if isinstance(exc, TokenRefused | PermissionDenied) or not self.auth.renew_after_refusal():
+                    raise
+                return retrying(self._attempt, *arguments)
         except retryable as exc:
             raise RetriesExhausted(self.system, f"gave up after {self.retry.attempts} attempts: {exc.message}") from exc
 
@@ -360,6 +372,8 @@ class ApiClient:
             raise TransientError(self.system, f"{where}: HTTP {response.status}: {message}", verdict.retry_after)
         if verdict.kind == "auth":
             raise AuthError(self.system, f"{where}: credentials refused (HTTP {response.status}): {message}")
+        if verdict.kind == "denied":
+            raise PermissionDenied(self.system, f"{where}: permission missing: {message}")
         if verdict.kind == "rejected":
             raise RejectedRecord(self.system, message)
         raise ApiError(self.system, f"{where}: HTTP {response.status}: {message}", response.status)

@@ -21,8 +21,10 @@ _QUERY_PARAM = re.compile(
     r"[A-Za-z0-9_.\-\[\]%]*)=(?P<value>[^&\s'\"<>#,;)]+)",
     re.I,
 )
-# "Authorization: Basic abc", "Bearer abc" as they appear in echoed headers or messages.
-_AUTH_SCHEME = re.compile(r"\b(Basic|Bearer|Token)\s+[A-Za-z0-9+/=._\-~]{6,}", re.I)
+# "Authorization: Basic abc", "Bearer abc" as they appear in echoed headers or messages. A word after
+# the scheme is prose ("the token obtained", "Token refused"), not a credential: random credentials
+# are longer than a word or carry digits, capitals inside or symbols.
+_AUTH_SCHEME = re.compile(r"\b((?i:Basic|Bearer|Token))\s+(?![A-Za-z][a-z]{1,10}\b)[A-Za-z0-9+/=._\-~]{6,}")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()

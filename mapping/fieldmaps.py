@@ -57,8 +57,10 @@ class FieldAbsence:
             self.counts[name] = self.counts.get(name, 0) + 1
 
 
-def path_exists(payload: Any, path: str) -> bool:
-    """Whether every key along `path` exists (an explicit null counts as existing)."""
+def path_exists(payload: Any, path: str, *, past_the_end: bool = False) -> bool:
+    """Whether every key along `path` exists (an explicit null counts as existing). With
+    `past_the_end`, an index past the end of a list counts as an empty value too (no contact
+    person is data; a key missing from every record is not)."""
     value = payload
     for part in path.split("."):
         if isinstance(value, Mapping):
@@ -67,7 +69,7 @@ def path_exists(payload: Any, path: str) -> bool:
             value = value[part]
         elif isinstance(value, list) and part.isdigit():
             if int(part) >= len(value):
-                return False
+                return past_the_end
             value = value[int(part)]
         else:
             return value is None  # a null parent: the field is simply empty

@@ -64,19 +64,29 @@ CONTACT_VOCABULARY = frozenset(
 class RemoteState:
     """The part of a remote record that crmsync owns: its prefixed tags and its own fields.
 
-    A field value of None means "absent" (nothing of ours stored there)."""
+    A field value of None means "absent" (nothing of ours stored there). `known` is False when the
+    read did not show it (Lightspeed's list has no metafields): then the ledger is what crmsync
+    knows, and without a ledger entry the record is looked at when it is written."""
 
     tags: frozenset[str] = frozenset()
     fields: Mapping[str, str | None] = field(default_factory=dict)
+    known: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"tags": sorted(self.tags), "fields": dict(sorted(self.fields.items()))}
+        data: dict[str, Any] = {"tags": sorted(self.tags), "fields": dict(sorted(self.fields.items()))}
+        if not self.known:
+            data["unknown"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> RemoteState:
         if not data:
             return cls()
-        return cls(frozenset(data.get("tags", ())), dict(data.get("fields", {})))
+        return cls(frozenset(data.get("tags", ())), dict(data.get("fields", {})), not data.get("unknown", False))
+
+    @classmethod
+    def unknown(cls) -> RemoteState:
+        return cls(known=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +167,17 @@ class Rejection:
 
     reason: str
     message: str
+
+
+class RecordProblem(ValueError):
+    """Raised by a connector's mapping hook (`order_counts`, `payload_tags`) for a record it cannot
+    read safely, e.g. a sale status it does not know: quarantined as `Rejection(reason, message)`,
+    never guessed."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

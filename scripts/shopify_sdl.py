@@ -41,10 +41,13 @@ PACKAGE = "@shopify/dev-mcp@1.16.0"
 
 # Object and interface types crmsync reads or writes, and the fields it may select on each.
 KEEP: dict[str, list[str]] = {
-    "QueryRoot": ["customers", "customer", "orders", "order", "shop"],
+    "QueryRoot": ["customers", "customer", "orders", "order", "shop", "currentAppInstallation"],
     "Mutation": ["tagsAdd", "tagsRemove", "metafieldsSet", "metafieldsDelete"],
     "Node": ["id"],
     "Shop": ["id", "name", "myshopifyDomain", "currencyCode"],
+    # `check` proves the granted scopes (read_all_orders above all) from the installation.
+    "AppInstallation": ["id", "accessScopes"],
+    "AccessScope": ["handle", "description"],
     "Customer": [
         "id",
         "legacyResourceId",

@@ -48,6 +48,13 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout; logs go to stderr.")]
 LevelOpt = Annotated[LogLevel, typer.Option("--log-level", envvar="CRMSYNC_LOG_LEVEL", case_sensitive=False)]
 LogJsonOpt = Annotated[bool, typer.Option("--log-json", help="Log JSON lines even on a terminal.")]
+AllowPartialOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-partial",
+        help="Write even though a system has not been read in full (the write gate would hold); for this run only.",
+    ),
+]
 
 
 class Common:
@@ -119,6 +126,15 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _fail_json(common: Common, message: str, code: int) -> NoReturn:
+    """A refusal: one line on stderr, and with --json the error document on stdout (CONTRACTS §6)."""
+    if common.as_json:
+        from connectors.redaction import redact_text
+
+        _emit_json({"error": {"exit_code": code, "messages": [redact_text(message)]}})
+    _fail(message, code)
+
+
 def _emit_json(document: Any) -> None:
     from connectors.redaction import redact_value
 
@@ -132,7 +148,9 @@ def _console() -> Any:
     return console()
 
 
-def _cycle(common: Common, command: str, *, dry_run: bool, full: list[str] | None = None) -> CycleReport:
+def _cycle(
+    common: Common, command: str, *, dry_run: bool, full: list[str] | None = None, allow_partial: bool = False
+) -> CycleReport:
     from sync.clock import now
     from sync.pipeline import Cycle
 
@@ -148,9 +166,11 @@ def _cycle(common: Common, command: str, *, dry_run: bool, full: list[str] | Non
             if progress is not None:
                 with progress:
                     return Cycle(loaded, store, clock=now, stop_event=stop, progress=progress).run(
-                        command, dry_run=dry_run, full=full or ()
+                        command, dry_run=dry_run, full=full or (), allow_partial=allow_partial
                     )
-            return Cycle(loaded, store, clock=now, stop_event=stop).run(command, dry_run=dry_run, full=full or ())
+            return Cycle(loaded, store, clock=now, stop_event=stop).run(
+                command, dry_run=dry_run, full=full or (), allow_partial=allow_partial
+            )
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -196,6 +216,23 @@ def _finish(common: Common, report: CycleReport, title: str, *, with_changes: bo
     raise typer.Exit(report.exit_code())
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"crmsync {version('crmsync')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Sync customers between CRMs and web shops: one profile, segments written back everywhere."""
+
+
 # ----- commands ----------------------------------------------------------------------------------
 @app.command()
 def sync(
@@ -204,10 +241,12 @@ def sync(
     log_level: LevelOpt = LogLevel.info,
     log_json: LogJsonOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Stop after planning; write nothing.")] = False,
+    allow_partial: AllowPartialOpt = False,
 ) -> None:
     """One incremental cycle: read what changed, recompute, write back."""
     common = Common(config, json_out, log_level, log_json)
-    _finish(common, _cycle(common, "sync", dry_run=dry_run), "sync", with_changes=dry_run and json_out)
+    report = _cycle(common, "sync", dry_run=dry_run, allow_partial=allow_partial)
+    _finish(common, report, "sync", with_changes=dry_run and json_out)
 
 
 @app.command()
@@ -229,12 +268,55 @@ def backfill(
     log_level: LevelOpt = LogLevel.info,
     log_json: LogJsonOpt = False,
     system: Annotated[list[str] | None, typer.Option("--system", help="Only re-read this system (repeatable).")] = None,
+    allow_partial: AllowPartialOpt = False,
 ) -> None:
     """Re-read everything (resumable, with progress), then run one cycle."""
     common = Common(config, json_out, log_level, log_json)
     loaded = _loaded(common)
     systems = list(system) if system else list(loaded.config.systems)
-    _finish(common, _cycle(common, "backfill", dry_run=False, full=systems), "backfill")
+    _finish(common, _cycle(common, "backfill", dry_run=False, full=systems, allow_partial=allow_partial), "backfill")
+
+
+@app.command()
+def init(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+    systems: Annotated[
+        str | None, typer.Option("--systems", help="System types, comma-separated (default: all seven).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the config (never overwritten).")] = Path(
+        "crmsync.toml"
+    ),
+) -> None:
+    """Write a minimal commented config for these systems; secrets go in environment variables."""
+    from sync.starter import parse_types, render
+
+    common = Common(config, json_out, log_level, log_json)
+    _start(common, needs_config=False)
+    try:
+        types = parse_types(systems)
+    except ValueError as exc:
+        _fail_json(common, f"crmsync: {exc}", 2)
+    if out.exists():
+        _fail_json(common, f"crmsync: {out} exists; not overwriting it (choose another --out)", 2)
+    starter = render(types)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("x", encoding="utf-8") as handle:  # "x": never replace a file made meanwhile
+            handle.write(starter.text)
+    except OSError as exc:
+        _fail_json(common, f"crmsync: cannot write {out}: {exc.strerror or exc}", 2)
+    if common.as_json:
+        _emit_json({"ok": True, "path": str(out), "systems": types, "environment": starter.environment})
+    else:
+        print(f"wrote {out} for {', '.join(types)}")
+        print("fill in every REPLACE_ME in it, and set these environment variables (the secrets):")
+        for variable in starter.environment:
+            print(f"  {variable}")
+        print(f"then: crmsync check -c {out}")
+    raise typer.Exit(0)
 
 
 @app.command()
@@ -244,43 +326,22 @@ def check(
     log_level: LevelOpt = LogLevel.info,
     log_json: LogJsonOpt = False,
 ) -> None:
-    """Validate the config and make one authenticated call to every system."""
-    from connectors.errors import AuthError, ConnectorError
-    from connectors.registry import connector_class
-    from connectors.settings import RetrySettings
-    from sync.render import check_table
+    """Validate the config and prove, with calls that change nothing, what every system allows:
+    credentials, the scopes, rights and fields the configured work needs, and what follows from them."""
+    from sync.checking import check_all, check_failed
+    from sync.render import check_details, check_table
 
     common = Common(config, json_out, log_level, log_json)
     loaded = _loaded(common)
-    results: dict[str, dict[str, Any]] = {}
-    for name, settings in loaded.config.systems.items():
-        cls = connector_class(settings.type)
-        quick = settings.model_copy(update={"retry": RetrySettings(attempts=2, max_retry_after=5)})
-        result: dict[str, Any] = {
-            "type": settings.type,
-            "reachable": False,
-            "auth": "unknown",
-            "capabilities": {},
-            "error": None,
-        }
-        connector = cls(name, quick, tag_prefix=loaded.config.writeback.tag_prefix)
-        result["capabilities"] = connector.current_capabilities().to_json()
-        try:
-            connector.check()
-            result.update(reachable=True, auth="ok")
-        except AuthError as exc:
-            result.update(reachable=True, auth="refused", error=str(exc))
-        except ConnectorError as exc:
-            result.update(error=str(exc))
-        finally:
-            connector.close()
-        results[name] = result
-    failed = any(r["auth"] != "ok" for r in results.values())
+    results = check_all(loaded)
     if common.as_json:
         _emit_json({"systems": results})
     else:
-        _console().print(check_table(results))
-    raise typer.Exit(3 if failed else 0)
+        console = _console()
+        console.print(check_table(results))
+        for line in check_details(results):
+            console.print(line)
+    raise typer.Exit(3 if any(check_failed(r) for r in results.values()) else 0)
 
 
 @app.command()
@@ -312,13 +373,21 @@ def status(
             last_run = store.last_run()
         finally:
             store.close()
+    held = None
     if last_run is not None:
+        summary = json.loads(last_run["summary"]) if last_run.get("summary") else {}
+        held = summary.get("held")
         last_run = {k: v for k, v in last_run.items() if k != "summary"}
     if common.as_json:
-        _emit_json({"systems": systems, "pending": pending, "lock": holder, "last_run": last_run})
+        _emit_json({"systems": systems, "pending": pending, "lock": holder, "last_run": last_run, "held": held})
         raise typer.Exit(0)
     console = _console()
     console.print(status_table(systems))
+    if held:
+        from rich.markup import escape
+
+        console.print(f"[red]writes held[/] in the last cycle (waiting for {', '.join(held['waiting_for'])}):")
+        console.print(f"  {escape(held['reason'])}")
     if pending:
         console.print(f"{len(pending)} records waiting to be retried:")
         for row in pending[:20]:
@@ -337,6 +406,7 @@ def explain(
 ) -> None:
     """One profile and why: its records, what joined them, which source won each field, segments."""
     from sync.clock import now
+    from sync.config import coverage_notes
     from sync.explain import explain_profile, find_profiles, render
     from sync.state import StateStore
 
@@ -351,6 +421,9 @@ def explain(
         if not matches:
             _fail(f"crmsync: no profile matches {key!r}", 4)
         document = explain_profile(store, matches[0], loaded.config, now())
+        notes = coverage_notes(loaded.config, {record["system"] for record in document["records"]})
+        if notes:
+            document["caveats"] = list(notes.values())
     finally:
         store.close()
     if len(matches) > 1:
@@ -374,6 +447,7 @@ def report(
 ) -> None:
     """Segment health: size, value, stability, overlap, growth and churn per segment."""
     from sync.clock import now
+    from sync.config import coverage_notes
     from sync.report import build_report, report_tables
     from sync.report_html import render_html
     from sync.state import StateStore
@@ -386,6 +460,9 @@ def report(
     store = StateStore(loaded.state_url())  # reads only; no lock needed, as for `status`
     try:
         document = build_report(store, loaded.config.segments, now())
+        notes = coverage_notes(loaded.config)
+        if notes:
+            document["caveats"] = list(notes.values())
     finally:
         store.close()
     if html is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,6 +26,8 @@ from mapping.segments import SegmentSettings
 
 SYSTEM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 DEFAULT_FILE = "crmsync.toml"
+# The example config and `crmsync init` mark every value a person must fill in with this.
+PLACEHOLDER = re.compile(r"replace[_-]?me", re.I)
 
 
 class ConfigError(Exception):
@@ -78,6 +80,9 @@ class ScheduleSettings(StrictModel):
 
 class WritebackSettings(StrictModel):
     tag_prefix: str = Field(default="crmsync:", min_length=2, max_length=40)
+    # After a complete picture, a system that fails keeps its stored records in the picture; set this
+    # to hold every write once a failing system's last complete read is older than it.
+    max_staleness: Duration | None = None
 
     @field_validator("tag_prefix")
     @classmethod
@@ -85,6 +90,16 @@ class WritebackSettings(StrictModel):
         if value != value.strip() or "," in value:
             raise ValueError("a tag prefix has no surrounding spaces and no commas")
         return value
+
+
+class DriftGuardSettings(StrictModel):
+    """When a stream's answers stop matching what its connector expects (a field renamed by the
+    vendor), the stream stops instead of quarantining everything or computing zeros: on a page of at
+    least `min_records` records where at least `share` of them lack the same field or are refused
+    for the same reason."""
+
+    min_records: int = Field(default=50, ge=1)
+    share: float = Field(default=0.9, gt=0, le=1)
 
 
 def _system_tag(value: Any) -> str | None:
@@ -127,6 +142,7 @@ class CrmsyncConfig(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
+    drift_guard: DriftGuardSettings = Field(default_factory=DriftGuardSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     systems: dict[str, SystemConfig] = Field(default_factory=dict)
@@ -198,6 +214,23 @@ class LoadedConfig(BaseModel):
         return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") and ":memory:" not in url else None
 
 
+def coverage_notes(config: CrmsyncConfig, systems: Iterable[str] | None = None) -> dict[str, str]:
+    """Per system, a limit on what its records can tell (Shopify with `recent_orders_only`: 60 days
+    of orders), for `report` and `explain`. Asks the connectors; makes no request."""
+    notes: dict[str, str] = {}
+    for name, settings in config.systems.items():
+        if systems is not None and name not in systems:
+            continue
+        connector = connector_class(settings.type)(name, settings)
+        try:
+            note = connector.coverage_note()
+        finally:
+            connector.close()
+        if note:
+            notes[name] = note
+    return notes
+
+
 def config_path(option: Path | None) -> Path:
     if option is not None:
         return option
@@ -220,13 +253,65 @@ def load_config(path: Path) -> LoadedConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"config error: {path}: invalid TOML: {redact_text(str(exc))}"]) from None
     _register_raw_secrets(document)
+    unfilled = placeholders(document, os.environ)
     try:
-        config = CrmsyncConfig(**document)
+        config = CrmsyncConfig(**_resolve_files(document, path.resolve().parent))
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc)) from None
+        # A key still holding its placeholder is reported as that, not as whatever else it breaks.
+        # ... nor a check across a section's keys that its placeholders trip (two fields "equal").
+        sections = {key.rsplit(".", 1)[0] for key in unfilled}
+        prefixes = tuple(f"config error: {key}:" for key in [*unfilled, *sections])
+        others = [line for line in format_errors(exc) if not line.startswith(prefixes)]
+        raise ConfigError([*(f"config error: {key}: not filled in" for key in unfilled), *others]) from None
+    if unfilled:
+        raise ConfigError([f"config error: {key}: not filled in" for key in unfilled])
     for secret in iter_secrets(config):
         register_secret(secret)
     return LoadedConfig(path=path.resolve(), config=config)
+
+
+def placeholders(document: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Key paths whose value is still the example's placeholder, in the file (unless the
+    environment replaces it) or in a `CRMSYNC_*` variable."""
+    overridden = {name.upper() for name in environ if name.upper().startswith("CRMSYNC_")}
+    found: list[str] = []
+
+    def walk(value: Any, path: list[str | int]) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(inner, [*path, key])
+        elif isinstance(value, list):
+            for index, inner in enumerate(value):
+                walk(inner, [*path, index])
+        elif isinstance(value, str) and PLACEHOLDER.search(value):
+            name = "CRMSYNC_" + "__".join(str(part).upper() for part in path)
+            if name not in overridden:
+                found.append(_key_path(path))
+
+    walk(document, [])
+    for name, value in sorted(environ.items()):
+        if name.upper().startswith("CRMSYNC_") and PLACEHOLDER.search(value):
+            found.append(name[len("CRMSYNC_") :].lower().replace("__", "."))
+    return found
+
+
+def _resolve_files(document: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A relative `*_file` path in a system section (Shopify's refresh_token_file) resolves from
+    the config file's folder, as the state's path does."""
+    systems = document.get("systems")
+    if not isinstance(systems, dict):
+        return document
+
+    def absolute(key: str, value: Any) -> Any:
+        relative = key.endswith("_file") and isinstance(value, str) and not Path(value).is_absolute()
+        return str(folder / value) if relative else value
+
+    resolved = dict(document)
+    resolved["systems"] = {
+        name: {key: absolute(key, value) for key, value in section.items()} if isinstance(section, dict) else section
+        for name, section in systems.items()
+    }
+    return resolved
 
 
 def _register_raw_secrets(document: dict[str, Any]) -> None:
@@ -235,10 +320,12 @@ def _register_raw_secrets(document: dict[str, Any]) -> None:
     for section in (document.get("systems") or {}).values():
         if isinstance(section, dict):
             for key, value in section.items():
-                if isinstance(value, str) and re.search(r"token|key|secret|password", key, re.I):
+                sensitive = isinstance(value, str) and re.search(r"token|key|secret|password", key, re.I)
+                if sensitive and not PLACEHOLDER.search(value):
                     register_secret(value)
     for name, value in os.environ.items():
-        if name.startswith("CRMSYNC_") and re.search(r"TOKEN|KEY|SECRET|PASSWORD", name):
+        sensitive = name.startswith("CRMSYNC_") and re.search(r"TOKEN|KEY|SECRET|PASSWORD", name)
+        if sensitive and not PLACEHOLDER.search(value):
             register_secret(value)
 
 
@@ -272,9 +359,12 @@ def format_errors(exc: ValidationError) -> list[str]:
             del loc[2]
         path = _key_path(loc)
         message = _MESSAGES.get(error["type"]) or _plain(error["msg"])
-        # A check across sections names its own key path: "systems.web.links.crm: ...".
+        # A check across sections names its own key path: "systems.web.links.crm: ...", and a check
+        # across the keys of one section names the key it is about: "access_token: field required".
         if not loc and (named := re.match(r"^([a-z_][\w.\[\]-]*): (.+)$", message)):
             path, message = named.group(1), named.group(2)
+        elif loc and (named := re.match(r"^([a-z_]+): (.+)$", message)):
+            path, message = f"{path}.{named.group(1)}", named.group(2)
         if error["type"] == "unknown_system_type":
             path = f"{path}.type"
         lines.append(f"config error: {path}: {redact_text(message)}")

@@ -183,6 +183,7 @@ def render(document: Mapping[str, Any], others: Sequence[str]) -> Any:
     for trait, value in document["traits"].items():
         traits.add_row(trait, _text(value))
     parts: list[Any] = [records, links, fields, traits, segments]
+    parts += [f"note: {caveat}" for caveat in document.get("caveats", [])]
     if others:
         parts.append(f"also matching: {', '.join(others)}")
     return Group(*parts)

@@ -3,6 +3,10 @@
 Extraction runs one thread per system (each with its own pacing); a system that fails is reported
 and skipped while the others go on. A stop request (SIGTERM) is honoured between pages and between
 write batches, so what was confirmed is always recorded before crmsync exits.
+
+Writes go out only from a complete picture (sync/gate.py): until every system has been read in
+full once, a cycle reads, computes and plans, and writes nothing anywhere. Each page passes the
+drift guard (sync/drift.py) before it is stored.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from mapping.model import (
     Kind,
     Membership,
     Order,
+    RecordProblem,
     Rejection,
     RemoteState,
     SourceRecord,
@@ -44,17 +49,22 @@ from mapping.model import (
 from mapping.normalize.email import is_role_address
 from mapping.traits import OrderColumns, concat_order_columns, empty_order_columns, order_columns_from_rows
 from sync.config import LoadedConfig
+from sync.drift import DriftDetected, DriftGuard
+from sync.gate import READ_COMPLETE, Held, write_gate
 from sync.planner import plan_system
 from sync.segmenting import SegmentRun, assess_profiles, record_run
 from sync.state import Mapper, RunHandle, StateStore
 
 log = structlog.get_logger("crmsync.pipeline")
 
+VERIFY_SWEEP = "verify@sweep"  # checkpoint: when the rolling verification last ran, and where it stopped
+
 # Bump when mapping code changes what it produces from the same payload: stored records are then
 # mapped again from their raw form at the start of the next cycle.
 MAPPING_VERSION = "3"
 
 STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
+
 # Extract stores pages in transactions of about this many records, or what arrived within this many
 # seconds, whichever comes first.
 STORE_BATCH = 1000
@@ -109,6 +119,8 @@ class CycleReport:
     systems: dict[str, SystemOutcome] = field(default_factory=dict)
     changes: list[WriteBack] = field(default_factory=list)
     interrupted: bool = False
+    held: Held | None = None  # the write gate held this cycle's writes, and why
+    caveats: list[str] = field(default_factory=list)  # limits of the picture (a shop's 60 days of orders)
 
     @property
     def quarantined(self) -> int:
@@ -123,18 +135,30 @@ class CycleReport:
             "profiles": self.profiles,
             "quarantined": self.quarantined,
             "systems": {name: outcome.to_json() for name, outcome in self.systems.items()},
+            "held": self.held.to_json() if self.held else None,
         }
+        if self.caveats:
+            doc["caveats"] = list(self.caveats)
         if with_changes:
             doc["changes"] = [change.to_json() for change in self.changes]
         return doc
 
     def exit_code(self) -> int:
-        """CONTRACTS §1: 3 when a system failed, 1 when records were rejected, else 0."""
-        if any(s.status == "failed" for s in self.systems.values()):
+        """CONTRACTS §1 and §6: 3 when a system failed or the writes were held, 1 when records were
+        rejected, else 0."""
+        if self.held is not None or any(s.status == "failed" for s in self.systems.values()):
             return 3
         if any(s.rejected for s in self.systems.values()):
             return 1
         return 0
+
+
+def streams_of(connector: Connector) -> list[tuple[str, Kind]]:
+    """The streams a connector reads (a system without orders has none to wait for)."""
+    caps = connector.capabilities
+    return [
+        (name, kind) for name, kind in STREAMS if (caps.read_contacts if kind is Kind.CONTACT else caps.read_orders)
+    ]
 
 
 def build_connectors(loaded: LoadedConfig, stop_event: threading.Event) -> dict[str, Connector]:
@@ -170,6 +194,8 @@ def make_mapper(
                 owned = connector.owned_state(record.payload)
                 return map_contact(record, fields, owned, canonical, rules, absent)
             return map_order(record, connector.order_fields, connector.order_counts(record.payload))
+        except RecordProblem as problem:
+            return Rejection(problem.reason, problem.message[:300])
         except Exception as exc:
             return Rejection("unreadable", f"{type(exc).__name__}: {exc}"[:300])
 
@@ -268,21 +294,31 @@ class Cycle:
         identity = self.config.identity
         self.rules = MappingRules(default_country=identity.default_country, role_locals=identity.role_locals())
 
-    def run(self, command: str, *, dry_run: bool = False, full: Iterable[str] = ()) -> CycleReport:
-        """`full`: systems to read from the start (backfill) instead of from their cursors."""
+    def run(
+        self, command: str, *, dry_run: bool = False, full: Iterable[str] = (), allow_partial: bool = False
+    ) -> CycleReport:
+        """`full`: systems to read from the start (backfill) instead of from their cursors;
+        `allow_partial`: write even when the write gate would hold (logged at warning)."""
         started = self.clock()
         run = self.store.begin_run(command, started)
         report = CycleReport(run.run_id, dry_run, started)
         connectors = build_connectors(self.loaded, self.stop_event)
         report.systems = {name: SystemOutcome(c.type) for name, c in connectors.items()}
+        report.caveats = [note for c in connectors.values() if (note := c.coverage_note())]
         full_systems = set(full)
         try:
             self._remap_if_needed(connectors, run)
             self._extract(connectors, report, run, full_systems)
             if not self.stop_event.is_set():
+                self._verify_owned(connectors, report, run)
+            if not self.stop_event.is_set():
+                report.held = self._gate(connectors, report, allow_partial)
+                # A held cycle computes as a dry run does: no segment history or tier state is
+                # recorded from a picture that is missing a system.
+                history = not dry_run and report.held is None
                 # The desired state (a million entries at scale) goes once the plan holds the changes.
-                self._plan(connectors, report, self._compute(connectors, report, run))
-                if not dry_run and not self.stop_event.is_set():
+                self._plan(connectors, report, self._compute(connectors, report, run, history=history))
+                if not dry_run and report.held is None and not self.stop_event.is_set():
                     self._apply(connectors, report, run)
         finally:
             for connector in connectors.values():
@@ -303,6 +339,51 @@ class Cycle:
         return_freed_memory()
         return report
 
+    # ----- what the remote records hold, where reads do not show it -------------------------------
+    def _verify_owned(self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle) -> None:
+        """A rolling sweep for connectors whose reads do not show crmsync's fields: each cycle looks
+        at the next records in id order, as many as the time since the last sweep buys of the daily
+        budget (at most an hour's worth), and stores what it saw as the newest word on them."""
+        now = self.clock()
+        for name, connector in connectors.items():
+            outcome = report.systems[name]
+            if connector.reads_owned_state or not connector.settings.writeback or outcome.status != "ok":
+                continue
+            sweep = self.store.checkpoint(name, VERIFY_SWEEP) or {}
+            since = (now - parse_timestamp(str(sweep["at"]))).total_seconds() if sweep.get("at") else 3600.0
+            count = int(connector.verify_budget() * min(max(since, 0.0), 3600.0) / 86400)
+            if count <= 0:
+                continue  # the budget builds up until the next cycle
+            ids = self.store.contact_ids_after(name, str(sweep.get("after", "")), count)
+            try:
+                states = connector.verify_owned(ids)
+            except Cancelled:
+                return
+            except ConnectorError as exc:
+                log.warning("verification of owned fields stopped", system=name, error=str(exc))
+                continue
+            self.store.set_owned(name, states, run.seq)
+            after = ids[-1] if ids else ""
+            self.store.set_checkpoint(name, VERIFY_SWEEP, {"at": now.isoformat(), "after": after}, run.seq)
+            log.info("owned fields verified", system=name, records=len(states), after=after)
+
+    # ----- the write gate ------------------------------------------------------------------------
+    def _gate(self, connectors: Mapping[str, Connector], report: CycleReport, allow_partial: bool) -> Held | None:
+        held = write_gate(
+            self.store,
+            {name: streams_of(c) for name, c in connectors.items()},
+            {name: (o.status, o.error) for name, o in report.systems.items()},
+            self.clock(),
+            self.config.writeback.max_staleness,
+        )
+        if held is None:
+            return None
+        if allow_partial:
+            log.warning("writing from a partial picture (--allow-partial)", reason=held.reason, held=held.waiting_for)
+            return None
+        log.warning("writes held", reason=held.reason, waiting_for=held.waiting_for)
+        return held
+
     # ----- map again after an upgrade ----------------------------------------------------------
     def _remap_if_needed(self, connectors: Mapping[str, Connector], run: RunHandle) -> None:
         if self.store.get_meta("mapping_version") == MAPPING_VERSION:
@@ -321,7 +402,7 @@ class Cycle:
             connector = connectors[name]
             structlog.contextvars.bind_contextvars(system=name)
             try:
-                for stream, kind in STREAMS:
+                for stream, kind in streams_of(connector):
                     absent = FieldAbsence()
                     mapper = make_mapper(connector, kind, connectors, self.rules, absent)
                     whole = name in full or self._reconcile_due(connector, stream)
@@ -330,6 +411,9 @@ class Cycle:
                         # Once per run and field, not once per record: a wrong path is one mistake.
                         path = connector.contact_fieldmap[field_name].path
                         log.warning("mapped field missing", system=name, field=field_name, path=path, records=count)
+                # Every stream of this system reached its end in this cycle: its stored records are
+                # as fresh as now (the write gate's staleness is measured from here).
+                self.store.set_checkpoint(name, READ_COMPLETE, {"at": self.clock().isoformat()}, run.seq)
             except Cancelled:
                 outcome.fail("interrupted", "stopped while reading")
             except ConnectorError as exc:
@@ -348,11 +432,13 @@ class Cycle:
         """Whether this cycle reads the stream in full (`reconcile_every`): a page that silently
         left a record out cannot be noticed by an API without totals, and the incremental cursor
         moves past it; the full read brings it in. A read from an empty checkpoint counts as one."""
+        last = (self.store.checkpoint(connector.name, f"{stream}@full") or {}).get("at")
+        if last is None:
+            return True  # never read in full (or not to the end): the write gate waits for one
         every = connector.settings.reconcile_every
         if every <= 0:
             return False
-        last = (self.store.checkpoint(connector.name, f"{stream}@full") or {}).get("at")
-        due = last is None or (self.clock() - parse_timestamp(str(last))).total_seconds() >= every
+        due = (self.clock() - parse_timestamp(str(last))).total_seconds() >= every
         if due and self.store.checkpoint(connector.name, stream) is not None:
             log.info("reconciling: reading everything", system=connector.name, stream=stream)
         return due
@@ -367,9 +453,6 @@ class Cycle:
         mapper: Mapper,
         full: bool,
     ) -> None:
-        capable = connector.capabilities.read_contacts if kind is Kind.CONTACT else connector.capabilities.read_orders
-        if not capable:
-            return
         name = connector.name
         key = f"{stream}@backfill" if full else stream
         checkpoint = self.store.checkpoint(name, key)
@@ -377,6 +460,16 @@ class Cycle:
         reader = connector.read_contacts if kind is Kind.CONTACT else connector.read_orders
         received = changed = quarantined = 0
         last: Mapping[str, Any] | None = checkpoint
+        settings = self.config.drift_guard
+        declared = connector.contact_fields if kind is Kind.CONTACT else connector.order_fields
+        guard = DriftGuard(
+            name,
+            stream,
+            connector.api_label(),
+            tuple(spec.path for spec in declared.values()),
+            settings.min_records,
+            settings.share,
+        )
         # Pages read quickly are stored together, with the last one's checkpoint, in one transaction:
         # a transaction costs more than a hundred records do. A page that took long to read (paced)
         # is stored at once, so a crash never throws away much of the vendor's quota.
@@ -389,7 +482,14 @@ class Cycle:
             if unstored is None:
                 return
             number, page_checkpoint = unstored
-            stored = self.store.store_page(name, kind, buffered, mapper, run.seq, (key, page_checkpoint))
+            try:
+                stored = self.store.store_page(
+                    name, kind, buffered, mapper, run.seq, (key, page_checkpoint), guard=guard.check_mapped
+                )
+            except DriftDetected:
+                buffered.clear()  # nothing of these pages is stored, and they are not tried again
+                unstored = None
+                raise
             received += stored.received
             changed += stored.changed
             quarantined += stored.quarantined
@@ -401,6 +501,7 @@ class Cycle:
 
         try:
             for page in reader(checkpoint):
+                guard.check_page(page.records, page.number)
                 buffered.extend(page.records)
                 unstored, last = (page.number, page.checkpoint), page.checkpoint
                 if len(buffered) >= STORE_BATCH or time.monotonic() - since >= STORE_INTERVAL:
@@ -430,11 +531,15 @@ class Cycle:
         report: CycleReport,
         run: RunHandle,
         timings: dict[str, float] | None = None,
+        *,
+        history: bool | None = None,
     ) -> dict[str, dict[str, RemoteState]]:
         """Profiles and their verdicts; returns the desired owned state per system and record.
-        `timings` (for bench/pipeline.py) receives the seconds each step took."""
+        `timings` (for bench/pipeline.py) receives the seconds each step took; `history` (default:
+        not a dry run) records segment history, sizes and held tiers."""
         with _collector_paused():
-            return self._compute_profiles(connectors, report, run, timings)
+            record = not report.dry_run if history is None else history
+            return self._compute_profiles(connectors, report, run, timings, record)
 
     def _compute_profiles(
         self,
@@ -442,6 +547,7 @@ class Cycle:
         report: CycleReport,
         run: RunHandle,
         timings: dict[str, float] | None,
+        history: bool,
     ) -> dict[str, dict[str, RemoteState]]:
         steps = timings if timings is not None else {}
         clock = _Stopwatch(steps)
@@ -454,7 +560,7 @@ class Cycle:
             resolved.members, segments.verdicts(), resolved.aliases, run.seq, resolved.links, resolved.previous
         )
         clock.lap("save profiles")
-        if not report.dry_run:
+        if history:
             record_run(self.store, run.seq, now, segments, changes)  # history, sizes, held tiers
         clock.lap("segment history")
         report.profiles = len(resolved.members)

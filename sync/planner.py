@@ -16,7 +16,11 @@ def diff(system: str, record_id: str, desired: RemoteState, current: RemoteState
     want = {tag.casefold(): tag for tag in desired.tags}
     add = tuple(sorted(want[key] for key in want.keys() - have.keys()))
     remove = tuple(sorted(have[key] for key in have.keys() - want.keys()))
-    fields = {key: value for key, value in desired.fields.items() if current.fields.get(key) != value}
+    # What the record holds is unknown (never read, never written): every owned field is set, and
+    # the connector looks at the record before it writes, sending only what differs.
+    fields = {
+        key: value for key, value in desired.fields.items() if not current.known or current.fields.get(key) != value
+    }
     if not add and not remove and not fields:
         return None
     return WriteBack(system, record_id, add, remove, dict(sorted(fields.items())), desired)

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mapping.model import WriteBack
@@ -63,6 +64,13 @@ def print_report(console: Console, report: CycleReport, title: str) -> None:
             console.print(f"[yellow]{name}[/]: record {record_id} rejected: {message}")
         if len(outcome.rejections) > 10:
             console.print(f"[yellow]{name}[/]: ... and {len(outcome.rejections) - 10} more rejected records")
+    if report.held is not None:
+        console.print(
+            f"[red]writes held[/] (waiting for {', '.join(report.held.waiting_for)}): {escape(report.held.reason)}"
+        )
+        console.print("[red]nothing was written to any system[/]; `--allow-partial` overrides this for one run")
+    for caveat in report.caveats:
+        console.print(f"[yellow]note[/]: {escape(caveat)}")
 
 
 def plan_table(changes: Sequence[WriteBack]) -> Table:
@@ -82,7 +90,7 @@ def plan_table(changes: Sequence[WriteBack]) -> Table:
 
 def check_table(results: Mapping[str, Mapping[str, Any]]) -> Table:
     table = Table(title="systems", title_justify="left")
-    for column in ("system", "type", "reachable", "auth", "read", "incremental", "write", "error"):
+    for column in ("system", "type", "reachable", "auth", "read", "incremental", "write"):
         table.add_column(column)
     for name, result in results.items():
         caps = result["capabilities"]
@@ -95,10 +103,30 @@ def check_table(results: Mapping[str, Mapping[str, Any]]) -> Table:
             {"ok": "[green]ok[/]", "refused": "[red]refused[/]"}.get(result["auth"], result["auth"]),
             ", ".join(reads) or "-",
             "yes" if caps["incremental"] else "no (full scan)",
-            ", ".join(writes) or "[yellow]unsupported[/]",
-            result["error"] or "",
+            ", ".join(writes) or "[yellow]none[/]",
         )
     return table
+
+
+def check_details(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Below the table, per system: what was proven, what is missing with its fix, warnings."""
+    lines: list[str] = []
+    for name, result in results.items():
+        permissions = result.get("permissions") or []
+        proven = [p["name"] for p in permissions if p["ok"]]
+        missing = [p for p in permissions if not p["ok"]]
+        if proven:
+            lines.append(f"[green]{name}[/]: proven: {', '.join(proven)}")
+        for permission in missing:
+            style = "red" if permission.get("needed", True) else "yellow"
+            lines.append(f"[{style}]{name}[/]: {permission['name']} missing: {escape(str(permission['fix']))}")
+        for warning in result.get("warnings") or []:
+            lines.append(f"[yellow]{name}[/]: {escape(warning)}")
+        if result.get("error") and not missing:
+            error = str(result["error"])
+            error = error[len(name) + 2 :] if error.startswith(f"{name}: ") else error  # named once
+            lines.append(f"[red]{name}[/]: {escape(error)}")
+    return lines
 
 
 def status_table(systems: Mapping[str, Mapping[str, Any]]) -> Table:

@@ -356,4 +356,5 @@ def report_tables(doc: Mapping[str, Any]) -> Group:
         q_table.caption = "by system: " + ", ".join(f"{k} {v}" for k, v in quarantine["by_system"].items())
         q_table.caption_justify = "left"
         parts.append(q_table)
+    parts += [f"note: {caveat}" for caveat in doc.get("caveats", [])]
     return Group(*parts)

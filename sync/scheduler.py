@@ -7,6 +7,10 @@ of megabytes for a large merchant, goes back to the system whole when that proce
 long-lived Python process keeps most of it, so the daemon idles between cycles at its start-up
 size. The daemon keeps holding the state lock for it, passes SIGTERM on, and on Linux the cycle
 process is told to stop (SIGTERM) if the daemon dies.
+
+The daemon also holds the systems' expiring tokens (connectors/auth.py, in memory only): each cycle
+process starts with them and hands back what it renewed through a pipe, so a daemon asks a vendor
+for a token only when one expires, not once per cycle.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import os
 import resource
 import signal
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from connectors.auth import TOKENS, Token
 from mapping.normalize import clear_caches
 from sync.clock import adopt_origin, now, origin
 from sync.config import LoadedConfig
@@ -76,33 +83,58 @@ def run_cycle(loaded: LoadedConfig, store: StateStore, stop: threading.Event) ->
 
 
 def run_cycle_in_child(loaded: LoadedConfig, stop: threading.Event, logging: tuple[str, bool | None]) -> None:
-    """One cycle in a process of its own; waits for it, passing a stop request on."""
+    """One cycle in a process of its own; waits for it, passing a stop request on and taking back
+    the tokens it renewed."""
     context = multiprocessing.get_context("spawn")
-    child = context.Process(target=_cycle_process, args=(loaded, *logging, origin()), name="crmsync-cycle")
+    tokens_back, tokens_out = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_cycle_process,
+        args=(loaded, *logging, origin(), TOKENS.snapshot(), tokens_out),
+        name="crmsync-cycle",
+    )
     child.start()
+    tokens_out.close()  # the child holds the sending end now
     passed_on = False
     while child.exitcode is None:
         child.join(0.1)
+        _take_tokens(tokens_back)
         if stop.is_set() and not passed_on and child.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGTERM)  # it finishes its batch and records it
             passed_on = True
-    if child.exitcode != 0:
+    _take_tokens(tokens_back)
+    tokens_back.close()
+    if passed_on and child.exitcode == -signal.SIGTERM:
+        # Stopped while it was still starting (before it could listen for SIGTERM): nothing begun.
+        log.info("cycle process stopped before it began", exit_code=child.exitcode)
+    elif child.exitcode != 0:
         log.error("cycle process failed", exit_code=child.exitcode)
 
 
+def _take_tokens(pipe: Connection) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        while pipe.poll():
+            TOKENS.adopt(pipe.recv())
+
+
 def _cycle_process(
-    loaded: LoadedConfig, level: str, json_logs: bool | None, clock_origin: tuple[float, datetime]
+    loaded: LoadedConfig,
+    level: str,
+    json_logs: bool | None,
+    clock_origin: tuple[float, datetime],
+    tokens: Mapping[str, Token],
+    tokens_back: Connection,
 ) -> None:
     """The body of a cycle process: the daemon's config (its secrets registered for redaction
-    here too) and clock (a sped-up clock runs on from where the daemon's started), its own
-    connections to the state."""
+    here too), clock (a sped-up clock runs on from where the daemon's started) and tokens, its own
+    connections to the state. The tokens it holds at the end go back to the daemon."""
     from connectors.redaction import register_secret
     from sync.config import iter_secrets
     from sync.log import setup_logging
 
     for secret in iter_secrets(loaded.config):
         register_secret(secret)
+    TOKENS.adopt(tokens)
     adopt_origin(clock_origin)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -118,6 +150,9 @@ def _cycle_process(
         raise SystemExit(1) from None
     finally:
         store.close()
+        with contextlib.suppress(OSError):
+            tokens_back.send(TOKENS.snapshot())
+            tokens_back.close()
 
 
 def run_daemon(

@@ -353,7 +353,7 @@ class KnownState:
 
     @property
     def current(self) -> RemoteState:
-        if self.pushed is not None and self.pushed_seq >= self.changed_seq:
+        if self.pushed is not None and (self.pushed_seq >= self.changed_seq or not self.owned.known):
             return self.pushed
         return self.owned
 
@@ -748,11 +748,14 @@ class StateStore(SegmentStore):
         checkpoint: tuple[str, Mapping[str, Any] | None] | None = None,
         *,
         force: bool = False,
+        guard: Callable[[list[Contact | Order | Rejection]], None] | None = None,
     ) -> StoredPage:
         """Store one page of records and its checkpoint in one transaction. Records whose content
         hash is unchanged are skipped (unless `force`); changed ones are mapped now, so nothing
         downstream re-reads raw payloads. The rows go through the driver's `executemany` with
-        statements built once: per record, SQLAlchemy's per-row work would cost more than SQLite's."""
+        statements built once: per record, SQLAlchemy's per-row work would cost more than SQLite's.
+        `guard` sees the mapped records before anything is written and may refuse the page (the
+        drift guard): its exception rolls the transaction back, checkpoint included."""
         unique = {r.id: r for r in records}
         texts = {rid: canonical_json(r.payload) for rid, r in unique.items()}
         hashes = {rid: content_hash(text) for rid, text in texts.items()}
@@ -768,13 +771,15 @@ class StateStore(SegmentStore):
             # one has neither (raw rows are never deleted), so only those need the deletes below.
             good_before: list[str] = []
             bad_before: list[str] = []
-            for rid in changed:
+            results = [mapper(unique[rid]) for rid in changed]
+            if guard is not None:
+                guard(results)
+            for rid, result in zip(changed, results, strict=True):
                 record = unique[rid]
                 stamp = record.updated_at
                 raw_rows.append(
                     (system, kind.value, rid, hashes[rid], texts[rid], stamp.isoformat() if stamp else None, run_seq)
                 )
-                result = mapper(record)
                 if isinstance(result, Rejection):
                     quarantined += 1
                     bad_rows.append((system, kind.value, rid, result.reason, result.message, hashes[rid], run_seq))
@@ -1190,6 +1195,24 @@ class StateStore(SegmentStore):
                     -1 if pushed_seq is None else int(pushed_seq),
                 )
         return out
+
+    def set_owned(self, system: str, states: Mapping[str, RemoteState], run_seq: int) -> None:
+        """What a verification saw on the remote records: the newest word on them (`changed_seq`)."""
+        rows = [(json.dumps(state.to_json()), run_seq, system, rid) for rid, state in states.items()]
+        if not rows:
+            return
+        with self._writing() as conn:
+            _raw_many(conn, "UPDATE contacts SET owned = ?, changed_seq = ? WHERE system = ? AND record_id = ?", rows)
+
+    def contact_ids_after(self, system: str, after: str, limit: int) -> list[str]:
+        """The next `limit` record ids of a system after `after`, in id order, wrapping round once."""
+        sql = "SELECT record_id FROM contacts WHERE system = ? AND record_id > ? ORDER BY record_id LIMIT ?"
+        with self.engine.connect() as conn:
+            ids = [str(row[0]) for row in _raw_rows(conn, sql, (system, after, limit))]
+            if len(ids) < limit and after:
+                more = _raw_rows(conn, sql, (system, "", limit - len(ids)))
+                ids += [str(row[0]) for row in more if str(row[0]) not in ids]
+        return ids
 
     def record_results(
         self, system: str, changes: Sequence[WriteBack], results: Iterable[WriteResult], run_seq: int, now: datetime

@@ -41,6 +41,14 @@ def crmsync_logs_at_debug(no_secret_leaves_crmsync: IO[str]) -> None:
     setup_logging("debug", True, stream=no_secret_leaves_crmsync)
 
 
+@pytest.fixture(autouse=True)
+def no_tokens_from_an_earlier_test() -> None:
+    """Each test starts with the process's token vault empty, as a new crmsync process does."""
+    from connectors.auth import TOKENS
+
+    TOKENS.clear()
+
+
 @pytest.fixture
 def start_sandboxes_fixture() -> Iterator[Callable[..., Sandboxes]]:
     started: list[list[RunningSandbox]] = []

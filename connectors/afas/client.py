@@ -17,9 +17,18 @@ next cycle: the cursor stored at the end never passes the moment the pass starte
 Writes: `PUT /connectors/KnPerson` with `MatchPer` 0 (find the person by number) and only
 crmsync's two free fields, one person per call (the published KnPerson schema has one `Element`).
 Free fields are named by their id (`U` + 32 hex digits) or by their label, which is looked up once
-in `GET /metainfo/update/KnPerson`. A 500 carrying a Profit message is a refused record, except
-the messages that mean "try again" (unexpected error, timeout, a record locked by a user); a 503
-is AFAS's "come back later", with a `retry_after` hint in the body.
+in `GET /metainfo/update/KnPerson`.
+
+`check` proves, reading only metainfo: the token (`GET /metainfo`; a 401 there is a wrong or
+expired token), which connectors the app connector holds (the same reply lists only those), the
+columns crmsync pages, filters and reads back on (`GET /metainfo/get/<id>`), and, with write-back
+on, that KnPerson's free fields named by the settings exist as text long enough
+(`GET /metainfo/update/KnPerson`). A connector the app connector lacks answers 401 with an empty
+body, like a wrong token, so only the first call can tell the two apart.
+
+A 500 carrying a Profit message is a refused record, except the messages that mean "try again"
+(unexpected error, timeout, a record locked by a user); a 503 is AFAS's "come back later", with a
+`retry_after` hint in the body.
 """
 
 from __future__ import annotations
@@ -35,8 +44,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 
 from connectors.afas.profit_time import filter_value, parse_profit
-from connectors.base import Capabilities, Connector, Page, confirm_short, read_since
-from connectors.errors import ApiError, RejectedRecord
+from connectors.auth import HeaderAuth
+from connectors.base import Capabilities, CheckReport, Connector, Page, Permission, confirm_short, read_since
+from connectors.errors import ApiError, AuthError, RejectedRecord
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify, parse_retry_after
 from connectors.settings import SystemSettings
 from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult, parse_timestamp
@@ -51,6 +61,11 @@ CONNECTOR_NAME = r"^[A-Za-z0-9_]+$"
 FIELD_NAME = r"^[A-Za-z0-9_ ]+$"
 FREE_FIELD_ID = re.compile(r"^U[0-9A-Fa-f]{32}$")
 MAX_CODE_LENGTH = 15  # KnPerson.BcCo, the person number
+APP_CONNECTORS = "Profit: Algemeen > Beheer > App connectoren"
+# (assumed) The shortest free fields that hold what crmsync writes: the built-in segment names
+# alone ("acquaintances,lifecycle-at-risk,tier-...") take about 50 characters, rule segments more;
+# a tier name is a short word. A length of 0 in the metainfo is taken as "no fixed maximum" (memo).
+MIN_LENGTH = {"segments": 100, "tier": 20}
 
 # A 500 from Profit always carries a message; these mean the server failed, not the data:
 # "unexpected error" (documented for bad parameters too, which crmsync never sends), the 15-minute
@@ -108,6 +123,7 @@ def profit_message(body: Any) -> str | None:
 class AfasConnector(Connector):
     type = "afas"
     settings_class = AfasSettings
+    api_name = "AFAS Profit REST API"
     capabilities = Capabilities(
         read_contacts=True, read_orders=True, incremental=True, write_tags=False, write_fields=True
     )
@@ -134,11 +150,10 @@ class AfasConnector(Connector):
 
     def make_client(self) -> ApiClient:
         self._field_ids: dict[str, str] | None = None
-        headers = {
-            "Authorization": token_header(self.settings.token.get_secret_value()),
-            "Accept-Language": self.settings.language,
-        }
-        return self.api_client(headers=headers)
+        token = SecretStr(token_header(self.settings.token.get_secret_value()))
+        return self.api_client(
+            auth=HeaderAuth({"Authorization": token}), headers={"Accept-Language": self.settings.language}
+        )
 
     @property
     def page_size(self) -> int:
@@ -178,8 +193,125 @@ class AfasConnector(Connector):
         return Verdict("fatal", message + hint)
 
     # ----- reads --------------------------------------------------------------------------------
-    def check(self) -> None:
-        self._rows(self.settings.contacts_connector, PERSON_KEY, [], take=1)  # raises unless {skip, take, rows}
+    def check(self) -> CheckReport:
+        """What the token and its app connector let crmsync do, proven from Profit's metainfo (no
+        data call, nothing written). A wrong or expired token raises AuthError."""
+        listing = self.client.request("GET", f"{API}/metainfo").body
+        gets, updates = _listed(listing, "getConnectors"), _listed(listing, "updateConnectors")
+        if gets is None or updates is None:
+            raise ApiError(self.name, f"GET {API}/metainfo: expected {{updateConnectors, getConnectors, info}}")
+        settings = self.settings
+        writes = settings.writeback
+        permissions: list[Permission] = []
+        warnings: list[str] = []
+        # The persons columns showing crmsync's free fields, and the setting naming each.
+        owned = {self._column(n) or n: f"{kind}_column" for kind, n in self._owned_settings()} if writes else {}
+        readable: dict[str, bool] = {}
+        incremental: dict[str, bool] = {}
+        for role, connector, key, extra in (
+            ("persons", settings.contacts_connector, PERSON_KEY, owned),
+            ("sales invoices", settings.orders_connector, INVOICE_KEY, {}),
+        ):
+            columns = self._get_connector_columns(connector) if connector in gets else None
+            permissions.append(
+                Permission(
+                    f"getconnector {connector}",
+                    columns is not None,
+                    f"add GetConnector {connector} (the {role}) to the app connector in {APP_CONNECTORS}",
+                )
+            )
+            if columns is None:
+                readable[connector] = incremental[connector] = False
+                continue
+            missing = [c for c in (key, settings.modified_field, *extra) if c not in columns]
+            for column in missing:
+                fix = f"add the column {column} to GetConnector {connector} in Profit"
+                if column in extra:
+                    fix += f" (crmsync reads back what it wrote there), or set {extra[column]} to the column showing it"
+                else:
+                    fix += " (crmsync pages and filters on it)"
+                permissions.append(Permission(f"column {connector}.{column}", False, fix))
+            readable[connector] = key in columns
+            incremental[connector] = settings.modified_field in columns
+        written = False
+        if writes:
+            fields = self._knperson_metainfo() if UPDATE_CONNECTOR in updates else None
+            fix = f"add UpdateConnector {UPDATE_CONNECTOR} to the app connector in {APP_CONNECTORS}"
+            permissions.append(Permission(f"updateconnector {UPDATE_CONNECTOR}", fields is not None, fix))
+            if fields is None:
+                warnings.append(f"the free fields were not checked: UpdateConnector {UPDATE_CONNECTOR} is not usable")
+            else:
+                proven = [self._field_permission(fields, kind, n) for kind, n in self._owned_settings()]
+                permissions += proven
+                written = all(p.ok for p in proven)
+        reads_contacts = readable[settings.contacts_connector]
+        reads_orders = readable[settings.orders_connector]
+        capabilities = Capabilities(
+            read_contacts=reads_contacts,
+            read_orders=reads_orders,
+            incremental=reads_contacts
+            and incremental[settings.contacts_connector]
+            and (not reads_orders or incremental[settings.orders_connector]),
+            write_tags=False,
+            write_fields=written,
+        )
+        return CheckReport(capabilities, permissions, warnings)
+
+    def _owned_settings(self) -> list[tuple[str, str]]:
+        return [(kind, name) for kind, name in (("segments", self.segments_field), ("tier", self.tier_field)) if name]
+
+    def _get_connector_columns(self, connector: str) -> set[str] | None:
+        """The column ids of a GetConnector (`GET /metainfo/get/<id>`); None when Profit refuses it."""
+        try:
+            body = self.client.request("GET", f"{API}/metainfo/get/{connector}").body
+        except AuthError:
+            return None  # 401 after /metainfo proved the token: the connector is not usable
+        fields = body.get("fields") if isinstance(body, dict) else None
+        if not isinstance(fields, list):
+            raise ApiError(self.name, f"GET {API}/metainfo/get/{connector}: expected {{name, description, fields}}")
+        return {str(f["id"]) for f in fields if isinstance(f, dict) and f.get("id") is not None}
+
+    def _knperson_metainfo(self) -> list[dict[str, Any]] | None:
+        """KnPerson's fields, free fields included; None when Profit refuses the UpdateConnector:
+        401 as documented, or (seen by a third party) a 500 with a Profit message."""
+        try:
+            response = self.client.request("GET", f"{API}/metainfo/update/{UPDATE_CONNECTOR}")
+        except AuthError:
+            return None
+        except ApiError as exc:
+            if exc.status == 500:
+                return None
+            raise
+        return _update_fields(response.body)
+
+    def _field_permission(self, fields: Sequence[Mapping[str, Any]], kind: str, name: str) -> Permission:
+        """One configured free field: there once, as text, long enough for what crmsync writes."""
+        setting = f"{kind}_field"
+        least = MIN_LENGTH[kind]
+        create = (
+            f"create it as a free field on Persoon in Profit (type text, at least {least} characters) and set "
+            f"{setting} to its label or id"
+        )
+        found = free_field_matches(fields, name)
+        if not found:
+            return Permission(f"field {name}", False, f"KnPerson has no field {name!r}: {create}")
+        if len(found) > 1:
+            return Permission(
+                f"field {name}",
+                False,
+                f"more than one KnPerson field is labelled {name!r}: set {setting} to the free field's id "
+                "(U + 32 hex digits, shown in Profit's metainfo)",
+            )
+        field = found[0]
+        data_type = str(field.get("dataType", ""))
+        length = field.get("length")
+        if data_type.casefold() != "string":
+            return Permission(f"field {name}", False, f"KnPerson field {name!r} is of type {data_type!r}: {create}")
+        if isinstance(length, int) and not isinstance(length, bool) and 0 < length < least:
+            return Permission(
+                f"field {name}", False, f"KnPerson field {name!r} holds {length} characters, too few: {create}"
+            )
+        return Permission(f"field {name}", True)
 
     def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
         return self._read(Kind.CONTACT, self.settings.contacts_connector, PERSON_KEY, checkpoint)
@@ -277,15 +409,9 @@ class AfasConnector(Connector):
         labels = [n for n in names if n not in ids]
         if labels:
             response = self.client.request("GET", f"{API}/metainfo/update/{UPDATE_CONNECTOR}")
-            body = response.body
-            fields = body.get("fields") if isinstance(body, dict) else body
-            known = [f for f in fields if isinstance(f, dict)] if isinstance(fields, list) else []
+            known = _update_fields(response.body)
             for label in labels:
-                found = [
-                    str(f["fieldId"])
-                    for f in known
-                    if str(f.get("label", "")).casefold() == label.casefold() or f.get("fieldId") == label
-                ]
+                found = [str(f["fieldId"]) for f in free_field_matches(known, label)]
                 if len(found) != 1:
                     problem = "no" if not found else "more than one"
                     raise ApiError(
@@ -296,6 +422,34 @@ class AfasConnector(Connector):
                 ids[label] = found[0]
         self._field_ids = ids
         return ids
+
+
+def free_field_matches(fields: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
+    """The KnPerson fields a setting names, found the way the writer finds them: a free-field id
+    (U + 32 hex digits) by `fieldId`, anything else by `label` (any case) or by `fieldId`."""
+    if FREE_FIELD_ID.match(name):
+        return [f for f in fields if str(f.get("fieldId", "")).upper() == name.upper()]
+    return [
+        f
+        for f in fields
+        if f.get("fieldId") is not None
+        and (str(f.get("label", "")).casefold() == name.casefold() or f.get("fieldId") == name)
+    ]
+
+
+def _update_fields(body: Any) -> list[dict[str, Any]]:
+    """The top-level fields of an UpdateConnector's metainfo (`{name, description, fields,
+    objects}`); KnPerson's own free fields are among them, sub-objects' fields are not."""
+    fields = body.get("fields") if isinstance(body, dict) else body
+    return [f for f in fields if isinstance(f, dict)] if isinstance(fields, list) else []
+
+
+def _listed(listing: Any, key: str) -> set[str] | None:
+    """The connector ids `GET /metainfo` lists under `key`; None when the reply has no such list."""
+    items = listing.get(key) if isinstance(listing, dict) else None
+    if not isinstance(items, list):
+        return None
+    return {str(item["id"]) for item in items if isinstance(item, dict) and item.get("id") is not None}
 
 
 class Scan:

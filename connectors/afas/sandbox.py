@@ -12,9 +12,16 @@ AFASSoftware/OASContent: `get-connector.md`, `update-connector.md`, `custom-fiel
   `filterfieldids`/`filtervalues`/`operatortypes` (`,` = AND, `;` = OR, operators 1-15) or
   `filterjson`; unknown fields = 500 "Connector field 'X' not found"; a query string over 2049
   characters = 404; too much data in one reply = 500 "Out of memory"; replies `{skip, take, rows}`
-  with nulls for empty fields and Amsterdam wall times with a fake `Z`. A GetConnector that is not
-  in the app connector answers 401.
-- `GET /metainfo/get/<id>`, `GET /metainfo/update/KnPerson` (free fields included), `GET /metainfo`.
+  with nulls for empty fields and Amsterdam wall times with a fake `Z`.
+- The app connector: which GetConnectors and UpdateConnectors the token may use (constructor
+  `get_connectors` / `update_connectors`, or `PATCH /_sandbox/app` with the same keys; default:
+  everything the emulator serves). `GET /metainfo` lists only those, as
+  `{"updateConnectors": [{id, description}], "getConnectors": [...], "info": {...}}`; any other
+  connector, its data call or its metainfo alike, answers 401 with an empty body (help.afas.nl
+  120612: "GetConnector of UpdateConnector is niet toegevoegd aan de AppConnector").
+- `GET /metainfo/get/<id>` (columns), `GET /metainfo/update/KnPerson`: `{name, description,
+  fields, objects}`, KnPerson's own fields and its free fields (`fieldId` `U` + 32 hex digits,
+  `label`, `dataType`, `length`, ... as custom-fields.md quotes them).
 - UpdateConnector `PUT /connectors/KnPerson`: one `Element` with `Fields`, checked against the
   published `KnPerson_PUT` schema (knperson.py) plus the environment's free fields; the person is
   found by `MatchPer` 0 + `BcCo` (or `BcId`); only the fields sent change, `""` clears one; the
@@ -60,6 +67,9 @@ from connectors.sandbox.faults import FaultRule
 PREFIX = "/ProfitRestServices"
 PERSONS = "Profit_CRM_Persons"
 INVOICES = "Profit_CRM_SalesInvoices"
+KNPERSON = "KnPerson"
+UPDATE_CONNECTORS = {KNPERSON: "Persoon"}  # the UpdateConnectors this emulator serves
+ENVIRONMENT_ID = "O12345AA"  # (assumed) the shape of an environment id, for `info.envid`
 DEFAULT_TOKEN = "6A1F3C9E0B7D4E2F8A5C1B3D9E7F0A2C4B6D8E1F3A5C7E9B0D2F4A6C8E0B1D3F"
 MAX_QUERY_STRING = 2049  # characters after the path, "?" included (get-connector.md)
 MAX_PARALLEL = 8  # troubleshooting.md: "A maximum of 8 parallel calls are allowed"
@@ -182,6 +192,8 @@ class AfasSandbox(SandboxApp):
         max_parallel: int = MAX_PARALLEL,
         max_body_bytes: int = MAX_BODY_BYTES,
         max_cells: int = MAX_CELLS,
+        get_connectors: Sequence[str] | None = None,
+        update_connectors: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         self.token = token
@@ -193,12 +205,48 @@ class AfasSandbox(SandboxApp):
         self.persons = Table(PERSONS, "Personen (crmsync)", "PersonId", person_columns)
         self.invoices = Table(INVOICES, "Verkoopfacturen (crmsync)", "InvoiceId", dict(INVOICE_COLUMNS))
         self.tables = {t.name: t for t in (self.persons, self.invoices)}
+        # The app connector's contents: what the token may use (default: everything served here).
+        try:
+            self.get_connectors = self._connector_list("get_connectors", get_connectors, self.tables)
+            self.update_connectors = self._connector_list("update_connectors", update_connectors, UPDATE_CONNECTORS)
+        except VendorError as exc:
+            raise ValueError(exc.message) from None
         self.internal_ids: dict[str, int] = {}  # BcCo -> BcId
         self.hidden: dict[str, dict[str, Any]] = {}  # KnPerson fields no GetConnector column shows
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._unsorted_calls = itertools.count()
         super().__init__(data, **kwargs)
+
+    # ----- the app connector (GET/PATCH /_sandbox/app) ------------------------------------------------
+    @staticmethod
+    def _connector_list(key: str, value: Any, served: Mapping[str, Any]) -> list[str]:
+        if value is None:
+            return list(served)
+        if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+            raise VendorError(400, "bad_request", f"{key} is a list of connector ids")
+        unknown = sorted(set(value) - set(served))
+        if unknown:
+            raise VendorError(400, "bad_request", f"{key}: the sandbox serves no connector {', '.join(unknown)}")
+        return [name for name in served if name in value]
+
+    def app_settings(self) -> dict[str, Any]:
+        return {
+            **super().app_settings(),
+            "get_connectors": list(self.get_connectors),
+            "update_connectors": list(self.update_connectors),
+        }
+
+    def change_app(self, partial: Mapping[str, Any]) -> None:
+        rest = dict(partial)
+        lists = {
+            key: self._connector_list(key, rest.pop(key), served)
+            for key, served in (("get_connectors", self.tables), ("update_connectors", UPDATE_CONNECTORS))
+            if key in rest
+        }
+        super().change_app(rest)  # checks the other keys before anything changes
+        self.get_connectors = lists.get("get_connectors", self.get_connectors)
+        self.update_connectors = lists.get("update_connectors", self.update_connectors)
 
     # ----- routes and hooks -----------------------------------------------------------------------
     def client_settings(self) -> dict[str, Any]:
@@ -353,7 +401,7 @@ class AfasSandbox(SandboxApp):
 
     # ----- GetConnectors ------------------------------------------------------------------------------
     def get_connector(self, request: Request, name: str) -> Response:
-        table = self.tables.get(name)
+        table = self.tables.get(name) if name in self.get_connectors else None
         if table is None:
             # "GetConnector not supported for this app": the token has no access to it.
             return self.auth_failure()
@@ -381,6 +429,8 @@ class AfasSandbox(SandboxApp):
         return self.auth_failure()  # an UpdateConnector this app connector does not include
 
     def update_knperson(self, request: Request) -> Response:
+        if KNPERSON not in self.update_connectors:
+            return self.auth_failure()
         if request.method != "PUT":
             raise profit_error(f"De sandbox emuleert alleen PUT op KnPerson, geen {request.method}.")
         if (request.content_length or 0) > self.max_body_bytes:
@@ -442,15 +492,26 @@ class AfasSandbox(SandboxApp):
 
     # ----- metainfo -----------------------------------------------------------------------------------
     def metainfo(self, request: Request) -> Response:
+        """Only what the app connector holds ("haalt de GetConnectoren op die geautoriseerd zijn")."""
         return json_response(
             {
-                "getConnectors": [{"id": t.name, "description": t.description} for t in self.tables.values()],
-                "updateConnectors": [{"id": "KnPerson", "description": "Persoon"}],
+                "updateConnectors": [
+                    {"id": name, "description": UPDATE_CONNECTORS[name]} for name in self.update_connectors
+                ],
+                "getConnectors": [
+                    {"id": name, "description": self.tables[name].description} for name in self.get_connectors
+                ],
+                "info": {
+                    "envid": ENVIRONMENT_ID,
+                    "appName": "crmsync",
+                    "group": "AuthorizationGroup 101 (12345.CRMSYNC)",
+                    "tokenExpiry": "0",
+                },
             }
         )
 
     def metainfo_get(self, request: Request, name: str) -> Response:
-        table = self.tables.get(name)
+        table = self.tables.get(name) if name in self.get_connectors else None
         if table is None:
             return self.auth_failure()
         fields = [
@@ -469,7 +530,7 @@ class AfasSandbox(SandboxApp):
         return json_response({"name": table.name, "description": table.description, "fields": fields})
 
     def metainfo_update(self, request: Request, name: str) -> Response:
-        if name != "KnPerson":
+        if name != KNPERSON or KNPERSON not in self.update_connectors:
             return self.auth_failure()
         fields = [_update_meta(field_id, rule) for field_id, rule in KNPERSON_FIELDS.items()]
         fields += [

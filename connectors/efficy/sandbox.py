@@ -9,6 +9,15 @@ Follows what efficy's own n8n node and its employee's client library show (see
 `tableview: 0`), applied on `commit`. Errors arrive inside an HTTP 200: on a function, on a
 context, or as a top-level `{"#error": {...}}` object for the whole request.
 
+The JSON RPC is case sensitive ("lowercase properties are required for the case sensitive JSON
+RPC", efficy-enterprise-api `consult.mjs`/`edit.mjs`): a parameter key spelt in another case is
+unknown and ignored, as efficy's own client found when its camelCase `recordCount` was ignored and
+a whole query came back (efficy-u-rpc-api commit bcaa824). So `recordCount` is not `recordcount`
+here either: the page size falls back to the whole query. A category the API user has no rights
+on (`unavailable_categories`, also `PATCH /_sandbox/app`) comes back from `consult` as a null
+dataset ("can be null when the category is not available to the current user",
+efficy-enterprise-api `dataset/list.mjs`), and `activateCategory` on it throws.
+
 Assumed where nothing public says (each marked in the notes): the saved queries' keyset parameters
 (`D_CHANGE` then the record key, see `_SavedQuery`), at most 1000 rows per query and 100 contexts
 per request, the error codes, a missing key refused with HTTP 401, a wrong key and the rate limit
@@ -90,8 +99,20 @@ class EfficySandbox(SandboxApp):
     type = "efficy"
     rate_limits = (Window(10, 1.0), Window(1000, 3600.0))
 
-    def __init__(self, data: Mapping[str, Any] | None = None, *, api_key: str = DEFAULT_API_KEY, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        unavailable_categories: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
         self.api_key = api_key
+        # Categories the API key's user has no rights on (the admin did not grant them).
+        try:
+            self.unavailable: set[str] = set(_category_names("unavailable_categories", unavailable_categories))
+        except VendorError as exc:
+            raise ValueError(exc.message) from None
         self.contacts: dict[int, dict[str, Any]] = {}
         self.opportunities: dict[int, dict[str, Any]] = {}
         self.categories: dict[str, dict[str, int]] = copy.deepcopy(DEFAULT_CATEGORIES)
@@ -115,6 +136,17 @@ class EfficySandbox(SandboxApp):
             "orders_query": OPPORTUNITIES_QUERY,
             **super().client_settings(),
         }
+
+    def app_settings(self) -> dict[str, Any]:
+        return {**super().app_settings(), "unavailable_categories": sorted(self.unavailable)}
+
+    def change_app(self, partial: Mapping[str, Any]) -> None:
+        rest = dict(partial)
+        hidden = rest.pop("unavailable_categories", None)
+        names = _category_names("unavailable_categories", hidden) if hidden is not None else None
+        super().change_app(rest)
+        if names is not None:
+            self.unavailable = set(names)
 
     def error(self, status: int, code: str, message: str, **extra: Any) -> Response:
         return json_response({"#error": {"errorcode": code, "errorstring": message, **extra}}, status)
@@ -303,7 +335,8 @@ class EfficySandbox(SandboxApp):
         query = self.queries.get(_int_or_zero(func.get("key")))
         if query is None:
             raise RpcError("ER_QUERY_NOT_FOUND", f"Query {func.get('key')!r} does not exist or is not shared with you")
-        count = func.get("recordcount", func.get("recordCount", 0))
+        # Case sensitive: only `recordcount` is the page size; `recordCount` is an unknown key.
+        count = func.get("recordcount", 0)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise RpcError("ER_RECORDCOUNT", "recordcount must be a whole number >= 0")
         if count > MAX_ROWS:
@@ -325,9 +358,13 @@ class EfficySandbox(SandboxApp):
         def answer(func: dict[str, Any]) -> None:
             name = str(func.get("@name"))
             if name == "master":
-                func["#result"] = _dataset([_main_row(contact)])
+                # Every column of the main table, empty ones as null (a query row has its own columns).
+                func["#result"] = _dataset([{**dict.fromkeys(sorted(self.main_fields)), **_main_row(contact)}])
             elif name == "category":
                 category = self._known_category(func.get("category"))
+                if category in self.unavailable:
+                    func["#result"] = None  # no rights on the category: a null dataset, not an error
+                    return
                 fields = contact["categories"].get(category)
                 row = {f: fields.get(f) for f in self.categories[category]} if fields is not None else None
                 # An inactive category answers an empty dataset, not an error.
@@ -365,7 +402,10 @@ class EfficySandbox(SandboxApp):
         def answer(func: dict[str, Any]) -> None:
             name = str(func.get("@name"))
             if name == "activateCategory":
-                draft["categories"].setdefault(self._known_category(func.get("category")), {})
+                category = self._known_category(func.get("category"))
+                if category in self.unavailable:
+                    raise RpcError("ER_NO_RIGHTS", "You do not have the right to perform this operation", category)
+                draft["categories"].setdefault(category, {})
             elif name == "update":
                 self._update(draft, func)
             else:
@@ -387,12 +427,20 @@ class EfficySandbox(SandboxApp):
             readonly = READ_ONLY
         else:
             category = self._known_category(category)
+            if category in self.unavailable:
+                raise RpcError("ER_NO_RIGHTS", "You do not have the right to perform this operation", category)
             if category not in draft["categories"]:
                 raise RpcError("ER_CATEGORY_INACTIVE", f"Category {category} is not active on this record", category)
             target, schema, readonly = draft["categories"][category], self.categories[category], frozenset()
         for field, value in data.items():
             _check_value(field, value, schema, readonly)
             target[field] = value
+
+
+def _category_names(key: str, value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise VendorError(400, "bad_request", f"{key} is a list of category names like CONT$CRMSYNC")
+    return list(value)
 
 
 def _check_value(field: str, value: Any, schema: Mapping[str, int], readonly: frozenset[str]) -> None:

@@ -8,17 +8,27 @@ Filter times are sent in the shop's wall-clock time, taken from the offset of th
 timestamp (the API writes `+01:00`/`+02:00` and reads filters in the same zone).
 
 Customers have no tags, so crmsync's verdict lives in two customer metafields, `crmsync_segments`
-and `crmsync_loyalty_tier`, one row per key. The list does not carry metafields, so each customer
-read is followed by one request for its metafields (unless write-back is off); they ride along in
-the payload under `customerMetafields`, so `owned_state` sees what is there and the write-back
-knows the row ids without asking again. A POST always adds a row, so a value is created only after a look-up found
-no row of that key, and a POST whose reply was lost is followed by a look-up, not a blind retry.
-Other metafields and the merchant's `memo` note are never written.
+and `crmsync_loyalty_tier`, one row per key. The customer list does not carry metafields, and asking
+for them customer by customer would cost one request per customer of a budget of 12,000 a day (a
+first read of 20,000 customers: 20,082 requests, over a day, instead of 82). So a read does not ask:
+its records' owned state is unknown (`reads_owned_state = False`), the pushed-state ledger says what
+crmsync wrote, and each cycle `verify_owned` looks at the metafields of a budgeted share of the
+customers (`verify_per_day`), so a hand edit of crmsync's rows is seen and repaired in turn. The
+write-back looks at a customer's rows before it writes (or uses the rows the verification of this
+cycle just saw) and sends only what differs. A POST always adds a row, so a value is created only
+after a look-up found no row of that key, and a POST whose reply was lost is followed by a look-up,
+not a blind retry. Other metafields and the merchant's `memo` note are never written.
 
 Every reply reports three fixed windows (5 minutes, hour, day) in `X-RateLimit-*` headers; besides
 the configured sliding-window pacing, crmsync holds back when a window is used up (by an earlier
 cycle, another process or another app on the key) and waits for the window the headers name; an
 hour or day used up for longer than `retry.max_retry_after` ends the cycle with an error instead.
+Lightspeed also allows at most 20 requests a second per key (announced by Lightspeed staff, Nov
+2021); that window is in the default pacing, and the headers do not report it.
+
+`check` proves the credentials and the read rights (Customers and Orders are separate areas of an
+API key) with the two count requests. The right to write customer metafields cannot be proven
+without writing, so `check` says so in a warning and does not claim `write_fields`.
 """
 
 from __future__ import annotations
@@ -36,34 +46,48 @@ from typing import Any, Literal
 import structlog
 from pydantic import Field, SecretStr
 
-from connectors.base import Capabilities, Connector, Page, confirm_short, id_text
-from connectors.errors import ApiError, AuthError, RejectedRecord, RetriesExhausted, TransientError
+from connectors.auth import BasicAuth
+from connectors.base import Capabilities, CheckReport, Connector, Page, Permission, confirm_short, id_text
+from connectors.errors import ApiError, AuthError, PermissionDenied, RejectedRecord, RetriesExhausted, TransientError
 from connectors.http import ApiClient, ApiResponse, Verdict, parse_retry_after, vendor_message
 from connectors.lightspeed.budget import Exhausted, HeaderBudget, exhausted_in
 from connectors.settings import RateWindow, SystemSettings
-from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult, parse_timestamp
+from mapping.model import FieldSpec, Kind, RemoteState, SourceRecord, WriteBack, WriteResult, parse_timestamp
 
 MAX_PAGE = 250
 SEGMENTS_KEY = "crmsync_segments"
 TIER_KEY = "crmsync_loyalty_tier"
-# Where a read puts a customer's metafield rows (the metafields list's own envelope key).
+# The metafields list's envelope key; a payload holding rows under it (a fixture's, a test's) shows
+# crmsync's owned state, one without (the customer list's) does not.
 METAFIELDS = "customerMetafields"
+# Customers whose metafields the rolling verification looks at per day, by default: 2,400 requests,
+# a fifth of the 12,000 a day an API key gets. A day of 15-minute cycles reads ~500 (two list
+# requests per stream and the shop), a daily full read of 20,000 customers and 100,000 orders
+# ~500, and a busy day's write-back of ~1,000 changed customers (a look-up, which the verification
+# of the same cycle saves, and one or two writes each) ~3,000: all together under half the budget,
+# leaving the rest to a first write-back and to other apps on the same key. At 100 an hour a shop of
+# 20,000 customers is looked at in full every 8 to 9 days.
+VERIFY_PER_DAY = 2400
 FILTER_FORMAT = "%Y-%m-%d %H:%M:%S"
 NOT_FOUND = "not found"
 NOT_COUNTED = frozenset({"cancelled"})  # as order status and as payment status
 DUPLICATES = " | "  # joins the values of a key that has more than one row
 CACHED_CUSTOMERS = 10_000
 _PER_CUSTOMER = re.compile(r"^/[^/]+/customers/\d+[/.]")
+KEY_RIGHTS = "the shop's back office: Settings > Developers > API keys > this key > Permissions"
 
 log = structlog.get_logger("crmsync.lightspeed")
 
 
 def published_limits() -> list[RateWindow]:
-    """Per API key: 300 requests per 5 minutes, 3000 per hour, 12000 per day."""
+    """Per API key: 300 requests per 5 minutes, 3000 per hour, 12000 per day (the windows the
+    `X-RateLimit-*` headers report, in that order), and 20 per second (Lightspeed staff on the
+    community forum, "Changes to eCom API rate Limits", effective 22 Nov 2021)."""
     return [
         RateWindow(requests=300, per_seconds=300),
         RateWindow(requests=3000, per_seconds=3600),
         RateWindow(requests=12000, per_seconds=86400),
+        RateWindow(requests=20, per_seconds=1),
     ]
 
 
@@ -76,6 +100,15 @@ class LightspeedSettings(SystemSettings):
     )
     page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE)
     rate_limit: list[RateWindow] = Field(default_factory=published_limits)
+    verify_per_day: int = Field(
+        default=VERIFY_PER_DAY,
+        ge=0,
+        description=(
+            "customers a day whose metafields are looked at (one request each) to see hand edits of "
+            "crmsync's; the list carries none. 2400 is a fifth of the 12000 requests a day: with reads and a "
+            "busy day's write-back under half of it. 0: never"
+        ),
+    )
 
 
 @dataclass
@@ -141,6 +174,7 @@ def _stamp(value: Any) -> datetime | None:
 class LightspeedConnector(Connector):
     type = "lightspeed"
     settings_class = LightspeedSettings
+    api_name = "Lightspeed eCom REST API"
     capabilities = Capabilities(
         read_contacts=True, read_orders=True, incremental=True, write_tags=False, write_fields=True
     )
@@ -164,18 +198,19 @@ class LightspeedConnector(Connector):
     default_tier_field = TIER_KEY
     # "Nothing of ours" is no row at all: an empty value is written by deleting our row.
     empty_field_value = ""
+    # The customer list carries no metafields (see the module docstring): `verify_owned` looks.
+    reads_owned_state = False
 
     settings: LightspeedSettings
 
     def make_client(self) -> ApiClient:
         self.budget = HeaderBudget(margin=self.settings.pace_margin)
-        # Our own rows per customer as the last read saw them (bounded; a miss means a look-up).
+        # Our own rows per customer as the last verification saw them (bounded; a miss means a look-up).
         self._rows: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._currency: str | None = None
         self._shop_read = False
         self._uncertain = False  # the current write lost a reply that may still be carried out
-        key, secret = self.settings.api_key.get_secret_value(), self.settings.api_secret.get_secret_value()
-        return self.api_client(auth=(key, secret))
+        return self.api_client(auth=BasicAuth(self.settings.api_key, self.settings.api_secret))
 
     @property
     def page_size(self) -> int:
@@ -203,8 +238,12 @@ class LightspeedConnector(Connector):
             return self._throttled(response, message)
         if status == 404 and _PER_CUSTOMER.match(response.path):
             return Verdict("rejected", f"{NOT_FOUND}: {message}")
-        if status in (401, 403):
+        if status == 401:
             return Verdict("auth", message)
+        if status == 403:
+            # Right key and secret; the key lacks the permission for this area (customers,
+            # orders, settings, ...): a missing right, not wrong credentials.
+            return Verdict("denied", message)
         if status == 408 or status >= 500:
             return Verdict("retry", message, parse_retry_after(response.header("Retry-After")))
         if status in (400, 409, 413, 422):
@@ -240,11 +279,43 @@ class LightspeedConnector(Connector):
             method, f"/{self.settings.language}{path}", params=params, json_body=body, idempotent=idempotent
         )
 
-    def check(self) -> None:
-        # The customers area is the one crmsync cannot do without (an API key has per-area rights).
-        count = self._call("GET", "/customers/count.json").body
+    def check(self) -> CheckReport:
+        """Proves the credentials and the read rights of the key, one count per area (an API key
+        has rights per area). Nothing proves the write right without writing a metafield."""
+        customers = self._read_right("customers")
+        orders = self._read_right("orders")
+        permissions = [
+            Permission("read_customers", customers is None, customers),
+            Permission("read_orders", orders is None, orders),
+        ]
+        warnings = []
+        if self.settings.writeback and (self.segments_field or self.tier_field):
+            fields = " and ".join(f for f in (self.segments_field, self.tier_field) if f)
+            warnings.append(
+                f"write rights not proven: crmsync writes the customer metafields {fields}, and Lightspeed "
+                "offers no way to prove the right to write them without writing one; make sure the API key "
+                f"has Customers: Read/Write ({KEY_RIGHTS}), or the first write-back fails with HTTP 403"
+            )
+        capabilities = Capabilities(
+            read_contacts=customers is None,
+            read_orders=orders is None,
+            incremental=customers is None or orders is None,  # both lists filter on updated_at_min
+            write_tags=False,
+            write_fields=False,  # not proven (see the warning)
+        )
+        return CheckReport(capabilities, permissions, warnings)
+
+    def _read_right(self, area: str) -> str | None:
+        """None when the key may read `area` (its count answers), else what to fix. Wrong
+        credentials raise AuthError (401)."""
+        path = f"/{area}/count.json"
+        try:
+            count = self._call("GET", path).body
+        except PermissionDenied:
+            return f"the API key may not read {area}: give it {area.capitalize()}: Read in {KEY_RIGHTS}"
         if not isinstance(count, dict) or not isinstance(count.get("count"), int):
-            raise ApiError(self.name, "unexpected reply to GET customers/count.json")
+            raise ApiError(self.name, f"unexpected reply to GET {area}/count.json")
+        return None
 
     def _shop_currency(self) -> str | None:
         """The shop's currency (orders carry none); None when the key may not read the shop's
@@ -284,31 +355,15 @@ class LightspeedConnector(Connector):
             page += 1
 
     def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        # The list pages only: no customer's metafields are asked for (see `verify_owned`).
         for number, customers, state in self._pages("/customers.json", "customers", checkpoint):
-            # Without write-back nobody asks what crmsync's metafields hold: save the requests.
-            enriched = (self._with_metafields(c) for c in customers) if self.settings.writeback else iter(customers)
-            yield Page([self._record(Kind.CONTACT, c) for c in enriched if c is not None], state, number)
+            yield Page([self._record(Kind.CONTACT, c) for c in customers], state, number)
 
     def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
         if not self._shop_read:
             self._currency, self._shop_read = self._shop_currency(), True
         for number, orders, state in self._pages("/orders.json", "orders", checkpoint):
             yield Page([self._record(Kind.ORDER, self._with_currency(o)) for o in orders], state, number)
-
-    def _with_metafields(self, customer: dict[str, Any]) -> dict[str, Any] | None:
-        """The customer with its metafield rows; None when it was deleted since the list. A row
-        without an id has no metafields to ask for: it goes on as it is (to the quarantine)."""
-        customer_id = id_text(customer.get("id"))
-        if not customer_id.isdigit():
-            return customer
-        try:
-            rows = self._metafield_rows(customer_id)
-        except RejectedRecord as exc:
-            if exc.message.startswith(NOT_FOUND):
-                return None
-            raise
-        self._remember(customer_id, rows)
-        return {**customer, METAFIELDS: rows}
 
     def _with_currency(self, order: dict[str, Any]) -> dict[str, Any]:
         # Orders carry no currency: their amounts are in the shop's (GET shop.json).
@@ -337,10 +392,39 @@ class LightspeedConnector(Connector):
             updated_at = None
         return SourceRecord(self.name, kind, id_text(item.get("id")), updated_at, item)
 
+    # ----- what crmsync's metafields hold ---------------------------------------------------------
+    def verify_owned(self, record_ids: Sequence[str]) -> dict[str, RemoteState]:
+        """crmsync's metafields on these customers, one request each; a customer deleted since (or
+        an id that can be no customer's) is left out. The rows are remembered, so a write in the
+        same cycle needs no second look-up."""
+        states: dict[str, RemoteState] = {}
+        for customer_id in record_ids:
+            if self.canonical_id(customer_id) != customer_id:
+                continue
+            try:
+                rows = self._metafield_rows(customer_id)
+            except RejectedRecord as exc:
+                if not exc.message.startswith(NOT_FOUND):
+                    log.warning("metafields not verified", customer=customer_id, error=exc.message)
+                continue
+            self._remember(customer_id, rows)
+            states[customer_id] = self.owned_state({METAFIELDS: rows})
+        return states
+
+    def verify_budget(self) -> float:
+        return float(self.settings.verify_per_day)
+
     # ----- mapping hooks ------------------------------------------------------------------------
     def canonical_id(self, raw: str) -> str | None:
         text = raw.strip()
         return str(int(text)) if text.isdigit() and int(text) > 0 else None
+
+    def owned_state(self, payload: Mapping[str, Any]) -> RemoteState:
+        """Unknown for a customer as the list gives it (no metafield rows in it); from the rows
+        where a payload holds them (`verify_owned`'s, a fixture's)."""
+        if not isinstance(payload.get(METAFIELDS), list):
+            return RemoteState.unknown()
+        return super().owned_state(payload)
 
     def payload_field(self, payload: Mapping[str, Any], name: str) -> str | None:
         mine = _rows_of(payload.get(METAFIELDS), name)
@@ -369,6 +453,9 @@ class LightspeedConnector(Connector):
         return results
 
     def _write_one(self, change: WriteBack) -> None:
+        """Looks at the customer's rows (or takes those this cycle's verification just saw) and
+        writes only what differs: nothing for a value already there, no POST where a row of that
+        key exists."""
         customer_id = change.record_id
         seen = self._rows.pop(customer_id, None)
         try:
@@ -376,7 +463,7 @@ class LightspeedConnector(Connector):
         except RejectedRecord as exc:
             if seen is None or not exc.message.startswith(NOT_FOUND):
                 raise
-            # A row the read saw has gone since: look again, once.
+            # A row the verification saw has gone since: look again, once.
             self._apply(customer_id, change.set_fields, self._own_rows(customer_id))
 
     def _own_rows(self, customer_id: str) -> list[dict[str, Any]]:
@@ -448,7 +535,7 @@ def _items(response: ApiResponse, key: str, system: str) -> list[dict[str, Any]]
 
 
 def _unique(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A page without repeats of the same id (a repeated item would cost a second look-up)."""
+    """A page without repeats of the same id."""
     return list({str(item.get("id")): item for item in items}.values())
 
 

@@ -6,23 +6,29 @@ few hooks (auth, error shape, throttling signal, fixture shape); the rest is her
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from connectors.clock import now as crmsync_now
 from connectors.ratelimit import SlidingWindowLimiter, Window
-from connectors.sandbox.faults import AFTER, BEFORE, ITEM, FaultBook, FaultRule, FaultSpecError
+from connectors.sandbox.faults import AFTER, BEFORE, EXPIRE, ITEM, FaultBook, FaultRule, FaultSpecError
 
 Handler = Callable[..., Response]
+
+# Every token an emulator issues carries this mark, so the secrets scan (tests/chaos/secrets.py)
+# finds one wherever crmsync might have printed or stored it, even one issued in another process.
+ISSUED_TOKEN_MARK = "sbxissued"
 
 
 class FixtureError(ValueError):
@@ -43,6 +49,9 @@ class Route:
     methods: tuple[str, ...]
     handler: Handler
     lists: bool = False
+    # A token endpoint: answered without the API's credentials, outside its rate limit, and only
+    # faults that name its path apply to it.
+    token: bool = False
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -55,7 +64,15 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The emulators' "now": crmsync's clock, so `$CRMSYNC_NOW` and `$CRMSYNC_NOW_SPEED` move both."""
+    return crmsync_now()
+
+
+@dataclass
+class IssuedToken:
+    expires_at: datetime | None
+    kind: str = "access"
+    issued_at: datetime | None = None
 
 
 @dataclass
@@ -79,6 +96,11 @@ class SandboxStats:
 
 class SandboxApp:
     type: ClassVar[str]
+    # Whether the vendor hands out expiring tokens (and the `expire-token` fault means anything).
+    issues_tokens: ClassVar[bool] = False
+    # Whether credentials are checked before the route is matched (WordPress runs WooCommerce's key
+    # check in `rest_pre_dispatch`, so an unknown route is refused to a key without the right first).
+    authenticate_unrouted: ClassVar[bool] = False
     # The vendor's published limits, in the vendor's own time; divided by `time_scale`.
     rate_limits: ClassVar[tuple[Window, ...]] = ()
 
@@ -88,11 +110,16 @@ class SandboxApp:
         *,
         time_scale: float = 1.0,
         rate_limits: Sequence[Window] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
-        """`rate_limits` replaces the vendor's published limits (tests use it to provoke throttling)."""
+        """`rate_limits` replaces the vendor's published limits (tests use it to provoke throttling);
+        `clock` replaces crmsync's clock for token expiry (a test's own sped-up clock)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
+        self.clock = clock or utcnow
+        self.issued: dict[str, IssuedToken] = {}
+        self.renamed: dict[str, str] = {}
         windows = self.rate_limits if rate_limits is None else tuple(rate_limits)
         self.lock = threading.RLock()
         self.faults = FaultBook()
@@ -108,6 +135,75 @@ class SandboxApp:
             strict_slashes=False,
         )
         self.load(data or {})
+
+    # ----- tokens the emulator issues --------------------------------------------------------------
+    def now(self) -> datetime:
+        return self.clock()
+
+    def issue_token(self, prefix: str, ttl: float | None, kind: str = "access") -> str:
+        value = f"{prefix}{ISSUED_TOKEN_MARK}{secrets.token_hex(16)}"
+        expires_at = self.now() + timedelta(seconds=ttl) if ttl is not None else None
+        with self.lock:
+            self.issued[value] = IssuedToken(expires_at, kind, self.now())
+        return value
+
+    def token_status(self, value: str, kind: str = "access") -> str:
+        """ "valid", "expired" or "unknown"."""
+        with self.lock:
+            token = self.issued.get(value)
+        if token is None or token.kind != kind:
+            return "unknown"
+        if token.expires_at is not None and token.expires_at <= self.now():
+            return "expired"
+        return "valid"
+
+    def extend_token(self, value: str, ttl: float) -> None:
+        """Sliding expiry (a SuperOffice ticket lives on while it is used)."""
+        with self.lock:
+            token = self.issued.get(value)
+            if token is not None and token.expires_at is not None and token.expires_at > self.now():
+                token.expires_at = self.now() + timedelta(seconds=ttl)
+
+    def expire_tokens(self) -> int:
+        """The `expire-token` fault: every access token issued so far expires now."""
+        moment = self.now()
+        with self.lock:
+            expiring = [t for t in self.issued.values() if t.kind == "access"]
+            for token in expiring:
+                token.expires_at = moment
+        return len(expiring)
+
+    def issued_count(self, kind: str = "access") -> int:
+        with self.lock:
+            return sum(1 for t in self.issued.values() if t.kind == kind)
+
+    # ----- the app's settings (GET/PATCH /_sandbox/app) ----------------------------------------------
+    def app_settings(self) -> dict[str, Any]:
+        """What `/_sandbox/app` shows; vendors that issue tokens add scopes and lifetimes."""
+        return {"rename_fields": dict(self.renamed)}
+
+    def change_app(self, partial: Mapping[str, Any]) -> None:
+        """Apply a PATCH of `/_sandbox/app`; a key the emulator does not know is a VendorError."""
+        for key, value in partial.items():
+            if key != "rename_fields":
+                raise VendorError(400, "bad_request", f"unknown app setting {key!r}")
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise VendorError(400, "bad_request", "rename_fields maps a field name to its new name")
+            self.renamed = dict(value)
+
+    def app_action(self, name: str, request: Request) -> Response | None:
+        """`/_sandbox/app/<name>`: a vendor's own test action (Shopify mints an expiring offline
+        token pair, as its OAuth flow would hand one to an app). None: no such action."""
+        return None
+
+    def rename_fields(self, data: Any) -> Any:
+        """The vendor renamed fields in its answers (an API change crmsync must notice): every key
+        in `renamed`, at any depth of a list reply, carries its new name."""
+        if isinstance(data, dict):
+            return {self.renamed.get(k, k): self.rename_fields(v) for k, v in data.items()}
+        if isinstance(data, list):
+            return [self.rename_fields(v) for v in data]
+        return data
 
     # ----- what a vendor declares ---------------------------------------------------------------
     def routes(self) -> Sequence[Route]:
@@ -154,6 +250,11 @@ class SandboxApp:
     def rate_limit_headers(self) -> dict[str, str]:
         return {}
 
+    def known_secrets(self) -> list[str]:
+        """Every credential this emulator accepts (its config's and older ones still honoured),
+        for the secrets scan; issued tokens carry `ISSUED_TOKEN_MARK` instead."""
+        return []
+
     def client_settings(self) -> dict[str, Any]:
         """The config keys a client needs for this emulator: its credentials, and rate limits that
         match the emulator's own (already divided by the time scale)."""
@@ -186,6 +287,10 @@ class SandboxApp:
         with self.lock:
             self.stats.log.append(entry)
         adapter = self.url_map.bind_to_environ(request.environ)
+        if self.authenticate_unrouted:
+            refusal = self.authenticate(request)
+            if refusal is not None:
+                return self.record(request, None, refusal)
         try:
             endpoint, args = adapter.match()
         except NotFound:
@@ -195,9 +300,14 @@ class SandboxApp:
         except HTTPException as exc:  # redirects and the like: answer plainly
             return self.record(request, None, self.error(exc.code or 400, "bad_request", str(exc)))
         route = self._handlers[str(endpoint)]
+        if route.token:
+            return self.record(request, route, self._token_route(request, route, args), is_write=False)
         is_write = self.is_write(request, route)
         entry["write"] = is_write
         rule = self.faults.take(request.method, request.path, is_write, self.is_list(request, route))
+        if rule is not None and rule.fault in EXPIRE:
+            self.expire_tokens()
+            rule = None
         if rule is not None and rule.fault in BEFORE:
             forced = self.before_fault(rule)
             if forced is not None:
@@ -215,9 +325,23 @@ class SandboxApp:
         except VendorError as exc:
             response = self.error(exc.status, exc.code, exc.message, **exc.data)
         response.headers.update(self.rate_limit_headers())
+        if self.renamed and self.is_list(request, route) and response.status_code == 200:
+            response.set_data(json.dumps(self.rename_fields(json.loads(response.get_data() or b"null"))))
         if rule is not None and rule.fault in AFTER:
             response = self.damage(request, response, rule)
         return self.record(request, route, response, is_write=is_write)
+
+    def _token_route(self, request: Request, route: Route, args: Mapping[str, Any]) -> Response:
+        """A token endpoint: faults that name its path still apply (a test can make it fail)."""
+        rule = self.faults.take(request.method, request.path, False, False, named_only=True)
+        if rule is not None and rule.fault in BEFORE:
+            forced = self.before_fault(rule)
+            if forced is not None:
+                return forced
+        try:
+            return route.handler(request, **args)
+        except VendorError as exc:
+            return self.error(exc.status, exc.code, exc.message, **exc.data)
 
     def record(
         self,
@@ -314,6 +438,26 @@ class SandboxApp:
                 return json_response({"ok": True})
             with self.lock:
                 return json_response(self.stats.to_json())
+        if path.startswith("app/"):
+            with self.lock:
+                extra = self.app_action(path[len("app/") :], request)
+            return extra if extra is not None else json_response({"error": f"no test route {request.path}"}, 404)
+        if path == "app":
+            if method == "PATCH":
+                try:
+                    partial = json.loads(request.get_data() or b"{}")
+                    if not isinstance(partial, dict):
+                        raise ValueError("body must be an object")
+                    with self.lock:
+                        self.change_app(partial)
+                except ValueError as exc:
+                    return json_response({"error": str(exc)}, 400)
+                except VendorError as exc:
+                    return json_response({"error": exc.message}, 400)
+            elif method != "GET":
+                return json_response({"error": "method not allowed"}, 405)
+            with self.lock:
+                return json_response(self.app_settings())
         if path == "requests" and method == "GET":
             with self.lock:
                 return json_response([dict(entry) for entry in self.stats.log])
@@ -327,8 +471,11 @@ class SandboxApp:
                 try:
                     payload = json.loads(request.get_data() or b"null")
                     specs = payload if isinstance(payload, list) else [payload]
-                    for spec in specs:
-                        self.faults.add(FaultRule.parse(spec))
+                    rules = [FaultRule.parse(spec) for spec in specs]
+                    if any(rule.fault in EXPIRE for rule in rules) and not self.issues_tokens:
+                        raise FaultSpecError(f"{self.type} issues no expiring tokens: nothing to expire")
+                    for rule in rules:
+                        self.faults.add(rule)
                 except (ValueError, FaultSpecError) as exc:
                     return json_response({"error": str(exc)}, 400)
                 return json_response({"ok": True, "pending": self.faults.pending()})

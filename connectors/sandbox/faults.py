@@ -12,7 +12,10 @@ BEFORE = frozenset({"429", "500", "502", "503", "timeout", "slow", "vendor-throt
 AFTER = frozenset({"truncate", "bad-json", "reset"})
 # A list page with one item repeated or left out.
 ITEM = frozenset({"repeat-item", "skip-item"})
-KINDS = BEFORE | AFTER | ITEM
+# Every token the emulator issued so far expires at once (then the request is answered as usual,
+# so it is refused as the vendor refuses an expired token).
+EXPIRE = frozenset({"expire-token"})
+KINDS = BEFORE | AFTER | ITEM | EXPIRE
 
 
 class FaultSpecError(ValueError):
@@ -26,12 +29,13 @@ class FaultRule:
     times: int = 1
     retry_after: float | None = None
     seconds: float | None = None
+    after: int = 0  # matching requests to let through untouched before the fault starts
 
     @classmethod
     def parse(cls, data: Any) -> FaultRule:
         if not isinstance(data, dict):
             raise FaultSpecError("a fault is an object with 'match' and 'fault'")
-        unknown = set(data) - {"match", "fault", "times", "retry_after", "seconds"}
+        unknown = set(data) - {"match", "fault", "times", "retry_after", "seconds", "after"}
         if unknown:
             raise FaultSpecError(f"unknown fault keys: {sorted(unknown)}")
         fault = str(data.get("fault", ""))
@@ -41,15 +45,20 @@ class FaultRule:
         times = data.get("times", 1)
         if not isinstance(times, int) or times < 1:
             raise FaultSpecError("'times' must be a positive integer")
+        after = data.get("after", 0)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise FaultSpecError("'after' must be a non-negative integer")
         retry_after = data.get("retry_after")
         seconds = data.get("seconds")
         for name, value in (("retry_after", retry_after), ("seconds", seconds)):
             if value is not None and (not isinstance(value, int | float) or value < 0):
                 raise FaultSpecError(f"'{name}' must be a non-negative number")
-        return cls(match, fault, times, retry_after, seconds)
+        return cls(match, fault, times, retry_after, seconds, after)
 
-    def applies_to(self, method: str, path: str, is_write: bool, is_list: bool) -> bool:
+    def applies_to(self, method: str, path: str, is_write: bool, is_list: bool, named_only: bool = False) -> bool:
         if self.fault in ITEM and not is_list:
+            return False
+        if named_only and self.match in ("*", "reads", "writes"):
             return False
         if self.match == "*":
             return True
@@ -77,10 +86,17 @@ class FaultBook:
         with self._lock:
             self._rules.clear()
 
-    def take(self, method: str, path: str, is_write: bool, is_list: bool) -> FaultRule | None:
+    def take(
+        self, method: str, path: str, is_write: bool, is_list: bool, *, named_only: bool = False
+    ) -> FaultRule | None:
+        """`named_only`: only a rule whose match names this request's method and path (a token
+        endpoint is not one of the API's reads or writes)."""
         with self._lock:
             for rule in self._rules:
-                if rule.applies_to(method, path, is_write, is_list):
+                if rule.applies_to(method, path, is_write, is_list, named_only):
+                    if rule.after > 0:
+                        rule.after -= 1
+                        continue
                     rule.times -= 1
                     if rule.times <= 0:
                         self._rules.remove(rule)

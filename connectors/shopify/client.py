@@ -5,6 +5,16 @@ filter; writes with `tagsAdd` / `tagsRemove` (never a whole tag list: `customerU
 and `metafieldsSet` / `metafieldsDelete` for `crmsync.loyalty_tier`. Up to 25 customers go in one
 document (25 is `metafieldsSet`'s limit; 52 mutation fields stay below the 1000-point query cap).
 Pacing follows the calculated-cost bucket the API reports in `extensions.cost.throttleStatus`.
+
+Credentials, as Shopify hands them out today (../shared/api-notes/shopify.md): an app made in the
+Dev Dashboard has a client id and secret, and crmsync gets 24-hour tokens from the client-credentials
+grant (stores of the app's own organisation); an app of another organisation (an agency's) uses an
+expiring offline token with its refresh token (rotated at every refresh, so the newest one is kept in
+`refresh_token_file`); an app made in the admin before 2026 keeps its fixed `access_token`.
+
+Without `read_all_orders` Shopify returns only the orders of the last 60 days, and lifetime revenue,
+tiers and "lapsed" would be computed from two months: the orders read checks the granted scopes and
+stops unless `recent_orders_only = true` says the merchant accepts that.
 """
 
 from __future__ import annotations
@@ -15,12 +25,30 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
-from connectors.base import Capabilities, Connector, Page, advance_cursor, confirm_short, read_since
-from connectors.errors import ApiError
+from connectors.auth import (
+    Authenticator,
+    ExpiringTokenAuth,
+    HeaderAuth,
+    OAuth2Grant,
+    RefreshTokenGrant,
+    Token,
+    token_classify,
+)
+from connectors.base import (
+    Capabilities,
+    CheckReport,
+    Connector,
+    Page,
+    Permission,
+    advance_cursor,
+    confirm_short,
+    read_since,
+)
+from connectors.errors import ApiError, PermissionDenied
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
-from connectors.settings import SystemSettings
+from connectors.settings import Duration, SystemSettings
 from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult, parse_timestamp
 
 MUTATION_COST = 10  # points per mutation field, as the API reports in extensions.cost
@@ -56,16 +84,63 @@ query CrmsyncOrders($first: Int!, $after: String, $query: String) {
 }
 """
 
-CHECK_QUERY = "query CrmsyncCheck { shop { name currencyCode } }"
+CHECK_QUERY = "query CrmsyncCheck { shop { name currencyCode } currentAppInstallation { accessScopes { handle } } }"
+SCOPES_QUERY = "query CrmsyncScopes { currentAppInstallation { accessScopes { handle } } }"
+TOKEN_PATH = "/admin/oauth/access_token"
+SCOPES_FIX = (
+    "grant it in the Dev Dashboard (your app > Versions > scopes, then Release and approve it on the store), "
+    "or for an app made in the Shopify admin under Apps > Develop apps > the app > Configuration"
+)
 
 NOT_COUNTED_STATUSES = frozenset({"REFUNDED", "VOIDED", "EXPIRED"})
 
 
 class ShopifySettings(SystemSettings):
     type: Literal["shopify"]
-    access_token: SecretStr
+    # A Dev Dashboard app (2026 on): the client-credentials grant gives 24-hour tokens.
+    client_id: str | None = Field(default=None, min_length=1)
+    client_secret: SecretStr | None = None
+    # An app made in the admin before 2026 (fixed token), or an expiring offline token whose
+    # refresh token renews it (an app of another organisation: an agency's).
+    access_token: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    refresh_token_file: str | None = Field(
+        default=None, description="where crmsync keeps the newest refresh token (Shopify rotates it)"
+    )
+    token_renew_margin: Duration = Field(default=300.0, description="renew a token this long before it expires")
+    recent_orders_only: bool = Field(
+        default=False, description="accept an app without read_all_orders: traits from the last 60 days only"
+    )
     api_version: str = Field(default="2026-10", pattern=r"^(\d{4}-(01|04|07|10)|unstable)$")
     page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> ShopifySettings:
+        has_client = self.client_id is not None or self.client_secret is not None
+        if has_client and (self.client_id is None or self.client_secret is None):
+            missing = "client_secret" if self.client_secret is None else "client_id"
+            raise ValueError(f"{missing}: field required (a Dev Dashboard app needs its client id and secret)")
+        if self.refresh_token is not None:
+            if not has_client:
+                raise ValueError("client_id: field required (refreshing a token needs the app's client id and secret)")
+            if self.refresh_token_file is None:
+                raise ValueError(
+                    "refresh_token_file: field required (Shopify hands out a new refresh token at every "
+                    "refresh and retires the old one; crmsync keeps the newest there)"
+                )
+        elif has_client and self.access_token is not None:
+            raise ValueError("access_token: set either client_id/client_secret or access_token, not both")
+        elif not has_client and self.access_token is None:
+            raise ValueError(
+                "access_token: field required (or client_id and client_secret for an app made in the Dev Dashboard)"
+            )
+        return self
+
+    @property
+    def flow(self) -> Literal["client_credentials", "refresh_token", "fixed_token"]:
+        if self.refresh_token is not None:
+            return "refresh_token"
+        return "client_credentials" if self.client_id is not None else "fixed_token"
 
 
 class CostPacer:
@@ -126,6 +201,7 @@ def throttle_wait(body: Any) -> float | None:
 class ShopifyConnector(Connector):
     type = "shopify"
     settings_class = ShopifySettings
+    api_name = "Shopify Admin GraphQL API"
     capabilities = Capabilities(
         read_contacts=True, read_orders=True, incremental=True, write_tags=True, write_fields=True
     )
@@ -154,7 +230,54 @@ class ShopifyConnector(Connector):
 
     def make_client(self) -> ApiClient:
         self.pacer = CostPacer()
-        return self.api_client(headers={"X-Shopify-Access-Token": self.settings.access_token.get_secret_value()})
+        self._scopes: frozenset[str] | None = None
+        return self.api_client(auth=self.authenticator())
+
+    def authenticator(self) -> Authenticator:
+        settings = self.settings
+        if settings.flow == "fixed_token":
+            assert settings.access_token is not None
+            return HeaderAuth({"X-Shopify-Access-Token": settings.access_token})
+        assert settings.client_id is not None and settings.client_secret is not None
+        # The token endpoint is on the shop's own host, outside the Admin API's cost limit.
+        self.token_client = self.api_client(classify=token_classify, paced=False)
+        credentials: dict[str, str | SecretStr] = {
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret,
+        }
+        source: OAuth2Grant
+        if settings.flow == "client_credentials":
+            source = OAuth2Grant(
+                self.name,
+                self.token_client,
+                TOKEN_PATH,
+                {"grant_type": "client_credentials", **credentials},
+                fix="check client_id and client_secret (Dev Dashboard > your app > Settings), and that the store "
+                "belongs to the app's organisation (else use an expiring offline token: docs/setup/shopify.md)",
+                what="client-credentials token",
+            )
+        else:
+            assert settings.refresh_token is not None and settings.refresh_token_file is not None
+            source = RefreshTokenGrant(
+                self.name,
+                self.token_client,
+                TOKEN_PATH,
+                credentials,
+                settings.refresh_token,
+                store=settings.refresh_token_file,
+                fix="the refresh token was refused (expired after 90 days, revoked, or replaced): "
+                "get a new expiring offline token for the store (docs/setup/shopify.md)",
+                what="token refresh",
+            )
+        initial = Token(settings.access_token.get_secret_value(), None) if settings.access_token is not None else None
+        return ExpiringTokenAuth(
+            self.name, source, _shopify_header, margin=settings.token_renew_margin, initial=initial
+        )
+
+    def close(self) -> None:
+        super().close()
+        if getattr(self, "token_client", None) is not None:
+            self.token_client.close()
 
     @property
     def endpoint(self) -> str:
@@ -178,10 +301,17 @@ class ShopifyConnector(Connector):
             if isinstance(errors, list)
             else str(errors)
         )
+        if "undefinedField" in codes:
+            # The API version no longer has a field crmsync asks for: a drift, named as such.
+            missing = [(e.get("extensions") or {}) for e in errors if isinstance(e, dict)]
+            named = ", ".join(f"{m.get('typeName')}.{m.get('fieldName')}" for m in missing if m.get("fieldName"))
+            return Verdict(
+                "fatal", f"{self.api_label()} has no field {named} (renamed or removed in this API version?): {message}"
+            )
         if "THROTTLED" in codes:
             return Verdict("throttled", message, throttle_wait(body))
         if "ACCESS_DENIED" in codes:
-            return Verdict("auth", message)
+            return Verdict("denied", message)
         if "INTERNAL_SERVER_ERROR" in codes:
             return Verdict("retry", message)
         return Verdict("fatal", message)
@@ -196,10 +326,55 @@ class ShopifyConnector(Connector):
         self.pacer.observe(operation, response.body)
         return response.body["data"]
 
-    def check(self) -> None:
+    def check(self) -> CheckReport:
         data = self.graphql("check", CHECK_QUERY, {}, mutating=False)
         if not isinstance(data, dict) or "shop" not in data:
             raise ApiError(self.name, "unexpected reply to the shop query")
+        scopes = self._scopes = _scope_handles(self.name, data)
+        writes = self.settings.writeback
+        permissions = [
+            Permission("read_customers", "read_customers" in scopes, f"add the read_customers scope: {SCOPES_FIX}"),
+            Permission("read_orders", "read_orders" in scopes, f"add the read_orders scope: {SCOPES_FIX}"),
+            Permission(
+                "read_all_orders",
+                "read_all_orders" in scopes,
+                "add the read_all_orders scope (without it Shopify returns only the last 60 days of orders): "
+                f"{SCOPES_FIX}; or set recent_orders_only = true to accept traits from 60 days",
+                needed=not self.settings.recent_orders_only,
+            ),
+        ]
+        if writes:
+            fix = f"add the write_customers scope: {SCOPES_FIX}"
+            permissions.append(Permission("write_customers", "write_customers" in scopes, fix))
+        warnings = []
+        if "read_all_orders" not in scopes and self.settings.recent_orders_only:
+            warnings.append(
+                "no read_all_orders scope (recent_orders_only = true): orders, revenue, tiers and lifecycle from "
+                "this shop cover the last 60 days only"
+            )
+        written = writes and "write_customers" in scopes
+        capabilities = Capabilities(
+            read_contacts="read_customers" in scopes,
+            read_orders="read_orders" in scopes,
+            incremental=True,
+            write_tags=written,
+            write_fields=written and bool(self.tier_field),
+        )
+        return CheckReport(capabilities, permissions, warnings)
+
+    def granted_scopes(self) -> frozenset[str]:
+        """The app's scopes, asked once per connector (a cycle)."""
+        if self._scopes is None:
+            self._scopes = _scope_handles(self.name, self.graphql("scopes", SCOPES_QUERY, {}, mutating=False))
+        return self._scopes
+
+    def coverage_note(self) -> str | None:
+        if self.settings.recent_orders_only:
+            return (
+                f"{self.name}: recent_orders_only = true, so this shop's orders (and the revenue, tiers and "
+                "lifecycle built on them) cover the last 60 days only"
+            )
+        return None
 
     # ----- reads --------------------------------------------------------------------------------
     def _read(self, kind: Kind, query: str, root: str, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
@@ -231,6 +406,13 @@ class ShopifyConnector(Connector):
         return self._read(Kind.CONTACT, CUSTOMERS_QUERY, "customers", checkpoint)
 
     def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        if "read_all_orders" not in self.granted_scopes() and not self.settings.recent_orders_only:
+            raise PermissionDenied(
+                self.name,
+                "the app lacks the read_all_orders scope, so Shopify would return only the last 60 days of "
+                "orders and lifetime revenue, tiers and lapsed customers would be computed wrongly: add "
+                f"read_all_orders ({SCOPES_FIX}), or set recent_orders_only = true to accept 60 days",
+            )
         return self._read(Kind.ORDER, ORDERS_QUERY, "orders", checkpoint)
 
     # ----- mapping hooks ------------------------------------------------------------------------
@@ -278,6 +460,20 @@ class ShopifyConnector(Connector):
                     for owner in _element_owners(error, [item["ownerId"] for item in good]):
                         problems[owner].append(str(error.get("message")))
         return [WriteResult(rid, not msgs, "; ".join(msgs)) for rid, msgs in problems.items()]
+
+
+def _shopify_header(request: Any, token: Token) -> None:
+    request.headers["X-Shopify-Access-Token"] = token.value
+
+
+def _scope_handles(system: str, data: Any) -> frozenset[str]:
+    """The granted scope handles; a write scope includes its read scope."""
+    installation = data.get("currentAppInstallation") if isinstance(data, dict) else None
+    scopes = installation.get("accessScopes") if isinstance(installation, dict) else None
+    if not isinstance(scopes, list):
+        raise ApiError(system, "unexpected reply to currentAppInstallation { accessScopes }")
+    handles = {s["handle"] for s in scopes if isinstance(s, dict) and isinstance(s.get("handle"), str)}
+    return frozenset(handles | {"read_" + h[len("write_") :] for h in handles if h.startswith("write_")})
 
 
 RETRY_SET = """

@@ -5,8 +5,20 @@ schema (`scripts/shopify_sdl.py`), so a field crmsync should not use, or mistype
 way it fails at Shopify. Implemented: `customers`, `orders`, `customer`, `order`, `shop` with
 cursor paging, sort keys and the `updated_at`/`created_at`/`id`/`email`/`customer_id` search
 filters; `tagsAdd`, `tagsRemove`, `metafieldsSet` (25 per call, atomic), `metafieldsDelete`;
-the `X-Shopify-Access-Token` check; calculated query cost with a leaky bucket
-(`extensions.cost.throttleStatus`, `THROTTLED` and `MAX_COST_EXCEEDED` errors, HTTP 200).
+`currentAppInstallation { accessScopes }`; the `X-Shopify-Access-Token` check; calculated query
+cost with a leaky bucket (`extensions.cost.throttleStatus`, `THROTTLED` and `MAX_COST_EXCEEDED`
+errors, HTTP 200).
+
+Tokens as a Dev Dashboard app gets them (shopify.dev, client-credentials-grant, offline-access-
+tokens; see ../shared/api-notes/shopify.md): `POST /admin/oauth/access_token` with
+`grant_type=client_credentials` answers `{access_token, scope, expires_in: 86399}` (the lifetime
+is `token_ttl_s`, set through `/_sandbox/app`), and with `grant_type=refresh_token` a new access
+token (an hour) and a new refresh token, the old one retired once the new one is used. A wrong
+client id or secret is 400 `invalid_client`, a refresh token not (or no longer) known 400
+`invalid_grant`; an expired or unknown access token is 401 with Shopify's `[API] Invalid API key or
+access token` body. The app's scopes (`/_sandbox/app`) are enforced: a root field without its scope
+is `ACCESS_DENIED`, and without `read_all_orders` the orders of more than 60 days ago are not there.
+The legacy fixed token of an app created in the admin before 2026 keeps working.
 
 Shapes marked (assumed) in ../shared/api-notes/shopify.md are followed as written there: the
 401 body text, the userError messages, HTTP 200 for throttling.
@@ -23,6 +35,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -48,10 +61,11 @@ from graphql import (
     parse,
     validate,
 )
-from graphql.utilities import value_from_ast
+from graphql.language import Visitor, visit
+from graphql.utilities import TypeInfo, TypeInfoVisitor, value_from_ast
 from werkzeug.wrappers import Request, Response
 
-from connectors.sandbox import FixtureError, Route, SandboxApp, json_response, utcnow
+from connectors.sandbox import FixtureError, Route, SandboxApp, VendorError, json_response, utcnow
 from connectors.sandbox.faults import FaultRule
 from connectors.shopify.search import SearchSyntaxError, compile_query
 from mapping.model import parse_timestamp
@@ -69,6 +83,24 @@ CUSTOMER_GID = re.compile(r"^gid://shopify/Customer/(\d+)$")
 ORDER_GID = re.compile(r"^gid://shopify/Order/(\d+)$")
 BAD_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 DEFAULT_TOKEN = "shpat_sandbox_0123456789abcdef"
+DEFAULT_CLIENT_ID = "sandbox-client-id-0123456789abcdef"
+DEFAULT_CLIENT_SECRET = "shpss_sandbox_client_secret_0123456789"
+CLIENT_CREDENTIALS_TTL = 86399  # "Always 86399 (24 hours)"
+OFFLINE_TOKEN_TTL = 3600
+REFRESH_TOKEN_TTL = 7_776_000  # 90 days
+RECENT_ORDERS_DAYS = 60
+ALL_SCOPES = ("read_customers", "write_customers", "read_orders", "read_all_orders")
+# The scope each root field needs (a write scope includes its read scope).
+ROOT_SCOPES = {
+    "customers": "read_customers",
+    "customer": "read_customers",
+    "orders": "read_orders",
+    "order": "read_orders",
+    "tagsAdd": "write_customers",
+    "tagsRemove": "write_customers",
+    "metafieldsSet": "write_customers",
+    "metafieldsDelete": "write_customers",
+}
 
 
 @cache
@@ -133,6 +165,7 @@ class CostBucket:
 
 class ShopifySandbox(SandboxApp):
     type = "shopify"
+    issues_tokens = True
 
     def __init__(
         self,
@@ -140,30 +173,132 @@ class ShopifySandbox(SandboxApp):
         *,
         time_scale: float = 1.0,
         access_token: str = DEFAULT_TOKEN,
+        client_id: str = DEFAULT_CLIENT_ID,
+        client_secret: str = DEFAULT_CLIENT_SECRET,
+        scopes: Sequence[str] = ALL_SCOPES,
+        token_ttl_s: float = CLIENT_CREDENTIALS_TTL,
         bucket_size: float = BUCKET_SIZE,
         restore_rate: float = RESTORE_RATE,
         throttle_status: int = 200,
+        **kwargs: Any,
     ) -> None:
         self.access_token = access_token
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.scopes = list(scopes)
+        self.token_ttl_s = float(token_ttl_s)
+        self._replaced_by: dict[str, str] = {}  # new refresh token -> the one it replaces
         self.customers: dict[str, dict[str, Any]] = {}
         self.orders: dict[str, dict[str, Any]] = {}
         self.bucket = CostBucket(bucket_size, restore_rate * time_scale)
         self.throttle_status = throttle_status
         self._metafield_seq = 1000
-        super().__init__(data, time_scale=time_scale)
+        super().__init__(data, time_scale=time_scale, **kwargs)
 
     # ----- routes and hooks ---------------------------------------------------------------------
     def client_settings(self) -> dict[str, Any]:
-        # No request-count limit: Shopify paces by query cost, which the connector reads from replies.
-        return {"access_token": self.access_token, "api_version": API_VERSION, **super().client_settings()}
+        # A Dev Dashboard app's credentials; no request-count limit: Shopify paces by query cost,
+        # which the connector reads from replies.
+        return {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "api_version": API_VERSION,
+            **super().client_settings(),
+        }
+
+    def known_secrets(self) -> list[str]:
+        return [self.client_secret, self.access_token]
 
     def routes(self) -> Sequence[Route]:
-        return [Route("/admin/api/<version>/graphql.json", ("POST",), self.graphql_endpoint, lists=True)]
+        return [
+            Route("/admin/api/<version>/graphql.json", ("POST",), self.graphql_endpoint, lists=True),
+            Route("/admin/oauth/access_token", ("POST",), self.token_endpoint, token=True),
+        ]
 
     def authenticate(self, request: Request) -> Response | None:
-        if request.headers.get("X-Shopify-Access-Token") != self.access_token:
+        token = request.headers.get("X-Shopify-Access-Token") or ""
+        if token != self.access_token and self.token_status(token) != "valid":
             return self.auth_failure()
         return None
+
+    # ----- the app: scopes, token lifetime, tokens --------------------------------------------
+    def app_settings(self) -> dict[str, Any]:
+        return {"scopes": list(self.scopes), "token_ttl_s": self.token_ttl_s, **super().app_settings()}
+
+    def change_app(self, partial: Mapping[str, Any]) -> None:
+        rest = dict(partial)
+        if "scopes" in rest:
+            scopes = rest.pop("scopes")
+            if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+                raise VendorError(400, "bad_request", "scopes is a list of scope handles")
+            self.scopes = list(scopes)
+        if "token_ttl_s" in rest:
+            ttl = rest.pop("token_ttl_s")
+            if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
+                raise VendorError(400, "bad_request", "token_ttl_s is a positive number of seconds")
+            self.token_ttl_s = float(ttl)
+        super().change_app(rest)
+
+    def app_action(self, name: str, request: Request) -> Response | None:
+        if name == "offline-token" and request.method == "POST":
+            # What the authorization-code or token-exchange grant with `expiring=1` hands an app.
+            return json_response(self._offline_pair())
+        return None
+
+    def rename_fields(self, data: Any) -> Any:
+        return data  # a renamed field fails validation instead (`_renamed_fields`)
+
+    def granted(self) -> set[str]:
+        """The app's scopes, with the read scope every write scope includes."""
+        scopes = set(self.scopes)
+        return scopes | {"read_" + s[len("write_") :] for s in scopes if s.startswith("write_")}
+
+    def _offline_pair(self) -> dict[str, Any]:
+        ttl = min(OFFLINE_TOKEN_TTL, self.token_ttl_s)
+        return {
+            "access_token": self.issue_token("shpat_", ttl),
+            "expires_in": int(ttl),
+            "refresh_token": self.issue_token("shprt_", REFRESH_TOKEN_TTL, kind="refresh"),
+            "refresh_token_expires_in": REFRESH_TOKEN_TTL,
+            "scope": ",".join(sorted(self.granted())),
+        }
+
+    def token_endpoint(self, request: Request) -> Response:
+        """`POST /admin/oauth/access_token`: form-encoded as documented, or JSON as Shopify's own
+        libraries send it. Errors are JSON when asked for (`Accept: application/json`), else an
+        HTML page, as reported of the real endpoint."""
+        if request.mimetype == "application/json":
+            try:
+                loaded = json.loads(request.get_data() or b"{}")
+            except ValueError:
+                loaded = None
+            form: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        else:
+            form = request.form.to_dict()
+        wants_json = "json" in request.headers.get("Accept", "")
+        grant = form.get("grant_type")
+        if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
+            return _oauth_error("invalid_client", "Client authentication failed", wants_json)
+        with self.lock:
+            if grant == "client_credentials":
+                reply = {
+                    "access_token": self.issue_token("shpat_", self.token_ttl_s),
+                    "scope": ",".join(sorted(self.granted())),
+                    "expires_in": int(self.token_ttl_s),
+                }
+                return json_response(reply)
+            if grant == "refresh_token":
+                used = str(form.get("refresh_token") or "")
+                if self.token_status(used, kind="refresh") != "valid":
+                    return _oauth_error("invalid_grant", "The refresh token is invalid or expired", wants_json)
+                # The token this one replaced is retired now that the new one is in use.
+                retired = self._replaced_by.pop(used, None)
+                if retired is not None:
+                    self.issued.pop(retired, None)
+                reply = self._offline_pair()
+                self._replaced_by[str(reply["refresh_token"])] = used
+                return json_response(reply)
+        return _oauth_error("unsupported_grant_type", f"grant_type {grant!r} is not supported", wants_json)
 
     def auth_failure(self) -> Response:
         return json_response({"errors": BAD_TOKEN}, 401)
@@ -421,6 +556,10 @@ class ShopifySandbox(SandboxApp):
         problems = validate(schema, document)
         if problems:
             return json_response({"errors": [_error_json(p) for p in problems]})
+        if self.renamed:
+            gone = _renamed_fields(schema, document, self.renamed)
+            if gone:
+                return json_response({"errors": gone})
         try:
             requested = query_cost(schema, document, variables, body.get("operationName"))
         except GraphQLError as exc:
@@ -469,11 +608,15 @@ class ShopifySandbox(SandboxApp):
         return json_response(payload)
 
     def _roots(self) -> dict[str, Any]:
-        return {
+        roots = {
             "customers": self._resolve_customers,
             "orders": self._resolve_orders,
             "customer": lambda info, id: self._node_or_none(self.customers, id),
-            "order": lambda info, id: self._node_or_none(self.orders, id),
+            "order": lambda info, id: self._visible_order(self.orders.get(id)),
+            "currentAppInstallation": lambda info: {
+                "id": "gid://shopify/AppInstallation/1",
+                "accessScopes": [{"handle": s, "description": f"The {s} access scope"} for s in sorted(self.granted())],
+            },
             "shop": lambda info: {
                 "id": "gid://shopify/Shop/1",
                 "name": "crmsync sandbox",
@@ -485,6 +628,18 @@ class ShopifySandbox(SandboxApp):
             "metafieldsSet": self._metafields_set,
             "metafieldsDelete": self._metafields_delete,
         }
+        granted = self.granted()
+        for field, scope in ROOT_SCOPES.items():
+            if scope not in granted:
+                roots[field] = _access_denied(field, scope)
+        return roots
+
+    def _visible_order(self, node: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Without `read_all_orders` only the orders created in the last 60 days exist for the app."""
+        if node is None or "read_all_orders" in self.granted():
+            return node
+        cutoff = self.now() - timedelta(days=RECENT_ORDERS_DAYS)
+        return node if parse_timestamp(node["createdAt"]) >= cutoff else None
 
     def _node_or_none(self, store: Mapping[str, dict[str, Any]], gid: str) -> dict[str, Any] | None:
         return store.get(gid)
@@ -528,7 +683,8 @@ class ShopifySandbox(SandboxApp):
             "TOTAL_PRICE": lambda n: Decimal(n["totalPriceSet"]["shopMoney"]["amount"]),
             "RELEVANCE": lambda n: 0,
         }
-        return self._connection(info, list(self.orders.values()), getters, sort_keys, args)
+        visible = [n for n in self.orders.values() if self._visible_order(n) is not None]
+        return self._connection(info, visible, getters, sort_keys, args)
 
     def _connection(
         self,
@@ -849,6 +1005,54 @@ def _selection_cost(
 
 
 # ----- small helpers ---------------------------------------------------------------------------------
+def _access_denied(field: str, scope: str) -> Callable[..., Any]:
+    """A root field the app has no scope for: Shopify's ACCESS_DENIED error (HTTP 200)."""
+
+    def resolve(*args: Any, **kwargs: Any) -> Any:
+        raise GraphQLError(
+            f"Access denied for {field} field. Required access: `{scope}` access scope.",
+            extensions={
+                "code": "ACCESS_DENIED",
+                "documentation": "https://shopify.dev/api/usage/access-scopes",
+                "requiredAccess": f"`{scope}` access scope.",
+            },
+        )
+
+    return resolve
+
+
+def _renamed_fields(schema: GraphQLSchema, document: DocumentNode, renamed: Mapping[str, str]) -> list[dict[str, Any]]:
+    """An API version that renamed a field: a document selecting the old name fails validation,
+    with Shopify's undefinedField error (the emulator's drift switch, `/_sandbox/app`)."""
+    errors: list[dict[str, Any]] = []
+    info = TypeInfo(schema)
+
+    class Finder(Visitor):
+        def enter_field(self, node: FieldNode, *_: Any) -> None:
+            parent = info.get_parent_type()
+            name = node.name.value
+            if parent is not None and name in renamed:
+                errors.append(
+                    {
+                        "message": f"Field '{name}' doesn't exist on type '{parent.name}'",
+                        "locations": [{"line": node.loc.source.get_location(node.loc.start).line, "column": 1}]
+                        if node.loc
+                        else [],
+                        "extensions": {"code": "undefinedField", "typeName": parent.name, "fieldName": name},
+                    }
+                )
+
+    visit(document, TypeInfoVisitor(info, Finder()))
+    return errors
+
+
+def _oauth_error(code: str, description: str, as_json: bool) -> Response:
+    if as_json:
+        return json_response({"error": code, "error_description": description}, 400)
+    page = f"<html><body><h1>Oauth error {code}: {description}</h1></body></html>"
+    return Response(page, status=400, content_type="text/html; charset=utf-8")
+
+
 def _is_money_bag(value: Any) -> bool:
     return (
         isinstance(value, dict)

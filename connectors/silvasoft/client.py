@@ -13,7 +13,8 @@ Silvasoft, and what web-shop plugins often fill with the shop's own customer num
 `links = { <shop> = "CustomerNumber" }` then).
 
 Silvasoft documents no tag, category or custom field on a relation, so crmsync writes nothing
-here: `capabilities` say so, `crmsync check` prints it and the planner plans nothing.
+here: `capabilities` say so, the planner plans nothing, and `crmsync check` (which proves the two
+reads, relations and sales invoices, with one item each) says it in a warning.
 
 The vendor signals its rate limit (2/s and 50/min advised, plus an hourly plan quota) with
 **HTTP 401** "Ratelimit exceeded" and no Retry-After; `classify` tells that apart from a 401 for
@@ -29,7 +30,17 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from connectors.base import Capabilities, Connector, Page, advance_cursor, confirm_short, read_since
+from connectors.auth import HeaderAuth
+from connectors.base import (
+    Capabilities,
+    CheckReport,
+    Connector,
+    Page,
+    Permission,
+    advance_cursor,
+    confirm_short,
+    read_since,
+)
 from connectors.errors import ApiError
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
 from connectors.settings import Duration, RateWindow, SystemSettings
@@ -41,6 +52,11 @@ MAX_RELATIONS = 200
 MAX_INVOICES = 100
 # Credited and cancelled invoices never count toward a customer's value; concepts were never sent.
 NOT_COUNTED_STATUSES = frozenset({"credited", "cancelled", "concept"})
+READ_ONLY = (
+    "read-only: crmsync writes nothing to Silvasoft, because its API documents no tag, category or custom "
+    "field on a relation that could hold segments or a loyalty tier; its customers and invoices still count "
+    "toward profiles and segments"
+)
 
 
 def _documented_limits() -> list[RateWindow]:
@@ -66,6 +82,7 @@ class SilvasoftSettings(SystemSettings):
 class SilvasoftConnector(Connector):
     type = "silvasoft"
     settings_class = SilvasoftSettings
+    api_name = "Silvasoft REST API"
     capabilities = Capabilities(
         read_contacts=True, read_orders=True, incremental=True, write_tags=False, write_fields=False
     )
@@ -86,9 +103,7 @@ class SilvasoftConnector(Connector):
     settings: SilvasoftSettings
 
     def make_client(self) -> ApiClient:
-        return self.api_client(
-            headers={"ApiKey": self.settings.api_key.get_secret_value(), "Username": self.settings.username}
-        )
+        return self.api_client(auth=HeaderAuth({"ApiKey": self.settings.api_key, "Username": self.settings.username}))
 
     # ----- what replies mean ---------------------------------------------------------------------
     def classify(self, response: ApiResponse) -> Verdict:
@@ -116,8 +131,20 @@ class SilvasoftConnector(Connector):
             raise ApiError(self.name, f"GET {API}/{endpoint}/: expected a JSON list, got {type(body).__name__}")
         return [item for item in body if isinstance(item, dict)]
 
-    def check(self) -> None:
+    def check(self) -> CheckReport:
+        """Proves the credentials and both reads, one item each; a 401 for wrong credentials
+        raises AuthError. Nothing is written, and nothing can be: the warning says so."""
         self.get("listrelations", {"RelationType": "Customer", "Limit": 1})
+        self.get("listsalesinvoices", {"Limit": 1})
+        capabilities = Capabilities(
+            read_contacts=True,
+            read_orders=True,
+            incremental=True,  # invoices are read from a date on (DateFrom)
+            write_tags=False,
+            write_fields=False,
+        )
+        permissions = [Permission("read_relations", True), Permission("read_sales_invoices", True)]
+        return CheckReport(capabilities, permissions, [READ_ONLY])
 
     # ----- reads --------------------------------------------------------------------------------
     @property

@@ -1,12 +1,19 @@
 """SuperOffice CRM Online connector: WebAPI REST v1 (`https://<env>.superoffice.com/<tenant>/api/v1`).
 
 Reads persons from the Person archive (`GET /api/v1/Person` with `$select`, `$filter`,
-`$orderBy`, `$top`) and sales from the Sale archive, following `odata.nextLink` to the end. Rows
-are ordered by their id, not by their update time: an edit during the read then leaves every row
-where it was, where ordering by `personUpdatedDate` would move the edited row to the end and shift
-the page boundaries past a row nobody read. The update-time filter still makes each cycle
-incremental (`personUpdatedDate after '<cursor - lookback>'`); the checkpoint mid-read remembers
-the last id, so a resumed read continues with `personId gt <id>` under the same filter.
+`$orderBy`, `$top`) and sales from the Sale archive, a page at a time by id: each next page asks
+for `personId gt <last id>` until a page comes back shorter than `$top` (asked for twice, the
+longer answer winning). `odata.nextLink` is not followed: the documentation does not say when it is
+given, and replies without it are seen, so a read that stopped where the link stopped could move
+the cursor after one page. Rows are ordered by their id, not by their update time: an edit during
+the read then leaves every row where it was, where ordering by `personUpdatedDate` would move the
+edited row to the end and shift the page boundaries past a row nobody read. The update-time
+filter still makes each cycle incremental (`personUpdatedDate after '<cursor - lookback>'`); the
+checkpoint mid-read remembers the last id, so a resumed read continues under the same filter.
+
+A sale counts when its status is Sold. The archive shows list values as display text in the
+request's language (else the tenant's: "Verkocht" in a Dutch tenant), so crmsync asks for English
+(`SO-Language: en`) and quarantines a sale whose status it does not recognise rather than guess.
 
 Write-back goes into the custom fields named by `segments_field` / `tier_field` (a UDF by ProgId
 or `SuperOffice:<n>`, or an extra field `x_...`) with a JSON Merge Patch that names only those
@@ -23,17 +30,28 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
-from connectors.base import Capabilities, Connector, Page, read_since
+from connectors.auth import (
+    Authenticator,
+    ExpiringTokenAuth,
+    HeaderAuth,
+    RefreshTokenGrant,
+    TokenSource,
+    token_classify,
+)
+from connectors.base import Capabilities, CheckReport, Connector, Page, Permission, confirm_short, read_since
 from connectors.errors import ApiError, RejectedRecord, TransientError
-from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
-from connectors.settings import SystemSettings
-from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult, parse_timestamp
+from connectors.http import ApiClient, ApiResponse, Verdict, check_base_url, default_classify
+from connectors.settings import Duration, SystemSettings
+from connectors.superoffice.auth import TICKET_LIFETIME, SystemUserTicket
+from mapping.model import FieldSpec, Kind, RecordProblem, SourceRecord, WriteBack, WriteResult, parse_timestamp
 
+OIDC_TOKEN_PATH = "/login/common/oauth/tokens"
 MAX_TOP = 5000  # (assumed) no documented maximum; the sandbox refuses more
 DEFAULT_PAGE = 200
 PERSON_COLUMNS = (
@@ -58,6 +76,8 @@ SALE_COLUMNS = (
 )
 INTERESTS_COLUMN = "personInterestIds"
 COUNTED_SALE_STATUSES = frozenset({"Sold"})
+# The salestatus list (docs: mdo-providers/reference/salestatus.md) by its English names.
+SALE_STATUSES = frozenset({"Unknown", "Open", "Sold", "Lost", "Stalled"})
 ATTEMPTS_ON_CONFLICT = 3
 # A UDF key (ProgId, or "SuperOffice:<n>" when the ProgId is empty) or an extra field (x_...).
 FIELD_NAME = r"^(SuperOffice:\d+|[A-Za-z_][\w.-]*)$"
@@ -67,15 +87,61 @@ _ENTITY_PATH = re.compile(r"/Person/\d+$")
 class SuperOfficeSettings(SystemSettings):
     type: Literal["superoffice"]
     tenant: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="context identifier, e.g. Cust12345")
-    access_token: SecretStr
-    app_token: SecretStr = Field(description="the application secret, sent as SO-AppToken")
+    # How crmsync signs in (docs/setup/superoffice.md): "system_user" (server to server: a ticket
+    # from the system user token signed with the app's private key), "oidc" (an access token
+    # renewed with a user's refresh token), or "ticket" (a fixed token or ticket, as before).
+    auth: Literal["system_user", "oidc", "ticket"] = "ticket"
+    login_url: str | None = Field(
+        default=None, description="the environment's login host (https://sod.superoffice.com); default from base_url"
+    )
+    app_token: SecretStr | None = Field(default=None, description="the application's client secret (SO-AppToken)")
+    access_token: SecretStr | None = None
     auth_scheme: Literal["Bearer", "SOTicket"] = "Bearer"
+    client_id: str | None = Field(default=None, min_length=1)
+    client_secret: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    private_key: SecretStr | None = None
+    system_user_token: SecretStr | None = None
+    context_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$", description="default: tenant")
+    token_renew_margin: Duration = Field(default=300.0, description="renew a token this long before it expires")
     segments_field: str | None = Field(default=None, pattern=FIELD_NAME)
     tier_field: str | None = Field(default=None, pattern=FIELD_NAME)
     segments_as: Literal["field", "interests"] = "field"
     orders_archive: str = Field(default="Sale", pattern=r"^[A-Za-z][A-Za-z0-9]*$")
     orders_filter: str | None = Field(default=None, description="extra $filter for the orders archive, and-ed")
     page_size: int | None = Field(default=None, ge=1, le=MAX_TOP)
+
+    @model_validator(mode="after")
+    def _credentials_of_the_flow(self) -> Self:
+        needed = {
+            "system_user": ("app_token", "private_key", "system_user_token"),
+            "oidc": ("client_id", "client_secret", "refresh_token"),
+            "ticket": ("access_token", "app_token"),
+        }[self.auth]
+        for key in needed:
+            if getattr(self, key) is None:
+                raise ValueError(f"{key}: field required (auth = {self.auth!r})")
+        if self.login_url is not None:
+            check_base_url(self.login_url)
+        return self
+
+    @property
+    def login_origin(self) -> str:
+        """Where tokens and tickets come from: SuperOffice signs in on the environment's root host
+        (sod, online, qaonline) while the API answers on the tenant's numbered one (sod2, online3)."""
+        if self.login_url:
+            return self.login_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or ""
+        match = re.match(r"^(sod|online|qaonline|stage)\d*\.superoffice\.com$", host)
+        return f"{parts.scheme}://{match.group(1)}.superoffice.com" if match else self.base_url
+
+    @property
+    def application_secret(self) -> SecretStr:
+        """SO-AppToken: the client secret, whichever key holds it."""
+        secret = self.app_token or self.client_secret
+        assert secret is not None
+        return secret
 
     @model_validator(mode="after")
     def _somewhere_to_write(self) -> Self:
@@ -91,6 +157,11 @@ class SuperOfficeSettings(SystemSettings):
         return self
 
 
+def _sign(request: Any, authorization: str, app_token: SecretStr) -> None:
+    request.headers["Authorization"] = authorization
+    request.headers["SO-AppToken"] = app_token.get_secret_value()
+
+
 def field_column(name: str) -> str:
     """The Person archive column of a custom field: extra fields are `personExtra/x_...`."""
     return f"personExtra/{name}" if name.startswith("x_") else f"personUdef/{name}"
@@ -103,6 +174,8 @@ def http_date(moment: datetime) -> str:
 class SuperOfficeConnector(Connector):
     type = "superoffice"
     settings_class = SuperOfficeSettings
+    api_name = "SuperOffice WebAPI REST"
+    api_version = "v1"
     # Tags are Interests and fields are UDFs / extra fields; which of them a tenant uses is a setting.
     capabilities = Capabilities(
         read_contacts=True, read_orders=True, incremental=True, write_tags=True, write_fields=True
@@ -132,13 +205,57 @@ class SuperOfficeConnector(Connector):
         self._interest_names: dict[int, str] = {}
         self._lost_creates: set[str] = set()  # names whose POST lost its reply in this cycle
         self._uncertain = False  # the current write left out an interest whose creation is in doubt
+        # Display values (a sale's status above all) come in the language asked for, else in the
+        # tenant's: crmsync always asks for English, so "Sold" means sold in every tenant.
+        return self.api_client(auth=self.authenticator(), headers={"SO-Language": "en", "Accept-Language": "en"})
+
+    def authenticator(self) -> Authenticator:
         settings = self.settings
-        return self.api_client(
-            headers={
-                "Authorization": f"{settings.auth_scheme} {settings.access_token.get_secret_value()}",
-                "SO-AppToken": settings.app_token.get_secret_value(),
-            }
+        app_token = {"SO-AppToken": settings.application_secret}
+        if settings.auth == "ticket":
+            assert settings.access_token is not None
+            fixed = SecretStr(f"{settings.auth_scheme} {settings.access_token.get_secret_value()}")
+            return HeaderAuth({"Authorization": fixed, **app_token})
+        self.token_client = self.api_client(base_url=settings.login_origin, classify=token_classify, paced=False)
+        if settings.auth == "oidc":
+            assert settings.client_id and settings.client_secret and settings.refresh_token
+            source: TokenSource = RefreshTokenGrant(
+                self.name,
+                self.token_client,
+                OIDC_TOKEN_PATH,
+                {"client_id": settings.client_id, "client_secret": settings.client_secret},
+                settings.refresh_token,
+                fix="the refresh token was refused (consent revoked, or the application's lifetime ended): "
+                "sign in again to get a new refresh token (docs/setup/superoffice.md)",
+                what="token refresh",
+            )
+            return ExpiringTokenAuth(
+                self.name,
+                source,
+                lambda request, token: _sign(request, f"Bearer {token.value}", settings.application_secret),
+                margin=settings.token_renew_margin,
+            )
+        assert settings.private_key and settings.system_user_token
+        source = SystemUserTicket(
+            self.name,
+            self.token_client,
+            application_token=settings.application_secret,
+            private_key=settings.private_key,
+            system_user_token=settings.system_user_token,
+            context_id=settings.context_id or settings.tenant,
         )
+        return ExpiringTokenAuth(
+            self.name,
+            source,
+            lambda request, token: _sign(request, f"SOTicket {token.value}", settings.application_secret),
+            margin=settings.token_renew_margin,
+            sliding=TICKET_LIFETIME,
+        )
+
+    def close(self) -> None:
+        super().close()
+        if getattr(self, "token_client", None) is not None:
+            self.token_client.close()
 
     @property
     def api(self) -> str:
@@ -162,25 +279,80 @@ class SuperOfficeConnector(Connector):
         body = response.body
         if isinstance(body, dict) and body.get("ErrorMessage"):
             verdict = Verdict(verdict.kind, f"{body.get('ErrorType')}: {body['ErrorMessage']}", verdict.retry_after)
+        if response.status == 403:
+            # Sentry: the signed-in user's role lacks the right; a new ticket would not change that.
+            return Verdict("denied", verdict.message)
         if response.status == 404 and _ENTITY_PATH.search(response.path):
             # A person deleted in SuperOffice since it was read: that record fails, not the system.
             return Verdict("rejected", verdict.message)
         return verdict
 
-    def check(self) -> None:
-        response = self.client.request("GET", f"{self.api}/Person/CustomField")
-        if not isinstance(response.body, list):
-            raise ApiError(self.name, "unexpected reply to GET Person/CustomField")
-        published = {item.get("FieldName"): item for item in response.body if isinstance(item, dict)}
-        if not self.settings.writeback:
-            return
-        for name in (self.segments_field, self.tier_field):
-            if name is None:
-                continue
-            if name not in published:
-                raise ApiError(self.name, f"custom field {name!r} is not published on the person card")
-            if published[name].get("IsReadOnly"):
-                raise ApiError(self.name, f"custom field {name!r} is read-only")
+    def check(self) -> CheckReport:
+        """Proves the credentials and read rights (one person and one sale), and for write-back the
+        role's right to update persons (`TableRight` of a person as the API shows it to this user),
+        each configured field (published on the person card and not read-only) or the Interests
+        list."""
+        persons = _rows(self.name, self.client.request("GET", f"{self.api}/Person", params=_first("personId")))
+        _rows(self.name, self.client.request("GET", f"{self.api}/Sale", params=_first("saleId")))
+        permissions: list[Permission] = []
+        warnings: list[str] = []
+        writes = self.settings.writeback
+        if writes and persons:
+            person_id = persons[0].get("personId")
+            entity = self.client.request("GET", f"{self.api}/Person/{person_id}", params={"$select": "TableRight"})
+            right = entity.body.get("TableRight") if isinstance(entity.body, dict) else None
+            mask = str(right.get("Mask") or "") if isinstance(right, dict) else ""
+            permissions.append(
+                Permission(
+                    "update persons",
+                    "Update" in mask.replace(" ", "").split(","),
+                    "give the user crmsync signs in as a role with the right to update persons (SuperOffice "
+                    f"Settings and maintenance > Roles); it has {mask or 'no rights'} on person {person_id}",
+                )
+            )
+        elif writes:
+            warnings.append("no person to read the update rights from: the first sync's writes will show them")
+        if writes and self.writes_tags:
+            interests = self.client.request("GET", f"{self.api}/List/PersonInterest/Items").body
+            permissions.append(
+                Permission(
+                    "interests list",
+                    isinstance(interests, list),
+                    "the PersonInterest list (persint) must be readable to the user crmsync signs in as",
+                )
+            )
+        if writes and (self.segments_field or self.tier_field):
+            response = self.client.request("GET", f"{self.api}/Person/CustomField")
+            if not isinstance(response.body, list):
+                raise ApiError(self.name, "unexpected reply to GET Person/CustomField")
+            published = {item.get("FieldName"): item for item in response.body if isinstance(item, dict)}
+            for name in (self.segments_field, self.tier_field):
+                if name is None:
+                    continue
+                found = published.get(name)
+                fix = (
+                    f"create {name!r} on the person card (Settings and maintenance > Preferences > User-defined "
+                    "fields > Person: a text field, published; or an extra field x_...)"
+                    if found is None
+                    else f"{name!r} ({found.get('DisplayName')}) is read-only: crmsync needs a writable text field"
+                )
+                permissions.append(Permission(f"field {name}", found is not None and not found.get("IsReadOnly"), fix))
+        granted = {p.name for p in permissions if p.ok}
+        caps = self.current_capabilities()
+        writable = writes and ("update persons" in granted or not persons)
+        return CheckReport(
+            Capabilities(
+                read_contacts=True,
+                read_orders=True,
+                incremental=True,
+                write_tags=writable and caps.write_tags and "interests list" in granted,
+                write_fields=writable
+                and caps.write_fields
+                and all(f"field {n}" in granted for n in (self.segments_field, self.tier_field) if n),
+            ),
+            permissions,
+            warnings,
+        )
 
     # ----- reads --------------------------------------------------------------------------------
     def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
@@ -210,50 +382,36 @@ class SuperOfficeConnector(Connector):
     ) -> Iterator[Page]:
         state = dict(checkpoint or {})
         since = read_since(state, self.settings.lookback)
-        conditions = []
+        window = []
         if since is not None:
             # `after` is exclusive and the column has whole seconds: start one second earlier.
-            conditions.append(f"{stamp} after '{(since - timedelta(seconds=1)):%Y-%m-%dT%H:%M:%S}'")
-        if state.get("after_id"):
-            conditions.append(f"{key} gt {int(state['after_id'])}")
+            window.append(f"{stamp} after '{(since - timedelta(seconds=1)):%Y-%m-%dT%H:%M:%S}'")
         if extra_filter:
-            conditions.append(extra_filter)
-        params = {"$select": ",".join(columns), "$orderBy": f"{key} asc", "$top": str(self.page_size)}
-        if conditions:
-            params["$filter"] = " and ".join(conditions)
+            window.append(extra_filter)
+        after_id = int(state["after_id"]) if state.get("after_id") else None
         high = str(state["high"]) if state.get("high") else None
-        response = self._page(path, params)
         number = 0
         while True:
-            rows = _rows(self.name, response)
+            conditions = [*window, *([f"{key} gt {after_id}"] if after_id is not None else [])]
+            params = {"$select": ",".join(columns), "$orderBy": f"{key} asc", "$top": str(self.page_size)}
+            if conditions:
+                params["$filter"] = " and ".join(conditions)
+            rows = confirm_short(partial(self._rows_of, path, params), len, self.page_size)
             records = list({r.id: r for r in (self._record(kind, row, stamp, key) for row in rows)}.values())
             high = _latest(high, records)
             number += 1
-            next_link = response.body.get("odata.nextLink") if rows else None
-            if not next_link:
+            if len(rows) < self.page_size:
                 yield Page(records, _finished(state.get("cursor"), high), number)
                 return
-            last_id = rows[-1].get(key)
-            yield Page(records, {**_window(state), "after_id": last_id, "high": high}, number)
-            response = self._page(self._relative(str(next_link)))
+            last = rows[-1].get(key)
+            if not isinstance(last, int) or (after_id is not None and last <= after_id):
+                # The filter on the key was ignored, or rows are not in key order: paging would loop.
+                raise ApiError(self.name, f"GET {path}: cannot page on {key!r} (rows not after {after_id})")
+            after_id = last
+            yield Page(records, {**_window(state), "after_id": after_id, "high": high}, number)
 
-    def _page(self, path: str, params: Mapping[str, str] | None = None) -> ApiResponse:
-        """One archive page. A page shorter than `$top` that still links to a next one lost a row
-        on the way: it is asked for again (up to twice) rather than skipping a person for good. A
-        short last page is asked for once more too; the longest answer wins."""
-        best: ApiResponse | None = None
-        for attempt in range(3):
-            response = self.client.request("GET", path, params=params)
-            body = response.body
-            rows = len(body.get("value") or []) if isinstance(body, dict) else 0
-            if best is None or rows > len(best.body.get("value") or []):
-                best = response
-            if rows >= self.page_size:
-                break
-            if attempt >= 1 and not (isinstance(body, dict) and body.get("odata.nextLink")):
-                break
-        assert best is not None
-        return best
+    def _rows_of(self, path: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        return _rows(self.name, self.client.request("GET", path, params=params))
 
     def _record(self, kind: Kind, row: Mapping[str, Any], stamp: str, key: str) -> SourceRecord:
         raw_id = row.get(key, row.get("PrimaryKey"))
@@ -263,15 +421,6 @@ class SuperOfficeConnector(Connector):
         except ValueError:
             updated_at = None
         return SourceRecord(self.name, kind, str(raw_id) if raw_id is not None else "", updated_at, dict(row))
-
-    def _relative(self, link: str) -> str:
-        """odata.nextLink is absolute; it must point back at the configured host, or the token
-        would go with it to wherever it points."""
-        parts, base = urlsplit(link), urlsplit(self.settings.base_url)
-        if parts.scheme and (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
-            raise ApiError(self.name, f"odata.nextLink points to another host ({parts.netloc}); not following it")
-        path = parts.path[len(base.path) :] if base.path and parts.path.startswith(base.path) else parts.path
-        return path + (f"?{parts.query}" if parts.query else "")
 
     # ----- interests (the persint list) -----------------------------------------------------------
     def _load_interests(self) -> None:
@@ -343,8 +492,16 @@ class SuperOfficeConnector(Connector):
         return [name for name in (self._interest_name(i) for i in ids) if name]
 
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
-        """Only sold sales are revenue; open, lost and stalled ones are not."""
-        return payload.get("saleStatus", payload.get("Status")) in COUNTED_SALE_STATUSES
+        """Only sold sales are revenue; open, lost and stalled ones are not. A status that is none
+        of the English names crmsync asked for cannot be read safely: the sale is quarantined."""
+        status = payload.get("saleStatus", payload.get("Status"))
+        if status not in SALE_STATUSES:
+            raise RecordProblem(
+                "unknown_sale_status",
+                f"saleStatus {status!r} is none of {', '.join(sorted(SALE_STATUSES))} (crmsync asks for "
+                "English display values with SO-Language: en)",
+            )
+        return status in COUNTED_SALE_STATUSES
 
     # ----- writes -------------------------------------------------------------------------------
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
@@ -417,6 +574,10 @@ def _switch_interests(current: Sequence[Any], add_ids: set[int], remove_names: s
         items.append({**item, "Selected": selected})
     items += [{"Id": item_id, "Selected": True} for item_id in sorted(add_ids - seen)]
     return items
+
+
+def _first(key: str) -> dict[str, str]:
+    return {"$select": key, "$orderBy": f"{key} asc", "$top": "1"}
 
 
 def _rows(system: str, response: ApiResponse) -> list[dict[str, Any]]:

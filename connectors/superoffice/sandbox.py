@@ -17,19 +17,38 @@ Implemented: `/{tenant}/api/v1/Person`, `/Sale`, `/Archive/{provider}` (Person, 
 a server calling Online. Errors use the vendor JSON `{Error, ErrorType, ErrorMessage,
 ErrorSource}`. (assumed) The rate limit: 10 requests a second per tenant, answered with 429 and
 `Retry-After`; the notes found no published figure.
+
+Signing in, as documented (../shared/api-notes/superoffice.md, "Auth"): the OIDC refresh grant at
+`/login/common/oauth/tokens` (an access token of an hour, `token_ttl_s`; the refresh token is not
+rotated), and the system-user exchange at `/Login/api/PartnerSystemUser/Authenticate`: the
+system user token signed with the application's private key (checked against its public key,
+within ten minutes of the wall clock) buys a JWT signed with the emulator's own key (served
+at `/login/.well-known/jwks`) whose ticket claim lives six hours after each use. `--write-config`
+writes the system-user flow; the fixed token and ticket of older installations keep working.
+
+Display values follow the request's language (`SO-Language`, else `Accept-Language`, else the
+tenant's: Dutch for the Dutch demo tenant): a sale's status is "Verkocht" to a client that does not
+ask for English. `next_link` (`/_sandbox/app`) leaves `odata.nextLink` out, which the documentation
+does not promise; `person_rights` sets the role's rights on persons (`TableRight.Mask`).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import email.utils
 import json
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from werkzeug.wrappers import Request, Response
 
 from connectors.ratelimit import Window
@@ -53,6 +72,20 @@ ERROR_SOURCE = "SuperOffice.Services.Implementation"
 SEGMENTS_UDF = "SuperOffice:8"
 TIER_UDF = "SuperOffice:9"
 SALE_STATUSES = ("Unknown", "Open", "Sold", "Lost", "Stalled")
+# The salestatus list's display names per language (English from the MDO list; Dutch assumed).
+STATUS_NAMES = {
+    "en": {"Unknown": "Unknown", "Open": "Open", "Sold": "Sold", "Lost": "Lost", "Stalled": "Stalled"},
+    "nl": {"Unknown": "Onbekend", "Open": "Open", "Sold": "Verkocht", "Lost": "Verloren", "Stalled": "Gestopt"},
+}
+DEFAULT_CLIENT_ID = "sandbox-superoffice-client-0123456789"
+DEFAULT_REFRESH_TOKEN = "sandbox-superoffice-refresh-token-0123456789"
+DEFAULT_SYSTEM_USER_TOKEN = "crmsync-sandbox-system-user-0123456789"
+OIDC_TOKEN_TTL = 3600.0
+TICKET_TTL = 6 * 3600.0
+SIGNATURE_WINDOW = 600.0  # (assumed) how far the signed token's minute may be from the emulator's clock
+ISSUER = "SuperOffice AS"
+TICKET_CLAIM = "http://schemes.superoffice.net/identity/ticket"
+FULL_RIGHTS = "Select, Update, Insert, Delete"
 # Text UDF lengths (assumed: short text 40, long text 200 characters, as in SuperOffice admin).
 TEXT_LIMITS = {"ShortText": 40, "LongText": 200}
 _FIELD_NAME = re.compile(r"^(SuperOffice:\d+|[A-Za-z_][\w.-]*)$")
@@ -138,9 +171,38 @@ def _nested(entity: Mapping[str, Any], key: str, inner: str) -> Any:
     return value.get(inner) if isinstance(value, dict) else None
 
 
+_KEYS: dict[str, rsa.RSAPrivateKey] = {}
+_KEYS_LOCK = threading.Lock()
+
+
+def _key(name: str) -> rsa.RSAPrivateKey:
+    """One RSA key per name and process (they take a while to make), made once even when several
+    emulators start at the same moment on different threads: a second key would not match the
+    private key an earlier config was written with."""
+    with _KEYS_LOCK:
+        if name not in _KEYS:
+            _KEYS[name] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return _KEYS[name]
+
+
+def _app_key() -> rsa.RSAPrivateKey:
+    """The application's key pair: the merchant keeps the private half (in the written config)."""
+    return _key("application")
+
+
+def _signing_key() -> rsa.RSAPrivateKey:
+    """The emulator's own key, that signs the system-user JWTs (published at /login/.well-known/jwks)."""
+    return _key("jwt")
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
 class SuperOfficeSandbox(SandboxApp):
     type = "superoffice"
     rate_limits = (Window(10, 1.0),)
+    issues_tokens = True
 
     def __init__(
         self,
@@ -149,11 +211,23 @@ class SuperOfficeSandbox(SandboxApp):
         tenant: str = DEFAULT_TENANT,
         access_token: str = DEFAULT_TOKEN,
         app_token: str = DEFAULT_APP_TOKEN,
+        client_id: str = DEFAULT_CLIENT_ID,
+        refresh_token: str = DEFAULT_REFRESH_TOKEN,
+        system_user_token: str = DEFAULT_SYSTEM_USER_TOKEN,
+        language: str = "nl",
         **kwargs: Any,
     ) -> None:
         self.tenant = tenant
         self.access_token = access_token
-        self.app_token = app_token
+        self.app_token = app_token  # the application's client secret
+        self.client_id = client_id
+        self.refresh_token = refresh_token
+        self.system_user_token = system_user_token
+        self.language = language
+        self.token_ttl_s: float | None = None  # vendor lifetimes unless a test sets one
+        self.next_link = True
+        self.person_rights = FULL_RIGHTS
+        self._display_language = language
         self.fields: dict[str, FieldDef] = {f.name: f for f in DEFAULT_FIELDS}
         self.interests: dict[int, dict[str, Any]] = {}
         for name in DEFAULT_INTERESTS:
@@ -174,17 +248,142 @@ class SuperOfficeSandbox(SandboxApp):
             Route(f"{API}/Person/CustomField", ("GET",), self.custom_fields),
             Route(f"{API}/List/PersonInterest/Items", ("GET",), self.list_interests),
             Route(f"{API}/List/PersonInterest/Items", ("POST",), self.create_interest),
+            Route("/login/common/oauth/tokens", ("POST",), self.oidc_tokens, token=True),
+            Route("/Login/api/PartnerSystemUser/Authenticate", ("POST",), self.system_user_authenticate, token=True),
+            Route("/login/.well-known/jwks", ("GET",), self.jwks, token=True),
         ]
 
     def client_settings(self) -> dict[str, Any]:
+        # Server to server: the system-user flow a daemon uses.
+        private_pem = _app_key().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         return {
             "tenant": self.tenant,
-            "access_token": self.access_token,
+            "auth": "system_user",
             "app_token": self.app_token,
+            "private_key": private_pem.decode(),
+            "system_user_token": self.system_user_token,
             "segments_field": SEGMENTS_UDF,
             "tier_field": TIER_UDF,
             **super().client_settings(),
         }
+
+    def known_secrets(self) -> list[str]:
+        return [self.access_token, self.app_token, self.refresh_token, self.system_user_token]
+
+    # ----- the application: token lifetimes, rights, language, paging ---------------------------
+    def app_settings(self) -> dict[str, Any]:
+        return {
+            "token_ttl_s": self.token_ttl_s,
+            "language": self.language,
+            "next_link": self.next_link,
+            "person_rights": self.person_rights,
+            **super().app_settings(),
+        }
+
+    def change_app(self, partial: Mapping[str, Any]) -> None:
+        rest = dict(partial)
+        if "token_ttl_s" in rest:
+            ttl = rest.pop("token_ttl_s")
+            if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
+                raise VendorError(400, "ArgumentException", "token_ttl_s is a positive number of seconds")
+            self.token_ttl_s = None if ttl is None else float(ttl)
+        if "language" in rest:
+            language = rest.pop("language")
+            if language not in STATUS_NAMES:
+                raise VendorError(400, "ArgumentException", f"language is one of {', '.join(STATUS_NAMES)}")
+            self.language = str(language)
+        if "next_link" in rest:
+            self.next_link = bool(rest.pop("next_link"))
+        if "person_rights" in rest:
+            self.person_rights = str(rest.pop("person_rights"))
+        super().change_app(rest)
+
+    def _ttl(self, default: float) -> float:
+        return self.token_ttl_s if self.token_ttl_s is not None else default
+
+    # ----- signing in ------------------------------------------------------------------------------
+    def oidc_tokens(self, request: Request) -> Response:
+        """The refresh-token grant (form-encoded, as SuperOffice's samples send it)."""
+        form = request.form
+        if form.get("client_id") != self.client_id or form.get("client_secret") != self.app_token:
+            return json_response({"error": "invalid_client", "error_description": "Unknown client"}, 400)
+        if form.get("grant_type") != "refresh_token":
+            return json_response({"error": "unsupported_grant_type"}, 400)
+        if form.get("refresh_token") != self.refresh_token:
+            return json_response({"error": "invalid_grant", "error_description": "Invalid refresh token"}, 400)
+        ttl = self._ttl(OIDC_TOKEN_TTL)
+        with self.lock:
+            token = self.issue_token(f"8A:{self.tenant}.", ttl)
+        return json_response({"token_type": "Bearer", "access_token": token, "expires_in": int(ttl), "id_token": ""})
+
+    def system_user_authenticate(self, request: Request) -> Response:
+        try:
+            body = json.loads(request.get_data() or b"null")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return self._system_user_failure("The request body is not a JSON object")
+        if body.get("ApplicationToken") != self.app_token:
+            return self._system_user_failure("Invalid application token")
+        if body.get("ContextIdentifier") != self.tenant:
+            return self._system_user_failure(f"Unknown context identifier {body.get('ContextIdentifier')!r}")
+        problem = self._signature_problem(str(body.get("SignedSystemToken") or ""))
+        if problem:
+            return self._system_user_failure(problem)
+        with self.lock:
+            ticket = self.issue_token("7T:", self._ttl(TICKET_TTL))
+        return json_response({"IsSuccessful": True, "Token": self._jwt(ticket), "ErrorMessage": None})
+
+    def _system_user_failure(self, message: str) -> Response:
+        return json_response({"IsSuccessful": False, "Token": None, "ErrorMessage": message})
+
+    def _signature_problem(self, signed: str) -> str | None:
+        parts = signed.rsplit(".", 2)
+        if len(parts) != 3:
+            return "SignedSystemToken is not <token>.<yyyyMMddHHmm>.<signature>"
+        token, minute, signature = parts
+        if token != self.system_user_token:
+            return "Unknown system user token"
+        try:
+            stamp = datetime.strptime(minute, "%Y%m%d%H%M").replace(tzinfo=UTC)
+            _app_key().public_key().verify(
+                base64.b64decode(signature), f"{token}.{minute}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except (ValueError, InvalidSignature):
+            return "InvalidSignature"
+        # Against the wall clock, as SuperOffice's own: the emulator's "now" may be a test's.
+        if abs((stamp - datetime.now(UTC)).total_seconds()) > SIGNATURE_WINDOW:
+            return "InvalidTimestamp"
+        return None
+
+    def _jwt(self, ticket: str) -> str:
+        moment = int(self.now().timestamp())
+        header = {"alg": "RS256", "typ": "JWT", "kid": "sandbox"}
+        claims = {
+            "iss": ISSUER,
+            "aud": "spn:sandbox",
+            "iat": moment,
+            "exp": moment + 300,
+            TICKET_CLAIM: ticket,
+            "http://schemes.superoffice.net/identity/ctx": self.tenant,
+        }
+        signed = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        signature = _signing_key().sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signed}.{_b64url(signature)}"
+
+    def jwks(self, request: Request) -> Response:
+        numbers = _signing_key().public_key().public_numbers()
+        key = {
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "kid": "sandbox",
+            "n": _b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+            "e": _b64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
+        }
+        return json_response({"keys": [key]})
 
     def error(self, status: int, code: str, message: str, **extra: Any) -> Response:
         body = {"Error": True, "ErrorType": _KIT_ERRORS.get(code, code), "ErrorMessage": message}
@@ -209,8 +408,12 @@ class SuperOfficeSandbox(SandboxApp):
             return self._unauthorized("Authorization header is missing: send 'Bearer <access token>'")
         if scheme.lower() not in ("bearer", "soticket"):
             return self._unauthorized(f"Authorization scheme '{scheme}' is not supported by SuperOffice Online")
-        if credential.strip() != self.access_token:
-            return self.auth_failure()
+        credential = credential.strip()
+        if credential != self.access_token:
+            if self.token_status(credential) != "valid":
+                return self.auth_failure()
+            if scheme.lower() == "soticket":
+                self.extend_token(credential, self._ttl(TICKET_TTL))  # a ticket lives on while used
         app_token = request.headers.get("SO-AppToken")
         if not app_token:
             return self._unauthorized("SO-AppToken header is missing; it is required when calling Online from a server")
@@ -364,7 +567,7 @@ class SuperOfficeSandbox(SandboxApp):
         entity["ActiveInterests"] = len(self.selected.get(person_id, ()))
         names = (stored.get("Firstname"), stored.get("MiddleName"), stored.get("Lastname"))
         entity.setdefault("FullName", " ".join(n for n in names if n))
-        entity.setdefault("TableRight", {"Mask": "Select, Update, Insert, Delete", "Reason": ""})
+        entity.setdefault("TableRight", {"Mask": self.person_rights, "Reason": ""})
         return entity
 
     def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
@@ -432,7 +635,7 @@ class SuperOfficeSandbox(SandboxApp):
             "amount": Column("decimal", lambda s: s.get("Amount")),
             "currency": Column("string", lambda s: _currency(s.get("Currency"))),
             "date": Column("date", lambda s: s.get("Saledate")),
-            "saleStatus": Column("string", lambda s: s.get("Status")),
+            "saleStatus": Column("string", lambda s: self._status_name(s.get("Status"))),
             "personId": Column("int", lambda s: _nested(s, "Person", "PersonId")),
             "person/personId": Column("int", lambda s: _nested(s, "Person", "PersonId")),
             "person/email/emailAddress": Column("string", person_email),
@@ -441,6 +644,18 @@ class SuperOfficeSandbox(SandboxApp):
             "registeredDate": Column("date", lambda s: s.get("CreatedDate")),
         }
         return columns.get(name)
+
+    def _status_name(self, status: Any) -> Any:
+        """A list column shows the item's name in the request's language (`_display_language`)."""
+        names = STATUS_NAMES.get(self._display_language, STATUS_NAMES["en"])
+        return names.get(str(status), status)
+
+    def _request_language(self, request: Request) -> str:
+        for header in ("SO-Language", "Accept-Language"):
+            value = request.headers.get(header, "").strip()[:2].lower()
+            if value in STATUS_NAMES:
+                return value
+        return self.language
 
     def _provider(self, name: str) -> tuple[Provider, list[dict[str, Any]]]:
         if name.lower() == "person":
@@ -454,6 +669,7 @@ class SuperOfficeSandbox(SandboxApp):
 
     def _archive(self, request: Request, provider_name: str) -> Response:
         with self.lock:
+            self._display_language = self._request_language(request)
             provider, rows = self._provider(provider_name)
             try:
                 query = parse_query(request.args, provider)
@@ -463,7 +679,7 @@ class SuperOfficeSandbox(SandboxApp):
         page = self.apply_item_fault(request, page)
         origin = request.host_url.rstrip("/")
         body: dict[str, Any] = {"odata.metadata": f"{origin}/{self.tenant}/api/v1/archive$metadata"}
-        if more:
+        if more and self.next_link:
             args = {k: v for k, v in request.args.items() if k.lower() != "$skip"}
             body["odata.nextLink"] = f"{request.base_url}?{urlencode({**args, '$skip': query.skip + query.top})}"
         body["value"] = page
@@ -499,6 +715,9 @@ class SuperOfficeSandbox(SandboxApp):
         with self.lock:
             if person_id not in self.persons:
                 raise self._not_found(person_id)
+            if "Update" not in self.person_rights:
+                # (assumed) the shape of Sentry's refusal of a save without the right
+                raise VendorError(403, "SoAccessDeniedException", f"No update rights on person {person_id}")
             self._check_unmodified(request, person_id)
             if isinstance(body, list) and content_type != "application/merge-patch+json":
                 changed = self._json_patch(person_id, body)

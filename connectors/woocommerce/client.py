@@ -7,19 +7,37 @@ would shift the pages and hide its neighbour), each next request moves `modified
 last timestamp seen (keyset paging), re-reading the boundary second. Customers have no tags, so
 crmsync's verdict goes into the meta keys `crmsync_segments` and `crmsync_loyalty_tier`, at most 100
 customers per `customers/batch` call; other meta keys are never sent, so they are never touched.
+
+`check` proves the key's rights without changing anything. An API key is `read`, `write` or
+`read_write`, and WooCommerce checks that against the HTTP method in WordPress's
+`rest_pre_dispatch`, before any route is matched. So a POST to a route that does not exist in
+the wc/v3 namespace tells the two apart and reaches no endpoint: 401 "does not have write
+permissions" for a read-only key, 404 `rest_no_route` for a key that may write. That 401 is a
+missing right (PermissionDenied), not wrong credentials.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from connectors.base import Capabilities, Connector, Page, advance_cursor, id_text, read_since
-from connectors.errors import ApiError, RejectedRecord
-from connectors.http import ApiClient, ApiResponse
+from connectors.auth import BasicAuth, QueryKeyAuth
+from connectors.base import (
+    Capabilities,
+    CheckReport,
+    Connector,
+    Page,
+    Permission,
+    advance_cursor,
+    id_text,
+    read_since,
+)
+from connectors.errors import ApiError, AuthError, PermissionDenied, RejectedRecord
+from connectors.http import ApiClient, ApiResponse, Verdict, default_classify, vendor_message
 from connectors.settings import SystemSettings
 from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult, parse_timestamp
 
@@ -27,6 +45,12 @@ API = "/wp-json/wc/v3"
 MAX_PAGE = 100
 BATCH_LIMIT = 100
 COUNTED_STATUSES = frozenset({"completed", "processing", "on-hold"})
+# A route that exists in no WooCommerce version: a write method sent to it meets the key check
+# (rest_pre_dispatch) and then WordPress's router, never an endpoint.
+PERMISSION_PROBE = API + "/crmsync-permission-probe"
+# WC_REST_Authentication::check_permissions: "The API key provided does not have write permissions."
+KEY_LACKS = re.compile(r"does not have (read|write) permissions", re.IGNORECASE)
+KEYS_FIX = "WooCommerce > Settings > Advanced > REST API > edit the key > Permissions: Read/Write"
 
 
 class WooCommerceSettings(SystemSettings):
@@ -43,6 +67,8 @@ class WooCommerceSettings(SystemSettings):
 class WooCommerceConnector(Connector):
     type = "woocommerce"
     settings_class = WooCommerceSettings
+    api_name = "WooCommerce REST API"
+    api_version = "wc/v3"
     capabilities = Capabilities(
         read_contacts=True, read_orders=True, incremental=True, write_tags=False, write_fields=True
     )
@@ -73,22 +99,87 @@ class WooCommerceConnector(Connector):
     settings: WooCommerceSettings
 
     def make_client(self) -> ApiClient:
-        key = self.settings.consumer_key.get_secret_value()
-        secret = self.settings.consumer_secret.get_secret_value()
-        self.auth_params = {"consumer_key": key, "consumer_secret": secret} if self.settings.auth == "query" else {}
-        return self.api_client(auth=(key, secret) if self.settings.auth == "basic" else None)
+        key, secret = self.settings.consumer_key, self.settings.consumer_secret
+        if self.settings.auth == "query":
+            return self.api_client(auth=QueryKeyAuth({"consumer_key": key, "consumer_secret": secret}))
+        return self.api_client(auth=BasicAuth(key, secret))
 
     @property
     def page_size(self) -> int:
         return self.settings.page_size or MAX_PAGE
 
     def get(self, path: str, params: Mapping[str, Any]) -> ApiResponse:
-        return self.client.request("GET", API + path, params={**params, **self.auth_params})
+        return self.client.request("GET", API + path, params=params)
 
-    def check(self) -> None:
-        response = self.get("/customers", {"per_page": 1, "role": self.settings.role})
+    # ----- what replies mean ---------------------------------------------------------------------
+    def classify(self, response: ApiResponse) -> Verdict:
+        body = response.body if isinstance(response.body, dict) else {}
+        code = str(body.get("code") or "")
+        message = vendor_message(response.body, response.text) or f"HTTP {response.status}"
+        if response.status == 401 and KEY_LACKS.search(message):
+            # The key is right but its permission is not: a new key or a retry would not help.
+            return Verdict("denied", message)
+        if response.status == 403 and code.startswith("woocommerce_rest_cannot_"):
+            # The key passed; the WordPress user it belongs to lacks the capability.
+            return Verdict("denied", message)
+        if response.path == PERMISSION_PROBE and response.status == 404 and code == "rest_no_route":
+            return Verdict.ok()  # the key may write; nothing was dispatched
+        return default_classify(response)
+
+    # ----- check ---------------------------------------------------------------------------------
+    def check(self) -> CheckReport:
+        """Proves reading customers (the configured role) and orders, and, when crmsync is to
+        write, the key's write permission with a POST that no endpoint receives."""
+        customers = self._read_right("/customers", {"per_page": 1, "role": self.settings.role}, "customers")
+        orders = self._read_right("/orders", {"per_page": 1}, "orders")
+        permissions = [
+            Permission("read_customers", customers is None, customers),
+            Permission("read_orders", orders is None, orders),
+        ]
+        writes = self.settings.writeback and bool(self.segments_field or self.tier_field)
+        written = False
+        if writes:
+            refusal = self._write_right()
+            written = refusal is None
+            permissions.append(Permission("write", written, refusal))
+        capabilities = Capabilities(
+            read_contacts=customers is None,
+            read_orders=orders is None,
+            incremental=orders is None,  # orders are read by modified_after; customers are scanned
+            write_tags=False,
+            write_fields=written,
+        )
+        return CheckReport(capabilities, permissions)
+
+    def _read_right(self, path: str, params: Mapping[str, Any], what: str) -> str | None:
+        """None when the key lists `what`, else what to fix. Wrong credentials raise AuthError."""
+        try:
+            response = self.get(path, params)
+        except PermissionDenied as exc:
+            if KEY_LACKS.search(exc.message):
+                return f"the API key is write-only: {KEYS_FIX}"
+            return (
+                f"the WordPress user of the API key may not list {what} ({exc.message}): give that user the "
+                "Administrator or Shop manager role, or make a key for a user who has it"
+            )
         if not isinstance(response.body, list):
-            raise ApiError(self.name, "unexpected reply to the customers list")
+            raise ApiError(self.name, f"GET {API}{path}: unexpected reply to the {what} list")
+        return None
+
+    def _write_right(self) -> str | None:
+        """None when the key may write, else what to fix. The POST goes to a route that does not
+        exist: the key check answers it before routing, and no endpoint ever sees it."""
+        try:
+            self.client.request("POST", PERMISSION_PROBE, json_body={}, mutating=False)
+        except PermissionDenied as exc:
+            if KEY_LACKS.search(exc.message):
+                return f"the API key is read-only: {KEYS_FIX}"
+            return f"the API key may not write ({exc.message}): {KEYS_FIX}"
+        except (AuthError, ApiError, RejectedRecord) as exc:
+            # The reads just proved the credentials: a refusal here (a firewall blocking POSTs,
+            # say) is about writing, not about the key being wrong.
+            return f"the write-permission probe got an unexpected answer ({exc.message}); make sure {KEYS_FIX}"
+        return None
 
     def _list_page(self, path: str, params: Mapping[str, Any]) -> tuple[list[Any], int]:
         """One page and the total page count. A page that comes back short while the totals say
@@ -195,9 +286,7 @@ class WooCommerceConnector(Connector):
             for change in changes
         ]
         try:
-            response = self.client.request(
-                "POST", API + "/customers/batch", params=self.auth_params, json_body={"update": updates}
-            )
+            response = self.client.request("POST", API + "/customers/batch", json_body={"update": updates})
         except RejectedRecord as exc:
             return [WriteResult(c.record_id, False, exc.message) for c in changes]
         answered = response.body.get("update") if isinstance(response.body, dict) else None

@@ -8,6 +8,14 @@ empty list; customers filtered by `role` (default `customer`), `email`, `search`
 as tie-breaker; `customers/batch` with at most 100 items, per-item errors and no atomicity; meta
 upserts by key or meta id, never touching other keys; Basic auth or `consumer_key`/
 `consumer_secret` query parameters; errors as `{code, message, data{status}}`.
+
+API keys carry a permission, `read`, `write` or `read_write` (`key_permissions`, changeable with
+`PATCH /_sandbox/app {"key_permissions": "read"}`), checked as WooCommerce's
+`WC_REST_Authentication::check_permissions` does it: in WordPress's `rest_pre_dispatch`, before the
+route is matched, for every request under `/wp-json/wc/`. GET and HEAD need read rights, POST, PUT,
+PATCH and DELETE write rights, OPTIONS passes; a refusal is 401 `woocommerce_rest_authentication_error`.
+So a read-only key posting to a route that does not exist is refused with that 401, and a key with
+write rights gets WordPress's 404 `rest_no_route`, with nothing dispatched.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox import FixtureError, Route, SandboxApp, VendorError, json_response, utcnow
@@ -33,6 +42,11 @@ SITE_OFFSET = timedelta(hours=1)  # the emulated shop runs on Europe/Amsterdam w
 DEFAULT_KEY = "ck_sandbox_0123456789abcdef0123456789abcdef"
 DEFAULT_SECRET = "cs_sandbox_fedcba9876543210fedcba9876543210"
 ROLES = ("all", "administrator", "editor", "author", "contributor", "subscriber", "customer", "shop_manager")
+KEY_PERMISSIONS = ("read", "write", "read_write")
+WC_NAMESPACE = "/wp-json/wc/"
+READ_METHODS = frozenset({"GET", "HEAD"})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+NO_ROUTE = "No route was found matching the URL and request method."
 ORDER_STATUSES = (
     "any",
     "pending",
@@ -61,6 +75,8 @@ def _invalid_param(name: str, message: str) -> VendorError:
 
 class WooCommerceSandbox(SandboxApp):
     type = "woocommerce"
+    # WordPress runs WooCommerce's key check in `rest_pre_dispatch`, before it matches the route.
+    authenticate_unrouted = True
 
     def __init__(
         self,
@@ -68,10 +84,16 @@ class WooCommerceSandbox(SandboxApp):
         *,
         consumer_key: str = DEFAULT_KEY,
         consumer_secret: str = DEFAULT_SECRET,
+        key_permissions: str = "read_write",
         **kwargs: Any,
     ) -> None:
+        """`key_permissions`: what the API key may do, `read`, `write` or `read_write` (as chosen
+        under WooCommerce > Settings > Advanced > REST API)."""
+        if key_permissions not in KEY_PERMISSIONS:
+            raise ValueError(f"key_permissions must be one of {', '.join(KEY_PERMISSIONS)}")
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
+        self.key_permissions = key_permissions
         self.customers: dict[int, dict[str, Any]] = {}
         self.orders: dict[int, dict[str, Any]] = {}
         self._meta_seq = 5000
@@ -91,13 +113,41 @@ class WooCommerceSandbox(SandboxApp):
             Route(f"{PREFIX}/orders/<int:order_id>", ("GET",), self.get_order),
         ]
 
+    def app_settings(self) -> dict[str, Any]:
+        return {**super().app_settings(), "key_permissions": self.key_permissions}
+
+    def change_app(self, partial: Mapping[str, Any]) -> None:
+        rest = dict(partial)
+        if "key_permissions" in rest:
+            value = rest.pop("key_permissions")
+            if value not in KEY_PERMISSIONS:
+                raise VendorError(400, "bad_request", f"key_permissions must be one of {', '.join(KEY_PERMISSIONS)}")
+            self.key_permissions = value
+        super().change_app(rest)
+
     def error(self, status: int, code: str, message: str, **extra: Any) -> Response:
+        if code == "rest_no_route":
+            message = NO_ROUTE  # WordPress core's words (WP_REST_Server::dispatch)
         return json_response({"code": code, "message": message, "data": {"status": status, **extra}}, status)
 
     def auth_failure(self) -> Response:
         return self.error(401, "woocommerce_rest_authentication_error", "Consumer key is invalid.")
 
+    def _routed(self, request: Request) -> bool:
+        """Whether a route answers this path and method (what WordPress finds after the checks)."""
+        try:
+            self.url_map.bind_to_environ(request.environ).match(method=request.method)
+        except HTTPException:
+            return False
+        return True
+
+    def is_write(self, request: Request, route: Route | None) -> bool:
+        # A write method on a path no route answers is dispatched nowhere: it changes nothing.
+        return super().is_write(request, route) and (route is not None or self._routed(request))
+
     def authenticate(self, request: Request) -> Response | None:
+        if not request.path.startswith(WC_NAMESPACE):
+            return None  # WooCommerce authenticates only requests to its own namespace
         key, secret = request.args.get("consumer_key"), request.args.get("consumer_secret")
         header = request.headers.get("Authorization", "")
         if header.lower().startswith("basic "):
@@ -106,6 +156,9 @@ class WooCommerceSandbox(SandboxApp):
             except (ValueError, UnicodeDecodeError):
                 return self.auth_failure()
         if not key and not secret:
+            if not self._routed(request):
+                return None  # no user, no key check: WordPress answers rest_no_route
+            # The endpoint's own permission check, for a request without a user.
             if request.method == "GET":
                 return self.error(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
             return self.error(401, "woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource.")
@@ -113,7 +166,23 @@ class WooCommerceSandbox(SandboxApp):
             return self.auth_failure()
         if secret != self.consumer_secret:
             return self.error(401, "woocommerce_rest_authentication_error", "Consumer secret is invalid.")
-        return None
+        return self._check_permissions(request.method)
+
+    def _check_permissions(self, method: str) -> Response | None:
+        """WC_REST_Authentication::check_permissions: the key's permission against the method."""
+        if method == "OPTIONS":
+            return None
+        if method in READ_METHODS:
+            need = "read"
+        elif method in WRITE_METHODS:
+            need = "write"
+        else:
+            return self.error(401, "woocommerce_rest_authentication_error", "Unknown request method.")
+        if self.key_permissions in (need, "read_write"):
+            return None
+        return self.error(
+            401, "woocommerce_rest_authentication_error", f"The API key provided does not have {need} permissions."
+        )
 
     # ----- fixtures ---------------------------------------------------------------------------
     def load(self, data: Mapping[str, Any]) -> None:

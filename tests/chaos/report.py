@@ -123,6 +123,13 @@ def render(data: dict[str, Any]) -> str:
         rows = [("cycle", "now (moved)", "peak RSS MB", "RSS MB")]
         rows += [(str(c["cycle"]), c["now"][:19], str(c["peak_rss_mb"]), str(c["rss_mb"])) for c in entry["cycles"]]
         parts.append(table(rows))
+    if "tokens" in data:
+        entry = data["tokens"]
+        parts.append("== Expiring tokens (`crmsync run` with Shopify's 24-hour client-credentials tokens)")
+        parts.append(
+            f"{entry['token_requests']} token requests over {entry['simulated_days']} simulated days and "
+            f"{entry['cycles']} cycles (expiries + 1; the daemon hands its token to each cycle process)"
+        )
     if "secrets" in data:
         entry = data["secrets"]
         parts.append("== Secrets")

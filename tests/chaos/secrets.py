@@ -15,6 +15,7 @@ sandboxes, carries the sandboxes' credentials by design.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from connectors.redaction import is_sensitive_name
 from connectors.registry import TYPES, sandbox_class
+from connectors.sandbox.app import ISSUED_TOKEN_MARK
 from tests.kit import SECRETS, output_dir
 
 SCANNED_SUFFIXES = (".out", ".err", ".log", ".db", ".db-wal", ".lock", ".html")
@@ -38,13 +40,21 @@ class Hit:
 
 
 def sandbox_secrets() -> set[str]:
-    """Every sandbox's default credentials (what `--write-config` puts in its config)."""
+    """Every sandbox's default credentials (what `--write-config` puts in its config, and the older
+    ones an emulator still accepts, such as Shopify's fixed token)."""
     found = set()
     for system_type in TYPES:
-        for key, value in sandbox_class(system_type)().client_settings().items():
+        app = sandbox_class(system_type)()
+        found.update(app.known_secrets())
+        for key, value in app.client_settings().items():
             if isinstance(value, str) and is_sensitive_name(key):
                 found.add(value)
     return found
+
+
+# Every token an emulator issues carries the mark and 32 hex digits, wherever and in whichever
+# process it was issued: one found in crmsync's output is a leak like any configured secret.
+ISSUED_TOKEN = re.compile(re.escape(ISSUED_TOKEN_MARK).encode() + rb"[0-9a-f]{32}")
 
 
 def all_secrets() -> set[str]:
@@ -77,4 +87,5 @@ def scan(folders: Iterable[Path], since: float, secrets: Iterable[str] | None = 
             continue
         files += 1
         hits += [Hit(path, secret.decode()) for secret in wanted if secret in data]
+        hits += [Hit(path, match.decode()) for match in sorted(set(ISSUED_TOKEN.findall(data)))]
     return files, hits

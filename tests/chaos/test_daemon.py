@@ -11,11 +11,13 @@ import json
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import closing
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from connectors.clock import Clock
 from tests.chaos import report
 from tests.kit import Sandboxes, json_out, run_crmsync, spawn, wait_until
 
@@ -113,3 +115,59 @@ def test_the_daemon_over_simulated_weeks(sandboxes: Sandboxes, tmp_path: Path) -
 def test_an_unusable_clock_speed_is_a_usage_error(tmp_path: Path) -> None:
     result = run_crmsync("status", env={"CRMSYNC_NOW_SPEED": "fast"}, cwd=tmp_path)
     assert result.returncode == 2 and "CRMSYNC_NOW_SPEED" in result.stderr
+
+
+DAY = 86_400
+TOKEN_SPEED = 14_400  # four hours a second: three simulated days in eighteen
+
+
+def test_the_daemon_keeps_its_shopify_token_across_three_simulated_days(
+    start_sandboxes_fixture: Callable[..., Sandboxes], small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """Client-credentials tokens live 24 hours, as Shopify's do. The daemon holds the token and hands
+    it to each cycle process, so it asks for a new one only when one expired: token requests equal
+    expiries + 1, not one per cycle, and no cycle surfaces an error."""
+    start = datetime.fromisoformat(START)
+    # The emulator runs on the same sped-up time as the daemon (its own origin: a token's lifetime is
+    # relative, so the two origins need not agree).
+    shop = start_sandboxes_fixture(
+        {"shopify": small_data["shopify"]}, time_scale=50, options={"shopify": {"clock": Clock(start, TOKEN_SPEED)}}
+    )
+    app = shop.app("shopify")
+    assert app.token_ttl_s == 86399
+    config = shop.config(tmp_path)
+    config.write_text(config.read_text().replace('interval = "15m"', 'interval = "1s"'))
+    daemon = spawn("run", "-c", str(config), env={"CRMSYNC_NOW": START, "CRMSYNC_NOW_SPEED": str(TOKEN_SPEED)})
+    try:
+        # three expiries, then two more cycles on the fourth token
+        def enough() -> bool:
+            if app.issued_count() < 4:
+                return False
+            fourth = sorted(t.issued_at for t in app.issued.values())[3]
+            return sum(1 for c in cycles(daemon.stderr()) if datetime.fromisoformat(c["now"]) > fourth) >= 2
+
+        assert wait_until(enough, timeout=90), daemon.stderr()[-3000:]
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        daemon.kill()
+    err = daemon.stderr()
+    seen = cycles(err)
+    moments = [datetime.fromisoformat(c["now"]) for c in seen]
+    assert moments[-1] - moments[0] >= timedelta(days=3)
+    assert all(c["systems"] == {"shopify": "ok"} for c in seen)  # no expiry ever surfaced as an error
+    assert not [line for line in err.splitlines() if '"level": "error"' in line]
+    tokens = sorted(app.issued.values(), key=lambda t: t.issued_at)
+    requested = shop.stats("shopify")["requests"]["POST /admin/oauth/access_token"]
+    assert requested == len(tokens)
+    # Every token served until its expiry, less the renewal margin (5 minutes) and the few simulated
+    # minutes a request takes at this speed: requests = expiries + 1.
+    lifetimes = [(new.issued_at - old.issued_at).total_seconds() for old, new in itertools.pairwise(tokens)]
+    assert all(DAY - 900 <= lived <= DAY + 7 * 3600 for lived in lifetimes), lifetimes
+    span = (tokens[-1].issued_at - tokens[0].issued_at).total_seconds()
+    assert requested == round(span / DAY) + 1
+    assert len(seen) >= 2 * requested  # cycles share a token: not one token per cycle
+    report.record(
+        "tokens",
+        {"cycles": len(seen), "token_requests": requested, "simulated_days": (moments[-1] - moments[0]).days},
+    )

@@ -28,3 +28,27 @@ def test_every_sandboxs_credentials_are_searched() -> None:
     assert "shpat_sandbox_0123456789abcdef" in found  # shopify
     assert len(found) >= 10  # at least one per vendor; WooCommerce, Lightspeed, SuperOffice have two
     assert found <= all_secrets()
+
+
+def test_a_token_any_emulator_issued_is_found_wherever_it_was_issued() -> None:
+    """Issued tokens are not configured anywhere (a sandbox in another process may have issued
+    them), so the scan knows them by the mark every emulator puts in them. (Planted outside the
+    session's folders, which the session's own scan covers.)"""
+    import tempfile
+
+    from connectors.shopify.sandbox import ShopifySandbox
+
+    issued = ShopifySandbox().issue_token("shpat_", 60)
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "x.err").write_text(f'{{"event": "oops", "token": "{issued}"}}')
+        (Path(folder) / "y.err").write_text("sbxissued but not a token")
+        _, hits = scan([Path(folder)], time.time(), secrets=set())
+    found = [hit for hit in hits if hit.path.parent == Path(folder)]
+    assert [hit.path.name for hit in found] == ["x.err"] and issued not in str(found[0])
+
+
+def test_the_new_credentials_are_searched_too() -> None:
+    found = sandbox_secrets()
+    assert "shpss_sandbox_client_secret_0123456789" in found  # Shopify's client secret
+    assert any(value.startswith("-----BEGIN PRIVATE KEY-----") for value in found)  # SuperOffice's key
+    assert "crmsync-sandbox-system-user-0123456789" in found

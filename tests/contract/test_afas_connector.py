@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from connectors.afas.client import AfasConnector, filter_params, token_header
 from connectors.afas.fixtures import demo_fixtures
@@ -226,12 +227,14 @@ def test_the_token_goes_as_base64_of_its_xml_and_a_wrong_one_is_not_retried(afas
     expected = "AfasToken " + base64.b64encode(envelope.encode()).decode()
     assert token_header(DEFAULT_TOKEN) == token_header(envelope) == expected
     crm = connector(afas, token=envelope)  # pasted as Profit shows it: works as well
-    assert crm.client.session.headers["Authorization"] == expected
+    prepared = crm.client.session.prepare_request(requests.Request("GET", f"{afas.url('afas')}/x"))
+    assert prepared.headers["Authorization"] == expected
     crm.check()
-    assert afas.stats("afas")["reads"] == 1  # check() is one authenticated call
+    # check() reads metainfo only: the listing, the two GetConnectors' columns, KnPerson's fields
+    assert afas.stats("afas")["reads"] == 4
     with pytest.raises(AuthError, match=r"afas: GET .*: credentials refused \(HTTP 401\)"):
         connector(afas, token="00FF00FF").check()
-    assert afas.stats("afas")["reads"] == 2
+    assert afas.stats("afas")["reads"] == 5  # a wrong token: one call, not retried
 
 
 def test_a_webshop_number_in_a_free_field_links_the_person_to_that_shop(afas: Sandboxes) -> None:

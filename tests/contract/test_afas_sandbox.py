@@ -145,6 +145,61 @@ def test_connectors_outside_the_app_connector_are_refused_with_401(afas: Sandbox
     assert (other.status_code, other.content) == (401, b"")
 
 
+def test_the_app_connector_decides_what_metainfo_lists_and_what_answers(afas: Sandboxes) -> None:
+    app = afas.url("afas") + "/_sandbox/app"
+    assert {k: v for k, v in requests.get(app, timeout=5).json().items() if k.endswith("_connectors")} == {
+        "get_connectors": [PERSONS, INVOICES],
+        "update_connectors": ["KnPerson"],
+    }
+    listing = get(afas, "/metainfo").json()
+    assert set(listing) == {"updateConnectors", "getConnectors", "info"}
+    assert listing["updateConnectors"] == [{"id": "KnPerson", "description": "Persoon"}]
+    assert set(listing["info"]) == {"envid", "appName", "group", "tokenExpiry"}
+    patched = requests.patch(app, json={"get_connectors": [PERSONS], "update_connectors": []}, timeout=5)
+    assert (patched.json()["get_connectors"], patched.json()["update_connectors"]) == ([PERSONS], [])
+    listing = get(afas, "/metainfo").json()
+    assert (listing["getConnectors"], listing["updateConnectors"]) == (
+        [{"id": PERSONS, "description": "Personen (crmsync)"}],
+        [],
+    )
+    # left out of the app connector: the data call and its metainfo are a 401 with an empty body
+    for refused in (
+        get(afas, f"/connectors/{INVOICES}"),
+        get(afas, f"/metainfo/get/{INVOICES}"),
+        get(afas, "/metainfo/update/KnPerson"),
+        put_person(afas, {"MatchPer": "0", "BcCo": "100001", SEGMENTS: "friends"}),
+    ):
+        assert (refused.status_code, refused.content) == (401, b"")
+    assert afas.customer("afas", "100001")["crmsync_segments"] is None
+    assert get(afas, f"/connectors/{PERSONS}").status_code == 200
+    for bad in ({"get_connectors": ["Profit_Employees"]}, {"update_connectors": "KnPerson"}, {"scopes": []}):
+        assert requests.patch(app, json=bad, timeout=5).status_code == 400
+    assert requests.get(app, timeout=5).json()["get_connectors"] == [PERSONS]  # a refused PATCH changes nothing
+    with pytest.raises(ValueError, match="serves no connector KnOrganisation"):
+        AfasSandbox(update_connectors=["KnOrganisation"])
+
+
+def test_knperson_metainfo_shows_free_fields_in_the_documented_shape(afas: Sandboxes) -> None:
+    update = get(afas, "/metainfo/update/KnPerson").json()
+    assert set(update) == {"name", "description", "fields", "objects"}
+    segments = next(f for f in update["fields"] if f["label"] == "crmsync_segments")
+    assert set(segments) == {
+        "fieldId",
+        "primaryKey",
+        "dataType",
+        "label",
+        "mandatory",
+        "length",
+        "decimals",
+        "decimalFieldId",
+        "notzero",
+        "controlType",
+        "values",
+    }  # custom-fields.md: no `id`, and `decimalFieldId` (GetConnector metainfo says `decimalsFieldId`)
+    assert re.fullmatch(r"U[0-9A-F]{32}", segments["fieldId"])
+    assert (segments["dataType"], segments["length"]) == ("string", 255)
+
+
 def test_a_query_string_over_2049_characters_is_a_404(afas: Sandboxes) -> None:
     params = {"filterfieldids": "City", "operatortypes": "6"}
     fits = "x" * (2049 - len("?filterfieldids=City&operatortypes=6&filtervalues="))

@@ -58,6 +58,19 @@ def test_reads_every_page_including_an_exact_multiple(
     assert efficy.stats("efficy")["writes"] == 0
 
 
+def test_pages_hold_page_size_rows_because_recordcount_goes_in_lowercase(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    """The JSON RPC is case sensitive: sent as `recordCount` the page size would be ignored and the
+    whole query would come back in the first page (efficy-u-rpc-api commit bcaa824)."""
+    efficy = start_sandboxes_fixture({"efficy": {"customers": contacts(12)}})
+    connector = make_connector(efficy, "efficy", page_size=5, writeback=False)
+    pages = list(connector.read_contacts(None))
+    assert [len(p.records) for p in pages] == [5, 5, 2]
+    assert [r.id for p in pages for r in p.records] == [str(i) for i in range(1, 13)]
+    assert requests_seen(efficy) == 3 + 1  # the short last page is asked for twice
+
+
 def test_incremental_read_returns_the_changed_record_and_not_the_others(efficy: Sandboxes) -> None:
     connector = make_connector(efficy, "efficy", page_size=10, lookback=0)
     checkpoint = [page.checkpoint for page in connector.read_contacts(None)][-1]
@@ -180,14 +193,16 @@ def test_a_wrong_key_is_an_auth_error_and_not_retried(efficy: Sandboxes) -> None
     assert efficy.stats("efficy")["errors"] == 2
 
 
-def test_check_proves_the_key_and_the_contacts_query_in_one_call(efficy: Sandboxes) -> None:
-    make_connector(efficy, "efficy").check()
-    assert requests_seen(efficy) == 1
-    with pytest.raises(ApiError, match=r"ER_QUERY_NOT_FOUND: Query 77 does not exist"):
-        make_connector(efficy, "efficy", contacts_query=77).check()
+def test_check_proves_the_key_and_the_queries_in_one_call_and_the_fields_in_a_second(efficy: Sandboxes) -> None:
+    assert make_connector(efficy, "efficy").check().missing == []
+    assert requests_seen(efficy) == 2
+    unknown = make_connector(efficy, "efficy", contacts_query=77).check()
+    assert [p.name for p in unknown.missing] == ["query 77 (contacts)"]
+    assert "ER_QUERY_NOT_FOUND: Query 77 does not exist" in (unknown.missing[0].fix or "")
+    assert requests_seen(efficy) == 3  # without the contacts query there is no contact to consult
     with pytest.raises(ApiError, match=r"query 77: ER_QUERY_NOT_FOUND"):
         list(make_connector(efficy, "efficy", contacts_query=77).read_contacts(None))
-    assert requests_seen(efficy) == 3  # a refused query is final: not retried
+    assert requests_seen(efficy) == 4  # a refused query is final: not retried
 
 
 def test_a_misconfigured_category_stops_the_read_with_its_reason(efficy: Sandboxes) -> None:
@@ -316,5 +331,5 @@ def test_what_efficy_replies_mean(efficy: Sandboxes, status: int, body: object, 
 
 def test_a_base_url_ending_in_crm_works_too(efficy: Sandboxes) -> None:
     connector = make_connector(efficy, "efficy", base_url=efficy.url("efficy") + "/crm")
-    connector.check()
-    assert requests_seen(efficy) == 1
+    assert connector.check().missing == []
+    assert requests_seen(efficy) == 2

@@ -155,6 +155,45 @@ def test_saved_queries_page_by_keyset_in_change_order(start_sandboxes_fixture: C
     assert deals == []
 
 
+def test_parameter_keys_are_case_sensitive_so_recordCount_is_ignored(efficy: Sandboxes) -> None:
+    """efficy's own client sent `recordCount` and got the whole query back (efficy-u-rpc-api commit
+    bcaa824); only the lowercase `recordcount` is the page size."""
+    lower = query(CONTACTS_QUERY, "1900-01-01T00:00:00|0", count=3)
+    camel = query(CONTACTS_QUERY, "1900-01-01T00:00:00|0", count=3)
+    camel["@func"][0]["recordCount"] = camel["@func"][0].pop("recordcount")
+    upper = query(CONTACTS_QUERY, "1900-01-01T00:00:00|0", count=3)
+    upper["@func"][0]["RECORDCOUNT"] = upper["@func"][0].pop("recordcount")
+    three, everything, also_everything = rpc(efficy, [lower, camel, upper]).json()
+    assert len(rows(three)) == 3
+    assert len(rows(everything)) == len(rows(also_everything)) == 12  # an unknown key: ignored, no error
+    assert "#error" not in everything and "#error" not in also_everything
+    wrong_params = query(CONTACTS_QUERY, "1900-01-01T00:00:00|0")
+    wrong_params["@func"][0]["queryParams"] = wrong_params["@func"][0].pop("queryparams")
+    assert rpc(efficy, [wrong_params]).json()[0]["@func"][0]["#error"]["errorcode"] == "ER_QUERY_PARAMS"
+
+
+def test_a_category_without_rights_is_a_null_dataset_and_cannot_be_activated(efficy: Sandboxes) -> None:
+    app = efficy.url("efficy") + "/_sandbox/app"
+    patched = requests.patch(app, json={"unavailable_categories": ["CONT$MARKETING"]}, timeout=5)
+    assert patched.json()["unavailable_categories"] == ["CONT$MARKETING"]
+    consult = {
+        "@name": "consult",
+        "entity": "Cont",
+        "key": 3,
+        "closecontext": True,
+        "@func": [{"@name": "category", "category": "CONT$MARKETING"}],
+    }
+    answer = rpc(efficy, [consult]).json()[0]
+    assert answer["@func"][0]["#result"] is None and "#error" not in answer
+    before = efficy.customer("efficy", "3")
+    refused = rpc(efficy, [edit(3, {"@name": "activateCategory", "category": "CONT$MARKETING"})]).json()[0]
+    assert refused["@func"][0]["#error"]["errorstring"] == "You do not have the right to perform this operation"
+    assert efficy.customer("efficy", "3") == before
+    assert requests.patch(app, json={"unavailable_categories": "CONT$MARKETING"}, timeout=5).status_code == 400
+    requests.patch(app, json={"unavailable_categories": []}, timeout=5).raise_for_status()
+    assert rows(rpc(efficy, [consult]).json()[0])[0]["SOURCE"] == "beurs"
+
+
 def test_consult_reads_categories_and_an_inactive_one_is_empty(efficy: Sandboxes) -> None:
     consult = {
         "@name": "consult",
@@ -171,6 +210,7 @@ def test_consult_reads_categories_and_an_inactive_one_is_empty(efficy: Sandboxes
     assert marketing["#result"]["#data"] == [{"K_CONTACT": 3, "NEWSLETTER": "1", "SOURCE": "beurs"}]
     assert crmsync["#result"] == {"#class": "dataset", "#data": []}
     assert master["#result"]["#data"][0]["EMAIL1"] == "klant3@example.nl"
+    assert master["#result"]["#data"][0]["PHONE1"] is None  # every main-table column, an empty one as null
     missing = rpc(efficy, [{**consult, "key": 999}]).json()[0]
     assert missing["#error"]["errorcode"] == "ER_RECORD_NOT_FOUND"
     bad = rpc(efficy, [{**consult, "@func": [{"@name": "category", "category": "CONT$NOPE"}]}]).json()[0]

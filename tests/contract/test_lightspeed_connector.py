@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from connectors.errors import ApiError, AuthError
+from connectors.base import Permission
+from connectors.errors import ApiError, AuthError, PermissionDenied
 from connectors.http import ApiResponse
-from connectors.lightspeed.client import LightspeedConnector
+from connectors.lightspeed.client import METAFIELDS, VERIFY_PER_DAY, LightspeedConnector
 from connectors.lightspeed.shoptime import shop_time
 from connectors.ratelimit import Window
 from connectors.sandbox import utcnow
@@ -52,6 +53,11 @@ def payload_of(connector: LightspeedConnector, customer_id: str) -> dict[str, An
     return found[0]
 
 
+def verified(connector: LightspeedConnector, customer_id: str) -> RemoteState:
+    """What crmsync's metafields hold on one customer, asked as the pipeline's sweep asks."""
+    return connector.verify_owned([customer_id])[customer_id]
+
+
 # ----- reads -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("count", "sizes"), [(30, [10, 10, 10, 0]), (31, [10, 10, 10, 1])])
 def test_reads_every_page_including_an_exact_multiple(
@@ -69,7 +75,7 @@ def test_reads_every_page_including_an_exact_multiple(
     # no totals in Lightspeed's replies: the empty or short page ends the read, once it has been
     # asked for a second time (a reply that lost an item on the way must not end it early)
     assert requests_seen[LIST] == 4 + 1
-    assert requests_seen[ROWS] == count  # each customer's metafields, once
+    assert ROWS not in requests_seen  # the list pages only (issue 13)
 
 
 def test_a_read_resumes_at_the_page_its_checkpoint_names(shop: Sandboxes) -> None:
@@ -116,7 +122,8 @@ def test_false_for_empty_is_read_as_empty(start_sandboxes_fixture: Callable[...,
     contact = map_contact(record, connector.contact_fieldmap, connector.owned_state(record.payload))
     assert isinstance(contact, Contact)
     assert (contact.email, contact.given_name, contact.phone, contact.family_name) == (None, None, None, "Jansen")
-    assert connector.owned_state(record.payload) == RemoteState(frozenset(), {SEGMENTS: "", TIER: ""})
+    assert connector.owned_state(record.payload) == RemoteState.unknown()  # the list shows no metafields
+    assert verified(connector, "40") == RemoteState(frozenset(), {SEGMENTS: "", TIER: ""})  # none of ours
     order_record = next(r for page in connector.read_orders(None) for r in page.records)
     order = map_order(order_record, connector.order_fields, connector.order_counts(order_record.payload))
     assert isinstance(order, Order)
@@ -147,10 +154,91 @@ def test_orders_read_incrementally_in_the_shops_currency_and_what_counts(shop: S
     assert shop.stats("lightspeed")["requests"]["GET /<lang>/shop.json"] == 1  # once per connector
 
 
-def test_without_write_back_a_read_skips_the_metafields(shop: Sandboxes) -> None:
-    connector = make_connector(shop, "lightspeed", writeback=False)
-    assert len([r for page in connector.read_contacts(None) for r in page.records]) == 30
-    assert ROWS not in shop.stats("lightspeed")["requests"]
+def test_a_read_of_n_customers_asks_for_no_metafields_and_knows_nothing_of_crmsyncs(shop: Sandboxes) -> None:
+    # Issue 13: one metafield request per customer made a first read of 20,000 customers cost days of
+    # the 12,000 requests a day. With write-back on or off, a read costs the list pages only.
+    shop.patch_customer("lightspeed", "2", {"metafields": [{"key": TIER, "value": "gold"}]})
+    for writeback in (True, False):
+        shop.reset_stats()
+        connector = make_connector(shop, "lightspeed", writeback=writeback, page_size=10)
+        records = [r for page in connector.read_contacts(None) for r in page.records]
+        assert len(records) == 30
+        assert shop.stats("lightspeed")["requests"] == {LIST: 4 + 1}  # 3 pages, the empty one twice
+        # What the list shows says nothing of crmsync's metafields, not even "none": unknown.
+        assert all(connector.owned_state(r.payload) == RemoteState.unknown() for r in records)
+    # A payload that does hold the rows (a fixture's, verify_owned's) shows them as before.
+    rows_given = {METAFIELDS: [{"id": 1, "key": TIER, "value": "gold"}, {"id": 2, "key": "klantenkaart", "value": "x"}]}
+    assert connector.owned_state(rows_given) == RemoteState(frozenset(), {SEGMENTS: "", TIER: "gold"})
+
+
+def test_a_write_to_a_customer_never_written_looks_up_and_writes_only_what_differs(shop: Sandboxes) -> None:
+    # 2 holds nothing of ours, 9 exactly the verdict (written by a run whose ledger was lost), 10 the
+    # right segments and a stale tier.
+    shop.patch_customer(
+        "lightspeed", "9", {"metafields": [{"key": SEGMENTS, "value": "friends"}, {"key": TIER, "value": "gold"}]}
+    )
+    shop.patch_customer(
+        "lightspeed", "10", {"metafields": [{"key": SEGMENTS, "value": "friends"}, {"key": TIER, "value": "silver"}]}
+    )
+    shop.reset_stats()
+    connector = make_connector(shop, "lightspeed")
+    desired = RemoteState(frozenset(), {SEGMENTS: "friends", TIER: "gold"})
+    payloads = {r.id: r.payload for page in connector.read_contacts(None) for r in page.records}
+    planned = [diff("lightspeed", rid, desired, connector.owned_state(payloads[rid])) for rid in ("2", "9", "10")]
+    # Nothing known (no ledger entry in this test): every field is planned, the connector looks.
+    assert [p.set_fields if p else None for p in planned] == [desired.fields] * 3
+    results = connector.write([p for p in planned if p])
+    assert [(r.record_id, r.ok, r.confirmed) for r in results] == [
+        ("2", True, True),
+        ("9", True, True),
+        ("10", True, True),
+    ]
+    assert [rows(shop, rid) for rid in ("2", "9", "10")] == [[(TIER, "gold"), (SEGMENTS, "friends")]] + [
+        [(SEGMENTS, "friends"), (TIER, "gold")]
+    ] * 2
+    requests_seen = shop.stats("lightspeed")["requests"]
+    assert requests_seen[ROWS] == 3  # one look-up per customer written, none during the read
+    assert requests_seen[CREATE] == 2  # customer 2's two keys; 9 cost no write at all
+    assert requests_seen[f"PUT {ONE_ROW}"] == 1  # 10's tier, in place
+    assert shop.stats("lightspeed")["writes"] == 3
+
+
+def test_verify_owned_returns_what_the_rows_hold_and_sees_a_hand_edit(shop: Sandboxes) -> None:
+    connector = make_connector(shop, "lightspeed")
+    assert connector.write([change("3", "supporters,tier-silver", "silver")])[0].ok
+    shop.reset_stats()
+    states = connector.verify_owned(["1", "3", "999"])  # 999 is no customer (any more): left out
+    assert states == {
+        "1": RemoteState(frozenset(), {SEGMENTS: "", TIER: ""}),  # another app's row only
+        "3": RemoteState(frozenset(), {SEGMENTS: "supporters,tier-silver", TIER: "silver"}),
+    }
+    assert all(state.known for state in states.values())
+    assert shop.stats("lightspeed")["requests"] == {ROWS: 3}  # one request per customer
+    # Someone edits crmsync's tier row by hand (and adds a second segments row).
+    tier_row = next(m for m in shop.customer("lightspeed", "3")["metafields"] if m["key"] == TIER)
+    shop.patch_customer(
+        "lightspeed",
+        "3",
+        {"metafields": [{"id": tier_row["id"], "key": TIER, "value": "platinum"}, {"key": SEGMENTS, "value": "vip"}]},
+    )
+    seen = verified(connector, "3")
+    assert seen.fields == {SEGMENTS: "supporters,tier-silver | vip", TIER: "platinum"}  # duplicates joined
+    desired = RemoteState(frozenset(), {SEGMENTS: "supporters,tier-silver", TIER: "silver"})
+    planned = diff("lightspeed", "3", desired, seen)
+    assert planned is not None and planned.set_fields == desired.fields
+    shop.reset_stats()
+    assert connector.write([planned])[0].ok
+    assert rows(shop, "3") == [(TIER, "silver"), (SEGMENTS, "supporters,tier-silver")]
+    requests_seen = shop.stats("lightspeed")["requests"]
+    assert ROWS not in requests_seen  # the verification's rows served as the look-up
+    assert requests_seen == {f"PUT {ONE_ROW}": 1, f"DELETE {ONE_ROW}": 1}
+    assert verified(connector, "3") == desired
+
+
+def test_the_verification_budget_is_a_setting(shop: Sandboxes) -> None:
+    assert make_connector(shop, "lightspeed").verify_budget() == VERIFY_PER_DAY == 2400
+    assert make_connector(shop, "lightspeed", verify_per_day=0).verify_budget() == 0  # off
+    assert not LightspeedConnector.reads_owned_state
 
 
 # ----- write-back ---------------------------------------------------------------------------------------
@@ -159,7 +247,9 @@ def test_write_back_lands_and_leaves_everything_else_byte_for_byte(shop: Sandbox
     before = shop.customer("lightspeed", "1")
     desired = connector.desired_state(Membership(frozenset({"friends", "lifecycle-active", "tier-gold"}), "gold"))
     assert desired == RemoteState(frozenset(), {SEGMENTS: "friends,lifecycle-active,tier-gold", TIER: "gold"})
-    planned = diff("lightspeed", "1", desired, connector.owned_state(payload_of(connector, "1")))
+    # The read does not show crmsync's metafields; the sweep's verification does (see the pipeline).
+    assert connector.owned_state(payload_of(connector, "1")) == RemoteState.unknown()
+    planned = diff("lightspeed", "1", desired, verified(connector, "1"))
     assert planned is not None
     assert [(r.record_id, r.ok) for r in connector.write([planned])] == [("1", True)]
     after = shop.customer("lightspeed", "1")
@@ -171,12 +261,13 @@ def test_write_back_lands_and_leaves_everything_else_byte_for_byte(shop: Sandbox
     assert json.dumps(after["metafields"][0]) == json.dumps(before["metafields"][0])  # another app's row
     rest = {k: v for k, v in after.items() if k != "metafields"}
     assert json.dumps(rest) == json.dumps({k: v for k, v in before.items() if k != "metafields"})  # memo too
-    assert shop.stats("lightspeed")["writes"] == 2  # one POST per key: the read's rows served as the look-up
+    assert shop.stats("lightspeed")["writes"] == 2  # one POST per key
+    assert shop.stats("lightspeed")["requests"][ROWS] == 1  # the verification's rows served as the look-up
 
-    # A second sync: the payload read again shows crmsync's values, so the planner plans nothing.
+    # A second sync: the customer verified again shows crmsync's values, so the planner plans nothing.
     fresh = make_connector(shop, "lightspeed")
-    assert fresh.owned_state(payload_of(fresh, "1")) == desired
-    assert diff("lightspeed", "1", desired, fresh.owned_state(payload_of(fresh, "1"))) is None
+    assert verified(fresh, "1") == desired
+    assert diff("lightspeed", "1", desired, verified(fresh, "1")) is None
 
 
 def test_the_same_write_twice_or_after_a_crash_leaves_one_row_per_key(shop: Sandboxes) -> None:
@@ -215,9 +306,7 @@ def test_extra_rows_of_our_keys_are_removed_and_an_empty_value_removes_ours(shop
     connector = make_connector(shop, "lightspeed")
     assert connector.write([change("5", "friends", "")])[0].ok
     assert rows(shop, "5") == [(SEGMENTS, "friends")]
-    assert connector.owned_state(payload_of(connector, "5")) == RemoteState(
-        frozenset(), {SEGMENTS: "friends", TIER: ""}
-    )
+    assert verified(connector, "5") == RemoteState(frozenset(), {SEGMENTS: "friends", TIER: ""})
     assert connector.write([change("1", "", "")])[0].ok  # nothing of ours there: nothing to do
     assert rows(shop, "1") == [("klantenkaart", "KK-1001")]
     assert shop.stats("lightspeed")["requests"][f"DELETE {ONE_ROW}"] == 1
@@ -237,7 +326,7 @@ def test_a_refused_record_does_not_sink_the_batch(shop: Sandboxes) -> None:
 def test_a_row_removed_after_the_read_is_written_again(shop: Sandboxes) -> None:
     connector = make_connector(shop, "lightspeed")
     assert connector.write([change("8", "friends", "gold")])[0].ok
-    payload_of(connector, "8")  # the read remembers our row ids ...
+    verified(connector, "8")  # the verification remembers our row ids ...
     app = shop.app("lightspeed")
     with app.lock:
         app.metafields[8].clear()  # ... and then someone deletes the rows
@@ -245,19 +334,59 @@ def test_a_row_removed_after_the_read_is_written_again(shop: Sandboxes) -> None:
     assert rows(shop, "8") == [(TIER, "silver"), (SEGMENTS, "supporters")]
 
 
-def test_wrong_credentials_and_a_key_without_write_permission_are_auth_errors(
+def test_wrong_credentials_are_an_auth_error_and_a_key_without_write_permission_fails_on_writing(
     shop: Sandboxes, start_sandboxes_fixture: Callable[..., Sandboxes]
 ) -> None:
-    with pytest.raises(AuthError, match=r"lightspeed: GET /nl/customers/count\.json: credentials refused \(HTTP 401\)"):
-        make_connector(shop, "lightspeed", api_secret="wrong").check()
-    assert shop.stats("lightspeed")["errors"] == 1  # not retried
+    for wrong in ({"api_secret": "wrong"}, {"api_key": "wrong"}):
+        with pytest.raises(
+            AuthError, match=r"lightspeed: GET /nl/customers/count\.json: credentials refused \(HTTP 401\)"
+        ) as refused:
+            make_connector(shop, "lightspeed", **wrong).check()
+        assert not isinstance(refused.value, PermissionDenied)
+    assert shop.stats("lightspeed")["errors"] == 2  # not retried, nothing else asked
     read_only = start_sandboxes_fixture(
         {"lightspeed": {"customers": customers(1)}}, options={"lightspeed": {"permissions": {"customers": "read"}}}
     )
     connector = make_connector(read_only, "lightspeed")
-    connector.check()
-    with pytest.raises(AuthError, match="HTTP 403"):
-        connector.write([change("1", "friends", "gold")])
+    assert connector.check().missing == []  # a read-only key passes: writing is not provable ...
+    with pytest.raises(PermissionDenied, match="no write permission for customers"):
+        connector.write([change("1", "friends", "gold")])  # ... and shows on the first write (403)
+    assert rows(read_only, "1") == [("klantenkaart", "KK-1001")]  # the merchant's own, untouched
+
+
+def test_check_proves_both_read_rights_and_warns_that_writing_is_not_provable(shop: Sandboxes) -> None:
+    before = [shop.customer("lightspeed", str(i)) for i in range(1, 31)]
+    connector = make_connector(shop, "lightspeed")
+    report = connector.check()
+    assert report.permissions == [Permission("read_customers", True), Permission("read_orders", True)]
+    assert report.missing == []
+    assert report.capabilities.to_json() == {
+        "read_contacts": True,
+        "read_orders": True,
+        "incremental": True,
+        "write_tags": False,
+        "write_fields": False,  # not proven: it would take a write
+    }
+    [warning] = report.warnings
+    assert "write rights not proven" in warning and f"{SEGMENTS} and {TIER}" in warning
+    assert "Customers: Read/Write" in warning
+    calls = [(e["method"], e["path"], e["status"]) for e in shop.request_log("lightspeed")]
+    assert calls == [("GET", "/nl/customers/count.json", 200), ("GET", "/nl/orders/count.json", 200)]
+    assert shop.stats("lightspeed")["writes"] == 0
+    assert [shop.customer("lightspeed", str(i)) for i in range(1, 31)] == before
+    # without write-back there is nothing to warn about
+    assert make_connector(shop, "lightspeed", writeback=False).check().warnings == []
+
+
+def test_check_names_an_area_the_key_may_not_read(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    shop = start_sandboxes_fixture(
+        {"lightspeed": {"customers": customers(2)}}, options={"lightspeed": {"permissions": {"orders": "none"}}}
+    )
+    report = make_connector(shop, "lightspeed").check()  # a 403 is a missing right, not wrong credentials
+    assert [(p.name, p.ok) for p in report.permissions] == [("read_customers", True), ("read_orders", False)]
+    [missing] = report.missing
+    assert missing.fix is not None and "Orders: Read" in missing.fix and "API keys" in missing.fix
+    assert (report.capabilities.read_contacts, report.capabilities.read_orders) == (True, False)
 
 
 def test_a_key_that_may_not_read_the_shop_settings_still_reads_orders(
@@ -298,20 +427,22 @@ def many(count: int) -> dict[str, list[dict[str, Any]]]:
     return {"customers": people, "orders": bought}
 
 
-def test_a_read_of_thousands_of_records_stays_inside_the_time_scaled_windows(
+def test_a_read_and_a_verification_of_thousands_of_records_stay_inside_the_time_scaled_windows(
     start_sandboxes_fixture: Callable[..., Sandboxes],
 ) -> None:
-    # 300x: 300 requests a second, 3000 per 12 s, 12000 per 288 s. 1500 customers cost 1508
-    # requests (6 full pages, an empty one asked for twice, a metafield look-up each), 1500 orders 8
-    # and the shop 1.
+    # 300x: 300 requests a second, 3000 per 12 s, 12000 per 288 s. 1500 customers cost 8 requests
+    # (6 full pages, an empty one asked for twice), 1500 orders 8 and the shop 1; verifying the
+    # metafields of all 1500 customers 1500 more.
     shop = start_sandboxes_fixture({"lightspeed": many(1500)}, time_scale=300)
     connector = make_connector(shop, "lightspeed")  # rate_limit as the sandbox's client_settings()
     assert connector.settings.rate_limit[1].per_seconds == 12.0
-    contacts = {r.id for page in connector.read_contacts(None) for r in page.records}
+    contacts = [r.id for page in connector.read_contacts(None) for r in page.records]
     order_ids = {r.id for page in connector.read_orders(None) for r in page.records}
-    assert len(contacts) == 1500 and len(order_ids) == 1500
+    assert len(set(contacts)) == 1500 and len(order_ids) == 1500
+    assert shop.stats("lightspeed")["reads"] == 8 + 8 + 1
+    assert len(connector.verify_owned(contacts)) == 1500
     stats = shop.stats("lightspeed")
-    assert stats["reads"] == 1508 + 8 + 1 and stats["errors"] == 0
+    assert stats["reads"] == 8 + 8 + 1 + 1500 and stats["errors"] == 0
     assert stats["throttled"] <= 3
 
 
@@ -324,8 +455,10 @@ def test_the_headers_hold_requests_back_when_a_window_is_used_up(
         {"lightspeed": many(60)}, time_scale=300, options={"lightspeed": {"rate_limits": windows}}
     )
     connector = make_connector(shop, "lightspeed", rate_limit=[], page_size=10)
-    assert len({r.id for page in connector.read_contacts(None) for r in page.records}) == 60
-    assert shop.stats("lightspeed")["reads"] == 68  # 7 pages (the empty last one twice), 60 look-ups
+    ids = [r.id for page in connector.read_contacts(None) for r in page.records]
+    assert len(set(ids)) == 60
+    assert len(connector.verify_owned(ids)) == 60
+    assert shop.stats("lightspeed")["reads"] == 68  # 8 pages (the empty last one twice), 60 verifications
     assert shop.stats("lightspeed")["throttled"] <= 1
     log = shop.request_log("lightspeed")
     assert log[-1]["t"] - log[0]["t"] >= 2.0  # 68 requests at 20 a second: three windows at least
@@ -336,7 +469,7 @@ def test_lightspeeds_429_is_waited_out_as_its_reset_header_says(shop: Sandboxes)
     connector = make_connector(shop, "lightspeed")
     connector.check()
     log = shop.request_log("lightspeed")
-    assert [entry["status"] for entry in log] == [429, 200]
+    assert [entry["status"] for entry in log] == [429, 200, 200]  # customers twice, then orders
     assert log[1]["t"] - log[0]["t"] >= 0.4
     assert connector.client.stats.throttled == 1
 
@@ -357,7 +490,7 @@ def test_records_keep_their_vendor_shape(shop: Sandboxes) -> None:
     connector = make_connector(shop, "lightspeed")
     record: SourceRecord = next(r for page in connector.read_contacts(None) for r in page.records)
     assert record.payload["metafields"]["resource"]["url"] == "customers/1/metafields"  # the stub, as sent
-    assert record.payload["customerMetafields"][0]["key"] == "klantenkaart"  # the rows, read alongside
+    assert METAFIELDS not in record.payload  # the rows are not asked for alongside
     assert record.updated_at == datetime(2026, 1, 10, 9, 1, tzinfo=UTC)
 
 
@@ -390,3 +523,30 @@ def test_a_person_in_lightspeed_and_another_shop_carries_the_same_segments_every
         stored = rows(sandboxes, str(customer["id"]))
         assert len({key for key, _ in stored}) == len(stored)  # one row per key
         assert (TIER, "platinum") not in stored  # the stale row of an earlier run was corrected in place
+
+
+def test_a_cycle_verifies_a_budgeted_share_and_repairs_a_hand_edit_the_read_cannot_see(
+    shop: Sandboxes, tmp_path: Path
+) -> None:
+    config = shop.config(tmp_path)  # verify_per_day at its default: 2400 a day, 100 an hour
+    first = run_crmsync("sync", "-c", str(config), "--json", env={"CRMSYNC_NOW": "2026-03-02T09:00:00+00:00"})
+    assert first.returncode == 0, first.stderr
+    requests_seen = shop.stats("lightspeed")["requests"]
+    # No ledger yet, and the read shows no metafields: the sweep (an hour's worth at most: 100)
+    # looked at all 30 customers once, and the writes used those rows instead of looking again.
+    assert requests_seen[ROWS] == 30
+    written = {key: value for key, value in rows(shop, "1") if key == SEGMENTS}
+    assert written and json.loads(first.stdout)["systems"]["lightspeed"]["write_calls"] > 0
+    # Someone edits crmsync's row by hand, in a way that does not move the customer's updatedAt
+    # (whether Lightspeed moves it is not known): only a look at the rows can see it.
+    app = shop.app("lightspeed")
+    with app.lock:
+        next(row for row in app.metafields[1] if row["key"] == SEGMENTS)["value"] = "handmatig"
+    shop.reset_stats()
+    again = run_crmsync("sync", "-c", str(config), "--json", env={"CRMSYNC_NOW": "2026-03-02T10:00:00+00:00"})
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["systems"]["lightspeed"]["write_calls"] == 1  # customer 1, repaired
+    assert {key: value for key, value in rows(shop, "1") if key == SEGMENTS} == written
+    requests_seen = shop.stats("lightspeed")["requests"]
+    assert requests_seen[ROWS] == 30  # the hour's share (100) wrapped round the 30 customers once
+    assert requests_seen[f"PUT {ONE_ROW}"] == 1 and CREATE not in requests_seen

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import requests
 
+from connectors.lightspeed.client import published_limits
 from connectors.lightspeed.sandbox import DEFAULT_KEY, DEFAULT_SECRET, LightspeedSandbox
 from connectors.lightspeed.shoptime import from_shop_wall_clock, shop_time
 from connectors.ratelimit import Window
@@ -249,6 +250,29 @@ def test_all_three_windows_are_enforced_with_headers_and_429() -> None:
     assert app.stats.throttled == 7
 
 
+def test_twenty_requests_a_second_per_key_are_enforced_but_not_reported_in_the_headers() -> None:
+    assert [(w.requests, w.per_seconds) for w in published_limits()] == [
+        (300, 300),
+        (3000, 3600),
+        (12000, 86400),
+        (20, 1),
+    ]
+    clock = Clock()
+    app = LightspeedSandbox({"customers": customers(1)}, clock=clock)  # the published limits, unscaled
+    with SandboxServer(app) as server:
+
+        def get() -> requests.Response:
+            return requests.get(f"{server.url}/nl/customers/1.json", auth=AUTH, timeout=5)
+
+        assert [get().status_code for _ in range(20)] == [200] * 20
+        refused = get()
+        assert refused.status_code == 429
+        assert refused.headers["X-RateLimit-Limit"] == "300/3000/12000"  # three windows, as Lightspeed reports
+        assert refused.headers["X-RateLimit-Remaining"] == "280/2980/11980"
+        clock.now = 1.0  # the next second
+        assert get().status_code == 200
+
+
 def test_windows_are_scaled_by_the_time_scale(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
     shop = start_sandboxes_fixture({"lightspeed": {"customers": customers(1)}}, time_scale=1000)
     response = call(shop, "GET", "/nl/customers.json")
@@ -260,6 +284,7 @@ def test_windows_are_scaled_by_the_time_scale(start_sandboxes_fixture: Callable[
         {"requests": 300, "per_seconds": 0.3},
         {"requests": 3000, "per_seconds": 3.6},
         {"requests": 12000, "per_seconds": 86.4},
+        {"requests": 20, "per_seconds": 0.001},  # 20 a second, not in the headers
     ]
     report = call(shop, "GET", "/nl/account/ratelimit.json").json()["accountRatelimit"]
     assert set(report) == {"limit5Min", "limitHour", "limitDay"}

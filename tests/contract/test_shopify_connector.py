@@ -151,7 +151,8 @@ def test_paces_by_query_cost_instead_of_bouncing(start_sandboxes_fixture: Callab
 
 
 def test_wrong_token_is_an_auth_error_and_not_retried(shop: Sandboxes) -> None:
-    connector = make_connector(shop, "shopify", access_token="shpat_wrong")
+    # An app made in the Shopify admin before 2026: a fixed token, no client credentials.
+    connector = make_connector(shop, "shopify", access_token="shpat_wrong", client_id=None, client_secret=None)
     with pytest.raises(AuthError, match=r"shopify: POST /admin/api/2026-10/graphql\.json: credentials refused"):
         connector.check()
     assert shop.stats("shopify")["errors"] == 1

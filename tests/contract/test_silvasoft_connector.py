@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from connectors.base import Permission
 from connectors.errors import ApiError, AuthError
-from connectors.silvasoft.client import SilvasoftSettings
+from connectors.silvasoft.client import READ_ONLY, SilvasoftSettings
 from mapping.fieldmaps import map_contact
 from mapping.model import Contact, Kind, Membership, Order, Rejection
 from sync.pipeline import make_mapper
@@ -190,8 +191,14 @@ def test_check_reports_read_only_and_sync_plans_nothing_and_touches_nothing(
             "write_tags": False,
             "write_fields": False,
         },
+        "permissions": [
+            {"name": "read_relations", "ok": True, "fix": None, "needed": True},
+            {"name": "read_sales_invoices", "ok": True, "fix": None, "needed": True},
+        ],
+        "warnings": [READ_ONLY],
         "error": None,
     }
+    assert silva.stats("silvasoft")["requests"] == {RELATIONS: 1, INVOICES: 1}
     sync = run_crmsync("sync", "-c", str(config), "--json")
     assert sync.returncode == 0, sync.stderr
     outcome = json_out(sync)["systems"]["silvasoft"]
@@ -236,10 +243,31 @@ def test_ratelimit_401_is_a_throttle_retried_after_the_configured_wait(silva: Sa
     assert silva.stats("silvasoft")["throttled"] == 2 and connector.client.stats.throttled == 2
 
 
+def test_check_proves_both_reads_and_says_plainly_that_nothing_is_written(silva: Sandboxes) -> None:
+    before = {n: silva.customer("silvasoft", str(n)) for n in range(1001, 1031)}
+    report = make_connector(silva, "silvasoft").check()
+    assert report.permissions == [Permission("read_relations", True), Permission("read_sales_invoices", True)]
+    assert report.missing == []
+    assert report.capabilities.to_json() == {
+        "read_contacts": True,
+        "read_orders": True,
+        "incremental": True,
+        "write_tags": False,
+        "write_fields": False,
+    }
+    [warning] = report.warnings
+    assert "crmsync writes nothing to Silvasoft" in warning and "no tag, category or custom field" in warning
+    calls = [(e["method"], e["path"], e["status"]) for e in silva.request_log("silvasoft")]
+    assert calls == [("GET", "/rest/listrelations/", 200), ("GET", "/rest/listsalesinvoices/", 200)]
+    assert silva.stats("silvasoft")["writes"] == 0
+    assert {n: silva.customer("silvasoft", str(n)) for n in range(1001, 1031)} == before
+
+
 def test_credentials_401_is_an_auth_error_and_never_retried(silva: Sandboxes) -> None:
     wrong = make_connector(silva, "silvasoft", api_key="wrong-key")
     with pytest.raises(AuthError, match=r"silvasoft: GET /rest/listrelations/: credentials refused.*UNAUTHORIZED"):
         wrong.check()
+    assert INVOICES not in silva.stats("silvasoft")["requests"]  # the check stops at the refusal
     silva.fault("silvasoft", match="reads", fault="auth", times=1)
     with pytest.raises(AuthError):
         list(make_connector(silva, "silvasoft").read_contacts(None))

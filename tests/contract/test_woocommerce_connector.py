@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from connectors.errors import AuthError
+from connectors.base import Permission
+from connectors.errors import AuthError, PermissionDenied
 from mapping.model import RemoteState, WriteBack
 from tests.contract.test_woocommerce_sandbox import customers
-from tests.kit import Sandboxes, make_connector
+from tests.kit import Sandboxes, json_out, make_connector, run_crmsync
+
+PROBE = "/wp-json/wc/v3/crmsync-permission-probe"
+KEYS_FIX = "WooCommerce > Settings > Advanced > REST API > edit the key > Permissions: Read/Write"
 
 
 def orders(n: int, second: int = 0) -> list[dict[str, Any]]:
@@ -96,3 +102,88 @@ def test_keys_in_the_query_string_work_when_asked_for(woo: Sandboxes) -> None:
     connector.check()
     with pytest.raises(AuthError):
         make_connector(woo, "woocommerce", consumer_secret="cs_wrong").check()
+
+
+# ----- check ---------------------------------------------------------------------------------------------
+def key_permissions(woo: Sandboxes, value: str) -> None:
+    url = woo.url("woocommerce") + "/_sandbox/app"
+    requests.patch(url, json={"key_permissions": value}, timeout=5).raise_for_status()
+
+
+def test_check_proves_read_and_write_rights_and_changes_nothing(woo: Sandboxes) -> None:
+    before = [woo.customer("woocommerce", str(i)) for i in range(1, 31)]
+    connector = make_connector(woo, "woocommerce")
+    report = connector.check()
+    assert report.permissions == [
+        Permission("read_customers", True),
+        Permission("read_orders", True),
+        Permission("write", True),
+    ]
+    assert report.missing == [] and report.warnings == []
+    assert report.capabilities.to_json() == {
+        "read_contacts": True,
+        "read_orders": True,
+        "incremental": True,
+        "write_tags": False,
+        "write_fields": True,
+    }
+    # write rights proven by a POST that no endpoint received: WordPress's 404, nothing written
+    calls = [(e["method"], e["path"], e["status"]) for e in woo.request_log("woocommerce")]
+    assert calls == [
+        ("GET", "/wp-json/wc/v3/customers", 200),
+        ("GET", "/wp-json/wc/v3/orders", 200),
+        ("POST", PROBE, 404),
+    ]
+    assert woo.stats("woocommerce")["writes"] == 0 and connector.client.stats.mutating == 0
+    assert [woo.customer("woocommerce", str(i)) for i in range(1, 31)] == before
+
+
+def test_check_with_a_read_only_key_reports_the_missing_write_permission_and_how_to_fix_it(
+    woo: Sandboxes, tmp_path: Path
+) -> None:
+    key_permissions(woo, "read")
+    report = make_connector(woo, "woocommerce").check()  # the probe's 401 is no credentials error
+    assert [(p.name, p.ok) for p in report.permissions] == [
+        ("read_customers", True),
+        ("read_orders", True),
+        ("write", False),
+    ]
+    [missing] = report.missing
+    assert missing.name == "write" and missing.fix is not None and KEYS_FIX in missing.fix
+    assert "read-only" in missing.fix
+    caps = report.capabilities
+    assert (caps.read_contacts, caps.read_orders, caps.write_fields) == (True, True, False)
+    # without write-back nothing needs writing: no probe, nothing missing
+    quiet = make_connector(woo, "woocommerce", writeback=False).check()
+    assert [p.name for p in quiet.permissions] == ["read_customers", "read_orders"] and quiet.missing == []
+    assert not quiet.capabilities.write_fields
+    # and through the command line: credentials fine, a needed right missing, exit 3
+    result = run_crmsync("check", "-c", str(woo.config(tmp_path)), "--json")
+    assert result.returncode == 3, result.stderr
+    system = json_out(result)["systems"]["woocommerce"]
+    assert (system["reachable"], system["auth"]) == (True, "ok")
+    assert system["capabilities"]["write_fields"] is False and system["capabilities"]["read_contacts"] is True
+    assert {"name": "write", "ok": False, "fix": missing.fix, "needed": True} in system["permissions"]
+    assert system["error"].startswith("write missing: the API key is read-only")
+    assert woo.stats("woocommerce")["writes"] == 0
+
+
+def test_check_with_a_write_only_key_reports_it_cannot_read(woo: Sandboxes) -> None:
+    key_permissions(woo, "write")
+    report = make_connector(woo, "woocommerce").check()
+    assert [(p.name, p.ok) for p in report.permissions] == [
+        ("read_customers", False),
+        ("read_orders", False),
+        ("write", True),
+    ]
+    assert all(p.fix and KEYS_FIX in p.fix for p in report.missing)
+    assert not (report.capabilities.read_contacts or report.capabilities.read_orders)
+
+
+def test_check_with_wrong_credentials_is_an_auth_error_not_a_missing_right(woo: Sandboxes) -> None:
+    for wrong in ({"consumer_secret": "cs_wrong"}, {"consumer_key": "ck_wrong"}):
+        with pytest.raises(AuthError, match=r"credentials refused \(HTTP 401\)") as refused:
+            make_connector(woo, "woocommerce", **wrong).check()
+        assert not isinstance(refused.value, PermissionDenied)
+    calls = [(e["method"], e["path"]) for e in woo.request_log("woocommerce")]
+    assert calls == [("GET", "/wp-json/wc/v3/customers")] * 2  # never retried, never probed

@@ -140,6 +140,72 @@ def test_meta_updates_touch_only_the_named_keys(woo: Sandboxes) -> None:
     )
 
 
+def app_settings(woo: Sandboxes, method: str = "GET", **changes: Any) -> requests.Response:
+    return requests.request(method, woo.url("woocommerce") + "/_sandbox/app", json=changes or None, timeout=5)
+
+
+def test_key_permissions_are_checked_before_routing_as_woocommerce_does(woo: Sandboxes) -> None:
+    assert app_settings(woo).json()["key_permissions"] == "read_write"
+    assert app_settings(woo, "PATCH", key_permissions="read").json()["key_permissions"] == "read"
+    assert app_settings(woo, "PATCH", key_permissions="admin").status_code == 400
+    assert app_settings(woo).json()["key_permissions"] == "read"
+    before = woo.customer("woocommerce", "2")
+    write = {"update": [{"id": 2, "meta_data": [{"key": "crmsync_loyalty_tier", "value": "gold"}]}]}
+    refused = {
+        "code": "woocommerce_rest_authentication_error",
+        "message": "The API key provided does not have write permissions.",
+        "data": {"status": 401},
+    }
+    # a read-only key reads, and its write is refused with WooCommerce's 401, whether the route exists or not
+    assert get(woo, "/customers").status_code == 200
+    batch = post(woo, "/customers/batch", write)
+    assert (batch.status_code, batch.json()) == (401, refused)
+    probe = post(woo, "/crmsync-permission-probe", {})
+    assert (probe.status_code, probe.json()) == (401, refused)
+    options = requests.options(woo.url("woocommerce") + API + "/customers", auth=AUTH, timeout=5)
+    assert options.status_code != 401  # OPTIONS is never checked
+    assert woo.customer("woocommerce", "2") == before
+    # a key with write rights passes the check: an unknown route is WordPress's 404, nothing dispatched
+    assert app_settings(woo, "PATCH", key_permissions="read_write").status_code == 200
+    writes_before = woo.stats("woocommerce")["writes"]
+    probe = post(woo, "/crmsync-permission-probe", {})
+    assert (probe.status_code, probe.json()) == (
+        404,
+        {
+            "code": "rest_no_route",
+            "message": "No route was found matching the URL and request method.",
+            "data": {"status": 404},
+        },
+    )
+    assert woo.stats("woocommerce")["writes"] == writes_before  # it reached no endpoint
+    assert woo.customer("woocommerce", "2") == before
+    # a write-only key cannot read
+    app_settings(woo, "PATCH", key_permissions="write")
+    listing = get(woo, "/customers")
+    assert (listing.status_code, listing.json()["message"]) == (
+        401,
+        "The API key provided does not have read permissions.",
+    )
+    assert post(woo, "/crmsync-permission-probe", {}).status_code == 404
+    # the key is checked first: wrong credentials on an unknown route are still a credentials error
+    wrong = requests.post(woo.url("woocommerce") + API + "/nowhere", json={}, auth=(DEFAULT_KEY, "cs_x"), timeout=5)
+    assert (wrong.status_code, wrong.json()["message"]) == (401, "Consumer secret is invalid.")
+    # no credentials at all: no key check, so routing answers (WordPress's own 404)
+    anonymous = requests.post(woo.url("woocommerce") + API + "/nowhere", json={}, timeout=5)
+    assert (anonymous.status_code, anonymous.json()["code"]) == (404, "rest_no_route")
+
+
+def test_the_key_permission_can_be_set_when_the_sandbox_starts(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    woo = start_sandboxes_fixture(
+        {"woocommerce": {"customers": customers(1)}}, options={"woocommerce": {"key_permissions": "read"}}
+    )
+    assert app_settings(woo).json()["key_permissions"] == "read"
+    assert post(woo, "/customers/1", {"first_name": "X"}).status_code == 401
+    assert woo.customer("woocommerce", "1")["first_name"] == "Klant1"
+
+
 def test_fixture_with_wrong_structure_names_file_and_item(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
     from connectors.sandbox import FixtureError
 

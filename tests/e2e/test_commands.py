@@ -44,7 +44,7 @@ def test_check_refuses_a_broken_config_with_exit_2_and_the_key_path(tmp_path: Pa
     assert "Traceback" not in result.stderr and "secret_in_bad_config" not in result.stderr
 
 
-def test_check_makes_one_authenticated_call_per_system(sandboxes: Sandboxes, tmp_path: Path) -> None:
+def test_check_proves_what_each_system_allows_and_changes_nothing(sandboxes: Sandboxes, tmp_path: Path) -> None:
     config = sandboxes.config(tmp_path)
     result = run_crmsync("check", "-c", str(config), "--json")
     assert result.returncode == 0, result.stderr
@@ -60,14 +60,24 @@ def test_check_makes_one_authenticated_call_per_system(sandboxes: Sandboxes, tmp
             "write_tags": True,
             "write_fields": True,
         },
+        "permissions": [
+            {"name": scope, "ok": True, "fix": None, "needed": True}
+            for scope in ("read_customers", "read_orders", "read_all_orders", "write_customers")
+        ],
+        "warnings": [],
         "error": None,
     }
     assert doc["systems"]["woocommerce"]["capabilities"]["write_tags"] is False
-    assert sandboxes.stats("shopify")["reads"] == 1 and sandboxes.stats("woocommerce")["reads"] == 1
-    wrong = sandboxes.config(tmp_path, shopify=f'access_token = "{secret("shpat_nope")}"')
+    assert doc["systems"]["silvasoft"]["capabilities"]["write_fields"] is False
+    assert any("writes nothing" in w for w in doc["systems"]["silvasoft"]["warnings"])
+    assert all(s["auth"] == "ok" and s["error"] is None for s in doc["systems"].values())
+    assert all(sandboxes.stats(t)["writes"] == 0 for t in doc["systems"])  # proven without changing data
+    wrong = sandboxes.config(tmp_path, shopify=f'client_secret = "{secret("shpss_nope_not_the_secret")}"')
     bad = run_crmsync("check", "-c", str(wrong), "--json")
     assert bad.returncode == 3
-    assert json_out(bad)["systems"]["shopify"]["auth"] == "refused"
+    shop = json_out(bad)["systems"]["shopify"]
+    assert shop["auth"] == "refused" and "check client_id and client_secret" in shop["error"]
+    assert not any(shop["capabilities"].values())  # nothing proven, nothing claimed
 
 
 def test_config_from_environment_and_default_file(sandboxes: Sandboxes, tmp_path: Path) -> None:

@@ -107,6 +107,10 @@ def test_throttling_server_errors_and_dropped_connections_are_survived(sandboxes
 
 def test_refused_credentials_stop_that_system_only_with_exit_3(sandboxes: Sandboxes, tmp_path: Path) -> None:
     config = sandboxes.config(tmp_path)
+    # A complete picture first (a plan reads everything and writes nothing): after that, a system
+    # that fails keeps its stored records and does not hold the others (tests/e2e/test_write_gate.py
+    # shows the first cycle, when it does).
+    assert run_crmsync("plan", "-c", str(config)).returncode == 0
     sandboxes.fault("woocommerce", match="reads", fault="auth", times=1)
     result = run_crmsync("sync", "-c", str(config), "--json")
     assert result.returncode == 3

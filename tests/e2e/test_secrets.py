@@ -40,14 +40,16 @@ def test_logger_redacts_urls_exception_messages_and_fields() -> None:
 
 def test_the_token_never_leaves_crmsync(sandboxes: Sandboxes, tmp_path: Path) -> None:
     for app, settings in (
-        (sandboxes.app("shopify"), {"access_token": SHOP_TOKEN}),
+        # the Dev Dashboard app's client secret; the tokens it buys carry the emulator's mark, which
+        # the session's secrets scan looks for in everything crmsync printed or stored
+        (sandboxes.app("shopify"), {"client_secret": SHOP_TOKEN}),
         (sandboxes.app("woocommerce"), {"consumer_key": WOO_KEY, "consumer_secret": WOO_SECRET}),
     ):
         for name, value in settings.items():
             setattr(app, name, value)
     config = sandboxes.config(
         tmp_path,
-        shopify=f'access_token = "{SHOP_TOKEN}"',
+        shopify=f'client_secret = "{SHOP_TOKEN}"',
         # keys in the query string: every WooCommerce URL carries them
         woocommerce=f'consumer_key = "{WOO_KEY}"\nconsumer_secret = "{WOO_SECRET}"\nauth = "query"',
     )

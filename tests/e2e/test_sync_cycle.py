@@ -24,7 +24,8 @@ def test_sync_writes_then_a_second_sync_writes_nothing(sandboxes: Sandboxes, tmp
     first = run_crmsync("sync", "-c", str(config), "--json")
     assert first.returncode == 0, first.stderr
     doc = json_out(first)
-    assert set(doc) == {"run_id", "dry_run", "started_at", "finished_at", "profiles", "quarantined", "systems"}
+    assert set(doc) == {"run_id", "dry_run", "started_at", "finished_at", "profiles", "quarantined", "systems", "held"}
+    assert doc["held"] is None
     assert doc["dry_run"] is False and doc["profiles"] == 40  # 40 people, the overlap folded in
     for name in ("shopify", "woocommerce"):
         system = doc["systems"][name]

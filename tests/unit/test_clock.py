@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sync import clock
+from connectors import clock
 
 
 @pytest.fixture(autouse=True)

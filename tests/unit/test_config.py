@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -120,10 +121,29 @@ def test_bad_durations(raw: object) -> None:
         parse_duration(raw)
 
 
-def test_the_example_config_is_valid_and_documents_every_system_type() -> None:
+def test_the_example_config_documents_every_system_type_and_is_valid_once_filled_in(tmp_path: Path) -> None:
     from connectors.registry import TYPES
 
     example = Path(__file__).resolve().parents[2] / "config.example.toml"
-    loaded = load_config(example)
+    # As shipped, every value a person must fill in is a config error naming its key.
+    with pytest.raises(ConfigError) as caught:
+        load_config(example)
+    assert "config error: systems.shop.client_secret: not filled in" in caught.value.problems
+    assert all(line.endswith(": not filled in") for line in caught.value.problems)
+    numbers = iter(range(1, 1000))
+    text = re.sub("REPLACE_ME", lambda _: f"filled-in-{next(numbers)}", example.read_text())
+    filled = _write(tmp_path, text)
+    loaded = load_config(filled)
     assert {s.type for s in loaded.config.systems.values()} == set(TYPES)
     assert str(loaded.config.segments.rates["USD"]) == "0.92"
+
+
+def test_a_placeholder_is_not_filled_in_unless_the_environment_fills_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = GOOD.replace('access_token = "shpat_config_secret_1"', 'access_token = "replace_me"')
+    assert _problems(tmp_path, text) == ["config error: systems.shop.access_token: not filled in"]
+    monkeypatch.setenv("CRMSYNC_SYSTEMS__SHOP__ACCESS_TOKEN", "shpat_from_the_environment")
+    assert load_config(_write(tmp_path, text)).config.systems["shop"].type == "shopify"
+    monkeypatch.setenv("CRMSYNC_SYSTEMS__WEB__CONSUMER_KEY", "REPLACE_ME")
+    assert _problems(tmp_path, text) == ["config error: systems.web.consumer_key: not filled in"]

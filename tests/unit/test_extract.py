@@ -12,7 +12,7 @@ import pytest
 from connectors.base import Capabilities, Page
 from connectors.errors import ApiError
 from connectors.http import Cancelled
-from mapping.model import Contact, Kind, SourceRecord
+from mapping.model import Contact, FieldSpec, Kind, SourceRecord
 from sync.config import load_config
 from sync.pipeline import Cycle, SystemOutcome
 from sync.state import StateStore
@@ -37,8 +37,14 @@ class PagedConnector:
         read_contacts=True, read_orders=False, incremental=True, write_tags=False, write_fields=False
     )
 
+    contact_fields = {"email": FieldSpec("email", "email")}
+    order_fields: dict[str, FieldSpec] = {}
+
     def __init__(self, after: Callable[[int], None] = lambda n: None) -> None:
         self.after = after
+
+    def api_label(self) -> str:
+        return "a paged test API"
 
     def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
         for number in range(1, 6):

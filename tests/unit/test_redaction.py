@@ -18,6 +18,9 @@ def test_sensitive_query_parameters_are_masked_even_when_unregistered() -> None:
 def test_authorization_schemes_are_masked() -> None:
     out = redact_text("sent Authorization: Bearer abcdefghijkl and Basic Y2s6Y3M=")
     assert "abcdefghijkl" not in out and "Y2s6Y3M=" not in out
+    # a word after the scheme is prose, and stays readable
+    prose = "token refused, or the connector is missing; the Token obtained expires"
+    assert redact_text(prose) == prose
 
 
 def test_nested_values_and_sensitive_keys() -> None:

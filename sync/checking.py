@@ -1,0 +1,67 @@
+"""`crmsync check`: prove, with real calls that change nothing, what every configured system lets
+crmsync do. Capabilities come from what was proven, never from a table: a system that cannot be
+reached or refuses the credentials can do nothing, and one without a scope cannot do what needs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.base import Capabilities, Connector
+from connectors.errors import AuthError, ConnectorError, PermissionDenied
+from connectors.registry import connector_class
+from connectors.settings import RetrySettings
+from sync.config import LoadedConfig
+
+NOTHING = Capabilities(read_contacts=False, read_orders=False, incremental=False, write_tags=False, write_fields=False)
+
+
+def check_system(name: str, connector: Connector) -> dict[str, Any]:
+    """One system's entry of the `check --json` document (CONTRACTS §2 and §6)."""
+    result: dict[str, Any] = {
+        "type": connector.type,
+        "reachable": False,
+        "auth": "unknown",
+        "capabilities": NOTHING.to_json(),
+        "permissions": [],
+        "warnings": [],
+        "error": None,
+    }
+    try:
+        report = connector.check()
+    except PermissionDenied as exc:
+        result.update(reachable=True, auth="ok", error=str(exc))
+        return result
+    except AuthError as exc:
+        result.update(reachable=True, auth="refused", error=str(exc))
+        return result
+    except ConnectorError as exc:
+        result.update(error=str(exc))
+        return result
+    result.update(
+        reachable=True,
+        auth="ok",
+        capabilities=report.capabilities.to_json(),
+        permissions=[p.to_json() for p in report.permissions],
+        warnings=list(report.warnings),
+    )
+    if report.missing:
+        result["error"] = "; ".join(f"{p.name} missing: {p.fix}" for p in report.missing)
+    return result
+
+
+def check_all(loaded: LoadedConfig) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    for name, settings in loaded.config.systems.items():
+        # Two attempts and a short wait at most: `check` answers in seconds, not minutes.
+        quick = settings.model_copy(update={"retry": RetrySettings(attempts=2, max_retry_after=5)})
+        connector = connector_class(settings.type)(name, quick, tag_prefix=loaded.config.writeback.tag_prefix)
+        try:
+            results[name] = check_system(name, connector)
+        finally:
+            connector.close()
+    return results
+
+
+def check_failed(result: dict[str, Any]) -> bool:
+    return result["auth"] != "ok" or result["error"] is not None

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv install demo test lint typecheck unit bench clean
+.PHONY: venv install demo test lint typecheck unit browser bench clean
 
 venv: $(BIN)/python
 
@@ -28,14 +28,27 @@ lint: install
 typecheck: install
 	$(BIN)/mypy connectors mapping sync
 
-# pytest exits 5 when it collects nothing; make treats that as the failure it is. The chaos tables
+# The HTML report's test renders the page in headless Chromium (Debian's package); installed once
+# here, never inside a test.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "make browser: could not install Debian's chromium (the report test needs it)"; exit 1; }
+
+# pytest exits 5 when it collects nothing; make treats that as the failure it is. Tests run on every
+# core (pytest-xdist; the fault matrix's cells stay together on one worker). The chaos tables
 # (faults survived, crash points recovered, bad inputs, secrets found) are printed from this very
 # run, whether it passed or not, and after a failure the failed tests' names come last, where a CI
-# log's tail shows them; `python -m tests.chaos.report` runs the chaos suite alone.
-test: lint typecheck
-	$(BIN)/python -m pytest; status=$$?; \
+# log's tail shows them; `python -m tests.chaos.report` runs the chaos suite alone. Last, the wall time.
+test: lint typecheck browser
+	@start=$$(date +%s); \
+	$(BIN)/python -m pytest -n auto --dist loadgroup; status=$$?; \
 	if [ $$status -eq 0 ]; then $(BIN)/python -m tests.chaos.report --last; \
-	else $(BIN)/python -m tests.chaos.report --last --failed; fi; exit $$status
+	else $(BIN)/python -m tests.chaos.report --last --failed; fi; \
+	echo "make test: $$(( $$(date +%s) - start )) s of wall time (pytest exit $$status)"; exit $$status
+
+# The quick lane: the unit tests, well under a minute.
+unit: install
+	$(BIN)/python -m pytest tests/unit -q -n auto
 
 # Every benchmark at its small default scale; `python bench/<name>.py --scale full` for the targets.
 bench: install

@@ -15,6 +15,14 @@ from sync.sandboxes import RunningSandbox, start_sandboxes, stop_sandboxes
 from tests.kit import Sandboxes, capture_output_to
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The chaos results start empty once per run: in the controlling process, not in each worker."""
+    if not hasattr(config, "workerinput"):
+        from tests.chaos import report
+
+        report.reset()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_secret_leaves_crmsync(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IO[str]]:
     """Every configured secret (the sandboxes' credentials and every one a test registers with
@@ -26,12 +34,13 @@ def no_secret_leaves_crmsync(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     started = time.time()
     base = tmp_path_factory.getbasetemp()
     capture_output_to(base / "crmsync-output")
-    report.reset()
     with open(base / "crmsync-output" / "in-process.log", "a", encoding="utf-8") as log:
         setup_logging("debug", True, stream=log)  # before any session fixture runs a cycle
         yield log
     files, hits = scan([base], started)
-    report.record("secrets", {"hits": len(hits), "files": files, "secrets": len(all_secrets())})
+    # Each test worker (`pytest -n`) scans what its own tests made, and adds its counts.
+    report.add_up("secrets", {"hits": len(hits), "files": files, "workers": 1})
+    report.record("secrets_searched", len(all_secrets()))
     assert not hits, "secrets found in crmsync's output:\n" + "\n".join(str(hit) for hit in hits)
 
 

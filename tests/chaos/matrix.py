@@ -52,6 +52,7 @@ class Fault:
     name: str
     spec: Mapping[str, Any]
     on_writes: bool = True  # list faults only happen on list reads
+    settings: str = ""  # TOML lines this fault's cells add to the system's section
 
 
 FAULTS: tuple[Fault, ...] = (
@@ -70,7 +71,10 @@ FAULTS: tuple[Fault, ...] = (
     # ... and again when the short page is asked for a second time: only a full read finds it.
     Fault("page skips an item twice", {"fault": "skip-item", "times": 2}, on_writes=False),
     Fault("401 mid-run", {"fault": "auth", "times": 1}),
-    Fault("slow responses", {"fault": "slow", "seconds": 0.3, "times": 3}),
+    # Slow, not timed out: the matrix's 0.5 s read timeout (which the timeout row needs) left 0.2 s
+    # over the 0.3 s delay, and ten cells sharing one busy process used that up now and then: the
+    # Lightspeed POST then timed out and its write went unconfirmed. These cells wait 2 s.
+    Fault("slow responses", {"fault": "slow", "seconds": 0.3, "times": 3}, settings='read_timeout = "2s"'),
 )
 
 SURVIVED = "survived"
@@ -183,9 +187,13 @@ def matrix_data() -> dict[str, dict[str, Any]]:
     return demo_data(PEOPLE, seed=SEED)
 
 
-def overrides(column: Column) -> dict[str, str]:
-    lines = [OVERRIDES, VENDOR_OVERRIDES.get(column.system_type, ""), column.settings]
-    return {column.system_type: "\n".join(line for line in lines if line)}
+def overrides(column: Column, fault: Fault | None = None) -> dict[str, str]:
+    """The system's section for a cell: a fault's own settings come last and win."""
+    lines = [OVERRIDES, VENDOR_OVERRIDES.get(column.system_type, ""), column.settings, fault.settings if fault else ""]
+    chosen: dict[str, str] = {}
+    for line in "\n".join(line for line in lines if line).splitlines():
+        chosen[line.split("=", 1)[0].strip()] = line
+    return {column.system_type: "\n".join(chosen.values())}
 
 
 class Matrix:
@@ -197,8 +205,8 @@ class Matrix:
         self.now = now
         self._clean: dict[str, dict[str, Any]] = {}
 
-    def lab(self, column: Column, name: str) -> Lab:
-        lab = Lab.start(self.data, self.workdir / name, types=[column.system_type], overrides=overrides(column))
+    def lab(self, column: Column, name: str, fault: Fault | None = None) -> Lab:
+        lab = Lab.start(self.data, self.workdir / name, types=[column.system_type], overrides=overrides(column, fault))
         assert lab.config is not None
         lines = lab.config.read_text().splitlines()
         kept = [line for line in lines if line.split("=", 1)[0].strip() not in column.drop]
@@ -216,7 +224,7 @@ class Matrix:
     def run(self, cell: Cell) -> Outcome:
         expected = self.clean(cell.column)
         name = cell.id.replace(" ", "_").replace(",", "").replace("+", "plus")
-        with self.lab(cell.column, name) as lab:
+        with self.lab(cell.column, name, cell.fault) as lab:
             if cell.target == "writes":
                 # Let crmsync know every record first (a dry run reads and plans, writes nothing),
                 # so the fault meets the write-back, not the first read.

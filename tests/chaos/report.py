@@ -11,6 +11,7 @@ prints them with `--last` after the suite, so the tables come from the very run 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import subprocess
@@ -30,13 +31,32 @@ def reset() -> None:
         RESULTS.unlink(missing_ok=True)
 
 
-def record(section: str, payload: Any) -> None:
-    """Keep one section of the results (replacing an earlier one of the same name)."""
+def _update(change: Callable[[dict[str, Any]], None]) -> None:
+    """Read, change and write the results under a file lock: with `pytest -n`, several worker
+    processes record into the same file."""
     with _lock:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        data[section] = payload
-        RESULTS.write_text(json.dumps(data, indent=1, default=str))
+        with open(RESULTS.with_suffix(".lock"), "w") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            change(data)
+            RESULTS.write_text(json.dumps(data, indent=1, default=str))
+
+
+def record(section: str, payload: Any) -> None:
+    """Keep one section of the results (replacing an earlier one of the same name)."""
+    _update(lambda data: data.__setitem__(section, payload))
+
+
+def add_up(section: str, counts: dict[str, int]) -> None:
+    """Add counts to a section (the secrets scan of each test worker)."""
+
+    def change(data: dict[str, Any]) -> None:
+        entry = data.setdefault(section, {})
+        for name, value in counts.items():
+            entry[name] = entry.get(name, 0) + value
+
+    _update(change)
 
 
 def load() -> dict[str, Any]:
@@ -134,8 +154,9 @@ def render(data: dict[str, Any]) -> str:
         entry = data["secrets"]
         parts.append("== Secrets")
         parts.append(
-            f"secrets found: {entry['hits']} ({entry['secrets']} secrets searched in {entry['files']} files "
-            "crmsync printed or wrote during the session)"
+            f"secrets found: {entry['hits']} ({data.get('secrets_searched', '?')} secrets and every token an "
+            f"emulator issued, searched in {entry['files']} files crmsync printed or wrote during the session"
+            f"{', over ' + str(entry['workers']) + ' test workers' if entry.get('workers', 1) > 1 else ''})"
         )
     return "\n\n".join(parts) if parts else "no chaos results recorded yet"
 

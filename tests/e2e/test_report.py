@@ -114,18 +114,10 @@ def test_the_demo_ends_by_writing_the_html_report_and_printing_its_path(tmp_path
 
 # ----- the HTML page in a real browser -------------------------------------------------------------
 def chromium() -> str:
-    """The Chromium binary. A missing browser is installed (Debian package `chromium`): the test
-    always runs, and fails naming the package where it cannot be installed, never skips."""
+    """The Chromium binary, which `make test` installs before the tests (`make browser`, Debian's
+    package `chromium`): the test always runs, and fails naming the step when it is missing."""
     found = shutil.which("chromium")
-    if found:
-        return found
-    subprocess.run(["apt-get", "update"], check=False, capture_output=True, timeout=600)
-    installed = subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, text=True, timeout=900)
-    found = shutil.which("chromium")
-    assert found, (
-        "needs headless Chromium: `apt-get install -y chromium` failed here "
-        f"(exit {installed.returncode}): {installed.stderr[-300:]}"
-    )
+    assert found, "needs headless Chromium: run `make browser` (apt-get install -y chromium) first"
     return found
 
 

@@ -27,8 +27,8 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -63,9 +63,7 @@ def _register(values: Iterable[str | SecretStr]) -> None:
 
 
 class Authenticator(AuthBase):
-    """Signs every request of one system. `renewable` ones can get new credentials on a refusal."""
-
-    renewable = False
+    """Signs every request of one system; expiring ones can get new credentials after a refusal."""
 
     def renew_after_refusal(self) -> bool:
         """The vendor refused the credentials this thread last sent: drop them so the next request
@@ -124,7 +122,6 @@ class Token:
     value: str
     expires_at: datetime | None
     refresh_token: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     def fresh(self, at: datetime, margin: float) -> bool:
         return self.expires_at is None or self.expires_at - timedelta(seconds=margin) > at
@@ -149,11 +146,13 @@ class TokenVault:
         with self._lock:
             self._tokens[key] = token
 
-    def drop(self, key: str, value: str) -> None:
-        """Forget the token of `key` if it is still `value` (another thread may have renewed it)."""
+    def expire(self, key: str, value: str) -> None:
+        """Mark the token of `key` expired if it is still `value` (another thread may have renewed
+        it). It stays in the vault: a rotated refresh token rides on it into the renewal."""
         with self._lock:
-            if key in self._tokens and self._tokens[key].value == value:
-                del self._tokens[key]
+            token = self._tokens.get(key)
+            if token is not None and token.value == value:
+                self._tokens[key] = replace(token, expires_at=EXPIRED)
 
     def snapshot(self) -> dict[str, Token]:
         with self._lock:
@@ -181,6 +180,7 @@ def _later(a: datetime | None, b: datetime | None) -> bool:
 
 
 TOKENS = TokenVault()
+EXPIRED = datetime(1970, 1, 1, tzinfo=UTC)  # what a refused token is marked with
 
 
 class TokenSource(ABC):
@@ -197,8 +197,6 @@ class TokenSource(ABC):
 
 
 class ExpiringTokenAuth(Authenticator):
-    renewable = True
-
     def __init__(
         self,
         system: str,
@@ -223,7 +221,6 @@ class ExpiringTokenAuth(Authenticator):
         self.key = hashlib.sha256(f"{system}\0{source.identity()}".encode()).hexdigest()
         self._fetching = threading.Lock()
         self._sent = threading.local()
-        self.fetched = 0  # tokens this authenticator asked the vendor for
         if initial is not None and self.vault.get(self.key) is None:
             register_secret(initial.value)
             self.vault.put(self.key, initial)
@@ -240,7 +237,6 @@ class ExpiringTokenAuth(Authenticator):
             renewed = self.source.fetch(token)
             register_secret(renewed.value)
             register_secret(renewed.refresh_token)
-            self.fetched += 1
             self.vault.put(self.key, renewed)
             # (No "token <word>" in an event: the redaction would take it for a credential.)
             log.info(
@@ -263,13 +259,9 @@ class ExpiringTokenAuth(Authenticator):
         if sent is None:
             return False
         log.info("credentials refused; renewing them once", system=self.system)
-        self.vault.drop(self.key, sent)
+        self.vault.expire(self.key, sent)
         self._sent.value = None
         return True
-
-
-def bearer(request: requests.PreparedRequest, token: Token) -> None:
-    request.headers["Authorization"] = f"Bearer {token.value}"
 
 
 def token_reply(system: str, body: Any, clock: Clock, *, previous: Token | None = None, what: str = "token") -> Token:
@@ -286,12 +278,10 @@ def token_reply(system: str, body: Any, clock: Clock, *, previous: Token | None 
         if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) and lifetime > 0
         else None
     )
-    extra = {k: str(v) for k, v in body.items() if k in ("scope", "token_type", "id_token") and v is not None}
     return Token(
         body["access_token"],
         expires_at,
         refresh if isinstance(refresh, str) and refresh else (previous.refresh_token if previous else None),
-        extra,
     )
 
 

@@ -209,7 +209,7 @@ def first_read(customers: int) -> dict[str, dict[str, float]]:
     from connectors.lightspeed.client import MAX_PAGE, published_limits
 
     windows = [w.window() for w in published_limits()]
-    # Full pages, then the first short (here empty) page, asked for a second time (`confirm_short`).
+    # Full pages, then the first short (here empty) page, asked for a second time (`connectors.streams.confirmed`).
     pages = customers // MAX_PAGE + 2
     out = {}
     for name, requests in (("now", pages), ("before", pages + customers)):

@@ -12,21 +12,26 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from connectors.auth import Authenticator
-from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
+from connectors.errors import RejectedRecord
+from connectors.http import ApiClient, ApiResponse, Pacer, Rule, Verdict, classify_by
+from connectors.paging import Paginator, Reply
 from connectors.settings import SystemSettings
+from connectors.streams import Page as Page  # the connectors import it from here
+from connectors.streams import RecordSpec, Stream, read_stream
+from connectors.streams import id_text as id_text  # where the connectors import it from
+from connectors.window import Window
 from mapping.model import (
     FieldMap,
     FieldSpec,
+    Kind,
     Membership,
     RemoteState,
     SourceRecord,
     WriteBack,
     WriteResult,
-    parse_timestamp,
 )
 
 
@@ -71,18 +76,6 @@ class CheckReport:
         return [p for p in self.permissions if p.needed and not p.ok]
 
 
-@dataclass(frozen=True)
-class Page:
-    """Records read in one request, and the checkpoint to store in the same transaction.
-
-    Storing the checkpoint together with the records is what makes a crash at any point resumable:
-    a read restarts from the last checkpoint whose records are known to be stored."""
-
-    records: list[SourceRecord]
-    checkpoint: dict[str, Any]
-    number: int = 0
-
-
 class Connector(ABC):
     type: ClassVar[str]
     settings_class: ClassVar[builtins.type[SystemSettings]]
@@ -107,6 +100,10 @@ class Connector(ABC):
     # read maps to an unknown owned state, the ledger says what crmsync wrote, and each cycle
     # verifies a budgeted share of the records with `verify_owned` (a hand edit is repaired then).
     reads_owned_state: ClassVar[bool] = True
+    # Ids that are positive integers (most vendors): another system's "0042" or "abc" is no id here.
+    numeric_ids: ClassVar[bool] = False
+    # How replies are read, first match wins; anything unmatched is read the HTTP way.
+    rules: ClassVar[tuple[Rule, ...]] = ()
 
     def __init__(
         self,
@@ -145,6 +142,8 @@ class Connector(ABC):
         """A record id as this vendor writes it, from the way another system may have stored it
         (Shopify: a bare number becomes its gid). None when it cannot be one of our ids."""
         text = raw.strip()
+        if self.numeric_ids:
+            return str(int(text)) if text.isdigit() and int(text) > 0 else None
         return text or None
 
     @property
@@ -225,6 +224,7 @@ class Connector(ABC):
         base_url: str | None = None,
         classify: Callable[[ApiResponse], Verdict] | None = None,
         paced: bool = True,
+        pacers: Sequence[Pacer] = (),
     ) -> ApiClient:
         """An ApiClient wired to this system's settings (pacing, timeouts, retries, stop event)
         and to this connector's `classify`; a vendor adds only its credentials. A token endpoint
@@ -243,10 +243,11 @@ class Connector(ABC):
             read_timeout=settings.read_timeout,
             retry=settings.retry.policy(),
             stop_event=self.stop_event,
+            pacers=pacers if paced else (),
         )
 
     def classify(self, response: ApiResponse) -> Verdict:
-        return default_classify(response)
+        return classify_by(self.rules, response)
 
     @abstractmethod
     def check(self) -> CheckReport:
@@ -264,62 +265,57 @@ class Connector(ABC):
         last 60 days of orders), for `report` and `explain`; None when there is none."""
         return None
 
-    @abstractmethod
-    def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]: ...
+    # ----- reads: declared streams, read by the shared loop ----------------------------------
+    def contacts_stream(self) -> Stream | None:
+        return None
 
-    @abstractmethod
-    def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]: ...
+    def orders_stream(self) -> Stream | None:
+        return None
 
+    def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        stream = self.contacts_stream()
+        return read_stream(stream, checkpoint) if stream is not None else iter(())
+
+    def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        stream = self.orders_stream()
+        return read_stream(stream, checkpoint) if stream is not None else iter(())
+
+    def stream(
+        self,
+        kind: Kind,
+        fetch: Callable[[Any, Window], Reply],
+        paginator: Callable[[Any], Paginator],
+        records: RecordSpec,
+        *,
+        incremental: bool = True,
+        rereads: int = 1,
+        refine: Callable[[list[SourceRecord]], list[SourceRecord]] | None = None,
+    ) -> Stream:
+        """A stream of this system, with its configured look-back."""
+        lookback = self.settings.lookback if incremental else 0.0
+        return Stream(self.name, kind, fetch, paginator, records, lookback, incremental, rereads, refine)
+
+    # ----- writes ---------------------------------------------------------------------------------
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
-        """Apply at most `max_write_batch` changes; one result per change, in any order."""
+        """Apply at most `max_write_batch` changes; one result per change, in any order. Vendors
+        whose API writes one record per call implement `write_one` instead."""
+        if type(self).write_one is Connector.write_one:
+            raise NotImplementedError(f"{self.type} has no write-back")
+        results = []
+        for change in changes:
+            try:
+                confirmed = self.write_one(change)
+            except RejectedRecord as exc:
+                results.append(WriteResult(change.record_id, False, exc.message))
+            else:
+                results.append(WriteResult(change.record_id, True, confirmed=confirmed))
+        return results
+
+    def write_one(self, change: WriteBack) -> bool:
+        """Write one change; raise RejectedRecord when the vendor refused it. Returns False when
+        the vendor's answer left it unsure the write took (a timeout after which a look-up found
+        it done), so the next cycle checks."""
         raise NotImplementedError(f"{self.type} has no write-back")
 
     def close(self) -> None:
         self.client.close()
-
-
-# ----- helpers for incremental reads ----------------------------------------------------------
-def read_since(checkpoint: Mapping[str, Any] | None, lookback: float) -> datetime | None:
-    """Where an incremental read starts: the stored cursor minus the look-back window.
-
-    The cursor is inclusive (the boundary timestamp is read again) and the look-back catches
-    records committed late with an older timestamp; re-reads cost nothing downstream because
-    unchanged records hash the same."""
-    if not checkpoint or not checkpoint.get("cursor"):
-        return None
-    return parse_timestamp(str(checkpoint["cursor"])) - timedelta(seconds=lookback)
-
-
-def advance_cursor(checkpoint: Mapping[str, Any] | None, records: Sequence[SourceRecord]) -> dict[str, Any]:
-    """The checkpoint after a page: the highest `updated_at` seen so far (never moves backwards)."""
-    current = parse_timestamp(str(checkpoint["cursor"])) if checkpoint and checkpoint.get("cursor") else None
-    for record in records:
-        if record.updated_at is not None and (current is None or record.updated_at > current):
-            current = record.updated_at
-    return {"cursor": current.isoformat()} if current else dict(checkpoint or {})
-
-
-Reply = TypeVar("Reply")
-
-
-def confirm_short(fetch: Callable[[], Reply], count: Callable[[Reply], int], limit: int) -> Reply:
-    """One page of a list, asked for once more when it came back shorter than `limit`.
-
-    A page shorter than asked for is how a read without totals knows it has reached the end, so
-    a reply that lost an item on the way (a cache or proxy glitch) would end the read early or
-    drop the item for good; asking again shows it, and the longer answer wins. The cost is one
-    request at the end of each read."""
-    first = fetch()
-    if count(first) >= limit:
-        return first
-    second = fetch()
-    return second if count(second) > count(first) else first
-
-
-def id_text(value: Any) -> str:
-    """A record id as a vendor's JSON gives it, as crmsync keeps it: "" (quarantined as a record
-    without an id) for null, false, an empty string or anything that is no number or text, so a
-    null never becomes the id "None"."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return ""
-    return str(value).strip()

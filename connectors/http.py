@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -152,6 +152,84 @@ def default_classify(response: ApiResponse) -> Verdict:
     return Verdict("fatal", message)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One line of a vendor's reading of replies: when a reply matches every condition given, it
+    means `kind`. `says` replaces the vendor's message (AFAS answers some refusals with no useful
+    text); `retry_after` is the wait a vendor documents but does not send. Rules only read the
+    reply: whatever a vendor's pacing learns from a reply is a pacer's `observe`."""
+
+    kind: VerdictKind
+    status: int | tuple[int, int] | None = None
+    method: str | None = None
+    path: re.Pattern[str] | None = None
+    message: re.Pattern[str] | None = None
+    code: re.Pattern[str] | None = None
+    says: str | None = None
+    retry_after: float | None = None
+
+    def matches(self, response: ApiResponse, message: str, code: str) -> bool:
+        status = self.status
+        if isinstance(status, int) and response.status != status:
+            return False
+        if isinstance(status, tuple) and not status[0] <= response.status <= status[1]:
+            return False
+        if self.method is not None and response.method != self.method:
+            return False
+        if self.path is not None and not self.path.search(response.path):
+            return False
+        if self.message is not None and not self.message.search(message):
+            return False
+        return self.code is None or bool(self.code.search(code))
+
+
+def body_code(response: ApiResponse) -> str:
+    """The machine-readable error code of a typical JSON error body (`code`, `error.code`)."""
+    body = response.body
+    if not isinstance(body, dict):
+        return ""
+    code = body.get("code")
+    if code is None and isinstance(body.get("error"), dict):
+        code = body["error"].get("code")
+    return "" if code is None else str(code)
+
+
+def classify_by(
+    rules: Sequence[Rule],
+    response: ApiResponse,
+    *,
+    message: str | None = None,
+    code: str | None = None,
+    fallback: Callable[[ApiResponse], Verdict] = default_classify,
+) -> Verdict:
+    """The verdict of the first matching rule, else the fallback's (with the vendor's message)."""
+    said = message if message is not None else vendor_message(response.body, response.text) or f"HTTP {response.status}"
+    found = code if code is not None else body_code(response)
+    for rule in rules:
+        if rule.matches(response, said, found):
+            if rule.kind == "ok":
+                return Verdict.ok()
+            wait = rule.retry_after
+            if wait is None and rule.kind in ("retry", "throttled"):
+                wait = parse_retry_after(response.header("Retry-After"))
+            return Verdict(rule.kind, rule.says or said, wait)
+    verdict = fallback(response)
+    if verdict.kind == "ok" or message is None:
+        return verdict
+    return Verdict(verdict.kind, message, verdict.retry_after)
+
+
+class Pacer(Protocol):
+    """A vendor's pacing beside the configured windows: `before` says how long to wait before
+    sending a request of `cost` (raising a ConnectorError when the wait is pointless, a daily
+    budget used up), `observe` learns from every reply (remaining-budget headers, a GraphQL
+    cost report) before the reply is classified."""
+
+    def before(self, method: str, path: str, cost: float) -> float: ...
+
+    def observe(self, response: ApiResponse) -> None: ...
+
+
 def check_base_url(url: str) -> None:
     """TLS for everything but loopback: a token sent in clear over a network is a leaked token."""
     parts = urlsplit(url)
@@ -200,8 +278,10 @@ class ApiClient:
         read_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         stop_event: threading.Event | None = None,
+        pacers: Sequence[Pacer] = (),
     ) -> None:
         check_base_url(base_url)
+        self.pacers = tuple(pacers)
         self.system = system
         self.base_url = base_url.rstrip("/")
         self.classify = classify
@@ -242,12 +322,14 @@ class ApiClient:
         mutating: bool | None = None,
         expect_json: bool = True,
         idempotent: bool = True,
+        cost: float = 1.0,
     ) -> ApiResponse:
         """Send one logical request, retrying what is worth retrying; raise a typed error otherwise.
 
         `idempotent=False` (a POST that creates a record) is retried only when the vendor refused it
         outright (rate limited); after a timeout, a dropped connection or a 5xx the request may have
-        been carried out, so the TransientError goes to the caller, who finds out before sending again."""
+        been carried out, so the TransientError goes to the caller, who finds out before sending again.
+        `cost` is what the request costs a vendor pacer (Shopify's calculated query cost)."""
         is_mutating = method.upper() != "GET" if mutating is None else mutating
         retryable: tuple[type[ConnectorError], ...] = (TransientError, RateLimited) if idempotent else (RateLimited,)
 
@@ -281,7 +363,7 @@ class ApiClient:
             before_sleep=before_sleep,
             reraise=True,
         )
-        arguments = (method, path, params, json_body, data, headers, is_mutating, expect_json)
+        arguments = (method, path, params, json_body, data, headers, is_mutating, expect_json, cost)
         try:
             try:
                 return retrying(self._attempt, *arguments)
@@ -305,9 +387,15 @@ class ApiClient:
         headers: Mapping[str, str] | None,
         mutating: bool,
         expect_json: bool,
+        cost: float,
     ) -> ApiResponse:
         if self.stop_event.is_set():
             raise Cancelled(self.system, "stop requested")
+        for pacer in self.pacers:
+            waited = pacer.before(method, path, cost)
+            if waited > 0:
+                self.stats.add(paced_seconds=waited)
+                self.sleep(waited)
         slot: Slot | None = None
         if self.limiter is not None:
             waited, slot = self.limiter.reserve()
@@ -357,6 +445,8 @@ class ApiClient:
         )
         if 200 <= raw.status_code < 300 and expect_json and (parse_failed or (body is None and text.strip())):
             raise TransientError(self.system, f"{method} {path}: unreadable JSON in reply ({len(text)} bytes)")
+        for pacer in self.pacers:
+            pacer.observe(response)
         verdict = self.classify(response)
         return self._act(verdict, response)
 

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from connectors.registry import ONLINE_TYPES
 from mapping.identity import FieldChoice
 from mapping.model import Membership
 from mapping.segments import LIFECYCLE, QUADRANTS, Assessment, ProfileColumns, TierState, assess
@@ -28,8 +29,6 @@ from sync.state import SegmentChanges, StateStore, VerdictChunk
 
 log = structlog.get_logger("crmsync.segments")
 
-# Web shops are the online channel; CRMs, ERPs and invoicing are where offline sales are kept.
-ONLINE_TYPES = frozenset({"shopify", "woocommerce", "lightspeed"})
 PROFILE_FIELDS = ("email", "phone", "first_name", "last_name")
 
 
@@ -91,6 +90,8 @@ def assess_profiles(
     settings = config.segments
     index = {pid: i for i, pid in enumerate(profiles)}
     channels = [
+        # Web shops (declared `online`) are the online channel; CRMs, ERPs and invoicing are
+        # where offline sales are kept.
         ONLINE if (name in config.systems and config.systems[name].type in ONLINE_TYPES) else OFFLINE
         for name in systems
     ]

@@ -35,13 +35,15 @@ AFASSoftware/OASContent: `get-connector.md`, `update-connector.md`, `custom-fiel
 fair-use limit, answered the way AFAS answers "no capacity now" (503 + retry_after); the wording of
 refusal messages other than the documented ones is ours; the persons and invoices GetConnectors
 (`Profit_CRM_Persons`, `Profit_CRM_SalesInvoices`) and their columns are the notes' proposal.
+
+The GetConnectors' tables and fixture rows are in sandbox_tables.py, their query parameters in
+sandbox_query.py, KnPerson's field checks and metainfo in sandbox_knperson.py.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import functools
 import hashlib
 import itertools
@@ -50,19 +52,32 @@ import math
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
 from connectors.afas.knperson import FIELDS as KNPERSON_FIELDS
 from connectors.afas.knperson import FieldRule
-from connectors.afas.profit_time import format_profit, now_wall, parse_wall
+from connectors.afas.profit_time import format_profit, utc_to_wall
+from connectors.afas.sandbox_knperson import LOCATORS, UPDATE_TO_COLUMN, check_value, element_fields, update_meta
+from connectors.afas.sandbox_query import conditions, matches, order, paging, sort_rows
+from connectors.afas.sandbox_tables import DEFAULT_FREE_FIELDS as DEFAULT_FREE_FIELDS
+from connectors.afas.sandbox_tables import (
+    ERROR_NUMBER,
+    INVOICE_COLUMNS,
+    PERSON_COLUMNS,
+    UNEXPECTED,
+    Table,
+    profit_error,
+)
+from connectors.afas.sandbox_tables import FreeField as FreeField
+from connectors.afas.sandbox_tables import free_field_id as free_field_id
 from connectors.ratelimit import Window
-from connectors.sandbox import FixtureError, Route, SandboxApp, VendorError, json_response
+from connectors.sandbox import Route, SandboxApp, VendorError, json_response
 from connectors.sandbox.faults import FaultRule
+from connectors.sandbox.store import page
 
 PREFIX = "/ProfitRestServices"
 PERSONS = "Profit_CRM_Persons"
@@ -76,107 +91,11 @@ MAX_PARALLEL = 8  # troubleshooting.md: "A maximum of 8 parallel calls are allow
 MAX_BODY_BYTES = 75 * 1024 * 1024  # "De totale omvang van een API-call is maximaal 75 MB"
 MAX_CELLS = 1_500_000  # (assumed) rows x columns in one reply before "Out of memory"
 FAIR_USE = (Window(100, 60.0),)  # (assumed) see the module docstring
-UNEXPECTED = "Er is een onverwachte fout opgetreden."
-ERROR_NUMBER = -2147220469  # Profit's usual generic number; clients must not branch on it
 CROWDED_RETRY_AFTER = 1.0
 AUTH_SCHEME = "AfasToken"
 TOKEN_XML = re.compile(r"^<token><version>1</version><data>([0-9A-Fa-f]+)</data></token>$")
-FREE_FIELD_ID = re.compile(r"^U[0-9A-F]{32}$")
 _CASE_FOLDED_PREFIX = re.compile(r"^/profitrestservices(?=/|$)", re.IGNORECASE)
 _CASE_FOLDED_META = re.compile(r"^/ProfitRestServices/metainfo(?=/|$)", re.IGNORECASE)
-
-# Column types of the emulated GetConnectors: string | integer | decimal | boolean | date.
-PERSON_COLUMNS: dict[str, str] = {
-    "PersonId": "string",
-    "FirstName": "string",
-    "Initials": "string",
-    "Prefix": "string",
-    "LastName": "string",
-    "Email": "string",
-    "Phone": "string",
-    "Mobile": "string",
-    "Street": "string",
-    "HouseNumber": "integer",
-    "HouseNumberAdd": "string",
-    "ZipCode": "string",
-    "City": "string",
-    "CountryId": "string",
-    "OrganisationId": "string",
-    "OrganisationName": "string",
-    "DebtorId": "string",
-    "CreateDate": "date",
-    "ModifiedDate": "date",
-}
-INVOICE_COLUMNS: dict[str, str] = {
-    "InvoiceId": "string",
-    "InvoiceDate": "date",
-    "DebtorId": "string",
-    "PersonId": "string",
-    "OrganisationId": "string",
-    "AmountExclVat": "decimal",
-    "AmountInclVat": "decimal",
-    "Currency": "string",
-    "Credited": "boolean",
-    "CreateDate": "date",
-    "ModifiedDate": "date",
-}
-# KnPerson fields that the persons GetConnector shows, by UpdateConnector field id.
-UPDATE_TO_COLUMN = {
-    "FiNm": "FirstName",
-    "In": "Initials",
-    "Is": "Prefix",
-    "LaNm": "LastName",
-    "EmAd": "Email",
-    "TeNr": "Phone",
-    "MbNr": "Mobile",
-}
-
-
-def free_field_id(label: str) -> str:
-    """A stable GUID-like free-field id for a label (Profit makes them random per environment)."""
-    return "U" + hashlib.md5(label.encode(), usedforsecurity=False).hexdigest().upper()
-
-
-@dataclass(frozen=True)
-class FreeField:
-    """A free field (vrij veld) on KnPerson: its UpdateConnector id, its label, and the column the
-    persons GetConnector shows it in."""
-
-    label: str
-    column: str
-    length: int = 255
-
-    @property
-    def field_id(self) -> str:
-        return free_field_id(self.label)
-
-
-DEFAULT_FREE_FIELDS = (
-    FreeField("crmsync_segments", "crmsync_segments"),
-    FreeField("crmsync_loyalty_tier", "crmsync_loyalty_tier", 40),
-    FreeField("Webshop klantnummer", "Webshop_klantnummer", 20),
-    FreeField("Voorkeurswinkel", "Voorkeurswinkel", 80),
-)
-
-
-@dataclass
-class Table:
-    """One GetConnector: its columns (with types) and its rows by key."""
-
-    name: str
-    description: str
-    key: str
-    columns: dict[str, str]
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def profit_error(message: str) -> VendorError:
-    """A refusal the way Profit gives it: HTTP 500 with `externalMessage`."""
-    return VendorError(500, "profit", message)
-
-
-def field_not_found(name: str) -> VendorError:
-    return profit_error(f"Connector field '{name}' not found")
 
 
 class AfasSandbox(SandboxApp):
@@ -345,59 +264,21 @@ class AfasSandbox(SandboxApp):
 
     # ----- fixtures ---------------------------------------------------------------------------------
     def load(self, data: Mapping[str, Any]) -> None:
-        for index, item in enumerate(data.get("customers") or []):
-            self._load_row(self.persons, f"afas/customers.json item {index}", item)
-        for index, item in enumerate(data.get("orders") or []):
-            self._load_row(self.invoices, f"afas/orders.json item {index}", item)
+        self.persons.load(data.get("customers"), "afas/customers.json")
+        self.invoices.load(data.get("orders"), "afas/orders.json")
         for number, key in enumerate(self.persons.rows, start=1):
             self.internal_ids.setdefault(key, number)
 
-    def _load_row(self, table: Table, where: str, item: Any) -> None:
-        if not isinstance(item, dict):
-            raise FixtureError(f"{where}: expected an object (one GetConnector row)")
-        key = item.get(table.key)
-        if isinstance(key, bool) or not isinstance(key, str | int) or str(key).strip() == "":
-            raise FixtureError(f"{where}: {table.key} must be a non-empty string or integer")
-        if str(key) in table.rows:
-            raise FixtureError(f"{where}: {table.key} {key!r} appears twice")
-        row = copy.deepcopy(item)
-        for column, kind in table.columns.items():
-            if kind != "any":
-                _check_type(where, column, kind, row.get(column))
-        for column in [c for c in row if c not in table.columns]:
-            table.columns[column] = "any"  # a real export may hold more columns: kept as they are
-            for other in table.rows.values():
-                other[column] = None
-        for column in table.columns:
-            row.setdefault(column, None)  # every row has every column; an empty one is null
-        self._normalise_dates(row)
-        table.rows[str(key)] = row
-
-    def _normalise_dates(self, row: dict[str, Any]) -> None:
-        """Profit writes `YYYY-MM-DDTHH:MM:SSZ`; the audit dates are always filled."""
-        for column in ("CreateDate", "ModifiedDate", "InvoiceDate"):
-            if isinstance(row.get(column), str):
-                row[column] = format_profit(parse_wall(row[column]))
-        if "ModifiedDate" in row:
-            row["CreateDate"] = row.get("CreateDate") or row.get("ModifiedDate") or format_profit(now_wall())
-            row["ModifiedDate"] = row.get("ModifiedDate") or row["CreateDate"]
-        if "InvoiceDate" in row and row["InvoiceDate"] is None:
-            row["InvoiceDate"] = row["CreateDate"]
+    def stamp_customer(self, customer_id: str, moment: datetime) -> None:
+        """Sets a customer's modification time as the vendor would have written it (a test moves
+        records onto a read's boundary)."""
+        self.persons.rows[customer_id]["ModifiedDate"] = format_profit(utc_to_wall(moment).replace(microsecond=0))
 
     def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
-        row = self.persons.rows.get(customer_id)
-        return copy.deepcopy(row) if row is not None else None
+        return self.persons.store.find(customer_id)
 
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
-        row = self.persons.rows.get(customer_id)
-        if row is None:
-            return None
-        for column, value in partial.items():
-            if column not in (self.persons.key, "CreateDate", "ModifiedDate"):
-                self.persons.columns.setdefault(column, "string")
-                row[column] = copy.deepcopy(value)
-        row["ModifiedDate"] = format_profit(now_wall())
-        return copy.deepcopy(row)
+        return self.persons.patch(customer_id, partial)
 
     # ----- GetConnectors ------------------------------------------------------------------------------
     def get_connector(self, request: Request, name: str) -> Response:
@@ -407,22 +288,23 @@ class AfasSandbox(SandboxApp):
             return self.auth_failure()
         if len(request.query_string) + 1 > MAX_QUERY_STRING:
             return self.error(404, "too_long", "query string too long")
-        skip, take = _paging(request)
+        skip, take = paging(request)
         with self.lock:
-            conditions = _filters(request, table)
-            rows = [row for row in table.rows.values() if _matches(row, table, conditions)]
-            order = _order(request, table)
-            if order:
-                rows = _sorted(rows, table, order)
+            groups = conditions(request, table)
+            rows = [row for row in table.rows.values() if matches(row, table, groups)]
+            sort = order(request, table)
+            if sort:
+                rows = sort_rows(rows, table, sort)
             else:
                 # The database picks an order, and not the same one every time (get-connector.md).
                 call = next(self._unsorted_calls)
                 rows.sort(key=lambda r: hashlib.sha1(f"{call}/{r[table.key]}".encode()).digest())
-            page = rows if skip == -1 else rows[skip : skip + take]
-            if len(page) * len(table.columns) > self.max_cells:
+            start, count = (0, len(rows)) if skip == -1 else (skip, take)  # -1/-1: everything
+            served = page(rows, start, count)
+            if len(served) * len(table.columns) > self.max_cells:
                 raise profit_error("Out of memory")
-            page = self.apply_item_fault(request, [copy.deepcopy(row) for row in page])
-        return json_response({"skip": skip, "take": take, "rows": page})
+            served = self.apply_item_fault(request, served)
+        return json_response({"skip": skip, "take": take, "rows": served})
 
     # ----- UpdateConnector KnPerson -----------------------------------------------------------------
     def update_connector(self, request: Request, name: str) -> Response:
@@ -439,10 +321,10 @@ class AfasSandbox(SandboxApp):
             body = json.loads(request.get_data() or b"")
         except ValueError:
             return self.error(400, "bad_json", "not JSON")
-        fields = _element_fields(body)
+        fields = element_fields(body)
         with self.lock:
             key = self._locate(fields)
-            changes = [self._check_field(name, value) for name, value in fields.items() if name not in _LOCATORS]
+            changes = [self._check_field(name, value) for name, value in fields.items() if name not in LOCATORS]
             row = self.persons.rows[key]
             changed = False
             for column, value in changes:
@@ -451,15 +333,15 @@ class AfasSandbox(SandboxApp):
                     target[column] = value
                     changed = True
             if changed:
-                row["ModifiedDate"] = format_profit(now_wall())
+                self.persons.store.touch(row)
             result = {"BcCo": key, "BcId": self.internal_ids[key]}
         return json_response({"results": {"KnPerson": result}}, 201)
 
     def _locate(self, fields: Mapping[str, Any]) -> str:
         """The person an element is about: by `BcId`, or by `BcCo` when `MatchPer` is 0."""
-        for name in _LOCATORS:
+        for name in LOCATORS:
             if name in fields:
-                _check_value(name, KNPERSON_FIELDS[name], fields[name])
+                check_value(name, KNPERSON_FIELDS[name], fields[name])
         if fields.get("BcId") not in (None, ""):
             for key, internal in self.internal_ids.items():
                 if str(internal) == str(fields["BcId"]):
@@ -481,12 +363,12 @@ class AfasSandbox(SandboxApp):
         free = self.free_fields.get(name)
         if free is not None:
             rule = FieldRule("string", free.length, None, free.label)
-            _check_value(name, rule, value)
+            check_value(name, rule, value)
             return free.column, None if value in (None, "") else str(value)
         rule_or_none = KNPERSON_FIELDS.get(name)
         if rule_or_none is None:
             raise profit_error(f"Het veld '{name}' bestaat niet in UpdateConnector 'KnPerson'.")
-        _check_value(name, rule_or_none, value)
+        check_value(name, rule_or_none, value)
         stored = None if value in (None, "") else value
         return UPDATE_TO_COLUMN.get(name, name), stored
 
@@ -532,244 +414,11 @@ class AfasSandbox(SandboxApp):
     def metainfo_update(self, request: Request, name: str) -> Response:
         if name != KNPERSON or KNPERSON not in self.update_connectors:
             return self.auth_failure()
-        fields = [_update_meta(field_id, rule) for field_id, rule in KNPERSON_FIELDS.items()]
+        fields = [update_meta(field_id, rule) for field_id, rule in KNPERSON_FIELDS.items()]
         fields += [
-            _update_meta(f.field_id, FieldRule("string", f.length, None, f.label)) for f in self.free_fields.values()
+            update_meta(f.field_id, FieldRule("string", f.length, None, f.label)) for f in self.free_fields.values()
         ]
         return json_response({"name": "KnPerson", "description": "Persoon", "fields": fields, "objects": []})
-
-
-_LOCATORS = ("MatchPer", "BcCo", "BcId")
-
-
-def _update_meta(field_id: str, rule: FieldRule) -> dict[str, Any]:
-    return {
-        "fieldId": field_id,
-        "primaryKey": field_id == "BcId",
-        "dataType": rule.data_type,
-        "label": rule.label,
-        "mandatory": False,
-        "length": rule.max_length or 0,
-        "decimals": 0,
-        "decimalFieldId": "",
-        "notzero": False,
-        "controlType": 1,
-        "values": [{"id": v, "description": v} for v in rule.values] if rule.values else None,
-    }
-
-
-def _element_fields(body: Any) -> dict[str, Any]:
-    """`{"KnPerson": {"Element": {"Fields": {...}}}}`: the published schema has one Element object."""
-    element = body.get("KnPerson", {}).get("Element") if isinstance(body, dict) else None
-    if isinstance(body, dict) and isinstance(body.get("KnPerson"), dict) and isinstance(element, list):
-        raise profit_error("Ongeldig bericht: 'Element' van KnPerson is één object, geen lijst.")
-    if not isinstance(element, dict) or not isinstance(element.get("Fields"), dict):
-        raise profit_error('Ongeldig bericht: verwacht {"KnPerson": {"Element": {"Fields": {...}}}}.')
-    return dict(element["Fields"])
-
-
-def _check_value(name: str, rule: FieldRule, value: Any) -> None:
-    if value is None or value == "":
-        return  # empty clears the field
-    if rule.data_type == "boolean":
-        if not (isinstance(value, bool) or str(value).lower() in ("0", "1", "true", "false")):
-            raise profit_error(f"De waarde '{value}' bij '{rule.label}' is geen ja/nee-waarde.")
-        return
-    if rule.data_type == "integer":
-        if isinstance(value, bool) or not str(value).lstrip("-").isdigit():
-            raise profit_error(f"De waarde '{value}' bij '{rule.label}' is geen geheel getal.")
-        return
-    if isinstance(value, dict | list | bool):
-        raise profit_error(f"De waarde bij '{rule.label}' ({name}) heeft een ongeldig type.")
-    text = str(value)
-    if rule.data_type == "date":
-        try:
-            parse_wall(text)
-        except ValueError:
-            raise profit_error(f"De waarde '{text}' bij '{rule.label}' is geen geldige datum.") from None
-    if rule.max_length is not None and len(text) > rule.max_length:
-        raise profit_error(f"De waarde bij '{rule.label}' is te lang (maximaal {rule.max_length} tekens).")
-    if rule.values is not None and text not in rule.values:
-        raise profit_error(f"De ingevulde waarde bij '{rule.label}' bestaat niet.")
-
-
-def _check_type(where: str, column: str, kind: str, value: Any) -> None:
-    """Fixtures may be messy, but a column must hold what its type says (or null)."""
-    if value is None:
-        return
-    ok = {
-        "string": isinstance(value, str | int | float) and not isinstance(value, bool),
-        "integer": isinstance(value, int) and not isinstance(value, bool),
-        "decimal": isinstance(value, int | float) and not isinstance(value, bool),
-        "boolean": isinstance(value, bool),
-        "date": isinstance(value, str),
-    }[kind]
-    if kind == "date" and ok:
-        try:
-            parse_wall(value)
-        except ValueError:
-            ok = False
-    if not ok:
-        expected = {
-            "date": "a date-time like 2025-03-01T10:00:00Z",
-            "decimal": "a number",
-            "integer": "an integer",
-            "boolean": "true or false",
-        }.get(kind, "text")
-        raise FixtureError(f"{where}: {column} must be {expected} or null")
-
-
-# ----- GetConnector query parameters -------------------------------------------------------------
-Condition = tuple[str, int, str]  # column, operator type, value
-
-
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise profit_error(UNEXPECTED) from None
-
-
-def _paging(request: Request) -> tuple[int, int]:
-    skip, take = _int_param(request, "skip", 0), _int_param(request, "take", 100)
-    if (skip, take) == (-1, -1):
-        return skip, take  # "get all": allowed, and strongly discouraged
-    if skip < 0 or take <= 0:
-        # get-connector.md: e.g. skip=2&take=-1 is "An unexpected error has occurred."
-        raise profit_error(UNEXPECTED)
-    return skip, take
-
-
-def _filters(request: Request, table: Table) -> list[list[Condition]]:
-    """OR-groups of AND-ed conditions, from `filterjson` or the three parallel lists."""
-    if request.args.get("filterjson"):
-        return _json_filters(request.args["filterjson"], table)
-    names = request.args.get("filterfieldids")
-    if not names:
-        return []
-    values = request.args.get("filtervalues", "")
-    operators = request.args.get("operatortypes", "")
-    name_groups, value_groups, op_groups = names.split(";"), values.split(";"), operators.split(";")
-    if not len(name_groups) == len(value_groups) == len(op_groups):
-        raise profit_error(UNEXPECTED)
-    groups: list[list[Condition]] = []
-    for group_names, group_values, group_ops in zip(name_groups, value_groups, op_groups, strict=True):
-        fields, vals, ops = group_names.split(","), group_values.split(","), group_ops.split(",")
-        if not (len(fields) == len(vals) == len(ops)):
-            raise profit_error(UNEXPECTED)
-        groups.append([_condition(table, f, o, v) for f, o, v in zip(fields, ops, vals, strict=True)])
-    return groups
-
-
-def _json_filters(raw: str, table: Table) -> list[list[Condition]]:
-    try:
-        filters = json.loads(raw)["Filters"]["Filter"]
-        filters = filters if isinstance(filters, list) else [filters]
-        groups = []
-        for one in filters:
-            items = one["Field"] if isinstance(one["Field"], list) else [one["Field"]]
-            groups.append(
-                [_condition(table, str(i["@FieldId"]), str(i["@OperatorType"]), str(i.get("#text", ""))) for i in items]
-            )
-        return groups
-    except (ValueError, KeyError, TypeError):
-        raise profit_error(UNEXPECTED) from None
-
-
-def _condition(table: Table, column: str, operator: str, value: str) -> Condition:
-    column = column.strip()
-    if column not in table.columns:
-        raise field_not_found(column)
-    try:
-        op = int(operator)
-    except ValueError:
-        raise profit_error(UNEXPECTED) from None
-    if not 1 <= op <= 15:
-        raise profit_error(UNEXPECTED)
-    return column, op, value
-
-
-def _order(request: Request, table: Table) -> list[tuple[str, bool]]:
-    raw = request.args.get("orderbyfieldids", "")
-    order = []
-    for part in (p.strip() for p in raw.split(",") if p.strip()):
-        descending = part.startswith("-")
-        column = part.lstrip("-")
-        if column not in table.columns:
-            raise field_not_found(column)
-        order.append((column, descending))
-    return order
-
-
-def _typed(kind: str, value: Any) -> Any:
-    """A value comparable within its column type ("any": extra fixture columns, as text); None stays None."""
-    if value is None or value == "":
-        return None
-    if kind == "date":
-        return parse_wall(str(value))
-    if kind in ("decimal", "integer"):
-        return Decimal(str(value))
-    if kind == "boolean":
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true")
-    return str(value).casefold()
-
-
-def _sorted(rows: list[dict[str, Any]], table: Table, order: list[tuple[str, bool]]) -> list[dict[str, Any]]:
-    # Stable sorts from the last key to the first; nulls sort first, as in SQL Server.
-    result = list(rows)
-    for column, descending in reversed(order):
-        kind = table.columns[column]
-
-        def key(row: Mapping[str, Any], column: str = column, kind: str = kind) -> tuple[int, Any]:
-            return _sort_key(_typed(kind, row.get(column)))
-
-        result.sort(key=key, reverse=descending)
-    return result
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    return (0, "") if value is None else (1, value)
-
-
-def _matches(row: Mapping[str, Any], table: Table, groups: Iterable[list[Condition]]) -> bool:
-    groups = list(groups)
-    if not groups:
-        return True
-    return any(all(_holds(row, table, c) for c in group) for group in groups)
-
-
-def _holds(row: Mapping[str, Any], table: Table, condition: Condition) -> bool:
-    column, op, raw = condition
-    kind = table.columns[column]
-    value = row.get(column)
-    if op == 8:
-        return value in (None, "")
-    if op == 9:
-        return value not in (None, "")
-    if op in (6, 10, 11, 12, 13, 14, 15):
-        text, needle = ("" if value is None else str(value)).casefold(), raw.casefold()
-        return {
-            6: needle in text,
-            15: needle in text,
-            10: text.startswith(needle),
-            11: needle not in text,
-            12: not text.startswith(needle),
-            13: text.endswith(needle),
-            14: not text.endswith(needle),
-        }[op]
-    have = _typed(kind, value)
-    try:
-        want = _typed(kind, raw)
-    except (ValueError, InvalidOperation):
-        raise profit_error(UNEXPECTED) from None
-    if have is None or want is None:
-        return False  # a comparison with null is never true, as in SQL
-    return bool(
-        {1: have == want, 7: have != want, 2: have >= want, 3: have <= want, 4: have > want, 5: have < want}[op]
-    )
 
 
 SANDBOX = AfasSandbox

@@ -38,6 +38,7 @@ from werkzeug.wrappers import Request, Response
 
 from connectors.ratelimit import Window
 from connectors.sandbox import FixtureError, Route, SandboxApp, VendorError, json_response, utcnow
+from connectors.sandbox.store import FixtureStore, Record, page
 
 ENDPOINT = "/crm/json"
 DEFAULT_API_KEY = "5A4DB0C1E2F34A5B8C9D0E1F2A3B4C5D"
@@ -86,12 +87,12 @@ class _SavedQuery:
     position, in (D_CHANGE, key) order. Parameter 1 is a timestamp, parameter 2 a key: a row is
     returned when D_CHANGE > p1, or D_CHANGE = p1 and key > p2."""
 
-    table: Callable[[], Mapping[int, dict[str, Any]]]
-    key_field: str
+    store: FixtureStore
 
     def rows(self, since: str, after: int) -> list[dict[str, Any]]:
-        found = [r for r in self.table().values() if (r["D_CHANGE"], r[self.key_field]) > (since, after)]
-        found.sort(key=lambda r: (r["D_CHANGE"], r[self.key_field]))
+        key = self.store.key
+        found = [r for r in self.store if (r["D_CHANGE"], r[key]) > (since, after)]
+        found.sort(key=lambda r: (r["D_CHANGE"], r[key]))
         return found
 
 
@@ -113,15 +114,20 @@ class EfficySandbox(SandboxApp):
             self.unavailable: set[str] = set(_category_names("unavailable_categories", unavailable_categories))
         except VendorError as exc:
             raise ValueError(exc.message) from None
-        self.contacts: dict[int, dict[str, Any]] = {}
-        self.opportunities: dict[int, dict[str, Any]] = {}
+        self.contact_store = FixtureStore(
+            "contacts", key="K_CONTACT", id_of=_int_or_zero, touch=_touch, fixed=sorted(READ_ONLY)
+        )
+        self.opportunity_store = FixtureStore("opportunities", key="K_OPPORTUNITY", id_of=_int_or_zero)
+        # The stores' records by key, where the chaos tests edit them by hand (see vendor.py).
+        self.contacts: dict[Any, Record] = self.contact_store.records
+        self.opportunities: dict[Any, Record] = self.opportunity_store.records
         self.categories: dict[str, dict[str, int]] = copy.deepcopy(DEFAULT_CATEGORIES)
         self.main_fields: set[str] = {"K_CONTACT", "D_CHANGE", "D_CREATE", *CONTACT_TEXT_FIELDS}
         # Records a user has open in edit mode (key -> user code): other edits are refused.
         self.locks: dict[int, str] = {}
         self.queries = {
-            CONTACTS_QUERY: _SavedQuery(lambda: self.contacts, "K_CONTACT"),
-            OPPORTUNITIES_QUERY: _SavedQuery(lambda: self.opportunities, "K_OPPORTUNITY"),
+            CONTACTS_QUERY: _SavedQuery(self.contact_store),
+            OPPORTUNITIES_QUERY: _SavedQuery(self.opportunity_store),
         }
         super().__init__(data, **kwargs)
 
@@ -213,12 +219,8 @@ class EfficySandbox(SandboxApp):
 
     # ----- fixtures ---------------------------------------------------------------------------
     def load(self, data: Mapping[str, Any]) -> None:
-        for index, item in enumerate(data.get("customers") or []):
-            contact = self._contact_from_fixture(f"efficy/customers.json item {index}", item)
-            self.contacts[contact["K_CONTACT"]] = contact
-        for index, item in enumerate(data.get("orders") or []):
-            opportunity = self._opportunity_from_fixture(f"efficy/orders.json item {index}", item)
-            self.opportunities[opportunity["K_OPPORTUNITY"]] = opportunity
+        self.contact_store.load(data.get("customers"), self._contact_from_fixture, "efficy/customers.json")
+        self.opportunity_store.load(data.get("orders"), self._opportunity_from_fixture, "efficy/orders.json")
 
     def _contact_from_fixture(self, where: str, item: Any) -> dict[str, Any]:
         record = _record_with_key(where, item, "K_CONTACT")
@@ -255,25 +257,34 @@ class EfficySandbox(SandboxApp):
         for name in fields:
             schema.setdefault(name, TEXT_LENGTH)
 
+    def stamp_customer(self, customer_id: str, moment: datetime) -> None:
+        """Sets a customer's modification time as the vendor would have written it (a test moves
+        records onto a read's boundary)."""
+        self.contacts[int(customer_id)]["D_CHANGE"] = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
     def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
-        found = self.contacts.get(_int_or_zero(customer_id))
-        return copy.deepcopy(found) if found else None
+        return self.contact_store.find(customer_id)
 
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
-        contact = self.contacts.get(_int_or_zero(customer_id))
-        if contact is None:
-            return None
-        for key, value in partial.items():
-            if key == "categories" and isinstance(value, dict):
-                for category, fields in value.items():
-                    if isinstance(fields, dict):
-                        self._learn_category(category, fields)
-                        contact["categories"].setdefault(category, {}).update(copy.deepcopy(fields))
-            elif key not in READ_ONLY:
-                contact[key] = copy.deepcopy(value)
-                self.main_fields.add(key)
-        contact["D_CHANGE"] = efficy_time(utcnow())
-        return copy.deepcopy(contact)
+        return self.contact_store.patch(customer_id, partial, self._merge_contact)
+
+    def _merge_contact(self, contact: Record, key: str, value: Any) -> bool:
+        """A hand edit the efficy way: categories are merged category by category (and become
+        known), a main-table field becomes a column of the table and is replaced whole, an
+        object too; the store sets the rest and keeps the read-only fields."""
+        if key == "categories" and isinstance(value, dict):
+            for category, fields in value.items():
+                if isinstance(fields, dict):
+                    self._learn_category(category, fields)
+                    contact["categories"].setdefault(category, {}).update(copy.deepcopy(fields))
+            return True
+        if key in READ_ONLY:
+            return False
+        self.main_fields.add(key)
+        if isinstance(value, dict):
+            contact[key] = copy.deepcopy(value)
+            return True
+        return False
 
     # ----- the endpoint -----------------------------------------------------------------------
     def json_endpoint(self, request: Request) -> Response:
@@ -348,8 +359,7 @@ class EfficySandbox(SandboxApp):
             since, after = parse_efficy_time(params[0]), int(params[1])
         except ValueError:
             raise RpcError("ER_QUERY_PARAMS", f"Invalid query parameters {params!r}", "D_CHANGE|key") from None
-        rows = query.rows(since, after)[: count or MAX_ROWS]
-        return [_main_row(r) for r in rows]
+        return [_main_row(r) for r in page(query.rows(since, after), 0, count or MAX_ROWS)]
 
     # ----- consult context ---------------------------------------------------------------------
     def _consult(self, context: dict[str, Any], request: Request) -> None:
@@ -378,8 +388,7 @@ class EfficySandbox(SandboxApp):
         entity = str(context.get("entity", ""))
         if entity.lower() != "cont":
             raise RpcError("ER_ENTITY_UNKNOWN", f"The sandbox knows the entity Cont, not {entity!r}")
-        key = _int_or_zero(context.get("key"))
-        contact = self.contacts.get(key)
+        contact = self.contact_store.get(_int_or_zero(context.get("key")))
         if contact is None:
             raise RpcError("ER_RECORD_NOT_FOUND", f"Contact {context.get('key')!r} does not exist", "Cont")
         return contact
@@ -414,7 +423,7 @@ class EfficySandbox(SandboxApp):
         # An edit context commits all of its changes or none of them.
         if self._each_function(context, answer) and context.get("commit") is True and draft != contact:
             draft["D_CHANGE"] = efficy_time(utcnow())
-            self.contacts[contact["K_CONTACT"]] = draft
+            self.contact_store.add(draft)
         context["edithandle"] = 0 if context.get("closecontext") else contact["K_CONTACT"]
 
     def _update(self, draft: dict[str, Any], func: Mapping[str, Any]) -> None:
@@ -478,6 +487,11 @@ def _stamp(where: str, record: dict[str, Any], *more: str) -> None:
     now = efficy_time(utcnow())
     record["D_CREATE"] = record.get("D_CREATE") or record.get("D_CHANGE") or now
     record["D_CHANGE"] = record.get("D_CHANGE") or record["D_CREATE"]
+
+
+def _touch(contact: Record) -> None:
+    """An edit moves D_CHANGE, which is what makes the saved queries return the contact again."""
+    contact["D_CHANGE"] = efficy_time(utcnow())
 
 
 def _main_row(record: Mapping[str, Any]) -> dict[str, Any]:

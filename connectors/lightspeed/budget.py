@@ -8,6 +8,15 @@ fixed, not sliding: each resets on its boundary (GET /account/ratelimit.json rep
 
 crmsync's sliding-window limiter paces one process; `HeaderBudget` adds what only the vendor knows:
 how much of each window earlier cycles, other processes or other apps on the same key have used.
+Besides the configured sliding-window pacing, crmsync holds back when a window is used up and waits
+for the window the headers name; an hour or day used up for longer than `retry.max_retry_after`
+ends the cycle with an error instead. Lightspeed also allows at most 20 requests a second per key
+(announced by Lightspeed staff, Nov 2021); that window is in the default pacing, and the headers do
+not report it.
+
+`HeaderBudget` is a pacer of the connector's ApiClient: `before` every request (it waits, or
+refuses), `observe` every reply. Reading a refusal (`throttle_verdict`) learns nothing: it only
+says what the reply means.
 """
 
 from __future__ import annotations
@@ -17,6 +26,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from connectors.errors import ApiError
+from connectors.http import ApiResponse, Verdict
 
 LIMIT = "X-RateLimit-Limit"
 REMAINING = "X-RateLimit-Remaining"
@@ -65,6 +77,15 @@ class Exhausted:
     def window(self) -> str:
         return window_name(self.index)
 
+    def used_up(self, patience: float) -> bool:
+        """Waiting for the 5-minute window is pacing. When the hour or the day is used up and
+        resets later than `patience` (`retry.max_retry_after`), the cycle ends with a clear error
+        instead of hanging; the next cycle resumes from the checkpoint."""
+        return self.index > 0 and self.seconds > patience
+
+    def refusal(self) -> str:
+        return f"the {self.window} request budget is used up; it resets in {self.seconds:.0f} s"
+
 
 def exhausted_in(headers: Mapping[str, str]) -> Exhausted | None:
     """From a refusal's headers: the longest wait among the windows with nothing left."""
@@ -78,16 +99,55 @@ def exhausted_in(headers: Mapping[str, str]) -> Exhausted | None:
     return Exhausted(seconds, index)
 
 
-class HeaderBudget:
-    """The windows as last reported, counted down locally between replies. Thread-safe."""
+def throttle_verdict(response: ApiResponse, message: str, *, margin: float, patience: float) -> Verdict | None:
+    """What a 429 means from its `X-RateLimit-*` headers: wait until the window it names resets,
+    or give up when that is an hour or the day resetting later than `patience`. None when the
+    headers name no empty window (then Retry-After, as for any 429)."""
+    empty = exhausted_in(response.headers)
+    if empty is None:
+        return None
+    if empty.used_up(patience):
+        return Verdict("fatal", empty.refusal())
+    return Verdict("throttled", message, empty.seconds + margin)
 
-    def __init__(self, *, margin: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+
+class HeaderBudget:
+    """The windows as last reported, counted down locally between replies. Thread-safe.
+
+    `patience` is the longest wait for an hour or a day (`retry.max_retry_after`); `margin` is
+    added to every wait for a window to reset (`pace_margin`)."""
+
+    def __init__(
+        self,
+        system: str,
+        *,
+        margin: float = 0.0,
+        patience: float = math.inf,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.system = system
         self.margin = margin
+        self.patience = patience
         self._clock = clock
         self._lock = threading.Lock()
         self._windows: list[_Window] = []
 
-    def observe(self, headers: Mapping[str, str]) -> None:
+    # ----- the Pacer hooks ApiClient calls ----------------------------------------------------------
+    def before(self, method: str, path: str, cost: float = 1.0) -> float:
+        """Seconds to hold the next request so no window is overdrawn; raises ApiError when an
+        hour or the day is used up for longer than is worth waiting."""
+        held = self.wait()
+        if held is not None and held.seconds > 0 and held.used_up(self.patience):
+            raise ApiError(self.system, held.refusal())
+        self.spend()
+        return held.seconds if held is not None and held.seconds > 0 else 0.0
+
+    def observe(self, response: ApiResponse) -> None:
+        self.read(response.headers)
+
+    # ----- the windows --------------------------------------------------------------------------------
+    def read(self, headers: Mapping[str, str]) -> None:
+        """The windows as a reply's headers state them (a reply without them changes nothing)."""
         limit, remaining, reset = (parse_triple(headers.get(name)) for name in (LIMIT, REMAINING, RESET))
         if limit is None or remaining is None or reset is None or not len(limit) == len(remaining) == len(reset):
             return

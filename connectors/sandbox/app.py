@@ -247,6 +247,10 @@ class SandboxApp:
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
         raise NotImplementedError
 
+    def stamp_customer(self, customer_id: str, moment: datetime) -> None:
+        """Sets a customer's modification time as the vendor would have written it; nothing for
+        a vendor whose customers carry none (every read scans them all)."""
+
     def rate_limit_headers(self) -> dict[str, str]:
         return {}
 

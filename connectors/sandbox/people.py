@@ -16,25 +16,17 @@ from decimal import Decimal
 
 from faker import Faker
 
+from connectors.registry import vendor
+
 SEED = 20261125
 PEOPLE = 300
 HUMAN_TAGS = ("vip", "nieuwsbrief", "zakelijk", "retour-klant", "Black Friday 2025")
 
-# Where people shop and are kept: weights for the first system a person is in. Every person is in
-# one system, 30 % are in a second one too and 10 % in a third (same email, often typed differently);
-# every fourth person is in the first shop and one other system (see `people`).
-SYSTEM_WEIGHTS = {
-    "shopify": 4,
-    "woocommerce": 3,
-    "lightspeed": 2,
-    "afas": 2,
-    "superoffice": 2,
-    "efficy": 1,
-    "silvasoft": 1,
-}
-
-# Customer numbers in the web shops, so a CRM can store "the webshop customer number" of a person.
-SHOP_ID_BASE = {"shopify": 7_000_000, "woocommerce": 1000, "lightspeed": 2_000_000}
+# Where people shop and are kept: each vendor declares the weight of its system as the first one a
+# person is in (`Vendor.people_weight`). Every person is in one system, 30 % are in a second one
+# too and 10 % in a third (same email, often typed differently); every fourth person is in the
+# first shop and one other system (see `people`). A web shop's customer numbers start at its
+# `Vendor.shop_id_base`, so a CRM can store "the webshop customer number" of a person.
 
 Purchase = tuple[datetime, Decimal, str]  # when, amount in EUR, "paid" | "cancelled" | "refunded"
 
@@ -54,7 +46,10 @@ class Person:
 
     def shop_id(self, shop_type: str) -> int:
         """This person's customer number in a web shop of the given type."""
-        return SHOP_ID_BASE[shop_type] + self.index
+        base = vendor(shop_type).shop_id_base
+        if base is None:
+            raise ValueError(f"{shop_type} declares no shop_id_base")
+        return base + self.index
 
     def rng(self, salt: str) -> random.Random:
         """Randomness for one vendor's view of this person, independent of every other vendor."""
@@ -88,7 +83,7 @@ def people(
     systems: tuple[str, ...], count: int = PEOPLE, seed: int = SEED, today: datetime | None = None
 ) -> list[Person]:
     """`count` persons spread over `systems` (in registry order), with purchases in each."""
-    weights = [SYSTEM_WEIGHTS.get(s, 1) for s in systems]
+    weights = [vendor(s).people_weight for s in systems]
     anchor = (today or datetime.now(UTC)).replace(hour=12, minute=0, second=0, microsecond=0)
     fake = Faker("nl_NL")
     out = []

@@ -13,70 +13,52 @@ Silvasoft, and what web-shop plugins often fill with the shop's own customer num
 `links = { <shop> = "CustomerNumber" }` then).
 
 Silvasoft documents no tag, category or custom field on a relation, so crmsync writes nothing
-here: `capabilities` say so, the planner plans nothing, and `crmsync check` (which proves the two
-reads, relations and sales invoices, with one item each) says it in a warning.
+here: `capabilities` say so, the planner plans nothing, `write` raises NotImplementedError (no
+`write_one`), and `crmsync check` (which proves the two reads, relations and sales invoices, with
+one item each) says it in a warning.
 
-The vendor signals its rate limit (2/s and 50/min advised, plus an hourly plan quota) with
-**HTTP 401** "Ratelimit exceeded" and no Retry-After; `classify` tells that apart from a 401 for
-wrong credentials and waits `ratelimit_wait` before trying again.
+The vendor signals its rate limit with HTTP 401 "Ratelimit exceeded" and no Retry-After: see
+rules.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from functools import partial
-from typing import Any, Literal
-
-from pydantic import Field, SecretStr
+from functools import cached_property
+from typing import Any
 
 from connectors.auth import HeaderAuth
-from connectors.base import (
-    Capabilities,
-    CheckReport,
-    Connector,
-    Page,
-    Permission,
-    advance_cursor,
-    confirm_short,
-    read_since,
-)
+from connectors.base import Capabilities, CheckReport, Connector, Permission
 from connectors.errors import ApiError
-from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
-from connectors.settings import Duration, RateWindow, SystemSettings
-from mapping.model import FieldSpec, Kind, SourceRecord
+from connectors.http import ApiClient, ApiResponse, Rule, Verdict, classify_by
+from connectors.paging import OffsetPaginator, Reply
+from connectors.silvasoft.rules import RULES, error_text, throttle_rule
+from connectors.silvasoft.settings import API, MAX_INVOICES, MAX_RELATIONS, NOT_COUNTED_STATUSES
+from connectors.silvasoft.settings import READ_ONLY as READ_ONLY  # the tests import it from here
+from connectors.silvasoft.settings import SilvasoftSettings as SilvasoftSettings
+from connectors.streams import RecordSpec, Stream
+from connectors.window import Window
+from mapping.model import FieldSpec, Kind
 from mapping.normalize.dates import normalise_date_dmy
 
-API = "/rest"
-MAX_RELATIONS = 200
-MAX_INVOICES = 100
-# Credited and cancelled invoices never count toward a customer's value; concepts were never sent.
-NOT_COUNTED_STATUSES = frozenset({"credited", "cancelled", "concept"})
-READ_ONLY = (
-    "read-only: crmsync writes nothing to Silvasoft, because its API documents no tag, category or custom "
-    "field on a relation that could hold segments or a loyalty tier; its customers and invoices still count "
-    "toward profiles and segments"
-)
+
+def customer_number(value: Any) -> str:
+    """A customer always has a number; one without (0, null) gets no id and is quarantined as such."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else ""
 
 
-def _documented_limits() -> list[RateWindow]:
-    # developers.silvasoft.nl: "maximum 50 requests per minute, maximum 2 requests per second".
-    return [RateWindow(requests=2, per_seconds=1), RateWindow(requests=50, per_seconds=60)]
+def invoice_date(text: str) -> datetime:
+    """`dd-MM-yyyy`, as midnight UTC of that day."""
+    dated = normalise_date_dmy(text)
+    if not isinstance(dated, datetime):
+        raise ValueError(f"not a dd-MM-yyyy date: {text!r}")
+    return dated
 
 
-class SilvasoftSettings(SystemSettings):
-    type: Literal["silvasoft"]
-    api_key: SecretStr
-    # The Silvasoft user's e-mail address: it names the account, the API key is the secret.
-    username: str = Field(min_length=3)
-    rate_limit: list[RateWindow] = Field(default_factory=_documented_limits)
-    ratelimit_wait: Duration = Field(
-        default=60.0, gt=0, description="wait after a 401 'Ratelimit exceeded' (Silvasoft sends no Retry-After)"
-    )
-    page_size: int | None = Field(default=None, ge=1, le=MAX_RELATIONS)
-    # Offset paging needs a stable order. Silvasoft advises creation date or GUID; the GUID is
-    # unique, which matters when a bulk import gave many relations the same creation time.
-    relation_sorting: Literal["createdDate", "RelationGUID"] = "createdDate"
+# Relations carry no modification time: the content hash tells what changed.
+RELATION = RecordSpec("CustomerNumber", id_rule=customer_number)
+INVOICE = RecordSpec("InvoiceNumber", ("InvoiceDate",), parse_time=invoice_date)
 
 
 class SilvasoftConnector(Connector):
@@ -99,6 +81,8 @@ class SilvasoftConnector(Connector):
         "currency": FieldSpec("Currency", "currency"),
         "created_at": FieldSpec("InvoiceDate", "date_dmy"),
     }
+    numeric_ids = True
+    rules = RULES
 
     settings: SilvasoftSettings
 
@@ -106,21 +90,15 @@ class SilvasoftConnector(Connector):
         return self.api_client(auth=HeaderAuth({"ApiKey": self.settings.api_key, "Username": self.settings.username}))
 
     # ----- what replies mean ---------------------------------------------------------------------
+    @cached_property
+    def reply_rules(self) -> tuple[Rule, ...]:
+        """The class's rules behind this instance's throttle rule (it waits the configured time)."""
+        return (throttle_rule(self.settings.ratelimit_wait), *self.rules)
+
     def classify(self, response: ApiResponse) -> Verdict:
         if 200 <= response.status < 300:
-            return Verdict.ok()
-        message = _error_text(response)
-        if response.status == 401:
-            if _is_rate_limit(message):
-                return Verdict("throttled", message, self.settings.ratelimit_wait)
-            return Verdict("auth", message)
-        if response.status == 400:
-            # crmsync only reads here: a refused request is our mistake, and retrying repeats it.
-            return Verdict("fatal", message)
-        if response.status == 404:
-            return Verdict("fatal", f"{message} (is base_url https://rest-api.silvasoft.nl ?)")
-        verdict = default_classify(response)
-        return Verdict(verdict.kind, message, verdict.retry_after)
+            return Verdict.ok()  # without building an error message from every page's text
+        return classify_by(self.reply_rules, response, message=error_text(response))
 
     def get(self, endpoint: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """One list call; Silvasoft answers "nothing found" with 200 and an empty body, `{}` or `[]`."""
@@ -155,85 +133,43 @@ class SilvasoftConnector(Connector):
     def invoices_page(self) -> int:
         return min(self.settings.page_size or MAX_INVOICES, MAX_INVOICES)
 
-    def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+    def contacts_stream(self) -> Stream:
         """A full scan, oldest first: relations added meanwhile come at the end, so the offsets
-        of the pages already read stay valid. Checkpoint `{"offset": n}` mid-scan, `{}`
-        when done (the next cycle scans from the start)."""
-        size = self.relations_page
-        offset = int((checkpoint or {}).get("offset", 0))
-        number = offset // size
-        while True:
-            params = {"RelationType": "Customer", "Sorting": self.settings.relation_sorting, "SortDir": "ASC"}
-            page = {**params, "Limit": size, "Offset": offset}
-            items = confirm_short(partial(self.get, "listrelations", page), len, size)
-            offset += size
-            number += 1
-            done = len(items) < size
-            yield Page([self._relation(item) for item in items], {} if done else {"offset": offset}, number)
-            if done:
-                return
+        of the pages already read stay valid. A finished scan leaves `{}`: the next cycle scans
+        from the start."""
+        return self.stream(
+            Kind.CONTACT,
+            self._fetch_relations,
+            lambda at: OffsetPaginator(self.name, self.relations_page, at),
+            RELATION,
+            incremental=False,
+        )
 
-    def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
-        """Sales invoices dated from the cursor on (newest number first). `DateFrom` has day
-        resolution and Silvasoft does not say whether it is inclusive: start a day earlier.
-        Mid-read the checkpoint keeps the window and the offset, so a resumed read pages the
-        same list; at the end it is `{"cursor": <latest invoice date>}`."""
-        state = dict(checkpoint or {})
-        cursor: dict[str, Any] = {"cursor": state["cursor"]} if state.get("cursor") else {}
-        if "offset" in state:
-            date_from, offset = state.get("from"), int(state["offset"])
-        else:
-            since = read_since(checkpoint, self.settings.lookback)
-            date_from, offset = (since - timedelta(days=1)).strftime("%d-%m-%Y") if since else None, 0
-        size = self.invoices_page
-        number = offset // size
-        while True:
-            params: dict[str, Any] = {"Limit": size, "Offset": offset}
-            if date_from:
-                params["DateFrom"] = date_from
-            items = confirm_short(partial(self.get, "listsalesinvoices", params), len, size)
-            records = [self._invoice(item) for item in items]
-            cursor = advance_cursor(cursor, records)
-            offset += size
-            number += 1
-            done = len(items) < size
-            yield Page(records, cursor if done else {**cursor, "offset": offset, "from": date_from}, number)
-            if done:
-                return
+    def _fetch_relations(self, offset: int, window: Window) -> Reply:
+        params = {"RelationType": "Customer", "Sorting": self.settings.relation_sorting, "SortDir": "ASC"}
+        return Reply(self.get("listrelations", {**params, "Limit": self.relations_page, "Offset": offset}))
 
-    def _relation(self, item: dict[str, Any]) -> SourceRecord:
-        # A customer always has a number; one without gets no id and is quarantined as such.
-        number = item.get("CustomerNumber")
-        record_id = str(number) if isinstance(number, int) and not isinstance(number, bool) and number > 0 else ""
-        # Relations carry no modification time: the content hash tells what changed.
-        return SourceRecord(self.name, Kind.CONTACT, record_id, None, item)
+    def orders_stream(self) -> Stream:
+        """Sales invoices dated from the window's lower bound on (newest number first); the
+        bound is fixed for the pass, so a resumed read pages the same list."""
+        return self.stream(
+            Kind.ORDER,
+            self._fetch_invoices,
+            lambda at: OffsetPaginator(self.name, self.invoices_page, at),
+            INVOICE,
+        )
 
-    def _invoice(self, item: dict[str, Any]) -> SourceRecord:
-        number = item.get("InvoiceNumber")
-        dated = normalise_date_dmy(item.get("InvoiceDate"))
-        updated_at = dated if isinstance(dated, datetime) else None
-        return SourceRecord(self.name, Kind.ORDER, "" if number is None else str(number), updated_at, item)
+    def _fetch_invoices(self, offset: int, window: Window) -> Reply:
+        params: dict[str, Any] = {"Limit": self.invoices_page, "Offset": offset}
+        if window.since:
+            # `DateFrom` has day resolution and Silvasoft does not say whether it is inclusive:
+            # start a day earlier.
+            params["DateFrom"] = (window.since - timedelta(days=1)).strftime("%d-%m-%Y")
+        return Reply(self.get("listsalesinvoices", params))
 
     # ----- mapping hooks ------------------------------------------------------------------------
-    def canonical_id(self, raw: str) -> str | None:
-        text = raw.strip()
-        return str(int(text)) if text.isdigit() and int(text) > 0 else None
-
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
         return str(payload.get("InvoiceStatus") or "").casefold() not in NOT_COUNTED_STATUSES
-
-
-def _error_text(response: ApiResponse) -> str:
-    """`errorCode: errorMessage`, the pair Silvasoft's own plugins show."""
-    body = response.body
-    if isinstance(body, dict) and (body.get("errorCode") or body.get("errorMessage")):
-        return f"{body.get('errorCode') or 'ERROR'}: {body.get('errorMessage') or ''}".strip()
-    return response.text.strip()[:300] or f"HTTP {response.status}"
-
-
-def _is_rate_limit(message: str) -> bool:
-    """ "Ratelimit exceeded", however it is spelt; anything else in a 401 is about credentials."""
-    return "ratelimit" in message.casefold().replace(" ", "").replace("-", "")
 
 
 CONNECTOR = SilvasoftConnector

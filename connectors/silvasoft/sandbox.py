@@ -37,6 +37,7 @@ from werkzeug.wrappers import Request, Response
 from connectors.ratelimit import Window
 from connectors.sandbox import FixtureError, Route, SandboxApp, VendorError, json_response, utcnow
 from connectors.sandbox.faults import FaultRule
+from connectors.sandbox.store import FixtureStore, Record, int_param, page
 from mapping.model import parse_timestamp
 from mapping.normalize.dates import normalise_date_dmy
 
@@ -111,8 +112,17 @@ class SilvasoftSandbox(SandboxApp):
     ) -> None:
         self.api_key = api_key
         self.username = username
-        self.relations: dict[int, dict[str, Any]] = {}  # by RelationGUID
-        self.invoices: dict[int, dict[str, Any]] = {}  # by InvoiceNumber
+        self.relation_store = FixtureStore(
+            "silvasoft/customers.json",
+            key="RelationGUID",
+            id_of=self._relation_key,
+            fixed=("RelationGUID", "createdOn"),
+        )
+        self.invoice_store = FixtureStore("silvasoft/orders.json", key="InvoiceNumber")
+        # The stores' own dicts, by RelationGUID and InvoiceNumber: the tests and the chaos lab
+        # (vendor.py names them) edit records there directly.
+        self.relations = self.relation_store.records
+        self.invoices = self.invoice_store.records
         super().__init__(data, **kwargs)
 
     # ----- routes and hooks -------------------------------------------------------------------
@@ -169,73 +179,58 @@ class SilvasoftSandbox(SandboxApp):
 
     # ----- fixtures ---------------------------------------------------------------------------
     def load(self, data: Mapping[str, Any]) -> None:
-        for index, item in enumerate(data.get("customers") or []):
-            self._load_relation(f"silvasoft/customers.json item {index}", item)
-        for index, item in enumerate(data.get("orders") or []):
-            self._load_invoice(f"silvasoft/orders.json item {index}", item)
+        self.relation_store.load(data.get("customers"), self._relation, unique=True)
+        self.invoice_store.load(data.get("orders"), self._invoice, unique=True)
 
-    def _load_relation(self, where: str, item: Any) -> None:
+    def _relation(self, where: str, item: Any) -> Record:
         relation = _checked_relation(where, item)
-        guid = relation["RelationGUID"]
-        if guid in self.relations:
-            raise FixtureError(f"{where}: RelationGUID {guid} appears twice")
         number = relation["CustomerNumber"]
         if number and self._by_customer_number(number) is not None:
             raise FixtureError(f"{where}: CustomerNumber {number} appears twice (it is unique per administration)")
         relation.setdefault("createdOn", _iso(utcnow()))
         _derive_relation_fields(relation)
-        self.relations[guid] = relation
+        return relation
 
-    def _load_invoice(self, where: str, item: Any) -> None:
+    def _invoice(self, where: str, item: Any) -> Record:
         invoice = _checked_invoice(where, item)
-        number = invoice["InvoiceNumber"]
-        if number in self.invoices:
-            raise FixtureError(f"{where}: InvoiceNumber {number} appears twice")
         relation = self._by_customer_number(invoice["CustomerNumber"])
         if relation is not None:
             # Silvasoft fills the customer's name and address on the invoice from the relation.
             invoice.setdefault("CustomerName", relation.get("Name", ""))
             invoice.setdefault("CustomerEmail", relation.get("Email", ""))
-        self.invoices[number] = invoice
+        return invoice
 
-    def _by_customer_number(self, number: int) -> dict[str, Any] | None:
-        return next((r for r in self.relations.values() if number and r["CustomerNumber"] == number), None)
+    def _by_customer_number(self, number: int) -> Record | None:
+        return next((r for r in self.relation_store if number and r["CustomerNumber"] == number), None)
 
-    def _find(self, customer_id: str) -> dict[str, Any] | None:
-        """The relation a test route names: by customer number (crmsync's record id), else by GUID."""
+    def _relation_key(self, customer_id: str) -> int | None:
+        """The RelationGUID of the relation a test route names: by customer number (crmsync's
+        record id), else the number is taken as the GUID."""
         if not customer_id.isdigit():
             return None
         number = int(customer_id)
-        return self._by_customer_number(number) or self.relations.get(number)
+        relation = self._by_customer_number(number)
+        return number if relation is None else int(relation["RelationGUID"])
 
-    def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
-        found = self._find(customer_id)
-        return copy.deepcopy(found) if found else None
+    def customer_fixture(self, customer_id: str) -> Record | None:
+        return self.relation_store.find(customer_id)
 
-    def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
-        relation = self._find(customer_id)
-        if relation is None:
-            return None
-        for key, value in partial.items():
-            if key == "Relation_Contact" and isinstance(value, list):
-                _merge_contacts(relation, value)
-            elif key not in ("RelationGUID", "createdOn"):
-                relation[key] = copy.deepcopy(value)
-        return copy.deepcopy(relation)
+    def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> Record | None:
+        return self.relation_store.patch(customer_id, partial, _edit_contact)
 
     # ----- relations --------------------------------------------------------------------------
     def list_relations(self, request: Request) -> Response:
-        limit = _int_param(request, "Limit", MAX_RELATIONS, 1, MAX_RELATIONS)
-        offset = _int_param(request, "Offset", 0, 0, None)
+        limit = int_param(request, "Limit", MAX_RELATIONS, invalid=invalid, low=1, high=MAX_RELATIONS)
+        offset = int_param(request, "Offset", 0, invalid=invalid, low=0)
         relation_type = _choice(request, "RelationType", "All", RELATION_TYPES)
         sorting = _choice(request, "Sorting", "RelationGUID", SORTINGS)
         direction = _choice(request, "SortDir", "ASC", SORT_DIRECTIONS)
         matches = _relation_filter(request)
         with self.lock:
-            found = [r for r in self.relations.values() if _of_type(r, relation_type, request) and matches(r)]
+            found = [r for r in self.relation_store if _of_type(r, relation_type, request) and matches(r)]
             found.sort(key=_sort_key(sorting), reverse=direction == "DEC")
-            page = [copy.deepcopy(r) for r in found[offset : offset + limit]]
-        return json_response(self.apply_item_fault(request, page))
+            items = page(found, offset, limit)
+        return json_response(self.apply_item_fault(request, items))
 
     def update_relation(self, request: Request) -> Response:
         body = _json_body(request)
@@ -248,7 +243,7 @@ class SilvasoftSandbox(SandboxApp):
         if not isinstance(guid, int) or isinstance(guid, bool):
             raise invalid("RelationGUID is mandatory and must be a number")
         with self.lock:
-            relation = self.relations.get(guid)
+            relation = self.relation_store.get(guid)
             if relation is None:
                 raise invalid(f"No relation found with RelationGUID {guid}")
             changes = _checked_update(body)
@@ -265,21 +260,21 @@ class SilvasoftSandbox(SandboxApp):
         with_lines = any(_flag(request, n) for n in ("IncludeInvoiceLinesInResponse", "InlcudeInvoiceLinesInResponse"))
         with_pdf = _flag(request, "IncludeBase64PDF")
         maximum = MAX_INVOICES_WITH_PDF if with_pdf else MAX_INVOICES_WITH_LINES if with_lines else MAX_INVOICES
-        limit = _int_param(request, "Limit", maximum, 1, maximum)
-        offset = _int_param(request, "Offset", 0, 0, None)
-        number = _int_param(request, "InvoiceNumber", 0, 1, None) if "InvoiceNumber" in request.args else None
+        limit = int_param(request, "Limit", maximum, invalid=invalid, low=1, high=maximum)
+        offset = int_param(request, "Offset", 0, invalid=invalid, low=0)
+        number = _number_param(request, "InvoiceNumber")
         date_from, date_till = _date_param(request, "DateFrom"), _date_param(request, "DateTill")
         with self.lock:
             found = [
                 i
-                for i in self.invoices.values()
+                for i in self.invoice_store
                 if (number is None or i["InvoiceNumber"] == number)
                 and (date_from is None or _invoice_date(i) >= date_from)
                 and (date_till is None or _invoice_date(i) <= date_till)
             ]
             found.sort(key=lambda i: i["InvoiceNumber"], reverse=True)
-            page = [_invoice_reply(i, with_lines, with_pdf) for i in found[offset : offset + limit]]
-        return json_response(self.apply_item_fault(request, page))
+            items = [_invoice_reply(i, with_lines, with_pdf) for i in page(found, offset, limit)]
+        return json_response(self.apply_item_fault(request, items))
 
 
 # ----- fixture checks -------------------------------------------------------------------------
@@ -385,8 +380,8 @@ def _invoice_date(invoice: Mapping[str, Any]) -> datetime:
     return parsed
 
 
-def _invoice_reply(invoice: Mapping[str, Any], with_lines: bool, with_pdf: bool) -> dict[str, Any]:
-    reply = copy.deepcopy(dict(invoice))
+def _invoice_reply(reply: Record, with_lines: bool, with_pdf: bool) -> Record:
+    """A page's copy of an invoice, in the shape asked for."""
     if not with_lines:
         reply.pop("Invoice_InvoiceLine", None)
     if with_pdf:
@@ -428,6 +423,14 @@ def _apply_update(relation: dict[str, Any], changes: Mapping[str, Any]) -> bool:
     return changed
 
 
+def _edit_contact(relation: Record, key: str, value: Any) -> bool:
+    """A hand edit of the contacts merges into the main contact, as an update does."""
+    if key == "Relation_Contact" and isinstance(value, list):
+        _merge_contacts(relation, value)
+        return True
+    return False
+
+
 def _merge_contacts(relation: dict[str, Any], contacts: list[Any]) -> bool:
     """Only the main contact can be edited (documented); its other keys stay as they are."""
     if not contacts or not isinstance(contacts[0], dict):
@@ -441,18 +444,9 @@ def _merge_contacts(relation: dict[str, Any], contacts: list[Any]) -> bool:
 
 
 # ----- request parameters -----------------------------------------------------------------------
-def _int_param(request: Request, name: str, default: int, low: int, high: int | None) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid(f"{name} must be a whole number") from None
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise invalid(f"{name} must be {bounds}")
-    return value
+def _number_param(request: Request, name: str) -> int | None:
+    """A filter on a positive number; present but empty, it is 0 and matches nothing."""
+    return int_param(request, name, 0, invalid=invalid, low=1) if name in request.args else None
 
 
 def _choice(request: Request, name: str, default: str, allowed: Sequence[str]) -> str:
@@ -496,7 +490,7 @@ def _of_type(relation: Mapping[str, Any], relation_type: str, request: Request) 
 def _relation_filter(request: Request) -> Callable[[Mapping[str, Any]], bool]:
     """RelationGUID always narrows; Number, Name, Email and VAT combine by `SearchOperand`."""
     operand = _choice(request, "SearchOperand", "AND", ("AND", "OR"))
-    guid = _int_param(request, "RelationGUID", 0, 1, None) if "RelationGUID" in request.args else None
+    guid = _number_param(request, "RelationGUID")
     tests: list[Callable[[Mapping[str, Any]], bool]] = []
     if number := request.args.get("RelationNumber"):
         tests.append(lambda r: number in (str(r.get("CustomerNumber")), str(r.get("SupplierNumber"))))

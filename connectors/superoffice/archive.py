@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from connectors.sandbox.store import page
+
 ColumnKind = Literal["int", "string", "date", "decimal", "bool", "ids"]
 Row = Mapping[str, Any]
 
@@ -237,7 +239,7 @@ def parse_query(args: Mapping[str, str], provider: Provider) -> Query:
     return Query(select, conditions, tuple(order), top, skip)
 
 
-def run_query(query: Query, provider: Provider, rows: Iterable[Row]) -> tuple[list[dict[str, Any]], bool]:
+def run_query(query: Query, provider: Provider, rows: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
     """The rows of one page in archive shape, and whether more rows follow."""
     matching = [row for row in rows if _matches(row, query.conditions, provider)]
     for name, descending in reversed(query.order or ((provider.default_select[0], False),)):
@@ -249,8 +251,8 @@ def run_query(query: Query, provider: Provider, rows: Iterable[Row]) -> tuple[li
             return (value is not None, value if value is not None else 0)
 
         matching.sort(key=key, reverse=descending)
-    page = matching[query.skip : query.skip + query.top]
-    return [_render(row, query.select, provider) for row in page], query.skip + query.top < len(matching)
+    rows_of_page = page(matching, query.skip, query.top)
+    return [_render(row, query.select, provider) for row in rows_of_page], query.skip + query.top < len(matching)
 
 
 def _matches(row: Row, conditions: Sequence[Condition], provider: Provider) -> bool:

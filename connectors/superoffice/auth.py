@@ -14,6 +14,9 @@ needs. Facts from SuperOffice's documentation (../shared/api-notes/superoffice.m
 The JWT's own expiry is not checked: it is minutes long and consumed the moment it arrives, and a
 clock that runs sped up in a test (or drifts on a server) would refuse a genuine one. The signed
 minute is wall-clock time, whatever `$CRMSYNC_NOW` says: SuperOffice checks it against its own clock.
+
+`sign_in` wires the configured flow (system user, OIDC refresh token, or a fixed token/ticket)
+into the authenticator every API request goes through.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,10 +33,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import SecretStr
 
-from connectors.auth import Clock, Token, TokenSource
+from connectors.auth import (
+    Authenticator,
+    Clock,
+    ExpiringTokenAuth,
+    HeaderAuth,
+    RefreshTokenGrant,
+    Token,
+    TokenSource,
+)
 from connectors.errors import ApiError, AuthError, TokenRefused
 from connectors.http import ApiClient
 from connectors.redaction import register_secret
+from connectors.superoffice.settings import OIDC_TOKEN_PATH, SuperOfficeSettings
 
 AUTHENTICATE_PATH = "/Login/api/PartnerSystemUser/Authenticate"
 JWKS_PATH = "/login/.well-known/jwks"
@@ -178,3 +191,57 @@ class SystemUserTicket(TokenSource):
             raise TokenRefused(self.system, "the system-user JWT carries no ticket claim")
         register_secret(ticket)
         return Token(ticket, None)
+
+
+def _sign(request: Any, authorization: str, app_token: SecretStr) -> None:
+    request.headers["Authorization"] = authorization
+    request.headers["SO-AppToken"] = app_token.get_secret_value()
+
+
+def sign_in(
+    system: str, settings: SuperOfficeSettings, token_client: Callable[[], ApiClient]
+) -> tuple[Authenticator, ApiClient | None]:
+    """The authenticator of the configured flow, and the client it gets tokens with (None for a
+    fixed token or ticket). `token_client()` makes a client for the login host."""
+    app_token = {"SO-AppToken": settings.application_secret}
+    if settings.auth == "ticket":
+        assert settings.access_token is not None
+        fixed = SecretStr(f"{settings.auth_scheme} {settings.access_token.get_secret_value()}")
+        return HeaderAuth({"Authorization": fixed, **app_token}), None
+    client = token_client()
+    if settings.auth == "oidc":
+        assert settings.client_id and settings.client_secret and settings.refresh_token
+        source: TokenSource = RefreshTokenGrant(
+            system,
+            client,
+            OIDC_TOKEN_PATH,
+            {"client_id": settings.client_id, "client_secret": settings.client_secret},
+            settings.refresh_token,
+            fix="the refresh token was refused (consent revoked, or the application's lifetime ended): "
+            "sign in again to get a new refresh token (docs/setup/superoffice.md)",
+            what="token refresh",
+        )
+        bearer = ExpiringTokenAuth(
+            system,
+            source,
+            lambda request, token: _sign(request, f"Bearer {token.value}", settings.application_secret),
+            margin=settings.token_renew_margin,
+        )
+        return bearer, client
+    assert settings.private_key and settings.system_user_token
+    source = SystemUserTicket(
+        system,
+        client,
+        application_token=settings.application_secret,
+        private_key=settings.private_key,
+        system_user_token=settings.system_user_token,
+        context_id=settings.context_id or settings.tenant,
+    )
+    ticket = ExpiringTokenAuth(
+        system,
+        source,
+        lambda request, token: _sign(request, f"SOTicket {token.value}", settings.application_secret),
+        margin=settings.token_renew_margin,
+        sliding=TICKET_LIFETIME,
+    )
+    return ticket, client

@@ -8,60 +8,73 @@ last timestamp seen (keyset paging), re-reading the boundary second. Customers h
 crmsync's verdict goes into the meta keys `crmsync_segments` and `crmsync_loyalty_tier`, at most 100
 customers per `customers/batch` call; other meta keys are never sent, so they are never touched.
 
-`check` proves the key's rights without changing anything. An API key is `read`, `write` or
-`read_write`, and WooCommerce checks that against the HTTP method in WordPress's
-`rest_pre_dispatch`, before any route is matched. So a POST to a route that does not exist in
-the wc/v3 namespace tells the two apart and reaches no endpoint: 401 "does not have write
-permissions" for a read-only key, 404 `rest_no_route` for a key that may write. That 401 is a
-missing right (PermissionDenied), not wrong credentials.
+`check` (check.py) proves the key's rights without changing anything; rules.py says why a 401
+can be a missing right rather than wrong credentials.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import timedelta
-from typing import Any, Literal
-
-from pydantic import Field, SecretStr
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from connectors.auth import BasicAuth, QueryKeyAuth
-from connectors.base import (
-    Capabilities,
-    CheckReport,
-    Connector,
-    Page,
-    Permission,
-    advance_cursor,
-    id_text,
-    read_since,
-)
-from connectors.errors import ApiError, AuthError, PermissionDenied, RejectedRecord
-from connectors.http import ApiClient, ApiResponse, Verdict, default_classify, vendor_message
-from connectors.settings import SystemSettings
-from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult, parse_timestamp
+from connectors.base import Capabilities, CheckReport, Connector
+from connectors.errors import ApiError, RejectedRecord
+from connectors.http import ApiClient, ApiResponse
+from connectors.paging import KeysetPaginator, PageNumberPaginator, Reply
+from connectors.streams import RecordSpec, Stream
+from connectors.window import Window
+from connectors.woocommerce.check import check_rights
+from connectors.woocommerce.rules import RULES
+from connectors.woocommerce.settings import API, BATCH_LIMIT, COUNTED_STATUSES, MAX_PAGE, WC_TIME
+from connectors.woocommerce.settings import WooCommerceSettings as WooCommerceSettings
+from mapping.model import FieldSpec, Kind, WriteBack, WriteResult
 
-API = "/wp-json/wc/v3"
-MAX_PAGE = 100
-BATCH_LIMIT = 100
-COUNTED_STATUSES = frozenset({"completed", "processing", "on-hold"})
-# A route that exists in no WooCommerce version: a write method sent to it meets the key check
-# (rest_pre_dispatch) and then WordPress's router, never an endpoint.
-PERMISSION_PROBE = API + "/crmsync-permission-probe"
-# WC_REST_Authentication::check_permissions: "The API key provided does not have write permissions."
-KEY_LACKS = re.compile(r"does not have (read|write) permissions", re.IGNORECASE)
-KEYS_FIX = "WooCommerce > Settings > Advanced > REST API > edit the key > Permissions: Read/Write"
+RECORDS = RecordSpec("id", ("date_modified_gmt", "date_created_gmt"))
 
 
-class WooCommerceSettings(SystemSettings):
-    type: Literal["woocommerce"]
-    consumer_key: SecretStr
-    consumer_secret: SecretStr
-    auth: Literal["basic", "query"] = Field(
-        default="basic", description="'query' sends the keys as URL parameters, for hosts that strip Authorization"
-    )
-    role: str = "customer"
-    page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE)
+@dataclass(frozen=True)
+class OrdersReply(Reply):
+    """A page of orders and the `modified_after` it was asked with ("" for none)."""
+
+    modified_after: str = ""
+
+
+class OrderPages(KeysetPaginator):
+    """Keyset paging on (`modified_after`, `page`): the page number only moves on when a whole
+    page shares one second. The totals (of the current `modified_after` query) still tell a short
+    page that lost an item from the last one, as they do for customers."""
+
+    def __init__(self, system: str, size: int, position: Any = None) -> None:
+        super().__init__(system, size, next_orders, position, first=("", 1))
+
+    def expects_more(self, reply: Reply) -> bool:
+        return reply.total_pages is not None and int(self.position[1]) < reply.total_pages
+
+
+def next_orders(reply: Reply, position: Any) -> tuple[str, int]:
+    """The next request after a full page: from one second before the newest order read
+    (`modified_after` is exclusive and has one-second resolution, so the boundary second is read
+    again), or the next page of the same query when that would not move the bound."""
+    lower, page = position
+    asked = reply.modified_after if isinstance(reply, OrdersReply) else str(lower)
+    stamps = [s for s in (RECORDS.updated_at(i) for i in reply.items if isinstance(i, Mapping)) if s is not None]
+    if stamps:
+        following = wc_time(max(stamps) - timedelta(seconds=1))
+        if not asked or following > asked:
+            return following, 1
+    return str(lower), int(page) + 1  # a whole page within one second: only page numbers move us on
+
+
+def wc_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(WC_TIME)
+
+
+def total_pages(response: ApiResponse) -> int:
+    """`X-WP-TotalPages` of the query; a reply without it is taken as the last page."""
+    return int(response.header("X-WP-TotalPages") or 0)
 
 
 class WooCommerceConnector(Connector):
@@ -95,6 +108,8 @@ class WooCommerceConnector(Connector):
     default_tier_field = "crmsync_loyalty_tier"
     # Meta cannot be deleted over REST; an empty string is the closest thing to "absent".
     empty_field_value = ""
+    numeric_ids = True
+    rules = RULES
 
     settings: WooCommerceSettings
 
@@ -108,161 +123,58 @@ class WooCommerceConnector(Connector):
     def page_size(self) -> int:
         return self.settings.page_size or MAX_PAGE
 
-    def get(self, path: str, params: Mapping[str, Any]) -> ApiResponse:
-        return self.client.request("GET", API + path, params=params)
-
-    # ----- what replies mean ---------------------------------------------------------------------
-    def classify(self, response: ApiResponse) -> Verdict:
-        body = response.body if isinstance(response.body, dict) else {}
-        code = str(body.get("code") or "")
-        message = vendor_message(response.body, response.text) or f"HTTP {response.status}"
-        if response.status == 401 and KEY_LACKS.search(message):
-            # The key is right but its permission is not: a new key or a retry would not help.
-            return Verdict("denied", message)
-        if response.status == 403 and code.startswith("woocommerce_rest_cannot_"):
-            # The key passed; the WordPress user it belongs to lacks the capability.
-            return Verdict("denied", message)
-        if response.path == PERMISSION_PROBE and response.status == 404 and code == "rest_no_route":
-            return Verdict.ok()  # the key may write; nothing was dispatched
-        return default_classify(response)
-
-    # ----- check ---------------------------------------------------------------------------------
     def check(self) -> CheckReport:
-        """Proves reading customers (the configured role) and orders, and, when crmsync is to
-        write, the key's write permission with a POST that no endpoint receives."""
-        customers = self._read_right("/customers", {"per_page": 1, "role": self.settings.role}, "customers")
-        orders = self._read_right("/orders", {"per_page": 1}, "orders")
-        permissions = [
-            Permission("read_customers", customers is None, customers),
-            Permission("read_orders", orders is None, orders),
-        ]
         writes = self.settings.writeback and bool(self.segments_field or self.tier_field)
-        written = False
-        if writes:
-            refusal = self._write_right()
-            written = refusal is None
-            permissions.append(Permission("write", written, refusal))
-        capabilities = Capabilities(
-            read_contacts=customers is None,
-            read_orders=orders is None,
-            incremental=orders is None,  # orders are read by modified_after; customers are scanned
-            write_tags=False,
-            write_fields=written,
-        )
-        return CheckReport(capabilities, permissions)
-
-    def _read_right(self, path: str, params: Mapping[str, Any], what: str) -> str | None:
-        """None when the key lists `what`, else what to fix. Wrong credentials raise AuthError."""
-        try:
-            response = self.get(path, params)
-        except PermissionDenied as exc:
-            if KEY_LACKS.search(exc.message):
-                return f"the API key is write-only: {KEYS_FIX}"
-            return (
-                f"the WordPress user of the API key may not list {what} ({exc.message}): give that user the "
-                "Administrator or Shop manager role, or make a key for a user who has it"
-            )
-        if not isinstance(response.body, list):
-            raise ApiError(self.name, f"GET {API}{path}: unexpected reply to the {what} list")
-        return None
-
-    def _write_right(self) -> str | None:
-        """None when the key may write, else what to fix. The POST goes to a route that does not
-        exist: the key check answers it before routing, and no endpoint ever sees it."""
-        try:
-            self.client.request("POST", PERMISSION_PROBE, json_body={}, mutating=False)
-        except PermissionDenied as exc:
-            if KEY_LACKS.search(exc.message):
-                return f"the API key is read-only: {KEYS_FIX}"
-            return f"the API key may not write ({exc.message}): {KEYS_FIX}"
-        except (AuthError, ApiError, RejectedRecord) as exc:
-            # The reads just proved the credentials: a refusal here (a firewall blocking POSTs,
-            # say) is about writing, not about the key being wrong.
-            return f"the write-permission probe got an unexpected answer ({exc.message}); make sure {KEYS_FIX}"
-        return None
-
-    def _list_page(self, path: str, params: Mapping[str, Any]) -> tuple[list[Any], int]:
-        """One page and the total page count. A page that comes back short while the totals say
-        more pages follow lost an item on the way (a known WordPress caching glitch): read it again,
-        up to twice. A short last page is read once more too (the totals come from the same cache);
-        the longest answer wins."""
-        best: tuple[list[Any], int] | None = None
-        for attempt in range(3):
-            response = self.get(path, params)
-            if not isinstance(response.body, list):
-                raise ApiError(self.name, f"GET {path}: expected a list")
-            total_pages = int(response.header("X-WP-TotalPages") or 0)
-            if best is None or len(response.body) > len(best[0]):
-                best = (response.body, total_pages)
-            if len(response.body) >= int(params["per_page"]):
-                break
-            if attempt >= 1 and int(params["page"]) >= total_pages:
-                break
-        assert best is not None
-        return best
+        return check_rights(self.client, self.name, self.settings.role, writes=writes)
 
     # ----- reads --------------------------------------------------------------------------------
-    def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
-        page = int((checkpoint or {}).get("page", 1))
-        while True:
-            items, total_pages = self._list_page(
-                "/customers",
-                {"per_page": self.page_size, "page": page, "orderby": "id", "order": "asc", "role": self.settings.role},
-            )
-            records = [self._record(Kind.CONTACT, item) for item in items if isinstance(item, dict)]
-            done = len(items) < self.page_size or page >= total_pages
-            # Mid-scan the checkpoint says where to resume; a finished scan starts from page 1 again.
-            yield Page(records, {} if done else {"page": page + 1}, page)
-            if done:
-                return
-            page += 1
+    # A page that comes back short while the totals say more pages follow lost an item on the way
+    # (a known WordPress caching glitch): it is read again, up to twice. A short last page is read
+    # once more too (the totals come from the same cache); the longest answer wins.
+    def contacts_stream(self) -> Stream:
+        # A full scan: mid-scan the checkpoint says where to resume, a finished scan starts over.
+        return self.stream(
+            Kind.CONTACT,
+            self._fetch_customers,
+            lambda at: PageNumberPaginator(self.name, self.page_size, at),
+            RECORDS,
+            incremental=False,
+        )
 
-    def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
-        since = read_since(checkpoint, self.settings.lookback)
-        # modified_after is exclusive and has one-second resolution: start one second earlier.
-        lower = since - timedelta(seconds=1) if since else None
-        page, number = 1, 0
-        state = dict(checkpoint or {})
-        seen_last_page: set[tuple[str, Any]] = set()
-        while True:
-            params: dict[str, Any] = {
-                "per_page": self.page_size,
-                "page": page,
-                "orderby": "modified",
-                "order": "asc",
-                "dates_are_gmt": "true",
-            }
-            if lower is not None:
-                params["modified_after"] = lower.strftime("%Y-%m-%dT%H:%M:%S")
-            items, _ = self._list_page("/orders", params)
-            records = [self._record(Kind.ORDER, item) for item in items if isinstance(item, dict)]
-            fresh = [r for r in records if (r.id, r.updated_at) not in seen_last_page]
-            number += 1
-            state = advance_cursor(state, records)
-            yield Page(fresh, state, number)
-            if len(items) < self.page_size:
-                return
-            stamps = [r.updated_at for r in records if r.updated_at is not None]
-            next_lower = max(stamps) - timedelta(seconds=1) if stamps else None
-            if next_lower is None or (lower is not None and next_lower <= lower):
-                page += 1  # a whole page within one second: only page numbers can move us on
-            else:
-                lower, page = next_lower, 1
-            seen_last_page = {(r.id, r.updated_at) for r in records}
+    def orders_stream(self) -> Stream:
+        return self.stream(
+            Kind.ORDER, self._fetch_orders, lambda at: OrderPages(self.name, self.page_size, at), RECORDS
+        )
 
-    def _record(self, kind: Kind, item: dict[str, Any]) -> SourceRecord:
-        stamp = item.get("date_modified_gmt") or item.get("date_created_gmt")
-        try:
-            updated_at = parse_timestamp(stamp) if isinstance(stamp, str) and stamp else None
-        except ValueError:
-            updated_at = None
-        return SourceRecord(self.name, kind, id_text(item.get("id")), updated_at, item)
+    def _fetch_customers(self, page: Any, window: Window) -> Reply:
+        params = {"per_page": self.page_size, "page": page, "orderby": "id", "order": "asc", "role": self.settings.role}
+        response = self._list("/customers", params)
+        return Reply(response.body, total_pages=total_pages(response))
+
+    def _fetch_orders(self, at: Any, window: Window) -> Reply:
+        lower, page = at
+        if not lower and window.since is not None:
+            # modified_after is exclusive and has one-second resolution: start one second earlier.
+            lower = wc_time(window.since - timedelta(seconds=1))
+        params: dict[str, Any] = {
+            "per_page": self.page_size,
+            "page": page,
+            "orderby": "modified",
+            "order": "asc",
+            "dates_are_gmt": "true",
+        }
+        if lower:
+            params["modified_after"] = lower
+        response = self._list("/orders", params)
+        return OrdersReply(response.body, total_pages=total_pages(response), modified_after=lower or "")
+
+    def _list(self, path: str, params: Mapping[str, Any]) -> ApiResponse:
+        response = self.client.request("GET", API + path, params=params)
+        if not isinstance(response.body, list):
+            raise ApiError(self.name, f"GET {API + path}: expected a list")
+        return response
 
     # ----- mapping hooks ------------------------------------------------------------------------
-    def canonical_id(self, raw: str) -> str | None:
-        text = raw.strip()
-        return str(int(text)) if text.isdigit() and int(text) > 0 else None
-
     def payload_field(self, payload: Mapping[str, Any], name: str) -> str | None:
         meta = payload.get("meta_data")
         if not isinstance(meta, list):
@@ -276,7 +188,7 @@ class WooCommerceConnector(Connector):
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
         return payload.get("status") in COUNTED_STATUSES
 
-    # ----- writes -------------------------------------------------------------------------------
+    # ----- writes: customers/batch, per-item errors, no atomicity ---------------------------------
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
         updates = [
             {

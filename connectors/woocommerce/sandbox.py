@@ -33,6 +33,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox import FixtureError, Route, SandboxApp, VendorError, json_response, utcnow
+from connectors.sandbox.store import FixtureStore, Record, int_param, page
 from mapping.model import parse_timestamp
 
 PREFIX = "/wp-json/wc/v3"
@@ -94,8 +95,11 @@ class WooCommerceSandbox(SandboxApp):
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
         self.key_permissions = key_permissions
-        self.customers: dict[int, dict[str, Any]] = {}
-        self.orders: dict[int, dict[str, Any]] = {}
+        self.customer_store = FixtureStore("customers", touch=_touch, fixed=("id", "date_created", "date_created_gmt"))
+        self.order_store = FixtureStore("orders", touch=_touch)
+        # The live records by id, which tests and the fault lab edit in place.
+        self.customers = self.customer_store.records
+        self.orders = self.order_store.records
         self._meta_seq = 5000
         super().__init__(data, **kwargs)
 
@@ -186,10 +190,8 @@ class WooCommerceSandbox(SandboxApp):
 
     # ----- fixtures ---------------------------------------------------------------------------
     def load(self, data: Mapping[str, Any]) -> None:
-        for index, item in enumerate(data.get("customers") or []):
-            self._load_customer(f"woocommerce/customers.json item {index}", item)
-        for index, item in enumerate(data.get("orders") or []):
-            self._load_order(f"woocommerce/orders.json item {index}", item)
+        self.customer_store.load(data.get("customers"), self._customer, "woocommerce/customers.json")
+        self.order_store.load(data.get("orders"), self._order, "woocommerce/orders.json")
 
     def _dates(self, where: str, record: dict[str, Any], *names: str) -> None:
         now = _wc_time(utcnow())
@@ -206,7 +208,7 @@ class WooCommerceSandbox(SandboxApp):
                 raise FixtureError(f"{where}: {name}_gmt is not an ISO-8601 date") from None
             record[name] = _local(record[f"{name}_gmt"])
 
-    def _load_customer(self, where: str, item: Any) -> None:
+    def _customer(self, where: str, item: Any) -> Record:
         if not isinstance(item, dict):
             raise FixtureError(f"{where}: expected an object")
         if not isinstance(item.get("id"), int) or item["id"] <= 0:
@@ -229,9 +231,9 @@ class WooCommerceSandbox(SandboxApp):
         customer["shipping"] = {**_empty_address(with_email=False), **(customer.get("shipping") or {})}
         customer.setdefault("is_paying_customer", False)
         customer.setdefault("avatar_url", "")
-        self.customers[customer["id"]] = customer
+        return customer
 
-    def _load_order(self, where: str, item: Any) -> None:
+    def _order(self, where: str, item: Any) -> Record:
         if not isinstance(item, dict):
             raise FixtureError(f"{where}: expected an object")
         if not isinstance(item.get("id"), int) or item["id"] <= 0:
@@ -252,7 +254,7 @@ class WooCommerceSandbox(SandboxApp):
         order["billing"] = {**_empty_address(with_email=True), **(order.get("billing") or {})}
         order.setdefault("meta_data", [])
         order.setdefault("line_items", [])
-        self.orders[order["id"]] = order
+        return order
 
     def _meta_row(self, key: str, value: Any, meta_id: Any = None) -> dict[str, Any]:
         if not isinstance(meta_id, int):
@@ -260,33 +262,25 @@ class WooCommerceSandbox(SandboxApp):
             meta_id = self._meta_seq
         return {"id": meta_id, "key": key, "value": value}
 
+    def stamp_customer(self, customer_id: str, moment: datetime) -> None:
+        """Sets a customer's modification time as the vendor would have written it (a test moves
+        records onto a read's boundary)."""
+        customer = self.customers[int(customer_id)]
+        customer["date_modified_gmt"] = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        customer["date_modified"] = _local(customer["date_modified_gmt"])
+
     def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
-        try:
-            found = self.customers.get(int(customer_id))
-        except ValueError:
-            return None
-        return copy.deepcopy(found) if found else None
+        return self.customer_store.find(customer_id)
 
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
-        try:
-            customer = self.customers.get(int(customer_id))
-        except ValueError:
-            return None
-        if customer is None:
-            return None
-        for key, value in partial.items():
-            if key == "meta_data" and isinstance(value, list):
-                self._merge_meta(customer, value)
-            elif isinstance(value, dict) and isinstance(customer.get(key), dict):
-                customer[key].update(value)
-            elif key not in ("id", "date_created", "date_created_gmt"):
-                customer[key] = copy.deepcopy(value)
-        self._touch(customer)
-        return copy.deepcopy(customer)
+        return self.customer_store.patch(customer_id, partial, self._patch_meta)
 
-    def _touch(self, record: dict[str, Any]) -> None:
-        record["date_modified_gmt"] = _wc_time(utcnow())
-        record["date_modified"] = _local(record["date_modified_gmt"])
+    def _patch_meta(self, customer: Record, key: str, value: Any) -> bool:
+        """A hand edit's meta_data list goes through WooCommerce's own meta update."""
+        if key == "meta_data" and isinstance(value, list):
+            self._merge_meta(customer, value)
+            return True
+        return False
 
     def _merge_meta(self, customer: dict[str, Any], items: list[Any]) -> bool:
         """WC_Data::update_meta_data for each item: by meta id when given, else by key (the first
@@ -320,18 +314,18 @@ class WooCommerceSandbox(SandboxApp):
 
     # ----- shared list machinery ----------------------------------------------------------------
     def _paging(self, request: Request) -> tuple[int, int]:
-        per_page = _int_param(request, "per_page", 10)
+        per_page = _whole_number(request, "per_page", 10)
         if not 1 <= per_page <= MAX_PER_PAGE:
             raise _invalid_param("per_page", f"per_page must be between 1 (inclusive) and {MAX_PER_PAGE} (inclusive)")
-        page = _int_param(request, "page", 1)
-        if page < 1:
+        number = _whole_number(request, "page", 1)
+        if number < 1:
             raise _invalid_param("page", "page must be greater than or equal to 1")
-        return page, per_page
+        return number, per_page
 
-    def _page_response(self, request: Request, items: list[dict[str, Any]], page: int, per_page: int) -> Response:
+    def _page_response(self, request: Request, items: list[dict[str, Any]], number: int, per_page: int) -> Response:
         total = len(items)
         pages = math.ceil(total / per_page) if total else 0
-        chunk = [copy.deepcopy(i) for i in items[(page - 1) * per_page : page * per_page]]
+        chunk = page(items, (number - 1) * per_page, per_page)
         chunk = self.apply_item_fault(request, chunk)
         fields = request.args.get("_fields")
         if fields:
@@ -340,19 +334,19 @@ class WooCommerceSandbox(SandboxApp):
         headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(pages)}
         links = []
         base = {k: v for k, v in request.args.items() if k not in ("consumer_key", "consumer_secret")}
-        if page > 1:
+        if number > 1:
             links.append(
-                f'<{request.base_url}?{urlencode({**base, "page": min(page - 1, max(pages, 1))})}>; rel="prev"'
+                f'<{request.base_url}?{urlencode({**base, "page": min(number - 1, max(pages, 1))})}>; rel="prev"'
             )
-        if pages > page:
-            links.append(f'<{request.base_url}?{urlencode({**base, "page": page + 1})}>; rel="next"')
+        if pages > number:
+            links.append(f'<{request.base_url}?{urlencode({**base, "page": number + 1})}>; rel="next"')
         if links:
             headers["Link"] = ", ".join(links)
         return json_response(chunk, 200, headers)
 
     # ----- customers --------------------------------------------------------------------------
     def list_customers(self, request: Request) -> Response:
-        page, per_page = self._paging(request)
+        number, per_page = self._paging(request)
         role = request.args.get("role", "customer")
         if role not in ROLES:
             raise _invalid_param("role", f"role is not one of {', '.join(ROLES)}.")
@@ -365,7 +359,7 @@ class WooCommerceSandbox(SandboxApp):
         with self.lock:
             items = [
                 c
-                for c in self.customers.values()
+                for c in self.customer_store
                 if (role == "all" or c.get("role") == role)
                 and (not email or c.get("email", "").lower() == email.lower())
                 and (not search or search in f"{c.get('email')} {c.get('first_name')} {c.get('last_name')}".lower())
@@ -377,21 +371,21 @@ class WooCommerceSandbox(SandboxApp):
                 "registered_date": lambda c: (c["date_created_gmt"], c["id"]),
             }[orderby]
             items.sort(key=sort_key, reverse=order == "desc")
-            return self._page_response(request, items, page, per_page)
+            return self._page_response(request, items, number, per_page)
 
     def get_customer(self, request: Request, customer_id: int) -> Response:
         with self.lock:
-            customer = self.customers.get(customer_id)
+            customer = self.customer_store.get(customer_id)
             if customer is None:
                 return self.error(404, "woocommerce_rest_invalid_id", "Invalid resource ID.")
             return json_response(copy.deepcopy(customer))
 
     def _apply_update(self, customer_id: Any, body: Any) -> dict[str, Any]:
-        if not isinstance(customer_id, int) or customer_id not in self.customers:
+        customer = self.customer_store.get(customer_id) if isinstance(customer_id, int) else None
+        if customer is None:
             raise VendorError(400, "woocommerce_rest_invalid_id", "Invalid resource ID.")
         if not isinstance(body, dict):
             raise VendorError(400, "rest_invalid_json", "The JSON body passed is not valid.")
-        customer = self.customers[customer_id]
         if "username" in body and body["username"] != customer.get("username"):
             raise VendorError(400, "woocommerce_rest_customer_invalid_argument", "Username isn't editable.")
         meta = body.get("meta_data")
@@ -407,7 +401,7 @@ class WooCommerceSandbox(SandboxApp):
                 customer[section].update(body[section])
                 changed = True
         if changed:
-            self._touch(customer)
+            self.customer_store.touch(customer)
         return copy.deepcopy(customer)
 
     def update_customer(self, request: Request, customer_id: int) -> Response:
@@ -439,7 +433,7 @@ class WooCommerceSandbox(SandboxApp):
                 except VendorError as exc:
                     result["update"].append(_item_error(item_id, exc))
             for item_id in parts["delete"]:
-                if isinstance(item_id, int) and self.customers.pop(item_id, None) is not None:
+                if isinstance(item_id, int) and self.customer_store.records.pop(item_id, None) is not None:
                     result["delete"].append({"id": item_id})
                 else:
                     result["delete"].append(
@@ -452,20 +446,22 @@ class WooCommerceSandbox(SandboxApp):
             return _item_error(
                 0, VendorError(400, "registration-error-invalid-email", "Please provide a valid email address.")
             )
-        if any(c.get("email", "").lower() == item["email"].lower() for c in self.customers.values()):
+        if any(c.get("email", "").lower() == item["email"].lower() for c in self.customer_store):
             return _item_error(
                 0,
                 VendorError(
                     400, "registration-error-email-exists", "An account is already registered with your email address."
                 ),
             )
-        new_id = max(self.customers, default=0) + 1
-        self._load_customer("batch create", {**item, "id": new_id, "date_created_gmt": _wc_time(utcnow())})
-        return copy.deepcopy(self.customers[new_id])
+        new_id = max(self.customer_store.records, default=0) + 1
+        created = self.customer_store.add(
+            self._customer("batch create", {**item, "id": new_id, "date_created_gmt": _wc_time(utcnow())})
+        )
+        return copy.deepcopy(created)
 
     # ----- orders -------------------------------------------------------------------------------
     def list_orders(self, request: Request) -> Response:
-        page, per_page = self._paging(request)
+        number, per_page = self._paging(request)
         orderby = request.args.get("orderby", "date")
         if orderby not in ("date", "id", "include", "title", "slug", "modified"):
             raise _invalid_param("orderby", "orderby is not one of date, id, include, title, slug, and modified.")
@@ -492,7 +488,7 @@ class WooCommerceSandbox(SandboxApp):
         customer = request.args.get("customer")
         with self.lock:
             items = []
-            for o in self.orders.values():
+            for o in self.order_store:
                 if "any" in statuses and o["status"] == "trash":
                     continue
                 if "any" not in statuses and o["status"] not in statuses:
@@ -504,11 +500,11 @@ class WooCommerceSandbox(SandboxApp):
                     items.append(o)
             key_column = {"date": "date_created_gmt", "modified": "date_modified_gmt"}.get(orderby)
             items.sort(key=lambda o: (o[key_column], o["id"]) if key_column else (o["id"],), reverse=order == "desc")
-            return self._page_response(request, items, page, per_page)
+            return self._page_response(request, items, number, per_page)
 
     def get_order(self, request: Request, order_id: int) -> Response:
         with self.lock:
-            found = self.orders.get(order_id)
+            found = self.order_store.get(order_id)
             if found is None:
                 return self.error(404, "woocommerce_rest_shop_order_invalid_id", "Invalid ID.")
             return json_response(copy.deepcopy(found))
@@ -532,14 +528,16 @@ def _empty_address(*, with_email: bool) -> dict[str, str]:
     return dict.fromkeys(fields, "")
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise _invalid_param(name, f"{name} is not of type integer.") from None
+def _touch(record: Record) -> None:
+    record["date_modified_gmt"] = _wc_time(utcnow())
+    record["date_modified"] = _local(record["date_modified_gmt"])
+
+
+def _whole_number(request: Request, name: str, default: int) -> int:
+    """WordPress refuses an empty value too as no integer (`int_param` would take it as absent)."""
+    if request.args.get(name) == "":
+        raise _invalid_param(name, f"{name} is not of type integer.")
+    return int_param(request, name, default, invalid=lambda _: _invalid_param(name, f"{name} is not of type integer."))
 
 
 def _order_param(request: Request, default: str) -> str:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from connectors.registry import vendor
 from sync.sandboxes import load_fixture_dir
 from tests.kit import Sandboxes
 
@@ -32,20 +33,9 @@ def nested(path: str, value: Any) -> dict[str, Any]:
     return {parts[0]: out}
 
 
-# Where each sandbox keeps its records, and the key that names a record in them.
-STORES = {
-    "shopify": (("customers", "id"), ("orders", "id")),
-    "woocommerce": (("customers", "id"), ("orders", "id")),
-    "lightspeed": (("customers", "id"), ("orders", "id")),
-    "afas": (("persons.rows", "PersonId"), ("invoices.rows", "InvoiceId")),
-    "superoffice": (("persons", "PersonId"), ("sales", "SaleId")),
-    "efficy": (("contacts", "K_CONTACT"), ("opportunities", "K_OPPORTUNITY")),
-    "silvasoft": (("relations", "CustomerNumber"), ("invoices", "InvoiceNumber")),
-}
-
-
 def _store(app: Any, system_type: str, kind: str) -> tuple[dict[Any, dict[str, Any]], str]:
-    attribute, id_field = STORES[system_type][0 if kind == "customers" else 1]
+    emulated = vendor(system_type).emulated
+    attribute, id_field = emulated.customers if kind == "customers" else emulated.orders
     store: Any = app
     for part in attribute.split("."):
         store = getattr(store, part)

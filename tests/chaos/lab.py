@@ -20,22 +20,13 @@ from typing import Any
 
 import requests
 
+from connectors.registry import vendor
 from sync.config import load_config
 from sync.pipeline import Cycle, CycleReport
 from sync.runtime import open_state
 from sync.sandboxes import RunningSandbox, start_sandboxes, stop_sandboxes
 from tests.kit import Sandboxes, wait_until
 
-# The key that names a customer in each vendor's fixture shape.
-ID_KEYS = {
-    "shopify": "id",
-    "woocommerce": "id",
-    "lightspeed": "id",
-    "afas": "PersonId",
-    "superoffice": "PersonId",
-    "efficy": "K_CONTACT",
-    "silvasoft": "CustomerNumber",
-}
 # Modification times the vendor sets on every change: they differ between two runs by design.
 VOLATILE = frozenset(
     {"updatedAt", "date_modified", "date_modified_gmt", "ModifiedDate", "UpdatedDate", "D_CHANGE", "createdAt"}
@@ -46,7 +37,8 @@ ROW_VOLATILE = frozenset({"id", "Id", "Rank", "createdAt", "updatedAt", "ownerId
 
 
 def customer_ids(data: Mapping[str, Any], system_type: str) -> list[str]:
-    return [str(item[ID_KEYS[system_type]]) for item in data.get("customers", [])]
+    key = vendor(system_type).emulated.contact_key
+    return [str(item[key]) for item in data.get("customers", [])]
 
 
 def normalise(value: Any, *, top: bool = True) -> Any:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connectors.registry import TYPES, connector_class
+from connectors.registry import TYPES, connector_class, vendor
 from sync.demo import demo_data
 from tests.chaos.lab import Lab, differences
 
@@ -161,10 +161,10 @@ def expected(cell: Cell) -> frozenset[str]:
     return frozenset({SURVIVED})
 
 
-# Systems whose sandbox config signs in with an expiring token that crmsync renews after a 401.
-RENEWS_TOKENS = frozenset({"shopify", "superoffice"})
-# Columns whose write-back creates things (a POST adds a row or a list item every time).
-CREATES = frozenset({"lightspeed", "superoffice/interests"})
+# Systems whose sandbox config signs in with an expiring token that crmsync renews after a 401,
+# and columns whose write-back creates things (a POST adds a row or a list item every time).
+RENEWS_TOKENS = frozenset(t for t in TYPES if vendor(t).emulated.renews_tokens)
+CREATES = frozenset(column for t in TYPES for column in vendor(t).emulated.creates)
 LOST_REPLIES = frozenset({"500", "502", "503", "timeout", "reset", "truncate", "bad-json"})
 
 

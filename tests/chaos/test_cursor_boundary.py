@@ -12,18 +12,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from connectors.afas.profit_time import format_profit, utc_to_wall
-from connectors.lightspeed.shoptime import shop_time
-from connectors.registry import TYPES, connector_class
-from connectors.superoffice.archive import format_date
+from connectors.registry import TYPES, connector_class, vendor
 from connectors.woocommerce.sandbox import _local
 from mapping.model import parse_timestamp
 from sync.demo import demo_data
@@ -35,57 +30,6 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 def _seconds(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def _stamp_shopify(app: Any, rid: str, moment: datetime) -> None:
-    app._find_customer(rid)["updatedAt"] = _seconds(moment) + "Z"
-
-
-def _stamp_woocommerce(app: Any, rid: str, moment: datetime) -> None:
-    customer = app.customers[int(rid)]
-    customer["date_modified_gmt"] = _seconds(moment)
-    customer["date_modified"] = _local(customer["date_modified_gmt"])
-
-
-def _stamp_lightspeed(app: Any, rid: str, moment: datetime) -> None:
-    app.customers[int(rid)]["updatedAt"] = shop_time(moment)
-
-
-def _stamp_afas(app: Any, rid: str, moment: datetime) -> None:
-    app.persons.rows[rid]["ModifiedDate"] = format_profit(utc_to_wall(moment).replace(microsecond=0))
-
-
-def _stamp_superoffice(app: Any, rid: str, moment: datetime) -> None:
-    app.persons[int(rid)]["UpdatedDate"] = format_date(moment)
-
-
-def _stamp_efficy(app: Any, rid: str, moment: datetime) -> None:
-    app.contacts[int(rid)]["D_CHANGE"] = _seconds(moment)
-
-
-def _stamp_silvasoft(app: Any, rid: str, moment: datetime) -> None:
-    pass  # relations carry no modification time: every cycle scans them all
-
-
-STAMP: dict[str, Callable[[Any, str, datetime], None]] = {
-    "shopify": _stamp_shopify,
-    "woocommerce": _stamp_woocommerce,
-    "lightspeed": _stamp_lightspeed,
-    "afas": _stamp_afas,
-    "superoffice": _stamp_superoffice,
-    "efficy": _stamp_efficy,
-    "silvasoft": _stamp_silvasoft,
-}
-# A first-name edit, in each vendor's fixture shape.
-RENAME: dict[str, Callable[[str], dict[str, Any]]] = {
-    "shopify": lambda name: {"firstName": name},
-    "woocommerce": lambda name: {"first_name": name},
-    "lightspeed": lambda name: {"firstname": name},
-    "afas": lambda name: {"FirstName": name},
-    "superoffice": lambda name: {"Firstname": name},
-    "efficy": lambda name: {"FIRSTNAME": name},
-    "silvasoft": lambda name: {"Relation_Contact": [{"FirstName": name}]},
-}
 
 
 def given_names(state_file: Path) -> dict[str, str | None]:
@@ -124,10 +68,10 @@ def test_the_cursor_boundary_loses_nothing_and_doubles_nothing(system_type: str,
         boundary, late, during = ids[0], ids[1], ids[2]
 
         def edit(rid: str, name: str, moment: datetime | None) -> None:
-            lab.sandboxes.patch_customer(system_type, rid, RENAME[system_type](name))
+            lab.sandboxes.patch_customer(system_type, rid, vendor(system_type).emulated.rename(name))
             if moment is not None:
                 with app.lock:
-                    STAMP[system_type](app, rid, moment)
+                    app.stamp_customer(rid, moment)
 
         # exactly at the cursor, and committed late with a timestamp inside the look-back window
         edit(boundary, "Grens", at)

@@ -61,7 +61,7 @@ def test_reads_every_page_and_an_empty_or_short_page_ends_the_read(
     assert requests_seen(afas, READ_PERSONS) == len(sizes) + 1
     newest = parse_profit(f"2026-01-01T{count // 60:02d}:{count % 60:02d}:00Z")
     assert pages[-1].checkpoint == {"cursor": newest.isoformat()}
-    assert all("scan" in page.checkpoint for page in pages[:-1])
+    assert all("pass" in page.checkpoint for page in pages[:-1])
 
 
 def test_keys_holding_a_list_separator_page_through_filterjson(
@@ -79,6 +79,17 @@ def test_keys_holding_a_list_separator_page_through_filterjson(
     }
 
 
+def test_text_keys_page_in_profits_order_whatever_their_case(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    # Profit orders and filters a text key without regard to case: "B2" follows "a1" there.
+    keys = ["a1", "B2", "c3", "D4", "e5"]
+    rows = [{**persons(1)[0], "PersonId": key} for key in keys]
+    afas = start_sandboxes_fixture({"afas": {"customers": rows}})
+    pages = list(connector(afas, page_size=2).read_contacts(None))
+    assert [r.id for page in pages for r in page.records] == keys
+
+
 def test_an_interrupted_pass_resumes_after_the_last_stored_page(afas: Sandboxes) -> None:
     reader = connector(afas, page_size=10).read_contacts(None)
     first, second = next(reader), next(reader)
@@ -86,7 +97,7 @@ def test_an_interrupted_pass_resumes_after_the_last_stored_page(afas: Sandboxes)
     resumed = list(connector(afas, page_size=10).read_contacts(second.checkpoint))
     assert [r.id for p in resumed for r in p.records] == [str(100_000 + i) for i in range(21, 31)]
     assert resumed[-1].checkpoint == {"cursor": parse_profit("2026-01-01T00:30:00Z").isoformat()}
-    assert first.checkpoint["scan"]["after"] == "100010"
+    assert first.checkpoint["pass"]["at"] == "100010"
 
 
 def test_an_incremental_read_returns_the_changed_person_and_not_the_others(afas: Sandboxes) -> None:

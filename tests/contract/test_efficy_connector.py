@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,20 @@ def test_reads_every_page_including_an_exact_multiple(
     # short (or empty) last page is asked for once more before it ends the read
     assert requests_seen(efficy) == len(sizes) + 3 + 1
     assert efficy.stats("efficy")["writes"] == 0
+
+
+def test_a_read_resumed_mid_pass_starts_after_the_last_row_stored(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    efficy = start_sandboxes_fixture({"efficy": {"customers": contacts(25)}})
+    connector = make_connector(efficy, "efficy", page_size=10, writeback=False)
+    first = next(iter(connector.read_contacts(None)))
+    # mid-pass: no cursor yet, the keyset position after the last row of the page (D_CHANGE, key)
+    assert list(first.checkpoint["pass"]["at"]) == ["2026-01-01T00:00:10", 10]
+    assert "cursor" not in first.checkpoint
+    resumed = list(connector.read_contacts(json.loads(json.dumps(first.checkpoint))))
+    assert [r.id for p in resumed for r in p.records] == [str(i) for i in range(11, 26)]
+    assert resumed[-1].checkpoint == {"cursor": "2026-01-01T00:00:25+00:00"}
 
 
 def test_pages_hold_page_size_rows_because_recordcount_goes_in_lowercase(

@@ -10,7 +10,16 @@ from graphql import parse, validate
 from graphql.validation import NoDeprecatedCustomRule
 
 from connectors.errors import AuthError
-from connectors.shopify.client import CHECK_QUERY, CUSTOMERS_QUERY, ORDERS_QUERY, _write_document
+from connectors.http import ApiResponse
+from connectors.shopify.client import (
+    CHECK_QUERY,
+    CUSTOMERS_QUERY,
+    ORDERS_QUERY,
+    ShopifyConnector,
+    ShopifySettings,
+    _write_document,
+)
+from connectors.shopify.pacing import CostPacer
 from connectors.shopify.sandbox import admin_schema
 from mapping.model import Kind, RemoteState, WriteBack
 from tests.kit import Sandboxes, make_connector
@@ -156,3 +165,74 @@ def test_wrong_token_is_an_auth_error_and_not_retried(shop: Sandboxes) -> None:
     with pytest.raises(AuthError, match=r"shopify: POST /admin/api/2026-10/graphql\.json: credentials refused"):
         connector.check()
     assert shop.stats("shopify")["errors"] == 1
+
+
+def test_a_read_resumed_mid_pass_goes_on_from_the_next_page(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(25)}})
+    connector = make_connector(shop, "shopify", page_size=10, lookback=0)
+    first = next(iter(connector.read_contacts(None)))
+    assert [r.id for r in first.records] == [f"gid://shopify/Customer/{i}" for i in range(1, 11)]
+    assert first.checkpoint["pass"]["at"]  # the page's endCursor: where the pass goes on
+    rest = list(connector.read_contacts(first.checkpoint))
+    assert [r.id for page in rest for r in page.records] == [f"gid://shopify/Customer/{i}" for i in range(11, 26)]
+    assert rest[-1].checkpoint == {"cursor": "2026-01-01T00:25:00+00:00"}
+
+
+def offline_connector() -> ShopifyConnector:
+    settings = ShopifySettings(type="shopify", base_url="http://127.0.0.1:9", access_token="shpat_x")
+    return ShopifyConnector("shop", settings)
+
+
+def reply(body: Any, status: int = 200) -> ApiResponse:
+    return ApiResponse(status, {}, body, "", "POST", "/admin/api/2026-10/graphql.json", 0.0)
+
+
+def error(code: str | None, message: str = "went wrong", **extensions: Any) -> dict[str, Any]:
+    return {"message": message, "extensions": {"code": code, **extensions}} if code else {"message": message}
+
+
+COST = {"requestedQueryCost": 202, "throttleStatus": {"currentlyAvailable": 2.0, "restoreRate": 100.0}}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "kind"),
+    [
+        ({"data": {"shop": {}}}, 200, "ok"),
+        ({"errors": [error("THROTTLED")], "extensions": {"cost": COST}}, 200, "throttled"),
+        ({"errors": [error("ACCESS_DENIED"), error("THROTTLED")], "extensions": {"cost": COST}}, 200, "throttled"),
+        ({"errors": [error("ACCESS_DENIED")], "data": None}, 200, "denied"),
+        ({"errors": [error("INTERNAL_SERVER_ERROR")]}, 200, "retry"),
+        ({"errors": [error("MAX_COST_EXCEEDED")]}, 200, "fatal"),
+        ({"errors": [error(None)]}, 200, "fatal"),
+        ({"errors": "something"}, 200, "fatal"),
+        ({"errors": "[API] Invalid API key or access token"}, 401, "auth"),
+        ({"errors": "Throttled"}, 429, "throttled"),
+    ],
+)
+def test_errors_inside_a_200_are_read_by_their_code(body: Any, status: int, kind: str) -> None:
+    verdict = offline_connector().classify(reply(body, status))
+    assert verdict.kind == kind
+    if kind == "throttled" and status == 200:
+        assert verdict.retry_after == pytest.approx(2.0)  # (202 - 2) points at 100 a second
+
+
+def test_a_field_the_api_version_lacks_is_named_as_a_drift() -> None:
+    body = {"errors": [error("undefinedField", "Field 'firstName' doesn't exist", typeName="Customer", fieldName="x")]}
+    verdict = offline_connector().classify(reply(body))
+    assert verdict.kind == "fatal"
+    assert verdict.message.startswith("Shopify Admin GraphQL API 2026-10 has no field Customer.x (renamed or removed")
+
+
+def test_the_pacer_waits_for_the_bucket_to_cover_the_cost() -> None:
+    pacer = CostPacer()
+    assert pacer.cost_of("customers") == 0.0 and pacer.before("POST", "/", 0.0) == 0.0  # nothing known yet
+    bucket = {"maximumAvailable": 130.0, "currentlyAvailable": 30.0, "restoreRate": 10.0}
+    cost = {"requestedQueryCost": 52, "throttleStatus": bucket}
+    pacer.observe(reply({"data": {}, "extensions": {"cost": cost}}))
+    assert pacer.costs == {"customers": 52.0}
+    assert pacer.cost_of("orders") == 52.0  # not sent before: as dear as the dearest seen
+    assert pacer.cost_of("write", 250.0) == 250.0  # the caller's estimate wins
+    assert 1.5 < pacer.before("POST", "/", 52.0) <= 2.2  # 22 points short at 10 a second
+    assert pacer.before("POST", "/", 10.0) == 0.0
+    pacer.observe(reply({"errors": "[API] Invalid API key or access token"}, 401))  # no cost report: nothing learnt
+    assert pacer.costs == {"customers": 52.0}

@@ -38,13 +38,26 @@ def read_ids(pages: Any) -> list[str]:
     return [record.id for page in pages for record in page.records]
 
 
+def without_start(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint without the moment its pass started (the wall clock of the test run)."""
+    if "pass" not in checkpoint:
+        return checkpoint
+    return {**checkpoint, "pass": {k: v for k, v in checkpoint["pass"].items() if k != "started"}}
+
+
+def scan_at(offset: int, pages: int) -> dict[str, Any]:
+    """Mid-scan of the relations: no cursor and no window (a full scan), the next offset."""
+    return {"pass": {"since": None, "newest": None, "at": offset, "pages": pages}}
+
+
 # ----- paging ---------------------------------------------------------------------------------------
 def test_relations_scan_ends_on_a_short_page(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
     silva = start_sandboxes_fixture({"silvasoft": {"customers": relations(25)}}, options=UNLIMITED)
     connector = make_connector(silva, "silvasoft", page_size=10)
     pages = list(connector.read_contacts(None))
     assert [len(p.records) for p in pages] == [10, 10, 5]
-    assert [p.checkpoint for p in pages] == [{"offset": 10}, {"offset": 20}, {}]  # a finished scan starts over
+    checkpoints = [without_start(p.checkpoint) for p in pages]
+    assert checkpoints == [scan_at(10, 1), scan_at(20, 2), {}]  # a finished scan starts over
     assert silva.stats("silvasoft")["requests"][RELATIONS] == 3 + 1  # the short page is asked for twice
     assert read_ids(pages) == [str(n) for n in range(1001, 1026)]  # in creation order, not by GUID
     by_guid = read_ids(
@@ -60,7 +73,8 @@ def test_an_exactly_full_last_page_costs_one_more_empty_request(silva: Sandboxes
     assert [len(p.records) for p in pages] == [10, 10, 10, 0]
     assert pages[-1].checkpoint == {}
     assert silva.stats("silvasoft")["requests"][RELATIONS] == 4 + 1  # the empty one twice
-    resumed = list(connector.read_contacts({"offset": 20}))  # after a crash mid-scan
+    assert without_start(pages[1].checkpoint) == scan_at(20, 2)
+    resumed = list(connector.read_contacts(pages[1].checkpoint))  # after a crash mid-scan
     assert read_ids(resumed) == [str(n) for n in range(1021, 1031)]
 
 
@@ -71,13 +85,16 @@ def test_invoices_page_newest_first_and_end_with_a_date_cursor(silva: Sandboxes)
     assert silva.stats("silvasoft")["requests"][INVOICES] == 4 + 1  # the empty last page twice
     assert read_ids(pages) == [str(n) for n in range(2_026_030, 2_026_000, -1)]
     # 30 invoices three days apart from 01-01-2026: the newest is dated 29-03-2026
-    assert pages[0].checkpoint == {"cursor": NEWEST, "offset": 10, "from": None}
+    # mid-pass: no cursor yet (none was stored), no DateFrom, the newest invoice date seen, the offset
+    assert without_start(pages[0].checkpoint) == {"pass": {"since": None, "newest": NEWEST, "at": 10, "pages": 1}}
     assert pages[-1].checkpoint == {"cursor": NEWEST}
 
 
 def test_a_resumed_invoice_read_pages_the_same_window(silva: Sandboxes) -> None:
     connector = make_connector(silva, "silvasoft", page_size=10)
-    checkpoint = {"cursor": NEWEST, "offset": 2, "from": "27-02-2026"}
+    # the pass read from 28-02-2026 (DateFrom 27-02-2026), not from the cursor minus the look-back
+    window = {"since": "2026-02-28T00:00:00+00:00", "started": "2026-04-01T00:00:00+00:00", "newest": NEWEST}
+    checkpoint = {"cursor": NEWEST, "pass": {**window, "at": 2, "pages": 1}}
     pages = list(connector.read_orders(checkpoint))
     # dated 27-02-2026 or later: invoices 2026020 ... 2026030, less the two read before the crash
     assert read_ids(pages) == [str(n) for n in range(2_026_028, 2_026_019, -1)]

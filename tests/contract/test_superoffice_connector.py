@@ -46,7 +46,10 @@ def test_reads_every_page_by_id_until_a_short_page_with_or_without_next_link(
     assert len(read) == 4 and ids == [str(i) for i in range(1, count + 1)]
     # three full pages, then the short (or empty) last one asked for twice
     assert so.stats("superoffice")["requests"][PERSON] == 5
-    assert read[0].checkpoint == {"after_id": 10, "high": "2026-01-01T00:00:10+00:00"}
+    # mid-pass: no cursor yet, the next page starts after id 10, the newest change seen so far
+    first = read[0].checkpoint
+    assert "cursor" not in first and first["pass"]["at"] == 10 and first["pass"]["since"] is None
+    assert first["pass"]["newest"] == "2026-01-01T00:00:10+00:00"
     assert read[-1].checkpoint == {"cursor": f"2026-01-01T00:00:{count:02d}+00:00"}
     record = read[0].records[0]
     assert record.kind is Kind.CONTACT and record.payload["email/emailAddress"] == "klant1@example.nl"
@@ -186,6 +189,38 @@ def test_interests_mode_switches_only_crmsync_interests(start_sandboxes_fixture:
     assert stats["POST /<tenant>/api/v1/List/PersonInterest/Items"] == 3  # created once, reused for person 2
     again = connector.owned_state(record_of(connector, "1").payload)
     assert again == desired and diff("superoffice", "1", desired, again) is None
+
+
+def test_interests_are_named_while_reading_and_mapping_never_calls_the_api(
+    start_sandboxes_fixture: Callable[..., Sandboxes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline maps records inside the state's write transaction: a mapper must not wait on
+    the network. The interest list is read once per read (and again for an interest created in
+    between), and the names travel in the payload."""
+    people = persons(4)
+    people[0]["Interests"] = [{"Name": "Beurzen", "Selected": True}, {"Name": "crmsync:friends", "Selected": True}]
+    so = start_sandboxes_fixture({"superoffice": {"customers": people}})
+    connector = make_connector(so, "superoffice", segments_as="interests", segments_field=None, page_size=2)
+    pages = connector.read_contacts(None)
+    records = {r.id: r for r in next(pages).records}
+    # ticked in SuperOffice after the list was read: an interest the read does not know yet
+    so.patch_customer("superoffice", "3", {"Interests": [{"Name": "crmsync:new", "Selected": True}]})
+    records.update({r.id: r for page in pages for r in page.records})
+    assert so.stats("superoffice")["requests"]["GET /<tenant>/api/v1/List/PersonInterest/Items"] == 2
+    requested = dict(so.stats("superoffice")["requests"])
+
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"mapping called the API: {args}")
+
+    monkeypatch.setattr(connector.client, "request", no_network)
+    owned = {rid: connector.owned_state(record.payload) for rid, record in records.items()}
+    assert so.stats("superoffice")["requests"] == requested
+    assert connector.payload_tags(records["1"].payload) == ["Beurzen", "crmsync:friends"]
+    assert owned["1"] == RemoteState(frozenset({"crmsync:friends"}), {TIER_UDF: ""})
+    assert owned["3"].tags == {"crmsync:new"} and owned["2"].tags == owned["4"].tags == frozenset()
+    # a row stored without the names (by an earlier crmsync) is not guessed at: its state is unknown
+    unnamed = {"personId": 1, "personInterestIds": records["1"].payload["personInterestIds"]}
+    assert connector.owned_state(unnamed) == RemoteState.unknown()
 
 
 def test_an_edit_between_read_and_write_survives_the_interest_write(so: Sandboxes) -> None:

@@ -42,9 +42,12 @@ def test_customer_scan_reads_exactly_the_pages_there_are(woo: Sandboxes) -> None
     connector = make_connector(woo, "woocommerce", page_size=10)
     pages = list(connector.read_contacts(None))
     assert [len(p.records) for p in pages] == [10, 10, 10]
-    assert [p.checkpoint for p in pages] == [{"page": 2}, {"page": 3}, {}]  # a finished scan starts over
+    # mid-scan the checkpoint holds the next page (and no cursor: a scan has none); a finished scan starts over
+    assert [p.checkpoint.get("pass", {}).get("at") for p in pages] == [2, 3, None]
+    assert [sorted(p.checkpoint) for p in pages] == [["pass"], ["pass"], []]
+    assert pages[-1].checkpoint == {}
     assert woo.stats("woocommerce")["requests"]["GET /wp-json/wc/v3/customers"] == 3  # no 4th, empty request
-    resumed = list(connector.read_contacts({"page": 3}))
+    resumed = list(connector.read_contacts(pages[1].checkpoint))
     assert [r.id for p in resumed for r in p.records] == [str(i) for i in range(21, 31)]
 
 
@@ -71,6 +74,33 @@ def test_incremental_orders_return_the_changed_one(woo: Sandboxes) -> None:
     # the boundary second is read again; the changed order comes with it, nothing else
     assert [r.id for r in changed] == ["525", "507"]
     assert connector.order_counts(changed[-1].payload) is False
+
+
+def test_an_interrupted_orders_read_resumes_at_the_boundary_second_it_had_reached(woo: Sandboxes) -> None:
+    connector = make_connector(woo, "woocommerce", page_size=10)
+    first = next(iter(connector.read_orders(None)))
+    assert [r.id for r in first.records] == [str(500 + i) for i in range(1, 11)]
+    # mid-pass: no cursor yet (a first read), the next request from 510's second on
+    assert "cursor" not in first.checkpoint
+    assert list(first.checkpoint["pass"]["at"]) == ["2026-03-01T00:00:09", 1]
+    resumed = list(connector.read_orders(first.checkpoint))
+    ids = [r.id for p in resumed for r in p.records]
+    assert ids == [str(500 + i) for i in range(10, 26)]  # 510 read again (its second), then on to 525
+    assert resumed[-1].checkpoint == {"cursor": "2026-03-01T00:00:25+00:00"}
+
+
+def test_orders_modified_within_one_second_are_paged_by_number(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    same_second = [{**o, "date_modified_gmt": "2026-03-01T00:00:30"} for o in orders(25)]
+    woo = start_sandboxes_fixture({"woocommerce": {"customers": customers(1), "orders": same_second}})
+    connector = make_connector(woo, "woocommerce", page_size=10)
+    pages = list(connector.read_orders(None))
+    ids = [r.id for p in pages for r in p.records]
+    assert sorted(ids, key=int) == [str(500 + i) for i in range(1, 26)] and len(ids) == len(set(ids))
+    assert pages[-1].checkpoint == {"cursor": "2026-03-01T00:00:30+00:00"}
+    # page 1 unfiltered; from one second earlier page 1 (all repeats), 2 and 3 (short: asked once more)
+    assert woo.stats("woocommerce")["requests"]["GET /wp-json/wc/v3/orders"] == 1 + 3 + 1
 
 
 def test_a_page_that_comes_back_short_is_read_again(woo: Sandboxes) -> None:

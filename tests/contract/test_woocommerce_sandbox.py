@@ -68,6 +68,16 @@ def test_per_page_above_100_is_refused_in_the_wordpress_shape(woo: Sandboxes) ->
     assert get(woo, "/orders", orderby="price").json()["code"] == "rest_invalid_param"
 
 
+def test_an_empty_or_fractional_page_parameter_is_no_integer(woo: Sandboxes) -> None:
+    for params in ({"per_page": ""}, {"page": ""}, {"page": "1.5"}):
+        refused = get(woo, "/customers", **params)
+        name = next(iter(params))
+        assert (refused.status_code, refused.json()["data"]["params"]) == (
+            400,
+            {name: f"{name} is not of type integer."},
+        )
+
+
 def test_credentials_are_checked(woo: Sandboxes) -> None:
     missing = get(woo, "/customers", auth=None)
     assert (missing.status_code, missing.json()["code"]) == (401, "woocommerce_rest_cannot_view")

@@ -1,0 +1,60 @@
+"""Lightspeed eCom's configuration: the settings class, the published limits and the constants the
+connector's modules share."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from connectors.settings import RateWindow, SystemSettings
+
+MAX_PAGE = 250
+SEGMENTS_KEY = "crmsync_segments"
+TIER_KEY = "crmsync_loyalty_tier"
+# The metafields list's envelope key; a payload holding rows under it (a fixture's, a test's) shows
+# crmsync's owned state, one without (the customer list's) does not.
+METAFIELDS = "customerMetafields"
+# Customers whose metafields the rolling verification looks at per day, by default: 2,400 requests,
+# a fifth of the 12,000 a day an API key gets. A day of 15-minute cycles reads ~500 (two list
+# requests per stream and the shop), a daily full read of 20,000 customers and 100,000 orders
+# ~500, and a busy day's write-back of ~1,000 changed customers (a look-up, which the verification
+# of the same cycle saves, and one or two writes each) ~3,000: all together under half the budget,
+# leaving the rest to a first write-back and to other apps on the same key. At 100 an hour a shop of
+# 20,000 customers is looked at in full every 8 to 9 days.
+VERIFY_PER_DAY = 2400
+NOT_FOUND = "not found"
+NOT_COUNTED = frozenset({"cancelled"})  # as order status and as payment status
+KEY_RIGHTS = "the shop's back office: Settings > Developers > API keys > this key > Permissions"
+
+
+def published_limits() -> list[RateWindow]:
+    """Per API key: 300 requests per 5 minutes, 3000 per hour, 12000 per day (the windows the
+    `X-RateLimit-*` headers report, in that order), and 20 per second (Lightspeed staff on the
+    community forum, "Changes to eCom API rate Limits", effective 22 Nov 2021)."""
+    return [
+        RateWindow(requests=300, per_seconds=300),
+        RateWindow(requests=3000, per_seconds=3600),
+        RateWindow(requests=12000, per_seconds=86400),
+        RateWindow(requests=20, per_seconds=1),
+    ]
+
+
+class LightspeedSettings(SystemSettings):
+    type: Literal["lightspeed"]
+    api_key: SecretStr
+    api_secret: SecretStr
+    language: str = Field(
+        default="nl", pattern=r"^[a-z]{2}$", description="one of the shop's languages; every path starts with it"
+    )
+    page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE)
+    rate_limit: list[RateWindow] = Field(default_factory=published_limits)
+    verify_per_day: int = Field(
+        default=VERIFY_PER_DAY,
+        ge=0,
+        description=(
+            "customers a day whose metafields are looked at (one request each) to see hand edits of "
+            "crmsync's; the list carries none. 2400 is a fifth of the 12000 requests a day: with reads and a "
+            "busy day's write-back under half of it. 0: never"
+        ),
+    )

@@ -1,0 +1,70 @@
+"""Shopify's configuration: the settings class and the API's fixed numbers.
+
+Credentials, as Shopify hands them out today (../shared/api-notes/shopify.md): an app made in the
+Dev Dashboard has a client id and secret, and crmsync gets 24-hour tokens from the client-credentials
+grant (stores of the app's own organisation); an app of another organisation (an agency's) uses an
+expiring offline token with its refresh token (rotated at every refresh, so the newest one is kept in
+`refresh_token_file`); an app made in the admin before 2026 keeps its fixed `access_token`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from connectors.settings import Duration, SystemSettings
+
+MUTATION_COST = 10  # points per mutation field, as the API reports in extensions.cost
+TIER_NAMESPACE = "crmsync"
+TIER_KEY = "loyalty_tier"
+MAX_PAGE = 250
+DEFAULT_PAGE = 100
+
+
+class ShopifySettings(SystemSettings):
+    type: Literal["shopify"]
+    # A Dev Dashboard app (2026 on): the client-credentials grant gives 24-hour tokens.
+    client_id: str | None = Field(default=None, min_length=1)
+    client_secret: SecretStr | None = None
+    # An app made in the admin before 2026 (fixed token), or an expiring offline token whose
+    # refresh token renews it (an app of another organisation: an agency's).
+    access_token: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    refresh_token_file: str | None = Field(
+        default=None, description="where crmsync keeps the newest refresh token (Shopify rotates it)"
+    )
+    token_renew_margin: Duration = Field(default=300.0, description="renew a token this long before it expires")
+    recent_orders_only: bool = Field(
+        default=False, description="accept an app without read_all_orders: traits from the last 60 days only"
+    )
+    api_version: str = Field(default="2026-10", pattern=r"^(\d{4}-(01|04|07|10)|unstable)$")
+    page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> ShopifySettings:
+        has_client = self.client_id is not None or self.client_secret is not None
+        if has_client and (self.client_id is None or self.client_secret is None):
+            missing = "client_secret" if self.client_secret is None else "client_id"
+            raise ValueError(f"{missing}: field required (a Dev Dashboard app needs its client id and secret)")
+        if self.refresh_token is not None:
+            if not has_client:
+                raise ValueError("client_id: field required (refreshing a token needs the app's client id and secret)")
+            if self.refresh_token_file is None:
+                raise ValueError(
+                    "refresh_token_file: field required (Shopify hands out a new refresh token at every "
+                    "refresh and retires the old one; crmsync keeps the newest there)"
+                )
+        elif has_client and self.access_token is not None:
+            raise ValueError("access_token: set either client_id/client_secret or access_token, not both")
+        elif not has_client and self.access_token is None:
+            raise ValueError(
+                "access_token: field required (or client_id and client_secret for an app made in the Dev Dashboard)"
+            )
+        return self
+
+    @property
+    def flow(self) -> Literal["client_credentials", "refresh_token", "fixed_token"]:
+        if self.refresh_token is not None:
+            return "refresh_token"
+        return "client_credentials" if self.client_id is not None else "fixed_token"

@@ -1,0 +1,40 @@
+"""Silvasoft's settings and the API facts the connector is built on."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from connectors.settings import Duration, RateWindow, SystemSettings
+
+API = "/rest"
+MAX_RELATIONS = 200
+MAX_INVOICES = 100
+# Credited and cancelled invoices never count toward a customer's value; concepts were never sent.
+NOT_COUNTED_STATUSES = frozenset({"credited", "cancelled", "concept"})
+READ_ONLY = (
+    "read-only: crmsync writes nothing to Silvasoft, because its API documents no tag, category or custom "
+    "field on a relation that could hold segments or a loyalty tier; its customers and invoices still count "
+    "toward profiles and segments"
+)
+
+
+def _documented_limits() -> list[RateWindow]:
+    # developers.silvasoft.nl: "maximum 50 requests per minute, maximum 2 requests per second".
+    return [RateWindow(requests=2, per_seconds=1), RateWindow(requests=50, per_seconds=60)]
+
+
+class SilvasoftSettings(SystemSettings):
+    type: Literal["silvasoft"]
+    api_key: SecretStr
+    # The Silvasoft user's e-mail address: it names the account, the API key is the secret.
+    username: str = Field(min_length=3)
+    rate_limit: list[RateWindow] = Field(default_factory=_documented_limits)
+    ratelimit_wait: Duration = Field(
+        default=60.0, gt=0, description="wait after a 401 'Ratelimit exceeded' (Silvasoft sends no Retry-After)"
+    )
+    page_size: int | None = Field(default=None, ge=1, le=MAX_RELATIONS)
+    # Offset paging needs a stable order. Silvasoft advises creation date or GUID; the GUID is
+    # unique, which matters when a bulk import gave many relations the same creation time.
+    relation_sorting: Literal["createdDate", "RelationGUID"] = "createdDate"

@@ -1,0 +1,122 @@
+"""Streams: a vendor's list declared once, read by the one read loop every connector shares.
+
+A vendor declares how to ask for a page (`fetch`), how it pages (a paginator), how an item
+becomes a `SourceRecord` (a `RecordSpec`) and whether the list can be filtered by modification
+time. `read_stream` does the rest: the incremental window, re-asking for a short page, loop
+detection, and a checkpoint with every page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from connectors.paging import Paginator, Reply
+from connectors.window import Window
+from mapping.model import Kind, SourceRecord, parse_timestamp
+
+
+def id_text(value: Any) -> str:
+    """A record id as a vendor's JSON gives it, as crmsync keeps it: "" (quarantined as a record
+    without an id) for null, false, an empty string or anything that is no number or text, so a
+    null never becomes the id "None"."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return str(value).strip()
+
+
+@dataclass(frozen=True)
+class Page:
+    """Records read in one request, and the checkpoint to store in the same transaction.
+
+    Storing the checkpoint together with the records is what makes a crash at any point resumable:
+    a read restarts from the last checkpoint whose records are known to be stored."""
+
+    records: list[SourceRecord]
+    checkpoint: dict[str, Any]
+    number: int = 0
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """Where a vendor item keeps its id and its modification time. `stamps` are tried in order
+    (a record never modified may carry only its creation time); an unreadable time is None, which
+    the content hash makes harmless."""
+
+    id_key: str
+    stamps: tuple[str, ...] = ()
+    parse_time: Callable[[str], datetime] = parse_timestamp
+    id_rule: Callable[[Any], str] = id_text
+
+    def parse(self, system: str, kind: Kind, item: Any) -> SourceRecord:
+        if not isinstance(item, Mapping):
+            return SourceRecord(system, kind, "", None, item)
+        return SourceRecord(system, kind, self.id_rule(item.get(self.id_key)), self.updated_at(item), item)
+
+    def updated_at(self, item: Mapping[str, Any]) -> datetime | None:
+        for key in self.stamps:
+            stamp = item.get(key)
+            if isinstance(stamp, str) and stamp:
+                try:
+                    return self.parse_time(stamp)
+                except ValueError:
+                    return None
+        return None
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One readable list. `fetch(position, window)` asks for the page at `position` (the window's
+    `since` is the modification bound); `paginator(position)` makes the paginator, starting at
+    `position` (None: the first page); `refine` is a vendor's step over a page's records (adding
+    what the list leaves out); `rereads` is how often a short page is asked for again."""
+
+    system: str
+    kind: Kind
+    fetch: Callable[[Any, Window], Reply]
+    paginator: Callable[[Any], Paginator]
+    records: RecordSpec
+    lookback: float = 0.0
+    incremental: bool = True
+    rereads: int = 1
+    refine: Callable[[list[SourceRecord]], list[SourceRecord]] | None = None
+
+
+def read_stream(stream: Stream, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+    window = Window.open(checkpoint, lookback=stream.lookback, incremental=stream.incremental)
+    paginator = stream.paginator(window.at)
+    previous: set[tuple[str, Any]] = set()
+    while True:
+        reply = confirmed(stream, paginator, window)
+        records = [stream.records.parse(stream.system, stream.kind, item) for item in reply.items]
+        if stream.refine is not None:
+            records = stream.refine(records)
+        window.saw(records)
+        # A keyset that re-reads its boundary (a timestamp with whole seconds) sends the last
+        # page's final records again: pass each on once.
+        fresh = [r for r in records if (r.id, r.updated_at) not in previous]
+        previous = {(r.id, r.updated_at) for r in records}
+        if not paginator.advance(reply):
+            yield Page(fresh, window.close(), window.pages)
+            return
+        yield Page(fresh, window.resume_at(paginator.position), window.pages)
+
+
+def confirmed(stream: Stream, paginator: Paginator, window: Window) -> Reply:
+    """One page, asked for again when it came back short.
+
+    A short page is how a list without totals says it has ended, so a reply that lost an item on
+    the way (a cache or proxy glitch) would end the read early or drop the item for good; asking
+    again shows it, and the longest answer wins. The cost is one request at the end of each read,
+    and one more where the vendor's totals say a page should follow."""
+    best = stream.fetch(paginator.position, window)
+    attempts = stream.rereads + (1 if paginator.expects_more(best) else 0)
+    for _ in range(attempts):
+        if not paginator.short(best):
+            break
+        again = stream.fetch(paginator.position, window)
+        if len(again.items) > len(best.items):
+            best = again
+    return best

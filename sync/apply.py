@@ -1,0 +1,102 @@
+"""Plan and apply: per system, the changes that bring each record's owned state to the desired one,
+and their writes in batches, each batch recorded in the ledger as soon as the vendor answered. A
+stop request (SIGTERM) is honoured between write batches."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import structlog
+
+from connectors.base import Connector
+from connectors.errors import ConnectorError
+from connectors.http import Cancelled
+from mapping.model import RemoteState, WriteBack
+from sync.memory import collector_paused
+from sync.planner import plan_system
+from sync.reports import CycleReport
+from sync.state import RunHandle, StateStore
+
+log = structlog.get_logger("crmsync.pipeline")
+
+
+class Applier:
+    def __init__(self, store: StateStore, *, clock: Callable[[], datetime], stop_event: threading.Event) -> None:
+        self.store = store
+        self.clock = clock
+        self.stop_event = stop_event
+
+    def plan(
+        self, connectors: Mapping[str, Connector], report: CycleReport, desired: Mapping[str, Mapping[str, RemoteState]]
+    ) -> None:
+        with collector_paused():
+            self.plan_systems(connectors, report, desired)
+
+    def plan_systems(
+        self, connectors: Mapping[str, Connector], report: CycleReport, desired: Mapping[str, Mapping[str, RemoteState]]
+    ) -> None:
+        for name, connector in connectors.items():
+            outcome = report.systems[name]
+            caps = connector.current_capabilities()
+            if (
+                outcome.status == "failed"
+                or not connector.settings.writeback
+                or not (caps.write_tags or caps.write_fields)
+            ):
+                continue
+            known = self.store.known_states(name)
+            changes = plan_system(name, desired.get(name, {}), {rid: k.current for rid, k in known.items()})
+            outcome.planned = len(changes)
+            report.changes.extend(changes)
+            log.info("planned", system=name, records=len(changes))
+
+    def apply(self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle) -> None:
+        by_system: dict[str, list[WriteBack]] = defaultdict(list)
+        for change in report.changes:
+            by_system[change.system].append(change)
+
+        def one(name: str) -> None:
+            connector = connectors[name]
+            outcome = report.systems[name]
+            changes = by_system[name]
+            calls_before = connector.client.stats.mutating
+            size = connector.write_batch
+            try:
+                for start in range(0, len(changes), size):
+                    if self.stop_event.is_set():
+                        outcome.fail("interrupted", "stopped between write batches")
+                        break
+                    batch = changes[start : start + size]
+                    results = connector.write(batch)
+                    self.store.record_results(name, batch, results, run.seq, self.clock())
+                    for result in results:
+                        if result.ok:
+                            outcome.written += 1
+                        else:
+                            outcome.rejected += 1
+                            outcome.rejections.append((result.record_id, result.message))
+                            log.warning("record rejected", system=name, record=result.record_id, reason=result.message)
+            except Cancelled:
+                outcome.fail("interrupted", "stopped while writing")
+            except ConnectorError as exc:
+                outcome.fail("failed", str(exc))
+                log.error("write-back failed", system=name, error=str(exc))
+            finally:
+                outcome.write_calls = connector.client.stats.mutating - calls_before
+                log.info(
+                    "applied",
+                    system=name,
+                    written=outcome.written,
+                    rejected=outcome.rejected,
+                    write_calls=outcome.write_calls,
+                )
+
+        systems = [name for name in by_system if by_system[name]]
+        if not systems:
+            return
+        with ThreadPoolExecutor(max_workers=len(systems), thread_name_prefix="apply") as pool:
+            list(pool.map(one, systems))

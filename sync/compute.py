@@ -1,0 +1,104 @@
+"""Compute: the profiles' traits and segment verdicts, saved with the resolution and (when the
+cycle may) the segment history; and from them the owned state each record should hold."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+import structlog
+
+from connectors.base import Connector
+from mapping.model import Membership, RemoteState
+from mapping.traits import empty_order_columns
+from sync.config import CrmsyncConfig
+from sync.memory import collector_paused
+from sync.reports import CycleReport
+from sync.resolve import Resolved, Resolver, Stopwatch
+from sync.segmenting import SegmentRun, assess_profiles, record_run
+from sync.state import RunHandle, StateStore
+
+log = structlog.get_logger("crmsync.pipeline")
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    system, _, record_id = key.partition(":")
+    return system, record_id
+
+
+class Compute:
+    def __init__(
+        self, config: CrmsyncConfig, store: StateStore, resolver: Resolver, clock: Callable[[], datetime]
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.resolver = resolver
+        self.clock = clock
+
+    def desired_states(
+        self,
+        connectors: Mapping[str, Connector],
+        report: CycleReport,
+        run: RunHandle,
+        timings: dict[str, float] | None = None,
+        *,
+        history: bool | None = None,
+    ) -> dict[str, dict[str, RemoteState]]:
+        """Profiles and their verdicts; returns the desired owned state per system and record.
+        `timings` (for bench/pipeline.py) receives the seconds each step took; `history` (default:
+        not a dry run) records segment history, sizes and held tiers."""
+        with collector_paused():
+            record = not report.dry_run if history is None else history
+            return self.compute_profiles(connectors, report, run, timings, record)
+
+    def compute_profiles(
+        self,
+        connectors: Mapping[str, Connector],
+        report: CycleReport,
+        run: RunHandle,
+        timings: dict[str, float] | None,
+        history: bool,
+    ) -> dict[str, dict[str, RemoteState]]:
+        steps = timings if timings is not None else {}
+        clock = Stopwatch(steps)
+        now = self.clock()
+        resolved = self.resolver.resolve(clock)
+        segments = self.assess(resolved, now)
+        resolved.orders = empty_order_columns()  # the traits hold what the cycle needs of them
+        clock.lap("assess")
+        changes = self.store.save_profiles(
+            resolved.members, segments.verdicts(), resolved.aliases, run.seq, resolved.links, resolved.previous
+        )
+        clock.lap("save profiles")
+        if history:
+            record_run(self.store, run.seq, now, segments, changes)  # history, sizes, held tiers
+        clock.lap("segment history")
+        report.profiles = len(resolved.members)
+        log.info(
+            "profiles computed",
+            profiles=len(resolved.members),
+            merged=sum(1 for keys in resolved.members.values() if len(keys) > 1),
+        )
+        desired: dict[str, dict[str, RemoteState]] = defaultdict(dict)
+        # One state object per (system, membership): few distinct ones exist, and the planner
+        # compares each distinct pair of objects once.
+        states: dict[tuple[str, Membership], RemoteState] = {}
+        for profile, verdict in zip(segments.profiles, segments.memberships, strict=True):
+            for key in resolved.members[profile]:
+                system, record_id = _split_key(key)
+                connector = connectors.get(system)
+                if connector is not None:
+                    state = states.get((system, verdict))
+                    if state is None:
+                        state = states[(system, verdict)] = connector.desired_state(verdict)
+                    desired[system][record_id] = state
+        clock.lap("desired state")
+        return desired
+
+    def assess(self, resolved: Resolved, now: datetime) -> SegmentRun:
+        """Each profile's traits and segment membership, column-wise (sync/segmenting.py)."""
+        fields = resolved.fields(resolved.members) if resolved.fields is not None else None
+        return assess_profiles(
+            self.config, self.store, resolved.profiles, resolved.members, resolved.systems, resolved.orders, now, fields
+        )

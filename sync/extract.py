@@ -1,0 +1,242 @@
+"""Extract: each system's streams read page by page (one thread per system), every page mapped and
+stored with the checkpoint that covers it; a system's stored records mapped again after a mapping
+upgrade; and the rolling verification of what the remote records hold, where reads do not show it.
+
+A stop request (SIGTERM) is honoured between pages; each page passes the drift guard (sync/drift.py)
+before it is stored."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from connectors.base import Connector
+from connectors.errors import ConnectorError
+from connectors.http import Cancelled
+from mapping.fieldmaps import FieldAbsence, MappingRules
+from mapping.model import Kind, SourceRecord, parse_timestamp
+from sync.config import CrmsyncConfig
+from sync.drift import DriftDetected, DriftGuard
+from sync.gate import READ_COMPLETE
+from sync.mapper import make_mapper
+from sync.reports import CycleReport, Progress, SystemOutcome
+from sync.state import Mapper, RunHandle, StateStore
+
+log = structlog.get_logger("crmsync.pipeline")
+
+VERIFY_SWEEP = "verify@sweep"  # checkpoint: when the rolling verification last ran, and where it stopped
+
+# Bump when mapping code changes what it produces from the same payload: stored records are then
+# mapped again from their raw form at the start of the next cycle.
+MAPPING_VERSION = "3"
+
+STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
+
+# Extract stores pages in transactions of about this many records, or what arrived within this many
+# seconds, whichever comes first.
+STORE_BATCH = 1000
+STORE_INTERVAL = 1.0
+
+
+def streams_of(connector: Connector) -> list[tuple[str, Kind]]:
+    """The streams a connector reads (a system without orders has none to wait for)."""
+    caps = connector.capabilities
+    return [
+        (name, kind) for name, kind in STREAMS if (caps.read_contacts if kind is Kind.CONTACT else caps.read_orders)
+    ]
+
+
+def merge_checkpoints(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The later of two incremental cursors (a finished backfill meets the regular cursor)."""
+    cursors = [c["cursor"] for c in (a, b) if c and c.get("cursor")]
+    return {"cursor": max(cursors)} if cursors else {}
+
+
+class Extractor:
+    """Reads every system into the state: what `Cycle` runs before it computes."""
+
+    def __init__(
+        self,
+        config: CrmsyncConfig,
+        store: StateStore,
+        rules: MappingRules,
+        *,
+        clock: Callable[[], datetime],
+        stop_event: threading.Event,
+        progress: Progress | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.rules = rules
+        self.clock = clock
+        self.stop_event = stop_event
+        self.progress = progress
+
+    def remap_if_needed(self, connectors: Mapping[str, Connector], run: RunHandle) -> None:
+        if self.store.get_meta("mapping_version") == MAPPING_VERSION:
+            return
+        for name, connector in connectors.items():
+            for _, kind in STREAMS:
+                self.store.remap(name, kind, make_mapper(connector, kind, connectors, self.rules), run.seq)
+        self.store.set_meta("mapping_version", MAPPING_VERSION)
+
+    def extract(self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle, full: set[str]) -> None:
+        def one(name: str) -> None:
+            outcome = report.systems[name]
+            connector = connectors[name]
+            structlog.contextvars.bind_contextvars(system=name)
+            try:
+                for stream, kind in streams_of(connector):
+                    absent = FieldAbsence()
+                    mapper = make_mapper(connector, kind, connectors, self.rules, absent)
+                    whole = name in full or self.reconcile_due(connector, stream)
+                    self.extract_stream(connector, outcome, run, stream, kind, mapper, whole)
+                    for field_name, count in sorted(absent.counts.items()):
+                        # Once per run and field, not once per record: a wrong path is one mistake.
+                        path = connector.contact_fieldmap[field_name].path
+                        log.warning("mapped field missing", system=name, field=field_name, path=path, records=count)
+                # Every stream of this system reached its end in this cycle: its stored records are
+                # as fresh as now (the write gate's staleness is measured from here).
+                self.store.set_checkpoint(name, READ_COMPLETE, {"at": self.clock().isoformat()}, run.seq)
+            except Cancelled:
+                outcome.fail("interrupted", "stopped while reading")
+            except ConnectorError as exc:
+                outcome.fail("failed", str(exc))
+                log.error("extract failed", system=name, error=str(exc))
+            except Exception as exc:
+                outcome.fail("failed", f"{type(exc).__name__}: {exc}")
+                log.exception("extract crashed", system=name)
+            finally:
+                structlog.contextvars.unbind_contextvars("system")
+
+        with ThreadPoolExecutor(max_workers=max(1, len(connectors)), thread_name_prefix="extract") as pool:
+            list(pool.map(one, connectors))
+
+    def reconcile_due(self, connector: Connector, stream: str) -> bool:
+        """Whether this cycle reads the stream in full (`reconcile_every`): a page that silently
+        left a record out cannot be noticed by an API without totals, and the incremental cursor
+        moves past it; the full read brings it in. A read from an empty checkpoint counts as one."""
+        last = (self.store.checkpoint(connector.name, f"{stream}@full") or {}).get("at")
+        if last is None:
+            return True  # never read in full (or not to the end): the write gate waits for one
+        every = connector.settings.reconcile_every
+        if every <= 0:
+            return False
+        due = (self.clock() - parse_timestamp(str(last))).total_seconds() >= every
+        if due and self.store.checkpoint(connector.name, stream) is not None:
+            log.info("reconciling: reading everything", system=connector.name, stream=stream)
+        return due
+
+    def extract_stream(
+        self,
+        connector: Connector,
+        outcome: SystemOutcome,
+        run: RunHandle,
+        stream: str,
+        kind: Kind,
+        mapper: Mapper,
+        full: bool,
+    ) -> None:
+        name = connector.name
+        key = f"{stream}@backfill" if full else stream
+        checkpoint = self.store.checkpoint(name, key)
+        whole = full or not checkpoint
+        reader = connector.read_contacts if kind is Kind.CONTACT else connector.read_orders
+        received = changed = quarantined = 0
+        last: Mapping[str, Any] | None = checkpoint
+        settings = self.config.drift_guard
+        declared = connector.contact_fields if kind is Kind.CONTACT else connector.order_fields
+        guard = DriftGuard(
+            name,
+            stream,
+            connector.api_label(),
+            tuple(spec.path for spec in declared.values()),
+            settings.min_records,
+            settings.share,
+        )
+        # Pages read quickly are stored together, with the last one's checkpoint, in one transaction:
+        # a transaction costs more than a hundred records do. A page that took long to read (paced)
+        # is stored at once, so a crash never throws away much of the vendor's quota.
+        buffered: list[SourceRecord] = []
+        unstored: tuple[int, Mapping[str, Any] | None] | None = None  # last page number, checkpoint
+        since = time.monotonic()
+
+        def flush() -> None:
+            nonlocal received, changed, quarantined, unstored, since
+            if unstored is None:
+                return
+            number, page_checkpoint = unstored
+            try:
+                stored = self.store.store_page(
+                    name, kind, buffered, mapper, run.seq, (key, page_checkpoint), guard=guard.check_mapped
+                )
+            except DriftDetected:
+                buffered.clear()  # nothing of these pages is stored, and they are not tried again
+                unstored = None
+                raise
+            received += stored.received
+            changed += stored.changed
+            quarantined += stored.quarantined
+            log.debug("pages stored", system=name, stream=stream, page=number, records=stored.received)
+            if self.progress is not None:
+                self.progress.advance(name, stream, stored.received)
+            buffered.clear()
+            unstored, since = None, time.monotonic()
+
+        try:
+            for page in reader(checkpoint):
+                guard.check_page(page.records, page.number)
+                buffered.extend(page.records)
+                unstored, last = (page.number, page.checkpoint), page.checkpoint
+                if len(buffered) >= STORE_BATCH or time.monotonic() - since >= STORE_INTERVAL:
+                    flush()
+                if self.stop_event.is_set():
+                    raise Cancelled(name, "stop requested")
+        finally:
+            flush()  # what was read is stored, also when the read stops or fails half-way
+        if full:
+            self.store.set_checkpoint(
+                name, stream, merge_checkpoints(self.store.checkpoint(name, stream), last), run.seq
+            )
+            self.store.set_checkpoint(name, key, None, run.seq)
+        if whole:
+            self.store.set_checkpoint(name, f"{stream}@full", {"at": self.clock().isoformat()}, run.seq)
+        if kind is Kind.CONTACT:
+            outcome.read_contacts += received
+        else:
+            outcome.read_orders += received
+        outcome.changed += changed
+        log.info("extracted", system=name, stream=stream, records=received, changed=changed, quarantined=quarantined)
+
+    def verify_owned(self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle) -> None:
+        """A rolling sweep for connectors whose reads do not show crmsync's fields: each cycle looks
+        at the next records in id order, as many as the time since the last sweep buys of the daily
+        budget (at most an hour's worth), and stores what it saw as the newest word on them."""
+        now = self.clock()
+        for name, connector in connectors.items():
+            outcome = report.systems[name]
+            if connector.reads_owned_state or not connector.settings.writeback or outcome.status != "ok":
+                continue
+            sweep = self.store.checkpoint(name, VERIFY_SWEEP) or {}
+            since = (now - parse_timestamp(str(sweep["at"]))).total_seconds() if sweep.get("at") else 3600.0
+            count = int(connector.verify_budget() * min(max(since, 0.0), 3600.0) / 86400)
+            if count <= 0:
+                continue  # the budget builds up until the next cycle
+            ids = self.store.contact_ids_after(name, str(sweep.get("after", "")), count)
+            try:
+                states = connector.verify_owned(ids)
+            except Cancelled:
+                return
+            except ConnectorError as exc:
+                log.warning("verification of owned fields stopped", system=name, error=str(exc))
+                continue
+            self.store.set_owned(name, states, run.seq)
+            after = ids[-1] if ids else ""
+            self.store.set_checkpoint(name, VERIFY_SWEEP, {"at": now.isoformat(), "after": after}, run.seq)
+            log.info("owned fields verified", system=name, records=len(states), after=after)

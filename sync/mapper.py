@@ -1,0 +1,41 @@
+"""The mapper factory: the pure mapping of one vendor record, through its connector's hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from connectors.base import Connector
+from mapping.fieldmaps import FieldAbsence, MappingRules, map_contact, map_order
+from mapping.model import Contact, Kind, Order, RecordProblem, Rejection, SourceRecord
+from sync.state import Mapper
+
+
+def make_mapper(
+    connector: Connector,
+    kind: Kind,
+    connectors: Mapping[str, Connector],
+    rules: MappingRules | None = None,
+    absent: FieldAbsence | None = None,
+) -> Mapper:
+    """The pure mapping of one record, guarded: a payload that trips the mapping code is
+    quarantined with the reason instead of stopping the run."""
+    fields = connector.contact_fieldmap
+
+    def canonical(system: str, raw: str) -> str | None:
+        target = connectors.get(system)
+        return target.canonical_id(raw) if target is not None else None
+
+    def mapper(record: SourceRecord) -> Contact | Order | Rejection:
+        try:
+            if not isinstance(record.payload, Mapping):
+                return Rejection("wrong_type", f"{kind.value} payload is not an object")
+            if kind is Kind.CONTACT:
+                owned = connector.owned_state(record.payload)
+                return map_contact(record, fields, owned, canonical, rules, absent)
+            return map_order(record, connector.order_fields, connector.order_counts(record.payload))
+        except RecordProblem as problem:
+            return Rejection(problem.reason, problem.message[:300])
+        except Exception as exc:
+            return Rejection("unreadable", f"{type(exc).__name__}: {exc}"[:300])
+
+    return mapper

@@ -1,0 +1,190 @@
+"""Resolve: who is who. Contacts joined into profiles by identity resolution, and every order
+attached to its profile (by the customer record it names, else a guest's email), as columns."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from mapping.fieldmaps import MappingRules
+from mapping.identity import FieldChoice, resolve, row_identifiers, survive
+from mapping.normalize.email import is_role_address
+from mapping.traits import OrderColumns, concat_order_columns, order_columns_from_rows
+from sync.config import CrmsyncConfig
+from sync.state import StateStore
+
+log = structlog.get_logger("crmsync.pipeline")
+
+
+@dataclass
+class Resolved:
+    """The outcome of identity resolution for one cycle."""
+
+    members: dict[str, list[str]]  # profile id -> record keys
+    profiles: list[str]  # profile ids in the order of the columns below
+    systems: list[str]  # system names; OrderColumns.system indexes this
+    orders: OrderColumns  # every order, with the index of its profile (-1: no profile)
+    aliases: dict[str, str]
+    links: list[tuple[str, str, str, str]]  # record key a, record key b, identifier kind, value
+    previous: dict[str, str]  # record key -> the profile id it had before this cycle
+    # Profile fields by survivorship, computed on demand (only rule segments read them).
+    fields: Callable[[Mapping[str, Sequence[str]]], dict[str, dict[str, FieldChoice]]] | None = None
+
+
+class Stopwatch:
+    """Seconds per named step, into a dict (the pipeline benchmark reads them)."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+        self.mark = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.into[name] = self.into.get(name, 0.0) + now - self.mark
+        self.mark = now
+
+
+class Resolver:
+    def __init__(self, config: CrmsyncConfig, store: StateStore, rules: MappingRules) -> None:
+        self.config = config
+        self.store = store
+        self.rules = rules
+
+    def resolve(self, clock: Stopwatch | None = None) -> Resolved:
+        """Who is who: records joined into profiles, and every order attached to its profile.
+
+        Works on stored columns, never one object per contact or order: a merchant with a million
+        customers and five million orders must not become six million Python objects."""
+        clock = clock or Stopwatch({})
+        identity = self.config.identity
+        identified: list[tuple[str, list[tuple[str, str]]]] = []
+        names: dict[str, str] = {}
+        rows: list[tuple[int, str]] = []  # (contact row number, record key)
+        emails: list[tuple[str, str]] = []  # (email match key, record key) of personal addresses
+        for rowid, key, email_key, role, phone, kind, links, given in self.store.identity_rows():
+            mobile = phone if kind == "mobile" else None
+            found = row_identifiers(json.loads(links) if links != "[]" else (), email_key, role, mobile)
+            identified.append((key, found))
+            rows.append((rowid, key))
+            if given:
+                names[key] = given
+            if email_key and not role:
+                emails.append((email_key, key))
+        previous, ages = self.store.previous_assignment()
+        clock.lap("read contacts")
+        resolution = resolve(
+            identified,
+            previous,
+            ages,
+            limits=identity.max_records_per_identifier,
+            max_profile=identity.max_records_per_profile,
+            names=names,
+        )
+        del identified, names, ages
+        for (kind, value), holders in sorted(resolution.shared.items())[:20]:
+            log.info("shared identifier joins nobody", kind=kind, records=holders)
+            log.debug("shared identifier", kind=kind, value=value)
+        if resolution.refused:
+            log.warning("joins refused by the profile size limit", joins=len(resolution.refused))
+        clock.lap("resolve")
+        members = resolution.members()
+        profiles = sorted(members)
+        systems = sorted({*self.config.systems, *(key.split(":", 1)[0] for _, key in rows)})
+        # Read after resolution, not on a thread beside it: SQLite hands the GIL back and forth on
+        # every row, and both sides ran slower than one after the other (measured).
+        chunks = self.store.order_arrays(self.config.segments.base_currency)
+        orders = self.order_columns(chunks, resolution.assignment, rows, emails, profiles, systems)
+        clock.lap("read orders")
+        return Resolved(
+            members=members,
+            profiles=profiles,
+            systems=systems,
+            orders=orders,
+            aliases=resolution.aliases,
+            links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],
+            previous=previous,
+            fields=self.profile_fields if self.config.segments.rules else None,
+        )
+
+    def order_columns(
+        self,
+        chunks: Iterable[npt.NDArray[Any]],
+        assignment: Mapping[str, str],
+        rows: Sequence[tuple[int, str]],
+        emails: Sequence[tuple[str, str]],
+        profiles: Sequence[str],
+        systems: Sequence[str],
+    ) -> OrderColumns:
+        """Every stored order as columns, attached to its profile: by the customer record it names,
+        else (guest orders) by an email address that belongs to exactly one profile and a person."""
+        position = {pid: i for i, pid in enumerate(profiles)}
+        system_index = {name: i for i, name in enumerate(systems)}
+        size = max((rowid for rowid, _ in rows), default=0) + 1
+        # Contact row number -> profile index and system index: orders then attach by array indexing.
+        row_profile = np.full(size, -1, dtype=np.int64)
+        row_system = np.full(size, -1, dtype=np.int64)
+        by_record: dict[str, int] = {}
+        for rowid, key in rows:
+            index = position[assignment[key]]
+            row_profile[rowid] = index
+            row_system[rowid] = system_index[key.split(":", 1)[0]]
+            by_record[key] = index
+        by_email: dict[str, int] = {}
+        for email_key, key in emails:
+            index = by_record[key]
+            by_email[email_key] = index if by_email.get(email_key, index) == index else -1  # ambiguous
+        settings = self.config.segments
+        parts: list[OrderColumns] = []
+        others: list[npt.NDArray[np.int64]] = []
+        for chunk in chunks:
+            plain = chunk["plain"]
+            if not plain.all():
+                others.append(chunk["order"][~plain])
+                chunk = chunk[plain]
+            contact = chunk["contact"]
+            cents = np.rint(chunk["amount"] * 100.0).astype(np.int64)
+            profile = row_profile[contact]
+            parts.append(
+                OrderColumns(profile, row_system[contact], cents, chunk["created"], chunk["counts"] & (profile >= 0))
+            )
+        if not others:
+            return concat_order_columns(parts)
+        # The few others: orders in another currency, and orders of customers crmsync holds no
+        # record of (guests), which attach by email.
+        role_locals = self.rules.role_locals
+        rest: list[tuple[Any, ...]] = []
+        attached: list[int] = []
+        for rowid, email_key, amount, currency, created, counts, system in self.store.other_order_rows(
+            np.concatenate(others).tolist()
+        ):
+            if rowid is not None:
+                index = int(row_profile[rowid])
+            elif email_key and not is_role_address(email_key, role_locals):
+                index = by_email.get(email_key, -1)
+            else:
+                index = -1
+            rest.append((None, email_key, amount, currency, created, counts, system))
+            attached.append(index)
+        columns, unconverted = order_columns_from_rows(
+            rest, attached, system_index, settings.base_currency, settings.rates
+        )
+        parts.append(columns)
+        if unconverted:
+            log.warning("orders without an exchange rate left out", orders=unconverted, base=settings.base_currency)
+        return concat_order_columns(parts)
+
+    def profile_fields(self, members: Mapping[str, Sequence[str]]) -> dict[str, dict[str, FieldChoice]]:
+        """Each profile's fields by survivorship: read only when a rule segment asks for them."""
+        identity = self.config.identity
+        by_key = {contact.key: contact for contact, _ in self.store.iter_contacts()}
+        return {
+            pid: survive([by_key[key] for key in keys if key in by_key], identity.source_priority)
+            for pid, keys in members.items()
+        }

@@ -1,0 +1,103 @@
+"""What `crmsync explain` reads: the profiles a lookup matches, and everything about one profile."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from mapping.model import Kind
+from sync.state.extracts import contact_from_row
+from sync.state.schema import contacts, identity_links, profile_aliases, profile_members, profiles, raw_records
+from sync.state.sql import Database
+
+
+class ExplainQueries:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def profiles_for(
+        self,
+        *,
+        record: tuple[str, str] | None = None,
+        email_key: str | None = None,
+        phone: str | None = None,
+        profile: str | None = None,
+    ) -> list[str]:
+        """Profile ids matching one lookup (a record, an email match key, an E.164 phone, or a
+        profile id or alias), most records first."""
+        with self.db.engine.connect() as conn:
+            if profile is not None:
+                alias = conn.execute(
+                    select(profile_aliases.c.profile_id).where(profile_aliases.c.alias == profile)
+                ).scalar()
+                target = alias or profile
+                found = conn.execute(select(profiles.c.profile_id).where(profiles.c.profile_id == target)).scalar()
+                return [found] if found else []
+            query = select(profile_members.c.profile_id).join(
+                contacts,
+                (contacts.c.system == profile_members.c.system) & (contacts.c.record_id == profile_members.c.record_id),
+            )
+            if record is not None:
+                query = select(profile_members.c.profile_id).where(
+                    profile_members.c.system == record[0], profile_members.c.record_id == record[1]
+                )
+            elif email_key is not None:
+                query = query.where(contacts.c.email_key == email_key)
+            elif phone is not None:
+                query = query.where(contacts.c.phone == phone)
+            else:
+                return []
+            ids = [row[0] for row in conn.execute(query).all()]
+        counts: dict[str, int] = {}
+        for pid in ids:
+            counts[pid] = counts.get(pid, 0) + 1
+        return sorted(counts, key=lambda pid: (-counts[pid], pid))
+
+    def profile_detail(self, profile_id: str) -> dict[str, Any]:
+        """Everything `explain` shows about one profile, straight from the state."""
+        with self.db.engine.connect() as conn:
+            row = conn.execute(select(profiles).where(profiles.c.profile_id == profile_id)).mappings().first()
+            members = conn.execute(
+                select(profile_members.c.system, profile_members.c.record_id)
+                .where(profile_members.c.profile_id == profile_id)
+                .order_by(profile_members.c.system, profile_members.c.record_id)
+            ).all()
+            keys = [f"{system}:{rid}" for system, rid in members]
+            contact_rows = []
+            raws: dict[str, Any] = {}
+            for system, rid in members:
+                contact_row = (
+                    conn.execute(select(contacts).where(contacts.c.system == system, contacts.c.record_id == rid))
+                    .mappings()
+                    .first()
+                )
+                if contact_row is not None:
+                    contact_rows.append(contact_from_row(contact_row))
+                payload = conn.execute(
+                    select(raw_records.c.payload).where(
+                        raw_records.c.system == system,
+                        raw_records.c.kind == Kind.CONTACT.value,
+                        raw_records.c.record_id == rid,
+                    )
+                ).scalar()
+                raws[f"{system}:{rid}"] = json.loads(payload) if payload else None
+            links = (
+                conn.execute(select(identity_links).where(identity_links.c.a.in_(keys) | identity_links.c.b.in_(keys)))
+                .mappings()
+                .all()
+            )
+            aliases = [
+                a
+                for (a,) in conn.execute(
+                    select(profile_aliases.c.alias).where(profile_aliases.c.profile_id == profile_id)
+                ).all()
+            ]
+        return {
+            "profile": dict(row) if row else None,
+            "contacts": contact_rows,
+            "raw": raws,
+            "links": [dict(link) for link in links],
+            "aliases": sorted(aliases),
+        }

@@ -1,0 +1,332 @@
+"""The extract store: raw records, their mapped rows (contacts, orders) or quarantine entries, and the
+read checkpoints, a page at a time.
+
+A page is mapped before its write transaction opens (`map_page`): connector hooks the mapper calls
+(owned state, payload tags) may be slow, and must not hold the database while they run. The write
+(`write_page`) then stores the page's raw records, their mapped rows and the checkpoint that covers
+them in one transaction, so a crash leaves either all of them or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select
+
+from mapping.model import Contact, Kind, Order, Rejection, RemoteState, SourceRecord, parse_timestamp
+from mapping.normalize.email import email_match_key
+from sync.state.schema import checkpoints, contacts, orders, quarantine, raw_records
+from sync.state.sql import Database, raw_rows, upsert_many
+
+Mapper = Callable[[SourceRecord], Contact | Order | Rejection]
+Guard = Callable[[list[Contact | Order | Rejection]], None]
+
+# Built once: `json.dumps` with any non-default option builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+_UNICODE_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
+def canonical_json(payload: Any) -> str:
+    return _CANONICAL.encode(payload)
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredPage:
+    received: int
+    changed: int
+    quarantined: int
+
+
+@dataclass
+class MappedPage:
+    """One page, mapped against the content hashes stored when it was mapped (`existing`): the
+    records whose hash differs from the stored one (all of them when forced) are `changed`, and
+    `results` holds their mapped form."""
+
+    system: str
+    kind: Kind
+    received: int  # records handed over, duplicates included
+    records: dict[str, SourceRecord]  # by id; of duplicates the last one
+    texts: dict[str, str]  # canonical JSON of each payload
+    hashes: dict[str, str]
+    force: bool
+    existing: dict[str, str] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+    results: dict[str, Contact | Order | Rejection] = field(default_factory=dict)
+
+
+_DETAILS = (
+    "phone_raw",
+    "given_name",
+    "infix",
+    "family_name",
+    "initials",
+    "street",
+    "house_number",
+    "house_addition",
+    "postcode",
+    "city",
+    "country",
+    "company",
+)
+
+
+def contact_from_row(row: Any) -> Contact:
+    """A Contact from a `contacts` row (any mapping of column name to value)."""
+    details = json.loads(row["details"])
+    return Contact(
+        system=row["system"],
+        id=row["record_id"],
+        updated_at=parse_timestamp(row["updated_at"]) if row["updated_at"] else None,
+        email=row["email"],
+        email_role=bool(row["email_role"]),
+        phone=row["phone"],
+        phone_kind=row["phone_kind"],
+        owned=RemoteState.from_json(json.loads(row["owned"])),
+        links=tuple(json.loads(row["links"])),
+        flags=tuple(details.pop("flags", ())),
+        **{name: details.get(name) for name in _DETAILS},
+    )
+
+
+def _contact_row(result: Contact, run_seq: int) -> tuple[Any, ...]:
+    """A `contacts` row, in the table's column order."""
+    details: dict[str, Any] = {}
+    for name in _DETAILS:
+        value = getattr(result, name)
+        if value is not None:
+            details[name] = value
+    if result.flags:
+        details["flags"] = list(result.flags)
+    email = result.email
+    return (
+        result.system,
+        result.id,
+        email,
+        email_match_key(email) if email else None,
+        result.email_role,
+        result.phone,
+        result.given_name or (result.initials[0] if result.initials else None),
+        result.phone_kind,
+        _UNICODE_JSON.encode(details),
+        result.updated_at.isoformat() if result.updated_at else None,
+        json.dumps(result.owned.to_json()),
+        json.dumps(list(result.links)),
+        run_seq,
+    )
+
+
+def _order_row(result: Order, run_seq: int) -> tuple[Any, ...]:
+    """An `orders` row, in the table's column order."""
+    return (
+        result.system,
+        result.id,
+        result.customer_id,
+        result.email,
+        email_match_key(result.email) if result.email else None,
+        str(result.amount),
+        result.currency,
+        result.created_at.isoformat(),
+        int(result.created_at.timestamp()),
+        result.counts,
+        run_seq,
+    )
+
+
+def _stored_hashes(conn: Connection, system: str, kind: str, ids: Sequence[str]) -> dict[str, str]:
+    """Record id -> content hash of the raw records already stored, for these ids."""
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        sql = "SELECT record_id, content_hash FROM raw_records WHERE system = ? AND kind = ? AND record_id IN ({})"
+        found.update(raw_rows(conn, sql.format(", ".join("?" for _ in chunk)), (system, kind, *chunk)))
+    return found
+
+
+def put_checkpoint(conn: Connection, system: str, stream: str, value: Mapping[str, Any] | None, seq: int) -> None:
+    """Set (or with None, clear) a checkpoint inside `conn`'s transaction."""
+    if value is None:
+        conn.execute(delete(checkpoints).where(checkpoints.c.system == system, checkpoints.c.stream == stream))
+    else:
+        upsert_many(conn, checkpoints, [(system, stream, json.dumps(value), seq)], ("system", "stream", "value", "seq"))
+
+
+class ExtractStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ----- checkpoints -----------------------------------------------------------------------------
+    def checkpoint(self, system: str, stream: str) -> dict[str, Any] | None:
+        with self.db.engine.connect() as conn:
+            value = conn.execute(
+                select(checkpoints.c.value).where(checkpoints.c.system == system, checkpoints.c.stream == stream)
+            ).scalar()
+        return json.loads(value) if value is not None else None
+
+    def set_checkpoint(self, system: str, stream: str, value: Mapping[str, Any] | None, seq: int) -> None:
+        with self.db.writing() as conn:
+            put_checkpoint(conn, system, stream, value, seq)
+
+    # ----- pages -----------------------------------------------------------------------------------
+    def store_page(
+        self,
+        system: str,
+        kind: Kind,
+        records: Sequence[SourceRecord],
+        mapper: Mapper,
+        run_seq: int,
+        checkpoint: tuple[str, Mapping[str, Any] | None] | None = None,
+        *,
+        force: bool = False,
+        guard: Guard | None = None,
+    ) -> StoredPage:
+        """Store one page of records and its checkpoint in one transaction. Records whose content
+        hash is unchanged are skipped (unless `force`); changed ones are mapped, before the write
+        transaction opens, so nothing downstream re-reads raw payloads and no mapping holds the
+        database. The rows go through the driver's `executemany` with statements built once: per
+        record, SQLAlchemy's per-row work would cost more than SQLite's. `guard` sees the mapped
+        records before anything is written and may refuse the page (the drift guard): its
+        exception comes before the transaction, so nothing of the page is stored, checkpoint
+        included."""
+        page = self.map_page(system, kind, records, mapper, force=force, guard=guard)
+        while (stored := self.write_page(page, run_seq, checkpoint)) is None:
+            # Another writer stored some of these records between the mapping and the write (the
+            # state lock and one extract thread per system rule it out): decide again from what is
+            # stored now, mapping only the records not mapped yet.
+            page = self.map_page(system, kind, records, mapper, force=force, guard=guard, mapped=page.results)
+        return stored
+
+    def map_page(
+        self,
+        system: str,
+        kind: Kind,
+        records: Sequence[SourceRecord],
+        mapper: Mapper,
+        *,
+        force: bool = False,
+        guard: Guard | None = None,
+        mapped: Mapping[str, Contact | Order | Rejection] | None = None,
+    ) -> MappedPage:
+        """Map the records of a page that changed since they were stored (all of them when
+        `force`), outside any write transaction; `guard` then sees the mapped records and may refuse
+        the page by raising. `mapped`: results of an earlier attempt at this page, reused."""
+        unique = {r.id: r for r in records}
+        texts = {rid: canonical_json(r.payload) for rid, r in unique.items()}
+        hashes = {rid: content_hash(text) for rid, text in texts.items()}
+        page = MappedPage(system, kind, len(records), unique, texts, hashes, force)
+        ids = list(unique)
+        with self.db.engine.connect() as conn:
+            page.existing = _stored_hashes(conn, system, kind.value, ids)
+        page.changed = ids if force else [rid for rid in ids if page.existing.get(rid) != hashes[rid]]
+        earlier = mapped or {}
+        for rid in page.changed:
+            result = earlier.get(rid)
+            page.results[rid] = mapper(unique[rid]) if result is None else result
+        if guard is not None:
+            guard([page.results[rid] for rid in page.changed])
+        return page
+
+    def write_page(
+        self, page: MappedPage, run_seq: int, checkpoint: tuple[str, Mapping[str, Any] | None] | None = None
+    ) -> StoredPage | None:
+        """Store a mapped page and its checkpoint in one transaction. None, with nothing written,
+        when the stored hashes of its records are no longer those it was mapped against."""
+        system, kind = page.system, page.kind
+        quarantined = 0
+        with self.db.writing() as conn:
+            existing = _stored_hashes(conn, system, kind.value, list(page.records))
+            if existing != page.existing:
+                return None
+            raw: list[tuple[Any, ...]] = []
+            mapped_rows: list[tuple[Any, ...]] = []
+            bad_rows: list[tuple[Any, ...]] = []
+            # A record stored before may have a mapped row or a quarantine entry to replace; a new
+            # one has neither (raw rows are never deleted), so only those need the deletes below.
+            good_before: list[str] = []
+            bad_before: list[str] = []
+            for rid in page.changed:
+                result = page.results[rid]
+                stamp = page.records[rid].updated_at
+                raw.append(
+                    (
+                        system,
+                        kind.value,
+                        rid,
+                        page.hashes[rid],
+                        page.texts[rid],
+                        stamp.isoformat() if stamp else None,
+                        run_seq,
+                    )
+                )
+                if isinstance(result, Rejection):
+                    quarantined += 1
+                    bad_rows.append((system, kind.value, rid, result.reason, result.message, page.hashes[rid], run_seq))
+                    if rid in existing:
+                        bad_before.append(rid)
+                else:
+                    row = _contact_row(result, run_seq) if isinstance(result, Contact) else _order_row(result, run_seq)
+                    mapped_rows.append(row)
+                    if rid in existing:
+                        good_before.append(rid)
+            mapped_table = contacts if kind is Kind.CONTACT else orders
+            id_column = mapped_table.c.record_id if kind is Kind.CONTACT else mapped_table.c.order_id
+            upsert_many(conn, raw_records, raw)
+            upsert_many(conn, mapped_table, mapped_rows)
+            upsert_many(conn, quarantine, bad_rows)
+            for start in range(0, len(bad_before), 500):
+                conn.execute(
+                    delete(mapped_table).where(
+                        mapped_table.c.system == system, id_column.in_(bad_before[start : start + 500])
+                    )
+                )
+            for start in range(0, len(good_before), 500):
+                conn.execute(
+                    delete(quarantine).where(
+                        quarantine.c.system == system,
+                        quarantine.c.kind == kind.value,
+                        quarantine.c.record_id.in_(good_before[start : start + 500]),
+                    )
+                )
+            if checkpoint is not None:
+                put_checkpoint(conn, system, checkpoint[0], checkpoint[1], run_seq)
+        return StoredPage(page.received, len(page.changed), quarantined)
+
+    def remap(self, system: str, kind: Kind, mapper: Mapper, run_seq: int) -> int:
+        """Map every stored raw record of a system again (after the mapping code changed)."""
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                select(raw_records.c.record_id, raw_records.c.payload, raw_records.c.updated_at).where(
+                    raw_records.c.system == system, raw_records.c.kind == kind.value
+                )
+            ).all()
+        records = [
+            SourceRecord(system, kind, rid, parse_timestamp(stamp) if stamp else None, json.loads(payload))
+            for rid, payload, stamp in rows
+        ]
+        for start in range(0, len(records), 1000):
+            self.store_page(system, kind, records[start : start + 1000], mapper, run_seq, force=True)
+        return len(records)
+
+    # ----- quarantine ------------------------------------------------------------------------------
+    def quarantine_counts(self) -> dict[str, int]:
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(select(quarantine.c.system, func.count()).group_by(quarantine.c.system)).all()
+            return {system: int(n) for system, n in rows}
+
+    def quarantine_summary(self) -> dict[str, dict[str, int]]:
+        """CONTRACTS §2: quarantined records by reason and by system."""
+        with self.db.engine.connect() as conn:
+            by_reason = conn.execute(select(quarantine.c.reason, func.count()).group_by(quarantine.c.reason)).all()
+            by_system = conn.execute(select(quarantine.c.system, func.count()).group_by(quarantine.c.system)).all()
+        return {
+            "by_reason": {reason: int(n) for reason, n in sorted(by_reason)},
+            "by_system": {system: int(n) for system, n in sorted(by_system)},
+        }

@@ -1,0 +1,139 @@
+"""The ledger: what each system last accepted from crmsync (`pushed`), the records a vendor refused
+(`pending`, retried every cycle), and what plan and the owned-state verification read and write of
+the remote records' state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from mapping.model import RemoteState, WriteBack, WriteResult
+from sync.state.schema import pending, pushed
+from sync.state.sql import Database, raw_many, raw_rows, upsert_many
+
+
+@dataclass(frozen=True)
+class KnownState:
+    """What crmsync believes a remote record holds now: the newer of the last read and the ledger."""
+
+    owned: RemoteState
+    changed_seq: int
+    pushed: RemoteState | None
+    pushed_seq: int
+
+    @property
+    def current(self) -> RemoteState:
+        if self.pushed is not None and (self.pushed_seq >= self.changed_seq or not self.owned.known):
+            return self.pushed
+        return self.owned
+
+
+class Ledger:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def known_states(self, system: str) -> dict[str, KnownState]:
+        """Per record of `system`: its owned state as last read and as last pushed. Records that
+        hold the same state share one RemoteState object (the planner relies on it for speed)."""
+        parsed: dict[str, RemoteState] = {}
+
+        def state(text: str) -> RemoteState:
+            found = parsed.get(text)
+            if found is None:
+                found = parsed[text] = RemoteState.from_json(json.loads(text))
+            return found
+
+        sql = (
+            "SELECT c.record_id, c.owned, c.changed_seq, p.state, p.pushed_seq FROM contacts c "
+            "LEFT JOIN pushed p ON p.system = c.system AND p.record_id = c.record_id WHERE c.system = ?"
+        )
+        out = {}
+        with self.db.engine.connect() as conn:
+            for rid, owned, seq, pushed_state, pushed_seq in raw_rows(conn, sql, (system,)):
+                out[rid] = KnownState(
+                    state(owned),
+                    int(seq),
+                    None if pushed_state is None else state(pushed_state),
+                    -1 if pushed_seq is None else int(pushed_seq),
+                )
+        return out
+
+    def set_owned(self, system: str, states: Mapping[str, RemoteState], run_seq: int) -> None:
+        """What a verification saw on the remote records: the newest word on them (`changed_seq`)."""
+        rows = [(json.dumps(state.to_json()), run_seq, system, rid) for rid, state in states.items()]
+        if not rows:
+            return
+        with self.db.writing() as conn:
+            raw_many(conn, "UPDATE contacts SET owned = ?, changed_seq = ? WHERE system = ? AND record_id = ?", rows)
+
+    def contact_ids_after(self, system: str, after: str, limit: int) -> list[str]:
+        """The next `limit` record ids of a system after `after`, in id order, wrapping round once."""
+        sql = "SELECT record_id FROM contacts WHERE system = ? AND record_id > ? ORDER BY record_id LIMIT ?"
+        with self.db.engine.connect() as conn:
+            ids = [str(row[0]) for row in raw_rows(conn, sql, (system, after, limit))]
+            if len(ids) < limit and after:
+                more = raw_rows(conn, sql, (system, "", limit - len(ids)))
+                ids += [str(row[0]) for row in more if str(row[0]) not in ids]
+        return ids
+
+    def record_results(
+        self, system: str, changes: Sequence[WriteBack], results: Iterable[WriteResult], run_seq: int, now: datetime
+    ) -> None:
+        """The ledger after one batch: accepted targets become the pushed state (unless the vendor's
+        answer was not conclusive: see `WriteResult.confirmed`), refusals go pending."""
+        by_id = {c.record_id: c for c in changes}
+        stamp = now.isoformat()
+        with self.db.writing() as conn:
+            accepted = []
+            refused = []
+            done = []
+            for result in results:
+                change = by_id.get(result.record_id)
+                if change is None:
+                    continue
+                if result.ok:
+                    done.append(result.record_id)
+                if result.ok and result.confirmed:
+                    accepted.append((system, result.record_id, json.dumps(change.target.to_json()), run_seq, stamp))
+                else:
+                    refused.append((result.record_id, result.message))
+            upsert_many(conn, pushed, accepted, ("system", "record_id", "state", "pushed_seq", "pushed_at"))
+            for start in range(0, len(done), 500):
+                conn.execute(
+                    delete(pending).where(
+                        pending.c.system == system, pending.c.record_id.in_(done[start : start + 500])
+                    )
+                )
+            for rid, message in refused:
+                current = conn.execute(
+                    select(pending.c.attempts, pending.c.first_at).where(
+                        pending.c.system == system, pending.c.record_id == rid
+                    )
+                ).first()
+                upsert_many(
+                    conn,
+                    pending,
+                    [
+                        (
+                            system,
+                            rid,
+                            message,
+                            (current[0] if current else 0) + 1,
+                            current[1] if current else stamp,
+                            stamp,
+                        )
+                    ],
+                    ("system", "record_id", "message", "attempts", "first_at", "last_at"),
+                )
+
+    def pending_records(self) -> list[dict[str, Any]]:
+        with self.db.engine.connect() as conn:
+            return [
+                dict(r)
+                for r in conn.execute(select(pending).order_by(pending.c.system, pending.c.record_id)).mappings()
+            ]

@@ -1,0 +1,218 @@
+"""The profile writer: each cycle's resolution (which records form which profile, which identifier
+joined them) and every profile's verdict (segments, tier, traits), written as a merge that touches
+only what changed; and the reads of the stored profiles."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select
+
+from mapping.model import Membership
+from sync.state.schema import identity_links, meta, profile_aliases, profile_members, profiles
+from sync.state.sql import Database, insert_rows, raw_many, raw_rows, upsert_many
+
+
+@functools.lru_cache(maxsize=4096)
+def segment_list_json(segments: frozenset[str]) -> str:
+    """A profile's segments as stored: a sorted JSON list. Few distinct sets exist, so cached."""
+    return json.dumps(sorted(segments))
+
+
+@dataclass(frozen=True)
+class VerdictChunk:
+    """Verdicts of consecutive profiles (ascending id) as `save_profiles` takes them: the traits
+    JSON is asked for only for the profiles that need writing."""
+
+    profiles: Sequence[str]
+    memberships: Sequence[Membership]
+    fingerprints: Sequence[int]  # signed 64-bit, one per profile
+    traits: Callable[[Sequence[int]], list[str]]  # positions in this chunk -> their traits JSON
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[str, Membership, str | Mapping[str, Any]]]) -> VerdictChunk:
+        """From (profile id, membership, traits) rows, traits as JSON text or a mapping."""
+        texts = [t if isinstance(t, str) else json.dumps(t, default=str) for _, _, t in rows]
+        prints = [
+            int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big", signed=True) for t in texts
+        ]
+        return cls([p for p, _, _ in rows], [m for _, m, _ in rows], prints, lambda at: [texts[i] for i in at])
+
+
+@dataclass
+class SegmentChanges:
+    """(profile id, segment) pairs a run opened and closed, as `save_profiles` saw them."""
+
+    started: list[tuple[str, str]] = field(default_factory=list)
+    ended: list[tuple[str, str]] = field(default_factory=list)
+    stored_before: bool = False  # whether any profile was stored before this run
+
+
+class ProfileStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def save_profiles(
+        self,
+        members: Mapping[str, Sequence[str]],
+        verdicts: Iterable[VerdictChunk],
+        aliases: Mapping[str, str],
+        run_seq: int,
+        links: Sequence[tuple[str, str, str, str]] = (),
+        previous: Mapping[str, str] | None = None,
+    ) -> SegmentChanges | None:
+        """Store the resolution: the record keys (`system:id`) of each profile, which identifier
+        joined which records, and per profile its membership and traits.
+
+        Only what changed is written: `verdicts` come in ascending profile-id order (a generator
+        is fine) and are merged against the stored profiles a range at a time, comparing
+        fingerprints; `previous` (record key -> profile id, as `previous_assignment` read it this
+        cycle) limits the member rows written to the records that moved. A daily run at a million
+        profiles then writes thousands of rows, not millions. Returns the segments each profile
+        entered and left, for `record_segments`, when the stored history is known to match the
+        stored profiles (else None)."""
+        with self.db.writing() as conn:
+            self._save_links(conn, links)
+            self._save_members(conn, members, previous)
+            changes = self._save_verdicts(conn, verdicts, run_seq)
+            marks = dict(raw_rows(conn, "SELECT key, value FROM meta WHERE key IN ('profiles_seq', 'history_seq')"))
+            # The history matches the profiles when the run that saved them also recorded it
+            # (a dry run saves profiles only; a crash may fall between the two).
+            in_step = marks.get("profiles_seq") == marks.get("history_seq") and (
+                "history_seq" in marks or not changes.stored_before
+            )
+            upsert_many(conn, meta, [("profiles_seq", str(run_seq))], ("key", "value"))
+            if aliases:
+                upsert_many(
+                    conn,
+                    profile_aliases,
+                    [(a, p, run_seq) for a, p in sorted(aliases.items())],
+                    ("alias", "profile_id", "seq"),
+                )
+        return changes if in_step else None
+
+    @staticmethod
+    def _save_links(conn: Connection, links: Sequence[tuple[str, str, str, str]]) -> None:
+        stored = set(raw_rows(conn, "SELECT a, b, kind, value FROM identity_links"))
+        wanted = set(links)
+        raw_many(conn, "DELETE FROM identity_links WHERE a = ? AND b = ?", ((a, b) for a, b, _, _ in stored - wanted))
+        insert_rows(conn, identity_links, ("a", "b", "kind", "value"), wanted - stored)
+
+    @staticmethod
+    def _save_members(
+        conn: Connection, members: Mapping[str, Sequence[str]], previous: Mapping[str, str] | None
+    ) -> None:
+        if previous is None:
+            conn.execute(delete(profile_members))
+            previous = {}
+        current: set[str] = set()
+        rows = []
+        for pid, keys in members.items():
+            for key in keys:
+                current.add(key)
+                if previous.get(key) != pid:
+                    rows.append((*key.split(":", 1), pid))
+        rows.sort()  # in key order (see record_segments)
+        gone = sorted(tuple(key.split(":", 1)) for key in previous.keys() - current)
+        raw_many(conn, "DELETE FROM profile_members WHERE system = ? AND record_id = ?", gone)
+        upsert_many(conn, profile_members, rows)
+
+    @staticmethod
+    def _save_verdicts(conn: Connection, verdicts: Iterable[VerdictChunk], run_seq: int) -> SegmentChanges:
+        """Merge the verdicts into `profiles` one id range (a chunk) at a time: the range's stored
+        rows are read, compared and the differences written before the next range."""
+        changes = SegmentChanges()
+        lower: str | None = None
+
+        def stored_between(upper: str | None) -> dict[str, tuple[Any, ...]]:
+            where, params = [], []
+            if lower is not None:
+                where.append("profile_id > ?")
+                params.append(lower)
+            if upper is not None:
+                where.append("profile_id <= ?")
+                params.append(upper)
+            sql = "SELECT profile_id, segments, tier, fingerprint FROM profiles"
+            sql += (" WHERE " + " AND ".join(where)) if where else ""
+            found = {row[0]: row[1:] for row in raw_rows(conn, sql, params)}
+            changes.stored_before = changes.stored_before or bool(found)
+            return found
+
+        def drop(stored: Mapping[str, tuple[Any, ...]]) -> None:
+            for pid, (segments, _, _) in stored.items():
+                changes.ended.extend((pid, name) for name in json.loads(segments))
+            raw_many(conn, "DELETE FROM profiles WHERE profile_id = ?", ((pid,) for pid in stored))
+
+        for chunk in verdicts:
+            if not chunk.profiles:
+                continue
+            stored = stored_between(chunk.profiles[-1])
+            new: list[int] = []
+            changed: list[int] = []
+            for at, (pid, verdict, fingerprint) in enumerate(
+                zip(chunk.profiles, chunk.memberships, chunk.fingerprints, strict=True)
+            ):
+                if lower is not None and pid <= lower:
+                    raise ValueError("verdicts must come in ascending profile-id order")
+                lower = pid
+                before = stored.pop(pid, None)
+                if before is None:
+                    new.append(at)
+                    changes.started.extend((pid, name) for name in verdict.segments)
+                elif before != (segment_list_json(verdict.segments), verdict.tier, fingerprint):
+                    changed.append(at)
+                    had = frozenset(json.loads(before[0]))
+                    changes.started.extend((pid, name) for name in verdict.segments - had)
+                    changes.ended.extend((pid, name) for name in had - verdict.segments)
+            drop(stored)  # stored ids inside this range that no profile has any more
+
+            def row(at: int, text: str, chunk: VerdictChunk = chunk) -> tuple[Any, ...]:
+                verdict = chunk.memberships[at]
+                return (segment_list_json(verdict.segments), verdict.tier, text, chunk.fingerprints[at], run_seq)
+
+            texts = iter(chunk.traits(new + changed))
+            insert_rows(
+                conn,
+                profiles,
+                ("segments", "tier", "traits", "fingerprint", "updated_seq", "profile_id", "created_seq"),
+                [(*row(at, next(texts)), chunk.profiles[at], run_seq) for at in new],
+            )
+            raw_many(
+                conn,
+                "UPDATE profiles SET segments = ?, tier = ?, traits = ?, fingerprint = ?, updated_seq = ? "
+                "WHERE profile_id = ?",
+                [(*row(at, next(texts)), chunk.profiles[at]) for at in changed],
+            )
+        drop(stored_between(None))  # beyond the last id
+        return changes
+
+    def segment_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self.db.engine.connect() as conn:
+            for (segments,) in conn.execute(select(profiles.c.segments)).all():
+                for name in json.loads(segments):
+                    counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def profiles_spanning_systems(self) -> int:
+        """Profiles whose records come from more than one system."""
+        per_profile = (
+            select(profile_members.c.profile_id)
+            .group_by(profile_members.c.profile_id)
+            .having(func.count(func.distinct(profile_members.c.system)) > 1)
+            .subquery()
+        )
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(per_profile)).scalar() or 0)
+
+    def profile_traits(self) -> dict[str, dict[str, Any]]:
+        with self.db.engine.connect() as conn:
+            return {
+                pid: json.loads(traits)
+                for pid, traits in conn.execute(select(profiles.c.profile_id, profiles.c.traits))
+            }

@@ -1,0 +1,255 @@
+"""The state's tables, and opening a database with them at the schema version this code reads.
+
+What lives here, and why it is enough to resume after a crash at any point:
+- raw_records: every vendor record as last read, with its content hash. An unchanged hash is
+  skipped on arrival, so it costs nothing downstream.
+- contacts / orders / quarantine: the mapped form of each raw record (or why it cannot be mapped),
+  written in the same transaction as the raw record and the read checkpoint that covers it.
+- checkpoints: where each system's read resumes.
+- profiles, profile_members, identity_links, profile_aliases: the identity resolution (which
+  identifier joined which records) and each profile's verdict.
+- pushed: what each system last accepted from crmsync (the ledger), written per batch right
+  after the vendor confirmed it. Writes are idempotent, so a batch repeated after a crash between
+  the vendor's answer and this ledger changes nothing.
+- pending: records a vendor rejected, retried every cycle until accepted.
+- runs / system_runs: one row per cycle and per system, for `status`.
+- segment_history: every entry of a profile into a segment and its exit, with run and time, so the
+  report can say how stable a segment is and where people go when they leave.
+- segment_runs: each segment's size and revenue at every (non-dry) run: sizes over time.
+- profile_tiers: each profile's loyalty tier and the last time it qualified for it (hysteresis).
+
+Every change carries the sequence number of the run that made it; comparing a raw record's
+`changed_seq` with the ledger's `pushed_seq` tells which of the two is the newer word on a record.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+)
+
+from sync.state.sql import Database
+
+SCHEMA_VERSION = "5"
+
+metadata = MetaData()
+
+raw_records = Table(
+    "raw_records",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("updated_at", String(40)),
+    Column("changed_seq", Integer, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("email", String(320)),
+    Column("email_key", String(320), index=True),
+    Column("email_role", Boolean, nullable=False, default=False),
+    Column("phone", String(64), index=True),
+    Column("given_name", String(255)),
+    Column("phone_kind", String(16)),
+    Column("details", Text, nullable=False, default="{}"),
+    Column("updated_at", String(40)),
+    Column("owned", Text, nullable=False),
+    Column("links", Text, nullable=False, default="[]"),
+    Column("changed_seq", Integer, nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("order_id", String(255), primary_key=True),
+    Column("customer_id", String(255)),
+    Column("email", String(320)),
+    Column("email_key", String(320)),
+    Column("amount", String(40), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("created_epoch", BigInteger, nullable=False),
+    Column("counts", Boolean, nullable=False),
+    Column("changed_seq", Integer, nullable=False),
+    Index("ix_orders_customer", "system", "customer_id"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("reason", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("since_seq", Integer, nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("stream", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("profile_id", String(64), primary_key=True),
+    Column("created_seq", Integer, nullable=False),
+    Column("segments", Text, nullable=False),
+    Column("tier", String(64)),
+    Column("traits", Text, nullable=False),
+    # A hash of everything `traits` is built from: an unchanged profile is recognised without
+    # building its JSON or reading the stored one.
+    Column("fingerprint", BigInteger, nullable=False),
+    Column("updated_seq", Integer, nullable=False),
+)
+
+profile_members = Table(
+    "profile_members",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("profile_id", String(64), nullable=False, index=True),
+)
+
+identity_links = Table(
+    "identity_links",
+    metadata,
+    Column("a", String(320), primary_key=True),
+    Column("b", String(320), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("value", String(320), nullable=False),
+)
+
+profile_aliases = Table(
+    "profile_aliases",
+    metadata,
+    Column("alias", String(64), primary_key=True),
+    Column("profile_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+)
+
+pushed = Table(
+    "pushed",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("pushed_seq", Integer, nullable=False),
+    Column("pushed_at", String(40), nullable=False),
+)
+
+pending = Table(
+    "pending",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("message", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("first_at", String(40), nullable=False),
+    Column("last_at", String(40), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False, unique=True),
+    Column("command", String(32), nullable=False),
+    Column("started_at", String(40), nullable=False),
+    Column("finished_at", String(40)),
+    Column("status", String(16), nullable=False),
+    Column("summary", Text),
+)
+
+system_runs = Table(
+    "system_runs",
+    metadata,
+    Column("run_seq", Integer, primary_key=True),
+    Column("system", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("finished_at", String(40), nullable=False),
+    Column("counts", Text, nullable=False),
+)
+
+segment_history = Table(
+    "segment_history",
+    metadata,
+    Column("profile_id", String(64), primary_key=True),
+    Column("segment", String(64), primary_key=True),
+    Column("entered_seq", Integer, primary_key=True),
+    Column("entered_at", String(40), nullable=False),
+    Column("exited_seq", Integer),
+    Column("exited_at", String(40)),
+    Index("ix_segment_history_exited", "exited_seq"),
+    Index("ix_segment_history_segment", "segment", "entered_seq"),
+)
+
+segment_runs = Table(
+    "segment_runs",
+    metadata,
+    Column("seq", Integer, primary_key=True),
+    Column("segment", String(64), primary_key=True),
+    Column("at", String(40), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("revenue_cents", BigInteger, nullable=False),
+    Column("profiles", Integer, nullable=False),
+    Column("total_revenue_cents", BigInteger, nullable=False),
+)
+
+profile_tiers = Table(
+    "profile_tiers",
+    metadata,
+    Column("profile_id", String(64), primary_key=True),
+    Column("tier", String(64), nullable=False),
+    Column("qualified_at", String(40), nullable=False),
+    Column("since_seq", Integer, nullable=False),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+class StateVersionError(RuntimeError):
+    """The state database was written with a different schema."""
+
+
+def open_schema(db: Database) -> None:
+    """Create the tables that are missing; refuse a state written at another schema version."""
+    metadata.create_all(db.engine)
+    with db.engine.begin() as conn:
+        found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        if found is None:
+            conn.execute(insert(meta).values(key="schema_version", value=SCHEMA_VERSION))
+        elif found != SCHEMA_VERSION:
+            raise StateVersionError(
+                f"the state at {db.url.split('///')[-1]} was written by another crmsync version "
+                f"(schema {found}, this one reads {SCHEMA_VERSION}); move it aside and backfill"
+            )

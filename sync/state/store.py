@@ -1,0 +1,209 @@
+"""The state store: one object over one database, made of a part per job, each over the shared
+`Database` (engine and serialised writer):
+
+- `runs` (sync/state/runlog.py): runs, per-system outcomes and meta;
+- `extracts` (extracts.py): raw records, their mapped rows or quarantine entries, checkpoints;
+- `reader` (compute.py): what the compute reads (contacts for resolution, orders as columns);
+- `profiles` (profile_writer.py): the resolution and verdicts, and the stored profiles' reads;
+- `history` (history.py): segment history, sizes per run, held tiers;
+- `explain` (explain.py): `crmsync explain`'s queries;
+- `ledger` (ledger.py): what was pushed, what is pending, and the known remote states.
+
+The store's methods hand each call to its part, so callers keep one object to pass around.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy.typing as npt
+
+from mapping.model import Contact, Kind, RemoteState, SourceRecord, WriteBack, WriteResult
+from sync.state.compute import ORDER_DTYPE, ComputeReader
+from sync.state.explain import ExplainQueries
+from sync.state.extracts import ExtractStore, Guard, Mapper, StoredPage
+from sync.state.history import SegmentHistory, SegmentSnapshot
+from sync.state.ledger import KnownState, Ledger
+from sync.state.profile_writer import ProfileStore, SegmentChanges, VerdictChunk
+from sync.state.runlog import RunHandle, RunLog
+from sync.state.schema import open_schema
+from sync.state.sql import Database
+
+
+class StateStore:
+    ORDER_DTYPE = ORDER_DTYPE
+
+    def __init__(self, url: str) -> None:
+        self.db = Database(url)
+        self.url = url
+        self.is_sqlite = self.db.is_sqlite
+        self.engine = self.db.engine
+        open_schema(self.db)
+        self.runs = RunLog(self.db)
+        self.extracts = ExtractStore(self.db)
+        self.reader = ComputeReader(self.db)
+        self.profiles = ProfileStore(self.db)
+        self.history = SegmentHistory(self.db)
+        self.explain = ExplainQueries(self.db)
+        self.ledger = Ledger(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ----- runs and meta ---------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        return self.runs.get_meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.runs.set_meta(key, value)
+
+    def begin_run(self, command: str, now: datetime) -> RunHandle:
+        return self.runs.begin_run(command, now)
+
+    def finish_run(self, run: RunHandle, status: str, summary: Mapping[str, Any], now: datetime) -> None:
+        self.runs.finish_run(run, status, summary, now)
+
+    def record_system_run(
+        self, run: RunHandle, system: str, status: str, error: str | None, counts: Mapping[str, Any], now: datetime
+    ) -> None:
+        self.runs.record_system_run(run, system, status, error, counts, now)
+
+    def last_system_runs(self) -> dict[str, dict[str, Any]]:
+        return self.runs.last_system_runs()
+
+    def last_run(self) -> dict[str, Any] | None:
+        return self.runs.last_run()
+
+    # ----- extract ---------------------------------------------------------------------------------
+    def checkpoint(self, system: str, stream: str) -> dict[str, Any] | None:
+        return self.extracts.checkpoint(system, stream)
+
+    def set_checkpoint(self, system: str, stream: str, value: Mapping[str, Any] | None, seq: int) -> None:
+        self.extracts.set_checkpoint(system, stream, value, seq)
+
+    def store_page(
+        self,
+        system: str,
+        kind: Kind,
+        records: Sequence[SourceRecord],
+        mapper: Mapper,
+        run_seq: int,
+        checkpoint: tuple[str, Mapping[str, Any] | None] | None = None,
+        *,
+        force: bool = False,
+        guard: Guard | None = None,
+    ) -> StoredPage:
+        """See `ExtractStore.store_page`: mapped first, then stored with its checkpoint in one
+        transaction."""
+        return self.extracts.store_page(system, kind, records, mapper, run_seq, checkpoint, force=force, guard=guard)
+
+    def remap(self, system: str, kind: Kind, mapper: Mapper, run_seq: int) -> int:
+        return self.extracts.remap(system, kind, mapper, run_seq)
+
+    def quarantine_counts(self) -> dict[str, int]:
+        return self.extracts.quarantine_counts()
+
+    def quarantine_summary(self) -> dict[str, dict[str, int]]:
+        return self.extracts.quarantine_summary()
+
+    # ----- compute ---------------------------------------------------------------------------------
+    def iter_contacts(self) -> Iterator[tuple[Contact, int]]:
+        return self.reader.iter_contacts()
+
+    def identity_rows(self) -> Iterator[tuple[int, str, str | None, bool, str | None, str | None, str, str | None]]:
+        return self.reader.identity_rows()
+
+    def order_arrays(self, base_currency: str, chunk: int = 200_000) -> Iterator[npt.NDArray[Any]]:
+        return self.reader.order_arrays(base_currency, chunk)
+
+    def other_order_rows(self, order_rows: Sequence[int], batch: int = 500) -> Iterator[tuple[Any, ...]]:
+        return self.reader.other_order_rows(order_rows, batch)
+
+    def previous_assignment(self) -> tuple[dict[str, str], dict[str, int]]:
+        return self.reader.previous_assignment()
+
+    # ----- profiles --------------------------------------------------------------------------------
+    def save_profiles(
+        self,
+        members: Mapping[str, Sequence[str]],
+        verdicts: Iterable[VerdictChunk],
+        aliases: Mapping[str, str],
+        run_seq: int,
+        links: Sequence[tuple[str, str, str, str]] = (),
+        previous: Mapping[str, str] | None = None,
+    ) -> SegmentChanges | None:
+        return self.profiles.save_profiles(members, verdicts, aliases, run_seq, links, previous)
+
+    def segment_counts(self) -> dict[str, int]:
+        return self.profiles.segment_counts()
+
+    def profiles_spanning_systems(self) -> int:
+        return self.profiles.profiles_spanning_systems()
+
+    def profile_traits(self) -> dict[str, dict[str, Any]]:
+        return self.profiles.profile_traits()
+
+    # ----- segment history -------------------------------------------------------------------------
+    def held_tiers(self) -> dict[str, tuple[str, datetime]]:
+        return self.history.held_tiers()
+
+    def record_segments(
+        self,
+        run_seq: int,
+        now: datetime,
+        members: Mapping[str, Iterable[str]],
+        snapshot: Sequence[tuple[str, int, int]],
+        tiers: Mapping[str, tuple[str, datetime]],
+        totals: tuple[int, int],
+        changes: SegmentChanges | None = None,
+    ) -> None:
+        self.history.record_segments(run_seq, now, members, snapshot, tiers, totals, changes)
+
+    def segment_snapshots(self) -> list[SegmentSnapshot]:
+        return self.history.segment_snapshots()
+
+    def still_members(self, since_seq: int) -> dict[str, int]:
+        return self.history.still_members(since_seq)
+
+    def current_members(self) -> dict[str, list[str]]:
+        return self.history.current_members()
+
+    def transitions(self, since_seq: int) -> list[tuple[str, str | None, str, int]]:
+        return self.history.transitions(since_seq)
+
+    def segments_before(self, profile_ids: Sequence[str], seq: int) -> dict[str, list[str]]:
+        return self.history.segments_before(profile_ids, seq)
+
+    # ----- explain ---------------------------------------------------------------------------------
+    def profiles_for(
+        self,
+        *,
+        record: tuple[str, str] | None = None,
+        email_key: str | None = None,
+        phone: str | None = None,
+        profile: str | None = None,
+    ) -> list[str]:
+        return self.explain.profiles_for(record=record, email_key=email_key, phone=phone, profile=profile)
+
+    def profile_detail(self, profile_id: str) -> dict[str, Any]:
+        return self.explain.profile_detail(profile_id)
+
+    # ----- plan and apply --------------------------------------------------------------------------
+    def known_states(self, system: str) -> dict[str, KnownState]:
+        return self.ledger.known_states(system)
+
+    def set_owned(self, system: str, states: Mapping[str, RemoteState], run_seq: int) -> None:
+        self.ledger.set_owned(system, states, run_seq)
+
+    def contact_ids_after(self, system: str, after: str, limit: int) -> list[str]:
+        return self.ledger.contact_ids_after(system, after, limit)
+
+    def record_results(
+        self, system: str, changes: Sequence[WriteBack], results: Iterable[WriteResult], run_seq: int, now: datetime
+    ) -> None:
+        self.ledger.record_results(system, changes, results, run_seq, now)
+
+    def pending_records(self) -> list[dict[str, Any]]:
+        return self.ledger.pending_records()

@@ -1,0 +1,1 @@
+"""Vendors kept outside crmsync, found through CRMSYNC_VENDOR_PACKAGES=tests.vendors."""

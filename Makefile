@@ -35,13 +35,15 @@ browser:
 	  || { echo "make browser: could not install Debian's chromium (the report test needs it)"; exit 1; }
 
 # pytest exits 5 when it collects nothing; make treats that as the failure it is. Tests run on every
-# core (pytest-xdist; the fault matrix's cells stay together on one worker). The chaos tables
+# core (pytest-xdist, a test file per worker at a time: the fault matrix's cells, which run side
+# by side in one session fixture, stay on one worker; `--dist loadgroup` would say the same per
+# test, but with pytest 9 it scatters the group and every worker ran the whole matrix). The chaos tables
 # (faults survived, crash points recovered, bad inputs, secrets found) are printed from this very
 # run, whether it passed or not, and after a failure the failed tests' names come last, where a CI
 # log's tail shows them; `python -m tests.chaos.report` runs the chaos suite alone. Last, the wall time.
 test: lint typecheck browser
 	@start=$$(date +%s); \
-	$(BIN)/python -m pytest -n auto --dist loadgroup; status=$$?; \
+	$(BIN)/python -m pytest -n auto --dist loadfile; status=$$?; \
 	if [ $$status -eq 0 ]; then $(BIN)/python -m tests.chaos.report --last; \
 	else $(BIN)/python -m tests.chaos.report --last --failed; fi; \
 	echo "make test: $$(( $$(date +%s) - start )) s of wall time (pytest exit $$status)"; exit $$status

@@ -290,10 +290,13 @@ class Connector(ABC):
         incremental: bool = True,
         rereads: int = 1,
         refine: Callable[[list[SourceRecord]], list[SourceRecord]] | None = None,
+        repeats_boundary: bool = False,
     ) -> Stream:
         """A stream of this system, with its configured look-back."""
         lookback = self.settings.lookback if incremental else 0.0
-        return Stream(self.name, kind, fetch, paginator, records, lookback, incremental, rereads, refine)
+        return Stream(
+            self.name, kind, fetch, paginator, records, lookback, incremental, rereads, refine, repeats_boundary
+        )
 
     # ----- writes ---------------------------------------------------------------------------------
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:

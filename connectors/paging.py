@@ -94,7 +94,9 @@ class OffsetPaginator(Paginator):
 
 class KeysetPaginator(Paginator):
     """The next page starts after the last item read: `after(reply, position)` says where, from
-    the reply. Positions must grow; one that does not means the vendor ignored the filter."""
+    the reply. Positions must grow; one that does not means the vendor ignored the filter. A vendor
+    that orders keys by its database's collation (AFAS sorts text keys in any case), which Python's
+    `<` does not follow, pages `ordered=False`: a next key then only has to be new."""
 
     def __init__(
         self,
@@ -103,10 +105,13 @@ class KeysetPaginator(Paginator):
         after: Callable[[Reply, Any], Any],
         position: Any = None,
         first: Any = None,
+        *,
+        ordered: bool = True,
     ) -> None:
         self.first = first
         super().__init__(system, size, position)
         self.after = after
+        self.ordered = ordered
 
     def following(self, reply: Reply) -> Any:
         if self.short(reply):
@@ -114,7 +119,7 @@ class KeysetPaginator(Paginator):
         following = self.after(reply, self.position)
         if following is None:
             raise ApiError(self.system, "cannot page: the last item lacks the key to page on")
-        if self.position is not None and _comparable(following) <= _comparable(self.position):
+        if self.ordered and self.position is not None and _comparable(following) <= _comparable(self.position):
             raise PagingLoop(self.system, f"cannot page: {following!r} does not come after {self.position!r}")
         return following
 

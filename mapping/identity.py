@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mapping.model import PROFILE_FIELDS, Contact
+from mapping.model import PROFILE_FIELDS, Contact, key_system
 from mapping.normalize.email import DEFAULT_ROLE_LOCALS, email_match_key
 
 # Stronger kinds are joined first; with the profile size limit that decides which joins happen.
@@ -226,7 +226,7 @@ def _same_person_names(a: str | None, b: str | None) -> bool:
 def _most_per_system(records: Sequence[str]) -> int:
     per_system: dict[str, int] = defaultdict(int)
     for key in records:
-        per_system[key.split(":", 1)[0]] += 1
+        per_system[key_system(key)] += 1
     return max(per_system.values())
 
 

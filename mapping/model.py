@@ -236,8 +236,19 @@ class WriteResult:
 
 
 def record_key(system: str, record_id: str) -> str:
-    """`<system>:<id>`, the form users type for `explain` (split on the first colon only)."""
+    """`<system>:<id>`, the form users type for `explain` (split on the first colon only). Record
+    keys are built here and split by `split_key`, nowhere else."""
     return f"{system}:{record_id}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(system, record id) of a record key: a system name holds no colon, an id may."""
+    system, _, record_id = key.partition(":")
+    return system, record_id
+
+
+def key_system(key: str) -> str:
+    return key.partition(":")[0]
 
 
 def parse_timestamp(value: str) -> datetime:

@@ -10,7 +10,7 @@ from datetime import datetime
 import structlog
 
 from connectors.base import Connector
-from mapping.model import Membership, RemoteState
+from mapping.model import Membership, RemoteState, split_key
 from mapping.traits import empty_order_columns
 from sync.config import CrmsyncConfig
 from sync.memory import collector_paused
@@ -20,11 +20,6 @@ from sync.segmenting import SegmentRun, assess_profiles, record_run
 from sync.state import RunHandle, StateStore
 
 log = structlog.get_logger("crmsync.pipeline")
-
-
-def _split_key(key: str) -> tuple[str, str]:
-    system, _, record_id = key.partition(":")
-    return system, record_id
 
 
 class Compute:
@@ -86,7 +81,7 @@ class Compute:
         states: dict[tuple[str, Membership], RemoteState] = {}
         for profile, verdict in zip(segments.profiles, segments.memberships, strict=True):
             for key in resolved.members[profile]:
-                system, record_id = _split_key(key)
+                system, record_id = split_key(key)
                 connector = connectors.get(system)
                 if connector is not None:
                     state = states.get((system, verdict))

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from mapping.identity import survive
-from mapping.model import Contact, FieldSpec, get_path, parse_timestamp
+from mapping.model import Contact, FieldSpec, get_path, parse_timestamp, split_key
 from mapping.normalize.email import email_match_key, normalise_email
 from mapping.normalize.phone import parse_phone
 from mapping.segments import SegmentSettings, describe
@@ -30,7 +30,7 @@ _PHONE_LIKE = re.compile(r"^[\d\s()+\-./]{6,}$")
 def find_profiles(store: StateStore, key: str, config: CrmsyncConfig) -> list[str]:
     """Profiles matching KEY, most records first; empty when nothing matches."""
     text = key.strip()
-    system, _, record_id = text.partition(":")
+    system, record_id = split_key(text)
     if record_id and system in config.systems:
         return store.profiles_for(record=(system, record_id))
     if "@" in text:

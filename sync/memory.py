@@ -7,14 +7,20 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+# Container objects allocated (net) while the collector was off above which one full collection
+# is worth its cost. A full collection walks the whole heap, not just the compute's objects: after
+# a small compute in a big process (a test session running many cycles side by side) it cost a
+# fifth of every cycle and freed next to nothing, which the regular collector does anyway.
+WORTH_COLLECTING = 200_000
+
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while the compute builds millions of small tuples and
     strings: none of them form cycles, yet each full collection walks all of them (over a quarter
-    of the compute's time at a million contacts). One collection afterwards frees what is left,
-    and the freed heap goes back to the system: a daemon idles between cycles at its resting size,
-    not at the size of its last compute."""
+    of the compute's time at a million contacts). After a large compute one collection frees what
+    is left and the freed heap goes back to the system: a daemon idles between cycles at its
+    resting size, not at the size of its last compute."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -22,8 +28,9 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-        gc.collect()
-        return_freed_memory()
+        if gc.get_count()[0] >= WORTH_COLLECTING:
+            gc.collect()
+            return_freed_memory()
 
 
 def return_freed_memory() -> None:

@@ -15,6 +15,7 @@ import structlog
 
 from mapping.fieldmaps import MappingRules
 from mapping.identity import FieldChoice, resolve, row_identifiers, survive
+from mapping.model import key_system
 from mapping.normalize.email import is_role_address
 from mapping.traits import OrderColumns, concat_order_columns, order_columns_from_rows
 from sync.config import CrmsyncConfig
@@ -96,7 +97,7 @@ class Resolver:
         clock.lap("resolve")
         members = resolution.members()
         profiles = sorted(members)
-        systems = sorted({*self.config.systems, *(key.split(":", 1)[0] for _, key in rows)})
+        systems = sorted({*self.config.systems, *(key_system(key) for _, key in rows)})
         # Read after resolution, not on a thread beside it: SQLite hands the GIL back and forth on
         # every row, and both sides ran slower than one after the other (measured).
         chunks = self.store.order_arrays(self.config.segments.base_currency)
@@ -134,7 +135,7 @@ class Resolver:
         for rowid, key in rows:
             index = position[assignment[key]]
             row_profile[rowid] = index
-            row_system[rowid] = system_index[key.split(":", 1)[0]]
+            row_system[rowid] = system_index[key_system(key)]
             by_record[key] = index
         by_email: dict[str, int] = {}
         for email_key, key in emails:

@@ -21,7 +21,7 @@ import structlog
 
 from connectors.registry import ONLINE_TYPES
 from mapping.identity import FieldChoice
-from mapping.model import Membership
+from mapping.model import Membership, key_system
 from mapping.segments import LIFECYCLE, QUADRANTS, Assessment, ProfileColumns, TierState, assess
 from mapping.traits import OFFLINE, ONLINE, OrderColumns, TraitColumns, trait_columns
 from sync.config import CrmsyncConfig
@@ -139,7 +139,7 @@ def profile_columns(
     for pid, keys in members.items():
         i = index[pid]
         for key in keys:
-            system = key.split(":", 1)[0]
+            system = key_system(key)
             if system in bit:
                 record_systems[i] |= 1 << bit[system]
         chosen = fields.get(pid, {})

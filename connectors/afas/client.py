@@ -110,7 +110,8 @@ class AfasConnector(Connector):
         return self.stream(
             kind,
             partial(self._rows, connector, key),
-            lambda at: ProfitKeyset(self.name, self.page_size, after, at),
+            # Profit orders a text key by its collation (any case): a next key only has to be new.
+            lambda at: KeysetPaginator(self.name, self.page_size, after, at, ordered=False),
             RecordSpec(key, (self.settings.modified_field,), parse_profit),
         )
 
@@ -172,15 +173,6 @@ class AfasConnector(Connector):
         if self._field_ids is None:
             self._field_ids = free_field_ids(self.client, self.name, [n for _, n in self.owned_settings()])
         return self._field_ids
-
-
-class ProfitKeyset(KeysetPaginator):
-    """Keyset paging in Profit's own order. Profit sorts and filters a text key by its database's
-    collation (any case), which Python's `<` does not follow, so a next key only has to be new:
-    `advance` still refuses a key already read (Profit ignoring the `key > last` filter)."""
-
-    def following(self, reply: Reply) -> Any:
-        return None if self.short(reply) else self.after(reply, self.position)
 
 
 def filter_params(filters: Sequence[tuple[str, int, str]]) -> dict[str, str]:

@@ -22,7 +22,7 @@ from connectors.errors import AuthError
 from connectors.http import ApiClient, ApiResponse, Verdict
 from connectors.lightspeed.budget import HeaderBudget
 from connectors.lightspeed.check import check as check_key
-from connectors.lightspeed.reads import RECORDS, unique, updated_at_min
+from connectors.lightspeed.reads import RECORDS, updated_at_min
 from connectors.lightspeed.rules import RULES, items_of, read_reply
 from connectors.lightspeed.settings import MAX_PAGE as MAX_PAGE
 from connectors.lightspeed.settings import METAFIELDS as METAFIELDS
@@ -32,7 +32,7 @@ from connectors.lightspeed.settings import LightspeedSettings as LightspeedSetti
 from connectors.lightspeed.settings import published_limits as published_limits
 from connectors.lightspeed.writes import Metafields, field_value
 from connectors.paging import PageNumberPaginator, Paginator, Reply
-from connectors.streams import Stream
+from connectors.streams import Stream, last_per_id
 from connectors.window import Window
 from mapping.model import FieldSpec, Kind, RemoteState, WriteBack
 
@@ -114,10 +114,10 @@ class LightspeedConnector(Connector):
     def contacts_stream(self) -> Stream:
         # The list pages only: no customer's metafields are asked for (see `verify_owned`).
         fetch = partial(self._fetch, "/customers.json", "customers")
-        return self.stream(Kind.CONTACT, fetch, self._paginator, RECORDS, refine=unique)
+        return self.stream(Kind.CONTACT, fetch, self._paginator, RECORDS, refine=last_per_id)
 
     def orders_stream(self) -> Stream:
-        return self.stream(Kind.ORDER, self._fetch_orders, self._paginator, RECORDS, refine=unique)
+        return self.stream(Kind.ORDER, self._fetch_orders, self._paginator, RECORDS, refine=last_per_id)
 
     def _paginator(self, at: Any) -> Paginator:
         # No totals in the replies: the first page shorter than the limit is the last (an exact

@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, tzinfo
 
 from connectors.streams import RecordSpec
-from mapping.model import SourceRecord
 
 FILTER_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -43,8 +42,3 @@ def updated_at_min(since: datetime, cursor: str | None) -> str:
     stamp = _moment(cursor)
     zone: tzinfo = stamp.tzinfo if stamp is not None and stamp.tzinfo is not None else UTC
     return since.astimezone(zone).strftime(FILTER_FORMAT)
-
-
-def unique(records: list[SourceRecord]) -> list[SourceRecord]:
-    """A page without repeats of the same id."""
-    return list({str(record.payload.get("id")): record for record in records}.values())

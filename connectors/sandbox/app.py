@@ -31,6 +31,13 @@ Handler = Callable[..., Response]
 ISSUED_TOKEN_MARK = "sbxissued"
 
 
+# Werkzeug compiles each route with `ast.parse`. CPython 3.11 keeps the AST constructor's recursion
+# depth in state shared by threads, so emulators built side by side (the chaos lanes, the fault
+# matrix) could fail with "SystemError: AST constructor recursion depth mismatch"
+# (python/cpython#106905, fixed in later releases): one at a time.
+_ROUTING = threading.Lock()
+
+
 class FixtureError(ValueError):
     """A fixture whose structure or types are wrong; names the file and the item."""
 
@@ -130,10 +137,14 @@ class SandboxApp:
         )
         self._routes = self.routes()
         self._handlers = {f"r{i}": route for i, route in enumerate(self._routes)}
-        self.url_map = Map(
-            [Rule(route.path, endpoint=f"r{i}", methods=list(route.methods)) for i, route in enumerate(self._routes)],
-            strict_slashes=False,
-        )
+        with _ROUTING:
+            self.url_map = Map(
+                [
+                    Rule(route.path, endpoint=f"r{i}", methods=list(route.methods))
+                    for i, route in enumerate(self._routes)
+                ],
+                strict_slashes=False,
+            )
         self.load(data or {})
 
     # ----- tokens the emulator issues --------------------------------------------------------------

@@ -27,7 +27,7 @@ from connectors.base import Capabilities, CheckReport, Connector
 from connectors.errors import RejectedRecord
 from connectors.http import ApiClient, ApiResponse, Verdict, classify_by
 from connectors.paging import KeysetPaginator
-from connectors.streams import RecordSpec, Stream
+from connectors.streams import RecordSpec, Stream, last_per_id
 from connectors.superoffice.auth import sign_in
 from connectors.superoffice.check import check_tenant
 from connectors.superoffice.reads import (
@@ -39,7 +39,6 @@ from connectors.superoffice.reads import (
     InterestNames,
     Refine,
     chain,
-    collapse,
     field_column,
 )
 from connectors.superoffice.rules import RULES, error_message
@@ -125,17 +124,17 @@ class SuperOfficeConnector(Connector):
         columns = list(PERSON_COLUMNS)
         columns += [field_column(n) for n in (self.segments_field, self.tier_field) if n]
         columns += [path for path in self.settings.links.values() if path not in columns]
-        refine: Refine = collapse
+        refine: Refine = last_per_id
         if self.writes_tags:
             columns.append(INTERESTS_COLUMN)
-            refine = chain(collapse, InterestNames(self.interests))
+            refine = chain(last_per_id, InterestNames(self.interests))
         return self._archive_stream(Kind.CONTACT, "Person", columns, "personUpdatedDate", "personId", refine=refine)
 
     def orders_stream(self) -> Stream:
         archive = self.settings.orders_archive
         path = "Sale" if archive.lower() == "sale" else f"Archive/{archive}"
         extra = self.settings.orders_filter
-        return self._archive_stream(Kind.ORDER, path, list(SALE_COLUMNS), "updatedDate", "saleId", extra, collapse)
+        return self._archive_stream(Kind.ORDER, path, list(SALE_COLUMNS), "updatedDate", "saleId", extra, last_per_id)
 
     def _archive_stream(
         self,

@@ -100,11 +100,6 @@ class ArchiveQuery:
         return last if isinstance(last, int) and not isinstance(last, bool) else None
 
 
-def collapse(records: list[SourceRecord]) -> list[SourceRecord]:
-    """One record per id in a page: a row the archive repeats counts once (the last copy wins)."""
-    return list({r.id: r for r in records}.values())
-
-
 class InterestNames:
     """The names of a person's interests, written into each row of one read (`refine`). The
     interest list is loaded once per read, and again only for an id it does not know (an

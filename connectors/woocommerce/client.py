@@ -142,9 +142,9 @@ class WooCommerceConnector(Connector):
         )
 
     def orders_stream(self) -> Stream:
-        return self.stream(
-            Kind.ORDER, self._fetch_orders, lambda at: OrderPages(self.name, self.page_size, at), RECORDS
-        )
+        # Each next page starts again at the last second seen: its orders come once more.
+        pages = lambda at: OrderPages(self.name, self.page_size, at)  # noqa: E731
+        return self.stream(Kind.ORDER, self._fetch_orders, pages, RECORDS, repeats_boundary=True)
 
     def _fetch_customers(self, page: Any, window: Window) -> Reply:
         params = {"per_page": self.page_size, "page": page, "orderby": "id", "order": "asc", "role": self.settings.role}

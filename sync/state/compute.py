@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import select
 
-from mapping.model import Contact
+from mapping.model import Contact, record_key
 from sync.state.extracts import contact_from_row
 from sync.state.schema import contacts, profile_members, profiles
 from sync.state.sql import Database, raw_rows
@@ -43,6 +43,8 @@ class ComputeReader:
         given name. Streamed through the driver's own cursor: at a million rows the ORM-free path is
         several times faster, and plain SQL reads the same on SQLite and PostgreSQL."""
         sql = (
+            # The record key (`mapping.model.record_key`'s form) built by SQLite: the identity
+            # read is the compute's hottest query and Python-side joining costs a pass per row.
             "SELECT rowid, system || ':' || record_id, email_key, email_role, phone, phone_kind, links, given_name "
             "FROM contacts"
         )
@@ -85,7 +87,7 @@ class ComputeReader:
         """Record key -> profile id, and profile id -> creation sequence (its age)."""
         with self.db.engine.connect() as conn:
             assignment = {
-                f"{system}:{rid}": pid
+                record_key(system, rid): pid
                 for system, rid, pid in conn.execute(
                     select(profile_members.c.system, profile_members.c.record_id, profile_members.c.profile_id)
                 ).all()

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mapping.model import Kind
+from mapping.model import Kind, record_key
 from sync.state.extracts import contact_from_row
 from sync.state.schema import contacts, identity_links, profile_aliases, profile_members, profiles, raw_records
 from sync.state.sql import Database
@@ -64,7 +64,7 @@ class ExplainQueries:
                 .where(profile_members.c.profile_id == profile_id)
                 .order_by(profile_members.c.system, profile_members.c.record_id)
             ).all()
-            keys = [f"{system}:{rid}" for system, rid in members]
+            keys = [record_key(system, rid) for system, rid in members]
             contact_rows = []
             raws: dict[str, Any] = {}
             for system, rid in members:
@@ -82,7 +82,7 @@ class ExplainQueries:
                         raw_records.c.record_id == rid,
                     )
                 ).scalar()
-                raws[f"{system}:{rid}"] = json.loads(payload) if payload else None
+                raws[record_key(system, rid)] = json.loads(payload) if payload else None
             links = (
                 conn.execute(select(identity_links).where(identity_links.c.a.in_(keys) | identity_links.c.b.in_(keys)))
                 .mappings()

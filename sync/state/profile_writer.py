@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select
 
-from mapping.model import Membership
+from mapping.model import Membership, split_key
 from sync.state.schema import identity_links, meta, profile_aliases, profile_members, profiles
 from sync.state.sql import Database, insert_rows, raw_many, raw_rows, upsert_many
 
@@ -116,9 +116,9 @@ class ProfileStore:
             for key in keys:
                 current.add(key)
                 if previous.get(key) != pid:
-                    rows.append((*key.split(":", 1), pid))
+                    rows.append((*split_key(key), pid))
         rows.sort()  # in key order (see record_segments)
-        gone = sorted(tuple(key.split(":", 1)) for key in previous.keys() - current)
+        gone = sorted(split_key(key) for key in previous.keys() - current)
         raw_many(conn, "DELETE FROM profile_members WHERE system = ? AND record_id = ?", gone)
         upsert_many(conn, profile_members, rows)
 

@@ -167,7 +167,11 @@ def run_lanes(data: Mapping[str, Mapping[str, Any]], folder: Path, kills: int, s
     errors: list[BaseException] = []
 
     def work(index: int) -> None:
-        lane = Lane(data, folder, base, f"lane{index}")
+        try:
+            lane = Lane(data, folder, base, f"lane{index}")
+        except BaseException as exc:  # a lane that could not start is a failure, not fewer kills
+            errors.append(exc)
+            return
         try:
             results[index] = lane.run(numbers[index], seed)
         except BaseException as exc:  # surfaced below, in the caller's thread

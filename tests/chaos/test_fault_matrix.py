@@ -1,7 +1,8 @@
 """The fault matrix (tests/chaos/matrix.py): every registered connector x every fault kind of
 CONTRACTS §5 that applies to it, on its reads and on its writes, each in a fresh sandbox of that
 vendor. The cells selected for this run (all of them, or the ones `-k` picks) run side by side
-once per session; each test asserts one cell. Under `pytest -n` they all go to one worker."""
+once per session; each test asserts one cell. Under `pytest -n` they must all go to one worker
+(`make test` runs `--dist loadfile`), or each worker that gets one runs them all again."""
 
 from __future__ import annotations
 
@@ -45,7 +46,6 @@ def test_every_connector_meets_every_fault() -> None:
 # The first cell's setup runs the selected cells (all 204, each bounded by its own deadlines): ~1.5
 # minutes on a quick host, 3.5 on a slow one, over the suite's 120 s default.
 @pytest.mark.timeout(600)
-@pytest.mark.xdist_group("fault-matrix")
 @pytest.mark.parametrize("cell", CELLS, ids=lambda cell: cell.id)
 def test_fault(cell: Cell, outcomes: dict[str, Outcome]) -> None:
     outcome = outcomes[cell.id]

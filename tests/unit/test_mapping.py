@@ -206,3 +206,11 @@ def test_stored_ids_of_other_systems_become_links() -> None:
     contact = map_contact(SourceRecord("erp", Kind.CONTACT, "9", NOW, payload), fields, RemoteState(), canonical)
     assert not isinstance(contact, Rejection)
     assert contact.links == ("shop:gid://shopify/Customer/123",)
+
+
+def test_a_record_key_splits_back_into_its_system_and_an_id_that_holds_colons() -> None:
+    from mapping.model import key_system, record_key, split_key
+
+    key = record_key("shop", "gid://shopify/Customer/7")
+    assert key == "shop:gid://shopify/Customer/7"
+    assert split_key(key) == ("shop", "gid://shopify/Customer/7") and key_system(key) == "shop"

@@ -8,12 +8,9 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import tempfile
 import threading
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -351,9 +348,12 @@ def status(
     log_level: LevelOpt = LogLevel.info,
     log_json: LogJsonOpt = False,
 ) -> None:
-    """Last cycle per system, records waiting to be retried, and who holds the state lock."""
+    """Last cycle per system, records waiting to be retried, and who holds the state lock. Exits 0
+    when every system's last cycle succeeded, 3 when one did not, 4 when there is no state yet."""
+    from sync import health
+    from sync.clock import now
     from sync.lock import current_holder
-    from sync.render import status_table
+    from sync.render import print_status
     from sync.runtime import lock_path
     from sync.state import StateStore
 
@@ -378,21 +378,37 @@ def status(
         summary = json.loads(last_run["summary"]) if last_run.get("summary") else {}
         held = summary.get("held")
         last_run = {k: v for k, v in last_run.items() if k != "summary"}
+    staleness = loaded.config.writeback.max_staleness
+    problems = health.problems(loaded.config.systems, systems, now=now(), max_staleness=staleness)
+    code = health.exit_code(last_run is not None, problems)
     if common.as_json:
-        _emit_json({"systems": systems, "pending": pending, "lock": holder, "last_run": last_run, "held": held})
-        raise typer.Exit(0)
-    console = _console()
-    console.print(status_table(systems))
-    if held:
-        from rich.markup import escape
+        document = {"systems": systems, "pending": pending, "lock": holder, "last_run": last_run, "held": held}
+        _emit_json({**document, "problems": problems})
+        raise typer.Exit(code)
+    print_status(_console(), systems, held, pending, holder, problems if last_run is not None else {})
+    raise typer.Exit(code)
 
-        console.print(f"[red]writes held[/] in the last cycle (waiting for {', '.join(held['waiting_for'])}):")
-        console.print(f"  {escape(held['reason'])}")
-    if pending:
-        console.print(f"{len(pending)} records waiting to be retried:")
-        for row in pending[:20]:
-            console.print(f"  {row['system']}:{row['record_id']} ({row['attempts']} attempts): {row['message']}")
-    console.print(f"lock: held by pid {holder.get('pid')} ({holder.get('command')})" if holder else "lock: free")
+
+@app.command()
+def backup(
+    file: Annotated[Path, typer.Argument(help="Where the copy goes; never overwritten.")],
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+) -> None:
+    """A consistent copy of the state, safe while a daemon runs (SQLite's online backup)."""
+    from sync.backup import BackupError, backup_sqlite
+
+    common = Common(config, json_out, log_level, log_json)
+    path = _loaded(common).sqlite_path()
+    if path is None:
+        _fail_json(common, "crmsync backup: the state is not a SQLite file; use the database's own backup", 2)
+    try:
+        document = backup_sqlite(path, file.resolve())
+    except BackupError as exc:
+        _fail_json(common, f"crmsync backup: {exc}", exc.code)
+    _emit_json(document) if common.as_json else print(f"backup written: {document['backup']} (integrity ok)")
     raise typer.Exit(0)
 
 
@@ -573,21 +589,9 @@ def main() -> None:
         print("crmsync: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
-        sys.exit(_crash(exc))
+        from sync.crash import crash_report
 
-
-def _crash(exc: BaseException) -> int:
-    from connectors.redaction import redact_text
-
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    path = Path(tempfile.gettempdir()) / f"crmsync-crash-{stamp}.log"
-    try:
-        path.write_text(redact_text("".join(traceback.format_exception(exc))))
-        where = f"details in {path}"
-    except OSError:
-        where = "no crash log could be written"
-    print(f"crmsync: internal error: {type(exc).__name__}: {redact_text(str(exc))} ({where})", file=sys.stderr)
-    return 70
+        sys.exit(crash_report(exc))
 
 
 if __name__ == "__main__":

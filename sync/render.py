@@ -149,3 +149,25 @@ def status_table(systems: Mapping[str, Mapping[str, Any]]) -> Table:
             str(last.get("error") or ""),
         )
     return table
+
+
+def print_status(
+    console: Any,
+    systems: Mapping[str, Any],
+    held: Mapping[str, Any] | None,
+    pending: Sequence[Mapping[str, Any]],
+    holder: Mapping[str, Any] | None,
+    problems: Mapping[str, str],
+) -> None:
+    """`status` for a person: the table, held writes, records waiting, the lock, what is wrong."""
+    console.print(status_table(systems))
+    if held:
+        console.print(f"[red]writes held[/] in the last cycle (waiting for {', '.join(held['waiting_for'])}):")
+        console.print(f"  {escape(held['reason'])}")
+    if pending:
+        console.print(f"{len(pending)} records waiting to be retried:")
+        for row in pending[:20]:
+            console.print(f"  {row['system']}:{row['record_id']} ({row['attempts']} attempts): {row['message']}")
+    console.print(f"lock: held by pid {holder.get('pid')} ({holder.get('command')})" if holder else "lock: free")
+    for name, why in problems.items():
+        console.print(f"[red]{escape(name)}[/]: {escape(why)}")

@@ -99,8 +99,11 @@ def test_the_daemon_over_simulated_weeks(sandboxes: Sandboxes, tmp_path: Path) -
     )
 
     status = run_crmsync("status", "-c", str(config), "--json")
-    assert status.returncode == 0, status.stderr
+    # Changed with issue 15 (CONTRACTS §6): a system whose last cycle failed makes `status` exit 3,
+    # so a monitor can page on it; it exited 0 before.
+    assert status.returncode == 3, status.stderr
     doc = json_out(status)
+    assert list(doc["problems"]) == ["efficy"] and "credentials refused" in doc["problems"]["efficy"]
     assert doc["lock"] is None
     efficy = doc["systems"]["efficy"]
     assert efficy["last"]["status"] == "failed" and "credentials refused" in efficy["last"]["error"]

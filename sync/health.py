@@ -1,0 +1,45 @@
+"""Whether crmsync is healthy, from the state alone: what `status` exits with (CONTRACTS §6).
+
+0 when every configured system's last cycle succeeded; 3 when one failed, never ran, or (with
+`[writeback] max_staleness` set) last succeeded longer ago than that; 4 when there is no state yet.
+A monitor (systemd, cron, Nagios) can page on the exit code without reading any output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from mapping.model import parse_timestamp
+
+HEALTHY, UNHEALTHY, NO_STATE = 0, 3, 4
+
+
+def problems(
+    configured: Iterable[str],
+    systems: Mapping[str, Mapping[str, Any]],
+    *,
+    now: datetime,
+    max_staleness: float | None,
+) -> dict[str, str]:
+    """Per configured system that is not healthy, why (in words a person on call can act on)."""
+    found: dict[str, str] = {}
+    for name in configured:
+        entry = systems.get(name) or {}
+        last, last_ok = entry.get("last"), entry.get("last_ok")
+        if last is None:
+            found[name] = "no cycle has run for it yet"
+        elif last.get("status") != "ok":
+            found[name] = f"its last cycle failed: {last.get('error') or last.get('status')}"
+        elif max_staleness is not None and last_ok is not None:
+            age = now - parse_timestamp(str(last_ok["finished_at"]))
+            if age > timedelta(seconds=max_staleness):
+                found[name] = f"its last success was {age.total_seconds():.0f} s ago, over max_staleness"
+    return found
+
+
+def exit_code(has_state: bool, found: Mapping[str, str]) -> int:
+    if not has_state:
+        return NO_STATE
+    return UNHEALTHY if found else HEALTHY

@@ -20,8 +20,7 @@ from connectors.http import ApiClient, ApiResponse, Pacer, Rule, Verdict, classi
 from connectors.paging import Paginator, Reply
 from connectors.settings import SystemSettings
 from connectors.streams import Page as Page  # the connectors import it from here
-from connectors.streams import RecordSpec, Stream, read_stream
-from connectors.streams import id_text as id_text  # where the connectors import it from
+from connectors.streams import RecordSpec, Stream, positive_int, read_stream
 from connectors.window import Window
 from mapping.model import (
     FieldMap,
@@ -143,7 +142,8 @@ class Connector(ABC):
         (Shopify: a bare number becomes its gid). None when it cannot be one of our ids."""
         text = raw.strip()
         if self.numeric_ids:
-            return str(int(text)) if text.isdigit() and int(text) > 0 else None
+            number = positive_int(text)
+            return None if number is None else str(number)
         return text or None
 
     @property

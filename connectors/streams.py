@@ -27,6 +27,12 @@ def id_text(value: Any) -> str:
     return str(value).strip()
 
 
+def positive_int(text: str) -> int | None:
+    """A positive whole number as text ("0042" is 42), else None: most vendors' ids."""
+    stripped = text.strip()
+    return int(stripped) if stripped.isdigit() and int(stripped) > 0 else None
+
+
 @dataclass(frozen=True)
 class Page:
     """Records read in one request, and the checkpoint to store in the same transaction.

@@ -77,7 +77,7 @@ def path_lines(sources: list[str]) -> int:
                 text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
                 used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
                 used |= {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
-                defs.setdefault(node.name, []).append((code_lines(_dedented(text)), used))
+                defs.setdefault(node.name, []).append((code_lines(textwrap.dedent(text)), used))
     reached: set[str] = set()
     todo = [name for name in ENTRIES if name in defs]
     while todo:
@@ -88,10 +88,6 @@ def path_lines(sources: list[str]) -> int:
         for _, used in defs[name]:
             todo.extend(n for n in used if n in defs and n not in reached)
     return sum(size for name in reached for size, _ in defs[name])
-
-
-def _dedented(text: str) -> str:
-    return textwrap.dedent(text)
 
 
 def tree_files(ref: str | None) -> tuple[list[str], Callable[[str], str]]:

@@ -16,6 +16,7 @@ from typing import Any
 from werkzeug.wrappers import Request
 
 from connectors.sandbox.app import FixtureError
+from connectors.streams import positive_int
 
 Record = dict[str, Any]
 
@@ -35,7 +36,7 @@ class FixtureStore:
     ) -> None:
         self.name = name
         self.key = key
-        self.id_of = id_of or _positive_int
+        self.id_of = id_of or positive_int
         self._touch = touch
         self.fixed = frozenset(fixed)
         self.records: dict[Any, Record] = {}
@@ -142,8 +143,3 @@ def int_param(
             bounds = f"at least {low}" if low is not None else f"at most {high}"
         raise invalid(f"{name} must be {bounds}")
     return value
-
-
-def _positive_int(text: str) -> int | None:
-    stripped = text.strip()
-    return int(stripped) if stripped.isdigit() and int(stripped) > 0 else None

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv install demo test lint typecheck unit browser bench clean
+.PHONY: venv install demo test lint typecheck unit debs bench clean
 
 venv: $(BIN)/python
 
@@ -28,11 +28,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy connectors mapping sync
 
-# The HTML report's test renders the page in headless Chromium (Debian's package); installed once
-# here, never inside a test.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
-	  || { echo "make browser: could not install Debian's chromium (the report test needs it)"; exit 1; }
+# Debian packages some tests drive, installed once here, never inside a test: chromium renders the
+# HTML report's page headless; systemd-analyze verifies deploy/crmsync.service.
+DEBS := chromium:chromium systemd-analyze:systemd
+debs:
+	@missing=""; for pair in $(DEBS); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; } \
+	  || { echo "make debs: could not install Debian's$$missing (tests need them)"; exit 1; }; \
+	fi
 
 # pytest exits 5 when it collects nothing; make treats that as the failure it is. Tests run on every
 # core (pytest-xdist, a test file per worker at a time: the fault matrix's cells, which run side
@@ -41,7 +45,7 @@ browser:
 # (faults survived, crash points recovered, bad inputs, secrets found) are printed from this very
 # run, whether it passed or not, and after a failure the failed tests' names come last, where a CI
 # log's tail shows them; `python -m tests.chaos.report` runs the chaos suite alone. Last, the wall time.
-test: lint typecheck browser
+test: lint typecheck debs
 	@start=$$(date +%s); \
 	$(BIN)/python -m pytest -n auto --dist loadfile; status=$$?; \
 	if [ $$status -eq 0 ]; then $(BIN)/python -m tests.chaos.report --last; \

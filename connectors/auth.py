@@ -41,6 +41,7 @@ from requests.auth import AuthBase, HTTPBasicAuth
 from connectors.clock import now as crmsync_now
 from connectors.errors import ApiError, AuthError, TokenRefused
 from connectors.redaction import register_secret
+from connectors.telemetry import TELEMETRY
 
 if TYPE_CHECKING:
     from connectors.http import ApiClient, ApiResponse, Verdict
@@ -238,6 +239,7 @@ class ExpiringTokenAuth(Authenticator):
             register_secret(renewed.value)
             register_secret(renewed.refresh_token)
             self.vault.put(self.key, renewed)
+            TELEMETRY.token_fetched(self.system)  # crmsync_token_renewals_total (sync/metrics.py)
             # (No "token <word>" in an event: the redaction would take it for a credential.)
             log.info(
                 "credentials renewed" if token is not None else "credentials obtained",

@@ -101,6 +101,10 @@ class Connector(ABC):
     reads_owned_state: ClassVar[bool] = True
     # Ids that are positive integers (most vendors): another system's "0042" or "abc" is no id here.
     numeric_ids: ClassVar[bool] = False
+    # What every contact id of this vendor begins with, when it is a fixed prefix before the part a
+    # person sees in the vendor's own screens (Shopify: "gid://shopify/Customer/" before 7000000).
+    # People are shown the rest (`short_id`), and may type it back: `canonical_id` restores it.
+    id_prefix: ClassVar[str] = ""
     # How replies are read, first match wins; anything unmatched is read the HTTP way.
     rules: ClassVar[tuple[Rule, ...]] = ()
 
@@ -138,13 +142,24 @@ class Connector(ABC):
         return fields
 
     def canonical_id(self, raw: str) -> str | None:
-        """A record id as this vendor writes it, from the way another system may have stored it
-        (Shopify: a bare number becomes its gid). None when it cannot be one of our ids."""
+        """A record id as this vendor writes it, from the way another system may have stored it or
+        a person typed it (Shopify: a bare number becomes its gid, by `id_prefix`). None when it
+        cannot be one of our ids."""
+        prefix = self.id_prefix
         text = raw.strip()
+        if prefix and text.startswith(prefix):
+            text = text[len(prefix) :]
         if self.numeric_ids:
             number = positive_int(text)
-            return None if number is None else str(number)
-        return text or None
+            text = "" if number is None else str(number)
+        return prefix + text if text else None
+
+    @classmethod
+    def short_id(cls, record_id: str) -> str:
+        """A contact id as people see it in the vendor's screens: without `id_prefix`."""
+        prefix = cls.id_prefix
+        rest = record_id[len(prefix) :] if prefix and record_id.startswith(prefix) else ""
+        return rest or record_id
 
     @property
     def write_batch(self) -> int:

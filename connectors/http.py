@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
@@ -39,8 +40,12 @@ from connectors.errors import (
 )
 from connectors.ratelimit import SlidingWindowLimiter, Slot, Window
 from connectors.redaction import redact_text
+from connectors.telemetry import TELEMETRY
 
 log = structlog.get_logger("crmsync.http")
+
+# A rate-limit wait longer than this is logged at info (with when it ends), shorter ones at debug.
+LOUD_WAIT_SECONDS = 5.0
 
 VerdictKind = Literal["ok", "retry", "throttled", "auth", "denied", "rejected", "fatal"]
 
@@ -288,7 +293,7 @@ class ApiClient:
         self.timeouts = (connect_timeout, read_timeout)
         self.retry = retry or RetryPolicy()
         self.stop_event = stop_event or threading.Event()
-        self.limiter = SlidingWindowLimiter(windows, margin=pace_margin, sleep=self.sleep) if windows else None
+        self.limiter = SlidingWindowLimiter(windows, margin=pace_margin, sleep=self._window_wait) if windows else None
         self.stats = ClientStats()
         self.session = requests.Session()
         # Proxy variables must never route a merchant's token through somebody else's box.
@@ -306,6 +311,23 @@ class ApiClient:
         """Sleep that a stop request cuts short, so a daemon can exit within its deadline."""
         if seconds > 0 and self.stop_event.wait(seconds):
             raise Cancelled(self.system, "stop requested while waiting")
+
+    def wait_for_rate_limit(self, seconds: float, why: str) -> None:
+        """`sleep`, for a rate limit: said before it starts (at info when it is long, with when it
+        ends, so a quiet minute is never a mystery) and counted, as waited, for the metrics."""
+        if seconds <= 0:
+            return
+        until = (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0).isoformat()
+        say = log.info if seconds > LOUD_WAIT_SECONDS else log.debug
+        say("waiting for rate limit", system=self.system, seconds=round(seconds, 1), until=until, why=why)
+        started = time.monotonic()
+        try:
+            self.sleep(seconds)
+        finally:
+            TELEMETRY.rate_limit_wait(self.system, time.monotonic() - started)
+
+    def _window_wait(self, seconds: float) -> None:
+        self.wait_for_rate_limit(seconds, "configured rate_limit")
 
     def close(self) -> None:
         self.session.close()
@@ -342,8 +364,11 @@ class ApiClient:
             backoff = wait_random_exponential(multiplier=self.retry.backoff_initial, max=self.retry.backoff_max)
             return float(backoff(state))
 
+        throttled = {"now": False}  # whether the coming retry wait is a rate limit's
+
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
+            throttled["now"] = isinstance(exc, RateLimited)
             self.stats.add(retries=1)
             log.warning(
                 "retrying",
@@ -355,11 +380,17 @@ class ApiClient:
                 reason=str(exc.message if isinstance(exc, ConnectorError) else exc),
             )
 
+        def pause(seconds: float) -> None:
+            if throttled["now"]:
+                self.wait_for_rate_limit(seconds, "throttled by the vendor")
+            else:
+                self.sleep(seconds)
+
         retrying = Retrying(
             retry=retry_if_exception_type(retryable),
             stop=stop_after_attempt(self.retry.attempts),
             wait=wait,
-            sleep=self.sleep,
+            sleep=pause,
             before_sleep=before_sleep,
             reraise=True,
         )
@@ -395,7 +426,7 @@ class ApiClient:
             waited = pacer.before(method, path, cost)
             if waited > 0:
                 self.stats.add(paced_seconds=waited)
-                self.sleep(waited)
+                self.wait_for_rate_limit(waited, "vendor pacing")
         slot: Slot | None = None
         if self.limiter is not None:
             waited, slot = self.limiter.reserve()

@@ -24,13 +24,15 @@ class PagingLoop(ApiError):
 
 @dataclass(frozen=True)
 class Reply:
-    """One page as the vendor sent it: the raw items and what it said about the rest."""
+    """One page as the vendor sent it: the raw items and what it said about the rest (`total`: how
+    many items the whole list holds, where the vendor says so, as WooCommerce's `X-WP-Total`)."""
 
     items: Sequence[Any]
     total_pages: int | None = None
     next_link: str | None = None
     end_cursor: str | None = None
     has_next: bool | None = None
+    total: int | None = None
 
 
 class Paginator(ABC):
@@ -55,6 +57,11 @@ class Paginator(ABC):
 
     def short(self, reply: Reply) -> bool:
         return len(reply.items) < self.size
+
+    def pages(self, reply: Reply) -> int | None:
+        """How many pages the whole list has, where the vendor says so and this paginator walks
+        them one by one (a progress display's total)."""
+        return None
 
     def advance(self, reply: Reply) -> bool:
         """Move to the next page; False when the list has ended."""
@@ -81,6 +88,9 @@ class PageNumberPaginator(Paginator):
 
     def expects_more(self, reply: Reply) -> bool:
         return reply.total_pages is not None and int(self.position) < reply.total_pages
+
+    def pages(self, reply: Reply) -> int | None:
+        return reply.total_pages
 
 
 class OffsetPaginator(Paginator):

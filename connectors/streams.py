@@ -38,11 +38,17 @@ class Page:
     """Records read in one request, and the checkpoint to store in the same transaction.
 
     Storing the checkpoint together with the records is what makes a crash at any point resumable:
-    a read restarts from the last checkpoint whose records are known to be stored."""
+    a read restarts from the last checkpoint whose records are known to be stored.
+
+    `number` counts the pages of this pass over the list, from its start (a resumed read goes on
+    counting); `total` (items) and `total_pages` are what the vendor said the whole list holds,
+    None where it says nothing: for a progress display, never for deciding where a list ends."""
 
     records: list[SourceRecord]
     checkpoint: dict[str, Any]
     number: int = 0
+    total: int | None = None
+    total_pages: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,10 +124,11 @@ def read_stream(stream: Stream, checkpoint: Mapping[str, Any] | None) -> Iterato
             # timestamp (a vendor whose time is a date) is passed on.
             fresh = [r for r in records if previous.get((r.id, r.updated_at), _NONE) != r.payload]
             previous = {(r.id, r.updated_at): r.payload for r in records}
+        pages = paginator.pages(reply)
         if not paginator.advance(reply):
-            yield Page(fresh, window.close(), window.pages)
+            yield Page(fresh, window.close(), window.pages, reply.total, pages)
             return
-        yield Page(fresh, window.resume_at(paginator.position), window.pages)
+        yield Page(fresh, window.resume_at(paginator.position), window.pages, reply.total, pages)
 
 
 def confirmed(stream: Stream, paginator: Paginator, window: Window) -> Reply:

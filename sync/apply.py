@@ -4,9 +4,10 @@ stop request (SIGTERM) is honoured between write batches."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -17,7 +18,7 @@ from connectors.errors import ConnectorError
 from connectors.http import Cancelled
 from mapping.model import RemoteState, WriteBack
 from sync.memory import collector_paused
-from sync.planner import plan_system
+from sync.planner import describe, person_name, plan_system
 from sync.reports import CycleReport
 from sync.state import RunHandle, StateStore
 
@@ -49,7 +50,14 @@ class Applier:
             ):
                 continue
             known = self.store.known_states(name)
-            changes = plan_system(name, desired.get(name, {}), {rid: k.current for rid, k in known.items()})
+            current = {rid: k.current for rid, k in known.items()}
+            changes = plan_system(name, desired.get(name, {}), current)
+            if report.dry_run:  # a plan is read by people: whose records, which segments
+                people = contact_people(self.store, name, [c.record_id for c in changes])
+                prefix, field = connector.tag_prefix, connector.segments_field
+                changes = list(
+                    describe(changes, people=people, before=current, tag_prefix=prefix, segments_field=field)
+                )
             outcome.planned = len(changes)
             report.changes.extend(changes)
             log.info("planned", system=name, records=len(changes))
@@ -100,3 +108,22 @@ class Applier:
             return
         with ThreadPoolExecutor(max_workers=len(systems), thread_name_prefix="apply") as pool:
             list(pool.map(one, systems))
+
+
+def contact_people(
+    store: StateStore, system: str, record_ids: Sequence[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """(name, email) of these contact records of one system, from the state's mapped contacts."""
+    from sqlalchemy import select
+
+    from sync.state.schema import contacts
+
+    found: dict[str, tuple[str | None, str | None]] = {}
+    columns = (contacts.c.record_id, contacts.c.email, contacts.c.details)
+    with store.engine.connect() as conn:
+        for start in range(0, len(record_ids), 500):
+            chunk = record_ids[start : start + 500]
+            query = select(*columns).where(contacts.c.system == system, contacts.c.record_id.in_(chunk))
+            for record_id, email, details in conn.execute(query):
+                found[record_id] = (person_name(json.loads(details or "{}")), email)
+    return found

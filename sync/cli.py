@@ -1,26 +1,39 @@
-"""The `crmsync` command (CONTRACTS §1).
+"""The `crmsync` command (CONTRACTS §1 and §6).
 
-Heavy modules are imported inside the commands so that `crmsync --help` starts fast.
+Heavy modules are imported inside the commands so that `crmsync --help` starts fast. What the
+commands share (options, the JSON and error documents, the lock, signals, the entry point's exit
+codes) is in sync/cli_support.py; the body of the cycle commands in sync/cli_cycle.py.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:
-    from sync.config import LoadedConfig
-    from sync.pipeline import CycleReport
-    from sync.state import StateStore
+from sync.cli_cycle import finish_cycle, plan_from_stored_records, run_cycle
+from sync.cli_support import (
+    AllowPartialOpt,
+    Common,
+    ConfigOpt,
+    JsonOpt,
+    LevelOpt,
+    LogJsonOpt,
+    LogLevel,
+    console,
+    dry_run_lines,
+    emit_json,
+    fail,
+    loaded_config,
+    restore_signals,
+    run_app,
+    start,
+    stop_on_signals,
+    writer_state,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -29,188 +42,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Sync customers between CRMs and web shops: one profile, segments written back everywhere.",
 )
-
-
-class LogLevel(StrEnum):
-    debug = "debug"
-    info = "info"
-    warning = "warning"
-    error = "error"
-
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Config file (default: $CRMSYNC_CONFIG, else ./crmsync.toml)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout; logs go to stderr.")]
-LevelOpt = Annotated[LogLevel, typer.Option("--log-level", envvar="CRMSYNC_LOG_LEVEL", case_sensitive=False)]
-LogJsonOpt = Annotated[bool, typer.Option("--log-json", help="Log JSON lines even on a terminal.")]
-AllowPartialOpt = Annotated[
-    bool,
-    typer.Option(
-        "--allow-partial",
-        help="Write even though a system has not been read in full (the write gate would hold); for this run only.",
-    ),
-]
-
-
-class Common:
-    def __init__(self, config: Path | None, as_json: bool, log_level: LogLevel, log_json: bool) -> None:
-        self.config = config
-        self.as_json = as_json
-        self.log_level = log_level.value
-        self.log_json = log_json
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    from connectors.redaction import redact_text
-
-    print(redact_text(message), file=sys.stderr, flush=True)
-    raise typer.Exit(code)
-
-
-def _start(common: Common, *, needs_config: bool = True) -> LoadedConfig | None:
-    from sync.clock import ClockError, now
-    from sync.config import ConfigError, config_path, load_config
-    from sync.log import setup_logging
-
-    setup_logging(common.log_level, True if common.log_json else None)
-    try:
-        now()
-    except ClockError as exc:
-        _fail(f"crmsync: {exc}", 2)
-    if not needs_config:
-        return None
-    try:
-        return load_config(config_path(common.config))
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        raise typer.Exit(2) from None
-
-
-def _loaded(common: Common) -> LoadedConfig:
-    loaded = _start(common)
-    assert loaded is not None
-    return loaded
-
-
-@contextmanager
-def _state(loaded: LoadedConfig, command: str) -> Iterator[StateStore]:
-    """The state store under the single-writer lock; another holder means exit 5."""
-    from sync.lock import LockHeld
-    from sync.runtime import open_state
-
-    try:
-        with open_state(loaded, command) as store:
-            yield store
-    except LockHeld as exc:
-        _fail(f"crmsync: {exc}", 5)
-
-
-def _stop_on_signals() -> threading.Event:
-    """SIGTERM and SIGINT ask for a clean stop: the current page or batch completes and is recorded.
-    A second SIGINT stops at once."""
-    stop = threading.Event()
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop
-
-
-def _fail_json(common: Common, message: str, code: int) -> NoReturn:
-    """A refusal: one line on stderr, and with --json the error document on stdout (CONTRACTS §6)."""
-    if common.as_json:
-        from connectors.redaction import redact_text
-
-        _emit_json({"error": {"exit_code": code, "messages": [redact_text(message)]}})
-    _fail(message, code)
-
-
-def _emit_json(document: Any) -> None:
-    from connectors.redaction import redact_value
-
-    sys.stdout.write(json.dumps(redact_value(document, by_name=False), ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
-def _console() -> Any:
-    from sync.render import console
-
-    return console()
-
-
-def _cycle(
-    common: Common, command: str, *, dry_run: bool, full: list[str] | None = None, allow_partial: bool = False
-) -> CycleReport:
-    from sync.clock import now
-    from sync.pipeline import Cycle
-
-    loaded = _loaded(common)
-    if full is not None:
-        unknown = sorted(set(full) - set(loaded.config.systems))
-        if unknown:
-            _fail(f"crmsync: no system named {', '.join(unknown)} in {loaded.path}", 2)
-    with _state(loaded, command) as store:
-        stop = _stop_on_signals()
-        progress = _progress_bar() if command == "backfill" and not common.as_json else None
-        try:
-            if progress is not None:
-                with progress:
-                    return Cycle(loaded, store, clock=now, stop_event=stop, progress=progress).run(
-                        command, dry_run=dry_run, full=full or (), allow_partial=allow_partial
-                    )
-            return Cycle(loaded, store, clock=now, stop_event=stop).run(
-                command, dry_run=dry_run, full=full or (), allow_partial=allow_partial
-            )
-        finally:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def _progress_bar() -> Any:
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    class RecordProgress(Progress):
-        def __init__(self) -> None:
-            super().__init__(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TextColumn("{task.completed:>8.0f} records"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self.tasks_by_key: dict[tuple[str, str], Any] = {}
-
-        def advance(self, system: str, stream: str, records: int) -> None:  # type: ignore[override]
-            key = (system, stream)
-            if key not in self.tasks_by_key:
-                self.tasks_by_key[key] = self.add_task(f"{system} {stream}", total=None)
-            self.update(self.tasks_by_key[key], advance=records)
-
-    return RecordProgress()
-
-
-def _finish(common: Common, report: CycleReport, title: str, *, with_changes: bool = False) -> NoReturn:
-    from sync.render import plan_table, print_report
-
-    if common.as_json:
-        _emit_json(report.to_json(with_changes=with_changes))
-    else:
-        console = _console()
-        print_report(console, report, title)
-        if with_changes:
-            console.print(plan_table(report.changes))
-        if report.interrupted:
-            console.print("[yellow]stopped on request; what was confirmed is recorded[/]")
-    raise typer.Exit(report.exit_code())
 
 
 def _version(value: bool) -> None:
@@ -242,8 +73,8 @@ def sync(
 ) -> None:
     """One incremental cycle: read what changed, recompute, write back."""
     common = Common(config, json_out, log_level, log_json)
-    report = _cycle(common, "sync", dry_run=dry_run, allow_partial=allow_partial)
-    _finish(common, report, "sync", with_changes=dry_run and json_out)
+    report, stopped_by = run_cycle(common, loaded_config(common), "sync", dry_run=dry_run, allow_partial=allow_partial)
+    finish_cycle(common, report, "sync", with_changes=dry_run, stopped_by=stopped_by)
 
 
 @app.command()
@@ -253,9 +84,22 @@ def plan(
     log_level: LevelOpt = LogLevel.info,
     log_json: LogJsonOpt = False,
 ) -> None:
-    """What `sync` would write, per system and record; nothing is written."""
+    """What `sync` would write, per system and record; nothing is written. While another process
+    (the daemon) holds the state, the plan is made from the stored records without reading the
+    systems, and says so."""
+    from sync.lock import LockHeld
+
     common = Common(config, json_out, log_level, log_json)
-    _finish(common, _cycle(common, "plan", dry_run=True), "plan", with_changes=True)
+    loaded = loaded_config(common)
+    holder = None
+    try:
+        report, stopped_by = run_cycle(common, loaded, "plan", dry_run=True, lock_held_raises=True)
+    except LockHeld as held:
+        holder = held.holder
+        report, stopped_by = plan_from_stored_records(loaded, held)
+    extra = {"from_stored_records": holder is not None, "lock_holder": holder}
+    title = "plan from the stored records (the systems were not read)" if holder is not None else "plan"
+    finish_cycle(common, report, title, with_changes=True, stopped_by=stopped_by, extra=extra)
 
 
 @app.command()
@@ -269,9 +113,10 @@ def backfill(
 ) -> None:
     """Re-read everything (resumable, with progress), then run one cycle."""
     common = Common(config, json_out, log_level, log_json)
-    loaded = _loaded(common)
+    loaded = loaded_config(common)
     systems = list(system) if system else list(loaded.config.systems)
-    _finish(common, _cycle(common, "backfill", dry_run=False, full=systems, allow_partial=allow_partial), "backfill")
+    report, stopped_by = run_cycle(common, loaded, "backfill", dry_run=False, full=systems, allow_partial=allow_partial)
+    finish_cycle(common, report, "backfill", stopped_by=stopped_by)
 
 
 @app.command()
@@ -291,22 +136,22 @@ def init(
     from sync.starter import parse_types, render
 
     common = Common(config, json_out, log_level, log_json)
-    _start(common, needs_config=False)
+    start(common, needs_config=False)
     try:
         types = parse_types(systems)
     except ValueError as exc:
-        _fail_json(common, f"crmsync: {exc}", 2)
+        fail(f"crmsync: {exc}", 2)
     if out.exists():
-        _fail_json(common, f"crmsync: {out} exists; not overwriting it (choose another --out)", 2)
+        fail(f"crmsync: {out} exists; not overwriting it (choose another --out)", 2)
     starter = render(types)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("x", encoding="utf-8") as handle:  # "x": never replace a file made meanwhile
             handle.write(starter.text)
     except OSError as exc:
-        _fail_json(common, f"crmsync: cannot write {out}: {exc.strerror or exc}", 2)
+        fail(f"crmsync: cannot write {out}: {exc.strerror or exc}", 2)
     if common.as_json:
-        _emit_json({"ok": True, "path": str(out), "systems": types, "environment": starter.environment})
+        emit_json({"ok": True, "path": str(out), "systems": types, "environment": starter.environment})
     else:
         print(f"wrote {out} for {', '.join(types)}")
         print("fill in every REPLACE_ME in it, and set these environment variables (the secrets):")
@@ -329,15 +174,15 @@ def check(
     from sync.render import check_details, check_table
 
     common = Common(config, json_out, log_level, log_json)
-    loaded = _loaded(common)
+    loaded = loaded_config(common)
     results = check_all(loaded)
     if common.as_json:
-        _emit_json({"systems": results})
+        emit_json({"systems": results})
     else:
-        console = _console()
-        console.print(check_table(results))
+        out = console()
+        out.print(check_table(results))
         for line in check_details(results):
-            console.print(line)
+            out.print(line)
     raise typer.Exit(3 if any(check_failed(r) for r in results.values()) else 0)
 
 
@@ -356,9 +201,10 @@ def status(
     from sync.render import print_status
     from sync.runtime import lock_path
     from sync.state import StateStore
+    from sync.timefmt import times_for_json
 
     common = Common(config, json_out, log_level, log_json)
-    loaded = _loaded(common)
+    loaded = loaded_config(common)
     path = loaded.sqlite_path()
     holder = current_holder(lock_path(path)) if path is not None else None
     if path is not None and not path.exists():
@@ -383,9 +229,12 @@ def status(
     code = health.exit_code(last_run is not None, problems)
     if common.as_json:
         document = {"systems": systems, "pending": pending, "lock": holder, "last_run": last_run, "held": held}
-        _emit_json({**document, "problems": problems})
+        emit_json(times_for_json({**document, "problems": problems}))
         raise typer.Exit(code)
-    print_status(_console(), systems, held, pending, holder, problems if last_run is not None else {})
+    out = console()
+    print_status(out, systems, held, pending, holder, problems if last_run is not None else {})
+    for line in dry_run_lines(systems):
+        out.print(line)
     raise typer.Exit(code)
 
 
@@ -397,18 +246,62 @@ def backup(
     log_level: LevelOpt = LogLevel.info,
     log_json: LogJsonOpt = False,
 ) -> None:
-    """A consistent copy of the state, safe while a daemon runs (SQLite's online backup)."""
-    from sync.backup import BackupError, backup_sqlite
+    """A consistent copy of the state, safe while a daemon runs: SQLite's online backup, or on
+    PostgreSQL a `pg_dump` of the deployment's schema (custom format)."""
+    from sync.backup import BackupError, backup_postgres, backup_sqlite
 
     common = Common(config, json_out, log_level, log_json)
-    path = _loaded(common).sqlite_path()
-    if path is None:
-        _fail_json(common, "crmsync backup: the state is not a SQLite file; use the database's own backup", 2)
+    loaded = loaded_config(common)
+    path = loaded.sqlite_path()
     try:
-        document = backup_sqlite(path, file.resolve())
+        if path is not None:
+            document = backup_sqlite(path, file.resolve())
+        elif loaded.state_url().startswith("postgresql"):
+            document = backup_postgres(loaded.state_url(), file.resolve())
+        else:
+            fail("crmsync backup: this state is not a file or a PostgreSQL database; nothing to copy", 2)
     except BackupError as exc:
-        _fail_json(common, f"crmsync backup: {exc}", exc.code)
-    _emit_json(document) if common.as_json else print(f"backup written: {document['backup']} (integrity ok)")
+        if exc.code in (2, 5, 70):
+            fail(f"crmsync backup: {exc}", exc.code)
+        # Nothing to back up (4): the command's own document, as for every exit but 2, 5 and 70.
+        print(f"crmsync backup: {exc}", file=sys.stderr)
+        if common.as_json:
+            emit_json({"ok": False, "backup": None, "message": str(exc)})
+        raise typer.Exit(exc.code) from None
+    emit_json(document) if common.as_json else print(f"backup written: {document['backup']} (checked)")
+    raise typer.Exit(0)
+
+
+@app.command()
+def migrate(
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+) -> None:
+    """Upgrade the state's schema in place, under the writer lock, after a backup beside it. Every
+    writing command does this by itself at start; this is for doing it at a time of your choosing."""
+    from sync.lock import LockHeld
+    from sync.runtime import migrate_locked
+
+    common = Common(config, json_out, log_level, log_json)
+    loaded = loaded_config(common)
+    try:
+        document = migrate_locked(loaded)
+    except LockHeld as exc:
+        fail(f"crmsync: {exc}", 5)
+    if document.get("from") is None:
+        message = "no state yet: nothing to migrate (the first sync creates it at the current schema)"
+        print(f"crmsync migrate: {message}", file=sys.stderr)
+        if common.as_json:
+            emit_json({**document, "ok": False, "message": message})
+        raise typer.Exit(4)
+    if common.as_json:
+        emit_json(document)
+    elif document["applied"]:
+        print(f"state migrated from schema {document['from']} to {document['to']}; backup: {document['backup']}")
+    else:
+        print(f"state already at schema {document['to']}: nothing to do")
     raise typer.Exit(0)
 
 
@@ -427,15 +320,15 @@ def explain(
     from sync.state import StateStore
 
     common = Common(config, json_out, log_level, log_json)
-    loaded = _loaded(common)
+    loaded = loaded_config(common)
     path = loaded.sqlite_path()
     if path is not None and not path.exists():
-        _fail(f"crmsync: nothing to explain yet: no state at {path} (run a sync first)", 4)
+        fail(f"crmsync: nothing to explain yet: no state at {path} (run a sync first)", 4)
     store = StateStore(loaded.state_url())
     try:
         matches = find_profiles(store, key, loaded.config)
         if not matches:
-            _fail(f"crmsync: no profile matches {key!r}", 4)
+            fail(f"crmsync: no profile matches {key!r}", 4)
         document = explain_profile(store, matches[0], loaded.config, now())
         notes = coverage_notes(loaded.config, {record["system"] for record in document["records"]})
         if notes:
@@ -445,9 +338,9 @@ def explain(
     if len(matches) > 1:
         document["matches"] = matches
     if common.as_json:
-        _emit_json(document)
+        emit_json(document)
     else:
-        _console().print(render(document, matches[1:]))
+        console().print(render(document, matches[1:]))
     raise typer.Exit(0)
 
 
@@ -469,10 +362,10 @@ def report(
     from sync.state import StateStore
 
     common = Common(config, json_out, log_level, log_json)
-    loaded = _loaded(common)
+    loaded = loaded_config(common)
     path = loaded.sqlite_path()
     if path is not None and not path.exists():
-        _fail(f"crmsync: no state at {path} yet: run `crmsync sync` first", 2)
+        fail(f"crmsync: no state at {path} yet: run `crmsync sync` first", 2)
     store = StateStore(loaded.state_url())  # reads only; no lock needed, as for `status`
     try:
         document = build_report(store, loaded.config.segments, now())
@@ -485,12 +378,12 @@ def report(
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(document), encoding="utf-8")
     if common.as_json:
-        _emit_json(document)
+        emit_json(document)
     else:
-        console = _console()
-        console.print(report_tables(document))
+        out = console()
+        out.print(report_tables(document))
         if html is not None:
-            console.print(f"HTML report: {html.resolve()}")
+            out.print(f"HTML report: {html.resolve()}")
     raise typer.Exit(0)
 
 
@@ -505,15 +398,24 @@ def run(
     ] = None,
 ) -> None:
     """The daemon: a cycle on the [schedule], one at a time, until SIGTERM or SIGINT."""
+    from sync.config import ConfigError
     from sync.scheduler import run_daemon
 
     common = Common(config, json_out, log_level, log_json)
-    loaded = _loaded(common)
-    with _state(loaded, "run") as store:
-        stop = _stop_on_signals()
-        code = run_daemon(
-            loaded, store, stop, max_cycles=cycles, logging=(common.log_level, True if common.log_json else None)
-        )
+    loaded = loaded_config(common)
+    with writer_state(loaded, "run") as store:
+        stop = stop_on_signals()
+        try:
+            code, finished = run_daemon(
+                loaded, store, stop, max_cycles=cycles, logging=(common.log_level, True if common.log_json else None)
+            )
+        except ConfigError as exc:  # the [service] address cannot be listened on
+            fail(exc.problems, 2)
+        finally:
+            restore_signals()
+    if common.as_json:
+        # SIGINT stops the daemon as SIGTERM does (exit 0); the document names the signal it got.
+        emit_json({"cycles": finished, "stopped_by": stop.signal})
     raise typer.Exit(code)
 
 
@@ -539,24 +441,28 @@ def sandbox(
     from sync.demo import demo_data
     from sync.sandboxes import load_fixture_dir, sandbox_config, start_sandboxes, stop_sandboxes
 
-    _start(Common(config, json_out, log_level, log_json), needs_config=False)
+    # Never JSON: the §5 lines, and errors as a line on stderr (CONTRACTS §6).
+    start(Common(config, json_out, log_level, log_json, json_errors=False), needs_config=False)
+    stop = stop_on_signals()  # also while the emulators start: they stop once they have (exit 0)
     try:
-        fixtures = load_fixture_dir(data) if data is not None else demo_data()
-        running = start_sandboxes(fixtures, port_base=port_base, time_scale=time_scale)
-    except FixtureError as exc:
-        _fail(f"crmsync: bad fixture: {exc}", 2)
-    except OSError as exc:
-        _fail(f"crmsync: cannot start sandboxes: {exc}", 2)
-    try:
-        if write_config is not None:
-            write_config.parent.mkdir(parents=True, exist_ok=True)
-            write_config.write_text(sandbox_config(running))
-        for item in running:
-            print(f"{item.type} {item.url}", flush=True)
-        stop = _stop_on_signals()
-        stop.wait()
+        try:
+            fixtures = load_fixture_dir(data) if data is not None else demo_data()
+            running = start_sandboxes(fixtures, port_base=port_base, time_scale=time_scale)
+        except FixtureError as exc:
+            fail(f"crmsync: bad fixture: {exc}", 2)
+        except OSError as exc:
+            fail(f"crmsync: cannot start sandboxes: {exc}", 2)
+        try:
+            if write_config is not None:
+                write_config.parent.mkdir(parents=True, exist_ok=True)
+                write_config.write_text(sandbox_config(running))
+            for item in running:
+                print(f"{item.type} {item.url}", flush=True)
+            stop.wait()
+        finally:
+            stop_sandboxes(running)
     finally:
-        stop_sandboxes(running)
+        restore_signals()
     raise typer.Exit(0)
 
 
@@ -573,25 +479,21 @@ def demo(
 ) -> None:
     """Start the sandboxes with synthetic shops, backfill, sync twice, print what happened."""
     from sync.demo_run import run_demo
+    from sync.lock import LockHeld
 
     common = Common(config, json_out, log_level, log_json)
-    _start(common, needs_config=False)
-    raise typer.Exit(run_demo(folder, contacts, as_json=common.as_json))
+    start(common, needs_config=False)
+    try:
+        code = run_demo(folder, contacts, as_json=common.as_json)
+    except LockHeld as exc:
+        fail(f"crmsync: {exc}", 5)
+    raise typer.Exit(code)
 
 
 # ----- entry point -------------------------------------------------------------------------------
 def main() -> None:
-    """Exit codes per CONTRACTS §1 (typer itself exits 2 on usage errors); an unexpected crash
-    prints one line naming its log file and exits 70."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        print("crmsync: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as exc:
-        from sync.crash import crash_report
-
-        sys.exit(crash_report(exc))
+    """Exit codes per CONTRACTS §1 and §6 (sync/cli_support.py `run_app`)."""
+    sys.exit(run_app(app))
 
 
 if __name__ == "__main__":

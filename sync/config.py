@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, Discriminator, Field, SecretStr, Tag, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from connectors.http import check_base_url
 from connectors.redaction import redact_text, register_secret
 from connectors.registry import TYPES, connector_class
 from connectors.settings import Duration, StrictModel, SystemSettings
@@ -92,6 +93,57 @@ class WritebackSettings(StrictModel):
         return value
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (`[::1]:9464` for an IPv6 address) as (host, port); ValueError otherwise."""
+    text = value.strip()
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9.\-]+):(\d{1,5})", text)
+    if match is None:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:9464 (an IPv6 address in brackets: [::1]:9464)")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise ValueError("the port must be 0-65535")
+    return host, port
+
+
+class ServiceSettings(StrictModel):
+    """`crmsync run` serves GET /healthz and GET /metrics here (sync/service.py) when `listen` is
+    set. Any host is accepted, but the endpoints carry no authentication: keep it on loopback
+    (127.0.0.1 or [::1]) and let a local Prometheus agent or a reverse proxy reach it."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    def address(self) -> tuple[str, int] | None:
+        return parse_listen(self.listen) if self.listen is not None else None
+
+
+class AlertSettings(StrictModel):
+    """When crmsync raises an alert (sync/alerts.py): an error-level log event `alert`, and a JSON
+    POST to `webhook_url` when one is set. Each threshold left out turns its alert off."""
+
+    failing_cycles: int | None = Field(default=None, ge=1)
+    rejected_share: float | None = Field(default=None, ge=0, le=1)
+    read_swing: float | None = Field(default=None, gt=0)
+    writes_held: bool = False
+    webhook_url: SecretStr | None = None
+    webhook_timeout: Duration = Field(default=5.0, gt=0, le=60)
+    deployment: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_base_url(value.get_secret_value())  # TLS unless loopback: the URL carries a token
+        return value
+
+
 class DriftGuardSettings(StrictModel):
     """When a stream's answers stop matching what its connector expects (a field renamed by the
     vendor), the stream stops instead of quarantining everything or computing zeros: on a page of at
@@ -143,6 +195,8 @@ class CrmsyncConfig(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     writeback: WritebackSettings = Field(default_factory=WritebackSettings)
     drift_guard: DriftGuardSettings = Field(default_factory=DriftGuardSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     systems: dict[str, SystemConfig] = Field(default_factory=dict)

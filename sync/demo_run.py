@@ -15,12 +15,13 @@ from rich.table import Table
 from sync.clock import now
 from sync.config import LoadedConfig, load_config
 from sync.demo import demo_data
+from sync.lock import LockHeld, current_holder
 from sync.pipeline import Cycle
 from sync.render import console as render_console
 from sync.render import print_report
 from sync.report import build_report
 from sync.report_html import render_html
-from sync.runtime import open_state
+from sync.runtime import lock_path, open_state
 from sync.sandboxes import sandbox_config, start_sandboxes, stop_sandboxes
 from sync.state import StateStore
 
@@ -43,8 +44,13 @@ def run_demo(folder: Path, contacts: int, *, as_json: bool) -> int:
     console = render_console()
     say = (lambda *a, **k: None) if as_json else console.print
     folder.mkdir(parents=True, exist_ok=True)
+    lock = lock_path(folder / "crmsync.db")
+    holder = current_holder(lock)
+    if holder is not None:  # another demo runs in this folder: its state is not ours to clear
+        raise LockHeld(lock, holder)
     for leftover in folder.glob("crmsync.db*"):
-        leftover.unlink()  # every demo starts from an empty state
+        if leftover != lock:
+            leftover.unlink()  # every demo starts from an empty state
     data = demo_data(contacts)
     spread = ", ".join(f"{len(records['customers'])} in {system_type}" for system_type, records in data.items())
     say(f"[bold]crmsync demo[/]: {contacts} synthetic Dutch customers; {spread} (some in several systems).")

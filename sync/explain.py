@@ -2,8 +2,10 @@
 
 KEY is an email, a phone number, a profile id (or a retired alias), or `<system>:<id>` with the
 vendor id as the vendor writes it (split on the first colon only, so `shop:gid://shopify/Customer/7`
-works). The answer shows every source record with its raw and normalised values, which identifier
-joined which records, which source won each profile field and why, the traits and the segments.
+works) or as people see it in the vendor's screens (`shop:7`: the connector's `canonical_id` turns
+it into the stored id). The answer shows every source record with its raw and normalised values,
+which identifier joined which records, which source won each profile field and why, the traits and
+the segments. Times are UTC ISO-8601 in the document and local for people (sync/timefmt.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mapping.identity import survive
 from mapping.model import Contact, FieldSpec, get_path, parse_timestamp, split_key
@@ -23,6 +25,10 @@ from mapping.normalize.phone import parse_phone
 from mapping.segments import SegmentSettings, describe
 from sync.config import CrmsyncConfig
 from sync.state import StateStore
+from sync.timefmt import for_json, for_people
+
+if TYPE_CHECKING:
+    from connectors.base import Connector
 
 _PHONE_LIKE = re.compile(r"^[\d\s()+\-./]{6,}$")
 
@@ -32,7 +38,11 @@ def find_profiles(store: StateStore, key: str, config: CrmsyncConfig) -> list[st
     text = key.strip()
     system, record_id = split_key(text)
     if record_id and system in config.systems:
-        return store.profiles_for(record=(system, record_id))
+        for candidate in record_ids(config, system, record_id):
+            found = store.profiles_for(record=(system, candidate))
+            if found:
+                return found
+        return []
     if "@" in text:
         email = normalise_email(text)
         return store.profiles_for(email_key=email_match_key(email)) if isinstance(email, str) else []
@@ -72,7 +82,7 @@ def explain_profile(store: StateStore, profile_id: str, config: CrmsyncConfig, n
         "fields": {
             name: {"value": choice.value, "from": choice.source, "why": choice.why} for name, choice in fields.items()
         },
-        "traits": traits,
+        "traits": {name: for_json(value) if isinstance(value, str) else value for name, value in traits.items()},
         "segments": [{"name": name, "why": segment_reason(name, traits, config.segments, now)} for name in segments],
     }
 
@@ -81,7 +91,7 @@ def _normalised(contact: Contact) -> dict[str, Any]:
     data = asdict(contact)
     for drop in ("system", "id", "owned"):
         data.pop(drop)
-    data["updated_at"] = contact.updated_at.isoformat() if contact.updated_at else None
+    data["updated_at"] = for_json(contact.updated_at)
     data["owned"] = contact.owned.to_json()
     data["links"] = list(contact.links)
     data["flags"] = list(contact.flags)
@@ -181,7 +191,7 @@ def render(document: Mapping[str, Any], others: Sequence[str]) -> Any:
     traits.add_column("trait")
     traits.add_column("value")
     for trait, value in document["traits"].items():
-        traits.add_row(trait, _text(value))
+        traits.add_row(trait, for_people(value) if isinstance(value, str) else _text(value))
     parts: list[Any] = [records, links, fields, traits, segments]
     parts += [f"note: {caveat}" for caveat in document.get("caveats", [])]
     if others:
@@ -189,16 +199,31 @@ def render(document: Mapping[str, Any], others: Sequence[str]) -> Any:
     return Group(*parts)
 
 
+def record_ids(config: CrmsyncConfig, system: str, typed: str) -> list[str]:
+    """The stored ids a record id typed by a person may stand for: as typed, then as the system's
+    connector writes it (`Connector.canonical_id`: a Shopify `7000000` is its gid)."""
+    connector = _connector(config, system)
+    try:
+        canonical = connector.canonical_id(typed)
+    finally:
+        connector.close()
+    return list(dict.fromkeys(i for i in (typed, canonical) if i))
+
+
 def fieldmap_of(config: CrmsyncConfig, system: str) -> Mapping[str, FieldSpec]:
     """The effective contact field map of a configured system (declared + config overrides)."""
-    from connectors.registry import connector_class
-
-    settings = config.systems[system]
-    connector = connector_class(settings.type)(system, settings)
+    connector = _connector(config, system)
     try:
         return connector.contact_fieldmap
     finally:
         connector.close()
+
+
+def _connector(config: CrmsyncConfig, system: str) -> Connector:
+    from connectors.registry import connector_class
+
+    settings = config.systems[system]
+    return connector_class(settings.type)(system, settings)
 
 
 def _text(value: Any) -> str:

@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
 from connectors.base import Connector
 from connectors.errors import ConnectorError
 from connectors.http import Cancelled
+from connectors.streams import Page
 from mapping.fieldmaps import FieldAbsence, MappingRules
 from mapping.model import Kind, SourceRecord, parse_timestamp
 from sync.config import CrmsyncConfig
@@ -42,6 +43,16 @@ STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
 # seconds, whichever comes first.
 STORE_BATCH = 1000
 STORE_INTERVAL = 1.0
+
+
+@runtime_checkable
+class StreamProgress(Progress, Protocol):
+    """A progress display that also takes what the vendor says a list holds, and hears when a
+    stream ended (sync/progress.py); a plain `Progress` only counts records."""
+
+    def expect(self, system: str, stream: str, *, records: int | None, pages: int | None, page: int) -> None: ...
+
+    def finish(self, system: str, stream: str, *, complete: bool) -> None: ...
 
 
 def streams_of(connector: Connector) -> list[tuple[str, Kind]]:
@@ -166,6 +177,7 @@ class Extractor:
         buffered: list[SourceRecord] = []
         unstored: tuple[int, Mapping[str, Any] | None] | None = None  # last page number, checkpoint
         since = time.monotonic()
+        newest: Page | None = None  # the last page read: what the vendor said about the whole list
 
         def flush() -> None:
             nonlocal received, changed, quarantined, unstored, since
@@ -184,22 +196,26 @@ class Extractor:
             changed += stored.changed
             quarantined += stored.quarantined
             log.debug("pages stored", system=name, stream=stream, page=number, records=stored.received)
-            if self.progress is not None:
-                self.progress.advance(name, stream, stored.received)
+            self.report_progress(name, stream, stored.received, newest)
             buffered.clear()
             unstored, since = None, time.monotonic()
 
         try:
-            for page in reader(checkpoint):
-                guard.check_page(page.records, page.number)
-                buffered.extend(page.records)
-                unstored, last = (page.number, page.checkpoint), page.checkpoint
-                if len(buffered) >= STORE_BATCH or time.monotonic() - since >= STORE_INTERVAL:
-                    flush()
-                if self.stop_event.is_set():
-                    raise Cancelled(name, "stop requested")
-        finally:
-            flush()  # what was read is stored, also when the read stops or fails half-way
+            try:
+                for page in reader(checkpoint):
+                    guard.check_page(page.records, page.number)
+                    buffered.extend(page.records)
+                    unstored, last, newest = (page.number, page.checkpoint), page.checkpoint, page
+                    if len(buffered) >= STORE_BATCH or time.monotonic() - since >= STORE_INTERVAL:
+                        flush()
+                    if self.stop_event.is_set():
+                        raise Cancelled(name, "stop requested")
+            finally:
+                flush()  # what was read is stored, also when the read stops or fails half-way
+        except BaseException:
+            self.stream_ended(name, stream, complete=False)
+            raise
+        self.stream_ended(name, stream, complete=True)
         if full:
             self.store.set_checkpoint(
                 name, stream, merge_checkpoints(self.store.checkpoint(name, stream), last), run.seq
@@ -213,6 +229,20 @@ class Extractor:
             outcome.read_orders += received
         outcome.changed += changed
         log.info("extracted", system=name, stream=stream, records=received, changed=changed, quarantined=quarantined)
+
+    def report_progress(self, system: str, stream: str, records: int, page: Page | None) -> None:
+        if self.progress is None:
+            return
+        self.progress.advance(system, stream, records)
+        if page is None or (page.total is None and page.total_pages is None):
+            return  # the vendor said nothing about the whole list
+        if isinstance(self.progress, StreamProgress):
+            self.progress.expect(system, stream, records=page.total, pages=page.total_pages, page=page.number)
+
+    def stream_ended(self, system: str, stream: str, *, complete: bool) -> None:
+        """The stream's progress ends with it: read to its end, or stopped (interrupted, failed)."""
+        if isinstance(self.progress, StreamProgress):
+            self.progress.finish(system, stream, complete=complete)
 
     def verify_owned(self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle) -> None:
         """A rolling sweep for connectors whose reads do not show crmsync's fields: each cycle looks

@@ -8,7 +8,7 @@ A monitor (systemd, cron, Nagios) can page on the exit code without reading any 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mapping.model import parse_timestamp
@@ -37,6 +37,29 @@ def problems(
             if age > timedelta(seconds=max_staleness):
                 found[name] = f"its last success was {age.total_seconds():.0f} s ago, over max_staleness"
     return found
+
+
+def system_health(
+    configured: Iterable[str],
+    systems: Mapping[str, Mapping[str, Any]],
+    *,
+    now: datetime,
+    max_staleness: float | None,
+) -> dict[str, dict[str, Any]]:
+    """Per configured system, as the daemon's /healthz shows it (sync/service.py): `ok`, `reason`
+    (what `problems` says, None when healthy) and `last_success` (ISO-8601 UTC, whole seconds)."""
+    names = list(configured)
+    found = problems(names, systems, now=now, max_staleness=max_staleness)
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        last_ok = (systems.get(name) or {}).get("last_ok")
+        finished = parse_timestamp(str(last_ok["finished_at"])) if last_ok else None
+        out[name] = {
+            "ok": name not in found,
+            "reason": found.get(name),
+            "last_success": finished.astimezone(UTC).replace(microsecond=0).isoformat() if finished else None,
+        }
+    return out
 
 
 def exit_code(has_state: bool, found: Mapping[str, str]) -> int:

@@ -7,6 +7,7 @@ site can forget it and no traceback can carry a token past it.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, TextIO
 
@@ -16,6 +17,32 @@ from structlog.typing import EventDict, WrappedLogger
 from connectors.redaction import redact_value
 
 LEVELS = ("debug", "info", "warning", "error")
+# sd-daemon(3) priorities: under systemd, a line starting with "<N>" is stored at priority N, so
+# `journalctl -p warning` finds crmsync's warnings and errors.
+JOURNAL_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2, "exception": 3}
+
+
+def writes_to_journal(stream: TextIO) -> bool:
+    """systemd sets $JOURNAL_STREAM to "device:inode" of the journal socket it gave the service as
+    stdout/stderr; a stream that is that socket is read by journald (sd_journal_stream_fd(3))."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+def journal_prefix(renderer: Any) -> Any:
+    """The renderer, with each line led by its level's journald priority."""
+
+    def render(logger: WrappedLogger, method: str, event: EventDict) -> str:
+        level = str(event.get("level", method))
+        return f"<{JOURNAL_PRIORITY.get(level, 6)}>{renderer(logger, method, event)}"
+
+    return render
 
 
 def redact_event(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
@@ -35,6 +62,9 @@ def setup_logging(level: str = "info", json_logs: bool | None = None, stream: Te
         if as_json
         else structlog.dev.ConsoleRenderer(colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback)
     )
+    journal = writes_to_journal(out)
+    if journal:
+        renderer = journal_prefix(renderer)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -51,7 +81,7 @@ def setup_logging(level: str = "info", json_logs: bool | None = None, stream: Te
     # Libraries that use the standard logging module stay quiet unless something is wrong, and
     # what they do say passes the same redaction.
     handler = logging.StreamHandler(out)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_JournalFormatter() if journal else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_RedactRecord())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -63,3 +93,12 @@ class _RedactRecord(logging.Filter):
         record.msg = redact_value(record.getMessage(), by_name=False)
         record.args = None
         return True
+
+
+class _JournalFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = JOURNAL_PRIORITY.get(record.levelname.lower(), 6)
+        return f"<{priority}>{super().format(record)}"

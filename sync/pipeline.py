@@ -18,6 +18,7 @@ public names are importable from here too, as they were before the split.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
@@ -78,6 +79,11 @@ def build_connectors(loaded: LoadedConfig, stop_event: threading.Event) -> dict[
     }
 
 
+def recorded_command(command: str, dry_run: bool) -> str:
+    """The command a run is recorded under: a dry run says so (`plan` is one by its name)."""
+    return f"{command} --dry-run" if dry_run and command != "plan" else command
+
+
 class Cycle:
     def __init__(
         self,
@@ -109,7 +115,7 @@ class Cycle:
         """`full`: systems to read from the start (backfill) instead of from their cursors;
         `allow_partial`: write even when the write gate would hold (logged at warning)."""
         started = self.clock()
-        run = self.store.begin_run(command, started)
+        run = self.store.begin_run(recorded_command(command, dry_run), started)
         report = CycleReport(run.run_id, dry_run, started)
         connectors = build_connectors(self.loaded, self.stop_event)
         report.systems = {name: SystemOutcome(c.type) for name, c in connectors.items()}
@@ -132,21 +138,48 @@ class Cycle:
         finally:
             for connector in connectors.values():
                 connector.close()
+        finished = self._close(report)
+        for name, outcome in report.systems.items():
+            # A dry run says so in its rows: `status` and health never take it for the last cycle.
+            counts = {**outcome.to_json(), "dry_run": dry_run}
+            self.store.record_system_run(run, name, outcome.status, outcome.error, counts, finished)
+        status = "interrupted" if report.interrupted else ("failed" if report.exit_code() == 3 else "ok")
+        self.store.finish_run(run, status, report.to_json(), finished)
+        return_freed_memory()
+        return report
+
+    def plan_stored(self) -> CycleReport:
+        """What `sync` would write, planned from the records the state holds, while another process
+        holds the writer lock: no vendor is read or written, and nothing is stored (`self.store`
+        is then a read-only one, sync/stored_plan.py: the profiles the compute would save are
+        dropped, no run is recorded). The write gate still says whether a sync would write."""
+        started = self.clock()
+        report = CycleReport(str(uuid.uuid4()), True, started)
+        run = RunHandle(report.run_id, 0)  # in no table: this plan leaves no trace in the state
+        connectors = build_connectors(self.loaded, self.stop_event)
+        report.systems = {name: SystemOutcome(c.type) for name, c in connectors.items()}
+        report.caveats = [note for c in connectors.values() if (note := c.coverage_note())]
+        if self.store.get_meta("mapping_version") != MAPPING_VERSION:
+            report.caveats.append("the stored records were mapped by another version of crmsync")
+        try:
+            report.held = self._gate(connectors, report, allow_partial=False)
+            self._plan(connectors, report, self._compute(connectors, report, run, history=False))
+        finally:
+            for connector in connectors.values():
+                connector.close()
+        self._close(report)
+        return report
+
+    def _close(self, report: CycleReport) -> datetime:
+        """The end of a report: stopped on request or not, each system's quarantine, the time."""
         report.interrupted = self.stop_event.is_set()
         counts = self.store.quarantine_counts()
         for name, outcome in report.systems.items():
             outcome.quarantined = counts.get(name, 0)
             if report.interrupted and outcome.status == "ok":
                 outcome.status = "interrupted"
-        report.finished_at = self.clock()
-        for name, outcome in report.systems.items():
-            self.store.record_system_run(
-                run, name, outcome.status, outcome.error, outcome.to_json(), report.finished_at
-            )
-        status = "interrupted" if report.interrupted else ("failed" if report.exit_code() == 3 else "ok")
-        self.store.finish_run(run, status, report.to_json(), report.finished_at)
-        return_freed_memory()
-        return report
+        report.finished_at = finished = self.clock()
+        return finished
 
     # ----- the write gate ------------------------------------------------------------------------
     def _gate(self, connectors: Mapping[str, Connector], report: CycleReport, allow_partial: bool) -> Held | None:

@@ -4,7 +4,8 @@ remote record to the verdict, never touching a tag or field crmsync does not own
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from mapping.model import RemoteState, WriteBack
 
@@ -46,3 +47,75 @@ def plan_system(system: str, desired: Mapping[str, RemoteState], current: Mappin
         if template is not None:
             changes.append(dataclasses.replace(template, record_id=record_id))
     return changes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlannedChange(WriteBack):
+    """A planned change as a person reads it (`plan`, `sync --dry-run`): whose record it is, and
+    which segments it joins and leaves, whether the system holds them as tags or in one field."""
+
+    name: str | None = None
+    email: str | None = None
+    joins: tuple[str, ...] = ()
+    leaves: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        doc = WriteBack.to_json(self)  # (slots dataclasses have no zero-argument super())
+        return {"system": doc.pop("system"), "id": doc.pop("id"), "name": self.name, "email": self.email, **doc}
+
+
+def person_name(details: Mapping[str, Any]) -> str | None:
+    """A contact's name as people write it ("Jan van der Berg") from its normalised parts, else
+    its company; None when the record holds neither."""
+    parts = (details.get("given_name") or details.get("initials"), details.get("infix"), details.get("family_name"))
+    name = " ".join(str(part).strip() for part in parts if part and str(part).strip())
+    company = details.get("company")
+    return name or (str(company).strip() if company else None) or None
+
+
+def _segment_names(value: str | None) -> set[str]:
+    return {name.strip() for name in (value or "").split(",") if name.strip()}
+
+
+def _untagged(tags: Iterable[str], prefix: str) -> set[str]:
+    folded = prefix.casefold()
+    return {tag[len(prefix) :] for tag in tags if tag.casefold().startswith(folded)}
+
+
+def describe(
+    changes: Sequence[WriteBack],
+    *,
+    people: Mapping[str, tuple[str | None, str | None]],
+    before: Mapping[str, RemoteState],
+    tag_prefix: str,
+    segments_field: str | None,
+) -> list[PlannedChange]:
+    """The changes of one system with the person's name and email (`people`: record id -> (name,
+    email)) and the segments each joins and leaves: from the tags added and removed, and from the
+    segments field's value before (`before`, what crmsync knows of the record) and after."""
+    described = []
+    for change in changes:
+        joins = _untagged(change.add_tags, tag_prefix)
+        leaves = _untagged(change.remove_tags, tag_prefix)
+        if segments_field and segments_field in change.set_fields:
+            known = before.get(change.record_id)
+            old = _segment_names(known.fields.get(segments_field) if known is not None else None)
+            new = _segment_names(change.set_fields[segments_field])
+            joins |= new - old
+            leaves |= old - new
+        name, email = people.get(change.record_id, (None, None))
+        described.append(
+            PlannedChange(
+                change.system,
+                change.record_id,
+                change.add_tags,
+                change.remove_tags,
+                change.set_fields,
+                change.target,
+                name=name,
+                email=email,
+                joins=tuple(sorted(joins)),
+                leaves=tuple(sorted(leaves)),
+            )
+        )
+    return described

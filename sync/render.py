@@ -1,4 +1,6 @@
-"""Human output: rich tables for the terminal. `--json` output never comes through here."""
+"""Human output: rich tables for the terminal. `--json` output never comes through here. Times
+are shown with `sync.timefmt.for_people` (local zone, whole seconds); the plan is in
+sync/plan_render.py (`print_plan`, importable from here)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,26 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
-from mapping.model import WriteBack
 from sync.pipeline import CycleReport
+from sync.plan_render import print_plan, separated, wrap
+from sync.timefmt import for_people
+
+__all__ = [
+    "check_details",
+    "check_table",
+    "console",
+    "print_plan",
+    "print_report",
+    "print_status",
+    "status_lines",
+    "status_table",
+    "summary_lines",
+    "summary_table",
+]
 
 
 def console() -> Console:
@@ -50,13 +68,72 @@ def summary_table(report: CycleReport, title: str) -> Table:
             str(outcome.rejected),
             str(outcome.write_calls),
         )
-    table.caption = f"profiles: {report.profiles}" + ("   (dry run: nothing written)" if report.dry_run else "")
+    table.caption = f"profiles: {report.profiles}   started {for_people(report.started_at)}" + (
+        "   (dry run: nothing written)" if report.dry_run else ""
+    )
     table.caption_justify = "left"
     return table
 
 
+def summary_lines(report: CycleReport, title: str, width: int) -> Text:
+    """The summary table's content as lines of at most `width` cells, one block per system: what a
+    terminal too narrow for the table shows instead of a table whose columns are cut off."""
+    lines = [title]
+    for name, outcome in report.systems.items():
+        label = name if outcome.type == name else f"{name} ({outcome.type})"
+        facts = (  # a count never breaks from its label
+            ("read", f"{outcome.read_contacts} contacts,", f"{outcome.read_orders} orders"),
+            (f"quarantined {outcome.quarantined}",),
+            (f"planned {outcome.planned}",),
+            (f"written {outcome.written}",),
+            (f"rejected {outcome.rejected}",),
+            (f"calls {outcome.write_calls}",),
+        )
+        lines += wrap([label, "", outcome.status, "", *separated(facts)], width, 2, 4)
+    return _coloured("\n".join(lines))
+
+
+def status_lines(systems: Mapping[str, Mapping[str, Any]], width: int) -> Text:
+    """The status table's content as lines of at most `width` cells (see `summary_lines`)."""
+    lines = ["last cycle per system"]
+    for name, entry in systems.items():
+        last = entry.get("last") or {}
+        ok = entry.get("last_ok") or {}
+        counts = last.get("counts") or {}
+        read = counts.get("read") or {}
+        facts: list[str | tuple[str, ...]] = [
+            ("finished", for_people(last.get("finished_at")) or "-"),
+            ("last", "success", for_people(ok.get("finished_at")) or "never"),
+            ("read", f"{read.get('contacts', 0)} contacts,", f"{read.get('orders', 0)} orders"),
+            (f"written {counts.get('written', 0)}",),
+            (f"rejected {counts.get('rejected', 0)}",),
+        ]
+        if last.get("error"):
+            facts.append(f"error: {last['error']}")
+        lines += wrap([name, "", str(last.get("status", "-")), "", *separated(facts)], width, 2, 4)
+    return _coloured("\n".join(lines))
+
+
+def _coloured(text: str) -> Text:
+    shown = Text(text)
+    for status, style in STATUS_STYLE.items():
+        shown.highlight_regex(rf"(?m)^  \S+(?: \([^)]*\))?  ({status})(?= |$)", style)
+    return shown
+
+
+def _fits(console: Console, table: Table) -> bool:
+    """Whether the table fits the terminal without a column cut short ("…")."""
+    unbounded = console.options.update(width=max(console.width, 10_000))
+    return Measurement.get(console, unbounded, table).minimum <= console.width
+
+
 def print_report(console: Console, report: CycleReport, title: str) -> None:
-    console.print(summary_table(report, title))
+    table = summary_table(report, title)
+    if _fits(console, table):
+        console.print(table)
+    else:
+        console.print(summary_lines(report, title, console.width), soft_wrap=True)
+        console.print(table.caption)
     for name, outcome in report.systems.items():
         if outcome.error:
             console.print(f"[red]{outcome.error}[/]")
@@ -71,21 +148,6 @@ def print_report(console: Console, report: CycleReport, title: str) -> None:
         console.print("[red]nothing was written to any system[/]; `--allow-partial` overrides this for one run")
     for caveat in report.caveats:
         console.print(f"[yellow]note[/]: {escape(caveat)}")
-
-
-def plan_table(changes: Sequence[WriteBack]) -> Table:
-    table = Table(title=f"{len(changes)} planned changes", title_justify="left")
-    for column in ("system", "record", "add tags", "remove tags", "set fields"):
-        table.add_column(column)
-    for change in changes:
-        table.add_row(
-            change.system,
-            change.record_id,
-            ", ".join(change.add_tags),
-            ", ".join(change.remove_tags),
-            ", ".join(f"{k}={v!r}" for k, v in change.set_fields.items()),
-        )
-    return table
 
 
 def check_table(results: Mapping[str, Mapping[str, Any]]) -> Table:
@@ -141,8 +203,8 @@ def status_table(systems: Mapping[str, Mapping[str, Any]]) -> Table:
         table.add_row(
             name,
             f"[{STATUS_STYLE.get(last.get('status', ''), '')}]{last.get('status', '-')}[/]",
-            str(last.get("finished_at", "-")),
-            str(ok.get("finished_at", "never")),
+            for_people(last.get("finished_at")) or "-",
+            for_people(ok.get("finished_at")) or "never",
             f"{read.get('contacts', 0)} / {read.get('orders', 0)}",
             str(counts.get("written", 0)),
             str(counts.get("rejected", 0)),
@@ -160,7 +222,11 @@ def print_status(
     problems: Mapping[str, str],
 ) -> None:
     """`status` for a person: the table, held writes, records waiting, the lock, what is wrong."""
-    console.print(status_table(systems))
+    table = status_table(systems)
+    if _fits(console, table):
+        console.print(table)
+    else:
+        console.print(status_lines(systems, console.width), soft_wrap=True)
     if held:
         console.print(f"[red]writes held[/] in the last cycle (waiting for {', '.join(held['waiting_for'])}):")
         console.print(f"  {escape(held['reason'])}")
@@ -168,6 +234,10 @@ def print_status(
         console.print(f"{len(pending)} records waiting to be retried:")
         for row in pending[:20]:
             console.print(f"  {row['system']}:{row['record_id']} ({row['attempts']} attempts): {row['message']}")
-    console.print(f"lock: held by pid {holder.get('pid')} ({holder.get('command')})" if holder else "lock: free")
+    if holder:
+        since = f" since {for_people(holder['since'])}" if holder.get("since") else ""
+        console.print(f"lock: held by pid {holder.get('pid')} ({holder.get('command')}){since}")
+    else:
+        console.print("lock: free")
     for name, why in problems.items():
         console.print(f"[red]{escape(name)}[/]: {escape(why)}")

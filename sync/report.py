@@ -25,6 +25,7 @@ from rich.table import Table
 from mapping.model import parse_timestamp
 from mapping.segments import QUADRANTS, SegmentSettings, describe
 from sync.state import SegmentSnapshot, StateStore
+from sync.timefmt import for_json, for_people
 
 MAX_POINTS = 60
 CHURN_INTO = ("lifecycle-at-risk", "lifecycle-lapsed")
@@ -48,7 +49,7 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime) ->
         by_seq[snap.seq][snap.segment] = snap
     seqs = sorted(by_seq)
     doc: dict[str, Any] = {
-        "generated_at": now.isoformat(),
+        "generated_at": for_json(now),
         "base_currency": settings.base_currency,
         "window_days": health.window_days,
         "segments": [],
@@ -144,9 +145,9 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime) ->
         profiles=total,
         revenue=total_revenue / 100,
         runs={
-            "latest": {"seq": latest, "at": current[names[0]].at if names else None},
-            "previous": {"seq": previous, "at": _any(by_seq[previous]).at} if previous is not None else None,
-            "window": {"seq": window, "at": _any(by_seq[window]).at} if window is not None else None,
+            "latest": {"seq": latest, "at": for_json(current[names[0]].at) if names else None},
+            "previous": {"seq": previous, "at": for_json(_any(by_seq[previous]).at)} if previous is not None else None,
+            "window": {"seq": window, "at": for_json(_any(by_seq[window]).at)} if window is not None else None,
             "count": len(seqs),
         },
         details=details,
@@ -272,7 +273,7 @@ def _history(
         picks = np.unique(np.linspace(0, len(seqs) - 1, MAX_POINTS).round().astype(int)).tolist()
         seqs = [seqs[i] for i in picks]
     return {
-        "runs": [{"seq": s, "at": _any(by_seq[s]).at} for s in seqs],
+        "runs": [{"seq": s, "at": for_json(_any(by_seq[s]).at)} for s in seqs],
         "sizes": {name: [by_seq[s][name].size if name in by_seq[s] else 0 for s in seqs] for name in names},
     }
 
@@ -286,7 +287,7 @@ def report_tables(doc: Mapping[str, Any]) -> Group:
     """The report as rich tables: segments with their flags, the matrix, churn, quarantine."""
     details = doc.get("details", {})
     runs = doc.get("runs") or {}
-    latest = (runs.get("latest") or {}).get("at", "-")
+    latest = for_people((runs.get("latest") or {}).get("at")) or "-"
     table = Table(title=f"segment health: {doc.get('profiles', 0)} profiles, run of {latest}", title_justify="left")
     for column, justify in (
         ("segment", "left"),

@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from mapping.segments import LIFECYCLE_SEGMENTS
+from sync.timefmt import for_people
 
 PALETTE = (
     "#2f6fb0",
@@ -65,7 +66,8 @@ def _pct(value: float | None) -> str:
 
 def render_html(doc: Mapping[str, Any]) -> str:
     runs = doc.get("runs") or {}
-    latest = (runs.get("latest") or {}).get("at") or "no run yet"
+    latest = for_people((runs.get("latest") or {}).get("at")) or "no run yet"
+    generated = for_people(doc.get("generated_at")) or ""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -75,7 +77,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
         "<header><h1>crmsync segment health</h1>",
         f"<p>{doc.get('profiles', 0)} profiles &middot; revenue {doc.get('revenue', 0):,.2f} "
         f"{escape(str(doc.get('base_currency', '')))} &middot; latest run {escape(str(latest))} &middot; "
-        f"{runs.get('count', 0)} runs recorded &middot; generated {escape(str(doc.get('generated_at', '')))}</p>",
+        f"{runs.get('count', 0)} runs recorded &middot; generated {escape(generated)}</p>",
         "</header><main>",
         _section("Loyalty &times; value", _matrix(doc)),
         _section("Segment sizes", _bars(doc)),
@@ -198,7 +200,7 @@ def _lines(doc: Mapping[str, Any]) -> str:
     for i in sorted({0, n - 1, *range(0, n, max(1, n // 6))}):
         out.append(
             f'<text x="{x(i):.1f}" y="{height - 18}" text-anchor="middle" font-size="11" fill="#6f7782">'
-            f"{escape(str(runs[i]['at'])[:10])}</text>"
+            f"{escape((for_people(runs[i]['at']) or '')[:10])}</text>"
         )
     for k, (name, values) in enumerate(sizes.items()):
         colour = PALETTE[k % len(PALETTE)]

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from mapping.model import WriteBack
 from sync.gate import Held
+from sync.timefmt import for_json
 
 
 class Progress(Protocol):
@@ -69,8 +70,8 @@ class CycleReport:
         doc: dict[str, Any] = {
             "run_id": self.run_id,
             "dry_run": self.dry_run,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "started_at": for_json(self.started_at),
+            "finished_at": for_json(self.finished_at),
             "profiles": self.profiles,
             "quarantined": self.quarantined,
             "systems": {name: outcome.to_json() for name, outcome in self.systems.items()},

@@ -10,7 +10,9 @@ process is told to stop (SIGTERM) if the daemon dies.
 
 The daemon also holds the systems' expiring tokens (connectors/auth.py, in memory only): each cycle
 process starts with them and hands back what it renewed through a pipe, so a daemon asks a vendor
-for a token only when one expires, not once per cycle.
+for a token only when one expires, not once per cycle. The same pipe brings the cycle's summary
+(sync/metrics.py says why the pipe and not the state) for the daemon's metrics, health endpoint and
+alerts (sync/service.py). After each cycle the daemon logs when the next one starts.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import os
 import resource
 import signal
 import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -33,10 +37,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from connectors.auth import TOKENS, Token
+from connectors.telemetry import TELEMETRY
 from mapping.normalize import clear_caches
 from sync.clock import adopt_origin, now, origin
-from sync.config import LoadedConfig
+from sync.config import ConfigError, LoadedConfig
+from sync.metrics import crash_summary, cycle_summary
 from sync.pipeline import Cycle, return_freed_memory
+from sync.service import Monitor, Service
 from sync.state import StateStore
 
 log = structlog.get_logger("crmsync.daemon")
@@ -66,9 +73,14 @@ def release_memory() -> None:
     return_freed_memory()
 
 
-def run_cycle(loaded: LoadedConfig, store: StateStore, stop: threading.Event) -> None:
-    """One cycle, and its summary in the log."""
+def run_cycle(loaded: LoadedConfig, store: StateStore, stop: threading.Event) -> dict[str, Any]:
+    """One cycle, and its summary in the log; returns the summary for the daemon's metrics."""
+    TELEMETRY.snapshot_and_reset()  # what was counted before this cycle is not its own
+    started = time.monotonic()
     report = Cycle(loaded, store, clock=now, stop_event=stop).run("run")
+    summary = cycle_summary(
+        report, store, duration=time.monotonic() - started, telemetry=TELEMETRY.snapshot_and_reset()
+    )
     log.info(
         "cycle finished",
         run_id=report.run_id,
@@ -80,13 +92,19 @@ def run_cycle(loaded: LoadedConfig, store: StateStore, stop: threading.Event) ->
         peak_rss_mb=round(peak_rss_mb(), 1),
         rss_mb=round(rss_mb() or 0.0, 1),
     )
+    return summary
 
 
-def run_cycle_in_child(loaded: LoadedConfig, stop: threading.Event, logging: tuple[str, bool | None]) -> None:
+def run_cycle_in_child(
+    loaded: LoadedConfig, stop: threading.Event, logging: tuple[str, bool | None]
+) -> dict[str, Any] | None:
     """One cycle in a process of its own; waits for it, passing a stop request on and taking back
-    the tokens it renewed."""
+    the tokens it renewed and the cycle's summary (a crash's summary when it ended without one;
+    None when it was stopped before it began)."""
     context = multiprocessing.get_context("spawn")
     tokens_back, tokens_out = context.Pipe(duplex=False)
+    started = time.monotonic()
+    received: dict[str, Any] = {}
     child = context.Process(
         target=_cycle_process,
         args=(loaded, *logging, origin(), TOKENS.snapshot(), tokens_out),
@@ -97,24 +115,35 @@ def run_cycle_in_child(loaded: LoadedConfig, stop: threading.Event, logging: tup
     passed_on = False
     while child.exitcode is None:
         child.join(0.1)
-        _take_tokens(tokens_back)
+        _take_messages(tokens_back, received)
         if stop.is_set() and not passed_on and child.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGTERM)  # it finishes its batch and records it
             passed_on = True
-    _take_tokens(tokens_back)
+    _take_messages(tokens_back, received)
     tokens_back.close()
     if passed_on and child.exitcode == -signal.SIGTERM:
         # Stopped while it was still starting (before it could listen for SIGTERM): nothing begun.
         log.info("cycle process stopped before it began", exit_code=child.exitcode)
-    elif child.exitcode != 0:
+        return None
+    if child.exitcode != 0:
         log.error("cycle process failed", exit_code=child.exitcode)
+    summary: dict[str, Any] | None = received.get("summary")
+    if summary is None:
+        error = f"the cycle process ended without a result (exit code {child.exitcode})"
+        return crash_summary(loaded.config.systems, error, now(), time.monotonic() - started)
+    return summary
 
 
-def _take_tokens(pipe: Connection) -> None:
+def _take_messages(pipe: Connection, received: dict[str, Any]) -> None:
+    """What a cycle process sends: ("summary", dict) once, ("tokens", {key: Token}) at its end."""
     with contextlib.suppress(EOFError, OSError):
         while pipe.poll():
-            TOKENS.adopt(pipe.recv())
+            kind, body = pipe.recv()
+            if kind == "tokens":
+                TOKENS.adopt(body)
+            else:
+                received[kind] = body
 
 
 def _cycle_process(
@@ -144,14 +173,16 @@ def _cycle_process(
     setup_logging(level, json_logs)
     store = StateStore(loaded.state_url())
     try:
-        run_cycle(loaded, store, stop)
+        summary = run_cycle(loaded, store, stop)
+        with contextlib.suppress(OSError):
+            tokens_back.send(("summary", summary))
     except Exception:
         log.exception("cycle crashed")
         raise SystemExit(1) from None
     finally:
         store.close()
         with contextlib.suppress(OSError):
-            tokens_back.send(TOKENS.snapshot())
+            tokens_back.send(("tokens", TOKENS.snapshot()))
             tokens_back.close()
 
 
@@ -163,12 +194,17 @@ def run_daemon(
     max_cycles: int | None = None,
     logging: tuple[str, bool | None] = ("info", None),
     isolate: bool = True,
-) -> int:
+) -> tuple[int, int]:
     """`store` is held (with the state lock) for the daemon's lifetime; `logging` (level, JSON or
-    not) is passed to each cycle process; `isolate=False` runs cycles in this process."""
+    not) is passed to each cycle process; `isolate=False` runs cycles in this process. Returns the
+    exit code and the number of cycles run. With `[service] listen`, /healthz and /metrics are
+    served while it runs (an address that cannot be bound is a config error: exit 2 before any
+    cycle)."""
     schedule = loaded.config.schedule
     one_at_a_time = threading.Lock()
     finished = 0
+    monitor = Monitor(loaded, store)
+    service = _start_service(loaded, monitor)
 
     def cycle() -> None:
         nonlocal finished
@@ -177,19 +213,29 @@ def run_daemon(
         if not one_at_a_time.acquire(blocking=False):
             log.warning("previous cycle still running; this one is skipped")
             return
+        started = time.monotonic()
+        summary: dict[str, Any] | None = None
         try:
             if isolate:
-                run_cycle_in_child(loaded, stop, logging)
+                summary = run_cycle_in_child(loaded, stop, logging)
             else:
-                run_cycle(loaded, store, stop)
+                summary = run_cycle(loaded, store, stop)
                 release_memory()
-        except Exception:
+        except Exception as exc:
             log.exception("cycle crashed")
+            error = f"the cycle crashed: {type(exc).__name__}"
+            summary = crash_summary(loaded.config.systems, error, now(), time.monotonic() - started)
         finally:
             one_at_a_time.release()
             finished += 1
             if max_cycles is not None and finished >= max_cycles:
                 stop.set()
+        if summary is not None:
+            try:
+                monitor.after_cycle(summary)
+            except Exception:
+                log.exception("cycle figures could not be taken in")
+        _log_next_cycle(scheduler, stop)
 
     trigger = (
         CronTrigger.from_crontab(schedule.cron, timezone=UTC)
@@ -207,5 +253,40 @@ def run_daemon(
         pass
     log.info("stopping: letting the running cycle finish its batch")
     scheduler.shutdown(wait=True)
+    if service is not None:
+        service.stop()
+    monitor.close()
     log.info("daemon stopped", cycles=finished)
-    return 0
+    return 0, finished
+
+
+def _start_service(loaded: LoadedConfig, monitor: Monitor) -> Service | None:
+    address = loaded.config.service.address()
+    if address is None:
+        return None
+    host, port = address
+    try:
+        service = Service(monitor, host, port)
+    except OSError as exc:
+        monitor.close()
+        raise ConfigError(
+            [
+                f"config error: service.listen: cannot listen on {loaded.config.service.listen} "
+                f"({exc.strerror or type(exc).__name__})"
+            ]
+        ) from None
+    service.start()
+    return service
+
+
+def _log_next_cycle(scheduler: BackgroundScheduler, stop: threading.Event) -> None:
+    """When the next cycle starts (real time, UTC, whole seconds): right away when this one ran
+    past its slot."""
+    if stop.is_set():
+        return
+    job = scheduler.get_job("cycle")
+    upcoming = job.next_run_time if job is not None else None
+    if upcoming is None:
+        return
+    at = max(upcoming, datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    log.info("next cycle at", at=at.isoformat())

@@ -65,6 +65,9 @@ class ShopifyConnector(Connector):
         "created_at": FieldSpec("createdAt", "datetime"),
     }
     max_write_batch = 25
+    # A customer is `gid://shopify/Customer/7000000`; the admin's screens and URLs show 7000000.
+    id_prefix = "gid://shopify/Customer/"
+    numeric_ids = True
     default_tier_field = f"{TIER_NAMESPACE}.{TIER_KEY}"
     empty_field_value = None
     rules = RULES
@@ -153,12 +156,6 @@ class ShopifyConnector(Connector):
         )
 
     # ----- mapping hooks ------------------------------------------------------------------------
-    def canonical_id(self, raw: str) -> str | None:
-        text = raw.strip()
-        if text.isdigit():
-            return f"gid://shopify/Customer/{int(text)}"
-        return text if text.startswith("gid://shopify/Customer/") else None
-
     def payload_tags(self, payload: Mapping[str, Any]) -> list[str]:
         tags = payload.get("tags")
         return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []

@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 
 from sync.state.schema import meta, runs, system_runs
 from sync.state.sql import Database, upsert_many
+
+# How a run's summary (its cycle document, `json.dumps`'d) says it was a dry run.
+DRY_SUMMARY = '%"dry_run": true%'
 
 
 @dataclass(frozen=True)
@@ -65,18 +68,35 @@ class RunLog:
             )
 
     def last_system_runs(self) -> dict[str, dict[str, Any]]:
-        """Per system: the latest cycle and the latest successful one."""
+        """Per system: the latest cycle (`last`) and the latest successful one (`last_ok`), neither
+        of them a dry run, and the latest dry run (`last_dry_run`: `sync --dry-run` or `plan`,
+        which wrote nothing anywhere, so they say nothing about whether syncing works). Each entry
+        names its command and whether it was a dry run."""
+        # Rows written before dry runs were marked in their counts are told by their run: `plan`,
+        # or a summary that says so (a run's summary is its cycle document).
+        dry = or_(runs.c.command == "plan", runs.c.command.like("%--dry-run"), runs.c.summary.like(DRY_SUMMARY))
+        query = (
+            select(system_runs, runs.c.command, dry.label("dry"))
+            .select_from(system_runs.outerjoin(runs, runs.c.seq == system_runs.c.run_seq))
+            .order_by(system_runs.c.run_seq)
+        )
         out: dict[str, dict[str, Any]] = {}
         with self.db.engine.connect() as conn:
-            rows = conn.execute(select(system_runs).order_by(system_runs.c.run_seq)).mappings()
-            for row in rows:
-                entry = out.setdefault(row["system"], {"last": None, "last_ok": None})
+            for row in conn.execute(query).mappings():
+                entry = out.setdefault(row["system"], {"last": None, "last_ok": None, "last_dry_run": None})
+                counts = json.loads(row["counts"])
+                dry_run = bool(counts["dry_run"]) if "dry_run" in counts else bool(row["dry"])
                 record = {
                     "status": row["status"],
                     "error": row["error"],
                     "finished_at": row["finished_at"],
-                    "counts": json.loads(row["counts"]),
+                    "counts": counts,
+                    "command": row["command"],
+                    "dry_run": dry_run,
                 }
+                if dry_run:
+                    entry["last_dry_run"] = record
+                    continue
                 entry["last"] = record
                 if row["status"] == "ok":
                     entry["last_ok"] = record

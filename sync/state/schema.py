@@ -1,5 +1,10 @@
 """The state's tables, and opening a database with them at the schema version this code reads.
 
+The schema is versioned by Alembic (sync/state/migrations: one revision per schema number, and
+`SCHEMA_VERSION` is the head). A new state is made from these tables and stamped head; an older
+one is upgraded by `crmsync migrate` or, under the writer lock, at the start of a writing command
+(sync/migrate.py, sync/runtime.py). A change to a table here needs a new revision there.
+
 What lives here, and why it is enough to resume after a crash at any point:
 - raw_records: every vendor record as last read, with its content hash. An unchanged hash is
   skipped on arrival, so it costs nothing downstream.
@@ -28,6 +33,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     Index,
     Integer,
     MetaData,
@@ -35,12 +41,16 @@ from sqlalchemy import (
     Table,
     Text,
     insert,
+    inspect,
     select,
+    text,
 )
 
 from sync.state.sql import Database
 
-SCHEMA_VERSION = "5"
+# The head revision of sync/state/migrations (revision ids are these numbers); a unit test holds
+# the two together. Kept in `meta.schema_version` as well, where crmsync before Alembic read it.
+SCHEMA_VERSION = "6"
 
 metadata = MetaData()
 
@@ -241,15 +251,76 @@ class StateVersionError(RuntimeError):
     """The state database was written with a different schema."""
 
 
+def stored_version(conn: Connection) -> str | None:
+    """The schema revision a state holds: Alembic's `alembic_version`, else (a state written before
+    Alembic) `meta.schema_version`; None when the database holds no crmsync state at all."""
+    found = inspect(conn)
+    if found.has_table("alembic_version"):
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        if version is not None:
+            return str(version)
+    if found.has_table("meta"):
+        version = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        return None if version is None else str(version)
+    return None
+
+
+def is_older(version: str) -> bool:
+    """Whether a stored revision is one this code upgrades from (revision ids are the schema numbers)."""
+    return version.isdigit() and int(version) < int(SCHEMA_VERSION)
+
+
+def _where(db: Database) -> str:
+    return db.url.split("///")[-1] if db.is_sqlite else "the configured database"
+
+
 def open_schema(db: Database) -> None:
-    """Create the tables that are missing; refuse a state written at another schema version."""
-    metadata.create_all(db.engine)
+    """Make a new state at this code's schema, or check that an existing one is at it.
+
+    An existing state is only read here (no table is created, nothing written), so the read-only
+    commands leave an older state exactly as it was. An older one is refused with what to do:
+    `crmsync migrate` (which a writing command does itself under the writer lock, see
+    sync/runtime.py); a newer one with the version this crmsync reads."""
+    with db.engine.connect() as conn:
+        found = stored_version(conn)
+        new = found is None and _never_used(conn)
+    if new:
+        _create(db)
+        return
+    if found == SCHEMA_VERSION:
+        return
+    where = _where(db)
+    if found is None:
+        raise StateVersionError(f"{where} holds tables but no crmsync schema version: not a crmsync state")
+    if is_older(found):
+        backup = "a backup is written beside it first" if db.is_sqlite else "back it up first"
+        raise StateVersionError(
+            f"the state at {where} has schema {found}, and this crmsync reads schema {SCHEMA_VERSION}: "
+            f"run `crmsync migrate` to upgrade it in place ({backup})"
+        )
+    raise StateVersionError(
+        f"the state at {where} was written by a newer crmsync (schema {found}; this one reads "
+        f"{SCHEMA_VERSION}): run that version, or restore the backup written before it upgraded the state"
+    )
+
+
+def _never_used(conn: Connection) -> bool:
+    """No crmsync state here yet: no tables, or only some of ours with no run ever started (a
+    creation that stopped half-way: SQLite's driver commits each CREATE TABLE as it goes)."""
+    names = set(inspect(conn).get_table_names())
+    if not names:
+        return True
+    if not names <= set(metadata.tables) | {"alembic_version"}:
+        return False
+    return "runs" not in names or conn.execute(select(runs.c.seq).limit(1)).first() is None
+
+
+def _create(db: Database) -> None:
+    """A new state: today's tables, stamped with the head revision in the same transaction."""
+    from sync.state.migrations import stamp
+
     with db.engine.begin() as conn:
-        found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-        if found is None:
+        metadata.create_all(conn)  # only the missing ones
+        if conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar() is None:
             conn.execute(insert(meta).values(key="schema_version", value=SCHEMA_VERSION))
-        elif found != SCHEMA_VERSION:
-            raise StateVersionError(
-                f"the state at {db.url.split('///')[-1]} was written by another crmsync version "
-                f"(schema {found}, this one reads {SCHEMA_VERSION}); move it aside and backfill"
-            )
+        stamp(conn, SCHEMA_VERSION)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tests.kit import Sandboxes, json_out, run_crmsync
 
@@ -106,3 +109,46 @@ def test_a_bad_field_override_is_a_config_error(sandboxes: Sandboxes, tmp_path: 
     )
     result = run_crmsync("check", "-c", str(config))
     assert result.returncode == 2 and "systems.woocommerce.fields.city.normaliser: unknown normaliser" in result.stderr
+
+
+def test_explain_finds_a_shopify_customer_by_the_number_its_admin_shows(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    config = sandboxes.config(tmp_path)
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    shop, _ = _merged_pair(small_data)
+    gid = shop["id"]
+    number = gid.removeprefix("gid://shopify/Customer/")
+    assert number.isdigit() and number != gid
+    by_gid = json_out(run_crmsync("explain", "-c", str(config), "--json", f"shopify:{gid}"))
+    for key in (f"shopify:{number}", f"shopify: 00{number} "):
+        result = run_crmsync("explain", "-c", str(config), "--json", key)
+        assert result.returncode == 0, (key, result.stderr)
+        doc = json_out(result)
+        assert doc["profile_id"] == by_gid["profile_id"]
+        assert ("shopify", gid) in {(r["system"], r["id"]) for r in doc["records"]}  # the stored id, whole
+    human = run_crmsync("explain", "-c", str(config), f"shopify:{number}")
+    assert human.returncode == 0 and f"shopify:{gid}" in human.stdout
+    missing = run_crmsync("explain", "-c", str(config), "shopify:999999999")
+    assert missing.returncode == 4 and "no profile matches" in missing.stderr
+    # a number names a record of the system it is typed with only
+    woo_number = run_crmsync("explain", "-c", str(config), f"woocommerce:{number}")
+    assert woo_number.returncode == 4
+
+
+def test_explain_times_are_utc_in_json_and_local_for_people(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    config = sandboxes.config(tmp_path)
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    shop, _ = _merged_pair(small_data)
+    amsterdam = {"TZ": "Europe/Amsterdam"}
+    doc = json_out(run_crmsync("explain", "-c", str(config), "--json", f"shopify:{shop['id']}", env=amsterdam))
+    utc = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
+    stamps = [r["normalised"]["updated_at"] for r in doc["records"] if "updated_at" in r["normalised"]]
+    stamps += [doc["traits"][name] for name in ("first_order", "last_order") if doc["traits"].get(name)]
+    assert stamps and all(utc.match(stamp) for stamp in stamps), stamps
+    human = run_crmsync("explain", "-c", str(config), f"shopify:{shop['id']}", env=amsterdam)
+    last = datetime.fromisoformat(doc["traits"]["last_order"]).astimezone(ZoneInfo("Europe/Amsterdam"))
+    assert f"{last:%Y-%m-%d %H:%M:%S} {last.tzname()}" in human.stdout
+    assert doc["traits"]["last_order"] not in human.stdout

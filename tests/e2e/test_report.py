@@ -114,10 +114,10 @@ def test_the_demo_ends_by_writing_the_html_report_and_printing_its_path(tmp_path
 
 # ----- the HTML page in a real browser -------------------------------------------------------------
 def chromium() -> str:
-    """The Chromium binary, which `make test` installs before the tests (`make browser`, Debian's
+    """The Chromium binary, which `make test` installs before the tests (`make debs`, Debian's
     package `chromium`): the test always runs, and fails naming the step when it is missing."""
     found = shutil.which("chromium")
-    assert found, "needs headless Chromium: run `make browser` (apt-get install -y chromium) first"
+    assert found, "needs headless Chromium: run `make debs` (apt-get install -y chromium) first"
     return found
 
 

@@ -131,7 +131,8 @@ def test_dry_run_and_plan_write_nothing(sandboxes: Sandboxes, tmp_path: Path) ->
     assert doc["dry_run"] is True
     assert len(doc["changes"]) == sum(s["planned"] for s in doc["systems"].values()) > 0
     change = next(c for c in doc["changes"] if c["system"] == "shopify")
-    assert set(change) == {"system", "id", "add_tags", "remove_tags", "set_fields"}
+    # CONTRACTS §2's keys, and whose record it is (additive: name and email, null where unknown)
+    assert set(change) == {"system", "id", "name", "email", "add_tags", "remove_tags", "set_fields"}
     assert all(tag.startswith("crmsync:") for tag in change["add_tags"])
     dry = run_crmsync("sync", "--dry-run", "-c", str(config), "--json")
     assert json_out(dry)["systems"]["shopify"]["written"] == 0

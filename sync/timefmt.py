@@ -1,0 +1,82 @@
+"""Times as crmsync shows them: one helper for people and one for JSON documents.
+
+- `for_people`: whole seconds in the local time zone (the process's, so `TZ` is respected) with
+  the zone's name or offset: `2026-05-01 14:03:07 CEST`.
+- `for_json`: ISO-8601 in UTC, whole seconds, `+00:00` (what `datetime.isoformat` has always
+  written for crmsync's UTC times): `2026-05-01T12:03:07+00:00`.
+
+Both take a datetime (a naive one is UTC, as everywhere in crmsync) or an ISO-8601 text as the
+state stores it; `None` and text that is no timestamp pass through unchanged, so a caller can hand
+over whatever a stored row holds. What the state stores is not changed here.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, overload
+
+from mapping.model import parse_timestamp
+
+# A text that looks like an ISO-8601 instant (date, `T` or a space, time); a bare date is a date.
+_ISO_INSTANT = re.compile(r"^\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _instant(value: datetime | str) -> datetime | None:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if not _ISO_INSTANT.match(value):
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        return None
+
+
+@overload
+def for_people(value: datetime) -> str: ...
+@overload
+def for_people(value: str) -> str: ...
+@overload
+def for_people(value: None) -> None: ...
+def for_people(value: datetime | str | None) -> str | None:
+    """`2026-05-01 14:03:07 CEST`: local time, no fraction of a second, the zone shown."""
+    if value is None:
+        return None
+    instant = _instant(value)
+    if instant is None:
+        return value if isinstance(value, str) else str(value)
+    local = instant.astimezone()  # the local zone, from TZ or the system's setting
+    zone = local.tzname() or local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M:%S} {zone}"
+
+
+@overload
+def for_json(value: datetime) -> str: ...
+@overload
+def for_json(value: str) -> str: ...
+@overload
+def for_json(value: None) -> None: ...
+def for_json(value: datetime | str | None) -> str | None:
+    """`2026-05-01T12:03:07+00:00`: UTC, ISO-8601, whole seconds."""
+    if value is None:
+        return None
+    instant = _instant(value)
+    if instant is None:
+        return value if isinstance(value, str) else str(value)
+    return instant.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+def times_for_json(value: Any) -> Any:
+    """A document as stored rows give it, with each time (a key ending in `_at`, or `since`) in
+    `for_json`'s form; everything else unchanged."""
+    if isinstance(value, dict):
+        return {
+            key: for_json(item)
+            if isinstance(item, str) and (key.endswith("_at") or key == "since")
+            else times_for_json(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [times_for_json(item) for item in value]
+    return value

@@ -1,0 +1,83 @@
+"""`crmsync backup` on PostgreSQL: a `pg_dump` of the deployment's schema in custom format that
+restores into an empty database; without `pg_dump`, exit 2 naming the server's own backup."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kit import json_out, run_crmsync, secret
+from tests.postgres import PostgresServer, _tool, postgres_server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    with postgres_server() as running:
+        yield running
+
+
+def _config(folder: Path, url: str) -> Path:
+    path = folder / "crmsync.toml"
+    path.write_text(
+        f'[state]\nurl = "{url}"\n\n[systems.shop]\ntype = "shopify"\nbase_url = "http://127.0.0.1:9"\n'
+        f'access_token = "{secret("shpat_for_a_backup_only_0001")}"\n'
+    )
+    return path
+
+
+def test_backup_dumps_the_schema_and_the_dump_restores(server: PostgresServer, tmp_path: Path) -> None:
+    server.psql("CREATE DATABASE shopstate")
+    server.psql(
+        "CREATE TABLE profiles (profile_id text primary key, created_seq int);"
+        "INSERT INTO profiles SELECT 'p' || g, g FROM generate_series(1, 250) g;",
+        database="shopstate",
+    )
+    config = _config(tmp_path, server.url("shopstate"))
+    target = tmp_path / "backups" / "state.dump"
+    made = run_crmsync("backup", str(target), "-c", str(config), "--json")
+    assert made.returncode == 0, made.stderr
+    document = json_out(made)
+    assert document["ok"] is True and document["format"] == "pg_dump custom" and target.stat().st_size > 0
+    assert not target.with_name(target.name + ".partial").exists()
+
+    again = run_crmsync("backup", str(target), "-c", str(config), "--json")
+    assert again.returncode == 2 and "never overwrites" in json_out(again)["error"]["messages"][0]
+
+    server.psql("CREATE DATABASE restored")
+    restored = subprocess.run(
+        [
+            _tool("pg_restore"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(server.port),
+            "-U",
+            "postgres",
+            "-d",
+            "restored",
+            "--clean",  # as docs/operations.md says: the empty database has its own `public`
+            "--if-exists",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert server.psql("SELECT count(*), max(created_seq) FROM profiles", database="restored") == "250|250"
+
+
+def test_without_pg_dump_backup_exits_2_and_names_the_servers_own_backup(
+    server: PostgresServer, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, server.url())
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    made = run_crmsync("backup", str(tmp_path / "x.dump"), "-c", str(config), env={"PATH": str(bare)})
+    assert made.returncode == 2
+    assert "pg_dump is not installed" in made.stderr and "server's own backup" in made.stderr
+    assert not (tmp_path / "x.dump").exists()

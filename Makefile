@@ -29,10 +29,13 @@ typecheck: install
 	$(BIN)/mypy connectors mapping sync
 
 # Debian packages some tests drive, installed once here, never inside a test: chromium renders the
-# HTML report's page headless; systemd-analyze verifies deploy/crmsync.service.
+# HTML report's page headless; systemd-analyze verifies deploy/crmsync.service; postgresql is the
+# real server the state tests run on besides SQLite (its tools live outside PATH, in
+# /usr/lib/postgresql/<version>/bin).
 DEBS := chromium:chromium systemd-analyze:systemd
 debs:
 	@missing=""; for pair in $(DEBS); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  { apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; } \
 	  || { echo "make debs: could not install Debian's$$missing (tests need them)"; exit 1; }; \

@@ -25,11 +25,25 @@ from sync.state import RunHandle, StateStore
 log = structlog.get_logger("crmsync.pipeline")
 
 
+def _no_guard() -> None:
+    """Nothing to prove (a file lock cannot be lost)."""
+
+
 class Applier:
-    def __init__(self, store: StateStore, *, clock: Callable[[], datetime], stop_event: threading.Event) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        clock: Callable[[], datetime],
+        stop_event: threading.Event,
+        write_guard: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.stop_event = stop_event
+        # Proves the writer lock is still this process's before each batch; raises (LockLost) when
+        # it is not, which ends the cycle at once: nothing more is written, to a vendor or the state.
+        self.write_guard = write_guard or _no_guard
 
     def plan(
         self, connectors: Mapping[str, Connector], report: CycleReport, desired: Mapping[str, Mapping[str, RemoteState]]
@@ -79,6 +93,7 @@ class Applier:
                         outcome.fail("interrupted", "stopped between write batches")
                         break
                     batch = changes[start : start + size]
+                    self.write_guard()
                     results = connector.write(batch)
                     self.store.record_results(name, batch, results, run.seq, self.clock())
                     for result in results:

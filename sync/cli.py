@@ -197,16 +197,15 @@ def status(
     when every system's last cycle succeeded, 3 when one did not, 4 when there is no state yet."""
     from sync import health
     from sync.clock import now
-    from sync.lock import current_holder
     from sync.render import print_status
-    from sync.runtime import lock_path
+    from sync.runtime import lock_holder
     from sync.state import StateStore
     from sync.timefmt import times_for_json
 
     common = Common(config, json_out, log_level, log_json)
     loaded = loaded_config(common)
     path = loaded.sqlite_path()
-    holder = current_holder(lock_path(path)) if path is not None else None
+    holder = lock_holder(loaded)
     if path is not None and not path.exists():
         systems: dict[str, Any] = {}
         pending: list[dict[str, Any]] = []
@@ -257,7 +256,7 @@ def backup(
         if path is not None:
             document = backup_sqlite(path, file.resolve())
         elif loaded.state_url().startswith("postgresql"):
-            document = backup_postgres(loaded.state_url(), file.resolve())
+            document = backup_postgres(loaded.state_url(), file.resolve(), loaded.state_schema() or "public")
         else:
             fail("crmsync backup: this state is not a file or a PostgreSQL database; nothing to copy", 2)
     except BackupError as exc:
@@ -397,22 +396,39 @@ def run(
         int | None, typer.Option("--cycles", min=1, help="Stop after this many cycles (default: run until stopped).")
     ] = None,
 ) -> None:
-    """The daemon: a cycle on the [schedule], one at a time, until SIGTERM or SIGINT."""
+    """The daemon: a cycle on the [schedule], one at a time, until SIGTERM or SIGINT. On PostgreSQL
+    a second daemon of the same deployment waits as a standby and takes over when the active one
+    dies (or loses its database session); on SQLite it exits 5 as every second writer does."""
     from sync.config import ConfigError
+    from sync.runtime import StandbyStopped, is_postgres
     from sync.scheduler import run_daemon
 
     common = Common(config, json_out, log_level, log_json)
     loaded = loaded_config(common)
-    with writer_state(loaded, "run") as store:
-        stop = stop_on_signals()
-        try:
-            code, finished = run_daemon(
-                loaded, store, stop, max_cycles=cycles, logging=(common.log_level, True if common.log_json else None)
-            )
-        except ConfigError as exc:  # the [service] address cannot be listened on
-            fail(exc.problems, 2)
-        finally:
-            restore_signals()
+    stop = stop_on_signals()  # a standby stopped while it waits exits 0 as well
+    standby = stop if is_postgres(loaded) else None
+    code, finished = 0, 0
+    try:
+        while not stop.is_set() and (cycles is None or finished < cycles):
+            with writer_state(loaded, "run", standby=standby) as writer:
+                end = run_daemon(
+                    loaded,
+                    writer.store,
+                    stop,
+                    max_cycles=None if cycles is None else cycles - finished,
+                    logging=(common.log_level, True if common.log_json else None),
+                    lock=writer.lock,
+                )
+            code, finished = end.code, finished + end.cycles
+            if not end.lock_lost:
+                break
+            print("crmsync: lock lost: back to standby", file=sys.stderr, flush=True)
+    except StandbyStopped:
+        pass
+    except ConfigError as exc:  # the [service] address cannot be listened on
+        fail(exc.problems, 2)
+    finally:
+        restore_signals()
     if common.as_json:
         # SIGINT stops the daemon as SIGTERM does (exit 0); the document names the signal it got.
         emit_json({"cycles": finished, "stopped_by": stop.signal})

@@ -45,7 +45,8 @@ def run_cycle(
         unknown = sorted(set(full) - set(loaded.config.systems))
         if unknown:
             fail(f"crmsync: no system named {', '.join(unknown)} in {loaded.path}", 2)
-    with writer_state(loaded, command, lock_held_raises=lock_held_raises) as store:
+    with writer_state(loaded, command, lock_held_raises=lock_held_raises) as writer:
+        store, guard = writer.store, writer.guard()
         stop = stop_on_signals()
         began = time.monotonic()
         try:
@@ -53,10 +54,10 @@ def run_cycle(
                 from sync.progress import RecordProgress
 
                 with RecordProgress() as progress:
-                    cycle = Cycle(loaded, store, clock=now, stop_event=stop, progress=progress)
+                    cycle = Cycle(loaded, store, clock=now, stop_event=stop, progress=progress, write_guard=guard)
                     report = cycle.run(command, dry_run=dry_run, full=full or (), allow_partial=allow_partial)
             else:
-                cycle = Cycle(loaded, store, clock=now, stop_event=stop)
+                cycle = Cycle(loaded, store, clock=now, stop_event=stop, write_guard=guard)
                 report = cycle.run(command, dry_run=dry_run, full=full or (), allow_partial=allow_partial)
         finally:
             restore_signals()

@@ -22,7 +22,7 @@ import typer
 
 if TYPE_CHECKING:
     from sync.config import LoadedConfig
-    from sync.state import StateStore
+    from sync.runtime import Writer
 
 INTERRUPTED = 130  # SIGINT (Ctrl-C), as shells report it
 
@@ -135,18 +135,28 @@ def loaded_config(common: Common) -> LoadedConfig:
 
 
 @contextmanager
-def writer_state(loaded: LoadedConfig, command: str, *, lock_held_raises: bool = False) -> Iterator[StateStore]:
+def writer_state(
+    loaded: LoadedConfig,
+    command: str,
+    *,
+    lock_held_raises: bool = False,
+    standby: threading.Event | None = None,
+) -> Iterator[Writer]:
     """The state store under the single-writer lock; another holder means exit 5 (or, with
-    `lock_held_raises`, LockHeld for the caller to handle, as `plan` does)."""
-    from sync.lock import LockHeld
-    from sync.runtime import open_state
+    `lock_held_raises`, LockHeld for the caller to handle, as `plan` does; or, with `standby`, the
+    daemon on PostgreSQL, a wait for the lock: sync/runtime.py). A lock lost on the way (its
+    PostgreSQL session gone) stops the writes and exits 5 too: another process may hold it now."""
+    from sync.lock import LockHeld, LockLost
+    from sync.runtime import open_writer
 
     try:
-        with open_state(loaded, command) as store:
-            yield store
+        with open_writer(loaded, command, standby=standby) as writer:
+            yield writer
     except LockHeld as exc:
         if lock_held_raises:
             raise
+        fail(f"crmsync: {exc}", 5)
+    except LockLost as exc:
         fail(f"crmsync: {exc}", 5)
 
 

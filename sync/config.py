@@ -41,12 +41,42 @@ class ConfigError(Exception):
 
 class StateSettings(StrictModel):
     url: str = "sqlite:///crmsync.db"
+    # PostgreSQL only: the schema that holds this deployment's state (one deployment per schema
+    # in a shared database; created when missing). `schema` shadows a pydantic attribute, hence the alias.
+    schema_: str | None = Field(default=None, alias="schema")
+    # PostgreSQL: how long a dead active daemon's lock may outlive it before a standby takes over
+    # (TCP keepalives on the lock's session are derived from it; sync/pglock.py).
+    failover: Duration = 30.0
 
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
             raise ValueError("expected sqlite:///path or postgresql://...")
+        return value
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_name(cls, value: str | None) -> str | None:
+        from sync.state.sql import SCHEMA_NAME
+
+        if value is not None and not SCHEMA_NAME.match(value):
+            raise ValueError(
+                "a schema name is lower-case letters, digits and _ (at most 63), not starting with a digit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _schema_needs_postgres(self) -> StateSettings:
+        if self.schema_ is not None and not self.url.startswith("postgresql"):
+            raise ValueError('schema: only a PostgreSQL state has schemas (url = "postgresql+psycopg://...")')
+        return self
+
+    @field_validator("failover")
+    @classmethod
+    def _failover_bounds(cls, value: float) -> float:
+        if not 2 <= value <= 3600:
+            raise ValueError("failover must be between 2 seconds and 1 hour")
         return value
 
 
@@ -256,12 +286,25 @@ class LoadedConfig(BaseModel):
         return self.path.parent
 
     def state_url(self) -> str:
+        """The state's URL as crmsync opens it: a relative SQLite path resolved from the config's
+        folder; on PostgreSQL the psycopg driver, and `[state] schema` as every connection's
+        `search_path` (sync/state/sql.py `with_schema`)."""
         url = self.config.state.url
         if url.startswith("sqlite:///"):
             raw = url[len("sqlite:///") :]
             if raw != ":memory:" and not Path(raw).is_absolute():
                 return "sqlite:///" + str((self.folder / raw).resolve())
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        if url.startswith("postgresql"):
+            from sync.state.sql import with_schema
+
+            return with_schema(url, self.state_schema())
         return url
+
+    def state_schema(self) -> str | None:
+        """`[state] schema`: the PostgreSQL schema of this deployment (None: the server's default)."""
+        return self.config.state.schema_
 
     def sqlite_path(self) -> Path | None:
         url = self.state_url()

@@ -1,7 +1,10 @@
-"""One writer per state: an OS file lock beside the state file.
+"""One writer per state: an OS file lock beside a SQLite state file (on PostgreSQL, an advisory lock:
+sync/pglock.py, with the same `LockHeld` and the same methods).
 
 The kernel drops a flock when its holder dies, SIGKILL included, so a lock left by a killed
 process is simply taken by the next one; the holder's details in the file are then overwritten.
+A flock cannot be taken away from a living holder, so `still_held` is always true and `guard` does
+nothing; an advisory lock's session can be lost, and then `guard` raises `LockLost`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from typing import IO, Any
 
 
 class LockHeld(Exception):
-    def __init__(self, path: Path, holder: dict[str, Any] | None) -> None:
+    """Another process holds the state's lock. `path` is the lock file, or for PostgreSQL a
+    description of the advisory lock (a str)."""
+
+    def __init__(self, path: Path | str, holder: dict[str, Any] | None) -> None:
         self.path = path
         self.holder = holder or {}
         who = (
@@ -25,7 +31,16 @@ class LockHeld(Exception):
             if self.holder
             else "another process"
         )
-        super().__init__(f"the state is in use by {who}; lock file {path}")
+        where = f"lock file {path}" if isinstance(path, Path) else str(path)
+        super().__init__(f"the state is in use by {who}; {where}")
+
+
+class LockLost(Exception):
+    """The writer lock is no longer held by this process (its PostgreSQL session ended or was
+    terminated): nothing more may be written."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"lock lost: stopping writes ({where})")
 
 
 class StateLock:
@@ -55,6 +70,16 @@ class StateLock:
         )
         handle.flush()
         self._handle = handle
+
+    def still_held(self) -> bool:
+        return self._handle is not None
+
+    def guard(self) -> None:
+        """Before a write batch: a flock cannot be lost while its holder lives."""
+
+    def proof(self) -> None:
+        """Nothing for a cycle's process to check: see `guard`."""
+        return None
 
     def release(self) -> None:
         if self._handle is not None:

@@ -93,7 +93,10 @@ class Cycle:
         clock: Callable[[], datetime],
         stop_event: threading.Event | None = None,
         progress: Progress | None = None,
+        write_guard: Callable[[], None] | None = None,
     ) -> None:
+        """`write_guard` is called before each write batch and raises (sync.lock.LockLost) when this
+        process may no longer write: the writer lock's proof (sync/runtime.py `Writer.guard`)."""
         self.loaded = loaded
         self.config = loaded.config
         self.store = store
@@ -107,7 +110,7 @@ class Cycle:
         )
         self.resolver = Resolver(self.config, store, self.rules)
         self.compute = Compute(self.config, store, self.resolver, clock)
-        self.applier = Applier(store, clock=clock, stop_event=self.stop_event)
+        self.applier = Applier(store, clock=clock, stop_event=self.stop_event, write_guard=write_guard)
 
     def run(
         self, command: str, *, dry_run: bool = False, full: Iterable[str] = (), allow_partial: bool = False

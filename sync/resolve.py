@@ -14,12 +14,13 @@ import numpy.typing as npt
 import structlog
 
 from mapping.fieldmaps import MappingRules
-from mapping.identity import FieldChoice, resolve, row_identifiers, survive
+from mapping.identity import FieldChoice, Resolution, resolve, row_identifiers, survive
 from mapping.model import key_system
 from mapping.normalize.email import is_role_address
 from mapping.traits import OrderColumns, concat_order_columns, order_columns_from_rows
 from sync.config import CrmsyncConfig
 from sync.state import StateStore
+from sync.state.compute import IdentityRow, split_other
 
 log = structlog.get_logger("crmsync.pipeline")
 
@@ -64,16 +65,45 @@ class Resolver:
         Works on stored columns, never one object per contact or order: a merchant with a million
         customers and five million orders must not become six million Python objects."""
         clock = clock or Stopwatch({})
+        # One read transaction for both reads: the orders name their contacts by the row numbers
+        # the identity read gave them.
+        with self.store.compute_snapshot() as reads:
+            rows, emails, resolution, previous = self.resolve_identities(reads.identity_rows(), clock)
+            members = resolution.members()
+            profiles = sorted(members)
+            systems = sorted({*self.config.systems, *(key_system(key) for _, key in rows)})
+            # Read after resolution, not on a thread beside it: SQLite hands the GIL back and forth
+            # on every row, and both sides ran slower than one after the other (measured).
+            chunks = reads.order_arrays(self.config.segments.base_currency)
+            orders = self.order_columns(chunks, resolution.assignment, rows, emails, profiles, systems)
+        clock.lap("read orders")
+        return Resolved(
+            members=members,
+            profiles=profiles,
+            systems=systems,
+            orders=orders,
+            aliases=resolution.aliases,
+            links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],
+            previous=previous,
+            fields=self.profile_fields if self.config.segments.rules else None,
+        )
+
+    def resolve_identities(
+        self, identity_rows: Iterable[IdentityRow], clock: Stopwatch
+    ) -> tuple[list[tuple[int, str]], list[tuple[str, str]], Resolution, dict[str, str]]:
+        """Identity resolution over every contact: (contact row number, record key) per contact,
+        (email match key, record key) per personal address, the resolution and the previous
+        assignment."""
         identity = self.config.identity
         identified: list[tuple[str, list[tuple[str, str]]]] = []
         names: dict[str, str] = {}
         rows: list[tuple[int, str]] = []  # (contact row number, record key)
         emails: list[tuple[str, str]] = []  # (email match key, record key) of personal addresses
-        for rowid, key, email_key, role, phone, kind, links, given in self.store.identity_rows():
+        for number, key, email_key, role, phone, kind, links, given in identity_rows:
             mobile = phone if kind == "mobile" else None
             found = row_identifiers(json.loads(links) if links != "[]" else (), email_key, role, mobile)
             identified.append((key, found))
-            rows.append((rowid, key))
+            rows.append((number, key))
             if given:
                 names[key] = given
             if email_key and not role:
@@ -95,24 +125,7 @@ class Resolver:
         if resolution.refused:
             log.warning("joins refused by the profile size limit", joins=len(resolution.refused))
         clock.lap("resolve")
-        members = resolution.members()
-        profiles = sorted(members)
-        systems = sorted({*self.config.systems, *(key_system(key) for _, key in rows)})
-        # Read after resolution, not on a thread beside it: SQLite hands the GIL back and forth on
-        # every row, and both sides ran slower than one after the other (measured).
-        chunks = self.store.order_arrays(self.config.segments.base_currency)
-        orders = self.order_columns(chunks, resolution.assignment, rows, emails, profiles, systems)
-        clock.lap("read orders")
-        return Resolved(
-            members=members,
-            profiles=profiles,
-            systems=systems,
-            orders=orders,
-            aliases=resolution.aliases,
-            links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],
-            previous=previous,
-            fields=self.profile_fields if self.config.segments.rules else None,
-        )
+        return rows, emails, resolution, previous
 
     def order_columns(
         self,
@@ -127,15 +140,15 @@ class Resolver:
         else (guest orders) by an email address that belongs to exactly one profile and a person."""
         position = {pid: i for i, pid in enumerate(profiles)}
         system_index = {name: i for i, name in enumerate(systems)}
-        size = max((rowid for rowid, _ in rows), default=0) + 1
+        size = max((number for number, _ in rows), default=0) + 1
         # Contact row number -> profile index and system index: orders then attach by array indexing.
         row_profile = np.full(size, -1, dtype=np.int64)
         row_system = np.full(size, -1, dtype=np.int64)
         by_record: dict[str, int] = {}
-        for rowid, key in rows:
+        for number, key in rows:
             index = position[assignment[key]]
-            row_profile[rowid] = index
-            row_system[rowid] = system_index[key_system(key)]
+            row_profile[number] = index
+            row_system[number] = system_index[key_system(key)]
             by_record[key] = index
         by_email: dict[str, int] = {}
         for email_key, key in emails:
@@ -143,11 +156,11 @@ class Resolver:
             by_email[email_key] = index if by_email.get(email_key, index) == index else -1  # ambiguous
         settings = self.config.segments
         parts: list[OrderColumns] = []
-        others: list[npt.NDArray[np.int64]] = []
+        others: list[npt.NDArray[Any]] = []
         for chunk in chunks:
-            plain = chunk["plain"]
+            plain: npt.NDArray[np.bool_] = chunk["other"] == None  # noqa: E711 (numpy: element-wise)
             if not plain.all():
-                others.append(chunk["order"][~plain])
+                others.append(chunk[~plain])
                 chunk = chunk[plain]
             contact = chunk["contact"]
             cents = np.rint(chunk["amount"] * 100.0).astype(np.int64)
@@ -162,16 +175,15 @@ class Resolver:
         role_locals = self.rules.role_locals
         rest: list[tuple[Any, ...]] = []
         attached: list[int] = []
-        for rowid, email_key, amount, currency, created, counts, system in self.store.other_order_rows(
-            np.concatenate(others).tolist()
-        ):
-            if rowid is not None:
-                index = int(row_profile[rowid])
-            elif email_key and not is_role_address(email_key, role_locals):
-                index = by_email.get(email_key, -1)
+        for contact, amount, created, counts, other in np.concatenate(others).tolist():
+            currency, guest_email, system = split_other(other)
+            if contact >= 0:
+                index = int(row_profile[contact])
+            elif guest_email and not is_role_address(guest_email, role_locals):
+                index = by_email.get(guest_email, -1)
             else:
                 index = -1
-            rest.append((None, email_key, amount, currency, created, counts, system))
+            rest.append((None, guest_email, amount, currency, created, counts, system))
             attached.append(index)
         columns, unconverted = order_columns_from_rows(
             rest, attached, system_index, settings.base_currency, settings.rates

@@ -13,6 +13,14 @@ process starts with them and hands back what it renewed through a pipe, so a dae
 for a token only when one expires, not once per cycle. The same pipe brings the cycle's summary
 (sync/metrics.py says why the pipe and not the state) for the daemon's metrics, health endpoint and
 alerts (sync/service.py). After each cycle the daemon logs when the next one starts.
+
+On PostgreSQL the daemon holds the deployment's advisory lock in a session of its own (sync/pglock.py)
+and a cycle's process does not: it gets the lock's proof (the daemon's backend pid and the key) and,
+before each write batch, asks the server whether that session still holds the lock; when it does
+not, the cycle stops writing at once (`lock lost: stopping writes`). The daemon checks its session
+too, before each cycle and about every second while it runs; once it is lost, the daemon stops its
+schedule, tells the running cycle to stop, and returns with `lock_lost` set: `crmsync run` then goes
+back to waiting as a standby (sync/cli.py), since another replica may be active by now.
 """
 
 from __future__ import annotations
@@ -26,10 +34,10 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -41,12 +49,19 @@ from connectors.telemetry import TELEMETRY
 from mapping.normalize import clear_caches
 from sync.clock import adopt_origin, now, origin
 from sync.config import ConfigError, LoadedConfig
+from sync.lock import LockLost
 from sync.metrics import crash_summary, cycle_summary
 from sync.pipeline import Cycle, return_freed_memory
 from sync.service import Monitor, Service
 from sync.state import StateStore
 
+if TYPE_CHECKING:
+    from sync.pglock import LockProof
+    from sync.runtime import WriterLock
+
 log = structlog.get_logger("crmsync.daemon")
+
+LOCK_CHECK_S = 1.0  # how often the daemon proves its lock while it waits or a cycle runs
 
 PR_SET_PDEATHSIG = 1
 
@@ -73,11 +88,17 @@ def release_memory() -> None:
     return_freed_memory()
 
 
-def run_cycle(loaded: LoadedConfig, store: StateStore, stop: threading.Event) -> dict[str, Any]:
-    """One cycle, and its summary in the log; returns the summary for the daemon's metrics."""
+def run_cycle(
+    loaded: LoadedConfig,
+    store: StateStore,
+    stop: threading.Event,
+    write_guard: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """One cycle, and its summary in the log; returns the summary for the daemon's metrics.
+    `write_guard` proves the writer lock before each write batch (raises LockLost)."""
     TELEMETRY.snapshot_and_reset()  # what was counted before this cycle is not its own
     started = time.monotonic()
-    report = Cycle(loaded, store, clock=now, stop_event=stop).run("run")
+    report = Cycle(loaded, store, clock=now, stop_event=stop, write_guard=write_guard).run("run")
     summary = cycle_summary(
         report, store, duration=time.monotonic() - started, telemetry=TELEMETRY.snapshot_and_reset()
     )
@@ -96,18 +117,22 @@ def run_cycle(loaded: LoadedConfig, store: StateStore, stop: threading.Event) ->
 
 
 def run_cycle_in_child(
-    loaded: LoadedConfig, stop: threading.Event, logging: tuple[str, bool | None]
+    loaded: LoadedConfig,
+    stop: threading.Event,
+    logging: tuple[str, bool | None],
+    proof: LockProof | None = None,
 ) -> dict[str, Any] | None:
     """One cycle in a process of its own; waits for it, passing a stop request on and taking back
     the tokens it renewed and the cycle's summary (a crash's summary when it ended without one;
-    None when it was stopped before it began)."""
+    None when it was stopped before it began). With `proof` (PostgreSQL), the cycle proves before
+    each write batch that the daemon's session still holds the lock."""
     context = multiprocessing.get_context("spawn")
     tokens_back, tokens_out = context.Pipe(duplex=False)
     started = time.monotonic()
     received: dict[str, Any] = {}
     child = context.Process(
         target=_cycle_process,
-        args=(loaded, *logging, origin(), TOKENS.snapshot(), tokens_out),
+        args=(loaded, *logging, origin(), TOKENS.snapshot(), tokens_out, proof),
         name="crmsync-cycle",
     )
     child.start()
@@ -130,13 +155,14 @@ def run_cycle_in_child(
         log.error("cycle process failed", exit_code=child.exitcode)
     summary: dict[str, Any] | None = received.get("summary")
     if summary is None:
-        error = f"the cycle process ended without a result (exit code {child.exitcode})"
+        error = received.get("lock_lost") or f"the cycle process ended without a result (exit code {child.exitcode})"
         return crash_summary(loaded.config.systems, error, now(), time.monotonic() - started)
     return summary
 
 
 def _take_messages(pipe: Connection, received: dict[str, Any]) -> None:
-    """What a cycle process sends: ("summary", dict) once, ("tokens", {key: Token}) at its end."""
+    """What a cycle process sends: ("summary", dict) once, or ("lock_lost", message) when it
+    stopped writing for want of the lock, and ("tokens", {key: Token}) at its end."""
     with contextlib.suppress(EOFError, OSError):
         while pipe.poll():
             kind, body = pipe.recv()
@@ -153,10 +179,12 @@ def _cycle_process(
     clock_origin: tuple[float, datetime],
     tokens: Mapping[str, Token],
     tokens_back: Connection,
+    proof: LockProof | None = None,
 ) -> None:
     """The body of a cycle process: the daemon's config (its secrets registered for redaction
     here too), clock (a sped-up clock runs on from where the daemon's started) and tokens, its own
-    connections to the state. The tokens it holds at the end go back to the daemon."""
+    connections to the state (and, with `proof`, one to prove the daemon's lock before each write
+    batch). The tokens it holds at the end go back to the daemon."""
     from connectors.redaction import register_secret
     from sync.config import iter_secrets
     from sync.log import setup_logging
@@ -173,9 +201,13 @@ def _cycle_process(
     setup_logging(level, json_logs)
     store = StateStore(loaded.state_url())
     try:
-        summary = run_cycle(loaded, store, stop)
+        summary = run_cycle(loaded, store, stop, proof.guard() if proof is not None else None)
         with contextlib.suppress(OSError):
             tokens_back.send(("summary", summary))
+    except LockLost as lost:  # logged by the guard; nothing more was written
+        with contextlib.suppress(OSError):
+            tokens_back.send(("lock_lost", str(lost)))
+        raise SystemExit(1) from None
     except Exception:
         log.exception("cycle crashed")
         raise SystemExit(1) from None
@@ -186,6 +218,12 @@ def _cycle_process(
             tokens_back.close()
 
 
+class DaemonEnd(NamedTuple):
+    code: int
+    cycles: int
+    lock_lost: bool = False  # the writer lock's session was lost: back to standby (sync/cli.py)
+
+
 def run_daemon(
     loaded: LoadedConfig,
     store: StateStore,
@@ -194,21 +232,32 @@ def run_daemon(
     max_cycles: int | None = None,
     logging: tuple[str, bool | None] = ("info", None),
     isolate: bool = True,
-) -> tuple[int, int]:
-    """`store` is held (with the state lock) for the daemon's lifetime; `logging` (level, JSON or
-    not) is passed to each cycle process; `isolate=False` runs cycles in this process. Returns the
-    exit code and the number of cycles run. With `[service] listen`, /healthz and /metrics are
-    served while it runs (an address that cannot be bound is a config error: exit 2 before any
-    cycle)."""
+    lock: WriterLock | None = None,
+) -> DaemonEnd:
+    """`store` is held (with the state lock, `lock`) for the daemon's lifetime; `logging` (level,
+    JSON or not) is passed to each cycle process; `isolate=False` runs cycles in this process.
+    Returns the exit code, the number of cycles run and whether it ended because the lock was lost
+    (the module's docstring). With `[service] listen`, /healthz and /metrics are served while it
+    runs (an address that cannot be bound is a config error: exit 2 before any cycle)."""
     schedule = loaded.config.schedule
     one_at_a_time = threading.Lock()
     finished = 0
+    halt = threading.Event()  # stop requested, or the lock lost: no new cycle, the running one stops
+    lost = threading.Event()
     monitor = Monitor(loaded, store)
     service = _start_service(loaded, monitor)
 
+    def lock_lost() -> bool:
+        if lock is None or lost.is_set() or lock.still_held():
+            return lost.is_set()
+        log.error("lock lost: stopping writes", lock=getattr(lock, "where", None))
+        lost.set()
+        halt.set()
+        return True
+
     def cycle() -> None:
         nonlocal finished
-        if stop.is_set():
+        if halt.is_set() or lock_lost():
             return
         if not one_at_a_time.acquire(blocking=False):
             log.warning("previous cycle still running; this one is skipped")
@@ -217,10 +266,13 @@ def run_daemon(
         summary: dict[str, Any] | None = None
         try:
             if isolate:
-                summary = run_cycle_in_child(loaded, stop, logging)
+                proof = lock.proof() if lock is not None else None
+                summary = run_cycle_in_child(loaded, halt, logging, proof)
             else:
-                summary = run_cycle(loaded, store, stop)
+                summary = run_cycle(loaded, store, halt, lock.guard if lock is not None else None)
                 release_memory()
+        except LockLost:
+            summary = None  # logged by the guard; the daemon finds its lock gone below
         except Exception as exc:
             log.exception("cycle crashed")
             error = f"the cycle crashed: {type(exc).__name__}"
@@ -230,12 +282,14 @@ def run_daemon(
             finished += 1
             if max_cycles is not None and finished >= max_cycles:
                 stop.set()
+                halt.set()
         if summary is not None:
             try:
                 monitor.after_cycle(summary)
             except Exception:
                 log.exception("cycle figures could not be taken in")
-        _log_next_cycle(scheduler, stop)
+        if not lock_lost():
+            _log_next_cycle(scheduler, halt)
 
     trigger = (
         CronTrigger.from_crontab(schedule.cron, timezone=UTC)
@@ -249,15 +303,22 @@ def run_daemon(
     scheduler.start()
     log.info("daemon started", schedule=schedule.cron or f"every {schedule.every_seconds:g}s")
     # A timed wait keeps the main thread responsive to signals on every platform.
-    while not stop.wait(0.2):
-        pass
-    log.info("stopping: letting the running cycle finish its batch")
+    checked = time.monotonic()
+    while not stop.wait(0.2) and not halt.is_set():
+        if time.monotonic() - checked >= LOCK_CHECK_S:
+            lock_lost()
+            checked = time.monotonic()
+    halt.set()
+    if lost.is_set():
+        log.info("lock lost: stopping the schedule and the running cycle")
+    else:
+        log.info("stopping: letting the running cycle finish its batch")
     scheduler.shutdown(wait=True)
     if service is not None:
         service.stop()
     monitor.close()
-    log.info("daemon stopped", cycles=finished)
-    return 0, finished
+    log.info("daemon stopped", cycles=finished, lock_lost=lost.is_set())
+    return DaemonEnd(0, finished, lost.is_set())
 
 
 def _start_service(loaded: LoadedConfig, monitor: Monitor) -> Service | None:

@@ -1,10 +1,15 @@
-"""Fixtures: real sandboxes on 127.0.0.1, started and stopped by each test; and, for the whole
-session, the secrets scan over everything crmsync printed or wrote (tests/chaos/secrets.py)."""
+"""Fixtures: real sandboxes on 127.0.0.1, started and stopped by each test; a real PostgreSQL
+server per test session (per xdist worker), with a fresh database for each test that asks; the
+state backend a test runs on (`backend`: "sqlite" or "postgresql"); and, for the whole session, the
+secrets scan over everything crmsync printed or wrote (tests/chaos/secrets.py)."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import pytest
@@ -13,6 +18,7 @@ from sync.demo import demo_data
 from sync.log import setup_logging
 from sync.sandboxes import RunningSandbox, start_sandboxes, stop_sandboxes
 from tests.kit import Sandboxes, capture_output_to
+from tests.postgres import PostgresServer, postgres_server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,3 +87,58 @@ def small_data() -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def sandboxes(start_sandboxes_fixture: Callable[..., Sandboxes], small_data: dict[str, Any]) -> Sandboxes:
     return start_sandboxes_fixture(small_data, time_scale=50)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_session() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (each xdist worker starts its own), started on first
+    use. A server that cannot start fails the test that asked, saying why (never a skip)."""
+    with postgres_server() as server:
+        yield server
+
+
+_NAMES = itertools.count(1)
+
+
+def _admin(server: PostgresServer, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server.url("postgres", driver="postgresql"), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture
+def postgres_url(postgres_server_session: PostgresServer) -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty database of its own for this test, dropped after it."""
+    name = f"t_{os.getpid()}_{next(_NAMES)}"
+    _admin(postgres_server_session, f"CREATE DATABASE {name}")
+    yield postgres_server_session.url(name)
+    _admin(postgres_server_session, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The state backend a test runs on: every state test runs on both."""
+    return str(request.param)
+
+
+@pytest.fixture
+def new_state_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
+    """Each call, the URL of another new, empty state on the test's backend: a SQLite file in the
+    test's folder, or a schema of its own in the test's PostgreSQL database."""
+    from sync.state.sql import with_schema
+
+    count = itertools.count(1)
+    if backend == "sqlite":
+        return lambda: f"sqlite:///{tmp_path / f'state{next(count)}.db'}"
+    database = request.getfixturevalue("postgres_url")
+    return lambda: with_schema(database, f"state{next(count)}")
+
+
+@pytest.fixture
+def state_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty state on the test's backend: `state.db` in the test's folder, or the
+    test's own PostgreSQL database."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return str(request.getfixturevalue("postgres_url"))

@@ -2,12 +2,12 @@
 
 A module per job: schema.py (the tables, and what each holds), sql.py (the shared database and SQL
 through the driver's cursor, the one upsert), runlog.py, extracts.py, compute.py, profile_writer.py,
-history.py, explain.py, ledger.py, and store.py (StateStore, which holds one part per job and hands
-each call to it). The names below are the package's public ones: every `from sync.state import ...`
-written against the single module still works.
+history.py, explain.py, ledger.py, consistency.py (the state's own check), and store.py (StateStore,
+which holds one part per job and hands each call to it). The names below are the package's public
+ones: every `from sync.state import ...` written against the single module still works.
 """
 
-from sync.state.compute import ORDER_DTYPE, ComputeReader
+from sync.state.compute import ORDER_DTYPE, ComputeReader, ComputeSnapshot
 from sync.state.explain import ExplainQueries
 from sync.state.extracts import (
     ExtractStore,
@@ -52,6 +52,7 @@ __all__ = [
     "ORDER_DTYPE",
     "SCHEMA_VERSION",
     "ComputeReader",
+    "ComputeSnapshot",
     "Database",
     "ExplainQueries",
     "ExtractStore",

@@ -1,23 +1,41 @@
 """What the compute reads: contacts for identity resolution and orders as numpy columns, streamed
-through the driver's cursor (no Python object per order), and the previous resolution."""
+through the driver's cursor (no Python object per plain order), and the previous resolution.
+
+Contacts are numbered in key order (`ROW_NUMBER() OVER (ORDER BY system, record_id)`), the same
+numbers in the identity read and in the order read, which both run in one read transaction
+(`ComputeReader.snapshot`): the resolver indexes arrays by them, so an order finds its contact's
+profile without a Python object per order. The numbering is plain SQL that SQLite and PostgreSQL
+read alike (SQLite's `rowid` has no PostgreSQL counterpart)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from mapping.model import Contact, record_key
 from sync.state.extracts import contact_from_row
 from sync.state.schema import contacts, profile_members, profiles
-from sync.state.sql import Database, raw_rows
+from sync.state.sql import Database
 
-ORDER_DTYPE = np.dtype(
-    [("order", "i8"), ("contact", "i8"), ("amount", "f8"), ("created", "i8"), ("counts", "?"), ("plain", "?")]
-)
+# One order: its contact's row number (-1: none stored), amount, created epoch, counts, and for the
+# orders these columns do not describe completely (another currency, or a guest's order, attached by
+# email) `other`: "currency<TAB>email match key<TAB>system". Plain orders (nearly all) leave it None,
+# so they cost no Python string; one CASE costs the database less than one per column.
+ORDER_DTYPE = np.dtype([("contact", "i8"), ("amount", "f8"), ("created", "i8"), ("counts", "?"), ("other", "O")])
+
+
+def split_other(other: str) -> tuple[str, str | None, str]:
+    """An order's `other` column: (currency, email match key or None, system)."""
+    currency, email_key, system = other.split("\t", 2)
+    return currency, email_key or None, system
+
+
+IdentityRow = tuple[int, str, str | None, bool, str | None, str | None, str, str | None]
 
 
 def _literal(code: str) -> str:
@@ -26,62 +44,71 @@ def _literal(code: str) -> str:
     return f"'{code}'"
 
 
+class ComputeSnapshot:
+    """The compute's reads on one read transaction: the contact row numbers of `identity_rows`
+    and `order_arrays` agree."""
+
+    def __init__(self, db: Database, conn: Connection) -> None:
+        self.db = db
+        self.conn = conn
+
+    def _numbering(self) -> str:
+        binary = self.db.binary
+        return f"ROW_NUMBER() OVER (ORDER BY system{binary}, record_id{binary})"
+
+    def identity_rows(self) -> Iterator[IdentityRow]:
+        """Per contact, what identity resolution reads, without building a Contact: row number,
+        key (`system:id`), email match key, role flag, E.164 phone, phone kind, links (JSON) and
+        given name, in key order. Streamed through the driver's own cursor: at a million rows the
+        ORM-free path is several times faster."""
+        binary = self.db.binary
+        sql = (
+            # The record key (`mapping.model.record_key`'s form) built by the database: the
+            # identity read is the compute's hottest query and Python-side joining costs a pass per row.
+            f"SELECT {self._numbering()}, system || ':' || record_id, email_key, email_role, phone, phone_kind, "
+            f"links, given_name FROM contacts ORDER BY system{binary}, record_id{binary}"
+        )
+        for chunk in self.db.raw_chunks(sql, 50_000, self.conn):
+            for number, key, email_key, role, phone, kind, links, given in chunk:
+                yield number, key, email_key, bool(role), phone, kind, links, given
+
+    def order_arrays(self, base_currency: str, chunk: int = 200_000) -> Iterator[npt.NDArray[Any]]:
+        """Every order as structured arrays of ORDER_DTYPE, filled by numpy straight from the
+        driver's rows. `other` is None for the orders the numeric columns describe completely:
+        they name a stored contact and are in the base currency."""
+        sql = (
+            # DOUBLE PRECISION: amounts are stored as decimal text, and PostgreSQL's REAL has 24 bits.
+            "SELECT COALESCE(c.n, -1), CAST(o.amount AS DOUBLE PRECISION), o.created_epoch, o.counts, "
+            f"CASE WHEN c.n IS NOT NULL AND o.currency IN ('', {_literal(base_currency)}) THEN NULL "
+            "ELSE o.currency || '\t' || COALESCE(o.email_key, '') || '\t' || o.system END "
+            f"FROM orders o LEFT JOIN (SELECT system, record_id, {self._numbering()} AS n FROM contacts) c "
+            "ON c.system = o.system AND c.record_id = o.customer_id"
+        )
+        for rows in self.db.raw_chunks(sql, chunk, self.conn):
+            yield np.fromiter(rows, dtype=ORDER_DTYPE, count=len(rows))
+
+
 class ComputeReader:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    @contextmanager
+    def snapshot(self) -> Iterator[ComputeSnapshot]:
+        with self.db.reading() as conn:
+            yield ComputeSnapshot(self.db, conn)
+
+    def identity_rows(self) -> Iterator[IdentityRow]:
+        with self.snapshot() as reads:
+            yield from reads.identity_rows()
+
+    def order_arrays(self, base_currency: str, chunk: int = 200_000) -> Iterator[npt.NDArray[Any]]:
+        with self.snapshot() as reads:
+            yield from reads.order_arrays(base_currency, chunk)
 
     def iter_contacts(self) -> Iterator[tuple[Contact, int]]:
         with self.db.engine.connect() as conn:
             for row in conn.execute(select(contacts).order_by(contacts.c.system, contacts.c.record_id)).mappings():
                 yield contact_from_row(row), int(row["changed_seq"])
-
-    def identity_rows(
-        self,
-    ) -> Iterator[tuple[int, str, str | None, bool, str | None, str | None, str, str | None]]:
-        """Per contact, what identity resolution reads, without building a Contact: row number,
-        key (`system:id`), email match key, role flag, E.164 phone, phone kind, links (JSON) and
-        given name. Streamed through the driver's own cursor: at a million rows the ORM-free path is
-        several times faster, and plain SQL reads the same on SQLite and PostgreSQL."""
-        sql = (
-            # The record key (`mapping.model.record_key`'s form) built by SQLite: the identity
-            # read is the compute's hottest query and Python-side joining costs a pass per row.
-            "SELECT rowid, system || ':' || record_id, email_key, email_role, phone, phone_kind, links, given_name "
-            "FROM contacts"
-        )
-        for chunk in self.db.raw_chunks(sql, 50_000):
-            for rowid, key, email_key, role, phone, kind, links, given in chunk:
-                yield rowid, key, email_key, bool(role), phone, kind, links, given
-
-    def order_arrays(self, base_currency: str, chunk: int = 200_000) -> Iterator[npt.NDArray[Any]]:
-        """Every order as structured arrays (order row number, contact row number or -1, amount,
-        created epoch, counts, plain), filled by numpy straight from the driver's rows: no Python
-        object per order. `plain` marks the orders these columns describe completely: they name a
-        stored contact and are in the base currency (nearly all). The rest need `other_order_rows`."""
-        sql = (
-            "SELECT o.rowid, COALESCE(c.rowid, -1), CAST(o.amount AS REAL), o.created_epoch, o.counts, "
-            f"c.rowid IS NOT NULL AND o.currency IN ('', {_literal(base_currency)}) FROM orders o "
-            "LEFT JOIN contacts c ON c.system = o.system AND c.record_id = o.customer_id"
-        )
-        for rows in self.db.raw_chunks(sql, chunk):
-            yield np.fromiter(rows, dtype=ORDER_DTYPE, count=len(rows))
-
-    def other_order_rows(self, order_rows: Sequence[int], batch: int = 500) -> Iterator[tuple[Any, ...]]:
-        """The rest, by the order row numbers `order_arrays` marked not plain (orders in another
-        currency, and guests' orders, whose customer record crmsync does not hold): contact row
-        number or None, email match key, amount, currency, created epoch, counts, system. Looked up
-        by row number, not found by a second join over every order: a shop with guest checkout
-        would pay for the whole join twice."""
-        head = (
-            "SELECT c.rowid, o.email_key, CAST(o.amount AS REAL), o.currency, o.created_epoch, o.counts, o.system "
-            "FROM orders o LEFT JOIN contacts c ON c.system = o.system AND c.record_id = o.customer_id "
-            "WHERE o.rowid IN "
-        )
-        ordered = sorted(order_rows)
-        with self.db.engine.connect() as conn:
-            for start in range(0, len(ordered), batch):
-                part = ordered[start : start + batch]
-                marks = ", ".join("?" for _ in part)
-                yield from raw_rows(conn, f"{head}({marks}) ORDER BY o.rowid", part)
 
     def previous_assignment(self) -> tuple[dict[str, str], dict[str, int]]:
         """Record key -> profile id, and profile id -> creation sequence (its age)."""

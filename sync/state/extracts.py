@@ -142,7 +142,12 @@ def _order_row(result: Order, run_seq: int) -> tuple[Any, ...]:
 
 
 def _stored_hashes(conn: Connection, system: str, kind: str, ids: Sequence[str]) -> dict[str, str]:
-    """Record id -> content hash of the raw records already stored, for these ids."""
+    """Record id -> content hash of the raw records already stored, for these ids (on PostgreSQL in
+    one query with the ids as one array parameter: a list of 500 marks costs it more to plan than
+    to run)."""
+    if conn.dialect.name == "postgresql":
+        sql = "SELECT record_id, content_hash FROM raw_records WHERE system = ? AND kind = ? AND record_id = ANY(?)"
+        return dict(raw_rows(conn, sql, (system, kind, list(ids))))
     found: dict[str, str] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]

@@ -73,7 +73,11 @@ class Ledger:
 
     def contact_ids_after(self, system: str, after: str, limit: int) -> list[str]:
         """The next `limit` record ids of a system after `after`, in id order, wrapping round once."""
-        sql = "SELECT record_id FROM contacts WHERE system = ? AND record_id > ? ORDER BY record_id LIMIT ?"
+        binary = self.db.binary  # in Python's (code point) order on both backends
+        sql = (
+            f"SELECT record_id FROM contacts WHERE system = ? AND record_id{binary} > ? "
+            f"ORDER BY record_id{binary} LIMIT ?"
+        )
         with self.db.engine.connect() as conn:
             ids = [str(row[0]) for row in raw_rows(conn, sql, (system, after, limit))]
             if len(ids) < limit and after:

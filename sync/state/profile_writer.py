@@ -79,7 +79,7 @@ class ProfileStore:
         with self.db.writing() as conn:
             self._save_links(conn, links)
             self._save_members(conn, members, previous)
-            changes = self._save_verdicts(conn, verdicts, run_seq)
+            changes = self._save_verdicts(conn, verdicts, run_seq, self.db.binary)
             marks = dict(raw_rows(conn, "SELECT key, value FROM meta WHERE key IN ('profiles_seq', 'history_seq')"))
             # The history matches the profiles when the run that saved them also recorded it
             # (a dry run saves profiles only; a crash may fall between the two).
@@ -123,19 +123,22 @@ class ProfileStore:
         upsert_many(conn, profile_members, rows)
 
     @staticmethod
-    def _save_verdicts(conn: Connection, verdicts: Iterable[VerdictChunk], run_seq: int) -> SegmentChanges:
+    def _save_verdicts(
+        conn: Connection, verdicts: Iterable[VerdictChunk], run_seq: int, binary: str = ""
+    ) -> SegmentChanges:
         """Merge the verdicts into `profiles` one id range (a chunk) at a time: the range's stored
-        rows are read, compared and the differences written before the next range."""
+        rows are read, compared and the differences written before the next range. The ranges are
+        compared in SQL as Python orders the ids (`binary`: `Database.binary`)."""
         changes = SegmentChanges()
         lower: str | None = None
 
         def stored_between(upper: str | None) -> dict[str, tuple[Any, ...]]:
             where, params = [], []
             if lower is not None:
-                where.append("profile_id > ?")
+                where.append(f"profile_id{binary} > ?")
                 params.append(lower)
             if upper is not None:
-                where.append("profile_id <= ?")
+                where.append(f"profile_id{binary} <= ?")
                 params.append(upper)
             sql = "SELECT profile_id, segments, tier, fingerprint FROM profiles"
             sql += (" WHERE " + " AND ".join(where)) if where else ""

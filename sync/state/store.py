@@ -15,13 +15,15 @@ The store's methods hand each call to its part, so callers keep one object to pa
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 import numpy.typing as npt
 
 from mapping.model import Contact, Kind, RemoteState, SourceRecord, WriteBack, WriteResult
-from sync.state.compute import ORDER_DTYPE, ComputeReader
+from sync.state.compute import ORDER_DTYPE, ComputeReader, ComputeSnapshot, IdentityRow
+from sync.state.consistency import consistency_problems
 from sync.state.explain import ExplainQueries
 from sync.state.extracts import ExtractStore, Guard, Mapper, StoredPage
 from sync.state.history import SegmentHistory, SegmentSnapshot
@@ -51,6 +53,11 @@ class StateStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def consistency_problems(self) -> list[str]:
+        """The state's own consistency check (sync/state/consistency.py): every mapped row, link,
+        member and ledger row names a record (and a profile) the state holds. [] when it does."""
+        return consistency_problems(self.db)
 
     # ----- runs and meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -112,14 +119,16 @@ class StateStore:
     def iter_contacts(self) -> Iterator[tuple[Contact, int]]:
         return self.reader.iter_contacts()
 
-    def identity_rows(self) -> Iterator[tuple[int, str, str | None, bool, str | None, str | None, str, str | None]]:
+    def compute_snapshot(self) -> AbstractContextManager[ComputeSnapshot]:
+        """The compute's reads (identity rows, order arrays) on one read transaction: their contact
+        row numbers agree."""
+        return self.reader.snapshot()
+
+    def identity_rows(self) -> Iterator[IdentityRow]:
         return self.reader.identity_rows()
 
     def order_arrays(self, base_currency: str, chunk: int = 200_000) -> Iterator[npt.NDArray[Any]]:
         return self.reader.order_arrays(base_currency, chunk)
-
-    def other_order_rows(self, order_rows: Sequence[int], batch: int = 500) -> Iterator[tuple[Any, ...]]:
-        return self.reader.other_order_rows(order_rows, batch)
 
     def previous_assignment(self) -> tuple[dict[str, str], dict[str, int]]:
         return self.reader.previous_assignment()

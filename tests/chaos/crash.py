@@ -4,9 +4,12 @@ extract, plan and apply, then run again; every sandbox must end as after an unin
 A lane is one set of victim sandboxes with its state folder, and one set of reference sandboxes
 synced without interruption, both from the same data. Round `i` moves `$CRMSYNC_NOW` (alternating
 between instants far apart, so every round has segments to write back), kills a sync of the
-victim at a moment chosen by the seeded random generator, checks that the state database still
-opens and passes `PRAGMA integrity_check`, runs the sync again to the end, and compares the
-victim's final state with the reference's after one uninterrupted sync at the same `now`.
+victim at a moment chosen by the seeded random generator, checks that the state still opens and is
+sound (SQLite: `PRAGMA integrity_check`; on both backends the state's own consistency check, every
+mapped row, member, link and ledger row naming a stored record), runs the sync again to the end,
+and compares the victim's final state with the reference's after one uninterrupted sync at the same
+`now`. On PostgreSQL (`run_lanes(postgres=<database URL>)`) each lab is a deployment in a schema of
+its own in that database.
 
 A moment is drawn per kill from the seeded generator: in extract, while the k-th read request is
 being answered (k random); in plan, a random few milliseconds after the last stream logged
@@ -30,7 +33,7 @@ from typing import Any
 import requests
 
 from connectors.registry import connector_class
-from tests.chaos.lab import Lab, differences, integrity
+from tests.chaos.lab import Lab, differences, soundness
 from tests.kit import spawn, wait_until
 
 PHASES = ("extract", "plan", "apply")
@@ -63,12 +66,31 @@ def streams(data: Mapping[str, Any]) -> int:
 
 
 class Lane:
-    def __init__(self, data: Mapping[str, Mapping[str, Any]], folder: Path, base: datetime, name: str) -> None:
+    def __init__(
+        self,
+        data: Mapping[str, Mapping[str, Any]],
+        folder: Path,
+        base: datetime,
+        name: str,
+        postgres: str | None = None,
+    ) -> None:
         overrides = {system_type: OVERRIDES for system_type in data}
         self.name = name
         self.base = base
-        self.reference = Lab.start(data, folder / f"{name}-reference", overrides=overrides)
-        self.victim = Lab.start(data, folder / f"{name}-victim", overrides=overrides)
+        self.reference = Lab.start(
+            data,
+            folder / f"{name}-reference",
+            overrides=overrides,
+            state=postgres,
+            schema=_schema(postgres, name, "ref"),
+        )
+        self.victim = Lab.start(
+            data,
+            folder / f"{name}-victim",
+            overrides=overrides,
+            state=postgres,
+            schema=_schema(postgres, name, "victim"),
+        )
         self.streams = streams(data)
 
     def close(self) -> None:
@@ -117,7 +139,7 @@ class Lane:
         if finished_first:
             phase = "none (finished first)"
         victim.settle()
-        verdict = integrity(victim.state_file)
+        verdict = soundness(victim)
         victim.clear_faults()
         rerun = spawn("sync", "-c", str(victim.config), "--json", env=env).result(timeout=120)
         kill = Kill(number, target, phase, moment, verdict, False, writes_before_kill=writes)
@@ -126,8 +148,9 @@ class Lane:
             return kill
         diff = differences(self.reference.final_state(), victim.final_state())
         diff += duplicates(victim)
-        kill.recovered = verdict == "ok" and not diff
-        kill.detail = "; ".join(diff) if diff else ("" if verdict == "ok" else f"integrity_check: {verdict}")
+        after = soundness(victim)  # and sound again after the rerun
+        kill.recovered = verdict == "ok" and after == "ok" and not diff
+        kill.detail = "; ".join(diff) if diff else "; ".join(v for v in (verdict, after) if v != "ok")
         return kill
 
     def run(self, numbers: list[int], seed: int) -> list[Kill]:
@@ -155,12 +178,24 @@ def duplicates(lab: Lab) -> list[str]:
     return problems
 
 
+def _schema(postgres: str | None, lane: str, role: str) -> str | None:
+    return None if postgres is None else f"{lane}_{role}"
+
+
 def _log(url: str) -> list[dict[str, Any]]:
     return requests.get(f"{url}/_sandbox/requests", timeout=5).json()  # type: ignore[no-any-return]
 
 
-def run_lanes(data: Mapping[str, Mapping[str, Any]], folder: Path, kills: int, seed: int, lanes: int = 2) -> list[Kill]:
-    """`kills` kills spread over `lanes` independent lanes running side by side."""
+def run_lanes(
+    data: Mapping[str, Mapping[str, Any]],
+    folder: Path,
+    kills: int,
+    seed: int,
+    lanes: int = 2,
+    postgres: str | None = None,
+) -> list[Kill]:
+    """`kills` kills spread over `lanes` independent lanes running side by side; with `postgres` (a
+    database URL) every lab's state is a schema of that database."""
     base = datetime.now(UTC).replace(microsecond=0)
     numbers = [list(range(lane, kills, lanes)) for lane in range(lanes)]
     results: list[list[Kill]] = [[] for _ in range(lanes)]
@@ -168,7 +203,7 @@ def run_lanes(data: Mapping[str, Mapping[str, Any]], folder: Path, kills: int, s
 
     def work(index: int) -> None:
         try:
-            lane = Lane(data, folder, base, f"lane{index}")
+            lane = Lane(data, folder, base, f"lane{index}", postgres)
         except BaseException as exc:  # a lane that could not start is a failure, not fewer kills
             errors.append(exc)
             return

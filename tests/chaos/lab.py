@@ -6,10 +6,14 @@ The final state is everything a sync may touch or conclude: every customer as th
 (tags, fields, metafield rows, foreign ones included, without the timestamps and row ids that
 differ between runs), which records crmsync stored or quarantined, and the segments of each
 record's profile.
+
+A lab's state is the SQLite file in its folder, or (`state=` a PostgreSQL URL, `schema=` its
+schema) a deployment on a PostgreSQL server.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import closing
@@ -25,6 +29,8 @@ from sync.config import load_config
 from sync.pipeline import Cycle, CycleReport
 from sync.runtime import open_state
 from sync.sandboxes import RunningSandbox, start_sandboxes, stop_sandboxes
+from sync.state import StateStore
+from sync.state.sql import with_schema
 from tests.kit import Sandboxes, wait_until
 
 # Modification times the vendor sets on every change: they differ between two runs by design.
@@ -67,22 +73,32 @@ def sandbox_state(sandboxes: Sandboxes, data: Mapping[str, Mapping[str, Any]]) -
     return state
 
 
-def crmsync_view(state_file: Path) -> dict[str, Any]:
+def crmsync_view(state: Path | str) -> dict[str, Any]:
     """What crmsync concluded: the records it stored, the ones it quarantined (with the reason) and
-    the segments of each record's profile."""
-    with closing(sqlite3.connect(state_file)) as db:
-        contacts = sorted(f"{s}:{r}" for s, r in db.execute("SELECT system, record_id FROM contacts"))
-        orders = sorted(f"{s}:{r}" for s, r in db.execute("SELECT system, order_id FROM orders"))
-        quarantine = sorted(
-            f"{s}:{k}:{r}:{reason}"
-            for s, k, r, reason in db.execute("SELECT system, kind, record_id, reason FROM quarantine")
+    the segments of each record's profile. `state`: a SQLite file, or a state's URL."""
+    if isinstance(state, Path):
+        with closing(sqlite3.connect(state)) as db:
+            return _view(lambda sql: db.execute(sql).fetchall())
+    store = StateStore(state)
+    try:
+        with store.db.reading() as conn:
+            return _view(lambda sql: conn.exec_driver_sql(sql).all())
+    finally:
+        store.close()
+
+
+def _view(query: Callable[[str], Iterable[Any]]) -> dict[str, Any]:
+    contacts = sorted(f"{s}:{r}" for s, r in query("SELECT system, record_id FROM contacts"))
+    orders = sorted(f"{s}:{r}" for s, r in query("SELECT system, order_id FROM orders"))
+    quarantine = sorted(
+        f"{s}:{k}:{r}:{reason}" for s, k, r, reason in query("SELECT system, kind, record_id, reason FROM quarantine")
+    )
+    segments = {
+        f"{s}:{r}": seg
+        for s, r, seg in query(
+            "SELECT m.system, m.record_id, p.segments FROM profile_members m JOIN profiles p USING (profile_id)"
         )
-        segments = {
-            f"{s}:{r}": seg
-            for s, r, seg in db.execute(
-                "SELECT m.system, m.record_id, p.segments FROM profile_members m JOIN profiles p USING (profile_id)"
-            )
-        }
+    }
     return {"contacts": contacts, "orders": orders, "quarantine": quarantine, "segments": segments}
 
 
@@ -95,6 +111,22 @@ def integrity(state_file: Path) -> str:
     return verdict
 
 
+def soundness(lab: Lab) -> str:
+    """ "ok", or what is wrong with a lab's state: on SQLite `PRAGMA integrity_check` first, then on
+    both backends the state's own consistency check (`StateStore.consistency_problems`: every
+    mapped row, member, link and ledger row names a record the state holds)."""
+    if lab.postgres is None:
+        verdict = integrity(lab.state_file)
+        if verdict != "ok":
+            return f"integrity_check: {verdict}"
+    store = StateStore(lab.state_url)
+    try:
+        problems = store.consistency_problems()
+    finally:
+        store.close()
+    return "ok" if not problems else "consistency: " + "; ".join(problems)
+
+
 @dataclass
 class Lab:
     """Running sandboxes (of the given data) and one crmsync state folder beside them."""
@@ -103,6 +135,7 @@ class Lab:
     folder: Path
     running: list[RunningSandbox] = field(default_factory=list)
     config: Path | None = None
+    postgres: str | None = None  # the state's PostgreSQL URL, schema included; None: SQLite
 
     @classmethod
     def start(
@@ -114,11 +147,25 @@ class Lab:
         time_scale: float = 50,
         overrides: Mapping[str, str] | None = None,
         extra: str = "",
+        state: str | None = None,
+        schema: str | None = None,
     ) -> Lab:
+        """`state`: a PostgreSQL URL (the database), `schema` the deployment's schema in it; by
+        default the state is `crmsync.db` in `folder`."""
         chosen = {t: data[t] for t in (types or data)}
         folder.mkdir(parents=True, exist_ok=True)
         lab = cls(chosen, folder, start_sandboxes(chosen, time_scale=time_scale))
-        lab.config = lab.sandboxes.config(folder, extra, **{t: o for t, o in (overrides or {}).items() if t in chosen})
+        chosen_overrides = {t: o for t, o in (overrides or {}).items() if t in chosen}
+        if state is None:
+            lab.config = lab.sandboxes.config(folder, extra, **chosen_overrides)
+            return lab
+        config = lab.sandboxes.config(folder, extra, state=state, **chosen_overrides)
+        if schema is not None:
+            lines = config.read_text().split("\n")
+            at = lines.index(f"url = {json.dumps(state)}")
+            lines.insert(at + 1, f"schema = {json.dumps(schema)}")
+            config.write_text("\n".join(lines))
+        lab.config, lab.postgres = config, with_schema(state, schema)
         return lab
 
     @property
@@ -128,6 +175,10 @@ class Lab:
     @property
     def state_file(self) -> Path:
         return self.folder / "crmsync.db"
+
+    @property
+    def state_url(self) -> str:
+        return self.postgres or f"sqlite:///{self.state_file}"
 
     def cycle(self, now: datetime, command: str = "sync", *, full: Iterable[str] = ()) -> CycleReport:
         """One cycle in this process, as `crmsync <command>` runs it, with the clock at `now`."""
@@ -157,7 +208,8 @@ class Lab:
 
     def final_state(self) -> dict[str, Any]:
         self.settle()
-        return {"sandboxes": sandbox_state(self.sandboxes, self.data), "crmsync": crmsync_view(self.state_file)}
+        view = crmsync_view(self.state_file if self.postgres is None else self.postgres)
+        return {"sandboxes": sandbox_state(self.sandboxes, self.data), "crmsync": view}
 
     def stop(self) -> None:
         stop_sandboxes(self.running)

@@ -127,6 +127,9 @@ def render(data: dict[str, Any]) -> str:
     if "crash" in data:
         parts.append("== Crash recovery (SIGKILL of `crmsync sync`, then a rerun, vs an uninterrupted run)")
         parts.append(render_crash(data["crash"]))
+    if "crash_postgresql" in data:
+        parts.append("== Crash recovery on PostgreSQL (the same kills; the state's consistency check for integrity)")
+        parts.append(render_crash(data["crash_postgresql"]))
     if "bad_input" in data:
         parts.append("== Bad input corpus (tests/fixtures/bad_input/, read through the sandboxes)")
         parts.append(render_bad_input(data["bad_input"]))

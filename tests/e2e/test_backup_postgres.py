@@ -19,10 +19,11 @@ def server() -> Iterator[PostgresServer]:
         yield running
 
 
-def _config(folder: Path, url: str) -> Path:
+def _config(folder: Path, url: str, schema: str | None = None) -> Path:
     path = folder / "crmsync.toml"
+    in_schema = f'schema = "{schema}"\n' if schema else ""
     path.write_text(
-        f'[state]\nurl = "{url}"\n\n[systems.shop]\ntype = "shopify"\nbase_url = "http://127.0.0.1:9"\n'
+        f'[state]\nurl = "{url}"\n{in_schema}\n[systems.shop]\ntype = "shopify"\nbase_url = "http://127.0.0.1:9"\n'
         f'access_token = "{secret("shpat_for_a_backup_only_0001")}"\n'
     )
     return path
@@ -69,6 +70,18 @@ def test_backup_dumps_the_schema_and_the_dump_restores(server: PostgresServer, t
     )
     assert restored.returncode == 0, restored.stderr
     assert server.psql("SELECT count(*), max(created_seq) FROM profiles", database="restored") == "250|250"
+
+
+def test_backup_dumps_the_deployments_own_schema_only(server: PostgresServer, tmp_path: Path) -> None:
+    server.psql("CREATE DATABASE agency")
+    for schema in ("shop_a", "shop_b"):
+        server.psql(f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.profiles_{schema} (id int);", database="agency")
+    target = tmp_path / "shop_b.dump"
+    made = run_crmsync("backup", str(target), "-c", str(_config(tmp_path, server.url("agency"), "shop_b")), "--json")
+    assert made.returncode == 0, made.stderr
+    assert json_out(made)["schema"] == "shop_b"
+    listed = subprocess.run([_tool("pg_restore"), "--list", str(target)], capture_output=True, text=True, check=True)
+    assert "profiles_shop_b" in listed.stdout and "profiles_shop_a" not in listed.stdout
 
 
 def test_without_pg_dump_backup_exits_2_and_names_the_servers_own_backup(

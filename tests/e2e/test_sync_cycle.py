@@ -1,10 +1,13 @@
-"""`crmsync sync` as a user runs it, against both sandboxes over real HTTP."""
+"""`crmsync sync` as a user runs it, against both sandboxes over real HTTP; the main cycle on both
+state backends (SQLite, and PostgreSQL with `[state] url` pointing at a database of the test's own)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.kit import Sandboxes, json_out, run_crmsync
 
@@ -19,8 +22,14 @@ def woo_meta(customer: dict[str, Any]) -> dict[str, Any]:
     return {m["key"]: m["value"] for m in customer["meta_data"]}
 
 
-def test_sync_writes_then_a_second_sync_writes_nothing(sandboxes: Sandboxes, tmp_path: Path) -> None:
-    config = sandboxes.config(tmp_path)
+@pytest.fixture
+def cycle_state(backend: str, request: pytest.FixtureRequest) -> str:
+    """`[state] url` on the test's backend: the default SQLite file, or a new PostgreSQL database."""
+    return "sqlite:///crmsync.db" if backend == "sqlite" else str(request.getfixturevalue("postgres_url"))
+
+
+def test_sync_writes_then_a_second_sync_writes_nothing(sandboxes: Sandboxes, tmp_path: Path, cycle_state: str) -> None:
+    config = sandboxes.config(tmp_path, state=cycle_state)
     first = run_crmsync("sync", "-c", str(config), "--json")
     assert first.returncode == 0, first.stderr
     doc = json_out(first)
@@ -54,9 +63,9 @@ def test_sync_writes_then_a_second_sync_writes_nothing(sandboxes: Sandboxes, tmp
 
 
 def test_people_in_both_shops_get_one_profile_and_the_same_segments(
-    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path, cycle_state: str
 ) -> None:
-    assert run_crmsync("sync", "-c", str(sandboxes.config(tmp_path))).returncode == 0
+    assert run_crmsync("sync", "-c", str(sandboxes.config(tmp_path, state=cycle_state))).returncode == 0
     shop_by_email = {
         c["defaultEmailAddress"]["emailAddress"].lower(): c["id"] for c in small_data["shopify"]["customers"]
     }
@@ -123,8 +132,8 @@ def test_foreign_tags_and_fields_survive_and_crmsync_tags_follow_the_segments(
         assert len(customer["tags"]) == len({t.lower() for t in customer["tags"]})  # no duplicate tags
 
 
-def test_dry_run_and_plan_write_nothing(sandboxes: Sandboxes, tmp_path: Path) -> None:
-    config = sandboxes.config(tmp_path)
+def test_dry_run_and_plan_write_nothing(sandboxes: Sandboxes, tmp_path: Path, cycle_state: str) -> None:
+    config = sandboxes.config(tmp_path, state=cycle_state)
     planned = run_crmsync("plan", "-c", str(config), "--json")
     assert planned.returncode == 0, planned.stderr
     doc = json_out(planned)
@@ -146,8 +155,8 @@ def test_human_output_is_a_summary_table(sandboxes: Sandboxes, tmp_path: Path) -
     assert result.stdout.count("ok") >= 2
 
 
-def test_status_reports_the_last_cycle(sandboxes: Sandboxes, tmp_path: Path) -> None:
-    config = sandboxes.config(tmp_path)
+def test_status_reports_the_last_cycle(sandboxes: Sandboxes, tmp_path: Path, cycle_state: str) -> None:
+    config = sandboxes.config(tmp_path, state=cycle_state)
     assert run_crmsync("sync", "-c", str(config)).returncode == 0
     status = run_crmsync("status", "-c", str(config), "--json")
     assert status.returncode == 0, status.stderr

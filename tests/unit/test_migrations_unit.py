@@ -23,6 +23,7 @@ from sync.migrate import backup_before_migrate, migrate_state, pending_migration
 from sync.state import SCHEMA_VERSION, StateStore, StateVersionError, metadata
 from sync.state.migrations import LEGACY, head, migration_engine, revisions_between, upgrade
 from sync.state.migrations.steps import segment_tables
+from sync.state.sql import schema_of
 
 
 def url_of(path: Path) -> str:
@@ -363,3 +364,69 @@ def test_states_created_side_by_side_in_one_process_all_reach_head(tmp_path: Pat
     with ThreadPoolExecutor(max_workers=8) as pool:
         versions = list(pool.map(open_one, range(16)))
     assert versions == [SCHEMA_VERSION] * 16
+
+
+def differences_at(url: str) -> list[Any]:
+    """Today's tables (sync/state/schema.py) against the database at `url`, on either backend."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(compare_metadata(MigrationContext.configure(conn), metadata))
+    finally:
+        engine.dispose()
+
+
+def version_at(url: str) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text("SELECT version_num FROM alembic_version")).all())
+    finally:
+        engine.dispose()
+
+
+def test_the_revisions_and_a_new_state_give_todays_tables_on_each_backend(new_state_url: Callable[[], str]) -> None:
+    """On SQLite and on PostgreSQL (there in a schema of its own, Alembic's version table with it):
+    the revision chain from nothing and a state made by the store hold exactly today's tables, and
+    migrating the new state does nothing."""
+    chain = new_state_url()
+    engine = migration_engine(chain)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text(f"CREATE SCHEMA {schema_of(chain)}"))
+            assert upgrade(conn, None) == ["1", "2", "3", "4", "5", "6"]
+    finally:
+        engine.dispose()
+    assert differences_at(chain) == []
+    assert version_at(chain) == [(SCHEMA_VERSION,)]
+    made = new_state_url()
+    StateStore(made).close()
+    assert differences_at(made) == []
+    assert version_at(made) == [(SCHEMA_VERSION,)]
+    assert migrate_state(made, sqlite_path=None)["applied"] == []
+
+
+@pytest.mark.parametrize("version", ["2", "4", "5"])
+def test_an_older_state_upgrades_to_todays_tables_on_each_backend(
+    new_state_url: Callable[[], str], version: str
+) -> None:
+    """A state written before Alembic upgrades in place on both backends (PostgreSQL: no backup
+    file; the revisions run in one transaction there too)."""
+    url = new_state_url()
+    engine = migration_engine(url)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text(f"CREATE SCHEMA {schema_of(url)}"))
+            upgrade(conn, None, version)
+            conn.execute(text("DROP TABLE alembic_version"))
+    finally:
+        engine.dispose()
+    assert pending_migration(url) == (version, SCHEMA_VERSION)
+    with pytest.raises(StateVersionError, match="crmsync migrate"):
+        StateStore(url)
+    result = migrate_state(url, sqlite_path=None)
+    assert result["from"] == version and result["applied"] == revisions_between(version, SCHEMA_VERSION)
+    assert differences_at(url) == [] and version_at(url) == [(SCHEMA_VERSION,)]
+    StateStore(url).close()

@@ -3,13 +3,12 @@ full comparison would record, across dry runs and interrupted runs too."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -68,8 +67,8 @@ def run(
     store.record_segments(seq, at, verdicts, [], {}, (len(verdicts), 0), changes if trusting else None)
 
 
-def test_an_unchanged_profile_is_not_rewritten_and_a_changed_one_is(tmp_path: Path) -> None:
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+def test_an_unchanged_profile_is_not_rewritten_and_a_changed_one_is(state_url: str) -> None:
+    store = StateStore(state_url)
     first = {f"p{i:03d}": frozenset({"friends"}) for i in range(50)}
     run(store, 1, first)
     second = {**first, "p007": frozenset({"vip"}), "p100": frozenset({"friends"})}
@@ -86,8 +85,8 @@ def test_an_unchanged_profile_is_not_rewritten_and_a_changed_one_is(tmp_path: Pa
     assert open_history(store) == {(pid, seg) for pid, segs in second.items() for seg in segs}
 
 
-def test_verdicts_out_of_order_are_refused(tmp_path: Path) -> None:
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+def test_verdicts_out_of_order_are_refused(state_url: str) -> None:
+    store = StateStore(state_url)
     verdicts = [
         VerdictChunk.of([("p2", Membership(frozenset(), None), "{}"), ("p1", Membership(frozenset(), None), "{}")])
     ]
@@ -109,14 +108,14 @@ run_plan = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None)
+# Each example opens two new states (on PostgreSQL, two new schemas of the test's database).
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(run_plan)
 def test_history_from_saved_changes_equals_full_comparison(
-    tmp_path_factory: pytest.TempPathFactory, plan: list[tuple[dict[str, frozenset[str]], str]]
+    new_state_url: Callable[[], str], plan: list[tuple[dict[str, frozenset[str]], str]]
 ) -> None:
-    folder = tmp_path_factory.mktemp("runs")
-    fast = StateStore(f"sqlite:///{folder / 'fast.db'}")
-    full = StateStore(f"sqlite:///{folder / 'full.db'}")
+    fast = StateStore(new_state_url())
+    full = StateStore(new_state_url())
     for seq, (verdicts, kind) in enumerate(plan, start=1):
         for store, trusting in ((fast, True), (full, False)):
             run(store, seq, verdicts, dry=kind == "dry", crash_before_history=kind == "crash", trusting=trusting)
@@ -128,8 +127,8 @@ def test_history_from_saved_changes_equals_full_comparison(
     full.close()
 
 
-def test_traits_are_built_only_for_new_and_changed_profiles(tmp_path: Path) -> None:
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+def test_traits_are_built_only_for_new_and_changed_profiles(state_url: str) -> None:
+    store = StateStore(state_url)
     asked: list[list[int]] = []
 
     def chunk(prints: list[int]) -> VerdictChunk:

@@ -42,13 +42,13 @@ import psycopg
 import structlog
 
 from sync.lock import LockHeld, LockLost
+from sync.state.sql import schema_of
 
 log = structlog.get_logger("crmsync.lock")
 
 DEFAULT_SCHEMA = "public"
 DEFAULT_FAILOVER_S = 30.0
 STANDBY_POLL_S = 0.5  # how often a standby looks whether the lock is free
-_SEARCH_PATH = re.compile(r"-c\s*search_path=(?P<schema>[A-Za-z0-9_]+)")
 APPLICATION_NAME = re.compile(r"^crmsync (?P<command>\S+) pid=(?P<pid>\d+) host=(?P<host>.*)$")
 
 _SAME_LOCK = (
@@ -122,19 +122,6 @@ def database_of(url: str) -> str:
     return make_url(url).database or "postgres"
 
 
-def schema_in_url(url: str) -> str | None:
-    """The schema a URL's libpq `options` put its connections in (``-c search_path=name``), if any:
-    a deployment named only by its URL still gets its own lock."""
-    from sqlalchemy.engine import make_url
-
-    given = make_url(url).query.get("options") or ()
-    for part in [given] if isinstance(given, str) else list(given):
-        found = _SEARCH_PATH.search(part)
-        if found:
-            return found.group("schema")
-    return None
-
-
 def _connect(url: str, failover_s: float, application_name: str) -> psycopg.Connection[Any]:
     return psycopg.connect(autocommit=True, **connect_kwargs(url, failover_s, application_name))
 
@@ -163,7 +150,7 @@ class AdvisoryLock:
 
     def __init__(self, url: str, schema: str | None = None, *, failover_s: float = DEFAULT_FAILOVER_S) -> None:
         self.url = url
-        self.schema = schema or schema_in_url(url) or DEFAULT_SCHEMA
+        self.schema = schema or schema_of(url) or DEFAULT_SCHEMA
         self.failover_s = failover_s
         self.key = lock_key(database_of(url), self.schema)
         self.where = where(url, self.schema, self.key)
@@ -308,6 +295,6 @@ def current_holder(
     url: str, schema: str | None = None, *, failover_s: float = DEFAULT_FAILOVER_S
 ) -> dict[str, Any] | None:
     """Who holds the deployment's lock right now, or None (for `status`)."""
-    key = lock_key(database_of(url), schema or schema_in_url(url))
+    key = lock_key(database_of(url), schema or schema_of(url))
     with _connect(url, failover_s, f"crmsync status pid={os.getpid()} host={socket.gethostname()}") as conn:
         return _holder(conn.execute(HOLDER_QUERY, _halves(key)).fetchone())

@@ -22,8 +22,9 @@ import structlog
 
 from sync.config import LoadedConfig
 from sync.lock import StateLock
-from sync.pglock import AdvisoryLock, LockProof, schema_in_url
+from sync.pglock import AdvisoryLock, LockProof
 from sync.state import StateStore
+from sync.state.sql import schema_of
 
 log = structlog.get_logger("crmsync.runtime")
 
@@ -73,7 +74,7 @@ def state_schema(loaded: LoadedConfig) -> str | None:
         value = getattr(loaded.config.state, name, None)
         if isinstance(value, str) and value:
             return value
-    return schema_in_url(loaded.state_url()) if is_postgres(loaded) else None
+    return schema_of(loaded.state_url()) if is_postgres(loaded) else None
 
 
 def advisory_lock(loaded: LoadedConfig) -> AdvisoryLock:

@@ -163,8 +163,12 @@ class Lane:
 
 def duplicates(lab: Lab) -> list[str]:
     """Spelled out beside the comparison: no tag twice, no metafield key of crmsync's twice."""
+    return duplicated_rows(lab.final_state()["sandboxes"])
+
+
+def duplicated_rows(state: dict[str, Any]) -> list[str]:
+    """In sandboxes' final customers (by key): a tag twice, or a metafield key of crmsync's twice."""
     problems = []
-    state = lab.final_state()["sandboxes"]
     for key, customer in state.items():
         if not isinstance(customer, dict):
             continue

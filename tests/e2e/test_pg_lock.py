@@ -26,6 +26,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from sync.pglock import current_holder
 from tests.chaos import report
+from tests.chaos.crash import duplicated_rows
 from tests.chaos.lab import differences, sandbox_state
 from tests.kit import Sandboxes, Spawned, json_out, run_crmsync, spawn, wait_until
 from tests.postgres import PostgresServer, postgres_server
@@ -281,21 +282,6 @@ def log_entries(sandboxes: Sandboxes) -> list[dict[str, Any]]:
         with app.lock:
             entries += [{**entry, "system": system_type} for entry in app.stats.log]
     return sorted(entries, key=lambda entry: float(entry["t"]) + sandboxes.app(entry["system"]).started)
-
-
-def duplicated_rows(state: dict[str, Any]) -> list[str]:
-    problems = []
-    for key, customer in state.items():
-        if not isinstance(customer, dict):
-            continue
-        tags = customer.get("tags") or []
-        if isinstance(tags, list) and len({str(t).casefold() for t in tags}) != len(tags):
-            problems.append(f"{key}: a tag twice")
-        rows = [r.get("key") for r in customer.get("metafields") or [] if isinstance(r, dict) and "namespace" not in r]
-        mine = [k for k in rows if isinstance(k, str) and k.startswith("crmsync_")]
-        if len(mine) != len(set(mine)):
-            problems.append(f"{key}: a crmsync metafield row twice")
-    return problems
 
 
 def test_three_replicas_the_active_one_killed_at_five_seeded_moments_end_as_a_clean_run(

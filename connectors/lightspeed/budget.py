@@ -56,7 +56,9 @@ def format_triple(values: Sequence[float], *, whole: bool = True) -> str:
     windows last fractions of a second) resets keep their milliseconds."""
     if whole:
         return "/".join(str(math.ceil(v)) for v in values)
-    return "/".join(f"{v:.3f}".rstrip("0").rstrip(".") for v in values)
+    # Rounded up as the whole seconds are, and never 0: a window ending within the next half
+    # millisecond still resets in the future (formatted to 0 it read as "no wait" now and then).
+    return "/".join(f"{max(math.ceil(v * 1000), 1) / 1000:.3f}".rstrip("0").rstrip(".") for v in values)
 
 
 @dataclass

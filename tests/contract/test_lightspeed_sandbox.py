@@ -343,3 +343,12 @@ def test_messy_but_well_typed_data_loads_as_it_is(start_sandboxes_fixture: Calla
     assert stored["email"] == "  J.de Vries@Gmail.com" and stored["phone"] == "+31 (0)6 1234 5678"
     assert stored["firstname"] is False and stored["favouriteColour"] == "groen" and stored["metafields"] == []
     assert call(shop, "GET", "/nl/orders/9.json").json()["order"]["customer"] is False
+
+
+def test_a_scaled_reset_rounds_up_to_the_millisecond_and_is_never_zero() -> None:
+    """A window ending within half a millisecond formatted as "0" read as "no wait" (a flaky
+    `0 < reset` in the test above)."""
+    from connectors.lightspeed.budget import format_triple
+
+    assert format_triple([0.0001, 0.2991, 3.6], whole=False) == "0.001/0.3/3.6"
+    assert format_triple([0.0001, 2.2], whole=True) == "1/3"

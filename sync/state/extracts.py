@@ -20,7 +20,7 @@ from sqlalchemy import Connection, delete, func, select
 from mapping.model import Contact, Kind, Order, Rejection, RemoteState, SourceRecord, parse_timestamp
 from mapping.normalize.email import email_match_key
 from sync.state.schema import checkpoints, contacts, orders, quarantine, raw_records
-from sync.state.sql import Database, raw_rows, upsert_many
+from sync.state.sql import Database, insert_rows, raw_rows, upsert_many
 
 Mapper = Callable[[SourceRecord], Contact | Order | Rejection]
 Guard = Callable[[list[Contact | Order | Rejection]], None]
@@ -250,17 +250,20 @@ class ExtractStore:
             existing = _stored_hashes(conn, system, kind.value, list(page.records))
             if existing != page.existing:
                 return None
-            raw: list[tuple[Any, ...]] = []
-            mapped_rows: list[tuple[Any, ...]] = []
-            bad_rows: list[tuple[Any, ...]] = []
-            # A record stored before may have a mapped row or a quarantine entry to replace; a new
-            # one has neither (raw rows are never deleted), so only those need the deletes below.
+            # Rows of records new to the state are plain inserts (COPY on PostgreSQL, its fastest
+            # path); only records stored before need an upsert. A record stored before may also have
+            # a mapped row or a quarantine entry to replace; a new one has neither (raw rows are
+            # never deleted), so only those need the deletes below.
+            rows: dict[tuple[str, bool], list[tuple[Any, ...]]] = {
+                (table, before): [] for table in ("raw", "mapped", "bad") for before in (False, True)
+            }
             good_before: list[str] = []
             bad_before: list[str] = []
             for rid in page.changed:
                 result = page.results[rid]
+                before = rid in existing
                 stamp = page.records[rid].updated_at
-                raw.append(
+                rows["raw", before].append(
                     (
                         system,
                         kind.value,
@@ -273,19 +276,22 @@ class ExtractStore:
                 )
                 if isinstance(result, Rejection):
                     quarantined += 1
-                    bad_rows.append((system, kind.value, rid, result.reason, result.message, page.hashes[rid], run_seq))
-                    if rid in existing:
+                    rows["bad", before].append(
+                        (system, kind.value, rid, result.reason, result.message, page.hashes[rid], run_seq)
+                    )
+                    if before:
                         bad_before.append(rid)
                 else:
                     row = _contact_row(result, run_seq) if isinstance(result, Contact) else _order_row(result, run_seq)
-                    mapped_rows.append(row)
-                    if rid in existing:
+                    rows["mapped", before].append(row)
+                    if before:
                         good_before.append(rid)
             mapped_table = contacts if kind is Kind.CONTACT else orders
             id_column = mapped_table.c.record_id if kind is Kind.CONTACT else mapped_table.c.order_id
-            upsert_many(conn, raw_records, raw)
-            upsert_many(conn, mapped_table, mapped_rows)
-            upsert_many(conn, quarantine, bad_rows)
+            for name, table in (("raw", raw_records), ("mapped", mapped_table), ("bad", quarantine)):
+                upsert_many(conn, table, rows[name, True])
+                if rows[name, False]:
+                    insert_rows(conn, table, [c.name for c in table.columns], rows[name, False])
             for start in range(0, len(bad_before), 500):
                 conn.execute(
                     delete(mapped_table).where(

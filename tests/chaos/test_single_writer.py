@@ -1,6 +1,7 @@
 """One writer per state, whichever commands meet: while `crmsync sync` or `crmsync run` holds the
 state, a second `sync` or `run` exits 5 naming the holder; once the holder is SIGKILLed, the next
-one takes the lock over. (sync against sync: tests/e2e/test_commands.py.)"""
+one takes the lock over. On PostgreSQL a second `run` is a standby instead: it waits and takes
+over. (sync against sync: tests/e2e/test_commands.py; replicas: tests/e2e/test_pg_lock.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sync.pglock import current_holder
 from tests.kit import Sandboxes, json_out, run_crmsync, spawn, wait_until
 
 SECOND = {"sync": ("sync",), "run": ("run", "--cycles", "1")}
@@ -32,4 +34,36 @@ def test_the_second_writer_exits_5_naming_the_holder_and_a_killed_holder_is_take
         process.kill()
     taken_over = run_crmsync(*SECOND[second], "-c", str(config))
     assert taken_over.returncode == 0, taken_over.stderr
+    assert json_out(run_crmsync("status", "-c", str(config), "--json"))["lock"] is None
+
+
+@pytest.mark.parametrize("holder", ["run", "sync"])
+def test_on_postgresql_a_one_off_writer_exits_5_and_a_second_daemon_waits_as_a_standby_then_takes_over(
+    sandboxes: Sandboxes, tmp_path: Path, postgres_url: str, holder: str
+) -> None:
+    """The same meeting on PostgreSQL (issue 16): the advisory lock's session names the holder, a
+    one-off `sync` exits 5, and a second `run` does not exit 5 but waits until the holder is gone."""
+    config = sandboxes.config(tmp_path, state=postgres_url)
+    config.write_text(
+        config.read_text()
+        .replace('interval = "15m"', 'interval = "1s"')
+        .replace("[state]\n", '[state]\nfailover = "3s"\n')
+    )
+    sandboxes.fault("shopify", match="reads", fault="slow", seconds=5, times=1)
+    process = spawn(holder, "-c", str(config))
+    standby = None
+    try:
+        assert wait_until(lambda: (current_holder(postgres_url) or {}).get("pid") == process.pid, timeout=30)
+        refused = run_crmsync("sync", "-c", str(config))
+        assert refused.returncode == 5, refused.stderr
+        assert f"pid {process.pid}" in refused.stderr and f"({holder}," in refused.stderr
+        assert json_out(run_crmsync("status", "-c", str(config), "--json"))["lock"]["pid"] == process.pid
+        standby = spawn("run", "--cycles", "1", "-c", str(config))
+        assert wait_until(lambda: "standby: waiting for the active crmsync" in standby.stderr(), timeout=30)
+        assert standby.poll() is None  # waiting, not refused
+        assert (current_holder(postgres_url) or {}).get("pid") == process.pid
+    finally:
+        process.kill()
+    assert standby.result(timeout=90).returncode == 0, standby.stderr()
+    assert '"event": "cycle finished"' in standby.stderr()
     assert json_out(run_crmsync("status", "-c", str(config), "--json"))["lock"] is None

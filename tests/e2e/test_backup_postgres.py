@@ -4,19 +4,27 @@ restores into an empty database; without `pg_dump`, exit 2 naming the server's o
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.kit import json_out, run_crmsync, secret
-from tests.postgres import PostgresServer, _tool, postgres_server
+from tests.postgres import PostgresServer, _tool
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    with postgres_server() as running:
-        yield running
+@pytest.fixture
+def server(postgres_server_session: PostgresServer) -> PostgresServer:
+    """The session's PostgreSQL server, shared with other tests: each test works in its own database."""
+    return postgres_server_session
+
+
+@pytest.fixture
+def db(postgres_url: str) -> str:
+    """The name of the test's own new, empty database on the shared server."""
+    name = make_url(postgres_url).database
+    assert name
+    return name
 
 
 def _config(folder: Path, url: str, schema: str | None = None) -> Path:
@@ -29,14 +37,13 @@ def _config(folder: Path, url: str, schema: str | None = None) -> Path:
     return path
 
 
-def test_backup_dumps_the_schema_and_the_dump_restores(server: PostgresServer, tmp_path: Path) -> None:
-    server.psql("CREATE DATABASE shopstate")
+def test_backup_dumps_the_schema_and_the_dump_restores(server: PostgresServer, db: str, tmp_path: Path) -> None:
     server.psql(
         "CREATE TABLE profiles (profile_id text primary key, created_seq int);"
         "INSERT INTO profiles SELECT 'p' || g, g FROM generate_series(1, 250) g;",
-        database="shopstate",
+        database=db,
     )
-    config = _config(tmp_path, server.url("shopstate"))
+    config = _config(tmp_path, server.url(db))
     target = tmp_path / "backups" / "state.dump"
     made = run_crmsync("backup", str(target), "-c", str(config), "--json")
     assert made.returncode == 0, made.stderr
@@ -47,37 +54,40 @@ def test_backup_dumps_the_schema_and_the_dump_restores(server: PostgresServer, t
     again = run_crmsync("backup", str(target), "-c", str(config), "--json")
     assert again.returncode == 2 and "never overwrites" in json_out(again)["error"]["messages"][0]
 
-    server.psql("CREATE DATABASE restored")
-    restored = subprocess.run(
-        [
-            _tool("pg_restore"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(server.port),
-            "-U",
-            "postgres",
-            "-d",
-            "restored",
-            "--clean",  # as docs/operations.md says: the empty database has its own `public`
-            "--if-exists",
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert restored.returncode == 0, restored.stderr
-    assert server.psql("SELECT count(*), max(created_seq) FROM profiles", database="restored") == "250|250"
+    into = f"{db}_restored"  # another empty database, the test's own too
+    server.psql(f"CREATE DATABASE {into}")
+    try:
+        restored = subprocess.run(
+            [
+                _tool("pg_restore"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(server.port),
+                "-U",
+                "postgres",
+                "-d",
+                into,
+                "--clean",  # as docs/operations.md says: the empty database has its own `public`
+                "--if-exists",
+                str(target),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert restored.returncode == 0, restored.stderr
+        assert server.psql("SELECT count(*), max(created_seq) FROM profiles", database=into) == "250|250"
+    finally:
+        server.psql(f"DROP DATABASE IF EXISTS {into} WITH (FORCE)")
 
 
-def test_backup_dumps_the_deployments_own_schema_only(server: PostgresServer, tmp_path: Path) -> None:
-    server.psql("CREATE DATABASE agency")
+def test_backup_dumps_the_deployments_own_schema_only(server: PostgresServer, db: str, tmp_path: Path) -> None:
     for schema in ("shop_a", "shop_b"):
-        server.psql(f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.profiles_{schema} (id int);", database="agency")
+        server.psql(f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.profiles_{schema} (id int);", database=db)
     target = tmp_path / "shop_b.dump"
-    made = run_crmsync("backup", str(target), "-c", str(_config(tmp_path, server.url("agency"), "shop_b")), "--json")
+    made = run_crmsync("backup", str(target), "-c", str(_config(tmp_path, server.url(db), "shop_b")), "--json")
     assert made.returncode == 0, made.stderr
     assert json_out(made)["schema"] == "shop_b"
     listed = subprocess.run([_tool("pg_restore"), "--list", str(target)], capture_output=True, text=True, check=True)
@@ -85,9 +95,9 @@ def test_backup_dumps_the_deployments_own_schema_only(server: PostgresServer, tm
 
 
 def test_without_pg_dump_backup_exits_2_and_names_the_servers_own_backup(
-    server: PostgresServer, tmp_path: Path
+    server: PostgresServer, db: str, tmp_path: Path
 ) -> None:
-    config = _config(tmp_path, server.url())
+    config = _config(tmp_path, server.url(db))
     bare = tmp_path / "bin"
     bare.mkdir()
     made = run_crmsync("backup", str(tmp_path / "x.dump"), "-c", str(config), env={"PATH": str(bare)})

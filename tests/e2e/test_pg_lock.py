@@ -16,12 +16,12 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
+from sqlalchemy.engine import make_url
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from sync.pglock import current_holder
@@ -29,24 +29,18 @@ from tests.chaos import report
 from tests.chaos.crash import duplicated_rows
 from tests.chaos.lab import differences, sandbox_state
 from tests.kit import Sandboxes, Spawned, json_out, run_crmsync, spawn, wait_until
-from tests.postgres import PostgresServer, postgres_server
+from tests.postgres import PostgresServer
 
 FAILOVER_S = 3.0
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    with postgres_server() as running:
-        yield running
-
-
-def pg_config(sandboxes: Sandboxes, folder: Path, server: PostgresServer, schema: str, extra: str = "") -> Path:
-    """A config for these sandboxes with the state in `schema` of the server's database, cycles every
-    second and a failover of a few seconds."""
+def pg_config(sandboxes: Sandboxes, folder: Path, url: str, schema: str, extra: str = "") -> Path:
+    """A config for these sandboxes with the state in `schema` of the database at `url` (the test's
+    own, on the session's shared server), cycles every second and a failover of a few seconds."""
     folder.mkdir(parents=True, exist_ok=True)
-    config = sandboxes.config(folder, extra, state=server.url())
+    config = sandboxes.config(folder, extra, state=url)
     text = config.read_text().replace('interval = "15m"', 'interval = "1s"')
-    url_line = f'url = "{server.url()}"'
+    url_line = f'url = "{url}"'
     config.write_text(text.replace(url_line, f'{url_line}\nschema = "{schema}"\nfailover = "{FAILOVER_S:g}s"', 1))
     return config
 
@@ -59,17 +53,17 @@ def events(process: Spawned, name: str) -> list[dict[str, Any]]:
     return found
 
 
-def holder_of(server: PostgresServer, schema: str) -> dict[str, Any] | None:
-    return current_holder(server.url(), schema)
+def holder_of(url: str, schema: str) -> dict[str, Any] | None:
+    return current_holder(url, schema)
 
 
 def test_sync_exits_5_while_run_holds_the_deployment_and_status_names_it(
-    sandboxes: Sandboxes, server: PostgresServer, tmp_path: Path
+    sandboxes: Sandboxes, postgres_url: str, tmp_path: Path
 ) -> None:
-    config = pg_config(sandboxes, tmp_path, server, "held")
+    config = pg_config(sandboxes, tmp_path, postgres_url, "held")
     daemon = spawn("run", "-c", str(config))
     try:
-        assert wait_until(lambda: (holder_of(server, "held") or {}).get("pid") == daemon.pid, timeout=60)
+        assert wait_until(lambda: (holder_of(postgres_url, "held") or {}).get("pid") == daemon.pid, timeout=60)
         refused = run_crmsync("sync", "-c", str(config), "--json")
         assert refused.returncode == 5, refused.stderr
         message = json_out(refused)["error"]["messages"][0]
@@ -77,22 +71,22 @@ def test_sync_exits_5_while_run_holds_the_deployment_and_status_names_it(
         status = json_out(run_crmsync("status", "-c", str(config), "--json"))
         assert status["lock"]["pid"] == daemon.pid and status["lock"]["command"] == "run"
         # another deployment (schema) of the same database is free
-        other = pg_config(sandboxes, tmp_path / "other", server, "held_other")
+        other = pg_config(sandboxes, tmp_path / "other", postgres_url, "held_other")
         assert json_out(run_crmsync("status", "-c", str(other), "--json"))["lock"] is None
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0, daemon.stderr()[-2000:]
     finally:
         daemon.kill()
-    assert holder_of(server, "held") is None
+    assert holder_of(postgres_url, "held") is None
     assert run_crmsync("sync", "-c", str(config)).returncode == 0
 
 
 def test_a_second_run_waits_as_standby_and_takes_over_when_the_active_one_is_killed(
-    sandboxes: Sandboxes, server: PostgresServer, tmp_path: Path
+    sandboxes: Sandboxes, postgres_url: str, tmp_path: Path
 ) -> None:
-    config = pg_config(sandboxes, tmp_path, server, "standby")
+    config = pg_config(sandboxes, tmp_path, postgres_url, "standby")
     active = spawn("run", "-c", str(config))
-    assert wait_until(lambda: (holder_of(server, "standby") or {}).get("pid") == active.pid, timeout=60)
+    assert wait_until(lambda: (holder_of(postgres_url, "standby") or {}).get("pid") == active.pid, timeout=60)
     standby = spawn("run", "-c", str(config), "--json")
     try:
         assert wait_until(lambda: len(events(active, "cycle finished")) >= 1, timeout=60), active.stderr()[-2000:]
@@ -102,7 +96,7 @@ def test_a_second_run_waits_as_standby_and_takes_over_when_the_active_one_is_kil
         assert not events(standby, "cycle finished")
         active.kill()
         killed_at = time.monotonic()
-        assert wait_until(lambda: (holder_of(server, "standby") or {}).get("pid") == standby.pid, timeout=30)
+        assert wait_until(lambda: (holder_of(postgres_url, "standby") or {}).get("pid") == standby.pid, timeout=30)
         took_over = time.monotonic() - killed_at
         assert took_over < FAILOVER_S, took_over
         # it goes on from the checkpoints: a cycle that finds nothing new to write
@@ -119,11 +113,11 @@ def test_a_second_run_waits_as_standby_and_takes_over_when_the_active_one_is_kil
 
 
 def test_a_standby_stopped_while_it_waits_exits_0_with_no_cycles(
-    sandboxes: Sandboxes, server: PostgresServer, tmp_path: Path
+    sandboxes: Sandboxes, postgres_url: str, tmp_path: Path
 ) -> None:
-    config = pg_config(sandboxes, tmp_path, server, "stopped")
+    config = pg_config(sandboxes, tmp_path, postgres_url, "stopped")
     active = spawn("run", "-c", str(config))
-    assert wait_until(lambda: (holder_of(server, "stopped") or {}).get("pid") == active.pid, timeout=60)
+    assert wait_until(lambda: (holder_of(postgres_url, "stopped") or {}).get("pid") == active.pid, timeout=60)
     standby = spawn("run", "-c", str(config), "--json")
     try:
         assert wait_until(lambda: bool(events(standby, "standby: waiting for the active crmsync")), timeout=60)
@@ -153,7 +147,7 @@ def cycle_processes(pid: int) -> list[int]:
 
 
 def test_a_cycle_whose_lock_session_is_terminated_stops_writing_and_the_daemon_goes_back_to_standby(
-    sandboxes: Sandboxes, server: PostgresServer, tmp_path: Path
+    sandboxes: Sandboxes, postgres_server_session: PostgresServer, postgres_url: str, tmp_path: Path
 ) -> None:
     """Shopify is written one record per batch, each write slow. Once its first write has arrived,
     the daemon is paused (SIGSTOP: only the cycle's process can notice now) and its lock session
@@ -161,9 +155,11 @@ def test_a_cycle_whose_lock_session_is_terminated_stops_writing_and_the_daemon_g
     gone, logs `lock lost: stopping writes` and stops; no Shopify write arrives after that beyond
     the one already on its way. Resumed, the daemon finds its lock lost, goes back to standby,
     takes the free lock again, and its next cycles write the rest and then nothing."""
-    config = pg_config(sandboxes, tmp_path, server, "terminated")
+    config = pg_config(sandboxes, tmp_path, postgres_url, "terminated")
     config.write_text(config.read_text().replace('type = "shopify"', 'type = "shopify"\nwrite_batch = 1', 1))
     sandboxes.fault("shopify", match="writes", fault="slow", seconds=0.3, times=10_000)
+    database = make_url(postgres_url).database  # the test's own, where its lock session is
+    assert database
     daemon = spawn("run", "-c", str(config))
 
     def writes() -> int:
@@ -172,10 +168,10 @@ def test_a_cycle_whose_lock_session_is_terminated_stops_writing_and_the_daemon_g
     try:
         assert wait_until(lambda: writes() >= 1, timeout=90), daemon.stderr()[-2000:]
         daemon.send_signal(signal.SIGSTOP)
-        holder = holder_of(server, "terminated")
+        holder = holder_of(postgres_url, "terminated")
         assert holder is not None and holder["pid"] == daemon.pid
         assert len(cycle_processes(daemon.pid)) == 1
-        server.psql(f"SELECT pg_terminate_backend({holder['backend_pid']})")
+        postgres_server_session.psql(f"SELECT pg_terminate_backend({holder['backend_pid']})", database=database)
         at_termination = writes()
         assert wait_until(lambda: "lock lost: stopping writes" in daemon.stderr(), timeout=30)
         assert wait_until(lambda: not cycle_processes(daemon.pid), timeout=30)
@@ -253,8 +249,8 @@ class Door:
         self.server.server_close()
 
 
-def replica_config(sandboxes: Sandboxes, doors: dict[str, Door], folder: Path, server: PostgresServer) -> Path:
-    config = pg_config(sandboxes, folder, server, "replicas", extra="")
+def replica_config(sandboxes: Sandboxes, doors: dict[str, Door], folder: Path, url: str) -> Path:
+    config = pg_config(sandboxes, folder, url, "replicas", extra="")
     text = config.read_text()
     for system_type, door in doors.items():
         text = re.sub(re.escape(sandboxes.url(system_type)) + r'(?=["/])', door.url, text)
@@ -287,7 +283,7 @@ def log_entries(sandboxes: Sandboxes) -> list[dict[str, Any]]:
 def test_three_replicas_the_active_one_killed_at_five_seeded_moments_end_as_a_clean_run(
     start_sandboxes_fixture: Callable[..., Sandboxes],
     small_data: dict[str, Any],
-    server: PostgresServer,
+    postgres_url: str,
     tmp_path: Path,
 ) -> None:
     """Each round moves "now" (so that segments move and the round writes), syncs the reference
@@ -306,7 +302,7 @@ def test_three_replicas_the_active_one_killed_at_five_seeded_moments_end_as_a_cl
     ref_config.write_text(text)
     names = ("r1", "r2", "r3")
     doors = {name: {t: Door(name, victims.app(t)) for t in victims.by_type} for name in names}
-    configs = {name: replica_config(victims, doors[name], tmp_path / name, server) for name in names}
+    configs = {name: replica_config(victims, doors[name], tmp_path / name, postgres_url) for name in names}
     for system_type in victims.by_type:
         victims.fault(system_type, match="reads", fault="slow", seconds=0.02, times=1_000_000)
         victims.fault(system_type, match="writes", fault="slow", seconds=0.05, times=1_000_000)
@@ -319,7 +315,7 @@ def test_three_replicas_the_active_one_killed_at_five_seeded_moments_end_as_a_cl
             env = {"CRMSYNC_NOW": at}
             clean = run_crmsync("sync", "-c", str(ref_config), "--json", env=env)
             assert clean.returncode == 0, clean.stderr[-2000:]
-            rounds.append(_one_round(number, moment, rng, victims, configs, server, env, reference, small_data))
+            rounds.append(_one_round(number, moment, rng, victims, configs, postgres_url, env, reference, small_data))
     finally:
         for name in names:
             for door in doors[name].values():
@@ -335,7 +331,7 @@ def _one_round(
     rng: random.Random,
     victims: Sandboxes,
     configs: dict[str, Path],
-    server: PostgresServer,
+    url: str,
     env: dict[str, str],
     reference: Sandboxes,
     data: dict[str, Any],
@@ -346,8 +342,8 @@ def _one_round(
     problems: list[str] = []
     outcome: dict[str, Any] = {"round": number, "moment": moment, "now": env["CRMSYNC_NOW"]}
     try:
-        assert wait_until(lambda: (holder_of(server, "replicas") or {}).get("pid") in by_pid, timeout=60)
-        active = by_pid[(holder_of(server, "replicas") or {})["pid"]]
+        assert wait_until(lambda: (holder_of(url, "replicas") or {}).get("pid") in by_pid, timeout=60)
+        active = by_pid[(holder_of(url, "replicas") or {})["pid"]]
 
         def done(kind: str) -> int:
             return sum(
@@ -371,11 +367,11 @@ def _one_round(
         killed = time.monotonic()
         outcome.update(active=active, aim=aim, writes_before_kill=done("write"), finished_a_cycle_first=cycled_first)
         survivors = {by_pid[p.pid] for p in replicas.values() if p.poll() is None}
-        took_over = wait_until(lambda: (holder_of(server, "replicas") or {}).get("pid") in by_pid, timeout=30)
+        took_over = wait_until(lambda: (holder_of(url, "replicas") or {}).get("pid") in by_pid, timeout=30)
         outcome["takeover_s"] = round(time.monotonic() - killed, 2)
         if not took_over or outcome["takeover_s"] > FAILOVER_S:
             problems.append(f"no takeover within {FAILOVER_S} s")
-        successor = by_pid[(holder_of(server, "replicas") or {})["pid"]]
+        successor = by_pid[(holder_of(url, "replicas") or {})["pid"]]
         if successor not in survivors:
             problems.append(f"{successor} took over, not a survivor")
 

@@ -3,6 +3,7 @@ one database, each with its own sandboxes, run side by side without touching eac
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ from sqlalchemy import create_engine, text
 
 from sync.demo import demo_data
 from sync.state import metadata
-from tests.kit import Sandboxes, json_out, run_crmsync, spawn
+from tests.kit import Sandboxes, json_out, run_crmsync, spawn, wait_until
 
 # The state tables: every row of each belongs to one deployment.
 TABLES = sorted(metadata.tables)
+TYPES = ("shopify", "woocommerce", "lightspeed", "afas", "superoffice", "efficy", "silvasoft")
 
 
 def deployment_config(sandboxes: Sandboxes, folder: Path, database: str, schema: str) -> Path:
@@ -112,3 +114,31 @@ def test_two_deployments_in_two_schemas_run_side_by_side(
     runs_a = [row[2] for row in schema_rows(postgres_url, "shop_a")["runs"]]
     runs_b = [row[2] for row in schema_rows(postgres_url, "shop_b")["runs"]]
     assert sorted(runs_a) == ["sync", "sync"] and sorted(runs_b) == ["sync", "sync"]
+
+
+def test_plan_beside_a_running_daemon_on_postgresql_reads_its_schema_only_and_writes_nothing(
+    sandboxes: Sandboxes, postgres_url: str, tmp_path: Path
+) -> None:
+    """`plan` while the daemon holds the deployment's lock: it plans from the stored records on a
+    read-only session (`default_transaction_read_only`), asks no vendor, and changes no row."""
+    config = deployment_config(sandboxes, tmp_path / "shop", postgres_url, "shop")
+    daemon = spawn("run", "-c", str(config))  # every 15 minutes: one cycle, then it waits
+    try:
+        assert wait_until(lambda: '"event": "next cycle at"' in daemon.stderr(), timeout=90), daemon.stderr()[-3000:]
+        before = schema_rows(postgres_url, "shop")
+        requests_before = {name: sandboxes.stats(name)["requests"] for name in TYPES}
+        planned = run_crmsync("plan", "-c", str(config), "--json")
+        assert planned.returncode == 0, planned.stderr[-3000:]
+        assert schema_rows(postgres_url, "shop") == before
+        assert {name: sandboxes.stats(name)["requests"] for name in TYPES} == requests_before
+        assert daemon.poll() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        stopped = daemon.wait(timeout=30)
+        daemon.kill()
+    assert stopped == 0
+    doc = json_out(planned)
+    assert doc["from_stored_records"] is True and doc["dry_run"] is True
+    assert (doc["lock_holder"]["pid"], doc["lock_holder"]["command"]) == (daemon.pid, "run")
+    assert doc["profiles"] == len(before["profiles"]) > 0
+    assert doc["changes"] == []  # the daemon's cycle wrote everything the same config plans

@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from sync.lock import LockHeld, LockLost
 from sync.pglock import AdvisoryLock, current_holder, keepalive_settings, lock_key
 from tests.kit import wait_until
-from tests.postgres import PostgresServer, postgres_server
+from tests.postgres import PostgresServer
 
 HOLDER = """
 import sys, threading
@@ -31,15 +32,32 @@ threading.Event().wait()
 """
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    with postgres_server() as running:
-        running.psql("CREATE DATABASE shop_a")
-        running.psql("CREATE DATABASE shop_b")
-        yield running
+@pytest.fixture
+def server(postgres_server_session: PostgresServer) -> PostgresServer:
+    """The session's PostgreSQL server, shared with other tests: each test locks in its own database."""
+    return postgres_server_session
 
 
-def _lock(server: PostgresServer, database: str = "shop_a", schema: str | None = None) -> AdvisoryLock:
+@pytest.fixture
+def db(postgres_url: str) -> str:
+    """The name of the test's own new, empty database on the shared server."""
+    name = make_url(postgres_url).database
+    assert name
+    return name
+
+
+@pytest.fixture
+def other_db(server: PostgresServer, db: str) -> Iterator[str]:
+    """A second database of the test's own on the shared server, dropped after the test."""
+    name = f"{db}_b"
+    server.psql(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _lock(server: PostgresServer, database: str, schema: str | None = None) -> AdvisoryLock:
     return AdvisoryLock(server.url(database), schema, failover_s=5)
 
 
@@ -60,12 +78,14 @@ def test_keepalives_notice_a_vanished_peer_within_failover() -> None:
         assert noticed <= max(failover, 4) and tcp["tcp_user_timeout"] <= failover * 1000
 
 
-def test_a_second_lock_of_one_deployment_is_refused_naming_the_holder(server: PostgresServer) -> None:
-    first = _lock(server)
+def test_a_second_lock_of_one_deployment_is_refused_naming_the_holder(
+    server: PostgresServer, db: str, other_db: str
+) -> None:
+    first = _lock(server, db)
     first.try_acquire("run")
     try:
         with pytest.raises(LockHeld) as refused:
-            _lock(server).try_acquire("sync")
+            _lock(server, db).try_acquire("sync")
         holder = refused.value.holder
         assert holder["pid"] == os.getpid() and holder["command"] == "run"
         assert holder["host"] == socket.gethostname()[: 63 - len(f"crmsync run pid={os.getpid()} host=")]
@@ -74,35 +94,35 @@ def test_a_second_lock_of_one_deployment_is_refused_naming_the_holder(server: Po
         assert abs(datetime.now(UTC) - since) < timedelta(minutes=1)
         message = str(refused.value)
         assert f"pid {os.getpid()}" in message and "(run, since" in message and "advisory lock" in message
-        assert current_holder(server.url("shop_a")) == holder
+        assert current_holder(server.url(db)) == holder
         # another schema, another database: other deployments, free
-        for other in (_lock(server, schema="eu"), _lock(server, database="shop_b")):
+        for other in (_lock(server, db, schema="eu"), _lock(server, other_db)):
             other.try_acquire("sync")
             assert other.still_held()
             other.release()
     finally:
         first.release()
-    assert current_holder(server.url("shop_a")) is None
-    again = _lock(server)
+    assert current_holder(server.url(db)) is None
+    again = _lock(server, db)
     again.try_acquire("sync")
     again.release()
 
 
-def test_a_sigkilled_holder_leaves_the_lock_free_at_once(server: PostgresServer) -> None:
+def test_a_sigkilled_holder_leaves_the_lock_free_at_once(server: PostgresServer, db: str) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, server.url("shop_a"), "killed"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLDER, server.url(db), "killed"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout is not None
         backend = int(holder.stdout.readline())
-        found = current_holder(server.url("shop_a"), "killed")
+        found = current_holder(server.url(db), "killed")
         assert found is not None and found["pid"] == holder.pid and found["backend_pid"] == backend
         with pytest.raises(LockHeld):
-            _lock(server, schema="killed").try_acquire("sync")
+            _lock(server, db, schema="killed").try_acquire("sync")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(10)
-    taker = _lock(server, schema="killed")
+    taker = _lock(server, db, schema="killed")
     started = datetime.now(UTC)
 
     def taken() -> bool:
@@ -117,8 +137,8 @@ def test_a_sigkilled_holder_leaves_the_lock_free_at_once(server: PostgresServer)
     taker.release()
 
 
-def test_a_terminated_session_is_a_lost_lock_for_the_holder_and_for_its_cycles(server: PostgresServer) -> None:
-    lock = _lock(server, schema="terminated")
+def test_a_terminated_session_is_a_lost_lock_for_the_holder_and_for_its_cycles(server: PostgresServer, db: str) -> None:
+    lock = _lock(server, db, schema="terminated")
     lock.try_acquire("run")
     proof = lock.proof()
     assert proof is not None and proof.backend_pid == lock.holder_backend_pid and proof.key == lock.key
@@ -126,7 +146,7 @@ def test_a_terminated_session_is_a_lost_lock_for_the_holder_and_for_its_cycles(s
     assert lock.still_held()
     lock.guard()
     child_guard()  # the daemon's session holds it: the cycle may write
-    server.psql(f"SELECT pg_terminate_backend({lock.holder_backend_pid})", database="shop_a")
+    server.psql(f"SELECT pg_terminate_backend({lock.holder_backend_pid})", database=db)
     assert wait_until(lambda: not lock.still_held(), timeout=5)
     with pytest.raises(LockLost, match="lock lost: stopping writes"):
         lock.guard()
@@ -136,11 +156,11 @@ def test_a_terminated_session_is_a_lost_lock_for_the_holder_and_for_its_cycles(s
     assert not lock.still_held() and lock.proof() is None
 
 
-def test_a_standby_waits_for_the_holder_and_takes_over_or_stops(server: PostgresServer) -> None:
-    active = _lock(server, schema="standby")
+def test_a_standby_waits_for_the_holder_and_takes_over_or_stops(server: PostgresServer, db: str) -> None:
+    active = _lock(server, db, schema="standby")
     active.try_acquire("run")
     stop = threading.Event()
-    waiting = _lock(server, schema="standby")
+    waiting = _lock(server, db, schema="standby")
     result: list[bool] = []
     thread = threading.Thread(target=lambda: result.append(waiting.wait_acquire("run", stop, poll_s=0.1)))
     thread.start()
@@ -151,14 +171,14 @@ def test_a_standby_waits_for_the_holder_and_takes_over_or_stops(server: Postgres
         # ... and takes it over once it is free
         assert wait_until(lambda: bool(result), timeout=5)
         assert result == [True] and waiting.still_held()
-        holder = current_holder(server.url("shop_a"), "standby")
+        holder = current_holder(server.url(db), "standby")
         assert holder is not None and holder["backend_pid"] == waiting.holder_backend_pid
     finally:
         stop.set()
         thread.join(10)
     # a standby stopped while it waits gives up
     stop = threading.Event()
-    other = _lock(server, schema="standby")
+    other = _lock(server, db, schema="standby")
     result.clear()
     thread = threading.Thread(target=lambda: result.append(other.wait_acquire("run", stop, poll_s=0.1)))
     thread.start()

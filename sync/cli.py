@@ -26,6 +26,7 @@ from sync.cli_support import (
     console,
     dry_run_lines,
     emit_json,
+    erasure_lines,
     fail,
     loaded_config,
     restore_signals,
@@ -209,12 +210,14 @@ def status(
     if path is not None and not path.exists():
         systems: dict[str, Any] = {}
         pending: list[dict[str, Any]] = []
+        erasures: list[dict[str, Any]] = []
         last_run = None
     else:
         store = StateStore(loaded.state_url())
         try:
             systems = store.last_system_runs()
             pending = store.pending_records()
+            erasures = store.erasures.pending_erasures()
             last_run = store.last_run()
         finally:
             store.close()
@@ -228,11 +231,11 @@ def status(
     code = health.exit_code(last_run is not None, problems)
     if common.as_json:
         document = {"systems": systems, "pending": pending, "lock": holder, "last_run": last_run, "held": held}
-        emit_json(times_for_json({**document, "problems": problems}))
+        emit_json(times_for_json({**document, "problems": problems, "erasures": erasures}))
         raise typer.Exit(code)
     out = console()
     print_status(out, systems, held, pending, holder, problems if last_run is not None else {})
-    for line in dry_run_lines(systems):
+    for line in [*dry_run_lines(systems), *erasure_lines(erasures)]:
         out.print(line)
     raise typer.Exit(code)
 
@@ -269,6 +272,40 @@ def backup(
         raise typer.Exit(exc.code) from None
     emit_json(document) if common.as_json else print(f"backup written: {document['backup']} (checked)")
     raise typer.Exit(0)
+
+
+@app.command()
+def forget(
+    key: Annotated[
+        str, typer.Argument(help="As for explain: an email, a phone number, a profile id, or <system>:<id>.")
+    ],
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    log_level: LevelOpt = LogLevel.info,
+    log_json: LogJsonOpt = False,
+) -> None:
+    """Forget a person: crmsync's tags and fields off their records in every system, their data out
+    of the state, and their records never stored again (a record made after this is new). A system
+    that cannot be reached now is tried again by every sync; `status` lists it until it is done."""
+    import threading
+
+    from sync.forget import Ambiguous, NoSuchPerson, render
+    from sync.forget import forget as forget_person
+
+    common = Common(config, json_out, log_level, log_json)
+    loaded = loaded_config(common)
+    path = loaded.sqlite_path()
+    if path is not None and not path.exists():
+        fail(f"crmsync: nothing to forget: no state at {path}", 4)
+    with writer_state(loaded, "forget") as writer:
+        try:
+            done = forget_person(loaded, writer, key, threading.Event())
+        except NoSuchPerson as exc:
+            fail(f"crmsync: {exc}", 4)
+        except Ambiguous as exc:
+            fail(f"crmsync: {exc}", 2)
+    emit_json(done.document) if common.as_json else print(render(done.document))
+    raise typer.Exit(0 if done.complete else 3)
 
 
 @app.command()

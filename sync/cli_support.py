@@ -209,6 +209,27 @@ def dry_run_lines(systems: Mapping[str, Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def erasure_lines(erasures: Sequence[Mapping[str, Any]]) -> list[str]:
+    """`status` for people: erasures (`crmsync forget`) some system has not confirmed yet."""
+    from sync.timefmt import for_people
+
+    lines = []
+    for erasure in erasures:
+        waiting = erasure["waiting_for"]
+        parts = [
+            f"{name} ({entry['records']} record{'s' if entry['records'] != 1 else ''}"
+            + (f": {entry['last_error']}" if entry.get("last_error") else "")
+            + ")"
+            for name, entry in sorted(waiting.items())
+        ]
+        lines.append(
+            f"erasure {erasure['erasure']} of {for_people(erasure['requested_at'])} pending at "
+            + (", ".join(parts) or "no system")
+            + "; every sync tries again"
+        )
+    return lines
+
+
 def run_app(app: typer.Typer, args: Sequence[str] | None = None) -> int:
     """Runs the command line and returns its exit code (CONTRACTS §1 and §6): typer's usage errors
     exit 2, Ctrl-C 130, an unexpected crash prints one line naming its log file and exits 70;

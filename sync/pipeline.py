@@ -31,6 +31,7 @@ from mapping.model import Kind, RemoteState
 from sync.apply import Applier
 from sync.compute import Compute
 from sync.config import LoadedConfig
+from sync.erasure import clear_at_vendors
 from sync.extract import (
     MAPPING_VERSION,
     STORE_BATCH,
@@ -138,6 +139,7 @@ class Cycle:
                 self._plan(connectors, report, self._compute(connectors, report, run, history=history))
                 if not dry_run and report.held is None and not self.stop_event.is_set():
                     self._apply(connectors, report, run)
+                    self._clear_erasures(connectors, report)
         finally:
             for connector in connectors.values():
                 connector.close()
@@ -249,3 +251,11 @@ class Cycle:
 
     def _apply(self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle) -> None:
         self.applier.apply(connectors, report, run)
+
+    def _clear_erasures(self, connectors: Mapping[str, Connector], report: CycleReport) -> None:
+        """Erasures a vendor has not confirmed yet (`crmsync forget`, sync/erasure.py): tried again
+        in every cycle that writes, except at the systems that failed in it."""
+        if self.stop_event.is_set() or not self.store.erasures.target_systems():
+            return
+        failed = {name for name, outcome in report.systems.items() if outcome.status != "ok"}
+        clear_at_vendors(self.store, connectors, clock=self.clock, guard=self.applier.write_guard, skip=failed)

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, delete, func, select
 
 from mapping.model import Contact, Kind, Order, Rejection, RemoteState, SourceRecord, parse_timestamp
 from mapping.normalize.email import email_match_key
+from sync.state.erasure import CUSTOMER, Forgotten
 from sync.state.schema import checkpoints, contacts, orders, quarantine, raw_records
 from sync.state.sql import Database, insert_rows, raw_rows, upsert_many
 
@@ -165,8 +166,10 @@ def put_checkpoint(conn: Connection, system: str, stream: str, value: Mapping[st
 
 
 class ExtractStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, forgotten: Callable[[], Forgotten] | None = None) -> None:
         self.db = db
+        # The erased records' hashes (sync/state/erasure.py): those records are never stored again.
+        self.forgotten = forgotten or Forgotten
 
     # ----- checkpoints -----------------------------------------------------------------------------
     def checkpoint(self, system: str, stream: str) -> dict[str, Any] | None:
@@ -224,6 +227,9 @@ class ExtractStore:
         `force`), outside any write transaction; `guard` then sees the mapped records and may refuse
         the page by raising. `mapped`: results of an earlier attempt at this page, reused."""
         unique = {r.id: r for r in records}
+        erased = self.forgotten()
+        if erased.salt is not None:
+            unique = {rid: r for rid, r in unique.items() if not erased.blocks(system, kind.value, rid)}
         texts = {rid: canonical_json(r.payload) for rid, r in unique.items()}
         hashes = {rid: content_hash(text) for rid, text in texts.items()}
         page = MappedPage(system, kind, len(records), unique, texts, hashes, force)
@@ -235,6 +241,17 @@ class ExtractStore:
         for rid in page.changed:
             result = earlier.get(rid)
             page.results[rid] = mapper(unique[rid]) if result is None else result
+        if erased.salt is not None and kind is Kind.ORDER:
+            # An order naming an erased customer record is that person's: not stored either.
+            page.changed = [
+                rid
+                for rid in page.changed
+                if not (
+                    isinstance(order := page.results[rid], Order)
+                    and order.customer_id
+                    and erased.blocks(system, CUSTOMER, order.customer_id)
+                )
+            ]
         if guard is not None:
             guard([page.results[rid] for rid in page.changed])
         return page

@@ -50,7 +50,7 @@ from sync.state.sql import Database
 
 # The head revision of sync/state/migrations (revision ids are these numbers); a unit test holds
 # the two together. Kept in `meta.schema_version` as well, where crmsync before Alembic read it.
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 
 metadata = MetaData()
 
@@ -237,6 +237,36 @@ profile_tiers = Table(
     Column("tier", String(64), nullable=False),
     Column("qualified_at", String(40), nullable=False),
     Column("since_seq", Integer, nullable=False),
+)
+
+# The right to be forgotten (sync/state/erasure.py): per `forget`, when it was asked and done; the
+# vendor records whose crmsync tags and fields are still to be removed; and a salted hash of each
+# erased record's identity, which extract checks so those records are never stored again.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("erasure_id", String(36), primary_key=True),
+    Column("requested_at", String(40), nullable=False),
+    Column("completed_at", String(40)),
+    Column("profiles", Integer, nullable=False),
+)
+
+erasure_targets = Table(
+    "erasure_targets",
+    metadata,
+    Column("erasure_id", String(36), primary_key=True),
+    Column("system", String(64), primary_key=True),
+    Column("record_id", String(255), primary_key=True),
+    Column("known", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("message", Text),
+)
+
+forgotten = Table(
+    "forgotten",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("erasure_id", String(36), nullable=False),
 )
 
 meta = Table(

@@ -7,7 +7,8 @@
 - `profiles` (profile_writer.py): the resolution and verdicts, and the stored profiles' reads;
 - `history` (history.py): segment history, sizes per run, held tiers;
 - `explain` (explain.py): `crmsync explain`'s queries;
-- `ledger` (ledger.py): what was pushed, what is pending, and the known remote states.
+- `ledger` (ledger.py): what was pushed, what is pending, and the known remote states;
+- `erasures` (erasure.py): `crmsync forget`: people erased, and what is left to clear at vendors.
 
 The store's methods hand each call to its part, so callers keep one object to pass around.
 """
@@ -24,6 +25,7 @@ import numpy.typing as npt
 from mapping.model import Contact, Kind, RemoteState, SourceRecord, WriteBack, WriteResult
 from sync.state.compute import ORDER_DTYPE, ComputeReader, ComputeSnapshot, IdentityRow
 from sync.state.consistency import consistency_problems
+from sync.state.erasure import ErasureStore
 from sync.state.explain import ExplainQueries
 from sync.state.extracts import ExtractStore, Guard, Mapper, StoredPage
 from sync.state.history import SegmentHistory, SegmentSnapshot
@@ -44,7 +46,8 @@ class StateStore:
         self.engine = self.db.engine
         open_schema(self.db)
         self.runs = RunLog(self.db)
-        self.extracts = ExtractStore(self.db)
+        self.erasures = ErasureStore(self.db)
+        self.extracts = ExtractStore(self.db, self.erasures.forgotten)
         self.reader = ComputeReader(self.db)
         self.profiles = ProfileStore(self.db)
         self.history = SegmentHistory(self.db)

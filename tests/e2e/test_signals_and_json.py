@@ -153,6 +153,13 @@ def reported(result: Result, d: Deployment) -> None:
     )
 
 
+def forgotten(result: Result, d: Deployment) -> None:
+    doc = json_out(result)
+    assert doc["ok"] is True and doc["pending"] == [] and len(doc["profiles"]) == 1 and doc["erasure"]
+    assert sum(doc["records"]["contacts"].values()) >= 1
+    assert run_crmsync("explain", _forgettable(d), "-c", str(d.config)).returncode == 4
+
+
 def initialised(result: Result, d: Deployment) -> None:
     doc = json_out(result)
     assert doc["ok"] is True and doc["systems"] == ["shopify"] and Path(doc["path"]).is_file()
@@ -222,8 +229,8 @@ def _config_error(command: str, *rest: str) -> Case:
     return Case(lambda d, t: [command, *rest, "-c", str(d.broken)], 2, error(2, "config error: systems.shop."), True)
 
 
-def _lock_held(command: str) -> Case:
-    return Case(lambda d, t: [command, "-c", str(d.config)], 5, error(5, f"pid {os.getpid()}"), True, True)
+def _lock_held(command: str, *rest: str) -> Case:
+    return Case(lambda d, t: [command, *rest, "-c", str(d.config)], 5, error(5, f"pid {os.getpid()}"), True, True)
 
 
 def _crash(command: str, *rest: str) -> Case:
@@ -232,14 +239,22 @@ def _crash(command: str, *rest: str) -> Case:
 
 def _refusals(command: str, *rest: str, lock: bool = True) -> dict[str, Case]:
     cases = {"config error": _config_error(command, *rest), "crash": _crash(command, *rest)}
-    return cases | ({"lock held": _lock_held(command)} if lock else {})
+    return cases | ({"lock held": _lock_held(command, *rest)} if lock else {})
 
 
 def _email(d: Deployment) -> str:
     return str(d.data["woocommerce"]["customers"][0]["email"])
 
 
-# Add a row here with each new command (`forget`): its success and its refusals.
+def _forgettable(d: Deployment) -> str:
+    """A person `forget` may erase: not the one the `explain` row looks up."""
+    taken = _email(d).lower()
+    return next(
+        str(c["email"]) for c in reversed(d.data["woocommerce"]["customers"]) if str(c["email"]).lower() != taken
+    )
+
+
+# Add a row here with each new command: its success and its refusals.
 TABLE: dict[str, dict[str, Case]] = {
     "sync": {"ok": Case(lambda d, t: ["sync", "-c", str(d.config)], 0, synced), **_refusals("sync")},
     # `plan` with the lock held plans from the stored records: test_plan_beside_a_running_daemon...
@@ -267,6 +282,14 @@ TABLE: dict[str, dict[str, Case]] = {
             lambda d, t: ["explain", "nobody@example.invalid", "-c", str(d.config)], 4, error(4, "no profile"), True
         ),
         **_refusals("explain", "someone@example.invalid", lock=False),
+    },
+    "forget": {
+        "ok": Case(lambda d, t: ["forget", _forgettable(d), "-c", str(d.config)], 0, forgotten),
+        "nothing found": Case(
+            lambda d, t: ["forget", "nobody@example.invalid", "-c", str(d.config)], 4, error(4, "no profile"), True
+        ),
+        "no state": Case(lambda d, t: ["forget", "a@b.nl", "-c", str(d.fresh)], 4, error(4, "no state"), True),
+        **_refusals("forget", "someone@example.invalid"),
     },
     "report": {
         "ok": Case(lambda d, t: ["report", "-c", str(d.config)], 0, reported),

@@ -1,0 +1,96 @@
+"""`crmsync forget KEY` as a command: find the one profile KEY names, erase the person from the
+state (sync/state/erasure.py), then clear crmsync's tags and fields at every writable system
+(sync/erasure.py), and say what was done without naming the person.
+
+KEY is read as `explain` reads it. A KEY that matches several profiles (a phone number two people
+share) erases nothing: the user picks one by its profile id, since erasing the wrong person cannot
+be undone.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from sync.clock import now
+from sync.config import LoadedConfig
+from sync.erasure import clear_at_vendors
+from sync.explain import find_profiles
+from sync.pipeline import build_connectors
+from sync.runtime import Writer
+
+log = structlog.get_logger("crmsync.forget")
+
+
+class NoSuchPerson(LookupError):
+    """KEY matches no profile."""
+
+
+class Ambiguous(LookupError):
+    """KEY matches several profiles."""
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    document: dict[str, Any]
+    complete: bool  # every system confirmed
+
+
+def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event) -> Forgotten:
+    config = loaded.config
+    store = writer.store
+    matches = find_profiles(store, key, config)
+    if not matches:
+        raise NoSuchPerson("no profile matches that key")
+    if len(matches) > 1:
+        raise Ambiguous(
+            f"that key matches {len(matches)} profiles ({', '.join(matches)}): "
+            "forget them one at a time by profile id (`crmsync explain` shows whose each is)"
+        )
+    connectors = build_connectors(loaded, stop)
+    try:
+        writable = [
+            name
+            for name, connector in connectors.items()
+            if connector.settings.writeback
+            and (connector.current_capabilities().write_tags or connector.current_capabilities().write_fields)
+        ]
+        erased = store.erasures.erase(matches, writable, now())
+        log.info("erased from the state", erasure=erased.erasure_id, profiles=len(matches))
+        # Every pending erasure, this one and any a vendor has not confirmed before.
+        passed = clear_at_vendors(store, connectors, clock=now, guard=writer.guard())
+    finally:
+        for connector in connectors.values():
+            connector.close()
+    systems = {name: outcome.to_json() for name, outcome in sorted(passed.systems.items())}
+    document = {
+        "ok": passed.pending == 0,
+        "erasure": erased.erasure_id,
+        "profiles": list(erased.profiles),
+        "records": {"contacts": erased.contacts, "orders": erased.orders},
+        "systems": systems,
+        "pending": [name for name, outcome in sorted(passed.systems.items()) if outcome.pending],
+    }
+    return Forgotten(document, passed.pending == 0)
+
+
+def render(document: dict[str, Any]) -> str:
+    contacts = sum(document["records"]["contacts"].values())
+    orders = sum(document["records"]["orders"].values())
+    lines = [
+        f"Forgotten: profile {', '.join(document['profiles'])} "
+        f"({contacts} contact record{'s' if contacts != 1 else ''}, {orders} order{'s' if orders != 1 else ''}) "
+        "removed from the state; those records will not be stored again."
+    ]
+    for name, outcome in document["systems"].items():
+        if outcome["pending"]:
+            why = outcome.get("reason") or outcome.get("error") or "not confirmed"
+            lines.append(f"  {name}: {outcome['cleared']} cleared, {outcome['pending']} pending ({why})")
+        else:
+            lines.append(f"  {name}: crmsync's tags and fields removed from {outcome['cleared']} record(s)")
+    if document["pending"]:
+        lines.append("Pending systems are tried again by every sync; `crmsync status` lists them until done.")
+    return "\n".join(lines)

@@ -1,0 +1,366 @@
+"""The right to be forgotten, in the state (`crmsync forget`, CONTRACTS §6).
+
+An erasure removes a person's data from the state in one transaction: their contact records and
+orders (raw and mapped), quarantine entries of those records, profile, aliases, identity links,
+segment history, tier, ledger and retry rows. What stays:
+
+- `forgotten`: a salted SHA-256 of each erased record's identity (system, kind, vendor id), so the
+  same vendor records are never stored (or profiled) again, and orders that name an erased
+  customer record are not either. A record the vendor creates after the erasure has a new id and
+  is processed as new: the person came back. The salt is the state's own (`meta.forget_salt`),
+  made on the first erasure, so the hashes cannot be matched against another state's.
+- `erasure_targets`: per writable system, the vendor record ids whose crmsync tags and fields must
+  still be removed, with what crmsync knew those records hold. A row goes as soon as the vendor
+  confirmed the removal; until then `status` lists the erasure as pending.
+- `erasures`: when each was requested and completed; no identifier of the person.
+
+Guest orders (orders naming no stored customer record) are the person's when their email match
+key is theirs alone: the rule by which the compute attaches them to a profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select, update
+
+from mapping.model import Kind, RemoteState, record_key
+from sync.state.ledger import KnownState
+from sync.state.schema import (
+    contacts,
+    erasure_targets,
+    erasures,
+    forgotten,
+    identity_links,
+    meta,
+    orders,
+    pending,
+    profile_aliases,
+    profile_members,
+    profile_tiers,
+    profiles,
+    pushed,
+    quarantine,
+    raw_records,
+    segment_history,
+)
+from sync.state.sql import Database, insert_rows, raw_rows
+
+SALT_KEY = "forget_salt"
+CUSTOMER = "customer"  # the hash kind that stops orders naming an erased customer record
+
+
+def identity_hash(salt: str, system: str, kind: str, record_id: str) -> str:
+    return hashlib.sha256("\x1f".join((salt, system, kind, record_id)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ErasedPerson:
+    """What one erasure removed (counts only: nothing that names the person)."""
+
+    erasure_id: str
+    profiles: tuple[str, ...]
+    contacts: dict[str, int]  # per system
+    orders: dict[str, int]
+    targets: dict[str, int]  # per system: records whose tags and fields are still to be removed
+
+
+@dataclass
+class Forgotten:
+    """The salted hashes of erased records, as extract checks each page against them."""
+
+    salt: str | None = None
+    hashes: frozenset[str] = frozenset()
+    count: int = 0
+
+    def blocks(self, system: str, kind: str, record_id: str) -> bool:
+        return self.salt is not None and identity_hash(self.salt, system, kind, record_id) in self.hashes
+
+
+@dataclass
+class Target:
+    erasure_id: str
+    record_id: str
+    known: RemoteState
+    attempts: int = 0
+    message: str | None = None
+
+
+class ErasureStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._forgotten = Forgotten()
+
+    # ----- the erasure itself ----------------------------------------------------------------------
+    def erase(self, profile_ids: Sequence[str], writable: Iterable[str], now: datetime) -> ErasedPerson:
+        """Remove these profiles' people from the state in one transaction (see the module
+        docstring); `writable`: the systems whose records get an erasure target."""
+        writable = set(writable)
+        erasure_id = str(uuid.uuid4())
+        with self.db.writing() as conn:
+            salt = _salt(conn)
+            members = [
+                (str(system), str(rid))
+                for system, rid in conn.execute(
+                    select(profile_members.c.system, profile_members.c.record_id).where(
+                        profile_members.c.profile_id.in_(profile_ids)
+                    )
+                )
+            ]
+            order_ids = _orders_of(conn, members)
+            known = _known_states(conn, [m for m in members if m[0] in writable])
+            hashes = {identity_hash(salt, system, Kind.CONTACT.value, rid) for system, rid in members}
+            hashes |= {identity_hash(salt, system, CUSTOMER, rid) for system, rid in members}
+            hashes |= {identity_hash(salt, system, Kind.ORDER.value, oid) for system, oid in order_ids}
+            conn.execute(
+                erasures.insert().values(
+                    erasure_id=erasure_id, requested_at=now.isoformat(), completed_at=None, profiles=len(profile_ids)
+                )
+            )
+            stored = {h for (h,) in raw_rows(conn, "SELECT key_hash FROM forgotten")} if hashes else set()
+            insert_rows(conn, forgotten, ("key_hash", "erasure_id"), [(h, erasure_id) for h in sorted(hashes - stored)])
+            insert_rows(
+                conn,
+                erasure_targets,
+                ("erasure_id", "system", "record_id", "known", "attempts", "message"),
+                [
+                    (erasure_id, s, rid, json.dumps(state.to_json()), 0, None)
+                    for (s, rid), state in sorted(known.items())
+                ],
+            )
+            _delete_person(conn, profile_ids, members, order_ids)
+            if not known:
+                _complete(conn, erasure_id, now)
+        self._forgotten = Forgotten()  # read again on the next page
+        count: dict[str, dict[str, int]] = {"contacts": {}, "orders": {}, "targets": {}}
+        for system, _ in members:
+            count["contacts"][system] = count["contacts"].get(system, 0) + 1
+        for system, _ in order_ids:
+            count["orders"][system] = count["orders"].get(system, 0) + 1
+        for system, _ in known:
+            count["targets"][system] = count["targets"].get(system, 0) + 1
+        return ErasedPerson(erasure_id, tuple(profile_ids), count["contacts"], count["orders"], count["targets"])
+
+    # ----- what is still to be removed at the vendors -------------------------------------------
+    def targets(self, system: str) -> list[Target]:
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    erasure_targets.c.erasure_id,
+                    erasure_targets.c.record_id,
+                    erasure_targets.c.known,
+                    erasure_targets.c.attempts,
+                    erasure_targets.c.message,
+                )
+                .where(erasure_targets.c.system == system)
+                .order_by(erasure_targets.c.erasure_id, erasure_targets.c.record_id)
+            ).all()
+        return [Target(e, r, RemoteState.from_json(json.loads(k)), int(a), m) for e, r, k, a, m in rows]
+
+    def target_systems(self) -> list[str]:
+        with self.db.engine.connect() as conn:
+            return [str(s) for (s,) in conn.execute(select(erasure_targets.c.system).distinct())]
+
+    def confirm(self, system: str, done: Sequence[Target], now: datetime) -> None:
+        """The vendor removed crmsync's tags and fields from these records: forget their ids too,
+        and complete every erasure that has nothing left anywhere."""
+        if not done:
+            return
+        with self.db.writing() as conn:
+            for target in done:
+                conn.execute(
+                    delete(erasure_targets).where(
+                        erasure_targets.c.erasure_id == target.erasure_id,
+                        erasure_targets.c.system == system,
+                        erasure_targets.c.record_id == target.record_id,
+                    )
+                )
+            for erasure_id in sorted({t.erasure_id for t in done}):
+                left = conn.execute(
+                    select(func.count()).select_from(erasure_targets).where(erasure_targets.c.erasure_id == erasure_id)
+                ).scalar()
+                if not left:
+                    _complete(conn, erasure_id, now)
+
+    def failed(self, system: str, targets: Sequence[Target], message: str) -> None:
+        with self.db.writing() as conn:
+            for target in targets:
+                conn.execute(
+                    update(erasure_targets)
+                    .where(
+                        erasure_targets.c.erasure_id == target.erasure_id,
+                        erasure_targets.c.system == system,
+                        erasure_targets.c.record_id == target.record_id,
+                    )
+                    .values(attempts=erasure_targets.c.attempts + 1, message=message[:500])
+                )
+
+    def pending_erasures(self) -> list[dict[str, Any]]:
+        """Erasures some system has not confirmed yet (for `status`): when requested, and per
+        system how many records wait and why (no identifier of the person)."""
+        with self.db.engine.connect() as conn:
+            open_ = conn.execute(
+                select(erasures.c.erasure_id, erasures.c.requested_at)
+                .where(erasures.c.completed_at.is_(None))
+                .order_by(erasures.c.requested_at, erasures.c.erasure_id)
+            ).all()
+            waiting = conn.execute(
+                select(
+                    erasure_targets.c.erasure_id,
+                    erasure_targets.c.system,
+                    func.count(),
+                    func.max(erasure_targets.c.attempts),
+                    func.max(erasure_targets.c.message),
+                ).group_by(erasure_targets.c.erasure_id, erasure_targets.c.system)
+            ).all()
+        by_erasure: dict[str, dict[str, Any]] = {}
+        for erasure_id, system, records, attempts, message in waiting:
+            by_erasure.setdefault(erasure_id, {})[system] = {
+                "records": int(records),
+                "attempts": int(attempts or 0),
+                "last_error": message,
+            }
+        return [
+            {"erasure": erasure_id, "requested_at": requested, "waiting_for": by_erasure.get(erasure_id, {})}
+            for erasure_id, requested in open_
+        ]
+
+    # ----- extract's check ---------------------------------------------------------------------------
+    def forgotten(self) -> Forgotten:
+        """The erased records' hashes; read again only when their number changed (one count per
+        call, nothing more while nobody was ever forgotten)."""
+        with self.db.engine.connect() as conn:
+            count = int(conn.execute(select(func.count()).select_from(forgotten)).scalar() or 0)
+            if count != self._forgotten.count:
+                salt = conn.execute(select(meta.c.value).where(meta.c.key == SALT_KEY)).scalar()
+                hashes = frozenset(h for (h,) in conn.execute(select(forgotten.c.key_hash)))
+                self._forgotten = Forgotten(salt, hashes, count)
+        return self._forgotten
+
+
+def _salt(conn: Connection) -> str:
+    found = conn.execute(select(meta.c.value).where(meta.c.key == SALT_KEY)).scalar()
+    if found:
+        return str(found)
+    made = secrets.token_hex(32)
+    conn.execute(meta.insert().values(key=SALT_KEY, value=made))
+    return made
+
+
+def _complete(conn: Connection, erasure_id: str, now: datetime) -> None:
+    conn.execute(update(erasures).where(erasures.c.erasure_id == erasure_id).values(completed_at=now.isoformat()))
+
+
+def _orders_of(conn: Connection, members: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The person's orders: those naming one of their customer records, and guest orders (naming no
+    stored customer record) under an email match key no one else's record holds."""
+    found: set[tuple[str, str]] = set()
+    email_keys: set[str] = set()
+    for system, rid in members:
+        found |= {
+            (system, str(oid))
+            for (oid,) in conn.execute(
+                select(orders.c.order_id).where(orders.c.system == system, orders.c.customer_id == rid)
+            )
+        }
+        key = conn.execute(
+            select(contacts.c.email_key).where(
+                contacts.c.system == system, contacts.c.record_id == rid, contacts.c.email_role.is_(False)
+            )
+        ).scalar()
+        if key:
+            email_keys.add(str(key))
+    mine = set(members)
+    for key in sorted(email_keys):
+        holders = {
+            (str(s), str(r))
+            for s, r in conn.execute(select(contacts.c.system, contacts.c.record_id).where(contacts.c.email_key == key))
+        }
+        if not holders <= mine:
+            continue  # someone else's record holds it too: their guest orders are not this person's alone
+        guests = conn.execute(
+            select(orders.c.system, orders.c.order_id, orders.c.customer_id).where(orders.c.email_key == key)
+        ).all()
+        for system, oid, customer in guests:
+            stored = (
+                customer is not None
+                and conn.execute(
+                    select(func.count())
+                    .select_from(contacts)
+                    .where(contacts.c.system == system, contacts.c.record_id == customer)
+                ).scalar()
+            )
+            if not stored:
+                found.add((str(system), str(oid)))
+    return sorted(found)
+
+
+def _known_states(conn: Connection, members: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RemoteState]:
+    """What crmsync believes each record holds of its own (the ledger's rule), with every tag it
+    ever saw there or wrote besides: removing one that is already gone changes nothing."""
+    known: dict[tuple[str, str], RemoteState] = {}
+    for system, rid in members:
+        read = conn.execute(
+            select(contacts.c.owned, contacts.c.changed_seq).where(
+                contacts.c.system == system, contacts.c.record_id == rid
+            )
+        ).first()
+        wrote = conn.execute(
+            select(pushed.c.state, pushed.c.pushed_seq).where(pushed.c.system == system, pushed.c.record_id == rid)
+        ).first()
+        owned = RemoteState.from_json(json.loads(read[0])) if read else RemoteState.unknown()
+        written = RemoteState.from_json(json.loads(wrote[0])) if wrote else None
+        state = KnownState(owned, int(read[1]) if read else 0, written, int(wrote[1]) if wrote else -1).current
+        tags = state.tags | owned.tags | (written.tags if written is not None else frozenset())
+        known[(system, rid)] = RemoteState(tags, dict(state.fields), state.known)
+    return known
+
+
+def _delete_person(
+    conn: Connection,
+    profile_ids: Sequence[str],
+    members: Sequence[tuple[str, str]],
+    order_ids: Sequence[tuple[str, str]],
+) -> None:
+    keys = [record_key(system, rid) for system, rid in members]
+    for system, rid in members:
+        conn.execute(delete(contacts).where(contacts.c.system == system, contacts.c.record_id == rid))
+        conn.execute(
+            delete(profile_members).where(profile_members.c.system == system, profile_members.c.record_id == rid)
+        )
+        conn.execute(delete(pushed).where(pushed.c.system == system, pushed.c.record_id == rid))
+        conn.execute(delete(pending).where(pending.c.system == system, pending.c.record_id == rid))
+        _delete_raw(conn, system, Kind.CONTACT.value, rid)
+    for system, oid in order_ids:
+        conn.execute(delete(orders).where(orders.c.system == system, orders.c.order_id == oid))
+        _delete_raw(conn, system, Kind.ORDER.value, oid)
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        conn.execute(delete(identity_links).where(identity_links.c.a.in_(chunk) | identity_links.c.b.in_(chunk)))
+    ids = list(profile_ids)
+    conn.execute(
+        delete(profile_aliases).where(profile_aliases.c.profile_id.in_(ids) | profile_aliases.c.alias.in_(ids))
+    )
+    conn.execute(delete(segment_history).where(segment_history.c.profile_id.in_(ids)))
+    conn.execute(delete(profile_tiers).where(profile_tiers.c.profile_id.in_(ids)))
+    conn.execute(delete(profiles).where(profiles.c.profile_id.in_(ids)))
+
+
+def _delete_raw(conn: Connection, system: str, kind: str, record_id: str) -> None:
+    conn.execute(
+        delete(raw_records).where(
+            raw_records.c.system == system, raw_records.c.kind == kind, raw_records.c.record_id == record_id
+        )
+    )
+    conn.execute(
+        delete(quarantine).where(
+            quarantine.c.system == system, quarantine.c.kind == kind, quarantine.c.record_id == record_id
+        )
+    )

@@ -1,0 +1,146 @@
+"""`crmsync forget KEY` against the sandboxes (CONTRACTS §6, issue 18): afterwards `explain` finds
+nothing, no sandbox holds a crmsync tag or field for the person, nobody else's record changed, the
+state holds no trace of them but salted hashes, and neither the next sync nor a backfill brings
+them back. A system that refuses the erasure keeps it pending (`status` lists it) until a later
+sync clears it."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.chaos.lab import sandbox_state
+from tests.kit import Sandboxes, json_out, run_crmsync
+
+
+def crmsync_marks(value: Any, key: str = "") -> Iterator[str]:
+    """crmsync's tags and fields in a sandbox's customer document: any text naming crmsync (a tag
+    `crmsync:…`, a metafield namespace, an efficy category), and any field named after crmsync
+    that holds a value."""
+    if isinstance(value, dict):
+        if "value" in value and any("crmsync" in str(v).lower() for k, v in value.items() if k != "value"):
+            # A row of fields ({key, value}, a metafield): crmsync's while it holds a value. (WooCommerce's
+            # REST API cannot delete a meta row, only empty it: an empty one holds nothing of the person.)
+            if value["value"] not in (None, ""):
+                yield f"{value}"
+            return
+        for name, inner in value.items():
+            if "crmsync" in name.lower() and inner not in (None, "", [], {}):
+                yield f"{name}={inner!r}"
+            elif "crmsync" not in name.lower():
+                yield from crmsync_marks(inner, name)
+    elif isinstance(value, list):
+        for item in value:
+            yield from crmsync_marks(item, key)
+    elif isinstance(value, str) and "crmsync" in value.lower():
+        yield f"{key}: {value}"
+
+
+def most_spread_profile(state: Path, having: str) -> str:
+    """The profile whose records span the most systems, among those with a record in `having`."""
+    with closing(sqlite3.connect(state)) as db:
+        row = db.execute(
+            "SELECT profile_id FROM profile_members GROUP BY profile_id "
+            "HAVING sum(system = ?) > 0 ORDER BY count(DISTINCT system) DESC, profile_id LIMIT 1",
+            (having,),
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def records_of(config: Path, profile_id: str) -> tuple[list[tuple[str, str]], str]:
+    doc = json_out(run_crmsync("explain", profile_id, "-c", str(config), "--json"))
+    return [(r["system"], r["id"]) for r in doc["records"]], str(doc["fields"]["email"]["value"])
+
+
+def state_text(state: Path) -> str:
+    with closing(sqlite3.connect(state)) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return "\n".join(repr(db.execute(f"SELECT * FROM {t}").fetchall()) for t in tables).lower()
+
+
+def test_forget_erases_the_person_everywhere_and_they_stay_forgotten(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    config = sandboxes.config(tmp_path)
+    state = tmp_path / "crmsync.db"
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    profile = most_spread_profile(state, "shopify")
+    records, email = records_of(config, profile)
+    assert len({system for system, _ in records}) >= 2
+    marked = {f"{s}:{r}": list(crmsync_marks(sandboxes.customer(s, r))) for s, r in records}
+    assert any(marked.values()), marked  # there is something to erase
+    before = sandbox_state(sandboxes, small_data)
+
+    forgotten = run_crmsync("forget", email.upper(), "-c", str(config), "--json")
+    assert forgotten.returncode == 0, forgotten.stderr[-3000:]
+    doc = json_out(forgotten)
+    assert doc["ok"] is True and doc["profiles"] == [profile] and doc["pending"] == []
+    assert sum(doc["records"]["contacts"].values()) == len(records)
+    assert email.lower() not in forgotten.stdout.lower() and email.lower() not in forgotten.stderr.lower()
+    for system, rid in records:
+        assert list(crmsync_marks(sandboxes.customer(system, rid))) == [], (system, rid)
+    after = sandbox_state(sandboxes, small_data)
+    theirs = {f"{s}:{r}" for s, r in records}
+    changed = {key for key in before if before[key] != after[key]}
+    assert changed <= theirs and changed, changed  # theirs changed, nobody else's
+
+    for key in (email, profile, f"{records[0][0]}:{records[0][1]}"):
+        assert run_crmsync("explain", key, "-c", str(config)).returncode == 4, key
+    assert email.lower() not in state_text(state)
+    assert profile not in state_text(state)
+
+    # Neither the next sync (their records changed at the vendors, so they are read again) nor a
+    # backfill (everything read again) brings them back or writes to them.
+    sandboxes.reset_stats()
+    for command in ("sync", "backfill"):
+        again = run_crmsync(command, "-c", str(config), "--json")
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert run_crmsync("explain", email, "-c", str(config)).returncode == 4
+        assert email.lower() not in state_text(state)
+        for system, rid in records:
+            assert list(crmsync_marks(sandboxes.customer(system, rid))) == [], (command, system, rid)
+    assert sandbox_state(sandboxes, small_data) == after
+    status = json_out(run_crmsync("status", "-c", str(config), "--json"))
+    assert status["erasures"] == []
+
+
+def test_an_erasure_a_system_refuses_stays_pending_until_a_sync_clears_it(sandboxes: Sandboxes, tmp_path: Path) -> None:
+    config = sandboxes.config(tmp_path)
+    state = tmp_path / "crmsync.db"
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    profile = most_spread_profile(state, "woocommerce")
+    records, _ = records_of(config, profile)
+    woo = next(rid for system, rid in records if system == "woocommerce")
+    assert list(crmsync_marks(sandboxes.customer("woocommerce", woo)))
+    sandboxes.fault("woocommerce", match="writes", fault="503", times=1000)
+
+    refused = run_crmsync("forget", profile, "-c", str(config), "--json")
+    assert refused.returncode == 3, refused.stderr[-3000:]
+    doc = json_out(refused)
+    assert doc["ok"] is False and doc["pending"] == ["woocommerce"]
+    assert doc["systems"]["woocommerce"]["pending"] == 1 and doc["systems"]["woocommerce"]["error"]
+    assert all(outcome["pending"] == 0 for name, outcome in doc["systems"].items() if name != "woocommerce")
+    assert list(crmsync_marks(sandboxes.customer("woocommerce", woo)))  # still there: the shop refused
+    assert run_crmsync("explain", profile, "-c", str(config)).returncode == 4  # gone from the state already
+
+    status = run_crmsync("status", "-c", str(config), "--json")
+    (pending,) = json_out(status)["erasures"]
+    assert pending["erasure"] == doc["erasure"] and set(pending["waiting_for"]) == {"woocommerce"}
+    assert pending["waiting_for"]["woocommerce"]["attempts"] == 1
+    people = run_crmsync("status", "-c", str(config))
+    assert f"erasure {doc['erasure']}" in people.stdout and "pending at woocommerce" in people.stdout
+
+    requests.delete(f"{sandboxes.url('woocommerce')}/_sandbox/faults", timeout=5).raise_for_status()
+    synced = run_crmsync("sync", "-c", str(config), "--json")
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert list(crmsync_marks(sandboxes.customer("woocommerce", woo))) == []
+    assert json_out(run_crmsync("status", "-c", str(config), "--json"))["erasures"] == []
+    with closing(sqlite3.connect(state)) as db:
+        assert db.execute("SELECT count(*) FROM erasure_targets").fetchone() == (0,)
+        assert db.execute("SELECT completed_at IS NOT NULL FROM erasures").fetchall() == [(1,)]

@@ -1,0 +1,162 @@
+"""The state side of `crmsync forget` (sync/state/erasure.py), on both backends: what an erasure
+removes and keeps, that the erased records are never stored again while a record made after the
+erasure is, and how targets wait for their vendor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from mapping.model import Contact, Kind, Membership, Order, RemoteState, SourceRecord, WriteBack, WriteResult
+from sync.state import StateStore, VerdictChunk, metadata
+
+NOW = datetime(2026, 12, 4, tzinfo=UTC)
+
+
+def _map(record: SourceRecord) -> Contact | Order:
+    payload = record.payload
+    if record.kind is Kind.ORDER:
+        return Order(record.system, record.id, payload.get("customer"), payload.get("email"), Decimal("10"), "EUR", NOW)
+    return Contact(record.system, record.id, record.updated_at, email=payload["email"])
+
+
+def _contacts(system: str, *pairs: tuple[str, str]) -> list[SourceRecord]:
+    return [SourceRecord(system, Kind.CONTACT, rid, NOW, {"email": email}) for rid, email in pairs]
+
+
+def _orders(system: str, *rows: tuple[str, str | None, str | None]) -> list[SourceRecord]:
+    return [
+        SourceRecord(system, Kind.ORDER, oid, NOW, {"customer": customer, "email": email})
+        for oid, customer, email in rows
+    ]
+
+
+@pytest.fixture
+def store(state_url: str) -> Iterator[StateStore]:
+    opened = StateStore(state_url)
+    yield opened
+    opened.close()
+
+
+def _populate(store: StateStore) -> None:
+    """Anna in the shop (1) and the CRM (9), with a customer order, a guest order under her email
+    and a pushed tag; Bert (2) with his own order; a guest order of an email two people hold."""
+    store.store_page("shop", Kind.CONTACT, _contacts("shop", ("1", "anna@x.nl"), ("2", "bert@x.nl")), _map, 1)
+    store.store_page("crm", Kind.CONTACT, _contacts("crm", ("9", "anna@x.nl"), ("8", "co@x.nl")), _map, 1)
+    store.store_page("shop", Kind.CONTACT, _contacts("shop", ("3", "co@x.nl")), _map, 1)
+    orders = _orders(
+        "shop",
+        ("o1", "1", "anna@x.nl"),
+        ("o2", None, "anna@x.nl"),  # a guest order under her email: hers
+        ("o3", "2", "bert@x.nl"),
+        ("o4", None, "co@x.nl"),  # a guest order under an email two people's records hold
+    )
+    store.store_page("shop", Kind.ORDER, orders, _map, 1)
+    verdicts = [
+        VerdictChunk.of(
+            [
+                ("p_anna", Membership(frozenset({"friends"}), None), "{}"),
+                ("p_bert", Membership(frozenset({"friends"}), None), "{}"),
+                ("p_co", Membership(frozenset(), None), "{}"),
+                ("p_co2", Membership(frozenset(), None), "{}"),
+            ]
+        )
+    ]
+    links = [("crm:9", "shop:1", "email", "anna@x.nl")]
+    members = {"p_anna": ["crm:9", "shop:1"], "p_bert": ["shop:2"], "p_co": ["crm:8"], "p_co2": ["shop:3"]}
+    store.save_profiles(members, verdicts, {"p_old": "p_anna"}, 1, links)
+    tag = RemoteState(frozenset({"crmsync:friends"}))
+    store.record_results(
+        "shop", [WriteBack("shop", "1", ("crmsync:friends",), (), {}, tag)], [WriteResult("1", True)], 1, NOW
+    )
+    store.record_results(
+        "shop", [WriteBack("shop", "2", ("crmsync:friends",), (), {}, tag)], [WriteResult("2", True)], 1, NOW
+    )
+
+
+def _rows(store: StateStore) -> dict[str, list[tuple[object, ...]]]:
+    with store.db.reading() as conn:
+        return {
+            name: sorted((tuple(row) for row in conn.execute(text(f"SELECT * FROM {name}"))), key=repr)
+            for name in sorted(metadata.tables)
+        }
+
+
+def test_an_erasure_removes_the_person_and_keeps_only_salted_hashes(store: StateStore) -> None:
+    _populate(store)
+    bert_before = {
+        name: [row for row in rows if any(v in ("2", "o3", "p_bert", "shop:2") for v in row)]
+        for name, rows in _rows(store).items()
+    }
+    erased = store.erasures.erase(["p_anna"], ["shop"], NOW)
+    assert erased.contacts == {"shop": 1, "crm": 1} and erased.orders == {"shop": 2}
+    assert erased.targets == {"shop": 1}  # the CRM is not written to here
+    rows = _rows(store)
+    everything = repr({name: found for name, found in rows.items() if name not in ("erasure_targets",)})
+    assert "anna" not in everything and "p_anna" not in everything and "'o1'" not in everything
+    assert "'o2'" not in everything and "p_old" not in everything
+    assert "'o4'" in everything  # not hers alone
+    assert [row[0] for row in rows["profiles"]] == ["p_bert", "p_co", "p_co2"]
+    bert_after = {
+        name: [row for row in found if any(v in ("2", "o3", "p_bert", "shop:2") for v in row)]
+        for name, found in rows.items()
+    }
+    assert bert_after == bert_before  # nobody else's rows touched
+    assert len(rows["forgotten"]) == 2 + 2 + 2  # two contacts, their customer ids, two orders
+    assert all(len(row[0]) == 64 for row in rows["forgotten"])
+    # The shop record is what is left to clear, with the tag crmsync wrote there.
+    (target,) = store.erasures.targets("shop")
+    assert target.record_id == "1" and target.known.tags == frozenset({"crmsync:friends"})
+    assert store.consistency_problems() == []
+    assert store.profiles_for(email_key="anna@x.nl") == [] and store.profiles_for(profile="p_old") == []
+
+
+def test_erased_records_are_never_stored_again_but_a_new_record_is(store: StateStore) -> None:
+    _populate(store)
+    store.erasures.erase(["p_anna"], ["shop"], NOW)
+    again = store.store_page("shop", Kind.CONTACT, _contacts("shop", ("1", "anna@x.nl"), ("4", "anna@x.nl")), _map, 2)
+    assert again.changed == 1  # record 4, made after the erasure: she came back
+    later = _orders("shop", ("o1", "1", "anna@x.nl"), ("o5", "1", "anna@x.nl"), ("o6", "4", "anna@x.nl"))
+    assert store.store_page("shop", Kind.ORDER, later, _map, 2).changed == 1  # only o6, of the new record
+    with store.db.reading() as conn:
+        stored = sorted(conn.execute(text("SELECT system, record_id FROM raw_records WHERE kind = 'contact'")).all())
+        ordered = sorted(r[0] for r in conn.execute(text("SELECT order_id FROM orders")).all())
+    assert [tuple(r) for r in stored] == [("crm", "8"), ("shop", "2"), ("shop", "3"), ("shop", "4")]
+    assert ordered == ["o3", "o4", "o6"]
+
+
+def test_targets_wait_for_their_vendor_and_the_erasure_completes_when_all_confirmed(store: StateStore) -> None:
+    _populate(store)
+    erased = store.erasures.erase(["p_anna"], ["shop", "crm"], NOW)
+    assert erased.targets == {"shop": 1, "crm": 1}
+    shop, crm = store.erasures.targets("shop"), store.erasures.targets("crm")
+    store.erasures.failed("crm", crm, "503 from the CRM")
+    store.erasures.confirm("shop", shop, NOW + timedelta(minutes=1))
+    (pending,) = store.erasures.pending_erasures()
+    assert pending["erasure"] == erased.erasure_id
+    assert pending["waiting_for"] == {"crm": {"records": 1, "attempts": 1, "last_error": "503 from the CRM"}}
+    store.erasures.confirm("crm", store.erasures.targets("crm"), NOW + timedelta(minutes=2))
+    assert store.erasures.pending_erasures() == []
+    assert store.erasures.target_systems() == []
+    with store.db.reading() as conn:
+        done = conn.execute(text("SELECT completed_at FROM erasures")).scalar()
+    assert done == (NOW + timedelta(minutes=2)).isoformat()
+
+
+def test_the_salt_is_the_states_own(state_url: str, new_state_url: object) -> None:
+    """Two states hash the same record differently: their hashes cannot be matched."""
+    hashes = []
+    for url in (state_url, new_state_url()):  # type: ignore[operator]
+        store = StateStore(url)
+        try:
+            _populate(store)
+            store.erasures.erase(["p_bert"], [], NOW)
+            with store.db.reading() as conn:
+                hashes.append({r[0] for r in conn.execute(text("SELECT key_hash FROM forgotten"))})
+        finally:
+            store.close()
+    assert len(hashes[0]) == len(hashes[1]) == 3 and not hashes[0] & hashes[1]

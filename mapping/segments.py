@@ -122,6 +122,9 @@ class SegmentSettings(_Strict):
     rules: tuple[Rule, ...] = ()
     health: HealthRules = Field(default_factory=HealthRules)
     labels: dict[str, str] = Field(default_factory=dict, description="display names for reports")
+    holdout: dict[str, float] = Field(
+        default_factory=dict, description="segment -> share of its members left untagged (mapping/holdout.py)"
+    )
 
     @field_validator("tiers")
     @classmethod
@@ -146,6 +149,18 @@ class SegmentSettings(_Strict):
         for code, rate in self.rates.items():
             if len(code) != 3 or not code.isupper() or rate <= 0:
                 raise ValueError(f"rates.{code}: a rate is a positive number keyed by an ISO 4217 code")
+        return self
+
+    @model_validator(mode="after")
+    def _holdouts_name_segments(self) -> SegmentSettings:
+        known = set(self.segment_names())
+        for name, share in self.holdout.items():
+            if name not in known:
+                raise ValueError(f"holdout.{name}: no segment of that name")
+            if name.startswith("tier-"):
+                raise ValueError(f"holdout.{name}: a loyalty tier is a promise to the customer, not a campaign")
+            if not 0 < share <= 0.5:
+                raise ValueError(f"holdout.{name}: a share above 0 and at most 0.5 (0.1 leaves 10 % untagged)")
         return self
 
     def label(self, segment: str) -> str:

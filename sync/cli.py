@@ -389,8 +389,19 @@ def report(
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write the report as one self-contained HTML file.")
     ] = None,
+    campaign: Annotated[
+        str | None,
+        typer.Option("--campaign", help="A segment: its tagged people vs its holdout, and before."),
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="With --campaign: when it started (YYYY-MM-DD).")] = None,
+    members: Annotated[
+        str | None, typer.Option("--members", help="A segment: its members now (the holdout left out).")
+    ] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="With --members: CSV on stdout.")] = False,
 ) -> None:
-    """Segment health: size, value, stability, overlap, growth and churn per segment."""
+    """Segment health: size, value, stability, overlap, growth and churn per segment. --campaign
+    measures a campaign on a segment; --members lists a segment's people for a mail tool."""
+    from sync.cli_report import campaign_view, members_view
     from sync.clock import now
     from sync.config import coverage_notes
     from sync.report import build_report, report_tables
@@ -402,6 +413,12 @@ def report(
     path = loaded.sqlite_path()
     if path is not None and not path.exists():
         fail(f"crmsync: no state at {path} yet: run `crmsync sync` first", 2)
+    if as_csv and members is None:
+        fail("crmsync report: --csv goes with --members SEGMENT", 2)
+    if campaign is not None:
+        campaign_view(common, loaded, campaign, since)
+    if members is not None:
+        members_view(common, loaded, members, as_csv)
     store = StateStore(loaded.state_url())  # reads only; no lock needed, as for `status`
     try:
         document = build_report(store, loaded.config.segments, now())

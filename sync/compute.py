@@ -10,6 +10,7 @@ from datetime import datetime
 import structlog
 
 from connectors.base import Connector
+from mapping.holdout import Holdouts
 from mapping.model import Membership, RemoteState, split_key
 from mapping.traits import empty_order_columns
 from sync.config import CrmsyncConfig
@@ -79,7 +80,9 @@ class Compute:
         # One state object per (system, membership): few distinct ones exist, and the planner
         # compares each distinct pair of objects once.
         states: dict[tuple[str, Membership], RemoteState] = {}
-        for profile, verdict in zip(segments.profiles, segments.memberships, strict=True):
+        holdouts = Holdouts(self.config.segments.holdout)
+        for profile, membership in zip(segments.profiles, segments.memberships, strict=True):
+            verdict = holdouts.written(profile, membership)  # what is written: held-out segments left out
             for key in resolved.members[profile]:
                 system, record_id = split_key(key)
                 connector = connectors.get(system)

@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from mapping.holdout import held_out
 from mapping.identity import survive
 from mapping.model import Contact, FieldSpec, get_path, parse_timestamp, split_key
 from mapping.normalize.email import email_match_key, normalise_email
@@ -83,7 +84,15 @@ def explain_profile(store: StateStore, profile_id: str, config: CrmsyncConfig, n
             name: {"value": choice.value, "from": choice.source, "why": choice.why} for name, choice in fields.items()
         },
         "traits": {name: for_json(value) if isinstance(value, str) else value for name, value in traits.items()},
-        "segments": [{"name": name, "why": segment_reason(name, traits, config.segments, now)} for name in segments],
+        "segments": [
+            {
+                "name": name,
+                "why": segment_reason(name, traits, config.segments, now),
+                # In the segment's holdout (`[segments] holdout`): a member, but not tagged anywhere.
+                "held_out": held_out(name, profile_id, config.segments.holdout.get(name, 0.0)),
+            }
+            for name in segments
+        ],
     }
 
 
@@ -186,7 +195,8 @@ def render(document: Mapping[str, Any], others: Sequence[str]) -> Any:
     segments.add_column("segment")
     segments.add_column("why")
     for segment in document["segments"]:
-        segments.add_row(segment["name"], segment["why"])
+        why = segment["why"] + (" (in the holdout: not tagged)" if segment.get("held_out") else "")
+        segments.add_row(segment["name"], why)
     traits = Table(title="traits", title_justify="left")
     traits.add_column("trait")
     traits.add_column("value")

@@ -129,6 +129,26 @@ class SegmentHistory:
                 for r in conn.execute(select(segment_runs).order_by(segment_runs.c.seq, segment_runs.c.segment))
             ]
 
+    def segment_history_of(self, segment: str) -> list[tuple[str, str, str | None]]:
+        """Every stay of every profile in one segment: (profile id, entered at, exited at or None)."""
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                select(segment_history.c.profile_id, segment_history.c.entered_at, segment_history.c.exited_at)
+                .where(segment_history.c.segment == segment)
+                .order_by(segment_history.c.profile_id, segment_history.c.entered_seq)
+            ).all()
+        return [(str(p), str(entered), None if exited is None else str(exited)) for p, entered, exited in rows]
+
+    def members_since(self, segment: str) -> list[tuple[str, str]]:
+        """The segment's members now, with when they entered it: (profile id, entered at), by id."""
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                select(segment_history.c.profile_id, segment_history.c.entered_at)
+                .where(segment_history.c.segment == segment, segment_history.c.exited_seq.is_(None))
+                .order_by(segment_history.c.profile_id)
+            ).all()
+        return [(str(p), str(entered)) for p, entered in rows]
+
     def still_members(self, since_seq: int) -> dict[str, int]:
         """Per segment: members now who have been in it without a break since run `since_seq`."""
         with self.db.engine.connect() as conn:

@@ -176,6 +176,12 @@ class StateStore:
     def segment_snapshots(self) -> list[SegmentSnapshot]:
         return self.history.segment_snapshots()
 
+    def segment_history_of(self, segment: str) -> list[tuple[str, str, str | None]]:
+        return self.history.segment_history_of(segment)
+
+    def members_since(self, segment: str) -> list[tuple[str, str]]:
+        return self.history.members_since(segment)
+
     def still_members(self, since_seq: int) -> dict[str, int]:
         return self.history.still_members(since_seq)
 

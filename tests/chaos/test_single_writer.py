@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import requests
 
 from sync.pglock import current_holder
 from tests.kit import Sandboxes, json_out, run_crmsync, spawn, wait_until
@@ -49,7 +50,9 @@ def test_on_postgresql_a_one_off_writer_exits_5_and_a_second_daemon_waits_as_a_s
         .replace('interval = "15m"', 'interval = "1s"')
         .replace("[state]\n", '[state]\nfailover = "3s"\n')
     )
-    sandboxes.fault("shopify", match="reads", fault="slow", seconds=5, times=1)
+    # The holder must still hold the lock when the standby starts, however slow this host is: its
+    # reads stall (20 s each, retries included) until the test clears the fault, before the kill.
+    sandboxes.fault("shopify", match="reads", fault="slow", seconds=20, times=5)
     process = spawn(holder, "-c", str(config))
     standby = None
     try:
@@ -63,6 +66,7 @@ def test_on_postgresql_a_one_off_writer_exits_5_and_a_second_daemon_waits_as_a_s
         assert standby.poll() is None  # waiting, not refused
         assert (current_holder(postgres_url) or {}).get("pid") == process.pid
     finally:
+        requests.delete(f"{sandboxes.url('shopify')}/_sandbox/faults", timeout=5).raise_for_status()
         process.kill()
     assert standby.result(timeout=90).returncode == 0, standby.stderr()
     assert '"event": "cycle finished"' in standby.stderr()

@@ -160,6 +160,13 @@ def forgotten(result: Result, d: Deployment) -> None:
     assert run_crmsync("explain", _forgettable(d), "-c", str(d.config)).returncode == 4
 
 
+def measured(result: Result, d: Deployment) -> None:
+    doc = json_out(result)
+    assert {"segment", "since", "until", "tagged", "holdout", "previous_window", "lift"} <= doc.keys()
+    assert doc["tagged"]["people"] > 0 and doc["holdout"]["people"] == 0  # no holdout configured
+    assert set(doc["tagged"]) == {"people", "orders", "revenue", "conversion"}
+
+
 def initialised(result: Result, d: Deployment) -> None:
     doc = json_out(result)
     assert doc["ok"] is True and doc["systems"] == ["shopify"] and Path(doc["path"]).is_file()
@@ -293,6 +300,12 @@ TABLE: dict[str, dict[str, Case]] = {
     },
     "report": {
         "ok": Case(lambda d, t: ["report", "-c", str(d.config)], 0, reported),
+        "campaign": Case(
+            lambda d, t: ["report", "--campaign", "friends", "--since", "2020-01-01", "-c", str(d.config)], 0, measured
+        ),
+        "unknown segment": Case(
+            lambda d, t: ["report", "--members", "nope", "-c", str(d.config)], 2, error(2, "no segment named"), True
+        ),
         "no state": Case(lambda d, t: ["report", "-c", str(d.fresh)], 2, error(2, "no state"), True),
         **_refusals("report", lock=False),
     },

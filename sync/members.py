@@ -1,0 +1,54 @@
+"""`crmsync report --members SEGMENT --csv`: the segment's members now, to take to a mail tool.
+
+Columns (CONTRACTS §6): profile_id, email, given_name, family_name, systems, member_since. The
+name and email are the profile's by survivorship (as `explain` shows them); `systems` lists the
+systems holding one of the person's records; `member_since` is when they last entered the
+segment (UTC ISO-8601). People in the segment's holdout are left out: mailing them would spoil
+the comparison the holdout is for. Profiles in order of profile id, so two exports compare.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+
+from mapping.holdout import held_out
+from mapping.identity import survive
+from sync.config import CrmsyncConfig
+from sync.state import StateStore
+
+COLUMNS = ("profile_id", "email", "given_name", "family_name", "systems", "member_since")
+
+
+def member_rows(store: StateStore, config: CrmsyncConfig, segment: str) -> list[dict[str, str]]:
+    share = config.segments.holdout.get(segment, 0.0)
+    rows = []
+    for profile_id, since in store.members_since(segment):
+        if share and held_out(segment, profile_id, share):
+            continue
+        contacts = store.profile_detail(profile_id)["contacts"]
+        fields = {name: choice.value for name, choice in survive(contacts, config.identity.source_priority).items()}
+        # Mail tools have no infix column: "van der" goes with the family name, as people write it.
+        family = " ".join(str(part) for part in (fields.get("infix"), fields.get("family_name")) if part)
+        rows.append(
+            {
+                "profile_id": profile_id,
+                "email": str(fields.get("email") or ""),
+                "given_name": str(fields.get("given_name") or ""),
+                "family_name": family,
+                "systems": ",".join(sorted({c.system for c in contacts})),
+                "member_since": since,
+            }
+        )
+    return rows
+
+
+def to_csv(rows: Iterable[dict[str, str]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        # A cell that a spreadsheet would run as a formula is quoted as text (CSV injection).
+        writer.writerow({k: ("'" + v if v[:1] in ("=", "+", "-", "@") else v) for k, v in row.items()})
+    return out.getvalue()

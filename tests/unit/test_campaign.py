@@ -1,0 +1,135 @@
+"""`report --campaign` (sync/campaign.py) against a hand computation on a small state, and the
+member list of `report --members` (sync/members.py), holdout left out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from mapping.model import Contact, Kind, Membership, Order, SourceRecord
+from sync.campaign import UnknownSegment, campaign_report, window_start
+from sync.config import LoadedConfig, load_config
+from sync.members import member_rows, to_csv
+from sync.state import StateStore, VerdictChunk
+
+SINCE = datetime(2026, 11, 1, tzinfo=UTC)
+UNTIL = datetime(2026, 12, 1, tzinfo=UTC)
+CONFIG = """
+[state]
+url = "sqlite:///crmsync.db"
+[segments]
+holdout = { "win-back" = 0.5 }
+[[segments.rules]]
+name = "win-back"
+when = "order_count > 0"
+[systems.shop]
+type = "woocommerce"
+base_url = "http://127.0.0.1:9"
+consumer_key = "ck_test"
+consumer_secret = "cs_test"
+"""
+# With a holdout of 0.5 on "win-back", p_a and p_e are held out; p_b, p_f, p_g are not (pinned in
+# tests/unit/test_holdout.py's way: the hash of segment and profile id).
+PEOPLE = {"1": ("p_a", "anna@x.nl"), "2": ("p_b", "bram@x.nl"), "5": ("p_e", "eva@x.nl"), "6": ("p_f", "fee@x.nl")}
+PEOPLE["7"] = ("p_g", "gijs@x.nl")
+# order -> (customer, euros, placed, counts)
+ORDERS = {
+    "o1": ("1", "100.00", "2026-11-10", True),  # p_a (holdout), in the window
+    "o2": ("2", "50.00", "2026-11-05", True),  # p_b (tagged), in the window
+    "o3": ("2", "30.00", "2026-11-20", False),  # p_b, cancelled: never counts
+    "o4": ("2", "70.00", "2026-10-15", True),  # p_b, the window before
+    "o5": ("6", "20.00", "2026-11-25", True),  # p_f (tagged), in the window
+    "o6": ("6", "999.00", "2026-12-02", True),  # p_f, after the window
+    "o7": ("7", "40.00", "2026-10-10", True),  # p_g, the window before
+}
+# Stays in "win-back": (profile, entered, exited)
+HISTORY = [
+    ("p_a", "2026-10-25T00:00:00+00:00", None),
+    ("p_b", "2026-09-01T00:00:00+00:00", None),
+    ("p_e", "2026-11-15T00:00:00+00:00", None),
+    ("p_f", "2026-11-02T00:00:00+00:00", "2026-11-28T00:00:00+00:00"),
+    ("p_g", "2026-09-15T00:00:00+00:00", "2026-10-20T00:00:00+00:00"),
+]
+
+
+def _contact(record: SourceRecord) -> Contact:
+    return Contact(record.system, record.id, UNTIL, email=record.payload["email"], given_name="Jan", family_name="Berg")
+
+
+def _order(record: SourceRecord) -> Order:
+    customer, euros, placed, counts = record.payload["order"]
+    created = datetime.fromisoformat(placed).replace(hour=12, tzinfo=UTC)
+    return Order(record.system, record.id, customer, None, Decimal(euros), "EUR", created, counts)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> tuple[LoadedConfig, StateStore]:
+    (tmp_path / "crmsync.toml").write_text(CONFIG)
+    loaded = load_config(tmp_path / "crmsync.toml")
+    store = StateStore(loaded.state_url())
+    contacts = [SourceRecord("shop", Kind.CONTACT, cid, UNTIL, {"email": e}) for cid, (_, e) in PEOPLE.items()]
+    store.store_page("shop", Kind.CONTACT, contacts, _contact, 1)
+    orders = [SourceRecord("shop", Kind.ORDER, oid, UNTIL, {"order": o}) for oid, o in ORDERS.items()]
+    store.store_page("shop", Kind.ORDER, orders, _order, 1)
+    member = Membership(frozenset({"win-back"}), None)
+    verdicts = [VerdictChunk.of([(pid, member, "{}") for pid, _ in PEOPLE.values()])]
+    store.save_profiles({pid: [f"shop:{cid}"] for cid, (pid, _) in PEOPLE.items()}, verdicts, {}, 1)
+    with store.db.writing() as conn:
+        conn.exec_driver_sql("DELETE FROM segment_history")
+        for seq, (pid, entered, exited) in enumerate(HISTORY, 1):
+            conn.exec_driver_sql(
+                "INSERT INTO segment_history (profile_id, segment, entered_seq, entered_at, exited_seq, exited_at) "
+                "VALUES (?, 'win-back', ?, ?, ?, ?)",
+                (pid, seq, entered, None if exited is None else seq + 100, exited),
+            )
+    return loaded, store
+
+
+def test_the_campaign_figures_match_a_hand_computation(state: tuple[LoadedConfig, StateStore]) -> None:
+    loaded, store = state
+    doc = campaign_report(store, loaded.config, "win-back", SINCE, UNTIL)
+    # In the window: p_a, p_b, p_e, p_f (p_g left before it). Held out: p_a, p_e.
+    assert doc["tagged"] == {"people": 2, "orders": 2, "revenue": 70.0, "conversion": 1.0}  # o2 + o5
+    assert doc["holdout"] == {"people": 2, "orders": 1, "revenue": 100.0, "conversion": 0.5}  # o1
+    # The 30 days before: tagged members p_b and p_g (p_a was held out), with o4 and o7.
+    previous = doc["previous_window"]
+    assert (previous["since"], previous["until"]) == ("2026-10-02T00:00:00+00:00", "2026-11-01T00:00:00+00:00")
+    assert {k: previous[k] for k in ("people", "orders", "revenue", "conversion")} == {
+        "people": 2,
+        "orders": 2,
+        "revenue": 110.0,
+        "conversion": 1.0,
+    }
+    assert doc["lift"] == {"conversion_points": 50.0, "revenue_per_person": -15.0}  # 35 - 50 per person
+    assert doc["segment"] == "win-back" and doc["holdout_share"] == 0.5
+    with pytest.raises(UnknownSegment):
+        campaign_report(store, loaded.config, "no-such", SINCE, UNTIL)
+    store.close()
+
+
+def test_the_member_list_leaves_the_holdout_out(state: tuple[LoadedConfig, StateStore]) -> None:
+    loaded, store = state
+    rows = member_rows(store, loaded.config, "win-back")
+    store.close()
+    assert [row["profile_id"] for row in rows] == ["p_b"]  # open stays: p_a, p_b, p_e; p_a and p_e held out
+    assert rows[0] == {
+        "profile_id": "p_b",
+        "email": "bram@x.nl",
+        "given_name": "Jan",
+        "family_name": "Berg",
+        "systems": "shop",
+        "member_since": "2026-09-01T00:00:00+00:00",
+    }
+    text = to_csv([*rows, {**rows[0], "given_name": "=HYPERLINK(1)"}])
+    assert text.splitlines()[0] == "profile_id,email,given_name,family_name,systems,member_since"
+    assert "'=HYPERLINK(1)" in text  # a formula is text in a spreadsheet
+
+
+def test_since_is_a_date_before_now() -> None:
+    assert window_start("2026-11-01", UNTIL) == SINCE
+    for bad in ("2026-12-01", "yesterday", "2027-01-01"):
+        with pytest.raises(ValueError, match="--since"):
+            window_start(bad, UNTIL)

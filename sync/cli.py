@@ -405,6 +405,7 @@ def report(
     from sync.clock import now
     from sync.config import coverage_notes
     from sync.report import build_report, report_tables
+    from sync.report_guide import add_guide
     from sync.report_html import render_html
     from sync.state import StateStore
 
@@ -421,7 +422,8 @@ def report(
         members_view(common, loaded, members, as_csv)
     store = StateStore(loaded.state_url())  # reads only; no lock needed, as for `status`
     try:
-        document = build_report(store, loaded.config.segments, now())
+        document = build_report(store, loaded.config.segments, now(), loaded.config.report.language)
+        add_guide(document, store, loaded)
         notes = coverage_notes(loaded.config)
         if notes:
             document["caveats"] = list(notes.values())

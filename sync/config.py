@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Discriminator, Field, SecretStr, Tag, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -212,6 +212,14 @@ else:
     SystemConfig = _system_union()
 
 
+class ReportSettings(StrictModel):
+    """`crmsync report`: its language (the action words, flags, headings; segment names stay as they
+    are written to the systems) and an optional persona per segment, a name and face for the group."""
+
+    language: Literal["en", "nl"] = "en"
+    personas: dict[str, str] = Field(default_factory=dict)
+
+
 class CrmsyncConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CRMSYNC_",
@@ -229,6 +237,7 @@ class CrmsyncConfig(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
     systems: dict[str, SystemConfig] = Field(default_factory=dict)
 
     @classmethod

@@ -20,6 +20,7 @@ from sync.pipeline import Cycle
 from sync.render import console as render_console
 from sync.render import print_report
 from sync.report import build_report
+from sync.report_guide import add_guide
 from sync.report_html import render_html
 from sync.runtime import lock_path, open_state
 from sync.sandboxes import sandbox_config, start_sandboxes, stop_sandboxes
@@ -126,7 +127,9 @@ def _fixed(at: datetime) -> Callable[[], datetime]:
 def write_report(store: StateStore, loaded: LoadedConfig, folder: Path) -> Path:
     """The segment health report of the demo's state, as HTML beside its config."""
     path = (folder / "report.html").resolve()
-    path.write_text(render_html(build_report(store, loaded.config.segments, now())), encoding="utf-8")
+    document = build_report(store, loaded.config.segments, now(), loaded.config.report.language)
+    add_guide(document, store, loaded)
+    path.write_text(render_html(document), encoding="utf-8")
     return path
 
 

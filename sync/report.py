@@ -24,6 +24,8 @@ from rich.table import Table
 
 from mapping.model import parse_timestamp
 from mapping.segments import QUADRANTS, SegmentSettings, describe
+from sync.report_guide import DUTCH_LABELS, FLAGS, text_of
+from sync.report_guide import family_of as family
 from sync.state import SegmentSnapshot, StateStore
 from sync.timefmt import for_json, for_people
 
@@ -31,18 +33,9 @@ MAX_POINTS = 60
 CHURN_INTO = ("lifecycle-at-risk", "lifecycle-lapsed")
 
 
-def family(segment: str) -> str:
-    if segment in QUADRANTS:
-        return "quadrant"
-    if segment.startswith("lifecycle-"):
-        return "lifecycle"
-    if segment.startswith("tier-"):
-        return "tier"
-    return "rule"
-
-
-def build_report(store: StateStore, settings: SegmentSettings, now: datetime) -> dict[str, Any]:
+def build_report(store: StateStore, settings: SegmentSettings, now: datetime, language: str = "en") -> dict[str, Any]:
     health = settings.health
+    say = FLAGS[language]
     snapshots = store.segment_snapshots()
     by_seq: dict[int, dict[str, SegmentSnapshot]] = defaultdict(dict)
     for snap in snapshots:
@@ -50,6 +43,7 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime) ->
     seqs = sorted(by_seq)
     doc: dict[str, Any] = {
         "generated_at": for_json(now),
+        "language": language,
         "base_currency": settings.base_currency,
         "window_days": health.window_days,
         "segments": [],
@@ -82,7 +76,8 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime) ->
     kept_prev = store.still_members(previous) if previous is not None else {}
     kept_window = store.still_members(window) if window is not None else {}
     overlap = _overlaps(store.current_members(), names)
-    labels = {name: settings.label(name) for name in names}
+    defaults = DUTCH_LABELS if language == "nl" else {}
+    labels = {name: settings.labels.get(name) or defaults.get(name, name) for name in names}
     meaning = describe(settings)
     details: dict[str, Any] = {}
     for name in names:
@@ -99,24 +94,27 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime) ->
         reasons: list[str] = []
         if size < health.min_size:
             flags.append("too-small")
-            reasons.append(f"too small: {size} members, fewer than {health.min_size}")
+            reasons.append(say["too_few"].format(size=size, minimum=health.min_size))
         elif share < health.min_share:
             flags.append("too-small")
-            reasons.append(f"too small: {share:.1%} of the base, less than {health.min_share:.1%}")
+            reasons.append(say["too_small_share"].format(share=f"{share:.1%}", minimum=f"{health.min_share:.1%}"))
         unstable = [
             (label, value)
-            for label, value in (("the previous run", stability), (f"{health.window_days} days ago", stability_window))
+            for label, value in (
+                (say["previous_run"], stability),
+                (say["days_ago"].format(days=health.window_days), stability_window),
+            )
             if value is not None and value < health.min_stability
         ]
         if unstable:
             flags.append("unstable")
             reasons.extend(
-                f"unstable: {value:.0%} of the members of {label} are still in it (minimum {health.min_stability:.0%})"
+                say["unstable"].format(kept=f"{value:.0%}", when=label, minimum=f"{health.min_stability:.0%}")
                 for label, value in unstable
             )
         if other is not None and jaccard >= health.max_overlap:
             flags.append("overlapping")
-            reasons.append(f"overlapping: {jaccard:.0%} the same people as {other} (maximum {health.max_overlap:.0%})")
+            reasons.append(say["overlapping"].format(share=f"{jaccard:.0%}", other=labels.get(other, other)))
         doc["segments"].append(
             {
                 "name": name,
@@ -153,7 +151,7 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime) ->
         details=details,
         matrix={
             q: {
-                "label": labels.get(q, q),
+                "label": settings.labels.get(q) or defaults.get(q, q),
                 "count": current[q].size if q in current else 0,
                 "share": round(current[q].size / total, 6) if q in current and total else 0.0,
                 "revenue_share": round(current[q].revenue_cents / total_revenue, 6)
@@ -283,24 +281,46 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+def _todo_table(doc: Mapping[str, Any]) -> list[Table]:
+    """What to do with each segment and where its members are, when the guide is in the document."""
+    t = text_of(doc)
+    details = doc.get("details", {})
+    rows = [(seg["name"], details.get(seg["name"], {})) for seg in doc.get("segments", [])]
+    rows = [(name, detail) for name, detail in rows if detail.get("guide")]
+    if not rows:
+        return []
+    table = Table(title=t["todo"], title_justify="left", show_lines=True)
+    for column in ("segment", "action", "at_stake", "where"):
+        table.add_column(t[column], justify="right" if column == "at_stake" else "left")
+    currency = doc.get("base_currency", "")
+    for name, detail in rows:
+        guide = detail["guide"]
+        what = f"{guide['action']}: {guide['what_to_do']}" + (f"\n{guide['persona']}" if guide.get("persona") else "")
+        where = "\n".join(entry["where"] for entry in guide["where"]) or t["not_written"]
+        table.add_row(detail.get("label", name), what, f"{currency} {guide['revenue_12m']:,.2f}", where)
+    return [table]
+
+
 def report_tables(doc: Mapping[str, Any]) -> Group:
     """The report as rich tables: segments with their flags, the matrix, churn, quarantine."""
+    t = text_of(doc)
     details = doc.get("details", {})
     runs = doc.get("runs") or {}
     latest = for_people((runs.get("latest") or {}).get("at")) or "-"
-    table = Table(title=f"segment health: {doc.get('profiles', 0)} profiles, run of {latest}", title_justify="left")
+    title = t["health_title"].format(profiles=doc.get("profiles", 0), at=latest)
+    table = Table(title=title, title_justify="left")
     for column, justify in (
-        ("segment", "left"),
-        ("label", "left"),
-        ("size", "right"),
-        ("share", "right"),
-        ("revenue", "right"),
-        ("avg value", "right"),
-        ("stable (prev)", "right"),
-        (f"stable ({doc.get('window_days', 30)}d)", "right"),
-        ("overlap", "left"),
-        ("growth", "right"),
-        ("flags", "left"),
+        (t["segment"], "left"),
+        (t["label"], "left"),
+        (t["size"], "right"),
+        (t["share"], "right"),
+        (t["revenue_share"], "right"),
+        (t["avg_value"], "right"),
+        (t["stable_prev"], "right"),
+        (t["stable_window"].format(days=doc.get("window_days", 30)), "right"),
+        (t["largest_overlap"], "left"),
+        (t["growth"], "right"),
+        (t["flags"], "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for seg in doc.get("segments", []):
@@ -313,35 +333,35 @@ def report_tables(doc: Mapping[str, Any]) -> Group:
             str(seg["size"]),
             _pct(seg["share"]),
             _pct(seg["revenue_share"]),
-            f"{detail.get('average_value', 0):.2f}",
+            f"{doc.get('base_currency', '')} {detail.get('average_value', 0):,.2f}",
             _pct(seg["stability"]),
             _pct(detail.get("stability_window")),
             f"{overlap['with']} {overlap['jaccard']:.0%}" if overlap["with"] else "-",
             "-" if growth is None else f"{growth:+d}",
-            "[yellow]" + "; ".join(detail.get("reasons", [])) + "[/]" if seg["flags"] else "[green]ok[/]",
+            "[yellow]" + "; ".join(detail.get("reasons", [])) + "[/]" if seg["flags"] else f"[green]{t['ok']}[/]",
         )
-    parts: list[Any] = [table]
+    parts: list[Any] = [table, *_todo_table(doc)]
     matrix = doc.get("matrix") or {}
     if matrix:
-        grid = Table(title="loyalty x value", title_justify="left", show_lines=True)
+        grid = Table(title=t["matrix_plain"], title_justify="left", show_lines=True)
         grid.add_column("")
-        grid.add_column("low value")
-        grid.add_column("high value")
+        grid.add_column(t["low_value"])
+        grid.add_column(t["high_value"])
 
         def cell(q: str) -> str:
             m = matrix[q]
             return f"{m['label']}: {m['count']} ({m['share']:.0%})"
 
-        grid.add_row("high loyalty", cell("supporters"), cell("friends"))
-        grid.add_row("low loyalty", cell("passers-by"), cell("acquaintances"))
+        grid.add_row(t["high_loyalty"], cell("supporters"), cell("friends"))
+        grid.add_row(t["low_loyalty"], cell("passers-by"), cell("acquaintances"))
         parts.append(grid)
     churn = doc.get("churn") or {}
     if churn.get("rows"):
         churn_table = Table(
-            title=f"churn in the last {churn['window_days']} days: {churn['total']} profiles", title_justify="left"
+            title=t["churn_title"].format(days=churn["window_days"], total=churn["total"]), title_justify="left"
         )
-        for column in ("into", "left stage", "quadrant before", "last ordered in", "profiles"):
-            churn_table.add_column(column)
+        for column in ("into", "left_stage", "quadrant_before", "last_ordered_in", "profiles"):
+            churn_table.add_column(t[column])
         for row in churn["rows"][:20]:
             churn_table.add_row(
                 row["into"], row["from_lifecycle"], row["from_quadrant"], row["from_system"], str(row["count"])
@@ -349,13 +369,13 @@ def report_tables(doc: Mapping[str, Any]) -> Group:
         parts.append(churn_table)
     quarantine = doc.get("quarantine") or {}
     if quarantine.get("by_reason"):
-        q_table = Table(title="quarantined records", title_justify="left")
-        q_table.add_column("reason")
-        q_table.add_column("records", justify="right")
+        q_table = Table(title=t["quarantine"], title_justify="left")
+        q_table.add_column(t["reason"])
+        q_table.add_column(t["records"], justify="right")
         for reason, n in quarantine["by_reason"].items():
             q_table.add_row(reason, str(n))
-        q_table.caption = "by system: " + ", ".join(f"{k} {v}" for k, v in quarantine["by_system"].items())
+        q_table.caption = f"{t['by_system']}: " + ", ".join(f"{k} {v}" for k, v in quarantine["by_system"].items())
         q_table.caption_justify = "left"
         parts.append(q_table)
-    parts += [f"note: {caveat}" for caveat in doc.get("caveats", [])]
+    parts += [f"{t['note']}: {caveat}" for caveat in doc.get("caveats", [])]
     return Group(*parts)

@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from mapping.segments import LIFECYCLE_SEGMENTS
+from sync.report_guide import action, text_of
 from sync.timefmt import for_people
 
 PALETTE = (
@@ -65,30 +66,74 @@ def _pct(value: float | None) -> str:
 
 
 def render_html(doc: Mapping[str, Any]) -> str:
+    t = text_of(doc)
     runs = doc.get("runs") or {}
-    latest = for_people((runs.get("latest") or {}).get("at")) or "no run yet"
+    latest = for_people((runs.get("latest") or {}).get("at")) or t["no_run"]
     generated = for_people(doc.get("generated_at")) or ""
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="{escape(str(doc.get("language") or "en"))}"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>crmsync segment health</title>",
+        f"<title>{t['title']}</title>",
         f"<style>{CSS}</style></head><body>",
-        "<header><h1>crmsync segment health</h1>",
-        f"<p>{doc.get('profiles', 0)} profiles &middot; revenue {doc.get('revenue', 0):,.2f} "
-        f"{escape(str(doc.get('base_currency', '')))} &middot; latest run {escape(str(latest))} &middot; "
-        f"{runs.get('count', 0)} runs recorded &middot; generated {escape(generated)}</p>",
+        f"<header><h1>{t['title']}</h1>",
+        f"<p>{doc.get('profiles', 0)} {t['profiles']} &middot; {t['revenue']} {doc.get('revenue', 0):,.2f} "
+        f"{escape(str(doc.get('base_currency', '')))} &middot; {t['latest_run']} {escape(str(latest))} &middot; "
+        f"{runs.get('count', 0)} {t['runs_recorded']} &middot; {t['generated']} {escape(generated)}</p>",
         "</header><main>",
-        _section("Loyalty &times; value", _matrix(doc)),
-        _section("Segment sizes", _bars(doc)),
-        _section("Segment sizes over time", _lines(doc), wide=True),
-        _section(f"Lifecycle flows, last {doc.get('window_days', 30)} days", _flows(doc)),
-        _section("Churn into at-risk and lapsed", _churn(doc)),
-        _section("Segments", _table(doc), wide=True),
-        _section("Quarantined records", _quarantine(doc)),
+        _section(t["matrix"], _matrix(doc)),
+        _section(t["sizes"], _bars(doc)),
+        _section(t["todo"], _todo(doc), wide=True),
+        _section(t["over_time"], _lines(doc), wide=True),
+        _section(t["flows"].format(days=doc.get("window_days", 30)), _flows(doc)),
+        _section(t["churn"], _churn(doc)),
+        _section(t["segments"], _table(doc), wide=True),
+        _section(t["quarantine"], _quarantine(doc)),
         "</main></body></html>",
     ]
     return "\n".join(parts)
+
+
+def run_labels(stamps: Sequence[str]) -> list[str]:
+    """Axis labels for runs: the date, with the time where two runs share a date (on day one every
+    run does), so no two labels read the same."""
+    shown = [for_people(stamp) or "" for stamp in stamps]
+    dates = [text[:10] for text in shown]
+    return [text[:16] if dates.count(date) > 1 else date for text, date in zip(shown, dates, strict=True)]
+
+
+def _todo(doc: Mapping[str, Any]) -> str:
+    """Per segment: the action, the 12-month revenue at stake, the persona, and where to find its
+    members in each system crmsync writes to (one `li` per system, `data-segment`/`data-system`)."""
+    t = text_of(doc)
+    details = doc.get("details") or {}
+    currency = escape(str(doc.get("base_currency", "")))
+    out = [
+        f'<table id="todo"><tr><th class="l">{t["segment"]}</th><th class="l">{t["action"]}</th>'
+        f'<th>{t["at_stake"]}</th><th class="l">{t["where"]}</th></tr>'
+    ]
+    for seg in doc.get("segments") or []:
+        detail = details.get(seg["name"], {})
+        guide = detail.get("guide")
+        if not guide:
+            continue
+        where = (
+            "".join(
+                f"<li {_attrs(data_segment=seg['name'], data_system=entry['system'])}>{escape(entry['where'])}</li>"
+                for entry in guide["where"]
+            )
+            or f"<li>{t['not_written']}</li>"
+        )
+        persona = f"<br><em>{escape(guide['persona'])}</em>" if guide.get("persona") else ""
+        out.append(
+            f"<tr {_attrs(data_segment=seg['name'])}><td class='l'>{escape(str(detail.get('label', seg['name'])))}</td>"
+            f"<td class='l' style='white-space:normal'><strong>{escape(guide['action'])}</strong>: "
+            f"{escape(guide['what_to_do'])}{persona}</td>"
+            f"<td>{currency} {guide['revenue_12m']:,.2f}</td>"
+            f"<td class='l' style='white-space:normal'><ul style='margin:0;padding-left:16px'>{where}</ul></td></tr>"
+        )
+    out.append("</table>")
+    return "".join(out)
 
 
 def _section(title: str, body: str, *, wide: bool = False) -> str:
@@ -96,13 +141,14 @@ def _section(title: str, body: str, *, wide: bool = False) -> str:
 
 
 def _matrix(doc: Mapping[str, Any]) -> str:
+    t = text_of(doc)
     matrix = doc.get("matrix") or {}
     if not matrix:
-        return '<p class="note">No run recorded yet.</p>'
+        return f'<p class="note">{t["none_yet"]}</p>'
     width, height, left, top = 560, 330, 40, 10
     cell_w, cell_h = (width - left - 10) / 2, (height - top - 40) / 2
     layout = {"supporters": (0, 0), "friends": (1, 0), "passers-by": (0, 1), "acquaintances": (1, 1)}
-    strategy = {"friends": "retain", "supporters": "develop", "acquaintances": "bind", "passers-by": "get acquainted"}
+    strategy = {name: action(name, str(doc.get("language") or "en"))["action"] for name in layout}
     out = [f'<svg id="matrix" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
     for name, (col, row) in layout.items():
         cell = matrix.get(name, {"count": 0, "share": 0.0, "label": name})
@@ -125,7 +171,7 @@ def _matrix(doc: Mapping[str, Any]) -> str:
         )
         out.append(
             f'<text x="{cx:.1f}" y="{y + 94:.1f}" text-anchor="middle" font-size="11" fill="{colour}">'
-            f"{_pct(cell['share'])} of profiles, {_pct(cell.get('revenue_share'))} of revenue</text>"
+            f"{t['of_profiles'].format(share=_pct(cell['share']), revenue=_pct(cell.get('revenue_share')))}</text>"
         )
         out.append(
             f'<text x="{cx:.1f}" y="{y + 112:.1f}" text-anchor="middle" font-size="11" fill="{colour}" '
@@ -133,11 +179,11 @@ def _matrix(doc: Mapping[str, Any]) -> str:
         )
     out.append(
         f'<text x="{left + cell_w:.1f}" y="{height - 8}" text-anchor="middle" font-size="12" fill="#6f7782">'
-        "value &rarr; (low | high)</text>"
+        f"{t['value_axis']}</text>"
     )
     out.append(
         f'<text x="18" y="{top + cell_h:.1f}" text-anchor="middle" font-size="12" fill="#6f7782" '
-        f'transform="rotate(-90 18 {top + cell_h:.1f})">loyalty &rarr; (low | high)</text>'
+        f'transform="rotate(-90 18 {top + cell_h:.1f})">{t["loyalty_axis"]}</text>'
     )
     out.append("</svg>")
     return "".join(out)
@@ -146,7 +192,7 @@ def _matrix(doc: Mapping[str, Any]) -> str:
 def _bars(doc: Mapping[str, Any]) -> str:
     segments: Sequence[Mapping[str, Any]] = doc.get("segments") or []
     if not segments:
-        return '<p class="note">No run recorded yet.</p>'
+        return f'<p class="note">{text_of(doc)["none_yet"]}</p>'
     details = doc.get("details") or {}
     bar_h, gap, label_w, width = 18, 6, 170, 520
     height = len(segments) * (bar_h + gap) + 10
@@ -168,17 +214,19 @@ def _bars(doc: Mapping[str, Any]) -> str:
             f"({_pct(seg['share'])})</text>"
         )
     out.append("</svg>")
-    return "".join(out) + '<p class="note">Red: flagged (see the table below).</p>'
+    return "".join(out) + f'<p class="note">{text_of(doc)["red_flagged"]}</p>'
 
 
 def _lines(doc: Mapping[str, Any]) -> str:
     history = doc.get("history") or {}
     runs: Sequence[Mapping[str, Any]] = history.get("runs") or []
     sizes: Mapping[str, Sequence[int]] = history.get("sizes") or {}
+    t = text_of(doc)
     if not runs:
-        return '<p class="note">No run recorded yet.</p>'
+        return f'<p class="note">{t["none_yet"]}</p>'
     details = doc.get("details") or {}
     width, height, left, right, top, bottom = 1100, 300, 50, 200, 15, 40
+    labels = run_labels([str(run["at"]) for run in runs])
     plot_w, plot_h = width - left - right, height - top - bottom
     biggest = max([1, *(max(values) for values in sizes.values() if values)])
     n = len(runs)
@@ -200,7 +248,7 @@ def _lines(doc: Mapping[str, Any]) -> str:
     for i in sorted({0, n - 1, *range(0, n, max(1, n // 6))}):
         out.append(
             f'<text x="{x(i):.1f}" y="{height - 18}" text-anchor="middle" font-size="11" fill="#6f7782">'
-            f"{escape((for_people(runs[i]['at']) or '')[:10])}</text>"
+            f"{escape(labels[i])}</text>"
         )
     for k, (name, values) in enumerate(sizes.items()):
         colour = PALETTE[k % len(PALETTE)]
@@ -220,18 +268,15 @@ def _lines(doc: Mapping[str, Any]) -> str:
             f'<text x="{left + plot_w + 32}" y="{top + k * 16 + 9}" font-size="11">{escape(str(label))}</text></g>'
         )
     out.append("</svg>")
-    note = "One point per recorded run" + (f" (at most {n} shown)." if n >= 60 else ".")
+    note = t["one_point"] + (t["at_most"].format(n=n) if n >= 60 else ".")
     return "".join(out) + f'<p class="note">{note}</p>'
 
 
 def _flows(doc: Mapping[str, Any]) -> str:
     flows: Sequence[Mapping[str, Any]] = (doc.get("flows") or {}).get("lifecycle") or []
     if not flows:
-        return (
-            '<svg id="flows" width="520" height="40" data-flows="0"></svg>'
-            '<p class="note">No lifecycle changes recorded in this window yet: they appear once runs see '
-            "customers move between stages.</p>"
-        )
+        empty = '<svg id="flows" width="520" height="40" data-flows="0"></svg>'
+        return f'{empty}<p class="note">{text_of(doc)["no_flows"]}</p>'
     sources: list[str | None] = [None, *LIFECYCLE_SEGMENTS]
     used_from = [s for s in sources if any(f["from"] == s for f in flows)]
     used_to = [s for s in LIFECYCLE_SEGMENTS if any(f["to"] == s for f in flows)]
@@ -286,20 +331,20 @@ def _flows(doc: Mapping[str, Any]) -> str:
             f'<text x="{x1 + node_w + 6}" y="{pos + size / 2 + 4:.1f}" font-size="12">{escape(name)}</text>'
         )
     out.append("</svg>")
-    return "".join(out) + f'<p class="note">{total} moves between lifecycle stages (left: before, right: after).</p>'
+    return "".join(out) + f'<p class="note">{text_of(doc)["moves"].format(total=total)}</p>'
 
 
 def _churn(doc: Mapping[str, Any]) -> str:
     churn = doc.get("churn") or {}
     rows: Sequence[Mapping[str, Any]] = churn.get("rows") or []
+    t = text_of(doc)
     if not rows:
-        return (
-            f'<p class="note">Nobody moved into at-risk or lapsed in the last {churn.get("window_days", 30)} days.</p>'
-        )
+        return f'<p class="note">{t["nobody_churned"].format(days=churn.get("window_days", 30))}</p>'
     out = [
-        f"<p>{churn['total']} profiles moved into at-risk or lapsed in the last {churn['window_days']} days.</p>",
-        '<table id="churn"><tr><th class="l">into</th><th class="l">left stage</th><th class="l">quadrant before</th>'
-        '<th class="l">last ordered in</th><th>profiles</th></tr>',
+        f"<p>{t['churned'].format(total=churn['total'], days=churn['window_days'])}</p>",
+        f'<table id="churn"><tr><th class="l">{t["into"]}</th><th class="l">{t["left_stage"]}</th>'
+        f'<th class="l">{t["quadrant_before"]}</th><th class="l">{t["last_ordered_in"]}</th>'
+        f"<th>{t['profiles']}</th></tr>",
     ]
     for row in rows[:25]:
         out.append(
@@ -312,24 +357,27 @@ def _churn(doc: Mapping[str, Any]) -> str:
 
 
 def _table(doc: Mapping[str, Any]) -> str:
+    t = text_of(doc)
     details = doc.get("details") or {}
     window = doc.get("window_days", 30)
+    currency = escape(str(doc.get("base_currency", "")))
     out = [
-        '<table id="segments"><tr><th>segment</th><th class="l">label</th><th>size</th><th>share</th>'
-        f"<th>revenue share</th><th>avg value</th><th>stable (prev run)</th><th>stable ({window}d)</th>"
-        '<th class="l">largest overlap</th><th>growth</th><th class="l">flags</th></tr>'
+        f'<table id="segments"><tr><th>{t["segment"]}</th><th class="l">{t["label"]}</th><th>{t["size"]}</th>'
+        f"<th>{t['share']}</th><th>{t['revenue_share']}</th><th>{t['avg_value']}</th><th>{t['stable_prev']}</th>"
+        f"<th>{t['stable_window'].format(days=window)}</th>"
+        f'<th class="l">{t["largest_overlap"]}</th><th>{t["growth"]}</th><th class="l">{t["flags"]}</th></tr>'
     ]
     for seg in doc.get("segments") or []:
         detail = details.get(seg["name"], {})
         overlap = seg["max_overlap"]
         growth = seg["growth"]
         reasons = "; ".join(detail.get("reasons", []))
-        flag_cell = f'<td class="flags">{escape(reasons)}</td>' if seg["flags"] else '<td class="ok">ok</td>'
+        flag_cell = f'<td class="flags">{escape(reasons)}</td>' if seg["flags"] else f'<td class="ok">{t["ok"]}</td>'
         out.append(
             f"<tr {_attrs(data_segment=seg['name'], data_flags=','.join(seg['flags']))}>"
             f"<td>{escape(seg['name'])}</td><td class='l'>{escape(str(detail.get('label', '')))}</td>"
             f"<td>{seg['size']}</td><td>{_pct(seg['share'])}</td><td>{_pct(seg['revenue_share'])}</td>"
-            f"<td>{detail.get('average_value', 0):,.2f}</td><td>{_pct(seg['stability'])}</td>"
+            f"<td>{currency} {detail.get('average_value', 0):,.2f}</td><td>{_pct(seg['stability'])}</td>"
             f"<td>{_pct(detail.get('stability_window'))}</td>"
             f"<td class='l'>{escape(str(overlap['with'] or '-'))} {_pct(overlap['jaccard']) if overlap['with'] else ''}"
             f"</td><td>{'-' if growth is None else f'{growth:+d}'}</td>{flag_cell}</tr>"
@@ -341,8 +389,10 @@ def _table(doc: Mapping[str, Any]) -> str:
 def _quarantine(doc: Mapping[str, Any]) -> str:
     quarantine = doc.get("quarantine") or {}
     by_reason: Mapping[str, int] = quarantine.get("by_reason") or {}
+    t = text_of(doc)
     if not by_reason:
-        return '<p class="note">No records in quarantine.</p>'
+        return f'<p class="note">{t["no_quarantine"]}</p>'
     rows = "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in by_reason.items())
     systems = ", ".join(f"{escape(k)}: {v}" for k, v in (quarantine.get("by_system") or {}).items())
-    return f'<table id="quarantine"><tr><th>reason</th><th>records</th></tr>{rows}</table><p class="note">{systems}</p>'
+    head = f"<tr><th>{t['reason']}</th><th>{t['records']}</th></tr>"
+    return f'<table id="quarantine">{head}{rows}</table><p class="note">{systems}</p>'

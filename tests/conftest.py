@@ -116,6 +116,23 @@ def postgres_url(postgres_server_session: PostgresServer) -> Iterator[str]:
     _admin(postgres_server_session, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture
+def server(postgres_server_session: PostgresServer) -> PostgresServer:
+    """The session's PostgreSQL server, for tests that talk to it by hand (psql, pg_dump, locks):
+    shared with other tests, so each test works in its own database (`db`)."""
+    return postgres_server_session
+
+
+@pytest.fixture
+def db(postgres_url: str) -> str:
+    """The name of the test's own new, empty database on the shared server."""
+    from sqlalchemy.engine import make_url
+
+    name = make_url(postgres_url).database
+    assert name
+    return name
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     """The state backend a test runs on: every state test runs on both."""

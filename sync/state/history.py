@@ -139,6 +139,13 @@ class SegmentHistory:
             ).all()
         return [(str(p), str(entered), None if exited is None else str(exited)) for p, entered, exited in rows]
 
+    def profile_segments_and_traits(self) -> list[tuple[str, str]]:
+        """Every profile's segments and traits (both JSON), for the report's revenue at stake."""
+        rows: list[tuple[str, str]] = []
+        for chunk in self.db.raw_chunks("SELECT segments, traits FROM profiles", 50_000):
+            rows.extend((str(segments), str(traits)) for segments, traits in chunk)
+        return rows
+
     def members_since(self, segment: str) -> list[tuple[str, str]]:
         """The segment's members now, with when they entered it: (profile id, entered at), by id."""
         with self.db.engine.connect() as conn:

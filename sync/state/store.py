@@ -179,6 +179,9 @@ class StateStore:
     def segment_history_of(self, segment: str) -> list[tuple[str, str, str | None]]:
         return self.history.segment_history_of(segment)
 
+    def profile_segments_and_traits(self) -> list[tuple[str, str]]:
+        return self.history.profile_segments_and_traits()
+
     def members_since(self, segment: str) -> list[tuple[str, str]]:
         return self.history.members_since(segment)
 

@@ -6,25 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-from sqlalchemy.engine import make_url
-
 from tests.kit import json_out, run_crmsync, secret
 from tests.postgres import PostgresServer, _tool
-
-
-@pytest.fixture
-def server(postgres_server_session: PostgresServer) -> PostgresServer:
-    """The session's PostgreSQL server, shared with other tests: each test works in its own database."""
-    return postgres_server_session
-
-
-@pytest.fixture
-def db(postgres_url: str) -> str:
-    """The name of the test's own new, empty database on the shared server."""
-    name = make_url(postgres_url).database
-    assert name
-    return name
 
 
 def _config(folder: Path, url: str, schema: str | None = None) -> Path:

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import sqlite3
 import subprocess
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -201,3 +205,69 @@ def test_html_report_renders_in_chromium_with_charts_that_carry_the_data(sandbox
     flows = [(a["data-from"], a["data-to"], int(a["data-count"])) for tag, cls, a in marks if cls == "flow"]
     expected = [(f["from"] or "first-seen", f["to"], f["count"]) for f in doc["flows"]["lifecycle"]]
     assert sorted(flows) == sorted(expected) and flows, "lifecycle flows: one band per move, with its count"
+
+
+class Text(HTMLParser):
+    """The page's visible text (what a person reads; not tags, attributes or styles)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._skip += tag in ("style", "script")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skip -= tag in ("style", "script")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+@pytest.mark.timeout(600)
+def test_a_dutch_report_says_where_to_find_each_segment_and_has_no_english_action_words(
+    sandboxes: Sandboxes, tmp_path: Path
+) -> None:
+    binary = chromium()
+    persona = "Fien, 52, bestelt elke maand en leest elke nieuwsbrief"
+    config = sandboxes.config(tmp_path, f'[report]\nlanguage = "nl"\npersonas = {{ friends = "{persona}" }}\n')
+    sandboxes.reset_stats()
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    writers = {name for name in sandboxes.by_type if sandboxes.stats(name)["writes"] > 0}  # written to
+    assert len(writers) >= 5, writers
+    page = tmp_path / "rapport.html"
+    result = run_crmsync("report", "-c", str(config), "--json", "--html", str(page))
+    assert result.returncode == 0, result.stderr
+    doc = json_out(result)
+    dumped = browser(binary, tmp_path / "profile", "--dump-dom", page.as_uri())
+    assert dumped.returncode == 0 and "</html>" in dumped.stdout, dumped.stderr[-2000:]
+
+    marks = Marks()
+    marks.feed(dumped.stdout)
+    entries: dict[str, set[str]] = {}
+    for tag, _, attrs in marks.marks:
+        if tag == "li" and "data-system" in attrs:
+            entries.setdefault(attrs["data-segment"], set()).add(attrs["data-system"])
+    written = [s["name"] for s in doc["segments"] if s["size"] > 0]
+    assert written and all(entries.get(name) == writers for name in written), (writers, entries)
+
+    text = Text()
+    text.feed(dumped.stdout)
+    visible = " ".join(text.parts)
+    english = re.findall(r"\b(retain|develop|bind|get acquainted|what to do|where to find|profiles|too few)\b", visible)
+    assert english == [], english
+    assert "behouden" in visible and "Wat te doen" in visible and persona in visible
+    assert "vrienden" in visible and "klanten met de tag crmsync:friends" in visible
+    friends = doc["details"]["friends"]["guide"]
+    assert friends["action"] == "behouden" and friends["revenue_12m"] > 0
+    # The 12-month revenue at stake is the members' 12-month spend, as each profile's traits hold it.
+    with closing(sqlite3.connect(tmp_path / "crmsync.db")) as db:
+        spend = sum(
+            float(json.loads(traits)["spend_12m"])
+            for segments, traits in db.execute("SELECT segments, traits FROM profiles")
+            if "friends" in json.loads(segments)
+        )
+    assert friends["revenue_12m"] == round(spend, 2)
+    assert f"{friends['revenue_12m']:,.2f}" in visible

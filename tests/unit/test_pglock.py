@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from sync.lock import LockHeld, LockLost
 from sync.pglock import AdvisoryLock, current_holder, keepalive_settings, lock_key
@@ -30,20 +29,6 @@ lock.try_acquire("run")
 print(lock.holder_backend_pid, flush=True)
 threading.Event().wait()
 """
-
-
-@pytest.fixture
-def server(postgres_server_session: PostgresServer) -> PostgresServer:
-    """The session's PostgreSQL server, shared with other tests: each test locks in its own database."""
-    return postgres_server_session
-
-
-@pytest.fixture
-def db(postgres_url: str) -> str:
-    """The name of the test's own new, empty database on the shared server."""
-    name = make_url(postgres_url).database
-    assert name
-    return name
 
 
 @pytest.fixture

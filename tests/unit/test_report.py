@@ -102,12 +102,14 @@ def test_flags_too_small_unstable_and_overlapping_with_reasons(store: StateStore
     doc = report(store)
     segs = by_name(doc)
     assert segs["vip"]["flags"] == ["too-small"]  # 1 member, minimum 2
-    assert "too small: 1 members, fewer than 2" in doc["details"]["vip"]["reasons"]  # type: ignore[index]
+    assert "too few people to act on: 1 (fewer than 2)" in doc["details"]["vip"]["reasons"]  # type: ignore[index]
     assert "unstable" in segs["friends"]["flags"]
-    assert any("50% of the members of 30 days ago" in r for r in doc["details"]["friends"]["reasons"])  # type: ignore[index]
+    reasons = doc["details"]["friends"]["reasons"]  # type: ignore[index]
+    assert any("changes a lot from run to run: 50% of the people of 30 days ago" in r for r in reasons), reasons
     # acquaintances and at-risk are exactly the same people (p2)
     assert segs["acquaintances"]["max_overlap"] == {"with": "lifecycle-at-risk", "jaccard": 1.0}
     assert "overlapping" in segs["acquaintances"]["flags"] and "overlapping" in segs["lifecycle-at-risk"]["flags"]
+    assert any("mostly the same people as" in r for r in doc["details"]["acquaintances"]["reasons"])  # type: ignore[index]
     assert segs["supporters"]["flags"] == []  # 2 members, both kept, overlap 1/3 with lifecycle-active at most
 
 
@@ -151,8 +153,17 @@ def test_terminal_and_html_views_carry_the_numbers(store: StateStore) -> None:
     console = Console(width=200, record=True)
     console.print(report_tables(doc))
     text = console.export_text()
-    assert "vrienden" in text and "too small: 1 members" in text and "lifecycle-at-risk" in text
+    assert "vrienden" in text and "too few people to act on: 1" in text and "lifecycle-at-risk" in text
     page = render_html(doc)
     assert page.count('class="bar"') == len(doc["segments"])  # type: ignore[arg-type]
     assert 'data-quadrant="friends" data-count="1"' in page
     assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
+
+
+def test_run_labels_stay_readable_on_day_one() -> None:
+    from sync.report_html import run_labels
+
+    same_day = ["2026-12-04T09:00:00+00:00", "2026-12-04T13:30:00+00:00", "2026-12-05T09:00:00+00:00"]
+    labels = run_labels(same_day)
+    assert len(set(labels)) == 3  # no two runs read the same
+    assert labels[2] == labels[2][:10] and len(labels[0]) > 10  # a date alone where it is enough

@@ -291,6 +291,7 @@ def forget(
 
     from sync.forget import Ambiguous, NoSuchPerson, render
     from sync.forget import forget as forget_person
+    from sync.state.erasure import StaleProfiles
 
     common = Common(config, json_out, log_level, log_json)
     loaded = loaded_config(common)
@@ -302,7 +303,7 @@ def forget(
             done = forget_person(loaded, writer, key, threading.Event())
         except NoSuchPerson as exc:
             fail(f"crmsync: {exc}", 4)
-        except Ambiguous as exc:
+        except (Ambiguous, StaleProfiles) as exc:
             fail(f"crmsync: {exc}", 2)
     emit_json(done.document) if common.as_json else print(render(done.document))
     raise typer.Exit(0 if done.complete else 3)

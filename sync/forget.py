@@ -9,12 +9,14 @@ be undone.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from mapping.model import Membership
 from sync.clock import now
 from sync.config import LoadedConfig
 from sync.erasure import clear_at_vendors
@@ -52,13 +54,12 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         )
     connectors = build_connectors(loaded, stop)
     try:
-        writable = [
-            name
-            for name, connector in connectors.items()
-            if connector.settings.writeback
-            and (connector.current_capabilities().write_tags or connector.current_capabilities().write_fields)
-        ]
-        erased = store.erasures.erase(matches, writable, now())
+        # What crmsync writes for the person's segments in each system, whether or not write-back
+        # is on there now: a tag written earlier must come off even where writing stopped since.
+        profile = store.profile_detail(matches[0])["profile"] or {}
+        membership = Membership(frozenset(json.loads(profile.get("segments") or "[]")), profile.get("tier"))
+        expected = {name: connector.desired_state(membership) for name, connector in connectors.items()}
+        erased = store.erasures.erase(matches, now(), expected)
         log.info("erased from the state", erasure=erased.erasure_id, profiles=len(matches))
         # Every pending erasure, this one and any a vendor has not confirmed before.
         passed = clear_at_vendors(store, connectors, clock=now, guard=writer.guard())

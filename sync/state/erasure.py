@@ -24,7 +24,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,7 +32,6 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select, update
 
 from mapping.model import Kind, RemoteState, record_key
-from sync.state.ledger import KnownState
 from sync.state.schema import (
     contacts,
     erasure_targets,
@@ -93,18 +92,28 @@ class Target:
     message: str | None = None
 
 
+class StaleProfiles(RuntimeError):
+    """The stored profiles are older than the stored records."""
+
+
 class ErasureStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._forgotten = Forgotten()
 
     # ----- the erasure itself ----------------------------------------------------------------------
-    def erase(self, profile_ids: Sequence[str], writable: Iterable[str], now: datetime) -> ErasedPerson:
+    def erase(
+        self, profile_ids: Sequence[str], now: datetime, expected: Mapping[str, RemoteState] | None = None
+    ) -> ErasedPerson:
         """Remove these profiles' people from the state in one transaction (see the module
-        docstring); `writable`: the systems whose records get an erasure target."""
-        writable = set(writable)
+        docstring). `expected`: per configured system, the owned state crmsync writes there for the
+        person's current segments: a write the vendor carried out but the ledger never recorded (a
+        crash between the two, a lost reply) is covered by it. Raises StaleProfiles when records
+        changed after the profiles were last computed: the members may then be out of date."""
+        expected = expected or {}
         erasure_id = str(uuid.uuid4())
         with self.db.writing() as conn:
+            _refuse_stale(conn)
             salt = _salt(conn)
             members = [
                 (str(system), str(rid))
@@ -115,7 +124,7 @@ class ErasureStore:
                 )
             ]
             order_ids = _orders_of(conn, members)
-            known = _known_states(conn, [m for m in members if m[0] in writable])
+            known = _known_states(conn, members, expected)
             hashes = {identity_hash(salt, system, Kind.CONTACT.value, rid) for system, rid in members}
             hashes |= {identity_hash(salt, system, CUSTOMER, rid) for system, rid in members}
             hashes |= {identity_hash(salt, system, Kind.ORDER.value, oid) for system, oid in order_ids}
@@ -302,25 +311,41 @@ def _orders_of(conn: Connection, members: Sequence[tuple[str, str]]) -> list[tup
     return sorted(found)
 
 
-def _known_states(conn: Connection, members: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RemoteState]:
-    """What crmsync believes each record holds of its own (the ledger's rule), with every tag it
-    ever saw there or wrote besides: removing one that is already gone changes nothing."""
+def _known_states(
+    conn: Connection, members: Sequence[tuple[str, str]], expected: Mapping[str, RemoteState]
+) -> dict[tuple[str, str], RemoteState]:
+    """The records whose crmsync tags and fields must come off, with every tag crmsync saw there,
+    wrote there, or would have written there for the person's segments (removing one that is
+    gone changes nothing). Marked unknown, so every owned field is cleared and a connector that
+    can looks at the record before it writes. A record with nothing of crmsync's known or expected
+    (a system crmsync does not write to) is no target."""
     known: dict[tuple[str, str], RemoteState] = {}
     for system, rid in members:
         read = conn.execute(
-            select(contacts.c.owned, contacts.c.changed_seq).where(
-                contacts.c.system == system, contacts.c.record_id == rid
-            )
-        ).first()
+            select(contacts.c.owned).where(contacts.c.system == system, contacts.c.record_id == rid)
+        ).scalar()
         wrote = conn.execute(
-            select(pushed.c.state, pushed.c.pushed_seq).where(pushed.c.system == system, pushed.c.record_id == rid)
-        ).first()
-        owned = RemoteState.from_json(json.loads(read[0])) if read else RemoteState.unknown()
-        written = RemoteState.from_json(json.loads(wrote[0])) if wrote else None
-        state = KnownState(owned, int(read[1]) if read else 0, written, int(wrote[1]) if wrote else -1).current
-        tags = state.tags | owned.tags | (written.tags if written is not None else frozenset())
-        known[(system, rid)] = RemoteState(tags, dict(state.fields), state.known)
+            select(pushed.c.state).where(pushed.c.system == system, pushed.c.record_id == rid)
+        ).scalar()
+        states = [RemoteState.from_json(json.loads(text)) for text in (read, wrote) if text]
+        if system in expected:
+            states.append(expected[system])
+        tags = frozenset(tag for state in states for tag in state.tags)
+        fields = {key: value for state in states for key, value in state.fields.items() if value not in (None, "")}
+        could_write = system in expected and bool(expected[system].tags or expected[system].fields)
+        if tags or fields or wrote or could_write:
+            known[(system, rid)] = RemoteState(tags, fields, known=False)
     return known
+
+
+def _refuse_stale(conn: Connection) -> None:
+    computed = conn.execute(select(meta.c.value).where(meta.c.key == "profiles_seq")).scalar()
+    changed = conn.execute(select(func.max(contacts.c.changed_seq))).scalar()
+    if computed is not None and changed is not None and int(changed) > int(computed):
+        raise StaleProfiles(
+            "records changed after the profiles were last computed, so who belongs to this person may "
+            "be out of date: run `crmsync sync` (or `crmsync plan`) first, then forget"
+        )
 
 
 def _delete_person(
@@ -345,6 +370,9 @@ def _delete_person(
         chunk = keys[start : start + 500]
         conn.execute(delete(identity_links).where(identity_links.c.a.in_(chunk) | identity_links.c.b.in_(chunk)))
     ids = list(profile_ids)
+    # Ids the person had before a merge: their history and tier rows are theirs too.
+    retired = select(profile_aliases.c.alias).where(profile_aliases.c.profile_id.in_(ids))
+    ids += [str(alias) for (alias,) in conn.execute(retired)]
     conn.execute(
         delete(profile_aliases).where(profile_aliases.c.profile_id.in_(ids) | profile_aliases.c.alias.in_(ids))
     )

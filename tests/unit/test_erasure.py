@@ -4,17 +4,20 @@ erasure is, and how targets wait for their vendor."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from mapping.model import Contact, Kind, Membership, Order, RemoteState, SourceRecord, WriteBack, WriteResult
-from sync.state import StateStore, VerdictChunk, metadata
+from sync.state import StateStore, VerdictChunk, metadata, segment_history
 
 NOW = datetime(2026, 12, 4, tzinfo=UTC)
+TAGGED = RemoteState(frozenset({"crmsync:friends"}))  # what crmsync writes for "friends" in the shop
 
 
 def _map(record: SourceRecord) -> Contact | Order:
@@ -92,9 +95,9 @@ def test_an_erasure_removes_the_person_and_keeps_only_salted_hashes(store: State
         name: [row for row in rows if any(v in ("2", "o3", "p_bert", "shop:2") for v in row)]
         for name, rows in _rows(store).items()
     }
-    erased = store.erasures.erase(["p_anna"], ["shop"], NOW)
+    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED, "crm": RemoteState()})
     assert erased.contacts == {"shop": 1, "crm": 1} and erased.orders == {"shop": 2}
-    assert erased.targets == {"shop": 1}  # the CRM is not written to here
+    assert erased.targets == {"shop": 1}  # crmsync neither wrote nor writes anything to the CRM
     rows = _rows(store)
     everything = repr({name: found for name, found in rows.items() if name not in ("erasure_targets",)})
     assert "anna" not in everything and "p_anna" not in everything and "'o1'" not in everything
@@ -111,13 +114,14 @@ def test_an_erasure_removes_the_person_and_keeps_only_salted_hashes(store: State
     # The shop record is what is left to clear, with the tag crmsync wrote there.
     (target,) = store.erasures.targets("shop")
     assert target.record_id == "1" and target.known.tags == frozenset({"crmsync:friends"})
+    assert not target.known.known  # every owned field is cleared, looked at first where the vendor allows
     assert store.consistency_problems() == []
     assert store.profiles_for(email_key="anna@x.nl") == [] and store.profiles_for(profile="p_old") == []
 
 
 def test_erased_records_are_never_stored_again_but_a_new_record_is(store: StateStore) -> None:
     _populate(store)
-    store.erasures.erase(["p_anna"], ["shop"], NOW)
+    store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED})
     again = store.store_page("shop", Kind.CONTACT, _contacts("shop", ("1", "anna@x.nl"), ("4", "anna@x.nl")), _map, 2)
     assert again.changed == 1  # record 4, made after the erasure: she came back
     later = _orders("shop", ("o1", "1", "anna@x.nl"), ("o5", "1", "anna@x.nl"), ("o6", "4", "anna@x.nl"))
@@ -131,7 +135,7 @@ def test_erased_records_are_never_stored_again_but_a_new_record_is(store: StateS
 
 def test_targets_wait_for_their_vendor_and_the_erasure_completes_when_all_confirmed(store: StateStore) -> None:
     _populate(store)
-    erased = store.erasures.erase(["p_anna"], ["shop", "crm"], NOW)
+    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED, "crm": RemoteState(fields={"seg": "friends"})})
     assert erased.targets == {"shop": 1, "crm": 1}
     shop, crm = store.erasures.targets("shop"), store.erasures.targets("crm")
     store.erasures.failed("crm", crm, "503 from the CRM")
@@ -154,9 +158,72 @@ def test_the_salt_is_the_states_own(state_url: str, new_state_url: object) -> No
         store = StateStore(url)
         try:
             _populate(store)
-            store.erasures.erase(["p_bert"], [], NOW)
+            store.erasures.erase(["p_bert"], NOW)
             with store.db.reading() as conn:
                 hashes.append({r[0] for r in conn.execute(text("SELECT key_hash FROM forgotten"))})
         finally:
             store.close()
     assert len(hashes[0]) == len(hashes[1]) == 3 and not hashes[0] & hashes[1]
+
+
+def test_a_write_the_ledger_never_recorded_and_a_system_no_longer_written_still_get_targets(
+    store: StateStore,
+) -> None:
+    """A vendor that carried out a write whose reply was lost (no ledger row), and a system crmsync
+    wrote to before write-back was switched off there: both keep crmsync's tags until removed."""
+    _populate(store)
+    lost = WriteBack("crm", "9", ("crmsync:vip",), (), {}, RemoteState(frozenset({"crmsync:vip"})))
+    store.record_results("crm", [lost], [WriteResult("9", True, confirmed=False)], 1, NOW)
+    erased = store.erasures.erase(["p_anna"], NOW, {"crm": RemoteState(frozenset({"crmsync:vip"}))})
+    assert erased.targets == {"shop": 1, "crm": 1}  # the shop by its ledger row, though not "expected"
+    (crm,) = store.erasures.targets("crm")
+    assert crm.known.tags == frozenset({"crmsync:vip"})
+    (shop,) = store.erasures.targets("shop")
+    assert shop.known.tags == frozenset({"crmsync:friends"})
+
+
+def test_history_under_a_retired_profile_id_goes_too_and_stale_profiles_are_refused(store: StateStore) -> None:
+    from sync.state.erasure import StaleProfiles
+
+    _populate(store)
+    with store.db.writing() as conn:
+        for pid in ("p_anna", "p_old", "p_bert"):
+            conn.execute(segment_history.insert().values(profile_id=pid, segment="x", entered_seq=1, entered_at="now"))
+    # A record changed after the profiles were computed: who is who may be out of date.
+    store.store_page("crm", Kind.CONTACT, _contacts("crm", ("9", "anna@elsewhere.nl")), _map, 2)
+    with pytest.raises(StaleProfiles, match="run `crmsync sync`"):
+        store.erasures.erase(["p_anna"], NOW)
+    with store.db.writing() as conn:
+        conn.exec_driver_sql("UPDATE meta SET value = '2' WHERE key = 'profiles_seq'")
+    store.erasures.erase(["p_anna"], NOW)
+    with store.db.reading() as conn:
+        left = sorted(r[0] for r in conn.execute(text("SELECT profile_id FROM segment_history")))
+    assert left == ["p_bert"]
+
+
+def test_a_key_that_matches_two_profiles_erases_nothing(tmp_path: Path) -> None:
+    """A landline two people share: `forget` refuses (exit 2 in the CLI) and names both profiles."""
+    from sync.config import load_config
+    from sync.forget import Ambiguous, forget
+    from sync.runtime import Writer
+
+    (tmp_path / "crmsync.toml").write_text(
+        '[state]\nurl = "sqlite:///crmsync.db"\n[systems.shop]\ntype = "woocommerce"\n'
+        'base_url = "http://127.0.0.1:9"\nconsumer_key = "ck_test"\nconsumer_secret = "cs_test"\n'
+    )
+    loaded = load_config(tmp_path / "crmsync.toml")
+    store = StateStore(loaded.state_url())
+    shared = "+31201234567"
+
+    def mapped(record: SourceRecord) -> Contact:
+        return Contact("shop", record.id, NOW, email=record.payload["email"], phone=shared, phone_kind="landline")
+
+    store.store_page("shop", Kind.CONTACT, _contacts("shop", ("1", "anna@x.nl"), ("2", "bert@x.nl")), mapped, 1)
+    member = Membership(frozenset({"friends"}), None)
+    verdicts = [VerdictChunk.of([("p_anna", member, "{}"), ("p_bert", member, "{}")])]
+    store.save_profiles({"p_anna": ["shop:1"], "p_bert": ["shop:2"]}, verdicts, {}, 1)
+    before = _rows(store)
+    with pytest.raises(Ambiguous, match=r"matches 2 profiles .*p_anna.*p_bert"):
+        forget(loaded, Writer(store, None), "020 123 4567", threading.Event())
+    assert _rows(store) == before
+    store.close()

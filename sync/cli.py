@@ -277,30 +277,45 @@ def backup(
 @app.command()
 def forget(
     key: Annotated[
-        str, typer.Argument(help="As for explain: an email, a phone number, a profile id, or <system>:<id>.")
-    ],
+        str | None, typer.Argument(help="As for explain: an email, a phone, a profile id, or <system>:<id>.")
+    ] = None,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
     log_level: LevelOpt = LogLevel.info,
     log_json: LogJsonOpt = False,
+    abandon: Annotated[
+        str | None, typer.Option("--abandon", help="An erasure id (from status): stop trying to clear it.")
+    ] = None,
+    system: Annotated[str | None, typer.Option("--system", help="With --abandon: only at this system.")] = None,
 ) -> None:
     """Forget a person: crmsync's tags and fields off their records in every system, their data out
     of the state, and their records never stored again (a record made after this is new). A system
-    that cannot be reached now is tried again by every sync; `status` lists it until it is done."""
+    that cannot be reached now is tried again by every sync; `status` lists it until it is done.
+    `--abandon ERASURE` gives up on a pending one (the vendor deleted the record, or the system is gone)."""
     import threading
 
+    from sync.clock import now
     from sync.forget import Ambiguous, NoSuchPerson, render
     from sync.forget import forget as forget_person
     from sync.state.erasure import StaleProfiles
 
     common = Common(config, json_out, log_level, log_json)
+    if (key is None) == (abandon is None):
+        fail("crmsync forget: give a KEY, or --abandon ERASURE (not both)", 2)
     loaded = loaded_config(common)
     path = loaded.sqlite_path()
     if path is not None and not path.exists():
         fail(f"crmsync: nothing to forget: no state at {path}", 4)
     with writer_state(loaded, "forget") as writer:
+        if abandon is not None:
+            dropped = writer.store.erasures.abandon(abandon, system, now())
+            if dropped is None:
+                fail(f"crmsync: no pending erasure {abandon}", 4)
+            document = {"ok": True, "erasure": abandon, "abandoned": dropped}
+            emit_json(document) if common.as_json else print(f"erasure {abandon}: stopped trying at {dropped}")
+            raise typer.Exit(0)
         try:
-            done = forget_person(loaded, writer, key, threading.Event())
+            done = forget_person(loaded, writer, str(key), threading.Event())
         except NoSuchPerson as exc:
             fail(f"crmsync: {exc}", 4)
         except (Ambiguous, StaleProfiles) as exc:

@@ -225,7 +225,7 @@ def erasure_lines(erasures: Sequence[Mapping[str, Any]]) -> list[str]:
         lines.append(
             f"erasure {erasure['erasure']} of {for_people(erasure['requested_at'])} pending at "
             + (", ".join(parts) or "no system")
-            + "; every sync tries again"
+            + f"; every sync tries again (`crmsync forget --abandon {erasure['erasure']}` to give up)"
         )
     return lines
 

@@ -198,6 +198,28 @@ class ErasureStore:
                 if not left:
                     _complete(conn, erasure_id, now)
 
+    def abandon(self, erasure_id: str, system: str | None, now: datetime) -> dict[str, int] | None:
+        """Give up clearing a pending erasure at one system (or all): for a record the vendor no
+        longer has, or a system that is gone. Its ids are dropped like confirmed ones; the erasure
+        completes once nothing is left. None when there is no such pending erasure."""
+        with self.db.writing() as conn:
+            found = conn.execute(select(erasures.c.completed_at).where(erasures.c.erasure_id == erasure_id)).first()
+            if found is None or found[0] is not None:
+                return None
+            where = erasure_targets.c.erasure_id == erasure_id
+            if system is not None:
+                where = where & (erasure_targets.c.system == system)
+            dropped: dict[str, int] = {}
+            for (name,) in conn.execute(select(erasure_targets.c.system).where(where)):
+                dropped[str(name)] = dropped.get(str(name), 0) + 1
+            conn.execute(delete(erasure_targets).where(where))
+            left = conn.execute(
+                select(func.count()).select_from(erasure_targets).where(erasure_targets.c.erasure_id == erasure_id)
+            ).scalar()
+            if not left:
+                _complete(conn, erasure_id, now)
+        return dropped
+
     def failed(self, system: str, targets: Sequence[Target], message: str) -> None:
         with self.db.writing() as conn:
             for target in targets:

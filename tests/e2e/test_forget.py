@@ -144,3 +144,6 @@ def test_an_erasure_a_system_refuses_stays_pending_until_a_sync_clears_it(sandbo
     with closing(sqlite3.connect(state)) as db:
         assert db.execute("SELECT count(*) FROM erasure_targets").fetchone() == (0,)
         assert db.execute("SELECT completed_at IS NOT NULL FROM erasures").fetchall() == [(1,)]
+    # Done: nothing left to give up on; and a KEY with --abandon is a usage error.
+    assert run_crmsync("forget", "--abandon", doc["erasure"], "-c", str(config)).returncode == 4
+    assert run_crmsync("forget", profile, "--abandon", doc["erasure"], "-c", str(config)).returncode == 2

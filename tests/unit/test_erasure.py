@@ -227,3 +227,16 @@ def test_a_key_that_matches_two_profiles_erases_nothing(tmp_path: Path) -> None:
         forget(loaded, Writer(store, None), "020 123 4567", threading.Event())
     assert _rows(store) == before
     store.close()
+
+
+def test_an_abandoned_target_is_dropped_and_the_erasure_completes(store: StateStore) -> None:
+    """`forget --abandon`: for a record the vendor deleted, which would fail every retry."""
+    _populate(store)
+    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED, "crm": RemoteState(fields={"seg": "x"})})
+    assert store.erasures.abandon("no-such-erasure", None, NOW) is None
+    assert store.erasures.abandon(erased.erasure_id, "crm", NOW) == {"crm": 1}
+    (pending,) = store.erasures.pending_erasures()
+    assert set(pending["waiting_for"]) == {"shop"}  # only the system named was given up
+    assert store.erasures.abandon(erased.erasure_id, None, NOW) == {"shop": 1}
+    assert store.erasures.pending_erasures() == [] and store.erasures.target_systems() == []
+    assert store.erasures.abandon(erased.erasure_id, None, NOW) is None  # complete: nothing to abandon

@@ -181,6 +181,13 @@ class Connector(ABC):
             write_fields=caps.write_fields and bool(self.segments_field or self.tier_field),
         )
 
+    @property
+    def writes_back(self) -> bool:
+        """Whether crmsync writes anything to this system: write-back on, and a tag or field to
+        write it into."""
+        caps = self.current_capabilities()
+        return self.settings.writeback and (caps.write_tags or caps.write_fields)
+
     def owns_tag(self, tag: str) -> bool:
         return tag.casefold().startswith(self.tag_prefix.casefold())
 

@@ -56,12 +56,7 @@ class Applier:
     ) -> None:
         for name, connector in connectors.items():
             outcome = report.systems[name]
-            caps = connector.current_capabilities()
-            if (
-                outcome.status == "failed"
-                or not connector.settings.writeback
-                or not (caps.write_tags or caps.write_fields)
-            ):
+            if outcome.status == "failed" or not connector.writes_back:
                 continue
             known = self.store.known_states(name)
             current = {rid: k.current for rid, k in known.items()}

@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from mapping.fieldmaps import MappingRules
 from mapping.holdout import held_out
 from mapping.model import parse_timestamp
 from mapping.traits import OrderColumns
 from sync.config import CrmsyncConfig
-from sync.resolve import Resolver
+from sync.resolve import Resolver, mapping_rules
 from sync.state import StateStore
 from sync.timefmt import for_json
 
@@ -83,9 +82,7 @@ def campaign_report(
     history = store.segment_history_of(segment)
     now_members = members_between(history, since, until)
     before_members = members_between(history, since - length, since)
-    identity = config.identity
-    rules = MappingRules(default_country=identity.default_country, role_locals=identity.role_locals())
-    resolved = Resolver(config, store, rules).resolve()
+    resolved = Resolver(config, store, mapping_rules(config)).resolve()
     index = {profile_id: i for i, profile_id in enumerate(resolved.profiles)}
 
     def split(people: list[str]) -> tuple[list[str], list[str]]:

@@ -75,8 +75,7 @@ def clear_at_vendors(
         if connector is None:
             outcome.reason = "the system is no longer in the config"
             continue
-        caps = connector.current_capabilities()
-        if not connector.settings.writeback or not (caps.write_tags or caps.write_fields):
+        if not connector.writes_back:
             outcome.reason = "write-back is off for this system"
             continue
         if system in skip:

@@ -36,12 +36,12 @@ class Ambiguous(LookupError):
 
 
 @dataclass(frozen=True)
-class Forgotten:
+class ForgetOutcome:
     document: dict[str, Any]
     complete: bool  # every system confirmed
 
 
-def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event) -> Forgotten:
+def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event) -> ForgetOutcome:
     config = loaded.config
     store = writer.store
     matches = find_profiles(store, key, config)
@@ -75,7 +75,7 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         "systems": systems,
         "pending": [name for name, outcome in sorted(passed.systems.items()) if outcome.pending],
     }
-    return Forgotten(document, passed.pending == 0)
+    return ForgetOutcome(document, passed.pending == 0)
 
 
 def render(document: dict[str, Any]) -> str:

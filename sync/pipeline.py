@@ -26,7 +26,6 @@ import structlog
 
 from connectors.base import Connector
 from connectors.registry import connector_class
-from mapping.fieldmaps import MappingRules
 from mapping.model import Kind, RemoteState
 from sync.apply import Applier
 from sync.compute import Compute
@@ -46,7 +45,7 @@ from sync.gate import Held, write_gate
 from sync.mapper import make_mapper
 from sync.memory import return_freed_memory
 from sync.reports import CycleReport, Progress, SystemOutcome
-from sync.resolve import Resolved, Resolver, Stopwatch
+from sync.resolve import Resolved, Resolver, Stopwatch, mapping_rules
 from sync.state import Mapper, RunHandle, StateStore
 
 __all__ = [
@@ -104,8 +103,7 @@ class Cycle:
         self.clock = clock
         self.stop_event = stop_event or threading.Event()
         self.progress = progress
-        identity = self.config.identity
-        self.rules = MappingRules(default_country=identity.default_country, role_locals=identity.role_locals())
+        self.rules = mapping_rules(self.config)
         self.extractor = Extractor(
             self.config, store, self.rules, clock=clock, stop_event=self.stop_event, progress=progress
         )

@@ -157,9 +157,9 @@ def where_to_find(
     phrases = WHERE[language]
     found = []
     for name, connector in connectors.items():
-        caps = connector.current_capabilities()
-        if not connector.settings.writeback or not (caps.write_tags or caps.write_fields):
+        if not connector.writes_back:
             continue
+        caps = connector.current_capabilities()
         system = VENDORS.get(connector.type, connector.type) + (f" ({name})" if name != connector.type else "")
         tag = connector.tag_prefix + segment
         if segment in connector.settings.skip_segments:

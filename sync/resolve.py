@@ -53,6 +53,12 @@ class Stopwatch:
         self.mark = now
 
 
+def mapping_rules(config: CrmsyncConfig) -> MappingRules:
+    """The identity settings as the mapping and the resolver use them."""
+    identity = config.identity
+    return MappingRules(default_country=identity.default_country, role_locals=identity.role_locals())
+
+
 class Resolver:
     def __init__(self, config: CrmsyncConfig, store: StateStore, rules: MappingRules) -> None:
         self.config = config

@@ -316,20 +316,13 @@ def _orders_of(conn: Connection, members: Sequence[tuple[str, str]]) -> list[tup
         }
         if not holders <= mine:
             continue  # someone else's record holds it too: their guest orders are not this person's alone
-        guests = conn.execute(
-            select(orders.c.system, orders.c.order_id, orders.c.customer_id).where(orders.c.email_key == key)
-        ).all()
-        for system, oid, customer in guests:
-            stored = (
-                customer is not None
-                and conn.execute(
-                    select(func.count())
-                    .select_from(contacts)
-                    .where(contacts.c.system == system, contacts.c.record_id == customer)
-                ).scalar()
-            )
-            if not stored:
-                found.add((str(system), str(oid)))
+        names_a_stored_customer = (
+            select(contacts.c.record_id)
+            .where(contacts.c.system == orders.c.system, contacts.c.record_id == orders.c.customer_id)
+            .exists()
+        )
+        guests = select(orders.c.system, orders.c.order_id).where(orders.c.email_key == key, ~names_a_stored_customer)
+        found |= {(str(system), str(oid)) for system, oid in conn.execute(guests)}
     return sorted(found)
 
 
@@ -384,10 +377,15 @@ def _delete_person(
         )
         conn.execute(delete(pushed).where(pushed.c.system == system, pushed.c.record_id == rid))
         conn.execute(delete(pending).where(pending.c.system == system, pending.c.record_id == rid))
-        _delete_raw(conn, system, Kind.CONTACT.value, rid)
+        _delete_raw(conn, system, Kind.CONTACT.value, [rid])
+    by_system: dict[str, list[str]] = {}
     for system, oid in order_ids:
-        conn.execute(delete(orders).where(orders.c.system == system, orders.c.order_id == oid))
-        _delete_raw(conn, system, Kind.ORDER.value, oid)
+        by_system.setdefault(system, []).append(oid)
+    for system, ids_of_system in by_system.items():
+        for start in range(0, len(ids_of_system), 500):  # a big customer's orders: a statement per 500
+            chunk = ids_of_system[start : start + 500]
+            conn.execute(delete(orders).where(orders.c.system == system, orders.c.order_id.in_(chunk)))
+            _delete_raw(conn, system, Kind.ORDER.value, chunk)
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         conn.execute(delete(identity_links).where(identity_links.c.a.in_(chunk) | identity_links.c.b.in_(chunk)))
@@ -403,14 +401,14 @@ def _delete_person(
     conn.execute(delete(profiles).where(profiles.c.profile_id.in_(ids)))
 
 
-def _delete_raw(conn: Connection, system: str, kind: str, record_id: str) -> None:
+def _delete_raw(conn: Connection, system: str, kind: str, record_ids: Sequence[str]) -> None:
     conn.execute(
         delete(raw_records).where(
-            raw_records.c.system == system, raw_records.c.kind == kind, raw_records.c.record_id == record_id
+            raw_records.c.system == system, raw_records.c.kind == kind, raw_records.c.record_id.in_(record_ids)
         )
     )
     conn.execute(
         delete(quarantine).where(
-            quarantine.c.system == system, quarantine.c.kind == kind, quarantine.c.record_id == record_id
+            quarantine.c.system == system, quarantine.c.kind == kind, quarantine.c.record_id.in_(record_ids)
         )
     )

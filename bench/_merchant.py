@@ -20,6 +20,7 @@ SYSTEMS = ("shopify", "woocommerce", "afas")
 FIRST = ["Jan", "Piet", "Kees", "Anna", "Sanne", "Lotte", "Daan", "Bram", "Fleur", "Noor", "Thijs", "Emma", "Lars"]
 LAST = [("", "Jansen"), ("de", "Vries"), ("van", "Dijk"), ("", "Bakker"), ("van der", "Berg"), ("", "Visser"),
         ("", "Smit"), ("de", "Boer"), ("", "Mulder"), ("", "Peeters")]  # fmt: skip
+TYPES = ["Shoes", "Bags", "Hats", "Coats", "Scarves", "Socks"]
 DOMAINS = ["gmail.com", "hotmail.com", "ziggo.nl", "kpnmail.nl", "telenet.be", "outlook.com"]
 PAGE = 5_000
 GUEST_SHARE = 0.05
@@ -125,6 +126,11 @@ def order_payload(system: str, person: int, number: int, rng: random.Random) -> 
             "displayFinancialStatus": "PAID",
             "currentTotalPriceSet": {"shopMoney": {"amount": amount, "currencyCode": "EUR"}},
             "customer": None if guest else {"id": f"gid://shopify/Customer/{7_000_000 + person}"},
+            # Derived from the number, not drawn: the random sequence (and every other figure) stays.
+            "discountCodes": ["WELKOM10"] if number % 5 == 0 else [],
+            "lineItems": {
+                "nodes": [{"product": {"productType": TYPES[(number + i) % len(TYPES)]}} for i in range(number % 3 + 1)]
+            },
         }
     if system == "woocommerce":
         return str(number), {
@@ -136,6 +142,7 @@ def order_payload(system: str, person: int, number: int, rng: random.Random) -> 
             "billing": {"email": email if guest else ""},
             "date_created_gmt": placed.strftime("%Y-%m-%dT%H:%M:%S"),
             "date_modified_gmt": placed.strftime("%Y-%m-%dT%H:%M:%S"),
+            "coupon_lines": [{"code": "welkom"}] if number % 5 == 0 else [],
         }
     return str(number), {
         "InvoiceId": str(number),

@@ -54,12 +54,19 @@ class Figures:
     setup_s: float | None
 
 
-def measure(folder: Path, contacts: int, orders: int, url: str | None, keep: bool) -> Figures:
+BASES = """
+[segments.bases]
+enabled = ["region", "interest", "b2b", "cross-sell", "win-back", "abandoned-checkout"]
+"""
+
+
+def measure(folder: Path, contacts: int, orders: int, url: str | None, keep: bool, bases: bool = False) -> Figures:
     """Populate a state (SQLite in `folder`, or the PostgreSQL database at `url`) and time two
     cycles' compute on it. `keep` (SQLite only): reuse the populated file of an earlier run."""
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "crmsync.toml"
-    config_path.write_text(CONFIG if url is None else CONFIG.replace('"sqlite:///crmsync.db"', f'"{url}"'))
+    config = CONFIG if url is None else CONFIG.replace('"sqlite:///crmsync.db"', f'"{url}"')
+    config_path.write_text(config + (BASES if bases else ""))
     loaded = load_config(config_path)
     pristine = folder / f"populated-{contacts}-schema{SCHEMA_VERSION}.db"
     database = folder / "crmsync.db"
@@ -167,16 +174,19 @@ def main() -> None:
         help="with --backend postgresql: an empty database to use (postgresql+psycopg://user@host/db); "
         "by default a server is started for the run (Debian's postgresql package)",
     )
+    parser.add_argument(
+        "--bases", action="store_true", help="with every [segments.bases] base on (region, interest, b2b, ...)"
+    )
     args = parser.parse_args()
     contacts = {"small": 50_000, "full": 1_000_000}.get(args.scale) or int(args.scale)
     orders = contacts * 5
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.workdir or Path(scratch)
-        lite = measure(folder, contacts, orders, None, keep=args.workdir is not None)
+        lite = measure(folder, contacts, orders, None, keep=args.workdir is not None, bases=args.bases)
         pg = None
         if args.backend == "postgresql":
             with postgres_database(args.url) as url:
-                pg = measure(Path(scratch) / "postgresql", contacts, orders, url, keep=False)
+                pg = measure(Path(scratch) / "postgresql", contacts, orders, url, keep=False, bases=args.bases)
     peak = peak_rss_mb()
     print(f"machine: {machine()}, load {load_average()}")
     if pg is None:

@@ -122,6 +122,10 @@ class Connector(ABC):
         self.stop_event = stop_event or threading.Event()
         self.segments_field: str | None = getattr(settings, "segments_field", None) or self.default_segments_field
         self.tier_field: str | None = getattr(settings, "tier_field", None) or self.default_tier_field
+        # What the configured segments need beyond contacts and orders (set by sync.pipeline):
+        # each order's lines (interests) and the purchases left unfinished in the last N days.
+        self.read_order_lines = False
+        self.unfinished_days: int | None = None
         self.client = self.make_client()
 
     # ----- declarations turned into behaviour -------------------------------------------------
@@ -233,6 +237,11 @@ class Connector(ABC):
         """False for cancelled, refunded and test orders."""
         return True
 
+    def order_unfinished(self, payload: Mapping[str, Any]) -> bool:
+        """True for a purchase the customer did not finish: an abandoned checkout, an order left
+        pending payment or failed (the `abandoned-checkout` segment); it never counts as an order."""
+        return False
+
     # ----- hooks every vendor implements ------------------------------------------------------
     @abstractmethod
     def make_client(self) -> ApiClient:
@@ -301,6 +310,27 @@ class Connector(ABC):
     def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
         stream = self.orders_stream()
         return read_stream(stream, checkpoint) if stream is not None else iter(())
+
+    def extra_streams(self) -> dict[str, Stream]:
+        """Streams beyond contacts and orders, by name (Shopify's abandoned checkouts, read as
+        unfinished orders when `unfinished_days` is set); records of kind ORDER are mapped by
+        `order_fields`."""
+        return {}
+
+    def drift_paths(self, stream: str, kind: Kind) -> tuple[str, ...]:
+        """The declared paths the drift guard expects in (nearly) every record of the stream: order
+        lines only when they are asked for."""
+        declared = self.contact_fields if kind is Kind.CONTACT else self.order_fields
+        return tuple(spec.path for name, spec in declared.items() if name != "categories" or self.read_order_lines)
+
+    def reader(self, stream: str) -> Callable[[Mapping[str, Any] | None], Iterator[Page]]:
+        """How the named stream is read from a checkpoint."""
+        if stream == "contacts":
+            return self.read_contacts
+        if stream == "orders":
+            return self.read_orders
+        extra = self.extra_streams()[stream]
+        return lambda checkpoint: read_stream(extra, checkpoint)
 
     def stream(
         self,

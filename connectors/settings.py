@@ -94,6 +94,11 @@ class SystemSettings(StrictModel):
     write_batch: int | None = Field(default=None, ge=1, description="records per write call (capped by the API)")
     writeback: bool = True
     skip_segments: list[str] = Field(default_factory=list)
+    bases: list[str] | None = Field(
+        default=None,
+        description="the bases whose segments this system gets (region, interest, b2b, cross-sell, win-back, "
+        "abandoned-checkout); default: every base [segments.bases] switches on",
+    )
     links: dict[str, str] = Field(
         default_factory=dict,
         description="other system name -> field of this system's contacts that holds that system's customer id",

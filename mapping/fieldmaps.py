@@ -7,7 +7,10 @@ saying why the record cannot be used; nothing here raises on bad input.
 Contact fields a map may name (the vocabulary; the TOML can remap or add them per system):
 `email`, `phone`, `mobile` (a second number), `first_name`, `middle_name` (tussenvoegsel),
 `last_name`, `full_name`, `street` (with or without number), `house_number`, `house_addition`,
-`postcode`, `city`, `country`, `company`, and `link:<system>` for a stored id of another system.
+`postcode`, `city`, `country`, `company`, `birth_date`, `kvk`, `vat`, `business` (the system marks
+the record a company), `email_consent`, and `link:<system>` for a stored id of another system.
+Order fields beyond the required ones: `discount` (a code was used) and `categories` (each line's
+product type or category; a path may hold `*` for every element of a list).
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ def path_exists(payload: Any, path: str, *, past_the_end: bool = False) -> bool:
             if part not in value:
                 return False
             value = value[part]
+        elif isinstance(value, list) and part == "*":
+            return True  # the list is there: its elements may each lack the rest
         elif isinstance(value, list) and part.isdigit():
             if int(part) >= len(value):
                 return past_the_end
@@ -100,8 +105,10 @@ def apply_fieldmap(
 
 # A bad email, phone, country or postcode leaves the contact usable (flagged); a field of the
 # wrong type or an absurd value means the record is not what we think it is.
-_SOFT_CONTACT_FIELDS = frozenset({"email", "phone", "mobile", "country", "postcode"})
-_SOFT_ORDER_FIELDS = frozenset({"email"})
+_SOFT_CONTACT_FIELDS = frozenset(
+    {"email", "phone", "mobile", "country", "postcode", "birth_date", "email_consent", "business", "kvk", "vat"}
+)
+_SOFT_ORDER_FIELDS = frozenset({"email", "discount", "categories"})
 
 
 def map_contact(
@@ -187,13 +194,20 @@ def map_contact(
         city=values.get("city"),
         country=country,
         company=values.get("company"),
+        birth_date=values.get("birth_date"),
+        kvk=values.get("kvk"),
+        vat=values.get("vat"),
+        business=values.get("business"),
+        email_consent=values.get("email_consent"),
         owned=owned,
         links=tuple(sorted(set(links))),
         flags=tuple(sorted(set(flags))),
     )
 
 
-def map_order(record: SourceRecord, fields: FieldMap, counts: bool) -> Order | Rejection:
+def map_order(record: SourceRecord, fields: FieldMap, counts: bool, unfinished: bool = False) -> Order | Rejection:
+    """`counts` and `unfinished` (an abandoned checkout, an order left pending) are the
+    connector's reading of the record's status."""
     if not isinstance(record.payload, Mapping):
         return Rejection("wrong_type", "order payload is not an object")
     if not record.id:
@@ -225,5 +239,8 @@ def map_order(record: SourceRecord, fields: FieldMap, counts: bool) -> Order | R
         amount=amount,
         currency=values.get("currency") or "",
         created_at=created_at,
-        counts=counts,
+        counts=counts and not unfinished,
+        discount=values.get("discount"),
+        categories=values.get("categories") or (),
+        unfinished=unfinished,
     )

@@ -296,6 +296,12 @@ def survive(members: Sequence[Contact], source_priority: Sequence[str]) -> dict[
         if not holders:
             continue
         winner = holders[0]
+        if name == "email_consent":
+            # Consent is not a fact any source can overrule: an opt-out anywhere wins.
+            refused = [c for c in holders if c.email_consent is False]
+            if refused:
+                chosen[name] = FieldChoice(False, refused[0].key, f"not opted in at {refused[0].system}")
+                continue
         chosen[name] = FieldChoice(_field(winner, name), winner.key, _why(winner, holders, rank))
     return chosen
 

@@ -56,6 +56,12 @@ CONTACT_VOCABULARY = frozenset(
         "city",
         "country",
         "company",
+        # The brief's other bases (mapping/bases.py): age, work (B2B) and consent.
+        "birth_date",
+        "kvk",
+        "vat",
+        "business",
+        "email_consent",
     ]
 )
 
@@ -113,6 +119,11 @@ class Contact:
     city: str | None = None
     country: str | None = None  # ISO 3166 alpha-2
     company: str | None = None
+    birth_date: str | None = None  # ISO date (YYYY-MM-DD)
+    kvk: str | None = None  # a chamber of commerce number (KvK in the Netherlands)
+    vat: str | None = None
+    business: bool | None = None  # the system itself says the record is a company
+    email_consent: bool | None = None  # email marketing: True opted in, False not, None unknown
     owned: RemoteState = field(default_factory=RemoteState)
     # Keys (`system:id`) of records in other systems that this record says are the same person.
     links: tuple[str, ...] = ()
@@ -143,6 +154,11 @@ PROFILE_FIELDS = (
     "city",
     "country",
     "company",
+    "birth_date",
+    "kvk",
+    "vat",
+    "business",
+    "email_consent",
 )
 
 
@@ -159,6 +175,9 @@ class Order:
     currency: str
     created_at: datetime
     counts: bool = True
+    discount: bool | None = None  # a discount code was used; None: the system does not say
+    categories: tuple[str, ...] = ()  # product type or category of each line, as the vendor names it
+    unfinished: bool = False  # an abandoned checkout, or an order left pending or failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +288,8 @@ _MISSING = object()
 def get_path(payload: Any, path: str) -> Any:
     """The value at `a.b.0.c` of a vendor payload, or None when any step is absent or of the
     wrong shape (a numeric part indexes a list)."""
+    if "*" in path:
+        return _get_all(payload, path.split("."))
     value = payload
     for part in path.split("."):
         if type(value) is dict or isinstance(value, Mapping):  # a dict skips the slower ABC check
@@ -281,3 +302,22 @@ def get_path(payload: Any, path: str) -> Any:
         if value is _MISSING:
             return None
     return value
+
+
+def _get_all(payload: Any, parts: list[str]) -> list[Any] | None:
+    """A path with `*` (every element of a list: `lineItems.nodes.*.product.productType`): the
+    values found under each element, flattened one level, nulls left out; None when the path
+    before the first `*` is absent."""
+    star = parts.index("*")
+    head = get_path(payload, ".".join(parts[:star])) if star else payload
+    if not isinstance(head, list):
+        return None
+    rest = ".".join(parts[star + 1 :])
+    found: list[Any] = []
+    for item in head:
+        value = get_path(item, rest) if rest else item
+        if isinstance(value, list):
+            found.extend(v for v in value if v is not None)
+        elif value is not None:
+            found.append(value)
+    return found

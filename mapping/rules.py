@@ -75,8 +75,20 @@ FIELDS: dict[str, tuple[Kind, str]] = {
     "city": (Kind.TEXT, "city"),
     "country": (Kind.TEXT, "ISO 3166 alpha-2 code ('NL', 'BE')"),
     "company": (Kind.TEXT, "company name"),
+    "region": (Kind.TEXT, "ISO 3166-2 region from the postcode, lower case ('nl-nh'; '' unknown)"),
+    "age": (Kind.NUMBER, "whole years, from a birth date"),
+    "age_band": (Kind.TEXT, "'25-34', '65+' ([segments.bases] age_bands; '' unknown)"),
+    "b2b": (Kind.BOOL, "a company: marked so, a KvK or VAT number, or a company name and domain"),
+    "interests": (Kind.TEXT, "categories bought, most bought first, comma-separated slugs"),
+    "top_interest": (Kind.TEXT, "the category bought most often ('' none)"),
+    "discount_share": (Kind.NUMBER, "share of orders (0-1) with a discount code"),
+    "email_consent": (Kind.BOOL, "opted in to email marketing (no system says otherwise)"),
     "now": (Kind.DATE, "the time of the run ($CRMSYNC_NOW)"),
 }
+# The fields read from mapping/bases.py: a rule naming one makes the compute read them.
+BASE_FIELDS = frozenset(
+    {"region", "age", "age_band", "b2b", "interests", "top_interest", "discount_share", "email_consent"}
+)
 
 FUNCTIONS = ("days", "date", "year", "lower", "startswith", "endswith", "contains", "missing")
 

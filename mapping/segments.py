@@ -25,8 +25,9 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from mapping.bases import BASES, BaseColumns, BaseSettings, base_of, base_segments, with_consent
 from mapping.model import Membership, Traits
-from mapping.rules import RuleError, RuleInput, compile_rule
+from mapping.rules import BASE_FIELDS, RuleError, RuleInput, compile_rule
 from mapping.traits import BOOL, DAY, F64, I64, TraitColumns
 
 QUADRANTS = ("friends", "supporters", "acquaintances", "passers-by")
@@ -79,6 +80,7 @@ class Rule(_Strict):
 
     name: str
     when: str
+    requires_consent: bool = False  # never given to someone without email marketing consent
 
     @field_validator("name")
     @classmethod
@@ -125,6 +127,7 @@ class SegmentSettings(_Strict):
     holdout: dict[str, float] = Field(
         default_factory=dict, description="segment -> share of its members left untagged (mapping/holdout.py)"
     )
+    bases: BaseSettings = Field(default_factory=BaseSettings)
 
     @field_validator("tiers")
     @classmethod
@@ -152,10 +155,29 @@ class SegmentSettings(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _rules_leave_bases_their_names(self) -> SegmentSettings:
+        # A rule may carry a base's name (configs written before the bases existed) until that
+        # base is switched on: then two segments would share one tag.
+        for rule in self.rules:
+            base = base_of(rule.name)
+            if base is not None and self.bases.on(base):
+                raise ValueError(f"rules: {rule.name!r} is a segment of the base {base!r}, which is switched on")
+        return self
+
+    @model_validator(mode="after")
+    def _consent_names_segments(self) -> SegmentSettings:
+        for name in self.bases.requires_consent:
+            family = name[:-2] if name.endswith("-*") else None
+            if family is not None and family not in BASES:
+                raise ValueError(f"bases.requires_consent: {name!r} names no family (region-*, interest-*)")
+            if family is None and not self.knows(name, enabled_only=False):
+                raise ValueError(f"bases.requires_consent: no segment named {name!r}")
+        return self
+
+    @model_validator(mode="after")
     def _holdouts_name_segments(self) -> SegmentSettings:
-        known = set(self.segment_names())
         for name, share in self.holdout.items():
-            if name not in known:
+            if not self.knows(name):
                 raise ValueError(f"holdout.{name}: no segment of that name")
             if name.startswith("tier-"):
                 raise ValueError(f"holdout.{name}: a loyalty tier is a promise to the customer, not a campaign")
@@ -167,13 +189,40 @@ class SegmentSettings(_Strict):
         return self.labels.get(segment, segment)
 
     def segment_names(self) -> tuple[str, ...]:
-        """Every segment a profile can be in, in report order."""
+        """Every segment of a fixed name a profile can be in, in report order; the bases' families
+        (region-*, interest-*) add names from the data (`knows`)."""
         return (
             *QUADRANTS,
             *LIFECYCLE_SEGMENTS,
             *(f"tier-{t.name}" for t in self.tiers),
+            *(b for b in self.bases.enabled if b == base_of(b)),
             *(r.name for r in self.rules),
         )
+
+    def knows(self, segment: str, *, enabled_only: bool = True) -> bool:
+        """Whether `segment` can exist under these settings ("region-nl-nh" when regions are on)."""
+        if segment in self.segment_names():
+            return True
+        base = base_of(segment)
+        return base is not None and (base in self.bases.enabled or not enabled_only)
+
+    def needs_consent(self, segment: str) -> bool:
+        rule = next((r for r in self.rules if r.name == segment), None)
+        return rule.requires_consent if rule is not None else self.bases.needs_consent(segment)
+
+    def reads_needed(self) -> tuple[bool, int | None]:
+        """What the connectors read beyond contacts and orders: order lines (for interests) and
+        unfinished purchases of the last N days (for `abandoned-checkout`)."""
+        reads = {name for r in self.rules for name in compile_rule(r.when).names}
+        lines = self.bases.on("interest") or self.bases.on("cross-sell") or bool(reads & {"interests", "top_interest"})
+        days = self.bases.abandoned_checkout_days if self.bases.on("abandoned-checkout") else None
+        return lines, days
+
+    def uses_bases(self) -> bool:
+        """Whether the compute needs the bases' columns: a base is on, a rule reads a base field or
+        a segment asks for consent."""
+        reads = any(compile_rule(r.when).names & BASE_FIELDS for r in self.rules)
+        return bool(self.bases.enabled) or reads or any(r.requires_consent for r in self.rules)
 
 
 def _cents(amount: Decimal) -> int:
@@ -294,9 +343,11 @@ def assess(
     systems: Sequence[str] = (),
     profiles: ProfileColumns | None = None,
     previous: TierState | None = None,
+    bases: BaseColumns | None = None,
 ) -> Assessment:
-    """Every built-in and rule segment for every profile. `systems` names the bits of the
-    system-set columns; `previous` holds each profile's tier of the last run (for hysteresis)."""
+    """Every built-in, base and rule segment for every profile. `systems` names the bits of the
+    system-set columns; `previous` holds each profile's tier of the last run (for hysteresis);
+    `bases` the other bases (needed when `settings.uses_bases()`)."""
     size = traits.size
     quadrant = quadrant_codes(traits, settings.quadrant)
     lifecycle = lifecycle_codes(traits, settings.lifecycle)
@@ -308,11 +359,24 @@ def assess(
     columns: list[BOOL] = [quadrant == i for i in range(len(QUADRANTS))]
     columns += [lifecycle == i for i in range(len(LIFECYCLE))]
     columns += [held.tier == i for i in range(len(tier_names))]
+    names = [*QUADRANTS, *LIFECYCLE_SEGMENTS, *(f"tier-{name}" for name in tier_names)]
+    if bases is not None:
+        loyal = quadrant <= 1  # friends or supporters
+        base_names, base_columns = base_segments(bases, settings.bases, loyal, lifecycle == 3)
+        names += base_names
+        columns += base_columns
     if settings.rules:
-        inputs = rule_input(traits, now, systems, profiles or ProfileColumns(), quadrant, lifecycle, held, tier_names)
+        inputs = rule_input(
+            traits, now, systems, profiles or ProfileColumns(), quadrant, lifecycle, held, tier_names, bases
+        )
+        names += [rule.name for rule in settings.rules]
         columns += [compile_rule(rule.when).evaluate(inputs) for rule in settings.rules]
     matrix = np.column_stack(columns) if columns else np.zeros((size, 0), dtype=np.bool_)
-    return Assessment(settings.segment_names(), matrix, quadrant, lifecycle, held, tier_names)
+    marked = [settings.needs_consent(name) for name in names]
+    if any(marked):
+        consent = bases.email_consent if bases is not None else np.zeros(size, dtype=np.bool_)
+        with_consent(names, matrix, consent, marked)
+    return Assessment(tuple(names), matrix, quadrant, lifecycle, held, tier_names)
 
 
 def _strings(values: Sequence[str] | npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -328,6 +392,7 @@ def rule_input(
     lifecycle: npt.NDArray[np.int8],
     tiers: TierState,
     tier_names: Sequence[str],
+    bases: BaseColumns | None = None,
 ) -> RuleInput:
     """The columns of mapping.rules.FIELDS for these profiles, each built only if a rule reads it."""
     size = traits.size
@@ -391,6 +456,19 @@ def rule_input(
         "country": text(profiles.country),
         "company": text(profiles.company),
     }
+    if bases is not None:
+        builders.update(
+            {
+                "region": lambda: np.strings.lower(bases.region),
+                "age": lambda: bases.age,
+                "age_band": lambda: bases.age_band,
+                "b2b": lambda: bases.b2b,
+                "interests": lambda: _strings([",".join(row) for row in bases.interests]),
+                "top_interest": lambda: bases.top_interest,
+                "discount_share": lambda: bases.discount_share,
+                "email_consent": lambda: bases.email_consent,
+            }
+        )
     return RuleInput(size, now, systems, builders)
 
 
@@ -473,6 +551,14 @@ def describe(settings: SegmentSettings) -> Mapping[str, str]:
     }
     for t in settings.tiers:
         out[f"tier-{t.name}"] = f"12-month spend >= {t.min_spend_12m} {settings.base_currency}"
+    b = settings.bases
+    out["b2b"] = "a company: marked so, a KvK or VAT number, or a company name and domain"
+    out["cross-sell"] = "friends or supporters who bought in one category only"
+    out["win-back"] = "friends or supporters whose last order makes them at risk"
+    out["abandoned-checkout"] = (
+        f"left a checkout or order unfinished {b.abandoned_checkout_after_minutes} minutes to "
+        f"{b.abandoned_checkout_days} days ago, and bought nothing since"
+    )
     for rule in settings.rules:
         out[rule.name] = rule.when
     return out

@@ -41,7 +41,7 @@ PACKAGE = "@shopify/dev-mcp@1.16.0"
 
 # Object and interface types crmsync reads or writes, and the fields it may select on each.
 KEEP: dict[str, list[str]] = {
-    "QueryRoot": ["customers", "customer", "orders", "order", "shop", "currentAppInstallation"],
+    "QueryRoot": ["customers", "customer", "orders", "order", "abandonedCheckouts", "shop", "currentAppInstallation"],
     "Mutation": ["tagsAdd", "tagsRemove", "metafieldsSet", "metafieldsDelete"],
     "Node": ["id"],
     "Shop": ["id", "name", "myshopifyDomain", "currencyCode"],
@@ -112,7 +112,28 @@ KEEP: dict[str, list[str]] = {
         "tags",
         "sourceName",
         "billingAddress",
+        # The other bases (mapping/bases.py): discount codes and what each line is.
+        "discountCodes",
+        "lineItems",
     ],
+    "LineItemConnection": ["nodes", "pageInfo"],
+    "LineItem": ["id", "title", "quantity", "product"],
+    "Product": ["id", "title", "productType"],
+    # Abandoned checkouts (the `abandoned-checkout` segment), read by CREATED_AT with no UPDATED_AT sort.
+    "AbandonedCheckout": [
+        "id",
+        "createdAt",
+        "updatedAt",
+        "completedAt",
+        "customer",
+        "totalPriceSet",
+        "discountCodes",
+        "lineItems",
+    ],
+    "AbandonedCheckoutConnection": ["edges", "nodes", "pageInfo"],
+    "AbandonedCheckoutEdge": ["cursor", "node"],
+    "AbandonedCheckoutLineItemConnection": ["nodes", "pageInfo"],
+    "AbandonedCheckoutLineItem": ["id", "title", "quantity", "product"],
     "OrderConnection": ["edges", "nodes", "pageInfo"],
     "OrderEdge": ["cursor", "node"],
     "MoneyBag": ["shopMoney", "presentmentMoney"],

@@ -73,7 +73,7 @@ def campaign_report(
     store: StateStore, config: CrmsyncConfig, segment: str, since: datetime, until: datetime
 ) -> dict[str, Any]:
     settings = config.segments
-    if segment not in settings.segment_names():
+    if not settings.knows(segment):
         raise UnknownSegment(f"no segment named {segment!r} (known: {', '.join(settings.segment_names())})")
     if since >= until:
         raise ValueError(f"--since must lie before now ({for_json(until)})")

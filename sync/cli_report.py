@@ -40,7 +40,7 @@ def members_view(common: Common, loaded: LoadedConfig, segment: str, as_csv: boo
     from sync.members import COLUMNS, member_rows, to_csv
     from sync.state import StateStore
 
-    if segment not in loaded.config.segments.segment_names():
+    if not loaded.config.segments.knows(segment):
         fail(f"crmsync report: no segment named {segment!r}", 2)
     store = StateStore(loaded.state_url())
     try:

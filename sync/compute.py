@@ -4,12 +4,13 @@ cycle may) the segment history; and from them the owned state each record should
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import structlog
 
 from connectors.base import Connector
+from mapping.bases import base_of
 from mapping.holdout import Holdouts
 from mapping.model import Membership, RemoteState, split_key
 from mapping.traits import empty_order_columns
@@ -81,6 +82,8 @@ class Compute:
         # compares each distinct pair of objects once.
         states: dict[tuple[str, Membership], RemoteState] = {}
         holdouts = Holdouts(self.config.segments.holdout)
+        switched = {name: c.settings.bases for name, c in connectors.items() if c.settings.bases is not None}
+        enabled = self.config.segments.bases.enabled
         for profile, membership in zip(segments.profiles, segments.memberships, strict=True):
             verdict = holdouts.written(profile, membership)  # what is written: held-out segments left out
             for key in resolved.members[profile]:
@@ -89,7 +92,9 @@ class Compute:
                 if connector is not None:
                     state = states.get((system, verdict))
                     if state is None:
-                        state = states[(system, verdict)] = connector.desired_state(verdict)
+                        allowed = switched.get(system)
+                        shown = verdict if allowed is None else bases_for(verdict, allowed, enabled)
+                        state = states[(system, verdict)] = connector.desired_state(shown)
                     desired[system][record_id] = state
         clock.lap("desired state")
         return desired
@@ -98,5 +103,20 @@ class Compute:
         """Each profile's traits and segment membership, column-wise (sync/segmenting.py)."""
         fields = resolved.fields(resolved.members) if resolved.fields is not None else None
         return assess_profiles(
-            self.config, self.store, resolved.profiles, resolved.members, resolved.systems, resolved.orders, now, fields
+            self.config,
+            self.store,
+            resolved.profiles,
+            resolved.members,
+            resolved.systems,
+            resolved.orders,
+            now,
+            fields,
+            resolved.details,
         )
+
+
+def bases_for(membership: Membership, allowed: Sequence[str], enabled: Sequence[str]) -> Membership:
+    """The membership as one system gets it: the segments of bases it is not switched on for
+    (`[systems.x] bases`) left out (a rule that carries a base's name is the rule's)."""
+    kept = frozenset(name for name in membership.segments if base_of(name) not in enabled or base_of(name) in allowed)
+    return membership if kept == membership.segments else Membership(kept, membership.tier)

@@ -21,6 +21,7 @@ from connectors.http import check_base_url
 from connectors.redaction import redact_text, register_secret
 from connectors.registry import TYPES, connector_class
 from connectors.settings import Duration, StrictModel, SystemSettings
+from mapping.bases import BASES
 from mapping.identity import IdentitySettings
 from mapping.normalize import NORMALISERS
 from mapping.segments import SegmentSettings
@@ -272,6 +273,9 @@ class CrmsyncConfig(BaseSettings):
                         f"systems.{name}.fields.{field_name}.normaliser: unknown normaliser "
                         f"{override.normaliser!r}; one of {', '.join(sorted(NORMALISERS))}"
                     )
+            for base in settings.bases or ():
+                if base not in BASES:
+                    raise ValueError(f"systems.{name}.bases: {base!r} is not a base ({', '.join(BASES)})")
         for position, system in enumerate(self.identity.source_priority):
             if system not in self.systems:
                 raise ValueError(f"identity.source_priority[{position}]: no system named {system!r}")

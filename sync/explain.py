@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from mapping.bases import base_of
 from mapping.holdout import held_out
 from mapping.identity import survive
 from mapping.model import Contact, FieldSpec, get_path, parse_timestamp, split_key
@@ -158,7 +159,23 @@ def segment_reason(name: str, traits: Mapping[str, Any], settings: SegmentSettin
         return f"{count} orders, {since}. {name}: {meaning}"
     if name.startswith("tier-"):
         return f"12-month spend {spend:.2f} {settings.base_currency}. {name}: {meaning}"
+    base = base_of(name)
+    if base is not None and not any(rule.name == name for rule in settings.rules):
+        return base_reason(name, base, traits.get("bases") or {}, meaning, settings.needs_consent(name))
     return f"rule: {meaning}"
+
+
+def base_reason(name: str, base: str, bases: Mapping[str, Any], meaning: str, consent: bool) -> str:
+    """Why a profile is in a segment of the other bases, from its stored `traits.bases`."""
+    if base == "region":
+        why = f"postcode in {bases.get('region')}"
+    elif base == "interest":
+        why = f"bought in: {', '.join(bases.get('interests') or [])}"
+    elif base == "abandoned-checkout":
+        why = f"unfinished purchase at {bases.get('last_unfinished')}. {name}: {meaning}"
+    else:
+        why = f"{name}: {meaning}"
+    return why + ("; has email marketing consent" if consent else "")
 
 
 def render(document: Mapping[str, Any], others: Sequence[str]) -> Any:
@@ -200,7 +217,9 @@ def render(document: Mapping[str, Any], others: Sequence[str]) -> Any:
     traits = Table(title="traits", title_justify="left")
     traits.add_column("trait")
     traits.add_column("value")
-    for trait, value in document["traits"].items():
+    shown = dict(document["traits"])
+    shown.update({f"bases.{k}": v for k, v in (shown.pop("bases", None) or {}).items()})
+    for trait, value in shown.items():
         traits.add_row(trait, for_people(value) if isinstance(value, str) else _text(value))
     parts: list[Any] = [records, links, fields, traits, segments]
     parts += [f"note: {caveat}" for caveat in document.get("caveats", [])]

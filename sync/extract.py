@@ -35,7 +35,7 @@ VERIFY_SWEEP = "verify@sweep"  # checkpoint: when the rolling verification last 
 
 # Bump when mapping code changes what it produces from the same payload: stored records are then
 # mapped again from their raw form at the start of the next cycle.
-MAPPING_VERSION = "3"
+MAPPING_VERSION = "4"
 
 STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
 
@@ -58,9 +58,10 @@ class StreamProgress(Progress, Protocol):
 def streams_of(connector: Connector) -> list[tuple[str, Kind]]:
     """The streams a connector reads (a system without orders has none to wait for)."""
     caps = connector.capabilities
-    return [
+    base = [
         (name, kind) for name, kind in STREAMS if (caps.read_contacts if kind is Kind.CONTACT else caps.read_orders)
     ]
+    return base + [(name, stream.kind) for name, stream in connector.extra_streams().items()]
 
 
 def merge_checkpoints(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -158,16 +159,15 @@ class Extractor:
         key = f"{stream}@backfill" if full else stream
         checkpoint = self.store.checkpoint(name, key)
         whole = full or not checkpoint
-        reader = connector.read_contacts if kind is Kind.CONTACT else connector.read_orders
+        reader = connector.reader(stream)
         received = changed = quarantined = 0
         last: Mapping[str, Any] | None = checkpoint
         settings = self.config.drift_guard
-        declared = connector.contact_fields if kind is Kind.CONTACT else connector.order_fields
         guard = DriftGuard(
             name,
             stream,
             connector.api_label(),
-            tuple(spec.path for spec in declared.values()),
+            connector.drift_paths(stream, kind),
             settings.min_records,
             settings.share,
         )

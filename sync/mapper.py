@@ -32,7 +32,10 @@ def make_mapper(
             if kind is Kind.CONTACT:
                 owned = connector.owned_state(record.payload)
                 return map_contact(record, fields, owned, canonical, rules, absent)
-            return map_order(record, connector.order_fields, connector.order_counts(record.payload))
+            payload = record.payload
+            return map_order(
+                record, connector.order_fields, connector.order_counts(payload), connector.order_unfinished(payload)
+            )
         except RecordProblem as problem:
             return Rejection(problem.reason, problem.message[:300])
         except Exception as exc:

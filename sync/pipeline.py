@@ -71,12 +71,17 @@ log = structlog.get_logger("crmsync.pipeline")
 
 def build_connectors(loaded: LoadedConfig, stop_event: threading.Event) -> dict[str, Connector]:
     config = loaded.config
-    return {
+    connectors = {
         name: connector_class(settings.type)(
             name, settings, tag_prefix=config.writeback.tag_prefix, stop_event=stop_event
         )
         for name, settings in config.systems.items()
     }
+    lines, unfinished = config.segments.reads_needed()
+    for connector in connectors.values():
+        connector.read_order_lines = lines
+        connector.unfinished_days = unfinished
+    return connectors
 
 
 def recorded_command(command: str, dry_run: bool) -> str:

@@ -253,11 +253,11 @@ def _flows(transitions: Sequence[tuple[str, str | None, str, int]]) -> dict[str,
     """Moves within each family (lifecycle, quadrant, tier); `from` None: a profile seen for the
     first time."""
     counts: Counter[tuple[str, str | None, str]] = Counter()
+    out: dict[str, list[dict[str, Any]]] = {"lifecycle": [], "quadrant": [], "tier": []}
     for _, left, entered, _seq in transitions:
         kind = family(entered)
-        if kind != "rule":
+        if kind in out:  # a profile is in one segment of each of these families at a time
             counts[(kind, left, entered)] += 1
-    out: dict[str, list[dict[str, Any]]] = {"lifecycle": [], "quadrant": [], "tier": []}
     for (kind, left, entered), n in sorted(counts.items(), key=lambda item: (item[0][0], item[0][1] or "", item[0][2])):
         out[kind].append({"from": left, "to": entered, "count": n})
     return out

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import Connector
+from mapping.bases import base_of
 from mapping.segments import QUADRANTS
 
 if TYPE_CHECKING:
@@ -40,6 +41,12 @@ ACTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "lifecycle-at-risk": ("win back", "a personal reminder or offer before they lapse"),
         "lifecycle-lapsed": ("win back", "one win-back campaign, then stop mailing"),
         "tier": ("reward", "make the tier visible: its benefits in every mail and at checkout"),
+        "region": ("local", "local news, events, delivery times or a shop nearby"),
+        "interest": ("cross-sell", "new arrivals and offers in the category they buy; cross-sell what goes with it"),
+        "b2b": ("business", "business terms: invoices with VAT, volume prices, an account manager"),
+        "cross-sell": ("cross-sell", "loyal but in one category: introduce a second category that goes with it"),
+        "win-back": ("win back", "good customers slipping away: a personal message before they lapse"),
+        "abandoned-checkout": ("remind", "an automatic reminder of what they left behind; it leaves when they buy"),
         "rule": ("your own", "your own segment: decide its action and describe it as a persona"),
     },
     "nl": {
@@ -65,6 +72,18 @@ ACTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "lifecycle-at-risk": ("terugwinnen", "een persoonlijke herinnering of aanbieding voordat ze afhaken"),
         "lifecycle-lapsed": ("terugwinnen", "één terugwinactie, stop daarna met mailen"),
         "tier": ("belonen", "maak het niveau zichtbaar: de voordelen in elke mail en bij het afrekenen"),
+        "region": ("lokaal", "lokaal nieuws, evenementen, levertijden of een winkel in de buurt"),
+        "interest": (
+            "crossselling",
+            "nieuwe producten en aanbiedingen in de categorie die ze kopen; crossselling van wat erbij past",
+        ),
+        "b2b": ("zakelijk", "zakelijke voorwaarden: facturen met btw, staffelprijzen, een vaste contactpersoon"),
+        "cross-sell": ("crossselling", "trouw maar in één categorie: introduceer een tweede categorie die erbij past"),
+        "win-back": ("terugwinnen", "goede klanten die afhaken: een persoonlijk bericht voordat ze weg zijn"),
+        "abandoned-checkout": (
+            "herinneren",
+            "een automatische herinnering aan wat ze achterlieten; de tag gaat weg zodra ze kopen",
+        ),
         "rule": ("eigen segment", "uw eigen segment: bepaal de actie en beschrijf het als persona"),
     },
 }
@@ -77,6 +96,7 @@ WHERE = {
         "interest": "{system}: persons with the interest {tag}",
         "field": "{system}: field {field} contains {segment}",
         "skipped": "{system}: not written (skip_segments)",
+        "not_switched": "{system}: not written (bases)",
         "holdout": " ({share} of the members left untagged: holdout)",
     },
     "nl": {
@@ -84,6 +104,7 @@ WHERE = {
         "interest": "{system}: personen met de interesse {tag}",
         "field": "{system}: veld {field} bevat {segment}",
         "skipped": "{system}: niet geschreven (skip_segments)",
+        "not_switched": "{system}: niet geschreven (bases)",
         "holdout": " ({share} van de leden zonder tag: controlegroep)",
     },
 }
@@ -121,6 +142,10 @@ DUTCH_LABELS = {
     "lifecycle-active": "actieve klanten",
     "lifecycle-at-risk": "klanten met risico",
     "lifecycle-lapsed": "afgehaakte klanten",
+    "b2b": "zakelijke klanten",
+    "cross-sell": "trouw in één categorie",
+    "win-back": "terugwinnen",
+    "abandoned-checkout": "verlaten winkelwagen",
 }
 
 VENDORS = {
@@ -135,6 +160,9 @@ VENDORS = {
 
 
 def family_of(segment: str) -> str:
+    base = base_of(segment)
+    if base is not None:
+        return base
     if segment in QUADRANTS:
         return "quadrant"
     if segment.startswith("lifecycle-"):
@@ -162,8 +190,11 @@ def where_to_find(
         caps = connector.current_capabilities()
         system = VENDORS.get(connector.type, connector.type) + (f" ({name})" if name != connector.type else "")
         tag = connector.tag_prefix + segment
+        base, switched = base_of(segment), connector.settings.bases
         if segment in connector.settings.skip_segments:
             text = phrases["skipped"].format(system=system)
+        elif base is not None and switched is not None and base not in switched:
+            text = phrases["not_switched"].format(system=system)
         elif caps.write_tags:
             kind = "interest" if connector.type == "superoffice" else "tag"
             text = phrases[kind].format(system=system, tag=tag)

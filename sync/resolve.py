@@ -13,9 +13,10 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from mapping.bases import OrderDetails
 from mapping.fieldmaps import MappingRules
 from mapping.identity import FieldChoice, Resolution, resolve, row_identifiers, survive
-from mapping.model import key_system
+from mapping.model import key_system, record_key
 from mapping.normalize.email import is_role_address
 from mapping.traits import OrderColumns, concat_order_columns, order_columns_from_rows
 from sync.config import CrmsyncConfig
@@ -36,8 +37,10 @@ class Resolved:
     aliases: dict[str, str]
     links: list[tuple[str, str, str, str]]  # record key a, record key b, identifier kind, value
     previous: dict[str, str]  # record key -> the profile id it had before this cycle
-    # Profile fields by survivorship, computed on demand (only rule segments read them).
+    # Profile fields by survivorship, computed on demand (only rule segments and the bases read them).
     fields: Callable[[Mapping[str, Sequence[str]]], dict[str, dict[str, FieldChoice]]] | None = None
+    # What orders say beyond their value, attached as `orders` are (read only when the bases are used).
+    details: OrderDetails | None = None
 
 
 class Stopwatch:
@@ -82,6 +85,9 @@ class Resolver:
             # on every row, and both sides ran slower than one after the other (measured).
             chunks = reads.order_arrays(self.config.segments.base_currency)
             orders = self.order_columns(chunks, resolution.assignment, rows, emails, profiles, systems)
+            details = None
+            if self.config.segments.uses_bases():
+                details = self.order_details(reads.order_details(), resolution.assignment, emails, profiles)
         clock.lap("read orders")
         return Resolved(
             members=members,
@@ -91,7 +97,8 @@ class Resolver:
             aliases=resolution.aliases,
             links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],
             previous=previous,
-            fields=self.profile_fields if self.config.segments.rules else None,
+            fields=self.profile_fields if (self.config.segments.rules or details is not None) else None,
+            details=details,
         )
 
     def resolve_identities(
@@ -150,16 +157,10 @@ class Resolver:
         # Contact row number -> profile index and system index: orders then attach by array indexing.
         row_profile = np.full(size, -1, dtype=np.int64)
         row_system = np.full(size, -1, dtype=np.int64)
-        by_record: dict[str, int] = {}
         for number, key in rows:
-            index = position[assignment[key]]
-            row_profile[number] = index
+            row_profile[number] = position[assignment[key]]
             row_system[number] = system_index[key_system(key)]
-            by_record[key] = index
-        by_email: dict[str, int] = {}
-        for email_key, key in emails:
-            index = by_record[key]
-            by_email[email_key] = index if by_email.get(email_key, index) == index else -1  # ambiguous
+        by_email = self.guest_profiles(assignment, emails, position)
         settings = self.config.segments
         parts: list[OrderColumns] = []
         others: list[npt.NDArray[Any]] = []
@@ -198,6 +199,53 @@ class Resolver:
         if unconverted:
             log.warning("orders without an exchange rate left out", orders=unconverted, base=settings.base_currency)
         return concat_order_columns(parts)
+
+    def guest_profiles(
+        self, assignment: Mapping[str, str], emails: Sequence[tuple[str, str]], position: Mapping[str, int]
+    ) -> dict[str, int]:
+        """Email match key -> profile index, for the addresses that belong to exactly one profile
+        (-1: shared by several): how a guest order attaches."""
+        by_email: dict[str, int] = {}
+        for email_key, key in emails:
+            index = position[assignment[key]]
+            by_email[email_key] = index if by_email.get(email_key, index) == index else -1
+        return by_email
+
+    def order_details(
+        self,
+        rows: Iterable[tuple[str, str | None, str | None, int, bool, bool | None, str | None, bool]],
+        assignment: Mapping[str, str],
+        emails: Sequence[tuple[str, str]],
+        profiles: Sequence[str],
+    ) -> OrderDetails:
+        """The orders that say something beyond their value (discount, categories, unfinished),
+        attached to profiles by the rule `order_columns` follows."""
+        position = {pid: i for i, pid in enumerate(profiles)}
+        by_email = self.guest_profiles(assignment, emails, position)
+        role_locals = self.rules.role_locals
+        profile, created, counts, discount, unfinished, categories = [], [], [], [], [], []
+        for system, customer_id, email_key, epoch, counted, code, labels, open_ in rows:
+            pid = assignment.get(record_key(system, customer_id)) if customer_id else None
+            if pid is not None:
+                index = position[pid]
+            elif email_key and not is_role_address(email_key, role_locals):
+                index = by_email.get(email_key, -1)
+            else:
+                index = -1
+            profile.append(index)
+            created.append(int(epoch))
+            counts.append(bool(counted))
+            discount.append(-1 if code is None else int(bool(code)))
+            unfinished.append(bool(open_))
+            categories.append(tuple(json.loads(labels)) if labels else ())
+        return OrderDetails(
+            np.array(profile, dtype=np.int64),
+            np.array(created, dtype=np.int64),
+            np.array(counts, dtype=np.bool_),
+            np.array(discount, dtype=np.int8),
+            np.array(unfinished, dtype=np.bool_),
+            categories,
+        )
 
     def profile_fields(self, members: Mapping[str, Sequence[str]]) -> dict[str, dict[str, FieldChoice]]:
         """Each profile's fields by survivorship: read only when a rule segment asks for them."""

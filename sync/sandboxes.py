@@ -25,14 +25,15 @@ class RunningSandbox:
 
 
 def load_fixture_dir(folder: Path) -> dict[str, dict[str, Any]]:
-    """`DIR/<type>/customers.json` and `orders.json`, for every type that has a folder."""
+    """`DIR/<type>/customers.json` and `orders.json` (and Shopify's `checkouts.json`: abandoned
+    checkouts), for every type that has a folder."""
     data: dict[str, dict[str, Any]] = {}
     for system_type in TYPES:
         sub = folder / system_type
         if not sub.is_dir():
             continue
         data[system_type] = {}
-        for name in ("customers", "orders"):
+        for name in ("customers", "orders", "checkouts"):
             path = sub / f"{name}.json"
             if not path.exists():
                 continue

@@ -20,6 +20,7 @@ import numpy.typing as npt
 import structlog
 
 from connectors.registry import ONLINE_TYPES
+from mapping.bases import BaseColumns, OrderDetails, PersonFields, base_columns
 from mapping.identity import FieldChoice
 from mapping.model import Membership, key_system
 from mapping.segments import LIFECYCLE, QUADRANTS, Assessment, ProfileColumns, TierState, assess
@@ -41,17 +42,18 @@ class SegmentRun:
     traits: TraitColumns
     assessment: Assessment
     memberships: list[Membership]
+    bases: BaseColumns | None = None
 
     def verdicts(self, chunk: int = 20_000) -> Iterator[VerdictChunk]:
         """The verdicts in profile order, a chunk at a time, as `StateStore.save_profiles` takes
         them: the traits JSON is built only for the profiles it asks for (those that changed)."""
-        prints = trait_fingerprints(self.traits, self.assessment, self.systems).tolist()
+        prints = trait_fingerprints(self.traits, self.assessment, self.systems, self.bases).tolist()
         for start in range(0, len(self.profiles), chunk):
             rows = slice(start, start + chunk)
 
             def traits(positions: Sequence[int], offset: int = start) -> list[str]:
                 at = np.asarray(positions, dtype=np.int64) + offset
-                return trait_json(self.traits, self.assessment, self.systems, at)
+                return trait_json(self.traits, self.assessment, self.systems, at, self.bases)
 
             yield VerdictChunk(self.profiles[rows], self.memberships[rows], prints[rows], traits)
 
@@ -84,6 +86,7 @@ def assess_profiles(
     orders: OrderColumns,
     now: datetime,
     fields: Mapping[str, Mapping[str, FieldChoice]] | None = None,
+    details: OrderDetails | None = None,
 ) -> SegmentRun:
     """Traits and segments of every profile. `profiles` orders the columns; `orders.profile`
     indexes it and `orders.system` indexes `systems`; `members`: profile id -> record keys."""
@@ -97,6 +100,10 @@ def assess_profiles(
     ]
     traits = trait_columns(orders, len(profiles), now, channels)
     columns_for_rules = profile_columns(fields or {}, members, index, systems) if settings.rules else None
+    bases = None
+    if settings.uses_bases():
+        person = person_fields(fields or {}, profiles)
+        bases = base_columns(person, details or OrderDetails.empty(), len(profiles), now, settings.bases)
     assessment = assess(
         traits,
         settings,
@@ -104,8 +111,25 @@ def assess_profiles(
         systems=systems,
         profiles=columns_for_rules,
         previous=previous_tiers(store, profiles, [t.name for t in settings.tiers]),
+        bases=bases,
     )
-    return SegmentRun(list(profiles), list(systems), traits, assessment, assessment.memberships())
+    return SegmentRun(list(profiles), list(systems), traits, assessment, assessment.memberships(), bases)
+
+
+def person_fields(fields: Mapping[str, Mapping[str, FieldChoice]], profiles: Sequence[str]) -> PersonFields:
+    """The survivorship choices the bases read, aligned with `profiles`."""
+
+    names = [f.name for f in dataclasses.fields(PersonFields)]
+    columns: dict[str, list[Any]] = {name: [None] * len(profiles) for name in names}
+    for i, pid in enumerate(profiles):
+        chosen = fields.get(pid)
+        if not chosen:
+            continue
+        for name in names:
+            choice = chosen.get(name)
+            if choice is not None:
+                columns[name][i] = choice.value
+    return PersonFields(**columns)
 
 
 def previous_tiers(store: StateStore, profiles: Sequence[str], tier_names: Sequence[str]) -> TierState:
@@ -169,13 +193,20 @@ def _profile_value(chosen: Mapping[str, FieldChoice], name: str) -> str:
 TRAITS_FORMAT = 1  # raise when trait_json's output changes: stored fingerprints then all differ
 
 
-def trait_fingerprints(traits: TraitColumns, assessment: Assessment, systems: Sequence[str]) -> npt.NDArray[np.int64]:
+def trait_fingerprints(
+    traits: TraitColumns, assessment: Assessment, systems: Sequence[str], bases: BaseColumns | None = None
+) -> npt.NDArray[np.int64]:
     """Per profile, a 64-bit hash (FNV-1a over whole values) of everything its traits JSON is
     built from: equal fingerprints, equal JSON, without building it."""
     seed = hashlib.blake2b(json.dumps([TRAITS_FORMAT, list(systems)]).encode(), digest_size=8).digest()
     hashed = np.full(traits.size, int.from_bytes(seed, "big"), dtype=np.uint64)
     prime = np.uint64(0x100000001B3)
     columns = [getattr(traits, f.name) for f in dataclasses.fields(traits)]
+    if bases is not None:
+        # Column by column, as for the traits: JSON per profile would cost a million dumps a cycle.
+        columns += [bases.age, bases.discount_share, bases.last_unfinished, bases.b2b, bases.email_consent]
+        columns += [_stable_hashes(bases.region.tolist()), _stable_hashes(bases.age_band.tolist())]
+        columns += [_stable_hashes([",".join(row) for row in bases.interests])]
     for column in [*columns, assessment.quadrant, assessment.lifecycle]:
         if column.dtype.kind == "f":
             bits = np.where(np.isnan(column), np.float64(-1.5e308), column).astype(np.float64).view(np.uint64)
@@ -186,17 +217,55 @@ def trait_fingerprints(traits: TraitColumns, assessment: Assessment, systems: Se
     return hashed.view(np.int64)
 
 
+def _stable_hashes(texts: Sequence[str]) -> npt.NDArray[np.int64]:
+    """A hash per text that is the same in every process (Python's own `hash` of a str is not);
+    computed once per distinct text."""
+    seen: dict[str, int] = {}
+    out = np.empty(len(texts), dtype=np.int64)
+    for i, text in enumerate(texts):
+        value = seen.get(text)
+        if value is None:
+            value = seen[text] = int.from_bytes(
+                hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True
+            )
+        out[i] = value
+    return out
+
+
+def bases_json(bases: BaseColumns, rows: slice | npt.NDArray[np.int64] = slice(None)) -> list[str]:
+    """Each profile's bases as the JSON object under `"bases"` in its traits."""
+    positions = np.arange(bases.size)[rows]
+    out = []
+    for i in positions.tolist():
+        age, share, last = float(bases.age[i]), float(bases.discount_share[i]), float(bases.last_unfinished[i])
+        doc = {
+            "region": str(bases.region[i]) or None,
+            "age": None if np.isnan(age) else int(age),
+            "age_band": str(bases.age_band[i]) or None,
+            "b2b": bool(bases.b2b[i]),
+            "interests": list(bases.interests[i]),
+            "top_interest": str(bases.top_interest[i]) or None,
+            "discount_share": None if np.isnan(share) else round(share, 4),
+            "email_consent": bool(bases.email_consent[i]),
+            "last_unfinished": None if np.isnan(last) else datetime.fromtimestamp(last, UTC).isoformat(),
+        }
+        out.append(json.dumps(doc, ensure_ascii=False))
+    return out
+
+
 def trait_json(
     traits: TraitColumns,
     assessment: Assessment,
     systems: Sequence[str],
     rows: slice | npt.NDArray[np.int64] = slice(None),
+    bases: BaseColumns | None = None,
 ) -> list[str]:
     """The traits of the profiles in `rows` as the JSON stored in `profiles.traits` and shown by
     `explain`.
 
     Built column-wise (numpy formats the numbers and dates of all profiles at once) and joined per
     profile: a million dicts through json.dumps would cost more than the whole assessment."""
+    based = bases_json(bases, rows) if bases is not None else None
     traits = traits.rows(rows)
     quadrant, lifecycle = assessment.quadrant[rows], assessment.lifecycle[rows]
     size = traits.size
@@ -254,7 +323,8 @@ def trait_json(
             f'"order_systems": {order_systems}, '
             f'"last_order_system": {names[last_sys] if last_sys >= 0 else "null"}, '
             f'"rfm": {f"""{{"r": {r}, "f": {f}, "m": {m}}}""" if count else "null"}, '
-            f'"quadrant": "{QUADRANTS[q]}", "lifecycle": "{LIFECYCLE[lc]}"}}'
+            f'"quadrant": "{QUADRANTS[q]}", "lifecycle": "{LIFECYCLE[lc]}"'
+            + (f', "bases": {based[i]}}}' if based is not None else "}")
         )
     return out
 

@@ -51,6 +51,10 @@ class LightspeedConnector(Connector):
         "phone": FieldSpec("phone", "phone"),
         "first_name": FieldSpec("firstname"),
         "last_name": FieldSpec("lastname"),
+        "birth_date": FieldSpec("birthDate", "birth_date"),
+        "business": FieldSpec("isCompany", "flag"),
+        "kvk": FieldSpec("companyCoCNumber"),
+        "vat": FieldSpec("companyVatNumber"),
     }
     order_fields = {
         "customer_id": FieldSpec("customer.resource.id", "id"),
@@ -58,6 +62,7 @@ class LightspeedConnector(Connector):
         "amount": FieldSpec("priceIncl", "money"),
         "currency": FieldSpec("currency", "currency"),
         "created_at": FieldSpec("createdAt", "datetime"),
+        "discount": FieldSpec("discountCouponCode", "flag"),
     }
     # No batch endpoint: every metafield is its own request, so one customer per write call keeps
     # the ledger as close to the shop as it can be and a stop request is honoured at once.

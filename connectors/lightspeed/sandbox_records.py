@@ -62,6 +62,10 @@ CUSTOMER_DEFAULTS: dict[str, Any] = {
 }
 ORDER_DEFAULTS: dict[str, Any] = {
     "status": "completed_shipped",
+    "isDiscounted": False,
+    "discountType": False,
+    "discountAmount": 0,
+    "discountCouponCode": False,
     "customStatusId": None,
     "channel": "main",
     "paymentStatus": "paid",

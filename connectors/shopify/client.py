@@ -14,10 +14,12 @@ The pieces: `settings.py` (configuration), `auth.py` (the three ways in), `check
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from connectors.auth import token_classify
 from connectors.base import Capabilities, CheckReport, Connector, Page
+from connectors.clock import now as clock_now
 from connectors.errors import ApiError
 from connectors.http import ApiClient, ApiResponse, Verdict
 from connectors.paging import CursorPaginator, Reply
@@ -25,9 +27,9 @@ from connectors.shopify.auth import authenticator
 from connectors.shopify.check import coverage_note, require_all_orders, scope_handles, scope_report
 from connectors.shopify.pacing import CostPacer
 from connectors.shopify.queries import CHECK_QUERY as CHECK_QUERY
+from connectors.shopify.queries import CHECKOUTS_QUERY, ORDERS_WITH_LINES_PAGE, ORDERS_WITH_LINES_QUERY, SCOPES_QUERY
 from connectors.shopify.queries import CUSTOMERS_QUERY as CUSTOMERS_QUERY
 from connectors.shopify.queries import ORDERS_QUERY as ORDERS_QUERY
-from connectors.shopify.queries import SCOPES_QUERY
 from connectors.shopify.rules import RULES, read_reply
 from connectors.shopify.settings import DEFAULT_PAGE, TIER_KEY, TIER_NAMESPACE
 from connectors.shopify.settings import ShopifySettings as ShopifySettings
@@ -37,6 +39,7 @@ from connectors.streams import RecordSpec, Stream
 from connectors.window import Window
 from mapping.model import FieldSpec, Kind, WriteBack, WriteResult
 
+CHECKOUT_GID = "gid://shopify/AbandonedCheckout/"
 NOT_COUNTED_STATUSES = frozenset({"REFUNDED", "VOIDED", "EXPIRED"})
 
 
@@ -56,6 +59,8 @@ class ShopifyConnector(Connector):
         "postcode": FieldSpec("defaultAddress.zip"),
         "city": FieldSpec("defaultAddress.city"),
         "country": FieldSpec("defaultAddress.countryCodeV2", "country"),
+        "company": FieldSpec("defaultAddress.company"),
+        "email_consent": FieldSpec("defaultEmailAddress.marketingState", "consent"),
     }
     order_fields = {
         "customer_id": FieldSpec("customer.id", "id"),
@@ -63,6 +68,8 @@ class ShopifyConnector(Connector):
         "amount": FieldSpec("currentTotalPriceSet.shopMoney.amount", "money"),
         "currency": FieldSpec("currentTotalPriceSet.shopMoney.currencyCode", "currency"),
         "created_at": FieldSpec("createdAt", "datetime"),
+        "discount": FieldSpec("discountCodes", "flag"),
+        "categories": FieldSpec("lineItems.nodes.*.product.productType", "labels"),
     }
     max_write_batch = 25
     # A customer is `gid://shopify/Customer/7000000`; the admin's screens and URLs show 7000000.
@@ -131,16 +138,50 @@ class ShopifyConnector(Connector):
         return self._stream(Kind.CONTACT, CUSTOMERS_QUERY, "customers")
 
     def orders_stream(self) -> Stream:
+        if self.read_order_lines:
+            size = min(self.settings.page_size or DEFAULT_PAGE, ORDERS_WITH_LINES_PAGE)
+            return self._stream(Kind.ORDER, ORDERS_WITH_LINES_QUERY, "orders", size)
         return self._stream(Kind.ORDER, ORDERS_QUERY, "orders")
+
+    def extra_streams(self) -> dict[str, Stream]:
+        if self.unfinished_days is None:
+            return {}
+        return {"checkouts": self._checkouts_stream(self.unfinished_days)}
+
+    def _checkouts_stream(self, days: int) -> Stream:
+        """The checkouts created in the last `days` days, all of them every cycle: the list has no
+        UPDATED_AT sort to resume an incremental read by, and only recent ones matter."""
+        size = self.settings.page_size or DEFAULT_PAGE
+
+        def fetch(after: Any, window: Window) -> Reply:
+            since = clock_now() - timedelta(days=days)
+            variables = {
+                "first": size,
+                "after": after,
+                "query": f"created_at:>='{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'",
+            }
+            connection = self.graphql("abandonedCheckouts", CHECKOUTS_QUERY, variables, mutating=False)[
+                "abandonedCheckouts"
+            ]
+            nodes, info = connection["nodes"], connection["pageInfo"]
+            return Reply(nodes, end_cursor=info["endCursor"], has_next=bool(info["hasNextPage"]) and bool(nodes))
+
+        return self.stream(
+            Kind.ORDER,
+            fetch,
+            lambda at: CursorPaginator(self.name, size, at),
+            RecordSpec("id", ("updatedAt", "createdAt")),
+            incremental=False,
+        )
 
     def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
         require_all_orders(self.name, self.settings, self.granted_scopes())
         return super().read_orders(checkpoint)
 
-    def _stream(self, kind: Kind, query: str, root: str) -> Stream:
+    def _stream(self, kind: Kind, query: str, root: str, page: int | None = None) -> Stream:
         """A connection sorted by `UPDATED_AT`, filtered to the pass's window with Shopify's search
         syntax, paged by `pageInfo { hasNextPage endCursor }`."""
-        size = self.settings.page_size or DEFAULT_PAGE
+        size = page or self.settings.page_size or DEFAULT_PAGE
 
         def fetch(after: Any, window: Window) -> Reply:
             since = window.since
@@ -167,7 +208,22 @@ class ShopifyConnector(Connector):
         value = metafield.get("value") if isinstance(metafield, dict) else None
         return value if isinstance(value, str) else None
 
+    def drift_paths(self, stream: str, kind: Kind) -> tuple[str, ...]:
+        paths = super().drift_paths(stream, kind)
+        # A checkout has no email of its own (only its customer's) and no line product types asked.
+        return (
+            tuple(p for p in paths if p not in ("email", "lineItems.nodes.*.product.productType"))
+            if stream == "checkouts"
+            else paths
+        )
+
+    def order_unfinished(self, payload: Mapping[str, Any]) -> bool:
+        """An abandoned checkout not completed since (a completed one became an order)."""
+        return str(payload.get("id", "")).startswith(CHECKOUT_GID) and not payload.get("completedAt")
+
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
+        if str(payload.get("id", "")).startswith(CHECKOUT_GID):
+            return False  # a checkout is never an order: a completed one is read as its order
         return not (
             payload.get("cancelledAt")
             or payload.get("test") is True

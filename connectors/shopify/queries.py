@@ -9,9 +9,9 @@ query CrmsyncCustomers($first: Int!, $after: String, $query: String) {
     pageInfo { hasNextPage endCursor }
     nodes {
       id firstName lastName createdAt updatedAt tags
-      defaultEmailAddress { emailAddress }
+      defaultEmailAddress { emailAddress marketingState }
       defaultPhoneNumber { phoneNumber }
-      defaultAddress { address1 zip city countryCodeV2 }
+      defaultAddress { address1 zip city countryCodeV2 company }
       loyaltyTier: metafield(namespace: "crmsync", key: "loyalty_tier") { value }
     }
   }
@@ -23,8 +23,34 @@ query CrmsyncOrders($first: Int!, $after: String, $query: String) {
   orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
     pageInfo { hasNextPage endCursor }
     nodes {
-      id name email createdAt updatedAt cancelledAt test displayFinancialStatus
+      id name email createdAt updatedAt cancelledAt test displayFinancialStatus discountCodes
       currentTotalPriceSet { shopMoney { amount currencyCode } }
+      customer { id }
+    }
+  }
+}
+"""
+
+# With each order's first lines and their product type (for interests). A connection inside a
+# connection multiplies the calculated cost: 2 + LINES x 2 points per order, so a page holds fewer
+# orders (ORDERS_WITH_LINES_PAGE keeps one request under the 1000-point limit).
+ORDER_LINES = 10
+ORDERS_WITH_LINES_PAGE = 30
+ORDERS_WITH_LINES_QUERY = ORDERS_QUERY.replace(
+    "customer { id }\n",
+    f"customer {{ id }}\n      lineItems(first: {ORDER_LINES}) {{ nodes {{ product {{ productType }} }} }}\n",
+).replace("CrmsyncOrders(", "CrmsyncOrderLines(")
+
+# Abandoned checkouts (read_orders scope): there is no UPDATED_AT sort key, so the stream reads
+# the checkouts created within the window afresh each cycle. The total is aliased to the field the
+# order map reads, so a checkout maps as an (unfinished) order.
+CHECKOUTS_QUERY = """
+query CrmsyncCheckouts($first: Int!, $after: String, $query: String) {
+  abandonedCheckouts(first: $first, after: $after, query: $query, sortKey: CREATED_AT) {
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      id createdAt updatedAt completedAt discountCodes
+      currentTotalPriceSet: totalPriceSet { shopMoney { amount currencyCode } }
       customer { id }
     }
   }

@@ -242,5 +242,15 @@ class ShopifySandbox(SandboxApp):
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.store.patch_customer(customer_id, partial)
 
+    def put_order(self, item: Mapping[str, Any]) -> None:
+        """An order placed in the shop, in fixture shape (as a shopper checking out would)."""
+        with self.lock:
+            self.store.orders.add(self.store.order("order", item))
+
+    def put_checkout(self, item: Mapping[str, Any]) -> None:
+        """A checkout left (or completed: `completedAt`) by a shopper, in fixture shape."""
+        with self.lock:
+            self.store.checkouts.add(self.store.checkout("checkout", item))
+
 
 SANDBOX = ShopifySandbox

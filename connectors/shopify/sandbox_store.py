@@ -64,12 +64,39 @@ class ShopStore:
     def __init__(self) -> None:
         self.customers = FixtureStore("shopify/customers.json", id_of=_customer_key, touch=_touch, fixed=FIXED)
         self.orders = FixtureStore("shopify/orders.json", id_of=_order_key, touch=_touch, fixed=FIXED)
+        self.checkouts = FixtureStore("shopify/checkouts.json", id_of=_order_key, touch=_touch, fixed=FIXED)
         self._metafield_seq = 1000
 
     # ----- fixtures -------------------------------------------------------------------------------
     def load(self, data: Mapping[str, Any]) -> None:
         self.customers.load(data.get("customers"), self._customer, "shopify/customers.json")
-        self.orders.load(data.get("orders"), self._order, "shopify/orders.json")
+        self.orders.load(data.get("orders"), self.order, "shopify/orders.json")
+        self.checkouts.load(data.get("checkouts"), self.checkout, "shopify/checkouts.json")
+
+    def checkout(self, where: str, item: Any) -> Record:
+        """An abandoned checkout in fixture shape (the AbandonedCheckout object: gid, customer
+        reference, totalPriceSet, completedAt null until it became an order)."""
+        if not isinstance(item, dict):
+            raise FixtureError(f"{where}: expected an object")
+        if not str(item.get("id", "")).startswith("gid://shopify/AbandonedCheckout/"):
+            raise FixtureError(f"{where}: id must look like gid://shopify/AbandonedCheckout/123")
+        node = copy.deepcopy(item)
+        customer = node.get("customer")
+        if customer is not None and not (isinstance(customer, dict) and isinstance(customer.get("id"), str)):
+            raise FixtureError(f"{where}: customer must be {{'id': 'gid://shopify/Customer/...'}} or null")
+        if not is_money_bag(node.get("totalPriceSet")):
+            raise FixtureError(f"{where}: totalPriceSet must be a MoneyBag with shopMoney.amount/currencyCode")
+        try:
+            node["createdAt"] = iso(node.get("createdAt") or now_iso())
+            node["updatedAt"] = iso(node.get("updatedAt") or node["createdAt"])
+            if node.get("completedAt"):
+                node["completedAt"] = iso(node["completedAt"])
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise FixtureError(f"{where}: timestamps must be ISO-8601 ({exc})") from None
+        node.setdefault("completedAt", None)
+        node.setdefault("discountCodes", [])
+        node.setdefault("lineItems", {"nodes": []})
+        return node
 
     def _customer(self, where: str, item: Any) -> Record:
         if not isinstance(item, dict):
@@ -108,11 +135,14 @@ class ShopStore:
         node.setdefault("locale", "nl")
         node.setdefault("verifiedEmail", True)
         node.setdefault("defaultEmailAddress", None)
+        if isinstance(node["defaultEmailAddress"], dict):
+            # Non-null in the schema: a fixture that leaves it out holds no consent.
+            node["defaultEmailAddress"].setdefault("marketingState", "NOT_SUBSCRIBED")
         node.setdefault("defaultPhoneNumber", None)
         node.setdefault("defaultAddress", None)
         return node
 
-    def _order(self, where: str, item: Any) -> Record:
+    def order(self, where: str, item: Any) -> Record:
         if not isinstance(item, dict):
             raise FixtureError(f"{where}: expected an object")
         order_gid = str(item.get("id", ""))
@@ -136,6 +166,8 @@ class ShopStore:
         except (ValueError, TypeError, AttributeError) as exc:
             raise FixtureError(f"{where}: timestamps must be ISO-8601 ({exc})") from None
         currency = str(node["totalPriceSet"]["shopMoney"]["currencyCode"])
+        node.setdefault("discountCodes", [])
+        node.setdefault("lineItems", {"nodes": []})  # each line {"product": {"productType": ...}}
         node.setdefault("currentTotalPriceSet", copy.deepcopy(total))
         node.setdefault("totalRefundedSet", money_bag("0.00", currency))
         node.setdefault("currencyCode", currency)

@@ -28,7 +28,7 @@ from connectors.streams import RecordSpec, Stream
 from connectors.window import Window
 from connectors.woocommerce.check import check_rights
 from connectors.woocommerce.rules import RULES
-from connectors.woocommerce.settings import API, BATCH_LIMIT, COUNTED_STATUSES, MAX_PAGE, WC_TIME
+from connectors.woocommerce.settings import API, BATCH_LIMIT, COUNTED_STATUSES, MAX_PAGE, UNFINISHED_STATUSES, WC_TIME
 from connectors.woocommerce.settings import WooCommerceSettings as WooCommerceSettings
 from mapping.model import FieldSpec, Kind, WriteBack, WriteResult
 
@@ -102,6 +102,7 @@ class WooCommerceConnector(Connector):
         "amount": FieldSpec("total", "money"),
         "currency": FieldSpec("currency", "currency"),
         "created_at": FieldSpec("date_created_gmt", "datetime"),
+        "discount": FieldSpec("coupon_lines", "flag"),
     }
     max_write_batch = BATCH_LIMIT
     default_segments_field = "crmsync_segments"
@@ -187,6 +188,12 @@ class WooCommerceConnector(Connector):
 
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
         return payload.get("status") in COUNTED_STATUSES
+
+    def order_unfinished(self, payload: Mapping[str, Any]) -> bool:
+        """Pending payment or failed: the customer went through checkout and did not pay. A block
+        checkout's `checkout-draft` is left out: WooCommerce deletes those within a day and they
+        may hold no customer at all."""
+        return payload.get("status") in UNFINISHED_STATUSES
 
     # ----- writes: customers/batch, per-item errors, no atomicity ---------------------------------
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:

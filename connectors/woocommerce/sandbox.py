@@ -254,6 +254,7 @@ class WooCommerceSandbox(SandboxApp):
         order["billing"] = {**_empty_address(with_email=True), **(order.get("billing") or {})}
         order.setdefault("meta_data", [])
         order.setdefault("line_items", [])
+        order.setdefault("coupon_lines", [])
         return order
 
     def _meta_row(self, key: str, value: Any, meta_id: Any = None) -> dict[str, Any]:
@@ -274,6 +275,14 @@ class WooCommerceSandbox(SandboxApp):
 
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.customer_store.patch(customer_id, partial, self._patch_meta)
+
+    def put_order(self, item: Mapping[str, Any]) -> None:
+        """An order placed or changed in the shop (a shopper checking out, a payment arriving), in
+        fixture shape; its modification time is now, as WooCommerce stamps it."""
+        with self.lock:
+            order = self._order("order", {k: v for k, v in item.items() if not k.startswith("date_modified")})
+            self.order_store.add(order)
+            self.order_store.touch(order)
 
     def _patch_meta(self, customer: Record, key: str, value: Any) -> bool:
         """A hand edit's meta_data list goes through WooCommerce's own meta update."""

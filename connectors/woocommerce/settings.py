@@ -12,6 +12,7 @@ API = "/wp-json/wc/v3"
 MAX_PAGE = 100
 BATCH_LIMIT = 100
 COUNTED_STATUSES = frozenset({"completed", "processing", "on-hold"})
+UNFINISHED_STATUSES = frozenset({"pending", "failed"})
 # WooCommerce writes its dates without a zone; with `dates_are_gmt` (and in the `*_gmt` fields)
 # they are UTC.
 WC_TIME = "%Y-%m-%dT%H:%M:%S"

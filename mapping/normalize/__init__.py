@@ -11,6 +11,7 @@ from mapping.normalize.base import Invalid
 from mapping.normalize.dates import normalise_date_dmy, normalise_datetime
 from mapping.normalize.email import normalise_email
 from mapping.normalize.money import normalise_currency, normalise_money, normalise_money_cents
+from mapping.normalize.profile import normalise_birth_date, normalise_consent, normalise_flag, normalise_labels
 from mapping.normalize.text import normalise_bool, normalise_id, normalise_phone_raw, normalise_text
 
 Normaliser = Callable[[Any], Any]
@@ -27,6 +28,10 @@ NORMALISERS: dict[str, Normaliser] = {
     "datetime": normalise_datetime,
     "country": normalise_country,
     "date_dmy": normalise_date_dmy,
+    "birth_date": normalise_birth_date,
+    "consent": normalise_consent,
+    "flag": normalise_flag,
+    "labels": normalise_labels,
 }
 
 

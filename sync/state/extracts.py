@@ -77,6 +77,11 @@ _DETAILS = (
     "city",
     "country",
     "company",
+    "birth_date",
+    "kvk",
+    "vat",
+    "business",
+    "email_consent",
 )
 
 
@@ -139,6 +144,9 @@ def _order_row(result: Order, run_seq: int) -> tuple[Any, ...]:
         int(result.created_at.timestamp()),
         result.counts,
         run_seq,
+        None if result.discount is None else result.discount,
+        _UNICODE_JSON.encode(list(result.categories)) if result.categories else None,
+        result.unfinished,
     )
 
 

@@ -50,7 +50,7 @@ from sync.state.sql import Database
 
 # The head revision of sync/state/migrations (revision ids are these numbers); a unit test holds
 # the two together. Kept in `meta.schema_version` as well, where crmsync before Alembic read it.
-SCHEMA_VERSION = "7"
+SCHEMA_VERSION = "8"
 
 metadata = MetaData()
 
@@ -98,6 +98,12 @@ orders = Table(
     Column("created_epoch", BigInteger, nullable=False),
     Column("counts", Boolean, nullable=False),
     Column("changed_seq", Integer, nullable=False),
+    # The other bases (mapping/bases.py): whether a discount code was used (NULL: the system does
+    # not say), the lines' product types or categories (a JSON list, NULL: none), and whether the
+    # purchase was left unfinished (an abandoned checkout, a pending or failed order).
+    Column("discount", Boolean),
+    Column("categories", Text),
+    Column("unfinished", Boolean, nullable=False, default=False),
     Index("ix_orders_customer", "system", "customer_id"),
 )
 

@@ -20,6 +20,7 @@ from connectors.shopify.client import (
     _write_document,
 )
 from connectors.shopify.pacing import CostPacer
+from connectors.shopify.queries import CHECKOUTS_QUERY, ORDERS_WITH_LINES_PAGE, ORDERS_WITH_LINES_QUERY
 from connectors.shopify.sandbox import admin_schema
 from mapping.model import Kind, RemoteState, WriteBack
 from tests.kit import Sandboxes, make_connector
@@ -54,12 +55,25 @@ def shop(start_sandboxes_fixture: Callable[..., Sandboxes]) -> Sandboxes:
     return start_sandboxes_fixture({"shopify": {"customers": customers(30), "orders": orders}})
 
 
-@pytest.mark.parametrize("document", [CUSTOMERS_QUERY, ORDERS_QUERY, CHECK_QUERY])
+@pytest.mark.parametrize(
+    "document", [CUSTOMERS_QUERY, ORDERS_QUERY, ORDERS_WITH_LINES_QUERY, CHECKOUTS_QUERY, CHECK_QUERY]
+)
 def test_documents_are_valid_against_the_published_schema_and_use_no_deprecated_fields(document: str) -> None:
     assert validate(admin_schema(), parse(document), rules=[NoDeprecatedCustomRule]) == []
     from graphql import specified_rules
 
     assert validate(admin_schema(), parse(document), rules=specified_rules) == []
+
+
+def test_orders_with_their_lines_fit_one_query_at_the_page_size_crmsync_asks() -> None:
+    """A connection inside a connection multiplies Shopify's calculated cost: 30 orders with 10
+    lines each stay under the 1000-point limit, the plain page of 100 would not."""
+    from connectors.shopify.sandbox_cost import MAX_QUERY_COST, query_cost
+
+    def cost(size: int) -> int:
+        return query_cost(admin_schema(), parse(ORDERS_WITH_LINES_QUERY), {"first": size}, None)
+
+    assert cost(ORDERS_WITH_LINES_PAGE) <= MAX_QUERY_COST < cost(100)
 
 
 def test_write_document_is_valid() -> None:

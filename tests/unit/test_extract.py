@@ -46,6 +46,12 @@ class PagedConnector:
     def api_label(self) -> str:
         return "a paged test API"
 
+    def reader(self, stream: str) -> Callable[[Mapping[str, Any] | None], Iterator[Page]]:
+        return self.read_contacts
+
+    def drift_paths(self, stream: str, kind: Kind) -> tuple[str, ...]:
+        return ("email",)
+
     def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
         for number in range(1, 6):
             records = [

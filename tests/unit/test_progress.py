@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,12 @@ class Connector:
 
     def api_label(self) -> str:
         return "a paged test API"
+
+    def reader(self, stream: str) -> Callable[[Mapping[str, Any] | None], Iterator[Page]]:
+        return self.read_contacts
+
+    def drift_paths(self, stream: str, kind: Kind) -> tuple[str, ...]:
+        return ("email",)
 
     def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
         for number in range(1, 4):

@@ -75,6 +75,10 @@ class CheckReport:
         return [p for p in self.permissions if p.needed and not p.ok]
 
 
+# Fields only the segmentation bases read (mapping/bases.py).
+BASE_ONLY_FIELDS = frozenset({"birth_date", "kvk", "vat", "business", "email_consent", "discount", "categories"})
+
+
 class Connector(ABC):
     type: ClassVar[str]
     settings_class: ClassVar[builtins.type[SystemSettings]]
@@ -125,6 +129,8 @@ class Connector(ABC):
         # What the configured segments need beyond contacts and orders (set by sync.pipeline):
         # each order's lines (interests) and the purchases left unfinished in the last N days.
         self.read_order_lines = False
+        self.read_order_facts = False  # the segments read discount codes or lines: see sync.extract
+        self.read_bases = False  # the segments read the bases' fields at all
         self.unfinished_days: int | None = None
         self.client = self.make_client()
 
@@ -318,10 +324,16 @@ class Connector(ABC):
         return {}
 
     def drift_paths(self, stream: str, kind: Kind) -> tuple[str, ...]:
-        """The declared paths the drift guard expects in (nearly) every record of the stream: order
+        """The declared paths the drift guard expects in (nearly) every record of the stream. The
+        fields only the segmentation bases read are expected only while the segments read them (a
+        vendor dropping one must not stop the reads of a shop that never asked for it), and order
         lines only when they are asked for."""
         declared = self.contact_fields if kind is Kind.CONTACT else self.order_fields
-        return tuple(spec.path for name, spec in declared.items() if name != "categories" or self.read_order_lines)
+        return tuple(
+            spec.path
+            for name, spec in declared.items()
+            if (name not in BASE_ONLY_FIELDS or self.read_bases) and (name != "categories" or self.read_order_lines)
+        )
 
     def reader(self, stream: str) -> Callable[[Mapping[str, Any] | None], Iterator[Page]]:
         """How the named stream is read from a checkpoint."""

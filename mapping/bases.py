@@ -30,7 +30,7 @@ import itertools
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -40,6 +40,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mapping.model import Contact
+from mapping.normalize.email import email_match_key
 from mapping.regions import region_of
 from mapping.traits import BOOL, DAY, F64, I64
 
@@ -129,6 +131,15 @@ class BaseSettings(_Strict):
                 raise ValueError(f"{name!r} is not a base ({', '.join(BASES)})")
         return value
 
+    @field_validator("interest_categories")
+    @classmethod
+    def _as_slugs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # "Schoenen & Tassen" is written as its segment name would be: schoenen-tassen.
+        slugs = tuple(slug(name) for name in value)
+        if "" in slugs:
+            raise ValueError("an interest category needs a letter or digit")
+        return slugs
+
     @field_validator("age_bands")
     @classmethod
     def _rising(cls, value: tuple[int, ...]) -> tuple[int, ...]:
@@ -143,6 +154,22 @@ class BaseSettings(_Strict):
         return any(
             segment == name or (name.endswith("-*") and segment.startswith(name[:-1])) for name in self.requires_consent
         )
+
+
+def consented_records(contacts: Iterable[Contact]) -> frozenset[str]:
+    """The records (keys) whose own email address opted in: per address, some record says yes and
+    none says no. A consent-marked segment is written only to these: consent given with one address
+    is no consent to mail another address the same person uses elsewhere."""
+    by_address: dict[str, set[bool | None]] = {}
+    keys: dict[str, list[str]] = {}
+    for contact in contacts:
+        if contact.email:
+            address = email_match_key(contact.email)
+            by_address.setdefault(address, set()).add(contact.email_consent)
+            keys.setdefault(address, []).append(contact.key)
+    return frozenset(
+        key for address, states in by_address.items() if True in states and False not in states for key in keys[address]
+    )
 
 
 def base_of(segment: str) -> str | None:
@@ -272,9 +299,16 @@ def _strings(values: Sequence[str]) -> npt.NDArray[Any]:
 
 
 def base_columns(
-    person: PersonFields, orders: OrderDetails, size: int, now: datetime, settings: BaseSettings
+    person: PersonFields,
+    orders: OrderDetails,
+    size: int,
+    now: datetime,
+    settings: BaseSettings,
+    last_order: F64 | None = None,
 ) -> BaseColumns:
-    """Every base of every profile. Orders count as in mapping/traits.py: valid and not after `now`."""
+    """Every base of every profile. Orders count as in mapping/traits.py: valid and not after `now`.
+    `last_order` (the traits' column: every valid order of every system, epoch seconds, NaN for
+    none) is what "bought since" is judged on, beside the valid orders among `orders`."""
     today = now.date()
     free = FREE_MAIL_DOMAINS | frozenset(d.lower() for d in settings.free_email_domains)
     ages = [age_on(b, today) for b in person.birth_date]
@@ -305,19 +339,28 @@ def base_columns(
     for index, tally in tallies.items():
         interests[index] = _by_count(tally)
 
+    never = np.iinfo(np.int64).min
     unfinished = orders.unfinished & (orders.created <= stamp) & (orders.profile >= 0)
-    last_unfinished = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
+    last_unfinished = np.full(size, never, dtype=np.int64)
     np.maximum.at(last_unfinished, orders.profile[unfinished], orders.created[unfinished])
-    last_valid = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last_valid, orders.profile[valid], orders.created[valid])
-    has_unfinished = last_unfinished > np.iinfo(np.int64).min
-    age_s = stamp - last_unfinished
-    abandoned = (
-        has_unfinished
+    has_unfinished = last_unfinished > never
+    # The latest unfinished purchase inside the window: a newer one still too young to count does
+    # not hide an older one that does (the tag would leave and come back, and the shop's flow mail
+    # twice).
+    age_s = stamp - orders.created
+    inside = (
+        unfinished
         & (age_s >= settings.abandoned_checkout_after_minutes * 60)
         & (age_s <= settings.abandoned_checkout_days * DAY)
-        & (last_valid < last_unfinished)  # an order since (or at the same second) ends it
     )
+    last_inside = np.full(size, never, dtype=np.int64)
+    np.maximum.at(last_inside, orders.profile[inside], orders.created[inside])
+    last_valid = np.full(size, never, dtype=np.int64)
+    np.maximum.at(last_valid, orders.profile[valid], orders.created[valid])
+    if last_order is not None:
+        bought = np.where(np.isnan(last_order), float(never), last_order).astype(np.int64)
+        last_valid = np.maximum(last_valid, bought)
+    abandoned = (last_inside > never) & (last_valid < last_inside)  # an order since (or that second) ends it
     consent = np.array([c is True for c in person.email_consent], dtype=np.bool_)
     return BaseColumns(
         region=_strings(region),
@@ -372,8 +415,8 @@ def base_segments(
     return names, columns
 
 
-def with_consent(names: Sequence[str], matrix: npt.NDArray[np.bool_], consent: BOOL, needs: Sequence[bool]) -> None:
+def with_consent(matrix: npt.NDArray[np.bool_], consent: BOOL, needs: Sequence[bool]) -> None:
     """Clear, in place, the consent-marked segments (`needs[j]`) of everyone without consent."""
-    for j, (_, marked) in enumerate(zip(names, needs, strict=True)):
+    for j, marked in enumerate(needs):
         if marked:
             matrix[:, j] &= consent

@@ -207,22 +207,44 @@ class SegmentSettings(_Strict):
         return base is not None and (base in self.bases.enabled or not enabled_only)
 
     def needs_consent(self, segment: str) -> bool:
+        """Whether the segment is only for people who opted in: named in `bases.requires_consent`
+        (a family as "interest-*"), or a rule that says so itself."""
         rule = next((r for r in self.rules if r.name == segment), None)
-        return rule.requires_consent if rule is not None else self.bases.needs_consent(segment)
+        return (rule is not None and rule.requires_consent) or self.bases.needs_consent(segment)
+
+    def _rule_reads(self) -> set[str]:
+        return {name for r in self.rules for name in compile_rule(r.when).names}
 
     def reads_needed(self) -> tuple[bool, int | None]:
         """What the connectors read beyond contacts and orders: order lines (for interests) and
         unfinished purchases of the last N days (for `abandoned-checkout`)."""
-        reads = {name for r in self.rules for name in compile_rule(r.when).names}
+        reads = self._rule_reads()
         lines = self.bases.on("interest") or self.bases.on("cross-sell") or bool(reads & {"interests", "top_interest"})
         days = self.bases.abandoned_checkout_days if self.bases.on("abandoned-checkout") else None
         return lines, days
 
+    def order_facts_needed(self) -> frozenset[str]:
+        """Which facts of the orders the bases read: "categories", "discount", "unfinished"."""
+        reads = self._rule_reads()
+        lines, days = self.reads_needed()
+        return frozenset(
+            name
+            for name, wanted in (
+                ("categories", lines),
+                ("discount", "discount_share" in reads),
+                ("unfinished", days is not None),
+            )
+            if wanted
+        )
+
     def uses_bases(self) -> bool:
         """Whether the compute needs the bases' columns: a base is on, a rule reads a base field or
-        a segment asks for consent."""
-        reads = any(compile_rule(r.when).names & BASE_FIELDS for r in self.rules)
-        return bool(self.bases.enabled) or reads or any(r.requires_consent for r in self.rules)
+        a segment that can exist asks for consent (any of the fixed names, or a family's member)."""
+        reads = bool(self._rule_reads() & BASE_FIELDS)
+        consent = any(self.needs_consent(name) for name in self.segment_names()) or any(
+            self.bases.on(family) and self.bases.needs_consent(f"{family}-x") for family in ("region", "interest")
+        )
+        return bool(self.bases.enabled) or reads or consent
 
 
 def _cents(amount: Decimal) -> int:
@@ -374,8 +396,9 @@ def assess(
     matrix = np.column_stack(columns) if columns else np.zeros((size, 0), dtype=np.bool_)
     marked = [settings.needs_consent(name) for name in names]
     if any(marked):
-        consent = bases.email_consent if bases is not None else np.zeros(size, dtype=np.bool_)
-        with_consent(names, matrix, consent, marked)
+        if bases is None:
+            raise ValueError("a segment needs consent, and the bases (which hold it) were not computed")
+        with_consent(matrix, bases.email_consent, marked)
     return Assessment(tuple(names), matrix, quadrant, lifecycle, held, tier_names)
 
 

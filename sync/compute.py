@@ -3,6 +3,7 @@ cycle may) the segment history; and from them the owned state each record should
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -84,25 +85,33 @@ class Compute:
         holdouts = Holdouts(self.config.segments.holdout)
         switched = {name: c.settings.bases for name, c in connectors.items() if c.settings.bases is not None}
         enabled = self.config.segments.bases.enabled
+        # Consent is the person's (the segment's membership), and also each record's own: a segment
+        # that needs it is written only to a record whose own address opted in.
+        marked = frozenset(n for n in segments.assessment.names if self.config.segments.needs_consent(n))
+        consented = segments.consented or frozenset()
         for profile, membership in zip(segments.profiles, segments.memberships, strict=True):
             verdict = holdouts.written(profile, membership)  # what is written: held-out segments left out
             for key in resolved.members[profile]:
                 system, record_id = split_key(key)
                 connector = connectors.get(system)
-                if connector is not None:
-                    state = states.get((system, verdict))
-                    if state is None:
-                        allowed = switched.get(system)
-                        shown = verdict if allowed is None else bases_for(verdict, allowed, enabled)
-                        state = states[(system, verdict)] = connector.desired_state(shown)
-                    desired[system][record_id] = state
+                if connector is None:
+                    continue
+                shown = verdict
+                if marked and not marked.isdisjoint(verdict.segments) and key not in consented:
+                    shown = Membership(verdict.segments - marked, verdict.tier)
+                state = states.get((system, shown))
+                if state is None:
+                    allowed = switched.get(system)
+                    written = shown if allowed is None else bases_for(shown, allowed, enabled)
+                    state = states[(system, shown)] = connector.desired_state(written)
+                desired[system][record_id] = state
         clock.lap("desired state")
         return desired
 
     def assess(self, resolved: Resolved, now: datetime) -> SegmentRun:
         """Each profile's traits and segment membership, column-wise (sync/segmenting.py)."""
-        fields = resolved.fields(resolved.members) if resolved.fields is not None else None
-        return assess_profiles(
+        view = resolved.fields(resolved.members) if resolved.fields is not None else None
+        run = assess_profiles(
             self.config,
             self.store,
             resolved.profiles,
@@ -110,9 +119,10 @@ class Compute:
             resolved.systems,
             resolved.orders,
             now,
-            fields,
+            view.fields if view is not None else None,
             resolved.details,
         )
+        return dataclasses.replace(run, consented=view.consented if view is not None else None)
 
 
 def bases_for(membership: Membership, allowed: Sequence[str], enabled: Sequence[str]) -> Membership:

@@ -36,6 +36,8 @@ VERIFY_SWEEP = "verify@sweep"  # checkpoint: when the rolling verification last 
 # Bump when mapping code changes what it produces from the same payload: stored records are then
 # mapped again from their raw form at the start of the next cycle.
 MAPPING_VERSION = "4"
+# The checkpoint saying a system's orders were read in full with the facts the bases read.
+ORDER_FACTS = "orders@facts"
 
 STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
 
@@ -107,8 +109,12 @@ class Extractor:
                 for stream, kind in streams_of(connector):
                     absent = FieldAbsence()
                     mapper = make_mapper(connector, kind, connectors, self.rules, absent)
-                    whole = name in full or self.reconcile_due(connector, stream)
+                    facts = self.facts_due(connector, stream)
+                    whole = name in full or self.reconcile_due(connector, stream) or facts
                     self.extract_stream(connector, outcome, run, stream, kind, mapper, whole)
+                    if facts:
+                        marker = {"lines": connector.read_order_lines, "at": self.clock().isoformat()}
+                        self.store.set_checkpoint(name, ORDER_FACTS, marker, run.seq)
                     for field_name, count in sorted(absent.counts.items()):
                         # Once per run and field, not once per record: a wrong path is one mistake.
                         path = connector.contact_fieldmap[field_name].path
@@ -129,6 +135,21 @@ class Extractor:
 
         with ThreadPoolExecutor(max_workers=max(1, len(connectors)), thread_name_prefix="extract") as pool:
             list(pool.map(one, connectors))
+
+    def facts_due(self, connector: Connector, stream: str) -> bool:
+        """Whether the orders must be read in full because the segments now read what orders say
+        beyond their value (discount codes, and order lines where asked) and the stored orders were
+        read without it: interests or a discount share from the few orders read since would be a
+        partial picture. Once per system (and again when order lines are first asked for)."""
+        if stream != "orders" or not connector.read_order_facts:
+            return False
+        marker = self.store.checkpoint(connector.name, ORDER_FACTS)
+        due = marker is None or (connector.read_order_lines and not marker.get("lines"))
+        if due and self.store.checkpoint(connector.name, stream) is not None:
+            log.info(
+                "reading every order again: the segments now read their discount codes and lines", system=connector.name
+            )
+        return due
 
     def reconcile_due(self, connector: Connector, stream: str) -> bool:
         """Whether this cycle reads the stream in full (`reconcile_every`): a page that silently

@@ -78,8 +78,11 @@ def build_connectors(loaded: LoadedConfig, stop_event: threading.Event) -> dict[
         for name, settings in config.systems.items()
     }
     lines, unfinished = config.segments.reads_needed()
+    facts = bool(config.segments.order_facts_needed() & {"categories", "discount"})
     for connector in connectors.values():
         connector.read_order_lines = lines
+        connector.read_order_facts = facts
+        connector.read_bases = config.segments.uses_bases()
         connector.unfinished_days = unfinished
     return connectors
 

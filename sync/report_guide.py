@@ -11,7 +11,7 @@ widen what they buy, up-selling: the premium or limited edition).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import Connector
@@ -179,7 +179,11 @@ def action(segment: str, language: str) -> dict[str, str]:
 
 
 def where_to_find(
-    segment: str, connectors: Mapping[str, Connector], language: str, holdout: float = 0.0
+    segment: str,
+    connectors: Mapping[str, Connector],
+    language: str,
+    holdout: float = 0.0,
+    bases_on: Sequence[str] = (),
 ) -> list[dict[str, str]]:
     """One entry per system that crmsync writes to, saying how to find the segment's members there."""
     phrases = WHERE[language]
@@ -193,7 +197,7 @@ def where_to_find(
         base, switched = base_of(segment), connector.settings.bases
         if segment in connector.settings.skip_segments:
             text = phrases["skipped"].format(system=system)
-        elif base is not None and switched is not None and base not in switched:
+        elif base in bases_on and switched is not None and base not in switched:
             text = phrases["not_switched"].format(system=system)
         elif caps.write_tags:
             kind = "interest" if connector.type == "superoffice" else "tag"
@@ -230,7 +234,13 @@ def add_guide(document: dict[str, Any], store: StateStore, loaded: LoadedConfig)
         at_stake = revenue_12m(store.profile_segments_and_traits())
         names = [segment["name"] for segment in document.get("segments") or []]
         guides = guide(
-            names, connectors, config.report.language, config.segments.holdout, config.report.personas, at_stake
+            names,
+            connectors,
+            config.report.language,
+            config.segments.holdout,
+            config.report.personas,
+            at_stake,
+            config.segments.bases.enabled,
         )
     finally:
         for connector in connectors.values():
@@ -246,11 +256,12 @@ def guide(
     holdouts: Mapping[str, float],
     personas: Mapping[str, str],
     at_stake: Mapping[str, float],
+    bases_on: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
     return {
         name: {
             **action(name, language),
-            "where": where_to_find(name, connectors, language, holdouts.get(name, 0.0)),
+            "where": where_to_find(name, connectors, language, holdouts.get(name, 0.0), bases_on),
             "revenue_12m": at_stake.get(name, 0.0),
             "persona": personas.get(name),
         }

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from mapping.bases import OrderDetails
+from mapping.bases import OrderDetails, consented_records
 from mapping.fieldmaps import MappingRules
 from mapping.identity import FieldChoice, Resolution, resolve, row_identifiers, survive
 from mapping.model import key_system, record_key
@@ -38,9 +38,21 @@ class Resolved:
     links: list[tuple[str, str, str, str]]  # record key a, record key b, identifier kind, value
     previous: dict[str, str]  # record key -> the profile id it had before this cycle
     # Profile fields by survivorship, computed on demand (only rule segments and the bases read them).
-    fields: Callable[[Mapping[str, Sequence[str]]], dict[str, dict[str, FieldChoice]]] | None = None
+    fields: Callable[[Mapping[str, Sequence[str]]], Survivorship] | None = None
     # What orders say beyond their value, attached as `orders` are (read only when the bases are used).
     details: OrderDetails | None = None
+
+
+POSTCODE_COUNTRY = "postcode_country"  # the country of the record the profile's postcode came from
+
+
+@dataclass(frozen=True)
+class Survivorship:
+    """Each profile's fields as survivorship chose them, and the record keys whose own email
+    address opted in to email marketing (mapping.bases.consented_records)."""
+
+    fields: dict[str, dict[str, FieldChoice]]
+    consented: frozenset[str]
 
 
 class Stopwatch:
@@ -86,8 +98,10 @@ class Resolver:
             chunks = reads.order_arrays(self.config.segments.base_currency)
             orders = self.order_columns(chunks, resolution.assignment, rows, emails, profiles, systems)
             details = None
-            if self.config.segments.uses_bases():
-                details = self.order_details(reads.order_details(), resolution.assignment, emails, profiles)
+            facts = self.config.segments.order_facts_needed()
+            if facts:
+                facts_rows = reads.order_details(facts)
+                details = self.order_details(facts_rows, resolution.assignment, emails, profiles, facts)
         clock.lap("read orders")
         return Resolved(
             members=members,
@@ -97,7 +111,7 @@ class Resolver:
             aliases=resolution.aliases,
             links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],
             previous=previous,
-            fields=self.profile_fields if (self.config.segments.rules or details is not None) else None,
+            fields=self.profile_fields if (self.config.segments.rules or self.config.segments.uses_bases()) else None,
             details=details,
         )
 
@@ -217,9 +231,12 @@ class Resolver:
         assignment: Mapping[str, str],
         emails: Sequence[tuple[str, str]],
         profiles: Sequence[str],
+        facts: frozenset[str] = frozenset({"categories", "discount", "unfinished"}),
     ) -> OrderDetails:
         """The orders that say something beyond their value (discount, categories, unfinished),
-        attached to profiles by the rule `order_columns` follows."""
+        attached to profiles by the rule `order_columns` follows. A fact not in `facts` was not read
+        for every order, so it is left unknown rather than half known."""
+        keep_discount, keep_categories = "discount" in facts, "categories" in facts
         position = {pid: i for i, pid in enumerate(profiles)}
         by_email = self.guest_profiles(assignment, emails, position)
         role_locals = self.rules.role_locals
@@ -235,9 +252,9 @@ class Resolver:
             profile.append(index)
             created.append(int(epoch))
             counts.append(bool(counted))
-            discount.append(-1 if code is None else int(bool(code)))
+            discount.append(-1 if code is None or not keep_discount else int(bool(code)))
             unfinished.append(bool(open_))
-            categories.append(tuple(json.loads(labels)) if labels else ())
+            categories.append(tuple(json.loads(labels)) if labels and keep_categories else ())
         return OrderDetails(
             np.array(profile, dtype=np.int64),
             np.array(created, dtype=np.int64),
@@ -247,11 +264,19 @@ class Resolver:
             categories,
         )
 
-    def profile_fields(self, members: Mapping[str, Sequence[str]]) -> dict[str, dict[str, FieldChoice]]:
-        """Each profile's fields by survivorship: read only when a rule segment asks for them."""
+    def profile_fields(self, members: Mapping[str, Sequence[str]]) -> Survivorship:
+        """Each profile's fields by survivorship, and the records whose own address opted in: read
+        only when a rule segment or the bases ask for them."""
         identity = self.config.identity
         by_key = {contact.key: contact for contact, _ in self.store.iter_contacts()}
-        return {
-            pid: survive([by_key[key] for key in keys if key in by_key], identity.source_priority)
-            for pid, keys in members.items()
-        }
+        fields = {}
+        for pid, keys in members.items():
+            chosen = survive([by_key[key] for key in keys if key in by_key], identity.source_priority)
+            postcode = chosen.get("postcode")
+            if postcode is not None:
+                # A region reads a postcode with the country of the same record: NL from one system
+                # and a Belgian postcode from another would make a Dutch region of Antwerp.
+                country = by_key[postcode.source].country or self.rules.default_country
+                chosen[POSTCODE_COUNTRY] = FieldChoice(country, postcode.source, "the postcode's own record")
+            fields[pid] = chosen
+        return Survivorship(fields, consented_records(by_key.values()))

@@ -43,6 +43,7 @@ class SegmentRun:
     assessment: Assessment
     memberships: list[Membership]
     bases: BaseColumns | None = None
+    consented: frozenset[str] | None = None  # records whose own address opted in (sync.resolve)
 
     def verdicts(self, chunk: int = 20_000) -> Iterator[VerdictChunk]:
         """The verdicts in profile order, a chunk at a time, as `StateStore.save_profiles` takes
@@ -103,7 +104,9 @@ def assess_profiles(
     bases = None
     if settings.uses_bases():
         person = person_fields(fields or {}, profiles)
-        bases = base_columns(person, details or OrderDetails.empty(), len(profiles), now, settings.bases)
+        bases = base_columns(
+            person, details or OrderDetails.empty(), len(profiles), now, settings.bases, traits.last_order
+        )
     assessment = assess(
         traits,
         settings,
@@ -120,13 +123,15 @@ def person_fields(fields: Mapping[str, Mapping[str, FieldChoice]], profiles: Seq
     """The survivorship choices the bases read, aligned with `profiles`."""
 
     names = [f.name for f in dataclasses.fields(PersonFields)]
+    # The region's country is the postcode's own record's (sync.resolve), not the surviving country.
+    read = {name: "postcode_country" if name == "country" else name for name in names}
     columns: dict[str, list[Any]] = {name: [None] * len(profiles) for name in names}
     for i, pid in enumerate(profiles):
         chosen = fields.get(pid)
         if not chosen:
             continue
         for name in names:
-            choice = chosen.get(name)
+            choice = chosen.get(read[name])
             if choice is not None:
                 columns[name][i] = choice.value
     return PersonFields(**columns)

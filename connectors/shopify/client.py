@@ -37,7 +37,7 @@ from connectors.shopify.writes import _write_document as _write_document
 from connectors.shopify.writes import write_batch
 from connectors.streams import RecordSpec, Stream
 from connectors.window import Window
-from mapping.model import FieldSpec, Kind, WriteBack, WriteResult
+from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult
 
 CHECKOUT_GID = "gid://shopify/AbandonedCheckout/"
 NOT_COUNTED_STATUSES = frozenset({"REFUNDED", "VOIDED", "EXPIRED"})
@@ -166,12 +166,20 @@ class ShopifyConnector(Connector):
             nodes, info = connection["nodes"], connection["pageInfo"]
             return Reply(nodes, end_cursor=info["endCursor"], has_next=bool(info["hasNextPage"]) and bool(nodes))
 
+        def with_customer(records: list[SourceRecord]) -> list[SourceRecord]:
+            # A checkout without a customer (a draft order's, an app's) names nobody: the object
+            # has no email of its own, so it could only be quarantined, every cycle.
+            return [r for r in records if not isinstance(r.payload, dict) or r.payload.get("customer")]
+
         return self.stream(
             Kind.ORDER,
             fetch,
-            lambda at: CursorPaginator(self.name, size, at),
+            # Always from the first page: a cursor belongs to the query it came from, and each
+            # cycle's query has its own `created_at` bound (the list is a week of checkouts).
+            lambda at: CursorPaginator(self.name, size, None),
             RecordSpec("id", ("updatedAt", "createdAt")),
             incremental=False,
+            refine=with_customer,
         )
 
     def read_orders(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
@@ -210,12 +218,9 @@ class ShopifyConnector(Connector):
 
     def drift_paths(self, stream: str, kind: Kind) -> tuple[str, ...]:
         paths = super().drift_paths(stream, kind)
-        # A checkout has no email of its own (only its customer's) and no line product types asked.
-        return (
-            tuple(p for p in paths if p not in ("email", "lineItems.nodes.*.product.productType"))
-            if stream == "checkouts"
-            else paths
-        )
+        # A checkout has no email of its own (only its customer's), and its lines are not asked for.
+        lines = self.order_fields["categories"].path
+        return tuple(p for p in paths if p not in ("email", lines)) if stream == "checkouts" else paths
 
     def order_unfinished(self, payload: Mapping[str, Any]) -> bool:
         """An abandoned checkout not completed since (a completed one became an order)."""

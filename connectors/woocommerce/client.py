@@ -28,7 +28,15 @@ from connectors.streams import RecordSpec, Stream
 from connectors.window import Window
 from connectors.woocommerce.check import check_rights
 from connectors.woocommerce.rules import RULES
-from connectors.woocommerce.settings import API, BATCH_LIMIT, COUNTED_STATUSES, MAX_PAGE, UNFINISHED_STATUSES, WC_TIME
+from connectors.woocommerce.settings import (
+    API,
+    BATCH_LIMIT,
+    CHECKOUT_CHANNELS,
+    COUNTED_STATUSES,
+    MAX_PAGE,
+    UNFINISHED_STATUSES,
+    WC_TIME,
+)
 from connectors.woocommerce.settings import WooCommerceSettings as WooCommerceSettings
 from mapping.model import FieldSpec, Kind, WriteBack, WriteResult
 
@@ -190,10 +198,16 @@ class WooCommerceConnector(Connector):
         return payload.get("status") in COUNTED_STATUSES
 
     def order_unfinished(self, payload: Mapping[str, Any]) -> bool:
-        """Pending payment or failed: the customer went through checkout and did not pay. A block
-        checkout's `checkout-draft` is left out: WooCommerce deletes those within a day and they
-        may hold no customer at all."""
-        return payload.get("status") in UNFINISHED_STATUSES
+        """Pending payment or failed: the customer went through checkout and did not pay. Also a
+        checkout order cancelled unpaid: WooCommerce cancels a pending order once its stock has been
+        held `woocommerce_hold_stock_minutes` (60 by default), so most abandoned checkouts end as
+        that. A block checkout's `checkout-draft` is left out: WooCommerce deletes those within a
+        day and they may hold no customer at all."""
+        status = payload.get("status")
+        if status in UNFINISHED_STATUSES:
+            return True
+        unpaid = not payload.get("date_paid") and not payload.get("date_paid_gmt")
+        return status == "cancelled" and unpaid and payload.get("created_via") in CHECKOUT_CHANNELS
 
     # ----- writes: customers/batch, per-item errors, no atomicity ---------------------------------
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:

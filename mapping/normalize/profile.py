@@ -43,30 +43,15 @@ def normalise_birth_date(value: Any) -> str | Invalid | None:
     return parsed.isoformat()
 
 
-# What the vendors write for email marketing consent. Only an explicit opt-in is consent: a pending
-# double opt-in, a bounced address or an unsubscribe is not.
+# What the vendors write for an email marketing opt-in. Only an explicit opt-in is consent: a pending
+# double opt-in (Shopify PENDING), a bounced address (INVALID), an unsubscribe or anything else is not.
 _CONSENT_YES = frozenset({"subscribed", "yes", "true", "1", "opt-in", "optin", "opted_in", "granted"})
-_CONSENT_NO = frozenset(
-    {
-        "not_subscribed",
-        "unsubscribed",
-        "pending",
-        "invalid",
-        "redacted",
-        "no",
-        "false",
-        "0",
-        "opt-out",
-        "optout",
-        "opted_out",
-        "withdrawn",
-        "denied",
-    }
-)
 
 
 def normalise_consent(value: Any) -> bool | Invalid | None:
-    """True for an explicit opt-in, False for anything that says otherwise, None when unknown."""
+    """True for an explicit opt-in, False for anything that says otherwise, None when the system
+    says nothing. A state crmsync does not know (a vendor's new enum value) is no consent: it then
+    also overrules an opt-in elsewhere, which is the safe side."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -75,11 +60,7 @@ def normalise_consent(value: Any) -> bool | Invalid | None:
         return value == 1
     if isinstance(value, str):
         word = value.strip().lower()
-        if word in _CONSENT_YES:
-            return True
-        if word in _CONSENT_NO:
-            return False
-        return Invalid("unknown_consent", f"consent value {value[:40]!r} is not one crmsync knows")
+        return word in _CONSENT_YES
     return Invalid("wrong_type", f"expected a consent state, got {type_name(value)}")
 
 

@@ -87,13 +87,18 @@ class ComputeSnapshot:
         for rows in self.db.raw_chunks(sql, chunk, self.conn):
             yield np.fromiter(rows, dtype=ORDER_DTYPE, count=len(rows))
 
-    def order_details(self) -> Iterator[tuple[Any, ...]]:
-        """The orders that say more than their value (mapping/bases.py): system, customer id, email
-        match key, created epoch, counts, discount, categories (JSON), unfinished. Only those rows:
-        most orders of most shops say nothing more, and a shop without the bases never asks."""
+    def order_details(self, facts: frozenset[str]) -> Iterator[tuple[Any, ...]]:
+        """The orders holding one of `facts` ("categories", "discount", "unfinished"; what the
+        bases read, mapping/bases.py): system, customer id, email match key, created epoch, counts,
+        discount, categories (JSON), unfinished. Only those rows: with `abandoned-checkout` alone,
+        the few unfinished purchases."""
+        tests = {"categories": "categories IS NOT NULL", "discount": "discount IS NOT NULL", "unfinished": "unfinished"}
+        where = " OR ".join(tests[name] for name in sorted(facts))
+        if not where:
+            return
         sql = (
             "SELECT system, customer_id, email_key, created_epoch, counts, discount, categories, unfinished "
-            "FROM orders WHERE discount IS NOT NULL OR categories IS NOT NULL OR unfinished"
+            f"FROM orders WHERE {where}"
         )
         for chunk in self.db.raw_chunks(sql, 50_000, self.conn):
             yield from chunk

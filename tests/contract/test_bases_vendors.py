@@ -122,6 +122,13 @@ def test_woocommerce_coupons_and_unfinished_statuses(sandboxes: Sandboxes) -> No
         (False, True),
         (False, False),
     ]
+    # Cancelled unpaid after the hold-stock time: an abandoned checkout; cancelled after paying, or
+    # an order an admin made and cancelled, is not.
+    cancelled = {**order, "status": "cancelled", "date_paid": None, "date_paid_gmt": None}
+    abandoned = mapped(woo, Kind.ORDER, {**cancelled, "created_via": "checkout"})
+    refunded = mapped(woo, Kind.ORDER, {**cancelled, "created_via": "checkout", "date_paid": "2026-05-01T10:05:00"})
+    by_admin = mapped(woo, Kind.ORDER, {**cancelled, "created_via": "admin"})
+    assert [o.unfinished for o in (abandoned, refunded, by_admin) if isinstance(o, Order)] == [True, False, False]
     plain = mapped(woo, Kind.ORDER, {**order, "status": "completed", "coupon_lines": []})
     assert isinstance(plain, Order) and plain.discount is False and statuses["completed"].discount is True  # type: ignore[union-attr]
 
@@ -237,3 +244,44 @@ def test_afas_fields_from_the_columns_the_setup_guide_adds(sandboxes: Sandboxes)
         "87654321",
     )
     assert region_of(contact.country, contact.postcode) == "NL-GR"
+
+
+def test_silvasoft_and_efficy_company_numbers_through_the_documented_fields_lines(sandboxes: Sandboxes) -> None:
+    # Neither list is read for these by default (docs/setup/silvasoft.md and efficy.md, section 9):
+    # the `fields` lines there map them where the relation list or saved query returns them.
+    silvasoft = make_connector(
+        sandboxes, "silvasoft", fields={"kvk": "RegistrationNumber", "vat": "TaxIdentificationNumber"}
+    )
+    relation = mapped(
+        silvasoft,
+        Kind.CONTACT,
+        {
+            "CustomerNumber": 12,
+            "Email": "info@visser-hout.nl",
+            "Relation_Contact": [{"FirstName": "Ria", "LastName": "Visser"}],
+            "RegistrationNumber": "11223344",
+            "TaxIdentificationNumber": "001122334B01",
+        },
+        "12",
+    )
+    assert isinstance(relation, Contact) and (relation.kvk, relation.vat) == ("11223344", "001122334B01")
+    efficy = make_connector(
+        sandboxes,
+        "efficy",
+        fields={"postcode": "POSTCODE", "country": {"path": "COUNTRY", "normaliser": "country"}, "vat": "VAT"},
+    )
+    contact = mapped(
+        efficy,
+        Kind.CONTACT,
+        {
+            "K_CONTACT": 7,
+            "EMAIL1": "jo@peeters.be",
+            "NAME": "Peeters",
+            "POSTCODE": "3000",
+            "COUNTRY": "BE",
+            "VAT": "BE0123456789",
+        },
+        "7",
+    )
+    assert isinstance(contact, Contact) and contact.vat == "BE0123456789"
+    assert region_of(contact.country, contact.postcode) == "BE-VBR"  # Leuven, Flemish Brabant

@@ -72,6 +72,15 @@ def test_a_shopify_checkout_tags_only_people_with_consent_until_they_buy(
                 "totalPriceSet": money("80.00"),
             }
         )
+    # A checkout without a customer (a draft order's) names nobody: not stored, not quarantined.
+    shop.put_checkout(
+        {
+            "id": "gid://shopify/AbandonedCheckout/903",
+            "createdAt": stamp(now - timedelta(hours=3)),
+            "customer": None,
+            "totalPriceSet": money("15.00"),
+        }
+    )
     # A checkout completed since is an order now, not an abandoned one.
     shop.put_checkout(
         {
@@ -89,6 +98,10 @@ def test_a_shopify_checkout_tags_only_people_with_consent_until_they_buy(
     assert TAG not in shopify_tags(sandboxes, customers[-1]["id"])
     with closing(sqlite3.connect(tmp_path / "crmsync.db")) as db:
         stored = dict(db.execute("SELECT order_id, unfinished FROM orders WHERE order_id LIKE '%AbandonedCheckout%'"))
+        quarantined = db.execute(
+            "SELECT count(*) FROM quarantine WHERE record_id LIKE '%AbandonedCheckout%'"
+        ).fetchone()
+    assert quarantined == (0,)
     assert stored == {  # read from the vendor's abandonedCheckouts list; the completed one is no longer open
         "gid://shopify/AbandonedCheckout/901": 1,
         "gid://shopify/AbandonedCheckout/902": 1,
@@ -117,6 +130,40 @@ def test_a_shopify_checkout_tags_only_people_with_consent_until_they_buy(
     )
     sync(config)
     assert TAG not in shopify_tags(sandboxes, opted_in)  # they bought: the tag leaves
+
+
+def test_a_woocommerce_order_left_pending_needs_an_opt_in_for_that_address(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """WooCommerce holds no consent: a WooCommerce record gets the (consent-marked) segment only
+    when another system holds an opt-in for the same address."""
+    config = configure(sandboxes, tmp_path)
+    subscribed = {
+        (c.get("defaultEmailAddress") or {}).get("emailAddress", "").lower()
+        for c in small_data["shopify"]["customers"]
+        if (c.get("defaultEmailAddress") or {}).get("marketingState") == "SUBSCRIBED"
+    }
+    shopify_addresses = {
+        (c.get("defaultEmailAddress") or {}).get("emailAddress", "").lower() for c in small_data["shopify"]["customers"]
+    }
+    woo_customers = small_data["woocommerce"]["customers"]
+    opted_in = next(c for c in woo_customers if c["email"].lower() in subscribed)
+    unknown = next(c for c in woo_customers if c["email"] and c["email"].lower() not in shopify_addresses)
+    woo = sandboxes.app("woocommerce")
+    created = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    for number, customer in enumerate((opted_in, unknown), start=1):
+        woo.put_order(
+            {
+                "id": 9200 + number,
+                "status": "failed",
+                "total": "42.00",
+                "customer_id": customer["id"],
+                "date_created_gmt": created,
+            }
+        )
+    sync(config)
+    assert "abandoned-checkout" in woo_segments(sandboxes, opted_in["id"])
+    assert "abandoned-checkout" not in woo_segments(sandboxes, unknown["id"])
 
 
 def test_a_woocommerce_order_left_pending_tags_until_it_is_paid(
@@ -181,3 +228,38 @@ def test_regions_and_interests_reach_the_systems_switched_on_for_them(
     )
     written = woo_segments(sandboxes, woo["id"])
     assert written and not any(name.startswith(("region-", "interest-")) for name in written)
+
+
+def test_switching_interests_on_reads_the_orders_stored_before_again(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """Orders stored while nobody asked for their lines carry no categories: switching `interest` on
+    reads every order once more (with lines), so the segment is not computed from the few orders
+    read since."""
+    customer = small_data["shopify"]["customers"][1]
+    now = datetime.now(UTC)
+    sandboxes.app("shopify").put_order(
+        {
+            "id": "gid://shopify/Order/5999201",
+            "name": "#9201",
+            "createdAt": stamp(now - timedelta(days=30)),
+            "updatedAt": stamp(now - timedelta(days=30)),
+            "displayFinancialStatus": "PAID",
+            "totalPriceSet": money("60.00"),
+            "customer": {"id": customer["id"]},
+            "lineItems": {"nodes": [{"product": {"productType": "Regenjassen"}}]},
+            "discountCodes": ["HERFST"],
+        }
+    )
+    config = sandboxes.config(tmp_path)
+    first = sync(config)
+    orders = first["systems"]["shopify"]["read"]["orders"]
+    assert "crmsync:interest-regenjassen" not in shopify_tags(sandboxes, customer["id"])
+
+    bases = '[segments.bases]\nenabled = ["interest"]\n'
+    config.write_text(config.read_text().replace("[writeback]", bases + "\n[writeback]", 1))
+    again = sync(config)
+    assert again["systems"]["shopify"]["read"]["orders"] == orders  # every order again, not only changes
+    assert "crmsync:interest-regenjassen" in shopify_tags(sandboxes, customer["id"])
+    third = sync(config)
+    assert third["systems"]["shopify"]["read"]["orders"] < orders  # once: then incremental again

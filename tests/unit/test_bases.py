@@ -112,7 +112,7 @@ def test_normalisers_of_the_new_fields() -> None:
         True,
         None,
     ]
-    assert isinstance(consent("MAYBE"), Invalid)
+    assert consent("MAYBE") is False  # a state crmsync does not know is no consent
     flag = NORMALISERS["flag"]
     assert [flag(v) for v in ([], ["SUMMER10"], [{"code": "x"}], False, "SUMMER", "", None)] == [
         False,
@@ -180,6 +180,8 @@ def test_discount_share_and_interests_by_hand() -> None:
         ([(0, 2 * DAY, False, -1, True, ()), (0, 3 * DAY, True, -1, False, ())], True),  # bought before
         ([(0, 2 * DAY, False, -1, True, ()), (0, DAY, False, -1, False, ())], True),  # a cancelled order
         ([(0, -HOUR, False, -1, True, ())], False),  # a checkout dated after now
+        # A new checkout still too young to count does not hide an older one that does.
+        ([(0, 2 * DAY, False, -1, True, ()), (0, 10 * 60, False, -1, True, ())], True),
     ],
 )
 def test_abandoned_checkout_on_both_edges_of_its_window(
@@ -187,6 +189,17 @@ def test_abandoned_checkout_on_both_edges_of_its_window(
 ) -> None:
     bases = base_columns(person(1), details(rows), 1, NOW, BaseSettings())
     assert bool(bases.abandoned[0]) is member
+
+
+def test_an_order_in_any_system_ends_it() -> None:
+    """The traits' last order (every system: an AFAS invoice, an order whose facts were never read)
+    counts as buying since, not only the orders with facts."""
+    checkout = details([(0, 2 * DAY, False, -1, True, ()), (1, 2 * DAY, False, -1, True, ())])
+    last_order = np.array([STAMP - DAY, STAMP - 3 * DAY], dtype=np.float64)
+    bases = base_columns(person(2), checkout, 2, NOW, BaseSettings(), last_order)
+    assert bases.abandoned.tolist() == [False, True]
+    nothing = base_columns(person(2), checkout, 2, NOW, BaseSettings(), np.full(2, np.nan))
+    assert nothing.abandoned.tolist() == [True, True]
 
 
 def test_regions_b2b_ages_and_consent_columns() -> None:
@@ -305,6 +318,20 @@ def test_an_opt_out_anywhere_wins_over_an_opt_in_elsewhere() -> None:
     assert survive([shop], ["shop"])["email_consent"].value is True
 
 
+def test_consent_marks_on_rules_and_built_ins_are_kept() -> None:
+    rule = Rule(name="vip-mail", when="order_count > 1")
+    marked = SegmentSettings(rules=(rule,), bases=BaseSettings(requires_consent=("vip-mail", "lifecycle-lapsed")))
+    assert marked.needs_consent("vip-mail") and marked.needs_consent("lifecycle-lapsed")
+    assert marked.uses_bases()  # consent is read although no base is on
+    traits = trait_columns(orders_for([(0, 400, True), (1, 400, True)], 2), 2, NOW)
+    bases = base_columns(person(2, email_consent=[True, None]), OrderDetails.empty(), 2, NOW, marked.bases)
+    lapsed = [("lifecycle-lapsed" in m.segments) for m in assess(traits, marked, NOW, bases=bases).memberships()]
+    assert lapsed == [True, False]
+    with pytest.raises(ValueError, match="consent"):
+        assess(traits, marked, NOW)  # never written for everyone, nor emptied for everyone
+    assert not SegmentSettings().uses_bases()  # the default marks abandoned-checkout, which is off
+
+
 def test_bases_settings_refuse_what_cannot_work() -> None:
     with pytest.raises(ValueError, match="not a base"):
         BaseSettings(enabled=("age",))
@@ -354,3 +381,32 @@ def test_a_change_in_the_bases_changes_the_stored_traits_fingerprint() -> None:
     assert (prints, docs) == (again, same)  # the same inputs: the same fingerprints and JSON
     assert prints[0] == moved[0] and prints[1] != moved[1]  # only the one who moved
     assert '"region": "NL-GR"' in moved_docs[1] and docs[0] == moved_docs[0]
+
+
+def test_consent_belongs_to_an_address_not_to_the_person() -> None:
+    from mapping.bases import consented_records
+
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    records = [
+        Contact("shop", "1", moment, email="piet@example.nl", email_consent=True),
+        Contact("crm", "1", moment, email="piet@example.nl"),  # the same address, nothing said: yes
+        Contact("woo", "1", moment, email="piet.work@firma.nl"),  # the same person, another address: no
+        Contact("shop", "2", moment, email="an@example.nl", email_consent=True),
+        Contact("crm", "2", moment, email="an@example.nl", email_consent=False),  # an opt-out wins
+        Contact("crm", "3", moment, email_consent=True),  # no address to mail
+    ]
+    assert consented_records(records) == {"shop:1", "crm:1"}
+
+
+def test_a_region_reads_the_country_of_the_postcodes_own_record() -> None:
+    from mapping.identity import FieldChoice
+    from sync.segmenting import person_fields
+
+    chosen = {
+        "postcode": FieldChoice("2000", "shop:1", "only source"),
+        "country": FieldChoice("NL", "crm:1", "source priority"),  # from a record without a postcode
+        "postcode_country": FieldChoice("BE", "shop:1", "the postcode's own record"),
+    }
+    fields = person_fields({"p1": chosen}, ["p1"])
+    bases = base_columns(fields, OrderDetails.empty(), 1, NOW, BaseSettings())
+    assert bases.region.tolist() == ["BE-VAN"]  # Antwerp, not a Dutch 2000

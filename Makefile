@@ -61,6 +61,7 @@ unit: install
 
 # Every benchmark at its small default scale; `python bench/<name>.py --scale full` for the targets.
 bench: install
+	@$(BIN)/python -m pip install --quiet -e '.[bench]'  # DuckDB, the yardstick of bench/pipeline.py
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

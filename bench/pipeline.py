@@ -24,9 +24,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
+import json
 import shutil
+import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +160,29 @@ def print_side_by_side(lite: Figures, pg: Figures, contacts: int, orders: int) -
         )
 
 
+def baseline(state: Path) -> tuple[float, int] | None:
+    """The DuckDB yardstick on the same state (bench/_yardstick.py), printed; None without DuckDB."""
+    if importlib.util.find_spec("duckdb") is None:
+        print("duckdb baseline: not installed (pip install -e '.[bench]')")
+        return None
+    # In a process of its own: DuckDB's memory is not crmsync's peak RSS.
+    script = Path(__file__).with_name("_yardstick.py")
+    done = subprocess.run(
+        [sys.executable, str(script), str(state), NOW.isoformat()], capture_output=True, text=True, check=True
+    )
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    seconds, profiles = float(answer["seconds"]), int(answer["profiles"])
+    with sqlite3.connect(state) as db:
+        ours = Counter(
+            name for (segments,) in db.execute("SELECT segments FROM profiles") for name in json.loads(segments)
+        )
+    print("quadrants, DuckDB / crmsync (the same job gives nearly the same counts; crmsync also joins by phone):")
+    for name in ("friends", "supporters", "acquaintances", "passers-by"):
+        print(f"  {name:<14}{answer['quadrants'].get(name, 0):>10,}{ours.get(name, 0):>10,}")
+    print(f"duckdb baseline (the core job in memory, 2 threads, best of 3): {seconds:.2f} s, {profiles:,} profiles")
+    return seconds, profiles
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="small", help="small (50k contacts), full (1M) or a contact count")
@@ -183,6 +212,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.workdir or Path(scratch)
         lite = measure(folder, contacts, orders, None, keep=args.workdir is not None, bases=args.bases)
+        duckdb_s = baseline(folder / "crmsync.db")
         pg = None
         if args.backend == "postgresql":
             with postgres_database(args.url) as url:
@@ -193,11 +223,14 @@ def main() -> None:
         print_one(lite, contacts, orders)
     else:
         print_side_by_side(lite, pg, contacts, orders)
+    pipeline_s = lite.steps_first["total"]
     figures = {
         "contacts": contacts,
         "orders": orders,
         "profiles": lite.first.profiles,
-        "pipeline_s": f"{lite.steps_first['total']:.2f}",
+        "pipeline_s": f"{pipeline_s:.2f}",
+        "duckdb_s": f"{duckdb_s[0]:.2f}" if duckdb_s else "n/a",
+        "ratio": f"{pipeline_s / duckdb_s[0]:.1f}" if duckdb_s else "n/a",
         "cpu_s": f"{lite.steps_first['cpu']:.2f}",
         "rerun_s": f"{lite.steps_second['total']:.2f}",
         "rerun_planned": sum(o.planned for o in lite.second.systems.values()),

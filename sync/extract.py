@@ -109,11 +109,11 @@ class Extractor:
                 for stream, kind in streams_of(connector):
                     absent = FieldAbsence()
                     mapper = make_mapper(connector, kind, connectors, self.rules, absent)
-                    facts = self.facts_due(connector, stream)
+                    facts = self.facts_due(connector, stream, run)
                     whole = name in full or self.reconcile_due(connector, stream) or facts
                     self.extract_stream(connector, outcome, run, stream, kind, mapper, whole)
                     if facts:
-                        marker = {"lines": connector.read_order_lines, "at": self.clock().isoformat()}
+                        marker = {"lines": self.wants_lines(connector), "at": self.clock().isoformat()}
                         self.store.set_checkpoint(name, ORDER_FACTS, marker, run.seq)
                     for field_name, count in sorted(absent.counts.items()):
                         # Once per run and field, not once per record: a wrong path is one mistake.
@@ -136,20 +136,44 @@ class Extractor:
         with ThreadPoolExecutor(max_workers=max(1, len(connectors)), thread_name_prefix="extract") as pool:
             list(pool.map(one, connectors))
 
-    def facts_due(self, connector: Connector, stream: str) -> bool:
+    @staticmethod
+    def wants_lines(connector: Connector) -> bool:
+        return connector.read_order_lines and "categories" in connector.order_fields
+
+    def facts_due(self, connector: Connector, stream: str, run: RunHandle) -> bool:
         """Whether the orders must be read in full because the segments now read what orders say
         beyond their value (discount codes, and order lines where asked) and the stored orders were
         read without it: interests or a discount share from the few orders read since would be a
-        partial picture. Once per system (and again when order lines are first asked for)."""
-        if stream != "orders" or not connector.read_order_facts:
+        partial picture. Once per system whose orders carry such facts, again when its lines are
+        first asked for, and again after the segments stopped reading them (orders stored since
+        lack them). The read starts from the first page: a full read left half-way before was
+        asked without these facts."""
+        if stream != "orders":
             return False
-        marker = self.store.checkpoint(connector.name, ORDER_FACTS)
-        due = marker is None or (connector.read_order_lines and not marker.get("lines"))
-        if due and self.store.checkpoint(connector.name, stream) is not None:
-            log.info(
-                "reading every order again: the segments now read their discount codes and lines", system=connector.name
-            )
-        return due
+        name = connector.name
+        marker = self.store.checkpoint(name, ORDER_FACTS)
+        carries = {"discount", "categories"} & connector.order_fields.keys()
+        if not connector.read_order_facts or not carries:
+            if marker is not None:
+                self.store.set_checkpoint(name, ORDER_FACTS, None, run.seq)
+            return False
+        lines = self.wants_lines(connector)
+        if marker is not None and marker.get("pending") and marker.get("lines") == lines:
+            return True  # the facts read under way: resume it
+        if marker is not None and not marker.get("pending"):
+            if lines and not marker.get("lines"):
+                pass  # lines asked for the first time: read again
+            else:
+                if marker.get("lines") and not lines:
+                    # Lines no longer asked: orders stored from now on lack them, so the next time
+                    # they are asked for, everything is read again.
+                    self.store.set_checkpoint(name, ORDER_FACTS, {**marker, "lines": False}, run.seq)
+                return False
+        if self.store.checkpoint(name, stream) is not None:
+            log.info("reading every order again: the segments now read their discount codes and lines", system=name)
+        self.store.set_checkpoint(name, f"{stream}@backfill", None, run.seq)
+        self.store.set_checkpoint(name, ORDER_FACTS, {"lines": lines, "pending": True}, run.seq)
+        return True
 
     def reconcile_due(self, connector: Connector, stream: str) -> bool:
         """Whether this cycle reads the stream in full (`reconcile_every`): a page that silently

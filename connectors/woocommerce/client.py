@@ -34,6 +34,7 @@ from connectors.woocommerce.settings import (
     CHECKOUT_CHANNELS,
     COUNTED_STATUSES,
     MAX_PAGE,
+    OFFLINE_PAYMENTS,
     UNFINISHED_STATUSES,
     WC_TIME,
 )
@@ -207,7 +208,10 @@ class WooCommerceConnector(Connector):
         if status in UNFINISHED_STATUSES:
             return True
         unpaid = not payload.get("date_paid") and not payload.get("date_paid_gmt")
-        return status == "cancelled" and unpaid and payload.get("created_via") in CHECKOUT_CHANNELS
+        # Paid later by design (bank transfer, cheque, cash on delivery): a cancellation there is a
+        # transfer that never came or a parcel refused, not a checkout left half-way.
+        offline = payload.get("payment_method") in OFFLINE_PAYMENTS
+        return status == "cancelled" and unpaid and not offline and payload.get("created_via") in CHECKOUT_CHANNELS
 
     # ----- writes: customers/batch, per-item errors, no atomicity ---------------------------------
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:

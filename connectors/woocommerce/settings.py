@@ -15,6 +15,8 @@ COUNTED_STATUSES = frozenset({"completed", "processing", "on-hold"})
 UNFINISHED_STATUSES = frozenset({"pending", "failed"})
 # `created_via` of orders a shopper placed: the classic checkout and the block checkout's Store API.
 CHECKOUT_CHANNELS = frozenset({"checkout", "store-api"})
+# WooCommerce core's offline gateways (`payment_method`): direct bank transfer, cheque, cash on delivery.
+OFFLINE_PAYMENTS = frozenset({"bacs", "cheque", "cod"})
 # WooCommerce writes its dates without a zone; with `dates_are_gmt` (and in the `*_gmt` fields)
 # they are UTC.
 WC_TIME = "%Y-%m-%dT%H:%M:%S"

@@ -128,7 +128,9 @@ def test_woocommerce_coupons_and_unfinished_statuses(sandboxes: Sandboxes) -> No
     abandoned = mapped(woo, Kind.ORDER, {**cancelled, "created_via": "checkout"})
     refunded = mapped(woo, Kind.ORDER, {**cancelled, "created_via": "checkout", "date_paid": "2026-05-01T10:05:00"})
     by_admin = mapped(woo, Kind.ORDER, {**cancelled, "created_via": "admin"})
-    assert [o.unfinished for o in (abandoned, refunded, by_admin) if isinstance(o, Order)] == [True, False, False]
+    transfer = mapped(woo, Kind.ORDER, {**cancelled, "created_via": "checkout", "payment_method": "bacs"})
+    outcomes = [o.unfinished for o in (abandoned, refunded, by_admin, transfer) if isinstance(o, Order)]
+    assert outcomes == [True, False, False, False]
     plain = mapped(woo, Kind.ORDER, {**order, "status": "completed", "coupon_lines": []})
     assert isinstance(plain, Order) and plain.discount is False and statuses["completed"].discount is True  # type: ignore[union-attr]
 

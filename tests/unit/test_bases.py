@@ -410,3 +410,14 @@ def test_a_region_reads_the_country_of_the_postcodes_own_record() -> None:
     fields = person_fields({"p1": chosen}, ["p1"])
     bases = base_columns(fields, OrderDetails.empty(), 1, NOW, BaseSettings())
     assert bases.region.tolist() == ["BE-VAN"]  # Antwerp, not a Dutch 2000
+
+
+def test_a_consent_marked_member_list_gives_only_an_address_that_opted_in() -> None:
+    from sync.members import consented_address
+
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    shop = Contact("shop", "1", moment, email="a@example.nl", email_consent=True)
+    woo = Contact("woo", "1", moment, email="b@example.nl")
+    assert consented_address([shop, woo], "b@example.nl") == "a@example.nl"  # not the surviving b
+    assert consented_address([shop, woo], "a@example.nl") == "a@example.nl"
+    assert consented_address([woo], "b@example.nl") is None  # nobody to list

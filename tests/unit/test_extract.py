@@ -118,3 +118,49 @@ def test_a_failed_read_stores_the_pages_before_it(tmp_path: Path) -> None:
     store = StateStore(f"sqlite:///{tmp_path / 'crmsync.db'}")
     assert _stored(store) == 30
     assert store.checkpoint("shop", "contacts") == {"page": 3}
+
+
+class _OrdersWithFacts:
+    """The attributes `Extractor.facts_due` reads of a connector."""
+
+    name = "shop"
+    order_fields = {"discount": FieldSpec("discountCodes", "flag"), "categories": FieldSpec("lines", "labels")}
+
+    def __init__(self, facts: bool, lines: bool) -> None:
+        self.read_order_facts = facts
+        self.read_order_lines = lines
+
+
+def test_the_one_full_read_for_order_facts_starts_afresh_and_is_forgotten_when_facts_are_off(tmp_path: Path) -> None:
+    from sync.extract import ORDER_FACTS
+
+    (tmp_path / "crmsync.toml").write_text(CONFIG)
+    loaded = load_config(tmp_path / "crmsync.toml")
+    store = StateStore(loaded.state_url())
+    try:
+        extractor = Cycle(loaded, store, clock=lambda: NOW, stop_event=threading.Event()).extractor
+        run = store.begin_run("test", NOW)
+        # A full read left half-way before the facts were asked for: its position is dropped.
+        store.set_checkpoint("shop", "orders@backfill", {"cursor": "half-way"}, run.seq)
+        assert extractor.facts_due(_OrdersWithFacts(True, True), "orders", run)  # type: ignore[arg-type]
+        assert store.checkpoint("shop", "orders@backfill") is None
+        assert store.checkpoint("shop", ORDER_FACTS) == {"lines": True, "pending": True}
+        # Interrupted: the next cycle resumes that read (its own position is kept).
+        store.set_checkpoint("shop", "orders@backfill", {"cursor": "facts read"}, run.seq)
+        assert extractor.facts_due(_OrdersWithFacts(True, True), "orders", run)  # type: ignore[arg-type]
+        assert store.checkpoint("shop", "orders@backfill") == {"cursor": "facts read"}
+        store.set_checkpoint("shop", ORDER_FACTS, {"lines": True, "at": "done"}, run.seq)
+        assert not extractor.facts_due(_OrdersWithFacts(True, True), "orders", run)  # type: ignore[arg-type]
+        assert not extractor.facts_due(_OrdersWithFacts(True, True), "contacts", run)  # type: ignore[arg-type]
+        # Lines no longer asked: remembered, so asking again reads everything again.
+        assert not extractor.facts_due(_OrdersWithFacts(True, False), "orders", run)  # type: ignore[arg-type]
+        assert store.checkpoint("shop", ORDER_FACTS) == {"lines": False, "at": "done"}
+        assert extractor.facts_due(_OrdersWithFacts(True, True), "orders", run)  # type: ignore[arg-type]
+        # No facts read at all: the marker goes, and a system whose orders carry none never re-reads.
+        assert not extractor.facts_due(_OrdersWithFacts(False, False), "orders", run)  # type: ignore[arg-type]
+        assert store.checkpoint("shop", ORDER_FACTS) is None
+        plain = _OrdersWithFacts(True, True)
+        plain.order_fields = {}  # type: ignore[assignment]
+        assert not extractor.facts_due(plain, "orders", run)  # type: ignore[arg-type]
+    finally:
+        store.close()

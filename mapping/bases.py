@@ -259,6 +259,11 @@ class OrderDetails:
         return cls(none, none, np.zeros(0, np.bool_), np.zeros(0, np.int8), np.zeros(0, np.bool_), ())
 
 
+# The survivorship key under which the country of the record the profile's postcode came from is
+# kept: a region reads the postcode with its own record's country (sync.resolve writes it).
+POSTCODE_COUNTRY = "postcode_country"
+
+
 @dataclass(frozen=True)
 class PersonFields:
     """The survivorship choice of the fields the bases read, one element per profile."""

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from mapping.bases import OrderDetails, consented_records
+from mapping.bases import POSTCODE_COUNTRY, OrderDetails, consented_records
 from mapping.fieldmaps import MappingRules
 from mapping.identity import FieldChoice, Resolution, resolve, row_identifiers, survive
 from mapping.model import key_system, record_key
@@ -41,9 +41,6 @@ class Resolved:
     fields: Callable[[Mapping[str, Sequence[str]]], Survivorship] | None = None
     # What orders say beyond their value, attached as `orders` are (read only when the bases are used).
     details: OrderDetails | None = None
-
-
-POSTCODE_COUNTRY = "postcode_country"  # the country of the record the profile's postcode came from
 
 
 @dataclass(frozen=True)

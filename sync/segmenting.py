@@ -20,7 +20,7 @@ import numpy.typing as npt
 import structlog
 
 from connectors.registry import ONLINE_TYPES
-from mapping.bases import BaseColumns, OrderDetails, PersonFields, base_columns
+from mapping.bases import POSTCODE_COUNTRY, BaseColumns, OrderDetails, PersonFields, base_columns
 from mapping.identity import FieldChoice
 from mapping.model import Membership, key_system
 from mapping.segments import LIFECYCLE, QUADRANTS, Assessment, ProfileColumns, TierState, assess
@@ -124,7 +124,7 @@ def person_fields(fields: Mapping[str, Mapping[str, FieldChoice]], profiles: Seq
 
     names = [f.name for f in dataclasses.fields(PersonFields)]
     # The region's country is the postcode's own record's (sync.resolve), not the surviving country.
-    read = {name: "postcode_country" if name == "country" else name for name in names}
+    read = {name: POSTCODE_COUNTRY if name == "country" else name for name in names}
     columns: dict[str, list[Any]] = {name: [None] * len(profiles) for name in names}
     for i, pid in enumerate(profiles):
         chosen = fields.get(pid)

@@ -363,6 +363,16 @@ class Connector(ABC):
         )
 
     # ----- writes ---------------------------------------------------------------------------------
+    @property
+    def bulk_write_threshold(self) -> int:
+        """Changes in one cycle from which `write_bulk` takes them all at once; 0: the vendor has
+        no bulk path."""
+        return 0
+
+    def write_bulk(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
+        """Apply all of a cycle's changes through the vendor's bulk path (see `bulk_write_threshold`)."""
+        raise NotImplementedError(f"{self.type} has no bulk write")
+
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
         """Apply at most `max_write_batch` changes; one result per change, in any order. Vendors
         whose API writes one record per call implement `write_one` instead."""

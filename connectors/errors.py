@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mapping.model import WriteResult
+
 
 class ConnectorError(Exception):
     """Base of every error crmsync raises about a system; names the system in its message."""
@@ -60,3 +65,12 @@ class ApiError(ConnectorError):
 
 class RetriesExhausted(ConnectorError):
     """Retries ran out; wraps the last retriable error."""
+
+
+class PartialWrite(ConnectorError):
+    """A bulk write ended without the vendor confirming every record: `results` holds the ones it
+    did confirm (recorded as usual); the others are planned again next cycle."""
+
+    def __init__(self, system: str, message: str, results: list[WriteResult]) -> None:
+        super().__init__(system, message)
+        self.results = results

@@ -41,8 +41,32 @@ PACKAGE = "@shopify/dev-mcp@1.16.0"
 
 # Object and interface types crmsync reads or writes, and the fields it may select on each.
 KEEP: dict[str, list[str]] = {
-    "QueryRoot": ["customers", "customer", "orders", "order", "abandonedCheckouts", "shop", "currentAppInstallation"],
-    "Mutation": ["tagsAdd", "tagsRemove", "metafieldsSet", "metafieldsDelete"],
+    "QueryRoot": [
+        "customers",
+        "customer",
+        "orders",
+        "order",
+        "abandonedCheckouts",
+        "shop",
+        "currentAppInstallation",
+        "bulkOperation",
+        "bulkOperations",
+        # How big a full read is: the bulk read's threshold.
+        "customersCount",
+        "ordersCount",
+    ],
+    "Mutation": [
+        "tagsAdd",
+        "tagsRemove",
+        "metafieldsSet",
+        "metafieldsDelete",
+        # Bulk write-back (connectors/shopify/bulk.py): a staged JSONL file of variables, one run.
+        "stagedUploadsCreate",
+        "bulkOperationRunMutation",
+        "bulkOperationCancel",
+        # Bulk backfill read: one query, the whole connection as a JSONL file.
+        "bulkOperationRunQuery",
+    ],
     "Node": ["id"],
     "Shop": ["id", "name", "myshopifyDomain", "currencyCode"],
     # `check` proves the granted scopes (read_all_orders above all) from the installation.
@@ -116,7 +140,8 @@ KEEP: dict[str, list[str]] = {
         "discountCodes",
         "lineItems",
     ],
-    "LineItemConnection": ["nodes", "pageInfo"],
+    "LineItemConnection": ["edges", "nodes", "pageInfo"],
+    "LineItemEdge": ["cursor", "node"],
     "LineItem": ["id", "title", "quantity", "product"],
     "Product": ["id", "title", "productType"],
     # Abandoned checkouts (the `abandoned-checkout` segment), read by CREATED_AT with no UPDATED_AT sort.
@@ -149,6 +174,31 @@ KEEP: dict[str, list[str]] = {
     "MetafieldsSetUserError": ["field", "message", "code", "elementIndex"],
     "MetafieldsDeletePayload": ["deletedMetafields", "userErrors"],
     "UserError": ["field", "message"],
+    "StagedUploadsCreatePayload": ["stagedTargets", "userErrors"],
+    "StagedMediaUploadTarget": ["url", "resourceUrl", "parameters"],
+    "StagedUploadParameter": ["name", "value"],
+    "BulkOperationRunMutationPayload": ["bulkOperation", "userErrors"],
+    "BulkOperationCancelPayload": ["bulkOperation", "userErrors"],
+    "BulkOperationRunQueryPayload": ["bulkOperation", "userErrors"],
+    "BulkMutationUserError": ["field", "message", "code"],
+    "BulkOperationUserError": ["field", "message", "code"],
+    "BulkOperation": [
+        "id",
+        "type",
+        "status",
+        "errorCode",
+        "createdAt",
+        "completedAt",
+        "objectCount",
+        "rootObjectCount",
+        "fileSize",
+        "url",
+        "partialDataUrl",
+        "query",
+    ],
+    "BulkOperationConnection": ["edges", "nodes", "pageInfo"],
+    "BulkOperationEdge": ["cursor", "node"],
+    "Count": ["count", "precision"],
 }
 BUILTIN_SCALARS = {"String", "Int", "Float", "Boolean", "ID"}
 

@@ -14,9 +14,9 @@ from datetime import datetime
 import structlog
 
 from connectors.base import Connector
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, PartialWrite
 from connectors.http import Cancelled
-from mapping.model import RemoteState, WriteBack
+from mapping.model import RemoteState, WriteBack, WriteResult
 from sync.memory import collector_paused
 from sync.planner import describe, person_name, plan_system
 from sync.reports import CycleReport
@@ -82,22 +82,34 @@ class Applier:
             changes = by_system[name]
             calls_before = connector.client.stats.mutating
             size = connector.write_batch
+            bulk = 0 < connector.bulk_write_threshold <= len(changes)
+
+            def settle(batch: Sequence[WriteBack], results: Sequence[WriteResult]) -> None:
+                self.store.record_results(name, batch, results, run.seq, self.clock())
+                for result in results:
+                    if result.ok:
+                        outcome.written += 1
+                    else:
+                        outcome.rejected += 1
+                        outcome.rejections.append((result.record_id, result.message))
+                        log.warning("record rejected", system=name, record=result.record_id, reason=result.message)
+
             try:
-                for start in range(0, len(changes), size):
+                if bulk:
+                    log.info("writing in bulk", system=name, records=len(changes))
+                    self.write_guard()
+                    try:
+                        settle(changes, connector.write_bulk(changes))
+                    except PartialWrite as exc:
+                        settle(changes, exc.results)  # what the vendor confirmed stays recorded
+                        raise
+                for start in range(0, 0 if bulk else len(changes), size):
                     if self.stop_event.is_set():
                         outcome.fail("interrupted", "stopped between write batches")
                         break
                     batch = changes[start : start + size]
                     self.write_guard()
-                    results = connector.write(batch)
-                    self.store.record_results(name, batch, results, run.seq, self.clock())
-                    for result in results:
-                        if result.ok:
-                            outcome.written += 1
-                        else:
-                            outcome.rejected += 1
-                            outcome.rejections.append((result.record_id, result.message))
-                            log.warning("record rejected", system=name, record=result.record_id, reason=result.message)
+                    settle(batch, connector.write(batch))
             except Cancelled:
                 outcome.fail("interrupted", "stopped while writing")
             except ConnectorError as exc:

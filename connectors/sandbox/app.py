@@ -193,6 +193,9 @@ class SandboxApp:
         """What `/_sandbox/app` shows; vendors that issue tokens add scopes and lifetimes."""
         return {"rename_fields": dict(self.renamed)}
 
+    def close(self) -> None:
+        """The server is stopping: vendors with work of their own (Shopify's bulk operations) end it."""
+
     def change_app(self, partial: Mapping[str, Any]) -> None:
         """Apply a PATCH of `/_sandbox/app`; a key the emulator does not know is a VendorError."""
         for key, value in partial.items():

@@ -47,6 +47,7 @@ class SandboxServer:
         return self
 
     def stop(self) -> None:
+        self.app.close()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

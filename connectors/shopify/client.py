@@ -21,13 +21,22 @@ from connectors.auth import token_classify
 from connectors.base import Capabilities, CheckReport, Connector, Page
 from connectors.clock import now as clock_now
 from connectors.errors import ApiError
-from connectors.http import ApiClient, ApiResponse, Verdict
+from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
 from connectors.paging import CursorPaginator, Reply
 from connectors.shopify.auth import authenticator
+from connectors.shopify.bulk import BulkReader, BulkWriter, Send, Sleep, Storage
 from connectors.shopify.check import coverage_note, require_all_orders, scope_handles, scope_report
 from connectors.shopify.pacing import CostPacer
+from connectors.shopify.queries import (
+    BULK_CUSTOMERS_QUERY,
+    BULK_ORDERS_QUERY,
+    CHECKOUTS_QUERY,
+    COUNT_QUERIES,
+    ORDERS_WITH_LINES_PAGE,
+    ORDERS_WITH_LINES_QUERY,
+    SCOPES_QUERY,
+)
 from connectors.shopify.queries import CHECK_QUERY as CHECK_QUERY
-from connectors.shopify.queries import CHECKOUTS_QUERY, ORDERS_WITH_LINES_PAGE, ORDERS_WITH_LINES_QUERY, SCOPES_QUERY
 from connectors.shopify.queries import CUSTOMERS_QUERY as CUSTOMERS_QUERY
 from connectors.shopify.queries import ORDERS_QUERY as ORDERS_QUERY
 from connectors.shopify.rules import RULES, read_reply
@@ -40,6 +49,7 @@ from connectors.window import Window
 from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult
 
 CHECKOUT_GID = "gid://shopify/AbandonedCheckout/"
+BULK_POSITION = "bulk:"
 NOT_COUNTED_STATUSES = frozenset({"REFUNDED", "VOIDED", "EXPIRED"})
 
 
@@ -84,6 +94,8 @@ class ShopifyConnector(Connector):
     def make_client(self) -> ApiClient:
         self.pacer = CostPacer()
         self._scopes: frozenset[str] | None = None
+        self._bulk_nodes: dict[str, list[dict[str, Any]]] = {}  # a bulk read's file, by operation
+        self._bulk_passes: dict[str, tuple[Window, str]] = {}  # per connection: the pass reading in bulk
         # The token endpoint is on the shop's own host, outside the Admin API's cost limit.
         flow = self.settings.flow
         self.token_client = None if flow == "fixed_token" else self.api_client(classify=token_classify, paced=False)
@@ -135,13 +147,15 @@ class ShopifyConnector(Connector):
 
     # ----- reads --------------------------------------------------------------------------------
     def contacts_stream(self) -> Stream:
-        return self._stream(Kind.CONTACT, CUSTOMERS_QUERY, "customers")
+        return self._stream(Kind.CONTACT, CUSTOMERS_QUERY, "customers", bulk=BULK_CUSTOMERS_QUERY)
 
     def orders_stream(self) -> Stream:
         if self.read_order_lines:
+            # Lines are a nested connection: a bulk file would carry each as a line of its own,
+            # all of them (a bulk query ignores `first`); these orders are read page by page.
             size = min(self.settings.page_size or DEFAULT_PAGE, ORDERS_WITH_LINES_PAGE)
             return self._stream(Kind.ORDER, ORDERS_WITH_LINES_QUERY, "orders", size)
-        return self._stream(Kind.ORDER, ORDERS_QUERY, "orders")
+        return self._stream(Kind.ORDER, ORDERS_QUERY, "orders", bulk=BULK_ORDERS_QUERY)
 
     def extra_streams(self) -> dict[str, Stream]:
         if self.unfinished_days is None:
@@ -186,12 +200,30 @@ class ShopifyConnector(Connector):
         require_all_orders(self.name, self.settings, self.granted_scopes())
         return super().read_orders(checkpoint)
 
-    def _stream(self, kind: Kind, query: str, root: str, page: int | None = None) -> Stream:
+    def _stream(self, kind: Kind, query: str, root: str, page: int | None = None, bulk: str | None = None) -> Stream:
         """A connection sorted by `UPDATED_AT`, filtered to the pass's window with Shopify's search
-        syntax, paged by `pageInfo { hasNextPage endCursor }`."""
+        syntax, paged by `pageInfo { hasNextPage endCursor }`. A full pass over at least
+        `bulk_read_threshold` nodes reads them as one bulk query instead (`bulk`), handed out in
+        pages of the same size; its position is `bulk:<operation>:<line>` (a cursor of Shopify's is
+        base64, never that)."""
         size = page or self.settings.page_size or DEFAULT_PAGE
 
         def fetch(after: Any, window: Window) -> Reply:
+            if isinstance(after, str) and after.startswith(BULK_POSITION):
+                if not bulk:  # a bulk read stopped, resumed when its query has changed: start over
+                    after = None
+                else:
+                    operation, line = after[len(BULK_POSITION) :].rsplit(":", 1)
+                    return self._bulk_page(root, bulk, operation, int(line), size)
+            if after is None and window.since is None and bulk:
+                started = self._bulk_passes.get(root)
+                if started is not None and started[0] is window:  # the first page, asked for again
+                    return self._bulk_page(root, bulk, started[1], 0, size)
+                if self._worth_bulk(root):
+                    operation, nodes = self._bulk_reader().read(root, bulk)
+                    self._bulk_nodes = {operation: nodes}
+                    self._bulk_passes[root] = (window, operation)
+                    return self._bulk_page(root, bulk, operation, 0, size)
             since = window.since
             search = f"updated_at:>='{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'" if since else None
             variables = {"first": size, "after": after, "query": search}
@@ -202,6 +234,41 @@ class ShopifyConnector(Connector):
 
         return self.stream(
             kind, fetch, lambda at: CursorPaginator(self.name, size, at), RecordSpec("id", ("updatedAt",))
+        )
+
+    def _worth_bulk(self, root: str) -> bool:
+        threshold = self.settings.bulk_read_threshold
+        if not threshold:
+            return False
+        counted = self.graphql(f"{root}Count", COUNT_QUERIES[root], {"limit": threshold}, mutating=False)
+        return int((counted.get(f"{root}Count") or {}).get("count") or 0) >= threshold
+
+    def _bulk_page(self, root: str, query: str, operation: str, line: int, size: int) -> Reply:
+        """Nodes `line` on of a bulk read's file; a read resumed in another process fetches the file
+        again, or (failed, or expired after 7 days) reads everything in a new operation."""
+        nodes = self._bulk_nodes.get(operation)
+        if nodes is None:
+            nodes = self._bulk_reader().resume(operation)
+            if nodes is None:
+                operation, nodes = self._bulk_reader().read(root, query)
+                line = 0
+            self._bulk_nodes = {operation: nodes}
+        items = nodes[line : line + size]
+        end = line + len(items)
+        return Reply(items, end_cursor=f"{BULK_POSITION}{operation}:{end}", has_next=end < len(nodes))
+
+    def _bulk_reader(self) -> BulkReader:
+        return BulkReader(self.name, *self._bulk_kit(), poll_max_s=self.settings.bulk_poll_max)
+
+    def _bulk_kit(self) -> tuple[Send, Storage, Sleep]:
+        """How a bulk session talks: the Admin API, the storage host (no credentials of the Admin
+        API there, and no pacing of it), and waits a stop request ends."""
+        return (
+            lambda operation, document, variables, cost: self.graphql(
+                operation, document, variables, mutating=True, cost=cost
+            ),
+            lambda origin: self.api_client(base_url=origin, classify=default_classify, paced=False),
+            self.client.sleep,
         )
 
     # ----- mapping hooks ------------------------------------------------------------------------
@@ -236,6 +303,16 @@ class ShopifyConnector(Connector):
         )
 
     # ----- writes -------------------------------------------------------------------------------
+    @property
+    def bulk_write_threshold(self) -> int:
+        return self.settings.bulk_write_threshold
+
+    def write_bulk(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
+        """All of a cycle's changes through bulk mutations (`bulk.py`); raises `PartialWrite` with
+        the confirmed results when an operation ends early."""
+        writer = BulkWriter(self.name, *self._bulk_kit(), poll_max_s=self.settings.bulk_poll_max)
+        return writer.write(changes, f"{TIER_NAMESPACE}.{TIER_KEY}")
+
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
         return write_batch(
             lambda operation, document, variables, cost: self.graphql(

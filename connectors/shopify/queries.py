@@ -3,33 +3,47 @@
 
 from __future__ import annotations
 
-CUSTOMERS_QUERY = """
-query CrmsyncCustomers($first: Int!, $after: String, $query: String) {
-  customers(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
-    pageInfo { hasNextPage endCursor }
-    nodes {
+# What crmsync reads of each customer and order: one selection for the paged and the bulk read.
+CUSTOMER_FIELDS = """
       id firstName lastName createdAt updatedAt tags
       defaultEmailAddress { emailAddress marketingState }
       defaultPhoneNumber { phoneNumber }
       defaultAddress { address1 zip city countryCodeV2 company }
       loyaltyTier: metafield(namespace: "crmsync", key: "loyalty_tier") { value }
-    }
-  }
-}
 """
-
-ORDERS_QUERY = """
-query CrmsyncOrders($first: Int!, $after: String, $query: String) {
-  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
-    pageInfo { hasNextPage endCursor }
-    nodes {
+ORDER_FIELDS = """
       id name email createdAt updatedAt cancelledAt test displayFinancialStatus discountCodes
       currentTotalPriceSet { shopMoney { amount currencyCode } }
       customer { id }
-    }
-  }
-}
 """
+
+CUSTOMERS_QUERY = f"""
+query CrmsyncCustomers($first: Int!, $after: String, $query: String) {{
+  customers(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
+    pageInfo {{ hasNextPage endCursor }}
+    nodes {{{CUSTOMER_FIELDS}    }}
+  }}
+}}
+"""
+
+ORDERS_QUERY = f"""
+query CrmsyncOrders($first: Int!, $after: String, $query: String) {{
+  orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
+    pageInfo {{ hasNextPage endCursor }}
+    nodes {{{ORDER_FIELDS}    }}
+  }}
+}}
+"""
+
+# A full read of a big store as one bulk query (bulk.py): the same fields, every node, in the
+# `edges { node }` form every example of Shopify's bulk query guide uses (page sizes are ignored).
+BULK_CUSTOMERS_QUERY = f"query CrmsyncBulkCustomers {{ customers {{ edges {{ node {{{CUSTOMER_FIELDS}}} }} }} }}"
+BULK_ORDERS_QUERY = f"query CrmsyncBulkOrders {{ orders {{ edges {{ node {{{ORDER_FIELDS}}} }} }} }}"
+# How big a full read is (at most `limit`): whether it is worth a bulk query.
+COUNT_QUERIES = {
+    "customers": "query CrmsyncCustomersCount($limit: Int) { customersCount(limit: $limit) { count } }",
+    "orders": "query CrmsyncOrdersCount($limit: Int) { ordersCount(limit: $limit) { count } }",
+}
 
 # With each order's first lines and their product type (for interests). A connection inside a
 # connection multiplies the calculated cost: 2 + LINES x 2 points per order, so a page holds fewer

@@ -5,7 +5,8 @@ schema (`scripts/shopify_sdl.py`), so a field crmsync should not use, or mistype
 way it fails at Shopify. Implemented: `customers`, `orders`, `customer`, `order`, `shop` with
 cursor paging, sort keys and the `updated_at`/`created_at`/`id`/`email`/`customer_id` search
 filters; `tagsAdd`, `tagsRemove`, `metafieldsSet` (25 per call, atomic), `metafieldsDelete`;
-`currentAppInstallation { accessScopes }`; the `X-Shopify-Access-Token` check; calculated query
+`currentAppInstallation { accessScopes }`; `customersCount`, `ordersCount`; bulk queries and bulk
+mutations through staged uploads (`sandbox_bulk.py`); the `X-Shopify-Access-Token` check; calculated query
 cost with a leaky bucket (`extensions.cost.throttleStatus`, `THROTTLED` and `MAX_COST_EXCEEDED`
 errors, HTTP 200).
 
@@ -42,6 +43,7 @@ from werkzeug.wrappers import Request, Response
 from connectors.sandbox import Route, SandboxApp, VendorError, json_response
 from connectors.sandbox.faults import FaultRule
 from connectors.sandbox.store import Record
+from connectors.shopify import sandbox_bulk
 from connectors.shopify.sandbox_cost import BUCKET_SIZE as BUCKET_SIZE
 from connectors.shopify.sandbox_cost import MAX_QUERY_COST, CostBucket
 from connectors.shopify.sandbox_cost import RESTORE_RATE as RESTORE_RATE
@@ -89,6 +91,7 @@ class ShopifySandbox(SandboxApp):
         self.orders: dict[str, Record] = self.store.orders.records
         self.bucket = CostBucket(bucket_size, restore_rate * time_scale)
         self.throttle_status = throttle_status
+        self.bulk = sandbox_bulk.BulkState()
         super().__init__(data, time_scale=time_scale, **kwargs)
 
     # ----- routes and hooks ---------------------------------------------------------------------
@@ -109,7 +112,19 @@ class ShopifySandbox(SandboxApp):
         return [
             Route("/admin/api/<version>/graphql.json", ("POST",), self.graphql_endpoint, lists=True),
             Route("/admin/oauth/access_token", ("POST",), self.token_endpoint, token=True),
+            # The bucket behind staged uploads and bulk result URLs: no Admin API token there.
+            Route(sandbox_bulk.UPLOAD_PATH, ("POST",), self.upload_endpoint, token=True),
+            Route(sandbox_bulk.RESULTS_PATH, ("GET",), self.results_endpoint, token=True),
         ]
+
+    def close(self) -> None:
+        self.bulk.closed.set()
+
+    def upload_endpoint(self, request: Request) -> Response:
+        return sandbox_bulk.upload(self, request)
+
+    def results_endpoint(self, request: Request, name: str) -> Response:
+        return sandbox_bulk.download(self, request, name)
 
     def graphql_endpoint(self, request: Request, version: str) -> Response:
         return execute(self, request, version)
@@ -125,7 +140,12 @@ class ShopifySandbox(SandboxApp):
 
     # ----- the app: scopes, token lifetime, tokens --------------------------------------------
     def app_settings(self) -> dict[str, Any]:
-        return {"scopes": list(self.scopes), "token_ttl_s": self.token_ttl_s, **super().app_settings()}
+        return {
+            "scopes": list(self.scopes),
+            "token_ttl_s": self.token_ttl_s,
+            **sandbox_bulk.settings_view(self.bulk),
+            **super().app_settings(),
+        }
 
     def change_app(self, partial: Mapping[str, Any]) -> None:
         rest = dict(partial)
@@ -139,6 +159,7 @@ class ShopifySandbox(SandboxApp):
             if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
                 raise VendorError(400, "bad_request", "token_ttl_s is a positive number of seconds")
             self.token_ttl_s = float(ttl)
+        sandbox_bulk.change_settings(self.bulk, rest)
         super().change_app(rest)
 
     def app_action(self, name: str, request: Request) -> Response | None:

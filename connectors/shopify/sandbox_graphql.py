@@ -40,6 +40,16 @@ from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox import json_response
 from connectors.sandbox.store import page
+from connectors.shopify.sandbox_bulk import (
+    BULK_GID,
+    advance,
+    bulk_operation,
+    bulk_operations,
+    cancel,
+    run_mutation,
+    run_query,
+    staged_uploads_create,
+)
 from connectors.shopify.sandbox_cost import MAX_QUERY_COST, query_cost
 from connectors.shopify.sandbox_mutations import metafields_delete, metafields_set, tags_add, tags_remove
 from connectors.shopify.sandbox_search import SearchSyntaxError, compile_query
@@ -59,6 +69,8 @@ ROOT_SCOPES = {
     "orders": "read_orders",
     "order": "read_orders",
     "abandonedCheckouts": "read_orders",
+    "customersCount": "read_customers",
+    "ordersCount": "read_orders",
     "tagsAdd": "write_customers",
     "tagsRemove": "write_customers",
     "metafieldsSet": "write_customers",
@@ -73,12 +85,16 @@ def admin_schema() -> GraphQLSchema:
 
 
 class Context:
-    def __init__(self, sandbox: ShopifySandbox, request: Request) -> None:
+    def __init__(self, sandbox: ShopifySandbox, request: Request | None) -> None:
         self.sandbox = sandbox
         self.request = request
         # Nodes each root connection actually returned (by response key): unused page slots are
         # refunded after execution, as Shopify documents.
         self.returned: dict[str, int] = {}
+        # A bulk query's execution: (offset, size) of the root connection's nodes, page size and
+        # cursors ignored (as Shopify ignores them in bulk).
+        self.bulk_slice: tuple[int, int] | None = None
+        self.bulk_more = False  # whether nodes follow the slice
 
 
 # ----- the endpoint ----------------------------------------------------------------------------------
@@ -126,10 +142,11 @@ def execute(sandbox: ShopifySandbox, request: Request, version: str) -> Response
         return sandbox.throttled_body(requested)
     context = Context(sandbox, request)
     with sandbox.lock:
+        advance(sandbox)
         result = execute_sync(
             schema,
             document,
-            root_value=_roots(sandbox),
+            root_value=roots(sandbox),
             context_value=context,
             variable_values=variables,
             operation_name=body.get("operationName"),
@@ -154,7 +171,7 @@ def execute(sandbox: ShopifySandbox, request: Request, version: str) -> Response
     return json_response(payload)
 
 
-def _roots(sandbox: ShopifySandbox) -> dict[str, Any]:
+def roots(sandbox: ShopifySandbox) -> dict[str, Any]:
     roots = {
         "customers": _resolve_customers,
         "orders": _resolve_orders,
@@ -171,10 +188,18 @@ def _roots(sandbox: ShopifySandbox) -> dict[str, Any]:
             "myshopifyDomain": "crmsync-sandbox.myshopify.com",
             "currencyCode": "EUR",
         },
+        "customersCount": lambda info, **args: _count(list(sandbox.customers.values()), CUSTOMER_FILTERS, **args),
+        "ordersCount": lambda info, **args: _count(_visible_orders(sandbox), ORDER_FILTERS, **args),
+        "bulkOperationRunQuery": run_query,
         "tagsAdd": tags_add,
         "tagsRemove": tags_remove,
         "metafieldsSet": metafields_set,
         "metafieldsDelete": metafields_delete,
+        "stagedUploadsCreate": staged_uploads_create,
+        "bulkOperationRunMutation": run_mutation,
+        "bulkOperationCancel": cancel,
+        "bulkOperation": bulk_operation,
+        "bulkOperations": bulk_operations,
     }
     granted = sandbox.granted()
     for field, scope in ROOT_SCOPES.items():
@@ -192,15 +217,27 @@ def visible_order(sandbox: ShopifySandbox, node: dict[str, Any] | None) -> dict[
 
 
 # ----- list queries ----------------------------------------------------------------------------------
+CUSTOMER_FILTERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "updated_at": lambda n: parse_timestamp(n["updatedAt"]),
+    "created_at": lambda n: parse_timestamp(n["createdAt"]),
+    "id": lambda n: number(n["id"]),
+    "email": lambda n: (n.get("defaultEmailAddress") or {}).get("emailAddress"),
+    "name": lambda n: " ".join(p for p in (n.get("firstName"), n.get("lastName")) if p),
+    "state": lambda n: n.get("state"),
+}
+ORDER_FILTERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "updated_at": lambda n: parse_timestamp(n["updatedAt"]),
+    "created_at": lambda n: parse_timestamp(n["createdAt"]),
+    "processed_at": lambda n: parse_timestamp(n["processedAt"]),
+    "id": lambda n: number(n["id"]),
+    "email": lambda n: n.get("email"),
+    "customer_id": lambda n: number((n.get("customer") or {}).get("id") or "0/0"),
+    "name": lambda n: n.get("name"),
+}
+
+
 def _resolve_customers(info: GraphQLResolveInfo[Context], **args: Any) -> dict[str, Any]:
-    getters: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-        "updated_at": lambda n: parse_timestamp(n["updatedAt"]),
-        "created_at": lambda n: parse_timestamp(n["createdAt"]),
-        "id": lambda n: number(n["id"]),
-        "email": lambda n: (n.get("defaultEmailAddress") or {}).get("emailAddress"),
-        "name": lambda n: " ".join(p for p in (n.get("firstName"), n.get("lastName")) if p),
-        "state": lambda n: n.get("state"),
-    }
+    getters = CUSTOMER_FILTERS
     sort_keys: dict[str, Callable[[Mapping[str, Any]], Any]] = {
         "ID": lambda n: 0,
         "UPDATED_AT": lambda n: n["updatedAt"],
@@ -212,16 +249,11 @@ def _resolve_customers(info: GraphQLResolveInfo[Context], **args: Any) -> dict[s
     return _connection(info, list(info.context.sandbox.customers.values()), getters, sort_keys, args)
 
 
+def _visible_orders(sandbox: ShopifySandbox) -> list[dict[str, Any]]:
+    return [n for n in sandbox.orders.values() if visible_order(sandbox, n) is not None]
+
+
 def _resolve_orders(info: GraphQLResolveInfo[Context], **args: Any) -> dict[str, Any]:
-    getters: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-        "updated_at": lambda n: parse_timestamp(n["updatedAt"]),
-        "created_at": lambda n: parse_timestamp(n["createdAt"]),
-        "processed_at": lambda n: parse_timestamp(n["processedAt"]),
-        "id": lambda n: number(n["id"]),
-        "email": lambda n: n.get("email"),
-        "customer_id": lambda n: number((n.get("customer") or {}).get("id") or "0/0"),
-        "name": lambda n: n.get("name"),
-    }
     sort_keys: dict[str, Callable[[Mapping[str, Any]], Any]] = {
         "ID": lambda n: 0,
         "UPDATED_AT": lambda n: n["updatedAt"],
@@ -231,9 +263,22 @@ def _resolve_orders(info: GraphQLResolveInfo[Context], **args: Any) -> dict[str,
         "TOTAL_PRICE": lambda n: Decimal(n["totalPriceSet"]["shopMoney"]["amount"]),
         "RELEVANCE": lambda n: 0,
     }
-    sandbox = info.context.sandbox
-    visible = [n for n in sandbox.orders.values() if visible_order(sandbox, n) is not None]
-    return _connection(info, visible, getters, sort_keys, args)
+    return _connection(info, _visible_orders(info.context.sandbox), ORDER_FILTERS, sort_keys, args)
+
+
+def _count(
+    nodes: list[dict[str, Any]], getters: Mapping[str, Callable[[Mapping[str, Any]], Any]], **args: Any
+) -> dict[str, Any]:
+    """`customersCount` / `ordersCount`: at most `limit` (10,000 unless null), AT_LEAST beyond it."""
+    try:
+        matches = compile_query(args.get("query"), getters)
+    except SearchSyntaxError as exc:
+        raise GraphQLError(str(exc), extensions={"code": "BAD_REQUEST"}) from None
+    total = sum(1 for n in nodes if matches(n))
+    limit = args.get("limit", 10_000)
+    if limit is not None and total > limit:
+        return {"count": limit, "precision": "AT_LEAST"}
+    return {"count": total, "precision": "EXACT"}
 
 
 def _resolve_checkouts(info: GraphQLResolveInfo[Context], **args: Any) -> dict[str, Any]:
@@ -264,6 +309,10 @@ def _connection(
     sort_keys: Mapping[str, Callable[[Mapping[str, Any]], Any]],
     args: Mapping[str, Any],
 ) -> dict[str, Any]:
+    if info.context.bulk_slice is not None and not info.path.prev:
+        sliced = _bulk_slice(info.context.bulk_slice, nodes, getters, sort_keys, args)
+        info.context.bulk_more = sliced["pageInfo"]["hasNextPage"]
+        return sliced
     first, last = args.get("first"), args.get("last")
     if first is None and last is None:
         raise GraphQLError("you must provide one of first or last", extensions={"code": "BAD_REQUEST"})
@@ -297,7 +346,10 @@ def _connection(
         else:
             items = [n for n in items if _after(key, _cursor_key(n, sort_value), descending)]
     has_more = len(items) > size
-    shown = info.context.sandbox.apply_item_fault(info.context.request, page(items, 0, size))
+    request = info.context.request
+    shown = page(items, 0, size)
+    if request is not None:  # a bulk operation's own executions take no request faults
+        shown = info.context.sandbox.apply_item_fault(request, shown)
     info.context.returned[str(info.path.key)] = len(shown)
     edges = [{"cursor": _encode_cursor(n, sort_value), "node": n} for n in shown]
     return {
@@ -309,6 +361,29 @@ def _connection(
             "startCursor": edges[0]["cursor"] if edges else None,
             "endCursor": edges[-1]["cursor"] if edges else None,
         },
+    }
+
+
+def _bulk_slice(
+    where: tuple[int, int],
+    nodes: list[dict[str, Any]],
+    getters: Mapping[str, Callable[[Mapping[str, Any]], Any]],
+    sort_keys: Mapping[str, Callable[[Mapping[str, Any]], Any]],
+    args: Mapping[str, Any],
+) -> dict[str, Any]:
+    try:
+        matches = compile_query(args.get("query"), getters)
+    except SearchSyntaxError as exc:
+        raise GraphQLError(str(exc), extensions={"code": "BAD_REQUEST"}) from None
+    sort_value = sort_keys.get(str(args.get("sortKey") or "ID"), sort_keys["ID"])
+    items = sorted((n for n in nodes if matches(n)), key=lambda n: (sort_value(n), number(n["id"])))
+    offset, size = where
+    shown = items[offset : offset + size]
+    more = len(items) > offset + size
+    return {
+        "edges": [{"cursor": "", "node": n} for n in shown],
+        "nodes": shown,
+        "pageInfo": {"hasNextPage": more, "hasPreviousPage": False, "startCursor": None, "endCursor": None},
     }
 
 
@@ -365,6 +440,17 @@ def _order_field(name: str) -> Callable[..., Any]:
             return info.context.sandbox.customers.get(ref["id"]) if ref else None
         if name == "legacyResourceId":
             return str(number(node["id"]))
+        if name == "lineItems":
+            lines = list((node.get("lineItems") or {}).get("nodes") or [])
+            # A bulk query ignores `first` (the bulk query guide): every line.
+            shown = (
+                lines if info.context.bulk_slice is not None else lines[: args.get("first") or args.get("last") or 0]
+            )
+            return {
+                "nodes": shown,
+                "edges": [{"cursor": str(i), "node": n} for i, n in enumerate(shown)],
+                "pageInfo": {"hasNextPage": len(lines) > len(shown), "hasPreviousPage": False},
+            }
         return node.get(name)
 
     return resolve
@@ -385,7 +471,13 @@ def _install_resolvers(schema: GraphQLSchema) -> None:
     node = schema.type_map["Node"]
     assert isinstance(node, GraphQLInterfaceType)
     node.resolve_type = lambda value, info, type_: (
-        "Customer" if CUSTOMER_GID.match(value["id"]) else "Order" if ORDER_GID.match(value["id"]) else None
+        "Customer"
+        if CUSTOMER_GID.match(value["id"])
+        else "Order"
+        if ORDER_GID.match(value["id"])
+        else "BulkOperation"
+        if value["id"].startswith(BULK_GID)
+        else None
     )
 
 

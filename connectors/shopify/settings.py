@@ -40,6 +40,17 @@ class ShopifySettings(SystemSettings):
     )
     api_version: str = Field(default="2026-10", pattern=r"^(\d{4}-(01|04|07|10)|unstable)$")
     page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE)
+    bulk_write_threshold: int = Field(
+        default=1000,
+        ge=0,
+        description="a cycle changing at least this many customers writes through bulk mutations (0: never)",
+    )
+    bulk_read_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        description="a full read of at least this many customers (or orders) is one bulk query (0: never)",
+    )
+    bulk_poll_max: Duration = Field(default=30.0, gt=0, description="longest wait between polls of a bulk operation")
 
     @model_validator(mode="after")
     def _one_way_in(self) -> ShopifySettings:

@@ -1,0 +1,404 @@
+"""Write-back through Shopify's bulk mutations, for a cycle with many customers to change.
+
+One mutation at a time costs 10 points against a bucket that refills 100 points a second, so a
+first sync of a big store takes hours. A bulk mutation runs outside that limit: crmsync writes the
+variables of each mutation (`tagsAdd`, `tagsRemove`, `metafieldsSet`, `metafieldsDelete`) as a JSONL
+file, stages it (`stagedUploadsCreate`, a form POST to the storage target), starts one
+`bulkOperationRunMutation` per file, polls `bulkOperation(id:)` with backoff and reads each line's
+result from the file at `url` by its `__lineNumber` (lines come back in any order). Sources and what
+is assumed: ../shared/api-notes/shopify.md, section 7.
+
+Every line is one customer, so a refused line is that customer's refusal. Before it starts, crmsync
+waits for bulk mutations of its own still running (a cycle stopped while one ran): two operations on
+the same customers must not race. The storage target and the result files are on another host and
+take no Admin API token; the signed URLs are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import structlog
+from urllib3 import encode_multipart_formdata
+
+from connectors.errors import ApiError, PartialWrite
+from connectors.http import ApiClient
+from connectors.shopify.settings import TIER_KEY, TIER_NAMESPACE
+from mapping.model import WriteBack, WriteResult
+
+log = structlog.get_logger("crmsync.shopify.bulk")
+
+# (operation, document, variables, cost) -> the reply's `data`
+Send = Callable[[str, str, Mapping[str, Any], float], Any]
+# origin (scheme://host:port) -> a client without the Admin API's credentials
+Storage = Callable[[str], ApiClient]
+# seconds -> None; raises Cancelled when a stop is requested
+Sleep = Callable[[float], None]
+
+MAX_CONCURRENT = 5  # bulk mutations at a time per shop from 2026-01 (the bulk import guide)
+TERMINAL = ("COMPLETED", "FAILED", "CANCELED", "EXPIRED")
+ACTIVE = ("CREATED", "RUNNING", "CANCELING")
+BUSY_CODES = ("LIMIT_REACHED", "OPERATION_IN_PROGRESS")
+DEADLINE_S = 25 * 3600.0  # Shopify fails a bulk mutation after 24 hours
+CLIENT_IDENTIFIER = "crmsync-writeback"
+
+LINE_DOCUMENTS = {
+    "tagsAdd": "mutation CrmsyncBulkTagsAdd($id: ID!, $tags: [String!]!) "
+    "{ tagsAdd(id: $id, tags: $tags) { userErrors { field message } } }",
+    "tagsRemove": "mutation CrmsyncBulkTagsRemove($id: ID!, $tags: [String!]!) "
+    "{ tagsRemove(id: $id, tags: $tags) { userErrors { field message } } }",
+    "metafieldsSet": "mutation CrmsyncBulkTierSet($metafields: [MetafieldsSetInput!]!) "
+    "{ metafieldsSet(metafields: $metafields) { userErrors { field message code } } }",
+    "metafieldsDelete": "mutation CrmsyncBulkTierDelete($metafields: [MetafieldIdentifierInput!]!) "
+    "{ metafieldsDelete(metafields: $metafields) { userErrors { field message } } }",
+}
+
+STAGE = """
+mutation CrmsyncStage($input: [StagedUploadInput!]!) {
+  stagedUploadsCreate(input: $input) {
+    stagedTargets { url parameters { name value } }
+    userErrors { field message }
+  }
+}
+"""
+RUN = """
+mutation CrmsyncBulkRun($mutation: String!, $path: String!, $client: String) {
+  bulkOperationRunMutation(mutation: $mutation, stagedUploadPath: $path, clientIdentifier: $client) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}
+"""
+POLL = """
+query CrmsyncBulkPoll($id: ID!) {
+  bulkOperation(id: $id) { id status errorCode objectCount url partialDataUrl }
+}
+"""
+RUNNING = """
+query CrmsyncBulkRunning {
+  bulkOperations(first: 10, query: "operation_type:mutation") { nodes { id status } }
+}
+"""
+# The costs Shopify's bulk import guide shows for these calls.
+STAGE_COST, RUN_COST, POLL_COST = 11.0, 10.0, 1.0
+
+
+@dataclass
+class LineFile:
+    """One mutation's JSONL file: a line of variables per customer, and whose each line is."""
+
+    mutation: str
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    owners: list[str] = field(default_factory=list)
+
+    def add(self, owner: str, variables: dict[str, Any]) -> None:
+        self.lines.append(variables)
+        self.owners.append(owner)
+
+    def content(self) -> bytes:
+        return b"".join(json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for v in self.lines)
+
+
+def line_files(changes: Sequence[WriteBack], tier_field: str) -> list[LineFile]:
+    """The files a batch of changes needs, each mutation's own (empty ones left out)."""
+    files = {name: LineFile(name) for name in LINE_DOCUMENTS}
+    for change in changes:
+        if change.add_tags:
+            files["tagsAdd"].add(change.record_id, {"id": change.record_id, "tags": list(change.add_tags)})
+        if change.remove_tags:
+            files["tagsRemove"].add(change.record_id, {"id": change.record_id, "tags": list(change.remove_tags)})
+        if tier_field in change.set_fields:
+            identifier = {"ownerId": change.record_id, "namespace": TIER_NAMESPACE, "key": TIER_KEY}
+            value = change.set_fields[tier_field]
+            if value:
+                item = {**identifier, "type": "single_line_text_field", "value": value}
+                files["metafieldsSet"].add(change.record_id, {"metafields": [item]})
+            else:
+                files["metafieldsDelete"].add(change.record_id, {"metafields": [identifier]})
+    return [f for f in files.values() if f.lines]
+
+
+@dataclass
+class Running:
+    label: str  # the mutation it runs, or the connection it reads
+    id: str
+    file: LineFile | None = None
+    status: str = "CREATED"
+    error_code: str | None = None
+    url: str | None = None
+    partial_url: str | None = None
+
+
+class BulkSession:
+    """What bulk reads and writes share: starting an operation (again while the shop's slots are
+    taken), polling it with backoff, and reading its result file from the storage host."""
+
+    def __init__(self, system: str, send: Send, storage: Storage, sleep: Sleep, *, poll_max_s: float = 30.0) -> None:
+        self.system = system
+        self.send = send
+        self.storage = storage
+        self.sleep = sleep
+        self.poll_max_s = poll_max_s
+        self.clients: dict[str, ApiClient] = {}
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.clients.clear()
+
+    def start(self, label: str, document: str, variables: Mapping[str, Any], root: str) -> Running:
+        """Run `document` (a `bulkOperationRun*` mutation whose payload is `root`); while the shop's
+        bulk slots are taken, again with backoff."""
+        deadline = time.monotonic() + DEADLINE_S
+        delay = 1.0
+        while True:
+            data = self.send("bulk-run", document, variables, RUN_COST) or {}
+            payload = data.get(root) or {}
+            problems = payload.get("userErrors") or []
+            operation = payload.get("bulkOperation") or {}
+            if not problems and operation.get("id"):
+                log.info("bulk operation started", system=self.system, what=label, operation=operation["id"])
+                return Running(label, str(operation["id"]), status=str(operation.get("status") or "CREATED"))
+            busy = problems and all(p.get("code") in BUSY_CODES for p in problems)
+            if not busy or time.monotonic() > deadline:
+                raise ApiError(self.system, f"{root} refused: {_messages(problems) or 'no operation'}")
+            log.info("bulk slots taken, waiting", system=self.system, seconds=delay)
+            self.sleep(delay)
+            delay = min(delay * 2, self.poll_max_s)
+
+    def poll(self, runs: Sequence[Running]) -> None:
+        """Until every operation has ended: at once, then after 0.5 s, 1 s, 2 s ... `poll_max_s`."""
+        deadline = time.monotonic() + DEADLINE_S
+        delay = 0.5
+        while True:
+            for run in runs:
+                if run.status in TERMINAL:
+                    continue
+                data = self.send("bulk-poll", POLL, {"id": run.id}, POLL_COST) or {}
+                node = data.get("bulkOperation")
+                if not node:
+                    raise ApiError(self.system, f"bulk operation {run.id} is not known to the shop")
+                run.status = str(node.get("status") or run.status)
+                run.error_code, run.url, run.partial_url = (
+                    node.get("errorCode"),
+                    node.get("url"),
+                    node.get("partialDataUrl"),
+                )
+                if run.status in TERMINAL:
+                    log.info(
+                        "bulk operation ended",
+                        system=self.system,
+                        what=run.label,
+                        status=run.status,
+                        records=node.get("objectCount"),
+                    )
+            if all(run.status in TERMINAL for run in runs):
+                return
+            if time.monotonic() > deadline:
+                raise ApiError(self.system, f"bulk operations still running after {DEADLINE_S:.0f} s")
+            self.sleep(delay)
+            delay = min(delay * 2, self.poll_max_s)
+
+    def download(self, url: str) -> str:
+        """A result file, from a signed URL on the storage host (the signature never in a message)."""
+        origin, path, query = _split(url)
+        return self.client(origin).request("GET", path, params=query, expect_json=False).text
+
+    def client(self, origin: str) -> ApiClient:
+        if origin not in self.clients:
+            self.clients[origin] = self.storage(origin)
+        return self.clients[origin]
+
+
+class BulkWriter(BulkSession):
+    def write(self, changes: Sequence[WriteBack], tier_field: str) -> list[WriteResult]:
+        files = line_files(changes, tier_field)
+        try:
+            self.wait_for_running()
+            paths = self.stage(files)
+            runs = [self.run_file(f, path) for f, path in zip(files, paths, strict=True)]
+            self.poll(runs)
+            return self.results(changes, runs)
+        finally:
+            self.close()
+
+    def run_file(self, file: LineFile, path: str) -> Running:
+        variables = {"mutation": LINE_DOCUMENTS[file.mutation], "path": path, "client": CLIENT_IDENTIFIER}
+        run = self.start(file.mutation, RUN, variables, "bulkOperationRunMutation")
+        run.file = file
+        return run
+
+    # ----- the steps --------------------------------------------------------------------------------
+    def wait_for_running(self) -> None:
+        """Until no bulk mutation of this app is still running: one left by a stopped cycle would
+        race this one's on the same customers."""
+        deadline = time.monotonic() + DEADLINE_S
+        delay = 0.5
+        while True:
+            data = self.send("bulk-running", RUNNING, {}, POLL_COST) or {}
+            active = [n for n in ((data.get("bulkOperations") or {}).get("nodes") or []) if n.get("status") in ACTIVE]
+            if not active:
+                return
+            if time.monotonic() > deadline:
+                raise ApiError(self.system, f"{len(active)} bulk mutation(s) still running after {DEADLINE_S:.0f} s")
+            log.info("waiting for a running bulk mutation", system=self.system, running=len(active))
+            self.sleep(delay)
+            delay = min(delay * 2, self.poll_max_s)
+
+    def stage(self, files: Sequence[LineFile]) -> list[str]:
+        """One staged upload target per file, each uploaded by form POST; their `key`s."""
+        inputs = [
+            {
+                "resource": "BULK_MUTATION_VARIABLES",
+                "filename": f"crmsync-{f.mutation}.jsonl",
+                "mimeType": "text/jsonl",
+                "httpMethod": "POST",
+            }
+            for f in files
+        ]
+        data = self.send("bulk-stage", STAGE, {"input": inputs}, STAGE_COST) or {}
+        payload = data.get("stagedUploadsCreate") or {}
+        problems = payload.get("userErrors") or []
+        targets = payload.get("stagedTargets") or []
+        if problems or len(targets) != len(files):
+            raise ApiError(self.system, f"stagedUploadsCreate refused: {_messages(problems) or 'no targets'}")
+        paths = []
+        for target, file in zip(targets, files, strict=True):
+            parameters = [(p["name"], p["value"]) for p in target.get("parameters") or []]
+            key = dict(parameters).get("key")
+            if not key or not target.get("url"):
+                raise ApiError(self.system, "stagedUploadsCreate gave a target without a url or key")
+            # The signed fields first, in the order given, and the file last (the storage refuses
+            # a file before them).
+            fields: list[tuple[str, Any]] = [
+                *parameters,
+                ("file", (f"crmsync-{file.mutation}.jsonl", file.content(), "text/jsonl")),
+            ]
+            body, content_type = encode_multipart_formdata(fields)
+            origin, path, query = _split(target["url"])
+            self.client(origin).request(
+                "POST",
+                path,
+                params=query,
+                data=body,
+                headers={"Content-Type": content_type},
+                mutating=True,
+                expect_json=False,
+            )
+            paths.append(key)
+            log.info("staged", system=self.system, mutation=file.mutation, records=len(file.lines), bytes=len(body))
+        return paths
+
+    def results(self, changes: Sequence[WriteBack], runs: Sequence[Running]) -> list[WriteResult]:
+        problems: dict[str, list[str]] = {c.record_id: [] for c in changes}
+        unconfirmed: set[str] = set()
+        for run in runs:
+            lines = self.result_lines(run)
+            owners = run.file.owners if run.file else []
+            for number, owner in enumerate(owners):
+                line = lines.get(number)
+                if line is None:
+                    unconfirmed.add(owner)
+                    continue
+                for error in line.get("errors") or []:
+                    problems[owner].append(str(error.get("message")))
+                payload = (line.get("data") or {}).get(run.label) or {}
+                for error in payload.get("userErrors") or []:
+                    problems[owner].append(str(error.get("message")))
+        done = [WriteResult(rid, not msgs, "; ".join(msgs)) for rid, msgs in problems.items() if rid not in unconfirmed]
+        if unconfirmed:
+            failed = [r for r in runs if r.status != "COMPLETED"]
+            summary = ", ".join(f"{r.label} {r.status.lower()} ({r.error_code or 'no code'})" for r in failed)
+            message = f"bulk write-back incomplete: {summary}; {len(unconfirmed)} record(s) written again next cycle"
+            raise PartialWrite(self.system, message, done)
+        return done
+
+    def result_lines(self, run: Running) -> dict[int, dict[str, Any]]:
+        """Each line's result by its `__lineNumber`; none when the operation left no file."""
+        url = run.url if run.status == "COMPLETED" else run.partial_url
+        if not url:
+            return {}
+        text = self.download(url)
+        out: dict[int, dict[str, Any]] = {}
+        for raw in text.splitlines():
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue  # an unreadable line confirms nothing: its record is written again
+            number = line.get("__lineNumber") if isinstance(line, dict) else None
+            if isinstance(number, int) and run.file and 0 <= number < len(run.file.owners):
+                out[number] = line
+        return out
+
+
+def _split(url: str) -> tuple[str, str, list[tuple[str, str]]]:
+    """(origin, path, query pairs): the query (a signature) goes as params, never into a message."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}", parts.path or "/", parse_qsl(parts.query)
+
+
+def _messages(errors: Sequence[Mapping[str, Any]]) -> str:
+    return "; ".join(f"{e.get('code') or ''} {e.get('message')}".strip() for e in errors)
+
+
+# ----- bulk reads --------------------------------------------------------------------------------------
+RUN_QUERY = """
+mutation CrmsyncBulkRead($query: String!) {
+  bulkOperationRunQuery(query: $query) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}
+"""
+
+
+class BulkReader(BulkSession):
+    """A full read of one connection as a bulk query: every node a line of the result file."""
+
+    def read(self, label: str, query: str) -> tuple[str, list[dict[str, Any]]]:
+        """Run the query to its end: (the operation's id, its nodes in the file's order)."""
+        try:
+            run = self.start(label, RUN_QUERY, {"query": query}, "bulkOperationRunQuery")
+            self.poll([run])
+            if run.status != "COMPLETED":
+                raise ApiError(
+                    self.system, f"bulk read of {label} {run.status.lower()} ({run.error_code or 'no code'})"
+                )
+            return run.id, self.nodes(run.url)
+        finally:
+            self.close()
+
+    def resume(self, operation: str) -> list[dict[str, Any]] | None:
+        """The nodes of an earlier operation (a read stopped half-way), while its file is there."""
+        try:
+            data = self.send("bulk-poll", POLL, {"id": operation}, POLL_COST) or {}
+            node = data.get("bulkOperation") or {}
+            if node.get("status") != "COMPLETED":
+                return None  # failed, expired (after 7 days) or unknown: read it all again
+            return self.nodes(node.get("url"))
+        finally:
+            self.close()
+
+    def nodes(self, url: str | None) -> list[dict[str, Any]]:
+        if not url:
+            return []  # a query that found nothing has no file
+        out = []
+        for raw in self.download(url).splitlines():
+            if not raw.strip():
+                continue
+            try:
+                node = json.loads(raw)
+            except ValueError:
+                raise ApiError(self.system, "unreadable line in a bulk read's result file") from None
+            if not isinstance(node, dict) or "__parentId" in node:
+                # crmsync's bulk reads have no nested connection: a child line means another query.
+                raise ApiError(self.system, "unexpected line in a bulk read's result file")
+            out.append(node)
+        return out

@@ -132,7 +132,7 @@ def main() -> None:
             since = len(server.app.stats.log)
             started = time.monotonic()
             if step == "bulk":
-                results = connector.write_bulk(changes)
+                results = connector.write_bulk(changes, lambda: None)
                 assert len(results) == n and all(r.ok for r in results)
             else:
                 for at in range(0, n, connector.write_batch):

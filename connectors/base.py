@@ -369,9 +369,15 @@ class Connector(ABC):
         no bulk path."""
         return 0
 
-    def write_bulk(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
-        """Apply all of a cycle's changes through the vendor's bulk path (see `bulk_write_threshold`)."""
+    def write_bulk(self, changes: Sequence[WriteBack], guard: Callable[[], None]) -> list[WriteResult]:
+        """Apply all of a cycle's changes through the vendor's bulk path (see `bulk_write_threshold`),
+        calling `guard` (it raises when this process may no longer write) before each long step."""
         raise NotImplementedError(f"{self.type} has no bulk write")
+
+    def writes_held(self) -> str | None:
+        """Why this system's writes must wait this cycle, or None: work of an earlier cycle that
+        the vendor is still carrying out (Shopify's bulk mutations)."""
+        return None
 
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
         """Apply at most `max_write_batch` changes; one result per change, in any order. Vendors

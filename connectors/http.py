@@ -445,6 +445,10 @@ class ApiClient:
                 headers=headers,
                 timeout=self.timeouts,
             )
+            if "charset=" not in raw.headers.get("Content-Type", "").lower():
+                # JSON is UTF-8 (RFC 8259) and so are the JSONL files of bulk results; without
+                # this requests guesses (slowly, and for `text/*` says Latin-1).
+                raw.encoding = "utf-8"
             text = raw.text
         except requests.Timeout as exc:
             raise TransientError(self.system, f"{method} {path} timed out ({type(exc).__name__})") from None

@@ -95,14 +95,24 @@ class Applier:
                         log.warning("record rejected", system=name, record=result.record_id, reason=result.message)
 
             try:
-                if bulk:
+                held = connector.writes_held()
+                if held is not None:
+                    outcome.fail("failed", held)
+                    log.warning("writes held", system=name, reason=held)
+                    return
+                if bulk and self.stop_event.is_set():
+                    outcome.fail("interrupted", "stopped before writing")
+                elif bulk:
                     log.info("writing in bulk", system=name, records=len(changes))
                     self.write_guard()
                     try:
-                        settle(changes, connector.write_bulk(changes))
+                        results = connector.write_bulk(changes, self.write_guard)
                     except PartialWrite as exc:
+                        self.write_guard()
                         settle(changes, exc.results)  # what the vendor confirmed stays recorded
                         raise
+                    self.write_guard()  # hours may have passed: still this process's to record
+                    settle(changes, results)
                 for start in range(0, 0 if bulk else len(changes), size):
                     if self.stop_event.is_set():
                         outcome.fail("interrupted", "stopped between write batches")

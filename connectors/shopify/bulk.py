@@ -1,24 +1,27 @@
-"""Write-back through Shopify's bulk mutations, for a cycle with many customers to change.
+"""Shopify's bulk operations: a big store's full read as one bulk query, and a cycle's many
+write-backs as bulk mutations, both outside the per-request cost limit.
 
 One mutation at a time costs 10 points against a bucket that refills 100 points a second, so a
-first sync of a big store takes hours. A bulk mutation runs outside that limit: crmsync writes the
-variables of each mutation (`tagsAdd`, `tagsRemove`, `metafieldsSet`, `metafieldsDelete`) as a JSONL
-file, stages it (`stagedUploadsCreate`, a form POST to the storage target), starts one
+first sync of a big store takes hours. For a bulk mutation crmsync writes the variables of each
+mutation (`tagsAdd`, `tagsRemove`, `metafieldsSet`, `metafieldsDelete`) as a JSONL file, a line per
+customer, stages it (`stagedUploadsCreate`, a form POST to the storage target), starts one
 `bulkOperationRunMutation` per file, polls `bulkOperation(id:)` with backoff and reads each line's
-result from the file at `url` by its `__lineNumber` (lines come back in any order). Sources and what
-is assumed: ../shared/api-notes/shopify.md, section 7.
+result from the file at `url` by its `__lineNumber` (lines come back in any order). A line counts
+as written only when its result says so. Sources and what is assumed: ../shared/api-notes/shopify.md,
+section 7.
 
-Every line is one customer, so a refused line is that customer's refusal. Before it starts, crmsync
-waits for bulk mutations of its own still running (a cycle stopped while one ran): two operations on
-the same customers must not race. The storage target and the result files are on another host and
-take no Admin API token; the signed URLs are never logged.
+Tags are removed only after they were added (a second wave): Shopify does not say that two jobs
+changing one customer's tags at once are safe. A file stays under the storage's 100 MB. The storage
+target and the result files are on another host and take no Admin API token; the signed URLs are
+never logged. Operations left running by a stopped cycle are found by `active_mutations`: the
+cycle holds its writes to the shop until they end (sync/apply.py).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -27,7 +30,7 @@ import structlog
 from urllib3 import encode_multipart_formdata
 
 from connectors.errors import ApiError, PartialWrite
-from connectors.http import ApiClient
+from connectors.http import ApiClient, ApiResponse, Verdict
 from connectors.shopify.settings import TIER_KEY, TIER_NAMESPACE
 from mapping.model import WriteBack, WriteResult
 
@@ -39,13 +42,18 @@ Send = Callable[[str, str, Mapping[str, Any], float], Any]
 Storage = Callable[[str], ApiClient]
 # seconds -> None; raises Cancelled when a stop is requested
 Sleep = Callable[[float], None]
+# raises when this process may no longer write (the writer lock is lost)
+Guard = Callable[[], None]
 
-MAX_CONCURRENT = 5  # bulk mutations at a time per shop from 2026-01 (the bulk import guide)
+MAX_CONCURRENT = 5  # bulk operations of a type at a time per shop from 2026-01 (the bulk guides)
+MAX_FILE_BYTES = 90 * 1024 * 1024  # the storage takes at most 100 MB a file (the bulk import guide)
 TERMINAL = ("COMPLETED", "FAILED", "CANCELED", "EXPIRED")
 ACTIVE = ("CREATED", "RUNNING", "CANCELING")
 BUSY_CODES = ("LIMIT_REACHED", "OPERATION_IN_PROGRESS")
 DEADLINE_S = 25 * 3600.0  # Shopify fails a bulk mutation after 24 hours
 CLIENT_IDENTIFIER = "crmsync-writeback"
+# What runs after what: a customer's tags are added before any is removed.
+WAVES = (("tagsAdd", "metafieldsSet", "metafieldsDelete"), ("tagsRemove",))
 
 LINE_DOCUMENTS = {
     "tagsAdd": "mutation CrmsyncBulkTagsAdd($id: ID!, $tags: [String!]!) "
@@ -74,18 +82,47 @@ mutation CrmsyncBulkRun($mutation: String!, $path: String!, $client: String) {
   }
 }
 """
+RUN_QUERY = """
+mutation CrmsyncBulkRead($query: String!) {
+  bulkOperationRunQuery(query: $query) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}
+"""
 POLL = """
 query CrmsyncBulkPoll($id: ID!) {
   bulkOperation(id: $id) { id status errorCode objectCount url partialDataUrl }
 }
 """
-RUNNING = """
-query CrmsyncBulkRunning {
-  bulkOperations(first: 10, query: "operation_type:mutation") { nodes { id status } }
+# The app's newest operations, filtered here: the guide and the reference name the type filter
+# differently (`type:` / `operation_type:`), and a filter Shopify ignored would hide a running one.
+RECENT = """
+query CrmsyncBulkRecent {
+  bulkOperations(first: 25, sortKey: CREATED_AT) { nodes { id type status } }
 }
 """
 # The costs Shopify's bulk import guide shows for these calls.
 STAGE_COST, RUN_COST, POLL_COST = 11.0, 10.0, 1.0
+
+
+def storage_classify(response: ApiResponse) -> Verdict:
+    """The storage host's replies: 5xx and 429 are worth another try; any other refusal (an expired
+    signature, a file too large) is final, and never a matter of crmsync's credentials."""
+    status = response.status
+    if 200 <= status < 300:
+        return Verdict.ok()
+    if status == 429:
+        return Verdict("throttled", f"storage host busy (HTTP {status})")
+    if status == 408 or status >= 500:
+        return Verdict("retry", f"storage host failed (HTTP {status})")
+    return Verdict("fatal", f"storage host refused the request (HTTP {status})")
+
+
+def jsonl(text: str) -> Iterator[str]:
+    """The lines of a JSONL file: split on newlines only (str.splitlines also splits on U+2028,
+    which a JSON writer may leave raw inside a string)."""
+    return (line for line in text.split("\n") if line.strip())
 
 
 @dataclass
@@ -93,34 +130,48 @@ class LineFile:
     """One mutation's JSONL file: a line of variables per customer, and whose each line is."""
 
     mutation: str
-    lines: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
     owners: list[str] = field(default_factory=list)
+    size: int = 0
 
     def add(self, owner: str, variables: dict[str, Any]) -> None:
-        self.lines.append(variables)
+        line = json.dumps(variables, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        self.lines.append(line)
         self.owners.append(owner)
+        self.size += len(line)
 
     def content(self) -> bytes:
-        return b"".join(json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for v in self.lines)
+        return b"".join(self.lines)
 
 
-def line_files(changes: Sequence[WriteBack], tier_field: str) -> list[LineFile]:
-    """The files a batch of changes needs, each mutation's own (empty ones left out)."""
-    files = {name: LineFile(name) for name in LINE_DOCUMENTS}
+def line_files(changes: Sequence[WriteBack], tier_field: str, max_bytes: int = MAX_FILE_BYTES) -> list[LineFile]:
+    """The files a batch of changes needs (empty ones left out), none over `max_bytes`."""
+    files: dict[str, list[LineFile]] = {name: [LineFile(name)] for name in LINE_DOCUMENTS}
+
+    def add(mutation: str, owner: str, variables: dict[str, Any]) -> None:
+        current = files[mutation][-1]
+        current.add(owner, variables)
+        if current.size > max_bytes and len(current.lines) > 1:
+            # That line goes to a file of its own kind's next.
+            line, who = current.lines.pop(), current.owners.pop()
+            current.size -= len(line)
+            following = LineFile(mutation, [line], [who], len(line))
+            files[mutation].append(following)
+
     for change in changes:
         if change.add_tags:
-            files["tagsAdd"].add(change.record_id, {"id": change.record_id, "tags": list(change.add_tags)})
+            add("tagsAdd", change.record_id, {"id": change.record_id, "tags": list(change.add_tags)})
         if change.remove_tags:
-            files["tagsRemove"].add(change.record_id, {"id": change.record_id, "tags": list(change.remove_tags)})
+            add("tagsRemove", change.record_id, {"id": change.record_id, "tags": list(change.remove_tags)})
         if tier_field in change.set_fields:
             identifier = {"ownerId": change.record_id, "namespace": TIER_NAMESPACE, "key": TIER_KEY}
             value = change.set_fields[tier_field]
             if value:
                 item = {**identifier, "type": "single_line_text_field", "value": value}
-                files["metafieldsSet"].add(change.record_id, {"metafields": [item]})
+                add("metafieldsSet", change.record_id, {"metafields": [item]})
             else:
-                files["metafieldsDelete"].add(change.record_id, {"metafields": [identifier]})
-    return [f for f in files.values() if f.lines]
+                add("metafieldsDelete", change.record_id, {"metafields": [identifier]})
+    return [f for group in files.values() for f in group if f.lines]
 
 
 @dataclass
@@ -151,9 +202,15 @@ class BulkSession:
             client.close()
         self.clients.clear()
 
+    def active_mutations(self) -> list[str]:
+        """The app's bulk mutations that have not ended (a stopped cycle's, still at work)."""
+        data = self.send("bulk-recent", RECENT, {}, POLL_COST) or {}
+        nodes = (data.get("bulkOperations") or {}).get("nodes") or []
+        return [str(n.get("id")) for n in nodes if n.get("type") == "MUTATION" and n.get("status") in ACTIVE]
+
     def start(self, label: str, document: str, variables: Mapping[str, Any], root: str) -> Running:
         """Run `document` (a `bulkOperationRun*` mutation whose payload is `root`); while the shop's
-        bulk slots are taken, again with backoff."""
+        bulk slots are taken (another app's, or another crmsync's), again with backoff."""
         deadline = time.monotonic() + DEADLINE_S
         delay = 1.0
         while True:
@@ -216,13 +273,23 @@ class BulkSession:
 
 
 class BulkWriter(BulkSession):
-    def write(self, changes: Sequence[WriteBack], tier_field: str) -> list[WriteResult]:
+    def write(self, changes: Sequence[WriteBack], tier_field: str, guard: Guard) -> list[WriteResult]:
+        """One result per change; `PartialWrite` with the confirmed ones when an operation ended
+        early. `guard` is asked before every operation starts."""
         files = line_files(changes, tier_field)
+        runs: list[Running] = []
         try:
-            self.wait_for_running()
-            paths = self.stage(files)
-            runs = [self.run_file(f, path) for f, path in zip(files, paths, strict=True)]
-            self.poll(runs)
+            for wave in WAVES:
+                waiting = [f for f in files if f.mutation in wave]
+                while waiting:
+                    group, waiting = waiting[:MAX_CONCURRENT], waiting[MAX_CONCURRENT:]
+                    paths = self.stage(group)
+                    started = []
+                    for file, path in zip(group, paths, strict=True):
+                        guard()
+                        started.append(self.run_file(file, path))
+                    self.poll(started)
+                    runs.extend(started)
             return self.results(changes, runs)
         finally:
             self.close()
@@ -232,23 +299,6 @@ class BulkWriter(BulkSession):
         run = self.start(file.mutation, RUN, variables, "bulkOperationRunMutation")
         run.file = file
         return run
-
-    # ----- the steps --------------------------------------------------------------------------------
-    def wait_for_running(self) -> None:
-        """Until no bulk mutation of this app is still running: one left by a stopped cycle would
-        race this one's on the same customers."""
-        deadline = time.monotonic() + DEADLINE_S
-        delay = 0.5
-        while True:
-            data = self.send("bulk-running", RUNNING, {}, POLL_COST) or {}
-            active = [n for n in ((data.get("bulkOperations") or {}).get("nodes") or []) if n.get("status") in ACTIVE]
-            if not active:
-                return
-            if time.monotonic() > deadline:
-                raise ApiError(self.system, f"{len(active)} bulk mutation(s) still running after {DEADLINE_S:.0f} s")
-            log.info("waiting for a running bulk mutation", system=self.system, running=len(active))
-            self.sleep(delay)
-            delay = min(delay * 2, self.poll_max_s)
 
     def stage(self, files: Sequence[LineFile]) -> list[str]:
         """One staged upload target per file, each uploaded by form POST; their `key`s."""
@@ -295,39 +345,35 @@ class BulkWriter(BulkSession):
         return paths
 
     def results(self, changes: Sequence[WriteBack], runs: Sequence[Running]) -> list[WriteResult]:
+        """A change is written when every line of it says so; refused when one says why; neither
+        (a line missing, unreadable or saying nothing) and it is not confirmed: sent again."""
         problems: dict[str, list[str]] = {c.record_id: [] for c in changes}
         unconfirmed: set[str] = set()
         for run in runs:
             lines = self.result_lines(run)
-            owners = run.file.owners if run.file else []
-            for number, owner in enumerate(owners):
-                line = lines.get(number)
-                if line is None:
+            for number, owner in enumerate(run.file.owners if run.file else []):
+                verdict = line_verdict(lines.get(number), run.label)
+                if verdict is None:
                     unconfirmed.add(owner)
-                    continue
-                for error in line.get("errors") or []:
-                    problems[owner].append(str(error.get("message")))
-                payload = (line.get("data") or {}).get(run.label) or {}
-                for error in payload.get("userErrors") or []:
-                    problems[owner].append(str(error.get("message")))
+                else:
+                    problems[owner].extend(verdict)
         done = [WriteResult(rid, not msgs, "; ".join(msgs)) for rid, msgs in problems.items() if rid not in unconfirmed]
         if unconfirmed:
-            failed = [r for r in runs if r.status != "COMPLETED"]
-            summary = ", ".join(f"{r.label} {r.status.lower()} ({r.error_code or 'no code'})" for r in failed)
-            message = f"bulk write-back incomplete: {summary}; {len(unconfirmed)} record(s) written again next cycle"
+            ended = [
+                f"{r.label} {r.status.lower()} ({r.error_code or 'no code'})" for r in runs if r.status != "COMPLETED"
+            ]
+            why = ", ".join(ended) or "lines without a readable result"
+            message = f"bulk write-back incomplete: {why}; {len(unconfirmed)} record(s) written again next cycle"
             raise PartialWrite(self.system, message, done)
         return done
 
-    def result_lines(self, run: Running) -> dict[int, dict[str, Any]]:
+    def result_lines(self, run: Running) -> dict[int, Any]:
         """Each line's result by its `__lineNumber`; none when the operation left no file."""
         url = run.url if run.status == "COMPLETED" else run.partial_url
         if not url:
             return {}
-        text = self.download(url)
-        out: dict[int, dict[str, Any]] = {}
-        for raw in text.splitlines():
-            if not raw.strip():
-                continue
+        out: dict[int, Any] = {}
+        for raw in jsonl(self.download(url)):
             try:
                 line = json.loads(raw)
             except ValueError:
@@ -338,25 +384,17 @@ class BulkWriter(BulkSession):
         return out
 
 
-def _split(url: str) -> tuple[str, str, list[tuple[str, str]]]:
-    """(origin, path, query pairs): the query (a signature) goes as params, never into a message."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}", parts.path or "/", parse_qsl(parts.query)
-
-
-def _messages(errors: Sequence[Mapping[str, Any]]) -> str:
-    return "; ".join(f"{e.get('code') or ''} {e.get('message')}".strip() for e in errors)
-
-
-# ----- bulk reads --------------------------------------------------------------------------------------
-RUN_QUERY = """
-mutation CrmsyncBulkRead($query: String!) {
-  bulkOperationRunQuery(query: $query) {
-    bulkOperation { id status }
-    userErrors { field message code }
-  }
-}
-"""
+def line_verdict(line: Any, mutation: str) -> list[str] | None:
+    """What one result line says: [] written, [reasons] refused, None nothing to go by."""
+    if not isinstance(line, dict):
+        return None
+    errors = line.get("errors")
+    if isinstance(errors, list) and errors:
+        return [str(e.get("message") if isinstance(e, dict) else e) for e in errors]
+    payload = (line.get("data") or {}).get(mutation) if isinstance(line.get("data"), dict) else None
+    if not isinstance(payload, dict) or not isinstance(payload.get("userErrors"), list):
+        return None
+    return [str(e.get("message") if isinstance(e, dict) else e) for e in payload["userErrors"]]
 
 
 class BulkReader(BulkSession):
@@ -375,24 +413,11 @@ class BulkReader(BulkSession):
         finally:
             self.close()
 
-    def resume(self, operation: str) -> list[dict[str, Any]] | None:
-        """The nodes of an earlier operation (a read stopped half-way), while its file is there."""
-        try:
-            data = self.send("bulk-poll", POLL, {"id": operation}, POLL_COST) or {}
-            node = data.get("bulkOperation") or {}
-            if node.get("status") != "COMPLETED":
-                return None  # failed, expired (after 7 days) or unknown: read it all again
-            return self.nodes(node.get("url"))
-        finally:
-            self.close()
-
     def nodes(self, url: str | None) -> list[dict[str, Any]]:
         if not url:
             return []  # a query that found nothing has no file
         out = []
-        for raw in self.download(url).splitlines():
-            if not raw.strip():
-                continue
+        for raw in jsonl(self.download(url)):
             try:
                 node = json.loads(raw)
             except ValueError:
@@ -402,3 +427,13 @@ class BulkReader(BulkSession):
                 raise ApiError(self.system, "unexpected line in a bulk read's result file")
             out.append(node)
         return out
+
+
+def _split(url: str) -> tuple[str, str, list[tuple[str, str]]]:
+    """(origin, path, query pairs): the query (a signature) goes as params, never into a message."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}", parts.path or "/", parse_qsl(parts.query)
+
+
+def _messages(errors: Sequence[Mapping[str, Any]]) -> str:
+    return "; ".join(f"{e.get('code') or ''} {e.get('message')}".strip() for e in errors)

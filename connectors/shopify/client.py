@@ -13,7 +13,7 @@ The pieces: `settings.py` (configuration), `auth.py` (the three ways in), `check
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -21,10 +21,10 @@ from connectors.auth import token_classify
 from connectors.base import Capabilities, CheckReport, Connector, Page
 from connectors.clock import now as clock_now
 from connectors.errors import ApiError
-from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
+from connectors.http import ApiClient, ApiResponse, Verdict
 from connectors.paging import CursorPaginator, Reply
 from connectors.shopify.auth import authenticator
-from connectors.shopify.bulk import BulkReader, BulkWriter, Send, Sleep, Storage
+from connectors.shopify.bulk import BulkReader, BulkSession, BulkWriter, Send, Sleep, Storage, storage_classify
 from connectors.shopify.check import coverage_note, require_all_orders, scope_handles, scope_report
 from connectors.shopify.pacing import CostPacer
 from connectors.shopify.queries import (
@@ -115,7 +115,14 @@ class ShopifyConnector(Connector):
         return read_reply(response, self.rules, self.api_label())
 
     def graphql(
-        self, operation: str, query: str, variables: Mapping[str, Any], *, mutating: bool, cost: float | None = None
+        self,
+        operation: str,
+        query: str,
+        variables: Mapping[str, Any],
+        *,
+        mutating: bool,
+        cost: float | None = None,
+        idempotent: bool = True,
     ) -> Any:
         """The `data` of one document. `cost` is the caller's estimate (mutations); without one
         the pacer takes what `operation` was charged last time."""
@@ -124,6 +131,7 @@ class ShopifyConnector(Connector):
             self.endpoint,
             json_body={"query": query, "variables": dict(variables)},
             mutating=mutating,
+            idempotent=idempotent,
             cost=self.pacer.cost_of(operation, cost),
         )
         return response.body["data"]
@@ -238,21 +246,19 @@ class ShopifyConnector(Connector):
 
     def _worth_bulk(self, root: str) -> bool:
         threshold = self.settings.bulk_read_threshold
-        if not threshold:
+        if not threshold or not self.bulk_supported:
             return False
         counted = self.graphql(f"{root}Count", COUNT_QUERIES[root], {"limit": threshold}, mutating=False)
         return int((counted.get(f"{root}Count") or {}).get("count") or 0) >= threshold
 
     def _bulk_page(self, root: str, query: str, operation: str, line: int, size: int) -> Reply:
-        """Nodes `line` on of a bulk read's file; a read resumed in another process fetches the file
-        again, or (failed, or expired after 7 days) reads everything in a new operation."""
+        """Nodes `line` on of this process's bulk read. A read resumed in another process (after a
+        crash or a stop) runs the query again, from the first line: the old file may be older than
+        records stored since, which it would overwrite."""
         nodes = self._bulk_nodes.get(operation)
         if nodes is None:
-            nodes = self._bulk_reader().resume(operation)
-            if nodes is None:
-                operation, nodes = self._bulk_reader().read(root, query)
-                line = 0
-            self._bulk_nodes = {operation: nodes}
+            operation, nodes = self._bulk_reader().read(root, query)
+            self._bulk_nodes, line = {operation: nodes}, 0
         items = nodes[line : line + size]
         end = line + len(items)
         return Reply(items, end_cursor=f"{BULK_POSITION}{operation}:{end}", has_next=end < len(nodes))
@@ -261,15 +267,28 @@ class ShopifyConnector(Connector):
         return BulkReader(self.name, *self._bulk_kit(), poll_max_s=self.settings.bulk_poll_max)
 
     def _bulk_kit(self) -> tuple[Send, Storage, Sleep]:
-        """How a bulk session talks: the Admin API, the storage host (no credentials of the Admin
-        API there, and no pacing of it), and waits a stop request ends."""
-        return (
-            lambda operation, document, variables, cost: self.graphql(
-                operation, document, variables, mutating=True, cost=cost
-            ),
-            lambda origin: self.api_client(base_url=origin, classify=default_classify, paced=False),
-            self.client.sleep,
-        )
+        """How a bulk session talks: the Admin API (a `bulkOperationRun*` never sent twice: a lost
+        reply may have started one), the storage host (no credentials of the Admin API there, and no
+        pacing of it), and waits a stop request ends."""
+
+        def send(operation: str, document: str, variables: Mapping[str, Any], cost: float) -> Any:
+            mutating = document.lstrip().startswith("mutation")
+            once = "bulkOperationRun" not in document
+            return self.graphql(operation, document, variables, mutating=mutating, cost=cost, idempotent=once)
+
+        def storage(origin: str) -> ApiClient:
+            try:
+                return self.api_client(base_url=origin, classify=storage_classify, paced=False)
+            except ValueError as exc:  # plain http to a host that is not this machine
+                raise ApiError(self.name, f"bulk storage target refused: {exc}") from None
+
+        return send, storage, self.client.sleep
+
+    @property
+    def bulk_supported(self) -> bool:
+        """`bulkOperation(id:)`, `bulkOperations` and bulk runs of any mutation are from 2026-01."""
+        version = self.settings.api_version
+        return version == "unstable" or version >= "2026-01"
 
     # ----- mapping hooks ------------------------------------------------------------------------
     def payload_tags(self, payload: Mapping[str, Any]) -> list[str]:
@@ -305,13 +324,27 @@ class ShopifyConnector(Connector):
     # ----- writes -------------------------------------------------------------------------------
     @property
     def bulk_write_threshold(self) -> int:
-        return self.settings.bulk_write_threshold
+        return self.settings.bulk_write_threshold if self.bulk_supported else 0
 
-    def write_bulk(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
+    def write_bulk(self, changes: Sequence[WriteBack], guard: Callable[[], None]) -> list[WriteResult]:
         """All of a cycle's changes through bulk mutations (`bulk.py`); raises `PartialWrite` with
         the confirmed results when an operation ends early."""
         writer = BulkWriter(self.name, *self._bulk_kit(), poll_max_s=self.settings.bulk_poll_max)
-        return writer.write(changes, f"{TIER_NAMESPACE}.{TIER_KEY}")
+        return writer.write(changes, f"{TIER_NAMESPACE}.{TIER_KEY}", guard)
+
+    def writes_held(self) -> str | None:
+        """A bulk mutation of crmsync's still running at Shopify (a cycle stopped while it ran): what
+        this cycle would write was planned from a shop it is still changing, and could race it."""
+        if not self.bulk_supported:
+            return None
+        session = BulkSession(self.name, *self._bulk_kit())
+        running = session.active_mutations()
+        if not running:
+            return None
+        return (
+            f"writes held: {len(running)} bulk mutation(s) of an earlier cycle still running at Shopify "
+            f"({', '.join(running)}); the next cycle writes once they have ended"
+        )
 
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
         return write_batch(

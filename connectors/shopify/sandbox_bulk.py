@@ -17,12 +17,12 @@ section 7).
   connection's nodes as lines of their own with `__parentId`. A field without its scope fails the
   operation (`ACCESS_DENIED`).
 - An operation runs outside the cost bucket, in a worker thread of the sandbox (as Shopify runs it
-  on its side, whether anyone polls or not), at most `bulk_lines_per_s` lines (or root nodes) a
+  on its side, whether anyone polls or not), a mutation at most `bulk_lines_per_s` lines a
   second of the sandbox's clock: CREATED, RUNNING, then COMPLETED with a result file at a signed
   URL. A mutation's file holds `{"data": ..., "__lineNumber": n}` lines (`"errors"` beside them
   when a line's variables do not fit), out of input order as the guide warns.
   `bulk_fail_after` makes the next operations fail (`INTERNAL_SERVER_ERROR`) after that many lines,
-  with the lines done so far at `partialDataUrl`.
+  with the lines done so far at `partialDataUrl`; `bulk_damage` spoils chosen result lines.
 """
 
 from __future__ import annotations
@@ -131,6 +131,9 @@ class BulkState:
         self.operations: dict[int, BulkOperation] = {}
         self.lines_per_s = 100_000.0
         self.fail_after: int | None = None
+        # Result lines that confirm nothing, by input line number: {"null": [...], "drop": [...],
+        # "garble": [...]} (`data: null`, no line at all, a line that is not JSON).
+        self.damage: dict[str, list[int]] = {}
         # Requests that reached the bucket or a result file carrying the Admin API token: never wanted.
         self.tokens_seen = 0
         self.runner: threading.Thread | None = None
@@ -243,7 +246,7 @@ def download(sandbox: ShopifySandbox, request: Request, name: str) -> Response:
         shuffled = list(range(len(op.results)))
         if op.type == "MUTATION":
             shuffled.sort(key=lambda n: hashlib.md5(str(n).encode()).digest())
-        text = "".join(op.results[n] + "\n" for n in shuffled)
+        text = "".join(op.results[n] + "\n" for n in shuffled if op.results[n])
     return Response(text, status=200, content_type="application/jsonl")
 
 
@@ -402,7 +405,9 @@ def _run_query_slice(sandbox: ShopifySandbox, op: BulkOperation, size: int) -> N
     connection = next(iter(result.data.values()))
     nodes = [e["node"] for e in connection.get("edges") or []] or list(connection.get("nodes") or [])
     for node in nodes:
-        op.results.extend(json.dumps(line, separators=(",", ":"), default=str) for line in _flatten(node, None))
+        op.results.extend(
+            json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str) for line in _flatten(node, None)
+        )
     op.roots += len(nodes)
     op.exhausted = not context.bulk_more
 
@@ -455,7 +460,7 @@ def _mutation_document(text: str, schema: Any) -> DocumentNode | None:
 def _jsonl_objects(content: bytes) -> list[dict[str, Any]] | None:
     out: list[dict[str, Any]] = []
     try:
-        for raw in content.decode("utf-8").splitlines():
+        for raw in content.decode("utf-8").split("\n"):
             if not raw.strip():
                 continue
             value = json.loads(raw)
@@ -502,8 +507,9 @@ def advance(sandbox: ShopifySandbox, budget: int = 200) -> None:
 
 
 def _advance_query(sandbox: ShopifySandbox, op: BulkOperation, now: float, budget: int) -> int:
-    """A query's next root nodes, as many as the clock and the budget allow; the budget left."""
-    due = int((now - op.started) * sandbox.bulk.lines_per_s) - op.roots
+    """A query's next root nodes, as many as the budget allows (a query is never slowed: the
+    tests slow mutations, to stop crmsync while one runs); the budget left."""
+    due = budget
     op.status = "RUNNING"
     while not op.exhausted and due > 0 and budget > 0 and op.status == "RUNNING":
         size = min(due, budget, 250)
@@ -527,12 +533,18 @@ def _run_line(sandbox: ShopifySandbox, op: BulkOperation, index: int) -> str:
         context_value=Context(sandbox, None),
         variable_values=op.lines[index],
     )
+    damage = sandbox.bulk.damage
+    if index in damage.get("drop", ()):
+        return ""
+    if index in damage.get("garble", ()):
+        return '{"data": {"tagsAdd": '
     line: dict[str, Any] = {}
     if result.errors:
         line["errors"] = [{"message": e.message} for e in result.errors]
-    line["data"] = result.data
+    line["data"] = None if index in damage.get("null", ()) else result.data
     line["__lineNumber"] = index
-    return json.dumps(line, separators=(",", ":"), default=str)
+    # Raw UTF-8, as Shopify's writer leaves it (a U+2028 inside a string included).
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def bulk_operation(info: GraphQLResolveInfo[Context], id: str) -> dict[str, Any] | None:
@@ -599,7 +611,13 @@ def change_settings(state: BulkState, partial: dict[str, Any]) -> None:
         if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
             raise VendorError(400, "bad_request", "bulk_fail_after is a number of lines or null")
         state.fail_after = after
+    if "bulk_damage" in partial:
+        damage = partial.pop("bulk_damage")
+        kinds = ("null", "drop", "garble")
+        if not isinstance(damage, dict) or any(k not in kinds or not isinstance(v, list) for k, v in damage.items()):
+            raise VendorError(400, "bad_request", "bulk_damage maps null, drop or garble to line numbers")
+        state.damage = {k: [int(n) for n in v] for k, v in damage.items()}
 
 
 def settings_view(state: BulkState) -> Mapping[str, Any]:
-    return {"bulk_lines_per_s": state.lines_per_s, "bulk_fail_after": state.fail_after}
+    return {"bulk_lines_per_s": state.lines_per_s, "bulk_fail_after": state.fail_after, "bulk_damage": state.damage}

@@ -15,12 +15,16 @@ from structlog.testing import capture_logs
 
 from connectors.errors import PartialWrite
 from connectors.http import Cancelled
-from connectors.shopify.bulk import LINE_DOCUMENTS, RUN, STAGE, BulkWriter, LineFile
+from connectors.shopify.bulk import LINE_DOCUMENTS, RUN, STAGE, BulkWriter, line_files
 from connectors.shopify.sandbox import admin_schema
 from mapping.model import RemoteState, WriteBack
 from tests.kit import Sandboxes, make_connector, wait_until
 
 TIER = "crmsync.loyalty_tier"
+
+
+def no_guard() -> None:
+    """The writer lock cannot be lost here."""
 
 
 def customers(n: int) -> list[dict[str, Any]]:
@@ -115,15 +119,16 @@ def test_bulk_and_paging_end_in_the_same_vendor_state(two_shops: tuple[Sandboxes
         assert all(r.ok for r in paging.write(changes[start : start + paging.write_batch]))
     bulk = make_connector(bulk_shop, "shopify")
     before = vendor_state(bulk_shop, 80)
-    results = bulk.write_bulk(changes)
+    results = bulk.write_bulk(changes, no_guard)
     assert sorted(r.record_id for r in results) == sorted(c.record_id for c in changes)
     assert all(r.ok for r in results), [r.message for r in results if not r.ok]
     assert vendor_state(bulk_shop, 80) == vendor_state(paged_shop, 80)
     assert vendor_state(bulk_shop, 80) != before
-    # Four files (add, remove, set, delete): one staging call, four runs; no per-customer mutation.
+    # Four files (add, remove, set, delete) in two waves (removals after additions): a staging call
+    # and the runs per wave; no per-customer mutation.
     log = bulk_shop.request_log("shopify")
     mutations = [e for e in log if e["path"].endswith("graphql.json") and e["write"]]
-    assert len(mutations) == 1 + 4
+    assert len(mutations) == (1 + 3) + (1 + 1)
     assert sum(1 for e in log if e["path"] == "/staged-uploads") == 4
     assert sum(1 for e in log if e["path"].startswith("/bulk-results/")) == 4
     paged_writes = [e for e in paged_shop.request_log("shopify") if e["write"]]
@@ -138,7 +143,7 @@ def test_each_line_result_goes_to_its_own_customer(start_sandboxes_fixture: Call
     ]
     changes.append(WriteBack("shopify", "gid://shopify/Customer/999", ("crmsync:friends",), (), {}, RemoteState()))
     changes.append(WriteBack("shopify", "gid://shopify/Customer/7", (), (), {TIER: "two\nlines"}, RemoteState()))
-    results = {r.record_id: r for r in make_connector(shop, "shopify").write_bulk(changes)}
+    results = {r.record_id: r for r in make_connector(shop, "shopify").write_bulk(changes, no_guard)}
     assert results["gid://shopify/Customer/999"].ok is False
     assert "not found" in results["gid://shopify/Customer/999"].message
     assert results["gid://shopify/Customer/7"].ok is False
@@ -160,7 +165,7 @@ def test_the_storage_host_gets_no_admin_token_and_signed_urls_stay_out_of_logs(
         WriteBack("shopify", f"gid://shopify/Customer/{i}", ("crmsync:a",), (), {}, RemoteState()) for i in range(1, 11)
     ]
     with capture_logs() as events:
-        assert all(r.ok for r in connector.write_bulk(changes))
+        assert all(r.ok for r in connector.write_bulk(changes, no_guard))
     app = shop.app("shopify")
     assert app.bulk.tokens_seen == 0
     text = repr(events)
@@ -177,7 +182,7 @@ def test_a_failed_operation_keeps_the_confirmed_lines_and_leaves_the_rest(
         WriteBack("shopify", f"gid://shopify/Customer/{i}", ("crmsync:a",), (), {}, RemoteState()) for i in range(1, 13)
     ]
     with pytest.raises(PartialWrite) as caught:
-        make_connector(shop, "shopify").write_bulk(changes)
+        make_connector(shop, "shopify").write_bulk(changes, no_guard)
     assert "failed (INTERNAL_SERVER_ERROR)" in caught.value.message
     assert sorted(r.record_id for r in caught.value.results) == [f"gid://shopify/Customer/{i}" for i in (1, 2, 3, 4, 5)]
     assert all(r.ok for r in caught.value.results)
@@ -185,33 +190,75 @@ def test_a_failed_operation_keeps_the_confirmed_lines_and_leaves_the_rest(
     assert tagged == {1, 2, 3, 4, 5}
 
 
-def test_waits_for_its_own_running_bulk_mutation_before_starting_another(
+def test_tags_are_removed_only_after_they_were_added(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    """Shopify does not say two jobs changing one customer's tags at once are safe: one wave after the other."""
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(12)}})
+    set_app(shop, bulk_lines_per_s=50)
+    changes = [
+        WriteBack("shopify", f"gid://shopify/Customer/{i}", ("crmsync:new",), ("crmsync:old",), {}, RemoteState())
+        for i in range(1, 13)
+    ]
+    assert all(r.ok for r in make_connector(shop, "shopify", bulk_poll_max=0.1).write_bulk(changes, no_guard))
+    added, removed = (shop.app("shopify").bulk.operations[n] for n in (1, 2))
+    assert "tagsAdd" in added.query and "tagsRemove" in removed.query
+    assert added.ended is not None and removed.started >= added.ended
+
+
+def test_writes_are_held_while_a_bulk_mutation_of_an_earlier_cycle_runs(
     start_sandboxes_fixture: Callable[..., Sandboxes],
 ) -> None:
-    """A cycle stopped while its operation ran leaves it running at Shopify; the next one must not race it."""
+    """A cycle stopped while its operation ran leaves it running at Shopify: the next cycle's plan
+    was made from a shop it is still changing."""
     shop = start_sandboxes_fixture({"shopify": {"customers": customers(10)}})
     set_app(shop, bulk_lines_per_s=20)  # ten lines: half a second
     connector = make_connector(shop, "shopify", bulk_poll_max=0.2)
-    writer = BulkWriter(
-        "shopify",
-        lambda o, d, v, c: connector.graphql(o, d, v, mutating=True, cost=c),
-        lambda origin: connector.api_client(base_url=origin, paced=False),
-        connector.client.sleep,
+    assert connector.writes_held() is None
+    writer = BulkWriter("shopify", *connector._bulk_kit())
+    [left] = line_files(
+        [
+            WriteBack("shopify", f"gid://shopify/Customer/{i}", ("crmsync:left",), (), {}, RemoteState())
+            for i in range(1, 11)
+        ],
+        TIER,
     )
-    left = LineFile("tagsAdd")
-    for i in range(1, 11):
-        left.add(f"gid://shopify/Customer/{i}", {"id": f"gid://shopify/Customer/{i}", "tags": ["crmsync:left"]})
     [path] = writer.stage([left])
-    writer.run_file(left, path)
+    orphan = writer.run_file(left, path)
+    held = connector.writes_held()
+    assert held is not None and orphan.id in held and "still running" in held
+    assert wait_until(lambda: connector.writes_held() is None, timeout=20)
+    # Another app's operations, or crmsync's finished ones, hold nothing.
+    assert shop.app("shopify").bulk.operations[1].status == "COMPLETED"
+
+
+def test_the_writer_lock_is_proved_before_each_operation_starts(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(6)}})
     changes = [
-        WriteBack("shopify", f"gid://shopify/Customer/{i}", (), ("crmsync:left",), {}, RemoteState())
-        for i in range(1, 11)
+        WriteBack(
+            "shopify", f"gid://shopify/Customer/{i}", ("crmsync:a",), ("crmsync:b",), {TIER: "gold"}, RemoteState()
+        )
+        for i in range(1, 7)
     ]
-    assert all(r.ok for r in connector.write_bulk(changes))
-    first, second = shop.app("shopify").bulk.operations[1], shop.app("shopify").bulk.operations[2]
-    assert first.status == "COMPLETED" and first.ended is not None
-    assert second.started >= first.ended
-    assert all("crmsync:left" not in shop.customer("shopify", str(i))["tags"] for i in range(1, 11))
+    calls: list[int] = []
+
+    def lost_after_two() -> None:
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("lock lost")
+
+    with pytest.raises(RuntimeError, match="lock lost"):
+        make_connector(shop, "shopify").write_bulk(changes, lost_after_two)
+    assert len(shop.app("shopify").bulk.operations) == 2  # the third was never started
+
+
+def test_an_old_api_version_writes_and_reads_page_by_page(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    """`bulkOperation(id:)`, `bulkOperations` and bulk runs of tagsAdd are from 2026-01."""
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(20)}})
+    connector = make_connector(shop, "shopify", api_version="2025-10", bulk_read_threshold=1, bulk_write_threshold=1)
+    assert connector.bulk_write_threshold == 0 and connector.writes_held() is None
+    assert len(read_all(connector)) == 20
+    assert shop.app("shopify").bulk.operations == {}
 
 
 def test_a_stop_request_ends_the_wait_for_a_bulk_operation(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
@@ -223,7 +270,7 @@ def test_a_stop_request_ends_the_wait_for_a_bulk_operation(start_sandboxes_fixtu
 
     def run() -> None:
         try:
-            connector.write_bulk(changes)
+            connector.write_bulk(changes, no_guard)
         except BaseException as exc:  # the test looks at what ended it
             outcome["error"] = exc
 
@@ -313,7 +360,7 @@ def test_bulk_lines_are_not_charged_to_the_cost_bucket(start_sandboxes_fixture: 
         WriteBack("shopify", f"gid://shopify/Customer/{i}", ("crmsync:a",), (), {}, RemoteState())
         for i in range(1, 301)
     ]
-    assert all(r.ok for r in make_connector(shop, "shopify").write_bulk(changes))
+    assert all(r.ok for r in make_connector(shop, "shopify").write_bulk(changes, no_guard))
     charged = sum(e.get("cost") or 0 for e in shop.request_log("shopify"))
     # 300 tagsAdd one by one would be 3,000 points; the calls around the operation cost a few dozen.
     assert charged < 60
@@ -387,27 +434,47 @@ def test_a_small_store_or_an_incremental_pass_is_paged(big_shop: Sandboxes) -> N
     assert big_shop.app("shopify").bulk.operations == {}
 
 
-def test_a_bulk_read_stopped_half_way_goes_on_from_its_file(big_shop: Sandboxes) -> None:
+def test_a_bulk_read_stopped_half_way_runs_its_query_again(big_shop: Sandboxes) -> None:
+    """The old file may be older than records stored since (incremental cycles in between): a
+    resumed read asks Shopify again rather than store stale copies over them."""
     first = make_connector(big_shop, "shopify", page_size=25, bulk_read_threshold=100)
     pages = first.read_contacts(None)
-    seen = [r.id for r in next(pages).records] + [r.id for r in next(pages).records]
-    checkpoint = next(pages).checkpoint  # the third page's: where the pass goes on
-    assert str(checkpoint["pass"]["at"]).startswith("bulk:gid://shopify/BulkOperation/")
-    # Another process (no file in memory) resumes: the same operation's file, from line 75.
+    next(pages)
+    checkpoint = next(pages).checkpoint  # after the second page: where the pass goes on
+    assert str(checkpoint["pass"]["at"]).startswith("bulk:gid://shopify/BulkOperation/1:50")
+    big_shop.patch_customer("shopify", "99", {"firstName": "Nieuw"})
     again = read_all(make_connector(big_shop, "shopify", page_size=25, bulk_read_threshold=100), checkpoint)
-    assert len(again) == 120 - 75
-    assert len(big_shop.app("shopify").bulk.operations) == 1
-    assert set(seen).isdisjoint(r.id for r in again)
-
-
-def test_a_bulk_read_whose_file_is_gone_reads_everything_again(big_shop: Sandboxes) -> None:
-    first = make_connector(big_shop, "shopify", page_size=25, bulk_read_threshold=100)
-    pages = first.read_contacts(None)
-    checkpoint = next(pages).checkpoint
-    big_shop.app("shopify").bulk.operations[1].status = "EXPIRED"  # seven days later
-    again = read_all(make_connector(big_shop, "shopify", page_size=25, bulk_read_threshold=100), checkpoint)
-    assert len(again) == 120
+    assert len(again) == 120  # from the first line of a new operation's file
     assert len(big_shop.app("shopify").bulk.operations) == 2
+    assert next(r.payload for r in again if r.id.endswith("/99"))["firstName"] == "Nieuw"
+
+
+def test_odd_characters_survive_a_bulk_read_and_a_bulk_write(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    odd = customers(3)
+    odd[0]["firstName"] = "Zoë\u2028Ångström\u0085"  # a line separator and NEL inside a name
+    shop = start_sandboxes_fixture({"shopify": {"customers": odd}})
+    paged = {r.id: r.payload for r in read_all(make_connector(shop, "shopify", bulk_read_threshold=0))}
+    bulk = {r.id: r.payload for r in read_all(make_connector(shop, "shopify", bulk_read_threshold=1))}
+    assert bulk == paged and bulk["gid://shopify/Customer/1"]["firstName"] == odd[0]["firstName"]
+    tag = "crmsync:vrienden-één"
+    changes = [WriteBack("shopify", f"gid://shopify/Customer/{i}", (tag,), (), {}, RemoteState()) for i in (1, 2, 3)]
+    assert all(r.ok for r in make_connector(shop, "shopify").write_bulk(changes, no_guard))
+    assert tag in shop.customer("shopify", "2")["tags"]
+
+
+@pytest.mark.parametrize("damage", ["null", "drop", "garble"])
+def test_a_result_line_that_confirms_nothing_is_written_again(
+    start_sandboxes_fixture: Callable[..., Sandboxes], damage: str
+) -> None:
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(6)}})
+    set_app(shop, bulk_damage={damage: [2]})
+    changes = [
+        WriteBack("shopify", f"gid://shopify/Customer/{i}", ("crmsync:a",), (), {}, RemoteState()) for i in range(1, 7)
+    ]
+    with pytest.raises(PartialWrite) as caught:
+        make_connector(shop, "shopify").write_bulk(changes, no_guard)
+    assert "1 record(s) written again" in caught.value.message
+    assert sorted(r.record_id for r in caught.value.results) == [f"gid://shopify/Customer/{i}" for i in (1, 2, 4, 5, 6)]
 
 
 def test_a_bulk_read_without_the_scope_fails_as_shopify_fails_it(

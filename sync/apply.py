@@ -95,7 +95,7 @@ class Applier:
                         log.warning("record rejected", system=name, record=result.record_id, reason=result.message)
 
             try:
-                held = connector.writes_held()
+                held = writes_held(connector)
                 if held is not None:
                     outcome.fail("failed", held)
                     log.warning("writes held", system=name, reason=held)
@@ -140,6 +140,15 @@ class Applier:
             return
         with ThreadPoolExecutor(max_workers=len(systems), thread_name_prefix="apply") as pool:
             list(pool.map(one, systems))
+
+
+def writes_held(connector: Connector) -> str | None:
+    """Why this system's writes wait this cycle (`Connector.writes_held`), or None. A check that
+    could not be made holds them too: unknown is not "nothing running"."""
+    try:
+        return connector.writes_held()
+    except ConnectorError as exc:
+        return f"writes held: could not check for work of an earlier cycle still running ({exc.message})"
 
 
 def contact_people(

@@ -23,6 +23,7 @@ import structlog
 from connectors.base import Connector
 from connectors.errors import ConnectorError
 from mapping.model import Membership, WriteBack
+from sync.apply import writes_held
 from sync.planner import diff
 from sync.state import StateStore
 from sync.state.erasure import Target
@@ -80,6 +81,10 @@ def clear_at_vendors(
             continue
         if system in skip:
             outcome.reason = "the system failed this cycle"
+            continue
+        held = writes_held(connector)
+        if held is not None:
+            outcome.reason = held
             continue
         _clear_system(store, connector, targets, outcome, clock=clock, guard=guard)
         log.info("erasures cleared", system=system, records=outcome.cleared, pending=outcome.pending)

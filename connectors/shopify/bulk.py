@@ -95,11 +95,20 @@ query CrmsyncBulkPoll($id: ID!) {
   bulkOperation(id: $id) { id status errorCode objectCount url partialDataUrl }
 }
 """
-# The app's newest operations, filtered here: the guide and the reference name the type filter
-# differently (`type:` / `operation_type:`), and a filter Shopify ignored would hide a running one.
+# The app's operations in each unended status (the reference's `status:` filter; at most five of
+# a type can be active, so no order matters), checked again here with the type: the guide and the
+# reference name the type filter differently (`type:` / `operation_type:`).
 RECENT = """
 query CrmsyncBulkRecent {
-  bulkOperations(first: 25, sortKey: CREATED_AT) { nodes { id type status } }
+  created: bulkOperations(first: 25, query: "status:created") {
+    nodes { id type status }
+  }
+  running: bulkOperations(first: 25, query: "status:running") {
+    nodes { id type status }
+  }
+  canceling: bulkOperations(first: 25, query: "status:canceling") {
+    nodes { id type status }
+  }
 }
 """
 # The costs Shopify's bulk import guide shows for these calls.
@@ -205,8 +214,8 @@ class BulkSession:
     def active_mutations(self) -> list[str]:
         """The app's bulk mutations that have not ended (a stopped cycle's, still at work)."""
         data = self.send("bulk-recent", RECENT, {}, POLL_COST) or {}
-        nodes = (data.get("bulkOperations") or {}).get("nodes") or []
-        return [str(n.get("id")) for n in nodes if n.get("type") == "MUTATION" and n.get("status") in ACTIVE]
+        nodes = [n for key in ("created", "running", "canceling") for n in (data.get(key) or {}).get("nodes") or []]
+        return sorted({str(n.get("id")) for n in nodes if n.get("type") == "MUTATION" and n.get("status") in ACTIVE})
 
     def start(self, label: str, document: str, variables: Mapping[str, Any], root: str) -> Running:
         """Run `document` (a `bulkOperationRun*` mutation whose payload is `root`); while the shop's

@@ -96,6 +96,7 @@ class ShopifyConnector(Connector):
         self._scopes: frozenset[str] | None = None
         self._bulk_nodes: dict[str, list[dict[str, Any]]] = {}  # a bulk read's file, by operation
         self._bulk_passes: dict[str, tuple[Window, str]] = {}  # per connection: the pass reading in bulk
+        self._bulk_restarts: dict[str, tuple[str, int]] = {}  # a resumed position -> where it restarted
         # The token endpoint is on the shop's own host, outside the Admin API's cost limit.
         flow = self.settings.flow
         self.token_client = None if flow == "fixed_token" else self.api_client(classify=token_classify, paced=False)
@@ -218,7 +219,7 @@ class ShopifyConnector(Connector):
 
         def fetch(after: Any, window: Window) -> Reply:
             if isinstance(after, str) and after.startswith(BULK_POSITION):
-                if not bulk:  # a bulk read stopped, resumed when its query has changed: start over
+                if not bulk or not self._bulk_reads:  # resumed with bulk reads now off: start over
                     after = None
                 else:
                     operation, line = after[len(BULK_POSITION) :].rsplit(":", 1)
@@ -244,9 +245,13 @@ class ShopifyConnector(Connector):
             kind, fetch, lambda at: CursorPaginator(self.name, size, at), RecordSpec("id", ("updatedAt",))
         )
 
+    @property
+    def _bulk_reads(self) -> bool:
+        return bool(self.settings.bulk_read_threshold) and self.bulk_supported
+
     def _worth_bulk(self, root: str) -> bool:
         threshold = self.settings.bulk_read_threshold
-        if not threshold or not self.bulk_supported:
+        if not self._bulk_reads:
             return False
         counted = self.graphql(f"{root}Count", COUNT_QUERIES[root], {"limit": threshold}, mutating=False)
         return int((counted.get(f"{root}Count") or {}).get("count") or 0) >= threshold
@@ -255,10 +260,13 @@ class ShopifyConnector(Connector):
         """Nodes `line` on of this process's bulk read. A read resumed in another process (after a
         crash or a stop) runs the query again, from the first line: the old file may be older than
         records stored since, which it would overwrite."""
+        asked = f"{operation}:{line}"
+        operation, line = self._bulk_restarts.get(asked, (operation, line))
         nodes = self._bulk_nodes.get(operation)
         if nodes is None:
             operation, nodes = self._bulk_reader().read(root, query)
             self._bulk_nodes, line = {operation: nodes}, 0
+            self._bulk_restarts[asked] = (operation, 0)  # the same page when it is asked for again
         items = nodes[line : line + size]
         end = line + len(items)
         return Reply(items, end_cursor=f"{BULK_POSITION}{operation}:{end}", has_next=end < len(nodes))
@@ -267,13 +275,13 @@ class ShopifyConnector(Connector):
         return BulkReader(self.name, *self._bulk_kit(), poll_max_s=self.settings.bulk_poll_max)
 
     def _bulk_kit(self) -> tuple[Send, Storage, Sleep]:
-        """How a bulk session talks: the Admin API (a `bulkOperationRun*` never sent twice: a lost
-        reply may have started one), the storage host (no credentials of the Admin API there, and no
+        """How a bulk session talks: the Admin API (a `bulkOperationRunMutation` never sent twice: a
+        lost reply may have started one), the storage host (no credentials of the Admin API there, and no
         pacing of it), and waits a stop request ends."""
 
         def send(operation: str, document: str, variables: Mapping[str, Any], cost: float) -> Any:
             mutating = document.lstrip().startswith("mutation")
-            once = "bulkOperationRun" not in document
+            once = "bulkOperationRunMutation" not in document  # a second bulk read is only waste
             return self.graphql(operation, document, variables, mutating=mutating, cost=cost, idempotent=once)
 
         def storage(origin: str) -> ApiClient:

@@ -91,7 +91,7 @@ def test_a_kill_during_a_bulk_operation_then_rerun_ends_as_an_uninterrupted_run(
             # The operation a kill left behind goes on at Shopify (slowly here): the rerun holds its
             # writes while it runs, as the daemon's next cycle would, and the one after writes.
             rerun = spawn("backfill", "-c", str(victim.config), "--json", env=env).result(timeout=180)
-            if rerun.returncode == 3 and "writes held" in rerun.stdout:
+            if rerun.returncode == 3 and "bulk mutation(s) of an earlier cycle" in rerun.stdout:
                 held += 1
                 slow_bulk(victim, 100_000)
                 wait_until(lambda: not [op for op in operations(victim, "MUTATION") if op.status in ACTIVE], timeout=60)

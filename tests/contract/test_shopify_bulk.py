@@ -547,3 +547,43 @@ def test_a_bulk_query_writes_nested_nodes_as_lines_with_their_parent(
     assert lines[0] == {"id": "gid://shopify/Order/1"}
     assert [line.get("__parentId") for line in lines[1:]] == ["gid://shopify/Order/1"] * 2
     assert {line["title"] for line in lines[1:]} == {"Shoe", "Sock"}
+
+
+def test_files_stay_under_the_storage_limit_with_their_owners_in_line() -> None:
+    changes = [
+        WriteBack("shopify", f"gid://shopify/Customer/{i}", (f"crmsync:seg-{i}",), (), {}, RemoteState())
+        for i in range(1, 41)
+    ]
+    files = line_files(changes, TIER, max_bytes=300)
+    assert len(files) > 1 and all(f.mutation == "tagsAdd" for f in files)
+    assert all(f.size <= 300 and f.size == len(f.content()) for f in files)
+    owners = [o for f in files for o in f.owners]
+    assert owners == [c.record_id for c in changes]
+    for file in files:
+        for owner, line in zip(file.owners, file.lines, strict=True):
+            assert json.loads(line)["id"] == owner
+
+
+def test_a_refusal_by_the_storage_host_is_not_a_credentials_error(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    from connectors.errors import ApiError, AuthError
+    from connectors.shopify.bulk import BulkSession
+
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(2)}})
+    session = BulkSession("shopify", *make_connector(shop, "shopify")._bulk_kit())
+    with pytest.raises(ApiError) as caught:
+        session.download(f"{shop.url('shopify')}/bulk-results/1.jsonl?signature=forged")
+    assert not isinstance(caught.value, AuthError)
+    assert "storage host refused the request (HTTP 403)" in caught.value.message
+    assert "forged" not in caught.value.message
+
+
+def test_a_bulk_position_resumed_with_bulk_reads_off_starts_the_pass_again(big_shop: Sandboxes) -> None:
+    pages = make_connector(big_shop, "shopify", page_size=25, bulk_read_threshold=100).read_contacts(None)
+    checkpoint = next(pages).checkpoint
+    assert str(checkpoint["pass"]["at"]).startswith("bulk:")
+    for off in ({"bulk_read_threshold": 0}, {"api_version": "2025-10"}):
+        again = read_all(make_connector(big_shop, "shopify", page_size=25, **off), checkpoint)
+        assert len(again) == 120
+    assert len(big_shop.app("shopify").bulk.operations) == 1  # paged, no second bulk query

@@ -342,8 +342,9 @@ class ShopifyConnector(Connector):
 
     def writes_held(self) -> str | None:
         """A bulk mutation of crmsync's still running at Shopify (a cycle stopped while it ran): what
-        this cycle would write was planned from a shop it is still changing, and could race it."""
-        if not self.bulk_supported:
+        this cycle would write was planned from a shop it is still changing, and could race it.
+        With bulk writes off crmsync starts none, and does not ask."""
+        if not self.bulk_write_threshold:
             return None
         session = BulkSession(self.name, *self._bulk_kit())
         running = session.active_mutations()

@@ -225,6 +225,7 @@ def test_writes_are_held_while_a_bulk_mutation_of_an_earlier_cycle_runs(
     orphan = writer.run_file(left, path)
     held = connector.writes_held()
     assert held is not None and orphan.id in held and "still running" in held
+    assert make_connector(shop, "shopify", bulk_write_threshold=0).writes_held() is None  # bulk off: not asked
     assert wait_until(lambda: connector.writes_held() is None, timeout=20)
     # Another app's operations, or crmsync's finished ones, hold nothing.
     assert shop.app("shopify").bulk.operations[1].status == "COMPLETED"

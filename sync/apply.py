@@ -113,13 +113,14 @@ class Applier:
                         raise
                     self.write_guard()  # hours may have passed: still this process's to record
                     settle(changes, results)
-                for start in range(0, 0 if bulk else len(changes), size):
-                    if self.stop_event.is_set():
-                        outcome.fail("interrupted", "stopped between write batches")
-                        break
-                    batch = changes[start : start + size]
-                    self.write_guard()
-                    settle(batch, connector.write(batch))
+                else:
+                    for start in range(0, len(changes), size):
+                        if self.stop_event.is_set():
+                            outcome.fail("interrupted", "stopped between write batches")
+                            break
+                        batch = changes[start : start + size]
+                        self.write_guard()
+                        settle(batch, connector.write(batch))
             except Cancelled:
                 outcome.fail("interrupted", "stopped while writing")
             except ConnectorError as exc:

@@ -196,9 +196,7 @@ def staged_uploads_create(info: GraphQLResolveInfo[Context], input: list[dict[st
 def upload(sandbox: ShopifySandbox, request: Request) -> Response:
     """`POST /staged-uploads`: the bucket's form post. Every signed field must be there and match
     the key; the file comes last."""
-    if request.headers.get("X-Shopify-Access-Token"):
-        with sandbox.lock:
-            sandbox.bulk.tokens_seen += 1
+    _count_token(sandbox, request)
     if (request.content_length or 0) > MAX_UPLOAD_BYTES:
         return _xml_error(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.")
     form = request.form
@@ -230,14 +228,13 @@ def upload(sandbox: ShopifySandbox, request: Request) -> Response:
 
 def download(sandbox: ShopifySandbox, request: Request, name: str) -> Response:
     """`GET /bulk-results/<n>.jsonl`: a result file at its signed URL, no Admin API token."""
-    if request.headers.get("X-Shopify-Access-Token"):
-        with sandbox.lock:
-            sandbox.bulk.tokens_seen += 1
+    _count_token(sandbox, request)
     if not hmac.compare_digest(request.args.get("signature", ""), _sign(name)):
         return _xml_error(403, "AccessDenied", "Access denied.")
     with sandbox.lock:
         advance(sandbox)
-        number = int(name.split(".")[0].split("-")[0]) if name.split(".")[0].split("-")[0].isdigit() else -1
+        stem = name.split(".")[0].split("-")[0]  # `<n>.jsonl` or `<n>-partial.jsonl`
+        number = int(stem) if stem.isdigit() else -1
         op = sandbox.bulk.operations.get(number)
         if op is None or op.status in ACTIVE:
             return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
@@ -248,6 +245,13 @@ def download(sandbox: ShopifySandbox, request: Request, name: str) -> Response:
             shuffled.sort(key=lambda n: hashlib.md5(str(n).encode()).digest())
         text = "".join(op.results[n] + "\n" for n in shuffled if op.results[n])
     return Response(text, status=200, content_type="application/jsonl")
+
+
+def _count_token(sandbox: ShopifySandbox, request: Request) -> None:
+    """The storage host never wants the Admin API token: count each that reaches it."""
+    if request.headers.get("X-Shopify-Access-Token"):
+        with sandbox.lock:
+            sandbox.bulk.tokens_seen += 1
 
 
 def _xml_error(status: int, code: str, message: str) -> Response:

@@ -270,10 +270,7 @@ def _count(
     nodes: list[dict[str, Any]], getters: Mapping[str, Callable[[Mapping[str, Any]], Any]], **args: Any
 ) -> dict[str, Any]:
     """`customersCount` / `ordersCount`: at most `limit` (10,000 unless null), AT_LEAST beyond it."""
-    try:
-        matches = compile_query(args.get("query"), getters)
-    except SearchSyntaxError as exc:
-        raise GraphQLError(str(exc), extensions={"code": "BAD_REQUEST"}) from None
+    matches = _matcher(args, getters)
     total = sum(1 for n in nodes if matches(n))
     limit = args.get("limit", 10_000)
     if limit is not None and total > limit:
@@ -322,13 +319,7 @@ def _connection(
             f"The maximum page size is {MAX_PAGE}; requested {size}.",
             extensions={"code": "BAD_REQUEST", "maxPageSize": MAX_PAGE},
         )
-    try:
-        matches = compile_query(args.get("query"), getters)
-    except SearchSyntaxError as exc:
-        raise GraphQLError(str(exc), extensions={"code": "BAD_REQUEST"}) from None
-    sort_name = str(args.get("sortKey") or "ID")
-    sort_value = sort_keys.get(sort_name, sort_keys["ID"])
-    items = sorted((n for n in nodes if matches(n)), key=lambda n: (sort_value(n), number(n["id"])))
+    sort_value, items = _sorted_matches(nodes, getters, sort_keys, args)
     reverse = bool(args.get("reverse"))
     if reverse:
         items.reverse()
@@ -364,6 +355,28 @@ def _connection(
     }
 
 
+def _matcher(
+    args: Mapping[str, Any], getters: Mapping[str, Callable[[Mapping[str, Any]], Any]]
+) -> Callable[[Mapping[str, Any]], bool]:
+    """The list's `query:` argument as a test of one node; bad search syntax is Shopify's BAD_REQUEST."""
+    try:
+        return compile_query(args.get("query"), getters)
+    except SearchSyntaxError as exc:
+        raise GraphQLError(str(exc), extensions={"code": "BAD_REQUEST"}) from None
+
+
+def _sorted_matches(
+    nodes: list[dict[str, Any]],
+    getters: Mapping[str, Callable[[Mapping[str, Any]], Any]],
+    sort_keys: Mapping[str, Callable[[Mapping[str, Any]], Any]],
+    args: Mapping[str, Any],
+) -> tuple[Callable[[Mapping[str, Any]], Any], list[dict[str, Any]]]:
+    """(the sort key's value of a node, the matching nodes in `sortKey` order, ties by id)."""
+    matches = _matcher(args, getters)
+    sort_value = sort_keys.get(str(args.get("sortKey") or "ID"), sort_keys["ID"])
+    return sort_value, sorted((n for n in nodes if matches(n)), key=lambda n: (sort_value(n), number(n["id"])))
+
+
 def _bulk_slice(
     where: tuple[int, int],
     nodes: list[dict[str, Any]],
@@ -371,12 +384,7 @@ def _bulk_slice(
     sort_keys: Mapping[str, Callable[[Mapping[str, Any]], Any]],
     args: Mapping[str, Any],
 ) -> dict[str, Any]:
-    try:
-        matches = compile_query(args.get("query"), getters)
-    except SearchSyntaxError as exc:
-        raise GraphQLError(str(exc), extensions={"code": "BAD_REQUEST"}) from None
-    sort_value = sort_keys.get(str(args.get("sortKey") or "ID"), sort_keys["ID"])
-    items = sorted((n for n in nodes if matches(n)), key=lambda n: (sort_value(n), number(n["id"])))
+    _, items = _sorted_matches(nodes, getters, sort_keys, args)
     offset, size = where
     shown = items[offset : offset + size]
     more = len(items) > offset + size

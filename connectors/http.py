@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
-import json
 import re
 import threading
 import time
@@ -41,6 +40,7 @@ from connectors.errors import (
 from connectors.ratelimit import SlidingWindowLimiter, Slot, Window
 from connectors.redaction import redact_text
 from connectors.telemetry import TELEMETRY
+from mapping import jsontext
 
 log = structlog.get_logger("crmsync.http")
 
@@ -466,7 +466,7 @@ class ApiClient:
             content_type = raw.headers.get("Content-Type", "")
             if "json" in content_type or text.lstrip()[:1] in ("{", "["):
                 try:
-                    body = json.loads(text)
+                    body = jsontext.loads(text)
                 except ValueError:
                     parse_failed = True
         response = ApiResponse(raw.status_code, raw.headers, body, text, method, path, elapsed)

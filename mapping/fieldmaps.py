@@ -28,7 +28,6 @@ from mapping.model import (
     Rejection,
     RemoteState,
     SourceRecord,
-    get_path,
     record_key,
 )
 from mapping.normalize import NORMALISERS, Invalid
@@ -66,7 +65,7 @@ def path_exists(payload: Any, path: str, *, past_the_end: bool = False) -> bool:
     person is data; a key missing from every record is not)."""
     value = payload
     for part in path.split("."):
-        if isinstance(value, Mapping):
+        if type(value) is dict or isinstance(value, Mapping):  # a dict skips the slower ABC check
             if part not in value:
                 return False
             value = value[part]
@@ -89,11 +88,11 @@ def apply_fieldmap(
     problems: dict[str, Invalid] = {}
     missing: set[str] = set()
     for name, spec in fields.items():
-        raw = get_path(payload, spec.path)
+        raw = spec.get(payload)
         if raw is None and absent is not None and not path_exists(payload, spec.path):
             missing.add(name)
         normalised = NORMALISERS[spec.normaliser](raw)
-        if isinstance(normalised, Invalid):
+        if type(normalised) is Invalid:
             problems[name] = normalised
             values[name] = None
         else:

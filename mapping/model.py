@@ -5,7 +5,8 @@ This is the one module of `mapping` that `connectors` may import.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -31,10 +32,16 @@ class SourceRecord:
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
-    """Where a profile field sits in a vendor payload (dotted path) and how to clean it."""
+    """Where a profile field sits in a vendor payload (dotted path) and how to clean it. `get` is
+    the path made into a function once, when the spec is made: every record of a read goes
+    through it."""
 
     path: str
     normaliser: str = "text"
+    get: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "get", path_getter(self.path))
 
 
 FieldMap = Mapping[str, FieldSpec]
@@ -288,20 +295,32 @@ _MISSING = object()
 def get_path(payload: Any, path: str) -> Any:
     """The value at `a.b.0.c` of a vendor payload, or None when any step is absent or of the
     wrong shape (a numeric part indexes a list)."""
+    return path_getter(path)(payload)
+
+
+@functools.lru_cache(maxsize=1024)
+def path_getter(path: str) -> Callable[[Any], Any]:
+    """`get_path` for one path, its parts split once. A dict is looked at before the slower
+    Mapping check: vendor payloads are dicts."""
     if "*" in path:
-        return _get_all(payload, path.split("."))
-    value = payload
-    for part in path.split("."):
-        if type(value) is dict or isinstance(value, Mapping):  # a dict skips the slower ABC check
-            value = value.get(part, _MISSING)
-        elif isinstance(value, list) and part.isdigit():
-            index = int(part)
-            value = value[index] if index < len(value) else _MISSING
-        else:
-            return None
-        if value is _MISSING:
-            return None
-    return value
+        parts = path.split(".")
+        return lambda payload: _get_all(payload, parts)
+    steps = tuple((part, int(part) if part.isdigit() else None) for part in path.split("."))
+
+    def get(payload: Any) -> Any:
+        value = payload
+        for key, index in steps:
+            if type(value) is dict or isinstance(value, Mapping):
+                value = value.get(key, _MISSING)
+            elif index is not None and isinstance(value, list):
+                value = value[index] if index < len(value) else _MISSING
+            else:
+                return None
+            if value is _MISSING:
+                return None
+        return value
+
+    return get
 
 
 def _get_all(payload: Any, parts: list[str]) -> list[Any] | None:

@@ -32,6 +32,7 @@ from urllib3 import encode_multipart_formdata
 from connectors.errors import ApiError, PartialWrite
 from connectors.http import ApiClient, ApiResponse, Verdict
 from connectors.shopify.settings import TIER_KEY, TIER_NAMESPACE
+from mapping import jsontext
 from mapping.model import WriteBack, WriteResult
 
 log = structlog.get_logger("crmsync.shopify.bulk")
@@ -428,7 +429,7 @@ class BulkReader(BulkSession):
         out = []
         for raw in jsonl(self.download(url)):
             try:
-                node = json.loads(raw)
+                node = jsontext.loads(raw)
             except ValueError:
                 raise ApiError(self.system, "unreadable line in a bulk read's result file") from None
             if not isinstance(node, dict) or "__parentId" in node:

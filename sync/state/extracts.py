@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select
 
+from mapping import jsontext
 from mapping.model import Contact, Kind, Order, Rejection, RemoteState, SourceRecord, parse_timestamp
 from mapping.normalize.email import email_match_key
 from sync.state.erasure import CUSTOMER, Forgotten
@@ -27,12 +28,11 @@ Mapper = Callable[[SourceRecord], Contact | Order | Rejection]
 Guard = Callable[[list[Contact | Order | Rejection]], None]
 
 # Built once: `json.dumps` with any non-default option builds a new encoder on every call.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 _UNICODE_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def canonical_json(payload: Any) -> str:
-    return _CANONICAL.encode(payload)
+    return jsontext.canonical(payload)
 
 
 def content_hash(text: str) -> str:
@@ -344,7 +344,7 @@ class ExtractStore:
                 )
             ).all()
         records = [
-            SourceRecord(system, kind, rid, parse_timestamp(stamp) if stamp else None, json.loads(payload))
+            SourceRecord(system, kind, rid, parse_timestamp(stamp) if stamp else None, jsontext.loads(payload))
             for rid, payload, stamp in rows
         ]
         for start in range(0, len(records), 1000):

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mapping.model import Contact, Kind, Rejection, SourceRecord
 from sync.drift import DriftDetected, DriftGuard, path_absent
@@ -53,3 +55,20 @@ def test_mapped_records_refused_for_one_reason_stop_the_stream() -> None:
     mixed = [Rejection("missing_amount", "m")] * 5 + [Rejection("invalid_email", "e")] * 5
     GUARD.check_mapped(mixed)  # refused, but not for one reason: the bad-input kind of page
     GUARD.check_mapped([Rejection("missing_amount", "m")] * 9)  # fewer than min_records
+
+
+@given(
+    holds=st.lists(st.booleans(), min_size=10, max_size=60),
+    share=st.sampled_from([0.5, 0.8, 0.9, 0.95, 1.0]),
+)
+def test_the_guard_stops_exactly_where_counting_every_record_would(holds: list[bool], share: float) -> None:
+    """The guard stops looking at a field once enough records hold it; wherever the records that
+    hold it sit on the page, it fires exactly when the full count reaches the share, and names it."""
+    guard = DriftGuard("shop", "contacts", "Example API v9", ("email",), min_records=10, share=share)
+    page = records([{"email": "a@x.nl"} if held else {"e_mail": "a@x.nl"} for held in holds])
+    missing = holds.count(False)
+    if missing >= share * len(holds):
+        with pytest.raises(DriftDetected, match=rf"stopped: {missing} of {len(holds)} records"):
+            guard.check_page(page, 1)
+    else:
+        guard.check_page(page, 1)

@@ -1,0 +1,86 @@
+"""Vendor JSON in, canonical JSON out: one reading of a payload, and one text (and so one content
+hash) per payload however often it is read or stored.
+
+`canonical` is what the extract store hashes and keeps of every record (sorted keys, no spaces,
+UTF-8 as is), so a record is stored again only when its content changed, and `crmsync remap` maps
+exactly what was read. It is orjson's encoder, about eight times faster than the standard library's
+(bench/extract.py), with the standard library's output: the text is the one the stores hold since
+the first release, and any payload orjson would write differently goes to the standard encoder:
+- a value orjson does not write natively (an int beyond 64 bits, a key that is not a string, a
+  subclass of a builtin, a date or a dataclass) reaches `default`, which refuses it;
+- a number JSON cannot hold (NaN, Infinity, a literal beyond a double's range) is read by `loads` as a
+  `NonFinite`, a float subclass, so it takes that path too: orjson would write it as `null`, and the
+  stored text would no longer say what the vendor sent. Every vendor reply, bulk file and `remap`
+  is read through `loads`; a NaN made some other way (no connector makes one) would be written as
+  `null`. Finding those in the output would cost a walk of every payload holding a null (most of
+  them), which is what orjson saves.
+Floats orjson writes in another notation than Python (`1e-05` as `0.00001`) are written by the
+standard encoder too: `_python_notation` finds them from orjson's output alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import orjson
+
+_STANDARD = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+class NonFinite(float):
+    """NaN or an infinity as a vendor's JSON wrote it (not valid JSON, but Python's reader takes it):
+    a float everywhere, and marked, so `canonical` writes it as the standard encoder does."""
+
+
+def _non_finite_constant(name: str) -> float:
+    return NonFinite(name)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else NonFinite(value)
+
+
+def loads(text: str | bytes) -> Any:
+    """A vendor's JSON, as the standard library reads it, with numbers JSON cannot hold marked."""
+    return json.loads(text, parse_constant=_non_finite_constant, parse_float=_float)
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(type(value).__name__)
+
+
+def _python_notation(text: bytes) -> bool:
+    """Whether no float in orjson's output can read otherwise than Python writes it. Both write the
+    shortest digits that read back, but for magnitudes from 1e-9 to 1e-4 not alike: Python writes
+    `1e-05` and `5.5e-07`, orjson `0.00001` and `5.5e-7` (tests/unit/test_jsontext.py checks every
+    decade). Strings may hold the same marks; a payload where either appears goes to the standard
+    encoder, so this only needs to be cheap and never wrong one way."""
+    if b"0.0000" in text:
+        return False
+    at = text.find(b"e-")
+    while at != -1:
+        if text[at - 1 : at].isdigit() and text[at + 2 : at + 3].isdigit() and not text[at + 3 : at + 4].isdigit():
+            return False
+        at = text.find(b"e-", at + 2)
+    return True
+
+
+def canonical(payload: Any) -> str:
+    """The payload's canonical JSON text: byte for byte what the standard encoder writes with sorted
+    keys, compact separators and UTF-8 kept."""
+    try:
+        text = orjson.dumps(payload, default=_refuse, option=_OPTIONS)
+    except TypeError:
+        return _STANDARD.encode(payload)
+    if _python_notation(text):
+        return text.decode()
+    return _STANDARD.encode(payload)

@@ -49,9 +49,30 @@ def _float(text: str) -> float:
     return value if math.isfinite(value) else NonFinite(value)
 
 
+# Built once: `json.loads` with hooks builds a new decoder on every call, which a bulk file's
+# hundred thousand lines would each pay for.
+_STANDARD_READER = json.JSONDecoder(parse_constant=_non_finite_constant, parse_float=_float)
+# Every byte that is a digit as "0", every other byte as " ": 19 zeros in a row are a number of 19
+# digits or more, in a string or not. Translating and searching is one pass in C.
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
 def loads(text: str | bytes) -> Any:
-    """A vendor's JSON, as the standard library reads it, with numbers JSON cannot hold marked."""
-    return json.loads(text, parse_constant=_non_finite_constant, parse_float=_float)
+    """A vendor's JSON, exactly as the standard library reads it, with numbers JSON cannot hold
+    marked. orjson reads it, about twice as fast, wherever that gives the same values: it refuses
+    NaN, Infinity, a literal beyond a double's range and a lone surrogate (the standard reader then
+    reads the text), and it reads an integer beyond 64 bits as a float, silently, so a text holding
+    a run of 19 digits or more (where such an integer could be) is read by the standard reader."""
+    try:
+        data = text.encode() if isinstance(text, str) else text
+        if data.translate(_DIGITS).find(_LONG_NUMBER) < 0:
+            return orjson.loads(data)
+    except (orjson.JSONDecodeError, UnicodeEncodeError):
+        pass
+    if not isinstance(text, str):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")  # as json.loads reads bytes
+    return _STANDARD_READER.decode(text)
 
 
 def _refuse(value: Any) -> Any:

@@ -285,8 +285,9 @@ def parse_timestamp(value: str) -> datetime:
         text = text[:-1] + "+00:00"
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+        return parsed.replace(tzinfo=UTC)
+    # Every record of a read comes through here: a time already in UTC skips the conversion.
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
 _MISSING = object()

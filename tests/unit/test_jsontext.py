@@ -96,3 +96,33 @@ def test_numbers_json_cannot_hold_are_kept_as_the_vendor_sent_them() -> None:
     again = jsontext.loads(text)
     assert math.isnan(again["total"]) and again["huge"] == math.inf
     assert canonical_json(again) == text
+
+
+@settings(max_examples=300)
+@given(payloads(non_finite=True))
+def test_a_reply_is_read_as_the_standard_library_reads_it(payload: Any) -> None:
+    """Integers beyond 64 bits (which orjson would read as floats), NaN, lone surrogates: every
+    value comes back as `json.loads` gives it, of the same type."""
+    sent = json.dumps(payload)
+    assert same(jsontext.loads(sent), json.loads(sent))
+    assert same(jsontext.loads(sent.encode()), json.loads(sent))
+
+
+def test_long_numbers_in_a_reply_keep_every_digit() -> None:
+    text = '{"id": 123456789012345678901, "low": -9223372036854775809, "ok": 18446744073709551615}'
+    body = jsontext.loads(text)
+    assert body == {"id": 123456789012345678901, "low": -9223372036854775809, "ok": 18446744073709551615}
+    assert all(type(value) is int for value in body.values())
+
+
+def same(got: Any, expected: Any) -> bool:
+    """Equal, of the same types all the way down, NaN equal to NaN."""
+    if isinstance(expected, float) and isinstance(got, float):
+        return (math.isnan(expected) and math.isnan(got)) or got == expected
+    if type(got) is not type(expected):
+        return False
+    if isinstance(expected, dict):
+        return got.keys() == expected.keys() and all(same(got[k], expected[k]) for k in expected)
+    if isinstance(expected, list):
+        return len(got) == len(expected) and all(same(g, e) for g, e in zip(got, expected, strict=True))
+    return bool(got == expected)

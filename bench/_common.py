@@ -15,7 +15,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def machine() -> str:
+def machine(loop_s: float | None = None) -> str:
+    """The machine line; `loop_s`: a reference loop time already measured."""
     cores = os.cpu_count() or 0
     try:
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -24,7 +25,7 @@ def machine() -> str:
         memory = "?"
     return (
         f"{cores} cores, {memory}, Python {platform.python_version()}, {platform.machine()}, "
-        f"reference loop {reference_loop_s():.2f} s"
+        f"reference loop {loop_s if loop_s is not None else reference_loop_s():.2f} s"
     )
 
 

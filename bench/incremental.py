@@ -25,12 +25,14 @@ from pathlib import Path
 from _common import machine, peak_rss_mb, result_line
 from _merchant import CONFIG, NOW, Merchant, compute_cycle, mark_applied
 
+from sync.collector import tune_collector
 from sync.config import load_config
 from sync.pipeline import Cycle, build_connectors, return_freed_memory
 from sync.state import StateStore
 
 
 def main() -> None:
+    tune_collector()  # as every cycle does (`Cycle.run`)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="small", help="small (50k contacts), full (1M) or a contact count")
     parser.add_argument("--changed", type=float, default=1.0, help="percentage of records changed (default 1)")

@@ -40,6 +40,7 @@ from pathlib import Path
 from _common import load_average, machine, peak_rss_mb, result_line
 from _merchant import CONFIG, NOW, Merchant, compute_cycle, mark_applied
 
+from sync.collector import tune_collector
 from sync.config import load_config
 from sync.pipeline import Cycle, build_connectors, return_freed_memory
 from sync.reports import CycleReport
@@ -184,6 +185,7 @@ def baseline(state: Path) -> tuple[float, int] | None:
 
 
 def main() -> None:
+    tune_collector()  # as every cycle does (`Cycle.run`)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="small", help="small (50k contacts), full (1M) or a contact count")
     parser.add_argument(

@@ -63,7 +63,9 @@ def loads(text: str | bytes) -> Any:
     marked. orjson reads it, about twice as fast, wherever that gives the same values: it refuses
     NaN, Infinity, a literal beyond a double's range and a lone surrogate (the standard reader then
     reads the text), and it reads an integer beyond 64 bits as a float, silently, so a text holding
-    a run of 19 digits or more (where such an integer could be) is read by the standard reader."""
+    a run of 19 digits or more (where such an integer could be) is read by the standard reader.
+    One difference is left: a document nested about a thousand deep, which the standard reader
+    gives up on (RecursionError), orjson reads (up to 1,024)."""
     try:
         data = text.encode() if isinstance(text, str) else text
         if data.translate(_DIGITS).find(_LONG_NUMBER) < 0:

@@ -43,6 +43,9 @@ class FieldSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "get", path_getter(self.path))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FieldSpec, (self.path, self.normaliser))  # `get` is made again, not pickled
+
 
 FieldMap = Mapping[str, FieldSpec]
 
@@ -306,14 +309,15 @@ def path_getter(path: str) -> Callable[[Any], Any]:
     if "*" in path:
         parts = path.split(".")
         return lambda payload: _get_all(payload, parts)
-    steps = tuple((part, int(part) if part.isdigit() else None) for part in path.split("."))
+    steps = tuple((part, part.isdigit()) for part in path.split("."))
 
     def get(payload: Any) -> Any:
         value = payload
-        for key, index in steps:
+        for key, numeric in steps:
             if type(value) is dict or isinstance(value, Mapping):
                 value = value.get(key, _MISSING)
-            elif index is not None and isinstance(value, list):
+            elif numeric and isinstance(value, list):
+                index = int(key)  # here, not when the path is split: "²" is a digit but no int
                 value = value[index] if index < len(value) else _MISSING
             else:
                 return None

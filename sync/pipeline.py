@@ -28,6 +28,7 @@ from connectors.base import Connector
 from connectors.registry import connector_class
 from mapping.model import Kind, RemoteState
 from sync.apply import Applier
+from sync.collector import tune_collector
 from sync.compute import Compute
 from sync.config import LoadedConfig
 from sync.erasure import clear_at_vendors
@@ -124,6 +125,7 @@ class Cycle:
     ) -> CycleReport:
         """`full`: systems to read from the start (backfill) instead of from their cursors;
         `allow_partial`: write even when the write gate would hold (logged at warning)."""
+        tune_collector()
         started = self.clock()
         run = self.store.begin_run(recorded_command(command, dry_run), started)
         report = CycleReport(run.run_id, dry_run, started)

@@ -50,6 +50,23 @@ def test_get_path_walks_dicts_and_lists() -> None:
     assert get_path(payload, "missing") is None
 
 
+def test_a_field_spec_reads_its_path_and_survives_pickling_and_odd_paths() -> None:
+    """The path is split once, when the spec is made; a spec crosses a process boundary (pickle)
+    as its path and normaliser; a part that is a digit but no number ("²") fails only where a
+    list is met, as it always did, so a config with such a path still loads."""
+    import pickle
+
+    spec = FieldSpec("a.b.0.c", "id")
+    payload = {"a": {"b": [{"c": 1}]}, "x": None}
+    assert spec.get(payload) == 1
+    again = pickle.loads(pickle.dumps(spec))
+    assert again == spec and again.get(payload) == 1
+    odd = FieldSpec("a.²")
+    assert odd.get({"a": {"²": "x"}}) == "x"
+    with pytest.raises(ValueError):
+        odd.get({"a": ["x"]})
+
+
 FIELDS = {"email": FieldSpec("mail", "email"), "first_name": FieldSpec("first"), "last_name": FieldSpec("last")}
 ORDER_FIELDS = {
     "customer_id": FieldSpec("customer", "id"),

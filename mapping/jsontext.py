@@ -2,7 +2,8 @@
 hash) per payload however often it is read or stored.
 
 `canonical` is what the extract store hashes and keeps of every record (sorted keys, no spaces,
-UTF-8 as is), so a record is stored again only when its content changed, and `crmsync remap` maps
+UTF-8 as is), so a record is stored again only when its content changed, and a remap (after the
+mapping code changed, `ExtractStore.remap`) maps
 exactly what was read. It is orjson's encoder, about eight times faster than the standard library's
 (bench/extract.py), with the standard library's output: the text is the one the stores hold since
 the first release, and any payload orjson would write differently goes to the standard encoder:

@@ -28,6 +28,18 @@ from sync.sandboxes import RunningSandbox, sandbox_config
 
 CRMSYNC = str(Path(sys.executable).parent / "crmsync")
 
+# One WooCommerce shop on a port nobody listens on: a config for the tests that build a Cycle and
+# hand it a connector of their own (or stop it before it asks anything).
+UNREACHABLE_SHOP_CONFIG = """
+[state]
+url = "sqlite:///crmsync.db"
+[systems.shop]
+type = "woocommerce"
+base_url = "http://127.0.0.1:9"
+consumer_key = "ck_test"
+consumer_secret = "cs_test"
+"""
+
 # Secrets the tests hand to crmsync (beyond the sandboxes' own credentials).
 SECRETS: set[str] = set()
 _output_dir: Path | None = None

@@ -12,21 +12,12 @@ from sync.collector import THRESHOLDS
 from sync.config import load_config
 from sync.pipeline import Cycle
 from sync.state import StateStore
-
-CONFIG = """
-[state]
-url = "sqlite:///crmsync.db"
-[systems.shop]
-type = "woocommerce"
-base_url = "http://127.0.0.1:9"
-consumer_key = "ck_test"
-consumer_secret = "cs_test"
-"""
+from tests.kit import UNREACHABLE_SHOP_CONFIG, run_crmsync_here
 
 
 def test_a_cycle_sets_the_collector_thresholds(tmp_path: Path) -> None:
     before = gc.get_threshold()
-    (tmp_path / "crmsync.toml").write_text(CONFIG)
+    (tmp_path / "crmsync.toml").write_text(UNREACHABLE_SHOP_CONFIG)
     loaded = load_config(tmp_path / "crmsync.toml")
     store = StateStore(loaded.state_url())
     stop = threading.Event()
@@ -44,7 +35,6 @@ def test_a_cycle_sets_the_collector_thresholds(tmp_path: Path) -> None:
 def test_the_command_line_alone_leaves_the_defaults(tmp_path: Path) -> None:
     """`crmsync run` without a cycle in its own process (the daemon) never collects in full after
     a cycle, so it must not put full collections off."""
-    from tests.kit import run_crmsync_here
 
     before = gc.get_threshold()
     try:

@@ -16,17 +16,9 @@ from mapping.model import Contact, FieldSpec, Kind, SourceRecord
 from sync.config import load_config
 from sync.pipeline import Cycle, SystemOutcome
 from sync.state import StateStore
+from tests.kit import UNREACHABLE_SHOP_CONFIG
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
-CONFIG = """
-[state]
-url = "sqlite:///crmsync.db"
-[systems.shop]
-type = "woocommerce"
-base_url = "http://127.0.0.1:9"
-consumer_key = "ck_test"
-consumer_secret = "cs_test"
-"""
 
 
 class PagedConnector:
@@ -67,7 +59,7 @@ def _mapper(record: SourceRecord) -> Contact:
 
 
 def _extract(tmp_path: Path, connector: PagedConnector, stop: threading.Event) -> tuple[StateStore, list[int]]:
-    (tmp_path / "crmsync.toml").write_text(CONFIG)
+    (tmp_path / "crmsync.toml").write_text(UNREACHABLE_SHOP_CONFIG)
     loaded = load_config(tmp_path / "crmsync.toml")
     store = StateStore(loaded.state_url())
     calls: list[int] = []
@@ -134,7 +126,7 @@ class _OrdersWithFacts:
 def test_the_one_full_read_for_order_facts_starts_afresh_and_is_forgotten_when_facts_are_off(tmp_path: Path) -> None:
     from sync.extract import ORDER_FACTS
 
-    (tmp_path / "crmsync.toml").write_text(CONFIG)
+    (tmp_path / "crmsync.toml").write_text(UNREACHABLE_SHOP_CONFIG)
     loaded = load_config(tmp_path / "crmsync.toml")
     store = StateStore(loaded.state_url())
     try:

@@ -24,6 +24,7 @@ from sync.config import load_config
 from sync.pipeline import Cycle, SystemOutcome
 from sync.progress import RecordProgress
 from sync.state import StateStore
+from tests.kit import UNREACHABLE_SHOP_CONFIG
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -127,15 +128,6 @@ def test_a_bar_without_totals_fills_when_its_stream_ends_and_a_stopped_one_shows
 
 
 # ----- extract reports to the display ----------------------------------------------------------------
-CONFIG = """
-[state]
-url = "sqlite:///crmsync.db"
-[systems.shop]
-type = "woocommerce"
-base_url = "http://127.0.0.1:9"
-consumer_key = "ck_test"
-consumer_secret = "cs_test"
-"""
 
 
 class Recorder:
@@ -192,7 +184,7 @@ def _mapper(record: SourceRecord) -> Contact:
 
 
 def _extract(tmp_path: Path, connector: Connector, progress: Recorder) -> None:
-    (tmp_path / "crmsync.toml").write_text(CONFIG)
+    (tmp_path / "crmsync.toml").write_text(UNREACHABLE_SHOP_CONFIG)
     loaded = load_config(tmp_path / "crmsync.toml")
     store = StateStore(loaded.state_url())
     try:

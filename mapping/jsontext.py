@@ -3,10 +3,10 @@ hash) per payload however often it is read or stored.
 
 `canonical` is what the extract store hashes and keeps of every record (sorted keys, no spaces,
 UTF-8 as is), so a record is stored again only when its content changed, and a remap (after the
-mapping code changed, `ExtractStore.remap`) maps
-exactly what was read. It is orjson's encoder, about eight times faster than the standard library's
-(bench/extract.py), with the standard library's output: the text is the one the stores hold since
-the first release, and any payload orjson would write differently goes to the standard encoder:
+mapping code changed, `ExtractStore.remap`) maps exactly what was read. It is orjson's encoder,
+about eight times faster than the standard library's (bench/extract.py), with the standard
+library's output: the text is the one the stores hold since the first release, and any payload
+orjson would write differently goes to the standard encoder:
 - a value orjson does not write natively (an int beyond 64 bits, a key that is not a string, a
   subclass of a builtin, a date or a dataclass) reaches `default`, which refuses it;
 - a number JSON cannot hold (NaN, Infinity, a literal beyond a double's range) is read by `loads` as a
@@ -104,7 +104,8 @@ def canonical(payload: Any) -> str:
     try:
         text = orjson.dumps(payload, default=_refuse, option=_OPTIONS)
     except TypeError:
-        return _STANDARD.encode(payload)
-    if _python_notation(text):
-        return text.decode()
+        pass
+    else:
+        if _python_notation(text):
+            return text.decode()
     return _STANDARD.encode(payload)

@@ -1,6 +1,7 @@
 """The shared vocabulary of crmsync: plain, immutable values passed between the layers.
 
-This is the one module of `mapping` that `connectors` may import.
+With `mapping/normalize/dates.py` and `mapping/jsontext.py`, the only modules of `mapping` that
+`connectors` may import.
 """
 
 from __future__ import annotations

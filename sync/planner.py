@@ -45,7 +45,9 @@ def plan_system(system: str, desired: Mapping[str, RemoteState], current: Mappin
         else:
             template = compared[pair] = diff(system, "", want, have)
         if template is not None:
-            changes.append(dataclasses.replace(template, record_id=record_id))
+            # The constructor, not dataclasses.replace: a third of the cost, a million times a backfill.
+            t = template
+            changes.append(WriteBack(system, record_id, t.add_tags, t.remove_tags, t.set_fields, t.target))
     return changes
 
 

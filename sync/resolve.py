@@ -52,6 +52,64 @@ class Survivorship:
     consented: frozenset[str]
 
 
+class Attachment:
+    """How an order finds its profile: by its contact's row number (the compute snapshot's, see
+    sync/state/compute.py), else, for a guest's order, by an email address that belongs to exactly
+    one profile and is a person's (not a role address like info@)."""
+
+    def __init__(
+        self,
+        row_profile: npt.NDArray[np.int64],
+        row_system: npt.NDArray[np.int64],
+        emails: Sequence[tuple[str, int]],
+        role_locals: frozenset[str],
+    ) -> None:
+        self.row_profile = row_profile  # contact row number -> profile index (-1: no contact)
+        self.row_system = row_system  # contact row number -> system index
+        self.emails = emails  # (email match key, contact row number) of personal addresses
+        self.role_locals = role_locals
+        self._by_email: dict[str, int] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        rows: Sequence[tuple[int, str]],
+        emails: Sequence[tuple[str, int]],
+        assignment: Mapping[str, str],
+        position: Mapping[str, int],
+        systems: Sequence[str],
+        role_locals: frozenset[str],
+    ) -> Attachment:
+        """From the identity read's (contact row number, record key) rows and the resolution."""
+        system_index = {name: i for i, name in enumerate(systems)}
+        count = len(rows)
+        numbers = np.fromiter((number for number, _ in rows), dtype=np.int64, count=count)
+        size = int(numbers.max()) + 1 if count else 1
+        row_profile = np.full(size, -1, dtype=np.int64)
+        row_system = np.full(size, -1, dtype=np.int64)
+        row_profile[numbers] = np.fromiter((position[assignment[key]] for _, key in rows), np.int64, count)
+        row_system[numbers] = np.fromiter((system_index[key_system(key)] for _, key in rows), np.int64, count)
+        return cls(row_profile, row_system, emails, role_locals)
+
+    def guest(self, email_key: str | None) -> int:
+        """The profile index a guest's order with this email match key attaches to (-1: none)."""
+        if not email_key or is_role_address(email_key, self.role_locals):
+            return -1
+        if self._by_email is None:  # built on the first guest order: a pass over every address
+            self._by_email = self.guest_profiles()
+        return self._by_email.get(email_key, -1)
+
+    def guest_profiles(self) -> dict[str, int]:
+        """Email match key -> profile index, for the addresses that belong to exactly one profile
+        (-1: shared by several)."""
+        row_profile = self.row_profile.tolist()
+        by_email: dict[str, int] = {}
+        for email_key, number in self.emails:
+            index = row_profile[number]
+            by_email[email_key] = index if by_email.get(email_key, index) == index else -1
+        return by_email
+
+
 class Stopwatch:
     """Seconds per named step, into a dict (the pipeline benchmark reads them)."""
 
@@ -92,13 +150,16 @@ class Resolver:
             systems = sorted({*self.config.systems, *(key_system(key) for _, key in rows)})
             # Read after resolution, not on a thread beside it: SQLite hands the GIL back and forth
             # on every row, and both sides ran slower than one after the other (measured).
+            position = {pid: i for i, pid in enumerate(profiles)}
+            attach = Attachment.of(rows, emails, resolution.assignment, position, systems, self.rules.role_locals)
+            del emails
             chunks = reads.order_arrays(self.config.segments.base_currency)
-            orders = self.order_columns(chunks, resolution.assignment, rows, emails, profiles, systems)
+            orders = self.order_columns(chunks, attach, systems)
             details = None
             facts = self.config.segments.order_facts_needed()
             if facts:
                 facts_rows = reads.order_details(facts)
-                details = self.order_details(facts_rows, resolution.assignment, emails, profiles, facts)
+                details = self.order_details(facts_rows, resolution.assignment, position, attach, facts)
         clock.lap("read orders")
         return Resolved(
             members=members,
@@ -114,15 +175,15 @@ class Resolver:
 
     def resolve_identities(
         self, identity_rows: Iterable[IdentityRow], clock: Stopwatch
-    ) -> tuple[list[tuple[int, str]], list[tuple[str, str]], Resolution, dict[str, str]]:
+    ) -> tuple[list[tuple[int, str]], list[tuple[str, int]], Resolution, dict[str, str]]:
         """Identity resolution over every contact: (contact row number, record key) per contact,
-        (email match key, record key) per personal address, the resolution and the previous
+        (email match key, contact row number) per personal address, the resolution and the previous
         assignment."""
         identity = self.config.identity
         identified: list[tuple[str, list[tuple[str, str]]]] = []
         names: dict[str, str] = {}
         rows: list[tuple[int, str]] = []  # (contact row number, record key)
-        emails: list[tuple[str, str]] = []  # (email match key, record key) of personal addresses
+        emails: list[tuple[str, int]] = []  # (email match key, contact row number) of personal addresses
         for number, key, email_key, role, phone, kind, links, given in identity_rows:
             mobile = phone if kind == "mobile" else None
             found = row_identifiers(json.loads(links) if links != "[]" else (), email_key, role, mobile)
@@ -131,7 +192,7 @@ class Resolver:
             if given:
                 names[key] = given
             if email_key and not role:
-                emails.append((email_key, key))
+                emails.append((email_key, number))
         previous, ages = self.store.previous_assignment()
         clock.lap("read contacts")
         resolution = resolve(
@@ -152,26 +213,12 @@ class Resolver:
         return rows, emails, resolution, previous
 
     def order_columns(
-        self,
-        chunks: Iterable[npt.NDArray[Any]],
-        assignment: Mapping[str, str],
-        rows: Sequence[tuple[int, str]],
-        emails: Sequence[tuple[str, str]],
-        profiles: Sequence[str],
-        systems: Sequence[str],
+        self, chunks: Iterable[npt.NDArray[Any]], attach: Attachment, systems: Sequence[str]
     ) -> OrderColumns:
         """Every stored order as columns, attached to its profile: by the customer record it names,
         else (guest orders) by an email address that belongs to exactly one profile and a person."""
-        position = {pid: i for i, pid in enumerate(profiles)}
         system_index = {name: i for i, name in enumerate(systems)}
-        size = max((number for number, _ in rows), default=0) + 1
-        # Contact row number -> profile index and system index: orders then attach by array indexing.
-        row_profile = np.full(size, -1, dtype=np.int64)
-        row_system = np.full(size, -1, dtype=np.int64)
-        for number, key in rows:
-            row_profile[number] = position[assignment[key]]
-            row_system[number] = system_index[key_system(key)]
-        by_email = self.guest_profiles(assignment, emails, position)
+        row_profile, row_system = attach.row_profile, attach.row_system
         settings = self.config.segments
         parts: list[OrderColumns] = []
         others: list[npt.NDArray[Any]] = []
@@ -190,17 +237,11 @@ class Resolver:
             return concat_order_columns(parts)
         # The few others: orders in another currency, and orders of customers crmsync holds no
         # record of (guests), which attach by email.
-        role_locals = self.rules.role_locals
         rest: list[tuple[Any, ...]] = []
         attached: list[int] = []
         for contact, amount, created, counts, other in np.concatenate(others).tolist():
             currency, guest_email, system = split_other(other)
-            if contact >= 0:
-                index = int(row_profile[contact])
-            elif guest_email and not is_role_address(guest_email, role_locals):
-                index = by_email.get(guest_email, -1)
-            else:
-                index = -1
+            index = int(row_profile[contact]) if contact >= 0 else attach.guest(guest_email)
             rest.append((None, guest_email, amount, currency, created, counts, system))
             attached.append(index)
         columns, unconverted = order_columns_from_rows(
@@ -211,41 +252,22 @@ class Resolver:
             log.warning("orders without an exchange rate left out", orders=unconverted, base=settings.base_currency)
         return concat_order_columns(parts)
 
-    def guest_profiles(
-        self, assignment: Mapping[str, str], emails: Sequence[tuple[str, str]], position: Mapping[str, int]
-    ) -> dict[str, int]:
-        """Email match key -> profile index, for the addresses that belong to exactly one profile
-        (-1: shared by several): how a guest order attaches."""
-        by_email: dict[str, int] = {}
-        for email_key, key in emails:
-            index = position[assignment[key]]
-            by_email[email_key] = index if by_email.get(email_key, index) == index else -1
-        return by_email
-
     def order_details(
         self,
         rows: Iterable[tuple[str, str | None, str | None, int, bool, bool | None, str | None, bool]],
         assignment: Mapping[str, str],
-        emails: Sequence[tuple[str, str]],
-        profiles: Sequence[str],
+        position: Mapping[str, int],
+        attach: Attachment,
         facts: frozenset[str] = frozenset({"categories", "discount", "unfinished"}),
     ) -> OrderDetails:
         """The orders that say something beyond their value (discount, categories, unfinished),
         attached to profiles by the rule `order_columns` follows. A fact not in `facts` was not read
         for every order, so it is left unknown rather than half known."""
         keep_discount, keep_categories = "discount" in facts, "categories" in facts
-        position = {pid: i for i, pid in enumerate(profiles)}
-        by_email = self.guest_profiles(assignment, emails, position)
-        role_locals = self.rules.role_locals
         profile, created, counts, discount, unfinished, categories = [], [], [], [], [], []
         for system, customer_id, email_key, epoch, counted, code, labels, open_ in rows:
             pid = assignment.get(record_key(system, customer_id)) if customer_id else None
-            if pid is not None:
-                index = position[pid]
-            elif email_key and not is_role_address(email_key, role_locals):
-                index = by_email.get(email_key, -1)
-            else:
-                index = -1
+            index = position[pid] if pid is not None else attach.guest(email_key)
             profile.append(index)
             created.append(int(epoch))
             counts.append(bool(counted))

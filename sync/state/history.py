@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, select
 
 from mapping.model import parse_timestamp
 from sync.state.profile_writer import SegmentChanges
@@ -36,13 +36,16 @@ class SegmentHistory:
 
     def held_tiers(self) -> dict[str, tuple[str, datetime]]:
         """Profile id -> (tier, last time it qualified for it)."""
+        moments: dict[str, datetime] = {}  # few distinct ones (see _save_tiers)
+        held = {}
         with self.db.engine.connect() as conn:
-            return {
-                pid: (tier, parse_timestamp(at))
-                for pid, tier, at in conn.execute(
-                    select(profile_tiers.c.profile_id, profile_tiers.c.tier, profile_tiers.c.qualified_at)
-                ).all()
-            }
+            rows = conn.execute(select(profile_tiers.c.profile_id, profile_tiers.c.tier, profile_tiers.c.qualified_at))
+            for pid, tier, at in rows:
+                moment = moments.get(at)
+                if moment is None:
+                    moment = moments[at] = parse_timestamp(at)
+                held[pid] = (tier, moment)
+        return held
 
     def record_segments(
         self,
@@ -94,25 +97,27 @@ class SegmentHistory:
                 ("seq", "segment", "at", "size", "revenue_cents", "profiles", "total_revenue_cents"),
                 ((run_seq, segment, stamp, size, revenue, totals[0], totals[1]) for segment, size, revenue in snapshot),
             )
-            previous = {
-                pid: (tier, int(since))
-                for pid, tier, since in raw_rows(conn, "SELECT profile_id, tier, since_seq FROM profile_tiers")
-            }
-            conn.execute(delete(profile_tiers))
-            insert_rows(
-                conn,
-                profile_tiers,
-                ("profile_id", "tier", "qualified_at", "since_seq"),
-                (
-                    (
-                        pid,
-                        tier,
-                        at.isoformat(),
-                        previous[pid][1] if previous.get(pid, ("", 0))[0] == tier else run_seq,
-                    )
-                    for pid, (tier, at) in tiers.items()
-                ),
-            )
+            self._save_tiers(conn, tiers, run_seq)
+
+    @staticmethod
+    def _save_tiers(conn: Connection, tiers: Mapping[str, tuple[str, datetime]], run_seq: int) -> None:
+        """The tiers held now, written by difference: a profile keeps `since_seq` while it keeps
+        its tier, and rows that did not change are not written again."""
+        sql = "SELECT profile_id, tier, qualified_at, since_seq FROM profile_tiers"
+        stored = {pid: (tier, at, int(since)) for pid, tier, at, since in raw_rows(conn, sql)}
+        rows = []
+        texts: dict[datetime, str] = {}  # most profiles qualified at one of few moments (a run's `now`)
+        for pid, (tier, at) in tiers.items():
+            before = stored.pop(pid, None)
+            text = texts.get(at)
+            if text is None:
+                text = texts[at] = at.isoformat()
+            row = (tier, text, before[2] if before is not None and before[0] == tier else run_seq)
+            if row != before:
+                rows.append((pid, *row))
+        raw_many(conn, "DELETE FROM profile_tiers WHERE profile_id = ?", [(pid,) for pid in sorted(stored)])
+        rows.sort()  # in key order (see above)
+        upsert_many(conn, profile_tiers, rows, ("profile_id", "tier", "qualified_at", "since_seq"))
 
     def segment_snapshots(self) -> list[SegmentSnapshot]:
         with self.db.engine.connect() as conn:

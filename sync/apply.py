@@ -58,8 +58,7 @@ class Applier:
             outcome = report.systems[name]
             if outcome.status == "failed" or not connector.writes_back:
                 continue
-            known = self.store.known_states(name)
-            current = {rid: k.current for rid, k in known.items()}
+            current = self.store.current_states(name)
             changes = plan_system(name, desired.get(name, {}), current)
             if report.dry_run:  # a plan is read by people: whose records, which segments
                 people = contact_people(self.store, name, [c.record_id for c in changes])

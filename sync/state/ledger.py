@@ -5,7 +5,7 @@ the remote records' state."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,9 +28,15 @@ class KnownState:
 
     @property
     def current(self) -> RemoteState:
-        if self.pushed is not None and (self.pushed_seq >= self.changed_seq or not self.owned.known):
-            return self.pushed
-        return self.owned
+        return current_state(self.owned, self.changed_seq, self.pushed, self.pushed_seq)
+
+
+def current_state(owned: RemoteState, changed_seq: int, pushed: RemoteState | None, pushed_seq: int) -> RemoteState:
+    """The newer of the last read (`owned`, at `changed_seq`) and the last push; a push also wins
+    over a read that could not see crmsync's own state."""
+    if pushed is not None and (pushed_seq >= changed_seq or not owned.known):
+        return pushed
+    return owned
 
 
 class Ledger:
@@ -40,6 +46,14 @@ class Ledger:
     def known_states(self, system: str) -> dict[str, KnownState]:
         """Per record of `system`: its owned state as last read and as last pushed. Records that
         hold the same state share one RemoteState object (the planner relies on it for speed)."""
+        return {rid: KnownState(*known) for rid, known in self._known_rows(system)}
+
+    def current_states(self, system: str) -> dict[str, RemoteState]:
+        """Per record of `system`: `KnownState.current`, without an object per record (the plan
+        reads every record of every system)."""
+        return {rid: current_state(*known) for rid, known in self._known_rows(system)}
+
+    def _known_rows(self, system: str) -> Iterator[tuple[str, tuple[RemoteState, int, RemoteState | None, int]]]:
         parsed: dict[str, RemoteState] = {}
 
         def state(text: str) -> RemoteState:
@@ -52,16 +66,18 @@ class Ledger:
             "SELECT c.record_id, c.owned, c.changed_seq, p.state, p.pushed_seq FROM contacts c "
             "LEFT JOIN pushed p ON p.system = c.system AND p.record_id = c.record_id WHERE c.system = ?"
         )
-        out = {}
         with self.db.engine.connect() as conn:
-            for rid, owned, seq, pushed_state, pushed_seq in raw_rows(conn, sql, (system,)):
-                out[rid] = KnownState(
+            rows = raw_rows(conn, sql, (system,))
+        for rid, owned, seq, pushed_state, pushed_seq in rows:
+            yield (
+                rid,
+                (
                     state(owned),
                     int(seq),
                     None if pushed_state is None else state(pushed_state),
                     -1 if pushed_seq is None else int(pushed_seq),
-                )
-        return out
+                ),
+            )
 
     def set_owned(self, system: str, states: Mapping[str, RemoteState], run_seq: int) -> None:
         """What a verification saw on the remote records: the newest word on them (`changed_seq`)."""

@@ -215,6 +215,9 @@ class StateStore:
     def known_states(self, system: str) -> dict[str, KnownState]:
         return self.ledger.known_states(system)
 
+    def current_states(self, system: str) -> dict[str, RemoteState]:
+        return self.ledger.current_states(system)
+
     def set_owned(self, system: str, states: Mapping[str, RemoteState], run_seq: int) -> None:
         self.ledger.set_owned(system, states, run_seq)
 

@@ -72,6 +72,7 @@ def test_ledger_and_pending(store: StateStore) -> None:
     known = store.known_states("shop")
     assert known["1"].current == target
     assert known["2"].current == RemoteState()
+    assert store.current_states("shop") == {"1": target, "2": RemoteState()}  # what the plan reads
     [row] = store.pending_records()
     assert (row["record_id"], row["attempts"], row["message"]) == ("2", 2, "still bad")
     store.record_results("shop", changes[1:], [WriteResult("2", True)], 3, NOW)

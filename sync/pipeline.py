@@ -133,6 +133,8 @@ class Cycle:
         report.systems = {name: SystemOutcome(c.type) for name, c in connectors.items()}
         report.caveats = [note for c in connectors.values() if (note := c.coverage_note())]
         full_systems = set(full)
+        # A backfill recomputes from what it read: no resolution snapshot stands in for it.
+        self.resolver.reuse_snapshot = not full_systems
         try:
             self._remap_if_needed(connectors, run)
             self._extract(connectors, report, run, full_systems)

@@ -20,6 +20,7 @@ from mapping.model import key_system, record_key
 from mapping.normalize.email import is_role_address
 from mapping.traits import OrderColumns, concat_order_columns, order_columns_from_rows
 from sync.config import CrmsyncConfig
+from sync.resolution_snapshot import StoredResolution, decode, encode, snapshot_inputs
 from sync.state import StateStore
 from sync.state.compute import IdentityRow, split_other
 
@@ -134,6 +135,10 @@ class Resolver:
         self.config = config
         self.store = store
         self.rules = rules
+        # Whether a resolution snapshot with this cycle's inputs may stand in for resolving
+        # (sync/resolution_snapshot.py); a backfill sets it off for its cycle.
+        self.reuse_snapshot = True
+        self.reused = False  # whether the last `resolve` reused a snapshot
 
     def resolve(self, clock: Stopwatch | None = None) -> Resolved:
         """Who is who: records joined into profiles, and every order attached to its profile.
@@ -141,9 +146,23 @@ class Resolver:
         Works on stored columns, never one object per contact or order: a merchant with a million
         customers and five million orders must not become six million Python objects."""
         clock = clock or Stopwatch({})
+        facts = self.config.segments.order_facts_needed()
         # One read transaction for both reads: the orders name their contacts by the row numbers
         # the identity read gave them.
         with self.store.compute_snapshot() as reads:
+            inputs = snapshot_inputs(self.config, reads.input_marks())
+            # The bases read order details beside the columns; those are not kept, so they resolve in full.
+            stored = reads.stored_resolution() if self.reuse_snapshot and not facts else None
+            snapshot = (
+                decode(stored[1], reads.resolution_parts()) if stored is not None and stored[0] == inputs else None
+            )
+            if snapshot is not None:
+                reused = self.reuse(snapshot, clock)
+                self.reused = reused is not None
+                if reused is not None:
+                    return reused
+            del stored, snapshot
+            self.reused = False
             rows, emails, resolution, previous = self.resolve_identities(reads.identity_rows(), clock)
             members = resolution.members()
             profiles = sorted(members)
@@ -156,22 +175,49 @@ class Resolver:
             chunks = reads.order_arrays(self.config.segments.base_currency)
             orders = self.order_columns(chunks, attach, systems)
             details = None
-            facts = self.config.segments.order_facts_needed()
             if facts:
                 facts_rows = reads.order_details(facts)
                 details = self.order_details(facts_rows, resolution.assignment, position, attach, facts)
         clock.lap("read orders")
+        links = [(link.a, link.b, link.kind, link.value) for link in resolution.links]
+        if not facts:
+            self.store.save_resolution(inputs, encode(members, profiles, systems, orders, links))
+            clock.lap("keep snapshot")
         return Resolved(
             members=members,
             profiles=profiles,
             systems=systems,
             orders=orders,
             aliases=resolution.aliases,
-            links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],
+            links=links,
             previous=previous,
-            fields=self.profile_fields if (self.config.segments.rules or self.config.segments.uses_bases()) else None,
+            fields=self.fields_reader(),
             details=details,
         )
+
+    def reuse(self, stored: StoredResolution, clock: Stopwatch) -> Resolved | None:
+        """The snapshot as this cycle's resolution, when the stored profile members are those it
+        made (else None: resolve in full)."""
+        previous, _ = self.store.previous_assignment()
+        if not stored.made_assignment(previous):
+            log.info("resolution snapshot not used: the stored profiles differ from it")
+            return None
+        log.info("resolution reused: no contact or order changed", profiles=len(stored.profiles))
+        clock.lap("read orders")
+        return Resolved(
+            members=stored.members,
+            profiles=stored.profiles,
+            systems=stored.systems,
+            orders=stored.orders,
+            aliases={},  # every profile keeps its id: nothing merged
+            links=stored.links,
+            previous=previous,
+            fields=self.fields_reader(),
+        )
+
+    def fields_reader(self) -> Callable[[Mapping[str, Sequence[str]]], Survivorship] | None:
+        """Profile fields by survivorship, read on demand: only rule segments and the bases read them."""
+        return self.profile_fields if (self.config.segments.rules or self.config.segments.uses_bases()) else None
 
     def resolve_identities(
         self, identity_rows: Iterable[IdentityRow], clock: Stopwatch

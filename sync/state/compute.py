@@ -11,18 +11,18 @@ orders, bench/RESULTS.md). PostgreSQL has no stable row number, so there it is `
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 
 from mapping.model import Contact
 from sync.state.extracts import contact_from_row
-from sync.state.schema import contacts
-from sync.state.sql import Database, raw_rows
+from sync.state.schema import contacts, resolution_snapshot
+from sync.state.sql import Database, raw_many, raw_rows
 
 # One order: its contact's row number (-1: none stored), amount, created epoch, counts, and for the
 # orders these columns do not describe completely (another currency, or a guest's order, attached by
@@ -114,6 +114,31 @@ class ComputeSnapshot:
         for chunk in self.db.raw_chunks(sql, 50_000, self.conn):
             yield from chunk
 
+    def input_marks(self) -> list[list[int]]:
+        """Per table the compute reads (contacts, orders): row count, highest and sum of
+        `changed_seq`. Every write to either table stamps the rows it writes with its run's
+        number, and run numbers only grow, so any row written, or deleted, since they were read
+        changes them (sync/resolution_snapshot.py)."""
+        marks = []
+        for table in ("contacts", "orders"):
+            sql = f"SELECT COUNT(*), COALESCE(MAX(changed_seq), 0), COALESCE(SUM(changed_seq), 0) FROM {table}"
+            [(count, highest, total)] = raw_rows(self.conn, sql)
+            marks.append([int(count), int(highest), int(total)])
+        return marks
+
+    def stored_resolution(self) -> tuple[str, bytes] | None:
+        """The resolution snapshot the last compute kept: its inputs and its header (the parts
+        follow from `resolution_parts`)."""
+        rows = raw_rows(self.conn, "SELECT inputs, data FROM resolution_snapshot WHERE name = 'header'")
+        return (str(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def resolution_parts(self) -> Iterator[tuple[str, bytes]]:
+        """The snapshot's other parts in name order, one at a time (each is some megabytes)."""
+        sql = "SELECT name, data FROM resolution_snapshot WHERE name <> 'header' ORDER BY name"
+        for chunk in self.db.raw_chunks(sql, 1, self.conn):
+            for name, data in chunk:
+                yield str(name), bytes(data)
+
 
 class ComputeReader:
     def __init__(self, db: Database) -> None:
@@ -136,6 +161,20 @@ class ComputeReader:
         with self.db.engine.connect() as conn:
             for row in conn.execute(select(contacts).order_by(contacts.c.system, contacts.c.record_id)).mappings():
                 yield contact_from_row(row), int(row["changed_seq"])
+
+    def save_resolution(self, inputs: str, parts: Iterable[tuple[str, bytes]]) -> None:
+        """Keep this compute's resolution snapshot, replacing the last one: its parts (the first
+        named `header`, which carries the inputs), written one at a time so that no copy of the
+        whole is ever held."""
+        with self.db.writing() as conn:
+            conn.execute(delete(resolution_snapshot))
+            rows = ((name, inputs if name == "header" else "", data) for name, data in parts)
+            raw_many(conn, "INSERT INTO resolution_snapshot (name, inputs, data) VALUES (?, ?, ?)", rows, chunk=1)
+
+    def drop_resolution(self) -> None:
+        """Forget the resolution snapshot (it names records: `crmsync forget` drops it)."""
+        with self.db.writing() as conn:
+            conn.execute(delete(resolution_snapshot))
 
     def previous_assignment(self) -> tuple[dict[str, str], dict[str, int]]:
         """Record key -> profile id, and profile id -> creation sequence (its age)."""

@@ -48,6 +48,7 @@ from sync.state.schema import (
     pushed,
     quarantine,
     raw_records,
+    resolution_snapshot,
     segment_history,
 )
 from sync.state.sql import Database, insert_rows, raw_rows
@@ -399,6 +400,8 @@ def _delete_person(
     conn.execute(delete(segment_history).where(segment_history.c.profile_id.in_(ids)))
     conn.execute(delete(profile_tiers).where(profile_tiers.c.profile_id.in_(ids)))
     conn.execute(delete(profiles).where(profiles.c.profile_id.in_(ids)))
+    # The compute's snapshot names every record and order it attached: the next cycle resolves in full.
+    conn.execute(delete(resolution_snapshot))
 
 
 def _delete_raw(conn: Connection, system: str, kind: str, record_ids: Sequence[str]) -> None:

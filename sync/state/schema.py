@@ -22,6 +22,9 @@ What lives here, and why it is enough to resume after a crash at any point:
   report can say how stable a segment is and where people go when they leave.
 - segment_runs: each segment's size and revenue at every (non-dry) run: sizes over time.
 - profile_tiers: each profile's loyalty tier and the last time it qualified for it (hysteresis).
+- resolution_snapshot: the last compute's resolution and order columns, with the inputs they were
+  made from; a cycle whose inputs are the same reuses them (sync/resolution_snapshot.py). A cache:
+  deleting it loses nothing.
 
 Every change carries the sequence number of the run that made it; comparing a raw record's
 `changed_seq` with the ledger's `pushed_seq` tells which of the two is the newer word on a record.
@@ -36,6 +39,7 @@ from sqlalchemy import (
     Connection,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -50,7 +54,7 @@ from sync.state.sql import Database
 
 # The head revision of sync/state/migrations (revision ids are these numbers); a unit test holds
 # the two together. Kept in `meta.schema_version` as well, where crmsync before Alembic read it.
-SCHEMA_VERSION = "8"
+SCHEMA_VERSION = "9"
 
 metadata = MetaData()
 
@@ -266,6 +270,14 @@ erasure_targets = Table(
     Column("known", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("message", Text),
+)
+
+resolution_snapshot = Table(
+    "resolution_snapshot",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("inputs", Text, nullable=False),  # what it was made from (sync/resolution_snapshot.py)
+    Column("data", LargeBinary, nullable=False),
 )
 
 forgotten = Table(

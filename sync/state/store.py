@@ -136,6 +136,12 @@ class StateStore:
     def previous_assignment(self) -> tuple[dict[str, str], dict[str, int]]:
         return self.reader.previous_assignment()
 
+    def save_resolution(self, inputs: str, parts: Iterable[tuple[str, bytes]]) -> None:
+        self.reader.save_resolution(inputs, parts)
+
+    def drop_resolution(self) -> None:
+        self.reader.drop_resolution()
+
     # ----- profiles --------------------------------------------------------------------------------
     def save_profiles(
         self,

@@ -1,0 +1,136 @@
+"""The resolution snapshot: what a compute's resolve step made (the profiles and their records, the
+links that joined them, every order attached to its profile as columns), kept in the state with the
+inputs it was made from.
+
+A cycle whose inputs are the same would resolve to exactly this again: resolution is a function of
+the stored contacts, the previous assignment and the settings, and it gives every cluster the id
+its records already had. So such a cycle reuses the snapshot instead of reading every contact and
+order and resolving them again, and a daemon's quiet cycles cost what their assessment and plan
+cost. What the traits make of the orders depends on `now` and is computed afresh every time.
+
+The inputs are, per table the compute reads (contacts, orders), the row count and the highest and
+the sum of `changed_seq` (`ComputeSnapshot.input_marks`: every write stamps its rows with its run's
+number, and run numbers only grow, so any row written or deleted since changes them); the settings
+resolution and order attachment read; and this module's format. On use, the stored profile members
+must also be those the snapshot made: a crash between its write and the profiles', or a `forget`,
+leaves them otherwise, and the cycle then resolves in full. `backfill` always resolves in full.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from mapping.traits import OrderColumns
+from sync.config import CrmsyncConfig
+
+FORMAT = 1  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
+
+
+def snapshot_inputs(config: CrmsyncConfig, marks: Sequence[Sequence[int]]) -> str:
+    """The inputs a resolution is made from, as text: equal text, equal resolution."""
+    segments = config.segments
+    return json.dumps(
+        {
+            "format": FORMAT,
+            "marks": [list(mark) for mark in marks],
+            "identity": config.identity.model_dump(mode="json"),
+            "systems": sorted(config.systems),
+            "base_currency": segments.base_currency,
+            "rates": {code: str(rate) for code, rate in sorted(segments.rates.items())},
+        },
+        sort_keys=True,
+    )
+
+
+@dataclass(frozen=True)
+class StoredResolution:
+    """A snapshot as decoded: `members` in the order resolution made it (profile id -> record keys)."""
+
+    members: dict[str, list[str]]
+    profiles: list[str]
+    systems: list[str]
+    orders: OrderColumns
+    links: list[tuple[str, str, str, str]]
+
+    def made_assignment(self, stored: Mapping[str, str]) -> bool:
+        """Whether the stored profile members (record key -> profile id) are those it made."""
+        if len(stored) != sum(len(keys) for keys in self.members.values()):
+            return False
+        return all(stored.get(key) == pid for pid, keys in self.members.items() for key in keys)
+
+
+# The order columns as stored: narrow integers where the values allow (read back as int64, exactly),
+# in parts of PART_ROWS orders, so that writing and reading never hold a second copy of a column.
+COLUMNS: tuple[tuple[str, type[np.generic]], ...] = (
+    ("profile", np.int32),
+    ("system", np.int16),
+    ("cents", np.int64),
+    ("created", np.int64),
+    ("counts", np.bool_),
+)
+PART_ROWS = 1 << 20
+
+
+def encode(
+    members: Mapping[str, Sequence[str]],
+    profiles: Sequence[str],
+    systems: Sequence[str],
+    orders: OrderColumns,
+    links: Sequence[tuple[str, str, str, str]],
+) -> Iterator[tuple[str, bytes]]:
+    """The snapshot's parts: `header` (JSON), then each order column a part at a time."""
+    header = {
+        "profiles": list(profiles),
+        "member_order": list(members),
+        "sizes": [len(keys) for keys in members.values()],
+        "keys": [key for keys in members.values() for key in keys],
+        "systems": list(systems),
+        "links": [list(link) for link in links],
+        "orders": orders.size,
+    }
+    yield "header", orjson.dumps(header)
+    del header
+    for name, dtype in COLUMNS:
+        column = getattr(orders, name)
+        for number, start in enumerate(range(0, orders.size, PART_ROWS)):
+            yield f"{name}.{number:06d}", column[start : start + PART_ROWS].astype(dtype).tobytes()
+
+
+def decode(header_data: bytes, parts: Iterable[tuple[str, bytes]]) -> StoredResolution | None:
+    """The snapshot from its header and its other parts (in name order); None when a part is
+    missing or the wrong size."""
+    header: dict[str, Any] = orjson.loads(header_data)
+    size = int(header["orders"])
+    dtypes = dict(COLUMNS)
+    columns: dict[str, npt.NDArray[Any]] = {
+        name: np.empty(size, dtype=np.bool_ if name == "counts" else np.int64) for name, _ in COLUMNS
+    }
+    filled = dict.fromkeys(columns, 0)
+    for part, data in parts:
+        name = part.partition(".")[0]
+        values = np.frombuffer(data, dtype=dtypes[name])
+        at = filled[name]
+        if at + values.shape[0] > size:
+            return None
+        columns[name][at : at + values.shape[0]] = values
+        filled[name] = at + values.shape[0]
+    if any(count != size for count in filled.values()):
+        return None
+    orders = OrderColumns(
+        columns["profile"], columns["system"], columns["cents"], columns["created"], columns["counts"]
+    )
+    members: dict[str, list[str]] = {}
+    keys: list[str] = header["keys"]
+    start = 0
+    for pid, length in zip(header["member_order"], header["sizes"], strict=True):
+        members[pid] = keys[start : start + length]
+        start += length
+    links = [(str(a), str(b), str(kind), str(value)) for a, b, kind, value in header["links"]]
+    return StoredResolution(members, header["profiles"], header["systems"], orders, links)

@@ -1,0 +1,222 @@
+"""The resolution snapshot (sync/resolution_snapshot.py): a cycle whose inputs did not change reuses
+the last compute's resolution, and what it reuses is exactly what resolving in full gives. Random
+change sets (new, edited, merged, split and quarantined contacts, new, edited and cancelled orders,
+guests' orders, and rounds with nothing changed) each compare the two on a real SQLite state."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connectors.base import Connector
+from mapping.model import Contact, Kind, Order, Rejection, SourceRecord
+from sync.config import LoadedConfig, load_config
+from sync.pipeline import Cycle, build_connectors
+from sync.reports import CycleReport, SystemOutcome
+from sync.resolve import Resolved
+from sync.state import StateStore
+
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+SHOP = """
+[systems.{name}]
+type = "woocommerce"
+base_url = "http://127.0.0.1:9"
+consumer_key = "ck_test"
+consumer_secret = "cs_test"
+"""
+CONFIG = (
+    """
+[state]
+url = "sqlite:///crmsync.db"
+[segments]
+base_currency = "EUR"
+rates = { USD = 0.5 }
+"""
+    + SHOP.format(name="shop")
+    + SHOP.format(name="web")
+)
+EMAILS = ["anna@example.nl", "bram@example.nl", "cor@example.nl", "info@example.nl", "dirk@example.nl"]
+
+
+def _contact(record: SourceRecord) -> Contact | Rejection:
+    email, link = record.payload["email"], record.payload.get("link")
+    if email is None:
+        return Rejection("no_email", "the test mapper wants an email")  # its mapped row is deleted
+    links = (link,) if link else ()
+    return Contact(record.system, record.id, NOW, email=email, email_role=email.startswith("info@"), links=links)
+
+
+def _order(record: SourceRecord) -> Order:
+    customer, email, amount, currency, counts, days = record.payload["order"]
+    created = NOW - timedelta(days=days)
+    return Order(record.system, record.id, customer, email, Decimal(amount), currency, created, counts)
+
+
+@dataclass
+class Merchant:
+    loaded: LoadedConfig
+    store: StateStore
+    cycle: Cycle
+    connectors: dict[str, Connector]
+
+    def run_seq(self) -> int:
+        return self.store.begin_run("test", NOW).seq
+
+    def contact(self, system: str, rid: str, email: str | None, link: str | None = None) -> None:
+        record = SourceRecord(system, Kind.CONTACT, rid, NOW, {"email": email, "link": link})
+        self.store.store_page(system, Kind.CONTACT, [record], _contact, self.run_seq())
+
+    def order(self, system: str, oid: str, order: tuple[Any, ...]) -> None:
+        record = SourceRecord(system, Kind.ORDER, oid, NOW, {"order": list(order)})
+        self.store.store_page(system, Kind.ORDER, [record], _order, self.run_seq())
+
+    def resolve(self, reuse: bool) -> Resolved:
+        self.cycle.resolver.reuse_snapshot = reuse
+        try:
+            return self.cycle._resolve()
+        finally:
+            self.cycle.resolver.reuse_snapshot = True
+
+    def compute(self) -> None:
+        """A cycle's compute (profiles, history) as `Cycle.run` does it after extract."""
+        run = self.store.begin_run("test", NOW)
+        report = CycleReport(run.run_id, False, NOW)
+        report.systems = {name: SystemOutcome(c.type) for name, c in self.connectors.items()}
+        self.cycle._compute(self.connectors, report, run)
+
+
+def merchant(folder: Path, config: str = CONFIG) -> Merchant:
+    (folder / "crmsync.toml").write_text(config)
+    loaded = load_config(folder / "crmsync.toml")
+    store = StateStore(loaded.state_url())
+    return Merchant(loaded, store, Cycle(loaded, store, clock=lambda: NOW), build_connectors(loaded, threading.Event()))
+
+
+def assert_same(reused: Resolved, full: Resolved) -> None:
+    assert list(reused.members.items()) == list(full.members.items())
+    assert (reused.profiles, reused.systems) == (full.profiles, full.systems)
+    assert (reused.aliases, reused.links, reused.previous) == (full.aliases, full.links, full.previous)
+    for name in ("profile", "system", "cents", "created", "counts"):
+        mine, theirs = getattr(reused.orders, name), getattr(full.orders, name)
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs), name
+
+
+def populated(folder: Path, config: str = CONFIG) -> Merchant:
+    shop = merchant(folder, config)
+    shop.contact("shop", "1", "anna@example.nl")
+    shop.contact("web", "1", "anna@example.nl")  # the same person in the other system
+    shop.contact("shop", "2", "bram@example.nl", link="web:2")
+    shop.contact("web", "2", "b.bram@example.nl")  # joined by the link
+    shop.contact("shop", "3", "info@example.nl")  # a role address joins nobody
+    shop.order("shop", "o1", ("1", None, "10.00", "EUR", True, 3))
+    shop.order("web", "o2", (None, "anna@example.nl", "20.00", "EUR", True, 40))  # a guest's order
+    shop.order("shop", "o3", ("2", None, "40.00", "USD", True, 500))  # another currency
+    shop.order("web", "o4", ("2", None, "5.00", "EUR", False, 1))  # cancelled
+    shop.compute()
+    return shop
+
+
+def test_an_unchanged_cycle_reuses_the_resolution_and_it_is_the_full_one(tmp_path: Path, state_url: str) -> None:
+    """On each backend (the `state_url` fixture: SQLite and PostgreSQL)."""
+    shop = populated(tmp_path, CONFIG.replace('"sqlite:///crmsync.db"', f'"{state_url}"'))
+    reused = shop.resolve(reuse=True)
+    assert shop.cycle.resolver.reused
+    full = shop.resolve(reuse=False)
+    assert not shop.cycle.resolver.reused
+    assert_same(reused, full)
+    assert len(reused.profiles) == 3 and reused.orders.size == 4
+
+
+def test_a_quarantined_contact_is_a_change_though_no_row_is_written(tmp_path: Path) -> None:
+    """Its mapped row is deleted and nothing in `contacts` gets a newer run number: the row count
+    is what tells."""
+    shop = populated(tmp_path)
+    shop.contact("web", "2", None)
+    resolved = shop.resolve(reuse=True)
+    assert not shop.cycle.resolver.reused
+    assert "web:2" not in {key for keys in resolved.members.values() for key in keys}
+
+
+def test_settings_that_resolution_reads_are_inputs(tmp_path: Path) -> None:
+    populated(tmp_path)
+    for changed in (
+        CONFIG.replace("USD = 0.5", "USD = 0.6"),
+        CONFIG.replace("[segments]", "[identity]\nmax_records_per_profile = 3\n[segments]"),
+    ):
+        shop = merchant(tmp_path, changed)
+        shop.resolve(reuse=True)
+        assert not shop.cycle.resolver.reused
+
+
+def test_profiles_stored_otherwise_than_the_snapshot_made_them_are_resolved_in_full(tmp_path: Path) -> None:
+    """As after a crash between the snapshot's write and the profiles'."""
+    shop = populated(tmp_path)
+    with shop.store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE profile_members SET profile_id = 'p_elsewhere' WHERE record_id = '1'")
+    resolved = shop.resolve(reuse=True)
+    assert not shop.cycle.resolver.reused
+    assert resolved.previous["shop:1"] == "p_elsewhere"
+
+
+def test_forget_drops_the_snapshot_that_names_the_person(tmp_path: Path) -> None:
+    shop = populated(tmp_path)
+    anna = shop.store.profiles_for(record=("shop", "1"))
+    shop.store.erasures.erase(anna, NOW)
+    with shop.store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM resolution_snapshot").scalar() == 0
+    resolved = shop.resolve(reuse=True)
+    assert not shop.cycle.resolver.reused
+    assert "shop:1" not in {key for keys in resolved.members.values() for key in keys}
+
+
+# ----- random change sets --------------------------------------------------------------------------
+SYSTEMS = st.sampled_from(["shop", "web"])
+IDS = st.sampled_from(["1", "2", "3", "4", "5"])
+CONTACT_CHANGE = st.tuples(
+    st.just("contact"),
+    SYSTEMS,
+    IDS,
+    st.one_of(st.none(), st.sampled_from(EMAILS)),  # None: quarantined
+    st.one_of(st.none(), st.builds(lambda s, i: f"{s}:{i}", SYSTEMS, IDS)),
+)
+ORDER_CHANGE = st.tuples(
+    st.just("order"),
+    SYSTEMS,
+    st.sampled_from([f"o{n}" for n in range(1, 9)]),
+    st.tuples(
+        st.one_of(st.none(), IDS),  # None: a guest's order
+        st.one_of(st.none(), st.sampled_from(EMAILS)),
+        st.sampled_from(["1.00", "12.50", "99.99"]),
+        st.sampled_from(["EUR", "USD", ""]),
+        st.booleans(),
+        st.integers(0, 800),
+    ),
+)
+ROUNDS = st.lists(st.lists(st.one_of(CONTACT_CHANGE, ORDER_CHANGE), max_size=4), min_size=1, max_size=5)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rounds=ROUNDS)
+def test_random_change_sets_reuse_only_what_a_full_resolution_gives(tmp_path_factory: Any, rounds: Any) -> None:
+    shop = populated(tmp_path_factory.mktemp("state"))
+    for changes in rounds:
+        for change in changes:
+            if change[0] == "contact":
+                shop.contact(*change[1:])
+            else:
+                shop.order(*change[1:])
+        reused = shop.resolve(reuse=True)
+        was_reused = shop.cycle.resolver.reused
+        assert_same(reused, shop.resolve(reuse=False))
+        if not changes:
+            assert was_reused  # nothing changed since the last compute: nothing to resolve again
+        shop.compute()
+    shop.store.close()

@@ -62,6 +62,8 @@ class Compute:
         clock = Stopwatch(steps)
         now = self.clock()
         resolved = self.resolver.resolve(clock)
+        self.resolver.keep(resolved)
+        clock.lap("keep snapshot")
         segments = self.assess(resolved, now)
         resolved.orders = empty_order_columns()  # the traits hold what the cycle needs of them
         clock.lap("assess")

@@ -12,8 +12,10 @@ The inputs are, per table the compute reads (contacts, orders), the row count an
 the sum of `changed_seq` (`ComputeSnapshot.input_marks`: every write stamps its rows with its run's
 number, and run numbers only grow, so any row written or deleted since changes them); the settings
 resolution and order attachment read; and this module's format. On use, the stored profile members
-must also be those the snapshot made: a crash between its write and the profiles', or a `forget`,
-leaves them otherwise, and the cycle then resolves in full. `backfill` always resolves in full.
+must also be those the snapshot made (`save_profiles` keeps a digest of what it stored, and the
+snapshot one of what it made): a crash between the snapshot's write and the profiles' leaves them
+otherwise, and the cycle then resolves in full; `forget` deletes the snapshot. `backfill` always
+resolves in full.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ import orjson
 
 from mapping.traits import OrderColumns
 from sync.config import CrmsyncConfig
+from sync.state.profile_writer import members_digest
 
-FORMAT = 1  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
+FORMAT = 2  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
 
 
 def snapshot_inputs(config: CrmsyncConfig, marks: Sequence[Sequence[int]]) -> str:
@@ -58,12 +61,11 @@ class StoredResolution:
     systems: list[str]
     orders: OrderColumns
     links: list[tuple[str, str, str, str]]
+    members_digest: str  # `members_digest(members)`, as `save_profiles` keeps it for what it stored
 
-    def made_assignment(self, stored: Mapping[str, str]) -> bool:
-        """Whether the stored profile members (record key -> profile id) are those it made."""
-        if len(stored) != sum(len(keys) for keys in self.members.values()):
-            return False
-        return all(stored.get(key) == pid for pid, keys in self.members.items() for key in keys)
+    def assignment(self) -> dict[str, str]:
+        """Record key -> profile id."""
+        return {key: pid for pid, keys in self.members.items() for key in keys}
 
 
 # The order columns as stored: narrow integers where the values allow (read back as int64, exactly),
@@ -94,6 +96,7 @@ def encode(
         "systems": list(systems),
         "links": [list(link) for link in links],
         "orders": orders.size,
+        "members_digest": members_digest(members),
     }
     yield "header", orjson.dumps(header)
     del header
@@ -133,4 +136,4 @@ def decode(header_data: bytes, parts: Iterable[tuple[str, bytes]]) -> StoredReso
         members[pid] = keys[start : start + length]
         start += length
     links = [(str(a), str(b), str(kind), str(value)) for a, b, kind, value in header["links"]]
-    return StoredResolution(members, header["profiles"], header["systems"], orders, links)
+    return StoredResolution(members, header["profiles"], header["systems"], orders, links, header["members_digest"])

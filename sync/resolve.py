@@ -42,6 +42,9 @@ class Resolved:
     fields: Callable[[Mapping[str, Sequence[str]]], Survivorship] | None = None
     # What orders say beyond their value, attached as `orders` are (read only when the bases are used).
     details: OrderDetails | None = None
+    # The inputs a full resolution was made from, when a snapshot of it may be kept (None: reused,
+    # or with the bases' order details, which a snapshot does not hold). sync/resolution_snapshot.py
+    inputs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,29 +182,33 @@ class Resolver:
                 facts_rows = reads.order_details(facts)
                 details = self.order_details(facts_rows, resolution.assignment, position, attach, facts)
         clock.lap("read orders")
-        links = [(link.a, link.b, link.kind, link.value) for link in resolution.links]
-        if not facts:
-            self.store.save_resolution(inputs, encode(members, profiles, systems, orders, links))
-            clock.lap("keep snapshot")
         return Resolved(
             members=members,
             profiles=profiles,
             systems=systems,
             orders=orders,
             aliases=resolution.aliases,
-            links=links,
+            links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],
             previous=previous,
             fields=self.fields_reader(),
             details=details,
+            inputs=None if facts else inputs,
         )
+
+    def keep(self, resolved: Resolved) -> None:
+        """Keep a resolution made in full as the snapshot the next cycle may reuse. Only a cycle
+        that saves profiles keeps one (read-only commands resolve too)."""
+        if resolved.inputs is not None:
+            parts = encode(resolved.members, resolved.profiles, resolved.systems, resolved.orders, resolved.links)
+            self.store.save_resolution(resolved.inputs, parts)
 
     def reuse(self, stored: StoredResolution, clock: Stopwatch) -> Resolved | None:
         """The snapshot as this cycle's resolution, when the stored profile members are those it
         made (else None: resolve in full)."""
-        previous, _ = self.store.previous_assignment()
-        if not stored.made_assignment(previous):
+        if self.store.get_meta("members_digest") != stored.members_digest:
             log.info("resolution snapshot not used: the stored profiles differ from it")
             return None
+        previous = stored.assignment()  # what is stored, as the digests agree
         log.info("resolution reused: no contact or order changed", profiles=len(stored.profiles))
         clock.lap("read orders")
         return Resolved(

@@ -5,8 +5,9 @@ No vendor is read: the stored records are what the last cycle read, so the plan 
 would write if nothing changed in the systems since. Nothing is written either, twice over:
 - the state is opened read-only (SQLite: a `mode=ro` connection, which WAL lets read beside the
   writer without blocking it; PostgreSQL: read-only transactions), so a write fails loudly;
-- `ReadOnlyStore` drops the one write a cycle's compute makes whatever the dry-run flag (the
-  profiles and verdicts, `save_profiles`), and refuses every other write by name.
+- `ReadOnlyStore` drops the writes a cycle's compute makes whatever the dry-run flag (the
+  profiles and verdicts, `save_profiles`, and the resolution snapshot, `save_resolution`), and
+  refuses every other write by name.
 """
 
 from __future__ import annotations
@@ -62,11 +63,15 @@ class ReadOnlyStore(StateStore):
         none.)"""
         return None
 
+    def save_resolution(self, inputs: str, parts: Iterable[tuple[str, bytes]]) -> None:
+        """Nor is its resolution kept as a snapshot (sync/resolution_snapshot.py); it may reuse one."""
+        return None
+
     def _refuse(self, *_: Any, **__: Any) -> NoReturn:
         raise ReadOnlyState("the plan from stored records tried to write to the state")
 
     set_meta = begin_run = finish_run = record_system_run = set_checkpoint = store_page = _refuse
-    remap = record_segments = set_owned = record_results = _refuse
+    remap = record_segments = set_owned = record_results = drop_resolution = _refuse
 
 
 def plan_from_stored(loaded: LoadedConfig, stop: threading.Event) -> CycleReport:

@@ -24,6 +24,16 @@ def segment_list_json(segments: frozenset[str]) -> str:
     return json.dumps(sorted(segments))
 
 
+def members_digest(members: Mapping[str, Sequence[str]]) -> str:
+    """A digest of a resolution's assignment (profile id -> record keys, in the mapping's order):
+    `save_profiles` keeps the one it stored in `meta`, and a resolution snapshot is reused only
+    while the stored members are the ones it made (sync/resolution_snapshot.py)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for pid, keys in members.items():
+        digest.update("\t".join((pid, *keys, "\n")).encode())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class VerdictChunk:
     """Verdicts of consecutive profiles (ascending id) as `save_profiles` takes them: the traits
@@ -86,7 +96,12 @@ class ProfileStore:
             in_step = marks.get("profiles_seq") == marks.get("history_seq") and (
                 "history_seq" in marks or not changes.stored_before
             )
-            upsert_many(conn, meta, [("profiles_seq", str(run_seq))], ("key", "value"))
+            upsert_many(
+                conn,
+                meta,
+                [("profiles_seq", str(run_seq)), ("members_digest", members_digest(members))],
+                ("key", "value"),
+            )
             if aliases:
                 upsert_many(
                     conn,

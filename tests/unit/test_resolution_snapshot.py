@@ -23,6 +23,7 @@ from sync.pipeline import Cycle, build_connectors
 from sync.reports import CycleReport, SystemOutcome
 from sync.resolve import Resolved
 from sync.state import StateStore
+from sync.stored_plan import plan_from_stored
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 SHOP = """
@@ -31,6 +32,7 @@ type = "woocommerce"
 base_url = "http://127.0.0.1:9"
 consumer_key = "ck_test"
 consumer_secret = "cs_test"
+retry = {{ attempts = 1 }}
 """
 CONFIG = (
     """
@@ -135,6 +137,34 @@ def test_an_unchanged_cycle_reuses_the_resolution_and_it_is_the_full_one(tmp_pat
     assert len(reused.profiles) == 3 and reused.orders.size == 4
 
 
+def test_only_a_cycle_that_saves_profiles_keeps_a_snapshot(tmp_path: Path) -> None:
+    """`report --campaign` resolves without the writer lock: it may read a snapshot, never write one."""
+    shop = populated(tmp_path)
+    kept = snapshot_rows(shop.store)
+    shop.order("shop", "o9", ("1", None, "3.00", "EUR", True, 2))
+    resolved = shop.resolve(reuse=True)
+    assert not shop.cycle.resolver.reused and resolved.inputs is not None
+    assert snapshot_rows(shop.store) == kept
+    shop.compute()
+    assert snapshot_rows(shop.store) != kept
+
+
+def test_a_plan_from_stored_records_resolves_without_keeping_a_snapshot(tmp_path: Path) -> None:
+    """`plan` beside a running daemon opens the state read-only: a change stored since the last
+    compute makes it resolve in full, and it must not try to keep that resolution."""
+    shop = populated(tmp_path)
+    shop.order("shop", "o9", ("1", None, "3.00", "EUR", True, 2))
+    kept = snapshot_rows(shop.store)
+    report = plan_from_stored(shop.loaded, threading.Event())
+    assert report.profiles == 3
+    assert snapshot_rows(shop.store) == kept
+
+
+def snapshot_rows(store: StateStore) -> list[tuple[Any, ...]]:
+    with store.engine.connect() as conn:
+        return list(conn.exec_driver_sql("SELECT name, inputs, data FROM resolution_snapshot ORDER BY name").all())
+
+
 def test_a_quarantined_contact_is_a_change_though_no_row_is_written(tmp_path: Path) -> None:
     """Its mapped row is deleted and nothing in `contacts` gets a newer run number: the row count
     is what tells."""
@@ -156,14 +186,19 @@ def test_settings_that_resolution_reads_are_inputs(tmp_path: Path) -> None:
         assert not shop.cycle.resolver.reused
 
 
-def test_profiles_stored_otherwise_than_the_snapshot_made_them_are_resolved_in_full(tmp_path: Path) -> None:
-    """As after a crash between the snapshot's write and the profiles'."""
+def test_a_crash_between_the_snapshot_and_the_profiles_resolves_in_full(tmp_path: Path) -> None:
+    """The cycle kept its snapshot and died before it saved the profiles: the stored members are
+    still the last cycle's, and only a full resolution says which of them to write."""
     shop = populated(tmp_path)
-    with shop.store.engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE profile_members SET profile_id = 'p_elsewhere' WHERE record_id = '1'")
-    resolved = shop.resolve(reuse=True)
+    shop.contact("web", "1", "dirk@example.nl")  # Anna's second record is someone else's now
+    shop.cycle.resolver.keep(shop.resolve(reuse=True))  # the crash comes before `save_profiles`
     assert not shop.cycle.resolver.reused
-    assert resolved.previous["shop:1"] == "p_elsewhere"
+    reused = shop.resolve(reuse=True)
+    assert not shop.cycle.resolver.reused
+    full = shop.resolve(reuse=False)
+    assert_same(reused, full)
+    assert full.previous["web:1"] == full.previous["shop:1"]  # as stored: still one profile
+    assert full.members[full.previous["shop:1"]] == ["shop:1"]  # and now two
 
 
 def test_forget_drops_the_snapshot_that_names_the_person(tmp_path: Path) -> None:
@@ -220,3 +255,15 @@ def test_random_change_sets_reuse_only_what_a_full_resolution_gives(tmp_path_fac
             assert was_reused  # nothing changed since the last compute: nothing to resolve again
         shop.compute()
     shop.store.close()
+
+
+def test_backfill_resolves_in_full_and_sync_reuses(tmp_path: Path) -> None:
+    """Both cycles find the systems unreachable (nothing read, nothing changed) and compute from
+    the stored records."""
+    shop = populated(tmp_path)
+    shop.cycle.run("sync")  # maps the stored records again first (the mapping version is new here)
+    assert not shop.cycle.resolver.reused
+    shop.cycle.run("sync")
+    assert shop.cycle.resolver.reused
+    shop.cycle.run("backfill", full=["shop", "web"])
+    assert not shop.cycle.resolver.reused

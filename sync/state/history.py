@@ -14,6 +14,8 @@ from sync.state.profile_writer import SegmentChanges
 from sync.state.schema import meta, profile_tiers, segment_history, segment_runs
 from sync.state.sql import Database, insert_rows, raw_many, raw_rows, upsert_many
 
+TIERS_AT = "tiers_at"  # meta: the `now` of the run that last recorded the tiers (see _save_tiers)
+
 
 @dataclass(frozen=True)
 class SegmentSnapshot:
@@ -38,9 +40,11 @@ class SegmentHistory:
         """Profile id -> (tier, last time it qualified for it)."""
         moments: dict[str, datetime] = {}  # few distinct ones (see _save_tiers)
         held = {}
-        with self.db.engine.connect() as conn:
-            rows = conn.execute(select(profile_tiers.c.profile_id, profile_tiers.c.tier, profile_tiers.c.qualified_at))
-            for pid, tier, at in rows:
+        with self.db.reading() as conn:
+            last_run = raw_rows(conn, f"SELECT value FROM meta WHERE key = '{TIERS_AT}'")
+            if last_run:
+                moments[""] = parse_timestamp(last_run[0][0])
+            for pid, tier, at in raw_rows(conn, "SELECT profile_id, tier, qualified_at FROM profile_tiers"):
                 moment = moments.get(at)
                 if moment is None:
                     moment = moments[at] = parse_timestamp(at)
@@ -97,16 +101,19 @@ class SegmentHistory:
                 ("seq", "segment", "at", "size", "revenue_cents", "profiles", "total_revenue_cents"),
                 ((run_seq, segment, stamp, size, revenue, totals[0], totals[1]) for segment, size, revenue in snapshot),
             )
-            self._save_tiers(conn, tiers, run_seq)
+            self._save_tiers(conn, tiers, run_seq, now)
 
     @staticmethod
-    def _save_tiers(conn: Connection, tiers: Mapping[str, tuple[str, datetime]], run_seq: int) -> None:
+    def _save_tiers(conn: Connection, tiers: Mapping[str, tuple[str, datetime]], run_seq: int, now: datetime) -> None:
         """The tiers held now, written by difference: a profile keeps `since_seq` while it keeps
-        its tier, and rows that did not change are not written again."""
+        its tier, and rows that did not change are not written again. A profile that qualified at
+        this run (`now`) stores "" for it and `meta.tiers_at` says when that was: the qualification
+        time of every profile still qualifying moves with each run, and that is then one row of
+        `meta`, not a row per profile."""
         sql = "SELECT profile_id, tier, qualified_at, since_seq FROM profile_tiers"
         stored = {pid: (tier, at, int(since)) for pid, tier, at, since in raw_rows(conn, sql)}
         rows = []
-        texts: dict[datetime, str] = {}  # most profiles qualified at one of few moments (a run's `now`)
+        texts: dict[datetime, str] = {now: ""}  # most profiles qualified at one of few moments
         for pid, (tier, at) in tiers.items():
             before = stored.pop(pid, None)
             text = texts.get(at)
@@ -115,9 +122,11 @@ class SegmentHistory:
             row = (tier, text, before[2] if before is not None and before[0] == tier else run_seq)
             if row != before:
                 rows.append((pid, *row))
-        raw_many(conn, "DELETE FROM profile_tiers WHERE profile_id = ?", [(pid,) for pid in sorted(stored)])
+        if stored:
+            raw_many(conn, "DELETE FROM profile_tiers WHERE profile_id = ?", [(pid,) for pid in sorted(stored)])
         rows.sort()  # in key order (see above)
         upsert_many(conn, profile_tiers, rows, ("profile_id", "tier", "qualified_at", "since_seq"))
+        upsert_many(conn, meta, [(TIERS_AT, now.isoformat())], ("key", "value"))
 
     def segment_snapshots(self) -> list[SegmentSnapshot]:
         with self.db.engine.connect() as conn:

@@ -58,12 +58,19 @@ def tables(path: Path) -> set[str]:
     return {name for (name,) in rows(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
+def tiers(path: Path) -> dict[str, tuple[Any, ...]]:
+    """Profile id -> (tier, qualified at, since run). A profile that qualified at the run that last
+    recorded the tiers stores "" and `meta.tiers_at` says when (sync/state/history.py)."""
+    last = dict(rows(path, "SELECT key, value FROM meta")).get("tiers_at")
+    return {pid: (tier, at or last, since) for pid, tier, at, since in rows(path, "SELECT * FROM profile_tiers")}
+
+
 def snapshot(path: Path) -> dict[str, Any]:
     found = tables(path)
     return {
         "members": dict(rows(path, "SELECT system || ':' || record_id, profile_id FROM profile_members")),
         "history": set(rows(path, "SELECT * FROM segment_history")) if "segment_history" in found else set(),
-        "tiers": {r[0]: r[1:] for r in rows(path, "SELECT * FROM profile_tiers")} if "profile_tiers" in found else {},
+        "tiers": tiers(path) if "profile_tiers" in found else {},
         "pushed": set(rows(path, "SELECT * FROM pushed")),
         "raw_records": rows(path, "SELECT count(*) FROM raw_records")[0][0],
         "runs": [seq for (seq,) in rows(path, "SELECT seq FROM runs ORDER BY seq")],

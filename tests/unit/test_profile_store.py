@@ -144,3 +144,27 @@ def test_traits_are_built_only_for_new_and_changed_profiles(state_url: str) -> N
     store.save_profiles({}, [chunk([1, 2, 30, 4])], {}, 2)
     assert asked == [[0, 1, 2, 3], [2]]
     assert rows(store, profiles)["p2"][3] == '{"v": 30}'
+
+
+def test_a_tier_still_held_is_not_rewritten_though_its_qualification_time_moves(state_url: str) -> None:
+    """Every profile that qualifies at a run qualified at its `now`: one row of `meta` says when,
+    so an unchanged run writes no tier row, and what is read back is as before."""
+    store = StateStore(state_url)
+    start, earlier = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 10, 20, tzinfo=UTC)
+    snapshot = [("friends", 0, 0)]
+    held = {"p_1": ("gold", start), "p_2": ("silver", earlier)}  # p_2 is in its grace period
+    store.record_segments(1, start, {}, snapshot, held, (2, 0))
+    assert store.held_tiers() == held
+
+    def rows() -> list[tuple[Any, ...]]:
+        with store.engine.connect() as conn:
+            return list(conn.exec_driver_sql("SELECT * FROM profile_tiers ORDER BY profile_id").all())
+
+    stored = rows()
+    later = start + timedelta(hours=1)
+    store.record_segments(2, later, {}, snapshot, {"p_1": ("gold", later), "p_2": ("silver", earlier)}, (2, 0))
+    assert rows() == stored == [("p_1", "gold", "", 1), ("p_2", "silver", earlier.isoformat(), 1)]
+    assert store.held_tiers() == {"p_1": ("gold", later), "p_2": ("silver", earlier)}
+    store.record_segments(3, later + timedelta(hours=1), {}, snapshot, {"p_1": ("gold", later)}, (1, 0))
+    assert store.held_tiers() == {"p_1": ("gold", later)}  # no longer the run's own moment: kept as a time
+    store.close()

@@ -68,7 +68,13 @@ class Compute:
         resolved.orders = empty_order_columns()  # the traits hold what the cycle needs of them
         clock.lap("assess")
         changes = self.store.save_profiles(
-            resolved.members, segments.verdicts(), resolved.aliases, run.seq, resolved.links, resolved.previous
+            resolved.members,
+            segments.verdicts(),
+            resolved.aliases,
+            run.seq,
+            resolved.links,
+            resolved.previous,
+            resolved.members_digest,
         )
         clock.lap("save profiles")
         if history:

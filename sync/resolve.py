@@ -45,6 +45,7 @@ class Resolved:
     # The inputs a full resolution was made from, when a snapshot of it may be kept (None: reused,
     # or with the bases' order details, which a snapshot does not hold). sync/resolution_snapshot.py
     inputs: str | None = None
+    members_digest: str | None = None  # `members_digest(members)` when known (a reused snapshot's)
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ class Resolver:
             links=stored.links,
             previous=previous,
             fields=self.fields_reader(),
+            members_digest=stored.members_digest,
         )
 
     def fields_reader(self) -> Callable[[Mapping[str, Sequence[str]]], Survivorship] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -147,14 +148,17 @@ def previous_tiers(store: StateStore, profiles: Sequence[str], tier_names: Seque
     counts as none)."""
     held = store.held_tiers()
     code = {name: i for i, name in enumerate(tier_names)}
-    tier = np.full(len(profiles), -1, dtype=np.int64)
-    qualified = np.full(len(profiles), np.nan)
+    tiers = [-1] * len(profiles)
+    qualified = [math.nan] * len(profiles)
+    stamps: dict[datetime, float] = {}  # few distinct moments (SegmentHistory.held_tiers)
     for i, pid in enumerate(profiles):
         entry = held.get(pid)
         if entry is not None and entry[0] in code:
-            tier[i] = code[entry[0]]
-            qualified[i] = entry[1].timestamp()
-    return TierState(tier, qualified)
+            tiers[i] = code[entry[0]]
+            at = entry[1]
+            stamp = stamps.get(at)
+            qualified[i] = stamps[at] = at.timestamp() if stamp is None else stamp
+    return TierState(np.array(tiers, dtype=np.int64), np.array(qualified, dtype=np.float64))
 
 
 def profile_columns(

@@ -57,6 +57,7 @@ class ReadOnlyStore(StateStore):
         run_seq: int,
         links: Sequence[tuple[str, str, str, str]] = (),
         previous: Mapping[str, str] | None = None,
+        digest: str | None = None,
     ) -> SegmentChanges | None:
         """The compute saves profiles even in a dry run; a stored plan keeps them to itself. (None:
         no segment changes known, which only the segment history would read, and a plan records

@@ -402,6 +402,7 @@ def _delete_person(
     conn.execute(delete(profiles).where(profiles.c.profile_id.in_(ids)))
     # The compute's snapshot names every record and order it attached: the next cycle resolves in full.
     conn.execute(delete(resolution_snapshot))
+    conn.execute(delete(meta).where(meta.c.key == "members_digest"))  # the stored members changed
 
 
 def _delete_raw(conn: Connection, system: str, kind: str, record_ids: Sequence[str]) -> None:

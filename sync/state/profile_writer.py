@@ -75,6 +75,7 @@ class ProfileStore:
         run_seq: int,
         links: Sequence[tuple[str, str, str, str]] = (),
         previous: Mapping[str, str] | None = None,
+        digest: str | None = None,
     ) -> SegmentChanges | None:
         """Store the resolution: the record keys (`system:id`) of each profile, which identifier
         joined which records, and per profile its membership and traits.
@@ -85,12 +86,16 @@ class ProfileStore:
         cycle) limits the member rows written to the records that moved. A daily run at a million
         profiles then writes thousands of rows, not millions. Returns the segments each profile
         entered and left, for `record_segments`, when the stored history is known to match the
-        stored profiles (else None)."""
+        stored profiles (else None). `digest`: `members_digest(members)`, when the caller knows it;
+        members whose digest is the stored one are not compared again."""
+        digest = digest or members_digest(members)
         with self.db.writing() as conn:
             self._save_links(conn, links)
-            self._save_members(conn, members, previous)
+            keys = "('profiles_seq', 'history_seq', 'members_digest')"
+            marks = dict(raw_rows(conn, f"SELECT key, value FROM meta WHERE key IN {keys}"))
+            if marks.get("members_digest") != digest:
+                self._save_members(conn, members, previous)
             changes = self._save_verdicts(conn, verdicts, run_seq, self.db.binary)
-            marks = dict(raw_rows(conn, "SELECT key, value FROM meta WHERE key IN ('profiles_seq', 'history_seq')"))
             # The history matches the profiles when the run that saved them also recorded it
             # (a dry run saves profiles only; a crash may fall between the two).
             in_step = marks.get("profiles_seq") == marks.get("history_seq") and (
@@ -99,7 +104,7 @@ class ProfileStore:
             upsert_many(
                 conn,
                 meta,
-                [("profiles_seq", str(run_seq)), ("members_digest", members_digest(members))],
+                [("profiles_seq", str(run_seq)), ("members_digest", digest)],
                 ("key", "value"),
             )
             if aliases:

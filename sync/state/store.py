@@ -151,8 +151,9 @@ class StateStore:
         run_seq: int,
         links: Sequence[tuple[str, str, str, str]] = (),
         previous: Mapping[str, str] | None = None,
+        digest: str | None = None,
     ) -> SegmentChanges | None:
-        return self.profiles.save_profiles(members, verdicts, aliases, run_seq, links, previous)
+        return self.profiles.save_profiles(members, verdicts, aliases, run_seq, links, previous, digest)
 
     def segment_counts(self) -> dict[str, int]:
         return self.profiles.segment_counts()

@@ -207,6 +207,7 @@ def test_forget_drops_the_snapshot_that_names_the_person(tmp_path: Path) -> None
     shop.store.erasures.erase(anna, NOW)
     with shop.store.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM resolution_snapshot").scalar() == 0
+    assert shop.store.get_meta("members_digest") is None  # the stored members are no longer the digest's
     resolved = shop.resolve(reuse=True)
     assert not shop.cycle.resolver.reused
     assert "shop:1" not in {key for keys in resolved.members.values() for key in keys}

@@ -21,7 +21,8 @@ What lives here, and why it is enough to resume after a crash at any point:
 - segment_history: every entry of a profile into a segment and its exit, with run and time, so the
   report can say how stable a segment is and where people go when they leave.
 - segment_runs: each segment's size and revenue at every (non-dry) run: sizes over time.
-- profile_tiers: each profile's loyalty tier and the last time it qualified for it (hysteresis).
+- profile_tiers: each profile's loyalty tier and the last time it qualified for it (hysteresis;
+  "" for the `now` of the run that last recorded the tiers, kept in `meta.tiers_at`).
 - resolution_snapshot: the last compute's resolution and order columns, with the inputs they were
   made from; a cycle whose inputs are the same reuses them (sync/resolution_snapshot.py). A cache:
   deleting it loses nothing.

@@ -11,7 +11,8 @@ cost. What the traits make of the orders depends on `now` and is computed afresh
 The inputs are, per table the compute reads (contacts, orders), the row count and the highest and
 the sum of `changed_seq` (`ComputeSnapshot.input_marks`: every write stamps its rows with its run's
 number, and run numbers only grow, so any row written or deleted since changes them); the settings
-resolution and order attachment read; and this module's format. On use, the stored profile members
+resolution and order attachment read; and this module's format, crmsync's version and the mapping
+version. On use, the stored profile members
 must also be those the snapshot made (`save_profiles` keeps a digest of what it stored, and the
 snapshot one of what it made): a crash between the snapshot's write and the profiles' leaves them
 otherwise, and the cycle then resolves in full; `forget` deletes the snapshot. `backfill` always
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -31,9 +33,16 @@ import orjson
 
 from mapping.traits import OrderColumns
 from sync.config import CrmsyncConfig
+from sync.extract import MAPPING_VERSION
 from sync.state.profile_writer import members_digest
 
-FORMAT = 2  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
+FORMAT = 3  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
+
+
+try:
+    CRMSYNC_VERSION = version("crmsync")
+except PackageNotFoundError:  # run from a source tree that was not installed
+    CRMSYNC_VERSION = "unknown"
 
 
 def snapshot_inputs(config: CrmsyncConfig, marks: Sequence[Sequence[int]]) -> str:
@@ -42,6 +51,10 @@ def snapshot_inputs(config: CrmsyncConfig, marks: Sequence[Sequence[int]]) -> st
     return json.dumps(
         {
             "format": FORMAT,
+            # The code that resolved: a release that changes resolution without raising FORMAT
+            # still never reuses an older one's snapshot.
+            "crmsync": CRMSYNC_VERSION,
+            "mapping": MAPPING_VERSION,
             "marks": [list(mark) for mark in marks],
             "identity": config.identity.model_dump(mode="json"),
             "systems": sorted(config.systems),

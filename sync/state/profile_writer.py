@@ -30,7 +30,9 @@ def members_digest(members: Mapping[str, Sequence[str]]) -> str:
     while the stored members are the ones it made (sync/resolution_snapshot.py)."""
     digest = hashlib.blake2b(digest_size=16)
     for pid, keys in members.items():
-        digest.update("\t".join((pid, *keys, "\n")).encode())
+        # Each text with its length first: a record id holding a tab or newline cannot make two
+        # different assignments read alike.
+        digest.update("".join(f"{len(text)}:{text}" for text in (pid, *keys)).encode() + b"\n")
     return digest.hexdigest()
 
 

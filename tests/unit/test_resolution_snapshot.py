@@ -18,11 +18,13 @@ from hypothesis import strategies as st
 
 from connectors.base import Connector
 from mapping.model import Contact, Kind, Order, Rejection, SourceRecord
+from sync import resolution_snapshot
 from sync.config import LoadedConfig, load_config
 from sync.pipeline import Cycle, build_connectors
 from sync.reports import CycleReport, SystemOutcome
 from sync.resolve import Resolved
 from sync.state import StateStore
+from sync.state.profile_writer import members_digest
 from sync.stored_plan import plan_from_stored
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
@@ -268,3 +270,21 @@ def test_backfill_resolves_in_full_and_sync_reuses(tmp_path: Path) -> None:
     assert shop.cycle.resolver.reused
     shop.cycle.run("backfill", full=["shop", "web"])
     assert not shop.cycle.resolver.reused
+
+
+def test_the_code_that_resolved_is_an_input(tmp_path: Path, monkeypatch: Any) -> None:
+    """A release that changes resolution never reuses an older one's snapshot, FORMAT raised or not."""
+    shop = populated(tmp_path)
+    monkeypatch.setattr(resolution_snapshot, "CRMSYNC_VERSION", "99.0.0")
+    shop.resolve(reuse=True)
+    assert not shop.cycle.resolver.reused
+    monkeypatch.undo()
+    monkeypatch.setattr(resolution_snapshot, "MAPPING_VERSION", "99")
+    shop.resolve(reuse=True)
+    assert not shop.cycle.resolver.reused
+
+
+def test_record_ids_with_separators_cannot_make_two_assignments_read_alike() -> None:
+    assert members_digest({"p_1": ["shop:a\tb"]}) != members_digest({"p_1": ["shop:a", "b"]})
+    assert members_digest({"p_1": ["shop:a\nb"]}) != members_digest({"p_1": ["shop:a"], "b": []})
+    assert members_digest({"p_1": ["shop:1"]}) == members_digest({"p_1": ["shop:1"]})

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
@@ -342,6 +342,15 @@ class SandboxApp:
             response = route.handler(request, **args)
         except VendorError as exc:
             response = self.error(exc.status, exc.code, exc.message, **exc.data)
+        except ClientDisconnected:
+            # The client went away while sending its body (a crmsync killed mid-request): the
+            # handler did nothing, and the log entry is closed, so a test waiting until no request
+            # is in flight sees this one end.
+            gone = self.error(400, "client_disconnected", "The client disconnected.")
+            return self.record(request, route, gone, is_write=is_write)
+        except Exception:
+            self.record(request, route, self.error(500, "internal_error", "The sandbox failed."), is_write=is_write)
+            raise
         response.headers.update(self.rate_limit_headers())
         if self.renamed and self.is_list(request, route) and response.status_code == 200:
             response.set_data(json.dumps(self.rename_fields(json.loads(response.get_data() or b"null"))))

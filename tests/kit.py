@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -271,3 +272,19 @@ def make_connector(sandboxes: Sandboxes, system_type: str, **overrides: Any) -> 
     fields.setdefault("retry", {"backoff_initial": 0.05, "backoff_max": 0.5})
     fields.update(overrides)
     return cls(system_type, cls.settings_class(**fields))
+
+
+def send_half_a_body(base_url: str, path: str, headers: Mapping[str, str], body: bytes) -> None:
+    """A POST whose client dies mid-body: the headers promise more than `body`, and the
+    connection closes after it (what a crmsync killed while sending a request leaves a vendor)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body) + 5000}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    with socket.create_connection((host, int(port)), timeout=5) as client:
+        client.sendall(head.encode() + body)
+
+
+def requests_ended(app: Any) -> bool:
+    """Whether a sandbox has answered every request it logged (none still in flight)."""
+    with app.lock:
+        return all(entry["status"] is not None for entry in app.stats.log)

@@ -304,6 +304,19 @@ class SandboxApp:
         request.environ["sandbox.log_entry"] = entry
         with self.lock:
             self.stats.log.append(entry)
+        try:
+            return self.answer(request, entry)
+        except ClientDisconnected:
+            # The client went away while sending its body (a crmsync killed mid-request), wherever
+            # the body was first read: nothing was done, and the log entry is closed, so a test
+            # waiting until no request is in flight sees this one end.
+            return self.record(request, None, self.error(400, "client_disconnected", "The client disconnected."))
+        except Exception:
+            self.record(request, None, self.error(500, "internal_error", "The sandbox failed."))
+            raise
+
+    def answer(self, request: Request, entry: dict[str, Any]) -> Response:
+        """A logged request's answer (`dispatch`)."""
         adapter = self.url_map.bind_to_environ(request.environ)
         if self.authenticate_unrouted:
             refusal = self.authenticate(request)
@@ -342,15 +355,6 @@ class SandboxApp:
             response = route.handler(request, **args)
         except VendorError as exc:
             response = self.error(exc.status, exc.code, exc.message, **exc.data)
-        except ClientDisconnected:
-            # The client went away while sending its body (a crmsync killed mid-request): the
-            # handler did nothing, and the log entry is closed, so a test waiting until no request
-            # is in flight sees this one end.
-            gone = self.error(400, "client_disconnected", "The client disconnected.")
-            return self.record(request, route, gone, is_write=is_write)
-        except Exception:
-            self.record(request, route, self.error(500, "internal_error", "The sandbox failed."), is_write=is_write)
-            raise
         response.headers.update(self.rate_limit_headers())
         if self.renamed and self.is_list(request, route) and response.status_code == 200:
             response.set_data(json.dumps(self.rename_fields(json.loads(response.get_data() or b"null"))))

@@ -31,7 +31,7 @@ from sync.runtime import open_state
 from sync.sandboxes import RunningSandbox, start_sandboxes, stop_sandboxes
 from sync.state import StateStore
 from sync.state.sql import with_schema
-from tests.kit import Sandboxes, wait_until
+from tests.kit import Sandboxes, requests_ended, wait_until
 
 # Modification times the vendor sets on every change: they differ between two runs by design.
 VOLATILE = frozenset(
@@ -201,8 +201,7 @@ class Lab:
             app = self.sandboxes.app(system_type)
 
             def idle(app: Any = app) -> bool:
-                with app.lock:
-                    return all(entry["status"] is not None for entry in app.stats.log)
+                return requests_ended(app)
 
             assert wait_until(idle, timeout=timeout), f"{system_type}: requests still in flight after {timeout} s"
 

@@ -12,7 +12,7 @@ import requests
 from connectors.efficy.sandbox import CONTACTS_QUERY, DEFAULT_API_KEY, OPPORTUNITIES_QUERY
 from connectors.ratelimit import Window
 from connectors.sandbox import FixtureError
-from tests.kit import Sandboxes, wait_until
+from tests.kit import Sandboxes, requests_ended, send_half_a_body, wait_until
 
 ENDPOINT = "/crm/json"
 
@@ -339,3 +339,13 @@ def test_messy_but_well_typed_data_loads_as_it_is(start_sandboxes_fixture: Calla
     assert stored["EMAIL1"] == "  J.de Vries@Gmail.COM" and stored["MOBILE"] == "+31 (0)6 1234 5678"
     assert stored["EXTRA"] == [1] and stored["categories"] == {}
     assert stored["D_CHANGE"] == stored["D_CREATE"]  # derived where the fixture gives none
+
+
+def test_a_client_gone_mid_body_ends_its_request_in_the_log(efficy: Sandboxes) -> None:
+    """efficy's sandbox reads the body before the handler (to tell a write from a read): a client
+    gone mid-body there too leaves no request in flight."""
+    headers = {"X-Efficy-Apikey": DEFAULT_API_KEY, "Content-Type": "application/json"}
+    send_half_a_body(efficy.url("efficy"), ENDPOINT, headers, b'[{"@name": "edit", "entity": "cont')
+    app = efficy.app("efficy")
+    assert wait_until(lambda: bool(app.stats.log) and requests_ended(app), timeout=10)
+    assert app.stats.log[-1]["status"] == 400

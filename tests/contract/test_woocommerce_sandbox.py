@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 import requests
 
 from connectors.woocommerce.sandbox import DEFAULT_KEY, DEFAULT_SECRET
-from tests.kit import Sandboxes, wait_until
+from tests.kit import Sandboxes, requests_ended, send_half_a_body, wait_until
 
 API = "/wp-json/wc/v3"
 AUTH = (DEFAULT_KEY, DEFAULT_SECRET)
@@ -239,20 +238,10 @@ def test_a_client_gone_mid_body_ends_its_request_in_the_log(woo: Sandboxes) -> N
     """A crmsync killed while it sends a batch leaves a request whose body never arrives: the
     sandbox changes nothing and closes the request's log entry, so the crash tests, which wait
     until no request is in flight, do not wait for it forever."""
-    host, port = woo.url("woocommerce").removeprefix("http://").split(":")
     token = base64.b64encode(f"{DEFAULT_KEY}:{DEFAULT_SECRET}".encode()).decode()
-    head = (
-        f"POST {API}/customers/batch HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {token}\r\n"
-        "Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
-    )
-    with socket.create_connection((host, int(port)), timeout=5) as client:
-        client.sendall(head.encode() + b'{"update": [{"id": 1, "first_name": "Gone"')
+    headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+    send_half_a_body(woo.url("woocommerce"), f"{API}/customers/batch", headers, b'{"update": [{"id": 1')
     app = woo.app("woocommerce")
-
-    def ended() -> bool:
-        with app.lock:
-            return bool(app.stats.log) and all(entry["status"] is not None for entry in app.stats.log)
-
-    assert wait_until(ended, timeout=10)
+    assert wait_until(lambda: bool(app.stats.log) and requests_ended(app), timeout=10)
     assert app.stats.log[-1]["status"] == 400
     assert get(woo, "/customers/1").json()["first_name"] == "Klant1"  # nothing was written

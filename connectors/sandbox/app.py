@@ -310,9 +310,10 @@ class SandboxApp:
             # The client went away while sending its body (a crmsync killed mid-request), wherever
             # the body was first read: nothing was done, and the log entry is closed, so a test
             # waiting until no request is in flight sees this one end.
-            return self.record(request, None, self.error(400, "client_disconnected", "The client disconnected."))
+            gone = self.error(400, "client_disconnected", "The client disconnected.")
+            return self.record(request, None, gone, is_write=False)  # is_write would read the body again
         except Exception:
-            self.record(request, None, self.error(500, "internal_error", "The sandbox failed."))
+            self.record(request, None, self.error(500, "internal_error", "The sandbox failed."), is_write=False)
             raise
 
     def answer(self, request: Request, entry: dict[str, Any]) -> Response:

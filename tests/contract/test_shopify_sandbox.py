@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from connectors.shopify.sandbox import DEFAULT_TOKEN
-from tests.kit import Sandboxes
+from tests.kit import Sandboxes, requests_ended, send_half_a_body, wait_until
 
 GRAPHQL = "/admin/api/2026-10/graphql.json"
 
@@ -189,3 +189,13 @@ def test_fixture_with_wrong_structure_names_file_and_item(start_sandboxes_fixtur
         start_sandboxes_fixture({"shopify": {"customers": [customers(1)[0], {"id": 7}]}})
     with pytest.raises(FixtureError, match=r"shopify/orders.json item 0: totalPriceSet"):
         start_sandboxes_fixture({"shopify": {"orders": [{"id": "gid://shopify/Order/1", "totalPriceSet": "12"}]}})
+
+
+def test_a_client_gone_mid_body_ends_its_request_in_the_log(shop: Sandboxes) -> None:
+    """Shopify's sandbox parses the GraphQL body to tell a mutation from a query, before any
+    handler and again when it logs the answer: a client gone mid-body still ends its request."""
+    headers = {"X-Shopify-Access-Token": DEFAULT_TOKEN, "Content-Type": "application/json"}
+    send_half_a_body(shop.url("shopify"), GRAPHQL, headers, b'{"query": "mutation { tagsAdd(id: ')
+    app = shop.app("shopify")
+    assert wait_until(lambda: bool(app.stats.log) and requests_ended(app), timeout=10)
+    assert app.stats.log[-1]["status"] == 400

@@ -72,7 +72,7 @@ class ReadOnlyStore(StateStore):
         raise ReadOnlyState("the plan from stored records tried to write to the state")
 
     set_meta = begin_run = finish_run = record_system_run = set_checkpoint = store_page = _refuse
-    remap = record_segments = set_owned = record_results = drop_resolution = _refuse
+    remap = record_segments = set_owned = record_results = _refuse
 
 
 def plan_from_stored(loaded: LoadedConfig, stop: threading.Event) -> CycleReport:

@@ -171,11 +171,6 @@ class ComputeReader:
             rows = ((name, inputs if name == "header" else "", data) for name, data in parts)
             raw_many(conn, "INSERT INTO resolution_snapshot (name, inputs, data) VALUES (?, ?, ?)", rows, chunk=1)
 
-    def drop_resolution(self) -> None:
-        """Forget the resolution snapshot (it names records: `crmsync forget` drops it)."""
-        with self.db.writing() as conn:
-            conn.execute(delete(resolution_snapshot))
-
     def previous_assignment(self) -> tuple[dict[str, str], dict[str, int]]:
         """Record key -> profile id, and profile id -> creation sequence (its age)."""
         with self.db.reading() as conn:

@@ -139,9 +139,6 @@ class StateStore:
     def save_resolution(self, inputs: str, parts: Iterable[tuple[str, bytes]]) -> None:
         self.reader.save_resolution(inputs, parts)
 
-    def drop_resolution(self) -> None:
-        self.reader.drop_resolution()
-
     # ----- profiles --------------------------------------------------------------------------------
     def save_profiles(
         self,

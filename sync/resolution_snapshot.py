@@ -34,7 +34,6 @@ import orjson
 from mapping.traits import OrderColumns
 from sync.config import CrmsyncConfig
 from sync.extract import MAPPING_VERSION
-from sync.state.profile_writer import members_digest
 
 FORMAT = 3  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
 
@@ -99,8 +98,10 @@ def encode(
     systems: Sequence[str],
     orders: OrderColumns,
     links: Sequence[tuple[str, str, str, str]],
+    digest: str,
 ) -> Iterator[tuple[str, bytes]]:
-    """The snapshot's parts: `header` (JSON), then each order column a part at a time."""
+    """The snapshot's parts: `header` (JSON), then each order column a part at a time. `digest`:
+    `members_digest(members)`."""
     header = {
         "profiles": list(profiles),
         "member_order": list(members),
@@ -109,7 +110,7 @@ def encode(
         "systems": list(systems),
         "links": [list(link) for link in links],
         "orders": orders.size,
-        "members_digest": members_digest(members),
+        "members_digest": digest,
     }
     yield "header", orjson.dumps(header)
     del header

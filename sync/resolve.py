@@ -23,6 +23,7 @@ from sync.config import CrmsyncConfig
 from sync.resolution_snapshot import StoredResolution, decode, encode, snapshot_inputs
 from sync.state import StateStore
 from sync.state.compute import IdentityRow, split_other
+from sync.state.profile_writer import members_digest
 
 log = structlog.get_logger("crmsync.pipeline")
 
@@ -150,6 +151,7 @@ class Resolver:
         Works on stored columns, never one object per contact or order: a merchant with a million
         customers and five million orders must not become six million Python objects."""
         clock = clock or Stopwatch({})
+        self.reused = False
         facts = self.config.segments.order_facts_needed()
         # One read transaction for both reads: the orders name their contacts by the row numbers
         # the identity read gave them.
@@ -162,11 +164,9 @@ class Resolver:
             )
             if snapshot is not None:
                 reused = self.reuse(snapshot, clock)
-                self.reused = reused is not None
                 if reused is not None:
                     return reused
             del stored, snapshot
-            self.reused = False
             rows, emails, resolution, previous = self.resolve_identities(reads.identity_rows(), clock)
             members = resolution.members()
             profiles = sorted(members)
@@ -200,7 +200,16 @@ class Resolver:
         """Keep a resolution made in full as the snapshot the next cycle may reuse. Only a cycle
         that saves profiles keeps one (read-only commands resolve too)."""
         if resolved.inputs is not None:
-            parts = encode(resolved.members, resolved.profiles, resolved.systems, resolved.orders, resolved.links)
+            # Once per resolution: `save_profiles` keeps the same digest beside the members.
+            resolved.members_digest = resolved.members_digest or members_digest(resolved.members)
+            parts = encode(
+                resolved.members,
+                resolved.profiles,
+                resolved.systems,
+                resolved.orders,
+                resolved.links,
+                resolved.members_digest,
+            )
             self.store.save_resolution(resolved.inputs, parts)
 
     def reuse(self, stored: StoredResolution, clock: Stopwatch) -> Resolved | None:
@@ -211,6 +220,7 @@ class Resolver:
             return None
         previous = stored.assignment()  # what is stored, as the digests agree
         log.info("resolution reused: no contact or order changed", profiles=len(stored.profiles))
+        self.reused = True
         clock.lap("read orders")
         return Resolved(
             members=stored.members,

@@ -137,6 +137,10 @@ def test_an_unchanged_cycle_reuses_the_resolution_and_it_is_the_full_one(tmp_pat
     assert not shop.cycle.resolver.reused
     assert_same(reused, full)
     assert len(reused.profiles) == 3 and reused.orders.size == 4
+    assert full.members_digest is None  # resolved, not yet kept
+    shop.cycle.resolver.keep(full)  # digested once, for the snapshot and then for save_profiles
+    assert full.members_digest == members_digest(full.members) == shop.store.get_meta("members_digest")
+    assert shop.resolve(reuse=True).members_digest == full.members_digest and shop.cycle.resolver.reused
 
 
 def test_only_a_cycle_that_saves_profiles_keeps_a_snapshot(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from mapping.model import Membership, key_system
 from mapping.segments import LIFECYCLE, QUADRANTS, Assessment, ProfileColumns, TierState, assess
 from mapping.traits import OFFLINE, ONLINE, OrderColumns, TraitColumns, trait_columns
 from sync.config import CrmsyncConfig
-from sync.state import SegmentChanges, StateStore, VerdictChunk
+from sync.state import SegmentChanges, StateStore, StoredTiers, VerdictChunk
 
 log = structlog.get_logger("crmsync.segments")
 
@@ -45,6 +45,7 @@ class SegmentRun:
     memberships: list[Membership]
     bases: BaseColumns | None = None
     consented: frozenset[str] | None = None  # records whose own address opted in (sync.resolve)
+    stored_tiers: StoredTiers | None = None  # the tiers as the assessment read them
 
     def verdicts(self, chunk: int = 20_000) -> Iterator[VerdictChunk]:
         """The verdicts in profile order, a chunk at a time, as `StateStore.save_profiles` takes
@@ -106,6 +107,7 @@ def assess_profiles(
         for name in systems
     ]
     traits = trait_columns(orders, len(profiles), now, channels)
+    stored_tiers = store.stored_tiers()
     columns_for_rules = profile_columns(fields or {}, members, index, systems) if settings.rules else None
     bases = None
     if settings.uses_bases():
@@ -119,10 +121,18 @@ def assess_profiles(
         now,
         systems=systems,
         profiles=columns_for_rules,
-        previous=previous_tiers(store, profiles, [t.name for t in settings.tiers]),
+        previous=previous_tiers(stored_tiers, profiles, [t.name for t in settings.tiers]),
         bases=bases,
     )
-    return SegmentRun(list(profiles), list(systems), traits, assessment, assessment.memberships(), bases)
+    return SegmentRun(
+        list(profiles),
+        list(systems),
+        traits,
+        assessment,
+        assessment.memberships(),
+        bases,
+        stored_tiers=stored_tiers,
+    )
 
 
 def person_fields(fields: Mapping[str, Mapping[str, FieldChoice]], profiles: Sequence[str]) -> PersonFields:
@@ -143,21 +153,23 @@ def person_fields(fields: Mapping[str, Mapping[str, FieldChoice]], profiles: Seq
     return PersonFields(**columns)
 
 
-def previous_tiers(store: StateStore, profiles: Sequence[str], tier_names: Sequence[str]) -> TierState:
+def previous_tiers(stored: StoredTiers, profiles: Sequence[str], tier_names: Sequence[str]) -> TierState:
     """The tiers held after the last run, aligned with `profiles` (a tier no longer configured
     counts as none)."""
-    held = store.held_tiers()
     code = {name: i for i, name in enumerate(tier_names)}
     tiers = [-1] * len(profiles)
     qualified = [math.nan] * len(profiles)
-    stamps: dict[datetime, float] = {}  # few distinct moments (SegmentHistory.held_tiers)
+    seen: dict[str, datetime] = {}
+    stamps: dict[str, float] = {}  # few distinct moments (SegmentHistory._save_tiers)
+    rows = stored.rows
     for i, pid in enumerate(profiles):
-        entry = held.get(pid)
-        if entry is not None and entry[0] in code:
-            tiers[i] = code[entry[0]]
-            at = entry[1]
-            stamp = stamps.get(at)
-            qualified[i] = stamps[at] = at.timestamp() if stamp is None else stamp
+        row = rows.get(pid)
+        if row is not None and row[0] in code:
+            tiers[i] = code[row[0]]
+            stamp = stamps.get(row[1])
+            if stamp is None:
+                stamp = stamps[row[1]] = stored.moment(row[1], seen).timestamp()
+            qualified[i] = stamp
     return TierState(np.array(tiers, dtype=np.int64), np.array(qualified, dtype=np.float64))
 
 
@@ -351,4 +363,5 @@ def record_run(
     `save_profiles` saw enter and leave, when it could tell."""
     members = {pid: m.segments for pid, m in zip(segment_run.profiles, segment_run.memberships, strict=True)}
     totals = (len(segment_run.profiles), int(segment_run.traits.revenue_cents.sum()))
-    store.record_segments(run_seq, now, members, segment_run.snapshot(), segment_run.held_tiers(), totals, changes)
+    held, stored = segment_run.held_tiers(), segment_run.stored_tiers
+    store.record_segments(run_seq, now, members, segment_run.snapshot(), held, totals, changes, stored)

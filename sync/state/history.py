@@ -18,6 +18,27 @@ TIERS_AT = "tiers_at"  # meta: the `now` of the run that last recorded the tiers
 
 
 @dataclass(frozen=True)
+class StoredTiers:
+    """`profile_tiers` as read: profile id -> (tier, qualified_at as stored, since_seq). "" as
+    qualified_at means at `at`, the `now` of the run that last recorded the tiers."""
+
+    rows: dict[str, tuple[str, str, int]]
+    at: datetime | None
+
+    def moment(self, text: str, seen: dict[str, datetime]) -> datetime:
+        """When a stored qualified_at says; `seen` caches the few distinct texts."""
+        moment = seen.get(text)
+        if moment is None:
+            moment = seen[text] = parse_timestamp(text) if text or self.at is None else self.at
+        return moment
+
+    def held(self) -> dict[str, tuple[str, datetime]]:
+        """Profile id -> (tier, last time it qualified for it)."""
+        seen: dict[str, datetime] = {}
+        return {pid: (tier, self.moment(at, seen)) for pid, (tier, at, _) in self.rows.items()}
+
+
+@dataclass(frozen=True)
 class SegmentSnapshot:
     """One segment at one run."""
 
@@ -36,20 +57,18 @@ class SegmentHistory:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def held_tiers(self) -> dict[str, tuple[str, datetime]]:
-        """Profile id -> (tier, last time it qualified for it)."""
-        moments: dict[str, datetime] = {}  # few distinct ones (see _save_tiers)
-        held = {}
+    def stored_tiers(self) -> StoredTiers:
+        """The tiers held after the last run, as stored. A cycle reads them once: for the
+        assessment's grace period, then to write the new ones by difference (`record_segments`)."""
         with self.db.reading() as conn:
             last_run = raw_rows(conn, f"SELECT value FROM meta WHERE key = '{TIERS_AT}'")
-            if last_run:
-                moments[""] = parse_timestamp(last_run[0][0])
-            for pid, tier, at in raw_rows(conn, "SELECT profile_id, tier, qualified_at FROM profile_tiers"):
-                moment = moments.get(at)
-                if moment is None:
-                    moment = moments[at] = parse_timestamp(at)
-                held[pid] = (tier, moment)
-        return held
+            sql = "SELECT profile_id, tier, qualified_at, since_seq FROM profile_tiers"
+            rows = {pid: (tier, at, int(since)) for pid, tier, at, since in raw_rows(conn, sql)}
+        return StoredTiers(rows, parse_timestamp(last_run[0][0]) if last_run else None)
+
+    def held_tiers(self) -> dict[str, tuple[str, datetime]]:
+        """Profile id -> (tier, last time it qualified for it)."""
+        return self.stored_tiers().held()
 
     def record_segments(
         self,
@@ -60,13 +79,16 @@ class SegmentHistory:
         tiers: Mapping[str, tuple[str, datetime]],
         totals: tuple[int, int],
         changes: SegmentChanges | None = None,
+        stored_tiers: StoredTiers | None = None,
     ) -> None:
         """After a run: open a history entry for every new (profile, segment), close the ones that
         ended (a profile merged away leaves all its segments), store each segment's size and
         revenue (`snapshot`: segment, size, revenue in cents) and the tiers held now.
 
         `changes`, when `save_profiles` returned them, say what to open and close without reading
-        every open entry; without them the open entries are compared with `members`."""
+        every open entry; without them the open entries are compared with `members`.
+        `stored_tiers`: the tiers as this run read them (`stored_tiers()`), when nothing but this
+        run writes them in between (the writer lock); else they are read again."""
         stamp = now.isoformat()
         with self.db.writing() as conn:
             # In profile-id order either way: rows written in key order cost a SQLite b-tree a
@@ -101,29 +123,39 @@ class SegmentHistory:
                 ("seq", "segment", "at", "size", "revenue_cents", "profiles", "total_revenue_cents"),
                 ((run_seq, segment, stamp, size, revenue, totals[0], totals[1]) for segment, size, revenue in snapshot),
             )
-            self._save_tiers(conn, tiers, run_seq, now)
+            self._save_tiers(conn, tiers, run_seq, now, stored_tiers)
 
     @staticmethod
-    def _save_tiers(conn: Connection, tiers: Mapping[str, tuple[str, datetime]], run_seq: int, now: datetime) -> None:
+    def _save_tiers(
+        conn: Connection,
+        tiers: Mapping[str, tuple[str, datetime]],
+        run_seq: int,
+        now: datetime,
+        stored_tiers: StoredTiers | None,
+    ) -> None:
         """The tiers held now, written by difference: a profile keeps `since_seq` while it keeps
         its tier, and rows that did not change are not written again. A profile that qualified at
         this run (`now`) stores "" for it and `meta.tiers_at` says when that was: the qualification
         time of every profile still qualifying moves with each run, and that is then one row of
         `meta`, not a row per profile."""
-        sql = "SELECT profile_id, tier, qualified_at, since_seq FROM profile_tiers"
-        stored = {pid: (tier, at, int(since)) for pid, tier, at, since in raw_rows(conn, sql)}
+        if stored_tiers is None:
+            sql = "SELECT profile_id, tier, qualified_at, since_seq FROM profile_tiers"
+            stored = {pid: (tier, at, int(since)) for pid, tier, at, since in raw_rows(conn, sql)}
+        else:
+            stored = stored_tiers.rows
         rows = []
         texts: dict[datetime, str] = {now: ""}  # most profiles qualified at one of few moments
         for pid, (tier, at) in tiers.items():
-            before = stored.pop(pid, None)
+            before = stored.get(pid)
             text = texts.get(at)
             if text is None:
                 text = texts[at] = at.isoformat()
             row = (tier, text, before[2] if before is not None and before[0] == tier else run_seq)
             if row != before:
                 rows.append((pid, *row))
-        if stored:
-            raw_many(conn, "DELETE FROM profile_tiers WHERE profile_id = ?", [(pid,) for pid in sorted(stored)])
+        gone = sorted(stored.keys() - tiers.keys())
+        if gone:
+            raw_many(conn, "DELETE FROM profile_tiers WHERE profile_id = ?", [(pid,) for pid in gone])
         rows.sort()  # in key order (see above)
         upsert_many(conn, profile_tiers, rows, ("profile_id", "tier", "qualified_at", "since_seq"))
         upsert_many(conn, meta, [(TIERS_AT, now.isoformat())], ("key", "value"))

@@ -28,7 +28,7 @@ from sync.state.consistency import consistency_problems
 from sync.state.erasure import ErasureStore
 from sync.state.explain import ExplainQueries
 from sync.state.extracts import ExtractStore, Guard, Mapper, StoredPage
-from sync.state.history import SegmentHistory, SegmentSnapshot
+from sync.state.history import SegmentHistory, SegmentSnapshot, StoredTiers
 from sync.state.ledger import KnownState, Ledger
 from sync.state.profile_writer import ProfileStore, SegmentChanges, VerdictChunk
 from sync.state.runlog import RunHandle, RunLog
@@ -165,6 +165,9 @@ class StateStore:
     def held_tiers(self) -> dict[str, tuple[str, datetime]]:
         return self.history.held_tiers()
 
+    def stored_tiers(self) -> StoredTiers:
+        return self.history.stored_tiers()
+
     def record_segments(
         self,
         run_seq: int,
@@ -174,8 +177,9 @@ class StateStore:
         tiers: Mapping[str, tuple[str, datetime]],
         totals: tuple[int, int],
         changes: SegmentChanges | None = None,
+        stored_tiers: StoredTiers | None = None,
     ) -> None:
-        self.history.record_segments(run_seq, now, members, snapshot, tiers, totals, changes)
+        self.history.record_segments(run_seq, now, members, snapshot, tiers, totals, changes, stored_tiers)
 
     def segment_snapshots(self) -> list[SegmentSnapshot]:
         return self.history.segment_snapshots()

@@ -146,10 +146,18 @@ def test_traits_are_built_only_for_new_and_changed_profiles(state_url: str) -> N
     assert rows(store, profiles)["p2"][3] == '{"v": 30}'
 
 
-def test_a_tier_still_held_is_not_rewritten_though_its_qualification_time_moves(state_url: str) -> None:
+@pytest.mark.parametrize("read_once", [False, True], ids=["read-again", "read-once"])
+def test_a_tier_still_held_is_not_rewritten_though_its_qualification_time_moves(state_url: str, read_once: bool) -> None:
     """Every profile that qualifies at a run qualified at its `now`: one row of `meta` says when,
-    so an unchanged run writes no tier row, and what is read back is as before."""
+    so an unchanged run writes no tier row, and what is read back is as before. The same when the
+    write is given the tiers as the run read them (a cycle reads them once)."""
     store = StateStore(state_url)
+    plain = store.record_segments
+
+    def record_segments(*args: Any) -> None:
+        plain(*args, None, store.stored_tiers() if read_once else None)
+
+    store.record_segments = record_segments  # type: ignore[method-assign]
     start, earlier = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 10, 20, tzinfo=UTC)
     snapshot = [("friends", 0, 0)]
     held = {"p_1": ("gold", start), "p_2": ("silver", earlier)}  # p_2 is in its grace period

@@ -5,7 +5,7 @@ the remote records' state."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,6 +39,19 @@ def current_state(owned: RemoteState, changed_seq: int, pushed: RemoteState | No
     return owned
 
 
+def _parser(parsed: dict[str, RemoteState]) -> Callable[[str], RemoteState]:
+    """A state from its stored JSON, parsed once per distinct text into `parsed`: records that hold
+    the same state share one object (the planner relies on it for speed)."""
+
+    def state(text: str) -> RemoteState:
+        found = parsed.get(text)
+        if found is None:
+            found = parsed[text] = RemoteState.from_json(json.loads(text))
+        return found
+
+    return state
+
+
 class Ledger:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -50,25 +63,21 @@ class Ledger:
 
     def current_states(self, system: str) -> dict[str, RemoteState]:
         """Per record of `system`: `KnownState.current`, without an object per record (the plan
-        reads every record of every system)."""
-        return {rid: current_state(*known) for rid, known in self._known_rows(system)}
+        reads every record of every system, every cycle: one pass over the rows, no tuple per record)."""
+        parsed: dict[str, RemoteState] = {}
+        state = _parser(parsed)
+        out: dict[str, RemoteState] = {}
+        for rid, owned, seq, last_push, pushed_seq in self._ledger_rows(system):
+            read = parsed.get(owned) or state(owned)
+            if last_push is not None and (pushed_seq >= seq or not read.known):  # as `current_state`
+                out[rid] = parsed.get(last_push) or state(last_push)
+            else:
+                out[rid] = read
+        return out
 
     def _known_rows(self, system: str) -> Iterator[tuple[str, tuple[RemoteState, int, RemoteState | None, int]]]:
-        parsed: dict[str, RemoteState] = {}
-
-        def state(text: str) -> RemoteState:
-            found = parsed.get(text)
-            if found is None:
-                found = parsed[text] = RemoteState.from_json(json.loads(text))
-            return found
-
-        sql = (
-            "SELECT c.record_id, c.owned, c.changed_seq, p.state, p.pushed_seq FROM contacts c "
-            "LEFT JOIN pushed p ON p.system = c.system AND p.record_id = c.record_id WHERE c.system = ?"
-        )
-        with self.db.engine.connect() as conn:
-            rows = raw_rows(conn, sql, (system,))
-        for rid, owned, seq, pushed_state, pushed_seq in rows:
+        state = _parser({})
+        for rid, owned, seq, pushed_state, pushed_seq in self._ledger_rows(system):
             yield (
                 rid,
                 (
@@ -78,6 +87,15 @@ class Ledger:
                     -1 if pushed_seq is None else int(pushed_seq),
                 ),
             )
+
+    def _ledger_rows(self, system: str) -> list[tuple[Any, ...]]:
+        """(record id, owned state's JSON, changed_seq, pushed state's JSON, pushed_seq) per record."""
+        sql = (
+            "SELECT c.record_id, c.owned, c.changed_seq, p.state, p.pushed_seq FROM contacts c "
+            "LEFT JOIN pushed p ON p.system = c.system AND p.record_id = c.record_id WHERE c.system = ?"
+        )
+        with self.db.engine.connect() as conn:
+            return raw_rows(conn, sql, (system,))
 
     def set_owned(self, system: str, states: Mapping[str, RemoteState], run_seq: int) -> None:
         """What a verification saw on the remote records: the newest word on them (`changed_seq`)."""

@@ -75,6 +75,19 @@ def test_ledger_and_pending(store: StateStore) -> None:
     assert store.current_states("shop") == {"1": target, "2": RemoteState()}  # what the plan reads
     [row] = store.pending_records()
     assert (row["record_id"], row["attempts"], row["message"]) == ("2", 2, "still bad")
+
+
+def test_the_plans_current_states_are_the_newer_of_the_last_read_and_the_last_push(store: StateStore) -> None:
+    """`current_states` (the plan's one pass) agrees with `KnownState.current` in every case."""
+    store.store_page("shop", Kind.CONTACT, _records(*((str(i), f"{i}@x.nl") for i in range(1, 6))), _mapper, 1)
+    pushed, read = RemoteState(frozenset({"crmsync:friends"})), RemoteState(frozenset({"crmsync:fans"}))
+    changes = [WriteBack("shop", rid, ("crmsync:friends",), (), {}, pushed) for rid in ("1", "2", "3")]
+    store.record_results("shop", changes, [WriteResult(c.record_id, True) for c in changes], 2, NOW)
+    store.set_owned("shop", {"2": read, "3": RemoteState.unknown()}, 3)  # read after the push
+    store.set_owned("shop", {"5": read}, 3)  # never pushed
+    expected = {"1": pushed, "2": read, "3": pushed, "4": RemoteState(), "5": read}  # 4: neither
+    assert store.current_states("shop") == expected
+    assert {rid: known.current for rid, known in store.known_states("shop").items()} == expected
     store.record_results("shop", changes[1:], [WriteResult("2", True)], 3, NOW)
     assert store.pending_records() == []
 

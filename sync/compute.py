@@ -13,7 +13,7 @@ import structlog
 from connectors.base import Connector
 from mapping.bases import base_of
 from mapping.holdout import Holdouts
-from mapping.model import Membership, RemoteState, split_key
+from mapping.model import Membership, RemoteState
 from mapping.traits import empty_order_columns
 from sync.config import CrmsyncConfig
 from sync.memory import collector_paused
@@ -88,31 +88,38 @@ class Compute:
         )
         desired: dict[str, dict[str, RemoteState]] = defaultdict(dict)
         # One state object per (system, membership): few distinct ones exist, and the planner
-        # compares each distinct pair of objects once.
-        states: dict[tuple[str, Membership], RemoteState] = {}
+        # compares each distinct pair of objects once. `slots` holds, per (system, membership),
+        # the system's map and that state, so a record costs two lookups.
+        slots: dict[tuple[str, Membership], tuple[dict[str, RemoteState], RemoteState]] = {}
         holdouts = Holdouts(self.config.segments.holdout)
         switched = {name: c.settings.bases for name, c in connectors.items() if c.settings.bases is not None}
         enabled = self.config.segments.bases.enabled
+
+        def slot(system: str, shown: Membership) -> tuple[dict[str, RemoteState], RemoteState]:
+            connector = connectors.get(system)
+            if connector is None:  # a system no longer configured: its records go to a map nobody reads
+                return {}, RemoteState()
+            allowed = switched.get(system)
+            written = shown if allowed is None else bases_for(shown, allowed, enabled)
+            return desired[system], connector.desired_state(written)
+
         # Consent is the person's (the segment's membership), and also each record's own: a segment
         # that needs it is written only to a record whose own address opted in.
         marked = frozenset(n for n in segments.assessment.names if self.config.segments.needs_consent(n))
         consented = segments.consented or frozenset()
+        members = resolved.members
         for profile, membership in zip(segments.profiles, segments.memberships, strict=True):
             verdict = holdouts.written(profile, membership)  # what is written: held-out segments left out
-            for key in resolved.members[profile]:
-                system, record_id = split_key(key)
-                connector = connectors.get(system)
-                if connector is None:
-                    continue
+            guarded = bool(marked) and not marked.isdisjoint(verdict.segments)
+            for key in members[profile]:
+                system, _, record_id = key.partition(":")  # `split_key`, inlined: a million records
                 shown = verdict
-                if marked and not marked.isdisjoint(verdict.segments) and key not in consented:
+                if guarded and key not in consented:
                     shown = Membership(verdict.segments - marked, verdict.tier)
-                state = states.get((system, shown))
-                if state is None:
-                    allowed = switched.get(system)
-                    written = shown if allowed is None else bases_for(shown, allowed, enabled)
-                    state = states[(system, shown)] = connector.desired_state(written)
-                desired[system][record_id] = state
+                found = slots.get((system, shown))
+                if found is None:
+                    found = slots[(system, shown)] = slot(system, shown)
+                found[0][record_id] = found[1]
         clock.lap("desired state")
         return desired
 

@@ -27,7 +27,8 @@ from mapping.model import Membership, key_system
 from mapping.segments import LIFECYCLE, QUADRANTS, Assessment, ProfileColumns, TierState, assess
 from mapping.traits import OFFLINE, ONLINE, OrderColumns, TraitColumns, trait_columns
 from sync.config import CrmsyncConfig
-from sync.state import SegmentChanges, StateStore, StoredTiers, VerdictChunk
+from sync.state import SegmentChanges, StateStore, StoredTiers, TierChanges, VerdictChunk
+from sync.state.history import changed_tier_row
 
 log = structlog.get_logger("crmsync.segments")
 
@@ -45,7 +46,7 @@ class SegmentRun:
     memberships: list[Membership]
     bases: BaseColumns | None = None
     consented: frozenset[str] | None = None  # records whose own address opted in (sync.resolve)
-    stored_tiers: StoredTiers | None = None  # the tiers as the assessment read them
+    previous: PreviousTiers | None = None  # the tiers as the assessment read them
 
     def verdicts(self, chunk: int = 20_000) -> Iterator[VerdictChunk]:
         """The verdicts in profile order, a chunk at a time, as `StateStore.save_profiles` takes
@@ -70,6 +71,14 @@ class SegmentRun:
             (name, int(size), round(value))
             for name, size, value in zip(self.assessment.names, sizes, revenue, strict=True)
         ]
+
+    def tier_changes(self, run_seq: int, now: datetime) -> TierChanges | dict[str, tuple[str, datetime]]:
+        """What this run changes in the stored tiers (`StateStore.record_segments`): found by
+        columns from the tiers the assessment read; else every tier held, to compare."""
+        if self.previous is None:
+            return self.held_tiers()
+        tiers = self.assessment.tiers
+        return column_tier_changes(self.profiles, self.assessment.tier_names, tiers, self.previous, run_seq, now)
 
     def held_tiers(self) -> dict[str, tuple[str, datetime]]:
         tiers = self.assessment.tiers
@@ -107,7 +116,7 @@ def assess_profiles(
         for name in systems
     ]
     traits = trait_columns(orders, len(profiles), now, channels)
-    stored_tiers = store.stored_tiers()
+    previous = previous_tiers(store.stored_tiers(), profiles, [t.name for t in settings.tiers])
     columns_for_rules = profile_columns(fields or {}, members, index, systems) if settings.rules else None
     bases = None
     if settings.uses_bases():
@@ -121,7 +130,7 @@ def assess_profiles(
         now,
         systems=systems,
         profiles=columns_for_rules,
-        previous=previous_tiers(stored_tiers, profiles, [t.name for t in settings.tiers]),
+        previous=previous.state,
         bases=bases,
     )
     return SegmentRun(
@@ -131,7 +140,7 @@ def assess_profiles(
         assessment,
         assessment.memberships(),
         bases,
-        stored_tiers=stored_tiers,
+        previous=previous,
     )
 
 
@@ -153,24 +162,76 @@ def person_fields(fields: Mapping[str, Mapping[str, FieldChoice]], profiles: Seq
     return PersonFields(**columns)
 
 
-def previous_tiers(stored: StoredTiers, profiles: Sequence[str], tier_names: Sequence[str]) -> TierState:
-    """The tiers held after the last run, aligned with `profiles` (a tier no longer configured
-    counts as none)."""
+@dataclass(frozen=True)
+class PreviousTiers:
+    """The tiers held after the last run, aligned with a run's profiles."""
+
+    stored: StoredTiers
+    state: TierState  # a tier no longer configured counts as none
+    blank: npt.NDArray[np.bool_]  # stored as qualified at the run that recorded them ("")
+    has_row: npt.NDArray[np.bool_]  # the profile has a stored row (whatever its tier)
+
+
+def previous_tiers(stored: StoredTiers, profiles: Sequence[str], tier_names: Sequence[str]) -> PreviousTiers:
+    """The stored tiers, aligned with `profiles`."""
     code = {name: i for i, name in enumerate(tier_names)}
     tiers = [-1] * len(profiles)
     qualified = [math.nan] * len(profiles)
+    blank = np.zeros(len(profiles), dtype=np.bool_)
+    has_row = np.zeros(len(profiles), dtype=np.bool_)
     seen: dict[str, datetime] = {}
     stamps: dict[str, float] = {}  # few distinct moments (SegmentHistory._save_tiers)
     rows = stored.rows
     for i, pid in enumerate(profiles):
         row = rows.get(pid)
-        if row is not None and row[0] in code:
+        if row is None:
+            continue
+        has_row[i] = True
+        blank[i] = not row[1]
+        if row[0] in code:
             tiers[i] = code[row[0]]
             stamp = stamps.get(row[1])
             if stamp is None:
                 stamp = stamps[row[1]] = stored.moment(row[1], seen).timestamp()
             qualified[i] = stamp
-    return TierState(np.array(tiers, dtype=np.int64), np.array(qualified, dtype=np.float64))
+    state = TierState(np.array(tiers, dtype=np.int64), np.array(qualified, dtype=np.float64))
+    return PreviousTiers(stored, state, blank, has_row)
+
+
+def column_tier_changes(
+    profiles: Sequence[str],
+    tier_names: Sequence[str],
+    tiers: TierState,
+    previous: PreviousTiers,
+    run_seq: int,
+    now: datetime,
+) -> TierChanges:
+    """`history.tier_changes` of the tiers held now, by columns: a profile that keeps its tier and
+    qualified again at this run, as at the last one, is stored as it was (most profiles, most
+    runs); only the others are compared row by row."""
+    stamp = float(now.timestamp())
+    held = tiers.tier >= 0
+    # At this run's `now` (stored as ""), as at the last run's (stored as ""): the stored row stands.
+    standing = (tiers.tier == previous.state.tier) & (tiers.qualified_at == stamp) & previous.blank
+    rows = []
+    moments: dict[float, str] = {stamp: ""}
+    stored = previous.stored.rows
+    candidates = np.flatnonzero(held & ~standing)
+    codes, stamps = tiers.tier[candidates].tolist(), tiers.qualified_at[candidates].tolist()
+    for i, code, at in zip(candidates.tolist(), codes, stamps, strict=True):
+        text = moments.get(at)
+        if text is None:
+            text = moments[at] = datetime.fromtimestamp(at, UTC).isoformat()
+        pid = profiles[i]
+        row = changed_tier_row(pid, tier_names[code], text, stored.get(pid), run_seq)
+        if row is not None:
+            rows.append(row)
+    rows.sort()  # in key order (see SegmentHistory.record_segments)
+    kept = held & previous.has_row
+    if int(kept.sum()) == len(stored):
+        return TierChanges(rows, [])  # every stored row belongs to a profile holding a tier now
+    names = [profiles[i] for i in np.flatnonzero(kept).tolist()]
+    return TierChanges(rows, sorted(stored.keys() - set(names)))
 
 
 def profile_columns(
@@ -363,5 +424,5 @@ def record_run(
     `save_profiles` saw enter and leave, when it could tell."""
     members = {pid: m.segments for pid, m in zip(segment_run.profiles, segment_run.memberships, strict=True)}
     totals = (len(segment_run.profiles), int(segment_run.traits.revenue_cents.sum()))
-    held, stored = segment_run.held_tiers(), segment_run.stored_tiers
-    store.record_segments(run_seq, now, members, segment_run.snapshot(), held, totals, changes, stored)
+    tiers = segment_run.tier_changes(run_seq, now)
+    store.record_segments(run_seq, now, members, segment_run.snapshot(), tiers, totals, changes)

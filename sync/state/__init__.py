@@ -19,7 +19,7 @@ from sync.state.extracts import (
     contact_from_row,
     content_hash,
 )
-from sync.state.history import SegmentHistory, SegmentSnapshot, StoredTiers
+from sync.state.history import SegmentHistory, SegmentSnapshot, StoredTiers, TierChanges
 from sync.state.ledger import KnownState, Ledger
 from sync.state.profile_writer import ProfileStore, SegmentChanges, VerdictChunk, segment_list_json
 from sync.state.runlog import RunHandle, RunLog
@@ -71,6 +71,7 @@ __all__ = [
     "StateVersionError",
     "StoredPage",
     "StoredTiers",
+    "TierChanges",
     "VerdictChunk",
     "canonical_json",
     "checkpoints",

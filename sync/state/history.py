@@ -39,6 +39,42 @@ class StoredTiers:
 
 
 @dataclass(frozen=True)
+class TierChanges:
+    """What a run changes in `profile_tiers`: rows to write (profile id, tier, qualified_at as
+    stored, since_seq), in profile-id order, and the profiles that hold no tier any more."""
+
+    rows: list[tuple[str, str, str, int]]
+    gone: list[str]
+
+
+def changed_tier_row(
+    pid: str, tier: str, text: str, before: tuple[str, str, int] | None, run_seq: int
+) -> tuple[str, str, str, int] | None:
+    """The row to write for a profile holding `tier`, qualified at `text` ("" = at this run),
+    given its stored row (None: none): None when the stored row says the same. A profile keeps
+    `since_seq` while it keeps its tier."""
+    row = (tier, text, before[2] if before is not None and before[0] == tier else run_seq)
+    return None if row == before else (pid, *row)
+
+
+def tier_changes(
+    tiers: Mapping[str, tuple[str, datetime]], stored: Mapping[str, tuple[str, str, int]], run_seq: int, now: datetime
+) -> TierChanges:
+    """The changes that make `stored` hold `tiers` (profile id -> tier, last qualified)."""
+    rows = []
+    texts: dict[datetime, str] = {now: ""}  # most profiles qualified at one of few moments
+    for pid, (tier, at) in tiers.items():
+        text = texts.get(at)
+        if text is None:
+            text = texts[at] = at.isoformat()
+        row = changed_tier_row(pid, tier, text, stored.get(pid), run_seq)
+        if row is not None:
+            rows.append(row)
+    rows.sort()  # in key order (see record_segments)
+    return TierChanges(rows, sorted(stored.keys() - tiers.keys()))
+
+
+@dataclass(frozen=True)
 class SegmentSnapshot:
     """One segment at one run."""
 
@@ -76,10 +112,9 @@ class SegmentHistory:
         now: datetime,
         members: Mapping[str, Iterable[str]],
         snapshot: Sequence[tuple[str, int, int]],
-        tiers: Mapping[str, tuple[str, datetime]],
+        tiers: Mapping[str, tuple[str, datetime]] | TierChanges,
         totals: tuple[int, int],
         changes: SegmentChanges | None = None,
-        stored_tiers: StoredTiers | None = None,
     ) -> None:
         """After a run: open a history entry for every new (profile, segment), close the ones that
         ended (a profile merged away leaves all its segments), store each segment's size and
@@ -87,8 +122,9 @@ class SegmentHistory:
 
         `changes`, when `save_profiles` returned them, say what to open and close without reading
         every open entry; without them the open entries are compared with `members`.
-        `stored_tiers`: the tiers as this run read them (`stored_tiers()`), when nothing but this
-        run writes them in between (the writer lock); else they are read again."""
+        `tiers`: profile id -> (tier, last qualified), compared here with the stored ones; or the
+        changes a cycle found from the tiers it read (`stored_tiers()`), which the writer lock
+        keeps current."""
         stamp = now.isoformat()
         with self.db.writing() as conn:
             # In profile-id order either way: rows written in key order cost a SQLite b-tree a
@@ -123,41 +159,21 @@ class SegmentHistory:
                 ("seq", "segment", "at", "size", "revenue_cents", "profiles", "total_revenue_cents"),
                 ((run_seq, segment, stamp, size, revenue, totals[0], totals[1]) for segment, size, revenue in snapshot),
             )
-            self._save_tiers(conn, tiers, run_seq, now, stored_tiers)
+            if not isinstance(tiers, TierChanges):
+                sql = "SELECT profile_id, tier, qualified_at, since_seq FROM profile_tiers"
+                stored = {pid: (tier, at, int(since)) for pid, tier, at, since in raw_rows(conn, sql)}
+                tiers = tier_changes(tiers, stored, run_seq, now)
+            self._save_tiers(conn, tiers, now)
 
     @staticmethod
-    def _save_tiers(
-        conn: Connection,
-        tiers: Mapping[str, tuple[str, datetime]],
-        run_seq: int,
-        now: datetime,
-        stored_tiers: StoredTiers | None,
-    ) -> None:
-        """The tiers held now, written by difference: a profile keeps `since_seq` while it keeps
-        its tier, and rows that did not change are not written again. A profile that qualified at
-        this run (`now`) stores "" for it and `meta.tiers_at` says when that was: the qualification
-        time of every profile still qualifying moves with each run, and that is then one row of
-        `meta`, not a row per profile."""
-        if stored_tiers is None:
-            sql = "SELECT profile_id, tier, qualified_at, since_seq FROM profile_tiers"
-            stored = {pid: (tier, at, int(since)) for pid, tier, at, since in raw_rows(conn, sql)}
-        else:
-            stored = stored_tiers.rows
-        rows = []
-        texts: dict[datetime, str] = {now: ""}  # most profiles qualified at one of few moments
-        for pid, (tier, at) in tiers.items():
-            before = stored.get(pid)
-            text = texts.get(at)
-            if text is None:
-                text = texts[at] = at.isoformat()
-            row = (tier, text, before[2] if before is not None and before[0] == tier else run_seq)
-            if row != before:
-                rows.append((pid, *row))
-        gone = sorted(stored.keys() - tiers.keys())
-        if gone:
-            raw_many(conn, "DELETE FROM profile_tiers WHERE profile_id = ?", [(pid,) for pid in gone])
-        rows.sort()  # in key order (see above)
-        upsert_many(conn, profile_tiers, rows, ("profile_id", "tier", "qualified_at", "since_seq"))
+    def _save_tiers(conn: Connection, changes: TierChanges, now: datetime) -> None:
+        """The tiers held now, written by difference: rows that did not change are not written
+        again. A profile that qualified at this run (`now`) stores "" for it and `meta.tiers_at`
+        says when that was: the qualification time of every profile still qualifying moves with
+        each run, and that is then one row of `meta`, not a row per profile."""
+        if changes.gone:
+            raw_many(conn, "DELETE FROM profile_tiers WHERE profile_id = ?", [(pid,) for pid in changes.gone])
+        upsert_many(conn, profile_tiers, changes.rows, ("profile_id", "tier", "qualified_at", "since_seq"))
         upsert_many(conn, meta, [(TIERS_AT, now.isoformat())], ("key", "value"))
 
     def segment_snapshots(self) -> list[SegmentSnapshot]:

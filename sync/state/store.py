@@ -28,7 +28,7 @@ from sync.state.consistency import consistency_problems
 from sync.state.erasure import ErasureStore
 from sync.state.explain import ExplainQueries
 from sync.state.extracts import ExtractStore, Guard, Mapper, StoredPage
-from sync.state.history import SegmentHistory, SegmentSnapshot, StoredTiers
+from sync.state.history import SegmentHistory, SegmentSnapshot, StoredTiers, TierChanges
 from sync.state.ledger import KnownState, Ledger
 from sync.state.profile_writer import ProfileStore, SegmentChanges, VerdictChunk
 from sync.state.runlog import RunHandle, RunLog
@@ -174,12 +174,11 @@ class StateStore:
         now: datetime,
         members: Mapping[str, Iterable[str]],
         snapshot: Sequence[tuple[str, int, int]],
-        tiers: Mapping[str, tuple[str, datetime]],
+        tiers: Mapping[str, tuple[str, datetime]] | TierChanges,
         totals: tuple[int, int],
         changes: SegmentChanges | None = None,
-        stored_tiers: StoredTiers | None = None,
     ) -> None:
-        self.history.record_segments(run_seq, now, members, snapshot, tiers, totals, changes, stored_tiers)
+        self.history.record_segments(run_seq, now, members, snapshot, tiers, totals, changes)
 
     def segment_snapshots(self) -> list[SegmentSnapshot]:
         return self.history.segment_snapshots()

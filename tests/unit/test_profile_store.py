@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from mapping.model import Membership
 from sync.state import StateStore, VerdictChunk, profile_members, profiles, segment_history
+from sync.state.history import tier_changes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SEGMENTS = ["friends", "acquaintances", "lifecycle-active", "lifecycle-lapsed", "vip"]
@@ -147,15 +148,18 @@ def test_traits_are_built_only_for_new_and_changed_profiles(state_url: str) -> N
 
 
 @pytest.mark.parametrize("read_once", [False, True], ids=["read-again", "read-once"])
-def test_a_tier_still_held_is_not_rewritten_though_its_qualification_time_moves(state_url: str, read_once: bool) -> None:
+def test_a_tier_still_held_is_not_rewritten_though_its_qualification_time_moves(
+    state_url: str, read_once: bool
+) -> None:
     """Every profile that qualifies at a run qualified at its `now`: one row of `meta` says when,
     so an unchanged run writes no tier row, and what is read back is as before. The same when the
-    write is given the tiers as the run read them (a cycle reads them once)."""
+    write is given the changes found from the tiers a run read (a cycle reads them once)."""
     store = StateStore(state_url)
     plain = store.record_segments
 
-    def record_segments(*args: Any) -> None:
-        plain(*args, None, store.stored_tiers() if read_once else None)
+    def record_segments(seq: int, at: datetime, members: Any, snapshot: Any, held: Any, totals: Any) -> None:
+        tiers = tier_changes(held, store.stored_tiers().rows, seq, at) if read_once else held
+        plain(seq, at, members, snapshot, tiers, totals)
 
     store.record_segments = record_segments  # type: ignore[method-assign]
     start, earlier = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 10, 20, tzinfo=UTC)

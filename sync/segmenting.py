@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,7 +115,7 @@ def assess_profiles(
         for name in systems
     ]
     traits = trait_columns(orders, len(profiles), now, channels)
-    previous = previous_tiers(store.stored_tiers(), profiles, [t.name for t in settings.tiers])
+    previous = previous_tiers(store.stored_tiers(), profiles, [t.name for t in settings.tiers], index)
     columns_for_rules = profile_columns(fields or {}, members, index, systems) if settings.rules else None
     bases = None
     if settings.uses_bases():
@@ -169,33 +168,37 @@ class PreviousTiers:
     stored: StoredTiers
     state: TierState  # a tier no longer configured counts as none
     blank: npt.NDArray[np.bool_]  # stored as qualified at the run that recorded them ("")
-    has_row: npt.NDArray[np.bool_]  # the profile has a stored row (whatever its tier)
+    row: npt.NDArray[np.int64]  # the profile's row in `stored` (-1: none)
 
 
-def previous_tiers(stored: StoredTiers, profiles: Sequence[str], tier_names: Sequence[str]) -> PreviousTiers:
-    """The stored tiers, aligned with `profiles`."""
+def previous_tiers(
+    stored: StoredTiers,
+    profiles: Sequence[str],
+    tier_names: Sequence[str],
+    index: Mapping[str, int] | None = None,
+) -> PreviousTiers:
+    """The stored tiers, aligned with `profiles` (`index`: profile id -> position, when known).
+    By columns: a lookup per stored row, the rest in numpy."""
+    index = index if index is not None else {pid: i for i, pid in enumerate(profiles)}
+    size, count = len(profiles), len(stored.ids)
     code = {name: i for i, name in enumerate(tier_names)}
-    tiers = [-1] * len(profiles)
-    qualified = [math.nan] * len(profiles)
-    blank = np.zeros(len(profiles), dtype=np.bool_)
-    has_row = np.zeros(len(profiles), dtype=np.bool_)
     seen: dict[str, datetime] = {}
-    stamps: dict[str, float] = {}  # few distinct moments (SegmentHistory._save_tiers)
-    rows = stored.rows
-    for i, pid in enumerate(profiles):
-        row = rows.get(pid)
-        if row is None:
-            continue
-        has_row[i] = True
-        blank[i] = not row[1]
-        if row[0] in code:
-            tiers[i] = code[row[0]]
-            stamp = stamps.get(row[1])
-            if stamp is None:
-                stamp = stamps[row[1]] = stored.moment(row[1], seen).timestamp()
-            qualified[i] = stamp
-    state = TierState(np.array(tiers, dtype=np.int64), np.array(qualified, dtype=np.float64))
-    return PreviousTiers(stored, state, blank, has_row)
+    stamp = {text: stored.moment(text, seen).timestamp() for text in set(stored.texts)}  # few distinct
+    at = np.fromiter((index.get(pid, -1) for pid in stored.ids), dtype=np.int64, count=count)
+    codes = np.fromiter((code.get(tier, -1) for tier in stored.tiers), dtype=np.int64, count=count)
+    stamps = np.fromiter((stamp[text] for text in stored.texts), dtype=np.float64, count=count)
+    blanks = np.fromiter((not text for text in stored.texts), dtype=np.bool_, count=count)
+    rows = np.flatnonzero(at >= 0)
+    to = at[rows]
+    row = np.full(size, -1, dtype=np.int64)
+    row[to] = rows
+    tiers = np.full(size, -1, dtype=np.int64)
+    tiers[to] = codes[rows]
+    qualified = np.full(size, np.nan)
+    qualified[to] = np.where(codes[rows] >= 0, stamps[rows], np.nan)
+    blank = np.zeros(size, dtype=np.bool_)
+    blank[to] = blanks[rows]
+    return PreviousTiers(stored, TierState(tiers, qualified), blank, row)
 
 
 def column_tier_changes(
@@ -213,25 +216,27 @@ def column_tier_changes(
     held = tiers.tier >= 0
     # At this run's `now` (stored as ""), as at the last run's (stored as ""): the stored row stands.
     standing = (tiers.tier == previous.state.tier) & (tiers.qualified_at == stamp) & previous.blank
+    stored = previous.stored
     rows = []
     moments: dict[float, str] = {stamp: ""}
-    stored = previous.stored.rows
     candidates = np.flatnonzero(held & ~standing)
     codes, stamps = tiers.tier[candidates].tolist(), tiers.qualified_at[candidates].tolist()
-    for i, code, at in zip(candidates.tolist(), codes, stamps, strict=True):
+    before_rows = previous.row[candidates].tolist()
+    for i, code, at, j in zip(candidates.tolist(), codes, stamps, before_rows, strict=True):
         text = moments.get(at)
         if text is None:
             text = moments[at] = datetime.fromtimestamp(at, UTC).isoformat()
-        pid = profiles[i]
-        row = changed_tier_row(pid, tier_names[code], text, stored.get(pid), run_seq)
+        before = (stored.tiers[j], stored.texts[j], stored.since[j]) if j >= 0 else None
+        row = changed_tier_row(profiles[i], tier_names[code], text, before, run_seq)
         if row is not None:
             rows.append(row)
     rows.sort()  # in key order (see SegmentHistory.record_segments)
-    kept = held & previous.has_row
-    if int(kept.sum()) == len(stored):
+    kept = previous.row[held & (previous.row >= 0)]
+    if len(kept) == len(stored.ids):
         return TierChanges(rows, [])  # every stored row belongs to a profile holding a tier now
-    names = [profiles[i] for i in np.flatnonzero(kept).tolist()]
-    return TierChanges(rows, sorted(stored.keys() - set(names)))
+    gone = np.ones(len(stored.ids), dtype=np.bool_)
+    gone[kept] = False
+    return TierChanges(rows, sorted(stored.ids[j] for j in np.flatnonzero(gone).tolist()))
 
 
 def profile_columns(

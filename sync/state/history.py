@@ -3,6 +3,7 @@ revenue at every (non-dry) run, and the tier each profile holds; and what the re
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,11 +20,25 @@ TIERS_AT = "tiers_at"  # meta: the `now` of the run that last recorded the tiers
 
 @dataclass(frozen=True)
 class StoredTiers:
-    """`profile_tiers` as read: profile id -> (tier, qualified_at as stored, since_seq). "" as
-    qualified_at means at `at`, the `now` of the run that last recorded the tiers."""
+    """`profile_tiers` as read, by columns: per row the profile id, its tier, when it qualified as
+    stored ("": at `at`, the `now` of the run that last recorded the tiers) and since_seq."""
 
-    rows: dict[str, tuple[str, str, int]]
+    ids: list[str]
+    tiers: list[str]
+    texts: list[str]
+    since: list[int]
     at: datetime | None
+
+    @classmethod
+    def of(cls, rows: Mapping[str, tuple[str, str, int]], at: datetime | None) -> StoredTiers:
+        """From profile id -> (tier, qualified_at as stored, since_seq)."""
+        values = list(rows.values())
+        return cls(list(rows), [v[0] for v in values], [v[1] for v in values], [v[2] for v in values], at)
+
+    @functools.cached_property
+    def rows(self) -> dict[str, tuple[str, str, int]]:
+        """Profile id -> (tier, qualified_at as stored, since_seq)."""
+        return dict(zip(self.ids, zip(self.tiers, self.texts, self.since, strict=True), strict=True))
 
     def moment(self, text: str, seen: dict[str, datetime]) -> datetime:
         """When a stored qualified_at says; `seen` caches the few distinct texts."""
@@ -35,7 +50,8 @@ class StoredTiers:
     def held(self) -> dict[str, tuple[str, datetime]]:
         """Profile id -> (tier, last time it qualified for it)."""
         seen: dict[str, datetime] = {}
-        return {pid: (tier, self.moment(at, seen)) for pid, (tier, at, _) in self.rows.items()}
+        rows = zip(self.ids, self.tiers, self.texts, strict=True)
+        return {pid: (tier, self.moment(at, seen)) for pid, tier, at in rows}
 
 
 @dataclass(frozen=True)
@@ -99,8 +115,10 @@ class SegmentHistory:
         with self.db.reading() as conn:
             last_run = raw_rows(conn, f"SELECT value FROM meta WHERE key = '{TIERS_AT}'")
             sql = "SELECT profile_id, tier, qualified_at, since_seq FROM profile_tiers"
-            rows = {pid: (tier, at, int(since)) for pid, tier, at, since in raw_rows(conn, sql)}
-        return StoredTiers(rows, parse_timestamp(last_run[0][0]) if last_run else None)
+            rows = raw_rows(conn, sql)
+        at = parse_timestamp(last_run[0][0]) if last_run else None
+        # A comprehension per column: `zip(*rows)` over 150,000 rows took three times as long.
+        return StoredTiers([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], at)
 
     def held_tiers(self) -> dict[str, tuple[str, datetime]]:
         """Profile id -> (tier, last time it qualified for it)."""

@@ -30,9 +30,9 @@ def runs(draw: st.DrawFn) -> tuple[list[str], StoredTiers, TierState, datetime, 
             tier = draw(st.sampled_from([*NAMES, "platinum"]))  # platinum: no longer configured
             text = draw(st.sampled_from(["", *(moment.isoformat() for moment in EARLIER)]))
             rows[pid] = (tier, text, draw(st.integers(1, 5)))
-    stored = StoredTiers(rows, LAST_RUN if draw(st.booleans()) or not rows else None)
+    stored = StoredTiers.of(rows, LAST_RUN if draw(st.booleans()) or not rows else None)
     if stored.at is None:  # no `tiers_at` yet: no row can say "at the last run"
-        stored = StoredTiers({pid: (t, x or EARLIER[0].isoformat(), s) for pid, (t, x, s) in rows.items()}, None)
+        stored = StoredTiers.of({pid: (t, x or EARLIER[0].isoformat(), s) for pid, (t, x, s) in rows.items()}, None)
     now = LAST_RUN + timedelta(
         minutes=draw(st.sampled_from([0, 15, 60 * 24 * 100])), microseconds=draw(st.integers(0, 999_999))
     )
@@ -63,13 +63,22 @@ def test_the_columns_find_the_same_changes_as_the_comparison(
         if code >= 0
     }
     expected = tier_changes(held, stored.rows, seq, now)
+    previous = previous_tiers(stored, profiles, NAMES).state  # as the held tiers say, aligned
+    before = stored.held()
+    for i, pid in enumerate(profiles):
+        tier, at = before.get(pid, ("none", None))
+        assert previous.tier[i] == (NAMES.index(tier) if tier in NAMES else -1)
+        if tier in NAMES and at is not None:
+            assert previous.qualified_at[i] == at.timestamp()
+        else:
+            assert np.isnan(previous.qualified_at[i])
     assert column_tier_changes(profiles, NAMES, tiers, previous_tiers(stored, profiles, NAMES), seq, now) == expected
 
 
 def test_an_unchanged_run_changes_no_row() -> None:
     """Every profile still qualifying at this run, as at the last: nothing to write (the case the
     columns exist for); one that fell out is deleted, one kept in grace gets its moment written."""
-    stored = StoredTiers({"p_1": ("gold", "", 3), "p_2": ("silver", "", 4), "p_3": ("gold", "", 2)}, LAST_RUN)
+    stored = StoredTiers.of({"p_1": ("gold", "", 3), "p_2": ("silver", "", 4), "p_3": ("gold", "", 2)}, LAST_RUN)
     now = LAST_RUN + timedelta(minutes=15)
     profiles = ["p_1", "p_2", "p_3"]
     previous = previous_tiers(stored, profiles, NAMES)

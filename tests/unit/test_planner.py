@@ -28,12 +28,14 @@ def test_only_changed_fields_are_set() -> None:
 
 def test_plan_is_sorted_and_skips_unchanged() -> None:
     same = RemoteState(frozenset({"crmsync:friends"}))
+    other = RemoteState(frozenset({"crmsync:supporters"}))
     changes = plan_system(
         "shop",
-        {"2": same, "1": RemoteState(frozenset({"crmsync:supporters"})), "3": same},
-        {"1": same, "2": same, "3": same},
+        {"2": same, "9": other, "1": other, "3": same, "10": other},
+        {"1": same, "2": same, "3": same, "9": same},
     )
-    assert [c.record_id for c in changes] == ["1"]
+    assert [c.record_id for c in changes] == ["1", "10", "9"]  # in record-id order, whatever the desired order
+    assert changes[1].add_tags == ("crmsync:supporters",) and changes[1].remove_tags == ()  # "10": nothing known
 
 
 def test_known_state_prefers_the_newer_of_read_and_ledger() -> None:

@@ -25,6 +25,7 @@ from mapping.segments import (
     lifecycle_codes,
     quadrant,
     quadrant_codes,
+    unique_rows,
 )
 from mapping.traits import order_columns, trait_columns
 from sync.segmenting import trait_json
@@ -217,3 +218,18 @@ def test_same_inputs_and_now_give_byte_identical_segments_in_any_order(
     shuffled_profiles = profiles[:]
     rng.shuffle(shuffled_profiles)
     assert verdict_bytes(shuffled_orders, shuffled_profiles) == first
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 80), st.integers(0, 60), st.integers(0, 2**32 - 1))
+def test_unique_rows_match_numpys_row_unique(names: int, profiles: int, seed: int) -> None:
+    """Memberships group profiles by their packed segment bits: as integers up to 64 segments,
+    as rows beyond (both sides of the 8-byte limit are drawn)."""
+    rng = np.random.default_rng(seed)
+    matrix = rng.random((profiles, names)) < rng.choice([0.05, 0.5])
+    packed = np.packbits(matrix, axis=1)
+    combos, inverse = unique_rows(packed)
+    expected, _ = np.unique(packed, axis=0, return_inverse=True)
+    assert sorted(map(bytes, combos)) == sorted(map(bytes, expected))  # each distinct row once
+    assert inverse.shape == (profiles,)
+    assert all(bytes(combos[inverse[i]]) == bytes(packed[i]) for i in range(profiles))

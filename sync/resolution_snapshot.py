@@ -75,10 +75,6 @@ class StoredResolution:
     links: list[tuple[str, str, str, str]]
     members_digest: str  # `members_digest(members)`, as `save_profiles` keeps it for what it stored
 
-    def assignment(self) -> dict[str, str]:
-        """Record key -> profile id."""
-        return {key: pid for pid, keys in self.members.items() for key in keys}
-
 
 # The order columns as stored: narrow integers where the values allow (read back as int64, exactly),
 # in parts of PART_ROWS orders, so that writing and reading never hold a second copy of a column.

@@ -38,7 +38,9 @@ class Resolved:
     orders: OrderColumns  # every order, with the index of its profile (-1: no profile)
     aliases: dict[str, str]
     links: list[tuple[str, str, str, str]]  # record key a, record key b, identifier kind, value
-    previous: dict[str, str]  # record key -> the profile id it had before this cycle
+    # Record key -> the profile id it had before this cycle; None when reused: the stored members
+    # are then the snapshot's (their digests agree), and save_profiles does not compare them.
+    previous: dict[str, str] | None
     # Profile fields by survivorship, computed on demand (only rule segments and the bases read them).
     fields: Callable[[Mapping[str, Sequence[str]]], Survivorship] | None = None
     # What orders say beyond their value, attached as `orders` are (read only when the bases are used).
@@ -218,7 +220,6 @@ class Resolver:
         if self.store.get_meta("members_digest") != stored.members_digest:
             log.info("resolution snapshot not used: the stored profiles differ from it")
             return None
-        previous = stored.assignment()  # what is stored, as the digests agree
         log.info("resolution reused: no contact or order changed", profiles=len(stored.profiles))
         self.reused = True
         clock.lap("read orders")
@@ -229,7 +230,7 @@ class Resolver:
             orders=stored.orders,
             aliases={},  # every profile keeps its id: nothing merged
             links=stored.links,
-            previous=previous,
+            previous=None,
             fields=self.fields_reader(),
             members_digest=stored.members_digest,
         )

@@ -5,6 +5,7 @@ guests' orders, and rounds with nothing changed) each compare the two on a real 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -296,3 +297,11 @@ def test_record_ids_with_separators_cannot_make_two_assignments_read_alike() -> 
     assert members_digest({"p_1": ["shop:a\tb"]}) != members_digest({"p_1": ["shop:a", "b"]})
     assert members_digest({"p_1": ["shop:a\nb"]}) != members_digest({"p_1": ["shop:a"], "b": []})
     assert members_digest({"p_1": ["shop:1"]}) == members_digest({"p_1": ["shop:1"]})
+    # The bytes it hashes (a stored digest must keep matching after a release): per profile each
+    # text with its length first, then a newline; a profile with no record, one, and two.
+    members = {"p_a": [], "p_b": ["shop:1"], "p_c": ["shop:2", "web:é"]}
+    text = "3:p_a\n3:p_b6:shop:1\n3:p_c6:shop:25:web:é\n"
+    assert members_digest(members) == hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    many = {f"p_{i}": [f"shop:{i}"] * (i % 3) for i in range(70_000)}  # over one hashing batch
+    lines = "".join(f"{len(p)}:{p}" + "".join(f"{len(k)}:{k}" for k in keys) + "\n" for p, keys in many.items())
+    assert members_digest(many) == hashlib.blake2b(lines.encode(), digest_size=16).hexdigest()

@@ -180,6 +180,8 @@ def previous_tiers(
     """The stored tiers, aligned with `profiles` (`index`: profile id -> position, when known).
     By columns: a lookup per stored row, the rest in numpy."""
     index = index if index is not None else {pid: i for i, pid in enumerate(profiles)}
+    if len(index) != len(profiles):  # a stored row lines up with one position per id
+        raise ValueError("profile ids must be unique")
     size, count = len(profiles), len(stored.ids)
     code = {name: i for i, name in enumerate(tier_names)}
     seen: dict[str, datetime] = {}

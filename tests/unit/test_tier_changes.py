@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,3 +88,11 @@ def test_an_unchanged_run_changes_no_row() -> None:
     changed = TierState(np.array([2, -1, 2]), np.array([now.timestamp(), np.nan, LAST_RUN.timestamp()]))
     found = column_tier_changes(profiles, NAMES, changed, previous, 9, now)
     assert found.rows == [("p_3", "gold", LAST_RUN.isoformat(), 2)] and found.gone == ["p_2"]
+
+
+def test_profiles_must_be_unique() -> None:
+    """A stored tier lines up with one position per profile id: a repeated id is refused, not
+    given the tier at one of its positions only."""
+    stored = StoredTiers.of({"p_1": ("gold", "", 3)}, LAST_RUN)
+    with pytest.raises(ValueError, match="unique"):
+        previous_tiers(stored, ["p_1", "p_2", "p_1"], NAMES)

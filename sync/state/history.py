@@ -54,6 +54,15 @@ class StoredTiers:
         return {pid: (tier, self.moment(at, seen)) for pid, tier, at in rows}
 
 
+def _read_tiers(conn: Connection) -> StoredTiers:
+    """`profile_tiers` and `meta.tiers_at`, inside `conn`'s transaction."""
+    last_run = raw_rows(conn, f"SELECT value FROM meta WHERE key = '{TIERS_AT}'")
+    rows = raw_rows(conn, "SELECT profile_id, tier, qualified_at, since_seq FROM profile_tiers")
+    at = parse_timestamp(last_run[0][0]) if last_run else None
+    # A comprehension per column: `zip(*rows)` over 150,000 rows took three times as long.
+    return StoredTiers([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], at)
+
+
 @dataclass(frozen=True)
 class TierChanges:
     """What a run changes in `profile_tiers`: rows to write (profile id, tier, qualified_at as
@@ -113,12 +122,7 @@ class SegmentHistory:
         """The tiers held after the last run, as stored. A cycle reads them once: for the
         assessment's grace period, then to write the new ones by difference (`record_segments`)."""
         with self.db.reading() as conn:
-            last_run = raw_rows(conn, f"SELECT value FROM meta WHERE key = '{TIERS_AT}'")
-            sql = "SELECT profile_id, tier, qualified_at, since_seq FROM profile_tiers"
-            rows = raw_rows(conn, sql)
-        at = parse_timestamp(last_run[0][0]) if last_run else None
-        # A comprehension per column: `zip(*rows)` over 150,000 rows took three times as long.
-        return StoredTiers([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], at)
+            return _read_tiers(conn)
 
     def held_tiers(self) -> dict[str, tuple[str, datetime]]:
         """Profile id -> (tier, last time it qualified for it)."""
@@ -178,9 +182,7 @@ class SegmentHistory:
                 ((run_seq, segment, stamp, size, revenue, totals[0], totals[1]) for segment, size, revenue in snapshot),
             )
             if not isinstance(tiers, TierChanges):
-                sql = "SELECT profile_id, tier, qualified_at, since_seq FROM profile_tiers"
-                stored = {pid: (tier, at, int(since)) for pid, tier, at, since in raw_rows(conn, sql)}
-                tiers = tier_changes(tiers, stored, run_seq, now)
+                tiers = tier_changes(tiers, _read_tiers(conn).rows, run_seq, now)
             self._save_tiers(conn, tiers, now)
 
     @staticmethod

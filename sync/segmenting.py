@@ -43,9 +43,9 @@ class SegmentRun:
     traits: TraitColumns
     assessment: Assessment
     memberships: list[Membership]
+    previous: PreviousTiers  # the tiers as the assessment read them
     bases: BaseColumns | None = None
     consented: frozenset[str] | None = None  # records whose own address opted in (sync.resolve)
-    previous: PreviousTiers | None = None  # the tiers as the assessment read them
 
     def verdicts(self, chunk: int = 20_000) -> Iterator[VerdictChunk]:
         """The verdicts in profile order, a chunk at a time, as `StateStore.save_profiles` takes
@@ -71,26 +71,11 @@ class SegmentRun:
             for name, size, value in zip(self.assessment.names, sizes, revenue, strict=True)
         ]
 
-    def tier_changes(self, run_seq: int, now: datetime) -> TierChanges | dict[str, tuple[str, datetime]]:
-        """What this run changes in the stored tiers (`StateStore.record_segments`): found by
-        columns from the tiers the assessment read; else every tier held, to compare."""
-        if self.previous is None:
-            return self.held_tiers()
+    def tier_changes(self, run_seq: int, now: datetime) -> TierChanges:
+        """What this run changes in the stored tiers (`StateStore.record_segments`), found by
+        columns from the tiers the assessment read."""
         tiers = self.assessment.tiers
         return column_tier_changes(self.profiles, self.assessment.tier_names, tiers, self.previous, run_seq, now)
-
-    def held_tiers(self) -> dict[str, tuple[str, datetime]]:
-        tiers = self.assessment.tiers
-        out: dict[str, tuple[str, datetime]] = {}
-        moments: dict[float, datetime] = {}  # few distinct ones: most qualified at a run's `now`
-        held = np.flatnonzero(tiers.tier >= 0)
-        codes, stamps = tiers.tier[held].tolist(), tiers.qualified_at[held].tolist()
-        for i, tier, at in zip(held.tolist(), codes, stamps, strict=True):
-            moment = moments.get(at)
-            if moment is None:
-                moment = moments[at] = datetime.fromtimestamp(at, UTC)
-            out[self.profiles[i]] = (self.assessment.tier_names[tier], moment)
-        return out
 
 
 def assess_profiles(
@@ -132,15 +117,7 @@ def assess_profiles(
         previous=previous.state,
         bases=bases,
     )
-    return SegmentRun(
-        list(profiles),
-        list(systems),
-        traits,
-        assessment,
-        assessment.memberships(),
-        bases,
-        previous=previous,
-    )
+    return SegmentRun(list(profiles), list(systems), traits, assessment, assessment.memberships(), previous, bases)
 
 
 def person_fields(fields: Mapping[str, Mapping[str, FieldChoice]], profiles: Sequence[str]) -> PersonFields:

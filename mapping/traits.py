@@ -131,46 +131,9 @@ def order_columns(
     return OrderColumns(profile, system, cents, created, counts & known), unconverted
 
 
-def order_columns_from_rows(
-    rows: Sequence[tuple[Any, ...]],
-    profile: Sequence[int],
-    system_index: Mapping[str, int],
-    base: str,
-    rates: Mapping[str, Decimal],
-) -> tuple[OrderColumns, int]:
-    """Columns from stored order rows (customer key, email key, amount, currency, created epoch,
-    counts, system) and each row's profile index (-1: no profile; such orders never count). How the
-    cycle reads orders: no object per order."""
-    n = len(rows)
-    if not n:
-        return empty_order_columns(), 0
-    # A list per column: `zip(*rows)` took twice as long (a cycle reads five million orders).
-    profiles = np.fromiter(profile, dtype=np.int64, count=n)
-    system = np.fromiter((system_index[row[6]] for row in rows), dtype=np.int64, count=n)
-    amount = np.fromiter([row[2] for row in rows], dtype=np.float64, count=n)
-    currency = np.array([row[3] for row in rows], dtype="U3")
-    stamps = np.fromiter([row[4] for row in rows], dtype=np.int64, count=n)
-    counted = np.fromiter([row[5] for row in rows], dtype=np.bool_, count=n) & (profiles >= 0)
-    cents, known = to_base_cents(amount, currency, base, rates)
-    unconverted = int(np.count_nonzero(counted & ~known))
-    return OrderColumns(profiles, system, cents, stamps, counted & known), unconverted
-
-
 def empty_order_columns() -> OrderColumns:
     none = np.zeros(0, np.int64)
     return OrderColumns(none, none, none, none, np.zeros(0, np.bool_))
-
-
-def concat_order_columns(parts: Sequence[OrderColumns]) -> OrderColumns:
-    if not parts:
-        return empty_order_columns()
-    return OrderColumns(
-        np.concatenate([p.profile for p in parts]),
-        np.concatenate([p.system for p in parts]),
-        np.concatenate([p.cents for p in parts]),
-        np.concatenate([p.created for p in parts]),
-        np.concatenate([p.counts for p in parts]),
-    )
 
 
 @dataclass(frozen=True)

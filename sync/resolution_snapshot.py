@@ -34,8 +34,9 @@ import orjson
 from mapping.traits import OrderColumns
 from sync.config import CrmsyncConfig
 from sync.extract import MAPPING_VERSION
+from sync.order_sources import SOURCE_COLUMNS, OrderSources
 
-FORMAT = 3  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
+FORMAT = 4  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
 
 
 try:
@@ -78,13 +79,22 @@ class StoredResolution:
 
 # The order columns as stored: narrow integers where the values allow (read back as int64, exactly),
 # in parts of PART_ROWS orders, so that writing and reading never hold a second copy of a column.
+# The first five are the attached orders a reuse takes as they are; with the others, the orders as
+# read (sync/order_sources.py), from which a cycle whose contacts or orders changed reads only what
+# changed (SQLite, whose row numbers last).
 COLUMNS: tuple[tuple[str, type[np.generic]], ...] = (
     ("profile", np.int32),
     ("system", np.int16),
     ("cents", np.int64),
     ("created", np.int64),
     ("counts", np.bool_),
+    ("order", np.int64),
+    ("contact", np.int64),
+    ("raw_counts", np.bool_),
+    ("known", np.bool_),
 )
+ATTACHED = ("profile", "system", "cents", "created", "counts")
+SOURCES = "sources"  # the part holding what the source columns do not (JSON)
 PART_ROWS = 1 << 20
 
 
@@ -95,8 +105,10 @@ def encode(
     orders: OrderColumns,
     links: Sequence[tuple[str, str, str, str]],
     digest: str,
+    sources: OrderSources | None = None,
 ) -> Iterator[tuple[str, bytes]]:
-    """The snapshot's parts: `header` (JSON), then each order column a part at a time. `digest`:
+    """The snapshot's parts: `header` (JSON), then each order column a part at a time, and with
+    `sources` (the orders as read, in the order of `orders`) those too. `digest`:
     `members_digest(members)`."""
     header = {
         "profiles": list(profiles),
@@ -110,24 +122,32 @@ def encode(
     }
     yield "header", orjson.dumps(header)
     del header
+    if sources is not None:
+        about = {"orders": sources.size, "plain": sources.plain, "emails": sources.emails, "systems": list(systems)}
+        yield f"{SOURCES}.000000", orjson.dumps(about)
     for name, dtype in COLUMNS:
-        column = getattr(orders, name)
+        if name in ATTACHED:
+            column = getattr(orders, name)
+        elif sources is not None:
+            column = sources.column(name)
+        else:
+            continue
         for number, start in enumerate(range(0, orders.size, PART_ROWS)):
             yield f"{name}.{number:06d}", column[start : start + PART_ROWS].astype(dtype).tobytes()
 
 
-def decode(header_data: bytes, parts: Iterable[tuple[str, bytes]]) -> StoredResolution | None:
-    """The snapshot from its header and its other parts (in name order); None when a part is
+def _columns(parts: Iterable[tuple[str, bytes]], size: int, names: Sequence[str]) -> dict[str, npt.NDArray[Any]] | None:
+    """The columns `names` from their parts (in name order; others skipped); None when a part is
     missing or the wrong size."""
-    header: dict[str, Any] = orjson.loads(header_data)
-    size = int(header["orders"])
     dtypes = dict(COLUMNS)
     columns: dict[str, npt.NDArray[Any]] = {
-        name: np.empty(size, dtype=np.bool_ if name == "counts" else np.int64) for name, _ in COLUMNS
+        name: np.empty(size, dtype=np.bool_ if dtypes[name] is np.bool_ else np.int64) for name in names
     }
     filled = dict.fromkeys(columns, 0)
     for part, data in parts:
         name = part.partition(".")[0]
+        if name not in columns:
+            continue
         values = np.frombuffer(data, dtype=dtypes[name])
         at = filled[name]
         if at + values.shape[0] > size:
@@ -135,6 +155,16 @@ def decode(header_data: bytes, parts: Iterable[tuple[str, bytes]]) -> StoredReso
         columns[name][at : at + values.shape[0]] = values
         filled[name] = at + values.shape[0]
     if any(count != size for count in filled.values()):
+        return None
+    return columns
+
+
+def decode(header_data: bytes, parts: Iterable[tuple[str, bytes]]) -> StoredResolution | None:
+    """The snapshot from its header and its other parts (in name order); None when a part is
+    missing or the wrong size."""
+    header: dict[str, Any] = orjson.loads(header_data)
+    columns = _columns(parts, int(header["orders"]), ATTACHED)
+    if columns is None:
         return None
     orders = OrderColumns(
         columns["profile"], columns["system"], columns["cents"], columns["created"], columns["counts"]
@@ -147,3 +177,15 @@ def decode(header_data: bytes, parts: Iterable[tuple[str, bytes]]) -> StoredReso
         start += length
     links = [(str(a), str(b), str(kind), str(value)) for a, b, kind, value in header["links"]]
     return StoredResolution(members, header["profiles"], header["systems"], orders, links, header["members_digest"])
+
+
+def decode_sources(about: bytes, parts: Iterable[tuple[str, bytes]]) -> tuple[OrderSources, list[str]] | None:
+    """The orders as read when the snapshot was made, and the systems their `system` indexes, from
+    the `sources` part (`about`) and the source columns' parts (in name order); None when a part is
+    missing or the wrong size."""
+    described: dict[str, Any] = orjson.loads(about)
+    columns = _columns(parts, int(described["orders"]), SOURCE_COLUMNS)
+    if columns is None:
+        return None
+    sources = OrderSources.of(columns, int(described["plain"]), described["emails"])
+    return sources, list(described["systems"])

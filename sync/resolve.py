@@ -18,11 +18,20 @@ from mapping.fieldmaps import MappingRules
 from mapping.identity import FieldChoice, Resolution, resolve, row_identifiers, survive
 from mapping.model import key_system, record_key
 from mapping.normalize.email import is_role_address
-from mapping.traits import OrderColumns, concat_order_columns, order_columns_from_rows
+from mapping.traits import OrderColumns
 from sync.config import CrmsyncConfig
-from sync.resolution_snapshot import StoredResolution, decode, encode, snapshot_inputs
+from sync.order_sources import SOURCE_COLUMNS, OrderSources, attach_orders, merge_sources, order_sources
+from sync.resolution_snapshot import (
+    ATTACHED,
+    SOURCES,
+    StoredResolution,
+    decode,
+    decode_sources,
+    encode,
+    snapshot_inputs,
+)
 from sync.state import StateStore
-from sync.state.compute import IdentityRow, split_other
+from sync.state.compute import ORDER_DTYPE, ComputeSnapshot, IdentityRow
 from sync.state.profile_writer import members_digest
 
 log = structlog.get_logger("crmsync.pipeline")
@@ -49,6 +58,9 @@ class Resolved:
     # or with the bases' order details, which a snapshot does not hold). sync/resolution_snapshot.py
     inputs: str | None = None
     members_digest: str | None = None  # `members_digest(members)` when known (a reused snapshot's)
+    # The orders as read, in the order of `orders` (sync/order_sources.py), for the snapshot to keep
+    # (None: reused, or row numbers that do not last, as on PostgreSQL).
+    sources: OrderSources | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +158,7 @@ class Resolver:
         # (sync/resolution_snapshot.py); a backfill sets it off for its cycle.
         self.reuse_snapshot = True
         self.reused = False  # whether the last `resolve` reused a snapshot
+        self.orders_by_difference = False  # whether it read only the orders that changed since one
 
     def resolve(self, clock: Stopwatch | None = None) -> Resolved:
         """Who is who: records joined into profiles, and every order attached to its profile.
@@ -153,7 +166,7 @@ class Resolver:
         Works on stored columns, never one object per contact or order: a merchant with a million
         customers and five million orders must not become six million Python objects."""
         clock = clock or Stopwatch({})
-        self.reused = False
+        self.reused = self.orders_by_difference = False
         facts = self.config.segments.order_facts_needed()
         # One read transaction for both reads: the orders name their contacts by the row numbers
         # the identity read gave them.
@@ -161,14 +174,15 @@ class Resolver:
             inputs = snapshot_inputs(self.config, reads.input_marks())
             # The bases read order details beside the columns; those are not kept, so they resolve in full.
             stored = reads.stored_resolution() if self.reuse_snapshot and not facts else None
-            snapshot = (
-                decode(stored[1], reads.resolution_parts()) if stored is not None and stored[0] == inputs else None
-            )
+            snapshot = None
+            if stored is not None and stored[0] == inputs:
+                snapshot = decode(stored[1], reads.resolution_parts(ATTACHED))
             if snapshot is not None:
                 reused = self.reuse(snapshot, clock)
                 if reused is not None:
                     return reused
-            del stored, snapshot
+            kept_inputs = stored[0] if stored is not None else None
+            del snapshot, stored
             rows, emails, resolution, previous = self.resolve_identities(reads.identity_rows(), clock)
             members = resolution.members()
             profiles = sorted(members)
@@ -178,8 +192,15 @@ class Resolver:
             position = {pid: i for i, pid in enumerate(profiles)}
             attach = Attachment.of(rows, emails, resolution.assignment, position, systems, self.rules.role_locals)
             del emails
-            chunks = reads.order_arrays(self.config.segments.base_currency)
-            orders = self.order_columns(chunks, attach, systems)
+            sources = None
+            if kept_inputs is not None:
+                sources = self.sources_by_difference(reads, kept_inputs, inputs, attach, systems)
+            self.orders_by_difference = sources is not None
+            if sources is None:
+                sources = self.order_sources(reads.order_arrays(self.config.segments.base_currency), attach, systems)
+            orders = self.attach_orders(sources, attach)
+            if not reads.rows_are_numbered:
+                sources = None  # row numbers that do not last: a snapshot of them would mislead
             details = None
             if facts:
                 facts_rows = reads.order_details(facts)
@@ -196,6 +217,7 @@ class Resolver:
             fields=self.fields_reader(),
             details=details,
             inputs=None if facts else inputs,
+            sources=sources,
         )
 
     def keep(self, resolved: Resolved) -> None:
@@ -211,8 +233,10 @@ class Resolver:
                 resolved.orders,
                 resolved.links,
                 resolved.members_digest,
+                resolved.sources,
             )
             self.store.save_resolution(resolved.inputs, parts)
+        resolved.sources = None  # kept; the cycle needs them no more
 
     def reuse(self, stored: StoredResolution, clock: Stopwatch) -> Resolved | None:
         """The snapshot as this cycle's resolution, when the stored profile members are those it
@@ -278,45 +302,63 @@ class Resolver:
         clock.lap("resolve")
         return rows, emails, resolution, previous
 
-    def order_columns(
+    def order_sources(
         self, chunks: Iterable[npt.NDArray[Any]], attach: Attachment, systems: Sequence[str]
-    ) -> OrderColumns:
-        """Every stored order as columns, attached to its profile: by the customer record it names,
-        else (guest orders) by an email address that belongs to exactly one profile and a person."""
-        system_index = {name: i for i, name in enumerate(systems)}
-        row_profile, row_system = attach.row_profile, attach.row_system
+    ) -> OrderSources:
+        """Orders as read, to columns (sync/order_sources.py)."""
         settings = self.config.segments
-        parts: list[OrderColumns] = []
-        others: list[npt.NDArray[Any]] = []
-        for chunk in chunks:
-            plain: npt.NDArray[np.bool_] = chunk["other"] == None  # noqa: E711 (numpy: element-wise)
-            if not plain.all():
-                others.append(chunk[~plain])
-                chunk = chunk[plain]
-            contact = chunk["contact"]
-            cents = np.rint(chunk["amount"] * 100.0).astype(np.int64)
-            profile = row_profile[contact]
-            parts.append(
-                OrderColumns(profile, row_system[contact], cents, chunk["created"], chunk["counts"] & (profile >= 0))
-            )
-        if not others:
-            return concat_order_columns(parts)
-        # The few others: orders in another currency, and orders of customers crmsync holds no
-        # record of (guests), which attach by email.
-        rest: list[tuple[Any, ...]] = []
-        attached: list[int] = []
-        for contact, amount, created, counts, other in np.concatenate(others).tolist():
-            currency, guest_email, system = split_other(other)
-            index = int(row_profile[contact]) if contact >= 0 else attach.guest(guest_email)
-            rest.append((None, guest_email, amount, currency, created, counts, system))
-            attached.append(index)
-        columns, unconverted = order_columns_from_rows(
-            rest, attached, system_index, settings.base_currency, settings.rates
-        )
-        parts.append(columns)
+        system_index = {name: i for i, name in enumerate(systems)}
+        return order_sources(chunks, attach.row_system, system_index, settings.base_currency, settings.rates)
+
+    def attach_orders(self, sources: OrderSources, attach: Attachment) -> OrderColumns:
+        """Every order attached to its profile: by the customer record it names, else (guest
+        orders) by an email address that belongs to exactly one profile and a person."""
+        columns, unconverted = attach_orders(sources, attach.row_profile, attach.guest)
         if unconverted:
-            log.warning("orders without an exchange rate left out", orders=unconverted, base=settings.base_currency)
-        return concat_order_columns(parts)
+            base = self.config.segments.base_currency
+            log.warning("orders without an exchange rate left out", orders=unconverted, base=base)
+        return columns
+
+    def sources_by_difference(
+        self, reads: ComputeSnapshot, kept_inputs: str, inputs: str, attach: Attachment, systems: Sequence[str]
+    ) -> OrderSources | None:
+        """The orders as read for the last snapshot, with those that changed since read again:
+        orders written since, orders naming a contact written since, and orders whose contact row
+        is gone. None (read every order) when the snapshot cannot serve: other settings or code,
+        row numbers that do not last, other systems, or orders deleted since (the count tells)."""
+        kept, now = json.loads(kept_inputs), json.loads(inputs)
+        (_, contacts_seq, _), (_, orders_seq, _) = kept.pop("marks")
+        _, (orders_now, _, _) = now.pop("marks")
+        if kept != now or not reads.rows_are_numbered:
+            return None
+        about = reads.resolution_parts([SOURCES])
+        first = next(about, None)
+        if first is None:
+            return None
+        decoded = decode_sources(first[1], reads.resolution_parts(SOURCE_COLUMNS))
+        if decoded is None or decoded[1] != list(systems):
+            return None
+        stored = decoded[0]
+        # Orders whose contact row is gone, or is another contact's now (SQLite may give a deleted
+        # row's number to the next insert, which is then a contact written since).
+        row_profile = attach.row_profile
+        contact = stored.contact
+        named = contact >= 0
+        stale = named & (contact >= row_profile.shape[0])
+        within = named & ~stale
+        stale[within] = row_profile[contact[within]] < 0
+        stale |= named & np.isin(contact, reads.contact_numbers_changed_since(contacts_seq))
+        base = self.config.segments.base_currency
+        chunks = list(reads.orders_changed_since(base, orders_seq, contacts_seq, stored.order[stale].tolist()))
+        rows = np.concatenate(chunks) if chunks else np.zeros(0, ORDER_DTYPE)
+        _, first_of_each = np.unique(rows["order"], return_index=True)
+        fresh = self.order_sources([rows[first_of_each]], attach, systems)
+        merged = merge_sources(stored, fresh)
+        if merged is None or merged.size != orders_now:
+            log.info("orders read in full: some were deleted since the last read")
+            return None
+        log.info("orders read by difference", orders=merged.size, read=fresh.size)
+        return merged
 
     def order_details(
         self,

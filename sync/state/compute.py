@@ -11,7 +11,8 @@ orders, bench/RESULTS.md). PostgreSQL has no stable row number, so there it is `
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,11 +25,14 @@ from sync.state.extracts import contact_from_row
 from sync.state.schema import contacts, resolution_snapshot
 from sync.state.sql import Database, raw_many, raw_rows
 
-# One order: its contact's row number (-1: none stored), amount, created epoch, counts, and for the
-# orders these columns do not describe completely (another currency, or a guest's order, attached by
-# email) `other`: "currency<TAB>email match key<TAB>system". Plain orders (nearly all) leave it None,
-# so they cost no Python string; one CASE costs the database less than one per column.
-ORDER_DTYPE = np.dtype([("contact", "i8"), ("amount", "f8"), ("created", "i8"), ("counts", "?"), ("other", "O")])
+# One order: its own row number (SQLite's rowid; -1 on PostgreSQL, which has none that lasts), its
+# contact's row number (-1: none stored), amount, created epoch, counts, and for the orders these
+# columns do not describe completely (another currency, or a guest's order, attached by email)
+# `other`: "currency<TAB>email match key<TAB>system". Plain orders (nearly all) leave it None, so
+# they cost no Python string; one CASE costs the database less than one per column.
+ORDER_DTYPE = np.dtype(
+    [("order", "i8"), ("contact", "i8"), ("amount", "f8"), ("created", "i8"), ("counts", "?"), ("other", "O")]
+)
 
 
 def split_other(other: str) -> tuple[str, str | None, str]:
@@ -82,21 +86,62 @@ class ComputeSnapshot:
             for number, key, email_key, role, phone, kind, links, given in chunk:
                 yield number, key, email_key, bool(role), phone, kind, links, given
 
-    def order_arrays(self, base_currency: str, chunk: int = 200_000) -> Iterator[npt.NDArray[Any]]:
-        """Every order as structured arrays of ORDER_DTYPE, filled by numpy straight from the
-        driver's rows. `other` is None for the orders the numeric columns describe completely:
-        they name a stored contact and are in the base currency."""
+    @property
+    def rows_are_numbered(self) -> bool:
+        """Whether order and contact row numbers last from one read transaction to the next
+        (SQLite's rowids, which an upsert keeps), so that orders can be read by difference."""
+        return not self.db.is_postgres
+
+    def order_arrays(
+        self, base_currency: str, chunk: int = 200_000, where: str = "", params: Sequence[Any] = ()
+    ) -> Iterator[npt.NDArray[Any]]:
+        """Every order (or those `where` selects, a condition on `o`) as structured arrays of
+        ORDER_DTYPE, filled by numpy straight from the driver's rows, in row order on SQLite.
+        `other` is None for the orders the numeric columns describe completely: they name a
+        stored contact and are in the base currency."""
         numbered, number = self._numbered_contacts()
+        rowid = "-1" if self.db.is_postgres else "o.rowid"
         sql = (
             # DOUBLE PRECISION: amounts are stored as decimal text, and PostgreSQL's REAL has 24 bits.
-            f"SELECT COALESCE(c.{number}, -1), CAST(o.amount AS DOUBLE PRECISION), o.created_epoch, o.counts, "
-            f"CASE WHEN c.{number} IS NOT NULL AND o.currency IN ('', {_literal(base_currency)}) THEN NULL "
+            f"SELECT {rowid}, COALESCE(c.{number}, -1), CAST(o.amount AS DOUBLE PRECISION), o.created_epoch, "
+            f"o.counts, CASE WHEN c.{number} IS NOT NULL AND o.currency IN ('', {_literal(base_currency)}) THEN NULL "
             "ELSE o.currency || '\t' || COALESCE(o.email_key, '') || '\t' || o.system END "
             f"FROM orders o LEFT JOIN {numbered} c "
             "ON c.system = o.system AND c.record_id = o.customer_id"
+            + (f" WHERE {where}" if where else "")
+            # The scan's own order (no sort): a read by difference merges by it.
+            + ("" if self.db.is_postgres else " ORDER BY o.rowid")
         )
-        for rows in self.db.raw_chunks(sql, chunk, self.conn):
+        for rows in self.db.raw_chunks(sql, chunk, self.conn, params):
             yield np.fromiter(rows, dtype=ORDER_DTYPE, count=len(rows))
+
+    def orders_changed_since(
+        self, base_currency: str, orders_seq: int, contacts_seq: int, numbers: Sequence[int]
+    ) -> Iterator[npt.NDArray[Any]]:
+        """The orders to read again after the read that saw rows up to run `orders_seq` (orders)
+        and `contacts_seq` (contacts): those written since, those naming a contact written since,
+        and those of row `numbers` (orders whose contact row is gone or another's now). An order
+        may come more than once. SQLite only (`rows_are_numbered`)."""
+        yield from self.order_arrays(base_currency, where="o.changed_seq > ?", params=(orders_seq,))
+        # Contacts outside, orders by their customer index: the few contacts written since are
+        # found by one scan of contacts, not one of orders.
+        named = raw_rows(
+            self.conn,
+            "SELECT o.rowid FROM contacts c CROSS JOIN orders o ON o.system = c.system AND o.customer_id = c.record_id "
+            "WHERE c.changed_seq > ?",
+            (contacts_seq,),
+        )
+        wanted = sorted({*(int(n) for n in numbers), *(int(n) for (n,) in named)})
+        for start in range(0, len(wanted), 50_000):
+            batch = json.dumps(wanted[start : start + 50_000])
+            yield from self.order_arrays(
+                base_currency, where="o.rowid IN (SELECT value FROM json_each(?))", params=(batch,)
+            )
+
+    def contact_numbers_changed_since(self, contacts_seq: int) -> npt.NDArray[np.int64]:
+        """The row numbers of contacts written since run `contacts_seq` (SQLite only)."""
+        rows = raw_rows(self.conn, "SELECT rowid FROM contacts WHERE changed_seq > ?", (contacts_seq,))
+        return np.array([int(n) for (n,) in rows], dtype=np.int64)
 
     def order_details(self, facts: frozenset[str]) -> Iterator[tuple[Any, ...]]:
         """The orders holding one of `facts` ("categories", "discount", "unfinished"; what the
@@ -132,10 +177,15 @@ class ComputeSnapshot:
         rows = raw_rows(self.conn, "SELECT inputs, data FROM resolution_snapshot WHERE name = 'header'")
         return (str(rows[0][0]), bytes(rows[0][1])) if rows else None
 
-    def resolution_parts(self) -> Iterator[tuple[str, bytes]]:
-        """The snapshot's other parts in name order, one at a time (each is some megabytes)."""
-        sql = "SELECT name, data FROM resolution_snapshot WHERE name <> 'header' ORDER BY name"
-        for chunk in self.db.raw_chunks(sql, 1, self.conn):
+    def resolution_parts(self, names: Sequence[str] | None = None) -> Iterator[tuple[str, bytes]]:
+        """The snapshot's other parts in name order, one at a time (each is some megabytes); with
+        `names`, only the parts of those columns (a part is named `column.number`)."""
+        where = "name <> 'header'"
+        patterns = [name.replace("_", "!_") + ".%" for name in names or ()]
+        if names is not None:
+            where += " AND (" + " OR ".join("name LIKE ? ESCAPE '!'" for _ in patterns) + ")"
+        sql = f"SELECT name, data FROM resolution_snapshot WHERE {where} ORDER BY name"
+        for chunk in self.db.raw_chunks(sql, 1, self.conn, patterns):
             for name, data in chunk:
                 yield str(name), bytes(data)
 

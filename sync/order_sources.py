@@ -1,0 +1,196 @@
+"""Orders as the compute reads them, before they are attached to profiles: per order its row in the
+state, the contact row it names, and what its value is, as columns. Attaching them to this cycle's
+profiles is one array lookup (`attach_orders`), so a cycle whose contacts changed can keep the orders
+it read last time and read again only those that changed (`merge_sources`).
+
+Column order, which the traits see and a full read and a read by difference must both give: first
+the plain orders (in the base currency, naming a stored contact), then the others (another
+currency, or a guest's order, attached by email), each part in the order of the order rows
+(`orders.rowid` on SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mapping.traits import OrderColumns, to_base_cents
+from sync.state.compute import ORDER_DTYPE, split_other
+
+I64 = npt.NDArray[np.int64]
+BOOL = npt.NDArray[np.bool_]
+# The columns of OrderSources, as stored in a resolution snapshot (sync/resolution_snapshot.py).
+SOURCE_COLUMNS = ("order", "contact", "system", "cents", "created", "raw_counts", "known")
+
+
+@dataclass
+class OrderSources:
+    """Every order, plain ones first (`plain` of them), then the others."""
+
+    order: I64  # the order row's number (SQLite's rowid; -1 where the backend has none)
+    contact: I64  # the contact row it names (-1: none stored, a guest's order)
+    system: I64  # index into the cycle's systems
+    cents: I64  # in the base currency
+    created: I64  # epoch seconds
+    raw_counts: BOOL  # as stored: False when cancelled, refunded or a test
+    known: BOOL  # False: no exchange rate for its currency
+    plain: int
+    emails: list[str | None]  # per other order (positions plain..): its email match key
+
+    @classmethod
+    def of(cls, columns: Mapping[str, npt.NDArray[Any]], plain: int, emails: list[str | None]) -> OrderSources:
+        """From its columns by name (SOURCE_COLUMNS)."""
+        return cls(
+            columns["order"],
+            columns["contact"],
+            columns["system"],
+            columns["cents"],
+            columns["created"],
+            columns["raw_counts"],
+            columns["known"],
+            plain,
+            emails,
+        )
+
+    @property
+    def size(self) -> int:
+        return int(self.order.shape[0])
+
+    def column(self, name: str) -> npt.NDArray[Any]:
+        found: npt.NDArray[Any] = getattr(self, name)
+        return found
+
+    def part(self, start: int, stop: int) -> OrderSources:
+        """Rows start..stop of every column (a plain or an other part; without email keys)."""
+        return OrderSources.of({name: self.column(name)[start:stop] for name in SOURCE_COLUMNS}, 0, [])
+
+
+def order_sources(
+    chunks: Iterable[npt.NDArray[Any]],
+    row_system: I64,
+    system_index: Mapping[str, int],
+    base: str,
+    rates: Mapping[str, Decimal],
+) -> OrderSources:
+    """Orders as read (structured arrays of ORDER_DTYPE, in row order) to columns. `row_system`:
+    contact row number -> its system's index (a plain order is its contact's system's)."""
+    plain: list[npt.NDArray[Any]] = []
+    others: list[npt.NDArray[Any]] = []
+    for chunk in chunks:
+        simple: BOOL = chunk["other"] == None  # noqa: E711 (numpy: element-wise)
+        if simple.all():
+            plain.append(chunk)
+        else:
+            plain.append(chunk[simple])
+            others.append(chunk[~simple])
+    rows = np.concatenate(plain) if plain else np.zeros(0, ORDER_DTYPE)
+    size = rows.shape[0]
+    contact = rows["contact"].astype(np.int64)
+    kept = OrderSources(
+        rows["order"].astype(np.int64),
+        contact,
+        row_system[contact] if size else np.zeros(0, np.int64),
+        np.rint(rows["amount"] * 100.0).astype(np.int64),
+        rows["created"].astype(np.int64),
+        rows["counts"].astype(np.bool_),
+        np.ones(size, dtype=np.bool_),
+        plain=size,
+        emails=[],
+    )
+    del rows, plain
+    if not others:
+        return kept
+    rest = np.concatenate(others)
+    currencies: list[str] = []
+    systems: list[int] = []
+    emails: list[str | None] = []
+    for other in rest["other"].tolist():
+        currency, email_key, system = split_other(other)
+        currencies.append(currency)
+        emails.append(email_key)
+        systems.append(system_index[system])
+    cents, known = to_base_cents(rest["amount"], np.array(currencies, dtype="U3"), base, rates)
+    extra = OrderSources(
+        rest["order"].astype(np.int64),
+        rest["contact"].astype(np.int64),
+        np.array(systems, dtype=np.int64),
+        cents,
+        rest["created"].astype(np.int64),
+        rest["counts"].astype(np.bool_),
+        known,
+        plain=0,
+        emails=emails,
+    )
+    return concat_sources(kept, extra)
+
+
+def concat_sources(plain: OrderSources, others: OrderSources) -> OrderSources:
+    """A plain part and an other part as one."""
+    columns = {name: np.concatenate([plain.column(name), others.column(name)]) for name in SOURCE_COLUMNS}
+    return OrderSources.of(columns, plain.size, list(others.emails))
+
+
+def attach_orders(
+    sources: OrderSources, row_profile: I64, guest: Callable[[str | None], int]
+) -> tuple[OrderColumns, int]:
+    """The orders attached to this cycle's profiles: by their contact's row (`row_profile`: row
+    number -> profile index, -1 for none), else a guest's by email (`guest`). Also how many would
+    count but have no exchange rate. An order without a profile never counts."""
+    contact = sources.contact
+    profile = np.full(sources.size, -1, dtype=np.int64)
+    named = contact >= 0
+    profile[named] = row_profile[contact[named]]
+    plain = sources.plain
+    for offset, email_key in enumerate(sources.emails):
+        if contact[plain + offset] < 0:
+            profile[plain + offset] = guest(email_key)
+    counted = sources.raw_counts & (profile >= 0)
+    unconverted = int(np.count_nonzero(counted & ~sources.known))
+    columns = OrderColumns(profile, sources.system.copy(), sources.cents, sources.created, counted & sources.known)
+    return columns, unconverted
+
+
+def merge_sources(stored: OrderSources, fresh: OrderSources) -> OrderSources | None:
+    """The orders of `stored` with those read again (`fresh`: a row of each order that changed,
+    or whose contact did, or new) in their place: by order row number, each part kept in row order.
+    None when a part of `stored` is not in row order (a snapshot made without row numbers)."""
+    replaced = _members(stored.order, np.sort(fresh.order))
+    parts = []
+    emails: list[str | None] = []
+    for others, (first, stop, fresh_first, fresh_stop) in enumerate(
+        ((0, stored.plain, 0, fresh.plain), (stored.plain, stored.size, fresh.plain, fresh.size))
+    ):
+        old = stored.part(first, stop)
+        if old.size > 1 and not bool(np.all(old.order[1:] > old.order[:-1])):
+            return None
+        keep = ~replaced[first:stop]
+        new = fresh.part(fresh_first, fresh_stop)
+        kept = {name: old.column(name)[keep] for name in SOURCE_COLUMNS}
+        at = np.searchsorted(kept["order"], new.order)
+        parts.append({name: np.insert(kept[name], at, new.column(name)) for name in SOURCE_COLUMNS})
+        if others:  # the other part carries email keys
+            old_emails = [email for email, stay in zip(stored.emails, keep.tolist(), strict=True) if stay]
+            emails = np.insert(_objects(old_emails), at, _objects(fresh.emails)).tolist()
+    plain_part, other_part = parts
+    columns = {name: np.concatenate([plain_part[name], other_part[name]]) for name in SOURCE_COLUMNS}
+    return OrderSources.of(columns, int(plain_part["order"].shape[0]), emails)
+
+
+def _members(values: I64, sorted_set: I64) -> BOOL:
+    """Which of `values` are in `sorted_set` (a sorted array): one binary search each."""
+    if not sorted_set.shape[0]:
+        return np.zeros(values.shape[0], dtype=np.bool_)
+    at = np.minimum(np.searchsorted(sorted_set, values), sorted_set.shape[0] - 1)
+    found: BOOL = sorted_set[at] == values
+    return found
+
+
+def _objects(values: Sequence[str | None]) -> npt.NDArray[Any]:
+    """A list as a 1-d object array (np.array would make a list of equal strings a string array)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mapping.traits import OrderColumns, to_base_cents
-from sync.state.compute import ORDER_DTYPE, split_other
+from sync.state.compute import split_other
 
 I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
@@ -78,30 +78,26 @@ def order_sources(
 ) -> OrderSources:
     """Orders as read (structured arrays of ORDER_DTYPE, in row order) to columns. `row_system`:
     contact row number -> its system's index (a plain order is its contact's system's)."""
-    plain: list[npt.NDArray[Any]] = []
+    plain: dict[str, list[npt.NDArray[Any]]] = {name: [] for name in SOURCE_COLUMNS}
     others: list[npt.NDArray[Any]] = []
     for chunk in chunks:
         simple: BOOL = chunk["other"] == None  # noqa: E711 (numpy: element-wise)
-        if simple.all():
-            plain.append(chunk)
-        else:
-            plain.append(chunk[simple])
+        if not simple.all():
             others.append(chunk[~simple])
-    rows = np.concatenate(plain) if plain else np.zeros(0, ORDER_DTYPE)
-    size = rows.shape[0]
-    contact = rows["contact"].astype(np.int64)
-    kept = OrderSources(
-        rows["order"].astype(np.int64),
-        contact,
-        row_system[contact] if size else np.zeros(0, np.int64),
-        np.rint(rows["amount"] * 100.0).astype(np.int64),
-        rows["created"].astype(np.int64),
-        rows["counts"].astype(np.bool_),
-        np.ones(size, dtype=np.bool_),
-        plain=size,
-        emails=[],
-    )
-    del rows, plain
+            chunk = chunk[simple]
+        # Column by column, a chunk at a time, each a copy (a field is a view that would keep its
+        # chunk alive): the structured rows of every order at once would be a second copy of them.
+        contact = chunk["contact"].astype(np.int64)
+        plain["order"].append(chunk["order"].astype(np.int64))
+        plain["contact"].append(contact)
+        plain["system"].append(row_system[contact])
+        plain["cents"].append(np.rint(chunk["amount"] * 100.0).astype(np.int64))
+        plain["created"].append(chunk["created"].astype(np.int64))
+        plain["raw_counts"].append(chunk["counts"].astype(np.bool_))
+        plain["known"].append(np.ones(chunk.shape[0], dtype=np.bool_))
+    columns = {name: _joined(parts, name) for name, parts in plain.items()}
+    del plain
+    kept = OrderSources.of(columns, int(columns["order"].shape[0]), [])
     if not others:
         return kept
     rest = np.concatenate(others)
@@ -128,6 +124,12 @@ def order_sources(
     return concat_sources(kept, extra)
 
 
+def _joined(parts: Sequence[npt.NDArray[Any]], name: str) -> npt.NDArray[Any]:
+    if parts:
+        return np.concatenate(parts)
+    return np.zeros(0, dtype=np.bool_ if name in ("raw_counts", "known") else np.int64)
+
+
 def concat_sources(plain: OrderSources, others: OrderSources) -> OrderSources:
     """A plain part and an other part as one."""
     columns = {name: np.concatenate([plain.column(name), others.column(name)]) for name in SOURCE_COLUMNS}
@@ -145,12 +147,12 @@ def attach_orders(
     named = contact >= 0
     profile[named] = row_profile[contact[named]]
     plain = sources.plain
-    for offset, email_key in enumerate(sources.emails):
-        if contact[plain + offset] < 0:
+    for offset, (number, email_key) in enumerate(zip(contact[plain:].tolist(), sources.emails, strict=True)):
+        if number < 0:
             profile[plain + offset] = guest(email_key)
     counted = sources.raw_counts & (profile >= 0)
     unconverted = int(np.count_nonzero(counted & ~sources.known))
-    columns = OrderColumns(profile, sources.system.copy(), sources.cents, sources.created, counted & sources.known)
+    columns = OrderColumns(profile, sources.system, sources.cents, sources.created, counted & sources.known)
     return columns, unconverted
 
 

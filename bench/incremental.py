@@ -61,6 +61,7 @@ def main() -> None:
 
         clock[0] = NOW + timedelta(minutes=15)  # the next cycle of the default schedule
         unchanged, unchanged_steps, _ = compute_cycle(cycle, connectors, 2)
+        reused = cycle.resolver.reused
         mark_applied(store, unchanged, 2)
         unchanged.changes.clear()
         return_freed_memory()
@@ -73,6 +74,7 @@ def main() -> None:
         merchant.store_records(merchant.new_orders(arrived), seq=3)
         delta_store_s = time.perf_counter() - started
         delta, delta_steps, _ = compute_cycle(cycle, connectors, 3)
+        by_difference = cycle.resolver.orders_by_difference
         store.close()
     peak = peak_rss_mb()
     full_s = full_store_s + full_steps["total"]
@@ -95,6 +97,10 @@ def main() -> None:
         f"after changes {sum(o.planned for o in delta.systems.values()):,}"
     )
     print(
+        f"resolution reused by the unchanged cycle: {'yes' if reused else 'no'}; "
+        f"orders read by difference after changes: {'yes' if by_difference else 'no'}"
+    )
+    print(
         result_line(
             contacts=contacts,
             orders=orders,
@@ -105,6 +111,8 @@ def main() -> None:
             incremental_s=f"{delta_s:.2f}",
             ratio_pct=f"{100 * delta_s / full_s:.1f}",
             incremental_planned=sum(o.planned for o in delta.systems.values()),
+            unchanged_reused=reused,
+            orders_by_difference=by_difference,
             peak_rss_mb=f"{peak:.0f}",
         )
     )

@@ -100,12 +100,14 @@ class Resolution:
     links: list[Link] = field(default_factory=list)
     shared: dict[tuple[str, str], int] = field(default_factory=dict)  # identifier -> records holding it
     refused: list[Link] = field(default_factory=list)  # joins the profile size limit stopped
+    # Per cluster, in the order of its smallest record key: its profile id and its keys in order.
+    clusters: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def members(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = defaultdict(list)
-        for key, profile in sorted(self.assignment.items()):
-            out[profile].append(key)
-        return dict(out)
+        """Profile id -> its record keys in key order, profiles in the order of their smallest key:
+        the clusters as they were named (every cluster has an id of its own), so no sort of a
+        million keys."""
+        return dict(self.clusters)
 
 
 def new_profile_id(seed: str, taken: set[str]) -> str:
@@ -269,6 +271,7 @@ def _name_clusters(
             result.created.add(survivor)
         for key in members:
             assignment[key] = survivor
+        result.clusters.append((survivor, members))
 
 
 # ----- survivorship --------------------------------------------------------------------------------

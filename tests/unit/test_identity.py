@@ -194,3 +194,23 @@ def test_survivorship_by_priority_then_recency() -> None:
     by_priority = survive([new, old], ["crm"])
     assert by_priority["city"].value == "Utrecht" and by_priority["city"].why == "source priority: crm before shop"
     assert by_priority["postcode"].value == "1011 AB" and by_priority["postcode"].why == "only source"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(pools, min_size=1, max_size=30, unique_by=lambda t: (t[0], t[1])),
+    st.lists(st.sampled_from(["p_old1", "p_old2", "p_old3", None]), min_size=30, max_size=30),
+)
+def test_members_are_the_assignment_by_key(
+    rows: list[tuple[str, int, str | None, str | None]], former: list[str | None]
+) -> None:
+    """`members()` comes from the named clusters, not from sorting the assignment: the same dict,
+    in the same order, with previous ids kept, merged (aliases) and split."""
+    records = [contact(f"{s}:{n}", email, mobile) for s, n, email, mobile in rows]
+    previous = {c.key: pid for c, pid in zip(records, former, strict=False) if pid is not None}
+    ages = {"p_old1": 3, "p_old2": 1, "p_old3": 2}
+    result = resolve([(c.key, identifiers(c)) for c in records], previous, ages, limits={"mobile": 2}, max_profile=3)
+    by_key: dict[str, list[str]] = {}
+    for key, profile in sorted(result.assignment.items()):
+        by_key.setdefault(profile, []).append(key)
+    assert list(result.members().items()) == list(by_key.items())

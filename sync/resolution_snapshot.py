@@ -36,7 +36,7 @@ from sync.config import CrmsyncConfig
 from sync.extract import MAPPING_VERSION
 from sync.order_sources import SOURCE_COLUMNS, OrderSources
 
-FORMAT = 4  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
+FORMAT = 5  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
 
 
 try:
@@ -77,22 +77,14 @@ class StoredResolution:
     members_digest: str  # `members_digest(members)`, as `save_profiles` keeps it for what it stored
 
 
-# The order columns as stored: narrow integers where the values allow (read back as int64, exactly),
-# in parts of PART_ROWS orders, so that writing and reading never hold a second copy of a column.
-# The first five are the attached orders a reuse takes as they are; with the others, the orders as
-# read (sync/order_sources.py), from which a cycle whose contacts or orders changed reads only what
+# The order columns as stored: each integer column in the narrowest of int16, int32 and int64 that
+# holds its values (read back as int64, exactly; the header names each column's type), in parts of
+# PART_ROWS orders, so that writing and reading never hold a second copy of a column. The first
+# five are the attached orders a reuse takes as they are; with the others, the orders as read
+# (sync/order_sources.py), from which a cycle whose contacts or orders changed reads only what
 # changed (SQLite, whose row numbers last).
-COLUMNS: tuple[tuple[str, type[np.generic]], ...] = (
-    ("profile", np.int32),
-    ("system", np.int16),
-    ("cents", np.int64),
-    ("created", np.int64),
-    ("counts", np.bool_),
-    ("order", np.int64),
-    ("contact", np.int64),
-    ("raw_counts", np.bool_),
-    ("known", np.bool_),
-)
+COLUMNS = ("profile", "system", "cents", "created", "counts", "order", "contact", "raw_counts", "known")
+FLAGS = frozenset({"counts", "raw_counts", "known"})  # bool columns, stored as bytes
 ATTACHED = ("profile", "system", "cents", "created", "counts")
 SOURCES = "sources"  # the part holding what the source columns do not (JSON)
 PART_ROWS = 1 << 20
@@ -110,6 +102,10 @@ def encode(
     """The snapshot's parts: `header` (JSON), then each order column a part at a time, and with
     `sources` (the orders as read, in the order of `orders`) those too. `digest`:
     `members_digest(members)`."""
+    stored = {name: getattr(orders, name) for name in ATTACHED}
+    if sources is not None:
+        stored.update((name, sources.column(name)) for name in SOURCE_COLUMNS)
+    dtypes = {name: narrowest(column) for name, column in stored.items()}
     header = {
         "profiles": list(profiles),
         "member_order": list(members),
@@ -119,29 +115,48 @@ def encode(
         "links": [list(link) for link in links],
         "orders": orders.size,
         "members_digest": digest,
+        "dtypes": {name: dtypes[name] for name in ATTACHED},
     }
     yield "header", orjson.dumps(header)
     del header
     if sources is not None:
-        about = {"orders": sources.size, "plain": sources.plain, "emails": sources.emails, "systems": list(systems)}
+        about = {
+            "orders": sources.size,
+            "plain": sources.plain,
+            "emails": sources.emails,
+            "systems": list(systems),
+            "dtypes": {name: dtypes[name] for name in SOURCE_COLUMNS},
+        }
         yield f"{SOURCES}.000000", orjson.dumps(about)
-    for name, dtype in COLUMNS:
-        if name in ATTACHED:
-            column = getattr(orders, name)
-        elif sources is not None:
-            column = sources.column(name)
-        else:
+    for name in COLUMNS:
+        if name not in stored:
             continue
+        column = stored[name]
         for number, start in enumerate(range(0, orders.size, PART_ROWS)):
-            yield f"{name}.{number:06d}", column[start : start + PART_ROWS].astype(dtype).tobytes()
+            yield f"{name}.{number:06d}", column[start : start + PART_ROWS].astype(dtypes[name]).tobytes()
 
 
-def _columns(parts: Iterable[tuple[str, bytes]], size: int, names: Sequence[str]) -> dict[str, npt.NDArray[Any]] | None:
-    """The columns `names` from their parts (in name order; others skipped); None when a part is
-    missing or the wrong size."""
-    dtypes = dict(COLUMNS)
+def narrowest(column: npt.NDArray[Any]) -> str:
+    """The narrowest type that holds every value of `column` (bool stays bool)."""
+    if column.dtype == np.bool_:
+        return "bool"
+    if not column.shape[0]:
+        return "int16"
+    low, high = int(column.min()), int(column.max())
+    for name in ("int16", "int32"):
+        limits = np.iinfo(name)
+        if limits.min <= low and high <= limits.max:
+            return name
+    return "int64"
+
+
+def _columns(
+    parts: Iterable[tuple[str, bytes]], size: int, dtypes: Mapping[str, str]
+) -> dict[str, npt.NDArray[Any]] | None:
+    """The columns `dtypes` names (stored as those types) from their parts (in name order; others
+    skipped); None when a part is missing or the wrong size."""
     columns: dict[str, npt.NDArray[Any]] = {
-        name: np.empty(size, dtype=np.bool_ if dtypes[name] is np.bool_ else np.int64) for name in names
+        name: np.empty(size, dtype=np.bool_ if name in FLAGS else np.int64) for name in dtypes
     }
     filled = dict.fromkeys(columns, 0)
     for part, data in parts:
@@ -163,7 +178,7 @@ def decode(header_data: bytes, parts: Iterable[tuple[str, bytes]]) -> StoredReso
     """The snapshot from its header and its other parts (in name order); None when a part is
     missing or the wrong size."""
     header: dict[str, Any] = orjson.loads(header_data)
-    columns = _columns(parts, int(header["orders"]), ATTACHED)
+    columns = _columns(parts, int(header["orders"]), header["dtypes"])
     if columns is None:
         return None
     orders = OrderColumns(
@@ -184,7 +199,7 @@ def decode_sources(about: bytes, parts: Iterable[tuple[str, bytes]]) -> tuple[Or
     the `sources` part (`about`) and the source columns' parts (in name order); None when a part is
     missing or the wrong size."""
     described: dict[str, Any] = orjson.loads(about)
-    columns = _columns(parts, int(described["orders"]), SOURCE_COLUMNS)
+    columns = _columns(parts, int(described["orders"]), described["dtypes"])
     if columns is None:
         return None
     sources = OrderSources.of(columns, int(described["plain"]), described["emails"])

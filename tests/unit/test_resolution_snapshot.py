@@ -363,3 +363,58 @@ def test_orders_read_by_difference_after_new_and_edited_orders_and_contacts(tmp_
     counted = shop.resolve(reuse=True)
     assert not shop.cycle.resolver.orders_by_difference  # deleted since: every order read again
     assert_same(counted, shop.resolve(reuse=False))
+
+
+def test_order_columns_are_stored_narrow_and_read_back_exactly() -> None:
+    """Each integer column in the narrowest type that holds it: values past int16 and int32 (a
+    fortune in cents, a time before 1902) must come back as they were."""
+    from mapping.traits import OrderColumns
+    from sync.order_sources import OrderSources
+
+    cents = np.array([1, -5, 2**40, 0], dtype=np.int64)
+    created = np.array([-(2**33), 1_700_000_000, 0, 5], dtype=np.int64)
+    orders = OrderColumns(
+        np.array([0, 1, -1, 70_000], dtype=np.int64),
+        np.array([0, 1, 1, 0], dtype=np.int64),
+        cents,
+        created,
+        np.array([True, False, True, False]),
+    )
+    sources = OrderSources(
+        np.array([3, 9, 4, 2**31 + 7], dtype=np.int64),
+        np.array([-1, 2, 40_000, 3], dtype=np.int64),
+        orders.system,
+        cents,
+        created,
+        np.array([True, True, False, False]),
+        np.array([True, False, True, True]),
+        plain=2,
+        emails=["anna@example.nl", None],
+    )
+    parts = dict(resolution_snapshot.encode({"p_1": ["shop:1"]}, ["p_1"], ["shop", "web"], orders, [], "d", sources))
+    header = parts.pop("header")
+    about = parts.pop("sources.000000")
+    assert {name.partition(".")[0]: len(data) for name, data in parts.items()} == {
+        "profile": 4 * 4,  # int32: 70,000 is past int16
+        "system": 4 * 2,
+        "cents": 4 * 8,
+        "created": 4 * 8,
+        "counts": 4,
+        "order": 4 * 8,  # 2**31 + 7 is past int32
+        "contact": 4 * 4,
+        "raw_counts": 4,
+        "known": 4,
+    }
+    in_order = sorted(parts.items())
+    decoded = resolution_snapshot.decode(header, in_order)
+    assert decoded is not None
+    for name in ("profile", "system", "cents", "created", "counts"):
+        mine, theirs = getattr(decoded.orders, name), getattr(orders, name)
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs), name
+    read = resolution_snapshot.decode_sources(about, in_order)
+    assert read is not None and read[1] == ["shop", "web"]
+    for name in ("order", "contact", "system", "cents", "created", "raw_counts", "known"):
+        mine, theirs = read[0].column(name), sources.column(name)
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs), name
+    assert (read[0].plain, read[0].emails) == (2, ["anna@example.nl", None])
+    assert resolution_snapshot.decode(header, in_order[:-1]) is None  # a part missing

@@ -331,11 +331,10 @@ class Resolver:
         _, (orders_now, _, _) = now.pop("marks")
         if kept != now or not reads.rows_are_numbered:
             return None
-        about = reads.resolution_parts([SOURCES])
-        first = next(about, None)
-        if first is None:
+        about = reads.resolution_part(f"{SOURCES}.000000")
+        if about is None:  # kept where row numbers do not last
             return None
-        decoded = decode_sources(first[1], reads.resolution_parts(SOURCE_COLUMNS))
+        decoded = decode_sources(about, reads.resolution_parts(SOURCE_COLUMNS))
         if decoded is None or decoded[1] != list(systems):
             return None
         stored = decoded[0]
@@ -354,7 +353,10 @@ class Resolver:
         _, first_of_each = np.unique(rows["order"], return_index=True)
         fresh = self.order_sources([rows[first_of_each]], attach, systems)
         merged = merge_sources(stored, fresh)
-        if merged is None or merged.size != orders_now:
+        if merged is None:
+            log.warning("orders read in full: the kept orders are not in row order")
+            return None
+        if merged.size != orders_now:
             log.info("orders read in full: some were deleted since the last read")
             return None
         log.info("orders read by difference", orders=merged.size, read=fresh.size)

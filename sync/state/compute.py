@@ -177,6 +177,11 @@ class ComputeSnapshot:
         rows = raw_rows(self.conn, "SELECT inputs, data FROM resolution_snapshot WHERE name = 'header'")
         return (str(rows[0][0]), bytes(rows[0][1])) if rows else None
 
+    def resolution_part(self, name: str) -> bytes | None:
+        """One part of the snapshot by name (None: not kept)."""
+        rows = raw_rows(self.conn, "SELECT data FROM resolution_snapshot WHERE name = ?", (name,))
+        return bytes(rows[0][0]) if rows else None
+
     def resolution_parts(self, names: Sequence[str] | None = None) -> Iterator[tuple[str, bytes]]:
         """The snapshot's other parts in name order, one at a time (each is some megabytes); with
         `names`, only the parts of those columns (a part is named `column.number`)."""

@@ -143,9 +143,12 @@ def attach_orders(
     number -> profile index, -1 for none), else a guest's by email (`guest`). Also how many would
     count but have no exchange rate. An order without a profile never counts."""
     contact = sources.contact
-    profile = np.full(sources.size, -1, dtype=np.int64)
-    named = contact >= 0
-    profile[named] = row_profile[contact[named]]
+    if sources.size and int(contact.max()) >= row_profile.shape[0]:
+        raise ValueError("an order names a contact row this read does not have")
+    # Taken into place, -1 clipped to row 0 and then put right: no temporary column of every order.
+    profile = np.empty(sources.size, dtype=np.int64)
+    np.take(row_profile, contact, out=profile, mode="clip")
+    profile[contact < 0] = -1
     plain = sources.plain
     for offset, (number, email_key) in enumerate(zip(contact[plain:].tolist(), sources.emails, strict=True)):
         if number < 0:

@@ -5,6 +5,7 @@ other (its contact deleted: now a guest's) leaves one part for the other."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sync.order_sources import SOURCE_COLUMNS, OrderSources, attach_orders, merge_sources
 
@@ -66,3 +67,6 @@ def test_orders_attach_by_contact_row_else_a_guest_by_email() -> None:
     merged.contact[4] = 0
     columns, unconverted = attach_orders(merged, np.array([0, -1, 1]), lambda email: -1)
     assert columns.profile.tolist()[4] == 0 and not columns.counts[4] and unconverted == 1
+    merged.contact[4] = 3  # past the contact rows read: refused, never clipped to another contact
+    with pytest.raises(ValueError, match="contact row"):
+        attach_orders(merged, np.array([0, -1, 1]), lambda email: -1)

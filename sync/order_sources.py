@@ -64,10 +64,6 @@ class OrderSources:
         found: npt.NDArray[Any] = getattr(self, name)
         return found
 
-    def part(self, start: int, stop: int) -> OrderSources:
-        """Rows start..stop of every column (a plain or an other part; without email keys)."""
-        return OrderSources.of({name: self.column(name)[start:stop] for name in SOURCE_COLUMNS}, 0, [])
-
 
 def order_sources(
     chunks: Iterable[npt.NDArray[Any]],
@@ -95,12 +91,14 @@ def order_sources(
         plain["created"].append(chunk["created"].astype(np.int64))
         plain["raw_counts"].append(chunk["counts"].astype(np.bool_))
         plain["known"].append(np.ones(chunk.shape[0], dtype=np.bool_))
-    columns = {name: _joined(parts, name) for name, parts in plain.items()}
+    # A column at a time, its chunks let go as it is joined: never two copies of every column.
+    columns = {name: _joined(plain.pop(name), name) for name in SOURCE_COLUMNS}
     del plain
-    kept = OrderSources.of(columns, int(columns["order"].shape[0]), [])
+    size = int(columns["order"].shape[0])
     if not others:
-        return kept
+        return OrderSources.of(columns, size, [])
     rest = np.concatenate(others)
+    del others
     currencies: list[str] = []
     systems: list[int] = []
     emails: list[str | None] = []
@@ -110,30 +108,25 @@ def order_sources(
         emails.append(email_key)
         systems.append(system_index[system])
     cents, known = to_base_cents(rest["amount"], np.array(currencies, dtype="U3"), base, rates)
-    extra = OrderSources(
-        rest["order"].astype(np.int64),
-        rest["contact"].astype(np.int64),
-        np.array(systems, dtype=np.int64),
-        cents,
-        rest["created"].astype(np.int64),
-        rest["counts"].astype(np.bool_),
-        known,
-        plain=0,
-        emails=emails,
-    )
-    return concat_sources(kept, extra)
+    extra = {
+        "order": rest["order"].astype(np.int64),
+        "contact": rest["contact"].astype(np.int64),
+        "system": np.array(systems, dtype=np.int64),
+        "cents": cents,
+        "created": rest["created"].astype(np.int64),
+        "raw_counts": rest["counts"].astype(np.bool_),
+        "known": known,
+    }
+    del rest, cents, known
+    for name in SOURCE_COLUMNS:  # the plain column let go as its joined one replaces it
+        columns[name] = np.concatenate([columns[name], extra.pop(name)])
+    return OrderSources.of(columns, size, emails)
 
 
 def _joined(parts: Sequence[npt.NDArray[Any]], name: str) -> npt.NDArray[Any]:
     if parts:
         return np.concatenate(parts)
     return np.zeros(0, dtype=np.bool_ if name in ("raw_counts", "known") else np.int64)
-
-
-def concat_sources(plain: OrderSources, others: OrderSources) -> OrderSources:
-    """A plain part and an other part as one."""
-    columns = {name: np.concatenate([plain.column(name), others.column(name)]) for name in SOURCE_COLUMNS}
-    return OrderSources.of(columns, plain.size, list(others.emails))
 
 
 def attach_orders(
@@ -164,25 +157,31 @@ def merge_sources(stored: OrderSources, fresh: OrderSources) -> OrderSources | N
     or whose contact did, or new) in their place: by order row number, each part kept in row order.
     None when a part of `stored` is not in row order (a snapshot made without row numbers)."""
     replaced = _members(stored.order, np.sort(fresh.order))
-    parts = []
-    emails: list[str | None] = []
-    for others, (first, stop, fresh_first, fresh_stop) in enumerate(
-        ((0, stored.plain, 0, fresh.plain), (stored.plain, stored.size, fresh.plain, fresh.size))
-    ):
-        old = stored.part(first, stop)
-        if old.size > 1 and not bool(np.all(old.order[1:] > old.order[:-1])):
+    # Per part (plain, other): which stored rows stay, and where the fresh ones go among them.
+    bounds = ((0, stored.plain, 0, fresh.plain), (stored.plain, stored.size, fresh.plain, fresh.size))
+    keeps: list[BOOL] = []
+    places: list[I64] = []
+    for first, stop, fresh_first, fresh_stop in bounds:
+        order = stored.order[first:stop]
+        if order.shape[0] > 1 and not bool(np.all(order[1:] > order[:-1])):
             return None
         keep = ~replaced[first:stop]
-        new = fresh.part(fresh_first, fresh_stop)
-        kept = {name: old.column(name)[keep] for name in SOURCE_COLUMNS}
-        at = np.searchsorted(kept["order"], new.order)
-        parts.append({name: np.insert(kept[name], at, new.column(name)) for name in SOURCE_COLUMNS})
-        if others:  # the other part carries email keys
-            old_emails = [email for email, stay in zip(stored.emails, keep.tolist(), strict=True) if stay]
-            emails = np.insert(_objects(old_emails), at, _objects(fresh.emails)).tolist()
-    plain_part, other_part = parts
-    columns = {name: np.concatenate([plain_part[name], other_part[name]]) for name in SOURCE_COLUMNS}
-    return OrderSources.of(columns, int(plain_part["order"].shape[0]), emails)
+        keeps.append(keep)
+        places.append(np.searchsorted(order[keep], fresh.order[fresh_first:fresh_stop]))
+    # A column at a time: the merged orders, not three copies of them, are what memory holds.
+    columns: dict[str, npt.NDArray[Any]] = {}
+    for name in SOURCE_COLUMNS:
+        old, new = stored.column(name), fresh.column(name)
+        columns[name] = np.concatenate(
+            [
+                np.insert(old[first:stop][keep], at, new[fresh_first:fresh_stop])
+                for (first, stop, fresh_first, fresh_stop), keep, at in zip(bounds, keeps, places, strict=True)
+            ]
+        )
+    old_emails = [email for email, stay in zip(stored.emails, keeps[1].tolist(), strict=True) if stay]
+    emails = np.insert(_objects(old_emails), places[1], _objects(fresh.emails)).tolist()
+    plain = int(np.count_nonzero(keeps[0])) + fresh.plain
+    return OrderSources.of(columns, plain, emails)
 
 
 def _members(values: I64, sorted_set: I64) -> BOOL:

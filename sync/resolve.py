@@ -346,9 +346,11 @@ class Resolver:
         stale = named & (contact >= row_profile.shape[0])
         within = named & ~stale
         stale[within] = row_profile[contact[within]] < 0
-        stale |= named & np.isin(contact, reads.contact_numbers_changed_since(contacts_seq))
+        changed_contacts, naming_them = reads.contacts_changed_since(contacts_seq)
+        stale |= named & np.isin(contact, changed_contacts)
+        again = stored.order[stale].tolist() + naming_them  # and those naming a contact written since
         base = self.config.segments.base_currency
-        chunks = list(reads.orders_changed_since(base, orders_seq, contacts_seq, stored.order[stale].tolist()))
+        chunks = list(reads.orders_changed_since(base, orders_seq, again))
         rows = np.concatenate(chunks) if chunks else np.zeros(0, ORDER_DTYPE)
         _, first_of_each = np.unique(rows["order"], return_index=True)
         fresh = self.order_sources([rows[first_of_each]], attach, systems)

@@ -11,7 +11,6 @@ orders, bench/RESULTS.md). PostgreSQL has no stable row number, so there it is `
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -115,33 +114,30 @@ class ComputeSnapshot:
         for rows in self.db.raw_chunks(sql, chunk, self.conn, params):
             yield np.fromiter(rows, dtype=ORDER_DTYPE, count=len(rows))
 
-    def orders_changed_since(
-        self, base_currency: str, orders_seq: int, contacts_seq: int, numbers: Sequence[int]
-    ) -> Iterator[npt.NDArray[Any]]:
-        """The orders to read again after the read that saw rows up to run `orders_seq` (orders)
-        and `contacts_seq` (contacts): those written since, those naming a contact written since,
-        and those of row `numbers` (orders whose contact row is gone or another's now). An order
-        may come more than once. SQLite only (`rows_are_numbered`)."""
-        yield from self.order_arrays(base_currency, where="o.changed_seq > ?", params=(orders_seq,))
-        # Contacts outside, orders by their customer index: the few contacts written since are
-        # found by one scan of contacts, not one of orders.
-        named = raw_rows(
+    def contacts_changed_since(self, contacts_seq: int) -> tuple[npt.NDArray[np.int64], list[int]]:
+        """The row numbers of contacts written since run `contacts_seq`, and of the orders naming
+        them: one scan of contacts, the orders found through their customer index (SQLite only)."""
+        rows = raw_rows(
             self.conn,
-            "SELECT o.rowid FROM contacts c CROSS JOIN orders o ON o.system = c.system AND o.customer_id = c.record_id "
-            "WHERE c.changed_seq > ?",
+            "SELECT c.rowid, o.rowid FROM contacts c LEFT JOIN orders o "
+            "ON o.system = c.system AND o.customer_id = c.record_id WHERE c.changed_seq > ?",
             (contacts_seq,),
         )
-        wanted = sorted({*(int(n) for n in numbers), *(int(n) for (n,) in named)})
-        for start in range(0, len(wanted), 50_000):
-            batch = json.dumps(wanted[start : start + 50_000])
-            yield from self.order_arrays(
-                base_currency, where="o.rowid IN (SELECT value FROM json_each(?))", params=(batch,)
-            )
+        contacts = np.unique(np.array([int(c) for c, _ in rows], dtype=np.int64))
+        return contacts, [int(o) for _, o in rows if o is not None]
 
-    def contact_numbers_changed_since(self, contacts_seq: int) -> npt.NDArray[np.int64]:
-        """The row numbers of contacts written since run `contacts_seq` (SQLite only)."""
-        rows = raw_rows(self.conn, "SELECT rowid FROM contacts WHERE changed_seq > ?", (contacts_seq,))
-        return np.array([int(n) for (n,) in rows], dtype=np.int64)
+    def orders_changed_since(
+        self, base_currency: str, orders_seq: int, numbers: Sequence[int]
+    ) -> Iterator[npt.NDArray[Any]]:
+        """The orders written since run `orders_seq`, and those of row `numbers`; an order may
+        come twice. SQLite only (`rows_are_numbered`)."""
+        yield from self.order_arrays(base_currency, where="o.changed_seq > ?", params=(orders_seq,))
+        wanted = sorted(set(numbers))
+        # In lists of 500: under every SQLite build's limit on parameters (999 before 3.32).
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            where = f"o.rowid IN ({', '.join('?' for _ in batch)})"
+            yield from self.order_arrays(base_currency, where=where, params=batch)
 
     def order_details(self, facts: frozenset[str]) -> Iterator[tuple[Any, ...]]:
         """The orders holding one of `facts` ("categories", "discount", "unfinished"; what the

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -102,6 +102,10 @@ class Resolution:
     refused: list[Link] = field(default_factory=list)  # joins the profile size limit stopped
     # Per cluster, in the order of its smallest record key: its profile id and its keys in order.
     clusters: list[tuple[str, list[str]]] = field(default_factory=list)
+    # Per cluster (as `clusters`), its component: the position of the first cluster that shares an
+    # identifier with it, directly or through others, joined or not (a shared value, a refused
+    # join). A cluster depends on the records of its component only (mapping/identity_delta.py).
+    components: list[int] = field(default_factory=list)
 
     def members(self) -> dict[str, list[str]]:
         """Profile id -> its record keys in key order, profiles in the order of their smallest key:
@@ -127,6 +131,7 @@ def resolve(
     limits: Mapping[str, int] | None = None,
     max_profile: int = 1 << 30,
     names: Mapping[str, str] | None = None,
+    taken: Iterable[str] = (),
 ) -> Resolution:
     """Cluster records and name the clusters.
 
@@ -135,7 +140,8 @@ def resolve(
     id -> creation rank (smaller is older). `limits`: per kind, how many records of one system may
     hold a value before it is shared. `max_profile`: the most records one profile may hold.
     `names`: record key -> given name; a mobile number never joins two records whose given names
-    disagree (a family shares a phone, not a person)."""
+    disagree (a family shares a phone, not a person). `taken`: profile ids a new id must not be,
+    beyond those of `previous` and `age`."""
     items = list(identified)
     keys = sorted({key for key, _ in items})
     index = {key: i for i, key in enumerate(keys)}
@@ -168,6 +174,7 @@ def resolve(
         return i
 
     result = Resolution()
+    loose: list[tuple[int, int]] = []  # records that share an identifier but were not joined by it
 
     def join(a: int, b: int, kind: str, value: str) -> None:
         ra, rb = find(a), find(b)
@@ -176,6 +183,7 @@ def resolve(
         link = Link(keys[a], keys[b], kind, value)
         if size[ra] + size[rb] > max_profile:
             result.refused.append(link)
+            loose.append((a, b))
             return
         low, high = (ra, rb) if ra < rb else (rb, ra)
         parent[high] = low
@@ -196,10 +204,12 @@ def resolve(
         # Only a value on more records than the limit can have too many in one system.
         if limit is not None and len(holders) > limit and _most_per_system([keys[i] for i in holders]) > limit:
             result.shared[token] = len(holders)
+            loose.extend((holders[0], other) for other in holders[1:])
             continue
         anchor = holders[0]
         for other in holders[1:]:
             if kind == "mobile" and names and not _same_person_names(names.get(keys[anchor]), names.get(keys[other])):
+                loose.append((anchor, other))
                 continue
             join(anchor, other, kind, value)
 
@@ -212,8 +222,32 @@ def resolve(
             clusters[root] = [key]
         else:
             members.append(key)
-    _name_clusters(list(clusters.values()), previous, age, result)
+    result.components = _components({root: i for i, root in enumerate(clusters)}, loose, find)
+    _name_clusters(list(clusters.values()), previous, age, result, taken)
     return result
+
+
+def _components(position: Mapping[int, int], loose: Iterable[tuple[int, int]], find: Callable[[int], int]) -> list[int]:
+    """Per cluster (`position`: root record -> cluster position), the smallest position of the
+    clusters its `loose` pairs (records sharing an identifier, not joined by it) connect it to."""
+    parent = list(range(len(position)))
+
+    def top(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    touched: set[int] = set()
+    for a, b in loose:
+        ra, rb = top(position[find(a)]), top(position[find(b)])
+        if ra != rb:
+            # The smaller position becomes the root: a component's root is its first cluster.
+            parent[max(ra, rb)] = min(ra, rb)
+            touched.update((ra, rb))
+    for i in touched:  # only a former root was ever moved
+        parent[i] = top(i)
+    return parent
 
 
 def _same_person_names(a: str | None, b: str | None) -> bool:
@@ -233,7 +267,11 @@ def _most_per_system(records: Sequence[str]) -> int:
 
 
 def _name_clusters(
-    ordered: list[list[str]], previous: Mapping[str, str], age: Mapping[str, int], result: Resolution
+    ordered: list[list[str]],
+    previous: Mapping[str, str],
+    age: Mapping[str, int],
+    result: Resolution,
+    taken_too: Iterable[str] = (),
 ) -> None:
     """`ordered`: clusters sorted by their smallest record key, each listing its keys in order.
 
@@ -257,6 +295,7 @@ def _name_clusters(
     for profile_id, (_, position) in claims.items():
         won[position].append(profile_id)
     taken = set(age) | set(previous.values())
+    taken.update(taken_too)
     assignment = result.assignment
     for position, members in enumerate(ordered):
         ids = won.get(position)

@@ -36,7 +36,7 @@ from sync.config import CrmsyncConfig
 from sync.extract import MAPPING_VERSION
 from sync.order_sources import SOURCE_COLUMNS, OrderSources
 
-FORMAT = 5  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
+FORMAT = 6  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
 
 
 try:
@@ -75,6 +75,22 @@ class StoredResolution:
     orders: OrderColumns
     links: list[tuple[str, str, str, str]]
     members_digest: str  # `members_digest(members)`, as `save_profiles` keeps it for what it stored
+    components: list[int]  # per profile in `members`' order: `mapping.identity.Resolution.components`
+
+
+@dataclass(frozen=True)
+class StoredIdentities:
+    """The snapshot's header as decoded, without the orders: what resolving again only the
+    touched components starts from (mapping/identity_delta.py)."""
+
+    members: dict[str, list[str]]
+    profiles: list[str]
+    systems: list[str]
+    links: list[tuple[str, str, str, str]]
+    members_digest: str
+    components: list[int]
+    orders: int
+    dtypes: dict[str, str]
 
 
 # The order columns as stored: each integer column in the narrowest of int16, int32 and int64 that
@@ -97,6 +113,7 @@ def encode(
     orders: OrderColumns,
     links: Sequence[tuple[str, str, str, str]],
     digest: str,
+    components: Sequence[int],
     sources: OrderSources | None = None,
 ) -> Iterator[tuple[str, bytes]]:
     """The snapshot's parts: `header` (JSON), then each order column a part at a time, and with
@@ -115,6 +132,7 @@ def encode(
         "links": [list(link) for link in links],
         "orders": orders.size,
         "members_digest": digest,
+        "components": list(components),
         "dtypes": {name: dtypes[name] for name in ATTACHED},
     }
     yield "header", orjson.dumps(header)
@@ -174,16 +192,9 @@ def _columns(
     return columns
 
 
-def decode(header_data: bytes, parts: Iterable[tuple[str, bytes]]) -> StoredResolution | None:
-    """The snapshot from its header and its other parts (in name order); None when a part is
-    missing or the wrong size."""
+def decode_header(header_data: bytes) -> StoredIdentities:
+    """The snapshot's header: profiles, members, links and components."""
     header: dict[str, Any] = orjson.loads(header_data)
-    columns = _columns(parts, int(header["orders"]), header["dtypes"])
-    if columns is None:
-        return None
-    orders = OrderColumns(
-        columns["profile"], columns["system"], columns["cents"], columns["created"], columns["counts"]
-    )
     members: dict[str, list[str]] = {}
     keys: list[str] = header["keys"]
     start = 0
@@ -191,7 +202,31 @@ def decode(header_data: bytes, parts: Iterable[tuple[str, bytes]]) -> StoredReso
         members[pid] = keys[start : start + length]
         start += length
     links = [(str(a), str(b), str(kind), str(value)) for a, b, kind, value in header["links"]]
-    return StoredResolution(members, header["profiles"], header["systems"], orders, links, header["members_digest"])
+    return StoredIdentities(
+        members,
+        header["profiles"],
+        header["systems"],
+        links,
+        header["members_digest"],
+        header["components"],
+        int(header["orders"]),
+        header["dtypes"],
+    )
+
+
+def decode(header_data: bytes, parts: Iterable[tuple[str, bytes]]) -> StoredResolution | None:
+    """The snapshot from its header and its other parts (in name order); None when a part is
+    missing or the wrong size."""
+    header = decode_header(header_data)
+    columns = _columns(parts, header.orders, header.dtypes)
+    if columns is None:
+        return None
+    orders = OrderColumns(
+        columns["profile"], columns["system"], columns["cents"], columns["created"], columns["counts"]
+    )
+    return StoredResolution(
+        header.members, header.profiles, header.systems, orders, header.links, header.members_digest, header.components
+    )
 
 
 def decode_sources(about: bytes, parts: Iterable[tuple[str, bytes]]) -> tuple[OrderSources, list[str]] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ import structlog
 from mapping.bases import POSTCODE_COUNTRY, OrderDetails, consented_records
 from mapping.fieldmaps import MappingRules
 from mapping.identity import FieldChoice, Resolution, resolve, row_identifiers, survive
+from mapping.identity_delta import Before, LinkRow, resolve_again
 from mapping.model import key_system, record_key
 from mapping.normalize.email import is_role_address
 from mapping.traits import OrderColumns
@@ -24,8 +25,10 @@ from sync.order_sources import SOURCE_COLUMNS, OrderSources, attach_orders, merg
 from sync.resolution_snapshot import (
     ATTACHED,
     SOURCES,
+    StoredIdentities,
     StoredResolution,
     decode,
+    decode_header,
     decode_sources,
     encode,
     snapshot_inputs,
@@ -61,6 +64,8 @@ class Resolved:
     # The orders as read, in the order of `orders` (sync/order_sources.py), for the snapshot to keep
     # (None: reused, or row numbers that do not last, as on PostgreSQL).
     sources: OrderSources | None = None
+    # Per profile in `members`' order, its component (mapping.identity.Resolution.components).
+    components: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,41 @@ class Attachment:
         return by_email
 
 
+@dataclass(frozen=True)
+class Since:
+    """The kept resolution, and the keys of the contacts written since it was made."""
+
+    kept: StoredIdentities
+    changed: set[str]
+
+
+@dataclass(frozen=True)
+class Marks:
+    """What a kept snapshot's inputs say of the state then, beside this cycle's order count."""
+
+    contacts_seq: int  # the highest run number on a contact when the snapshot was made
+    orders_seq: int  # the same on an order
+    orders_now: int  # how many orders are stored now
+
+
+def marks_since(kept_inputs: str, inputs: str) -> Marks | None:
+    """The snapshot's marks when its inputs differ from this cycle's in the marks alone (the
+    stored records changed, not the settings or the code); else None."""
+    kept, now = json.loads(kept_inputs), json.loads(inputs)
+    (_, contacts_seq, _), (_, orders_seq, _) = kept.pop("marks")
+    _, (orders_now, _, _) = now.pop("marks")
+    return Marks(contacts_seq, orders_seq, orders_now) if kept == now else None
+
+
+def gone_since(previous: Mapping[str, str], changed: Set[str], rows: Sequence[tuple[int, str]]) -> set[str]:
+    """The record keys of `previous` no longer stored. Every stored record is in `previous` or
+    written since (`changed`), so the counts tell whether any went before the keys are compared."""
+    arrived = sum(1 for key in changed if key not in previous)
+    if len(previous) + arrived == len(rows):
+        return set()
+    return set(previous).difference(key for _, key in rows)
+
+
 class Stopwatch:
     """Seconds per named step, into a dict (the pipeline benchmark reads them)."""
 
@@ -158,6 +198,7 @@ class Resolver:
         # (sync/resolution_snapshot.py); a backfill sets it off for its cycle.
         self.reuse_snapshot = True
         self.reused = False  # whether the last `resolve` reused a snapshot
+        self.identities_by_difference = False  # whether it resolved again only the touched components
         self.orders_by_difference = False  # whether it read only the orders that changed since one
 
     def resolve(self, clock: Stopwatch | None = None) -> Resolved:
@@ -166,7 +207,7 @@ class Resolver:
         Works on stored columns, never one object per contact or order: a merchant with a million
         customers and five million orders must not become six million Python objects."""
         clock = clock or Stopwatch({})
-        self.reused = self.orders_by_difference = False
+        self.reused = self.identities_by_difference = self.orders_by_difference = False
         facts = self.config.segments.order_facts_needed()
         # One read transaction for both reads: the orders name their contacts by the row numbers
         # the identity read gave them.
@@ -182,8 +223,9 @@ class Resolver:
                 if reused is not None:
                     return reused
             kept_inputs = stored[0] if stored is not None else None
+            since = self.since(reads, stored, inputs) if stored is not None else None
             del snapshot, stored
-            rows, emails, resolution, previous = self.resolve_identities(reads.identity_rows(), clock)
+            rows, emails, resolution, previous, links = self.resolve_identities(reads.identity_rows(), clock, since)
             members = resolution.members()
             profiles = sorted(members)
             systems = sorted({*self.config.systems, *(key_system(key) for _, key in rows)})
@@ -212,12 +254,13 @@ class Resolver:
             systems=systems,
             orders=orders,
             aliases=resolution.aliases,
-            links=[(link.a, link.b, link.kind, link.value) for link in resolution.links],
+            links=links,
             previous=previous,
             fields=self.fields_reader(),
             details=details,
             inputs=None if facts else inputs,
             sources=sources,
+            components=resolution.components,
         )
 
     def keep(self, resolved: Resolved) -> None:
@@ -233,6 +276,7 @@ class Resolver:
                 resolved.orders,
                 resolved.links,
                 resolved.members_digest,
+                resolved.components or [],
                 resolved.sources,
             )
             self.store.save_resolution(resolved.inputs, parts)
@@ -257,18 +301,33 @@ class Resolver:
             previous=None,
             fields=self.fields_reader(),
             members_digest=stored.members_digest,
+            components=stored.components,
         )
 
     def fields_reader(self) -> Callable[[Mapping[str, Sequence[str]]], Survivorship] | None:
         """Profile fields by survivorship, read on demand: only rule segments and the bases read them."""
         return self.profile_fields if (self.config.segments.rules or self.config.segments.uses_bases()) else None
 
+    def since(self, reads: ComputeSnapshot, stored: tuple[str, bytes], inputs: str) -> Since | None:
+        """What resolving again only the touched components starts from: the kept resolution and
+        the contacts written since it was made. None when it cannot serve: other settings or code,
+        or stored profiles that are not the ones it made (a crash between the two writes)."""
+        marks = marks_since(stored[0], inputs)
+        if marks is None:
+            return None
+        kept = decode_header(stored[1])
+        if self.store.get_meta("members_digest") != kept.members_digest:
+            log.info("identities resolved in full: the stored profiles differ from the snapshot")
+            return None
+        return Since(kept, reads.contact_keys_written_since(marks.contacts_seq))
+
     def resolve_identities(
-        self, identity_rows: Iterable[IdentityRow], clock: Stopwatch
-    ) -> tuple[list[tuple[int, str]], list[tuple[str, int]], Resolution, dict[str, str]]:
+        self, identity_rows: Iterable[IdentityRow], clock: Stopwatch, since: Since | None = None
+    ) -> tuple[list[tuple[int, str]], list[tuple[str, int]], Resolution, dict[str, str], list[LinkRow]]:
         """Identity resolution over every contact: (contact row number, record key) per contact,
-        (email match key, contact row number) per personal address, the resolution and the previous
-        assignment."""
+        (email match key, contact row number) per personal address, the resolution, the previous
+        assignment and the links. With `since`, only the components a change touched are resolved
+        again (mapping/identity_delta.py)."""
         identity = self.config.identity
         identified: list[tuple[str, list[tuple[str, str]]]] = []
         names: dict[str, str] = {}
@@ -285,14 +344,20 @@ class Resolver:
                 emails.append((email_key, number))
         previous, ages = self.store.previous_assignment()
         clock.lap("read contacts")
-        resolution = resolve(
-            identified,
-            previous,
-            ages,
-            limits=identity.max_records_per_identifier,
-            max_profile=identity.max_records_per_profile,
-            names=names,
-        )
+        limits, max_profile = identity.max_records_per_identifier, identity.max_records_per_profile
+        if since is not None:
+            deleted = gone_since(previous, since.changed, rows)
+            before = Before(list(since.kept.members.items()), since.kept.components, since.kept.links)
+            delta = resolve_again(
+                identified, since.changed, deleted, before, previous, ages, limits, max_profile, names
+            )
+            log.info("identities resolved again where they changed", records=delta.records, contacts=len(rows))
+            self.identities_by_difference = True
+            resolution, links_made = delta.resolution, delta.links
+            del delta
+        else:
+            resolution = resolve(identified, previous, ages, limits=limits, max_profile=max_profile, names=names)
+            links_made = [(link.a, link.b, link.kind, link.value) for link in resolution.links]
         del identified, names, ages
         for (kind, value), holders in sorted(resolution.shared.items())[:20]:
             log.info("shared identifier joins nobody", kind=kind, records=holders)
@@ -300,7 +365,7 @@ class Resolver:
         if resolution.refused:
             log.warning("joins refused by the profile size limit", joins=len(resolution.refused))
         clock.lap("resolve")
-        return rows, emails, resolution, previous
+        return rows, emails, resolution, previous, links_made
 
     def order_sources(
         self, chunks: Iterable[npt.NDArray[Any]], attach: Attachment, systems: Sequence[str]
@@ -326,10 +391,8 @@ class Resolver:
         orders written since, orders naming a contact written since, and orders whose contact row
         is gone. None (read every order) when the snapshot cannot serve: other settings or code,
         row numbers that do not last, other systems, or orders deleted since (the count tells)."""
-        kept, now = json.loads(kept_inputs), json.loads(inputs)
-        (_, contacts_seq, _), (_, orders_seq, _) = kept.pop("marks")
-        _, (orders_now, _, _) = now.pop("marks")
-        if kept != now or not reads.rows_are_numbered:
+        marks = marks_since(kept_inputs, inputs)
+        if marks is None or not reads.rows_are_numbered:
             return None
         about = reads.resolution_part(f"{SOURCES}.000000")
         if about is None:  # kept where row numbers do not last
@@ -346,11 +409,11 @@ class Resolver:
         stale = named & (contact >= row_profile.shape[0])
         within = named & ~stale
         stale[within] = row_profile[contact[within]] < 0
-        changed_contacts, naming_them = reads.contacts_changed_since(contacts_seq)
+        changed_contacts, naming_them = reads.contacts_changed_since(marks.contacts_seq)
         stale |= named & np.isin(contact, changed_contacts)
         again = stored.order[stale].tolist() + naming_them  # and those naming a contact written since
         base = self.config.segments.base_currency
-        chunks = list(reads.orders_changed_since(base, orders_seq, again))
+        chunks = list(reads.orders_changed_since(base, marks.orders_seq, again))
         rows = np.concatenate(chunks) if chunks else np.zeros(0, ORDER_DTYPE)
         _, first_of_each = np.unique(rows["order"], return_index=True)
         fresh = self.order_sources([rows[first_of_each]], attach, systems)
@@ -358,7 +421,7 @@ class Resolver:
         if merged is None:
             log.warning("orders read in full: the kept orders are not in row order")
             return None
-        if merged.size != orders_now:
+        if merged.size != marks.orders_now:
             log.info("orders read in full: some were deleted since the last read")
             return None
         log.info("orders read by difference", orders=merged.size, read=fresh.size)

@@ -126,6 +126,11 @@ class ComputeSnapshot:
         contacts = np.unique(np.array([int(c) for c, _ in rows], dtype=np.int64))
         return contacts, [int(o) for _, o in rows if o is not None]
 
+    def contact_keys_written_since(self, contacts_seq: int) -> set[str]:
+        """The keys (`system:id`) of the contacts written since run `contacts_seq`."""
+        sql = "SELECT system || ':' || record_id FROM contacts WHERE changed_seq > ?"
+        return {str(key) for (key,) in raw_rows(self.conn, sql, (contacts_seq,))}
+
     def orders_changed_since(
         self, base_currency: str, orders_seq: int, numbers: Sequence[int]
     ) -> Iterator[npt.NDArray[Any]]:

@@ -110,7 +110,7 @@ def merchant(folder: Path, config: str = CONFIG) -> Merchant:
 def assert_same(reused: Resolved, full: Resolved) -> None:
     assert list(reused.members.items()) == list(full.members.items())
     assert (reused.profiles, reused.systems) == (full.profiles, full.systems)
-    assert (reused.aliases, reused.links) == (full.aliases, full.links)
+    assert (reused.aliases, reused.links, reused.components) == (full.aliases, full.links, full.components)
     if reused.previous is None:  # a reuse hands save_profiles none: the stored one is the snapshot's
         assert full.previous == {key: pid for pid, keys in reused.members.items() for key in keys}
     else:
@@ -268,11 +268,14 @@ def test_random_change_sets_reuse_only_what_a_full_resolution_gives(tmp_path_fac
         reused = shop.resolve(reuse=True)
         resolver = shop.cycle.resolver
         was_reused, by_difference = resolver.reused, resolver.orders_by_difference
+        identities_again = resolver.identities_by_difference
         assert_same(reused, shop.resolve(reuse=False))
         assert not resolver.orders_by_difference  # a full resolution reads every order
+        assert not resolver.identities_by_difference  # nor resolves only where things changed
         if not changes:
             assert was_reused  # nothing changed since the last compute: nothing to resolve again
         elif not was_reused:
+            assert identities_again  # new, edited or deleted contacts: only their components again
             # Only an order deleted since (quarantined) makes the cycle read every order again.
             deleted = any(c[0] == "order" and c[3][2] is None for c in changes)
             assert by_difference or deleted
@@ -391,7 +394,8 @@ def test_order_columns_are_stored_narrow_and_read_back_exactly() -> None:
         plain=2,
         emails=["anna@example.nl", None],
     )
-    parts = dict(resolution_snapshot.encode({"p_1": ["shop:1"]}, ["p_1"], ["shop", "web"], orders, [], "d", sources))
+    members = {"p_1": ["shop:1"]}
+    parts = dict(resolution_snapshot.encode(members, ["p_1"], ["shop", "web"], orders, [], "d", [0], sources))
     header = parts.pop("header")
     about = parts.pop("sources.000000")
     assert {name.partition(".")[0]: len(data) for name, data in parts.items()} == {

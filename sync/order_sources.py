@@ -25,6 +25,7 @@ I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
 # The columns of OrderSources, as stored in a resolution snapshot (sync/resolution_snapshot.py).
 SOURCE_COLUMNS = ("order", "contact", "system", "cents", "created", "raw_counts", "known")
+SOURCE_FLAGS = frozenset({"raw_counts", "known"})  # the bool ones; the others are int64
 
 
 @dataclass
@@ -126,7 +127,7 @@ def order_sources(
 def _joined(parts: Sequence[npt.NDArray[Any]], name: str) -> npt.NDArray[Any]:
     if parts:
         return np.concatenate(parts)
-    return np.zeros(0, dtype=np.bool_ if name in ("raw_counts", "known") else np.int64)
+    return np.zeros(0, dtype=np.bool_ if name in SOURCE_FLAGS else np.int64)
 
 
 def attach_orders(

@@ -34,7 +34,7 @@ import orjson
 from mapping.traits import OrderColumns
 from sync.config import CrmsyncConfig
 from sync.extract import MAPPING_VERSION
-from sync.order_sources import SOURCE_COLUMNS, OrderSources
+from sync.order_sources import SOURCE_COLUMNS, SOURCE_FLAGS, OrderSources
 
 FORMAT = 6  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
 
@@ -100,7 +100,7 @@ class StoredIdentities:
 # (sync/order_sources.py), from which a cycle whose contacts or orders changed reads only what
 # changed (SQLite, whose row numbers last).
 COLUMNS = ("profile", "system", "cents", "created", "counts", "order", "contact", "raw_counts", "known")
-FLAGS = frozenset({"counts", "raw_counts", "known"})  # bool columns, stored as bytes
+FLAGS = SOURCE_FLAGS | {"counts"}  # bool columns, stored as bytes
 ATTACHED = ("profile", "system", "cents", "created", "counts")
 SOURCES = "sources"  # the part holding what the source columns do not (JSON)
 PART_ROWS = 1 << 20

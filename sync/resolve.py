@@ -342,7 +342,11 @@ class Resolver:
                 names[key] = given
             if email_key and not role:
                 emails.append((email_key, number))
-        previous, ages = self.store.previous_assignment()
+        if since is None:
+            previous, ages = self.store.previous_assignment()
+        else:  # the stored members are the snapshot's (their digests agree): no need to read them
+            previous = {key: pid for pid, keys in since.kept.members.items() for key in keys}
+            ages = self.store.profile_ages()
         clock.lap("read contacts")
         limits, max_profile = identity.max_records_per_identifier, identity.max_records_per_profile
         if since is not None:

@@ -209,10 +209,6 @@ class ComputeReader:
         with self.snapshot() as reads:
             yield from reads.identity_rows()
 
-    def order_arrays(self, base_currency: str, chunk: int = 200_000) -> Iterator[npt.NDArray[Any]]:
-        with self.snapshot() as reads:
-            yield from reads.order_arrays(base_currency, chunk)
-
     def iter_contacts(self) -> Iterator[tuple[Contact, int]]:
         with self.db.engine.connect() as conn:
             for row in conn.execute(select(contacts).order_by(contacts.c.system, contacts.c.record_id)).mappings():
@@ -235,5 +231,14 @@ class ComputeReader:
             rows = raw_rows(conn, "SELECT system || ':' || record_id, profile_id FROM profile_members")
             assignment: dict[str, str] = dict(rows)
             del rows
-            ages = {pid: int(seq) for pid, seq in raw_rows(conn, "SELECT profile_id, created_seq FROM profiles")}
+            ages = self._ages(conn)
         return assignment, ages
+
+    def profile_ages(self) -> dict[str, int]:
+        """Profile id -> creation sequence (its age)."""
+        with self.db.reading() as conn:
+            return self._ages(conn)
+
+    @staticmethod
+    def _ages(conn: Connection) -> dict[str, int]:
+        return {pid: int(seq) for pid, seq in raw_rows(conn, "SELECT profile_id, created_seq FROM profiles")}

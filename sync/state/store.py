@@ -20,8 +20,6 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-import numpy.typing as npt
-
 from mapping.model import Contact, Kind, RemoteState, SourceRecord, WriteBack, WriteResult
 from sync.state.compute import ORDER_DTYPE, ComputeReader, ComputeSnapshot, IdentityRow
 from sync.state.consistency import consistency_problems
@@ -130,11 +128,11 @@ class StateStore:
     def identity_rows(self) -> Iterator[IdentityRow]:
         return self.reader.identity_rows()
 
-    def order_arrays(self, base_currency: str, chunk: int = 200_000) -> Iterator[npt.NDArray[Any]]:
-        return self.reader.order_arrays(base_currency, chunk)
-
     def previous_assignment(self) -> tuple[dict[str, str], dict[str, int]]:
         return self.reader.previous_assignment()
+
+    def profile_ages(self) -> dict[str, int]:
+        return self.reader.profile_ages()
 
     def save_resolution(self, inputs: str, parts: Iterable[tuple[str, bytes]]) -> None:
         self.reader.save_resolution(inputs, parts)

@@ -60,6 +60,65 @@ def link_order(link: LinkRow) -> tuple[object, ...]:
     return (1, KIND_PRIORITY.get(kind, 9), kind, value, b)
 
 
+@dataclass(frozen=True)
+class Touched:
+    """What must be resolved again: the kept clusters (their positions) whose component a change
+    touched, their keys, and the keys to resolve (theirs still stored, and the changed ones)."""
+
+    positions: list[int]
+    old_keys: set[str]
+    again: set[str]
+
+
+def touched(
+    changed: Set[str], deleted: Set[str], reached: Iterable[str], before: Before, previous: Mapping[str, str]
+) -> Touched:
+    """`reached`: the unchanged records a changed one reaches (`reached`; any superset of whole
+    kept clusters' keys serves too: resolving a whole untouched component again gives it back)."""
+    position = {pid: i for i, (pid, _) in enumerate(before.clusters)}
+    seeds = {position[previous[key]] for key in (*changed, *deleted, *reached) if key in previous}
+    components = np.asarray(before.components, dtype=np.int64)
+    at = np.flatnonzero(np.isin(components, components[sorted(seeds)])).tolist() if seeds else []
+    old_keys = {key for i in at for key in before.clusters[i][1]}
+    return Touched(at, old_keys, (old_keys - deleted) | set(changed))
+
+
+def resolve_part(
+    identified: Iterable[tuple[str, Iterable[tuple[str, str]]]],
+    again: Touched,
+    previous: Mapping[str, str],
+    age: Mapping[str, int],
+    limits: Mapping[str, int] | None = None,
+    max_profile: int = 1 << 30,
+    names: Mapping[str, str] | None = None,
+) -> Resolution:
+    """The touched records resolved on their own (`identified`: each of `again.again` with its
+    identifiers), no new id being one any profile holds."""
+    return resolve(
+        identified,
+        {key: previous[key] for key in again.again if key in previous},
+        age,
+        limits=limits,
+        max_profile=max_profile,
+        names=names,
+        taken=previous.values(),
+    )
+
+
+def merged(before: Before, again: Touched, part: Resolution, previous: Mapping[str, str], deleted: Set[str]) -> Delta:
+    """The resolution of every record: the kept clusters and links with `part` in their place."""
+    resolution = Resolution(aliases=part.aliases, created=part.created, shared=part.shared, refused=part.refused)
+    resolution.clusters, resolution.components = _merged_clusters(before, set(again.positions), part)
+    assignment = dict(previous)
+    for key in deleted:
+        assignment.pop(key, None)
+    assignment.update(part.assignment)
+    resolution.assignment = assignment
+    kept = [link for link in before.links if link[0] not in again.old_keys]
+    links = _merged_links(kept, [(link.a, link.b, link.kind, link.value) for link in part.links])
+    return Delta(resolution, links, len(again.again))
+
+
 def resolve_again(
     identified: Sequence[tuple[str, Sequence[tuple[str, str]]]],
     changed: Set[str],
@@ -74,35 +133,13 @@ def resolve_again(
     """`identified`: every current record's key and identifiers (as `resolve` takes them).
     `changed`: keys of records written since `before` (new or edited); `deleted`: keys gone since.
     `previous` must be `before`'s assignment: record key -> profile id."""
-    reached = _reached(identified, changed)
-    position = {pid: i for i, (pid, _) in enumerate(before.clusters)}
-    seeds = {position[previous[key]] for key in (*changed, *deleted, *reached) if key in previous}
-    components = np.asarray(before.components, dtype=np.int64)
-    touched = np.flatnonzero(np.isin(components, components[sorted(seeds)])).tolist() if seeds else []
-    old_keys = {key for at in touched for key in before.clusters[at][1]}
-    again = (old_keys - deleted) | changed
-    part = resolve(
-        [(key, idents) for key, idents in identified if key in again],
-        {key: previous[key] for key in again if key in previous},
-        age,
-        limits=limits,
-        max_profile=max_profile,
-        names=names,
-        taken=previous.values(),
-    )
-    resolution = Resolution(aliases=part.aliases, created=part.created, shared=part.shared, refused=part.refused)
-    resolution.clusters, resolution.components = _merged_clusters(before, set(touched), part)
-    assignment = dict(previous)
-    for key in deleted:
-        assignment.pop(key, None)
-    assignment.update(part.assignment)
-    resolution.assignment = assignment
-    kept = [link for link in before.links if link[0] not in old_keys]
-    links = _merged_links(kept, [(link.a, link.b, link.kind, link.value) for link in part.links])
-    return Delta(resolution, links, len(again))
+    again = touched(changed, deleted, reached(identified, changed), before, previous)
+    rows = [(key, idents) for key, idents in identified if key in again.again]
+    part = resolve_part(rows, again, previous, age, limits, max_profile, names)
+    return merged(before, again, part, previous, deleted)
 
 
-def _reached(identified: Iterable[tuple[str, Sequence[tuple[str, str]]]], changed: Set[str]) -> set[str]:
+def reached(identified: Iterable[tuple[str, Sequence[tuple[str, str]]]], changed: Set[str]) -> set[str]:
     """The unchanged records a changed one reaches: holding one of its values, linking to it, or
     linked from it."""
     values: set[tuple[str, str]] = set()

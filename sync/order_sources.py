@@ -131,11 +131,12 @@ def _joined(parts: Sequence[npt.NDArray[Any]], name: str) -> npt.NDArray[Any]:
 
 
 def attach_orders(
-    sources: OrderSources, row_profile: I64, guest: Callable[[str | None], int]
+    sources: OrderSources, row_profile: I64, guests: Callable[[Iterable[str | None]], Mapping[str | None, int]]
 ) -> tuple[OrderColumns, int]:
     """The orders attached to this cycle's profiles: by their contact's row (`row_profile`: row
-    number -> profile index, -1 for none), else a guest's by email (`guest`). Also how many would
-    count but have no exchange rate. An order without a profile never counts."""
+    number -> profile index, -1 for none), else a guest's by email (`guests`: email match keys ->
+    profile index, -1 or left out for none). Also how many would count but have no exchange rate.
+    An order without a profile never counts."""
     contact = sources.contact
     if sources.size and int(contact.max()) >= row_profile.shape[0]:
         raise ValueError("an order names a contact row this read does not have")
@@ -144,9 +145,11 @@ def attach_orders(
     np.take(row_profile, contact, out=profile, mode="clip")
     profile[contact < 0] = -1
     plain = sources.plain
-    for offset, (number, email_key) in enumerate(zip(contact[plain:].tolist(), sources.emails, strict=True)):
+    named = contact[plain:].tolist()
+    found = guests({email_key for number, email_key in zip(named, sources.emails, strict=True) if number < 0})
+    for offset, (number, email_key) in enumerate(zip(named, sources.emails, strict=True)):
         if number < 0:
-            profile[plain + offset] = guest(email_key)
+            profile[plain + offset] = found.get(email_key, -1)
     counted = sources.raw_counts & (profile >= 0)
     unconverted = int(np.count_nonzero(counted & ~sources.known))
     columns = OrderColumns(profile, sources.system, sources.cents, sources.created, counted & sources.known)

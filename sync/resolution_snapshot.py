@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -31,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from mapping.identity_delta import Before
 from mapping.traits import OrderColumns
 from sync.config import CrmsyncConfig
 from sync.extract import MAPPING_VERSION
@@ -91,6 +93,19 @@ class StoredIdentities:
     components: list[int]
     orders: int
     dtypes: dict[str, str]
+    contact_rows: int | None  # the length of the contact row columns, when kept
+    contact_dtypes: dict[str, str]
+
+    @cached_property
+    def clusters(self) -> list[tuple[str, list[str]]]:
+        return list(self.members.items())
+
+    def assignment(self) -> dict[str, str]:
+        """Record key -> profile id."""
+        return {key: pid for pid, keys in self.members.items() for key in keys}
+
+    def before(self) -> Before:
+        return Before(self.clusters, self.components, self.links)
 
 
 # The order columns as stored: each integer column in the narrowest of int16, int32 and int64 that
@@ -103,6 +118,10 @@ COLUMNS = ("profile", "system", "cents", "created", "counts", "order", "contact"
 FLAGS = SOURCE_FLAGS | {"counts"}  # bool columns, stored as bytes
 ATTACHED = ("profile", "system", "cents", "created", "counts")
 SOURCES = "sources"  # the part holding what the source columns do not (JSON)
+# Per contact row number (SQLite's rowid; where row numbers last): the index of its profile in
+# `profiles` (-1: no contact) and of its system in `systems`. A cycle that resolves only the touched
+# components takes every other contact's from these, and reads no untouched contact.
+CONTACT_ROWS = ("contact_profile", "contact_system")
 PART_ROWS = 1 << 20
 
 
@@ -115,6 +134,7 @@ def encode(
     digest: str,
     components: Sequence[int],
     sources: OrderSources | None = None,
+    contact_rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
 ) -> Iterator[tuple[str, bytes]]:
     """The snapshot's parts: `header` (JSON), then each order column a part at a time, and with
     `sources` (the orders as read, in the order of `orders`) those too. `digest`:
@@ -122,7 +142,8 @@ def encode(
     stored = {name: getattr(orders, name) for name in ATTACHED}
     if sources is not None:
         stored.update((name, sources.column(name)) for name in SOURCE_COLUMNS)
-    dtypes = {name: narrowest(column) for name, column in stored.items()}
+    rows = dict(zip(CONTACT_ROWS, contact_rows, strict=True)) if contact_rows is not None else {}
+    dtypes = {name: narrowest(column) for name, column in (*stored.items(), *rows.items())}
     header = {
         "profiles": list(profiles),
         "member_order": list(members),
@@ -134,6 +155,8 @@ def encode(
         "members_digest": digest,
         "components": list(components),
         "dtypes": {name: dtypes[name] for name in ATTACHED},
+        "contact_rows": contact_rows[0].shape[0] if contact_rows is not None else None,
+        "contact_dtypes": {name: dtypes[name] for name in rows},
     }
     yield "header", orjson.dumps(header)
     del header
@@ -150,8 +173,14 @@ def encode(
         if name not in stored:
             continue
         column = stored[name]
-        for number, start in enumerate(range(0, orders.size, PART_ROWS)):
-            yield f"{name}.{number:06d}", column[start : start + PART_ROWS].astype(dtypes[name]).tobytes()
+        yield from _parts(name, column, dtypes[name])
+    for name, column in rows.items():
+        yield from _parts(name, column, dtypes[name])
+
+
+def _parts(name: str, column: npt.NDArray[Any], dtype: str) -> Iterator[tuple[str, bytes]]:
+    for number, start in enumerate(range(0, column.shape[0], PART_ROWS)):
+        yield f"{name}.{number:06d}", column[start : start + PART_ROWS].astype(dtype).tobytes()
 
 
 def narrowest(column: npt.NDArray[Any]) -> str:
@@ -211,7 +240,20 @@ def decode_header(header_data: bytes) -> StoredIdentities:
         header["components"],
         int(header["orders"]),
         header["dtypes"],
+        header["contact_rows"],
+        header["contact_dtypes"],
     )
+
+
+def decode_contact_rows(
+    header: StoredIdentities, parts: Iterable[tuple[str, bytes]]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """Per contact row number, its profile's index and its system's (CONTACT_ROWS), from their
+    parts (in name order); None when not kept, or a part is missing or the wrong size."""
+    if header.contact_rows is None:
+        return None
+    columns = _columns(parts, header.contact_rows, header.contact_dtypes)
+    return None if columns is None else (columns["contact_profile"], columns["contact_system"])
 
 
 def decode(header_data: bytes, parts: Iterable[tuple[str, bytes]]) -> StoredResolution | None:

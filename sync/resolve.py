@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ import structlog
 from mapping.bases import POSTCODE_COUNTRY, OrderDetails, consented_records
 from mapping.fieldmaps import MappingRules
 from mapping.identity import FieldChoice, Resolution, resolve, row_identifiers, survive
-from mapping.identity_delta import Before, LinkRow, resolve_again
+from mapping.identity_delta import Delta, LinkRow, Touched, merged, resolve_again, resolve_part, touched
 from mapping.model import key_system, record_key
 from mapping.normalize.email import is_role_address
 from mapping.traits import OrderColumns
@@ -24,10 +25,12 @@ from sync.config import CrmsyncConfig
 from sync.order_sources import SOURCE_COLUMNS, OrderSources, attach_orders, merge_sources, order_sources
 from sync.resolution_snapshot import (
     ATTACHED,
+    CONTACT_ROWS,
     SOURCES,
     StoredIdentities,
     StoredResolution,
     decode,
+    decode_contact_rows,
     decode_header,
     decode_sources,
     encode,
@@ -66,6 +69,9 @@ class Resolved:
     sources: OrderSources | None = None
     # Per profile in `members`' order, its component (mapping.identity.Resolution.components).
     components: list[int] | None = None
+    # Per contact row number, its profile's index and its system's (`Attachment`), for the
+    # snapshot to keep where row numbers last (None: reused, or PostgreSQL).
+    contact_rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,12 +92,14 @@ class Attachment:
         self,
         row_profile: npt.NDArray[np.int64],
         row_system: npt.NDArray[np.int64],
-        emails: Sequence[tuple[str, int]],
+        emails: Sequence[tuple[str, int]] | Callable[[Sequence[str]], Sequence[tuple[str, int]]],
         role_locals: frozenset[str],
     ) -> None:
         self.row_profile = row_profile  # contact row number -> profile index (-1: no contact)
         self.row_system = row_system  # contact row number -> system index
-        self.emails = emails  # (email match key, contact row number) of personal addresses
+        # (email match key, contact row number) of every personal address; or what reads those of
+        # the addresses asked for (a cycle that did not read every contact).
+        self.emails = emails
         self.role_locals = role_locals
         self._by_email: dict[str, int] | None = None
 
@@ -118,18 +126,26 @@ class Attachment:
 
     def guest(self, email_key: str | None) -> int:
         """The profile index a guest's order with this email match key attaches to (-1: none)."""
-        if not email_key or is_role_address(email_key, self.role_locals):
-            return -1
-        if self._by_email is None:  # built on the first guest order: a pass over every address
-            self._by_email = self.guest_profiles()
-        return self._by_email.get(email_key, -1)
+        return self.guests([email_key]).get(email_key, -1)
 
-    def guest_profiles(self) -> dict[str, int]:
+    def guests(self, email_keys: Iterable[str | None]) -> dict[str | None, int]:
+        """Per email match key of guests' orders, the profile index they attach to (-1: none, or
+        not a person's address, or shared by several profiles)."""
+        wanted = sorted({key for key in email_keys if key and not is_role_address(key, self.role_locals)})
+        if callable(self.emails):
+            by_email = self.guest_profiles(self.emails(wanted))
+        else:
+            if self._by_email is None:  # built on the first guest order: a pass over every address
+                self._by_email = self.guest_profiles(self.emails)
+            by_email = self._by_email
+        return {key: by_email.get(key, -1) for key in wanted}
+
+    def guest_profiles(self, emails: Iterable[tuple[str, int]]) -> dict[str, int]:
         """Email match key -> profile index, for the addresses that belong to exactly one profile
         (-1: shared by several)."""
         row_profile = self.row_profile.tolist()
         by_email: dict[str, int] = {}
-        for email_key, number in self.emails:
+        for email_key, number in emails:
             index = row_profile[number]
             by_email[email_key] = index if by_email.get(email_key, index) == index else -1
         return by_email
@@ -137,18 +153,24 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Since:
-    """The kept resolution, and the keys of the contacts written since it was made."""
+    """The kept resolution, and what changed in the contacts since it was made."""
 
     kept: StoredIdentities
-    changed: set[str]
+    contacts_now: int  # how many contacts are stored now
+    changed: set[str]  # the keys of the contacts written since
+    # Where row numbers last (SQLite): the identity rows of those contacts, and the kept contact
+    # rows (CONTACT_ROWS), so that no untouched contact is read. None: read every contact.
+    changed_rows: list[IdentityRow] | None = None
+    contact_rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
 
 
 @dataclass(frozen=True)
 class Marks:
-    """What a kept snapshot's inputs say of the state then, beside this cycle's order count."""
+    """What a kept snapshot's inputs say of the state then, beside this cycle's counts."""
 
     contacts_seq: int  # the highest run number on a contact when the snapshot was made
     orders_seq: int  # the same on an order
+    contacts_now: int  # how many contacts are stored now
     orders_now: int  # how many orders are stored now
 
 
@@ -157,17 +179,49 @@ def marks_since(kept_inputs: str, inputs: str) -> Marks | None:
     stored records changed, not the settings or the code); else None."""
     kept, now = json.loads(kept_inputs), json.loads(inputs)
     (_, contacts_seq, _), (_, orders_seq, _) = kept.pop("marks")
-    _, (orders_now, _, _) = now.pop("marks")
-    return Marks(contacts_seq, orders_seq, orders_now) if kept == now else None
+    (contacts_now, _, _), (orders_now, _, _) = now.pop("marks")
+    return Marks(contacts_seq, orders_seq, contacts_now, orders_now) if kept == now else None
 
 
-def gone_since(previous: Mapping[str, str], changed: Set[str], rows: Sequence[tuple[int, str]]) -> set[str]:
-    """The record keys of `previous` no longer stored. Every stored record is in `previous` or
-    written since (`changed`), so the counts tell whether any went before the keys are compared."""
+def gone_since(
+    previous: Mapping[str, str], changed: Set[str], count: int, keys: Callable[[], Iterable[str]]
+) -> set[str]:
+    """The record keys of `previous` no longer stored. Every stored record (`count` of them) is
+    in `previous` or written since (`changed`), so the counts tell whether any went before the
+    keys (`keys()`: every stored one) are compared."""
     arrived = sum(1 for key in changed if key not in previous)
-    if len(previous) + arrived == len(rows):
+    if len(previous) + arrived == count:
         return set()
-    return set(previous).difference(key for _, key in rows)
+    return set(previous).difference(keys())
+
+
+def identify(
+    identity_rows: Iterable[IdentityRow],
+) -> tuple[list[tuple[str, list[tuple[str, str]]]], dict[str, str], list[tuple[int, str]], list[tuple[str, int]]]:
+    """From identity rows: each record's key and identifiers, given names, (contact row number,
+    record key) per contact and (email match key, contact row number) per personal address."""
+    identified: list[tuple[str, list[tuple[str, str]]]] = []
+    names: dict[str, str] = {}
+    rows: list[tuple[int, str]] = []
+    emails: list[tuple[str, int]] = []
+    for number, key, email_key, role, phone, kind, links, given in identity_rows:
+        mobile = phone if kind == "mobile" else None
+        found = row_identifiers(json.loads(links) if links != "[]" else (), email_key, role, mobile)
+        identified.append((key, found))
+        rows.append((number, key))
+        if given:
+            names[key] = given
+        if email_key and not role:
+            emails.append((email_key, number))
+    return identified, names, rows, emails
+
+
+def report_resolution(resolution: Resolution) -> None:
+    for (kind, value), holders in sorted(resolution.shared.items())[:20]:
+        log.info("shared identifier joins nobody", kind=kind, records=holders)
+        log.debug("shared identifier", kind=kind, value=value)
+    if resolution.refused:
+        log.warning("joins refused by the profile size limit", joins=len(resolution.refused))
 
 
 class Stopwatch:
@@ -199,6 +253,7 @@ class Resolver:
         self.reuse_snapshot = True
         self.reused = False  # whether the last `resolve` reused a snapshot
         self.identities_by_difference = False  # whether it resolved again only the touched components
+        self.contacts_by_difference = False  # and read only the contacts of those
         self.orders_by_difference = False  # whether it read only the orders that changed since one
 
     def resolve(self, clock: Stopwatch | None = None) -> Resolved:
@@ -207,7 +262,8 @@ class Resolver:
         Works on stored columns, never one object per contact or order: a merchant with a million
         customers and five million orders must not become six million Python objects."""
         clock = clock or Stopwatch({})
-        self.reused = self.identities_by_difference = self.orders_by_difference = False
+        self.reused = self.identities_by_difference = self.contacts_by_difference = False
+        self.orders_by_difference = False
         facts = self.config.segments.order_facts_needed()
         # One read transaction for both reads: the orders name their contacts by the row numbers
         # the identity read gave them.
@@ -225,15 +281,28 @@ class Resolver:
             kept_inputs = stored[0] if stored is not None else None
             since = self.since(reads, stored, inputs) if stored is not None else None
             del snapshot, stored
-            rows, emails, resolution, previous, links = self.resolve_identities(reads.identity_rows(), clock, since)
+            if since is not None and since.contact_rows is not None:
+                resolution, previous, links, again_rows, deleted, again = self.resolve_changed(reads, since, clock)
+                if deleted:  # a system may have lost its last record
+                    systems = sorted({*self.config.systems, *(key_system(key) for key in resolution.assignment)})
+                else:
+                    systems = sorted({*since.kept.systems, *(key_system(key) for key in since.changed)})
+            else:
+                rows, emails, resolution, previous, links = self.resolve_identities(reads.identity_rows(), clock, since)
+                systems = sorted({*self.config.systems, *(key_system(key) for _, key in rows)})
             members = resolution.members()
             profiles = sorted(members)
-            systems = sorted({*self.config.systems, *(key_system(key) for _, key in rows)})
-            # Read after resolution, not on a thread beside it: SQLite hands the GIL back and forth
-            # on every row, and both sides ran slower than one after the other (measured).
+            # Orders read after resolution, not on a thread beside it: SQLite hands the GIL back
+            # and forth on every row, and both sides ran slower than one after the other (measured).
             position = {pid: i for i, pid in enumerate(profiles)}
-            attach = Attachment.of(rows, emails, resolution.assignment, position, systems, self.rules.role_locals)
-            del emails
+            if since is not None and since.contact_rows is not None:
+                attach = self.attachment_by_difference(
+                    reads, since, again_rows, again, resolution.assignment, position, systems
+                )
+                del again_rows, since
+            else:
+                attach = Attachment.of(rows, emails, resolution.assignment, position, systems, self.rules.role_locals)
+                del emails, rows
             sources = None
             if kept_inputs is not None:
                 sources = self.sources_by_difference(reads, kept_inputs, inputs, attach, systems)
@@ -261,6 +330,7 @@ class Resolver:
             inputs=None if facts else inputs,
             sources=sources,
             components=resolution.components,
+            contact_rows=(attach.row_profile, attach.row_system) if reads.rows_are_numbered else None,
         )
 
     def keep(self, resolved: Resolved) -> None:
@@ -278,9 +348,10 @@ class Resolver:
                 resolved.members_digest,
                 resolved.components or [],
                 resolved.sources,
+                resolved.contact_rows,
             )
             self.store.save_resolution(resolved.inputs, parts)
-        resolved.sources = None  # kept; the cycle needs them no more
+        resolved.sources = resolved.contact_rows = None  # kept; the cycle needs them no more
 
     def reuse(self, stored: StoredResolution, clock: Stopwatch) -> Resolved | None:
         """The snapshot as this cycle's resolution, when the stored profile members are those it
@@ -319,7 +390,13 @@ class Resolver:
         if self.store.get_meta("members_digest") != kept.members_digest:
             log.info("identities resolved in full: the stored profiles differ from the snapshot")
             return None
-        return Since(kept, reads.contact_keys_written_since(marks.contacts_seq))
+        contact_rows = None
+        if reads.rows_are_numbered:
+            contact_rows = decode_contact_rows(kept, reads.resolution_parts(CONTACT_ROWS))
+        if contact_rows is None:
+            return Since(kept, marks.contacts_now, reads.contact_keys_written_since(marks.contacts_seq))
+        rows = reads.identity_rows_written_since(marks.contacts_seq)
+        return Since(kept, marks.contacts_now, {row[1] for row in rows}, rows, contact_rows)
 
     def resolve_identities(
         self, identity_rows: Iterable[IdentityRow], clock: Stopwatch, since: Since | None = None
@@ -328,48 +405,107 @@ class Resolver:
         (email match key, contact row number) per personal address, the resolution, the previous
         assignment and the links. With `since`, only the components a change touched are resolved
         again (mapping/identity_delta.py)."""
-        identity = self.config.identity
-        identified: list[tuple[str, list[tuple[str, str]]]] = []
-        names: dict[str, str] = {}
-        rows: list[tuple[int, str]] = []  # (contact row number, record key)
-        emails: list[tuple[str, int]] = []  # (email match key, contact row number) of personal addresses
-        for number, key, email_key, role, phone, kind, links, given in identity_rows:
-            mobile = phone if kind == "mobile" else None
-            found = row_identifiers(json.loads(links) if links != "[]" else (), email_key, role, mobile)
-            identified.append((key, found))
-            rows.append((number, key))
-            if given:
-                names[key] = given
-            if email_key and not role:
-                emails.append((email_key, number))
+        identified, names, rows, emails = identify(identity_rows)
         if since is None:
             previous, ages = self.store.previous_assignment()
         else:  # the stored members are the snapshot's (their digests agree): no need to read them
-            previous = {key: pid for pid, keys in since.kept.members.items() for key in keys}
+            previous = since.kept.assignment()
             ages = self.store.profile_ages()
         clock.lap("read contacts")
+        identity = self.config.identity
         limits, max_profile = identity.max_records_per_identifier, identity.max_records_per_profile
         if since is not None:
-            deleted = gone_since(previous, since.changed, rows)
-            before = Before(list(since.kept.members.items()), since.kept.components, since.kept.links)
+            deleted = gone_since(previous, since.changed, len(rows), lambda: (key for _, key in rows))
+            before = since.kept.before()
             delta = resolve_again(
                 identified, since.changed, deleted, before, previous, ages, limits, max_profile, names
             )
-            log.info("identities resolved again where they changed", records=delta.records, contacts=len(rows))
-            self.identities_by_difference = True
-            resolution, links_made = delta.resolution, delta.links
+            resolution, links_made = self.resolved_again(delta, len(rows))
             del delta
         else:
             resolution = resolve(identified, previous, ages, limits=limits, max_profile=max_profile, names=names)
             links_made = [(link.a, link.b, link.kind, link.value) for link in resolution.links]
         del identified, names, ages
-        for (kind, value), holders in sorted(resolution.shared.items())[:20]:
-            log.info("shared identifier joins nobody", kind=kind, records=holders)
-            log.debug("shared identifier", kind=kind, value=value)
-        if resolution.refused:
-            log.warning("joins refused by the profile size limit", joins=len(resolution.refused))
+        report_resolution(resolution)
         clock.lap("resolve")
         return rows, emails, resolution, previous, links_made
+
+    def resolve_changed(
+        self, reads: ComputeSnapshot, since: Since, clock: Stopwatch
+    ) -> tuple[Resolution, dict[str, str], list[LinkRow], list[IdentityRow], set[str], Touched]:
+        """Identity resolution where row numbers last (SQLite): the contacts written since the
+        kept resolution, those they now reach (found through the indexes) and the components those
+        held are read and resolved again; no other contact is read. Also the previous assignment,
+        the links, the rows read, the keys gone since and what was resolved again."""
+        assert since.changed_rows is not None
+        self.contacts_by_difference = True
+        previous = since.kept.assignment()
+        ages = self.store.profile_ages()
+        changed, changed_rows = since.changed, since.changed_rows
+        deleted = gone_since(previous, changed, since.contacts_now, reads.contact_keys)
+        emails = [email for _, _, email, role, _, _, _, _ in changed_rows if email and not role]
+        phones = [phone for _, _, _, _, phone, kind, _, _ in changed_rows if phone and kind == "mobile"]
+        targets = {link for row in changed_rows if row[6] != "[]" for link in json.loads(row[6])}
+        reached = reads.contacts_holding(emails, phones, changed) | targets
+        before = since.kept.before()
+        again = touched(changed, deleted, reached, before, previous)
+        rows = changed_rows + reads.identity_rows_of(again.again - changed)
+        clock.lap("read contacts")
+        identity = self.config.identity
+        identified, names, _, _ = identify(rows)
+        part = resolve_part(
+            identified,
+            again,
+            previous,
+            ages,
+            identity.max_records_per_identifier,
+            identity.max_records_per_profile,
+            names,
+        )
+        resolution, links = self.resolved_again(merged(before, again, part, previous, deleted), since.contacts_now)
+        report_resolution(resolution)
+        clock.lap("resolve")
+        return resolution, previous, links, rows, deleted, again
+
+    def resolved_again(self, delta: Delta, contacts: int) -> tuple[Resolution, list[LinkRow]]:
+        log.info("identities resolved again where they changed", records=delta.records, contacts=contacts)
+        self.identities_by_difference = True
+        return delta.resolution, delta.links
+
+    def attachment_by_difference(
+        self,
+        reads: ComputeSnapshot,
+        since: Since,
+        rows: Sequence[IdentityRow],
+        again: Touched,
+        assignment: Mapping[str, str],
+        position: Mapping[str, int],
+        systems: Sequence[str],
+    ) -> Attachment:
+        """`Attachment.of` every contact, from the kept contact rows with the profiles and systems
+        renumbered, and the rows read again (`rows`) in their place. Guests' addresses are looked
+        up when asked for."""
+        assert since.contact_rows is not None
+        kept = since.kept
+        old_profile, old_system = since.contact_rows
+        renumbered = np.fromiter((position.get(pid, -1) for pid in kept.profiles), np.int64, len(kept.profiles))
+        for at in again.positions:  # their records are among `rows` now, or gone
+            renumbered[bisect_left(kept.profiles, kept.clusters[at][0])] = -1
+        system_index = {name: i for i, name in enumerate(systems)}
+        systems_now = np.array([system_index[name] for name in kept.systems] or [-1], dtype=np.int64)
+        numbers = np.fromiter((row[0] for row in rows), np.int64, len(rows))
+        size = max(old_profile.shape[0], int(numbers.max()) + 1 if len(rows) else 1)
+        row_profile = np.full(size, -1, dtype=np.int64)
+        row_system = np.full(size, -1, dtype=np.int64)
+        had = np.flatnonzero(old_profile >= 0)
+        row_profile[had] = renumbered[old_profile[had]]
+        stays = had[row_profile[had] >= 0]
+        row_system[stays] = systems_now[old_system[stays]]
+        row_profile[numbers] = np.fromiter((position[assignment[row[1]]] for row in rows), np.int64, len(rows))
+        row_system[numbers] = np.fromiter((system_index[key_system(row[1])] for row in rows), np.int64, len(rows))
+        held = np.flatnonzero(row_profile >= 0)
+        size = int(held[-1]) + 1 if held.shape[0] else 1  # as long as a read of every contact makes it
+        return Attachment(row_profile[:size], row_system[:size], reads.personal_email_rows, self.rules.role_locals)
 
     def order_sources(
         self, chunks: Iterable[npt.NDArray[Any]], attach: Attachment, systems: Sequence[str]
@@ -382,7 +518,7 @@ class Resolver:
     def attach_orders(self, sources: OrderSources, attach: Attachment) -> OrderColumns:
         """Every order attached to its profile: by the customer record it names, else (guest
         orders) by an email address that belongs to exactly one profile and a person."""
-        columns, unconverted = attach_orders(sources, attach.row_profile, attach.guest)
+        columns, unconverted = attach_orders(sources, attach.row_profile, attach.guests)
         if unconverted:
             base = self.config.segments.base_currency
             log.warning("orders without an exchange rate left out", orders=unconverted, base=base)

@@ -11,7 +11,8 @@ orders, bench/RESULTS.md). PostgreSQL has no stable row number, so there it is `
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence, Set
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,6 +42,14 @@ def split_other(other: str) -> tuple[str, str | None, str]:
 
 
 IdentityRow = tuple[int, str, str | None, bool, str | None, str | None, str, str | None]
+KEY = "system || ':' || record_id"  # a contact's record key, `mapping.model.record_key`'s form
+# After the row number: key, email match key, role flag, E.164 phone, phone kind, links, given name.
+IDENTITY_COLUMNS = f"{KEY}, email_key, email_role, phone, phone_kind, links, given_name"
+
+
+def _identity_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[IdentityRow]:
+    for number, key, email_key, role, phone, kind, links, given in rows:
+        yield number, key, email_key, bool(role), phone, kind, links, given
 
 
 def _literal(code: str) -> str:
@@ -75,15 +84,67 @@ class ComputeSnapshot:
         given name, in key order. Streamed through the driver's own cursor: at a million rows the
         ORM-free path is several times faster."""
         binary = self.db.binary
-        sql = (
-            # The record key (`mapping.model.record_key`'s form) built by the database: the
-            # identity read is the compute's hottest query and Python-side joining costs a pass per row.
-            f"SELECT {self._numbering()}, system || ':' || record_id, email_key, email_role, phone, phone_kind, "
-            f"links, given_name FROM contacts ORDER BY system{binary}, record_id{binary}"
-        )
+        # The record key (`mapping.model.record_key`'s form) built by the database: the identity
+        # read is the compute's hottest query and Python-side joining costs a pass per row.
+        sql = f"SELECT {self._numbering()}, {IDENTITY_COLUMNS} FROM contacts ORDER BY system{binary}, record_id{binary}"
         for chunk in self.db.raw_chunks(sql, 50_000, self.conn):
-            for number, key, email_key, role, phone, kind, links, given in chunk:
-                yield number, key, email_key, bool(role), phone, kind, links, given
+            yield from _identity_rows(chunk)
+
+    # ----- what resolving only the touched components reads (SQLite: rowids that last) -----------
+    def identity_rows_written_since(self, contacts_seq: int) -> list[IdentityRow]:
+        """`identity_rows` of the contacts written since run `contacts_seq`."""
+        sql = f"SELECT rowid, {IDENTITY_COLUMNS} FROM contacts WHERE changed_seq > ?"
+        return list(_identity_rows(raw_rows(self.conn, sql, (contacts_seq,))))
+
+    def identity_rows_of(self, keys: Iterable[str]) -> list[IdentityRow]:
+        """`identity_rows` of the contacts with these record keys (`system:id`), by primary key."""
+        by_system: dict[str, list[str]] = {}
+        for key in keys:
+            system, _, record_id = key.partition(":")
+            by_system.setdefault(system, []).append(record_id)
+        found: list[IdentityRow] = []
+        for system, ids in sorted(by_system.items()):
+            ids.sort()
+            for start in range(0, len(ids), 500):  # under every SQLite build's limit on parameters
+                batch = ids[start : start + 500]
+                sql = (
+                    f"SELECT rowid, {IDENTITY_COLUMNS} FROM contacts "
+                    f"WHERE system = ? AND record_id IN ({', '.join('?' for _ in batch)})"
+                )
+                found.extend(_identity_rows(raw_rows(self.conn, sql, (system, *batch))))
+        return found
+
+    def contacts_holding(self, emails: Iterable[str], phones: Iterable[str], keys: Set[str]) -> set[str]:
+        """The keys of the contacts holding one of these email match keys or phone numbers (by
+        their indexes), or linking to one of `keys` (a scan of the contacts that link at all)."""
+        found: set[str] = set()
+        for column, values in (("email_key", sorted(set(emails))), ("phone", sorted(set(phones)))):
+            for start in range(0, len(values), 500):
+                batch = values[start : start + 500]
+                sql = f"SELECT {KEY} FROM contacts WHERE {column} IN ({', '.join('?' for _ in batch)})"
+                found.update(str(key) for (key,) in raw_rows(self.conn, sql, batch))
+        if keys:
+            for key, links in raw_rows(self.conn, f"SELECT {KEY}, links FROM contacts WHERE links <> '[]'"):
+                if not keys.isdisjoint(json.loads(links)):
+                    found.add(str(key))
+        return found
+
+    def contact_keys(self) -> set[str]:
+        """Every stored contact's key."""
+        return {str(key) for (key,) in raw_rows(self.conn, f"SELECT {KEY} FROM contacts")}
+
+    def personal_email_rows(self, emails: Sequence[str]) -> list[tuple[str, int]]:
+        """(email match key, contact row number) of the contacts whose personal (not role) address
+        has one of these match keys."""
+        found: list[tuple[str, int]] = []
+        for start in range(0, len(emails), 500):
+            batch = emails[start : start + 500]
+            sql = (
+                "SELECT email_key, rowid FROM contacts "
+                f"WHERE email_key IN ({', '.join('?' for _ in batch)}) AND NOT email_role"
+            )
+            found.extend((str(email), int(number)) for email, number in raw_rows(self.conn, sql, batch))
+        return found
 
     @property
     def rows_are_numbered(self) -> bool:
@@ -128,7 +189,7 @@ class ComputeSnapshot:
 
     def contact_keys_written_since(self, contacts_seq: int) -> set[str]:
         """The keys (`system:id`) of the contacts written since run `contacts_seq`."""
-        sql = "SELECT system || ':' || record_id FROM contacts WHERE changed_seq > ?"
+        sql = f"SELECT {KEY} FROM contacts WHERE changed_seq > ?"
         return {str(key) for (key,) in raw_rows(self.conn, sql, (contacts_seq,))}
 
     def orders_changed_since(

@@ -4,6 +4,8 @@ other (its contact deleted: now a guest's) leaves one part for the other."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pytest
 
@@ -59,14 +61,20 @@ def test_nothing_read_again_keeps_every_row_and_an_unordered_part_is_refused() -
 def test_orders_attach_by_contact_row_else_a_guest_by_email() -> None:
     merged = sources([(1, 0, 100), (2, 2, 50)], [(3, -1, 10, "a@x.nl"), (4, -1, 20, "b@x.nl"), (5, 1, 5, None)])
     merged.known[4] = False  # another currency without a rate
-    guests = {"a@x.nl": 1}
-    columns, unconverted = attach_orders(merged, np.array([0, -1, 1]), lambda email: guests.get(email or "", -1))
+    asked: list[set[str | None]] = []
+
+    def guests(emails: Iterable[str | None]) -> dict[str | None, int]:
+        asked.append(set(emails))
+        return {"a@x.nl": 1}
+
+    columns, unconverted = attach_orders(merged, np.array([0, -1, 1]), guests)
+    assert asked == [{"a@x.nl", "b@x.nl"}]  # once, for the guests' addresses only
     assert columns.profile.tolist() == [0, 1, 1, -1, -1]
     assert columns.counts.tolist() == [True, True, True, False, False]
     assert unconverted == 0  # the order without a rate has no profile either: it would not count
     merged.contact[4] = 0
-    columns, unconverted = attach_orders(merged, np.array([0, -1, 1]), lambda email: -1)
+    columns, unconverted = attach_orders(merged, np.array([0, -1, 1]), lambda emails: {})
     assert columns.profile.tolist()[4] == 0 and not columns.counts[4] and unconverted == 1
     merged.contact[4] = 3  # past the contact rows read: refused, never clipped to another contact
     with pytest.raises(ValueError, match="contact row"):
-        attach_orders(merged, np.array([0, -1, 1]), lambda email: -1)
+        attach_orders(merged, np.array([0, -1, 1]), lambda emails: {})

@@ -118,6 +118,10 @@ def assert_same(reused: Resolved, full: Resolved) -> None:
     for name in ("profile", "system", "cents", "created", "counts"):
         mine, theirs = getattr(reused.orders, name), getattr(full.orders, name)
         assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs), name
+    if reused.contact_rows is not None:  # each contact row's profile and system, as kept for the next cycle
+        assert full.contact_rows is not None
+        for mine, theirs in zip(reused.contact_rows, full.contact_rows, strict=True):
+            assert np.array_equal(mine, theirs)
 
 
 def populated(folder: Path, config: str = CONFIG) -> Merchant:
@@ -148,6 +152,40 @@ def test_an_unchanged_cycle_reuses_the_resolution_and_it_is_the_full_one(tmp_pat
     shop.cycle.resolver.keep(full)  # digested once, for the snapshot and then for save_profiles
     assert full.members_digest == members_digest(full.members) == shop.store.get_meta("members_digest")
     assert shop.resolve(reuse=True).members_digest == full.members_digest and shop.cycle.resolver.reused
+
+
+def test_a_changed_contact_resolves_only_its_components_on_each_backend(tmp_path: Path, state_url: str) -> None:
+    """SQLite reads only the touched contacts (its row numbers last); PostgreSQL reads every
+    contact and resolves again only the touched components. Both give the full resolution."""
+    shop = populated(tmp_path, CONFIG.replace('"sqlite:///crmsync.db"', f'"{state_url}"'))
+    shop.contact("web", "1", "bram@example.nl")  # Anna's second record joins Bram's two
+    shop.contact("web", "5", "eva@example.nl")  # someone new
+    resolver = shop.cycle.resolver
+    again = shop.resolve(reuse=True)
+    assert resolver.identities_by_difference and not resolver.reused
+    assert resolver.contacts_by_difference == state_url.startswith("sqlite")
+    full = shop.resolve(reuse=False)
+    assert_same(again, full)
+    assert again.members[again.previous["shop:2"]] == ["shop:2", "web:1", "web:2"]
+    assert again.members[again.previous["shop:1"]] == ["shop:1"]  # Anna keeps her id
+
+
+def test_a_record_linking_to_one_not_yet_stored_joins_it_when_it_arrives(tmp_path: Path) -> None:
+    """shop:4 names web:4, which is not stored: it stays alone. When web:4 arrives, shop:4 has not
+    changed, and only its link says they are one."""
+    shop = populated(tmp_path)
+    shop.contact("shop", "4", "dirk@example.nl", link="web:4")
+    shop.compute()
+    shop.contact("web", "4", "d.dirk@example.nl")
+    again = shop.resolve(reuse=True)
+    assert shop.cycle.resolver.contacts_by_difference
+    assert_same(again, shop.resolve(reuse=False))
+    assert again.members[again.previous["shop:4"]] == ["shop:4", "web:4"]
+    shop.compute()
+    shop.contact("web", "4", None)  # quarantined: the highest contact row is deleted
+    again = shop.resolve(reuse=True)
+    assert shop.cycle.resolver.contacts_by_difference
+    assert_same(again, shop.resolve(reuse=False))  # the contact rows end where a full read's do
 
 
 def test_only_a_cycle_that_saves_profiles_keeps_a_snapshot(tmp_path: Path) -> None:
@@ -269,6 +307,7 @@ def test_random_change_sets_reuse_only_what_a_full_resolution_gives(tmp_path_fac
         resolver = shop.cycle.resolver
         was_reused, by_difference = resolver.reused, resolver.orders_by_difference
         identities_again = resolver.identities_by_difference
+        assert resolver.contacts_by_difference == identities_again  # SQLite: no untouched contact read
         assert_same(reused, shop.resolve(reuse=False))
         assert not resolver.orders_by_difference  # a full resolution reads every order
         assert not resolver.identities_by_difference  # nor resolves only where things changed

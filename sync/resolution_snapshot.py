@@ -38,7 +38,7 @@ from sync.config import CrmsyncConfig
 from sync.extract import MAPPING_VERSION
 from sync.order_sources import SOURCE_COLUMNS, SOURCE_FLAGS, OrderSources
 
-FORMAT = 6  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
+FORMAT = 7  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
 
 
 try:

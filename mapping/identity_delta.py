@@ -49,6 +49,8 @@ class Delta:
     resolution: Resolution
     links: list[LinkRow]
     records: int  # how many records were resolved again
+    removed: list[tuple[str, list[str]]]  # the kept clusters resolved again
+    added: list[tuple[str, list[str]]]  # what they and the changed records became
 
 
 def link_order(link: LinkRow) -> tuple[object, ...]:
@@ -116,7 +118,8 @@ def merged(before: Before, again: Touched, part: Resolution, previous: Mapping[s
     resolution.assignment = assignment
     kept = [link for link in before.links if link[0] not in again.old_keys]
     links = _merged_links(kept, [(link.a, link.b, link.kind, link.value) for link in part.links])
-    return Delta(resolution, links, len(again.again))
+    removed = [before.clusters[at] for at in again.positions]
+    return Delta(resolution, links, len(again.again), removed, part.clusters)
 
 
 def resolve_again(

@@ -17,6 +17,11 @@ must also be those the snapshot made (`save_profiles` keeps a digest of what it 
 snapshot one of what it made): a crash between the snapshot's write and the profiles' leaves them
 otherwise, and the cycle then resolves in full; `forget` deletes the snapshot. `backfill` always
 resolves in full.
+
+A cycle whose inputs differ in the marks alone starts from the snapshot too: it resolves again
+only the components the changed contacts touch (mapping/identity_delta.py, from each profile's
+component in the header) and, on SQLite, reads only those contacts (the contact rows below) and
+only the orders that changed (sync/order_sources.py).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from sync.resolution_snapshot import (
 )
 from sync.state import StateStore
 from sync.state.compute import ORDER_DTYPE, ComputeSnapshot, IdentityRow
-from sync.state.profile_writer import members_digest
+from sync.state.profile_writer import members_digest, members_digest_after
 
 log = structlog.get_logger("crmsync.pipeline")
 
@@ -224,6 +224,17 @@ def report_resolution(resolution: Resolution) -> None:
         log.warning("joins refused by the profile size limit", joins=len(resolution.refused))
 
 
+@dataclass(frozen=True)
+class Identities:
+    """What identity resolution made: the resolution, the previous assignment it started from, the
+    links in the order made, and (made by difference) the members' digest."""
+
+    resolution: Resolution
+    previous: dict[str, str]
+    links: list[LinkRow]
+    digest: str | None = None
+
+
 class Stopwatch:
     """Seconds per named step, into a dict (the pipeline benchmark reads them)."""
 
@@ -282,13 +293,15 @@ class Resolver:
             since = self.since(reads, stored, inputs) if stored is not None else None
             del snapshot, stored
             if since is not None and since.contact_rows is not None:
-                resolution, previous, links, again_rows, deleted, again = self.resolve_changed(reads, since, clock)
+                made, again_rows, deleted, again = self.resolve_changed(reads, since, clock)
+                resolution = made.resolution
                 if deleted:  # a system may have lost its last record
                     systems = sorted({*self.config.systems, *(key_system(key) for key in resolution.assignment)})
                 else:
                     systems = sorted({*since.kept.systems, *(key_system(key) for key in since.changed)})
             else:
-                rows, emails, resolution, previous, links = self.resolve_identities(reads.identity_rows(), clock, since)
+                rows, emails, made = self.resolve_identities(reads.identity_rows(), clock, since)
+                resolution = made.resolution
                 systems = sorted({*self.config.systems, *(key_system(key) for _, key in rows)})
             members = resolution.members()
             profiles = sorted(members)
@@ -323,10 +336,11 @@ class Resolver:
             systems=systems,
             orders=orders,
             aliases=resolution.aliases,
-            links=links,
-            previous=previous,
+            links=made.links,
+            previous=made.previous,
             fields=self.fields_reader(),
             details=details,
+            members_digest=made.digest,
             inputs=None if facts else inputs,
             sources=sources,
             components=resolution.components,
@@ -400,7 +414,7 @@ class Resolver:
 
     def resolve_identities(
         self, identity_rows: Iterable[IdentityRow], clock: Stopwatch, since: Since | None = None
-    ) -> tuple[list[tuple[int, str]], list[tuple[str, int]], Resolution, dict[str, str], list[LinkRow]]:
+    ) -> tuple[list[tuple[int, str]], list[tuple[str, int]], Identities]:
         """Identity resolution over every contact: (contact row number, record key) per contact,
         (email match key, contact row number) per personal address, the resolution, the previous
         assignment and the links. With `since`, only the components a change touched are resolved
@@ -410,7 +424,7 @@ class Resolver:
             previous, ages = self.store.previous_assignment()
         else:  # the stored members are the snapshot's (their digests agree): no need to read them
             previous = since.kept.assignment()
-            ages = self.store.profile_ages()
+            ages, _ = self.store.profile_ages()
         clock.lap("read contacts")
         identity = self.config.identity
         limits, max_profile = identity.max_records_per_identifier, identity.max_records_per_profile
@@ -420,19 +434,20 @@ class Resolver:
             delta = resolve_again(
                 identified, since.changed, deleted, before, previous, ages, limits, max_profile, names
             )
-            resolution, links_made = self.resolved_again(delta, len(rows))
+            made = self.resolved_again(delta, previous, since, len(rows))
             del delta
         else:
             resolution = resolve(identified, previous, ages, limits=limits, max_profile=max_profile, names=names)
-            links_made = [(link.a, link.b, link.kind, link.value) for link in resolution.links]
+            links = [(link.a, link.b, link.kind, link.value) for link in resolution.links]
+            made = Identities(resolution, previous, links)
         del identified, names, ages
-        report_resolution(resolution)
+        report_resolution(made.resolution)
         clock.lap("resolve")
-        return rows, emails, resolution, previous, links_made
+        return rows, emails, made
 
     def resolve_changed(
         self, reads: ComputeSnapshot, since: Since, clock: Stopwatch
-    ) -> tuple[Resolution, dict[str, str], list[LinkRow], list[IdentityRow], set[str], Touched]:
+    ) -> tuple[Identities, list[IdentityRow], set[str], Touched]:
         """Identity resolution where row numbers last (SQLite): the contacts written since the
         kept resolution, those they now reach (found through the indexes) and the components those
         held are read and resolved again; no other contact is read. Also the previous assignment,
@@ -440,7 +455,6 @@ class Resolver:
         assert since.changed_rows is not None
         self.contacts_by_difference = True
         previous = since.kept.assignment()
-        ages = self.store.profile_ages()
         changed, changed_rows = since.changed, since.changed_rows
         deleted = gone_since(previous, changed, since.contacts_now, reads.contact_keys)
         emails = [email for _, _, email, role, _, _, _, _ in changed_rows if email and not role]
@@ -450,6 +464,7 @@ class Resolver:
         before = since.kept.before()
         again = touched(changed, deleted, reached, before, previous)
         rows = changed_rows + reads.identity_rows_of(again.again - changed)
+        ages = self.ages_again(since, previous, again)
         clock.lap("read contacts")
         identity = self.config.identity
         identified, names, _, _ = identify(rows)
@@ -462,15 +477,25 @@ class Resolver:
             identity.max_records_per_profile,
             names,
         )
-        resolution, links = self.resolved_again(merged(before, again, part, previous, deleted), since.contacts_now)
-        report_resolution(resolution)
+        made = self.resolved_again(merged(before, again, part, previous, deleted), previous, since, since.contacts_now)
+        report_resolution(made.resolution)
         clock.lap("resolve")
-        return resolution, previous, links, rows, deleted, again
+        return made, rows, deleted, again
 
-    def resolved_again(self, delta: Delta, contacts: int) -> tuple[Resolution, list[LinkRow]]:
+    def ages_again(self, since: Since, previous: Mapping[str, str], again: Touched) -> dict[str, int]:
+        """The profile ages resolving `again` needs: those of the ids its records held. The ids a
+        new one must not take are every stored profile's; those are the snapshot's (every member's
+        id has its profile, saved in one transaction) when the counts agree. Else every age."""
+        ages, count = self.store.profile_ages(previous[key] for key in again.again if key in previous)
+        if count != len(since.kept.members):
+            ages, _ = self.store.profile_ages()
+        return ages
+
+    def resolved_again(self, delta: Delta, previous: dict[str, str], since: Since, contacts: int) -> Identities:
         log.info("identities resolved again where they changed", records=delta.records, contacts=contacts)
         self.identities_by_difference = True
-        return delta.resolution, delta.links
+        digest = members_digest_after(since.kept.members_digest, delta.removed, delta.added)
+        return Identities(delta.resolution, previous, delta.links, digest)
 
     def attachment_by_difference(
         self,

@@ -47,6 +47,21 @@ KEY = "system || ':' || record_id"  # a contact's record key, `mapping.model.rec
 IDENTITY_COLUMNS = f"{KEY}, email_key, email_role, phone, phone_kind, links, given_name"
 
 
+def batches(values: Iterable[Any]) -> Iterator[list[Any]]:
+    """The distinct `values`, sorted, in lists of 500: under every SQLite build's limit on
+    parameters (999 before 3.32)."""
+    wanted = sorted(set(values))
+    for start in range(0, len(wanted), 500):
+        yield wanted[start : start + 500]
+
+
+def rows_in(conn: Connection, sql: str, values: Iterable[Any], before: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+    """The rows of `sql` for every one of `values`: its `{}` is filled with a list of markers,
+    a batch of values at a time, after the parameters `before`."""
+    for batch in batches(values):
+        yield from raw_rows(conn, sql.format(", ".join("?" for _ in batch)), (*before, *batch))
+
+
 def _identity_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[IdentityRow]:
     for number, key, email_key, role, phone, kind, links, given in rows:
         yield number, key, email_key, bool(role), phone, kind, links, given
@@ -103,26 +118,18 @@ class ComputeSnapshot:
             system, _, record_id = key.partition(":")
             by_system.setdefault(system, []).append(record_id)
         found: list[IdentityRow] = []
+        sql = f"SELECT rowid, {IDENTITY_COLUMNS} FROM contacts WHERE system = ? AND record_id IN ({{}})"
         for system, ids in sorted(by_system.items()):
-            ids.sort()
-            for start in range(0, len(ids), 500):  # under every SQLite build's limit on parameters
-                batch = ids[start : start + 500]
-                sql = (
-                    f"SELECT rowid, {IDENTITY_COLUMNS} FROM contacts "
-                    f"WHERE system = ? AND record_id IN ({', '.join('?' for _ in batch)})"
-                )
-                found.extend(_identity_rows(raw_rows(self.conn, sql, (system, *batch))))
+            found.extend(_identity_rows(rows_in(self.conn, sql, ids, (system,))))
         return found
 
     def contacts_holding(self, emails: Iterable[str], phones: Iterable[str], keys: Set[str]) -> set[str]:
         """The keys of the contacts holding one of these email match keys or phone numbers (by
         their indexes), or linking to one of `keys` (a scan of the contacts that link at all)."""
         found: set[str] = set()
-        for column, values in (("email_key", sorted(set(emails))), ("phone", sorted(set(phones)))):
-            for start in range(0, len(values), 500):
-                batch = values[start : start + 500]
-                sql = f"SELECT {KEY} FROM contacts WHERE {column} IN ({', '.join('?' for _ in batch)})"
-                found.update(str(key) for (key,) in raw_rows(self.conn, sql, batch))
+        for column, values in (("email_key", emails), ("phone", phones)):
+            sql = f"SELECT {KEY} FROM contacts WHERE {column} IN ({{}})"
+            found.update(str(key) for (key,) in rows_in(self.conn, sql, values))
         if keys:
             for key, links in raw_rows(self.conn, f"SELECT {KEY}, links FROM contacts WHERE links <> '[]'"):
                 if not keys.isdisjoint(json.loads(links)):
@@ -136,15 +143,8 @@ class ComputeSnapshot:
     def personal_email_rows(self, emails: Sequence[str]) -> list[tuple[str, int]]:
         """(email match key, contact row number) of the contacts whose personal (not role) address
         has one of these match keys."""
-        found: list[tuple[str, int]] = []
-        for start in range(0, len(emails), 500):
-            batch = emails[start : start + 500]
-            sql = (
-                "SELECT email_key, rowid FROM contacts "
-                f"WHERE email_key IN ({', '.join('?' for _ in batch)}) AND NOT email_role"
-            )
-            found.extend((str(email), int(number)) for email, number in raw_rows(self.conn, sql, batch))
-        return found
+        sql = "SELECT email_key, rowid FROM contacts WHERE email_key IN ({}) AND NOT email_role"
+        return [(str(email), int(number)) for email, number in rows_in(self.conn, sql, emails)]
 
     @property
     def rows_are_numbered(self) -> bool:
@@ -198,10 +198,7 @@ class ComputeSnapshot:
         """The orders written since run `orders_seq`, and those of row `numbers`; an order may
         come twice. SQLite only (`rows_are_numbered`)."""
         yield from self.order_arrays(base_currency, where="o.changed_seq > ?", params=(orders_seq,))
-        wanted = sorted(set(numbers))
-        # In lists of 500: under every SQLite build's limit on parameters (999 before 3.32).
-        for start in range(0, len(wanted), 500):
-            batch = wanted[start : start + 500]
+        for batch in batches(numbers):
             where = f"o.rowid IN ({', '.join('?' for _ in batch)})"
             yield from self.order_arrays(base_currency, where=where, params=batch)
 
@@ -295,10 +292,15 @@ class ComputeReader:
             ages = self._ages(conn)
         return assignment, ages
 
-    def profile_ages(self) -> dict[str, int]:
-        """Profile id -> creation sequence (its age)."""
+    def profile_ages(self, ids: Iterable[str] | None = None) -> tuple[dict[str, int], int]:
+        """Profile id -> creation sequence (its age), of every profile or of those `ids`; and how
+        many profiles are stored."""
         with self.db.reading() as conn:
-            return self._ages(conn)
+            count = int(raw_rows(conn, "SELECT COUNT(*) FROM profiles")[0][0])
+            if ids is None:
+                return self._ages(conn), count
+            sql = "SELECT profile_id, created_seq FROM profiles WHERE profile_id IN ({})"
+            return {str(pid): int(seq) for pid, seq in rows_in(conn, sql, ids)}, count
 
     @staticmethod
     def _ages(conn: Connection) -> dict[str, int]:

@@ -46,6 +46,20 @@ def members_digest(members: Mapping[str, Sequence[str]]) -> str:
     return digest.hexdigest()
 
 
+def members_digest_after(
+    digest: str, removed: Iterable[tuple[str, Sequence[str]]], added: Iterable[tuple[str, Sequence[str]]]
+) -> str:
+    """The digest of members made from those of `digest` by replacing the profiles `removed` with
+    those `added` (a resolution of only the touched components): it names them as surely as
+    `members_digest` does, from the change alone. The same members reached another way have
+    another digest; that only costs a comparison (`save_profiles`) or a full resolution."""
+    chained = hashlib.blake2b(digest_size=16)
+    chained.update(f"after {digest}\n".encode())
+    chained.update(members_digest(dict(removed)).encode())
+    chained.update(members_digest(dict(added)).encode())
+    return chained.hexdigest()
+
+
 @dataclass(frozen=True)
 class VerdictChunk:
     """Verdicts of consecutive profiles (ascending id) as `save_profiles` takes them: the traits

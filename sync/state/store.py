@@ -131,8 +131,8 @@ class StateStore:
     def previous_assignment(self) -> tuple[dict[str, str], dict[str, int]]:
         return self.reader.previous_assignment()
 
-    def profile_ages(self) -> dict[str, int]:
-        return self.reader.profile_ages()
+    def profile_ages(self, ids: Iterable[str] | None = None) -> tuple[dict[str, int], int]:
+        return self.reader.profile_ages(ids)
 
     def save_resolution(self, inputs: str, parts: Iterable[tuple[str, bytes]]) -> None:
         self.reader.save_resolution(inputs, parts)

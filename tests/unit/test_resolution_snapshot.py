@@ -188,6 +188,27 @@ def test_a_record_linking_to_one_not_yet_stored_joins_it_when_it_arrives(tmp_pat
     assert_same(again, shop.resolve(reuse=False))  # the contact rows end where a full read's do
 
 
+def test_a_stored_profile_no_member_holds_still_takes_its_id(tmp_path: Path) -> None:
+    """Resolving again reads only the touched profiles' ages, and counts on the stored profiles
+    being the snapshot's. A profile row beside them (written by hand, say) holds the id a new
+    record's profile would take first: the count tells, and the new profile takes another."""
+    from mapping.identity import new_profile_id
+
+    shop = populated(tmp_path)
+    first_choice = new_profile_id("shop:7", set())
+    with shop.store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO profiles (profile_id, created_seq, segments, tier, traits, fingerprint, updated_seq) "
+            "VALUES (?, 1, '[]', NULL, '{}', 0, 1)",
+            (first_choice,),
+        )
+    shop.contact("shop", "7", "eva@example.nl")
+    again = shop.resolve(reuse=True)
+    assert shop.cycle.resolver.contacts_by_difference
+    assert_same(again, shop.resolve(reuse=False))
+    assert first_choice not in again.members and ["shop:7"] in again.members.values()
+
+
 def test_only_a_cycle_that_saves_profiles_keeps_a_snapshot(tmp_path: Path) -> None:
     """`report --campaign` resolves without the writer lock: it may read a snapshot, never write one."""
     shop = populated(tmp_path)
@@ -365,6 +386,21 @@ def test_record_ids_with_separators_cannot_make_two_assignments_read_alike() -> 
     many = {f"p_{i}": [f"shop:{i}"] * (i % 3) for i in range(70_000)}  # over one hashing batch
     lines = "".join(f"{len(p)}:{p}" + "".join(f"{len(k)}:{k}" for k in keys) + "\n" for p, keys in many.items())
     assert members_digest(many) == hashlib.blake2b(lines.encode(), digest_size=16).hexdigest()
+
+
+def test_a_digest_made_by_difference_names_the_change() -> None:
+    from sync.state.profile_writer import members_digest_after
+
+    start = members_digest({"p_1": ["shop:1"], "p_2": ["web:1"]})
+    merged_ = members_digest_after(start, [("p_1", ["shop:1"]), ("p_2", ["web:1"])], [("p_1", ["shop:1", "web:1"])])
+    assert merged_ == members_digest_after(
+        start, [("p_1", ["shop:1"]), ("p_2", ["web:1"])], [("p_1", ["shop:1", "web:1"])]
+    )
+    assert merged_ not in (start, members_digest_after(start, [("p_2", ["web:1"])], [("p_1", ["shop:1", "web:1"])]))
+    assert merged_ != members_digest_after(
+        start, [("p_1", ["shop:1"]), ("p_2", ["web:1"])], [("p_2", ["shop:1", "web:1"])]
+    )
+    assert merged_ != members_digest_after(members_digest({}), [("p_1", ["shop:1"])], [("p_1", ["shop:1", "web:1"])])
 
 
 def test_orders_read_by_difference_follow_a_contact_row_given_to_another(tmp_path: Path) -> None:

@@ -75,6 +75,7 @@ def main() -> None:
         delta_store_s = time.perf_counter() - started
         delta, delta_steps, _ = compute_cycle(cycle, connectors, 3)
         by_difference = cycle.resolver.orders_by_difference
+        contacts_again = cycle.resolver.contacts_by_difference
         store.close()
     peak = peak_rss_mb()
     full_s = full_store_s + full_steps["total"]
@@ -98,7 +99,8 @@ def main() -> None:
     )
     print(
         f"resolution reused by the unchanged cycle: {'yes' if reused else 'no'}; "
-        f"orders read by difference after changes: {'yes' if by_difference else 'no'}"
+        f"contacts and orders read by difference after changes: {'yes' if contacts_again else 'no'}, "
+        f"{'yes' if by_difference else 'no'}"
     )
     print(
         result_line(
@@ -112,6 +114,7 @@ def main() -> None:
             ratio_pct=f"{100 * delta_s / full_s:.1f}",
             incremental_planned=sum(o.planned for o in delta.systems.values()),
             unchanged_reused=reused,
+            contacts_by_difference=contacts_again,
             orders_by_difference=by_difference,
             peak_rss_mb=f"{peak:.0f}",
         )

@@ -51,6 +51,9 @@ class Delta:
     records: int  # how many records were resolved again
     removed: list[tuple[str, list[str]]]  # the kept clusters resolved again
     added: list[tuple[str, list[str]]]  # what they and the changed records became
+    links_removed: list[LinkRow]  # the kept links of those clusters
+    links_added: list[LinkRow]  # the links resolving again made
+    deleted: Set[str]  # the keys gone
 
 
 def link_order(link: LinkRow) -> tuple[object, ...]:
@@ -116,10 +119,15 @@ def merged(before: Before, again: Touched, part: Resolution, previous: Mapping[s
         assignment.pop(key, None)
     assignment.update(part.assignment)
     resolution.assignment = assignment
-    kept = [link for link in before.links if link[0] not in again.old_keys]
-    links = _merged_links(kept, [(link.a, link.b, link.kind, link.value) for link in part.links])
+    kept: list[LinkRow] = []
+    dropped: list[LinkRow] = []
+    for link in before.links:
+        (dropped if link[0] in again.old_keys else kept).append(link)
+    made = [(link.a, link.b, link.kind, link.value) for link in part.links]
     removed = [before.clusters[at] for at in again.positions]
-    return Delta(resolution, links, len(again.again), removed, part.clusters)
+    return Delta(
+        resolution, _merged_links(kept, made), len(again.again), removed, part.clusters, dropped, made, deleted
+    )
 
 
 def resolve_again(

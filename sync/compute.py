@@ -75,6 +75,7 @@ class Compute:
             resolved.links,
             resolved.previous,
             resolved.members_digest,
+            resolved.change,
         )
         clock.lap("save profiles")
         if history:

@@ -36,7 +36,7 @@ from sync.resolution_snapshot import (
     encode,
     snapshot_inputs,
 )
-from sync.state import StateStore
+from sync.state import MembersChange, StateStore
 from sync.state.compute import ORDER_DTYPE, ComputeSnapshot, IdentityRow
 from sync.state.profile_writer import members_digest, members_digest_after
 
@@ -67,6 +67,8 @@ class Resolved:
     # The orders as read, in the order of `orders` (sync/order_sources.py), for the snapshot to keep
     # (None: reused, or row numbers that do not last, as on PostgreSQL).
     sources: OrderSources | None = None
+    # Made by difference: what it changed of the stored members and links (save_profiles).
+    change: MembersChange | None = None
     # Per profile in `members`' order, its component (mapping.identity.Resolution.components).
     components: list[int] | None = None
     # Per contact row number, its profile's index and its system's (`Attachment`), for the
@@ -233,6 +235,7 @@ class Identities:
     previous: dict[str, str]
     links: list[LinkRow]
     digest: str | None = None
+    change: MembersChange | None = None  # made by difference: what it changed
 
 
 class Stopwatch:
@@ -341,6 +344,7 @@ class Resolver:
             fields=self.fields_reader(),
             details=details,
             members_digest=made.digest,
+            change=made.change,
             inputs=None if facts else inputs,
             sources=sources,
             components=resolution.components,
@@ -494,8 +498,10 @@ class Resolver:
     def resolved_again(self, delta: Delta, previous: dict[str, str], since: Since, contacts: int) -> Identities:
         log.info("identities resolved again where they changed", records=delta.records, contacts=contacts)
         self.identities_by_difference = True
-        digest = members_digest_after(since.kept.members_digest, delta.removed, delta.added)
-        return Identities(delta.resolution, previous, delta.links, digest)
+        kept = since.kept.members_digest
+        digest = members_digest_after(kept, delta.removed, delta.added)
+        change = MembersChange(kept, delta.added, delta.deleted, delta.links_removed, delta.links_added)
+        return Identities(delta.resolution, previous, delta.links, digest, change)
 
     def attachment_by_difference(
         self,

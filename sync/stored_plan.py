@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from sync.config import LoadedConfig
 from sync.reports import CycleReport
-from sync.state import SegmentChanges, StateStore, VerdictChunk
+from sync.state import MembersChange, SegmentChanges, StateStore, VerdictChunk
 
 
 class ReadOnlyState(RuntimeError):
@@ -58,6 +58,7 @@ class ReadOnlyStore(StateStore):
         links: Sequence[tuple[str, str, str, str]] = (),
         previous: Mapping[str, str] | None = None,
         digest: str | None = None,
+        change: MembersChange | None = None,
     ) -> SegmentChanges | None:
         """The compute saves profiles even in a dry run; a stored plan keeps them to itself. (None:
         no segment changes known, which only the segment history would read, and a plan records

@@ -21,7 +21,7 @@ from sync.state.extracts import (
 )
 from sync.state.history import SegmentHistory, SegmentSnapshot, StoredTiers, TierChanges
 from sync.state.ledger import KnownState, Ledger
-from sync.state.profile_writer import ProfileStore, SegmentChanges, VerdictChunk, segment_list_json
+from sync.state.profile_writer import MembersChange, ProfileStore, SegmentChanges, VerdictChunk, segment_list_json
 from sync.state.runlog import RunHandle, RunLog
 from sync.state.schema import (
     SCHEMA_VERSION,
@@ -61,6 +61,7 @@ __all__ = [
     "Ledger",
     "MappedPage",
     "Mapper",
+    "MembersChange",
     "ProfileStore",
     "RunHandle",
     "RunLog",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,20 @@ def members_digest_after(
 
 
 @dataclass(frozen=True)
+class MembersChange:
+    """What a resolution of only the touched components changed of the members and links stored
+    with digest `since`: the profiles it made again (`added`, in place of those it resolved
+    again), the keys gone, and the links dropped and made. `save_profiles` writes just that when
+    the stored digest is `since`."""
+
+    since: str
+    added: Sequence[tuple[str, Sequence[str]]]
+    deleted: Set[str]
+    links_removed: Sequence[tuple[str, str, str, str]]
+    links_added: Sequence[tuple[str, str, str, str]]
+
+
+@dataclass(frozen=True)
 class VerdictChunk:
     """Verdicts of consecutive profiles (ascending id) as `save_profiles` takes them: the traits
     JSON is asked for only for the profiles that need writing."""
@@ -102,6 +116,7 @@ class ProfileStore:
         links: Sequence[tuple[str, str, str, str]] = (),
         previous: Mapping[str, str] | None = None,
         digest: str | None = None,
+        change: MembersChange | None = None,
     ) -> SegmentChanges | None:
         """Store the resolution: the record keys (`system:id`) of each profile, which identifier
         joined which records, and per profile its membership and traits.
@@ -113,14 +128,19 @@ class ProfileStore:
         profiles then writes thousands of rows, not millions. Returns the segments each profile
         entered and left, for `record_segments`, when the stored history is known to match the
         stored profiles (else None). `digest`: `members_digest(members)`, when the caller knows it;
-        members whose digest is the stored one are not compared again."""
+        members whose digest is the stored one are not compared again. `change`: what a resolution
+        by difference changed; when the stored members are those it started from, only that is
+        compared and written."""
         digest = digest or members_digest(members)
         with self.db.writing() as conn:
-            self._save_links(conn, links)
             keys = "('profiles_seq', 'history_seq', 'members_digest')"
             marks = dict(raw_rows(conn, f"SELECT key, value FROM meta WHERE key IN {keys}"))
-            if marks.get("members_digest") != digest:
-                self._save_members(conn, members, previous)
+            if change is not None and previous is not None and marks.get("members_digest") == change.since:
+                self._save_change(conn, change, previous)
+            else:
+                self._save_links(conn, links)
+                if marks.get("members_digest") != digest:
+                    self._save_members(conn, members, previous)
             changes = self._save_verdicts(conn, verdicts, run_seq, self.db.binary)
             # The history matches the profiles when the run that saved them also recorded it
             # (a dry run saves profiles only; a crash may fall between the two).
@@ -145,9 +165,24 @@ class ProfileStore:
     @staticmethod
     def _save_links(conn: Connection, links: Sequence[tuple[str, str, str, str]]) -> None:
         stored = set(raw_rows(conn, "SELECT a, b, kind, value FROM identity_links"))
-        wanted = set(links)
+        ProfileStore._replace_links(conn, stored, set(links))
+
+    @staticmethod
+    def _replace_links(
+        conn: Connection, stored: set[tuple[str, str, str, str]], wanted: set[tuple[str, str, str, str]]
+    ) -> None:
         raw_many(conn, "DELETE FROM identity_links WHERE a = ? AND b = ?", ((a, b) for a, b, _, _ in stored - wanted))
         insert_rows(conn, identity_links, ("a", "b", "kind", "value"), wanted - stored)
+
+    @staticmethod
+    def _save_change(conn: Connection, change: MembersChange, previous: Mapping[str, str]) -> None:
+        """`_save_links` and `_save_members` for the profiles and links `change` names alone: every
+        other member and link is stored as it stays."""
+        ProfileStore._replace_links(conn, set(change.links_removed), set(change.links_added))
+        rows = sorted((*split_key(key), pid) for pid, keys in change.added for key in keys if previous.get(key) != pid)
+        gone = sorted(split_key(key) for key in change.deleted if key in previous)
+        raw_many(conn, "DELETE FROM profile_members WHERE system = ? AND record_id = ?", gone)
+        upsert_many(conn, profile_members, rows)
 
     @staticmethod
     def _save_members(

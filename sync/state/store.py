@@ -28,7 +28,7 @@ from sync.state.explain import ExplainQueries
 from sync.state.extracts import ExtractStore, Guard, Mapper, StoredPage
 from sync.state.history import SegmentHistory, SegmentSnapshot, StoredTiers, TierChanges
 from sync.state.ledger import KnownState, Ledger
-from sync.state.profile_writer import ProfileStore, SegmentChanges, VerdictChunk
+from sync.state.profile_writer import MembersChange, ProfileStore, SegmentChanges, VerdictChunk
 from sync.state.runlog import RunHandle, RunLog
 from sync.state.schema import open_schema
 from sync.state.sql import Database
@@ -147,8 +147,9 @@ class StateStore:
         links: Sequence[tuple[str, str, str, str]] = (),
         previous: Mapping[str, str] | None = None,
         digest: str | None = None,
+        change: MembersChange | None = None,
     ) -> SegmentChanges | None:
-        return self.profiles.save_profiles(members, verdicts, aliases, run_seq, links, previous, digest)
+        return self.profiles.save_profiles(members, verdicts, aliases, run_seq, links, previous, digest, change)
 
     def segment_counts(self) -> dict[str, int]:
         return self.profiles.segment_counts()

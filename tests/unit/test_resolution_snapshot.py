@@ -342,7 +342,21 @@ def test_random_change_sets_reuse_only_what_a_full_resolution_gives(tmp_path_fac
             if not deleted:
                 assert order_count(shop.store) >= counts_before
         shop.compute()
+        # What the compute stored (by difference, after changes) is the resolution it made.
+        assert stored_members(shop.store) == {key: pid for pid, keys in reused.members.items() for key in keys}
+        assert stored_links(shop.store) == set(reused.links)
     shop.store.close()
+
+
+def stored_members(store: StateStore) -> dict[str, str]:
+    with store.engine.connect() as conn:
+        sql = "SELECT system || ':' || record_id, profile_id FROM profile_members"
+        return {str(key): str(pid) for key, pid in conn.exec_driver_sql(sql).all()}
+
+
+def stored_links(store: StateStore) -> set[tuple[str, ...]]:
+    with store.engine.connect() as conn:
+        return {tuple(row) for row in conn.exec_driver_sql("SELECT a, b, kind, value FROM identity_links").all()}
 
 
 def order_count(store: StateStore) -> int:

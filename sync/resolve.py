@@ -236,6 +236,7 @@ class Identities:
     links: list[LinkRow]
     digest: str | None = None
     change: MembersChange | None = None  # made by difference: what it changed
+    profiles: list[str] | None = None  # made by difference: the profile ids, sorted
 
 
 class Stopwatch:
@@ -307,7 +308,7 @@ class Resolver:
                 resolution = made.resolution
                 systems = sorted({*self.config.systems, *(key_system(key) for _, key in rows)})
             members = resolution.members()
-            profiles = sorted(members)
+            profiles = made.profiles if made.profiles is not None else sorted(members)
             # Orders read after resolution, not on a thread beside it: SQLite hands the GIL back
             # and forth on every row, and both sides ran slower than one after the other (measured).
             position = {pid: i for i, pid in enumerate(profiles)}
@@ -501,7 +502,11 @@ class Resolver:
         kept = since.kept.members_digest
         digest = members_digest_after(kept, delta.removed, delta.added)
         change = MembersChange(kept, delta.added, delta.deleted, delta.links_removed, delta.links_added)
-        return Identities(delta.resolution, previous, delta.links, digest, change)
+        before, after = {pid for pid, _ in delta.removed}, {pid for pid, _ in delta.added}
+        gone = before - after
+        profiles = [pid for pid in since.kept.profiles if pid not in gone] + sorted(after - before)
+        profiles.sort()  # two sorted runs: one merge, not a sort of every id
+        return Identities(delta.resolution, previous, delta.links, digest, change, profiles)
 
     def attachment_by_difference(
         self,

@@ -125,7 +125,8 @@ class ComputeSnapshot:
 
     def contacts_holding(self, emails: Iterable[str], phones: Iterable[str], keys: Set[str]) -> set[str]:
         """The keys of the contacts holding one of these email match keys or phone numbers (by
-        their indexes), or linking to one of `keys` (a scan of the contacts that link at all)."""
+        their indexes), or linking to one of `keys` (the few that link at all, through the partial
+        index `ix_contacts_linking`)."""
         found: set[str] = set()
         for column, values in (("email_key", emails), ("phone", phones)):
             sql = f"SELECT {KEY} FROM contacts WHERE {column} IN ({{}})"

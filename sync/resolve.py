@@ -312,6 +312,7 @@ class Resolver:
             # Orders read after resolution, not on a thread beside it: SQLite hands the GIL back
             # and forth on every row, and both sides ran slower than one after the other (measured).
             position = {pid: i for i, pid in enumerate(profiles)}
+            written = since.changed_rows if since is not None else None
             if since is not None and since.contact_rows is not None:
                 attach = self.attachment_by_difference(
                     reads, since, again_rows, again, resolution.assignment, position, systems
@@ -322,7 +323,7 @@ class Resolver:
                 del emails, rows
             sources = None
             if kept_inputs is not None:
-                sources = self.sources_by_difference(reads, kept_inputs, inputs, attach, systems)
+                sources = self.sources_by_difference(reads, kept_inputs, inputs, attach, systems, written)
             self.orders_by_difference = sources is not None
             if sources is None:
                 sources = self.order_sources(reads.order_arrays(self.config.segments.base_currency), attach, systems)
@@ -561,12 +562,19 @@ class Resolver:
         return columns
 
     def sources_by_difference(
-        self, reads: ComputeSnapshot, kept_inputs: str, inputs: str, attach: Attachment, systems: Sequence[str]
+        self,
+        reads: ComputeSnapshot,
+        kept_inputs: str,
+        inputs: str,
+        attach: Attachment,
+        systems: Sequence[str],
+        written: Sequence[IdentityRow] | None = None,
     ) -> OrderSources | None:
         """The orders as read for the last snapshot, with those that changed since read again:
         orders written since, orders naming a contact written since, and orders whose contact row
         is gone. None (read every order) when the snapshot cannot serve: other settings or code,
-        row numbers that do not last, other systems, or orders deleted since (the count tells)."""
+        row numbers that do not last, other systems, or orders deleted since (the count tells).
+        `written`: the identity rows of the contacts written since, when already read."""
         marks = marks_since(kept_inputs, inputs)
         if marks is None or not reads.rows_are_numbered:
             return None
@@ -585,7 +593,11 @@ class Resolver:
         stale = named & (contact >= row_profile.shape[0])
         within = named & ~stale
         stale[within] = row_profile[contact[within]] < 0
-        changed_contacts, naming_them = reads.contacts_changed_since(marks.contacts_seq)
+        if written is None:
+            changed_contacts, naming_them = reads.contacts_changed_since(marks.contacts_seq)
+        else:  # their orders through the customer index, not another scan of every contact
+            changed_contacts = np.unique(np.fromiter((row[0] for row in written), np.int64, len(written)))
+            naming_them = reads.orders_naming(row[1] for row in written)
         stale |= named & np.isin(contact, changed_contacts)
         again = stored.order[stale].tolist() + naming_them  # and those naming a contact written since
         base = self.config.segments.base_currency

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, delete, select
 
-from mapping.model import Contact
+from mapping.model import Contact, split_key
 from sync.state.extracts import contact_from_row
 from sync.state.schema import contacts, resolution_snapshot
 from sync.state.sql import Database, raw_many, raw_rows
@@ -45,6 +45,15 @@ IdentityRow = tuple[int, str, str | None, bool, str | None, str | None, str, str
 KEY = "system || ':' || record_id"  # a contact's record key, `mapping.model.record_key`'s form
 # After the row number: key, email match key, role flag, E.164 phone, phone kind, links, given name.
 IDENTITY_COLUMNS = f"{KEY}, email_key, email_role, phone, phone_kind, links, given_name"
+
+
+def by_system(keys: Iterable[str]) -> dict[str, list[str]]:
+    """Record keys (`system:id`) as the ids of each system, systems in order."""
+    grouped: dict[str, list[str]] = {}
+    for key in keys:
+        system, record_id = split_key(key)
+        grouped.setdefault(system, []).append(record_id)
+    return dict(sorted(grouped.items()))
 
 
 def batches(values: Iterable[Any]) -> Iterator[list[Any]]:
@@ -113,13 +122,9 @@ class ComputeSnapshot:
 
     def identity_rows_of(self, keys: Iterable[str]) -> list[IdentityRow]:
         """`identity_rows` of the contacts with these record keys (`system:id`), by primary key."""
-        by_system: dict[str, list[str]] = {}
-        for key in keys:
-            system, _, record_id = key.partition(":")
-            by_system.setdefault(system, []).append(record_id)
         found: list[IdentityRow] = []
         sql = f"SELECT rowid, {IDENTITY_COLUMNS} FROM contacts WHERE system = ? AND record_id IN ({{}})"
-        for system, ids in sorted(by_system.items()):
+        for system, ids in by_system(keys).items():
             found.extend(_identity_rows(rows_in(self.conn, sql, ids, (system,))))
         return found
 
@@ -192,6 +197,12 @@ class ComputeSnapshot:
         """The keys (`system:id`) of the contacts written since run `contacts_seq`."""
         sql = f"SELECT {KEY} FROM contacts WHERE changed_seq > ?"
         return {str(key) for (key,) in raw_rows(self.conn, sql, (contacts_seq,))}
+
+    def orders_naming(self, keys: Iterable[str]) -> list[int]:
+        """The row numbers of the orders naming these contacts (record keys), through the customer
+        index. SQLite only (`rows_are_numbered`)."""
+        sql = "SELECT rowid FROM orders WHERE system = ? AND customer_id IN ({})"
+        return [int(n) for system, ids in by_system(keys).items() for (n,) in rows_in(self.conn, sql, ids, (system,))]
 
     def orders_changed_since(
         self, base_currency: str, orders_seq: int, numbers: Sequence[int]

@@ -457,6 +457,20 @@ def test_orders_read_by_difference_after_new_and_edited_orders_and_contacts(tmp_
     assert_same(counted, shop.resolve(reuse=False))
 
 
+def test_an_order_stored_before_its_customer_attaches_when_the_customer_arrives(tmp_path: Path) -> None:
+    """o9 names shop:6, not stored: it is nobody's. When shop:6 arrives (o9 unchanged), o9 is read
+    again, found through the customer index, and attaches to shop:6's profile."""
+    shop = populated(tmp_path)
+    shop.order("shop", "o9", ("6", None, "9.00", "EUR", True, 4))
+    shop.compute()
+    shop.contact("shop", "6", "fenna@example.nl")
+    again = shop.resolve(reuse=True)
+    assert shop.cycle.resolver.contacts_by_difference and shop.cycle.resolver.orders_by_difference
+    assert_same(again, shop.resolve(reuse=False))
+    fenna = again.profiles.index(next(pid for pid, keys in again.members.items() if keys == ["shop:6"]))
+    assert again.orders.profile.tolist().count(fenna) == 1
+
+
 def test_order_columns_are_stored_narrow_and_read_back_exactly() -> None:
     """Each integer column in the narrowest type that holds it: values past int16 and int32 (a
     fortune in cents, a time before 1902) must come back as they were."""

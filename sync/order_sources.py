@@ -135,7 +135,7 @@ def attach_orders(
 ) -> tuple[OrderColumns, int]:
     """The orders attached to this cycle's profiles: by their contact's row (`row_profile`: row
     number -> profile index, -1 for none), else a guest's by email (`guests`: email match keys ->
-    profile index, -1 or left out for none). Also how many would count but have no exchange rate.
+    profile index, negative or left out for none). Also how many would count but have no exchange rate.
     An order without a profile never counts."""
     contact = sources.contact
     if sources.size and int(contact.max()) >= row_profile.shape[0]:
@@ -149,7 +149,7 @@ def attach_orders(
     found = guests({email_key for number, email_key in zip(named, sources.emails, strict=True) if number < 0})
     for offset, (number, email_key) in enumerate(zip(named, sources.emails, strict=True)):
         if number < 0:
-            profile[plain + offset] = found.get(email_key, -1)
+            profile[plain + offset] = max(found.get(email_key, -1), -1)  # below -1: shared, nobody's either
     counted = sources.raw_counts & (profile >= 0)
     unconverted = int(np.count_nonzero(counted & ~sources.known))
     columns = OrderColumns(profile, sources.system, sources.cents, sources.created, counted & sources.known)

@@ -127,6 +127,9 @@ SOURCES = "sources"  # the part holding what the source columns do not (JSON)
 # `profiles` (-1: no contact) and of its system in `systems`. A cycle that resolves only the touched
 # components takes every other contact's from these, and reads no untouched contact.
 CONTACT_ROWS = ("contact_profile", "contact_system")
+# With them, guests' email match keys and the profile index each attached to (-1 nobody, -2 shared
+# by several profiles), as JSON: a cycle looks up again only the addresses a change may have moved.
+GUESTS = "guests"
 PART_ROWS = 1 << 20
 
 
@@ -140,6 +143,7 @@ def encode(
     components: Sequence[int],
     sources: OrderSources | None = None,
     contact_rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
+    guests: Mapping[str | None, int] | None = None,
 ) -> Iterator[tuple[str, bytes]]:
     """The snapshot's parts: `header` (JSON), then each order column a part at a time, and with
     `sources` (the orders as read, in the order of `orders`) those too. `digest`:
@@ -181,6 +185,8 @@ def encode(
         yield from _parts(name, column, dtypes[name])
     for name, column in rows.items():
         yield from _parts(name, column, dtypes[name])
+    if guests is not None:
+        yield f"{GUESTS}.000000", orjson.dumps(guests)
 
 
 def _parts(name: str, column: npt.NDArray[Any], dtype: str) -> Iterator[tuple[str, bytes]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import structlog
 
 from mapping.bases import POSTCODE_COUNTRY, OrderDetails, consented_records
@@ -26,6 +27,7 @@ from sync.order_sources import SOURCE_COLUMNS, OrderSources, attach_orders, merg
 from sync.resolution_snapshot import (
     ATTACHED,
     CONTACT_ROWS,
+    GUESTS,
     SOURCES,
     StoredIdentities,
     StoredResolution,
@@ -74,6 +76,8 @@ class Resolved:
     # Per contact row number, its profile's index and its system's (`Attachment`), for the
     # snapshot to keep where row numbers last (None: reused, or PostgreSQL).
     contact_rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
+    # With them, guests' addresses and the profile index each attached to (`Attachment.guests`).
+    guests: dict[str | None, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,9 @@ class Survivorship:
 
     fields: dict[str, dict[str, FieldChoice]]
     consented: frozenset[str]
+
+
+NOBODY, SHARED = -1, -2  # a guest's address no contact holds; one several profiles hold
 
 
 class Attachment:
@@ -104,6 +111,10 @@ class Attachment:
         self.emails = emails
         self.role_locals = role_locals
         self._by_email: dict[str, int] | None = None
+        # The last cycle's guest map, the addresses of the contacts read again, and its profile
+        # indexes renumbered to this cycle's (-1: resolved again): see `kept_guests`.
+        self.kept: tuple[Mapping[str, int], Set[str], npt.NDArray[np.int64]] | None = None
+        self.found: dict[str | None, int] = {}
 
     @classmethod
     def of(
@@ -128,28 +139,52 @@ class Attachment:
 
     def guest(self, email_key: str | None) -> int:
         """The profile index a guest's order with this email match key attaches to (-1: none)."""
-        return self.guests([email_key]).get(email_key, -1)
+        return max(self.guests([email_key]).get(email_key, NOBODY), NOBODY)
 
     def guests(self, email_keys: Iterable[str | None]) -> dict[str | None, int]:
-        """Per email match key of guests' orders, the profile index they attach to (-1: none, or
-        not a person's address, or shared by several profiles)."""
+        """Per email match key of guests' orders that is a person's address, the profile index
+        its orders attach to: NOBODY where no contact holds it, SHARED where several profiles do
+        (neither attaches). Also kept as `self.found` (the snapshot keeps it for the next cycle)."""
         wanted = sorted({key for key in email_keys if key and not is_role_address(key, self.role_locals)})
         if callable(self.emails):
-            by_email = self.guest_profiles(self.emails(wanted))
+            found, unsure = self.kept_guests(wanted)
+            found.update(self.guest_profiles(self.emails(unsure), unsure))
         else:
             if self._by_email is None:  # built on the first guest order: a pass over every address
                 self._by_email = self.guest_profiles(self.emails)
-            by_email = self._by_email
-        return {key: by_email.get(key, -1) for key in wanted}
+            found = {key: self._by_email.get(key, NOBODY) for key in wanted}
+        self.found = dict(found)
+        return self.found
 
-    def guest_profiles(self, emails: Iterable[tuple[str, int]]) -> dict[str, int]:
+    def kept_guests(self, wanted: Sequence[str]) -> tuple[dict[str | None, int], list[str]]:
+        """What the last cycle's guest map (`self.kept`) still says of `wanted`, and the addresses
+        it cannot vouch for: those not in it, and those a contact read again holds (written since,
+        or in a component resolved again). Every holder of an address shares its component (the
+        address joins them, or is why a join was refused), so when none of them was read again,
+        none changed and their profiles stand: the kept value holds, renumbered; an address nobody
+        held can only be held now by a contact written since."""
+        if self.kept is None:
+            return {}, list(wanted)
+        kept, read_again, renumbered = self.kept
+        found: dict[str | None, int] = {}
+        unsure: list[str] = []
+        for key in wanted:
+            before = kept.get(key)
+            if before is None or key in read_again:
+                unsure.append(key)
+            else:  # -1 only where its one holder is gone
+                found[key] = int(renumbered[before]) if before >= 0 else before
+        return found, unsure
+
+    def guest_profiles(self, emails: Iterable[tuple[str, int]], wanted: Iterable[str] = ()) -> dict[str, int]:
         """Email match key -> profile index, for the addresses that belong to exactly one profile
-        (-1: shared by several)."""
+        (SHARED: several); `wanted` addresses nobody holds are NOBODY."""
         row_profile = self.row_profile.tolist()
-        by_email: dict[str, int] = {}
+        by_email: dict[str, int] = dict.fromkeys(wanted, NOBODY)
         for email_key, number in emails:
             index = row_profile[number]
-            by_email[email_key] = index if by_email.get(email_key, index) == index else -1
+            before = by_email.get(email_key, NOBODY)
+            by_email[email_key] = index if before in (NOBODY, index) else SHARED
         return by_email
 
 
@@ -351,6 +386,7 @@ class Resolver:
             sources=sources,
             components=resolution.components,
             contact_rows=(attach.row_profile, attach.row_system) if reads.rows_are_numbered else None,
+            guests=attach.found if reads.rows_are_numbered else None,
         )
 
     def keep(self, resolved: Resolved) -> None:
@@ -369,9 +405,10 @@ class Resolver:
                 resolved.components or [],
                 resolved.sources,
                 resolved.contact_rows,
+                resolved.guests,
             )
             self.store.save_resolution(resolved.inputs, parts)
-        resolved.sources = resolved.contact_rows = None  # kept; the cycle needs them no more
+        resolved.sources = resolved.contact_rows = resolved.guests = None  # kept; the cycle needs them no more
 
     def reuse(self, stored: StoredResolution, clock: Stopwatch) -> Resolved | None:
         """The snapshot as this cycle's resolution, when the stored profile members are those it
@@ -542,7 +579,12 @@ class Resolver:
         row_system[numbers] = np.fromiter((system_index[key_system(row[1])] for row in rows), np.int64, len(rows))
         held = np.flatnonzero(row_profile >= 0)
         size = int(held[-1]) + 1 if held.shape[0] else 1  # as long as a read of every contact makes it
-        return Attachment(row_profile[:size], row_system[:size], reads.personal_email_rows, self.rules.role_locals)
+        attach = Attachment(row_profile[:size], row_system[:size], reads.personal_email_rows, self.rules.role_locals)
+        kept_guests = reads.resolution_part(f"{GUESTS}.000000")
+        if kept_guests is not None:
+            read_again = {row[2] for row in rows if row[2]}
+            attach.kept = (orjson.loads(kept_guests), read_again, renumbered)
+        return attach
 
     def order_sources(
         self, chunks: Iterable[npt.NDArray[Any]], attach: Attachment, systems: Sequence[str]

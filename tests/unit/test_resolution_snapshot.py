@@ -471,6 +471,54 @@ def test_an_order_stored_before_its_customer_attaches_when_the_customer_arrives(
     assert again.orders.profile.tolist().count(fenna) == 1
 
 
+def test_guests_addresses_are_looked_up_again_only_where_a_change_may_move_them(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The guest map kept beside the contact rows vouches for every address whose holders did
+    not change: a new contact elsewhere looks up nothing; one taking a guest's address, or an edit
+    in the profile an address belongs to, looks up that address again."""
+    from sync.state.compute import ComputeSnapshot
+
+    asked: list[list[str]] = []
+    look_up = ComputeSnapshot.personal_email_rows
+
+    def counted(self: ComputeSnapshot, emails: Any) -> Any:
+        asked.append(list(emails))
+        return look_up(self, emails)
+
+    monkeypatch.setattr(ComputeSnapshot, "personal_email_rows", counted)
+    shop = populated(tmp_path)
+    shop.order("web", "o5", (None, "cor@example.nl", "6.00", "EUR", True, 2))  # nobody holds cor@ yet
+    shop.compute()
+    checks = [
+        (("shop", "5", "eva@example.nl"), []),  # someone new, no guest's address
+        (("shop", "4", "cor@example.nl"), ["cor@example.nl"]),  # takes the guest's address
+        (("web", "6", "eva@example.nl", "shop:1"), ["anna@example.nl"]),  # links into Anna's profile
+    ]
+    for change, looked_up in checks:
+        shop.contact(*change)
+        asked.clear()
+        again = shop.resolve(reuse=True)
+        assert shop.cycle.resolver.contacts_by_difference
+        assert [email for call in asked for email in call] == looked_up
+        assert_same(again, shop.resolve(reuse=False))
+        shop.compute()
+    cor = again.profiles.index(next(pid for pid, keys in again.members.items() if "shop:4" in keys))
+    assert cor in again.orders.profile.tolist()  # o5 is cor's now
+    # An address on four records of one system is shared (the limit is three): nobody's guest.
+    shop.order("web", "o6", (None, "familie@example.nl", "7.00", "EUR", True, 2))
+    for rid in ("7", "8", "9", "10"):
+        shop.contact("shop", rid, "familie@example.nl")
+    shop.compute()
+    shop.contact("shop", "10", "tess@example.nl")  # three are left: they join, and o6 is theirs
+    asked.clear()
+    again = shop.resolve(reuse=True)
+    assert "familie@example.nl" in [email for call in asked for email in call]
+    assert_same(again, shop.resolve(reuse=False))
+    family = again.profiles.index(next(pid for pid, keys in again.members.items() if "shop:7" in keys))
+    assert again.orders.profile.tolist().count(family) == 1
+
+
 def test_order_columns_are_stored_narrow_and_read_back_exactly() -> None:
     """Each integer column in the narrowest type that holds it: values past int16 and int32 (a
     fortune in cents, a time before 1902) must come back as they were."""

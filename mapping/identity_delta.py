@@ -78,8 +78,8 @@ class Touched:
 def touched(
     changed: Set[str], deleted: Set[str], reached: Iterable[str], before: Before, previous: Mapping[str, str]
 ) -> Touched:
-    """`reached`: the unchanged records a changed one reaches (`reached`; any superset of whole
-    kept clusters' keys serves too: resolving a whole untouched component again gives it back)."""
+    """`reached`: the unchanged records a changed one reaches, as `reached` finds them (more
+    serves too: resolving a whole untouched component again gives it back as it was)."""
     position = {pid: i for i, (pid, _) in enumerate(before.clusters)}
     seeds = {position[previous[key]] for key in (*changed, *deleted, *reached) if key in previous}
     components = np.asarray(before.components, dtype=np.int64)

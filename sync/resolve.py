@@ -158,11 +158,12 @@ class Attachment:
 
     def kept_guests(self, wanted: Sequence[str]) -> tuple[dict[str | None, int], list[str]]:
         """What the last cycle's guest map (`self.kept`) still says of `wanted`, and the addresses
-        it cannot vouch for: those not in it, and those a contact read again holds (written since,
-        or in a component resolved again). Every holder of an address shares its component (the
-        address joins them, or is why a join was refused), so when none of them was read again,
-        none changed and their profiles stand: the kept value holds, renumbered; an address nobody
-        held can only be held now by a contact written since."""
+        it cannot vouch for: those not in it, those several profiles held, and those a contact read
+        again holds (written since, or in a component resolved again). Every holder of an address
+        shares its component (the address joins them, or is why a join was refused), so when none
+        of them was read again, none changed and their profiles stand: the kept value holds,
+        renumbered (a profile resolved again renumbers to -1: its holders that stay were read
+        again); an address nobody held can only be held now by a contact written since."""
         if self.kept is None:
             return {}, list(wanted)
         kept, read_again, renumbered = self.kept
@@ -170,8 +171,8 @@ class Attachment:
         unsure: list[str] = []
         for key in wanted:
             before = kept.get(key)
-            if before is None or key in read_again:
-                unsure.append(key)
+            if before is None or before == SHARED or key in read_again:
+                unsure.append(key)  # shared: its holders may all have gone, and it is nobody's now
             else:  # -1 only where its one holder is gone
                 found[key] = int(renumbered[before]) if before >= 0 else before
         return found, unsure
@@ -566,7 +567,8 @@ class Resolver:
         for at in again.positions:  # their records are among `rows` now, or gone
             renumbered[bisect_left(kept.profiles, kept.clusters[at][0])] = -1
         system_index = {name: i for i, name in enumerate(systems)}
-        systems_now = np.array([system_index[name] for name in kept.systems] or [-1], dtype=np.int64)
+        # A system gone from the list (its last contact deleted) indexes nothing: its rows are gone.
+        systems_now = np.array([system_index.get(name, -1) for name in kept.systems] or [-1], dtype=np.int64)
         numbers = np.fromiter((row[0] for row in rows), np.int64, len(rows))
         size = max(old_profile.shape[0], int(numbers.max()) + 1 if len(rows) else 1)
         row_profile = np.full(size, -1, dtype=np.int64)

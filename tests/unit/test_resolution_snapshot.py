@@ -118,6 +118,8 @@ def assert_same(reused: Resolved, full: Resolved) -> None:
     for name in ("profile", "system", "cents", "created", "counts"):
         mine, theirs = getattr(reused.orders, name), getattr(full.orders, name)
         assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs), name
+    if reused.guests is not None:  # the guest map, as kept for the next cycle
+        assert reused.guests == full.guests
     if reused.contact_rows is not None:  # each contact row's profile and system, as kept for the next cycle
         assert full.contact_rows is not None
         for mine, theirs in zip(reused.contact_rows, full.contact_rows, strict=True):
@@ -207,6 +209,20 @@ def test_a_stored_profile_no_member_holds_still_takes_its_id(tmp_path: Path) -> 
     assert shop.cycle.resolver.contacts_by_difference
     assert_same(again, shop.resolve(reuse=False))
     assert first_choice not in again.members and ["shop:7"] in again.members.values()
+
+
+def test_a_system_that_loses_its_last_contact_leaves_the_systems(tmp_path: Path) -> None:
+    """`old` is not configured any more, but its one contact is still stored: it is a system of
+    the resolution. When that contact goes, the kept contact rows no longer name a system of this
+    cycle's."""
+    shop = populated(tmp_path)
+    shop.contact("old", "1", "gert@example.nl")
+    shop.compute()
+    shop.contact("old", "1", None)  # quarantined: its row is deleted
+    again = shop.resolve(reuse=True)
+    assert shop.cycle.resolver.contacts_by_difference
+    assert_same(again, shop.resolve(reuse=False))
+    assert "old" not in again.systems
 
 
 def test_only_a_cycle_that_saves_profiles_keeps_a_snapshot(tmp_path: Path) -> None:
@@ -517,6 +533,14 @@ def test_guests_addresses_are_looked_up_again_only_where_a_change_may_move_them(
     assert_same(again, shop.resolve(reuse=False))
     family = again.profiles.index(next(pid for pid, keys in again.members.items() if "shop:7" in keys))
     assert again.orders.profile.tolist().count(family) == 1
+    # Shared again, then every holder moves away: the address is nobody's, not still shared.
+    shop.contact("shop", "10", "familie@example.nl")
+    shop.compute()
+    for rid in ("7", "8", "9", "10"):
+        shop.contact("shop", rid, f"lid{rid}@example.nl")
+    again = shop.resolve(reuse=True)
+    assert_same(again, shop.resolve(reuse=False))
+    assert again.guests is not None and again.guests["familie@example.nl"] == -1
 
 
 def test_order_columns_are_stored_narrow_and_read_back_exactly() -> None:

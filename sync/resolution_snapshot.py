@@ -11,8 +11,9 @@ cost. What the traits make of the orders depends on `now` and is computed afresh
 The inputs are, per table the compute reads (contacts, orders), the row count and the highest and
 the sum of `changed_seq` (`ComputeSnapshot.input_marks`: every write stamps its rows with its run's
 number, and run numbers only grow, so any row written or deleted since changes them); the settings
-resolution and order attachment read; and this module's format, crmsync's version and the mapping
-version. On use, the stored profile members
+resolution and order attachment read; SQLite's schema cookie, which `VACUUM` raises (it may renumber
+the rowids the contact rows below and the orders read by difference are keyed by); and this module's
+format, crmsync's version and the mapping version. On use, the stored profile members
 must also be those the snapshot made (`save_profiles` keeps a digest of what it stored, and the
 snapshot one of what it made): a crash between the snapshot's write and the profiles' leaves them
 otherwise, and the cycle then resolves in full; `forget` deletes the snapshot. `backfill` always
@@ -52,8 +53,10 @@ except PackageNotFoundError:  # run from a source tree that was not installed
     CRMSYNC_VERSION = "unknown"
 
 
-def snapshot_inputs(config: CrmsyncConfig, marks: Sequence[Sequence[int]]) -> str:
-    """The inputs a resolution is made from, as text: equal text, equal resolution."""
+def snapshot_inputs(config: CrmsyncConfig, marks: Sequence[Sequence[int]], numbering: int | None = None) -> str:
+    """The inputs a resolution is made from, as text: equal text, equal resolution. `numbering`:
+    `ComputeSnapshot.numbering_mark`, so that a snapshot keyed by row numbers is never used once
+    they may have changed."""
     segments = config.segments
     return json.dumps(
         {
@@ -63,6 +66,7 @@ def snapshot_inputs(config: CrmsyncConfig, marks: Sequence[Sequence[int]]) -> st
             "crmsync": CRMSYNC_VERSION,
             "mapping": MAPPING_VERSION,
             "marks": [list(mark) for mark in marks],
+            "numbering": numbering,
             "identity": config.identity.model_dump(mode="json"),
             "systems": sorted(config.systems),
             "base_currency": segments.base_currency,

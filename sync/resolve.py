@@ -319,7 +319,7 @@ class Resolver:
         # One read transaction for both reads: the orders name their contacts by the row numbers
         # the identity read gave them.
         with self.store.compute_snapshot() as reads:
-            inputs = snapshot_inputs(self.config, reads.input_marks())
+            inputs = snapshot_inputs(self.config, reads.input_marks(), reads.numbering_mark())
             # The bases read order details beside the columns; those are not kept, so they resolve in full.
             stored = reads.stored_resolution() if self.reuse_snapshot and not facts else None
             snapshot = None

@@ -242,6 +242,17 @@ class ComputeSnapshot:
             marks.append([int(count), int(highest), int(total)])
         return marks
 
+    def numbering_mark(self) -> int | None:
+        """What vouches that row numbers lasted since a snapshot was kept: SQLite's schema cookie,
+        which `VACUUM` raises (a copy made by `VACUUM INTO` holds it raised too). `VACUUM` may
+        renumber the rowids of a table without an INTEGER PRIMARY KEY, and the kept contact rows
+        and the orders read by difference are keyed by them; crmsync never vacuums, a user may.
+        None on PostgreSQL, where nothing is keyed by row numbers."""
+        if self.db.is_postgres:
+            return None
+        [(cookie,)] = raw_rows(self.conn, "PRAGMA schema_version")
+        return int(cookie)
+
     def stored_resolution(self) -> tuple[str, bytes] | None:
         """The resolution snapshot the last compute kept: its inputs and its header (the parts
         follow from `resolution_parts`)."""

@@ -329,8 +329,9 @@ class Resolver:
                 reused = self.reuse(snapshot, clock)
                 if reused is not None:
                     return reused
-            kept_inputs = stored[0] if stored is not None else None
-            since = self.since(reads, stored, inputs) if stored is not None else None
+            # The snapshot's marks, when its inputs differ from this cycle's in the marks alone.
+            marks = marks_since(stored[0], inputs) if stored is not None else None
+            since = self.since(reads, stored, marks) if stored is not None and marks is not None else None
             del snapshot, stored
             if since is not None and since.contact_rows is not None:
                 made, again_rows, deleted, again = self.resolve_changed(reads, since, clock)
@@ -358,8 +359,8 @@ class Resolver:
                 attach = Attachment.of(rows, emails, resolution.assignment, position, systems, self.rules.role_locals)
                 del emails, rows
             sources = None
-            if kept_inputs is not None:
-                sources = self.sources_by_difference(reads, kept_inputs, inputs, attach, systems, written)
+            if marks is not None:
+                sources = self.sources_by_difference(reads, marks, attach, systems, written)
             self.orders_by_difference = sources is not None
             if sources is None:
                 sources = self.order_sources(reads.order_arrays(self.config.segments.base_currency), attach, systems)
@@ -437,13 +438,10 @@ class Resolver:
         """Profile fields by survivorship, read on demand: only rule segments and the bases read them."""
         return self.profile_fields if (self.config.segments.rules or self.config.segments.uses_bases()) else None
 
-    def since(self, reads: ComputeSnapshot, stored: tuple[str, bytes], inputs: str) -> Since | None:
+    def since(self, reads: ComputeSnapshot, stored: tuple[str, bytes], marks: Marks) -> Since | None:
         """What resolving again only the touched components starts from: the kept resolution and
-        the contacts written since it was made. None when it cannot serve: other settings or code,
-        or stored profiles that are not the ones it made (a crash between the two writes)."""
-        marks = marks_since(stored[0], inputs)
-        if marks is None:
-            return None
+        the contacts written since it was made (`marks`: `marks_since` of its inputs). None when
+        the stored profiles are not the ones it made (a crash between the two writes)."""
         kept = decode_header(stored[1])
         if self.store.get_meta("members_digest") != kept.members_digest:
             log.info("identities resolved in full: the stored profiles differ from the snapshot")
@@ -608,19 +606,18 @@ class Resolver:
     def sources_by_difference(
         self,
         reads: ComputeSnapshot,
-        kept_inputs: str,
-        inputs: str,
+        marks: Marks,
         attach: Attachment,
         systems: Sequence[str],
         written: Sequence[IdentityRow] | None = None,
     ) -> OrderSources | None:
         """The orders as read for the last snapshot, with those that changed since read again:
         orders written since, orders naming a contact written since, and orders whose contact row
-        is gone. None (read every order) when the snapshot cannot serve: other settings or code,
-        row numbers that do not last, other systems, or orders deleted since (the count tells).
-        `written`: the identity rows of the contacts written since, when already read."""
-        marks = marks_since(kept_inputs, inputs)
-        if marks is None or not reads.rows_are_numbered:
+        is gone (`marks`: `marks_since` of the snapshot's inputs). None (read every order) when the
+        snapshot cannot serve: row numbers that do not last, other systems, or orders deleted
+        since (the count tells). `written`: the identity rows of the contacts written since, when
+        already read."""
+        if not reads.rows_are_numbered:
             return None
         about = reads.resolution_part(f"{SOURCES}.000000")
         if about is None:  # kept where row numbers do not last

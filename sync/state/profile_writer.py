@@ -179,10 +179,8 @@ class ProfileStore:
         """`_save_links` and `_save_members` for the profiles and links `change` names alone: every
         other member and link is stored as it stays."""
         ProfileStore._replace_links(conn, set(change.links_removed), set(change.links_added))
-        rows = sorted((*split_key(key), pid) for pid, keys in change.added for key in keys if previous.get(key) != pid)
-        gone = sorted(split_key(key) for key in change.deleted if key in previous)
-        raw_many(conn, "DELETE FROM profile_members WHERE system = ? AND record_id = ?", gone)
-        upsert_many(conn, profile_members, rows)
+        moved = [(*split_key(key), pid) for pid, keys in change.added for key in keys if previous.get(key) != pid]
+        ProfileStore._write_members(conn, moved, (key for key in change.deleted if key in previous))
 
     @staticmethod
     def _save_members(
@@ -192,16 +190,21 @@ class ProfileStore:
             conn.execute(delete(profile_members))
             previous = {}
         current: set[str] = set()
-        rows = []
+        moved = []
         for pid, keys in members.items():
             for key in keys:
                 current.add(key)
                 if previous.get(key) != pid:
-                    rows.append((*split_key(key), pid))
-        rows.sort()  # in key order (see record_segments)
-        gone = sorted(split_key(key) for key in previous.keys() - current)
-        raw_many(conn, "DELETE FROM profile_members WHERE system = ? AND record_id = ?", gone)
-        upsert_many(conn, profile_members, rows)
+                    moved.append((*split_key(key), pid))
+        ProfileStore._write_members(conn, moved, previous.keys() - current)
+
+    @staticmethod
+    def _write_members(conn: Connection, moved: list[tuple[str, str, str]], gone: Iterable[str]) -> None:
+        """Delete the members whose records are `gone` (keys), then upsert the `moved` rows
+        (system, record id, profile id), both in key order (see record_segments)."""
+        removed = sorted(split_key(key) for key in gone)
+        raw_many(conn, "DELETE FROM profile_members WHERE system = ? AND record_id = ?", removed)
+        upsert_many(conn, profile_members, sorted(moved))
 
     @staticmethod
     def _save_verdicts(

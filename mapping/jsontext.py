@@ -78,6 +78,13 @@ def loads(text: str | bytes) -> Any:
     return _STANDARD_READER.decode(text)
 
 
+def compact(value: Any) -> str:
+    """JSON of crmsync's own values (a contact row's details, links and owned state, an order's
+    categories, a pushed state): compact and UTF-8, read back by any JSON reader. Every contact
+    stored writes three of these; orjson takes about a fifth of the standard encoder's time."""
+    return orjson.dumps(value).decode()
+
+
 def _refuse(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
+from mapping import jsontext
 from mapping.model import Kind, RemoteState, record_key
 from sync.state.schema import (
     contacts,
@@ -141,7 +142,7 @@ class ErasureStore:
                 erasure_targets,
                 ("erasure_id", "system", "record_id", "known", "attempts", "message"),
                 [
-                    (erasure_id, s, rid, json.dumps(state.to_json()), 0, None)
+                    (erasure_id, s, rid, jsontext.compact(state.to_json()), 0, None)
                     for (s, rid), state in sorted(known.items())
                 ],
             )

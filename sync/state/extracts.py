@@ -27,10 +27,6 @@ from sync.state.sql import Database, insert_rows, raw_rows, upsert_many
 Mapper = Callable[[SourceRecord], Contact | Order | Rejection]
 Guard = Callable[[list[Contact | Order | Rejection]], None]
 
-# Built once: `json.dumps` with any non-default option builds a new encoder on every call.
-_UNICODE_JSON = json.JSONEncoder(ensure_ascii=False)
-
-
 canonical_json = jsontext.canonical  # every record read passes here: no wrapper call on the way
 
 
@@ -121,10 +117,10 @@ def _contact_row(result: Contact, run_seq: int) -> tuple[Any, ...]:
         result.phone,
         result.given_name or (result.initials[0] if result.initials else None),
         result.phone_kind,
-        _UNICODE_JSON.encode(details),
+        jsontext.compact(details),
         result.updated_at.isoformat() if result.updated_at else None,
-        json.dumps(result.owned.to_json()),
-        json.dumps(list(result.links)),
+        jsontext.compact(result.owned.to_json()),
+        jsontext.compact(result.links) if result.links else "[]",
         run_seq,
     )
 
@@ -144,7 +140,7 @@ def _order_row(result: Order, run_seq: int) -> tuple[Any, ...]:
         result.counts,
         run_seq,
         None if result.discount is None else result.discount,
-        _UNICODE_JSON.encode(list(result.categories)) if result.categories else None,
+        jsontext.compact(result.categories) if result.categories else None,
         result.unfinished,
     )
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from mapping import jsontext
 from mapping.model import RemoteState, WriteBack, WriteResult
 from sync.state.schema import pending, pushed
 from sync.state.sql import Database, raw_many, raw_rows, upsert_many
@@ -99,7 +100,7 @@ class Ledger:
 
     def set_owned(self, system: str, states: Mapping[str, RemoteState], run_seq: int) -> None:
         """What a verification saw on the remote records: the newest word on them (`changed_seq`)."""
-        rows = [(json.dumps(state.to_json()), run_seq, system, rid) for rid, state in states.items()]
+        rows = [(jsontext.compact(state.to_json()), run_seq, system, rid) for rid, state in states.items()]
         if not rows:
             return
         with self.db.writing() as conn:
@@ -137,7 +138,8 @@ class Ledger:
                 if result.ok:
                     done.append(result.record_id)
                 if result.ok and result.confirmed:
-                    accepted.append((system, result.record_id, json.dumps(change.target.to_json()), run_seq, stamp))
+                    target = jsontext.compact(change.target.to_json())
+                    accepted.append((system, result.record_id, target, run_seq, stamp))
                 else:
                     refused.append((result.record_id, result.message))
             upsert_many(conn, pushed, accepted, ("system", "record_id", "state", "pushed_seq", "pushed_at"))

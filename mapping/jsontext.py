@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import orjson
@@ -66,7 +67,12 @@ def loads(text: str | bytes) -> Any:
     reads the text), and it reads an integer beyond 64 bits as a float, silently, so a text holding
     a run of 19 digits or more (where such an integer could be) is read by the standard reader.
     One difference is left: a document nested about a thousand deep, which the standard reader
-    gives up on (RecursionError), orjson reads (up to 1,024)."""
+    gives up on (RecursionError), orjson reads (up to 1,024).
+
+    And one on purpose: a lone surrogate (half of a UTF-16 pair, which JSON can escape and writers
+    that work in UTF-16 emit for a string cut inside an emoji) is read as U+FFFD, as a lenient
+    UTF-8 decoder reads bytes it cannot decode. No UTF-8 store can hold it: stored as it is, it
+    failed the page's write every cycle, and the system read nothing past it."""
     try:
         data = text.encode() if isinstance(text, str) else text
         if data.translate(_DIGITS).find(_LONG_NUMBER) < 0:
@@ -75,7 +81,25 @@ def loads(text: str | bytes) -> Any:
         pass
     if not isinstance(text, str):
         text = text.decode(json.detect_encoding(text), "surrogatepass")  # as json.loads reads bytes
-    return _STANDARD_READER.decode(text)
+    value = _STANDARD_READER.decode(text)
+    return _without_lone_surrogates(value) if _SURROGATE.search(text) else value
+
+
+# A surrogate as an escape or as itself (text decoded with "surrogatepass", or a str handed in): a
+# pair of them reads as one character, which the replacement below leaves alone.
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings, keys included, as U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(key): _without_lone_surrogates(item) for key, item in value.items()}
+    return value
 
 
 def compact(value: Any) -> str:

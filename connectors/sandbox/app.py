@@ -62,8 +62,10 @@ class Route:
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    # A lone surrogate (half of a UTF-16 pair, which a vendor's data may hold) is written as its
+    # escape, as JavaScript's `JSON.stringify` does: UTF-8 cannot carry it as it is.
     return Response(
-        json.dumps(data, ensure_ascii=False, default=str),
+        json.dumps(data, ensure_ascii=False, default=str).encode("utf-8", "backslashreplace"),
         status=status,
         headers=dict(headers or {}),
         content_type="application/json; charset=utf-8",

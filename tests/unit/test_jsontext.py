@@ -126,3 +126,41 @@ def same(got: Any, expected: Any) -> bool:
     if isinstance(expected, list):
         return len(got) == len(expected) and all(same(g, e) for g, e in zip(got, expected, strict=True))
     return bool(got == expected)
+
+
+# Text with lone surrogates among other characters: half of an emoji, as a UTF-16 writer leaves it.
+SURROGATE_TEXT = st.text(st.characters(codec=None, categories=["Cs", "Ll", "So"]), max_size=6)
+SURROGATE_PAYLOADS = st.recursive(
+    SURROGATE_TEXT | st.integers(min_value=-(2**70), max_value=2**70),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(SURROGATE_TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def replaced(value: Any) -> Any:
+    """The reference: every lone surrogate as U+FFFD, written out here."""
+    if isinstance(value, str):
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+    if isinstance(value, list):
+        return [replaced(v) for v in value]
+    if isinstance(value, dict):
+        return {replaced(k): replaced(v) for k, v in value.items()}
+    return value
+
+
+@settings(max_examples=300)
+@given(SURROGATE_PAYLOADS)
+def test_a_lone_surrogate_is_read_as_a_replacement_character(payload: Any) -> None:
+    """Escaped (as JavaScript writes one) or as raw bytes (read with "surrogatepass"), long numbers
+    beside it or not: the values are the standard reader's with every lone surrogate as U+FFFD, and
+    what is stored of them is UTF-8."""
+    sent = json.dumps(payload)  # ASCII: every surrogate as an escape
+    raw = json.dumps(payload, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    for text in (sent, sent.encode(), raw):
+        assert same(jsontext.loads(text), replaced(json.loads(text)))
+        canonical_json(jsontext.loads(text)).encode()  # a store can hold it
+
+
+def test_a_surrogate_pair_stays_the_character_it_makes() -> None:
+    assert jsontext.loads('{"n": "Sanne \\ud83c\\udf37", "big": 123456789012345678901}')["n"] == "Sanne 🌷"
+    assert jsontext.loads('["\\ud83c", "\\udf37"]') == ["\ufffd", "\ufffd"]  # two halves apart

@@ -69,36 +69,39 @@ def loads(text: str | bytes) -> Any:
     One difference is left: a document nested about a thousand deep, which the standard reader
     gives up on (RecursionError), orjson reads (up to 1,024).
 
-    And one on purpose: a lone surrogate (half of a UTF-16 pair, which JSON can escape and writers
-    that work in UTF-16 emit for a string cut inside an emoji) is read as U+FFFD, as a lenient
-    UTF-8 decoder reads bytes it cannot decode. No UTF-8 store can hold it: stored as it is, it
-    failed the page's write every cycle, and the system read nothing past it."""
+    And two on purpose, characters a store cannot hold, read as U+FFFD (as a lenient UTF-8 decoder
+    reads bytes it cannot decode): a lone surrogate (half of a UTF-16 pair, which JSON can escape
+    and writers that work in UTF-16 emit for a string cut inside an emoji), which UTF-8 cannot
+    carry, and NUL (`\\u0000`), which PostgreSQL's text cannot. Stored as they are, they failed the
+    page's write every cycle, and the system read nothing past them."""
     try:
         data = text.encode() if isinstance(text, str) else text
         if data.translate(_DIGITS).find(_LONG_NUMBER) < 0:
-            return orjson.loads(data)
+            value = orjson.loads(data)  # it refuses lone surrogates; NUL it reads
+            return _storable(value) if _NUL_ESCAPE in data else value
     except (orjson.JSONDecodeError, UnicodeEncodeError):
         pass
     if not isinstance(text, str):
         text = text.decode(json.detect_encoding(text), "surrogatepass")  # as json.loads reads bytes
     value = _STANDARD_READER.decode(text)
-    return _without_lone_surrogates(value) if _SURROGATE.search(text) else value
+    return _storable(value) if _UNSTORABLE.search(text) else value
 
 
-# A surrogate as an escape or as itself (text decoded with "surrogatepass", or a str handed in): a
-# pair of them reads as one character, which the replacement below leaves alone.
-_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_NUL_ESCAPE = b"\\u0000"
+# NUL or a surrogate as an escape, or a surrogate as itself (text decoded with "surrogatepass", or
+# a str handed in). A pair of surrogates reads as one character, which `_storable` leaves alone.
+_UNSTORABLE = re.compile(r"\\u0000|\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
-def _without_lone_surrogates(value: Any) -> Any:
-    """`value` with every lone surrogate in its strings, keys included, as U+FFFD."""
+def _storable(value: Any) -> Any:
+    """`value` with every NUL and lone surrogate in its strings, keys included, as U+FFFD."""
     if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
+        return _UNSTORABLE_CHARACTER.sub("\ufffd", value)
     if isinstance(value, list):
-        return [_without_lone_surrogates(item) for item in value]
+        return [_storable(item) for item in value]
     if isinstance(value, dict):
-        return {_without_lone_surrogates(key): _without_lone_surrogates(item) for key, item in value.items()}
+        return {_storable(key): _storable(item) for key, item in value.items()}
     return value
 
 

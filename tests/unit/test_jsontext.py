@@ -52,9 +52,10 @@ def test_canonical_text_is_the_standard_encoders(payload: Any) -> None:
 @given(payloads(non_finite=True))
 def test_whatever_a_vendor_sends_is_stored_as_the_standard_encoder_writes_it(payload: Any) -> None:
     """NaN and infinities included: what `loads` reads from a vendor's text (as every connector and
-    `remap` read it) is written back as the standard encoder writes the same values."""
+    `remap` read it) is written back as the standard encoder writes the same values (a NUL, which
+    no PostgreSQL text holds, as U+FFFD)."""
     sent = json.dumps(payload)
-    assert canonical_json(jsontext.loads(sent)) == standard(json.loads(sent))
+    assert canonical_json(jsontext.loads(sent)) == standard(replaced(json.loads(sent)))
 
 
 def test_every_decade_of_floats_is_written_as_python_writes_it() -> None:
@@ -101,11 +102,11 @@ def test_numbers_json_cannot_hold_are_kept_as_the_vendor_sent_them() -> None:
 @settings(max_examples=300)
 @given(payloads(non_finite=True))
 def test_a_reply_is_read_as_the_standard_library_reads_it(payload: Any) -> None:
-    """Integers beyond 64 bits (which orjson would read as floats), NaN, lone surrogates: every
-    value comes back as `json.loads` gives it, of the same type."""
+    """Integers beyond 64 bits (which orjson would read as floats), NaN: every value comes back as
+    `json.loads` gives it, of the same type (a NUL as U+FFFD)."""
     sent = json.dumps(payload)
-    assert same(jsontext.loads(sent), json.loads(sent))
-    assert same(jsontext.loads(sent.encode()), json.loads(sent))
+    assert same(jsontext.loads(sent), replaced(json.loads(sent)))
+    assert same(jsontext.loads(sent.encode()), replaced(json.loads(sent)))
 
 
 def test_long_numbers_in_a_reply_keep_every_digit() -> None:
@@ -128,8 +129,10 @@ def same(got: Any, expected: Any) -> bool:
     return bool(got == expected)
 
 
-# Text with lone surrogates among other characters: half of an emoji, as a UTF-16 writer leaves it.
-SURROGATE_TEXT = st.text(st.characters(codec=None, categories=["Cs", "Ll", "So"]), max_size=6)
+# Text with lone surrogates (half of an emoji, as a UTF-16 writer leaves it) and NULs among other
+# characters.
+UNSTORABLE = st.characters(codec=None, categories=["Cs", "Ll", "So"], include_characters="\x00")
+SURROGATE_TEXT = st.text(UNSTORABLE, max_size=6)
 SURROGATE_PAYLOADS = st.recursive(
     SURROGATE_TEXT | st.integers(min_value=-(2**70), max_value=2**70),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(SURROGATE_TEXT, inner, max_size=4),
@@ -138,9 +141,9 @@ SURROGATE_PAYLOADS = st.recursive(
 
 
 def replaced(value: Any) -> Any:
-    """The reference: every lone surrogate as U+FFFD, written out here."""
+    """The reference: every lone surrogate and NUL as U+FFFD, written out here."""
     if isinstance(value, str):
-        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF or c == "\x00" else c for c in value)
     if isinstance(value, list):
         return [replaced(v) for v in value]
     if isinstance(value, dict):
@@ -150,15 +153,16 @@ def replaced(value: Any) -> Any:
 
 @settings(max_examples=300)
 @given(SURROGATE_PAYLOADS)
-def test_a_lone_surrogate_is_read_as_a_replacement_character(payload: Any) -> None:
-    """Escaped (as JavaScript writes one) or as raw bytes (read with "surrogatepass"), long numbers
-    beside it or not: the values are the standard reader's with every lone surrogate as U+FFFD, and
-    what is stored of them is UTF-8."""
+def test_lone_surrogates_and_nul_are_read_as_replacement_characters(payload: Any) -> None:
+    """Escaped (as JavaScript writes them) or a surrogate as raw bytes (read with "surrogatepass"),
+    long numbers beside them or not: the values are the standard reader's with every lone
+    surrogate and NUL as U+FFFD, and what is stored of them is UTF-8 without NUL."""
     sent = json.dumps(payload)  # ASCII: every surrogate as an escape
     raw = json.dumps(payload, ensure_ascii=False).encode("utf-8", "surrogatepass")
     for text in (sent, sent.encode(), raw):
         assert same(jsontext.loads(text), replaced(json.loads(text)))
-        canonical_json(jsontext.loads(text)).encode()  # a store can hold it
+        stored = canonical_json(jsontext.loads(text))
+        assert "\x00" not in stored and stored.encode()  # a store can hold it
 
 
 def test_a_surrogate_pair_stays_the_character_it_makes() -> None:

@@ -122,7 +122,9 @@ def vendor_message(body: Any, text: str) -> str:
             return str(first)
         if isinstance(errors, dict) and isinstance(errors.get("message"), str):
             return str(errors["message"])
-    return text.strip()[:300]
+    # Not JSON: the text as received, but for NUL, which no PostgreSQL text (the message is kept
+    # with the record's pending write) can hold.
+    return text.strip()[:300].replace("\x00", "\ufffd")
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")

@@ -53,10 +53,16 @@ except PackageNotFoundError:  # run from a source tree that was not installed
     CRMSYNC_VERSION = "unknown"
 
 
-def snapshot_inputs(config: CrmsyncConfig, marks: Sequence[Sequence[int]], numbering: int | None = None) -> str:
-    """The inputs a resolution is made from, as text: equal text, equal resolution. `numbering`:
-    `ComputeSnapshot.numbering_mark`, so that a snapshot keyed by row numbers is never used once
-    they may have changed."""
+def snapshot_inputs(
+    config: CrmsyncConfig,
+    marks: Sequence[Sequence[int]],
+    numbering: int | None = None,
+    witness: Sequence[Sequence[Sequence[Any]]] | None = None,
+) -> str:
+    """The inputs a resolution is made from, as text: equal text, equal resolution. `numbering`
+    (`ComputeSnapshot.numbering_mark`) and `witness` (`row_witness`): so that a snapshot keyed by
+    row numbers is never used once they may have changed. The witness, like the marks, changes
+    with every row written; `marks_since` sets both aside and the resolver checks the kept one."""
     segments = config.segments
     return json.dumps(
         {
@@ -67,6 +73,7 @@ def snapshot_inputs(config: CrmsyncConfig, marks: Sequence[Sequence[int]], numbe
             "mapping": MAPPING_VERSION,
             "marks": [list(mark) for mark in marks],
             "numbering": numbering,
+            "rows": [[list(row) for row in rows] for rows in witness] if witness is not None else None,
             "identity": config.identity.model_dump(mode="json"),
             "systems": sorted(config.systems),
             "base_currency": segments.base_currency,

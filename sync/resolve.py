@@ -210,6 +210,7 @@ class Marks:
     orders_seq: int  # the same on an order
     contacts_now: int  # how many contacts are stored now
     orders_now: int  # how many orders are stored now
+    rows: list[Any] | None = None  # the snapshot's `ComputeSnapshot.row_witness` (SQLite)
 
 
 def marks_since(kept_inputs: str, inputs: str) -> Marks | None:
@@ -218,7 +219,8 @@ def marks_since(kept_inputs: str, inputs: str) -> Marks | None:
     kept, now = json.loads(kept_inputs), json.loads(inputs)
     (_, contacts_seq, _), (_, orders_seq, _) = kept.pop("marks")
     (contacts_now, _, _), (orders_now, _, _) = now.pop("marks")
-    return Marks(contacts_seq, orders_seq, contacts_now, orders_now) if kept == now else None
+    rows, _ = kept.pop("rows", None), now.pop("rows", None)
+    return Marks(contacts_seq, orders_seq, contacts_now, orders_now, rows) if kept == now else None
 
 
 def gone_since(
@@ -319,7 +321,7 @@ class Resolver:
         # One read transaction for both reads: the orders name their contacts by the row numbers
         # the identity read gave them.
         with self.store.compute_snapshot() as reads:
-            inputs = snapshot_inputs(self.config, reads.input_marks(), reads.numbering_mark())
+            inputs = snapshot_inputs(self.config, reads.input_marks(), reads.numbering_mark(), reads.row_witness())
             # The bases read order details beside the columns; those are not kept, so they resolve in full.
             stored = reads.stored_resolution() if self.reuse_snapshot and not facts else None
             snapshot = None
@@ -331,6 +333,11 @@ class Resolver:
                     return reused
             # The snapshot's marks, when its inputs differ from this cycle's in the marks alone.
             marks = marks_since(stored[0], inputs) if stored is not None else None
+            seqs = (marks.contacts_seq, marks.orders_seq) if marks is not None else (0, 0)
+            if marks is not None and reads.rows_are_numbered and not reads.witness_holds(marks.rows, seqs):
+                # The kept rows are keyed by row numbers, which a VACUUM or a restored dump renumbers.
+                log.info("resolved in full: nothing vouches that stored rows kept their numbers")
+                marks = None
             since = self.since(reads, stored, marks) if stored is not None and marks is not None else None
             del snapshot, stored
             if since is not None and since.contact_rows is not None:

@@ -385,7 +385,7 @@ class BulkWriter(BulkSession):
         out: dict[int, Any] = {}
         for raw in jsonl(self.download(url)):
             try:
-                line = json.loads(raw)
+                line = jsontext.loads(raw)  # as every reply: a message may quote what no store holds
             except ValueError:
                 continue  # an unreadable line confirms nothing: its record is written again
             number = line.get("__lineNumber") if isinstance(line, dict) else None

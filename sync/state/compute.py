@@ -43,6 +43,10 @@ def split_other(other: str) -> tuple[str, str | None, str]:
 
 IdentityRow = tuple[int, str, str | None, bool, str | None, str | None, str, str | None]
 KEY = "system || ':' || record_id"  # a contact's record key, `mapping.model.record_key`'s form
+# The tables whose rows a snapshot keeps by number (SQLite's rowid), their id columns, and how many
+# of their highest rows it keeps as witnesses that the numbers did not move.
+NUMBERED = (("contacts", "record_id"), ("orders", "order_id"))
+WITNESSES = 8
 # After the row number: key, email match key, role flag, E.164 phone, phone kind, links, given name.
 IDENTITY_COLUMNS = f"{KEY}, email_key, email_role, phone, phone_kind, links, given_name"
 
@@ -252,6 +256,41 @@ class ComputeSnapshot:
             return None
         [(cookie,)] = raw_rows(self.conn, "PRAGMA schema_version")
         return int(cookie)
+
+    def row_witness(self) -> list[list[list[Any]]] | None:
+        """Per table whose rows the snapshot keeps by number (contacts, orders): the rows of the
+        highest numbers, as [rowid, system, id]. What renumbers rows (`VACUUM`, a state restored from
+        a dump, a copy made by `INSERT ... SELECT`) closes the gaps deleted rows left and keeps their
+        order: every row above the first gap moves, the highest ones with them. Checked by
+        `witness_holds`. None on PostgreSQL."""
+        if self.db.is_postgres:
+            return None
+        found: list[list[list[Any]]] = []
+        for table, id_column in NUMBERED:
+            sql = f"SELECT rowid, system, {id_column} FROM {table} ORDER BY rowid DESC LIMIT {WITNESSES}"
+            found.append([[int(number), str(system), str(rid)] for number, system, rid in raw_rows(self.conn, sql)])
+        return found
+
+    def witness_holds(self, witness: Sequence[Sequence[Sequence[Any]]] | None, seqs: Sequence[int]) -> bool:
+        """Whether a kept `row_witness` vouches that no row moved since: every row of it not written
+        since (`changed_seq` at most that table's `seqs`, the highest when it was kept) holds its
+        number still, and in each table that had rows at least one such row is left (a row deleted or
+        written again since says nothing)."""
+        if witness is None:
+            return False
+        for (table, id_column), rows, seq in zip(NUMBERED, witness, seqs, strict=True):
+            sql = f"SELECT rowid, changed_seq FROM {table} WHERE system = ? AND {id_column} = ?"
+            vouched = not rows
+            for number, system, rid in rows:
+                now = raw_rows(self.conn, sql, (system, rid))
+                if not now or int(now[0][1]) > seq:
+                    continue
+                if int(now[0][0]) != int(number):
+                    return False
+                vouched = True
+            if not vouched:
+                return False
+        return True
 
     def stored_resolution(self) -> tuple[str, bytes] | None:
         """The resolution snapshot the last compute kept: its inputs and its header (the parts

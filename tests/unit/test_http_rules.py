@@ -3,7 +3,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from connectors.http import ApiResponse, check_base_url, default_classify, parse_retry_after
+from connectors.http import ApiResponse, check_base_url, default_classify, parse_retry_after, vendor_message
 
 
 def _response(status: int, body: object = None, headers: dict[str, str] | None = None) -> ApiResponse:
@@ -58,3 +58,8 @@ def test_allowed_base_urls(url: str) -> None:
 def test_refused_base_urls(url: str) -> None:
     with pytest.raises(ValueError):
         check_base_url(url)
+
+
+def test_a_message_that_is_not_json_loses_its_nul() -> None:
+    """An error page's text is kept with the record's pending write: PostgreSQL's text holds no NUL."""
+    assert vendor_message(None, "  Bad\x00 gateway  ") == "Bad\ufffd gateway"

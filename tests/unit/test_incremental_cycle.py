@@ -30,15 +30,10 @@ from sync.pipeline import Cycle, build_connectors
 from sync.reports import CycleReport, SystemOutcome
 from sync.state import StateStore
 
+# The shops, contacts and changes of the resolution's own random change sets.
+from tests.unit.test_resolution_snapshot import CONTACT_CHANGE, SHOP, order_changes, seed_contacts
+
 START = datetime(2026, 1, 5, tzinfo=UTC)
-SHOP = """
-[systems.{name}]
-type = "woocommerce"
-base_url = "http://127.0.0.1:9"
-consumer_key = "ck_test"
-consumer_secret = "cs_test"
-retry = {{ attempts = 1 }}
-"""
 # Short windows and low thresholds, so that a few days of clock cross them.
 CONFIG = (
     """
@@ -70,7 +65,6 @@ when = "spend_12m >= 20 and last_order < now - days(15)"
     + SHOP.format(name="shop")
     + SHOP.format(name="web")
 )
-EMAILS = ["anna@example.nl", "bram@example.nl", "cor@example.nl", "info@example.nl", "dirk@example.nl"]
 TABLES = {
     "profiles": "profile_id",
     "profile_members": "system, record_id",
@@ -164,11 +158,8 @@ def merchant(folder: Path, clock: Clock, *, full: bool, url: str | None = None) 
 
 
 def seed(shop: Merchant) -> None:
-    shop.contact("shop", "1", "anna@example.nl")
-    shop.contact("web", "1", "anna@example.nl")  # the same person in the other system
-    shop.contact("shop", "2", "bram@example.nl", link="web:2")
-    shop.contact("web", "2", "b.bram@example.nl")  # joined by the link
-    shop.contact("shop", "3", "info@example.nl")  # a role address joins nobody
+    seed_contacts(shop)
+    # Orders dated so that the clock moving a few days crosses the short windows above.
     shop.order("shop", "o1", ("1", None, "30.00", "EUR", True, 3))
     shop.order("web", "o2", (None, "anna@example.nl", "20.00", "EUR", True, 12))  # a guest's order
     shop.order("shop", "o3", ("2", None, "80.00", "USD", True, 25))  # another currency
@@ -176,28 +167,8 @@ def seed(shop: Merchant) -> None:
 
 
 # ----- random change sets --------------------------------------------------------------------------
-SYSTEMS = st.sampled_from(["shop", "web"])
-IDS = st.sampled_from(["1", "2", "3", "4", "5"])
-CONTACT_CHANGE = st.tuples(
-    st.just("contact"),
-    SYSTEMS,
-    IDS,
-    st.one_of(st.none(), st.sampled_from(EMAILS)),  # None: the mapped row goes (deleted)
-    st.one_of(st.none(), st.builds(lambda s, i: f"{s}:{i}", SYSTEMS, IDS)),
-)
-ORDER_CHANGE = st.tuples(
-    st.just("order"),
-    SYSTEMS,
-    st.sampled_from([f"o{n}" for n in range(1, 9)]),
-    st.tuples(
-        st.one_of(st.none(), IDS),  # None: a guest's order
-        st.one_of(st.none(), st.sampled_from(EMAILS)),
-        st.sampled_from(["4.00", "12.50", "60.00", None]),  # None: the mapped row goes (deleted)
-        st.sampled_from(["EUR", "USD", "GBP"]),  # GBP has no rate: left out of every trait
-        st.booleans(),
-        st.integers(0, 90),
-    ),
-)
+# Amounts around the thresholds above; GBP has no rate (left out of every trait).
+ORDER_CHANGE = order_changes(["4.00", "12.50", "60.00", None], ["EUR", "USD", "GBP"], 90)
 # Days the clock moves before a round's cycle: none, a day, or across a window, grace or recency.
 DAYS = st.sampled_from([0, 0, 1, 5, 9, 11, 16, 21, 31, 45, 61, 400])
 ROUND = st.tuples(DAYS, st.lists(st.one_of(CONTACT_CHANGE, ORDER_CHANGE), max_size=4))

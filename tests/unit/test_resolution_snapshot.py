@@ -128,13 +128,18 @@ def assert_same(reused: Resolved, full: Resolved) -> None:
             assert np.array_equal(mine, theirs)
 
 
-def populated(folder: Path, config: str = CONFIG) -> Merchant:
-    shop = merchant(folder, config)
+def seed_contacts(shop: Any) -> None:
+    """Five contacts: one person in both systems, two joined by a link, a role address."""
     shop.contact("shop", "1", "anna@example.nl")
     shop.contact("web", "1", "anna@example.nl")  # the same person in the other system
     shop.contact("shop", "2", "bram@example.nl", link="web:2")
     shop.contact("web", "2", "b.bram@example.nl")  # joined by the link
     shop.contact("shop", "3", "info@example.nl")  # a role address joins nobody
+
+
+def populated(folder: Path, config: str = CONFIG) -> Merchant:
+    shop = merchant(folder, config)
+    seed_contacts(shop)
     shop.order("shop", "o1", ("1", None, "10.00", "EUR", True, 3))
     shop.order("web", "o2", (None, "anna@example.nl", "20.00", "EUR", True, 40))  # a guest's order
     shop.order("shop", "o3", ("2", None, "40.00", "USD", True, 500))  # another currency
@@ -364,19 +369,27 @@ CONTACT_CHANGE = st.tuples(
     st.one_of(st.none(), st.sampled_from(EMAILS)),  # None: quarantined
     st.one_of(st.none(), st.builds(lambda s, i: f"{s}:{i}", SYSTEMS, IDS)),
 )
-ORDER_CHANGE = st.tuples(
-    st.just("order"),
-    SYSTEMS,
-    st.sampled_from([f"o{n}" for n in range(1, 9)]),
-    st.tuples(
-        st.one_of(st.none(), IDS),  # None: a guest's order
-        st.one_of(st.none(), st.sampled_from(EMAILS)),
-        st.sampled_from(["1.00", "12.50", "99.99", None]),  # None: quarantined
-        st.sampled_from(["EUR", "USD", ""]),
-        st.booleans(),
-        st.integers(0, 800),
-    ),
-)
+
+
+def order_changes(amounts: list[str | None], currencies: list[str], max_days: int) -> st.SearchStrategy[Any]:
+    """New or edited orders: a customer's or a guest's, an amount (None: quarantined), a currency,
+    counted or cancelled, and how many days old."""
+    return st.tuples(
+        st.just("order"),
+        SYSTEMS,
+        st.sampled_from([f"o{n}" for n in range(1, 9)]),
+        st.tuples(
+            st.one_of(st.none(), IDS),  # None: a guest's order
+            st.one_of(st.none(), st.sampled_from(EMAILS)),
+            st.sampled_from(amounts),
+            st.sampled_from(currencies),
+            st.booleans(),
+            st.integers(0, max_days),
+        ),
+    )
+
+
+ORDER_CHANGE = order_changes(["1.00", "12.50", "99.99", None], ["EUR", "USD", ""], 800)
 ROUNDS = st.lists(st.lists(st.one_of(CONTACT_CHANGE, ORDER_CHANGE), max_size=4), min_size=1, max_size=5)
 
 

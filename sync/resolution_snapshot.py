@@ -57,7 +57,7 @@ def snapshot_inputs(
     config: CrmsyncConfig,
     marks: Sequence[Sequence[int]],
     numbering: int | None = None,
-    witness: Sequence[Sequence[Sequence[Any]]] | None = None,
+    witness: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """The inputs a resolution is made from, as text: equal text, equal resolution. `numbering`
     (`ComputeSnapshot.numbering_mark`) and `witness` (`row_witness`): so that a snapshot keyed by
@@ -73,7 +73,7 @@ def snapshot_inputs(
             "mapping": MAPPING_VERSION,
             "marks": [list(mark) for mark in marks],
             "numbering": numbering,
-            "rows": [[list(row) for row in rows] for rows in witness] if witness is not None else None,
+            "rows": list(witness) if witness is not None else None,
             "identity": config.identity.model_dump(mode="json"),
             "systems": sorted(config.systems),
             "base_currency": segments.base_currency,

@@ -12,7 +12,7 @@ orders, bench/RESULTS.md). PostgreSQL has no stable row number, so there it is `
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence, Set
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,7 +44,7 @@ def split_other(other: str) -> tuple[str, str | None, str]:
 IdentityRow = tuple[int, str, str | None, bool, str | None, str | None, str, str | None]
 KEY = "system || ':' || record_id"  # a contact's record key, `mapping.model.record_key`'s form
 # The tables whose rows a snapshot keeps by number (SQLite's rowid), their id columns, and how many
-# of their highest rows it keeps as witnesses that the numbers did not move.
+# of their highest rows (and as many spread below) it keeps as witnesses that numbers did not move.
 NUMBERED = (("contacts", "record_id"), ("orders", "order_id"))
 WITNESSES = 8
 # After the row number: key, email match key, role flag, E.164 phone, phone kind, links, given name.
@@ -257,34 +257,45 @@ class ComputeSnapshot:
         [(cookie,)] = raw_rows(self.conn, "PRAGMA schema_version")
         return int(cookie)
 
-    def row_witness(self) -> list[list[list[Any]]] | None:
-        """Per table whose rows the snapshot keeps by number (contacts, orders): the rows of the
-        highest numbers, as [rowid, system, id]. What renumbers rows (`VACUUM`, a state restored from
-        a dump, a copy made by `INSERT ... SELECT`) closes the gaps deleted rows left and keeps their
-        order: every row above the first gap moves, the highest ones with them. Checked by
-        `witness_holds`. None on PostgreSQL."""
+    def row_witness(self) -> list[dict[str, Any]] | None:
+        """Per table whose rows the snapshot keeps by number (contacts, orders), rows as [rowid,
+        system, id] that vouch the numbers did not move: the highest ones, and as many spread
+        evenly below them (`whole`: they are every row the table has). What renumbers rows
+        (`VACUUM`, a state restored from a dump, a copy made by `INSERT ... SELECT`) closes the gaps
+        deleted rows left and keeps their order, so every row above the first gap moves: the
+        highest ones, and the spread ones above it. Checked by `witness_holds`. None on PostgreSQL."""
         if self.db.is_postgres:
             return None
-        found: list[list[list[Any]]] = []
+        found: list[dict[str, Any]] = []
         for table, id_column in NUMBERED:
-            sql = f"SELECT rowid, system, {id_column} FROM {table} ORDER BY rowid DESC LIMIT {WITNESSES}"
-            found.append([[int(number), str(system), str(rid)] for number, system, rid in raw_rows(self.conn, sql)])
+            columns = f"rowid, system, {id_column}"
+            top = raw_rows(self.conn, f"SELECT {columns} FROM {table} ORDER BY rowid DESC LIMIT {WITNESSES + 1}")
+            rows = [[int(number), str(system), str(rid)] for number, system, rid in top[:WITNESSES]]
+            if len(top) > WITNESSES:
+                highest, taken = int(top[0][0]), {row[0] for row in rows}
+                sql = f"SELECT {columns} FROM {table} WHERE rowid >= ? ORDER BY rowid LIMIT 1"
+                for step in range(1, WITNESSES + 1):
+                    for number, system, rid in raw_rows(self.conn, sql, (highest * step // (WITNESSES + 1),)):
+                        if int(number) not in taken:
+                            taken.add(int(number))
+                            rows.append([int(number), str(system), str(rid)])
+            found.append({"rows": rows, "whole": len(top) <= WITNESSES})
         return found
 
-    def witness_holds(self, witness: Sequence[Sequence[Sequence[Any]]] | None, seqs: Sequence[int]) -> bool:
+    def witness_holds(self, witness: Sequence[Mapping[str, Any]] | None, seqs: Sequence[int]) -> bool:
         """Whether a kept `row_witness` vouches that no row moved since: every row of it not written
-        since (`changed_seq` at most that table's `seqs`, the highest when it was kept) holds its
-        number still, and in each table that had rows at least one such row is left (a row deleted or
-        written again since says nothing)."""
+        since (`changed_seq` at most that table's `seqs`, the highest when it was kept) still holds
+        its number, and in each table at least one such row is left, unless the witness was the
+        whole table (then no row it does not name was kept by number)."""
         if witness is None:
             return False
-        for (table, id_column), rows, seq in zip(NUMBERED, witness, seqs, strict=True):
+        for (table, id_column), kept, seq in zip(NUMBERED, witness, seqs, strict=True):
             sql = f"SELECT rowid, changed_seq FROM {table} WHERE system = ? AND {id_column} = ?"
-            vouched = not rows
-            for number, system, rid in rows:
+            vouched = bool(kept["whole"])
+            for number, system, rid in kept["rows"]:
                 now = raw_rows(self.conn, sql, (system, rid))
                 if not now or int(now[0][1]) > seq:
-                    continue
+                    continue  # deleted or written since: it says nothing
                 if int(now[0][0]) != int(number):
                     return False
                 vouched = True

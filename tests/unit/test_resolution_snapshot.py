@@ -248,6 +248,28 @@ def test_a_state_restored_from_a_dump_resolves_in_full_once(tmp_path: Path) -> N
     shop.store.close()
 
 
+def test_rows_written_again_at_the_top_leave_the_spread_witnesses_to_vouch(tmp_path: Path) -> None:
+    """A busy shop edits its newest customers: with the eight highest contact rows all written
+    again since the snapshot, the witnesses spread below them still vouch, and the cycle stays by
+    difference. A table of eight rows or fewer is witnessed whole: all of them written again leaves
+    no row kept by number, and nothing to vouch for."""
+    shop = populated(tmp_path)
+    for n in range(10, 20):
+        shop.contact("web", str(n), f"klant{n}@example.nl")
+    shop.compute()
+    for n in range(12, 20):  # the eight highest rows
+        shop.contact("web", str(n), f"klant{n}@voorbeeld.nl")
+    again = shop.resolve(reuse=True)
+    assert shop.cycle.resolver.identities_by_difference and shop.cycle.resolver.orders_by_difference
+    assert_same(again, shop.resolve(reuse=False))
+    shop.compute()
+    for oid, days in (("o1", 4), ("o2", 41), ("o3", 501), ("o4", 2)):  # every order written again
+        shop.order("shop" if oid in ("o1", "o3") else "web", oid, ("1", None, "11.00", "EUR", True, days))
+    again = shop.resolve(reuse=True)
+    assert shop.cycle.resolver.orders_by_difference
+    assert_same(again, shop.resolve(reuse=False))
+
+
 def test_a_stored_profile_no_member_holds_still_takes_its_id(tmp_path: Path) -> None:
     """Resolving again reads only the touched profiles' ages, and counts on the stored profiles
     being the snapshot's. A profile row beside them (written by hand, say) holds the id a new

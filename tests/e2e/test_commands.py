@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit import Sandboxes, json_out, run_crmsync, secret, spawn, wait_until
+from tests.kit import Sandboxes, Spawned, json_out, run_crmsync, secret, spawn, wait_until
 
 BROKEN = {
     "wrong-type": (
@@ -165,11 +165,21 @@ def _free_port_pair() -> int:
 
 
 def test_sandbox_command_prints_its_systems_and_writes_a_working_config(tmp_path: Path) -> None:
-    base = _free_port_pair()
     config = tmp_path / "sandbox.toml"
-    process = spawn("sandbox", "--port-base", str(base), "--write-config", str(config))
+    for _ in range(5):
+        # The ports were free a moment ago; another test's server may take one in between, and
+        # the sandbox then stops at once, saying so. Another run of ports, then.
+        base = _free_port_pair()
+        process = spawn("sandbox", "--port-base", str(base), "--write-config", str(config))
+
+        def up_or_gone(started: Spawned = process) -> bool:
+            return len(started.stdout().splitlines()) >= 2 or started.poll() is not None
+
+        assert wait_until(up_or_gone, timeout=30)
+        if process.poll() is None or "already in use" not in process.stderr():
+            break
     try:
-        assert wait_until(lambda: len(process.stdout().splitlines()) >= 2, timeout=30)
+        assert len(process.stdout().splitlines()) >= 2, process.stderr()
         lines = process.stdout().splitlines()[:2]
         assert lines == [f"shopify http://127.0.0.1:{base}", f"woocommerce http://127.0.0.1:{base + 1}"]
         assert config.exists()

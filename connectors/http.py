@@ -122,9 +122,9 @@ def vendor_message(body: Any, text: str) -> str:
             return str(first)
         if isinstance(errors, dict) and isinstance(errors.get("message"), str):
             return str(errors["message"])
-    # Not JSON: the text as received, but for NUL, which no PostgreSQL text (the message is kept
-    # with the record's pending write) can hold.
-    return text.strip()[:300].replace("\x00", "\ufffd")
+    # Not JSON: the text as received, without what no store holds (the message is kept with the
+    # record's pending write), as a JSON reply is read.
+    return str(jsontext.storable(text.strip()[:300]))
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")

@@ -78,30 +78,31 @@ def loads(text: str | bytes) -> Any:
         data = text.encode() if isinstance(text, str) else text
         if data.translate(_DIGITS).find(_LONG_NUMBER) < 0:
             value = orjson.loads(data)  # it refuses lone surrogates; NUL it reads
-            return _storable(value) if _NUL_ESCAPE in data else value
+            return storable(value) if _NUL_ESCAPE in data else value
     except (orjson.JSONDecodeError, UnicodeEncodeError):
         pass
     if not isinstance(text, str):
         text = text.decode(json.detect_encoding(text), "surrogatepass")  # as json.loads reads bytes
     value = _STANDARD_READER.decode(text)
-    return _storable(value) if _UNSTORABLE.search(text) else value
+    return storable(value) if _UNSTORABLE.search(text) else value
 
 
 _NUL_ESCAPE = b"\\u0000"
 # NUL or a surrogate as an escape, or a surrogate as itself (text decoded with "surrogatepass", or
-# a str handed in). A pair of surrogates reads as one character, which `_storable` leaves alone.
+# a str handed in). A pair of surrogates reads as one character, which `storable` leaves alone.
 _UNSTORABLE = re.compile(r"\\u0000|\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 _UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
-def _storable(value: Any) -> Any:
-    """`value` with every NUL and lone surrogate in its strings, keys included, as U+FFFD."""
+def storable(value: Any) -> Any:
+    """`value` with every NUL and lone surrogate in its strings, keys included, as U+FFFD: what
+    `loads` does to a reply, for vendor text that is not JSON."""
     if isinstance(value, str):
         return _UNSTORABLE_CHARACTER.sub("\ufffd", value)
     if isinstance(value, list):
-        return [_storable(item) for item in value]
+        return [storable(item) for item in value]
     if isinstance(value, dict):
-        return {_storable(key): _storable(item) for key, item in value.items()}
+        return {storable(key): storable(item) for key, item in value.items()}
     return value
 
 

@@ -12,12 +12,13 @@ The inputs are, per table the compute reads (contacts, orders), the row count an
 the sum of `changed_seq` (`ComputeSnapshot.input_marks`: every write stamps its rows with its run's
 number, and run numbers only grow, so any row written or deleted since changes them); the settings
 resolution and order attachment read; SQLite's schema cookie, which `VACUUM` raises (it may renumber
-the rowids the contact rows below and the orders read by difference are keyed by); and this module's
-format, crmsync's version and the mapping version. On use, the stored profile members
-must also be those the snapshot made (`save_profiles` keeps a digest of what it stored, and the
-snapshot one of what it made): a crash between the snapshot's write and the profiles' leaves them
-otherwise, and the cycle then resolves in full; `forget` deletes the snapshot. `backfill` always
-resolves in full.
+the rowids the contact rows below and the orders read by difference are keyed by), and witness rows
+that a state restored from a dump (numbered afresh, the cookie the same) fails
+(`ComputeSnapshot.row_witness`); and this module's format, crmsync's version and the mapping
+version. On use, the stored profile members must also be those the snapshot made (`save_profiles`
+keeps a digest of what it stored, and the snapshot one of what it made): a crash between the
+snapshot's write and the profiles' leaves them otherwise, and the cycle then resolves in full;
+`forget` deletes the snapshot. `backfill` always resolves in full.
 
 A cycle whose inputs differ in the marks alone starts from the snapshot too: it resolves again
 only the components the changed contacts touch (mapping/identity_delta.py, from each profile's

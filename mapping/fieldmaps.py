@@ -126,7 +126,8 @@ def map_contact(
     if not record.id:
         return Rejection("missing_id", "contact has no id")
     values, problems = apply_fieldmap(record.payload, fields, absent)
-    hard = {k: v for k, v in problems.items() if k not in _SOFT_CONTACT_FIELDS}
+    # A stored id of another system that is no id is dropped and flagged: the contact stays usable.
+    hard = {k: v for k, v in problems.items() if k not in _SOFT_CONTACT_FIELDS and not k.startswith("link:")}
     if hard:
         name, problem = sorted(hard.items())[0]
         return Rejection(problem.reason, f"{fields[name].path}: {problem.message}")

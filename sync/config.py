@@ -27,6 +27,7 @@ from mapping.normalize import NORMALISERS
 from mapping.segments import SegmentSettings
 
 SYSTEM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+MAX_SYSTEM_NAME = 64  # the state keys every row by its system's name in at most this many characters
 DEFAULT_FILE = "crmsync.toml"
 # The example config and `crmsync init` mark every value a person must fill in with this.
 PLACEHOLDER = re.compile(r"replace[_-]?me", re.I)
@@ -259,6 +260,8 @@ class CrmsyncConfig(BaseSettings):
         for name in systems:
             if not SYSTEM_NAME.match(name):
                 raise ValueError(f"system name {name!r} must match [a-z][a-z0-9_]*")
+            if len(name) > MAX_SYSTEM_NAME:
+                raise ValueError(f"system name {name[:20]!r}... has {len(name)} characters (at most {MAX_SYSTEM_NAME})")
         return systems
 
     @model_validator(mode="after")

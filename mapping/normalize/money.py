@@ -10,6 +10,9 @@ import pycountry
 from mapping.normalize.base import Invalid, type_name
 
 MAX_AMOUNT = Decimal("100000000")  # a single order above 100 million is a data error, not a sale
+# A float carries 17 significant digits and a price in cents ten; more is not an amount anyone
+# charged (and its text would outgrow the 40 characters the state keeps an amount in).
+MAX_DIGITS = 28
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
@@ -27,6 +30,8 @@ def normalise_money(value: Any) -> Decimal | Invalid | None:
         return Invalid("invalid_amount", "not a finite number")
     if abs(amount) > MAX_AMOUNT:
         return Invalid("absurd_amount", "amount beyond 100,000,000")
+    if len(amount.as_tuple().digits) > MAX_DIGITS:
+        return Invalid("invalid_amount", f"more than {MAX_DIGITS} significant digits")
     return amount
 
 

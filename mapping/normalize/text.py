@@ -6,6 +6,9 @@ from typing import Any
 from mapping.normalize.base import Invalid, type_name
 
 MAX_TEXT = 1000
+# No vendor's ids come near this (numbers, GUIDs, Shopify's gids, AFAS codes of 15); a longer one
+# is not an id but something pasted into the field, and the state keys records by at most 255.
+MAX_ID = 255
 
 
 def normalise_text(value: Any) -> str | Invalid | None:
@@ -29,7 +32,10 @@ def normalise_id(value: Any) -> str | Invalid | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         return Invalid("wrong_type", f"expected an id, got {type_name(value)}")
-    return str(value).strip() or None
+    text = str(value).strip()
+    if len(text) > MAX_ID:
+        return Invalid("id_too_long", f"an id of {len(text)} characters (limit {MAX_ID})")
+    return text or None
 
 
 def normalise_bool(value: Any) -> bool | Invalid | None:

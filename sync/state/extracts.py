@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete, func, select
 from mapping import jsontext
 from mapping.model import Contact, Kind, Order, Rejection, RemoteState, SourceRecord, parse_timestamp
 from mapping.normalize.email import email_match_key
+from mapping.normalize.text import MAX_ID
 from sync.state.erasure import CUSTOMER, Forgotten
 from sync.state.schema import checkpoints, contacts, orders, quarantine, raw_records
 from sync.state.sql import Database, insert_rows, raw_rows, upsert_many
@@ -32,6 +33,28 @@ canonical_json = jsontext.canonical  # every record read passes here: no wrapper
 
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+_KEPT = 200  # characters of an over-long id its stand-in keeps, before "…" and 16 of a digest
+
+
+def storage_id(record_id: str) -> str:
+    """The key a record is stored under: its id, or for an id longer than the state keys records by
+    (`MAX_ID`) a stand-in, its start and a digest of the whole. Stable, so the next read finds the
+    record stored and unchanged; its raw payload keeps the id in full."""
+    if len(record_id) <= MAX_ID:
+        return record_id
+    return f"{record_id[:_KEPT]}…{hashlib.sha256(record_id.encode()).hexdigest()[:16]}"
+
+
+def unkeyable(record_id: str) -> Rejection | None:
+    """The quarantine entry of a record whose id is too long to key it (read now, or stored under
+    its stand-in and mapped again): no write may ever address it by a cut id."""
+    if len(record_id) > MAX_ID:
+        return Rejection("id_too_long", f"an id of {len(record_id)} characters (limit {MAX_ID})")
+    if len(record_id) == _KEPT + 17 and record_id[_KEPT] == "…":
+        return Rejection("id_too_long", f"an id of more than {MAX_ID} characters, stored under its start and a digest")
+    return None
 
 
 @dataclass(frozen=True)
@@ -229,7 +252,7 @@ class ExtractStore:
         """Map the records of a page that changed since they were stored (all of them when
         `force`), outside any write transaction; `guard` then sees the mapped records and may refuse
         the page by raising. `mapped`: results of an earlier attempt at this page, reused."""
-        unique = {r.id: r for r in records}
+        unique = {storage_id(r.id): r for r in records}
         erased = self.forgotten()
         if erased.salt is not None:
             unique = {rid: r for rid, r in unique.items() if not erased.blocks(system, kind.value, rid)}
@@ -243,7 +266,10 @@ class ExtractStore:
         earlier = mapped or {}
         for rid in page.changed:
             result = earlier.get(rid)
-            page.results[rid] = mapper(unique[rid]) if result is None else result
+            if result is None:
+                record = unique[rid]
+                result = unkeyable(record.id) or mapper(record)
+            page.results[rid] = result
         if erased.salt is not None and kind is Kind.ORDER:
             # An order naming an erased customer record is that person's: not stored either.
             page.changed = [
@@ -344,7 +370,22 @@ class ExtractStore:
         ]
         for start in range(0, len(records), 1000):
             self.store_page(system, kind, records[start : start + 1000], mapper, run_seq, force=True)
+        self._drop_over_long_keys(system, kind)
         return len(records)
+
+    def _drop_over_long_keys(self, system: str, kind: Kind) -> None:
+        """Rows a SQLite state stored under an over-long id before such records were keyed by a
+        stand-in: the remap has just stored each again under its stand-in, quarantined."""
+        mapped_table = contacts if kind is Kind.CONTACT else orders
+        id_column = mapped_table.c.record_id if kind is Kind.CONTACT else mapped_table.c.order_id
+        with self.db.writing() as conn:
+            conn.execute(delete(mapped_table).where(mapped_table.c.system == system, func.length(id_column) > MAX_ID))
+            for table in (raw_records, quarantine):
+                conn.execute(
+                    delete(table).where(
+                        table.c.system == system, table.c.kind == kind.value, func.length(table.c.record_id) > MAX_ID
+                    )
+                )
 
     # ----- quarantine ------------------------------------------------------------------------------
     def quarantine_counts(self) -> dict[str, int]:

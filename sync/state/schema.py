@@ -55,7 +55,7 @@ from sync.state.sql import Database
 
 # The head revision of sync/state/migrations (revision ids are these numbers); a unit test holds
 # the two together. Kept in `meta.schema_version` as well, where crmsync before Alembic read it.
-SCHEMA_VERSION = "10"
+SCHEMA_VERSION = "11"
 
 metadata = MetaData()
 LINKING = text("links <> '[]'")  # the contacts `ix_contacts_linking` holds
@@ -81,7 +81,9 @@ contacts = Table(
     Column("email_key", String(320), index=True),
     Column("email_role", Boolean, nullable=False, default=False),
     Column("phone", String(64), index=True),
-    Column("given_name", String(255)),
+    # Any name the mapping keeps (text up to 1,000 characters): TEXT where the length is enforced
+    # (PostgreSQL); SQLite ignores declared lengths, and its states keep the type they were made with.
+    Column("given_name", String(255).with_variant(Text, "postgresql")),
     Column("phone_kind", String(16)),
     Column("details", Text, nullable=False, default="{}"),
     Column("updated_at", String(40)),

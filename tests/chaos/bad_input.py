@@ -4,19 +4,20 @@ loading it, feeding in the garbage the fixture loaders refuse, and judging every
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Mapping
-from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import create_engine
 
 from connectors.registry import vendor
 from sync.sandboxes import load_fixture_dir
 from tests.kit import Sandboxes
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "bad_input"
+LONG_ID = int("9" * 300)  # an id of 300 digits, as tests/fixtures/bad_input/build.py expects it
 
 
 def corpus() -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
@@ -50,6 +51,8 @@ def _edit_store(app: Any, system_type: str, patch: Mapping[str, Any]) -> None:
     op = patch.get("op", "set")
     if op == "null id":
         store[key][id_field] = None
+    elif op == "long id":
+        store[key][id_field] = LONG_ID
     elif op == "duplicate":
         copy_key: Any = f"{key}-again" if isinstance(key, str) else max(k for k in store if isinstance(k, int)) + 1
         store[copy_key] = json.loads(json.dumps(store[key]))
@@ -98,26 +101,25 @@ def _same(expected: Any, actual: Any, name: str) -> bool:
     return bool(expected == actual)
 
 
-def judge(state_file: Path, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def judge(state_url: str, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every case with what became of it (`outcome`: quarantined / normalised / missing) and
     whether that is what the corpus expects (`ok`, with `why` when not)."""
-    with closing(sqlite3.connect(state_file)) as db:
+    engine = create_engine(state_url)
+    with engine.connect() as conn:
+        db = conn.exec_driver_sql
         quarantine = {
             (s, k, r): (reason, message)
-            for s, k, r, reason, message in db.execute(
-                "SELECT system, kind, record_id, reason, message FROM quarantine"
-            )
+            for s, k, r, reason, message in db("SELECT system, kind, record_id, reason, message FROM quarantine")
         }
         contacts = {
             (s, r): {"email": e, "phone": p, "phone_kind": pk, **json.loads(d)}
-            for s, r, e, p, pk, d in db.execute(
-                "SELECT system, record_id, email, phone, phone_kind, details FROM contacts"
-            )
+            for s, r, e, p, pk, d in db("SELECT system, record_id, email, phone, phone_kind, details FROM contacts")
         }
         orders = {
             (s, r): {"amount": a, "currency": c, "created_at": t}
-            for s, r, a, c, t in db.execute("SELECT system, order_id, amount, currency, created_at FROM orders")
+            for s, r, a, c, t in db("SELECT system, order_id, amount, currency, created_at FROM orders")
         }
+    engine.dispose()
     judged = []
     for case in cases:
         kind = "contact" if case["kind"] == "customers" else "order"

@@ -76,6 +76,10 @@ def test_environment_can_supply_a_missing_credential(tmp_path: Path, monkeypatch
         (('interval = "15m"', 'interval = "soon"'), "config error: schedule.interval: expected a duration"),
         (("https://winkel.example.nl", "http://winkel.example.nl"), "config error: systems.web.base_url: plain http"),
         (("[systems.web]", "[systems.Web]"), "config error: systems: system name 'Web' must match"),
+        (
+            ("[systems.web]", f"[systems.{'w' * 65}]"),
+            "config error: systems: system name 'wwwwwwwwwwwwwwwwwwww'... has 65",
+        ),
         (('consumer_key = "ck_config_key_1"', "consumer_key = 12"), "config error: systems.web.consumer_key: input"),
         (("tag_prefix", "tag_prefixx"), "config error: writeback.tag_prefixx: unknown key"),
         (

@@ -225,6 +225,15 @@ def test_stored_ids_of_other_systems_become_links() -> None:
     assert contact.links == ("shop:gid://shopify/Customer/123",)
 
 
+def test_a_stored_id_of_another_system_that_is_no_id_is_dropped_and_flagged_and_the_contact_kept() -> None:
+    fields = {**FIELDS, "link:shop": FieldSpec("custom.shop_id", "id"), "link:web": FieldSpec("custom.web_id", "id")}
+    payload = {"mail": "a@b.nl", "custom": {"shop_id": "1" * 300, "web_id": {"id": 4}}}
+    contact = map_contact(SourceRecord("erp", Kind.CONTACT, "9", NOW, payload), fields, RemoteState())
+    assert not isinstance(contact, Rejection), contact
+    assert contact.links == () and {"id_too_long", "wrong_type"} <= set(contact.flags)
+    assert contact.email == "a@b.nl"
+
+
 def test_a_record_key_splits_back_into_its_system_and_an_id_that_holds_colons() -> None:
     from mapping.model import key_system, record_key, split_key
 

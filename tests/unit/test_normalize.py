@@ -260,3 +260,15 @@ def test_postcode_is_idempotent(raw: str) -> None:
     once = normalise_postcode(raw, "NL")
     if isinstance(once, str):
         assert normalise_postcode(once, "NL") == once
+
+
+def test_an_amount_keeps_every_digit_a_price_or_float_has_and_refuses_more() -> None:
+    from decimal import Decimal
+
+    from mapping.normalize.money import normalise_money
+
+    assert normalise_money(0.30000000000000004) == Decimal("0.30000000000000004")  # a float's 17 digits
+    assert normalise_money("99999999.99") == Decimal("99999999.99")
+    assert normalise_money("1." + "0" * 27) == Decimal(1)  # 28 digits: kept
+    refused = normalise_money("1." + "0" * 28)
+    assert isinstance(refused, Invalid) and refused.reason == "invalid_amount"

@@ -3,10 +3,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from mapping.model import Contact, Kind, Rejection, RemoteState, SourceRecord, WriteBack, WriteResult
 from sync.lock import LockHeld, StateLock, current_holder
-from sync.state import StateStore
+from sync.state import StateStore, extracts
+from sync.state.extracts import storage_id
+from sync.state.schema import raw_records
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -61,6 +64,51 @@ def test_quarantine_follows_the_record(store: StateStore) -> None:
     assert [c.email for c, _ in store.iter_contacts()] == ["fixed@x.nl"]
     store.store_page("shop", Kind.CONTACT, _records(("1", "")), _mapper, 3)
     assert store.quarantine_counts() == {"shop": 1} and list(store.iter_contacts()) == []
+
+
+def test_a_record_whose_id_is_too_long_to_key_it_is_quarantined_and_the_page_stored(store: StateStore) -> None:
+    """An id beyond the 255 characters the state keys records by: the record is kept (its payload,
+    under a stable stand-in key) and quarantined, on every backend, and stays so when the stored
+    records are mapped again; the rest of its page is stored. Before, PostgreSQL refused the page
+    and the system read nothing past it, every cycle."""
+    long_id = "7" * 300
+    page = _records(("1", "a@x.nl"), (long_id, "b@x.nl"), ("3", "c@x.nl"))
+    first = store.store_page("shop", Kind.CONTACT, page, _mapper, 1)
+    assert (first.changed, first.quarantined) == (3, 1)
+    assert sorted(c.id for c, _ in store.iter_contacts()) == ["1", "3"]
+    with store.db.reading() as conn:
+        held = conn.exec_driver_sql("SELECT record_id, reason, message FROM quarantine").all()
+        raw = conn.execute(select(raw_records.c.payload).where(raw_records.c.record_id == held[0][0])).all()
+    assert [(rid, reason) for rid, reason, _ in held] == [(storage_id(long_id), "id_too_long")]
+    assert "300 characters" in held[0][2] and len(held[0][0]) <= 255 and held[0][0].startswith("7" * 200)
+    assert "b@x.nl" in raw[0][0]
+    again = store.store_page("shop", Kind.CONTACT, page, _mapper, 2)
+    assert again.changed == 0  # the stand-in is stable: the record is found stored and unchanged
+    assert store.remap("shop", Kind.CONTACT, _mapper, 3) == 3
+    assert store.quarantine_counts() == {"shop": 1}
+    assert sorted(c.id for c, _ in store.iter_contacts()) == ["1", "3"]  # never a contact under a cut id
+
+
+def test_a_remap_moves_a_record_a_sqlite_state_kept_under_an_over_long_id_to_the_quarantine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite stored any id before (PostgreSQL refused it): the remap after the upgrade leaves no
+    contact under such an id for the planner to write to."""
+    long_id = "7" * 300
+    opened = StateStore(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        with monkeypatch.context() as old:  # as crmsync stored it before ids were checked
+            old.setattr(extracts, "storage_id", lambda record_id: record_id)
+            old.setattr(extracts, "unkeyable", lambda record_id: None)
+            opened.store_page("shop", Kind.CONTACT, _records(("1", "a@x.nl"), (long_id, "b@x.nl")), _mapper, 1)
+        assert sorted(c.id for c, _ in opened.iter_contacts()) == ["1", long_id]
+        assert opened.remap("shop", Kind.CONTACT, _mapper, 2) == 2
+        assert [c.id for c, _ in opened.iter_contacts()] == ["1"]
+        with opened.db.reading() as conn:
+            keys = conn.exec_driver_sql("SELECT record_id FROM raw_records UNION ALL SELECT record_id FROM quarantine")
+            assert sorted(rid for (rid,) in keys) == ["1", storage_id(long_id), storage_id(long_id)]
+    finally:
+        opened.close()
 
 
 def test_ledger_and_pending(store: StateStore) -> None:

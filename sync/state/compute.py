@@ -48,6 +48,9 @@ KEY = "system || ':' || record_id"  # a contact's record key, `mapping.model.rec
 NUMBERED = (("contacts", "record_id"), ("orders", "order_id"))
 WITNESSES = 8
 # After the row number: key, email match key, role flag, E.164 phone, phone kind, links, given name.
+# Read from `ix_<table>_changed` alone, not a scan of every row (schema 12).
+ORDERS_WRITTEN_SINCE = "o.changed_seq > ?"
+MARKS_SQL = "SELECT COUNT(*), COALESCE(MAX(changed_seq), 0), COALESCE(SUM(changed_seq), 0) FROM {table}"
 IDENTITY_COLUMNS = f"{KEY}, email_key, email_role, phone, phone_kind, links, given_name"
 
 
@@ -169,21 +172,25 @@ class ComputeSnapshot:
         ORDER_DTYPE, filled by numpy straight from the driver's rows, in row order on SQLite.
         `other` is None for the orders the numeric columns describe completely: they name a
         stored contact and are in the base currency."""
+        for rows in self.db.raw_chunks(self.order_arrays_sql(base_currency, where), chunk, self.conn, params):
+            yield np.fromiter(rows, dtype=ORDER_DTYPE, count=len(rows))
+
+    def order_arrays_sql(self, base_currency: str, where: str = "") -> str:
+        """The query of `order_arrays`."""
         numbered, number = self._numbered_contacts()
         rowid = "-1" if self.db.is_postgres else "o.rowid"
-        sql = (
+        # In row order on SQLite (a read by difference merges by it): the scan's own order when
+        # every row is read; a few rows selected by a condition are sorted (`+` keeps the planner
+        # from scanning every order in row order to spare that sort: it reads `ix_orders_changed`).
+        order = "" if self.db.is_postgres else (" ORDER BY +o.rowid" if where else " ORDER BY o.rowid")
+        return (
             # DOUBLE PRECISION: amounts are stored as decimal text, and PostgreSQL's REAL has 24 bits.
             f"SELECT {rowid}, COALESCE(c.{number}, -1), CAST(o.amount AS DOUBLE PRECISION), o.created_epoch, "
             f"o.counts, CASE WHEN c.{number} IS NOT NULL AND o.currency IN ('', {_literal(base_currency)}) THEN NULL "
             "ELSE o.currency || '\t' || COALESCE(o.email_key, '') || '\t' || o.system END "
             f"FROM orders o LEFT JOIN {numbered} c "
-            "ON c.system = o.system AND c.record_id = o.customer_id"
-            + (f" WHERE {where}" if where else "")
-            # The scan's own order (no sort): a read by difference merges by it.
-            + ("" if self.db.is_postgres else " ORDER BY o.rowid")
+            "ON c.system = o.system AND c.record_id = o.customer_id" + (f" WHERE {where}" if where else "") + order
         )
-        for rows in self.db.raw_chunks(sql, chunk, self.conn, params):
-            yield np.fromiter(rows, dtype=ORDER_DTYPE, count=len(rows))
 
     def contacts_changed_since(self, contacts_seq: int) -> tuple[npt.NDArray[np.int64], list[int]]:
         """The row numbers of contacts written since run `contacts_seq`, and of the orders naming
@@ -213,7 +220,7 @@ class ComputeSnapshot:
     ) -> Iterator[npt.NDArray[Any]]:
         """The orders written since run `orders_seq`, and those of row `numbers`; an order may
         come twice. SQLite only (`rows_are_numbered`)."""
-        yield from self.order_arrays(base_currency, where="o.changed_seq > ?", params=(orders_seq,))
+        yield from self.order_arrays(base_currency, where=ORDERS_WRITTEN_SINCE, params=(orders_seq,))
         for batch in batches(numbers):
             where = f"o.rowid IN ({', '.join('?' for _ in batch)})"
             yield from self.order_arrays(base_currency, where=where, params=batch)
@@ -241,8 +248,7 @@ class ComputeSnapshot:
         changes them (sync/resolution_snapshot.py)."""
         marks = []
         for table in ("contacts", "orders"):
-            sql = f"SELECT COUNT(*), COALESCE(MAX(changed_seq), 0), COALESCE(SUM(changed_seq), 0) FROM {table}"
-            [(count, highest, total)] = raw_rows(self.conn, sql)
+            [(count, highest, total)] = raw_rows(self.conn, MARKS_SQL.format(table=table))
             marks.append([int(count), int(highest), int(total)])
         return marks
 

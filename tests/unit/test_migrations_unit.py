@@ -143,14 +143,14 @@ def expected_epoch(value: str) -> int:
 
 def test_the_revisions_are_the_schema_numbers_and_end_at_todays_tables(tmp_path: Path) -> None:
     assert head() == SCHEMA_VERSION
-    assert revisions_between(None, head()) == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]
+    assert revisions_between(None, head()) == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
     assert set(LEGACY) == {"1", "2", "3", "4", "5"}
     path = tmp_path / "chain.db"
     engine = migration_engine(url_of(path))
     with engine.begin() as conn:
         applied = upgrade(conn, None)
     engine.dispose()
-    assert applied == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]
+    assert applied == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
     assert schema_differences(path) == []  # columns, types, nullability, indexes: as create_all makes them
     assert rows(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
 
@@ -168,7 +168,7 @@ def test_a_schema_1_state_upgrades_in_place_keeping_its_rows(tmp_path: Path) -> 
     result = migrate_state(url_of(path), sqlite_path=path)
 
     assert result["ok"] is True and result["from"] == "1" and result["to"] == SCHEMA_VERSION
-    assert result["applied"] == ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]
+    assert result["applied"] == ["2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
     backup = Path(result["backup"])
     assert backup.parent == tmp_path and backup.name.startswith("crmsync.db.pre-migrate-1-")
     assert rows(backup, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
@@ -396,7 +396,7 @@ def test_the_revisions_and_a_new_state_give_todays_tables_on_each_backend(new_st
         with engine.begin() as conn:
             if engine.dialect.name == "postgresql":
                 conn.execute(text(f"CREATE SCHEMA {schema_of(chain)}"))
-            assert upgrade(conn, None) == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]
+            assert upgrade(conn, None) == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"]
     finally:
         engine.dispose()
     assert differences_at(chain) == []

@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from mapping.model import Membership
+from connectors.base import Connector
+from mapping.fieldmaps import apply_fieldmap
+from mapping.model import Kind, Membership
+from mapping.normalize.email import email_match_key
 from sync.clock import now
 from sync.config import LoadedConfig
 from sync.erasure import clear_at_vendors
 from sync.explain import find_profiles
 from sync.pipeline import build_connectors
 from sync.runtime import Writer
+from sync.state.erasure import PayloadFacts
 
 log = structlog.get_logger("crmsync.forget")
 
@@ -59,7 +64,7 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         profile = store.profile_detail(matches[0])["profile"] or {}
         membership = Membership(frozenset(json.loads(profile.get("segments") or "[]")), profile.get("tier"))
         expected = {name: connector.desired_state(membership) for name, connector in connectors.items()}
-        erased = store.erasures.erase(matches, now(), expected)
+        erased = store.erasures.erase(matches, now(), expected, payload_facts(connectors))
         log.info("erased from the state", erasure=erased.erasure_id, profiles=len(matches))
         # Every pending erasure, this one and any a vendor has not confirmed before.
         passed = clear_at_vendors(store, connectors, clock=now, guard=writer.guard())
@@ -71,20 +76,41 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         "ok": passed.pending == 0,
         "erasure": erased.erasure_id,
         "profiles": list(erased.profiles),
-        "records": {"contacts": erased.contacts, "orders": erased.orders},
+        "records": {"contacts": erased.contacts, "orders": erased.orders, "quarantined": erased.quarantined},
         "systems": systems,
         "pending": [name for name, outcome in sorted(passed.systems.items()) if outcome.pending],
     }
     return ForgetOutcome(document, passed.pending == 0)
 
 
+def payload_facts(connectors: Mapping[str, Connector]) -> PayloadFacts:
+    """How each system's records name their customer and email, read by its own field map: what
+    finds the person's quarantined records, which no profile holds."""
+
+    def facts(system: str, kind: str, payload: Any) -> tuple[str | None, str | None]:
+        connector = connectors.get(system)
+        if connector is None or not isinstance(payload, Mapping):
+            return None, None
+        fields = connector.contact_fieldmap if kind == Kind.CONTACT.value else connector.order_fields
+        values, _ = apply_fieldmap(payload, {name: fields[name] for name in ("customer_id", "email") if name in fields})
+        customer, email = values.get("customer_id"), values.get("email")
+        return (
+            str(customer) if customer is not None else None,
+            email_match_key(email) if isinstance(email, str) else None,
+        )
+
+    return facts
+
+
 def render(document: dict[str, Any]) -> str:
     contacts = sum(document["records"]["contacts"].values())
     orders = sum(document["records"]["orders"].values())
+    held = sum(document["records"].get("quarantined", {}).values())
     lines = [
         f"Forgotten: profile {', '.join(document['profiles'])} "
-        f"({contacts} contact record{'s' if contacts != 1 else ''}, {orders} order{'s' if orders != 1 else ''}) "
-        "removed from the state; those records will not be stored again."
+        f"({contacts} contact record{'s' if contacts != 1 else ''}, {orders} order{'s' if orders != 1 else ''}"
+        + (f", {held} quarantined record{'s' if held != 1 else ''}" if held else "")
+        + ") removed from the state; those records will not be stored again."
     ]
     for name, outcome in document["systems"].items():
         if outcome["pending"]:

@@ -1,8 +1,9 @@
 """The right to be forgotten, in the state (`crmsync forget`, CONTRACTS §6).
 
 An erasure removes a person's data from the state in one transaction: their contact records and
-orders (raw and mapped), quarantine entries of those records, profile, aliases, identity links,
-segment history, tier, ledger and retry rows. What stays:
+orders (raw and mapped), quarantine entries of those records, the held (quarantined) records that
+are theirs (given how each system's records name a customer and an email), profile, aliases,
+identity links, segment history, tier, ledger and retry rows. What stays:
 
 - `forgotten`: a salted SHA-256 of each erased record's identity (system, kind, vendor id), so the
   same vendor records are never stored (or profiled) again, and orders that name an erased
@@ -24,8 +25,8 @@ import hashlib
 import json
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +59,12 @@ SALT_KEY = "forget_salt"
 CUSTOMER = "customer"  # the hash kind that stops orders naming an erased customer record
 
 
+# What a vendor record says of whom it belongs to, as its system's field map reads it: (customer id
+# named, email match key) from (system, kind, payload). Given by the caller (`crmsync forget` has
+# the connectors), so the quarantined records, which no profile holds, can be found too.
+PayloadFacts = Callable[[str, str, Any], tuple[str | None, str | None]]
+
+
 def identity_hash(salt: str, system: str, kind: str, record_id: str) -> str:
     return hashlib.sha256("\x1f".join((salt, system, kind, record_id)).encode()).hexdigest()
 
@@ -71,6 +78,7 @@ class ErasedPerson:
     contacts: dict[str, int]  # per system
     orders: dict[str, int]
     targets: dict[str, int]  # per system: records whose tags and fields are still to be removed
+    quarantined: dict[str, int] = field(default_factory=dict)  # per system: held records of theirs
 
 
 @dataclass
@@ -105,13 +113,19 @@ class ErasureStore:
 
     # ----- the erasure itself ----------------------------------------------------------------------
     def erase(
-        self, profile_ids: Sequence[str], now: datetime, expected: Mapping[str, RemoteState] | None = None
+        self,
+        profile_ids: Sequence[str],
+        now: datetime,
+        expected: Mapping[str, RemoteState] | None = None,
+        facts: PayloadFacts | None = None,
     ) -> ErasedPerson:
         """Remove these profiles' people from the state in one transaction (see the module
         docstring). `expected`: per configured system, the owned state crmsync writes there for the
         person's current segments: a write the vendor carried out but the ledger never recorded (a
-        crash between the two, a lost reply) is covered by it. Raises StaleProfiles when records
-        changed after the profiles were last computed: the members may then be out of date."""
+        crash between the two, a lost reply) is covered by it. `facts`: how each system's records
+        name their customer and email; with it, the quarantined records that are the person's go
+        too (`_quarantined_of`). Raises StaleProfiles when records changed after the profiles were
+        last computed: the members may then be out of date."""
         expected = expected or {}
         erasure_id = str(uuid.uuid4())
         with self.db.writing() as conn:
@@ -125,11 +139,17 @@ class ErasureStore:
                     )
                 )
             ]
-            order_ids = _orders_of(conn, members)
-            known = _known_states(conn, members, expected)
-            hashes = {identity_hash(salt, system, Kind.CONTACT.value, rid) for system, rid in members}
-            hashes |= {identity_hash(salt, system, CUSTOMER, rid) for system, rid in members}
+            email_keys = _email_keys_of(conn, members)
+            held = _quarantined_of(conn, members, email_keys, facts) if facts is not None else []
+            # Their held customer records are theirs as the mapped ones are: the orders naming them,
+            # the tags crmsync wrote there before they were held, their ledger rows.
+            records = [*members, *((system, rid) for system, kind, rid in held if kind == Kind.CONTACT.value)]
+            order_ids = _orders_of(conn, records, email_keys)
+            known = _known_states(conn, records, expected)
+            hashes = {identity_hash(salt, system, Kind.CONTACT.value, rid) for system, rid in records}
+            hashes |= {identity_hash(salt, system, CUSTOMER, rid) for system, rid in records}
             hashes |= {identity_hash(salt, system, Kind.ORDER.value, oid) for system, oid in order_ids}
+            hashes |= {identity_hash(salt, system, kind, rid) for system, kind, rid in held}
             conn.execute(
                 erasures.insert().values(
                     erasure_id=erasure_id, requested_at=now.isoformat(), completed_at=None, profiles=len(profile_ids)
@@ -146,7 +166,9 @@ class ErasureStore:
                     for (s, rid), state in sorted(known.items())
                 ],
             )
-            _delete_person(conn, profile_ids, members, order_ids)
+            _delete_person(conn, profile_ids, records, order_ids)
+            for system, kind, rid in held:
+                _delete_raw(conn, system, kind, [rid])
             if not known:
                 _complete(conn, erasure_id, now)
         self._forgotten = Forgotten()  # read again on the next page
@@ -157,7 +179,12 @@ class ErasureStore:
             count["orders"][system] = count["orders"].get(system, 0) + 1
         for system, _ in known:
             count["targets"][system] = count["targets"].get(system, 0) + 1
-        return ErasedPerson(erasure_id, tuple(profile_ids), count["contacts"], count["orders"], count["targets"])
+        quarantined: dict[str, int] = {}
+        for system, _, _ in held:
+            quarantined[system] = quarantined.get(system, 0) + 1
+        return ErasedPerson(
+            erasure_id, tuple(profile_ids), count["contacts"], count["orders"], count["targets"], quarantined
+        )
 
     # ----- what is still to be removed at the vendors -------------------------------------------
     def targets(self, system: str) -> list[Target]:
@@ -291,11 +318,36 @@ def _complete(conn: Connection, erasure_id: str, now: datetime) -> None:
     conn.execute(update(erasures).where(erasures.c.erasure_id == erasure_id).values(completed_at=now.isoformat()))
 
 
-def _orders_of(conn: Connection, members: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+def _email_keys_of(conn: Connection, members: Sequence[tuple[str, str]]) -> list[str]:
+    """The email match keys of the person's records (not role addresses) that no one else's record
+    holds: what makes a guest order, or a held record, theirs alone."""
+    keys: set[str] = set()
+    for system, rid in members:
+        key = conn.execute(
+            select(contacts.c.email_key).where(
+                contacts.c.system == system, contacts.c.record_id == rid, contacts.c.email_role.is_(False)
+            )
+        ).scalar()
+        if key:
+            keys.add(str(key))
+    mine = set(members)
+    alone = []
+    for key in sorted(keys):
+        holders = {
+            (str(s), str(r))
+            for s, r in conn.execute(select(contacts.c.system, contacts.c.record_id).where(contacts.c.email_key == key))
+        }
+        if holders <= mine:  # else someone else's record holds it too
+            alone.append(key)
+    return alone
+
+
+def _orders_of(
+    conn: Connection, members: Sequence[tuple[str, str]], email_keys: Sequence[str]
+) -> list[tuple[str, str]]:
     """The person's orders: those naming one of their customer records, and guest orders (naming no
-    stored customer record) under an email match key no one else's record holds."""
+    stored customer record) under an email match key of theirs alone (`_email_keys_of`)."""
     found: set[tuple[str, str]] = set()
-    email_keys: set[str] = set()
     for system, rid in members:
         found |= {
             (system, str(oid))
@@ -303,21 +355,7 @@ def _orders_of(conn: Connection, members: Sequence[tuple[str, str]]) -> list[tup
                 select(orders.c.order_id).where(orders.c.system == system, orders.c.customer_id == rid)
             )
         }
-        key = conn.execute(
-            select(contacts.c.email_key).where(
-                contacts.c.system == system, contacts.c.record_id == rid, contacts.c.email_role.is_(False)
-            )
-        ).scalar()
-        if key:
-            email_keys.add(str(key))
-    mine = set(members)
-    for key in sorted(email_keys):
-        holders = {
-            (str(s), str(r))
-            for s, r in conn.execute(select(contacts.c.system, contacts.c.record_id).where(contacts.c.email_key == key))
-        }
-        if not holders <= mine:
-            continue  # someone else's record holds it too: their guest orders are not this person's alone
+    for key in email_keys:
         names_a_stored_customer = (
             select(contacts.c.record_id)
             .where(contacts.c.system == orders.c.system, contacts.c.record_id == orders.c.customer_id)
@@ -325,6 +363,43 @@ def _orders_of(conn: Connection, members: Sequence[tuple[str, str]]) -> list[tup
         )
         guests = select(orders.c.system, orders.c.order_id).where(orders.c.email_key == key, ~names_a_stored_customer)
         found |= {(str(system), str(oid)) for system, oid in conn.execute(guests)}
+    return sorted(found)
+
+
+def _quarantined_of(
+    conn: Connection, members: Sequence[tuple[str, str]], email_keys: Sequence[str], facts: PayloadFacts
+) -> list[tuple[str, str, str]]:
+    """The held records (quarantined: no profile holds them) that are the person's, as (system,
+    kind, record id): a contact under an email match key of theirs alone; an order naming one of
+    their customer records (held ones included), or naming no other stored customer under such a
+    key. Their raw payloads are the person's data as much as their mapped records are. A payload
+    the field map cannot read is left: nothing in it can be matched to them."""
+    keys = set(email_keys)
+    sql = (
+        "SELECT q.system, q.kind, q.record_id, r.payload FROM quarantine q JOIN raw_records r "
+        "ON r.system = q.system AND r.kind = q.kind AND r.record_id = q.record_id"
+    )
+    read: list[tuple[str, str, str, str | None, str | None]] = []
+    for system, kind, rid, payload in raw_rows(conn, sql):
+        try:
+            customer, key = facts(str(system), str(kind), jsontext.loads(payload))
+        except Exception:  # a payload this odd names no one the field map can see
+            continue
+        read.append((str(system), str(kind), str(rid), customer, key))
+    found = [(system, kind, rid) for system, kind, rid, _, key in read if kind != Kind.ORDER.value and key in keys]
+    mine = {*members, *((system, rid) for system, _, rid in found)}
+    for system, kind, rid, customer, key in read:
+        if kind != Kind.ORDER.value:
+            continue
+        if customer is not None:
+            if (system, customer) in mine:
+                found.append((system, kind, rid))
+                continue
+            named = select(contacts.c.record_id).where(contacts.c.system == system, contacts.c.record_id == customer)
+            if conn.execute(named).first() is not None:
+                continue  # another stored customer's order
+        if key is not None and key in keys:
+            found.append((system, kind, rid))
     return sorted(found)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from connectors.registry import vendor
 from tests.chaos.lab import sandbox_state
 from tests.kit import Sandboxes, json_out, run_crmsync
 
@@ -75,13 +76,24 @@ def test_forget_erases_the_person_everywhere_and_they_stay_forgotten(
     assert len({system for system, _ in records}) >= 2
     marked = {f"{s}:{r}": list(crmsync_marks(sandboxes.customer(s, r))) for s, r in records}
     assert any(marked.values()), marked  # there is something to erase
+    # One of their records is then held (a first name longer than any name): no profile holds it,
+    # and it is theirs all the same.
+    held = next((s, r) for s, r in records if s != "shopify")
+    sandboxes.patch_customer(held[0], held[1], vendor(held[0]).emulated.rename("A" * 1200))
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    found = json_out(run_crmsync("explain", email, "-c", str(config), "--json"))
+    profile = str(found["profile_id"])
+    assert held not in [(r["system"], r["id"]) for r in found["records"]]
+    with closing(sqlite3.connect(state)) as db:
+        assert db.execute("SELECT reason FROM quarantine WHERE record_id = ?", (held[1],)).fetchall() == [("too_long",)]
     before = sandbox_state(sandboxes, small_data)
 
     forgotten = run_crmsync("forget", email.upper(), "-c", str(config), "--json")
     assert forgotten.returncode == 0, forgotten.stderr[-3000:]
     doc = json_out(forgotten)
     assert doc["ok"] is True and doc["profiles"] == [profile] and doc["pending"] == []
-    assert sum(doc["records"]["contacts"].values()) == len(records)
+    assert sum(doc["records"]["contacts"].values()) == len(records) - 1
+    assert doc["records"]["quarantined"] == {held[0]: 1}
     assert email.lower() not in forgotten.stdout.lower() and email.lower() not in forgotten.stderr.lower()
     for system, rid in records:
         assert list(crmsync_marks(sandboxes.customer(system, rid))) == [], (system, rid)

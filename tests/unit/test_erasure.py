@@ -9,11 +9,22 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from mapping.model import Contact, Kind, Membership, Order, RemoteState, SourceRecord, WriteBack, WriteResult
+from mapping.model import (
+    Contact,
+    Kind,
+    Membership,
+    Order,
+    Rejection,
+    RemoteState,
+    SourceRecord,
+    WriteBack,
+    WriteResult,
+)
 from sync.state import StateStore, VerdictChunk, metadata, segment_history
 
 NOW = datetime(2026, 12, 4, tzinfo=UTC)
@@ -240,3 +251,53 @@ def test_an_abandoned_target_is_dropped_and_the_erasure_completes(store: StateSt
     assert store.erasures.abandon(erased.erasure_id, None, NOW) == {"shop": 1}
     assert store.erasures.pending_erasures() == [] and store.erasures.target_systems() == []
     assert store.erasures.abandon(erased.erasure_id, None, NOW) is None  # complete: nothing to abandon
+
+
+def _held(record: SourceRecord) -> Contact | Order | Rejection:
+    """The test mapper, holding back every record marked `bad` (as a real mapping quarantines)."""
+    if record.payload.get("bad"):
+        return Rejection("wrong_type", "held for the test")
+    return _map(record)
+
+
+def _facts(system: str, kind: str, payload: Any) -> tuple[str | None, str | None]:
+    """How the test's records name their customer and email (a connector's field map, in forget)."""
+    return payload.get("customer"), payload.get("email")
+
+
+def test_the_quarantined_records_that_are_the_persons_go_too_and_are_never_stored_again(store: StateStore) -> None:
+    """A held record is the person's data as much as a mapped one: a contact under their email, an
+    order naming their customer record, a guest order under their email. Held records of others,
+    and a guest order under an email two people hold, stay."""
+    _populate(store)
+    held = [
+        SourceRecord("shop", Kind.CONTACT, "h1", NOW, {"email": "anna@x.nl", "bad": True, "name": "Anna Held"}),
+        SourceRecord("shop", Kind.CONTACT, "h2", NOW, {"email": "bert@x.nl", "bad": True}),
+    ]
+    store.store_page("shop", Kind.CONTACT, held, _held, 2)
+    # Before it was held, crmsync tagged h1; an order names it (mapped: an order is not held for that).
+    store.record_results(
+        "shop", [WriteBack("shop", "h1", ("crmsync:friends",), (), {}, TAGGED)], [WriteResult("h1", True)], 1, NOW
+    )
+    store.store_page("shop", Kind.ORDER, _orders("shop", ("o7", "h1", None)), _map, 2)
+    orders = [
+        SourceRecord("shop", Kind.ORDER, "q1", NOW, {"customer": "1", "email": None, "bad": True}),  # hers
+        SourceRecord("crm", Kind.ORDER, "q2", NOW, {"customer": None, "email": "anna@x.nl", "bad": True}),  # hers
+        SourceRecord("shop", Kind.ORDER, "q3", NOW, {"customer": "2", "email": "anna@x.nl", "bad": True}),  # Bert's
+        SourceRecord("shop", Kind.ORDER, "q4", NOW, {"customer": None, "email": "co@x.nl", "bad": True}),  # shared
+    ]
+    store.store_page("shop", Kind.ORDER, [o for o in orders if o.system == "shop"], _held, 2)
+    store.store_page("crm", Kind.ORDER, [o for o in orders if o.system == "crm"], _held, 2)
+    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED}, _facts)
+    assert erased.quarantined == {"shop": 2, "crm": 1}
+    assert erased.orders == {"shop": 3}  # o1, o2 and o7, which names her held record
+    assert sorted(t.record_id for t in store.erasures.targets("shop")) == ["1", "h1"]  # the tag comes off h1 too
+    with store.db.reading() as conn:
+        kept = sorted(tuple(r) for r in conn.execute(text("SELECT system, kind, record_id FROM quarantine")).all())
+        payloads = " ".join(str(p) for (p,) in conn.execute(text("SELECT payload FROM raw_records")).all())
+    assert kept == [("shop", "contact", "h2"), ("shop", "order", "q3"), ("shop", "order", "q4")]
+    assert "Anna Held" not in payloads
+    again = store.store_page("shop", Kind.CONTACT, held, _held, 3)
+    assert again.changed == 0  # h1 is never stored again (h2 is stored and unchanged)
+    assert store.store_page("shop", Kind.ORDER, [orders[0]], _held, 3).changed == 0
+    assert store.consistency_problems() == []

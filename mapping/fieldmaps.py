@@ -213,21 +213,21 @@ def map_order(record: SourceRecord, fields: FieldMap, counts: bool, unfinished: 
     if not record.id:
         return Rejection("missing_id", "order has no id")
     values, problems = apply_fieldmap(record.payload, fields)
+    customer_id = values.get("customer_id")
     # The email on an order only links a guest order; an unusable one leaves the order usable
     # when a customer id links it (and unlinkable, below, when nothing does).
     hard = {k: v for k, v in problems.items() if k not in _SOFT_ORDER_FIELDS}
     if hard:
         name, problem = sorted(hard.items())[0]
-        return Rejection(problem.reason, f"{fields[name].path}: {problem.message}")
+        return Rejection(problem.reason, f"{fields[name].path}: {problem.message}", customer_id)
     amount = values.get("amount")
     created_at = values.get("created_at")
     if not isinstance(amount, Decimal):
-        return Rejection("missing_amount", "order has no total")
+        return Rejection("missing_amount", "order has no total", customer_id)
     if not isinstance(created_at, datetime):
-        return Rejection("missing_date", "order has no creation date")
+        return Rejection("missing_date", "order has no creation date", customer_id)
     if amount < 0:
-        return Rejection("negative_amount", f"order total {amount} is negative")
-    customer_id = values.get("customer_id")
+        return Rejection("negative_amount", f"order total {amount} is negative", customer_id)
     email = values.get("email")
     if customer_id is None and email is None:
         return Rejection("unlinkable_order", "order has neither a customer id nor an email")

@@ -197,6 +197,9 @@ class Rejection:
 
     reason: str
     message: str
+    # The customer record a held order names, where the mapping got that far: an order of an erased
+    # customer record is not stored, held or not (sync/state/erasure.py).
+    customer_id: str | None = None
 
 
 class RecordProblem(ValueError):

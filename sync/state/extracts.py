@@ -271,12 +271,12 @@ class ExtractStore:
                 result = unkeyable(record.id) or mapper(record)
             page.results[rid] = result
         if erased.salt is not None and kind is Kind.ORDER:
-            # An order naming an erased customer record is that person's: not stored either.
+            # An order naming an erased customer record is that person's: not stored either, held or not.
             page.changed = [
                 rid
                 for rid in page.changed
                 if not (
-                    isinstance(order := page.results[rid], Order)
+                    isinstance(order := page.results[rid], Order | Rejection)
                     and order.customer_id
                     and erased.blocks(system, CUSTOMER, order.customer_id)
                 )

@@ -256,7 +256,7 @@ def test_an_abandoned_target_is_dropped_and_the_erasure_completes(store: StateSt
 def _held(record: SourceRecord) -> Contact | Order | Rejection:
     """The test mapper, holding back every record marked `bad` (as a real mapping quarantines)."""
     if record.payload.get("bad"):
-        return Rejection("wrong_type", "held for the test")
+        return Rejection("wrong_type", "held for the test", record.payload.get("customer"))
     return _map(record)
 
 
@@ -300,4 +300,9 @@ def test_the_quarantined_records_that_are_the_persons_go_too_and_are_never_store
     again = store.store_page("shop", Kind.CONTACT, held, _held, 3)
     assert again.changed == 0  # h1 is never stored again (h2 is stored and unchanged)
     assert store.store_page("shop", Kind.ORDER, [orders[0]], _held, 3).changed == 0
+    # A held order made after the erasure that names one of her erased records is hers: not stored.
+    later = [
+        SourceRecord("shop", Kind.ORDER, f"q{n}", NOW, {"customer": c, "bad": True}) for n, c in ((8, "1"), (9, "2"))
+    ]
+    assert store.store_page("shop", Kind.ORDER, later, _held, 3).changed == 1  # q9, Bert's
     assert store.consistency_problems() == []

@@ -116,6 +116,8 @@ def test_contacts_that_cannot_be_understood_are_rejected_with_a_reason(payload: 
 def test_orders_that_cannot_count_are_rejected_with_a_reason(payload: object, reason: str) -> None:
     result = map_order(_record(payload, Kind.ORDER), ORDER_FIELDS, True)
     assert isinstance(result, Rejection) and result.reason == reason, result
+    # The customer it names, where one is readable: an erased customer's held orders stay out too.
+    assert result.customer_id == (payload.get("customer") if isinstance(payload, dict) else None)
 
 
 def test_an_unusable_email_on_an_order_a_customer_id_links_leaves_the_order_counting() -> None:

@@ -15,7 +15,7 @@ product type or category; a path may hold `*` for every element of a list).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -108,6 +108,14 @@ _SOFT_CONTACT_FIELDS = frozenset(
     {"email", "phone", "mobile", "country", "postcode", "birth_date", "email_consent", "business", "kvk", "vat"}
 )
 _SOFT_ORDER_FIELDS = frozenset({"email", "discount", "categories"})
+
+
+def read_fields(payload: Any, fields: FieldMap, names: Iterable[str]) -> dict[str, Any]:
+    """A few fields of a record, normalised as the mapping reads them (None where a field is
+    absent or unusable, and for a name the field map lacks): for what must know whose a record
+    is without mapping all of it (a held order's customer, `crmsync forget`)."""
+    values, _ = apply_fieldmap(payload, {name: fields[name] for name in names if name in fields})
+    return values
 
 
 def map_contact(

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from connectors.base import Connector
-from mapping.fieldmaps import apply_fieldmap
+from mapping.fieldmaps import read_fields
 from mapping.model import Kind, Membership
 from mapping.normalize.email import email_match_key
 from sync.clock import now
@@ -92,7 +92,7 @@ def payload_facts(connectors: Mapping[str, Connector]) -> PayloadFacts:
         if connector is None or not isinstance(payload, Mapping):
             return None, None
         fields = connector.contact_fieldmap if kind == Kind.CONTACT.value else connector.order_fields
-        values, _ = apply_fieldmap(payload, {name: fields[name] for name in ("customer_id", "email") if name in fields})
+        values = read_fields(payload, fields, ("customer_id", "email"))
         customer, email = values.get("customer_id"), values.get("email")
         return (
             str(customer) if customer is not None else None,

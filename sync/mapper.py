@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from connectors.base import Connector
-from mapping.fieldmaps import FieldAbsence, MappingRules, map_contact, map_order
+from mapping.fieldmaps import FieldAbsence, MappingRules, map_contact, map_order, read_fields
 from mapping.model import Contact, Kind, Order, RecordProblem, Rejection, SourceRecord
 from sync.state import Mapper
 
@@ -37,7 +37,11 @@ def make_mapper(
                 record, connector.order_fields, connector.order_counts(payload), connector.order_unfinished(payload)
             )
         except RecordProblem as problem:
-            return Rejection(problem.reason, problem.message[:300])
+            # A held order still says whose it is (an erased customer's orders stay out).
+            customer = None
+            if kind is Kind.ORDER and isinstance(record.payload, Mapping):
+                customer = read_fields(record.payload, connector.order_fields, ("customer_id",)).get("customer_id")
+            return Rejection(problem.reason, problem.message[:300], customer)
         except Exception as exc:
             return Rejection("unreadable", f"{type(exc).__name__}: {exc}"[:300])
 

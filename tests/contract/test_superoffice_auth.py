@@ -161,5 +161,8 @@ def test_sold_sales_count_in_a_dutch_tenant_and_an_unknown_status_is_quarantined
     )
     rejected = mapper(odd)
     assert getattr(rejected, "reason", None) == "unknown_sale_status" and "Verkocht" in rejected.message  # type: ignore[union-attr]
+    # Held, the sale still says whose it is: an erased person's held sales are not stored either.
+    person = mapper(records["101"]).customer_id  # type: ignore[union-attr]
+    assert person and rejected.customer_id == person  # type: ignore[union-attr]
     with pytest.raises(RecordProblem):
         connector.order_counts({"saleStatus": "Gewonnen"})

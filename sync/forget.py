@@ -10,6 +10,7 @@ be undone.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,7 +65,9 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         profile = store.profile_detail(matches[0])["profile"] or {}
         membership = Membership(frozenset(json.loads(profile.get("segments") or "[]")), profile.get("tier"))
         expected = {name: connector.desired_state(membership) for name, connector in connectors.items()}
-        erased = store.erasures.erase(matches, now(), expected, payload_facts(connectors))
+        # As identity resolution counts a shared address (no limit when the config sets none).
+        shared_above = config.identity.max_records_per_identifier.get("email", sys.maxsize)
+        erased = store.erasures.erase(matches, now(), expected, payload_facts(connectors), shared_above)
         log.info("erased from the state", erasure=erased.erasure_id, profiles=len(matches))
         # Every pending erasure, this one and any a vendor has not confirmed before.
         passed = clear_at_vendors(store, connectors, clock=now, guard=writer.guard())

@@ -25,6 +25,7 @@ import hashlib
 import json
 import secrets
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +35,7 @@ from sqlalchemy import Connection, delete, func, select, update
 
 from mapping import jsontext
 from mapping.model import Kind, RemoteState, record_key
+from sync.state.keys import addresses_a_record
 from sync.state.schema import (
     contacts,
     erasure_targets,
@@ -118,14 +120,16 @@ class ErasureStore:
         now: datetime,
         expected: Mapping[str, RemoteState] | None = None,
         facts: PayloadFacts | None = None,
+        shared_above: int = 3,
     ) -> ErasedPerson:
         """Remove these profiles' people from the state in one transaction (see the module
         docstring). `expected`: per configured system, the owned state crmsync writes there for the
         person's current segments: a write the vendor carried out but the ledger never recorded (a
         crash between the two, a lost reply) is covered by it. `facts`: how each system's records
         name their customer and email; with it, the quarantined records that are the person's go
-        too (`_quarantined_of`). Raises StaleProfiles when records changed after the profiles were
-        last computed: the members may then be out of date."""
+        too (`_quarantined_of`; `shared_above`: the records of one system an email may be on before
+        it is a shared one, as identity resolution counts them). Raises StaleProfiles when records
+        changed after the profiles were last computed: the members may then be out of date."""
         expected = expected or {}
         erasure_id = str(uuid.uuid4())
         with self.db.writing() as conn:
@@ -140,16 +144,22 @@ class ErasureStore:
                 )
             ]
             email_keys = _email_keys_of(conn, members)
-            held = _quarantined_of(conn, members, email_keys, facts) if facts is not None else []
-            # Their held customer records are theirs as the mapped ones are: the orders naming them,
-            # the tags crmsync wrote there before they were held, their ledger rows.
-            records = [*members, *((system, rid) for system, kind, rid in held if kind == Kind.CONTACT.value)]
+            held = _quarantined_of(conn, members, email_keys, facts, shared_above) if facts is not None else []
+            # Their held customer records are theirs as the mapped ones are (the orders naming them,
+            # the tags crmsync wrote there before they were held, their ledger rows), where the key
+            # is the record's own id: not a record held for having none, nor a stand-in for an id
+            # too long to keep, which no write may address.
+            records = [
+                *members,
+                *((s, rid) for s, kind, rid in held if kind == Kind.CONTACT.value and addresses_a_record(rid)),
+            ]
             order_ids = _orders_of(conn, records, email_keys)
             known = _known_states(conn, records, expected)
             hashes = {identity_hash(salt, system, Kind.CONTACT.value, rid) for system, rid in records}
             hashes |= {identity_hash(salt, system, CUSTOMER, rid) for system, rid in records}
             hashes |= {identity_hash(salt, system, Kind.ORDER.value, oid) for system, oid in order_ids}
-            hashes |= {identity_hash(salt, system, kind, rid) for system, kind, rid in held}
+            # (Never the empty key: it would keep out every later record of that system without an id.)
+            hashes |= {identity_hash(salt, system, kind, rid) for system, kind, rid in held if rid}
             conn.execute(
                 erasures.insert().values(
                     erasure_id=erasure_id, requested_at=now.isoformat(), completed_at=None, profiles=len(profile_ids)
@@ -367,14 +377,20 @@ def _orders_of(
 
 
 def _quarantined_of(
-    conn: Connection, members: Sequence[tuple[str, str]], email_keys: Sequence[str], facts: PayloadFacts
+    conn: Connection,
+    members: Sequence[tuple[str, str]],
+    email_keys: Sequence[str],
+    facts: PayloadFacts,
+    shared_above: int,
 ) -> list[tuple[str, str, str]]:
     """The held records (quarantined: no profile holds them) that are the person's, as (system,
     kind, record id): a contact under an email match key of theirs alone; an order naming one of
-    their customer records (held ones included), or naming no other stored customer under such a
-    key. Their raw payloads are the person's data as much as their mapped records are. A payload
-    the field map cannot read is left: nothing in it can be matched to them."""
-    keys = set(email_keys)
+    their customer records (held ones included), or naming no one else's record, held or not,
+    under such a key. A key on more records of one system than identity resolution joins by,
+    theirs and held ones counted together, is a shared one (a family's address, a shop's own):
+    no held record is theirs by it. Their raw payloads are the person's data as much as their
+    mapped records are. A payload the field map cannot read is left: nothing in it can be
+    matched to them."""
     sql = (
         "SELECT q.system, q.kind, q.record_id, r.payload FROM quarantine q JOIN raw_records r "
         "ON r.system = q.system AND r.kind = q.kind AND r.record_id = q.record_id"
@@ -386,8 +402,21 @@ def _quarantined_of(
         except Exception:  # a payload this odd names no one the field map can see
             continue
         read.append((str(system), str(kind), str(rid), customer, key))
-    found = [(system, kind, rid) for system, kind, rid, _, key in read if kind != Kind.ORDER.value and key in keys]
+    contacts_held = [(system, rid, key) for system, kind, rid, _, key in read if kind != Kind.ORDER.value]
+    # Records per system on each of their keys: the held ones, and their own mapped ones (a key of
+    # theirs alone is on no one else's mapped record).
+    on: Counter[tuple[str, str]] = Counter(
+        (system, key) for system, _, key in contacts_held if key is not None and key in email_keys
+    )
+    for key in {key for _, key in on}:
+        sql = "SELECT system, COUNT(*) FROM contacts WHERE email_key = ? GROUP BY system"
+        for system, count in raw_rows(conn, sql, (key,)):
+            on[(str(system), key)] += int(count)
+    shared = {key for (_, key), count in on.items() if count > shared_above}
+    keys = set(email_keys) - shared
+    found = [(system, Kind.CONTACT.value, rid) for system, rid, key in contacts_held if key in keys]
     mine = {*members, *((system, rid) for system, _, rid in found)}
+    others_held = {(system, rid) for system, rid, _ in contacts_held} - mine
     for system, kind, rid, customer, key in read:
         if kind != Kind.ORDER.value:
             continue
@@ -395,6 +424,8 @@ def _quarantined_of(
             if (system, customer) in mine:
                 found.append((system, kind, rid))
                 continue
+            if (system, customer) in others_held:
+                continue  # another held customer record's order
             named = select(contacts.c.record_id).where(contacts.c.system == system, contacts.c.record_id == customer)
             if conn.execute(named).first() is not None:
                 continue  # another stored customer's order

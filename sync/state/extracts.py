@@ -18,11 +18,22 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select
 
 from mapping import jsontext
-from mapping.model import Contact, Kind, Order, Rejection, RemoteState, SourceRecord, parse_timestamp
+from mapping.model import Contact, Kind, Order, Rejection, RemoteState, SourceRecord, parse_timestamp, record_key
 from mapping.normalize.email import email_match_key
 from mapping.normalize.text import MAX_ID
 from sync.state.erasure import CUSTOMER, Forgotten
-from sync.state.schema import checkpoints, contacts, orders, quarantine, raw_records
+from sync.state.keys import storage_id, unkeyable
+from sync.state.schema import (
+    checkpoints,
+    contacts,
+    identity_links,
+    orders,
+    pending,
+    profile_members,
+    pushed,
+    quarantine,
+    raw_records,
+)
 from sync.state.sql import Database, insert_rows, raw_rows, upsert_many
 
 Mapper = Callable[[SourceRecord], Contact | Order | Rejection]
@@ -33,28 +44,6 @@ canonical_json = jsontext.canonical  # every record read passes here: no wrapper
 
 def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-_KEPT = 200  # characters of an over-long id its stand-in keeps, before "…" and 16 of a digest
-
-
-def storage_id(record_id: str) -> str:
-    """The key a record is stored under: its id, or for an id longer than the state keys records by
-    (`MAX_ID`) a stand-in, its start and a digest of the whole. Stable, so the next read finds the
-    record stored and unchanged; its raw payload keeps the id in full."""
-    if len(record_id) <= MAX_ID:
-        return record_id
-    return f"{record_id[:_KEPT]}…{hashlib.sha256(record_id.encode()).hexdigest()[:16]}"
-
-
-def unkeyable(record_id: str) -> Rejection | None:
-    """The quarantine entry of a record whose id is too long to key it (read now, or stored under
-    its stand-in and mapped again): no write may ever address it by a cut id."""
-    if len(record_id) > MAX_ID:
-        return Rejection("id_too_long", f"an id of {len(record_id)} characters (limit {MAX_ID})")
-    if len(record_id) == _KEPT + 17 and record_id[_KEPT] == "…":
-        return Rejection("id_too_long", f"an id of more than {MAX_ID} characters, stored under its start and a digest")
-    return None
 
 
 @dataclass(frozen=True)
@@ -255,7 +244,15 @@ class ExtractStore:
         unique = {storage_id(r.id): r for r in records}
         erased = self.forgotten()
         if erased.salt is not None:
-            unique = {rid: r for rid, r in unique.items() if not erased.blocks(system, kind.value, rid)}
+            # By its key, and by its whole id where that is over-long: an erasure made before such
+            # ids were keyed by a stand-in hashed the whole id.
+            unique = {
+                rid: r
+                for rid, r in unique.items()
+                if not (
+                    erased.blocks(system, kind.value, rid) or (r.id != rid and erased.blocks(system, kind.value, r.id))
+                )
+            }
         texts = {rid: canonical_json(r.payload) for rid, r in unique.items()}
         hashes = {rid: content_hash(text) for rid, text in texts.items()}
         page = MappedPage(system, kind, len(records), unique, texts, hashes, force)
@@ -375,10 +372,20 @@ class ExtractStore:
 
     def _drop_over_long_keys(self, system: str, kind: Kind) -> None:
         """Rows a SQLite state stored under an over-long id before such records were keyed by a
-        stand-in: the remap has just stored each again under its stand-in, quarantined."""
+        stand-in (PostgreSQL refused them): the remap has just stored each again under its
+        stand-in, quarantined, so every row naming the whole id goes: mapped, raw and held rows,
+        and a contact's profile member, identity links and ledger rows."""
+        if self.db.is_postgres:
+            return
         mapped_table = contacts if kind is Kind.CONTACT else orders
         id_column = mapped_table.c.record_id if kind is Kind.CONTACT else mapped_table.c.order_id
         with self.db.writing() as conn:
+            long_ids = [
+                str(rid)
+                for (rid,) in conn.execute(
+                    select(id_column).where(mapped_table.c.system == system, func.length(id_column) > MAX_ID)
+                )
+            ]
             conn.execute(delete(mapped_table).where(mapped_table.c.system == system, func.length(id_column) > MAX_ID))
             for table in (raw_records, quarantine):
                 conn.execute(
@@ -386,6 +393,11 @@ class ExtractStore:
                         table.c.system == system, table.c.kind == kind.value, func.length(table.c.record_id) > MAX_ID
                     )
                 )
+            if kind is Kind.CONTACT and long_ids:
+                for table in (profile_members, pushed, pending):
+                    conn.execute(delete(table).where(table.c.system == system, table.c.record_id.in_(long_ids)))
+                keys = [record_key(system, rid) for rid in long_ids]
+                conn.execute(delete(identity_links).where(identity_links.c.a.in_(keys) | identity_links.c.b.in_(keys)))
 
     # ----- quarantine ------------------------------------------------------------------------------
     def quarantine_counts(self) -> dict[str, int]:

@@ -285,6 +285,8 @@ def test_the_quarantined_records_that_are_the_persons_go_too_and_are_never_store
         SourceRecord("crm", Kind.ORDER, "q2", NOW, {"customer": None, "email": "anna@x.nl", "bad": True}),  # hers
         SourceRecord("shop", Kind.ORDER, "q3", NOW, {"customer": "2", "email": "anna@x.nl", "bad": True}),  # Bert's
         SourceRecord("shop", Kind.ORDER, "q4", NOW, {"customer": None, "email": "co@x.nl", "bad": True}),  # shared
+        # Her address on an order that names someone else's held record: theirs.
+        SourceRecord("shop", Kind.ORDER, "q5", NOW, {"customer": "h2", "email": "anna@x.nl", "bad": True}),
     ]
     store.store_page("shop", Kind.ORDER, [o for o in orders if o.system == "shop"], _held, 2)
     store.store_page("crm", Kind.ORDER, [o for o in orders if o.system == "crm"], _held, 2)
@@ -295,7 +297,12 @@ def test_the_quarantined_records_that_are_the_persons_go_too_and_are_never_store
     with store.db.reading() as conn:
         kept = sorted(tuple(r) for r in conn.execute(text("SELECT system, kind, record_id FROM quarantine")).all())
         payloads = " ".join(str(p) for (p,) in conn.execute(text("SELECT payload FROM raw_records")).all())
-    assert kept == [("shop", "contact", "h2"), ("shop", "order", "q3"), ("shop", "order", "q4")]
+    assert kept == [
+        ("shop", "contact", "h2"),
+        ("shop", "order", "q3"),
+        ("shop", "order", "q4"),
+        ("shop", "order", "q5"),
+    ]
     assert "Anna Held" not in payloads
     again = store.store_page("shop", Kind.CONTACT, held, _held, 3)
     assert again.changed == 0  # h1 is never stored again (h2 is stored and unchanged)
@@ -306,3 +313,43 @@ def test_the_quarantined_records_that_are_the_persons_go_too_and_are_never_store
     ]
     assert store.store_page("shop", Kind.ORDER, later, _held, 3).changed == 1  # q9, Bert's
     assert store.consistency_problems() == []
+
+
+def test_held_records_under_a_shared_address_stay(store: StateStore) -> None:
+    """An address on more records of one system than identity resolution joins by, held ones
+    counted, is a shared one (a family's, a company's): no held record is hers by it, nor are the
+    orders naming those records."""
+    store.store_page("crm", Kind.CONTACT, _contacts("crm", ("9", "fam@x.nl")), _map, 1)
+    verdicts = [VerdictChunk.of([("p_anna", Membership(frozenset(), None), "{}")])]
+    store.save_profiles({"p_anna": ["crm:9"]}, verdicts, {}, 1, [])
+    family = [SourceRecord("shop", Kind.CONTACT, f"c{i}", NOW, {"email": "fam@x.nl", "bad": True}) for i in range(4)]
+    store.store_page("shop", Kind.CONTACT, family, _held, 1)
+    store.store_page("shop", Kind.ORDER, _orders("shop", *((f"o{i}", f"c{i}", None) for i in range(4))), _map, 1)
+    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED}, _facts, shared_above=3)
+    assert erased.quarantined == {} and erased.orders == {}
+    assert store.erasures.targets("shop") == []
+    assert store.store_page("shop", Kind.ORDER, _orders("shop", ("o9", "c2", None)), _map, 2).changed == 1
+    with store.db.reading() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM quarantine")).scalar() == 4
+
+
+def test_held_records_without_an_id_of_their_own_go_without_a_vendor_target_or_a_block_on_others(
+    store: StateStore,
+) -> None:
+    """A record held for having no id, or for an id too long to keep (stored under a stand-in), is
+    erased with her other data, but no write may address it at the vendor, and the empty key is
+    never hashed: a later record of someone else without an id is still stored (held)."""
+    _populate(store)
+    nameless = [
+        SourceRecord("shop", Kind.CONTACT, "", NOW, {"email": "anna@x.nl", "bad": True}),
+        SourceRecord("shop", Kind.CONTACT, "7" * 300, NOW, {"email": "anna@x.nl", "bad": True}),
+    ]
+    store.store_page("shop", Kind.CONTACT, nameless, _held, 1)
+    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED}, _facts)
+    assert erased.quarantined == {"shop": 2}
+    assert [t.record_id for t in store.erasures.targets("shop")] == ["1"]
+    with store.db.reading() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM quarantine")).scalar() == 0
+    zoe = SourceRecord("shop", Kind.CONTACT, "", NOW, {"email": "zoe@x.nl", "bad": True})
+    assert store.store_page("shop", Kind.CONTACT, [zoe], _held, 2).changed == 1
+    assert store.store_page("shop", Kind.CONTACT, nameless[1:], _held, 2).changed == 0  # hers stays out

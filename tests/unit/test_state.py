@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from mapping.model import Contact, Kind, Rejection, RemoteState, SourceRecord, WriteBack, WriteResult
+from mapping.model import Contact, Kind, Membership, Rejection, RemoteState, SourceRecord, WriteBack, WriteResult
 from sync.lock import LockHeld, StateLock, current_holder
-from sync.state import StateStore, extracts
+from sync.state import StateStore, VerdictChunk, extracts
 from sync.state.extracts import storage_id
 from sync.state.schema import raw_records
 
@@ -101,12 +101,40 @@ def test_a_remap_moves_a_record_a_sqlite_state_kept_under_an_over_long_id_to_the
             old.setattr(extracts, "storage_id", lambda record_id: record_id)
             old.setattr(extracts, "unkeyable", lambda record_id: None)
             opened.store_page("shop", Kind.CONTACT, _records(("1", "a@x.nl"), (long_id, "b@x.nl")), _mapper, 1)
+            # ... profiled, linked and tagged, as any record
+            verdicts = [VerdictChunk.of([("p1", Membership(frozenset({"friends"}), None), "{}")])]
+            links = [(f"shop:{long_id}", "shop:1", "email", "a@x.nl")]
+            opened.save_profiles({"p1": ["shop:1", f"shop:{long_id}"]}, verdicts, {}, 1, links)
+            tag = RemoteState(frozenset({"crmsync:friends"}))
+            change = WriteBack("shop", long_id, ("crmsync:friends",), (), {}, tag)
+            opened.record_results("shop", [change], [WriteResult(long_id, True)], 1, NOW)
         assert sorted(c.id for c, _ in opened.iter_contacts()) == ["1", long_id]
         assert opened.remap("shop", Kind.CONTACT, _mapper, 2) == 2
         assert [c.id for c, _ in opened.iter_contacts()] == ["1"]
         with opened.db.reading() as conn:
             keys = conn.exec_driver_sql("SELECT record_id FROM raw_records UNION ALL SELECT record_id FROM quarantine")
             assert sorted(rid for (rid,) in keys) == ["1", storage_id(long_id), storage_id(long_id)]
+        assert opened.consistency_problems() == []  # no member, link or ledger row names it any more
+    finally:
+        opened.close()
+
+
+def test_an_erasure_made_before_over_long_ids_were_keyed_by_a_stand_in_still_keeps_them_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It hashed the whole id; extract now keys such a record by its stand-in, and checks both."""
+    long_id = "7" * 300
+    opened = StateStore(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        with monkeypatch.context() as old:
+            old.setattr(extracts, "storage_id", lambda record_id: record_id)
+            old.setattr(extracts, "unkeyable", lambda record_id: None)
+            opened.store_page("shop", Kind.CONTACT, _records((long_id, "b@x.nl")), _mapper, 1)
+            verdicts = [VerdictChunk.of([("p1", Membership(frozenset(), None), "{}")])]
+            opened.save_profiles({"p1": [f"shop:{long_id}"]}, verdicts, {}, 1, [])
+            opened.erasures.erase(["p1"], NOW)
+        assert opened.store_page("shop", Kind.CONTACT, _records((long_id, "b@x.nl")), _mapper, 2).changed == 0
+        assert opened.store_page("shop", Kind.CONTACT, _records(("8" * 300, "c@x.nl")), _mapper, 2).changed == 1
     finally:
         opened.close()
 

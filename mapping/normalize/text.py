@@ -30,6 +30,10 @@ def normalise_text(value: Any) -> str | Invalid | None:
 def normalise_id(value: Any) -> str | Invalid | None:
     if value is None or value == "" or value == 0 or value is False:
         return None
+    if isinstance(value, float) and value.is_integer():
+        # A number key written by a JSON writer that knows only floats (as efficy's client assumes
+        # of its datasets: 40001.0) is the same key as 40001.
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, str | int):
         return Invalid("wrong_type", f"expected an id, got {type_name(value)}")
     text = str(value).strip()

@@ -272,3 +272,13 @@ def test_an_amount_keeps_every_digit_a_price_or_float_has_and_refuses_more() -> 
     assert normalise_money("1." + "0" * 27) == Decimal(1)  # 28 digits: kept
     refused = normalise_money("1." + "0" * 28)
     assert isinstance(refused, Invalid) and refused.reason == "invalid_amount"
+
+
+def test_an_id_written_as_a_whole_float_is_that_number_and_any_other_float_is_refused() -> None:
+    from mapping.normalize.text import normalise_id
+
+    assert normalise_id(40001.0) == "40001" and normalise_id(40001) == "40001" and normalise_id(" 7 ") == "7"
+    for odd in (40001.5, float("nan"), float("inf")):
+        refused = normalise_id(odd)
+        assert isinstance(refused, Invalid) and refused.reason == "wrong_type", odd
+    assert normalise_id(0.0) is None  # as 0: no customer

@@ -47,10 +47,10 @@ KEY = "system || ':' || record_id"  # a contact's record key, `mapping.model.rec
 # of their highest rows (and as many spread below) it keeps as witnesses that numbers did not move.
 NUMBERED = (("contacts", "record_id"), ("orders", "order_id"))
 WITNESSES = 8
-# After the row number: key, email match key, role flag, E.164 phone, phone kind, links, given name.
 # Read from `ix_<table>_changed` alone, not a scan of every row (schema 12).
 ORDERS_WRITTEN_SINCE = "o.changed_seq > ?"
 MARKS_SQL = "SELECT COUNT(*), COALESCE(MAX(changed_seq), 0), COALESCE(SUM(changed_seq), 0) FROM {table}"
+# After the row number: key, email match key, role flag, E.164 phone, phone kind, links, given name.
 IDENTITY_COLUMNS = f"{KEY}, email_key, email_role, phone, phone_kind, links, given_name"
 
 

@@ -182,18 +182,17 @@ class ErasureStore:
             if not known:
                 _complete(conn, erasure_id, now)
         self._forgotten = Forgotten()  # read again on the next page
-        count: dict[str, dict[str, int]] = {"contacts": {}, "orders": {}, "targets": {}}
+        count: dict[str, dict[str, int]] = {"contacts": {}, "orders": {}, "targets": {}, "quarantined": {}}
         for system, _ in members:
             count["contacts"][system] = count["contacts"].get(system, 0) + 1
         for system, _ in order_ids:
             count["orders"][system] = count["orders"].get(system, 0) + 1
         for system, _ in known:
             count["targets"][system] = count["targets"].get(system, 0) + 1
-        quarantined: dict[str, int] = {}
         for system, _, _ in held:
-            quarantined[system] = quarantined.get(system, 0) + 1
+            count["quarantined"][system] = count["quarantined"].get(system, 0) + 1
         return ErasedPerson(
-            erasure_id, tuple(profile_ids), count["contacts"], count["orders"], count["targets"], quarantined
+            erasure_id, tuple(profile_ids), count["contacts"], count["orders"], count["targets"], count["quarantined"]
         )
 
     # ----- what is still to be removed at the vendors -------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Column, Connection, Table, delete, func, select
 
 from mapping import jsontext
 from mapping.model import Contact, Kind, Order, Rejection, RemoteState, SourceRecord, parse_timestamp, record_key
@@ -155,6 +155,11 @@ def _order_row(result: Order, run_seq: int) -> tuple[Any, ...]:
         jsontext.compact(result.categories) if result.categories else None,
         result.unfinished,
     )
+
+
+def _mapped_table(kind: Kind) -> tuple[Table, Column[Any]]:
+    """The table a record of this kind is mapped into, and its id column."""
+    return (contacts, contacts.c.record_id) if kind is Kind.CONTACT else (orders, orders.c.order_id)
 
 
 def _stored_hashes(conn: Connection, system: str, kind: str, ids: Sequence[str]) -> dict[str, str]:
@@ -329,8 +334,7 @@ class ExtractStore:
                     rows["mapped", before].append(row)
                     if before:
                         good_before.append(rid)
-            mapped_table = contacts if kind is Kind.CONTACT else orders
-            id_column = mapped_table.c.record_id if kind is Kind.CONTACT else mapped_table.c.order_id
+            mapped_table, id_column = _mapped_table(kind)
             for name, table in (("raw", raw_records), ("mapped", mapped_table), ("bad", quarantine)):
                 upsert_many(conn, table, rows[name, True])
                 if rows[name, False]:
@@ -377,8 +381,7 @@ class ExtractStore:
         and a contact's profile member, identity links and ledger rows."""
         if self.db.is_postgres:
             return
-        mapped_table = contacts if kind is Kind.CONTACT else orders
-        id_column = mapped_table.c.record_id if kind is Kind.CONTACT else mapped_table.c.order_id
+        mapped_table, id_column = _mapped_table(kind)
         with self.db.writing() as conn:
             long_ids = [
                 str(rid)

@@ -23,12 +23,14 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+import orjson
+from sqlalchemy import BigInteger, Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -206,7 +208,8 @@ def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: It
     if conn.dialect.name == "postgresql":
         return _copy_rows(conn, table, columns, rows)
     marks = ", ".join("?" for _ in columns)
-    return raw_many(conn, f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", rows)
+    statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+    return _sqlite_write(conn, table, tuple(columns), rows, statement, upsert=False)
 
 
 def _copy_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
@@ -230,8 +233,6 @@ def _upsert_sql(table: Table, columns: tuple[str, ...] | None = None, postgres: 
     typed array per column (`unnest(%s::type[], ...)`): PostgreSQL then plans and runs one statement
     per batch, not one per row."""
     names = columns or tuple(c.name for c in table.columns)
-    keys = [c.name for c in table.primary_key.columns]
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in keys)
     if postgres:
         from sqlalchemy.dialects import postgresql
 
@@ -240,8 +241,14 @@ def _upsert_sql(table: Table, columns: tuple[str, ...] | None = None, postgres: 
         source = "SELECT * FROM unnest(" + ", ".join(f"%b::{kind}[]" for kind in types) + ")"
     else:
         source = f"VALUES ({', '.join('?' for _ in names)})"
-    conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
-    return f"INSERT INTO {table.name} ({', '.join(names)}) {source} {conflict}"
+    return f"INSERT INTO {table.name} ({', '.join(names)}) {source} {_on_conflict(table, names)}"
+
+
+def _on_conflict(table: Table, names: Sequence[str]) -> str:
+    """The upsert's clause: a row whose key is stored replaces the stored row's other columns."""
+    keys = [c.name for c in table.primary_key.columns]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in keys)
+    return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
 
 
 def upsert_many(
@@ -250,7 +257,8 @@ def upsert_many(
     """Upsert rows (tuples in the order of `columns`, default the table's) inside `conn`'s
     transaction. Of rows with the same key the last one wins, on both backends."""
     if conn.dialect.name != "postgresql":
-        raw_many(conn, _upsert_sql(table, columns), rows)
+        names = columns or tuple(c.name for c in table.columns)
+        _sqlite_write(conn, table, names, rows, _upsert_sql(table, columns), upsert=True)
         return
     names = columns or tuple(c.name for c in table.columns)
     at = [names.index(c.name) for c in table.primary_key.columns]
@@ -264,3 +272,80 @@ def upsert_many(
             cursor.execute(statement, [list(column) for column in zip(*unique.values(), strict=True)])
     finally:
         cursor.close()
+
+
+# ----- SQLite's bulk path: a batch of rows as one JSON array ---------------------------------------
+# `executemany` binds every value of every row from Python, one row per step: at ~460,000 segment
+# history entries that binding is a third of the insert's time. The same rows as one JSON array
+# per batch, unpacked by SQLite itself (`json_each`, `->>`), take that third off
+# (bench/RESULTS.md). `->>` returns a JSON string as TEXT, an integer as INTEGER, true/false as
+# 1/0 and null as NULL: what binding the same Python values stores. A batch that JSON would not
+# carry unchanged goes by `executemany` as before: a value orjson does not write as sqlite3 binds
+# it (bytes, a datetime, a Decimal: orjson refuses them), a NUL in a text (`->>` would cut the text
+# there) or an integer outside SQLite's 64 bits (JSON would turn it into a REAL; binding refuses it).
+_JSON_ARROW = sqlite3.sqlite_version_info >= (3, 38, 0)  # `->>` came with 3.38
+_JSON_BATCH_MIN = 64  # below this, one more statement text is not worth it
+# SQLite finds each value of a row in the row's JSON text: the wider the row, the more that costs.
+# At four short columns (a segment entry, a tier, a link) the JSON path wins; at seven (a profile
+# with its traits) it took twice executemany's time, at three (a member) it won by a little.
+_JSON_WIDEST = 4
+_JSON_REFUSED = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _sqlite_write(
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Iterable[Sequence[Any]],
+    statement: str,
+    upsert: bool,
+) -> int:
+    """Insert or upsert `rows` in batches: a batch as one JSON array where it carries the rows
+    unchanged, else by `executemany` of `statement` (one row per execution)."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    by_json = _json_write_sql(table, columns, upsert) if _JSON_ARROW and len(columns) <= _JSON_WIDEST else None
+    wide = [at for at, name in enumerate(columns) if isinstance(table.c[name].type, BigInteger)]
+    written = 0
+    try:
+        iterator = iter(rows)
+        while batch := list(itertools.islice(iterator, 20_000)):
+            blob = _json_batch(batch, wide) if by_json is not None else None
+            if blob is None:
+                cursor.executemany(statement, batch)
+            else:
+                cursor.execute(by_json, (blob,))
+            written += len(batch)
+    finally:
+        cursor.close()
+    return written
+
+
+def _json_batch(batch: list[Sequence[Any]], wide: Sequence[int]) -> bytes | None:
+    """`batch` as one JSON array of arrays, or None where JSON would not carry it unchanged
+    (see `_sqlite_write`). `wide`: the positions of 64-bit integer columns, the only ones whose
+    values may leave SQLite's range (an ordinary integer column holds sequence numbers)."""
+    if len(batch) < _JSON_BATCH_MIN:
+        return None
+    try:
+        blob = orjson.dumps(batch, option=_JSON_REFUSED)
+    except orjson.JSONEncodeError:
+        return None
+    if b"\\u0000" in blob:
+        return None
+    for at in wide:
+        values = [row[at] for row in batch if row[at] is not None]
+        if values and (min(values) < _INT64[0] or max(values) > _INT64[1]):
+            return None
+    return blob
+
+
+@functools.cache
+def _json_write_sql(table: Table, columns: tuple[str, ...], upsert: bool) -> str:
+    """The INSERT (or upsert) of one JSON array of rows, each an array in the order of `columns`.
+    `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a join."""
+    picks = ", ".join(f"value->>{at}" for at in range(len(columns)))
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {picks} FROM json_each(?) WHERE true"
+    if upsert:
+        sql += " " + _on_conflict(table, columns)
+    return sql

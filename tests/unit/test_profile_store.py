@@ -3,8 +3,11 @@ full comparison would record, across dry runs and interrupted runs too."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,3 +183,27 @@ def test_a_tier_still_held_is_not_rewritten_though_its_qualification_time_moves(
     store.record_segments(3, later + timedelta(hours=1), {}, snapshot, {"p_1": ("gold", later)}, (1, 0))
     assert store.held_tiers() == {"p_1": ("gold", later)}  # no longer the run's own moment: kept as a time
     store.close()
+
+
+def test_the_exits_index_holds_exits_only_and_serves_who_left_since(tmp_path: Path) -> None:
+    """A first run opens an entry per profile and segment; none has exited, so none belongs in
+    `ix_segment_history_exited` (schema 13: partial), which the report's "who left since run N"
+    reads. Asked of SQLite: the index is partial, the exits query searches it, and the answers
+    are right."""
+    path = tmp_path / "state.db"
+    store = StateStore(f"sqlite:///{path}")
+    run(store, 1, {"p1": frozenset({"friends", "vip"}), "p2": frozenset({"friends"})})
+    run(store, 2, {"p1": frozenset({"acquaintances", "vip"}), "p2": frozenset({"friends"})})
+    assert store.history.transitions(1) == [("p1", "friends", "acquaintances", 2)]
+    store.close()
+    with closing(sqlite3.connect(path)) as db:
+        partial = {name: flag for _, name, _, _, flag in db.execute("PRAGMA index_list(segment_history)")}
+        assert partial["ix_segment_history_exited"] == 1
+        plan = " ".join(
+            str(row[-1])
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN SELECT profile_id, segment, exited_seq FROM segment_history WHERE exited_seq > ?",
+                (1,),
+            )
+        )
+        assert "USING INDEX ix_segment_history_exited (exited_seq>?)" in plan

@@ -1,0 +1,136 @@
+"""SQLite's bulk path (sync/state/sql.py `_sqlite_write`): a batch of narrow rows goes to SQLite as
+one JSON array, and must store exactly what `executemany` of the same rows stores, value and type;
+a batch JSON would not carry unchanged goes by `executemany`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import BigInteger, Boolean, Column, MetaData, String, Table, Text
+
+from sync.state.sql import Database, insert_rows, upsert_many
+
+META = MetaData()
+WIDE = Table(
+    "wide",
+    META,
+    Column("k", String(64), primary_key=True),
+    Column("a", Text),
+    Column("b", BigInteger),
+    Column("c", Boolean),
+)
+COLUMNS = ("k", "a", "b", "c")
+PLAIN = "CREATE TABLE {name} (k VARCHAR(64) NOT NULL PRIMARY KEY, a TEXT, b BIGINT, c BOOLEAN)"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[tuple[Database, Path]]:
+    path = tmp_path / "bulk.db"
+    database = Database(f"sqlite:///{path}")
+    META.create_all(database.engine)
+    yield database, path
+    database.close()
+
+
+def stored(path: Path, table: str) -> list[tuple[Any, ...]]:
+    """Every row, each value with SQLite's own type of it, in key order."""
+    with sqlite3.connect(path) as conn:
+        sql = f"SELECT k, typeof(a), a, typeof(b), b, typeof(c), c FROM {table} ORDER BY k"
+        return conn.execute(sql).fetchall()
+
+
+def by_executemany(path: Path, rows: Sequence[Sequence[Any]], upsert: bool = False) -> list[tuple[Any, ...]]:
+    """The same rows through sqlite3's `executemany`, one row per execution: what the bulk path
+    must store."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE IF EXISTS plain")
+        conn.execute(PLAIN.format(name="plain"))
+        tail = " ON CONFLICT (k) DO UPDATE SET a = excluded.a, b = excluded.b, c = excluded.c" if upsert else ""
+        conn.executemany(f"INSERT INTO plain (k, a, b, c) VALUES (?, ?, ?, ?){tail}", rows)
+    return stored(path, "plain")
+
+
+def statements(database: Database, write: Any) -> list[str]:
+    """The statements SQLite ran for `write(conn)`."""
+    seen: list[str] = []
+    with database.writing() as conn:
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        driver.set_trace_callback(seen.append)
+        try:
+            write(conn)
+        finally:
+            driver.set_trace_callback(None)
+    return seen
+
+
+# No NUL and no lone surrogate: the one goes by executemany (below), the other neither path stores.
+texts = st.one_of(
+    st.none(),
+    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=30),
+    st.sampled_from(['"quoted"', "back\\slash", "line\nbreak", "\u2028\u2029", "😀 emoji", "é", "", "null", "[1]"]),
+)
+numbers = st.one_of(st.none(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.sampled_from([0, -1]))
+flags = st.one_of(st.none(), st.booleans())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.tuples(texts, numbers, flags), min_size=64, max_size=150))
+def test_a_json_batch_stores_what_executemany_stores(db: tuple[Database, Path], values: list[Any]) -> None:
+    database, path = db
+    with database.writing() as conn:
+        conn.exec_driver_sql("DELETE FROM wide")
+    rows = [(f"k{at:04d}", a, b, c) for at, (a, b, c) in enumerate(values)]
+    ran = statements(database, lambda conn: insert_rows(conn, WIDE, COLUMNS, rows))
+    assert any("json_each" in sql for sql in ran)  # the bulk path did run
+    assert stored(path, "wide") == by_executemany(path, rows)
+
+
+def test_an_upsert_batch_keeps_the_last_row_of_a_key_and_replaces_stored_ones(db: tuple[Database, Path]) -> None:
+    database, path = db
+    first = [(f"k{at:03d}", "old", at, True) for at in range(100)]
+    with database.writing() as conn:
+        insert_rows(conn, WIDE, COLUMNS, first)
+    again = [(f"k{at:03d}", f"new {at}", -at, False) for at in range(50, 150)] + [("k060", "last", 7, None)]
+    ran = statements(database, lambda conn: upsert_many(conn, WIDE, again, COLUMNS))
+    assert any("json_each" in sql for sql in ran)
+    assert stored(path, "wide") == by_executemany(path, first + again, upsert=True)
+    assert stored(path, "wide")[60][1:3] == ("text", "last")
+
+
+@pytest.mark.parametrize(
+    ("odd", "why"),
+    [
+        (("has a \x00 NUL", 1, True), "JSON's `->>` would cut the text at the NUL"),
+        (("wide", 2**63 - 1, None), "the highest 64-bit integer: stored by either path"),
+    ],
+)
+def test_a_batch_json_would_not_carry_unchanged_goes_by_executemany_or_is_stored_alike(
+    db: tuple[Database, Path], odd: tuple[Any, ...], why: str
+) -> None:
+    database, path = db
+    rows = [(f"k{at:03d}", "plain", at, False) for at in range(80)] + [("z", *odd)]
+    with database.writing() as conn:
+        insert_rows(conn, WIDE, COLUMNS, rows)
+    assert stored(path, "wide") == by_executemany(path, rows), why
+
+
+def test_values_json_cannot_hold_fail_as_executemany_fails(db: tuple[Database, Path]) -> None:
+    """An integer beyond 64 bits: JSON would store a REAL silently; executemany refuses it, and so
+    must the bulk path. A datetime: orjson writes it otherwise than sqlite3 binds it."""
+    database, path = db
+    rows = [(f"k{at:03d}", "plain", at, False) for at in range(80)]
+    with pytest.raises(OverflowError), database.writing() as conn:
+        insert_rows(conn, WIDE, COLUMNS, [*rows, ("z", "x", 2**63, None)])
+    assert stored(path, "wide") == []
+    moment = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    ran = statements(database, lambda conn: insert_rows(conn, WIDE, COLUMNS, [*rows, ("z", moment, 1, None)]))
+    assert not any("json_each" in sql for sql in ran)
+    assert stored(path, "wide")[-1][1:3] == ("text", str(moment))

@@ -6,7 +6,8 @@ bulk reads and writes of a cycle (a row per profile, per member, per segment ent
 page) go through the driver's cursor with statements built once: at a million rows, building a dict
 per row for SQLAlchemy costs more than the database's work. Statements are written with `?` marks,
 turned into the driver's own here (`%s` for psycopg), so the same text serves SQLite and
-PostgreSQL. Bulk writes take each backend's fast path: `executemany` on SQLite; on PostgreSQL new
+PostgreSQL. Bulk writes take each backend's fast path: on SQLite `executemany`, or for narrow rows
+one JSON array per batch (`_sqlite_write`); on PostgreSQL new
 rows go by COPY and upserts as one statement per batch over typed arrays (`unnest`), several
 times faster there than one statement per row, pipelined or not (bench/RESULTS.md). Large reads
 stream: SQLite's cursor steps through the rows, PostgreSQL's is a server-side cursor.

@@ -34,7 +34,7 @@ from mapping.normalize import NORMALISERS, Invalid
 from mapping.normalize.address import normalise_postcode, split_house_number, split_street
 from mapping.normalize.email import DEFAULT_ROLE_LOCALS, is_role_address
 from mapping.normalize.names import parse_name
-from mapping.normalize.phone import INVALID, parse_phone
+from mapping.normalize.phone import INVALID, Phone, parse_phone
 
 Canonical = Callable[[str, str], str | None]
 
@@ -118,6 +118,19 @@ def read_fields(payload: Any, fields: FieldMap, names: Iterable[str]) -> dict[st
     return values
 
 
+def contact_phone(values: Mapping[str, Any], rules: MappingRules) -> Phone | None:
+    """The phone number of a contact's normalised field values (`apply_fieldmap`): its mobile
+    field, else its general one, unless only the general one is a mobile number."""
+    phone = None
+    for name in ("mobile", "phone"):  # a dedicated mobile field wins over a general one
+        raw = values.get(name)
+        if raw:
+            candidate = parse_phone(str(raw), values.get("country"), rules.default_country)
+            if candidate is not None and (phone is None or (phone.kind != "mobile" and candidate.kind == "mobile")):
+                phone = candidate
+    return phone
+
+
 def map_contact(
     record: SourceRecord,
     fields: FieldMap,
@@ -147,13 +160,7 @@ def map_contact(
         flags.append("role_address")
     country = values.get("country")
 
-    phone = None
-    for name in ("mobile", "phone"):  # a dedicated mobile field wins over a general one
-        raw = values.get(name)
-        if raw:
-            candidate = parse_phone(str(raw), country, rules.default_country)
-            if candidate is not None and (phone is None or (phone.kind != "mobile" and candidate.kind == "mobile")):
-                phone = candidate
+    phone = contact_phone(values, rules)
     if phone is not None and phone.kind == INVALID:
         flags.append("invalid_phone")
 

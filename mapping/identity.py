@@ -208,7 +208,7 @@ def resolve(
             continue
         anchor = holders[0]
         for other in holders[1:]:
-            if kind == "mobile" and names and not _same_person_names(names.get(keys[anchor]), names.get(keys[other])):
+            if kind == "mobile" and names and not same_person_names(names.get(keys[anchor]), names.get(keys[other])):
                 loose.append((anchor, other))
                 continue
             join(anchor, other, kind, value)
@@ -250,7 +250,7 @@ def _components(position: Mapping[int, int], loose: Iterable[tuple[int, int]], f
     return parent
 
 
-def _same_person_names(a: str | None, b: str | None) -> bool:
+def same_person_names(a: str | None, b: str | None) -> bool:
     """Given names that could belong to one person: either unknown, equal, or one the initial of
     the other (`J.` and `Jan`)."""
     if not a or not b:

@@ -19,16 +19,18 @@ from typing import Any
 import structlog
 
 from connectors.base import Connector
-from mapping.fieldmaps import read_fields
+from mapping.fieldmaps import MappingRules, contact_phone, read_fields
 from mapping.model import Kind, Membership
 from mapping.normalize.email import email_match_key
+from mapping.normalize.names import parse_name
 from sync.clock import now
 from sync.config import LoadedConfig
 from sync.erasure import clear_at_vendors
 from sync.explain import find_profiles
 from sync.pipeline import build_connectors
+from sync.resolve import mapping_rules
 from sync.runtime import Writer
-from sync.state.erasure import PayloadFacts
+from sync.state.erasure import HeldFacts, PayloadFacts, SharedAbove
 
 log = structlog.get_logger("crmsync.forget")
 
@@ -65,9 +67,11 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         profile = store.profile_detail(matches[0])["profile"] or {}
         membership = Membership(frozenset(json.loads(profile.get("segments") or "[]")), profile.get("tier"))
         expected = {name: connector.desired_state(membership) for name, connector in connectors.items()}
-        # As identity resolution counts a shared address (no limit when the config sets none).
-        shared_above = config.identity.max_records_per_identifier.get("email", sys.maxsize)
-        erased = store.erasures.erase(matches, now(), expected, payload_facts(connectors), shared_above)
+        # As identity resolution counts a shared address or number (no limit when the config sets none).
+        limits = config.identity.max_records_per_identifier
+        shared_above = SharedAbove(limits.get("email", sys.maxsize), limits.get("mobile", sys.maxsize))
+        facts = payload_facts(connectors, mapping_rules(config))
+        erased = store.erasures.erase(matches, now(), expected, facts, shared_above)
         log.info("erased from the state", erasure=erased.erasure_id, profiles=len(matches))
         # Every pending erasure, this one and any a vendor has not confirmed before.
         passed = clear_at_vendors(store, connectors, clock=now, guard=writer.guard())
@@ -86,23 +90,39 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
     return ForgetOutcome(document, passed.pending == 0)
 
 
-def payload_facts(connectors: Mapping[str, Connector]) -> PayloadFacts:
-    """How each system's records name their customer and email, read by its own field map: what
-    finds the person's quarantined records, which no profile holds."""
+def payload_facts(connectors: Mapping[str, Connector], rules: MappingRules) -> PayloadFacts:
+    """How each system's records name their customer, email, mobile number and given name, read by
+    its own field map and normalised as the mapping does: what finds the person's quarantined
+    records, which no profile holds."""
 
-    def facts(system: str, kind: str, payload: Any) -> tuple[str | None, str | None]:
+    def facts(system: str, kind: str, payload: Any) -> HeldFacts:
         connector = connectors.get(system)
         if connector is None or not isinstance(payload, Mapping):
-            return None, None
-        fields = connector.contact_fieldmap if kind == Kind.CONTACT.value else connector.order_fields
-        values = read_fields(payload, fields, ("customer_id", "email"))
-        customer, email = values.get("customer_id"), values.get("email")
-        return (
-            str(customer) if customer is not None else None,
-            email_match_key(email) if isinstance(email, str) else None,
+            return HeldFacts()
+        if kind != Kind.CONTACT.value:
+            values = read_fields(payload, connector.order_fields, ("customer_id", "email"))
+            return HeldFacts(_text(values.get("customer_id")), _email_key(values.get("email")))
+        names = ("email", "mobile", "phone", "country", "first_name", "middle_name", "last_name", "full_name")
+        values = read_fields(payload, connector.contact_fieldmap, names)
+        phone = contact_phone(values, rules)
+        person = parse_name(
+            values.get("first_name"), values.get("middle_name"), values.get("last_name"), values.get("full_name")
+        )
+        return HeldFacts(
+            email_key=_email_key(values.get("email")),
+            mobile=phone.e164 if phone is not None and phone.kind == "mobile" else None,
+            given_name=person.given if person is not None else None,
         )
 
     return facts
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _email_key(value: Any) -> str | None:
+    return email_match_key(value) if isinstance(value, str) else None
 
 
 def render(document: dict[str, Any]) -> str:

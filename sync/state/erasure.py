@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select, update
 
 from mapping import jsontext
+from mapping.identity import same_person_names
 from mapping.model import Kind, RemoteState, record_key
 from sync.state.keys import addresses_a_record
 from sync.state.schema import (
@@ -61,10 +62,28 @@ SALT_KEY = "forget_salt"
 CUSTOMER = "customer"  # the hash kind that stops orders naming an erased customer record
 
 
-# What a vendor record says of whom it belongs to, as its system's field map reads it: (customer id
-# named, email match key) from (system, kind, payload). Given by the caller (`crmsync forget` has
-# the connectors), so the quarantined records, which no profile holds, can be found too.
-PayloadFacts = Callable[[str, str, Any], tuple[str | None, str | None]]
+@dataclass(frozen=True)
+class HeldFacts:
+    """What a held vendor record says of whom it belongs to, as its system's field map reads it."""
+
+    customer: str | None = None  # the customer record an order names
+    email_key: str | None = None
+    mobile: str | None = None  # E.164, where the record's phone is a mobile number
+    given_name: str | None = None
+
+
+# HeldFacts from (system, kind, payload). Given by the caller (`crmsync forget` has the
+# connectors), so the quarantined records, which no profile holds, can be found too.
+PayloadFacts = Callable[[str, str, Any], HeldFacts]
+
+
+@dataclass(frozen=True)
+class SharedAbove:
+    """Per identifier kind, the records of one system it may be on before it is a shared one
+    (`[identity] max_records_per_identifier`), as identity resolution counts them."""
+
+    email: int = 3
+    mobile: int = 3
 
 
 def identity_hash(salt: str, system: str, kind: str, record_id: str) -> str:
@@ -120,16 +139,17 @@ class ErasureStore:
         now: datetime,
         expected: Mapping[str, RemoteState] | None = None,
         facts: PayloadFacts | None = None,
-        shared_above: int = 3,
+        shared_above: SharedAbove = SharedAbove(),
     ) -> ErasedPerson:
         """Remove these profiles' people from the state in one transaction (see the module
         docstring). `expected`: per configured system, the owned state crmsync writes there for the
         person's current segments: a write the vendor carried out but the ledger never recorded (a
         crash between the two, a lost reply) is covered by it. `facts`: how each system's records
         name their customer and email; with it, the quarantined records that are the person's go
-        too (`_quarantined_of`; `shared_above`: the records of one system an email may be on before
-        it is a shared one, as identity resolution counts them). Raises StaleProfiles when records
-        changed after the profiles were last computed: the members may then be out of date."""
+        too (`_quarantined_of`; `shared_above`: the records of one system an email or a mobile
+        number may be on before it is a shared one, as identity resolution counts them). Raises
+        StaleProfiles when records changed after the profiles were last computed: the members may
+        then be out of date."""
         expected = expected or {}
         erasure_id = str(uuid.uuid4())
         with self.db.writing() as conn:
@@ -144,7 +164,11 @@ class ErasureStore:
                 )
             ]
             email_keys = _email_keys_of(conn, members)
-            held = _quarantined_of(conn, members, email_keys, facts, shared_above) if facts is not None else []
+            held = (
+                _quarantined_of(conn, members, email_keys, _mobiles_of(conn, members), facts, shared_above)
+                if facts is not None
+                else []
+            )
             # Their held customer records are theirs as the mapped ones are (the orders naming them,
             # the tags crmsync wrote there before they were held, their ledger rows), where the key
             # is the record's own id: not a record held for having none, nor a stand-in for an id
@@ -351,6 +375,35 @@ def _email_keys_of(conn: Connection, members: Sequence[tuple[str, str]]) -> list
     return alone
 
 
+def _mobiles_of(conn: Connection, members: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """The mobile numbers of the person's records that no one else's record holds, each with the
+    given names their records carry beside it: what makes a held contact theirs by its number (as
+    identity resolution joins by it: never across given names that disagree)."""
+    mine = set(members)
+    found: dict[str, list[str]] = {}
+    for system, rid in members:
+        row = conn.execute(
+            select(contacts.c.phone, contacts.c.given_name).where(
+                contacts.c.system == system, contacts.c.record_id == rid, contacts.c.phone_kind == "mobile"
+            )
+        ).first()
+        if row is not None and row[0]:
+            found.setdefault(str(row[0]), []).extend([str(row[1])] if row[1] else [])
+    alone: dict[str, list[str]] = {}
+    for mobile, names in sorted(found.items()):
+        holders = {
+            (str(s), str(r))
+            for s, r in conn.execute(
+                select(contacts.c.system, contacts.c.record_id).where(
+                    contacts.c.phone == mobile, contacts.c.phone_kind == "mobile"
+                )
+            )
+        }
+        if holders <= mine:  # else someone else's record holds it too
+            alone[mobile] = names
+    return alone
+
+
 def _orders_of(
     conn: Connection, members: Sequence[tuple[str, str]], email_keys: Sequence[str]
 ) -> list[tuple[str, str]]:
@@ -379,46 +432,69 @@ def _quarantined_of(
     conn: Connection,
     members: Sequence[tuple[str, str]],
     email_keys: Sequence[str],
+    mobiles: Mapping[str, Sequence[str]],
     facts: PayloadFacts,
-    shared_above: int,
+    shared_above: SharedAbove,
 ) -> list[tuple[str, str, str]]:
     """The held records (quarantined: no profile holds them) that are the person's, as (system,
-    kind, record id): a contact under an email match key of theirs alone; an order naming one of
-    their customer records (held ones included), or naming no one else's record, held or not,
-    under such a key. A key on more records of one system than identity resolution joins by,
-    theirs and held ones counted together, is a shared one (a family's address, a shop's own):
-    no held record is theirs by it. Their raw payloads are the person's data as much as their
-    mapped records are. A payload the field map cannot read is left: nothing in it can be
-    matched to them."""
+    kind, record id): a contact under an email match key of theirs alone, or under a mobile number
+    of theirs alone whose given names do not disagree with its own; an order naming one of their
+    customer records (held ones included), or naming no one else's record, held or not, under
+    such an email key. A key or number on more records of one system than identity resolution
+    joins by, theirs and held ones counted together, is a shared one (a family's address or phone,
+    a shop's own): no held record is theirs by it. Their raw payloads are the person's data as
+    much as their mapped records are. A payload the field map cannot read is left: nothing in it
+    can be matched to them."""
     sql = (
         "SELECT q.system, q.kind, q.record_id, r.payload FROM quarantine q JOIN raw_records r "
         "ON r.system = q.system AND r.kind = q.kind AND r.record_id = q.record_id"
     )
-    read: list[tuple[str, str, str, str | None, str | None]] = []
+    read: list[tuple[str, str, str, HeldFacts]] = []
     for system, kind, rid, payload in raw_rows(conn, sql):
         try:
-            customer, key = facts(str(system), str(kind), jsontext.loads(payload))
+            said = facts(str(system), str(kind), jsontext.loads(payload))
         except Exception:  # a payload this odd names no one the field map can see
             continue
-        read.append((str(system), str(kind), str(rid), customer, key))
-    contacts_held = [(system, rid, key) for system, kind, rid, _, key in read if kind != Kind.ORDER.value]
-    # Records per system on each of their keys: the held ones, and their own mapped ones (a key of
-    # theirs alone is on no one else's mapped record).
-    on: Counter[tuple[str, str]] = Counter(
-        (system, key) for system, _, key in contacts_held if key is not None and key in email_keys
-    )
-    for key in {key for _, key in on}:
-        sql = "SELECT system, COUNT(*) FROM contacts WHERE email_key = ? GROUP BY system"
-        for system, count in raw_rows(conn, sql, (key,)):
-            on[(str(system), key)] += int(count)
-    shared = {key for (_, key), count in on.items() if count > shared_above}
-    keys = set(email_keys) - shared
-    found = [(system, Kind.CONTACT.value, rid) for system, rid, key in contacts_held if key in keys]
+        read.append((str(system), str(kind), str(rid), said))
+    contacts_held = [(system, rid, said) for system, kind, rid, said in read if kind != Kind.ORDER.value]
+    # Records per system on each of their keys and numbers: the held ones, and their own mapped
+    # ones (a key or number of theirs alone is on no one else's mapped record).
+    on: Counter[tuple[str, str, str]] = Counter()
+    for system, _, said in contacts_held:
+        if said.email_key is not None and said.email_key in email_keys:
+            on[("email", system, said.email_key)] += 1
+        if said.mobile is not None and said.mobile in mobiles:
+            on[("mobile", system, said.mobile)] += 1
+    for kind, value in {(kind, value) for kind, _, value in on}:
+        sql = (
+            "SELECT system, COUNT(*) FROM contacts WHERE email_key = ? GROUP BY system"
+            if kind == "email"
+            else "SELECT system, COUNT(*) FROM contacts WHERE phone = ? AND phone_kind = 'mobile' GROUP BY system"
+        )
+        for system, count in raw_rows(conn, sql, (value,)):
+            on[(kind, str(system), value)] += int(count)
+    limit = {"email": shared_above.email, "mobile": shared_above.mobile}
+    shared = {(kind, value) for (kind, _, value), count in on.items() if count > limit[kind]}
+    keys = {key for key in email_keys if ("email", key) not in shared}
+
+    def theirs(said: HeldFacts) -> bool:
+        if said.email_key is not None and said.email_key in keys:
+            return True
+        mobile = said.mobile
+        return (
+            mobile is not None
+            and mobile in mobiles
+            and ("mobile", mobile) not in shared
+            and all(same_person_names(name, said.given_name) for name in mobiles[mobile])
+        )
+
+    found = [(system, Kind.CONTACT.value, rid) for system, rid, said in contacts_held if theirs(said)]
     mine = {*members, *((system, rid) for system, _, rid in found)}
     others_held = {(system, rid) for system, rid, _ in contacts_held} - mine
-    for system, kind, rid, customer, key in read:
+    for system, kind, rid, said in read:
         if kind != Kind.ORDER.value:
             continue
+        customer, key = said.customer, said.email_key
         if customer is not None:
             if (system, customer) in mine:
                 found.append((system, kind, rid))

@@ -26,6 +26,7 @@ from mapping.model import (
     WriteResult,
 )
 from sync.state import StateStore, VerdictChunk, metadata, segment_history
+from sync.state.erasure import HeldFacts, SharedAbove
 
 NOW = datetime(2026, 12, 4, tzinfo=UTC)
 TAGGED = RemoteState(frozenset({"crmsync:friends"}))  # what crmsync writes for "friends" in the shop
@@ -260,9 +261,10 @@ def _held(record: SourceRecord) -> Contact | Order | Rejection:
     return _map(record)
 
 
-def _facts(system: str, kind: str, payload: Any) -> tuple[str | None, str | None]:
-    """How the test's records name their customer and email (a connector's field map, in forget)."""
-    return payload.get("customer"), payload.get("email")
+def _facts(system: str, kind: str, payload: Any) -> HeldFacts:
+    """How the test's records name their customer, email, mobile and given name (a connector's
+    field map, in forget)."""
+    return HeldFacts(payload.get("customer"), payload.get("email"), payload.get("mobile"), payload.get("name"))
 
 
 def test_the_quarantined_records_that_are_the_persons_go_too_and_are_never_stored_again(store: StateStore) -> None:
@@ -325,7 +327,7 @@ def test_held_records_under_a_shared_address_stay(store: StateStore) -> None:
     family = [SourceRecord("shop", Kind.CONTACT, f"c{i}", NOW, {"email": "fam@x.nl", "bad": True}) for i in range(4)]
     store.store_page("shop", Kind.CONTACT, family, _held, 1)
     store.store_page("shop", Kind.ORDER, _orders("shop", *((f"o{i}", f"c{i}", None) for i in range(4))), _map, 1)
-    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED}, _facts, shared_above=3)
+    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED}, _facts, SharedAbove(email=3))
     assert erased.quarantined == {} and erased.orders == {}
     assert store.erasures.targets("shop") == []
     assert store.store_page("shop", Kind.ORDER, _orders("shop", ("o9", "c2", None)), _map, 2).changed == 1
@@ -353,3 +355,73 @@ def test_held_records_without_an_id_of_their_own_go_without_a_vendor_target_or_a
     zoe = SourceRecord("shop", Kind.CONTACT, "", NOW, {"email": "zoe@x.nl", "bad": True})
     assert store.store_page("shop", Kind.CONTACT, [zoe], _held, 2).changed == 1
     assert store.store_page("shop", Kind.CONTACT, nameless[1:], _held, 2).changed == 0  # hers stays out
+
+
+def test_held_contacts_with_her_mobile_number_go_unless_the_number_is_shared_or_the_name_disagrees(
+    store: StateStore,
+) -> None:
+    """Identity resolution joins records by a mobile number too (never across given names that
+    disagree, never by a number on more records of one system than the limit): so does forget,
+    for held contacts that carry her number and no email of hers."""
+    mine, family = "+31612345678", "+31687654321"
+
+    def mapped(record: SourceRecord) -> Contact:
+        p = record.payload
+        return Contact(
+            record.system,
+            record.id,
+            NOW,
+            email=p["email"],
+            phone=p["mobile"],
+            phone_kind="mobile",
+            given_name=p["name"],
+        )
+
+    people = [
+        SourceRecord("crm", Kind.CONTACT, "9", NOW, {"email": "anna@x.nl", "mobile": mine, "name": "Anna"}),
+        SourceRecord("crm", Kind.CONTACT, "7", NOW, {"email": "anna2@x.nl", "mobile": family, "name": "Anna"}),
+    ]
+    store.store_page("crm", Kind.CONTACT, people, mapped, 1)
+    verdicts = [VerdictChunk.of([("p_anna", Membership(frozenset(), None), "{}")])]
+    store.save_profiles({"p_anna": ["crm:9", "crm:7"]}, verdicts, {}, 1, [])
+
+    def held(rid: str, mobile: str, name: str | None) -> SourceRecord:
+        return SourceRecord("shop", Kind.CONTACT, rid, NOW, {"mobile": mobile, "name": name, "bad": True})
+
+    records = [
+        held("h1", mine, "A."),  # her number, her initial: hers
+        held("h2", mine, None),  # her number, no readable name: hers
+        held("h3", mine, "Bert"),  # her number, another given name: her son's phone, not hers
+        *(held(f"f{i}", family, "Anna") for i in range(4)),  # a number on four shop records: shared
+    ]
+    store.store_page("shop", Kind.CONTACT, records, _held, 1)
+    store.store_page("shop", Kind.ORDER, _orders("shop", ("o1", "h1", None), ("o2", "h3", None)), _map, 1)
+    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED}, _facts, SharedAbove(email=3, mobile=3))
+    assert erased.quarantined == {"shop": 2}
+    assert erased.orders == {"shop": 1}  # o1 names h1
+    with store.db.reading() as conn:
+        kept = sorted(r for (r,) in conn.execute(text("SELECT record_id FROM quarantine")).all())
+    assert kept == ["f0", "f1", "f2", "f3", "h3"]
+    assert store.consistency_problems() == []
+
+
+def test_forget_reads_a_held_payload_as_the_mapping_reads_a_contact() -> None:
+    """`sync.forget.payload_facts` through a vendor's own field maps (AFAS's): the number
+    normalised to E.164 as `map_contact` would, a landline named no mobile, the given name parsed,
+    an order's customer id."""
+    from types import SimpleNamespace
+
+    from connectors.afas.client import AfasConnector
+    from mapping.fieldmaps import MappingRules
+    from sync.forget import payload_facts
+
+    afas = SimpleNamespace(contact_fieldmap=AfasConnector.contact_fields, order_fields=AfasConnector.order_fields)
+    facts = payload_facts({"afas": afas}, MappingRules(default_country="NL"))  # type: ignore[dict-item]
+    person = {"Email": " Anna@X.nl ", "Mobile": "06 1234 5678", "FirstName": "anna", "LastName": "de Boer"}
+    assert facts("afas", Kind.CONTACT.value, person) == HeldFacts(None, "anna@x.nl", "+31612345678", "Anna")
+    # Held for a first name no name is that long: no given name, which never disagrees with hers.
+    held = facts("afas", Kind.CONTACT.value, {**person, "FirstName": "A" * 1200})
+    assert held == HeldFacts(None, "anna@x.nl", "+31612345678", None)
+    assert facts("afas", Kind.CONTACT.value, {"Mobile": "020 123 4567"}).mobile is None  # a landline
+    assert facts("afas", Kind.ORDER.value, {"PersonId": 40001, "AmountInclVat": "x"}) == HeldFacts("40001")
+    assert facts("other", Kind.CONTACT.value, person) == HeldFacts()

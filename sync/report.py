@@ -24,7 +24,7 @@ from rich.table import Table
 
 from mapping.model import parse_timestamp
 from mapping.segments import QUADRANTS, SegmentSettings, describe
-from sync.report_guide import DUTCH_LABELS, FLAGS, text_of
+from sync.report_guide import DUTCH_LABELS, FLAGS, frozen_line, text_of
 from sync.report_guide import family_of as family
 from sync.state import SegmentSnapshot, StateStore
 from sync.timefmt import for_json, for_people
@@ -48,6 +48,7 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime, la
         "window_days": health.window_days,
         "segments": [],
         "quarantine": store.quarantine_summary(),
+        "frozen": store.frozen_counts(),  # held contacts still carrying crmsync's tags or fields
     }
     if not seqs:
         doc.update(
@@ -377,5 +378,7 @@ def report_tables(doc: Mapping[str, Any]) -> Group:
         q_table.caption = f"{t['by_system']}: " + ", ".join(f"{k} {v}" for k, v in quarantine["by_system"].items())
         q_table.caption_justify = "left"
         parts.append(q_table)
+    if doc.get("frozen"):
+        parts.append(f"{t['note']}: {frozen_line(doc['frozen'], t)}")
     parts += [f"{t['note']}: {caveat}" for caveat in doc.get("caveats", [])]
     return Group(*parts)

@@ -333,6 +333,10 @@ TEXT: dict[str, dict[str, str]] = {
         "churn_title": "churn in the last {days} days: {total} profiles",
         "by_system": "by system",
         "note": "note",
+        "frozen": (
+            "{n} held contact records still carry crmsync's tags or fields as it last wrote them ({systems}): "
+            "crmsync does not write to a record it cannot read, so they stay until the record reads cleanly again"
+        ),
     },
     "nl": {
         "title": "crmsync segmentrapport",
@@ -396,9 +400,21 @@ TEXT: dict[str, dict[str, str]] = {
         "churn_title": "afhakers in de laatste {days} dagen: {total} profielen",
         "by_system": "per systeem",
         "note": "let op",
+        "frozen": (
+            "{n} contactrecords in quarantaine dragen nog de tags of velden van crmsync zoals het ze het laatst "
+            "schreef ({systems}): crmsync schrijft niet naar een record dat het niet kan lezen, dus ze blijven "
+            "staan tot het record weer goed te lezen is"
+        ),
     },
 }
 
 
 def text_of(doc: Mapping[str, Any]) -> dict[str, str]:
     return TEXT.get(str(doc.get("language") or "en"), TEXT["en"])
+
+
+def frozen_line(frozen: Mapping[str, int], t: Mapping[str, str]) -> str:
+    """The report's line on held contacts that still carry crmsync's tags or fields (`frozen`:
+    per system, from `quarantine_summary`), in the report's language (`t`: `text_of`)."""
+    systems = ", ".join(f"{name} {n}" for name, n in frozen.items())
+    return t["frozen"].format(n=sum(frozen.values()), systems=systems)

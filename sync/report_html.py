@@ -12,7 +12,7 @@ from html import escape
 from typing import Any
 
 from mapping.segments import LIFECYCLE_SEGMENTS
-from sync.report_guide import action, text_of
+from sync.report_guide import action, frozen_line, text_of
 from sync.timefmt import for_people
 
 PALETTE = (
@@ -395,4 +395,6 @@ def _quarantine(doc: Mapping[str, Any]) -> str:
     rows = "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>" for k, v in by_reason.items())
     systems = ", ".join(f"{escape(k)}: {v}" for k, v in (quarantine.get("by_system") or {}).items())
     head = f"<tr><th>{t['reason']}</th><th>{t['records']}</th></tr>"
-    return f'<table id="quarantine">{head}{rows}</table><p class="note">{systems}</p>'
+    frozen = doc.get("frozen") or {}
+    held = f'<p class="note" id="frozen">{escape(frozen_line(frozen, t))}</p>' if frozen else ""
+    return f'<table id="quarantine">{head}{rows}</table><p class="note">{systems}</p>{held}'

@@ -417,3 +417,27 @@ class ExtractStore:
             "by_reason": {reason: int(n) for reason, n in sorted(by_reason)},
             "by_system": {system: int(n) for system, n in sorted(by_system)},
         }
+
+    def frozen_counts(self) -> dict[str, int]:
+        """Per system, the held contacts that still carry crmsync's tags or fields as it last
+        wrote them. crmsync never writes to a record it cannot read: a contact held after crmsync
+        tagged it keeps those tags, however the person's segments move, until it reads cleanly
+        again. The report says how many, so that stale tags are seen, not silently kept."""
+        on_held = (quarantine.c.system == pushed.c.system) & (quarantine.c.record_id == pushed.c.record_id)
+        with self.db.engine.connect() as conn:
+            written = conn.execute(
+                select(pushed.c.system, pushed.c.state)
+                .join(quarantine, on_held)
+                .where(quarantine.c.kind == Kind.CONTACT.value)
+            ).all()
+        frozen: dict[str, int] = {}
+        for system, state in written:
+            if _holds_ours(RemoteState.from_json(json.loads(state))):
+                frozen[system] = frozen.get(system, 0) + 1
+        return dict(sorted(frozen.items()))
+
+
+def _holds_ours(state: RemoteState) -> bool:
+    """Whether a record holds anything of crmsync's: a tag, or a field with a value ("" is none:
+    an AFAS free field crmsync emptied)."""
+    return bool(state.tags) or any(value not in (None, "") for value in state.fields.values())

@@ -116,6 +116,9 @@ class StateStore:
     def quarantine_summary(self) -> dict[str, dict[str, int]]:
         return self.extracts.quarantine_summary()
 
+    def frozen_counts(self) -> dict[str, int]:
+        return self.extracts.frozen_counts()
+
     # ----- compute ---------------------------------------------------------------------------------
     def iter_contacts(self) -> Iterator[tuple[Contact, int]]:
         return self.reader.iter_contacts()

@@ -167,3 +167,40 @@ def test_run_labels_stay_readable_on_day_one() -> None:
     labels = run_labels(same_day)
     assert len(set(labels)) == 3  # no two runs read the same
     assert labels[2] == labels[2][:10] and len(labels[0]) > 10  # a date alone where it is enough
+
+
+def test_held_contacts_still_carrying_crmsync_tags_are_reported(store: StateStore) -> None:
+    """crmsync writes to no record it cannot read: a contact held after crmsync tagged it keeps the
+    tags as last written. The report counts such records per system and says so in words; one
+    whose last written state holds nothing of crmsync's, or that reads cleanly again, is not
+    counted."""
+    from mapping.model import Contact, RemoteState, WriteBack, WriteResult
+
+    def clean(record: SourceRecord) -> Contact:
+        return Contact(record.system, record.id, DAY0, email=f"{record.id}@x.nl")
+
+    def held(record: SourceRecord) -> Rejection:
+        return Rejection("too_long", "firstName: longer than any name")
+
+    tagged = RemoteState(frozenset({"crmsync:friends"}))
+    emptied = RemoteState(frozenset(), {"crmsync_segments": ""})
+    people = [SourceRecord("crm", Kind.CONTACT, rid, DAY0, {"v": 1}) for rid in ("a", "b", "c")]
+    store.store_page("crm", Kind.CONTACT, people, clean, 4)
+    store.record_results(
+        "crm",
+        [WriteBack("crm", "a", ("crmsync:friends",), (), {}, tagged), WriteBack("crm", "b", (), (), {}, emptied)],
+        [WriteResult("a", True), WriteResult("b", True)],
+        4,
+        DAY0,
+    )
+    assert report(store)["frozen"] == {}
+    changed = [SourceRecord("crm", Kind.CONTACT, rid, DAY0, {"v": 2}) for rid in ("a", "b", "c")]
+    store.store_page("crm", Kind.CONTACT, changed, held, 5)
+    doc = report(store)
+    assert doc["frozen"] == {"crm": 1}  # a: tagged; b: nothing of ours left; c: never written
+    assert doc["quarantine"]["by_system"] == {"crm": 3, "shop": 1}  # type: ignore[index]
+    words = " ".join(str(part) for part in report_tables(doc).renderables)
+    assert "1 held contact records still carry crmsync's tags or fields as it last wrote them (crm 1)" in words
+    assert 'id="frozen"' in render_html(doc)
+    store.store_page("crm", Kind.CONTACT, [SourceRecord("crm", Kind.CONTACT, "a", DAY0, {"v": 3})], clean, 6)
+    assert report(store)["frozen"] == {}

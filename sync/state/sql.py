@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Float, Integer, Numeric, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -284,6 +284,7 @@ def upsert_many(
 # carry unchanged goes by `executemany` as before: a value orjson does not write as sqlite3 binds
 # it (bytes, a datetime, a Decimal: orjson refuses them), a NUL in a text (`->>` would cut the text
 # there) or an integer outside SQLite's 64 bits (JSON would turn it into a REAL; binding refuses it).
+# Tables with a float column never take it: orjson writes an infinity as null.
 _JSON_ARROW = sqlite3.sqlite_version_info >= (3, 38, 0)  # `->>` came with 3.38
 _JSON_BATCH_MIN = 64  # below this, one more statement text is not worth it
 # SQLite finds each value of a row in the row's JSON text: the wider the row, the more that costs.
@@ -305,13 +306,15 @@ def _sqlite_write(
     """Insert or upsert `rows` in batches: a batch as one JSON array where it carries the rows
     unchanged, else by `executemany` of `statement` (one row per execution)."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    by_json = _json_write_sql(table, columns, upsert) if _JSON_ARROW and len(columns) <= _JSON_WIDEST else None
-    wide = [at for at, name in enumerate(columns) if isinstance(table.c[name].type, BigInteger)]
+    types = [table.c[name].type for name in columns]
+    carried = _JSON_ARROW and len(columns) <= _JSON_WIDEST and not any(isinstance(t, Float | Numeric) for t in types)
+    by_json = _json_write_sql(table, columns, upsert) if carried else None
+    integers = [at for at, kind in enumerate(types) if isinstance(kind, Integer)]
     written = 0
     try:
         iterator = iter(rows)
         while batch := list(itertools.islice(iterator, 20_000)):
-            blob = _json_batch(batch, wide) if by_json is not None else None
+            blob = _json_batch(batch, integers) if by_json is not None else None
             if blob is None:
                 cursor.executemany(statement, batch)
             else:
@@ -322,10 +325,10 @@ def _sqlite_write(
     return written
 
 
-def _json_batch(batch: list[Sequence[Any]], wide: Sequence[int]) -> bytes | None:
+def _json_batch(batch: list[Sequence[Any]], integers: Sequence[int]) -> bytes | None:
     """`batch` as one JSON array of arrays, or None where JSON would not carry it unchanged
-    (see `_sqlite_write`). `wide`: the positions of 64-bit integer columns, the only ones whose
-    values may leave SQLite's range (an ordinary integer column holds sequence numbers)."""
+    (see `_sqlite_write`). `integers`: the positions of integer columns, whose values must be
+    within SQLite's 64 bits."""
     if len(batch) < _JSON_BATCH_MIN:
         return None
     try:
@@ -334,7 +337,7 @@ def _json_batch(batch: list[Sequence[Any]], wide: Sequence[int]) -> bytes | None
         return None
     if b"\\u0000" in blob:
         return None
-    for at in wide:
+    for at in integers:
         values = [row[at] for row in batch if row[at] is not None]
         if values and (min(values) < _INT64[0] or max(values) > _INT64[1]):
             return None

@@ -134,3 +134,19 @@ def test_values_json_cannot_hold_fail_as_executemany_fails(db: tuple[Database, P
     ran = statements(database, lambda conn: insert_rows(conn, WIDE, COLUMNS, [*rows, ("z", moment, 1, None)]))
     assert not any("json_each" in sql for sql in ran)
     assert stored(path, "wide")[-1][1:3] == ("text", str(moment))
+
+
+def test_a_table_with_a_float_column_never_takes_the_json_path(tmp_path: Path) -> None:
+    """orjson writes an infinity as null; executemany stores it. Such a table goes by executemany."""
+    from sqlalchemy import Float
+
+    meta = MetaData()
+    measured = Table("measured", meta, Column("k", String(8), primary_key=True), Column("x", Float))
+    database = Database(f"sqlite:///{tmp_path / 'floats.db'}")
+    meta.create_all(database.engine)
+    rows = [(f"k{at:03d}", float("inf") if at == 5 else at / 3) for at in range(100)]
+    ran = statements(database, lambda conn: insert_rows(conn, measured, ("k", "x"), rows))
+    database.close()
+    assert not any("json_each" in sql for sql in ran)
+    with sqlite3.connect(tmp_path / "floats.db") as conn:
+        assert conn.execute("SELECT x FROM measured WHERE k = 'k005'").fetchone() == (float("inf"),)

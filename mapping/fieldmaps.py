@@ -28,6 +28,7 @@ from mapping.model import (
     Rejection,
     RemoteState,
     SourceRecord,
+    is_object,
     record_key,
 )
 from mapping.normalize import NORMALISERS, Invalid
@@ -142,7 +143,7 @@ def map_contact(
     """`canonical(system, raw_id)` turns a stored cross-system id into that system's record key
     (given by the caller, so this stays free of connectors); fields named `link:<system>` hold them."""
     rules = rules or MappingRules()
-    if not isinstance(record.payload, Mapping):
+    if not is_object(record.payload):
         return Rejection("wrong_type", "contact payload is not an object")
     if not record.id:
         return Rejection("missing_id", "contact has no id")
@@ -223,7 +224,7 @@ def map_contact(
 def map_order(record: SourceRecord, fields: FieldMap, counts: bool, unfinished: bool = False) -> Order | Rejection:
     """`counts` and `unfinished` (an abandoned checkout, an order left pending) are the
     connector's reading of the record's status."""
-    if not isinstance(record.payload, Mapping):
+    if not is_object(record.payload):
         return Rejection("wrong_type", "order payload is not an object")
     if not record.id:
         return Rejection("missing_id", "order has no id")

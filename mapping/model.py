@@ -300,6 +300,12 @@ def parse_timestamp(value: str) -> datetime:
 _MISSING = object()
 
 
+def is_object(value: Any) -> bool:
+    """Whether a payload value is a JSON object: a dict (what vendor replies decode to) is told
+    before the slower Mapping check."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def get_path(payload: Any, path: str) -> Any:
     """The value at `a.b.0.c` of a vendor payload, or None when any step is absent or of the
     wrong shape (a numeric part indexes a list)."""
@@ -329,6 +335,26 @@ def path_getter(path: str) -> Callable[[Any], Any]:
                 return None
         return value
 
+    # Most paths are one or two keys of plain dicts (`email`, `billing.email`): read those without
+    # the loop, and anything else (a Mapping, a list, a missing step) the general way.
+    if len(steps) == 1 and not steps[0][1]:
+        key = steps[0][0]
+
+        def get_key(payload: Any) -> Any:
+            return payload.get(key) if type(payload) is dict else get(payload)
+
+        return get_key
+    if len(steps) == 2 and not steps[0][1] and not steps[1][1]:
+        outer, inner = steps[0][0], steps[1][0]
+
+        def get_keys(payload: Any) -> Any:
+            if type(payload) is dict:
+                found = payload.get(outer)
+                if type(found) is dict:
+                    return found.get(inner)
+            return get(payload)
+
+        return get_keys
     return get
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from connectors.base import Connector
 from mapping.fieldmaps import FieldAbsence, MappingRules, map_contact, map_order, read_fields
-from mapping.model import Contact, Kind, Order, RecordProblem, Rejection, SourceRecord
+from mapping.model import Contact, Kind, Order, RecordProblem, Rejection, SourceRecord, is_object
 from sync.state import Mapper
 
 
@@ -27,7 +27,7 @@ def make_mapper(
 
     def mapper(record: SourceRecord) -> Contact | Order | Rejection:
         try:
-            if not isinstance(record.payload, Mapping):
+            if not is_object(record.payload):
                 return Rejection("wrong_type", f"{kind.value} payload is not an object")
             if kind is Kind.CONTACT:
                 owned = connector.owned_state(record.payload)
@@ -39,7 +39,7 @@ def make_mapper(
         except RecordProblem as problem:
             # A held order still says whose it is (an erased customer's orders stay out).
             customer = None
-            if kind is Kind.ORDER and isinstance(record.payload, Mapping):
+            if kind is Kind.ORDER and is_object(record.payload):
                 customer = read_fields(record.payload, connector.order_fields, ("customer_id",)).get("customer_id")
             return Rejection(problem.reason, problem.message[:300], customer)
         except Exception as exc:

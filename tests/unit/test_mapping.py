@@ -1,8 +1,10 @@
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import MappingProxyType
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mapping.fieldmaps import map_contact, map_order
@@ -48,6 +50,49 @@ def test_get_path_walks_dicts_and_lists() -> None:
     assert get_path(payload, "a.b.5.c") is None
     assert get_path(payload, "x.y") is None
     assert get_path(payload, "missing") is None
+
+
+def _walk(payload: object, path: str) -> object:
+    """What a path names, step by step: the reading every path getter must agree with."""
+    value = payload
+    for part in path.split("."):
+        if isinstance(value, Mapping):
+            if part not in value:
+                return None
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+_leaves = st.one_of(st.none(), st.integers(), st.text(max_size=3))
+_keys = st.sampled_from(["a", "b", "0", "1"])
+_trees = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.dictionaries(_keys, inner, max_size=3),
+        st.lists(inner, max_size=3),
+        st.dictionaries(_keys, inner, max_size=3).map(MappingProxyType),  # a Mapping, no dict
+    ),
+    max_leaves=12,
+)
+
+
+@given(_trees, st.lists(_keys, min_size=1, max_size=3).map(".".join))
+@example({"a": MappingProxyType({"b": 1})}, "a.b")  # a Mapping inside a dict
+@example(MappingProxyType({"a": {"b": 2}}), "a.b")
+@example(MappingProxyType({"a": 3}), "a")
+@example({"a": [7]}, "a.0")
+@example([{"a": 1}], "0.a")
+@example({"a": None}, "a.b")
+@example({"a": {"b": None}}, "a.b")
+@example({"a": "text"}, "a.b")
+def test_every_path_getter_reads_what_walking_the_path_reads(payload: object, path: str) -> None:
+    """One- and two-key paths take a shortcut through plain dicts; any payload (a Mapping that is
+    no dict, a list, a missing key, a null on the way) must read as the step-by-step walk does."""
+    assert get_path(payload, path) == _walk(payload, path)
 
 
 def test_a_field_spec_reads_its_path_and_survives_pickling_and_odd_paths() -> None:

@@ -132,6 +132,20 @@ def contact_phone(values: Mapping[str, Any], rules: MappingRules) -> Phone | Non
     return phone
 
 
+def contact_links(values: Mapping[str, Any], canonical: Canonical | None) -> tuple[str, ...]:
+    """The record keys a contact's `link:<system>` values name (`apply_fieldmap`'s values),
+    sorted: each stored id turned into its system's own form by `canonical`, dropped where it
+    cannot be one."""
+    links = set()
+    for field_name, value in values.items():
+        if field_name.startswith("link:") and value is not None:
+            system = field_name[len("link:") :]
+            target = canonical(system, str(value)) if canonical else str(value)
+            if target is not None:
+                links.add(record_key(system, target))
+    return tuple(sorted(links))
+
+
 def map_contact(
     record: SourceRecord,
     fields: FieldMap,
@@ -182,14 +196,6 @@ def map_contact(
         else:
             postcode = checked
 
-    links = []
-    for field_name, value in values.items():
-        if field_name.startswith("link:") and value is not None:
-            system = field_name[len("link:") :]
-            target = canonical(system, str(value)) if canonical else str(value)
-            if target is not None:
-                links.append(record_key(system, target))
-
     return Contact(
         system=record.system,
         id=record.id,
@@ -216,7 +222,7 @@ def map_contact(
         business=values.get("business"),
         email_consent=values.get("email_consent"),
         owned=owned,
-        links=tuple(sorted(set(links))),
+        links=contact_links(values, canonical),
         flags=tuple(sorted(set(flags))),
     )
 

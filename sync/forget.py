@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from connectors.base import Connector
-from mapping.fieldmaps import MappingRules, contact_phone, read_fields
+from mapping.fieldmaps import MappingRules, contact_links, contact_phone, read_fields
 from mapping.model import Kind, Membership
 from mapping.normalize.email import email_match_key
 from mapping.normalize.names import parse_name
@@ -95,6 +95,10 @@ def payload_facts(connectors: Mapping[str, Connector], rules: MappingRules) -> P
     its own field map and normalised as the mapping does: what finds the person's quarantined
     records, which no profile holds."""
 
+    def canonical(system: str, raw: str) -> str | None:
+        target = connectors.get(system)
+        return target.canonical_id(raw) if target is not None else None
+
     def facts(system: str, kind: str, payload: Any) -> HeldFacts:
         connector = connectors.get(system)
         if connector is None or not isinstance(payload, Mapping):
@@ -102,8 +106,9 @@ def payload_facts(connectors: Mapping[str, Connector], rules: MappingRules) -> P
         if kind != Kind.CONTACT.value:
             values = read_fields(payload, connector.order_fields, ("customer_id", "email"))
             return HeldFacts(_text(values.get("customer_id")), _email_key(values.get("email")))
+        fields = connector.contact_fieldmap
         names = ("email", "mobile", "phone", "country", "first_name", "middle_name", "last_name", "full_name")
-        values = read_fields(payload, connector.contact_fieldmap, names)
+        values = read_fields(payload, fields, [*names, *(name for name in fields if name.startswith("link:"))])
         phone = contact_phone(values, rules)
         person = parse_name(
             values.get("first_name"), values.get("middle_name"), values.get("last_name"), values.get("full_name")
@@ -112,6 +117,7 @@ def payload_facts(connectors: Mapping[str, Connector], rules: MappingRules) -> P
             email_key=_email_key(values.get("email")),
             mobile=phone.e164 if phone is not None and phone.kind == "mobile" else None,
             given_name=person.given if person is not None else None,
+            links=contact_links(values, canonical),
         )
 
     return facts

@@ -26,7 +26,7 @@ import json
 import secrets
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -70,6 +70,7 @@ class HeldFacts:
     email_key: str | None = None
     mobile: str | None = None  # E.164, where the record's phone is a mobile number
     given_name: str | None = None
+    links: tuple[str, ...] = ()  # record keys of other systems' records it names (`link:` fields)
 
 
 # HeldFacts from (system, kind, payload). Given by the caller (`crmsync forget` has the
@@ -164,11 +165,10 @@ class ErasureStore:
                 )
             ]
             email_keys = _email_keys_of(conn, members)
-            held = (
-                _quarantined_of(conn, members, email_keys, _mobiles_of(conn, members), facts, shared_above)
-                if facts is not None
-                else []
-            )
+            held: list[tuple[str, str, str]] = []
+            if facts is not None:
+                mobiles, linked = _mobiles_of(conn, members), _linked_from(conn, members)
+                held = _quarantined_of(conn, members, email_keys, mobiles, linked, facts, shared_above)
             # Their held customer records are theirs as the mapped ones are (the orders naming them,
             # the tags crmsync wrote there before they were held, their ledger rows), where the key
             # is the record's own id: not a record held for having none, nor a stand-in for an id
@@ -404,6 +404,18 @@ def _mobiles_of(conn: Connection, members: Sequence[tuple[str, str]]) -> dict[st
     return alone
 
 
+def _linked_from(conn: Connection, members: Sequence[tuple[str, str]]) -> set[str]:
+    """The record keys the person's records name in their `link:` fields (another system's id of
+    the same person, which identity resolution joins by before anything else)."""
+    found: set[str] = set()
+    for system, rid in members:
+        text = conn.execute(
+            select(contacts.c.links).where(contacts.c.system == system, contacts.c.record_id == rid)
+        ).scalar()
+        found.update(str(key) for key in json.loads(text or "[]"))
+    return found
+
+
 def _orders_of(
     conn: Connection, members: Sequence[tuple[str, str]], email_keys: Sequence[str]
 ) -> list[tuple[str, str]]:
@@ -433,11 +445,14 @@ def _quarantined_of(
     members: Sequence[tuple[str, str]],
     email_keys: Sequence[str],
     mobiles: Mapping[str, Sequence[str]],
+    linked: Set[str],
     facts: PayloadFacts,
     shared_above: SharedAbove,
 ) -> list[tuple[str, str, str]]:
     """The held records (quarantined: no profile holds them) that are the person's, as (system,
-    kind, record id): a contact under an email match key of theirs alone, or under a mobile number
+    kind, record id): a contact that names one of their records in a `link:` field, or that one
+    of their records names (`linked`: those record keys), as identity resolution joins them; a
+    contact under an email match key of theirs alone, or under a mobile number
     of theirs alone whose given names do not disagree with its own; an order naming one of their
     customer records (held ones included), or naming no one else's record, held or not, under
     such an email key. A key or number on more records of one system than identity resolution
@@ -477,7 +492,11 @@ def _quarantined_of(
     shared = {(kind, value) for (kind, _, value), count in on.items() if count > limit[kind]}
     keys = {key for key in email_keys if ("email", key) not in shared}
 
-    def theirs(said: HeldFacts) -> bool:
+    their_keys = {record_key(system, rid) for system, rid in members}
+
+    def theirs(system: str, rid: str, said: HeldFacts) -> bool:
+        if record_key(system, rid) in linked or their_keys.intersection(said.links):
+            return True
         if said.email_key is not None and said.email_key in keys:
             return True
         mobile = said.mobile
@@ -488,7 +507,7 @@ def _quarantined_of(
             and all(same_person_names(name, said.given_name) for name in mobiles[mobile])
         )
 
-    found = [(system, Kind.CONTACT.value, rid) for system, rid, said in contacts_held if theirs(said)]
+    found = [(system, Kind.CONTACT.value, rid) for system, rid, said in contacts_held if theirs(system, rid, said)]
     mine = {*members, *((system, rid) for system, _, rid in found)}
     others_held = {(system, rid) for system, rid, _ in contacts_held} - mine
     for system, kind, rid, said in read:

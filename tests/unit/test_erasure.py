@@ -264,7 +264,8 @@ def _held(record: SourceRecord) -> Contact | Order | Rejection:
 def _facts(system: str, kind: str, payload: Any) -> HeldFacts:
     """How the test's records name their customer, email, mobile and given name (a connector's
     field map, in forget)."""
-    return HeldFacts(payload.get("customer"), payload.get("email"), payload.get("mobile"), payload.get("name"))
+    said = (payload.get("customer"), payload.get("email"), payload.get("mobile"), payload.get("name"))
+    return HeldFacts(*said, tuple(payload.get("links", ())))
 
 
 def test_the_quarantined_records_that_are_the_persons_go_too_and_are_never_stored_again(store: StateStore) -> None:
@@ -413,15 +414,54 @@ def test_forget_reads_a_held_payload_as_the_mapping_reads_a_contact() -> None:
 
     from connectors.afas.client import AfasConnector
     from mapping.fieldmaps import MappingRules
+    from mapping.model import FieldSpec
     from sync.forget import payload_facts
 
-    afas = SimpleNamespace(contact_fieldmap=AfasConnector.contact_fields, order_fields=AfasConnector.order_fields)
-    facts = payload_facts({"afas": afas}, MappingRules(default_country="NL"))  # type: ignore[dict-item]
+    fields = {**AfasConnector.contact_fields, "link:shop": FieldSpec("ShopId", "id")}  # a configured link
+    afas = SimpleNamespace(contact_fieldmap=fields, order_fields=AfasConnector.order_fields)
+    shop = SimpleNamespace(canonical_id=lambda raw: f"gid://shopify/Customer/{raw}" if raw.isdigit() else None)
+    facts = payload_facts({"afas": afas, "shop": shop}, MappingRules(default_country="NL"))  # type: ignore[dict-item]
     person = {"Email": " Anna@X.nl ", "Mobile": "06 1234 5678", "FirstName": "anna", "LastName": "de Boer"}
     assert facts("afas", Kind.CONTACT.value, person) == HeldFacts(None, "anna@x.nl", "+31612345678", "Anna")
     # Held for a first name no name is that long: no given name, which never disagrees with hers.
     held = facts("afas", Kind.CONTACT.value, {**person, "FirstName": "A" * 1200})
     assert held == HeldFacts(None, "anna@x.nl", "+31612345678", None)
     assert facts("afas", Kind.CONTACT.value, {"Mobile": "020 123 4567"}).mobile is None  # a landline
+    linking = facts("afas", Kind.CONTACT.value, {**person, "ShopId": 77})
+    assert linking.links == ("shop:gid://shopify/Customer/77",)  # as map_contact keys the link
+    assert facts("afas", Kind.CONTACT.value, {**person, "ShopId": "x"}).links == ()  # no id of the shop's
     assert facts("afas", Kind.ORDER.value, {"PersonId": 40001, "AmountInclVat": "x"}) == HeldFacts("40001")
     assert facts("other", Kind.CONTACT.value, person) == HeldFacts()
+
+
+def test_held_contacts_linked_to_or_from_her_records_go(store: StateStore) -> None:
+    """A record's own id stored in another system (`link:` fields) is what identity resolution joins
+    by first: a held contact that names one of her records, or that one of her records names, is
+    hers; one that names someone else's record is not."""
+
+    def mapped(record: SourceRecord) -> Contact:
+        p = record.payload
+        return Contact(record.system, record.id, NOW, email=p["email"], links=tuple(p.get("links", ())))
+
+    people = [
+        SourceRecord("crm", Kind.CONTACT, "9", NOW, {"email": "anna@x.nl", "links": ["shop:named"]}),
+        SourceRecord("crm", Kind.CONTACT, "8", NOW, {"email": "bert@x.nl"}),
+    ]
+    store.store_page("crm", Kind.CONTACT, people, mapped, 1)
+    verdicts = [
+        VerdictChunk.of(
+            [("p_anna", Membership(frozenset(), None), "{}"), ("p_bert", Membership(frozenset(), None), "{}")]
+        )
+    ]
+    store.save_profiles({"p_anna": ["crm:9"], "p_bert": ["crm:8"]}, verdicts, {}, 1, [])
+    held = [
+        SourceRecord("shop", Kind.CONTACT, "names-her", NOW, {"links": ["crm:9"], "bad": True}),
+        SourceRecord("shop", Kind.CONTACT, "named", NOW, {"bad": True}),  # her crm record names it
+        SourceRecord("shop", Kind.CONTACT, "names-bert", NOW, {"links": ["crm:8"], "bad": True}),
+    ]
+    store.store_page("shop", Kind.CONTACT, held, _held, 1)
+    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED}, _facts)
+    assert erased.quarantined == {"shop": 2}
+    with store.db.reading() as conn:
+        assert conn.execute(text("SELECT record_id FROM quarantine")).all() == [("names-bert",)]
+    assert store.consistency_problems() == []

@@ -271,6 +271,10 @@ class ExtractStore:
             if result is None:
                 record = unique[rid]
                 result = unkeyable(record.id) or mapper(record)
+                if kind is Kind.ORDER and result.__class__ is Rejection and result.reason == "id_too_long":
+                    # Held for its own id, it may still name a customer: an erased one's keeps it out.
+                    named = mapper(record)
+                    result = Rejection(result.reason, result.message, getattr(named, "customer_id", None))
             page.results[rid] = result
         if erased.salt is not None and kind is Kind.ORDER:
             # An order naming an erased customer record is that person's: not stored either, held or not.

@@ -315,6 +315,10 @@ def test_the_quarantined_records_that_are_the_persons_go_too_and_are_never_store
         SourceRecord("shop", Kind.ORDER, f"q{n}", NOW, {"customer": c, "bad": True}) for n, c in ((8, "1"), (9, "2"))
     ]
     assert store.store_page("shop", Kind.ORDER, later, _held, 3).changed == 1  # q9, Bert's
+    # So is one held for an id too long to keep: it still names her customer record.
+    long_id = [SourceRecord("shop", Kind.ORDER, d * 300, NOW, {"customer": c}) for d, c in (("9", "1"), ("8", "2"))]
+    assert store.store_page("shop", Kind.ORDER, long_id[:1], _map, 3).changed == 0
+    assert store.store_page("shop", Kind.ORDER, long_id[1:], _map, 3).changed == 1  # Bert's: held, kept
     assert store.consistency_problems() == []
 
 

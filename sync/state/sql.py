@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Float, Integer, Numeric, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -280,19 +280,18 @@ def upsert_many(
 # history entries that binding is a third of the insert's time. The same rows as one JSON array
 # per batch, unpacked by SQLite itself (`json_each`, `->>`), take that third off
 # (bench/RESULTS.md). `->>` returns a JSON string as TEXT, an integer as INTEGER, true/false as
-# 1/0 and null as NULL: what binding the same Python values stores. A batch that JSON would not
-# carry unchanged goes by `executemany` as before: a value orjson does not write as sqlite3 binds
-# it (bytes, a datetime, a Decimal: orjson refuses them), a NUL in a text (`->>` would cut the text
-# there) or an integer outside SQLite's 64 bits (JSON would turn it into a REAL; binding refuses it).
-# Tables with a float column never take it: orjson writes an infinity as null.
+# 1/0 and null as NULL: what binding the same Python values stores. Only a batch of exactly those
+# (str, int, bool, None; no subclass, no float, no list), every row as wide as the statement, goes
+# this way, and not when a text holds a NUL (`->>` would cut the text there) or an integer is
+# beyond 2**53 (orjson's strict integers; JSON could turn a wider one into a REAL where binding
+# refuses it). Any other batch goes by `executemany`, which stores or refuses it as it always did.
 _JSON_ARROW = sqlite3.sqlite_version_info >= (3, 38, 0)  # `->>` came with 3.38
 _JSON_BATCH_MIN = 64  # below this, one more statement text is not worth it
 # SQLite finds each value of a row in the row's JSON text: the wider the row, the more that costs.
 # At four short columns (a segment entry, a tier, a link) the JSON path wins; at seven (a profile
 # with its traits) it took twice executemany's time, at three (a member) it won by a little.
 _JSON_WIDEST = 4
-_JSON_REFUSED = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-_INT64 = (-(2**63), 2**63 - 1)
+_JSON_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def _sqlite_write(
@@ -306,15 +305,12 @@ def _sqlite_write(
     """Insert or upsert `rows` in batches: a batch as one JSON array where it carries the rows
     unchanged, else by `executemany` of `statement` (one row per execution)."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    types = [table.c[name].type for name in columns]
-    carried = _JSON_ARROW and len(columns) <= _JSON_WIDEST and not any(isinstance(t, Float | Numeric) for t in types)
-    by_json = _json_write_sql(table, columns, upsert) if carried else None
-    integers = [at for at, kind in enumerate(types) if isinstance(kind, Integer)]
+    by_json = _json_write_sql(table, columns, upsert) if _JSON_ARROW and len(columns) <= _JSON_WIDEST else None
     written = 0
     try:
         iterator = iter(rows)
         while batch := list(itertools.islice(iterator, 20_000)):
-            blob = _json_batch(batch, integers) if by_json is not None else None
+            blob = _json_batch(batch, len(columns)) if by_json is not None else None
             if blob is None:
                 cursor.executemany(statement, batch)
             else:
@@ -325,23 +321,18 @@ def _sqlite_write(
     return written
 
 
-def _json_batch(batch: list[Sequence[Any]], integers: Sequence[int]) -> bytes | None:
+def _json_batch(batch: list[Sequence[Any]], width: int) -> bytes | None:
     """`batch` as one JSON array of arrays, or None where JSON would not carry it unchanged
-    (see `_sqlite_write`). `integers`: the positions of integer columns, whose values must be
-    within SQLite's 64 bits."""
-    if len(batch) < _JSON_BATCH_MIN:
+    (see above)."""
+    if len(batch) < _JSON_BATCH_MIN or set(map(len, batch)) != {width}:
+        return None
+    if not set(map(type, itertools.chain.from_iterable(batch))) <= _JSON_PLAIN:
         return None
     try:
-        blob = orjson.dumps(batch, option=_JSON_REFUSED)
+        blob = orjson.dumps(batch, option=orjson.OPT_STRICT_INTEGER)
     except orjson.JSONEncodeError:
         return None
-    if b"\\u0000" in blob:
-        return None
-    for at in integers:
-        values = [row[at] for row in batch if row[at] is not None]
-        if values and (min(values) < _INT64[0] or max(values) > _INT64[1]):
-            return None
-    return blob
+    return None if b"\\u0000" in blob else blob
 
 
 @functools.cache

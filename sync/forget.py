@@ -21,7 +21,7 @@ import structlog
 from connectors.base import Connector
 from mapping.fieldmaps import MappingRules, contact_links, contact_phone, read_fields
 from mapping.model import Kind, Membership
-from mapping.normalize.email import email_match_key
+from mapping.normalize.email import email_match_key, is_role_address
 from mapping.normalize.names import parse_name
 from sync.clock import now
 from sync.config import LoadedConfig
@@ -113,8 +113,10 @@ def payload_facts(connectors: Mapping[str, Connector], rules: MappingRules) -> P
         person = parse_name(
             values.get("first_name"), values.get("middle_name"), values.get("last_name"), values.get("full_name")
         )
+        email = values.get("email")
+        role = isinstance(email, str) and is_role_address(email, rules.role_locals)
         return HeldFacts(
-            email_key=_email_key(values.get("email")),
+            email_key=None if role else _email_key(email),  # info@ is nobody's (as identity resolution reads it)
             mobile=phone.e164 if phone is not None and phone.kind == "mobile" else None,
             given_name=person.given if person is not None else None,
             links=contact_links(values, canonical),

@@ -168,7 +168,9 @@ class ErasureStore:
             held: list[tuple[str, str, str]] = []
             if facts is not None:
                 mobiles, linked = _mobiles_of(conn, members), _linked_from(conn, members)
-                held = _quarantined_of(conn, members, email_keys, mobiles, linked, facts, shared_above)
+                held, more_keys = _quarantined_of(conn, members, email_keys, mobiles, linked, facts, shared_above)
+                # An address of theirs that only a held record of theirs showed: their guest orders under it.
+                email_keys = sorted({*email_keys, *more_keys})
             # Their held customer records are theirs as the mapped ones are (the orders naming them,
             # the tags crmsync wrote there before they were held, their ledger rows), where the key
             # is the record's own id: not a record held for having none, nor a stand-in for an id
@@ -448,18 +450,23 @@ def _quarantined_of(
     linked: Set[str],
     facts: PayloadFacts,
     shared_above: SharedAbove,
-) -> list[tuple[str, str, str]]:
+) -> tuple[list[tuple[str, str, str]], list[str]]:
     """The held records (quarantined: no profile holds them) that are the person's, as (system,
-    kind, record id): a contact that names one of their records in a `link:` field, or that one
-    of their records names (`linked`: those record keys), as identity resolution joins them; a
-    contact under an email match key of theirs alone, or under a mobile number
-    of theirs alone whose given names do not disagree with its own; an order naming one of their
-    customer records (held ones included), or naming no one else's record, held or not, under
-    such an email key. A key or number on more records of one system than identity resolution
-    joins by, theirs and held ones counted together, is a shared one (a family's address or phone,
-    a shop's own): no held record is theirs by it. Their raw payloads are the person's data as
-    much as their mapped records are. A payload the field map cannot read is left: nothing in it
-    can be matched to them."""
+    kind, record id), and the email match keys only those records showed.
+
+    A held contact is theirs, as identity resolution would join it to them: under an email match
+    key of theirs alone; by a `link:` field naming one of their records, or named by one of theirs
+    (`linked`: those record keys); or under a mobile number of theirs alone whose given names do
+    not disagree with its own. One found by a link or a number whose own email is on someone
+    else's record is left: the evidence points two ways, and an erasure cannot be undone. An email
+    such a record brings, on no one else's record, is theirs from then on (more held contacts,
+    their guest orders). A held order is theirs when it names one of their customer records
+    (held ones included), or names no one else's record, held or not, under an email of theirs.
+    A key or number on more records of one system than identity resolution joins by, theirs and
+    held ones counted together, is a shared one (a family's address or phone, a shop's own): no
+    held record is theirs by it. Their raw payloads are the person's data as much as their mapped
+    records are. A payload the field map cannot read is left: nothing in it can be matched to
+    them."""
     sql = (
         "SELECT q.system, q.kind, q.record_id, r.payload FROM quarantine q JOIN raw_records r "
         "ON r.system = q.system AND r.kind = q.kind AND r.record_id = q.record_id"
@@ -472,43 +479,59 @@ def _quarantined_of(
             continue
         read.append((str(system), str(kind), str(rid), said))
     contacts_held = [(system, rid, said) for system, kind, rid, said in read if kind != Kind.ORDER.value]
-    # Records per system on each of their keys and numbers: the held ones, and their own mapped
-    # ones (a key or number of theirs alone is on no one else's mapped record).
-    on: Counter[tuple[str, str, str]] = Counter()
-    for system, _, said in contacts_held:
-        if said.email_key is not None and said.email_key in email_keys:
-            on[("email", system, said.email_key)] += 1
-        if said.mobile is not None and said.mobile in mobiles:
-            on[("mobile", system, said.mobile)] += 1
-    for kind, value in {(kind, value) for kind, _, value in on}:
-        sql = (
-            "SELECT system, COUNT(*) FROM contacts WHERE email_key = ? GROUP BY system"
-            if kind == "email"
-            else "SELECT system, COUNT(*) FROM contacts WHERE phone = ? AND phone_kind = 'mobile' GROUP BY system"
-        )
-        for system, count in raw_rows(conn, sql, (value,)):
-            on[(kind, str(system), value)] += int(count)
-    limit = {"email": shared_above.email, "mobile": shared_above.mobile}
-    shared = {(kind, value) for (kind, _, value), count in on.items() if count > limit[kind]}
-    keys = {key for key in email_keys if ("email", key) not in shared}
+    mapped_mine = set(members)
+    limits = {"email": shared_above.email, "mobile": shared_above.mobile}
+    counted: dict[tuple[str, str], bool] = {}
+
+    def shared(kind: str, value: str) -> bool:
+        """On more records of one system than the limit: held ones, and mapped ones."""
+        if (kind, value) not in counted:
+            on = Counter(system for system, _, said in contacts_held if _value(said, kind) == value)
+            column = "email_key = ?" if kind == "email" else "phone = ? AND phone_kind = 'mobile'"
+            sql = f"SELECT system, COUNT(*) FROM contacts WHERE {column} GROUP BY system"
+            for system, count in raw_rows(conn, sql, (value,)):
+                on[str(system)] += int(count)
+            counted[(kind, value)] = any(n > limits[kind] for n in on.values())
+        return counted[(kind, value)]
+
+    def someone_elses(key: str) -> bool:
+        holders = raw_rows(conn, "SELECT system, record_id FROM contacts WHERE email_key = ?", (key,))
+        return not {(str(system), str(rid)) for system, rid in holders} <= mapped_mine
 
     their_keys = {record_key(system, rid) for system, rid in members}
 
-    def theirs(system: str, rid: str, said: HeldFacts) -> bool:
+    def joined(system: str, rid: str, said: HeldFacts) -> bool:
+        """By a link either way, or by a mobile number of theirs."""
         if record_key(system, rid) in linked or their_keys.intersection(said.links):
-            return True
-        if said.email_key is not None and said.email_key in keys:
             return True
         mobile = said.mobile
         return (
             mobile is not None
             and mobile in mobiles
-            and ("mobile", mobile) not in shared
+            and not shared("mobile", mobile)
             and all(same_person_names(name, said.given_name) for name in mobiles[mobile])
         )
 
-    found = [(system, Kind.CONTACT.value, rid) for system, rid, said in contacts_held if theirs(system, rid, said)]
-    mine = {*members, *((system, rid) for system, _, rid in found)}
+    keys = {key for key in email_keys if not shared("email", key)}
+    more: set[str] = set()
+    found: dict[tuple[str, str], None] = {}  # in the order found
+    while True:  # until no held contact is added: each one found may bring an address of theirs
+        before = len(found)
+        for system, rid, said in contacts_held:
+            if (system, rid) in found:
+                continue
+            email = said.email_key
+            if email is not None and email in keys:
+                found[(system, rid)] = None
+            elif joined(system, rid, said) and (email is None or not someone_elses(email)):
+                found[(system, rid)] = None
+                if email is not None and not shared("email", email):
+                    keys.add(email)
+                    more.add(email)
+        if len(found) == before:
+            break
+    held = [(system, Kind.CONTACT.value, rid) for system, rid in found]
+    mine = {*members, *found}
     others_held = {(system, rid) for system, rid, _ in contacts_held} - mine
     for system, kind, rid, said in read:
         if kind != Kind.ORDER.value:
@@ -516,7 +539,7 @@ def _quarantined_of(
         customer, key = said.customer, said.email_key
         if customer is not None:
             if (system, customer) in mine:
-                found.append((system, kind, rid))
+                held.append((system, kind, rid))
                 continue
             if (system, customer) in others_held:
                 continue  # another held customer record's order
@@ -524,8 +547,12 @@ def _quarantined_of(
             if conn.execute(named).first() is not None:
                 continue  # another stored customer's order
         if key is not None and key in keys:
-            found.append((system, kind, rid))
-    return sorted(found)
+            held.append((system, kind, rid))
+    return sorted(held), sorted(more - set(email_keys))
+
+
+def _value(said: HeldFacts, kind: str) -> str | None:
+    return said.email_key if kind == "email" else said.mobile
 
 
 def _known_states(

@@ -469,3 +469,47 @@ def test_held_contacts_linked_to_or_from_her_records_go(store: StateStore) -> No
     with store.db.reading() as conn:
         assert conn.execute(text("SELECT record_id FROM quarantine")).all() == [("names-bert",)]
     assert store.consistency_problems() == []
+
+
+def test_an_address_only_a_held_record_of_hers_shows_takes_her_guest_orders_and_other_held_records_too(
+    store: StateStore,
+) -> None:
+    """A held contact found by her mobile number brings an address of its own: her guest orders
+    under it, mapped or held, and another held contact under it are hers too. A held contact with
+    her number but an address on Bert's record is left: the evidence points two ways."""
+    mine = "+31612345678"
+
+    def mapped(record: SourceRecord) -> Contact:
+        p = record.payload
+        kind = "mobile" if p.get("mobile") else None
+        return Contact(record.system, record.id, NOW, email=p["email"], phone=p.get("mobile"), phone_kind=kind)
+
+    people = [
+        SourceRecord("crm", Kind.CONTACT, "9", NOW, {"email": "anna@x.nl", "mobile": mine}),
+        SourceRecord("crm", Kind.CONTACT, "8", NOW, {"email": "bert@x.nl"}),
+    ]
+    store.store_page("crm", Kind.CONTACT, people, mapped, 1)
+    verdicts = [
+        VerdictChunk.of(
+            [("p_anna", Membership(frozenset(), None), "{}"), ("p_bert", Membership(frozenset(), None), "{}")]
+        )
+    ]
+    store.save_profiles({"p_anna": ["crm:9"], "p_bert": ["crm:8"]}, verdicts, {}, 1, [])
+    private = "anna.private@y.nl"
+    held = [
+        SourceRecord("shop", Kind.CONTACT, "h1", NOW, {"mobile": mine, "email": private, "bad": True}),
+        SourceRecord("shop", Kind.CONTACT, "h2", NOW, {"email": private, "bad": True}),  # by h1's address
+        SourceRecord("shop", Kind.CONTACT, "h3", NOW, {"mobile": mine, "email": "bert@x.nl", "bad": True}),
+    ]
+    store.store_page("shop", Kind.CONTACT, held, _held, 1)
+    store.store_page("shop", Kind.ORDER, _orders("shop", ("g1", None, private)), _map, 1)  # a guest order
+    held_orders = [SourceRecord("shop", Kind.ORDER, "g2", NOW, {"customer": None, "email": private, "bad": True})]
+    store.store_page("shop", Kind.ORDER, held_orders, _held, 1)
+    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED}, _facts)
+    assert erased.quarantined == {"shop": 3}  # h1, h2, g2
+    assert erased.orders == {"shop": 1}  # g1
+    with store.db.reading() as conn:
+        assert conn.execute(text("SELECT record_id FROM quarantine")).all() == [("h3",)]
+        payloads = " ".join(str(p) for (p,) in conn.execute(text("SELECT payload FROM raw_records")).all())
+    assert private not in payloads
+    assert store.consistency_problems() == []

@@ -442,22 +442,7 @@ def test_held_contacts_linked_to_or_from_her_records_go(store: StateStore) -> No
     """A record's own id stored in another system (`link:` fields) is what identity resolution joins
     by first: a held contact that names one of her records, or that one of her records names, is
     hers; one that names someone else's record is not."""
-
-    def mapped(record: SourceRecord) -> Contact:
-        p = record.payload
-        return Contact(record.system, record.id, NOW, email=p["email"], links=tuple(p.get("links", ())))
-
-    people = [
-        SourceRecord("crm", Kind.CONTACT, "9", NOW, {"email": "anna@x.nl", "links": ["shop:named"]}),
-        SourceRecord("crm", Kind.CONTACT, "8", NOW, {"email": "bert@x.nl"}),
-    ]
-    store.store_page("crm", Kind.CONTACT, people, mapped, 1)
-    verdicts = [
-        VerdictChunk.of(
-            [("p_anna", Membership(frozenset(), None), "{}"), ("p_bert", Membership(frozenset(), None), "{}")]
-        )
-    ]
-    store.save_profiles({"p_anna": ["crm:9"], "p_bert": ["crm:8"]}, verdicts, {}, 1, [])
+    _anna_and_bert(store, {"email": "anna@x.nl", "links": ["shop:named"]})
     held = [
         SourceRecord("shop", Kind.CONTACT, "names-her", NOW, {"links": ["crm:9"], "bad": True}),
         SourceRecord("shop", Kind.CONTACT, "named", NOW, {"bad": True}),  # her crm record names it
@@ -478,23 +463,7 @@ def test_an_address_only_a_held_record_of_hers_shows_takes_her_guest_orders_and_
     under it, mapped or held, and another held contact under it are hers too. A held contact with
     her number but an address on Bert's record is left: the evidence points two ways."""
     mine = "+31612345678"
-
-    def mapped(record: SourceRecord) -> Contact:
-        p = record.payload
-        kind = "mobile" if p.get("mobile") else None
-        return Contact(record.system, record.id, NOW, email=p["email"], phone=p.get("mobile"), phone_kind=kind)
-
-    people = [
-        SourceRecord("crm", Kind.CONTACT, "9", NOW, {"email": "anna@x.nl", "mobile": mine}),
-        SourceRecord("crm", Kind.CONTACT, "8", NOW, {"email": "bert@x.nl"}),
-    ]
-    store.store_page("crm", Kind.CONTACT, people, mapped, 1)
-    verdicts = [
-        VerdictChunk.of(
-            [("p_anna", Membership(frozenset(), None), "{}"), ("p_bert", Membership(frozenset(), None), "{}")]
-        )
-    ]
-    store.save_profiles({"p_anna": ["crm:9"], "p_bert": ["crm:8"]}, verdicts, {}, 1, [])
+    _anna_and_bert(store, {"email": "anna@x.nl", "mobile": mine})
     private = "anna.private@y.nl"
     held = [
         SourceRecord("shop", Kind.CONTACT, "h1", NOW, {"mobile": mine, "email": private, "bad": True}),
@@ -513,3 +482,33 @@ def test_an_address_only_a_held_record_of_hers_shows_takes_her_guest_orders_and_
         payloads = " ".join(str(p) for (p,) in conn.execute(text("SELECT payload FROM raw_records")).all())
     assert private not in payloads
     assert store.consistency_problems() == []
+
+
+def _anna_and_bert(store: StateStore, anna: dict[str, Any]) -> None:
+    """Anna (crm:9, from `anna`) and Bert (crm:8, bert@x.nl) as mapped CRM contacts, each in a
+    profile of their own. A payload's email, mobile number and links become the contact's."""
+
+    def mapped(record: SourceRecord) -> Contact:
+        p = record.payload
+        mobile = p.get("mobile")
+        return Contact(
+            record.system,
+            record.id,
+            NOW,
+            email=p["email"],
+            phone=mobile,
+            phone_kind="mobile" if mobile else None,
+            links=tuple(p.get("links", ())),
+        )
+
+    people = [
+        SourceRecord("crm", Kind.CONTACT, "9", NOW, anna),
+        SourceRecord("crm", Kind.CONTACT, "8", NOW, {"email": "bert@x.nl"}),
+    ]
+    store.store_page("crm", Kind.CONTACT, people, mapped, 1)
+    verdicts = [
+        VerdictChunk.of(
+            [("p_anna", Membership(frozenset(), None), "{}"), ("p_bert", Membership(frozenset(), None), "{}")]
+        )
+    ]
+    store.save_profiles({"p_anna": ["crm:9"], "p_bert": ["crm:8"]}, verdicts, {}, 1, [])

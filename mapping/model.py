@@ -105,6 +105,10 @@ class RemoteState:
     def unknown(cls) -> RemoteState:
         return cls(known=False)
 
+    def valued_fields(self) -> dict[str, str]:
+        """The fields that hold a value of ours ("" is none: an AFAS free field crmsync emptied)."""
+        return {name: value for name, value in self.fields.items() if value not in (None, "")}
+
 
 @dataclass(frozen=True, slots=True)
 class Contact:

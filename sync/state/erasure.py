@@ -353,6 +353,16 @@ def _complete(conn: Connection, erasure_id: str, now: datetime) -> None:
     conn.execute(update(erasures).where(erasures.c.erasure_id == erasure_id).values(completed_at=now.isoformat()))
 
 
+# The contacts holding an identifier of each kind identity resolution joins by.
+_HOLDING = {"email": "email_key = ?", "mobile": "phone = ? AND phone_kind = 'mobile'"}
+
+
+def _holders(conn: Connection, kind: str, value: str) -> set[tuple[str, str]]:
+    """(system, record id) of every mapped contact holding `value` as its `kind` identifier."""
+    rows = raw_rows(conn, f"SELECT system, record_id FROM contacts WHERE {_HOLDING[kind]}", (value,))
+    return {(str(system), str(rid)) for system, rid in rows}
+
+
 def _email_keys_of(conn: Connection, members: Sequence[tuple[str, str]]) -> list[str]:
     """The email match keys of the person's records (not role addresses) that no one else's record
     holds: what makes a guest order, or a held record, theirs alone."""
@@ -366,15 +376,7 @@ def _email_keys_of(conn: Connection, members: Sequence[tuple[str, str]]) -> list
         if key:
             keys.add(str(key))
     mine = set(members)
-    alone = []
-    for key in sorted(keys):
-        holders = {
-            (str(s), str(r))
-            for s, r in conn.execute(select(contacts.c.system, contacts.c.record_id).where(contacts.c.email_key == key))
-        }
-        if holders <= mine:  # else someone else's record holds it too
-            alone.append(key)
-    return alone
+    return [key for key in sorted(keys) if _holders(conn, "email", key) <= mine]  # else someone else's too
 
 
 def _mobiles_of(conn: Connection, members: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
@@ -391,19 +393,8 @@ def _mobiles_of(conn: Connection, members: Sequence[tuple[str, str]]) -> dict[st
         ).first()
         if row is not None and row[0]:
             found.setdefault(str(row[0]), []).extend([str(row[1])] if row[1] else [])
-    alone: dict[str, list[str]] = {}
-    for mobile, names in sorted(found.items()):
-        holders = {
-            (str(s), str(r))
-            for s, r in conn.execute(
-                select(contacts.c.system, contacts.c.record_id).where(
-                    contacts.c.phone == mobile, contacts.c.phone_kind == "mobile"
-                )
-            )
-        }
-        if holders <= mine:  # else someone else's record holds it too
-            alone[mobile] = names
-    return alone
+    # Else someone else's record holds it too.
+    return {mobile: names for mobile, names in sorted(found.items()) if _holders(conn, "mobile", mobile) <= mine}
 
 
 def _linked_from(conn: Connection, members: Sequence[tuple[str, str]]) -> set[str]:
@@ -487,16 +478,9 @@ def _quarantined_of(
         """On more records of one system than the limit: held ones, and mapped ones."""
         if (kind, value) not in counted:
             on = Counter(system for system, _, said in contacts_held if _value(said, kind) == value)
-            column = "email_key = ?" if kind == "email" else "phone = ? AND phone_kind = 'mobile'"
-            sql = f"SELECT system, COUNT(*) FROM contacts WHERE {column} GROUP BY system"
-            for system, count in raw_rows(conn, sql, (value,)):
-                on[str(system)] += int(count)
+            on.update(system for system, _ in _holders(conn, kind, value))
             counted[(kind, value)] = any(n > limits[kind] for n in on.values())
         return counted[(kind, value)]
-
-    def someone_elses(key: str) -> bool:
-        holders = raw_rows(conn, "SELECT system, record_id FROM contacts WHERE email_key = ?", (key,))
-        return not {(str(system), str(rid)) for system, rid in holders} <= mapped_mine
 
     their_keys = {record_key(system, rid) for system, rid in members}
 
@@ -523,7 +507,7 @@ def _quarantined_of(
             email = said.email_key
             if email is not None and email in keys:
                 found[(system, rid)] = None
-            elif joined(system, rid, said) and (email is None or not someone_elses(email)):
+            elif joined(system, rid, said) and (email is None or _holders(conn, "email", email) <= mapped_mine):
                 found[(system, rid)] = None
                 if email is not None and not shared("email", email):
                     keys.add(email)
@@ -575,7 +559,7 @@ def _known_states(
         if system in expected:
             states.append(expected[system])
         tags = frozenset(tag for state in states for tag in state.tags)
-        fields = {key: value for state in states for key, value in state.fields.items() if value not in (None, "")}
+        fields = {key: value for state in states for key, value in state.valued_fields().items()}
         could_write = system in expected and bool(expected[system].tags or expected[system].fields)
         if tags or fields or wrote or could_write:
             known[(system, rid)] = RemoteState(tags, fields, known=False)

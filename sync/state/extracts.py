@@ -436,12 +436,7 @@ class ExtractStore:
             ).all()
         frozen: dict[str, int] = {}
         for system, state in written:
-            if _holds_ours(RemoteState.from_json(json.loads(state))):
+            held = RemoteState.from_json(json.loads(state))
+            if held.tags or held.valued_fields():
                 frozen[system] = frozen.get(system, 0) + 1
         return dict(sorted(frozen.items()))
-
-
-def _holds_ours(state: RemoteState) -> bool:
-    """Whether a record holds anything of crmsync's: a tag, or a field with a value ("" is none:
-    an AFAS free field crmsync emptied)."""
-    return bool(state.tags) or any(value not in (None, "") for value in state.fields.values())

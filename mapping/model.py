@@ -321,8 +321,7 @@ def path_getter(path: str) -> Callable[[Any], Any]:
     """`get_path` for one path, its parts split once. A dict is looked at before the slower
     Mapping check: vendor payloads are dicts."""
     if "*" in path:
-        parts = path.split(".")
-        return lambda payload: _get_all(payload, parts)
+        return _all_getter(path)
     steps = tuple((part, part.isdigit()) for part in path.split("."))
 
     def get(payload: Any) -> Any:
@@ -359,23 +358,43 @@ def path_getter(path: str) -> Callable[[Any], Any]:
             return get(payload)
 
         return get_keys
+    if len(steps) == 3 and not any(numeric for _, numeric in steps):
+        first, second, third = (key for key, _ in steps)
+
+        def get_three(payload: Any) -> Any:  # `currentTotalPriceSet.shopMoney.amount`
+            if type(payload) is dict:
+                found = payload.get(first)
+                if type(found) is dict:
+                    found = found.get(second)
+                    if type(found) is dict:
+                        return found.get(third)
+            return get(payload)
+
+        return get_three
     return get
 
 
-def _get_all(payload: Any, parts: list[str]) -> list[Any] | None:
-    """A path with `*` (every element of a list: `lineItems.nodes.*.product.productType`): the
-    values found under each element, flattened one level, nulls left out; None when the path
-    before the first `*` is absent."""
+def _all_getter(path: str) -> Callable[[Any], list[Any] | None]:
+    """The getter of a path with `*` (every element of a list: `lineItems.nodes.*.product.productType`):
+    the values found under each element, flattened one level, nulls left out; None when the path
+    before the first `*` is absent. The getters before and after the `*` are made once, here."""
+    parts = path.split(".")
     star = parts.index("*")
-    head = get_path(payload, ".".join(parts[:star])) if star else payload
-    if not isinstance(head, list):
-        return None
-    rest = ".".join(parts[star + 1 :])
-    found: list[Any] = []
-    for item in head:
-        value = get_path(item, rest) if rest else item
-        if isinstance(value, list):
-            found.extend(v for v in value if v is not None)
-        elif value is not None:
-            found.append(value)
-    return found
+    head = path_getter(".".join(parts[:star])) if star else None
+    after = ".".join(parts[star + 1 :])
+    rest = path_getter(after) if after else None
+
+    def get_all(payload: Any) -> list[Any] | None:
+        items = head(payload) if head is not None else payload
+        if not isinstance(items, list):
+            return None
+        found: list[Any] = []
+        for item in items:
+            value = rest(item) if rest is not None else item
+            if isinstance(value, list):
+                found.extend(v for v in value if v is not None)
+            elif value is not None:
+                found.append(value)
+        return found
+
+    return get_all

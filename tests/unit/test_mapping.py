@@ -95,6 +95,43 @@ def test_every_path_getter_reads_what_walking_the_path_reads(payload: object, pa
     assert get_path(payload, path) == _walk(payload, path)
 
 
+def _walk_all(payload: object, path: str) -> object:
+    """What a path with `*` names: under each element of the list before the first `*`, what the
+    rest of the path names, lists flattened one level, nulls left out."""
+    parts = path.split(".")
+    if "*" not in parts:
+        return _walk(payload, path)
+    star = parts.index("*")
+    items = _walk(payload, ".".join(parts[:star])) if star else payload
+    if not isinstance(items, list):
+        return None
+    rest = ".".join(parts[star + 1 :])
+    found: list[object] = []
+    for item in items:
+        value = _walk_all(item, rest) if rest else item
+        if isinstance(value, list):
+            found.extend(v for v in value if v is not None)
+        elif value is not None:
+            found.append(value)
+    return found
+
+
+@given(_trees, st.lists(st.sampled_from(["a", "b", "0", "*"]), min_size=1, max_size=5).map(".".join))
+@example({"a": {"b": {"0": 4}}}, "a.b.0")  # three keys, the last one digits
+@example({"a": {"b": MappingProxyType({"a": 5})}}, "a.b.a")
+@example({"a": {"b": [1, 2]}}, "a.b.a")
+@example({"a": {"b": None}}, "a.b.a")
+@example({"a": [{"b": [1, None]}, {"b": 2}, None, {"b": None}]}, "a.*.b")
+@example([[1, None], 2], "*")
+@example({"a": [{"b": [{"a": 1}, {"a": [2, 3]}]}]}, "a.*.b.*.a")
+@example({"a": MappingProxyType({"b": [{"a": 6}]})}, "a.b.*.a")
+@example({"a": [{"": 1}, 2]}, "a.*.")  # nothing after the `*`: each element itself
+def test_longer_and_starred_paths_read_what_walking_them_reads(payload: object, path: str) -> None:
+    """Three-key paths take a shortcut through plain dicts, and a `*` path's getters before and
+    after the `*` are made once: any payload must read as the walk does."""
+    assert get_path(payload, path) == _walk_all(payload, path)
+
+
 def test_a_field_spec_reads_its_path_and_survives_pickling_and_odd_paths() -> None:
     """The path is split once, when the spec is made; a spec crosses a process boundary (pickle)
     as its path and normaliser; a part that is a digit but no number ("²") fails only where a

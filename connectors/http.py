@@ -8,6 +8,7 @@ GraphQL body), so the hook decides and this module acts on the verdict.
 
 from __future__ import annotations
 
+import codecs
 import email.utils
 import ipaddress
 import re
@@ -61,6 +62,14 @@ class Verdict:
     @classmethod
     def ok(cls) -> Verdict:
         return cls("ok")
+
+
+def _is_utf8(encoding: str | None) -> bool:
+    """Whether requests decoded a reply's text as UTF-8 (then its bytes are that text's UTF-8)."""
+    try:
+        return encoding is not None and codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -468,7 +477,7 @@ class ApiClient:
             content_type = raw.headers.get("Content-Type", "")
             if "json" in content_type or text.lstrip()[:1] in ("{", "["):
                 try:
-                    body = jsontext.loads(text)
+                    body = jsontext.loads_reply(raw.content, text) if _is_utf8(raw.encoding) else jsontext.loads(text)
                 except ValueError:
                     parse_failed = True
         response = ApiResponse(raw.status_code, raw.headers, body, text, method, path, elapsed)

@@ -163,11 +163,13 @@ def map_contact(
         return Rejection("missing_id", "contact has no id")
     values, problems = apply_fieldmap(record.payload, fields, absent)
     # A stored id of another system that is no id is dropped and flagged: the contact stays usable.
-    hard = {k: v for k, v in problems.items() if k not in _SOFT_CONTACT_FIELDS and not k.startswith("link:")}
-    if hard:
-        name, problem = sorted(hard.items())[0]
-        return Rejection(problem.reason, f"{fields[name].path}: {problem.message}")
-    flags = [f"{problem.reason}" for _, problem in sorted(problems.items())]
+    flags: list[str] = []
+    if problems:  # most records have none
+        hard = {k: v for k, v in problems.items() if k not in _SOFT_CONTACT_FIELDS and not k.startswith("link:")}
+        if hard:
+            name, problem = sorted(hard.items())[0]
+            return Rejection(problem.reason, f"{fields[name].path}: {problem.message}")
+        flags = [f"{problem.reason}" for _, problem in sorted(problems.items())]
 
     email: str | None = values.get("email")
     role = email is not None and is_role_address(email, rules.role_locals)
@@ -238,7 +240,7 @@ def map_order(record: SourceRecord, fields: FieldMap, counts: bool, unfinished: 
     customer_id = values.get("customer_id")
     # The email on an order only links a guest order; an unusable one leaves the order usable
     # when a customer id links it (and unlinkable, below, when nothing does).
-    hard = {k: v for k, v in problems.items() if k not in _SOFT_ORDER_FIELDS}
+    hard = {k: v for k, v in problems.items() if k not in _SOFT_ORDER_FIELDS} if problems else None
     if hard:
         name, problem = sorted(hard.items())[0]
         return Rejection(problem.reason, f"{fields[name].path}: {problem.message}", customer_id)

@@ -75,14 +75,40 @@ def loads(text: str | bytes) -> Any:
     carry, and NUL (`\\u0000`), which PostgreSQL's text cannot. Stored as they are, they failed the
     page's write every cycle, and the system read nothing past them."""
     try:
-        data = text.encode() if isinstance(text, str) else text
+        value = _read_fast(text.encode() if isinstance(text, str) else text)
+    except UnicodeEncodeError:  # a lone surrogate in a str
+        value = _UNREAD
+    if value is not _UNREAD:
+        return value
+    if not isinstance(text, str):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")  # as json.loads reads bytes
+    return _read_standard(text)
+
+
+def loads_reply(content: bytes, text: str) -> Any:
+    """`loads(text)` of a reply whose `text` is its `content` decoded as UTF-8 (invalid bytes
+    replaced), without encoding the text again: orjson reads the bytes as they came, and where it
+    cannot, the standard reader reads the text, as `loads(text)` would."""
+    value = _read_fast(content)
+    return _read_standard(text) if value is _UNREAD else value
+
+
+_UNREAD = object()
+
+
+def _read_fast(data: bytes) -> Any:
+    """orjson's reading of UTF-8 `data`, or _UNREAD where it could differ from the standard
+    reader's (see `loads`)."""
+    try:
         if data.translate(_DIGITS).find(_LONG_NUMBER) < 0:
             value = orjson.loads(data)  # it refuses lone surrogates; NUL it reads
             return storable(value) if _NUL_ESCAPE in data else value
-    except (orjson.JSONDecodeError, UnicodeEncodeError):
+    except orjson.JSONDecodeError:
         pass
-    if not isinstance(text, str):
-        text = text.decode(json.detect_encoding(text), "surrogatepass")  # as json.loads reads bytes
+    return _UNREAD
+
+
+def _read_standard(text: str) -> Any:
     value = _STANDARD_READER.decode(text)
     return storable(value) if _UNSTORABLE.search(text) else value
 

@@ -12,6 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -163,6 +164,25 @@ def test_lone_surrogates_and_nul_are_read_as_replacement_characters(payload: Any
         assert same(jsontext.loads(text), replaced(json.loads(text)))
         stored = canonical_json(jsontext.loads(text))
         assert "\x00" not in stored and stored.encode()  # a store can hold it
+
+
+@settings(max_examples=300)
+@given(SURROGATE_PAYLOADS | payloads(non_finite=True), st.booleans())
+def test_a_reply_read_from_its_bytes_is_read_as_from_its_text(payload: Any, ascii_only: bool) -> None:
+    """`loads_reply` reads a reply's bytes where `loads` read the text requests decoded from them
+    (UTF-8, invalid bytes replaced): the same values, of the same types, whatever the bytes hold
+    (non-ASCII text, surrogates as raw bytes, which are no UTF-8, long numbers, NaN)."""
+    content = json.dumps(payload, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    text = content.decode("utf-8", "replace")
+    assert same(jsontext.loads_reply(content, text), jsontext.loads(text))
+
+
+def test_a_reply_with_bytes_that_are_no_utf8_reads_as_its_replaced_text() -> None:
+    content = b'{"name": "Ren\xe9e", "id": 123456789012345678901}'  # Latin-1 in a UTF-8 reply
+    text = content.decode("utf-8", "replace")
+    assert jsontext.loads_reply(content, text) == {"name": "Ren\ufffde", "id": 123456789012345678901}
+    with pytest.raises(ValueError):
+        jsontext.loads_reply(b'{"cut": ', '{"cut": ')
 
 
 def test_a_surrogate_pair_stays_the_character_it_makes() -> None:

@@ -88,9 +88,9 @@ def loads(text: str | bytes) -> Any:
 def loads_reply(content: bytes, text: str) -> Any:
     """`loads(text)` of a reply whose `text` is its `content` decoded as UTF-8 (invalid bytes
     replaced), without encoding the text again: orjson reads the bytes as they came, and where it
-    cannot, the standard reader reads the text, as `loads(text)` would."""
+    cannot (an invalid byte among them, a long number), `loads(text)` reads the text."""
     value = _read_fast(content)
-    return _read_standard(text) if value is _UNREAD else value
+    return loads(text) if value is _UNREAD else value
 
 
 _UNREAD = object()

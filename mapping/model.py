@@ -377,20 +377,34 @@ def path_getter(path: str) -> Callable[[Any], Any]:
 def _all_getter(path: str) -> Callable[[Any], list[Any] | None]:
     """The getter of a path with `*` (every element of a list: `lineItems.nodes.*.product.productType`):
     the values found under each element, flattened one level, nulls left out; None when the path
-    before the first `*` is absent. The getters before and after the `*` are made once, here."""
+    before the first `*` is absent. The getters before and after the `*` are made once, when first
+    needed: a broken path (`a*`, a `*` inside a part) fails where the walk reaches it, as always."""
     parts = path.split(".")
-    star = parts.index("*")
-    head = path_getter(".".join(parts[:star])) if star else None
-    after = ".".join(parts[star + 1 :])
-    rest = path_getter(after) if after else None
+    star = parts.index("*") if "*" in parts else -1
+    head_path, rest_path = ".".join(parts[:star]), ".".join(parts[star + 1 :])
+    head: Callable[[Any], Any] | None = None
+    rest: Callable[[Any], Any] | None = None
 
     def get_all(payload: Any) -> list[Any] | None:
-        items = head(payload) if head is not None else payload
+        nonlocal head, rest
+        if star < 0:
+            parts.index("*")  # raises: a `*` only inside a part is no list step
+        if star:
+            if head is None:
+                head = path_getter(head_path)
+            items = head(payload)
+        else:
+            items = payload
         if not isinstance(items, list):
             return None
         found: list[Any] = []
         for item in items:
-            value = rest(item) if rest is not None else item
+            if rest_path:
+                if rest is None:
+                    rest = path_getter(rest_path)
+                value = rest(item)
+            else:
+                value = item
             if isinstance(value, list):
                 found.extend(v for v in value if v is not None)
             elif value is not None:

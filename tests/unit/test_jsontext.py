@@ -183,6 +183,12 @@ def test_a_reply_with_bytes_that_are_no_utf8_reads_as_its_replaced_text() -> Non
     assert jsontext.loads_reply(content, text) == {"name": "Ren\ufffde", "id": 123456789012345678901}
     with pytest.raises(ValueError):
         jsontext.loads_reply(b'{"cut": ', '{"cut": ')
+    # Nested deeper than the standard reader goes: orjson still reads the replaced text, as before.
+    deep = b"[" * 1000 + b'"\xff"' + b"]" * 1000
+    value = jsontext.loads_reply(deep, deep.decode("utf-8", "replace"))
+    for _ in range(1000):
+        [value] = value
+    assert value == "\ufffd"
 
 
 def test_a_surrogate_pair_stays_the_character_it_makes() -> None:

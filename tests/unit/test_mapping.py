@@ -132,6 +132,18 @@ def test_longer_and_starred_paths_read_what_walking_them_reads(payload: object, 
     assert get_path(payload, path) == _walk_all(payload, path)
 
 
+def test_a_star_inside_a_part_fails_only_where_the_walk_reaches_it() -> None:
+    """`a*` names no list step: such a path fails when a record is read through it, not when the
+    config's field map is built, and only where the walk gets to that part (as it always did)."""
+    spec = FieldSpec("a.*.b*")  # built without complaint
+    assert get_path(None, "*.0*") is None  # nothing to walk into
+    assert spec.get({"a": []}) == []
+    with pytest.raises(ValueError):
+        spec.get({"a": [{}]})
+    with pytest.raises(ValueError):
+        FieldSpec("tags*").get({"tags*": 1})
+
+
 def test_a_field_spec_reads_its_path_and_survives_pickling_and_odd_paths() -> None:
     """The path is split once, when the spec is made; a spec crosses a process boundary (pickle)
     as its path and normaliser; a part that is a digit but no number ("²") fails only where a

@@ -338,8 +338,9 @@ def path_getter(path: str) -> Callable[[Any], Any]:
                 return None
         return value
 
-    # Most paths are one or two keys of plain dicts (`email`, `billing.email`): read those without
-    # the loop, and anything else (a Mapping, a list, a missing step) the general way.
+    # Most paths are one to three keys of plain dicts (`email`, `billing.email`): read those
+    # without the loop, and anything else (a Mapping, a list, a missing step) the general way.
+    # Each length is unrolled on its own: a loop over the keys is what these shortcuts avoid.
     if len(steps) == 1 and not steps[0][1]:
         key = steps[0][0]
 

@@ -20,13 +20,14 @@ import structlog
 
 from connectors.base import Connector
 from mapping.fieldmaps import MappingRules, contact_links, contact_phone, read_fields
-from mapping.model import Kind, Membership
+from mapping.model import Kind, Membership, is_object
 from mapping.normalize.email import email_match_key, is_role_address
 from mapping.normalize.names import parse_name
 from sync.clock import now
 from sync.config import LoadedConfig
 from sync.erasure import clear_at_vendors
 from sync.explain import find_profiles
+from sync.mapper import canonical_ids
 from sync.pipeline import build_connectors
 from sync.resolve import mapping_rules
 from sync.runtime import Writer
@@ -94,14 +95,11 @@ def payload_facts(connectors: Mapping[str, Connector], rules: MappingRules) -> P
     """How each system's records name their customer, email, mobile number and given name, read by
     its own field map and normalised as the mapping does: what finds the person's quarantined
     records, which no profile holds."""
-
-    def canonical(system: str, raw: str) -> str | None:
-        target = connectors.get(system)
-        return target.canonical_id(raw) if target is not None else None
+    canonical = canonical_ids(connectors)
 
     def facts(system: str, kind: str, payload: Any) -> HeldFacts:
         connector = connectors.get(system)
-        if connector is None or not isinstance(payload, Mapping):
+        if connector is None or not is_object(payload):
             return HeldFacts()
         if kind != Kind.CONTACT.value:
             values = read_fields(payload, connector.order_fields, ("customer_id", "email"))

@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from connectors.base import Connector
-from mapping.fieldmaps import FieldAbsence, MappingRules, map_contact, map_order, read_fields
+from mapping.fieldmaps import Canonical, FieldAbsence, MappingRules, map_contact, map_order, read_fields
 from mapping.model import Contact, Kind, Order, RecordProblem, Rejection, SourceRecord, is_object
 from sync.state import Mapper
+
+
+def canonical_ids(connectors: Mapping[str, Connector]) -> Canonical:
+    """A stored cross-system id (a contact's `link:<system>` value) as that system's own record
+    id, by its connector; None where it cannot be one or the system is not configured."""
+
+    def canonical(system: str, raw: str) -> str | None:
+        target = connectors.get(system)
+        return target.canonical_id(raw) if target is not None else None
+
+    return canonical
 
 
 def make_mapper(
@@ -20,10 +31,7 @@ def make_mapper(
     """The pure mapping of one record, guarded: a payload that trips the mapping code is
     quarantined with the reason instead of stopping the run."""
     fields = connector.contact_fieldmap
-
-    def canonical(system: str, raw: str) -> str | None:
-        target = connectors.get(system)
-        return target.canonical_id(raw) if target is not None else None
+    canonical = canonical_ids(connectors)
 
     def mapper(record: SourceRecord) -> Contact | Order | Rejection:
         try:

@@ -267,11 +267,7 @@ def compute_cycle(
     cpu = time.process_time()
     with RssSampler() as sampler:
         started = time.perf_counter()
-        desired = cycle._compute(connectors, report, run, steps)
-        mark = time.perf_counter()
-        cycle._plan(connectors, report, desired)
-        del desired
-        steps["plan"] = time.perf_counter() - mark
+        cycle._compute_and_plan(connectors, report, run, True, steps)  # as `Cycle.run` does
     peaks = sampler.peaks(started, steps)
     steps["total"] = time.perf_counter() - started
     # CPU seconds of every thread: on a busy machine wall time drifts, this much less.

@@ -4,6 +4,7 @@ cycle may) the segment history; and from them the owned state each record should
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -21,6 +22,7 @@ from sync.reports import CycleReport
 from sync.resolve import Resolved, Resolver, Stopwatch
 from sync.segmenting import SegmentRun, assess_profiles, record_run
 from sync.state import RunHandle, StateStore
+from sync.state.on_thread import OnThread
 
 log = structlog.get_logger("crmsync.pipeline")
 
@@ -33,6 +35,7 @@ class Compute:
         self.store = store
         self.resolver = resolver
         self.clock = clock
+        self.history_behind: OnThread[None] | None = None  # the segment history being written
 
     def desired_states(
         self,
@@ -42,13 +45,21 @@ class Compute:
         timings: dict[str, float] | None = None,
         *,
         history: bool | None = None,
+        behind: bool = False,
     ) -> dict[str, dict[str, RemoteState]]:
         """Profiles and their verdicts; returns the desired owned state per system and record.
         `timings` (for bench/pipeline.py) receives the seconds each step took; `history` (default:
-        not a dry run) records segment history, sizes and held tiers."""
+        not a dry run) records segment history, sizes and held tiers; `behind`: on a thread while
+        the caller goes on (to plan), who then waits for it with `history_written`."""
         with collector_paused():
             record = not report.dry_run if history is None else history
-            return self.compute_profiles(connectors, report, run, timings, record)
+            return self.compute_profiles(connectors, report, run, timings, record, behind)
+
+    def history_written(self) -> None:
+        """Wait for the segment history written behind, raising what writing it raised."""
+        pending, self.history_behind = self.history_behind, None
+        if pending is not None:
+            pending.result()
 
     def compute_profiles(
         self,
@@ -57,6 +68,7 @@ class Compute:
         run: RunHandle,
         timings: dict[str, float] | None,
         history: bool,
+        behind: bool = False,
     ) -> dict[str, dict[str, RemoteState]]:
         steps = timings if timings is not None else {}
         clock = Stopwatch(steps)
@@ -78,9 +90,29 @@ class Compute:
             resolved.change,
         )
         clock.lap("save profiles")
-        if history:
+        if history and behind:
+            # Its rows go in as JSON batches, SQLite steps that hold no interpreter lock, while
+            # this thread builds the desired state and the plan, which read none of it.
+            write = functools.partial(record_run, self.store, run.seq, now, segments, changes)
+            self.history_behind = OnThread(write, "crmsync-history")
+        elif history:
             record_run(self.store, run.seq, now, segments, changes)  # history, sizes, held tiers
         clock.lap("segment history")
+        try:
+            return self.desired_of(connectors, resolved, segments, report, clock)
+        except BaseException:
+            self.history_written()  # no thread left writing behind a compute that failed
+            raise
+
+    def desired_of(
+        self,
+        connectors: Mapping[str, Connector],
+        resolved: Resolved,
+        segments: SegmentRun,
+        report: CycleReport,
+        clock: Stopwatch,
+    ) -> dict[str, dict[str, RemoteState]]:
+        """The owned state each record should hold: its profile's verdict as its system gets it."""
         report.profiles = len(resolved.members)
         log.info(
             "profiles computed",

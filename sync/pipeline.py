@@ -18,6 +18,7 @@ public names are importable from here too, as they were before the split.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -145,8 +146,7 @@ class Cycle:
                 # A held cycle computes as a dry run does: no segment history or tier state is
                 # recorded from a picture that is missing a system.
                 history = not dry_run and report.held is None
-                # The desired state (a million entries at scale) goes once the plan holds the changes.
-                self._plan(connectors, report, self._compute(connectors, report, run, history=history))
+                self._compute_and_plan(connectors, report, run, history)
                 if not dry_run and report.held is None and not self.stop_event.is_set():
                     self._apply(connectors, report, run)
                     self._clear_erasures(connectors, report)
@@ -248,16 +248,42 @@ class Cycle:
         timings: dict[str, float] | None = None,
         *,
         history: bool | None = None,
+        behind: bool = False,
     ) -> dict[str, dict[str, RemoteState]]:
         """Profiles and their verdicts; returns the desired owned state per system and record.
         `timings` (for bench/pipeline.py) receives the seconds each step took; `history` (default:
-        not a dry run) records segment history, sizes and held tiers."""
-        return self.compute.desired_states(connectors, report, run, timings, history=history)
+        not a dry run) records segment history, sizes and held tiers (`behind`: on a thread, see
+        `_compute_and_plan`)."""
+        return self.compute.desired_states(connectors, report, run, timings, history=history, behind=behind)
 
     def _plan(
         self, connectors: Mapping[str, Connector], report: CycleReport, desired: Mapping[str, Mapping[str, RemoteState]]
     ) -> None:
         self.applier.plan(connectors, report, desired)
+
+    def _compute_and_plan(
+        self,
+        connectors: Mapping[str, Connector],
+        report: CycleReport,
+        run: RunHandle,
+        history: bool,
+        timings: dict[str, float] | None = None,
+    ) -> None:
+        """The compute and the plan, the segment history written on a thread beside the desired
+        state and the plan (they read none of it) and waited for before anything else: a failure
+        to write it still ends the cycle before a vendor is written. `timings` (bench/) receives
+        the seconds of each step, the plan's and the wait for the history's last."""
+        desired = self._compute(connectors, report, run, timings, history=history, behind=True)
+        started = time.perf_counter()
+        try:
+            self._plan(connectors, report, desired)
+            del desired  # a million entries at scale: gone once the plan holds the changes
+        finally:
+            planned = time.perf_counter()
+            self.compute.history_written()
+            if timings is not None:
+                timings["plan"] = planned - started
+                timings["history waited"] = time.perf_counter() - planned
 
     def _apply(self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle) -> None:
         self.applier.apply(connectors, report, run)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,6 +214,14 @@ class Marks:
     rows: list[Any] | None = None  # the snapshot's `ComputeSnapshot.row_witness` (SQLite)
 
 
+def drained(chunks: list[npt.NDArray[Any]]) -> Iterator[npt.NDArray[Any]]:
+    """The chunks in order, each let go by the list as it is handed out: the orders read ahead are
+    turned into columns without every chunk of them alive until the last."""
+    chunks.reverse()
+    while chunks:
+        yield chunks.pop()
+
+
 def marks_since(kept_inputs: str, inputs: str) -> Marks | None:
     """The snapshot's marks when its inputs differ from this cycle's in the marks alone (the
     stored records changed, not the settings or the code); else None."""
@@ -308,6 +317,7 @@ class Resolver:
         self.identities_by_difference = False  # whether it resolved again only the touched components
         self.contacts_by_difference = False  # and read only the contacts of those
         self.orders_by_difference = False  # whether it read only the orders that changed since one
+        self.orders_read_ahead = False  # whether it read every order on a thread beside resolving
 
     def resolve(self, clock: Stopwatch | None = None) -> Resolved:
         """Who is who: records joined into profiles, and every order attached to its profile.
@@ -316,12 +326,15 @@ class Resolver:
         customers and five million orders must not become six million Python objects."""
         clock = clock or Stopwatch({})
         self.reused = self.identities_by_difference = self.contacts_by_difference = False
-        self.orders_by_difference = False
+        self.orders_by_difference = self.orders_read_ahead = False
         facts = self.config.segments.order_facts_needed()
         # One read transaction for both reads: the orders name their contacts by the row numbers
         # the identity read gave them.
-        with self.store.compute_snapshot() as reads:
-            inputs = snapshot_inputs(self.config, reads.input_marks(), reads.numbering_mark(), reads.row_witness())
+        base = self.config.segments.base_currency
+        with ExitStack() as stack:
+            reads = stack.enter_context(self.store.compute_snapshot())
+            input_marks, numbering = reads.input_marks(), reads.numbering_mark()
+            inputs = snapshot_inputs(self.config, input_marks, numbering, reads.row_witness())
             # The bases read order details beside the columns; those are not kept, so they resolve in full.
             stored = reads.stored_resolution() if self.reuse_snapshot and not facts else None
             snapshot = None
@@ -340,6 +353,10 @@ class Resolver:
                 marks = None
             since = self.since(reads, stored, marks) if stored is not None and marks is not None else None
             del snapshot, stored
+            # Every order will be read: on SQLite, on a thread beside identity resolution.
+            ahead = None
+            if marks is None and reads.rows_are_numbered:
+                ahead = stack.enter_context(self.store.orders_ahead(base, input_marks, numbering))
             if since is not None and since.contact_rows is not None:
                 made, again_rows, deleted, again = self.resolve_changed(reads, since, clock)
                 resolution = made.resolution
@@ -353,8 +370,6 @@ class Resolver:
                 systems = sorted({*self.config.systems, *(key_system(key) for _, key in rows)})
             members = resolution.members()
             profiles = made.profiles if made.profiles is not None else sorted(members)
-            # Orders read after resolution, not on a thread beside it: SQLite hands the GIL back
-            # and forth on every row, and both sides ran slower than one after the other (measured).
             position = {pid: i for i, pid in enumerate(profiles)}
             written = since.changed_rows if since is not None else None
             if since is not None and since.contact_rows is not None:
@@ -370,7 +385,13 @@ class Resolver:
                 sources = self.sources_by_difference(reads, marks, attach, systems, written)
             self.orders_by_difference = sources is not None
             if sources is None:
-                sources = self.order_sources(reads.order_arrays(self.config.segments.base_currency), attach, systems)
+                chunks = ahead.result() if ahead is not None else None
+                self.orders_read_ahead = chunks is not None
+                if ahead is not None and chunks is None:
+                    log.info("orders read again: contacts or orders changed while they were read ahead")
+                read = drained(chunks) if chunks is not None else reads.order_arrays(base)
+                del chunks
+                sources = self.order_sources(read, attach, systems)
             orders = self.attach_orders(sources, attach)
             if not reads.rows_are_numbered:
                 sources = None  # row numbers that do not last: a snapshot of them would mislead

@@ -11,6 +11,7 @@ orders, bench/RESULTS.md). PostgreSQL has no stable row number, so there it is `
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ from sqlalchemy import Connection, delete, select
 
 from mapping.model import Contact, split_key
 from sync.state.extracts import contact_from_row
+from sync.state.on_thread import OnThread
+from sync.state.order_text import aggregate_sql, decode_orders
 from sync.state.schema import contacts, resolution_snapshot
 from sync.state.sql import Database, raw_many, raw_rows
 
@@ -49,6 +52,7 @@ NUMBERED = (("contacts", "record_id"), ("orders", "order_id"))
 WITNESSES = 8
 # Read from `ix_<table>_changed` alone, not a scan of every row (schema 12).
 ORDERS_WRITTEN_SINCE = "o.changed_seq > ?"
+ORDER_RANGE = "o.rowid BETWEEN ? AND ?"  # SQLite's full order read, a range at a time
 MARKS_SQL = "SELECT COUNT(*), COALESCE(MAX(changed_seq), 0), COALESCE(SUM(changed_seq), 0) FROM {table}"
 # After the row number: key, email match key, role flag, E.164 phone, phone kind, links, given name.
 IDENTITY_COLUMNS = f"{KEY}, email_key, email_role, phone, phone_kind, links, given_name"
@@ -169,23 +173,45 @@ class ComputeSnapshot:
         self, base_currency: str, chunk: int = 200_000, where: str = "", params: Sequence[Any] = ()
     ) -> Iterator[npt.NDArray[Any]]:
         """Every order (or those `where` selects, a condition on `o`) as structured arrays of
-        ORDER_DTYPE, filled by numpy straight from the driver's rows, in row order on SQLite.
-        `other` is None for the orders the numeric columns describe completely: they name a
-        stored contact and are in the base currency."""
-        for rows in self.db.raw_chunks(self.order_arrays_sql(base_currency, where), chunk, self.conn, params):
-            yield np.fromiter(rows, dtype=ORDER_DTYPE, count=len(rows))
+        ORDER_DTYPE, in row order on SQLite. `other` is None for the orders the numeric columns
+        describe completely: they name a stored contact and are in the base currency.
+
+        SQLite: a range of `chunk` row numbers (or all `where` selects) as one aggregate row
+        (sync/state/order_text.py). PostgreSQL: numpy fills the arrays from the driver's rows."""
+        if self.db.is_postgres:
+            for rows in self.db.raw_chunks(self.order_arrays_sql(base_currency, where), chunk, self.conn, params):
+                yield np.fromiter(rows, dtype=ORDER_DTYPE, count=len(rows))
+            return
+        if where:
+            yield self._order_text(aggregate_sql(self.order_arrays_sql(base_currency, where)), params)
+            return
+        [(low, high)] = raw_rows(self.conn, "SELECT MIN(rowid), MAX(rowid) FROM orders")
+        if low is None:
+            return
+        ranged = aggregate_sql(self.order_arrays_sql(base_currency, ORDER_RANGE))
+        for start in range(int(low), int(high) + 1, chunk):
+            found = self._order_text(ranged, (start, start + chunk - 1))
+            if found.shape[0]:
+                yield found
+
+    def _order_text(self, sql: str, params: Sequence[Any]) -> npt.NDArray[Any]:
+        [(count, hexes, amounts, others)] = raw_rows(self.conn, sql, params)
+        return decode_orders(int(count), hexes, amounts, others, ORDER_DTYPE)
 
     def order_arrays_sql(self, base_currency: str, where: str = "") -> str:
-        """The query of `order_arrays`."""
+        """The rows `order_arrays` reads (on SQLite, what its aggregate runs over)."""
         numbered, number = self._numbered_contacts()
         rowid = "-1" if self.db.is_postgres else "o.rowid"
         # In row order on SQLite (a read by difference merges by it): the scan's own order when
         # every row is read; a few rows selected by a condition are sorted (`+` keeps the planner
         # from scanning every order in row order to spare that sort: it reads `ix_orders_changed`).
-        order = "" if self.db.is_postgres else (" ORDER BY +o.rowid" if where else " ORDER BY o.rowid")
+        order = " ORDER BY o.rowid" if where in ("", ORDER_RANGE) else " ORDER BY +o.rowid"
+        order = "" if self.db.is_postgres else order
+        # PostgreSQL reads the amount as a float (its text-to-float conversion is correctly rounded;
+        # DOUBLE PRECISION: its REAL has 24 bits). SQLite hands over the stored text: see order_text.py.
+        amount = "CAST(o.amount AS DOUBLE PRECISION)" if self.db.is_postgres else "o.amount"
         return (
-            # DOUBLE PRECISION: amounts are stored as decimal text, and PostgreSQL's REAL has 24 bits.
-            f"SELECT {rowid}, COALESCE(c.{number}, -1), CAST(o.amount AS DOUBLE PRECISION), o.created_epoch, "
+            f"SELECT {rowid}, COALESCE(c.{number}, -1), {amount}, o.created_epoch, "
             f"o.counts, CASE WHEN c.{number} IS NOT NULL AND o.currency IN ('', {_literal(base_currency)}) THEN NULL "
             "ELSE o.currency || '\t' || COALESCE(o.email_key, '') || '\t' || o.system END "
             f"FROM orders o LEFT JOIN {numbered} c "
@@ -333,6 +359,20 @@ class ComputeSnapshot:
                 yield str(name), bytes(data)
 
 
+def read_orders_ahead(
+    db: Database, base_currency: str, marks: list[list[int]], numbering: int | None
+) -> list[npt.NDArray[Any]] | None:
+    """Every order (`order_arrays`) on a read transaction of its own, begun after the compute's:
+    None unless it saw the compute's state, the same input marks (any write to contacts or orders
+    moves them, `input_marks`) and the same schema cookie (a VACUUM, which may renumber rows, moves
+    it, `numbering_mark`). Then the compute reads the orders on its own transaction."""
+    with db.reading() as conn:
+        reads = ComputeSnapshot(db, conn)
+        if reads.input_marks() != marks or reads.numbering_mark() != numbering:
+            return None
+        return list(reads.order_arrays(base_currency))
+
+
 class ComputeReader:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -341,6 +381,15 @@ class ComputeReader:
     def snapshot(self) -> Iterator[ComputeSnapshot]:
         with self.db.reading() as conn:
             yield ComputeSnapshot(self.db, conn)
+
+    def orders_ahead(
+        self, base_currency: str, marks: list[list[int]], numbering: int | None
+    ) -> OnThread[list[npt.NDArray[Any]] | None]:
+        """`read_orders_ahead` on a thread while the caller goes on (on SQLite the read is
+        aggregates that hold no interpreter lock, sync/state/order_text.py); `marks` and
+        `numbering`: `input_marks` and `numbering_mark` of the caller's snapshot."""
+        read = functools.partial(read_orders_ahead, self.db, base_currency, marks, numbering)
+        return OnThread(read, "crmsync-orders")
 
     def identity_rows(self) -> Iterator[IdentityRow]:
         with self.snapshot() as reads:

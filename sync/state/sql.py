@@ -202,15 +202,28 @@ def raw_many(conn: Connection, sql: str, rows: Iterable[Sequence[Any]], chunk: i
     return written
 
 
-def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    same: Sequence[tuple[str, Any]] = (),
+) -> int:
     """Insert new rows (tuples in the order of `columns`) inside `conn`'s transaction: executemany
     on SQLite, COPY on PostgreSQL (several times faster there than one INSERT per row, pipelined
-    or not)."""
+    or not). `same`: (column, value) that every row takes, given once (on SQLite's JSON path, not
+    repeated in every row's text)."""
+    if same:
+        names, values = tuple(name for name, _ in same), tuple(value for _, value in same)
+        if conn.dialect.name == "postgresql":
+            return _copy_rows(conn, table, (*columns, *names), ((*row, *values) for row in rows))
+    else:
+        names, values = (), ()
     if conn.dialect.name == "postgresql":
         return _copy_rows(conn, table, columns, rows)
-    marks = ", ".join("?" for _ in columns)
-    statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
-    return _sqlite_write(conn, table, tuple(columns), rows, statement, upsert=False)
+    marks = ", ".join("?" for _ in (*columns, *names))
+    statement = f"INSERT INTO {table.name} ({', '.join((*columns, *names))}) VALUES ({marks})"
+    return _sqlite_write(conn, table, tuple(columns), rows, statement, upsert=False, same=(names, values))
 
 
 def _copy_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
@@ -301,20 +314,26 @@ def _sqlite_write(
     rows: Iterable[Sequence[Any]],
     statement: str,
     upsert: bool,
+    same: tuple[tuple[str, ...], tuple[Any, ...]] = ((), ()),
 ) -> int:
     """Insert or upsert `rows` in batches: a batch as one JSON array where it carries the rows
-    unchanged, else by `executemany` of `statement` (one row per execution)."""
+    unchanged, else by `executemany` of `statement` (one row per execution). `same`: the names and
+    values of the columns every row takes after its own (bound once per batch on the JSON path)."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    by_json = _json_write_sql(table, columns, upsert) if _JSON_ARROW and len(columns) <= _JSON_WIDEST else None
+    names, values = same
+    wanted = _JSON_ARROW and len(columns) <= _JSON_WIDEST
+    by_json = _json_write_sql(table, columns, upsert, names) if wanted else None
     written = 0
     try:
         iterator = iter(rows)
         while batch := list(itertools.islice(iterator, 20_000)):
             blob = _json_batch(batch, len(columns)) if by_json is not None else None
-            if blob is None:
-                cursor.executemany(statement, batch)
+            if blob is not None:
+                cursor.execute(by_json, (*values, blob))
+            elif values:
+                cursor.executemany(statement, [(*row, *values) for row in batch])
             else:
-                cursor.execute(by_json, (blob,))
+                cursor.executemany(statement, batch)
             written += len(batch)
     finally:
         cursor.close()
@@ -336,11 +355,13 @@ def _json_batch(batch: list[Sequence[Any]], width: int) -> bytes | None:
 
 
 @functools.cache
-def _json_write_sql(table: Table, columns: tuple[str, ...], upsert: bool) -> str:
-    """The INSERT (or upsert) of one JSON array of rows, each an array in the order of `columns`.
-    `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT, not to a join."""
-    picks = ", ".join(f"value->>{at}" for at in range(len(columns)))
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {picks} FROM json_each(?) WHERE true"
+def _json_write_sql(table: Table, columns: tuple[str, ...], upsert: bool, same: tuple[str, ...] = ()) -> str:
+    """The INSERT (or upsert) of one JSON array of rows, each an array in the order of `columns`,
+    and the columns `same` from parameters before the array. `WHERE true` tells SQLite's parser
+    that ON CONFLICT belongs to the INSERT, not to a join."""
+    picks = ", ".join([*(f"value->>{at}" for at in range(len(columns))), *("?" for _ in same)])
+    names = ", ".join((*columns, *same))
+    sql = f"INSERT INTO {table.name} ({names}) SELECT {picks} FROM json_each(?) WHERE true"
     if upsert:
         sql += " " + _on_conflict(table, columns)
     return sql

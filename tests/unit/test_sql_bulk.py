@@ -124,6 +124,21 @@ def test_a_batch_json_would_not_carry_unchanged_goes_by_executemany_or_is_stored
     assert stored(path, "wide") == by_executemany(path, rows), why
 
 
+@pytest.mark.parametrize("odd", [None, ("has a \x00 NUL",)], ids=["json", "executemany"])
+def test_columns_every_row_takes_are_given_once_and_stored_as_in_every_row(
+    db: tuple[Database, Path], odd: tuple[Any, ...] | None
+) -> None:
+    """`same` (the segment history's run and time): on the JSON path bound once per batch, not
+    repeated in every row's text; by executemany (a batch JSON cannot carry) added to each row.
+    Either way, what full rows store."""
+    database, path = db
+    rows = [(f"k{at:03d}", f"text {at}") for at in range(90)] + ([("z", *odd)] if odd else [])
+    same = (("b", 2**40), ("c", True))
+    ran = statements(database, lambda conn: insert_rows(conn, WIDE, ("k", "a"), rows, same=same))
+    assert any("json_each" in sql for sql in ran) == (odd is None)
+    assert stored(path, "wide") == by_executemany(path, [(*row, 2**40, True) for row in rows])
+
+
 def test_values_json_cannot_hold_fail_as_executemany_fails(db: tuple[Database, Path]) -> None:
     """An integer beyond 64 bits: JSON would store a REAL silently; executemany refuses it, and so
     must the bulk path. A datetime: orjson writes it otherwise than sqlite3 binds it."""

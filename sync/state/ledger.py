@@ -67,8 +67,8 @@ class Ledger:
         """Per record of `system`: `KnownState.current`, without an object per record. The plan
         reads every record of every system, every cycle, and they hold few distinct states: the
         records come grouped by (state read, state pushed, which is newer), each group's ids in
-        one aggregate, and the newer state is found once per group (at 200,000 records, 0.6 s
-        against 1.0 s for a row and a Python step per record)."""
+        one aggregate, and the newer state is found once per group (at 200,000 records, 0.62-0.77 s
+        against 0.82-0.93 s for a row and a Python step per record, bench/RESULTS.md)."""
         parsed: dict[str, RemoteState] = {}
         state = _parser(parsed)
         out: dict[str, RemoteState] = {}

@@ -55,11 +55,19 @@ class Compute:
             record = not report.dry_run if history is None else history
             return self.compute_profiles(connectors, report, run, timings, record, behind)
 
-    def history_written(self) -> None:
-        """Wait for the segment history written behind, raising what writing it raised."""
+    def history_written(self, failing: bool = False) -> None:
+        """Wait for the segment history written behind, raising what writing it raised; `failing`:
+        the caller is raising an error of its own, which must not be replaced, so this one is only
+        logged."""
         pending, self.history_behind = self.history_behind, None
-        if pending is not None:
+        if pending is None:
+            return
+        try:
             pending.result()
+        except Exception as exc:
+            if not failing:
+                raise
+            log.error("segment history not written", error=f"{type(exc).__name__}: {exc}")
 
     def compute_profiles(
         self,
@@ -101,7 +109,7 @@ class Compute:
         try:
             return self.desired_of(connectors, resolved, segments, report, clock)
         except BaseException:
-            self.history_written()  # no thread left writing behind a compute that failed
+            self.history_written(failing=True)  # no thread left writing behind a compute that failed
             raise
 
     def desired_of(

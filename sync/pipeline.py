@@ -273,17 +273,26 @@ class Cycle:
         state and the plan (they read none of it) and waited for before anything else: a failure
         to write it still ends the cycle before a vendor is written. `timings` (bench/) receives
         the seconds of each step, the plan's and the wait for the history's last."""
-        desired = self._compute(connectors, report, run, timings, history=history, behind=True)
+        # Every order read on a thread beside resolution, on a transaction of its own: this cycle
+        # holds the writer lock, so no other process writes contacts or orders meanwhile
+        # (`plan_stored`, which runs beside a writer, reads them on the compute's transaction).
+        self.resolver.read_ahead = True
+        try:
+            desired = self._compute(connectors, report, run, timings, history=history, behind=True)
+        finally:
+            self.resolver.read_ahead = False
         started = time.perf_counter()
         try:
             self._plan(connectors, report, desired)
             del desired  # a million entries at scale: gone once the plan holds the changes
-        finally:
-            planned = time.perf_counter()
-            self.compute.history_written()
-            if timings is not None:
-                timings["plan"] = planned - started
-                timings["history waited"] = time.perf_counter() - planned
+        except BaseException:
+            self.compute.history_written(failing=True)
+            raise
+        planned = time.perf_counter()
+        self.compute.history_written()
+        if timings is not None:
+            timings["plan"] = planned - started
+            timings["history waited"] = time.perf_counter() - planned
 
     def _apply(self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle) -> None:
         self.applier.apply(connectors, report, run)

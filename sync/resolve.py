@@ -214,6 +214,9 @@ class Marks:
     rows: list[Any] | None = None  # the snapshot's `ComputeSnapshot.row_witness` (SQLite)
 
 
+ORDERS_BY_DIFFERENCE_AT_MOST = 200_000  # orders read again by difference; beyond, all are read
+
+
 def drained(chunks: list[npt.NDArray[Any]]) -> Iterator[npt.NDArray[Any]]:
     """The chunks in order, each let go by the list as it is handed out: the orders read ahead are
     turned into columns without every chunk of them alive until the last."""
@@ -318,6 +321,9 @@ class Resolver:
         self.contacts_by_difference = False  # and read only the contacts of those
         self.orders_by_difference = False  # whether it read only the orders that changed since one
         self.orders_read_ahead = False  # whether it read every order on a thread beside resolving
+        # Whether it may (SQLite): only a cycle holding the writer lock sets it, where no other
+        # process writes contacts or orders while it computes (`Cycle._compute_and_plan`).
+        self.read_ahead = False
 
     def resolve(self, clock: Stopwatch | None = None) -> Resolved:
         """Who is who: records joined into profiles, and every order attached to its profile.
@@ -355,7 +361,7 @@ class Resolver:
             del snapshot, stored
             # Every order will be read: on SQLite, on a thread beside identity resolution.
             ahead = None
-            if marks is None and reads.rows_are_numbered:
+            if marks is None and reads.rows_are_numbered and self.read_ahead:
                 ahead = stack.enter_context(self.store.orders_ahead(base, input_marks, numbering))
             if since is not None and since.contact_rows is not None:
                 made, again_rows, deleted, again = self.resolve_changed(reads, since, clock)
@@ -669,6 +675,12 @@ class Resolver:
             naming_them = reads.orders_naming(row[1] for row in written)
         stale |= named & np.isin(contact, changed_contacts)
         again = stored.order[stale].tolist() + naming_them  # and those naming a contact written since
+        # The orders written since come as one aggregate of SQLite's text (sync/state/order_text.py):
+        # past a full read's range, a full read costs less and holds less.
+        written_since = reads.orders_written_since(marks.orders_seq)
+        if written_since + len(again) > ORDERS_BY_DIFFERENCE_AT_MOST:
+            log.info("orders read in full: many were written since the last read", written=written_since)
+            return None
         base = self.config.segments.base_currency
         chunks = list(reads.orders_changed_since(base, marks.orders_seq, again))
         rows = np.concatenate(chunks) if chunks else np.zeros(0, ORDER_DTYPE)

@@ -218,6 +218,11 @@ class ComputeSnapshot:
             "ON c.system = o.system AND c.record_id = o.customer_id" + (f" WHERE {where}" if where else "") + order
         )
 
+    def orders_written_since(self, orders_seq: int) -> int:
+        """How many orders were written since run `orders_seq` (from `ix_orders_changed` alone)."""
+        sql = f"SELECT COUNT(*) FROM orders o WHERE {ORDERS_WRITTEN_SINCE}"
+        return int(raw_rows(self.conn, sql, (orders_seq,))[0][0])
+
     def contacts_changed_since(self, contacts_seq: int) -> tuple[npt.NDArray[np.int64], list[int]]:
         """The row numbers of contacts written since run `contacts_seq`, and of the orders naming
         them: one scan of contacts, the orders found through their customer index (SQLite only)."""
@@ -362,10 +367,14 @@ class ComputeSnapshot:
 def read_orders_ahead(
     db: Database, base_currency: str, marks: list[list[int]], numbering: int | None
 ) -> list[npt.NDArray[Any]] | None:
-    """Every order (`order_arrays`) on a read transaction of its own, begun after the compute's:
-    None unless it saw the compute's state, the same input marks (any write to contacts or orders
-    moves them, `input_marks`) and the same schema cookie (a VACUUM, which may renumber rows, moves
-    it, `numbering_mark`). Then the compute reads the orders on its own transaction."""
+    """Every order (`order_arrays`) on a read transaction of its own, begun after the compute's.
+    For a caller holding the writer lock only: no other crmsync process writes contacts or orders
+    between the two transactions, and its own cycle has stored what it read before it computes.
+    What may still come between (a user's VACUUM, which may renumber rows; a writer that ignores
+    the lock) is checked: None unless this transaction saw the compute's input marks and schema
+    cookie, and then the compute reads the orders on its own transaction. The marks alone would
+    not do without the lock: a row written again within the run that wrote it, or a row deleted
+    and another inserted in one run, leaves them as they were."""
     with db.reading() as conn:
         reads = ComputeSnapshot(db, conn)
         if reads.input_marks() != marks or reads.numbering_mark() != numbering:

@@ -276,3 +276,28 @@ def test_a_history_that_fails_behind_the_plan_fails_the_cycle_and_the_next_one_w
         assert members and entered == members
     finally:
         shop.store.close()
+
+
+def test_a_plan_that_fails_keeps_its_error_when_the_history_behind_it_fails_too(tmp_path: Path) -> None:
+    """Both fail: the cycle raises the plan's error (what stopped it), and the history's is logged,
+    not put in its place."""
+    from structlog.testing import capture_logs
+
+    shop = merchant(tmp_path, Clock(), full=False)
+    try:
+        seed(shop)
+        with closing(sqlite3.connect(tmp_path / "crmsync.db")) as db, db:
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON segment_history BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+            )
+            db.execute("ALTER TABLE pushed RENAME TO pushed_away")  # the plan reads it
+        run = shop.store.begin_run("test", shop.clock())
+        report = CycleReport(run.run_id, False, shop.clock())
+        report.systems = {name: SystemOutcome(c.type) for name, c in shop.connectors.items()}
+        with capture_logs() as logs, pytest.raises(sqlite3.OperationalError, match="no such table: pushed"):
+            shop.cycle._compute_and_plan(shop.connectors, report, run, True)
+        [logged] = [entry for entry in logs if entry["event"] == "segment history not written"]
+        assert "disk on fire" in logged["error"]
+        assert not [t for t in threading.enumerate() if t.name == "crmsync-history"]
+    finally:
+        shop.store.close()

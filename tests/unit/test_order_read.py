@@ -153,7 +153,13 @@ class RacedStore(StateStore):
 
 
 def test_a_first_compute_reads_the_orders_ahead_and_a_raced_read_is_read_again(tmp_path: Path) -> None:
+    """Only where the cycle holds the writer lock (`read_ahead`, set by `Cycle._compute_and_plan`):
+    a plan beside a running writer (`plan_stored`) reads every order on its own transaction. The
+    marks are checked all the same, for a writer that ignores the lock."""
     shop = populated(tmp_path)
+    shop.resolve(reuse=False)
+    assert not shop.cycle.resolver.orders_read_ahead  # as `plan_stored` computes
+    shop.cycle.resolver.read_ahead = True
     shop.resolve(reuse=False)
     assert shop.cycle.resolver.orders_read_ahead
     before = shop.resolve(reuse=False)
@@ -168,3 +174,20 @@ def test_a_first_compute_reads_the_orders_ahead_and_a_raced_read_is_read_again(t
     assert not shop.cycle.resolver.orders_read_ahead
     assert sorted(after.orders.cents.tolist()) == cents  # the compute's own snapshot: without the raced order
     assert 9900 in shop.resolve(reuse=False).orders.cents.tolist()  # read by the next compute
+
+
+def test_a_read_by_difference_of_more_orders_than_a_range_reads_them_all(tmp_path: Path, monkeypatch: Any) -> None:
+    """The orders written since come as one aggregate: past a full read's range (200,000), the
+    cycle reads every order instead, a range at a time, and gets what a full read gets."""
+    from sync import resolve
+
+    shop = populated(tmp_path)  # its compute kept the snapshot the next ones read by difference from
+    shop.order("shop", "o5", ("1", None, "7.00", "EUR", True, 2))
+    shop.order("shop", "o6", ("1", None, "8.00", "EUR", True, 2))
+    by_difference = shop.resolve(reuse=True)
+    assert shop.cycle.resolver.orders_by_difference
+    monkeypatch.setattr(resolve, "ORDERS_BY_DIFFERENCE_AT_MOST", 1)
+    in_full = shop.resolve(reuse=True)
+    assert not shop.cycle.resolver.orders_by_difference
+    for name in ("profile", "cents", "created", "counts"):
+        assert np.array_equal(getattr(in_full.orders, name), getattr(by_difference.orders, name)), name

@@ -6,8 +6,8 @@ and the interpreter lock is handed to SQLite and back on every step. A million o
 each that way, on the main thread, and a second thread cannot take the work (both sides slowed
 on every hand-over, measured). An aggregate runs the whole range inside one step: SQLite holds no
 interpreter lock for it, so a thread of its own can read every order while the main thread
-resolves identities (`OrdersAhead` in sync/state/compute.py), and what is left for Python is
-decoding three strings, ~0.2 s per million orders.
+resolves identities (`read_orders_ahead` in sync/state/compute.py), and what is left for Python
+is decoding three strings, ~0.5 s per million orders (bench/RESULTS.md).
 
 The aggregates, per range:
 - per order, its row number, contact row number (-1: none) and created epoch as 16 hex digits

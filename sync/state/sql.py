@@ -213,14 +213,9 @@ def insert_rows(
     on SQLite, COPY on PostgreSQL (several times faster there than one INSERT per row, pipelined
     or not). `same`: (column, value) that every row takes, given once (on SQLite's JSON path, not
     repeated in every row's text)."""
-    if same:
-        names, values = tuple(name for name, _ in same), tuple(value for _, value in same)
-        if conn.dialect.name == "postgresql":
-            return _copy_rows(conn, table, (*columns, *names), ((*row, *values) for row in rows))
-    else:
-        names, values = (), ()
+    names, values = tuple(name for name, _ in same), tuple(value for _, value in same)
     if conn.dialect.name == "postgresql":
-        return _copy_rows(conn, table, columns, rows)
+        return _copy_rows(conn, table, (*columns, *names), ((*row, *values) for row in rows) if same else rows)
     marks = ", ".join("?" for _ in (*columns, *names))
     statement = f"INSERT INTO {table.name} ({', '.join((*columns, *names))}) VALUES ({marks})"
     return _sqlite_write(conn, table, tuple(columns), rows, statement, upsert=False, same=(names, values))

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from connectors.afas.client import AfasConnector, filter_params, token_header
 from connectors.afas.fixtures import demo_fixtures
@@ -238,7 +237,7 @@ def test_the_token_goes_as_base64_of_its_xml_and_a_wrong_one_is_not_retried(afas
     expected = "AfasToken " + base64.b64encode(envelope.encode()).decode()
     assert token_header(DEFAULT_TOKEN) == token_header(envelope) == expected
     crm = connector(afas, token=envelope)  # pasted as Profit shows it: works as well
-    prepared = crm.client.session.prepare_request(requests.Request("GET", f"{afas.url('afas')}/x"))
+    prepared = crm.client.prepare("GET", f"{afas.url('afas')}/x")
     assert prepared.headers["Authorization"] == expected
     crm.check()
     # check() reads metainfo only: the listing, the two GetConnectors' columns, KnPerson's fields

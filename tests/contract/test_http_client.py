@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import http.server
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+from pydantic import SecretStr
 
-from connectors.errors import AuthError, RetriesExhausted
-from connectors.http import ApiClient, Cancelled
+from connectors.auth import HeaderAuth
+from connectors.errors import ApiError, AuthError, RetriesExhausted
+from connectors.http import ApiClient, Cancelled, RetryPolicy
 from tests.contract.test_woocommerce_sandbox import customers
 from tests.kit import Sandboxes, make_connector
 
@@ -109,3 +113,102 @@ def test_a_stop_request_cuts_a_wait_short(woo: Sandboxes) -> None:
     with pytest.raises(Cancelled):
         client.sleep(30)
     assert time.monotonic() - started < 2
+
+
+class _Origin(http.server.BaseHTTPRequestHandler):
+    """A vendor that redirects, and answers in a charset of its own; `seen` keeps every request."""
+
+    seen: list[tuple[str, str, dict[str, str]]]
+    elsewhere = ""  # the other server's origin
+
+    def _answer(self) -> None:
+        self.seen.append((self.command, self.path, dict(self.headers)))
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        moves = {
+            "/moved": "/target?from=moved",
+            "/loop": "/loop",
+            "/away": f"{self.elsewhere}/steal",
+            "/write": "/target",
+        }
+        if self.path in moves:
+            self.send_response(307 if self.path == "/write" else 301)
+            self.send_header("Location", moves[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body, kind = {
+            "/latin": ("café".encode("latin-1"), "text/plain; charset=ISO-8859-1"),
+            "/bad-utf8": (b'{"name": "caf\xe9"}', "application/json"),
+        }.get(self.path.split("?")[0], (b'{"ok": true}', "application/json"))
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def origins() -> Iterator[tuple[str, list[tuple[str, str, dict[str, str]]], list[tuple[str, str, dict[str, str]]]]]:
+    """Two servers on loopback: the vendor's origin and another one; what each was asked."""
+    servers, logs = [], []
+    for _ in range(2):
+        seen: list[tuple[str, str, dict[str, str]]] = []
+        handler = type("Handler", (_Origin,), {"seen": seen})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        logs.append(seen)
+    vendor, other = (f"http://127.0.0.1:{server.server_address[1]}" for server in servers)
+    servers[0].RequestHandlerClass.elsewhere = other  # type: ignore[attr-defined]
+    try:
+        yield vendor, logs[0], logs[1]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_read_follows_a_redirect_within_its_origin_only_and_a_write_none(origins: tuple) -> None:
+    vendor, asked, other_asked = origins
+    key = "k-3f9a1c7e5d"
+    client = ApiClient("vendor", vendor, auth=HeaderAuth({"X-Api-Key": SecretStr(key)}))
+    assert client.request("GET", "/moved").body == {"ok": True}
+    assert [(method, path) for method, path, _ in asked] == [("GET", "/moved"), ("GET", "/target?from=moved")]
+    assert asked[-1][2]["X-Api-Key"] == key  # signed for its own origin
+    # To another origin: not followed, so the key never reaches it; the redirect is an error.
+    with pytest.raises(ApiError, match=r"GET /away: HTTP 301"):
+        client.request("GET", "/away")
+    assert other_asked == []
+    # A write is never sent again, not even within the origin.
+    asked.clear()
+    with pytest.raises(ApiError, match=r"POST /write: HTTP 307"):
+        client.request("POST", "/write", json_body={"tags": ["x"]})
+    assert [(method, path) for method, path, _ in asked] == [("POST", "/write")]
+    # A redirect loop ends: the sixth answer is taken as it is.
+    asked.clear()
+    with pytest.raises(ApiError, match=r"GET /loop: HTTP 301"):
+        client.request("GET", "/loop")
+    assert len(asked) == 6
+
+
+def test_a_reply_is_read_in_the_charset_it_names_else_as_utf8(origins: tuple) -> None:
+    vendor, _, _ = origins
+    client = ApiClient("vendor", vendor)
+    assert client.request("GET", "/latin", expect_json=False).text == "café"
+    # JSON without a charset is UTF-8; a byte that is not becomes U+FFFD, as the text reads it.
+    assert client.request("GET", "/bad-utf8").body == {"name": "caf\ufffd"}
+
+
+def test_a_refused_connection_is_a_transient_error_naming_the_reason() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = ApiClient("vendor", f"http://127.0.0.1:{port}", retry=RetryPolicy(attempts=1))
+    with pytest.raises(RetriesExhausted, match=r"GET /x: connection failed \(\[Errno 111\] Connection refused\)"):
+        client.request("GET", "/x")

@@ -106,7 +106,7 @@ def test_sales_are_read_and_only_sold_ones_count(so: Sandboxes) -> None:
     dutch = requests.get(
         f"{so.url('superoffice')}/Cust12345/api/v1/Sale",
         params={"$select": "saleId,saleStatus", "$filter": "saleId eq 101"},
-        headers=dict(connector.client.session.prepare_request(requests.Request("GET", so.url("superoffice"))).headers)
+        headers=dict(connector.client.prepare("GET", so.url("superoffice")).headers)
         | {"SO-Language": "", "Accept-Language": ""},
         timeout=5,
     ).json()["value"]

@@ -22,15 +22,18 @@ def normalise_money(value: Any) -> Decimal | Invalid | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return Invalid("wrong_type", f"expected an amount, got {type_name(value)}")
+    text = str(value).strip()
     try:
-        amount = Decimal(str(value).strip())
+        amount = Decimal(text)
     except InvalidOperation:
         return Invalid("invalid_amount", "not a number")
     if not amount.is_finite():
         return Invalid("invalid_amount", "not a finite number")
     if abs(amount) > MAX_AMOUNT:
         return Invalid("absurd_amount", "amount beyond 100,000,000")
-    if len(amount.as_tuple().digits) > MAX_DIGITS:
+    # A text no longer than the limit cannot hold more digits than that: only a long one is
+    # counted (`as_tuple` builds a tuple of every digit, per order read).
+    if len(text) > MAX_DIGITS and len(amount.as_tuple().digits) > MAX_DIGITS:
         return Invalid("invalid_amount", f"more than {MAX_DIGITS} significant digits")
     return amount
 

@@ -110,8 +110,9 @@ def contact_from_row(row: Any) -> Contact:
     )
 
 
-def _contact_row(result: Contact, run_seq: int) -> tuple[Any, ...]:
-    """A `contacts` row, in the table's column order."""
+def _contact_row(result: Contact, run_seq: int, stamp: str | None = None) -> tuple[Any, ...]:
+    """A `contacts` row, in the table's column order. `stamp`: its `updated_at` as text when the
+    caller has written it already (the raw record's row holds the same time)."""
     details: dict[str, Any] = {}
     for name in _DETAILS:
         value = getattr(result, name)
@@ -130,7 +131,7 @@ def _contact_row(result: Contact, run_seq: int) -> tuple[Any, ...]:
         result.given_name or (result.initials[0] if result.initials else None),
         result.phone_kind,
         jsontext.compact(details),
-        result.updated_at.isoformat() if result.updated_at else None,
+        stamp if stamp is not None else result.updated_at.isoformat() if result.updated_at else None,
         jsontext.compact(result.owned.to_json()),
         jsontext.compact(result.links) if result.links else "[]",
         run_seq,
@@ -314,18 +315,9 @@ class ExtractStore:
             for rid in page.changed:
                 result = page.results[rid]
                 before = rid in existing
-                stamp = page.records[rid].updated_at
-                rows["raw", before].append(
-                    (
-                        system,
-                        kind.value,
-                        rid,
-                        page.hashes[rid],
-                        page.texts[rid],
-                        stamp.isoformat() if stamp else None,
-                        run_seq,
-                    )
-                )
+                updated_at = page.records[rid].updated_at
+                stamp = updated_at.isoformat() if updated_at else None
+                rows["raw", before].append((system, kind.value, rid, page.hashes[rid], page.texts[rid], stamp, run_seq))
                 if isinstance(result, Rejection):
                     quarantined += 1
                     rows["bad", before].append(
@@ -334,7 +326,10 @@ class ExtractStore:
                     if before:
                         bad_before.append(rid)
                 else:
-                    row = _contact_row(result, run_seq) if isinstance(result, Contact) else _order_row(result, run_seq)
+                    if isinstance(result, Contact):
+                        row = _contact_row(result, run_seq, stamp if result.updated_at is updated_at else None)
+                    else:
+                        row = _order_row(result, run_seq)
                     rows["mapped", before].append(row)
                     if before:
                         good_before.append(rid)

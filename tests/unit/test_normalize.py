@@ -274,6 +274,26 @@ def test_an_amount_keeps_every_digit_a_price_or_float_has_and_refuses_more() -> 
     assert isinstance(refused, Invalid) and refused.reason == "invalid_amount"
 
 
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False, places=None).map(str)
+    | st.from_regex(r"\A-?[0-9]{1,40}(\.[0-9]{0,40})?(E[-+]?[0-9]{1,2})?\Z")
+)
+def test_an_amount_is_refused_for_its_digits_exactly_when_it_has_more_than_28(text: str) -> None:
+    """Only a text longer than the limit has its digits counted: never a wrong verdict."""
+    from decimal import Decimal
+
+    from mapping.normalize.money import MAX_AMOUNT, MAX_DIGITS, normalise_money
+
+    amount = Decimal(text)
+    result = normalise_money(text)
+    if abs(amount) > MAX_AMOUNT:
+        assert isinstance(result, Invalid) and result.reason == "absurd_amount"
+    elif len(amount.as_tuple().digits) > MAX_DIGITS:
+        assert isinstance(result, Invalid) and result.reason == "invalid_amount", text
+    else:
+        assert result == amount, text
+
+
 def test_an_id_written_as_a_whole_float_is_that_number_and_any_other_float_is_refused() -> None:
     from mapping.normalize.text import normalise_id
 

@@ -5,6 +5,8 @@
                                             # <= 50 us of crmsync CPU per record for every system, on a
                                             # host whose reference loop takes 0.33 s (scaled by it here)
     python bench/extract.py --profile FILE  # also write a cProfile of the measured extract to FILE
+    python bench/extract.py --instructions  # machine instructions per record instead (valgrind):
+                                            # the same work, counted, not timed (see below)
 
 Setup (not measured): the project's synthetic people (`crmsync demo`'s generator, fixed seed), each
 system getting its own, as fixture files in every vendor's own shape; all seven emulators serve them
@@ -21,6 +23,14 @@ the CPU time of the extracting thread (`time.thread_time`, once per page), map i
 record (`time.perf_counter`: a thread CPU clock costs a system call, which per record would inflate
 the figure it measures).
 Peak RSS is summed over every process: fixture writers, the emulators, crmsync and this script.
+
+`--instructions`: on a shared host the CPU per record of one commit moves by 15 % from run to
+run, more than most single changes to the extract gain, and the reference loop does not follow it
+(the loop is arithmetic; the extract is memory and allocation). So a change is compared by the
+instructions the crmsync process executes, counted by valgrind's callgrind, which are the same
+from run to run to within ~0.5 %: per system, one process that backfills that system, less one
+that does everything but (imports, config, connectors), divided by the records read. The
+emulators run natively in their own process and are not counted. About a minute per system.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -48,8 +60,9 @@ REFERENCE_LOOP_S = 0.33
 
 
 # ----- the measured crmsync process ----------------------------------------------------------------
-def measure(config_path: Path, profile: Path | None) -> dict[str, Any]:
-    """Backfill every configured system in turn; CPU, wall and the split per system."""
+def measure(config_path: Path, profile: Path | None, only: str | None = None) -> dict[str, Any]:
+    """Backfill every configured system in turn (`only`: that one, "-": none); CPU, wall and the
+    split per system."""
     from mapping.fieldmaps import FieldAbsence
     from mapping.model import Kind
     from sync.clock import now
@@ -98,6 +111,8 @@ def measure(config_path: Path, profile: Path | None) -> dict[str, Any]:
     profiler = cProfile.Profile(time.process_time) if profile else None
     systems: dict[str, Any] = {}
     for name, connector in connectors.items():
+        if only is not None and name != only:
+            continue
         outcome = SystemOutcome(connector.type)
         spent.update(map=0.0, store=0.0)
         requests_before = connector.client.stats.requests
@@ -145,12 +160,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="small", help="small (1,500 people per system), full (20,000) or a number")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the measured extract here")
+    parser.add_argument("--instructions", action="store_true", help="count instructions per record (valgrind)")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the crmsync child: its config
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # the child: one system ("-": none)
     args = parser.parse_args()
     if args.measure is not None:
-        print(json.dumps(measure(args.measure, args.profile)))
+        print(json.dumps(measure(args.measure, args.profile, args.only)))
         return
     people = SCALES.get(args.scale) or int(args.scale)
+    if args.instructions:
+        count_instructions(people, args.scale)
+        return
     load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -231,6 +251,47 @@ def main() -> None:
         )
     )
     _ = counts
+
+
+def count_instructions(people: int, scale: str) -> None:
+    """Instructions per record read, per system (see the module's docstring)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt install valgrind)")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_fixtures(folder / "data", people, TYPES, shared=False)
+        with SandboxProcess(folder / "data", unthrottled=True, state_url="sqlite:///extract.db") as sandboxes:
+            config = folder / "crmsync.toml"
+            config.write_text(sandboxes.config)
+
+            def counted(only: str) -> tuple[int, dict[str, Any]]:
+                (folder / "extract.db").unlink(missing_ok=True)
+                command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+                command += [sys.executable, __file__, "--measure", str(config), "--only", only]
+                child = run_measured(command, cwd=folder)
+                found = re.search(r"==(\d+)== Collected : (\d+)", child.stderr)
+                if child.returncode != 0 or found is None:
+                    raise SystemExit(f"the counted crmsync process failed:\n{child.stderr[-3000:]}")
+                return int(found.group(2)), json.loads(child.stdout.strip().splitlines()[-1])
+
+            setup, _ = counted("-")
+            print(f"{people:,} people per system; instructions of the crmsync process, less {setup:,} for its setup")
+            print(f"{'system':<12}{'records':>9}{'instructions':>16}{'per record':>12}")
+            figures: dict[str, int] = {}
+            total_records = total = 0
+            for name in ("shopify", "woocommerce", "lightspeed", "afas", "superoffice", "efficy", "silvasoft"):
+                counted_all, systems = counted(name)
+                records = systems[name]["contacts"] + systems[name]["orders"]
+                spent = counted_all - setup
+                figures[f"{name}_ir"] = spent // max(1, records)
+                total, total_records = total + spent, total_records + records
+                print(f"{name:<12}{records:>9,}{spent:>16,}{figures[f'{name}_ir']:>12,}")
+    print(f"{'all':<12}{total_records:>9,}{total:>16,}{total // max(1, total_records):>12,}")
+    print(
+        result_line(
+            scale=scale, records=total_records, instructions_per_record=total // max(1, total_records), **figures
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ class Name:
 
 def parse_name(given: str | None, infix: str | None, family: str | None, full: str | None = None) -> Name | None:
     """From separate parts when the source has them, else from a full name."""
-    parts = tuple(_clean(p) for p in (given, infix, family, full))
+    parts = (_clean(given), _clean(infix), _clean(family), _clean(full))
     if not any(parts):
         return None
     return _parse(*parts)

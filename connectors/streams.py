@@ -22,6 +22,8 @@ def id_text(value: Any) -> str:
     """A record id as a vendor's JSON gives it, as crmsync keeps it: "" (quarantined as a record
     without an id) for null, false, an empty string or anything that is no number or text, so a
     null never becomes the id "None"."""
+    if type(value) is str:  # most ids: no other check needed
+        return value.strip()
     if isinstance(value, bool) or not isinstance(value, str | int):
         return ""
     return str(value).strip()
@@ -63,7 +65,7 @@ class RecordSpec:
     id_rule: Callable[[Any], str] = id_text
 
     def parse(self, system: str, kind: Kind, item: Any) -> SourceRecord:
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):  # a dict skips the ABC check
             return SourceRecord(system, kind, "", None, item)
         return SourceRecord(system, kind, self.id_rule(item.get(self.id_key)), self.updated_at(item), item)
 

@@ -40,8 +40,10 @@ _NL_MOBILE = re.compile(r"^(?:\+31|0031)?\(?0?\)?6([1-58][0-9]{7})$")
 # Any other Dutch number in those spellings: its nine national digits are all the library needs to
 # say what it is (`number_type` over its NL metadata), so the text is not parsed, which is most of
 # the ~45 us a number costs it. The E.164 form is "+31" and those digits, as the library writes it.
-# tests/unit/test_normalize.py holds both paths equal over every spelling.
-_NL_NATIONAL = re.compile(r"^(?:\+31|0031)?\(?0?\)?([1-9][0-9]{8})$")
+# A prefix is required (the trunk 0, or +31 / 0031): nine bare digits may be the country code and a
+# shorter number ("31 909 0000" is +31 909 0000 to the library), which only the library can decide.
+# tests/unit/test_phone_agreement.py holds both paths equal over every spelling.
+_NL_NATIONAL = re.compile(r"^(?:(?:\+31|0031)\(?0?\)?|\(?0\)?)([1-9][0-9]{8})$")
 _STRIP = re.compile(r"[\s\-./]")
 
 

@@ -179,6 +179,8 @@ def test_pager_number_is_one_thing_however_written() -> None:
         ("06-91234567", "NL"),
         ("06-01234567", "NL"),
         ("31 800 1234", "NL"),  # read as the 0318 landline, by the library too
+        ("319090000", "NL"),  # no valid national number: the library reads +31 909 0000
+        ("201234567", "NL"),  # a trunk zero left out
     ],
 )
 def test_fast_path_edge_cases_match_the_library(raw: str, country: str) -> None:

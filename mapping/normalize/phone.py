@@ -3,8 +3,7 @@
 Only mobile numbers identify a person: a landline or a switchboard is shared by a household or a
 company, so it is kept and shown but never used to join records. A number that cannot be parsed is
 kept raw and flagged, never used to match. Dutch mobiles in their usual spellings take a fast path
-(`phonenumbers` costs ~45 us a call), other Dutch numbers a shorter one through the library's
-metadata without parsing text; everything else goes through the library, cached by raw value.
+(`phonenumbers` costs ~20 us a call); everything else goes through the library, cached by raw value.
 """
 
 from __future__ import annotations
@@ -37,13 +36,6 @@ _KIND = {
 # the library path like everything else and the fast path can never disagree with it. ASCII digits
 # only: `\d` would let Arabic-Indic digits through into the E.164 form.
 _NL_MOBILE = re.compile(r"^(?:\+31|0031)?\(?0?\)?6([1-58][0-9]{7})$")
-# Any other Dutch number in those spellings: its nine national digits are all the library needs to
-# say what it is (`number_type` over its NL metadata), so the text is not parsed, which is most of
-# the ~45 us a number costs it. The E.164 form is "+31" and those digits, as the library writes it.
-# A prefix is required (the trunk 0, or +31 / 0031): nine bare digits may be the country code and a
-# shorter number ("31 909 0000" is +31 909 0000 to the library), which only the library can decide.
-# tests/unit/test_phone_agreement.py holds both paths equal over every spelling.
-_NL_NATIONAL = re.compile(r"^(?:(?:\+31|0031)\(?0?\)?|\(?0\)?)([1-9][0-9]{8})$")
 _STRIP = re.compile(r"[\s\-./]")
 
 
@@ -72,18 +64,7 @@ def parse_phone(raw: str, country: str | None, default_country: str = "NL") -> P
         fast = _NL_MOBILE.match(compact)
         if fast:
             return Phone(text, f"+316{fast.group(1)}", MOBILE)
-        national = _NL_NATIONAL.match(compact)
-        if national:
-            return _dutch(text, national.group(1))
     return _parse(text, region)
-
-
-def _dutch(text: str, national: str) -> Phone:
-    """A Dutch number from its nine national digits, judged by the library's metadata."""
-    kind = phonenumbers.number_type(phonenumbers.PhoneNumber(country_code=31, national_number=int(national)))
-    if kind == PhoneNumberType.UNKNOWN:  # what `is_valid_number` says of it too
-        return Phone(text, None, INVALID)
-    return Phone(text, f"+31{national}", _KIND.get(kind, OTHER))
 
 
 @lru_cache(maxsize=200_000)

@@ -179,30 +179,7 @@ def test_pager_number_is_one_thing_however_written() -> None:
         ("06-91234567", "NL"),
         ("06-01234567", "NL"),
         ("31 800 1234", "NL"),  # read as the 0318 landline, by the library too
-        ("319090000", "NL"),  # no valid national number: the library reads +31 909 0000
-        ("201234567", "NL"),  # a trunk zero left out
     ],
 )
 def test_fast_path_edge_cases_match_the_library(raw: str, country: str) -> None:
     assert module(raw, country) == library_only(raw, country)
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("020-1234567", ("+31201234567", "landline")),
-        ("+31 (0)10 123 45 67", ("+31101234567", "landline")),
-        ("0031 85 1234567", ("+31851234567", "landline")),
-        ("06-61234567", ("+31661234567", OTHER)),  # a pager
-        ("06-71234567", (None, INVALID)),
-    ],
-)
-def test_other_dutch_numbers_are_judged_without_parsing_their_text(
-    raw: str, expected: Result, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The library's metadata judges them from their nine national digits (parsing the text was
-    ~37 of the ~45 us a number cost); the agreement tests above hold the verdict equal."""
-    assert library_only(raw, "NL") == expected
-    monkeypatch.setattr(phone_module, "_parse", _no_library)
-    monkeypatch.setattr(phonenumbers, "parse", _no_library)
-    assert module(raw, "NL") == expected

@@ -286,12 +286,9 @@ def count_instructions(people: int, scale: str) -> None:
                 figures[f"{name}_ir"] = spent // max(1, records)
                 total, total_records = total + spent, total_records + records
                 print(f"{name:<12}{records:>9,}{spent:>16,}{figures[f'{name}_ir']:>12,}")
-    print(f"{'all':<12}{total_records:>9,}{total:>16,}{total // max(1, total_records):>12,}")
-    print(
-        result_line(
-            scale=scale, records=total_records, instructions_per_record=total // max(1, total_records), **figures
-        )
-    )
+    overall = total // max(1, total_records)
+    print(f"{'all':<12}{total_records:>9,}{total:>16,}{overall:>12,}")
+    print(result_line(scale=scale, records=total_records, instructions_per_record=overall, **figures))
 
 
 if __name__ == "__main__":

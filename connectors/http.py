@@ -399,12 +399,13 @@ class ApiClient:
         sent twice. Any other redirect comes back as the reply it is, and is an error."""
         method, url = prepared.method or "GET", prepared.url or ""
         origin = urlsplit(url)[:2]
+        headers = dict(prepared.headers)
         for _ in range(6):
             raw = self.pool.urlopen(
                 method,
                 url,
                 body=prepared.body,
-                headers=dict(prepared.headers),
+                headers=headers,
                 retries=False,
                 redirect=False,
                 timeout=self.timeout,
@@ -526,13 +527,11 @@ class ApiClient:
                 method, self.base_url + path, params=params, json_body=json_body, data=data, headers=headers
             )
             raw = self._send(prepared)
-        except urllib3.exceptions.NewConnectionError as exc:  # a subclass of the connect timeout
-            raise TransientError(
-                self.system, f"{method} {path}: connection failed ({connection_reason(exc)})"
-            ) from None
-        except urllib3.exceptions.TimeoutError as exc:
-            raise TransientError(self.system, f"{method} {path} timed out ({type(exc).__name__})") from None
-        except urllib3.exceptions.HTTPError as exc:  # refused, reset, cut short, a broken chunk or TLS
+        except urllib3.exceptions.HTTPError as exc:  # refused, reset, cut short, timed out, a broken chunk or TLS
+            # A refused connection is a subclass of the connect timeout in urllib3 2.x.
+            timed_out = isinstance(exc, urllib3.exceptions.TimeoutError)
+            if timed_out and not isinstance(exc, urllib3.exceptions.NewConnectionError):
+                raise TransientError(self.system, f"{method} {path} timed out ({type(exc).__name__})") from None
             raise TransientError(
                 self.system, f"{method} {path}: connection failed ({connection_reason(exc)})"
             ) from None

@@ -22,7 +22,10 @@ def test_the_second_writer_exits_5_naming_the_holder_and_a_killed_holder_is_take
 ) -> None:
     config = sandboxes.config(tmp_path)
     config.write_text(config.read_text().replace('interval = "15m"', 'interval = "1s"'))
-    sandboxes.fault("shopify", match="reads", fault="slow", seconds=5, times=1)  # the holder takes its time
+    # The holder must still hold the lock while two more processes start and ask, however slow
+    # this host is: its reads stall (20 s each, retries included) until the test clears the fault,
+    # before the kill. (A single 5 s stall let a `sync` holder finish first on a loaded host.)
+    sandboxes.fault("shopify", match="reads", fault="slow", seconds=20, times=5)
     process = spawn(holder, "-c", str(config))
     lock = tmp_path / "crmsync.db.lock"
     try:
@@ -32,6 +35,7 @@ def test_the_second_writer_exits_5_naming_the_holder_and_a_killed_holder_is_take
         assert f"pid {process.pid}" in refused.stderr and f"({holder}," in refused.stderr
         assert json_out(run_crmsync("status", "-c", str(config), "--json"))["lock"]["pid"] == process.pid
     finally:
+        requests.delete(f"{sandboxes.url('shopify')}/_sandbox/faults", timeout=5).raise_for_status()
         process.kill()
     taken_over = run_crmsync(*SECOND[second], "-c", str(config))
     assert taken_over.returncode == 0, taken_over.stderr

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,6 +53,7 @@ WITNESSES = 8
 # Read from `ix_<table>_changed` alone, not a scan of every row (schema 12).
 ORDERS_WRITTEN_SINCE = "o.changed_seq > ?"
 ORDER_RANGE = "o.rowid BETWEEN ? AND ?"  # SQLite's full order read, a range at a time
+ORDER_RANGE_ROWS = 200_000  # row numbers per range
 MARKS_SQL = "SELECT COUNT(*), COALESCE(MAX(changed_seq), 0), COALESCE(SUM(changed_seq), 0) FROM {table}"
 # After the row number: key, email match key, role flag, E.164 phone, phone kind, links, given name.
 IDENTITY_COLUMNS = f"{KEY}, email_key, email_role, phone, phone_kind, links, given_name"
@@ -170,14 +171,20 @@ class ComputeSnapshot:
         return not self.db.is_postgres
 
     def order_arrays(
-        self, base_currency: str, chunk: int = 200_000, where: str = "", params: Sequence[Any] = ()
+        self,
+        base_currency: str,
+        chunk: int = ORDER_RANGE_ROWS,
+        where: str = "",
+        params: Sequence[Any] = (),
+        part: tuple[int, int] = (0, 1),
     ) -> Iterator[npt.NDArray[Any]]:
         """Every order (or those `where` selects, a condition on `o`) as structured arrays of
         ORDER_DTYPE, in row order on SQLite. `other` is None for the orders the numeric columns
         describe completely: they name a stored contact and are in the base currency.
 
         SQLite: a range of `chunk` row numbers (or all `where` selects) as one aggregate row
-        (sync/state/order_text.py). PostgreSQL: numpy fills the arrays from the driver's rows."""
+        (sync/state/order_text.py); `part` (i, n): only the i-th of every n ranges, for n readers
+        side by side. PostgreSQL: numpy fills the arrays from the driver's rows."""
         if self.db.is_postgres:
             for rows in self.db.raw_chunks(self.order_arrays_sql(base_currency, where), chunk, self.conn, params):
                 yield np.fromiter(rows, dtype=ORDER_DTYPE, count=len(rows))
@@ -189,7 +196,8 @@ class ComputeSnapshot:
         if low is None:
             return
         ranged = aggregate_sql(self.order_arrays_sql(base_currency, ORDER_RANGE))
-        for start in range(int(low), int(high) + 1, chunk):
+        index, parts = part
+        for start in range(int(low) + index * chunk, int(high) + 1, chunk * parts):
             found = self._order_text(ranged, (start, start + chunk - 1))
             if found.shape[0]:
                 yield found
@@ -365,7 +373,12 @@ class ComputeSnapshot:
 
 
 def read_orders_ahead(
-    db: Database, base_currency: str, marks: list[list[int]], numbering: int | None
+    db: Database,
+    base_currency: str,
+    marks: list[list[int]],
+    numbering: int | None,
+    part: tuple[int, int] = (0, 1),
+    chunk: int = ORDER_RANGE_ROWS,
 ) -> list[npt.NDArray[Any]] | None:
     """Every order (`order_arrays`) on a read transaction of its own, begun after the compute's.
     For a caller holding the writer lock only: no other crmsync process writes contacts or orders
@@ -379,7 +392,37 @@ def read_orders_ahead(
         reads = ComputeSnapshot(db, conn)
         if reads.input_marks() != marks or reads.numbering_mark() != numbering:
             return None
-        return list(reads.order_arrays(base_currency))
+        return list(reads.order_arrays(base_currency, chunk, part=part))
+
+
+READERS_AHEAD = 2  # the orders' ranges read by this many threads, each on its own read transaction
+
+
+class OrdersAhead:
+    """`read_orders_ahead` by READERS_AHEAD threads, each the i-th of every n ranges: once the
+    caller's own work (resolving identities) is done, the rest of the read uses every core, not
+    one. `result()`: every order's chunks in row order, or None when any reader's transaction
+    did not see the compute's marks. Leaving the `with` block waits for every reader."""
+
+    def __init__(self, read: Callable[[tuple[int, int]], list[npt.NDArray[Any]] | None]) -> None:
+        self._readers = [
+            OnThread(functools.partial(read, (i, READERS_AHEAD)), f"crmsync-orders-{i}") for i in range(READERS_AHEAD)
+        ]
+
+    def result(self) -> list[npt.NDArray[Any]] | None:
+        parts = [reader.result() for reader in self._readers]
+        if any(part is None for part in parts):
+            return None
+        chunks = [chunk for part in parts if part is not None for chunk in part]
+        chunks.sort(key=lambda chunk: int(chunk["order"][0]))  # disjoint ranges, each in row order
+        return chunks
+
+    def __enter__(self) -> OrdersAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for reader in self._readers:
+            reader.__exit__()
 
 
 class ComputeReader:
@@ -391,14 +434,11 @@ class ComputeReader:
         with self.db.reading() as conn:
             yield ComputeSnapshot(self.db, conn)
 
-    def orders_ahead(
-        self, base_currency: str, marks: list[list[int]], numbering: int | None
-    ) -> OnThread[list[npt.NDArray[Any]] | None]:
-        """`read_orders_ahead` on a thread while the caller goes on (on SQLite the read is
+    def orders_ahead(self, base_currency: str, marks: list[list[int]], numbering: int | None) -> OrdersAhead:
+        """`read_orders_ahead` on threads while the caller goes on (on SQLite the read is
         aggregates that hold no interpreter lock, sync/state/order_text.py); `marks` and
         `numbering`: `input_marks` and `numbering_mark` of the caller's snapshot."""
-        read = functools.partial(read_orders_ahead, self.db, base_currency, marks, numbering)
-        return OnThread(read, "crmsync-orders")
+        return OrdersAhead(functools.partial(read_orders_ahead, self.db, base_currency, marks, numbering))
 
     def identity_rows(self) -> Iterator[IdentityRow]:
         with self.snapshot() as reads:

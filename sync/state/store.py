@@ -20,17 +20,14 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-import numpy.typing as npt
-
 from mapping.model import Contact, Kind, RemoteState, SourceRecord, WriteBack, WriteResult
-from sync.state.compute import ORDER_DTYPE, ComputeReader, ComputeSnapshot, IdentityRow
+from sync.state.compute import ORDER_DTYPE, ComputeReader, ComputeSnapshot, IdentityRow, OrdersAhead
 from sync.state.consistency import consistency_problems
 from sync.state.erasure import ErasureStore
 from sync.state.explain import ExplainQueries
 from sync.state.extracts import ExtractStore, Guard, Mapper, StoredPage
 from sync.state.history import SegmentHistory, SegmentSnapshot, StoredTiers, TierChanges
 from sync.state.ledger import KnownState, Ledger
-from sync.state.on_thread import OnThread
 from sync.state.profile_writer import MembersChange, ProfileStore, SegmentChanges, VerdictChunk
 from sync.state.runlog import RunHandle, RunLog
 from sync.state.schema import open_schema
@@ -131,10 +128,8 @@ class StateStore:
         row numbers agree."""
         return self.reader.snapshot()
 
-    def orders_ahead(
-        self, base_currency: str, marks: list[list[int]], numbering: int | None
-    ) -> OnThread[list[npt.NDArray[Any]] | None]:
-        """Every order read on a thread while the compute resolves (sync/state/compute.py)."""
+    def orders_ahead(self, base_currency: str, marks: list[list[int]], numbering: int | None) -> OrdersAhead:
+        """Every order read on threads while the compute resolves (sync/state/compute.py)."""
         return self.reader.orders_ahead(base_currency, marks, numbering)
 
     def identity_rows(self) -> Iterator[IdentityRow]:

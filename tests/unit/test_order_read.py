@@ -5,6 +5,7 @@ are never used."""
 
 from __future__ import annotations
 
+import functools
 import random
 import sqlite3
 from contextlib import closing
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync.state import StateStore
-from sync.state.compute import ORDER_DTYPE
+from sync.state.compute import ORDER_DTYPE, OrdersAhead, read_orders_ahead
 from sync.state.order_text import aggregate_sql, decode_orders
 from tests.unit.test_resolution_snapshot import Merchant, merchant, populated, seed_contacts
 
@@ -107,6 +108,11 @@ def test_every_sqlite_order_read_gives_each_amount_as_python_reads_its_text(tmp_
         named = list(reads.orders_changed_since("EUR", 10**6, sorted(expected)[:2]))
     assert len(full) >= 3  # several ranges
     assert as_rows(full) == expected
+    # Two readers side by side (`OrdersAhead`), each every other range: between them, every order once.
+    with shop.store.compute_snapshot() as reads:
+        halves = [list(reads.order_arrays("EUR", chunk=3, part=(i, 2))) for i in range(2)]
+    assert halves[0] and halves[1]
+    assert as_rows(sorted([*halves[0], *halves[1]], key=lambda chunk: int(chunk["order"][0]))) == expected
     assert as_rows(since) == expected
     assert as_rows(named) == {n: expected[n] for n in sorted(expected)[:2]}
     assert sorted(text for text in others.values() if text is not None) == [
@@ -128,6 +134,10 @@ def test_orders_read_ahead_are_those_of_the_same_state_and_none_of_another(tmp_p
     with shop.store.orders_ahead("EUR", marks, numbering) as ahead:
         read = ahead.result()
     assert read is not None and as_rows(read) == on_the_main_thread and len(on_the_main_thread) == 4
+    # A range of one order each, so each reader reads two: put back in row order.
+    with OrdersAhead(functools.partial(read_orders_ahead, shop.store.db, "EUR", marks, numbering, chunk=1)) as ahead:
+        read = ahead.result()
+    assert read is not None and len(read) == 4 and as_rows(read) == on_the_main_thread
     shop.order("shop", "o5", ("1", None, "7.00", "EUR", True, 2))  # a write after the marks were read
     with shop.store.orders_ahead("EUR", marks, numbering) as ahead:
         assert ahead.result() is None

@@ -9,7 +9,8 @@ bench/RESULTS.md), so only such work is put here."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -44,3 +45,42 @@ class OnThread(Generic[T]):
 
     def __exit__(self, *exc: object) -> None:
         self._thread.join()
+
+
+class Turns:
+    """Turns on one connection for the caller's thread (`mine`) and one thread it started
+    (`theirs`), each turn one statement or batch: a turn of the caller's goes before the other
+    thread's next one. A plain lock would not do: the thread that releases it takes it again
+    before the waiting one wakes, so the caller would wait for all of the other's batches."""
+
+    def __init__(self) -> None:
+        self._state = threading.Condition()
+        self._busy = False
+        self._mine_waiting = 0
+
+    @contextmanager
+    def mine(self) -> Iterator[None]:
+        with self._state:
+            self._mine_waiting += 1
+            self._state.wait_for(lambda: not self._busy)
+            self._mine_waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    @contextmanager
+    def theirs(self) -> Iterator[None]:
+        with self._state:
+            self._state.wait_for(lambda: not self._busy and not self._mine_waiting)
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._state:
+            self._busy = False
+            self._state.notify_all()

@@ -4,16 +4,20 @@ only what changed; and the reads of the stored profiles."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, func, select
 
 from mapping.model import Membership, split_key
+from sync.state.on_thread import OnThread, Turns
 from sync.state.schema import identity_links, meta, profile_aliases, profile_members, profiles
 from sync.state.sql import Database, insert_rows, raw_many, raw_rows, upsert_many
 
@@ -103,6 +107,49 @@ class SegmentChanges:
     stored_before: bool = False  # whether any profile was stored before this run
 
 
+_TURN = 20_000  # rows per batch of the resolution's writes, between which the verdicts' may go
+
+
+@dataclass(frozen=True)
+class ResolutionWrites:
+    """The member and link rows a save writes, made before any is written: `apply` then only runs
+    SQL (see `save_profiles`). Rows in key order (see record_segments)."""
+
+    links_gone: list[tuple[str, str]]
+    links_new: list[tuple[str, str, str, str]]
+    members_cleared: bool = False  # every stored member row deleted first (nothing to compare with)
+    members_gone: list[tuple[str, str]] = field(default_factory=list)  # (system, record id)
+    members_moved: list[tuple[str, str, str]] = field(default_factory=list)  # (system, record id, profile)
+
+    @classmethod
+    def of_links(
+        cls, stored: set[tuple[str, str, str, str]], wanted: set[tuple[str, str, str, str]]
+    ) -> ResolutionWrites:
+        return cls(sorted((a, b) for a, b, _, _ in stored - wanted), sorted(wanted - stored))
+
+    def with_members(
+        self, moved: list[tuple[str, str, str]], gone: Iterable[str], cleared: bool = False
+    ) -> ResolutionWrites:
+        """These writes, and: delete the members whose records are `gone` (keys), then upsert the
+        `moved` rows (system, record id, profile id)."""
+        removed = sorted(split_key(key) for key in gone)
+        return dataclasses.replace(self, members_cleared=cleared, members_gone=removed, members_moved=sorted(moved))
+
+    def apply(self, conn: Connection, turn: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext) -> None:
+        """Write them on `conn`, a batch of rows at a time, each batch holding `turn`."""
+        with turn():
+            raw_many(conn, "DELETE FROM identity_links WHERE a = ? AND b = ?", self.links_gone)
+            if self.members_cleared:
+                raw_many(conn, "DELETE FROM profile_members", [()])
+            raw_many(conn, "DELETE FROM profile_members WHERE system = ? AND record_id = ?", self.members_gone)
+        for start in range(0, len(self.links_new), _TURN):
+            with turn():
+                insert_rows(conn, identity_links, ("a", "b", "kind", "value"), self.links_new[start : start + _TURN])
+        for start in range(0, len(self.members_moved), _TURN):
+            with turn():
+                upsert_many(conn, profile_members, self.members_moved[start : start + _TURN])
+
+
 class ProfileStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -135,23 +182,35 @@ class ProfileStore:
         with self.db.writing() as conn:
             keys = "('profiles_seq', 'history_seq', 'members_digest')"
             marks = dict(raw_rows(conn, f"SELECT key, value FROM meta WHERE key IN {keys}"))
-            if change is not None and previous is not None and marks.get("members_digest") == change.since:
-                self._save_change(conn, change, previous)
-            else:
-                self._save_links(conn, links)
-                if marks.get("members_digest") != digest:
-                    self._save_members(conn, members, previous)
-            changes = self._save_verdicts(conn, verdicts, run_seq, self.db.binary)
-            # The history matches the profiles when the run that saved them also recorded it
-            # (a dry run saves profiles only; a crash may fall between the two).
-            in_step = marks.get("profiles_seq") == marks.get("history_seq") and (
-                "history_seq" in marks or not changes.stored_before
-            )
+            # Written first: this opens the transaction (SQLite's driver begins it at the first
+            # write) on this thread, before the thread below writes in it too.
             upsert_many(
                 conn,
                 meta,
                 [("profiles_seq", str(run_seq)), ("members_digest", digest)],
                 ("key", "value"),
+            )
+
+            if change is not None and previous is not None and marks.get("members_digest") == change.since:
+                writes = self._change_writes(change, previous)
+            else:
+                writes = self._link_writes(conn, links)
+                if marks.get("members_digest") != digest:
+                    writes = self._member_writes(writes, members, previous)
+            # The members and links go in on a thread, in the same transaction, while this one
+            # builds the verdicts' traits: those writes are SQLite steps of a whole batch each,
+            # which hold no interpreter lock (sync/state/on_thread.py), and their rows were made
+            # above, so that thread hardly asks for the lock (a thread busy in Python would make
+            # every row of the profiles' executemany below wait for it). The driver serialises
+            # the two threads' statements on the one connection.
+            turns = Turns()
+            with OnThread(functools.partial(writes.apply, conn, turns.theirs), "crmsync-members") as behind:
+                changes = self._save_verdicts(conn, verdicts, run_seq, self.db.binary, turns.mine)
+            behind.result()
+            # The history matches the profiles when the run that saved them also recorded it
+            # (a dry run saves profiles only; a crash may fall between the two).
+            in_step = marks.get("profiles_seq") == marks.get("history_seq") and (
+                "history_seq" in marks or not changes.stored_before
             )
             if aliases:
                 upsert_many(
@@ -163,32 +222,24 @@ class ProfileStore:
         return changes if in_step else None
 
     @staticmethod
-    def _save_links(conn: Connection, links: Sequence[tuple[str, str, str, str]]) -> None:
+    def _link_writes(conn: Connection, links: Sequence[tuple[str, str, str, str]]) -> ResolutionWrites:
         stored = set(raw_rows(conn, "SELECT a, b, kind, value FROM identity_links"))
-        ProfileStore._replace_links(conn, stored, set(links))
+        return ResolutionWrites.of_links(stored, set(links))
 
     @staticmethod
-    def _replace_links(
-        conn: Connection, stored: set[tuple[str, str, str, str]], wanted: set[tuple[str, str, str, str]]
-    ) -> None:
-        raw_many(conn, "DELETE FROM identity_links WHERE a = ? AND b = ?", ((a, b) for a, b, _, _ in stored - wanted))
-        insert_rows(conn, identity_links, ("a", "b", "kind", "value"), wanted - stored)
-
-    @staticmethod
-    def _save_change(conn: Connection, change: MembersChange, previous: Mapping[str, str]) -> None:
-        """`_save_links` and `_save_members` for the profiles and links `change` names alone: every
-        other member and link is stored as it stays."""
-        ProfileStore._replace_links(conn, set(change.links_removed), set(change.links_added))
+    def _change_writes(change: MembersChange, previous: Mapping[str, str]) -> ResolutionWrites:
+        """`_link_writes` and `_member_writes` for the profiles and links `change` names alone:
+        every other member and link is stored as it stays."""
+        writes = ResolutionWrites.of_links(set(change.links_removed), set(change.links_added))
         moved = [(*split_key(key), pid) for pid, keys in change.added for key in keys if previous.get(key) != pid]
-        ProfileStore._write_members(conn, moved, (key for key in change.deleted if key in previous))
+        return writes.with_members(moved, (key for key in change.deleted if key in previous))
 
     @staticmethod
-    def _save_members(
-        conn: Connection, members: Mapping[str, Sequence[str]], previous: Mapping[str, str] | None
-    ) -> None:
-        if previous is None:
-            conn.execute(delete(profile_members))
-            previous = {}
+    def _member_writes(
+        writes: ResolutionWrites, members: Mapping[str, Sequence[str]], previous: Mapping[str, str] | None
+    ) -> ResolutionWrites:
+        cleared = previous is None
+        previous = previous or {}
         current: set[str] = set()
         moved = []
         for pid, keys in members.items():
@@ -196,19 +247,15 @@ class ProfileStore:
                 current.add(key)
                 if previous.get(key) != pid:
                     moved.append((*split_key(key), pid))
-        ProfileStore._write_members(conn, moved, previous.keys() - current)
-
-    @staticmethod
-    def _write_members(conn: Connection, moved: list[tuple[str, str, str]], gone: Iterable[str]) -> None:
-        """Delete the members whose records are `gone` (keys), then upsert the `moved` rows
-        (system, record id, profile id), both in key order (see record_segments)."""
-        removed = sorted(split_key(key) for key in gone)
-        raw_many(conn, "DELETE FROM profile_members WHERE system = ? AND record_id = ?", removed)
-        upsert_many(conn, profile_members, sorted(moved))
+        return writes.with_members(moved, previous.keys() - current, cleared)
 
     @staticmethod
     def _save_verdicts(
-        conn: Connection, verdicts: Iterable[VerdictChunk], run_seq: int, binary: str = ""
+        conn: Connection,
+        verdicts: Iterable[VerdictChunk],
+        run_seq: int,
+        binary: str = "",
+        turn: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> SegmentChanges:
         """Merge the verdicts into `profiles` one id range (a chunk) at a time: the range's stored
         rows are read, compared and the differences written before the next range. The ranges are
@@ -226,14 +273,16 @@ class ProfileStore:
                 params.append(upper)
             sql = "SELECT profile_id, segments, tier, fingerprint FROM profiles"
             sql += (" WHERE " + " AND ".join(where)) if where else ""
-            found = {row[0]: row[1:] for row in raw_rows(conn, sql, params)}
+            with turn():
+                found = {row[0]: row[1:] for row in raw_rows(conn, sql, params)}
             changes.stored_before = changes.stored_before or bool(found)
             return found
 
         def drop(stored: Mapping[str, tuple[Any, ...]]) -> None:
             for pid, (segments, _, _) in stored.items():
                 changes.ended.extend((pid, name) for name in json.loads(segments))
-            raw_many(conn, "DELETE FROM profiles WHERE profile_id = ?", ((pid,) for pid in stored))
+            with turn():
+                raw_many(conn, "DELETE FROM profiles WHERE profile_id = ?", [(pid,) for pid in stored])
 
         for chunk in verdicts:
             if not chunk.profiles:
@@ -263,18 +312,21 @@ class ProfileStore:
                 return (segment_list_json(verdict.segments), verdict.tier, text, chunk.fingerprints[at], run_seq)
 
             texts = iter(chunk.traits(new + changed))
-            insert_rows(
-                conn,
-                profiles,
-                ("segments", "tier", "traits", "fingerprint", "updated_seq", "profile_id", "created_seq"),
-                [(*row(at, next(texts)), chunk.profiles[at], run_seq) for at in new],
-            )
-            raw_many(
-                conn,
-                "UPDATE profiles SET segments = ?, tier = ?, traits = ?, fingerprint = ?, updated_seq = ? "
-                "WHERE profile_id = ?",
-                [(*row(at, next(texts)), chunk.profiles[at]) for at in changed],
-            )
+            inserted = [(*row(at, next(texts)), chunk.profiles[at], run_seq) for at in new]
+            updated = [(*row(at, next(texts)), chunk.profiles[at]) for at in changed]
+            with turn():  # the rows made before the turn is taken
+                insert_rows(
+                    conn,
+                    profiles,
+                    ("segments", "tier", "traits", "fingerprint", "updated_seq", "profile_id", "created_seq"),
+                    inserted,
+                )
+                raw_many(
+                    conn,
+                    "UPDATE profiles SET segments = ?, tier = ?, traits = ?, fingerprint = ?, updated_seq = ? "
+                    "WHERE profile_id = ?",
+                    updated,
+                )
         drop(stored_between(None))  # beyond the last id
         return changes
 

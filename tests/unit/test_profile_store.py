@@ -20,6 +20,7 @@ from sync.state import StateStore, VerdictChunk, profile_members, profiles, segm
 from sync.state.history import tier_changes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+LINKS = "SELECT a, b, kind, value FROM identity_links"
 SEGMENTS = ["friends", "acquaintances", "lifecycle-active", "lifecycle-lapsed", "vip"]
 
 
@@ -207,3 +208,73 @@ def test_the_exits_index_holds_exits_only_and_serves_who_left_since(tmp_path: Pa
             )
         )
         assert "USING INDEX ix_segment_history_exited (exited_seq>?)" in plan
+
+
+def test_members_and_links_written_beside_the_verdicts_are_all_there_past_many_batches(state_url: str) -> None:
+    """The members and links go in on a thread, a batch at a time, taking turns with the verdicts'
+    writes on one connection (sync/state/profile_writer.py): past several batches of each (20,000
+    rows), every row is stored once, and a second save that moves some records writes just those."""
+    store = StateStore(state_url)
+    count = 45_000
+    members = {f"p{i:06d}": [f"shop:{i}", f"woo:{i}"] if i % 3 == 0 else [f"shop:{i}"] for i in range(count)}
+    links = [(f"shop:{i}", f"woo:{i}", "email", f"{i}@example.org") for i in range(0, count, 3)]
+
+    def chunks(ids: list[str]) -> list[VerdictChunk]:
+        return [
+            VerdictChunk.of([(pid, Membership(frozenset({"friends"}), None), "{}") for pid in ids[at : at + 20_000]])
+            for at in range(0, len(ids), 20_000)
+        ]
+
+    store.save_profiles(members, chunks(sorted(members)), {}, 1, links)
+    with store.engine.connect() as conn:
+        stored = sorted(tuple(row) for row in conn.execute(select(profile_members)))
+        stored_links = sorted(
+            tuple(row) for row in conn.exec_driver_sql("SELECT a, b, kind, value FROM identity_links")
+        )
+    expected = sorted((*key.split(":"), pid) for pid, keys in members.items() for key in keys)
+    assert stored == expected and len(stored) == 60_000
+    assert stored_links == sorted(links)
+    assert len(rows(store, profiles)) == count
+
+    previous, _ = store.previous_assignment()
+    moved = {**members, "p000001": ["shop:1", "shop:2"]}  # shop:2 joins p000001
+    del moved["p000002"]
+    store.save_profiles(moved, chunks(sorted(moved)), {}, 2, links[1:], previous=previous)
+    with store.engine.connect() as conn:
+        assert (
+            conn.exec_driver_sql("SELECT profile_id FROM profile_members WHERE record_id = '2'").scalar() == "p000001"
+        )
+        assert conn.exec_driver_sql("SELECT count(*) FROM profile_members").scalar() == 60_000
+        assert conn.exec_driver_sql("SELECT count(*) FROM identity_links").scalar() == len(links) - 1
+    assert "p000002" not in rows(store, profiles)
+    store.close()
+
+
+def test_a_failure_while_writing_the_members_beside_the_verdicts_stores_nothing(
+    state_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread writing members and links shares the save's transaction: when it fails after
+    its first batch, the save raises its error and neither its rows nor the verdicts' stay."""
+    from sync.state import profile_writer
+
+    store = StateStore(state_url)
+    members = {f"p{i:06d}": [f"shop:{i}"] for i in range(30_000)}
+    apply = profile_writer.ResolutionWrites.apply
+
+    def failing(self: Any, conn: Any, turn: Any) -> None:
+        with turn():
+            profile_writer.upsert_many(conn, profile_members, self.members_moved[:20_000])
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(profile_writer.ResolutionWrites, "apply", failing)
+    verdicts = [VerdictChunk.of([(pid, Membership(frozenset({"friends"}), None), "{}") for pid in sorted(members)])]
+    with pytest.raises(RuntimeError, match="disk gone"):
+        store.save_profiles(members, verdicts, {}, 1)
+    with store.engine.connect() as conn:
+        assert conn.execute(select(profile_members)).first() is None
+        assert conn.execute(select(profiles)).first() is None
+        assert conn.exec_driver_sql("SELECT count(*) FROM meta WHERE key = 'members_digest'").scalar() == 0
+    monkeypatch.setattr(profile_writer.ResolutionWrites, "apply", apply)
+    store.save_profiles(members, verdicts, {}, 1)  # and the same save then succeeds
+    assert len(rows(store, profiles)) == 30_000
+    store.close()

@@ -170,7 +170,9 @@ def test_the_daemon_keeps_its_shopify_token_across_three_simulated_days(
     assert all(DAY - 900 <= lived < 2 * DAY for lived in lifetimes), lifetimes
     span = (moments[-1] - moments[0]).total_seconds()
     assert requested <= span / (DAY - 900) + 1  # requests = expiries + 1, at most
-    assert len(seen) >= 2 * requested  # cycles share a token: not one token per cycle
+    # Cycles share a token, not one token per cycle. (Not a fixed number per token: at four
+    # simulated hours a second, a cycle on a loaded host spans half a simulated day.)
+    assert len(seen) > requested
     report.record(
         "tokens",
         {"cycles": len(seen), "token_requests": requested, "simulated_days": (moments[-1] - moments[0]).days},

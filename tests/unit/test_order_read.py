@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import random
 import sqlite3
+import weakref
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from sync.state import StateStore
 from sync.state.compute import ORDER_DTYPE, OrdersAhead, read_orders_ahead
 from sync.state.order_text import aggregate_sql, decode_orders
+from tests.kit import wait_until
 from tests.unit.test_resolution_snapshot import Merchant, merchant, populated, seed_contacts
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -147,6 +149,44 @@ def test_orders_read_ahead_are_those_of_the_same_state_and_none_of_another(tmp_p
     assert marks_of(shop.store)[0] == marks
     with shop.store.orders_ahead("EUR", marks, numbering) as ahead:
         assert ahead.result() is None
+
+
+def test_readers_ahead_read_a_window_of_ranges_until_asked_and_stop_when_the_caller_leaves(tmp_path: Path) -> None:
+    """A cycle's memory peaks while it resolves identities; orders decoded by then add to it. So the
+    readers read RANGES_BEFORE_ASKED ranges between them, then wait until the caller asks for the
+    orders (and read the rest), or stop when it leaves without them."""
+    shop = populated(tmp_path)
+    marks, numbering = marks_of(shop.store)
+    with shop.store.compute_snapshot() as reads:
+        on_the_main_thread = as_rows(list(reads.order_arrays("EUR")))
+    passed: list[int] = []
+
+    def counting(part: tuple[int, int], gate: Any) -> Any:
+        def counted() -> bool:
+            if not gate():
+                return False
+            passed.append(part[0])
+            return True
+
+        return read_orders_ahead(shop.store.db, "EUR", marks, numbering, part, chunk=1, gate=counted)
+
+    with OrdersAhead(counting, window=1) as ahead:
+        assert wait_until(lambda: len(passed) == 1, timeout=10)
+        assert not wait_until(lambda: len(passed) > 1, timeout=0.5)  # the second range waits
+        read = ahead.result()
+        assert read is not None and as_rows(read) == on_the_main_thread
+        # A chunk the caller lets go of is freed while the readers still exist (`resolve.drained`
+        # frees each as it is used): they keep no list of their own holding it.
+        first = weakref.ref(read[0])
+        read.clear()
+        assert first() is None
+    assert len(passed) == 6  # four ranges of one order, and each reader's look past its last
+
+    passed.clear()
+    with OrdersAhead(counting, window=1):
+        assert wait_until(lambda: len(passed) == 1, timeout=10)
+    # left without asking: both readers stopped at the gate, nothing more was read
+    assert len(passed) == 1
 
 
 class RacedStore(StateStore):

@@ -451,33 +451,45 @@ class OrdersAhead:
 
     def __init__(self, read: Callable[..., list[npt.NDArray[Any]] | None], window: int = RANGES_BEFORE_ASKED) -> None:
         self._gate = ReadGate(window)
-        self._readers = [
-            OnThread(functools.partial(read, (i, READERS_AHEAD), gate=self._gate.enter), f"crmsync-orders-{i}")
-            for i in range(READERS_AHEAD)
-        ]
+        self._readers: list[OnThread[list[npt.NDArray[Any]] | None]] = []
+        try:
+            for i in range(READERS_AHEAD):
+                work = functools.partial(read, (i, READERS_AHEAD), gate=self._gate.enter)
+                self._readers.append(OnThread(work, f"crmsync-orders-{i}"))
+        except BaseException:  # no reader left waiting at the gate with its transaction open
+            self.__exit__(None)
+            raise
 
     def result(self) -> list[npt.NDArray[Any]] | None:
         self._gate.open()
         parts = [reader.result() for reader in self._readers]
-        if any(part is None for part in parts):
-            return None
-        chunks = [chunk for part in parts if part is not None for chunk in part]
-        chunks.sort(key=lambda chunk: int(chunk["order"][0]))  # disjoint ranges, each in row order
+        complete = all(part is not None for part in parts)
+        chunks = [chunk for part in parts if part is not None for chunk in part] if complete else []
         for part in parts:
             # The readers' own lists (which their threads keep as their results) let go of the
             # chunks, so that the caller frees each as it uses it (`resolve.drained`); else all
-            # 5,000,000 orders of the full-scale bench stayed alive to the end of the read.
+            # 5,000,000 orders of the full-scale bench stayed alive to the end of the read (and
+            # half of them through the read again, when the other reader's marks had moved).
             if part is not None:
                 part.clear()
+        if not complete:
+            return None
+        chunks.sort(key=lambda chunk: int(chunk["order"][0]))  # disjoint ranges, each in row order
         return chunks
 
     def __enter__(self) -> OrdersAhead:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None = None, *exc: object) -> None:
         self._gate.close()
+        interrupted: BaseException | None = None
         for reader in self._readers:
-            reader.__exit__()
+            try:
+                reader.__exit__(kind)
+            except BaseException as raised:  # every reader is waited for first
+                interrupted = raised
+        if interrupted is not None:
+            raise interrupted
 
 
 class ComputeReader:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from mapping.model import Membership, split_key
-from sync.state.on_thread import OnThread, Turns
+from sync.state.on_thread import OnThread, Turns, TurnsCancelled
 from sync.state.schema import identity_links, meta, profile_aliases, profile_members, profiles
 from sync.state.sql import Database, insert_rows, raw_many, raw_rows, upsert_many
 
@@ -205,7 +205,18 @@ class ProfileStore:
             # the two threads' statements on the one connection.
             turns = Turns()
             with OnThread(functools.partial(writes.apply, conn, turns.theirs), "crmsync-members") as behind:
-                changes = self._save_verdicts(conn, verdicts, run_seq, self.db.binary, turns.mine)
+                try:
+                    changes = self._save_verdicts(conn, verdicts, run_seq, self.db.binary, turns.mine)
+                except BaseException as exc:
+                    # That thread stops at its next turn, and is over before the transaction is
+                    # rolled back (`OnThread.__exit__`). Where it failed first, its error is the
+                    # one to raise: on PostgreSQL it aborted the transaction this thread then met.
+                    turns.cancel()
+                    behind.wait_out()
+                    failure = behind.failure
+                    if failure is not None and not isinstance(failure, TurnsCancelled):
+                        raise failure from exc
+                    raise
             behind.result()
             # The history matches the profiles when the run that saved them also recorded it
             # (a dry run saves profiles only; a crash may fall between the two).

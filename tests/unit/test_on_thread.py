@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from sync.state.on_thread import OnThread, Turns
+import pytest
+
+from sync.state.on_thread import OnThread, Turns, TurnsCancelled
 from tests.kit import wait_until
 
 
@@ -31,3 +33,45 @@ def test_a_turn_of_mine_goes_before_the_other_threads_next_one() -> None:
             taken.append("mine")
     other.result()
     assert taken.index("mine") == 1 and len(taken) == 51
+
+
+def test_a_wait_for_my_turn_cut_short_leaves_the_other_thread_its_turns() -> None:
+    """A second Ctrl-C while the caller waits for its turn: that wait ends, and the other thread
+    still gets its turns (it waited for ever for a caller that had given up)."""
+    turns = Turns()
+    real = turns._state.wait_for
+
+    def interrupted(*args: object, **kwargs: object) -> bool:
+        raise KeyboardInterrupt
+
+    turns._state.wait_for = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt), turns.mine():
+        pass
+    turns._state.wait_for = real  # type: ignore[method-assign]
+    taken: list[int] = []
+
+    def theirs() -> None:
+        for n in range(3):
+            with turns.theirs():
+                taken.append(n)
+
+    other = OnThread(theirs, "test-turns")
+    assert wait_until(lambda: len(taken) == 3, timeout=10)
+    other.result()
+
+
+def test_cancelled_turns_end_the_other_threads_work_and_leaving_waits_it_out() -> None:
+    turns = Turns()
+    taken: list[int] = []
+
+    def theirs() -> None:
+        for n in range(1_000_000):
+            with turns.theirs():
+                taken.append(n)
+
+    with pytest.raises(TurnsCancelled):
+        with OnThread(theirs, "test-turns") as other:
+            assert wait_until(lambda: len(taken) > 0, timeout=10)
+            turns.cancel()
+        other.result()
+    assert len(taken) < 1_000_000

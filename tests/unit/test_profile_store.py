@@ -278,3 +278,58 @@ def test_a_failure_while_writing_the_members_beside_the_verdicts_stores_nothing(
     store.save_profiles(members, verdicts, {}, 1)  # and the same save then succeeds
     assert len(rows(store, profiles)) == 30_000
     store.close()
+
+
+def test_the_writes_thread_s_own_error_is_the_one_raised_and_nothing_stays(state_url: str) -> None:
+    """Two links for one pair of records: the links' key refuses the second, on the thread that
+    writes them. On PostgreSQL that aborts the transaction, and the saving thread's next statement
+    fails with "current transaction is aborted": the thread's error must be the one raised, on
+    both backends, and nothing of the save stays."""
+    store = StateStore(state_url)
+    members = {f"p{i:06d}": [f"shop:{i}"] for i in range(30_000)}
+    links = [("shop:1", "woo:1", "email", "a@example.org"), ("shop:1", "woo:1", "phone", "+31612345678")]
+    ids = sorted(members)
+    verdicts = [
+        VerdictChunk.of([(pid, Membership(frozenset({"friends"}), None), "{}") for pid in ids[at : at + 20_000]])
+        for at in range(0, len(ids), 20_000)
+    ]
+    with pytest.raises(Exception) as raised:
+        store.save_profiles(members, verdicts, {}, 1, links)
+    text = str(raised.value).lower()
+    assert "unique" in text or "duplicate key" in text, raised.value
+    with store.engine.connect() as conn:
+        assert conn.execute(select(profiles)).first() is None
+        assert conn.execute(select(profile_members)).first() is None
+    store.close()
+
+
+def test_a_saver_that_fails_stops_the_writes_thread_and_raises_its_own_error(
+    state_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verdicts out of order: the save raises that, the members thread stops at its next turn
+    instead of writing all its batches, and nothing stays."""
+    from sync.state import profile_writer
+
+    store = StateStore(state_url)
+    members = {f"p{i:06d}": [f"shop:{i}"] for i in range(100_000)}
+    turns_taken: list[int] = []
+    apply = profile_writer.ResolutionWrites.apply
+
+    def counting(self: Any, conn: Any, turn: Any) -> None:
+        def counted() -> Any:
+            turns_taken.append(1)
+            return turn()
+
+        apply(self, conn, counted)
+
+    monkeypatch.setattr(profile_writer.ResolutionWrites, "apply", counting)
+    backwards = [(pid, Membership(frozenset({"friends"}), None), "{}") for pid in sorted(members, reverse=True)[:100]]
+    with pytest.raises(ValueError, match="ascending"):
+        store.save_profiles(members, [VerdictChunk.of(backwards)], {}, 1)
+    # the deletes, then five batches of 20,000 members: it stopped before the end (its cancelled
+    # turn is counted too)
+    assert len(turns_taken) < 6
+    with store.engine.connect() as conn:
+        assert conn.execute(select(profiles)).first() is None
+        assert conn.execute(select(profile_members)).first() is None
+    store.close()

@@ -3,7 +3,8 @@
 Only mobile numbers identify a person: a landline or a switchboard is shared by a household or a
 company, so it is kept and shown but never used to join records. A number that cannot be parsed is
 kept raw and flagged, never used to match. Dutch mobiles in their usual spellings take a fast path
-(`phonenumbers` costs ~20 us a call); everything else goes through the library, cached by raw value.
+(`phonenumbers` costs ~45 us a call, bench/RESULTS.md); everything else goes through the library,
+cached by raw value.
 """
 
 from __future__ import annotations

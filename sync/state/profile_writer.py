@@ -201,8 +201,8 @@ class ProfileStore:
             # builds the verdicts' traits: those writes are SQLite steps of a whole batch each,
             # which hold no interpreter lock (sync/state/on_thread.py), and their rows were made
             # above, so that thread hardly asks for the lock (a thread busy in Python would make
-            # every row of the profiles' executemany below wait for it). The driver serialises
-            # the two threads' statements on the one connection.
+            # every row of the profiles' executemany below wait for it). The two take turns on
+            # the one connection (`Turns`), so the driver is never used by both at once.
             turns = Turns()
             with OnThread(functools.partial(writes.apply, conn, turns.theirs), "crmsync-members") as behind:
                 try:

@@ -22,7 +22,7 @@ from sync.reports import CycleReport
 from sync.resolve import Resolved, Resolver, Stopwatch
 from sync.segmenting import SegmentRun, assess_profiles, record_run
 from sync.state import RunHandle, StateStore
-from sync.state.on_thread import OnThread
+from sync.state.on_thread import OnThread, quick_switches
 
 log = structlog.get_logger("crmsync.pipeline")
 
@@ -51,7 +51,7 @@ class Compute:
         `timings` (for bench/pipeline.py) receives the seconds each step took; `history` (default:
         not a dry run) records segment history, sizes and held tiers; `behind`: on a thread while
         the caller goes on (to plan), who then waits for it with `history_written`."""
-        with collector_paused():
+        with collector_paused(), quick_switches():  # the save's writes thread takes turns with this one
             record = not report.dry_run if history is None else history
             return self.compute_profiles(connectors, report, run, timings, record, behind)
 

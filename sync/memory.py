@@ -26,11 +26,13 @@ def collector_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        # Only the outermost pause collects: a cycle pauses around its compute and its plan, each
+        # of which pauses too, and one full collection at a million-record heap costs ~0.16 s.
         if was_enabled:
             gc.enable()
-        if gc.get_count()[0] >= WORTH_COLLECTING:
-            gc.collect()
-            return_freed_memory()
+            if gc.get_count()[0] >= WORTH_COLLECTING:
+                gc.collect()
+                return_freed_memory()
 
 
 def return_freed_memory() -> None:

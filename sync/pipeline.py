@@ -45,10 +45,11 @@ from sync.extract import (
 )
 from sync.gate import Held, write_gate
 from sync.mapper import make_mapper
-from sync.memory import return_freed_memory
+from sync.memory import collector_paused, return_freed_memory
 from sync.reports import CycleReport, Progress, SystemOutcome
 from sync.resolve import Resolved, Resolver, Stopwatch, mapping_rules
 from sync.state import Mapper, RunHandle, StateStore
+from sync.state.on_thread import quick_switches
 
 __all__ = [
     "MAPPING_VERSION",
@@ -276,20 +277,23 @@ class Cycle:
         # Every order read on a thread beside resolution, on a transaction of its own: this cycle
         # holds the writer lock, so no other process writes contacts or orders meanwhile
         # (`plan_stored`, which runs beside a writer, reads them on the compute's transaction).
-        self.resolver.read_ahead = True
-        try:
-            desired = self._compute(connectors, report, run, timings, history=history, behind=True)
-        finally:
-            self.resolver.read_ahead = False
-        started = time.perf_counter()
-        try:
-            self._plan(connectors, report, desired)
-            del desired  # a million entries at scale: gone once the plan holds the changes
-        except BaseException:
-            self.compute.history_written(failing=True)
-            raise
-        planned = time.perf_counter()
-        self.compute.history_written()
+        # One pause of the collector over both (one full collection after them, not one each), and
+        # the interpreter lock handed over quickly to the threads that read and write beside them.
+        with collector_paused(), quick_switches():
+            self.resolver.read_ahead = True
+            try:
+                desired = self._compute(connectors, report, run, timings, history=history, behind=True)
+            finally:
+                self.resolver.read_ahead = False
+            started = time.perf_counter()
+            try:
+                self._plan(connectors, report, desired)
+                del desired  # a million entries at scale: gone once the plan holds the changes
+            except BaseException:
+                self.compute.history_written(failing=True)
+                raise
+            planned = time.perf_counter()
+            self.compute.history_written()
         if timings is not None:
             timings["plan"] = planned - started
             timings["history waited"] = time.perf_counter() - planned

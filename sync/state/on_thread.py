@@ -8,12 +8,48 @@ bench/RESULTS.md), so only such work is put here."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+# The interpreter's switch interval while state work runs on threads: a thread that wants the
+# interpreter lock back waits up to this long for the holder to let go, each time it wants it.
+# At Python's default 5 ms, an order reader's 0.07 s of decoding took 1.2 s of wall time while
+# the main thread resolved identities, and every turn of the save's writes thread waited as long
+# (bench/RESULTS.md, issue 17's eleventh stop). Only a thread that waits pays for the switches.
+QUICK_SWITCH_S = 0.0005
+
+
+class _QuickSwitches:
+    """`quick_switches()`: the switch interval at QUICK_SWITCH_S while any caller is inside one,
+    put back as it was when the last one leaves (the interval is the process's, not a thread's)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._before = 0.0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if not self._inside:
+                self._before = sys.getswitchinterval()
+                sys.setswitchinterval(QUICK_SWITCH_S)
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+                if not self._inside:
+                    sys.setswitchinterval(self._before)
+
+
+quick_switches = _QuickSwitches()
 
 
 class OnThread(Generic[T]):

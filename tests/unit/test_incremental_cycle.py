@@ -301,3 +301,50 @@ def test_a_plan_that_fails_keeps_its_error_when_the_history_behind_it_fails_too(
         assert not [t for t in threading.enumerate() if t.name == "crmsync-history"]
     finally:
         shop.store.close()
+
+
+def test_a_cycle_computes_and_plans_with_quick_switches_and_one_collection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the cycle's main thread computes, the order readers and the save's writes thread get
+    the interpreter lock back quickly (the assessment runs under the quick interval, which is put
+    back after); and the collector, paused over the compute and the plan, collects once after
+    both, not once after each."""
+    import gc
+    import sys
+
+    import sync.compute
+    import sync.memory
+    from sync.state.on_thread import QUICK_SWITCH_S
+
+    shop = merchant(tmp_path, Clock(), full=False)
+    try:
+        seed(shop)
+        seen: list[float] = []
+        original = sync.compute.assess_profiles
+
+        def assess(*args: Any, **kwargs: Any) -> Any:
+            seen.append(sys.getswitchinterval())
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(sync.compute, "assess_profiles", assess)
+        monkeypatch.setattr(sync.memory, "WORTH_COLLECTING", 0)  # a small cycle collects too
+        full: list[int] = []
+
+        def count(phase: str, info: dict[str, int]) -> None:
+            if phase == "start" and info["generation"] == 2:
+                full.append(1)
+
+        run = shop.store.begin_run("test", shop.clock())
+        report = CycleReport(run.run_id, False, shop.clock())
+        report.systems = {name: SystemOutcome(c.type) for name, c in shop.connectors.items()}
+        gc.callbacks.append(count)
+        try:
+            shop.cycle._compute_and_plan(shop.connectors, report, run, True)
+        finally:
+            gc.callbacks.remove(count)
+        assert seen == [QUICK_SWITCH_S]
+        assert sys.getswitchinterval() != QUICK_SWITCH_S
+        assert report.changes and len(full) == 1
+    finally:
+        shop.store.close()

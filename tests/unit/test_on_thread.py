@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
 
-from sync.state.on_thread import OnThread, Turns, TurnsCancelled
+from sync.state.on_thread import QUICK_SWITCH_S, OnThread, Turns, TurnsCancelled, quick_switches
 from tests.kit import wait_until
 
 
@@ -75,3 +76,28 @@ def test_cancelled_turns_end_the_other_threads_work_and_leaving_waits_it_out() -
             turns.cancel()
         other.result()
     assert len(taken) < 1_000_000
+
+
+def test_quick_switches_hold_while_any_caller_is_inside_and_then_put_the_interval_back() -> None:
+    """The switch interval is the process's: two callers overlapping (a compute and a thread's own
+    step) keep it quick until the last one leaves, and then it is what it was, after an error too."""
+    before = sys.getswitchinterval()
+    inner_entered, outer_may_leave = threading.Event(), threading.Event()
+    seen: list[float] = []
+
+    def other() -> None:
+        with quick_switches():
+            inner_entered.set()
+            assert outer_may_leave.wait(10)
+        seen.append(sys.getswitchinterval())  # the main thread is still inside
+
+    with pytest.raises(RuntimeError), quick_switches():
+        assert sys.getswitchinterval() == QUICK_SWITCH_S
+        with OnThread(other, "test-switches") as thread:
+            assert inner_entered.wait(10)
+            outer_may_leave.set()
+            thread.result()
+        assert sys.getswitchinterval() == QUICK_SWITCH_S
+        raise RuntimeError("the compute failed")
+    assert seen == [QUICK_SWITCH_S]
+    assert sys.getswitchinterval() == before != QUICK_SWITCH_S

@@ -20,7 +20,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 
 import structlog
@@ -49,7 +50,7 @@ from sync.memory import collector_paused, return_freed_memory
 from sync.reports import CycleReport, Progress, SystemOutcome
 from sync.resolve import Resolved, Resolver, Stopwatch, mapping_rules
 from sync.state import Mapper, RunHandle, StateStore
-from sync.state.on_thread import quick_switches
+from sync.state.on_thread import OnThread, quick_switches
 
 __all__ = [
     "MAPPING_VERSION",
@@ -70,6 +71,17 @@ __all__ = [
 ]
 
 log = structlog.get_logger("crmsync.pipeline")
+
+
+@contextmanager
+def checkpoint_beside(store: StateStore) -> Iterator[None]:
+    """The state's write-ahead log copied into its database file on a thread while the block runs
+    (a cycle's vendor writes, which wait on the network), and waited for when it ends. A failed
+    checkpoint loses nothing (the log keeps the pages, and the next commit checkpoints): logged."""
+    with OnThread(store.wal_checkpoint, "crmsync-checkpoint") as behind:
+        yield
+    if behind.failure is not None:
+        log.warning("checkpoint not made", error=f"{type(behind.failure).__name__}: {behind.failure}")
 
 
 def build_connectors(loaded: LoadedConfig, stop_event: threading.Event) -> dict[str, Connector]:
@@ -148,9 +160,10 @@ class Cycle:
                 # recorded from a picture that is missing a system.
                 history = not dry_run and report.held is None
                 self._compute_and_plan(connectors, report, run, history)
-                if not dry_run and report.held is None and not self.stop_event.is_set():
-                    self._apply(connectors, report, run)
-                    self._clear_erasures(connectors, report)
+                with checkpoint_beside(self.store):
+                    if not dry_run and report.held is None and not self.stop_event.is_set():
+                        self._apply(connectors, report, run)
+                        self._clear_erasures(connectors, report)
         finally:
             for connector in connectors.values():
                 connector.close()
@@ -277,9 +290,11 @@ class Cycle:
         # Every order read on a thread beside resolution, on a transaction of its own: this cycle
         # holds the writer lock, so no other process writes contacts or orders meanwhile
         # (`plan_stored`, which runs beside a writer, reads them on the compute's transaction).
-        # One pause of the collector over both (one full collection after them, not one each), and
-        # the interpreter lock handed over quickly to the threads that read and write beside them.
-        with collector_paused(), quick_switches():
+        # One pause of the collector over both (one full collection after them, not one each), the
+        # interpreter lock handed over quickly to the threads that read and write beside them, and
+        # no commit of theirs copying the write-ahead log into the database file: `run` has that
+        # done beside the vendor writes (`checkpoint_beside`).
+        with collector_paused(), quick_switches(), self.store.wal_checkpoints_deferred():
             self.resolver.read_ahead = True
             try:
                 desired = self._compute(connectors, report, run, timings, history=history, behind=True)

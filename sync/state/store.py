@@ -55,6 +55,13 @@ class StateStore:
     def close(self) -> None:
         self.db.close()
 
+    def wal_checkpoints_deferred(self) -> AbstractContextManager[None]:
+        """No commit copies the write-ahead log into the database file meanwhile (`Database`)."""
+        return self.db.wal_checkpoints_deferred()
+
+    def wal_checkpoint(self) -> None:
+        self.db.wal_checkpoint()
+
     def consistency_problems(self) -> list[str]:
         """The state's own consistency check (sync/state/consistency.py): every mapped row, link,
         member and ledger row names a record (and a profile) the state holds. [] when it does."""

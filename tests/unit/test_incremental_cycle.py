@@ -303,19 +303,20 @@ def test_a_plan_that_fails_keeps_its_error_when_the_history_behind_it_fails_too(
         shop.store.close()
 
 
-def test_a_cycle_computes_and_plans_with_quick_switches_and_one_collection(
+def test_a_cycle_computes_and_plans_with_quick_switches_one_collection_and_no_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While the cycle's main thread computes, the order readers and the save's writes thread get
     the interpreter lock back quickly (the assessment runs under the quick interval, which is put
-    back after); and the collector, paused over the compute and the plan, collects once after
-    both, not once after each."""
+    back after); the collector, paused over the compute and the plan, collects once after both,
+    not once after each; and no commit of the compute checkpoints (tests/unit/test_wal_checkpoints.py)."""
     import gc
     import sys
 
     import sync.compute
     import sync.memory
     from sync.state.on_thread import QUICK_SWITCH_S
+    from sync.state.sql import AUTOCHECKPOINT_PAGES
 
     shop = merchant(tmp_path, Clock(), full=False)
     try:
@@ -325,7 +326,14 @@ def test_a_cycle_computes_and_plans_with_quick_switches_and_one_collection(
 
         def assess(*args: Any, **kwargs: Any) -> Any:
             seen.append(sys.getswitchinterval())
+            autocheckpoint.append(pages())
             return original(*args, **kwargs)
+
+        def pages() -> int:
+            with shop.store.engine.connect() as conn:
+                return int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
+
+        autocheckpoint: list[int] = []
 
         monkeypatch.setattr(sync.compute, "assess_profiles", assess)
         monkeypatch.setattr(sync.memory, "WORTH_COLLECTING", 0)  # a small cycle collects too
@@ -345,6 +353,7 @@ def test_a_cycle_computes_and_plans_with_quick_switches_and_one_collection(
             gc.callbacks.remove(count)
         assert seen == [QUICK_SWITCH_S]
         assert sys.getswitchinterval() != QUICK_SWITCH_S
+        assert autocheckpoint == [0] and pages() == AUTOCHECKPOINT_PAGES
         assert report.changes and len(full) == 1
     finally:
         shop.store.close()

@@ -12,6 +12,7 @@ orders, bench/RESULTS.md). PostgreSQL has no stable row number, so there it is `
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
@@ -177,15 +178,16 @@ class ComputeSnapshot:
         chunk: int = ORDER_RANGE_ROWS,
         where: str = "",
         params: Sequence[Any] = (),
-        part: tuple[int, int] = (0, 1),
+        take: Callable[[], int] | None = None,
     ) -> Iterator[npt.NDArray[Any]]:
         """Every order (or those `where` selects, a condition on `o`) as structured arrays of
         ORDER_DTYPE, in row order on SQLite. `other` is None for the orders the numeric columns
         describe completely: they name a stored contact and are in the base currency.
 
         SQLite: a range of `chunk` row numbers (or all `where` selects) as one aggregate row
-        (sync/state/order_text.py); `part` (i, n): only the i-th of every n ranges, for n readers
-        side by side. PostgreSQL: numpy fills the arrays from the driver's rows."""
+        (sync/state/order_text.py); `take`: the number of the next range to read (0 for the first),
+        which readers side by side share (`RangeTaker`). PostgreSQL: numpy fills the arrays from
+        the driver's rows."""
         if self.db.is_postgres:
             for rows in self.db.raw_chunks(self.order_arrays_sql(base_currency, where), chunk, self.conn, params):
                 yield np.fromiter(rows, dtype=ORDER_DTYPE, count=len(rows))
@@ -197,8 +199,8 @@ class ComputeSnapshot:
         if low is None:
             return
         ranged = aggregate_sql(self.order_arrays_sql(base_currency, ORDER_RANGE))
-        index, parts = part
-        for start in range(int(low) + index * chunk, int(high) + 1, chunk * parts):
+        take = take or itertools.count().__next__
+        while (start := int(low) + take() * chunk) <= int(high):
             found = self._order_text(ranged, (start, start + chunk - 1))
             if found.shape[0]:
                 yield found
@@ -378,7 +380,7 @@ def read_orders_ahead(
     base_currency: str,
     marks: list[list[int]],
     numbering: int | None,
-    part: tuple[int, int] = (0, 1),
+    take: Callable[[], int] | None = None,
     chunk: int = ORDER_RANGE_ROWS,
     gate: Callable[[], bool] = lambda: True,
 ) -> list[npt.NDArray[Any]] | None:
@@ -396,7 +398,7 @@ def read_orders_ahead(
         if reads.input_marks() != marks or reads.numbering_mark() != numbering:
             return None
         chunks: list[npt.NDArray[Any]] = []
-        ranges = reads.order_arrays(base_currency, chunk, part=part)
+        ranges = reads.order_arrays(base_currency, chunk, take=take)
         while gate():  # asked before each range is read: see ReadGate
             found = next(ranges, None)
             if found is None:
@@ -442,8 +444,22 @@ class ReadGate:
             self._state.notify_all()
 
 
+class RangeTaker:
+    """The ranges readers side by side share: each reader takes the next range no one has taken,
+    so one that is done early takes more. With every other range each, one reader was often left
+    with the last range alone while the other had nothing to do."""
+
+    def __init__(self) -> None:
+        self._next = itertools.count()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            return next(self._next)
+
+
 class OrdersAhead:
-    """`read_orders_ahead` by READERS_AHEAD threads, each the i-th of every n ranges: once the
+    """`read_orders_ahead` by READERS_AHEAD threads taking ranges in turn (`RangeTaker`): once the
     caller's own work (resolving identities) is done, the rest of the read uses every core, not
     one; before that, the readers read RANGES_BEFORE_ASKED ranges between them. `result()`: every
     order's chunks in row order, or None when any reader's transaction did not see the compute's
@@ -453,8 +469,9 @@ class OrdersAhead:
         self._gate = ReadGate(window)
         self._readers: list[OnThread[list[npt.NDArray[Any]] | None]] = []
         try:
+            take = RangeTaker()
             for i in range(READERS_AHEAD):
-                work = functools.partial(read, (i, READERS_AHEAD), gate=self._gate.enter)
+                work = functools.partial(read, take, gate=self._gate.enter)
                 self._readers.append(OnThread(work, f"crmsync-orders-{i}"))
         except BaseException:  # no reader left waiting at the gate with its transaction open
             self.__exit__(None)

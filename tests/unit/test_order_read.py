@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync.state import StateStore
-from sync.state.compute import ORDER_DTYPE, OrdersAhead, read_orders_ahead
+from sync.state.compute import ORDER_DTYPE, OrdersAhead, RangeTaker, read_orders_ahead
 from sync.state.order_text import aggregate_sql, decode_orders
 from tests.kit import wait_until
 from tests.unit.test_resolution_snapshot import Merchant, merchant, populated, seed_contacts
@@ -110,10 +110,15 @@ def test_every_sqlite_order_read_gives_each_amount_as_python_reads_its_text(tmp_
         named = list(reads.orders_changed_since("EUR", 10**6, sorted(expected)[:2]))
     assert len(full) >= 3  # several ranges
     assert as_rows(full) == expected
-    # Two readers side by side (`OrdersAhead`), each every other range: between them, every order once.
+    # Two readers side by side (`OrdersAhead`), taking ranges in turn from one `RangeTaker`: between
+    # them, every order once, whichever reader takes more.
     with shop.store.compute_snapshot() as reads:
-        halves = [list(reads.order_arrays("EUR", chunk=3, part=(i, 2))) for i in range(2)]
-    assert halves[0] and halves[1]
+        take = RangeTaker()
+        first, second = reads.order_arrays("EUR", chunk=3, take=take), reads.order_arrays("EUR", chunk=3, take=take)
+        halves: list[list[Any]] = [[next(first)], [next(second)]]
+        halves[1].extend(second)  # the second takes every range left
+        halves[0].extend(first)  # and the first finds none
+    assert len(halves[0]) == 1 and len(halves[1]) >= 2
     assert as_rows(sorted([*halves[0], *halves[1]], key=lambda chunk: int(chunk["order"][0]))) == expected
     assert as_rows(since) == expected
     assert as_rows(named) == {n: expected[n] for n in sorted(expected)[:2]}
@@ -136,7 +141,7 @@ def test_orders_read_ahead_are_those_of_the_same_state_and_none_of_another(tmp_p
     with shop.store.orders_ahead("EUR", marks, numbering) as ahead:
         read = ahead.result()
     assert read is not None and as_rows(read) == on_the_main_thread and len(on_the_main_thread) == 4
-    # A range of one order each, so each reader reads two: put back in row order.
+    # A range of one order each, taken by the two readers in turn: put back in row order.
     with OrdersAhead(functools.partial(read_orders_ahead, shop.store.db, "EUR", marks, numbering, chunk=1)) as ahead:
         read = ahead.result()
     assert read is not None and len(read) == 4 and as_rows(read) == on_the_main_thread
@@ -161,14 +166,14 @@ def test_readers_ahead_read_a_window_of_ranges_until_asked_and_stop_when_the_cal
         on_the_main_thread = as_rows(list(reads.order_arrays("EUR")))
     passed: list[int] = []
 
-    def counting(part: tuple[int, int], gate: Any) -> Any:
+    def counting(take: Any, gate: Any) -> Any:
         def counted() -> bool:
             if not gate():
                 return False
-            passed.append(part[0])
+            passed.append(1)
             return True
 
-        return read_orders_ahead(shop.store.db, "EUR", marks, numbering, part, chunk=1, gate=counted)
+        return read_orders_ahead(shop.store.db, "EUR", marks, numbering, take, chunk=1, gate=counted)
 
     with OrdersAhead(counting, window=1) as ahead:
         assert wait_until(lambda: len(passed) == 1, timeout=10)

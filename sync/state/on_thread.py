@@ -24,21 +24,30 @@ T = TypeVar("T")
 QUICK_SWITCH_S = 0.0005
 
 
-class _QuickSwitches:
-    """`quick_switches()`: the switch interval at QUICK_SWITCH_S while any caller is inside one,
-    put back as it was when the last one leaves (the interval is the process's, not a thread's)."""
+class CallersInside:
+    """How many callers, on any thread, are inside `with callers():` at once. A subclass acts
+    when the first one enters (`first_entered`) and when the last one leaves (`last_left`); both
+    run under the count's lock, so an entry and a leaving never cross."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._inside = 0
-        self._before = 0.0
+
+    @property
+    def any(self) -> bool:
+        return self._inside > 0
+
+    def first_entered(self) -> None:
+        """Called as the count goes from 0 to 1."""
+
+    def last_left(self) -> None:
+        """Called as the count goes back to 0, also when the block raised."""
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
         with self._lock:
             if not self._inside:
-                self._before = sys.getswitchinterval()
-                sys.setswitchinterval(QUICK_SWITCH_S)
+                self.first_entered()
             self._inside += 1
         try:
             yield
@@ -46,7 +55,23 @@ class _QuickSwitches:
             with self._lock:
                 self._inside -= 1
                 if not self._inside:
-                    sys.setswitchinterval(self._before)
+                    self.last_left()
+
+
+class _QuickSwitches(CallersInside):
+    """`quick_switches()`: the switch interval at QUICK_SWITCH_S while any caller is inside one,
+    put back as it was when the last one leaves (the interval is the process's, not a thread's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._before = 0.0
+
+    def first_entered(self) -> None:
+        self._before = sys.getswitchinterval()
+        sys.setswitchinterval(QUICK_SWITCH_S)
+
+    def last_left(self) -> None:
+        sys.setswitchinterval(self._before)
 
 
 quick_switches = _QuickSwitches()

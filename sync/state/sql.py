@@ -27,13 +27,15 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
+
+from sync.state.on_thread import CallersInside
 
 # A schema name crmsync accepts: a plain lower-case PostgreSQL identifier, never quoted.
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -131,21 +133,19 @@ class Database:
             event.listen(self.engine, "checkout", self._set_autocheckpoint)
         # SQLite has one writer; serialising our own writers avoids busy-waiting on its lock.
         self._write_lock = threading.Lock()
-        self._deferring = 0  # callers inside `wal_checkpoints_deferred`
-        self._deferring_lock = threading.Lock()
+        self._deferring = CallersInside()  # callers inside `wal_checkpoints_deferred`
 
     def _set_autocheckpoint(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
         """On each checkout: a connection's commits checkpoint as SQLite's default has them do,
         except while `wal_checkpoints_deferred` is in force."""
-        wanted = 0 if self._deferring else AUTOCHECKPOINT_PAGES
+        wanted = 0 if self._deferring.any else AUTOCHECKPOINT_PAGES
         if record.info.get("autocheckpoint") != wanted:
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA wal_autocheckpoint={wanted}")
             cursor.close()
             record.info["autocheckpoint"] = wanted
 
-    @contextmanager
-    def wal_checkpoints_deferred(self) -> Iterator[None]:
+    def wal_checkpoints_deferred(self) -> AbstractContextManager[None]:
         """No commit checkpoints while inside (SQLite; elsewhere nothing changes): the pages they
         wrote stay in the write-ahead log, readable as ever, until `wal_checkpoint` copies them.
 
@@ -155,13 +155,7 @@ class Database:
         resolution snapshot took 0.68-0.79 s that way and 0.25 s without (bench/RESULTS.md).
         Only connections checked out inside are affected; the log holds at most what the block
         wrote (any commit after it checkpoints again)."""
-        with self._deferring_lock:
-            self._deferring += 1
-        try:
-            yield
-        finally:
-            with self._deferring_lock:
-                self._deferring -= 1
+        return self._deferring()
 
     def wal_checkpoint(self) -> None:
         """Copy what the write-ahead log holds into the database file, beside readers and writers

@@ -74,6 +74,13 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         facts = payload_facts(connectors, mapping_rules(config))
         erased = store.erasures.erase(matches, now(), expected, facts, shared_above)
         log.info("erased from the state", erasure=erased.erasure_id, profiles=len(matches))
+        if erased.unread:
+            log.warning(
+                "held records kept that hold their address",
+                erasure=erased.erasure_id,
+                records=len(erased.unread),
+                reason="their field maps read no one in them",
+            )
         # Every pending erasure, this one and any a vendor has not confirmed before.
         passed = clear_at_vendors(store, connectors, clock=now, guard=writer.guard())
     finally:
@@ -85,6 +92,8 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         "erasure": erased.erasure_id,
         "profiles": list(erased.profiles),
         "records": {"contacts": erased.contacts, "orders": erased.orders, "quarantined": erased.quarantined},
+        # Held records their field maps read no one in, whose text holds an address of theirs: kept.
+        "unread": [{"system": s, "kind": kind, "id": rid} for s, kind, rid in erased.unread],
         "systems": systems,
         "pending": [name for name, outcome in sorted(passed.systems.items()) if outcome.pending],
     }
@@ -147,6 +156,18 @@ def render(document: dict[str, Any]) -> str:
             lines.append(f"  {name}: {outcome['cleared']} cleared, {outcome['pending']} pending ({why})")
         else:
             lines.append(f"  {name}: crmsync's tags and fields removed from {outcome['cleared']} record(s)")
+    unread = document.get("unread") or []
+    if unread:
+        lines.append(
+            f"Kept: {len(unread)} quarantined record{'s' if len(unread) != 1 else ''} whose text holds their "
+            "email address, though the field map reads no one in them (an address alone does not say whose "
+            "a record is):"
+        )
+        lines.extend(f"  {held['system']} {held['kind']} {held['id']}" for held in unread)
+        lines.append(
+            "Correct or delete them at the vendor; once a sync has read them again, `crmsync forget` the "
+            "person again to erase what is theirs."
+        )
     if document["pending"]:
         lines.append("Pending systems are tried again by every sync; `crmsync status` lists them until done.")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import uuid
 from collections import Counter
@@ -36,6 +37,7 @@ from sqlalchemy import Connection, delete, func, select, update
 from mapping import jsontext
 from mapping.identity import same_person_names
 from mapping.model import Kind, RemoteState, record_key
+from mapping.normalize.email import email_match_key, normalise_email
 from sync.state.keys import addresses_a_record
 from sync.state.schema import (
     contacts,
@@ -72,6 +74,12 @@ class HeldFacts:
     given_name: str | None = None
     links: tuple[str, ...] = ()  # record keys of other systems' records it names (`link:` fields)
 
+    def names_no_one(self, kind: str) -> bool:
+        """Nothing in it says whose it is: no customer, email or link, and on a contact no mobile."""
+        if kind == Kind.ORDER.value:
+            return self.customer is None and self.email_key is None
+        return self.email_key is None and self.mobile is None and not self.links
+
 
 # HeldFacts from (system, kind, payload). Given by the caller (`crmsync forget` has the
 # connectors), so the quarantined records, which no profile holds, can be found too.
@@ -101,6 +109,10 @@ class ErasedPerson:
     orders: dict[str, int]
     targets: dict[str, int]  # per system: records whose tags and fields are still to be removed
     quarantined: dict[str, int] = field(default_factory=dict)  # per system: held records of theirs
+    # Held records kept although their text holds an address of the person's: their field map
+    # reads no one in them (`_unread_mentions`). As (system, kind, vendor id), which the operator
+    # needs to find them at the vendor; nothing of the person's own, and stored nowhere.
+    unread: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass
@@ -166,9 +178,12 @@ class ErasureStore:
             ]
             email_keys = _email_keys_of(conn, members)
             held: list[tuple[str, str, str]] = []
+            unread: list[tuple[str, str, str]] = []
             if facts is not None:
                 mobiles, linked = _mobiles_of(conn, members), _linked_from(conn, members)
-                held, more_keys = _quarantined_of(conn, members, email_keys, mobiles, linked, facts, shared_above)
+                held, more_keys, unread = _quarantined_of(
+                    conn, members, email_keys, mobiles, linked, facts, shared_above
+                )
                 # An address of theirs that only a held record of theirs showed: their guest orders under it.
                 email_keys = sorted({*email_keys, *more_keys})
             # Their held customer records are theirs as the mapped ones are (the orders naming them,
@@ -218,7 +233,13 @@ class ErasureStore:
         for system, _, _ in held:
             count["quarantined"][system] = count["quarantined"].get(system, 0) + 1
         return ErasedPerson(
-            erasure_id, tuple(profile_ids), count["contacts"], count["orders"], count["targets"], count["quarantined"]
+            erasure_id,
+            tuple(profile_ids),
+            count["contacts"],
+            count["orders"],
+            count["targets"],
+            count["quarantined"],
+            tuple(unread),
         )
 
     # ----- what is still to be removed at the vendors -------------------------------------------
@@ -441,9 +462,10 @@ def _quarantined_of(
     linked: Set[str],
     facts: PayloadFacts,
     shared_above: SharedAbove,
-) -> tuple[list[tuple[str, str, str]], list[str]]:
+) -> tuple[list[tuple[str, str, str]], list[str], list[tuple[str, str, str]]]:
     """The held records (quarantined: no profile holds them) that are the person's, as (system,
-    kind, record id), and the email match keys only those records showed.
+    kind, record id), the email match keys only those records showed, and the held records whose
+    field map reads no one in them but whose text holds an address of theirs (`_unread_mentions`).
 
     A held contact is theirs, as identity resolution would join it to them: under an email match
     key of theirs alone; by a `link:` field naming one of their records, or named by one of theirs
@@ -456,19 +478,24 @@ def _quarantined_of(
     A key or number on more records of one system than identity resolution joins by, theirs and
     held ones counted together, is a shared one (a family's address or phone, a shop's own): no
     held record is theirs by it. Their raw payloads are the person's data as much as their mapped
-    records are. A payload the field map cannot read is left: nothing in it can be matched to
-    them."""
+    records are. A payload the field map cannot read is left, since nothing says whose it is; but
+    one whose text holds an address of theirs is named, so the operator can see to it."""
     sql = (
         "SELECT q.system, q.kind, q.record_id, r.payload FROM quarantine q JOIN raw_records r "
         "ON r.system = q.system AND r.kind = q.kind AND r.record_id = q.record_id"
     )
     read: list[tuple[str, str, str, HeldFacts]] = []
+    unread: list[tuple[str, str, str, str]] = []  # with the payload's text
     for system, kind, rid, payload in raw_rows(conn, sql):
+        held_as = (str(system), str(kind), str(rid))
         try:
-            said = facts(str(system), str(kind), jsontext.loads(payload))
+            said = facts(*held_as[:2], jsontext.loads(payload))
         except Exception:  # a payload this odd names no one the field map can see
+            unread.append((*held_as, str(payload)))
             continue
-        read.append((str(system), str(kind), str(rid), said))
+        if said.names_no_one(held_as[1]):
+            unread.append((*held_as, str(payload)))
+        read.append((*held_as, said))
     contacts_held = [(system, rid, said) for system, kind, rid, said in read if kind != Kind.ORDER.value]
     mapped_mine = set(members)
     limits = {"email": shared_above.email, "mobile": shared_above.mobile}
@@ -532,7 +559,30 @@ def _quarantined_of(
                 continue  # another stored customer's order
         if key is not None and key in keys:
             held.append((system, kind, rid))
-    return sorted(held), sorted(more - set(email_keys))
+    erased = set(held)  # one of theirs by a link may name no one itself
+    left = [entry for entry in unread if entry[:3] not in erased]
+    return sorted(held), sorted(more - set(email_keys)), _unread_mentions(left, keys)
+
+
+# An address as it may stand anywhere in a payload's text (in a note, after a name, in a field
+# the map does not read); `normalise_email` then decides whether it is one.
+_ADDRESS_IN_TEXT = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def _unread_mentions(unread: Sequence[tuple[str, str, str, str]], keys: Set[str]) -> list[tuple[str, str, str]]:
+    """Of the held records whose field map reads no one in them (`unread`: with the payload's
+    text), those whose text holds an address with one of `keys` (theirs alone) as its match key.
+    They are kept: an address in the text is no proof of whose the record is (a gift's recipient,
+    a note), and an erasure cannot be undone. Named instead, so the erasure is not thought whole
+    while a payload of the state may still hold their address."""
+    found = []
+    for system, kind, rid, text in unread:
+        for candidate in _ADDRESS_IN_TEXT.findall(text):
+            address = normalise_email(candidate)
+            if isinstance(address, str) and email_match_key(address) in keys:
+                found.append((system, kind, rid))
+                break
+    return sorted(found)
 
 
 def _value(said: HeldFacts, kind: str) -> str | None:

@@ -94,6 +94,7 @@ def test_forget_erases_the_person_everywhere_and_they_stay_forgotten(
     assert doc["ok"] is True and doc["profiles"] == [profile] and doc["pending"] == []
     assert sum(doc["records"]["contacts"].values()) == len(records) - 1
     assert doc["records"]["quarantined"] == {held[0]: 1}
+    assert doc["unread"] == []  # no held record kept that holds their address
     assert email.lower() not in forgotten.stdout.lower() and email.lower() not in forgotten.stderr.lower()
     for system, rid in records:
         assert list(crmsync_marks(sandboxes.customer(system, rid))) == [], (system, rid)

@@ -322,6 +322,55 @@ def test_the_quarantined_records_that_are_the_persons_go_too_and_are_never_store
     assert store.consistency_problems() == []
 
 
+def _facts_or_fail(system: str, kind: str, payload: Any) -> HeldFacts:
+    """`_facts`, except on a payload its field map cannot read at all (`odd`): it raises."""
+    if payload.get("odd"):
+        raise ValueError("not a record this field map reads")
+    return _facts(system, kind, payload)
+
+
+def test_held_records_that_name_no_one_but_hold_her_address_are_kept_and_named(store: StateStore) -> None:
+    """A held record whose field map reads no one in it (no email, number, link or customer, or
+    the map raised) is no one's by the rules, and stays; but one whose text holds one of her
+    addresses (in any spelling with her match key) is named in the result, so the erasure is
+    not thought whole while the state still holds her address. Records the rules decided, hers
+    or not, are not named; nor is a held record of hers that names no one itself."""
+    _populate(store)
+    linking = SourceRecord("crm", Kind.CONTACT, "9", NOW, {"email": "anna@x.nl", "link": "u9"})  # her CRM record
+    mapped = Contact("crm", "9", NOW, email="anna@x.nl", links=("shop:u9",))
+    store.store_page("crm", Kind.CONTACT, [linking], lambda _: mapped, 2)
+    held = [
+        SourceRecord("shop", Kind.CONTACT, "u1", NOW, {"bad": True, "note": "call Anna <Anna@X.nl>"}),
+        SourceRecord("shop", Kind.CONTACT, "u2", NOW, {"bad": True, "note": "bert@x.nl"}),  # someone else's
+        SourceRecord("shop", Kind.CONTACT, "u3", NOW, {"bad": True, "odd": True, "raw": "ANNA@x.nl;"}),  # unreadable
+        SourceRecord("shop", Kind.CONTACT, "u4", NOW, {"bad": True, "email": "bert@x.nl", "note": "anna@x.nl"}),
+        SourceRecord("shop", Kind.CONTACT, "u5", NOW, {"bad": True, "note": "co@x.nl"}),  # not hers alone
+        SourceRecord("shop", Kind.CONTACT, "u9", NOW, {"bad": True, "note": "anna@x.nl"}),  # hers by her link
+    ]
+    store.store_page("shop", Kind.CONTACT, held, _held, 2)
+    gift = {"customer": "2", "email": None, "bad": True}  # Bert's, by the rules: not named
+    guest = {"customer": None, "email": None, "bad": True, "gift_for": "anna+birthday@x.nl"}
+    orders = [SourceRecord("shop", Kind.ORDER, "g1", NOW, {**gift, "note": "anna@x.nl"})]
+    orders.append(SourceRecord("shop", Kind.ORDER, "g2", NOW, guest))
+    store.store_page("shop", Kind.ORDER, orders, _held, 2)
+    store.save_profiles(
+        {"p_anna": ["crm:9", "shop:1"], "p_bert": ["shop:2"], "p_co": ["shop:3"], "p_co2": ["crm:8"]},
+        [VerdictChunk.of([(p, Membership(frozenset(), None), "{}") for p in ("p_anna", "p_bert", "p_co", "p_co2")])],
+        {},
+        2,
+        [],
+    )
+    erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED}, _facts_or_fail)
+    assert erased.unread == (("shop", "contact", "u1"), ("shop", "contact", "u3"), ("shop", "order", "g2"))
+    assert erased.quarantined == {"shop": 1}  # u9, hers by the link on her CRM record
+    with store.db.reading() as conn:
+        kept = {tuple(r) for r in conn.execute(text("SELECT system, kind, record_id FROM quarantine")).all()}
+    assert {("shop", "contact", "u1"), ("shop", "contact", "u3"), ("shop", "order", "g2")} <= kept
+    assert ("shop", "contact", "u9") not in kept
+    # Without the field maps (no way to read held records), nothing is named either.
+    assert store.erasures.erase(["p_bert"], NOW, {}, None).unread == ()
+
+
 def test_held_records_under_a_shared_address_stay(store: StateStore) -> None:
     """An address on more records of one system than identity resolution joins by, held ones
     counted, is a shared one (a family's, a company's): no held record is hers by it, nor are the
@@ -512,3 +561,22 @@ def _anna_and_bert(store: StateStore, anna: dict[str, Any]) -> None:
         )
     ]
     store.save_profiles({"p_anna": ["crm:9"], "p_bert": ["crm:8"]}, verdicts, {}, 1, [])
+
+
+def test_forget_says_which_held_records_it_kept_with_their_address_and_what_to_do() -> None:
+    """The person's words for an erasure that left held records holding their address: which
+    ones (system, kind, vendor id) and what the operator does about them; none when none."""
+    from sync.forget import render
+
+    document: dict[str, Any] = {
+        "profiles": ["p_anna"],
+        "records": {"contacts": {"shop": 1}, "orders": {}, "quarantined": {}},
+        "systems": {},
+        "pending": [],
+        "unread": [{"system": "shop", "kind": "contact", "id": "u1"}, {"system": "crm", "kind": "order", "id": "g2"}],
+    }
+    text_out = render(document)
+    assert "Kept: 2 quarantined records whose text holds their email address" in text_out
+    assert "  shop contact u1\n  crm order g2\n" in text_out
+    assert "`crmsync forget` the person again" in text_out
+    assert "Kept" not in render({**document, "unread": []})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -46,19 +46,41 @@ class Applier:
         self.write_guard = write_guard or _no_guard
 
     def plan(
-        self, connectors: Mapping[str, Connector], report: CycleReport, desired: Mapping[str, Mapping[str, RemoteState]]
+        self,
+        connectors: Mapping[str, Connector],
+        report: CycleReport,
+        desired: Mapping[str, Mapping[str, RemoteState]],
+        known: dict[str, dict[str, RemoteState]] | None = None,
     ) -> None:
         with collector_paused():
-            self.plan_systems(connectors, report, desired)
+            self.plan_systems(connectors, report, desired, known)
+
+    @staticmethod
+    def planned_systems(connectors: Mapping[str, Connector], report: CycleReport) -> list[str]:
+        """The systems a plan writes to: write-back on, and not failed this cycle."""
+        return [
+            name
+            for name, connector in connectors.items()
+            if report.systems[name].status != "failed" and connector.writes_back
+        ]
+
+    def known_states(self, systems: Iterable[str]) -> dict[str, dict[str, RemoteState]]:
+        """What crmsync knows each record of these systems holds (`StateStore.current_states`):
+        what the plan compares the desired state with, read ahead of it by `Cycle`."""
+        return {name: self.store.current_states(name) for name in systems}
 
     def plan_systems(
-        self, connectors: Mapping[str, Connector], report: CycleReport, desired: Mapping[str, Mapping[str, RemoteState]]
+        self,
+        connectors: Mapping[str, Connector],
+        report: CycleReport,
+        desired: Mapping[str, Mapping[str, RemoteState]],
+        known: dict[str, dict[str, RemoteState]] | None = None,
     ) -> None:
-        for name, connector in connectors.items():
-            outcome = report.systems[name]
-            if outcome.status == "failed" or not connector.writes_back:
-                continue
-            current = self.store.current_states(name)
+        """`known`: `known_states` read before, by system (each let go of once planned: a million
+        records at scale); a system it lacks is read here."""
+        for name in self.planned_systems(connectors, report):
+            connector, outcome = connectors[name], report.systems[name]
+            current = known.pop(name) if known is not None and name in known else self.store.current_states(name)
             changes = plan_system(name, desired.get(name, {}), current)
             if report.dry_run:  # a plan is read by people: whose records, which segments
                 people = contact_people(self.store, name, [c.record_id for c in changes])

@@ -36,6 +36,9 @@ class Compute:
         self.resolver = resolver
         self.clock = clock
         self.history_behind: OnThread[None] | None = None  # the segment history being written
+        # Called once the profiles are assessed and the order columns let go (`Cycle` starts the
+        # plan's ledger read there, beside the save and the desired state).
+        self.assessed_hook: Callable[[], None] | None = None
 
     def desired_states(
         self,
@@ -87,6 +90,8 @@ class Compute:
         segments = self.assess(resolved, now)
         resolved.orders = empty_order_columns()  # the traits hold what the cycle needs of them
         clock.lap("assess")
+        if self.assessed_hook is not None:
+            self.assessed_hook()
         changes = self.store.save_profiles(
             resolved.members,
             segments.verdicts(),

@@ -357,3 +357,66 @@ def test_a_cycle_computes_and_plans_with_quick_switches_one_collection_and_no_ch
         assert report.changes and len(full) == 1
     finally:
         shop.store.close()
+
+
+def test_the_ledger_the_plan_compares_with_is_read_on_a_thread_once_the_profiles_are_assessed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records' known states (`current_states`, SQLite sorting every record's) are read beside
+    the compute, on a thread started once the profiles are assessed (not before: the order columns
+    are let go then), one read per system the plan writes to, and the plan uses them: none is read
+    again on the main thread. The plan is the one a plan reading them itself makes; no thread is
+    left behind."""
+    shop = merchant(tmp_path, Clock(), full=False)
+    try:
+        seed(shop)
+        events: list[tuple[str, str]] = []
+        assess, current_states = shop.cycle.compute.assess, shop.store.current_states
+
+        def assessed(*args: Any, **kwargs: Any) -> Any:
+            found = assess(*args, **kwargs)
+            events.append(("assessed", threading.current_thread().name))
+            return found
+
+        def read(system: str) -> dict[str, RemoteState]:
+            events.append((f"ledger {system}", threading.current_thread().name))
+            return current_states(system)
+
+        monkeypatch.setattr(shop.cycle.compute, "assess", assessed)
+        monkeypatch.setattr(shop.store, "current_states", read)
+        run = shop.store.begin_run("test", shop.clock())
+        report = CycleReport(run.run_id, False, shop.clock())
+        report.systems = {name: SystemOutcome(c.type) for name, c in shop.connectors.items()}
+        shop.cycle._compute_and_plan(shop.connectors, report, run, True)
+        writing = sorted(name for name, c in shop.connectors.items() if c.writes_back)
+        assert writing and events[0] == ("assessed", "MainThread")
+        assert sorted(events[1:]) == [(f"ledger {name}", "crmsync-ledger") for name in writing]
+        assert not [t for t in threading.enumerate() if t.name == "crmsync-ledger"]
+
+        # The same desired state planned against states read at plan time gives the same changes.
+        again = CycleReport(run.run_id, False, shop.clock())
+        again.systems = {name: SystemOutcome(c.type) for name, c in shop.connectors.items()}
+        desired = shop.cycle._compute(shop.connectors, again, run, history=False)
+        shop.cycle._plan(shop.connectors, again, desired)
+        assert again.changes == report.changes
+        assert events[-len(writing) :] == [(f"ledger {name}", "MainThread") for name in writing]
+    finally:
+        shop.store.close()
+
+
+def test_a_ledger_read_ahead_that_fails_ends_the_cycle_with_its_error_and_no_thread_left(tmp_path: Path) -> None:
+    """The plan raises what the read beside the compute raised, before anything is written."""
+    shop = merchant(tmp_path, Clock(), full=False)
+    try:
+        seed(shop)
+        with closing(sqlite3.connect(tmp_path / "crmsync.db")) as db, db:
+            db.execute("ALTER TABLE pushed RENAME TO pushed_away")  # the ledger read joins it
+        run = shop.store.begin_run("test", shop.clock())
+        report = CycleReport(run.run_id, False, shop.clock())
+        report.systems = {name: SystemOutcome(c.type) for name, c in shop.connectors.items()}
+        with pytest.raises(sqlite3.OperationalError, match="no such table: pushed"):
+            shop.cycle._compute_and_plan(shop.connectors, report, run, True)
+        assert not report.changes
+        assert not [t for t in threading.enumerate() if t.name in ("crmsync-ledger", "crmsync-history")]
+    finally:
+        shop.store.close()

@@ -406,7 +406,13 @@ def record_run(
 ) -> None:
     """What this run concluded, for the history and the next run's hysteresis. `changes`: what
     `save_profiles` saw enter and leave, when it could tell."""
-    members = {pid: m.segments for pid, m in zip(segment_run.profiles, segment_run.memberships, strict=True)}
+    # The members are compared only where the changes are not known (153,713 profiles: ~0.1 s of
+    # the history's thread, which bounds a first cycle).
+    members = (
+        {}
+        if changes is not None
+        else {pid: m.segments for pid, m in zip(segment_run.profiles, segment_run.memberships, strict=True)}
+    )
     totals = (len(segment_run.profiles), int(segment_run.traits.revenue_cents.sum()))
     tiers = segment_run.tier_changes(run_seq, now)
     store.record_segments(run_seq, now, members, segment_run.snapshot(), tiers, totals, changes)

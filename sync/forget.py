@@ -76,7 +76,7 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         log.info("erased from the state", erasure=erased.erasure_id, profiles=len(matches))
         if erased.unread:
             log.warning(
-                "held records kept that hold their address",
+                "held records kept that hold their address or number",
                 erasure=erased.erasure_id,
                 records=len(erased.unread),
                 reason="their field maps read no one in them",
@@ -92,7 +92,8 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         "erasure": erased.erasure_id,
         "profiles": list(erased.profiles),
         "records": {"contacts": erased.contacts, "orders": erased.orders, "quarantined": erased.quarantined},
-        # Held records their field maps read no one in, whose text holds an address of theirs: kept.
+        # Held records their field maps read no one in, whose text holds an address or mobile
+        # number of theirs: kept.
         "unread": [{"system": s, "kind": kind, "id": rid} for s, kind, rid in erased.unread],
         "systems": systems,
         "pending": [name for name, outcome in sorted(passed.systems.items()) if outcome.pending],
@@ -160,8 +161,8 @@ def render(document: dict[str, Any]) -> str:
     if unread:
         lines.append(
             f"Kept: {len(unread)} quarantined record{'s' if len(unread) != 1 else ''} whose text holds their "
-            "email address, though the field map reads no one in them (an address alone does not say whose "
-            "a record is):"
+            "email address or mobile number, though the field map reads no one in them (an address or number "
+            "alone does not say whose a record is):"
         )
         lines.extend(f"  {held['system']} {held['kind']} {held['id']}" for held in unread)
         lines.append(

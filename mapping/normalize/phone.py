@@ -10,6 +10,7 @@ cached by raw value.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -78,3 +79,22 @@ def _parse(text: str, region: str) -> Phone:
         return Phone(text, None, INVALID)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return Phone(text, e164, _KIND.get(phonenumbers.number_type(number), OTHER))
+
+
+def numbers_in_text(text: str, regions: Iterable[str]) -> set[str]:
+    """The E.164 form of every valid number `phonenumbers` finds in free text (a note, a payload's
+    JSON), in any spelling it knows ("06-12 34 56 78", "+31 (0)6 1234 5678", "0031 6 ..."); a
+    number written without its country code is read as one of each of `regions`."""
+    found: set[str] = set()
+    for region in regions:
+        for match in phonenumbers.PhoneNumberMatcher(text, region):
+            found.add(phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164))
+    return found
+
+
+def region_of(e164: str) -> str | None:
+    """The region (ISO 3166 code) a number in E.164 form belongs to, None where none does."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except NumberParseException:
+        return None

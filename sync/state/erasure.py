@@ -38,6 +38,7 @@ from mapping import jsontext
 from mapping.identity import same_person_names
 from mapping.model import Kind, RemoteState, record_key
 from mapping.normalize.email import email_match_key, normalise_email
+from mapping.normalize.phone import numbers_in_text, region_of
 from sync.state.keys import addresses_a_record
 from sync.state.schema import (
     contacts,
@@ -109,9 +110,9 @@ class ErasedPerson:
     orders: dict[str, int]
     targets: dict[str, int]  # per system: records whose tags and fields are still to be removed
     quarantined: dict[str, int] = field(default_factory=dict)  # per system: held records of theirs
-    # Held records kept although their text holds an address of the person's: their field map
-    # reads no one in them (`_unread_mentions`). As (system, kind, vendor id), which the operator
-    # needs to find them at the vendor; nothing of the person's own, and stored nowhere.
+    # Held records kept although their text holds an address or a mobile number of the person's:
+    # their field map reads no one in them (`_unread_mentions`). As (system, kind, vendor id), which
+    # the operator needs to find them at the vendor; nothing of the person's own, stored nowhere.
     unread: tuple[tuple[str, str, str], ...] = ()
 
 
@@ -465,7 +466,8 @@ def _quarantined_of(
 ) -> tuple[list[tuple[str, str, str]], list[str], list[tuple[str, str, str]]]:
     """The held records (quarantined: no profile holds them) that are the person's, as (system,
     kind, record id), the email match keys only those records showed, and the held records whose
-    field map reads no one in them but whose text holds an address of theirs (`_unread_mentions`).
+    field map reads no one in them but whose text holds an address or number of theirs
+    (`_unread_mentions`).
 
     A held contact is theirs, as identity resolution would join it to them: under an email match
     key of theirs alone; by a `link:` field naming one of their records, or named by one of theirs
@@ -479,7 +481,8 @@ def _quarantined_of(
     held ones counted together, is a shared one (a family's address or phone, a shop's own): no
     held record is theirs by it. Their raw payloads are the person's data as much as their mapped
     records are. A payload the field map cannot read is left, since nothing says whose it is; but
-    one whose text holds an address of theirs is named, so the operator can see to it."""
+    one whose text holds an address or mobile number of theirs is named, so the operator can see
+    to it."""
     sql = (
         "SELECT q.system, q.kind, q.record_id, r.payload FROM quarantine q JOIN raw_records r "
         "ON r.system = q.system AND r.kind = q.kind AND r.record_id = q.record_id"
@@ -561,7 +564,8 @@ def _quarantined_of(
             held.append((system, kind, rid))
     erased = set(held)  # one of theirs by a link may name no one itself
     left = [entry for entry in unread if entry[:3] not in erased]
-    return sorted(held), sorted(more - set(email_keys)), _unread_mentions(left, keys)
+    numbers = {number for number in mobiles if not shared("mobile", number)}
+    return sorted(held), sorted(more - set(email_keys)), _unread_mentions(left, keys, numbers)
 
 
 # An address as it may stand anywhere in a payload's text (in a note, after a name, in a field
@@ -569,20 +573,30 @@ def _quarantined_of(
 _ADDRESS_IN_TEXT = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
-def _unread_mentions(unread: Sequence[tuple[str, str, str, str]], keys: Set[str]) -> list[tuple[str, str, str]]:
+def _unread_mentions(
+    unread: Sequence[tuple[str, str, str, str]], keys: Set[str], numbers: Set[str] = frozenset()
+) -> list[tuple[str, str, str]]:
     """Of the held records whose field map reads no one in them (`unread`: with the payload's
-    text), those whose text holds an address with one of `keys` (theirs alone) as its match key.
-    They are kept: an address in the text is no proof of whose the record is (a gift's recipient,
-    a note), and an erasure cannot be undone. Named instead, so the erasure is not thought whole
-    while a payload of the state may still hold their address."""
+    text), those whose text holds an address with one of `keys` (theirs alone) as its match key,
+    or one of their mobile `numbers` (E.164, theirs alone) in any spelling `phonenumbers` finds in
+    free text (a national one read as a number of their numbers' countries). They are kept: an
+    address or number in the text is no proof of whose the record is (a gift's recipient, a note),
+    and an erasure cannot be undone. Named instead, so the erasure is not thought whole while a
+    payload of the state may still hold them."""
+    regions = {region for region in map(region_of, numbers) if region is not None}
     found = []
     for system, kind, rid, text in unread:
-        for candidate in _ADDRESS_IN_TEXT.findall(text):
-            address = normalise_email(candidate)
-            if isinstance(address, str) and email_match_key(address) in keys:
-                found.append((system, kind, rid))
-                break
+        if _holds_address(text, keys) or (numbers and not numbers.isdisjoint(numbers_in_text(text, regions))):
+            found.append((system, kind, rid))
     return sorted(found)
+
+
+def _holds_address(text: str, keys: Set[str]) -> bool:
+    for candidate in _ADDRESS_IN_TEXT.findall(text):
+        address = normalise_email(candidate)
+        if isinstance(address, str) and email_match_key(address) in keys:
+            return True
+    return False
 
 
 def _value(said: HeldFacts, kind: str) -> str | None:

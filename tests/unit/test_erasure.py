@@ -371,6 +371,39 @@ def test_held_records_that_name_no_one_but_hold_her_address_are_kept_and_named(s
     assert store.erasures.erase(["p_bert"], NOW, {}, None).unread == ()
 
 
+def test_held_records_that_name_no_one_but_hold_her_mobile_number_are_named(store: StateStore) -> None:
+    """Her mobile number in the text of a held record its field map reads no one in, in a spelling
+    of its own, names the record as her address does; someone else's number, a number she shares
+    with another person's record, or a number of hers only as digits inside something else do
+    not."""
+    anna = Contact("crm", "9", NOW, email="anna@x.nl", phone="+31612345678", phone_kind="mobile", given_name="Anna")
+    bert = Contact("shop", "2", NOW, email="bert@x.nl", phone="+31687654321", phone_kind="mobile")
+    shared = [
+        Contact("crm", "7", NOW, email="anna.work@x.nl", phone="+31611111111", phone_kind="mobile"),
+        Contact("shop", "4", NOW, email="carl@x.nl", phone="+31611111111", phone_kind="mobile"),
+    ]
+    for contact in (anna, bert, *shared):
+        record = SourceRecord(contact.system, Kind.CONTACT, contact.id, NOW, {"email": contact.email})
+        store.store_page(contact.system, Kind.CONTACT, [record], lambda _, c=contact: c, 1)
+    held = [
+        SourceRecord("shop", Kind.CONTACT, "u1", NOW, {"bad": True, "note": "bel Anna: 06-12 34 56 78"}),
+        SourceRecord("shop", Kind.CONTACT, "u2", NOW, {"bad": True, "note": "+31 6 87654321"}),  # Bert's
+        SourceRecord("shop", Kind.CONTACT, "u3", NOW, {"bad": True, "odd": True, "raw": "0031 (0)6 1234 5678"}),
+        SourceRecord("shop", Kind.CONTACT, "u4", NOW, {"bad": True, "note": "06 11111111"}),  # not hers alone
+        SourceRecord("shop", Kind.CONTACT, "u5", NOW, {"bad": True, "iban": "NL91ABNA0417164300612345678"}),
+    ]
+    store.store_page("shop", Kind.CONTACT, held, _held, 2)
+    guest = SourceRecord("shop", Kind.ORDER, "g1", NOW, {"customer": None, "email": None, "bad": True})
+    guest.payload["delivery"] = {"phone": "+31612345678"}
+    store.store_page("shop", Kind.ORDER, [guest], _held, 2)
+    members = {"p_anna": ["crm:9", "crm:7"], "p_bert": ["shop:2"], "p_carl": ["shop:4"]}
+    verdicts = [VerdictChunk.of([(p, Membership(frozenset(), None), "{}") for p in sorted(members)])]
+    store.save_profiles(members, verdicts, {}, 2, [])
+    erased = store.erasures.erase(["p_anna"], NOW, {}, _facts_or_fail)
+    assert erased.unread == (("shop", "contact", "u1"), ("shop", "contact", "u3"), ("shop", "order", "g1"))
+    assert erased.quarantined == {}
+
+
 def test_held_records_under_a_shared_address_stay(store: StateStore) -> None:
     """An address on more records of one system than identity resolution joins by, held ones
     counted, is a shared one (a family's, a company's): no held record is hers by it, nor are the
@@ -576,7 +609,7 @@ def test_forget_says_which_held_records_it_kept_with_their_address_and_what_to_d
         "unread": [{"system": "shop", "kind": "contact", "id": "u1"}, {"system": "crm", "kind": "order", "id": "g2"}],
     }
     text_out = render(document)
-    assert "Kept: 2 quarantined records whose text holds their email address" in text_out
+    assert "Kept: 2 quarantined records whose text holds their email address or mobile number" in text_out
     assert "  shop contact u1\n  crm order g2\n" in text_out
     assert "`crmsync forget` the person again" in text_out
     assert "Kept" not in render({**document, "unread": []})

@@ -82,19 +82,31 @@ def _parse(text: str, region: str) -> Phone:
 
 
 def numbers_in_text(text: str, regions: Iterable[str]) -> set[str]:
-    """The E.164 form of every valid number `phonenumbers` finds in free text (a note, a payload's
-    JSON), in any spelling it knows ("06-12 34 56 78", "+31 (0)6 1234 5678", "0031 6 ..."); a
-    number written without its country code is read as one of each of `regions`."""
+    """The E.164 form of every valid number `phonenumbers` finds in free text (a note, a field's
+    value), in any spelling it knows ("06-12 34 56 78", "+31 (0)6 1234 5678", "0031 6 ..."); a
+    number written without its country code is read as one of each of `regions` (none given: only
+    numbers written with theirs)."""
     found: set[str] = set()
-    for region in regions:
+    for region in regions or ("ZZ",):
         for match in phonenumbers.PhoneNumberMatcher(text, region):
             found.add(phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164))
     return found
 
 
-def region_of(e164: str) -> str | None:
-    """The region (ISO 3166 code) a number in E.164 form belongs to, None where none does."""
+def phone_region(e164: str) -> str | None:
+    """The region (ISO 3166 code, "001" for a number of no country) a number in E.164 form
+    belongs to; None where none does."""
     try:
         return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except NumberParseException:
+        return None
+
+
+def national_digits(e164: str) -> str | None:
+    """The digits every spelling of a number in E.164 form holds in a row, whatever its
+    separators, trunk or international prefix ("612345678" of +31612345678): what tells cheaply
+    that a text cannot hold it."""
+    try:
+        return str(phonenumbers.parse(e164, None).national_number)
     except NumberParseException:
         return None

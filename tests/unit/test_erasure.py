@@ -372,35 +372,47 @@ def test_held_records_that_name_no_one_but_hold_her_address_are_kept_and_named(s
 
 
 def test_held_records_that_name_no_one_but_hold_her_mobile_number_are_named(store: StateStore) -> None:
-    """Her mobile number in the text of a held record its field map reads no one in, in a spelling
-    of its own, names the record as her address does; someone else's number, a number she shares
-    with another person's record, or a number of hers only as digits inside something else do
-    not."""
+    """Her mobile number in a value of a held record its field map reads no one in, in a spelling
+    of its own (after a line break, or national in her number's own country), names the record as
+    her address does; someone else's number, a number she shares with another person's record or
+    with more held records than identity resolution joins by, or a number of hers only as digits
+    inside something else do not."""
     anna = Contact("crm", "9", NOW, email="anna@x.nl", phone="+31612345678", phone_kind="mobile", given_name="Anna")
     bert = Contact("shop", "2", NOW, email="bert@x.nl", phone="+31687654321", phone_kind="mobile")
-    shared = [
+    theirs = [
+        Contact("crm", "6", NOW, email="anna@x.be", phone="+32470123456", phone_kind="mobile"),  # Belgian
+        Contact("crm", "5", NOW, email="anna.old@x.nl", phone="+31622222222", phone_kind="mobile"),
         Contact("crm", "7", NOW, email="anna.work@x.nl", phone="+31611111111", phone_kind="mobile"),
-        Contact("shop", "4", NOW, email="carl@x.nl", phone="+31611111111", phone_kind="mobile"),
+        Contact("shop", "4", NOW, email="carl@x.nl", phone="+31611111111", phone_kind="mobile"),  # Carl's too
     ]
-    for contact in (anna, bert, *shared):
+    for contact in (anna, bert, *theirs):
         record = SourceRecord(contact.system, Kind.CONTACT, contact.id, NOW, {"email": contact.email})
         store.store_page(contact.system, Kind.CONTACT, [record], lambda _, c=contact: c, 1)
     held = [
         SourceRecord("shop", Kind.CONTACT, "u1", NOW, {"bad": True, "note": "bel Anna: 06-12 34 56 78"}),
         SourceRecord("shop", Kind.CONTACT, "u2", NOW, {"bad": True, "note": "+31 6 87654321"}),  # Bert's
         SourceRecord("shop", Kind.CONTACT, "u3", NOW, {"bad": True, "odd": True, "raw": "0031 (0)6 1234 5678"}),
-        SourceRecord("shop", Kind.CONTACT, "u4", NOW, {"bad": True, "note": "06 11111111"}),  # not hers alone
+        SourceRecord("shop", Kind.CONTACT, "u4", NOW, {"bad": True, "note": "06 11111111"}),  # Carl's too
         SourceRecord("shop", Kind.CONTACT, "u5", NOW, {"bad": True, "iban": "NL91ABNA0417164300612345678"}),
+        SourceRecord("shop", Kind.CONTACT, "u6", NOW, {"bad": True, "note": "Terugbellen:\n06-12 34 56 78"}),
+        SourceRecord("shop", Kind.CONTACT, "u7", NOW, {"bad": True, "lines": ["Groet,\nanna@x.nl"]}),
+        SourceRecord("shop", Kind.CONTACT, "u8", NOW, {"bad": True, "note": "GSM 0470 12 34 56"}),
+        SourceRecord("shop", Kind.CONTACT, "u9", NOW, {"bad": True, "note": "06 22222222"}),  # shared by the held
     ]
+    # Four held contacts of one system under her old number: more than identity resolution joins
+    # by (3), so it is a shared one, and none of them is hers by it.
+    old_number = {"bad": True, "mobile": "+31622222222"}
+    held += [SourceRecord("shop", Kind.CONTACT, f"h{n}", NOW, old_number) for n in range(4)]
     store.store_page("shop", Kind.CONTACT, held, _held, 2)
     guest = SourceRecord("shop", Kind.ORDER, "g1", NOW, {"customer": None, "email": None, "bad": True})
-    guest.payload["delivery"] = {"phone": "+31612345678"}
+    guest.payload["delivery"] = {"phone": 31612345678}
     store.store_page("shop", Kind.ORDER, [guest], _held, 2)
-    members = {"p_anna": ["crm:9", "crm:7"], "p_bert": ["shop:2"], "p_carl": ["shop:4"]}
+    members = {"p_anna": ["crm:5", "crm:6", "crm:7", "crm:9"], "p_bert": ["shop:2"], "p_carl": ["shop:4"]}
     verdicts = [VerdictChunk.of([(p, Membership(frozenset(), None), "{}") for p in sorted(members)])]
     store.save_profiles(members, verdicts, {}, 2, [])
     erased = store.erasures.erase(["p_anna"], NOW, {}, _facts_or_fail)
-    assert erased.unread == (("shop", "contact", "u1"), ("shop", "contact", "u3"), ("shop", "order", "g1"))
+    named = ("u1", "u3", "u6", "u7", "u8")
+    assert erased.unread == (*(("shop", "contact", rid) for rid in named), ("shop", "order", "g1"))
     assert erased.quarantined == {}
 
 

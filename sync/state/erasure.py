@@ -488,16 +488,21 @@ def _quarantined_of(
         "ON r.system = q.system AND r.kind = q.kind AND r.record_id = q.record_id"
     )
     read: list[tuple[str, str, str, HeldFacts]] = []
-    unread: list[tuple[str, str, str, str]] = []  # with the payload's text
+    unread: list[tuple[str, str, str, Any]] = []  # with the payload, read once
     for system, kind, rid, payload in raw_rows(conn, sql):
         held_as = (str(system), str(kind), str(rid))
         try:
-            said = facts(*held_as[:2], jsontext.loads(payload))
+            value = jsontext.loads(payload)
+        except Exception:  # no JSON: its text, each escape (`\n`) read as a space
+            unread.append((*held_as, _JSON_ESCAPE.sub(" ", str(payload))))
+            continue
+        try:
+            said = facts(*held_as[:2], value)
         except Exception:  # a payload this odd names no one the field map can see
-            unread.append((*held_as, str(payload)))
+            unread.append((*held_as, value))
             continue
         if said.names_no_one(held_as[1]):
-            unread.append((*held_as, str(payload)))
+            unread.append((*held_as, value))
         read.append((*held_as, said))
     contacts_held = [(system, rid, said) for system, kind, rid, said in read if kind != Kind.ORDER.value]
     mapped_mine = set(members)
@@ -576,10 +581,10 @@ _ADDRESS_IN_TEXT = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-
 
 
 def _unread_mentions(
-    unread: Sequence[tuple[str, str, str, str]], keys: Set[str], numbers: Set[str] = frozenset()
+    unread: Sequence[tuple[str, str, str, Any]], keys: Set[str], numbers: Set[str] = frozenset()
 ) -> list[tuple[str, str, str]]:
-    """Of the held records whose field map reads no one in them (`unread`: with the payload's
-    text), those holding, in any of their values, an address with one of `keys` (theirs alone) as
+    """Of the held records whose field map reads no one in them (`unread`: with the payload as
+    read), those holding, in any of their values, an address with one of `keys` (theirs alone) as
     its match key, or one of their mobile `numbers` (E.164, theirs alone) in any spelling
     `phonenumbers` finds in free text (a national one read as a number of their numbers'
     countries). They are kept: an address or number in a record is no proof of whose it is (a
@@ -588,27 +593,23 @@ def _unread_mentions(
     regions = {region for region in map(phone_region, numbers) if region is not None}
     digits = {national for national in map(national_digits, numbers) if national is not None}
     found = []
-    for system, kind, rid, text in unread:
-        for value in _values_in(text):
+    for system, kind, rid, payload in unread:
+        for value in _values_in(payload):
             if _holds_address(value, keys) or _holds_number(value, numbers, regions, digits):
                 found.append((system, kind, rid))
                 break
     return sorted(found)
 
 
-# A JSON escape in a text no JSON reader could read (`\n`, `\u00e9`): read as a space, so that
+# A JSON escape in a payload no JSON reader could read (`\n`, `\u00e9`): read as a space, so that
 # what follows a line break is not read as joined to the letter before it.
 _JSON_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|.)")
 
 
-def _values_in(text: str) -> Iterator[str]:
-    """The texts a payload holds, each on its own: every key, string and number of its JSON (a
-    note's line breaks as themselves), or where it is no JSON, its text with escapes as spaces."""
-    try:
-        stack = [jsontext.loads(text)]
-    except (ValueError, RecursionError):
-        yield _JSON_ESCAPE.sub(" ", text)
-        return
+def _values_in(payload: Any) -> Iterator[str]:
+    """The texts a payload holds, each on its own (a note's line breaks as themselves): every key,
+    string and number of it."""
+    stack = [payload]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):

@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 import secrets
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
@@ -633,7 +634,8 @@ def _holds_address(text: str, keys: Set[str]) -> bool:
     return False
 
 
-_NOT_DIGITS = re.compile(r"[^0-9]")
+# Any script's decimal digits (full-width, Arabic-Indic, ...) stay: the matcher reads them all.
+_NOT_DIGITS = re.compile(r"\D")
 
 
 def _holds_number(text: str, numbers: Set[str], regions: Set[str], digits: Set[str]) -> bool:
@@ -642,6 +644,8 @@ def _holds_number(text: str, numbers: Set[str], regions: Set[str], digits: Set[s
     if not numbers:
         return False
     run = _NOT_DIGITS.sub("", text)
+    if not run.isascii():
+        run = "".join(str(unicodedata.decimal(digit)) for digit in run)
     if not any(national in run for national in digits):
         return False
     return not numbers.isdisjoint(numbers_in_text(text, regions))

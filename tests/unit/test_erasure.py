@@ -373,7 +373,8 @@ def test_held_records_that_name_no_one_but_hold_her_address_are_kept_and_named(s
 
 def test_held_records_that_name_no_one_but_hold_her_mobile_number_are_named(store: StateStore) -> None:
     """Her mobile number in a value of a held record its field map reads no one in, in a spelling
-    of its own (after a line break, or national in her number's own country), names the record as
+    of its own (after a line break, national in her number's own country, in another script's
+    digits), names the record as
     her address does; someone else's number, a number she shares with another person's record or
     with more held records than identity resolution joins by, or a number of hers only as digits
     inside something else do not."""
@@ -398,6 +399,14 @@ def test_held_records_that_name_no_one_but_hold_her_mobile_number_are_named(stor
         SourceRecord("shop", Kind.CONTACT, "u7", NOW, {"bad": True, "lines": ["Groet,\nanna@x.nl"]}),
         SourceRecord("shop", Kind.CONTACT, "u8", NOW, {"bad": True, "note": "GSM 0470 12 34 56"}),
         SourceRecord("shop", Kind.CONTACT, "u9", NOW, {"bad": True, "note": "06 22222222"}),  # shared by the held
+        # In full-width digits (as an East Asian keyboard types them), which the matcher reads.
+        SourceRecord(
+            "shop",
+            Kind.CONTACT,
+            "uw",
+            NOW,
+            {"bad": True, "note": "bel \uff10\uff16-\uff11\uff12 \uff13\uff14 \uff15\uff16 \uff17\uff18"},
+        ),
     ]
     # Four held contacts of one system under her old number: more than identity resolution joins
     # by (3), so it is a shared one, and none of them is hers by it.
@@ -411,7 +420,7 @@ def test_held_records_that_name_no_one_but_hold_her_mobile_number_are_named(stor
     verdicts = [VerdictChunk.of([(p, Membership(frozenset(), None), "{}") for p in sorted(members)])]
     store.save_profiles(members, verdicts, {}, 2, [])
     erased = store.erasures.erase(["p_anna"], NOW, {}, _facts_or_fail)
-    named = ("u1", "u3", "u6", "u7", "u8")
+    named = ("u1", "u3", "u6", "u7", "u8", "uw")
     assert erased.unread == (*(("shop", "contact", rid) for rid in named), ("shop", "order", "g1"))
     assert erased.quarantined == {}
 

@@ -92,7 +92,7 @@ from datetime import UTC, datetime  # noqa: E402
 
 from hypothesis import strategies as st  # noqa: E402
 
-from mapping.identity import identifiers, survive  # noqa: E402
+from mapping.identity import identifiers, same_person_names, survive  # noqa: E402
 from mapping.model import Contact  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -146,6 +146,20 @@ def test_mobile_joins_but_email_is_stronger_under_the_size_limit() -> None:
     # email joins first (stronger), so the mobile join that would make three records is refused
     assert limited.assignment["a:1"] == limited.assignment["b:1"] != limited.assignment["c:1"]
     assert [(link.kind, link.value) for link in limited.refused] == [("mobile", "+31611111111")]
+
+
+def test_a_given_name_of_dots_alone_is_no_name_and_a_real_disagreement_still_keeps_a_mobile_apart() -> None:
+    """A placeholder given name ("." where a form demanded one, or dots and spaces) says no more
+    than none: a mobile number joins its record to another whatever that one's name (it raised
+    IndexError, so every cycle of such a merchant failed in identity resolution). A name that does
+    disagree still keeps the number from joining."""
+    records = [contact(key, None, "+31611111111") for key in ("crm:1", "shop:1", "web:1", "web:2")]
+    names = {"crm:1": "Jan", "shop:1": ".", "web:1": " . . ", "web:2": "Piet"}
+    result = resolve([(c.key, identifiers(c)) for c in records], {}, {}, names=names)
+    jan = result.assignment["crm:1"]
+    assert result.assignment["shop:1"] == result.assignment["web:1"] == jan != result.assignment["web:2"]
+    assert same_person_names(".", "Jan") and same_person_names("Jan", ". .") and same_person_names(None, ".")
+    assert not same_person_names("Piet", "Jan") and same_person_names("J.", "Jan")
 
 
 pools = st.tuples(

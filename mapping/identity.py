@@ -252,10 +252,10 @@ def _components(position: Mapping[int, int], loose: Iterable[tuple[int, int]], f
 
 def same_person_names(a: str | None, b: str | None) -> bool:
     """Given names that could belong to one person: either unknown, equal, or one the initial of
-    the other (`J.` and `Jan`). Dots and spaces alone (`.` where a form demanded a name) are no
-    name: unknown."""
+    the other (`J.` and `Jan`). Dots and white space alone (`.` where a form demanded a name, a
+    line separator) are no name: unknown."""
     a, b = (a or "").casefold().strip(" ."), (b or "").casefold().strip(" .")
-    if not a or not b:
+    if not a.split() or not b.split():
         return True
     return a == b or a.split()[0] == b.split()[0] or (a[0] == b[0] and (len(a) <= 2 or len(b) <= 2))
 

@@ -197,6 +197,34 @@ def test_a_record_linking_to_one_not_yet_stored_joins_it_when_it_arrives(tmp_pat
     assert_same(again, shop.resolve(reuse=False))  # the contact rows end where a full read's do
 
 
+def test_a_cycle_resolves_a_contact_whose_given_name_is_a_dot(tmp_path: Path) -> None:
+    """A shop that demands a first name gets "." from some customers, and the name parser keeps it.
+    Such a contact sharing a mobile number with a named one stopped every cycle in identity
+    resolution (IndexError); the number now joins them, as it would with no name at all."""
+    from mapping.normalize.names import parse_name
+
+    shop = merchant(tmp_path)
+
+    def mapper(record: SourceRecord) -> Contact:
+        given = parse_name(record.payload["first"], None, "Jansen")
+        assert given is not None and given.given == record.payload["first"]  # "." is kept as given
+        email = record.payload["email"]
+        return Contact(
+            record.system,
+            record.id,
+            NOW,
+            email=email,
+            phone="+31612345678",
+            phone_kind="mobile",
+            given_name=given.given,
+        )
+
+    for system, first, email in (("shop", ".", "a@example.nl"), ("web", "Jan", "b@example.nl")):
+        record = SourceRecord(system, Kind.CONTACT, "1", NOW, {"first": first, "email": email})
+        shop.store.store_page(system, Kind.CONTACT, [record], mapper, shop.run_seq())
+    assert list(shop.resolve(reuse=False).members.values()) == [["shop:1", "web:1"]]
+
+
 def test_a_vacuumed_state_resolves_in_full_once(tmp_path: Path) -> None:
     """`VACUUM` may renumber rowids (SQLite's documentation; 3.40 kept them in our trials), and the
     kept contact rows and the orders read by difference are keyed by them: after one, neither the

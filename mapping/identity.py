@@ -255,9 +255,10 @@ def same_person_names(a: str | None, b: str | None) -> bool:
     the other (`J.` and `Jan`). Dots and white space alone (`.` where a form demanded a name, a
     line separator) are no name: unknown."""
     a, b = (a or "").casefold().strip(" ."), (b or "").casefold().strip(" .")
-    if not a.split() or not b.split():
+    words_a, words_b = a.split(), b.split()
+    if not words_a or not words_b:
         return True
-    return a == b or a.split()[0] == b.split()[0] or (a[0] == b[0] and (len(a) <= 2 or len(b) <= 2))
+    return a == b or words_a[0] == words_b[0] or (a[0] == b[0] and (len(a) <= 2 or len(b) <= 2))
 
 
 def _most_per_system(records: Sequence[str]) -> int:

@@ -102,6 +102,12 @@ def phone_region(e164: str) -> str | None:
         return None
 
 
+def digits_in(text: str) -> str:
+    """Every digit `phonenumbers` reads in `text` (full-width, Arabic-Indic and other scripts'
+    too), as ASCII digits in order, nothing else: what a number in the text must show in a row."""
+    return phonenumbers.normalize_digits_only(text)
+
+
 def national_digits(e164: str) -> str | None:
     """The digits every spelling of a number in E.164 form holds in a row, whatever its
     separators, trunk or international prefix ("612345678" of +31612345678): what tells cheaply

@@ -25,7 +25,6 @@ import hashlib
 import json
 import re
 import secrets
-import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
@@ -39,7 +38,7 @@ from mapping import jsontext
 from mapping.identity import same_person_names
 from mapping.model import Kind, RemoteState, record_key
 from mapping.normalize.email import email_match_key, normalise_email
-from mapping.normalize.phone import national_digits, numbers_in_text, phone_region
+from mapping.normalize.phone import digits_in, national_digits, numbers_in_text, phone_region
 from sync.state.keys import addresses_a_record
 from sync.state.schema import (
     contacts,
@@ -634,18 +633,12 @@ def _holds_address(text: str, keys: Set[str]) -> bool:
     return False
 
 
-# Any script's decimal digits (full-width, Arabic-Indic, ...) stay: the matcher reads them all.
-_NOT_DIGITS = re.compile(r"\D")
-
-
 def _holds_number(text: str, numbers: Set[str], regions: Set[str], digits: Set[str]) -> bool:
     """Whether `text` holds one of `numbers`. The matcher costs about a millisecond per kilobyte and
     region, so it only reads a text whose digits, in a row, hold one of the numbers' own."""
     if not numbers:
         return False
-    run = _NOT_DIGITS.sub("", text)
-    if not run.isascii():
-        run = "".join(str(unicodedata.decimal(digit)) for digit in run)
+    run = digits_in(text)  # the digits as the matcher reads them: it never finds a number this drops
     if not any(national in run for national in digits):
         return False
     return not numbers.isdisjoint(numbers_in_text(text, regions))

@@ -374,10 +374,9 @@ def test_held_records_that_name_no_one_but_hold_her_address_are_kept_and_named(s
 def test_held_records_that_name_no_one_but_hold_her_mobile_number_are_named(store: StateStore) -> None:
     """Her mobile number in a value of a held record its field map reads no one in, in a spelling
     of its own (after a line break, national in her number's own country, in another script's
-    digits), names the record as
-    her address does; someone else's number, a number she shares with another person's record or
-    with more held records than identity resolution joins by, or a number of hers only as digits
-    inside something else do not."""
+    digits), names the record as her address does; someone else's number, a number she shares with
+    another person's record or with more held records than identity resolution joins by, or a
+    number of hers only as digits inside something else do not."""
     anna = Contact("crm", "9", NOW, email="anna@x.nl", phone="+31612345678", phone_kind="mobile", given_name="Anna")
     bert = Contact("shop", "2", NOW, email="bert@x.nl", phone="+31687654321", phone_kind="mobile")
     theirs = [

@@ -160,6 +160,7 @@ def test_a_given_name_of_dots_alone_is_no_name_and_a_real_disagreement_still_kee
     assert result.assignment["shop:1"] == result.assignment["web:1"] == jan != result.assignment["web:2"]
     assert same_person_names(".", "Jan") and same_person_names("Jan", ". .") and same_person_names(None, ".")
     assert same_person_names("Jan", ". \t") and same_person_names("\u2028", "Jan")  # white space of other kinds
+    assert not same_person_names("Piet", "Jan") and same_person_names("J.", "Jan")
 
 
 @given(st.text(max_size=8), st.text(max_size=8))
@@ -167,7 +168,6 @@ def test_any_two_given_names_are_compared_without_failing(a: str, b: str) -> Non
     """Whatever text a state holds as a given name, the comparison answers, and the same either
     way round, so no stored name can stop identity resolution or make it depend on record order."""
     assert same_person_names(a, b) == same_person_names(b, a)
-    assert not same_person_names("Piet", "Jan") and same_person_names("J.", "Jan")
 
 
 pools = st.tuples(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import traceback
@@ -14,10 +15,13 @@ def crash_report(exc: BaseException) -> int:
     from connectors.redaction import redact_text
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    path = Path(tempfile.gettempdir()) / f"crmsync-crash-{stamp}.log"
     try:
-        path.write_text(redact_text("".join(traceback.format_exception(exc))))
-        where = f"details in {path}"
+        # A file of its own (a daemon's cycles can crash twice in one second), readable by its
+        # owner alone: the traceback is redacted, but names paths, hosts and record ids.
+        handle, name = tempfile.mkstemp(prefix=f"crmsync-crash-{stamp}-", suffix=".log")
+        with os.fdopen(handle, "w", encoding="utf-8") as log:
+            log.write(redact_text("".join(traceback.format_exception(exc))))
+        where = f"details in {Path(name)}"
     except OSError:
         where = "no crash log could be written"
     print(f"crmsync: internal error: {type(exc).__name__}: {redact_text(str(exc))} ({where})", file=sys.stderr)

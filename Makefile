@@ -47,10 +47,12 @@ debs:
 # test, but with pytest 9 it scatters the group and every worker ran the whole matrix). The chaos tables
 # (faults survived, crash points recovered, bad inputs, secrets found) are printed from this very
 # run, whether it passed or not, and after a failure the failed tests' names come last, where a CI
-# log's tail shows them; `python -m tests.chaos.report` runs the chaos suite alone. Last, the wall time.
+# log's tail shows them, each with the reason it gave (pytest's "E " lines, from the run's JUnit XML);
+# `python -m tests.chaos.report` runs the chaos suite alone. Last, the wall time.
 test: lint typecheck debs
 	@start=$$(date +%s); \
-	$(BIN)/python -m pytest -n auto --dist loadfile; status=$$?; \
+	rm -f .pytest_cache/last-run.xml; \
+	$(BIN)/python -m pytest -n auto --dist loadfile --junitxml=.pytest_cache/last-run.xml; status=$$?; \
 	if [ $$status -eq 0 ]; then $(BIN)/python -m tests.chaos.report --last; \
 	else $(BIN)/python -m tests.chaos.report --last --failed; fi; \
 	echo "make test: $$(( $$(date +%s) - start )) s of wall time (pytest exit $$status)"; exit $$status

@@ -20,8 +20,14 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 LAST_FAILED = Path(__file__).resolve().parents[2] / ".pytest_cache" / "v" / "cache" / "lastfailed"
+# `make test` has pytest write its JUnit XML here: the reason each failed test gave, printed under
+# its name (a flaky test seen once in a clone's log is otherwise a name without a cause).
+LAST_RUN = Path(__file__).resolve().parents[2] / ".pytest_cache" / "last-run.xml"
+REASON_LINES = 12  # of pytest's "E " lines per failed test
+REASON_WIDTH = 300  # characters per line
 RESULTS = Path(os.environ.get("CRMSYNC_CHAOS_RESULTS", Path(__file__).resolve().parents[2] / ".chaos" / "results.json"))
 _lock = threading.Lock()
 
@@ -180,13 +186,50 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     return code
 
 
-def failed_tests(cache: Path = LAST_FAILED) -> str:
-    """The tests pytest's cache lists as failed: printed last by `make test` when the suite fails,
-    because CI logs are read from the bottom and the tables above push pytest's own summary away."""
+def failed_tests(cache: Path = LAST_FAILED, junit: Path = LAST_RUN) -> str:
+    """The tests pytest's cache lists as failed, each with the reason it gave (from the run's
+    JUnit XML, when there is one): printed last by `make test` when the suite fails, because CI logs
+    are read from the bottom and the tables above push pytest's own summary away."""
     failed = sorted(json.loads(cache.read_text())) if cache.exists() else []
     if not failed:
         return "\n== Failed tests\n\nnone recorded in pytest's cache"
-    return "\n== Failed tests\n\n" + "\n".join(failed)
+    reasons = failure_reasons(junit)
+    lines = ["", "== Failed tests", ""]
+    for nodeid in failed:
+        lines.append(nodeid)
+        lines.extend(f"    {line}" for line in reasons.get(junit_name(nodeid), []))
+    return "\n".join(lines)
+
+
+def junit_name(nodeid: str) -> tuple[str, str]:
+    """A pytest node id as JUnit XML names the test case: (classname, name)."""
+    path, _, rest = nodeid.partition("::")
+    *classes, name = rest.split("::")
+    module = path.removesuffix(".py").replace("/", ".")
+    return ".".join([module, *classes]), name
+
+
+def failure_reasons(junit: Path) -> dict[tuple[str, str], list[str]]:
+    """Per failed or erroring test case of a JUnit XML file, the lines saying why: pytest's "E "
+    lines (the assertion and what it compared), else the failure's message; each line cut short."""
+    try:
+        root = ElementTree.parse(junit).getroot()
+    except (OSError, ElementTree.ParseError):
+        return {}
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for case in root.iter("testcase"):
+        for problem in (*case.findall("failure"), *case.findall("error")):
+            text = problem.text or ""
+            said = [line for line in text.splitlines() if line.startswith("E ")]
+            if not said:
+                said = (problem.get("message") or "").splitlines()
+            key = (case.get("classname", ""), case.get("name", ""))
+            reasons.setdefault(key, []).extend(_cut(line) for line in said[:REASON_LINES])
+    return reasons
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= REASON_WIDTH else line[: REASON_WIDTH - 3] + "..."
 
 
 if __name__ == "__main__":

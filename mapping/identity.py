@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -139,9 +139,11 @@ def resolve(
     another record is a link to it. `previous`: record key -> the profile id it had. `age`: profile
     id -> creation rank (smaller is older). `limits`: per kind, how many records of one system may
     hold a value before it is shared. `max_profile`: the most records one profile may hold.
-    `names`: record key -> given name; a mobile number never joins two records whose given names
-    disagree (a family shares a phone, not a person). `taken`: profile ids a new id must not be,
-    beyond those of `previous` and `age`."""
+    `names`: record key -> given name. A family shares a phone, not a person, so a mobile number
+    joins profiles-to-be (clusters), not records: never two whose given names disagree (each name
+    of one against each of the other, whatever joined them), and where the names on a number
+    disagree it joins no cluster without a name to anybody (whose record it is, the number cannot
+    say). `taken`: profile ids a new id must not be, beyond those of `previous` and `age`."""
     items = list(identified)
     keys = sorted({key for key, _ in items})
     index = {key: i for i, key in enumerate(keys)}
@@ -186,9 +188,50 @@ def resolve(
             loose.append((a, b))
             return
         low, high = (ra, rb) if ra < rb else (rb, ra)
+        if names:
+            ours, theirs = names_of(low), names_of(high)
+            named.pop(high, None)
+            if ours or theirs:  # else none, as `low`'s own name is
+                named[low] = ours | theirs
         parent[high] = low
         size[low] += size[high]
         result.links.append(link)
+
+    # The given names of each cluster that a join made, where it has any (a record alone has its
+    # own): what a mobile number's join compares.
+    named: dict[int, frozenset[str]] = {}
+
+    def names_of(root: int) -> frozenset[str]:
+        found = named.get(root)
+        if found is None:
+            return given_names(names.get(keys[root])) if names else frozenset()
+        return found
+
+    def join_by_mobile(holders: list[int], value: str) -> None:
+        """Where the names on the number agree, every holder joins the first; where they disagree
+        (a family's), each holder with a name joins the first one before it whose names agree
+        with its own, and a cluster without a name joins nobody by it."""
+        roots = {find(h) for h in holders}
+        if len(roots) == 1:  # the same person's by a stronger identifier already
+            return
+        every = frozenset().union(*(names_of(root) for root in roots))
+        anchor = holders[0]
+        if names_agree(every, every):
+            for other in holders[1:]:
+                join(anchor, other, "mobile", value)
+            return
+        for at in range(1, len(holders)):
+            other = holders[at]
+            mine = names_of(find(other))
+            mate = next((h for h in holders[:at] if agreeing(h, mine)), None) if mine else None
+            if mate is None:
+                loose.append((anchor, other))
+            else:
+                join(mate, other, "mobile", value)  # nothing, when one already holds the other
+
+    def agreeing(holder: int, names: frozenset[str]) -> bool:
+        theirs = names_of(find(holder))
+        return bool(theirs) and names_agree(names, theirs)
 
     for a, b, value in sorted(set(link_pairs)):
         join(a, b, "record", value)
@@ -206,11 +249,11 @@ def resolve(
             result.shared[token] = len(holders)
             loose.extend((holders[0], other) for other in holders[1:])
             continue
+        if kind == "mobile" and names:
+            join_by_mobile(holders, value)
+            continue
         anchor = holders[0]
         for other in holders[1:]:
-            if kind == "mobile" and names and not same_person_names(names.get(keys[anchor]), names.get(keys[other])):
-                loose.append((anchor, other))
-                continue
             join(anchor, other, kind, value)
 
     # Roots first seen in key order: the clusters come out sorted by their smallest key already.
@@ -248,6 +291,17 @@ def _components(position: Mapping[int, int], loose: Iterable[tuple[int, int]], f
     for i in touched:  # only a former root was ever moved
         parent[i] = top(i)
     return parent
+
+
+def given_names(name: str | None) -> frozenset[str]:
+    """A record's given name as a cluster's names hold it: none when it is no name (missing, or
+    dots and white space alone: see same_person_names)."""
+    return frozenset((name,)) if name and name.casefold().strip(" .").split() else frozenset()
+
+
+def names_agree(ours: Set[str], theirs: Set[str]) -> bool:
+    """Whether every given name of one set could be the person of every name of the other."""
+    return all(same_person_names(a, b) for a in ours for b in theirs)
 
 
 def same_person_names(a: str | None, b: str | None) -> bool:

@@ -2,7 +2,8 @@
 
 Resolution joins records that share an identifier, and what it makes of a group of records depends
 on those records alone: the order of joins, the anchors, the limits on shared values and on profile
-size, the name test on mobiles all look only at the holders of each value. So a resolution falls
+size look only at the holders of each value, and the name test on mobiles at the clusters holding
+them, which are joined by values too. So a resolution falls
 apart into components (`Resolution.components`: clusters that share a value, joined by it or not),
 and a component none of whose records changed, and which no changed record now reaches, resolves
 exactly as before, under the same profile id (its records all had that id, and no other cluster

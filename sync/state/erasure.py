@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select, update
 
 from mapping import jsontext
-from mapping.identity import same_person_names
+from mapping.identity import given_names, names_agree, same_person_names
 from mapping.model import Kind, RemoteState, record_key
 from mapping.normalize.email import email_match_key, normalise_email
 from mapping.normalize.phone import digits_in, national_digits, numbers_in_text, phone_region
@@ -472,7 +472,9 @@ def _quarantined_of(
     A held contact is theirs, as identity resolution would join it to them: under an email match
     key of theirs alone; by a `link:` field naming one of their records, or named by one of theirs
     (`linked`: those record keys); or under a mobile number of theirs alone whose given names do
-    not disagree with its own. One found by a link or a number whose own email is on someone
+    not disagree with its own (and, where another held contact's name on that number is not
+    theirs, whose own name is theirs and not that other's: no nameless one). One found by a link
+    or a number whose own email is on someone
     else's record is left: the evidence points two ways, and an erasure cannot be undone. An email
     such a record brings, on no one else's record, is theirs from then on (more held contacts,
     their guest orders). A held order is theirs when it names one of their customer records
@@ -518,18 +520,30 @@ def _quarantined_of(
         return counted[(kind, value)]
 
     their_keys = {record_key(system, rid) for system, rid in members}
+    # The given names held contacts carry beside each of their numbers: on a number whose names
+    # disagree (a family's), a held contact is theirs only by a name that is theirs and no one
+    # else's there, as identity resolution joins no nameless record by such a number.
+    held_names: dict[str, frozenset[str]] = {}
+    for _, _, said in contacts_held:
+        number = said.mobile
+        if number is not None and number in mobiles:
+            held_names[number] = held_names.get(number, frozenset()) | given_names(said.given_name)
 
     def joined(system: str, rid: str, said: HeldFacts) -> bool:
         """By a link either way, or by a mobile number of theirs."""
         if record_key(system, rid) in linked or their_keys.intersection(said.links):
             return True
         mobile = said.mobile
-        return (
-            mobile is not None
-            and mobile in mobiles
-            and not shared("mobile", mobile)
-            and all(same_person_names(name, said.given_name) for name in mobiles[mobile])
-        )
+        if mobile is None or mobile not in mobiles or shared("mobile", mobile):
+            return False
+        own, theirs = given_names(said.given_name), frozenset(mobiles[mobile])
+        if not names_agree(own, theirs):
+            return False
+        # Names on the number that are not theirs: someone else's too, then.
+        others = [name for name in held_names.get(mobile, ()) if not names_agree({name}, theirs)]
+        if not others:
+            return True
+        return bool(own) and not any(same_person_names(name, other) for name in own for other in others)
 
     keys = {key for key in email_keys if not shared("email", key)}
     more: set[str] = set()

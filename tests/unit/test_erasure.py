@@ -468,9 +468,10 @@ def test_held_contacts_with_her_mobile_number_go_unless_the_number_is_shared_or_
     store: StateStore,
 ) -> None:
     """Identity resolution joins records by a mobile number too (never across given names that
-    disagree, never by a number on more records of one system than the limit): so does forget,
-    for held contacts that carry her number and no email of hers."""
-    mine, family = "+31612345678", "+31687654321"
+    disagree, never by a number on more records of one system than the limit, and on a number
+    whose names disagree, a family's, no record without a name): so does forget, for held
+    contacts that carry her number and no email of hers."""
+    mine, family, quiet, theirs = "+31612345678", "+31687654321", "+31611112222", "+31622223333"
 
     def mapped(record: SourceRecord) -> Contact:
         p = record.payload
@@ -487,28 +488,34 @@ def test_held_contacts_with_her_mobile_number_go_unless_the_number_is_shared_or_
     people = [
         SourceRecord("crm", Kind.CONTACT, "9", NOW, {"email": "anna@x.nl", "mobile": mine, "name": "Anna"}),
         SourceRecord("crm", Kind.CONTACT, "7", NOW, {"email": "anna2@x.nl", "mobile": family, "name": "Anna"}),
+        SourceRecord("crm", Kind.CONTACT, "8", NOW, {"email": "anna3@x.nl", "mobile": quiet, "name": "Anna"}),
+        SourceRecord("crm", Kind.CONTACT, "6", NOW, {"email": "anna4@x.nl", "mobile": theirs, "name": "Anna"}),
     ]
     store.store_page("crm", Kind.CONTACT, people, mapped, 1)
     verdicts = [VerdictChunk.of([("p_anna", Membership(frozenset(), None), "{}")])]
-    store.save_profiles({"p_anna": ["crm:9", "crm:7"]}, verdicts, {}, 1, [])
+    store.save_profiles({"p_anna": ["crm:6", "crm:7", "crm:8", "crm:9"]}, verdicts, {}, 1, [])
 
     def held(rid: str, mobile: str, name: str | None) -> SourceRecord:
         return SourceRecord("shop", Kind.CONTACT, rid, NOW, {"mobile": mobile, "name": name, "bad": True})
 
     records = [
-        held("h1", mine, "A."),  # her number, her initial: hers
-        held("h2", mine, None),  # her number, no readable name: hers
+        held("h1", mine, "A."),  # her number, her initial, which is not Bert's: hers
+        held("h2", mine, None),  # her number, no name, but Bert's number too: whose, it cannot say
         held("h3", mine, "Bert"),  # her number, another given name: her son's phone, not hers
+        held("q1", quiet, None),  # a number no other name is on, no readable name: hers
+        held("q2", quiet, ". "),  # the same, a name of dots alone
+        held("t1", theirs, "A."),  # Anna's initial, and Arthur's: the evidence points two ways
+        held("t2", theirs, "Arthur"),
         *(held(f"f{i}", family, "Anna") for i in range(4)),  # a number on four shop records: shared
     ]
     store.store_page("shop", Kind.CONTACT, records, _held, 1)
     store.store_page("shop", Kind.ORDER, _orders("shop", ("o1", "h1", None), ("o2", "h3", None)), _map, 1)
     erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED}, _facts, SharedAbove(email=3, mobile=3))
-    assert erased.quarantined == {"shop": 2}
+    assert erased.quarantined == {"shop": 3}
     assert erased.orders == {"shop": 1}  # o1 names h1
     with store.db.reading() as conn:
         kept = sorted(r for (r,) in conn.execute(text("SELECT record_id FROM quarantine")).all())
-    assert kept == ["f0", "f1", "f2", "f3", "h3"]
+    assert kept == ["f0", "f1", "f2", "f3", "h2", "h3", "t1", "t2"]
     assert store.consistency_problems() == []
 
 

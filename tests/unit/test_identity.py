@@ -154,13 +154,100 @@ def test_a_given_name_of_dots_alone_is_no_name_and_a_real_disagreement_still_kee
     IndexError, so every cycle of such a merchant failed in identity resolution). A name that does
     disagree still keeps the number from joining."""
     records = [contact(key, None, "+31611111111") for key in ("crm:1", "shop:1", "web:1", "web:2")]
-    names = {"crm:1": "Jan", "shop:1": ".", "web:1": " . . ", "web:2": "Piet"}
+    names = {"crm:1": "Jan", "shop:1": ".", "web:1": " . . "}
     result = resolve([(c.key, identifiers(c)) for c in records], {}, {}, names=names)
-    jan = result.assignment["crm:1"]
-    assert result.assignment["shop:1"] == result.assignment["web:1"] == jan != result.assignment["web:2"]
+    assert len(set(result.assignment.values())) == 1  # Jan's number: the placeholders and the nameless join
+    names["web:2"] = "Piet"
+    result = resolve([(c.key, identifiers(c)) for c in records], {}, {}, names=names)
+    # Now a family's number: Jan and Piet stay apart, and so do the records without a real name.
+    assert len(set(result.assignment.values())) == 4
     assert same_person_names(".", "Jan") and same_person_names("Jan", ". .") and same_person_names(None, ".")
     assert same_person_names("Jan", ". \t") and same_person_names("\u2028", "Jan")  # white space of other kinds
     assert not same_person_names("Piet", "Jan") and same_person_names("J.", "Jan")
+
+
+def test_a_record_without_a_name_never_carries_a_familys_number_from_one_member_to_another() -> None:
+    """A mobile number joins clusters, not records: a record with no given name agreed with Jan and
+    with Piet alike, so as the first holder of their family's number it joined both into one profile
+    (two people's orders, segments and tags as one). Now it joins neither: whose record it is, the
+    number cannot say."""
+    family = "+31611111111"
+    records = [contact("crm:1", None, family), contact("shop:2", None, family), contact("web:3", None, family)]
+    result = resolve([(c.key, identifiers(c)) for c in records], {}, {}, names={"shop:2": "Jan", "web:3": "Piet"})
+    assert len(set(result.assignment.values())) == 3 and result.links == []
+    # The nameless record is Piet's by their shared email: Jan's number still joins nobody to Piet.
+    records = [
+        contact("crm:1", "piet@x.nl", family),
+        contact("shop:2", None, family),
+        contact("web:3", "piet@x.nl"),
+    ]
+    result = resolve([(c.key, identifiers(c)) for c in records], {}, {}, names={"shop:2": "Jan", "web:3": "Piet"})
+    assert result.assignment["crm:1"] == result.assignment["web:3"] != result.assignment["shop:2"]
+    assert [(link.kind, link.b) for link in result.links] == [("email", "web:3")]
+    # The two records of one component stay one component (resolved again together by difference).
+    assert len(set(result.components)) == 1
+
+
+def test_on_a_familys_number_each_member_still_finds_their_own_records() -> None:
+    """Piet's record comes first on the number, so it used to be the only one compared against:
+    Jan's two records, which agree, stayed apart. Each holder now joins the first one before it whose
+    names agree; "J." agrees with Jan and with Joost, who do not agree with each other."""
+    family = "+31611111111"
+    keys = ("a:1", "b:1", "c:1", "d:1", "e:1")
+    names = {"a:1": "Piet", "b:1": "Jan", "c:1": "jan", "d:1": "J.", "e:1": "Joost"}
+    result = resolve([(k, [("mobile", family)]) for k in keys], {}, {}, names=names)
+    at = result.assignment
+    assert at["b:1"] == at["c:1"] == at["d:1"] != at["a:1"]
+    assert len({at["a:1"], at["b:1"], at["e:1"]}) == 3  # Joost disagrees with Jan, though not with J.
+    assert [(link.a, link.b) for link in result.links] == [("b:1", "c:1"), ("b:1", "d:1")]
+
+
+names_pool = st.sampled_from([None, ".", "Jan", "jan", "J.", "Joost", "Piet"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.integers(0, 6),
+            st.one_of(st.none(), st.sampled_from(["x@x.nl", "y@x.nl"])),
+            st.one_of(st.none(), st.sampled_from(["+31611111111", "+31622222222"])),
+            names_pool,
+        ),
+        min_size=1,
+        max_size=16,
+        unique_by=lambda t: (t[0], t[1]),
+    ),
+    st.one_of(st.none(), st.integers(1, 3)),
+    st.integers(2, 8),
+)
+def test_two_disagreeing_names_share_a_profile_only_by_email_or_link(
+    rows: list[tuple[str, int, str | None, str | None, str | None]], limit: int | None, max_profile: int
+) -> None:
+    """Whatever the records (and the limits on shared values and profile size), wherever a profile
+    holds two given names that disagree, the records carrying them are joined by emails and links
+    alone: no mobile number (directly, or through a record with no name) put two people together."""
+    records = [contact(f"{s}:{n}", email, mobile) for s, n, email, mobile, _ in rows]
+    names = {f"{s}:{n}": name for s, n, _, _, name in rows if name is not None}
+    limits = {} if limit is None else {"email": limit, "mobile": limit}
+    result = resolve(
+        [(c.key, identifiers(c)) for c in records], {}, {}, limits=limits, max_profile=max_profile, names=names
+    )
+    parent = {c.key: c.key for c in records}
+
+    def top(key: str) -> str:
+        while parent[key] != key:
+            key = parent[key]
+        return key
+
+    for link in result.links:
+        if link.kind != "mobile":
+            parent[top(link.a)] = top(link.b)
+    for a in names:
+        for b in names:
+            if result.assignment[a] == result.assignment[b] and not same_person_names(names[a], names[b]):
+                assert top(a) == top(b), (a, b, result.links)
 
 
 @given(st.text(max_size=8), st.text(max_size=8))

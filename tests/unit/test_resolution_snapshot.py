@@ -225,6 +225,37 @@ def test_a_cycle_resolves_a_contact_whose_given_name_is_a_dot(tmp_path: Path) ->
     assert list(shop.resolve(reuse=False).members.values()) == [["shop:1", "web:1"]]
 
 
+def test_a_cycle_keeps_a_familys_number_from_joining_its_members_through_a_nameless_record(tmp_path: Path) -> None:
+    """Jan and Piet share their family's mobile with a shop record that has no given name: the
+    number joins none of them (the nameless record sorted first and joined both into one profile),
+    in a full resolution and in one by difference after an unrelated contact arrives."""
+    shop = merchant(tmp_path)
+
+    def mapper(record: SourceRecord) -> Contact:
+        first = record.payload["first"]
+        return Contact(
+            record.system,
+            record.id,
+            NOW,
+            email=record.payload["email"],
+            phone="+31612345678",
+            phone_kind="mobile",
+            given_name=first,
+        )
+
+    for system, rid, first in (("shop", "1", None), ("web", "1", "Jan"), ("web", "2", "Piet")):
+        record = SourceRecord(system, Kind.CONTACT, rid, NOW, {"first": first, "email": f"{system}{rid}@example.nl"})
+        shop.store.store_page(system, Kind.CONTACT, [record], mapper, shop.run_seq())
+    full = shop.resolve(reuse=False)
+    assert sorted(full.members.values()) == [["shop:1"], ["web:1"], ["web:2"]]
+    shop.compute()
+    shop.contact("web", "3", "cor@example.nl")
+    again = shop.resolve(reuse=True)
+    assert shop.cycle.resolver.identities_by_difference
+    assert_same(again, shop.resolve(reuse=False))
+    assert sorted(again.members.values()) == [["shop:1"], ["web:1"], ["web:2"], ["web:3"]]
+
+
 def test_a_vacuumed_state_resolves_in_full_once(tmp_path: Path) -> None:
     """`VACUUM` may renumber rowids (SQLite's documentation; 3.40 kept them in our trials), and the
     kept contact rows and the orders read by difference are keyed by them: after one, neither the

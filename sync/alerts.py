@@ -25,6 +25,7 @@ The kinds:
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import queue
 import statistics
@@ -74,6 +75,13 @@ class Alert:
             "details": self.details,
             "status": "resolved" if self.resolved else "firing",
         }
+
+    def delivery_id(self, deployment: str) -> str:
+        """The notice's id in the webhook's body: the same on every attempt to deliver it (and if a
+        restarted daemon sends it again), another for every other notice, so a receiver that got
+        a POST whose answer never reached crmsync can drop the repeat."""
+        notice = json.dumps([deployment, self.key, self.resolved, self.at])
+        return hashlib.sha256(notice.encode()).hexdigest()[:32]
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Alert:
@@ -301,7 +309,7 @@ class Notifier:
         if not self.url:
             return
         for alert in [*fired, *resolved]:
-            payload = {**alert.to_json(), "deployment": self.deployment}
+            payload = {**alert.to_json(), "deployment": self.deployment, "id": alert.delivery_id(self.deployment)}
             redacted = redact_value(payload, by_name=True)
             assert isinstance(redacted, dict)
             self._queue.put(redacted)

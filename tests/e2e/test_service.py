@@ -173,6 +173,10 @@ deployment = "e2e-service"
     with pytest.raises(requests.ConnectionError):  # the service stopped with the daemon
         requests.get(f"{url}/healthz", timeout=2)
 
+    # Every notice delivered once: a repeat (an attempt answered after crmsync gave up on it) would
+    # carry the same id, which is what a receiver drops it by.
+    ids = Counter(b["id"] for b in receiver.bodies)
+    assert all(n == 1 for n in ids.values()), ("a notice delivered twice", receiver.received)
     # One POST per alert as it started, one as it cleared: never one per cycle.
     started = Counter((b["kind"], b["system"]) for b in receiver.bodies if b["status"] == "firing")
     assert started == {

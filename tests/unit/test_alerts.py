@@ -204,6 +204,7 @@ class Receiver:
 
     def __init__(self, failures: int = 0, hold: bool = False) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.received: list[dict[str, Any]] = []  # every attempt's body, answered or not
         self.attempts = 0
         self.failures = failures
         self.release = threading.Event()
@@ -214,6 +215,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.received.append(body)
                 receiver.attempts += 1
                 receiver.release.wait(10)
                 failing = receiver.attempts <= receiver.failures
@@ -279,6 +281,29 @@ def test_the_webhook_is_retried_redacted_and_logged(receiver_factory: Any) -> No
         {"event": "alert", "log_level": "error", "kind": "failing_cycles", "system": "shop", "message": alert.message}
     ]
     assert notifier.delivered == 1
+
+
+def test_every_attempt_at_one_notice_carries_its_id_and_every_other_notice_another(receiver_factory: Any) -> None:
+    """A receiver that answered after crmsync gave up on the attempt gets the notice again: the id
+    (the same on every attempt, and from a restarted daemon) lets it drop the repeat."""
+    receiver = receiver_factory(failures=2)
+    settings = AlertSettings(webhook_url=f"{receiver.url}/hook/x", webhook_timeout="2s")
+    held = Alert("writes_held", None, "writes held", "2026-05-01T12:00:00+00:00", {})
+    failing = Alert("failing_cycles", "shop", "shop failed", "2026-05-01T12:00:00+00:00", {"n": 3})
+    cleared = Alert("writes_held", None, "writes held", "2026-05-01T12:05:00+00:00", {}, resolved=True)
+    notifier = Notifier(settings, "shop-prod")
+    notifier.notify([held, failing], [cleared])
+    assert wait_until(lambda: len(receiver.bodies) == 3, timeout=15)
+    notifier.close()
+    first = receiver.received[0]["id"]
+    assert [body["id"] for body in receiver.received[:3]] == [first] * 3  # two 503s, then delivered
+    assert [body["kind"] for body in receiver.received[:3]] == ["writes_held"] * 3
+    ids = [body["id"] for body in receiver.bodies]
+    assert len(set(ids)) == 3 and ids[0] == first and all(len(i) == 32 for i in ids)
+    # Another deployment's notice of the same alert is another notice; a restart's is the same one.
+    assert held.delivery_id("shop-test") != first == held.delivery_id("shop-prod")
+    restarted = Alert.from_json(held.to_json())
+    assert restarted.delivery_id("shop-prod") == first
 
 
 def test_a_hanging_webhook_never_holds_up_the_caller(receiver_factory: Any) -> None:

@@ -296,7 +296,7 @@ def _components(position: Mapping[int, int], loose: Iterable[tuple[int, int]], f
 def given_names(name: str | None) -> frozenset[str]:
     """A record's given name as a cluster's names hold it: none when it is no name (missing, or
     dots and white space alone: see same_person_names)."""
-    return frozenset((name,)) if name and name.casefold().strip(" .").split() else frozenset()
+    return frozenset((name,)) if name and _name_words(name) else frozenset()
 
 
 def names_agree(ours: Set[str], theirs: Set[str]) -> bool:
@@ -305,14 +305,23 @@ def names_agree(ours: Set[str], theirs: Set[str]) -> bool:
 
 
 def same_person_names(a: str | None, b: str | None) -> bool:
-    """Given names that could belong to one person: either unknown, equal, or one the initial of
-    the other (`J.` and `Jan`). Dots and white space alone (`.` where a form demanded a name, a
-    line separator) are no name: unknown."""
-    a, b = (a or "").casefold().strip(" ."), (b or "").casefold().strip(" .")
-    words_a, words_b = a.split(), b.split()
+    """Given names that could belong to one person: either unknown, or word by word the same as
+    far as the shorter goes, a single letter standing for a word it begins (`J.` and `Jan`,
+    `Jan` and `Jan Willem`, `J. W.` and `Jan Willem`; not `Ad` and `Anna`, not `Anne Marie` and
+    `Anne Sophie`). Dots and white space alone (`.` where a form demanded a name, a line
+    separator) are no name: unknown."""
+    words_a, words_b = _name_words(a), _name_words(b)
     if not words_a or not words_b:
         return True
-    return a == b or words_a[0] == words_b[0] or (a[0] == b[0] and (len(a) <= 2 or len(b) <= 2))
+    return all(
+        x == y or (len(x) == 1 and y.startswith(x)) or (len(y) == 1 and x.startswith(y))
+        for x, y in zip(words_a, words_b, strict=False)  # as far as the shorter goes
+    )
+
+
+def _name_words(name: str | None) -> list[str]:
+    """A given name's words, case-folded, without dots; a hyphen parts words (`Anne-Marie`)."""
+    return (name or "").casefold().replace(".", " ").replace("-", " ").split()
 
 
 def _most_per_system(records: Sequence[str]) -> int:

@@ -45,9 +45,10 @@ from sync.config import CrmsyncConfig
 from sync.extract import MAPPING_VERSION
 from sync.order_sources import SOURCE_COLUMNS, SOURCE_FLAGS, OrderSources
 
-FORMAT = 9  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
+FORMAT = 10  # raise when what resolution makes, or this encoding, changes: older snapshots are then unused
 # 8: SQLite amounts read as Python reads the stored text (sync/state/order_text.py), not by CAST
 # 9: a mobile number joins clusters whose given names agree, and on a family's number no nameless one
+# 10: given names compared word by word, a single letter an initial ("Ad" is no longer "Anna"'s)
 
 
 try:

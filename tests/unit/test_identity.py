@@ -1,5 +1,6 @@
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -248,6 +249,31 @@ def test_two_disagreeing_names_share_a_profile_only_by_email_or_link(
         for b in names:
             if result.assignment[a] == result.assignment[b] and not same_person_names(names[a], names[b]):
                 assert top(a) == top(b), (a, b, result.links)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "agree"),
+    [
+        ("J.", "Jan", True),  # an initial
+        ("J. W.", "Jan Willem", True),
+        ("Jan", "Jan Willem", True),  # as far as the shorter goes
+        ("Anne-Marie", "anne marie", True),
+        ("Ad", "Anna", False),  # two letters are a name, not an initial
+        ("Bo", "Bram", False),
+        ("Jo", "Jeroen", False),
+        ("Anne Marie", "Anne Sophie", False),  # a double name is more than its first word
+        ("Jan Willem", "Jan Peter", False),
+        ("J", "Piet", False),
+    ],
+)
+def test_given_names_agree_word_by_word_and_a_single_letter_is_an_initial(a: str, b: str, agree: bool) -> None:
+    """A family's mobile joined a father "Ad" and a daughter "Anna" (a two-letter name was read as
+    an initial), and "Jan Willem" with "Jan Peter" (only the first word was compared)."""
+    assert same_person_names(a, b) is agree and same_person_names(b, a) is agree
+    family = "+31611111111"
+    holders = [("crm:1", [("mobile", family)]), ("shop:1", [("mobile", family)])]
+    result = resolve(holders, {}, {}, names={"crm:1": a, "shop:1": b})
+    assert (result.assignment["crm:1"] == result.assignment["shop:1"]) is agree
 
 
 @given(st.text(max_size=8), st.text(max_size=8))

@@ -35,7 +35,7 @@ VERIFY_SWEEP = "verify@sweep"  # checkpoint: when the rolling verification last 
 
 # Bump when mapping code changes what it produces from the same payload: stored records are then
 # mapped again from their raw form at the start of the next cycle.
-MAPPING_VERSION = "5"
+MAPPING_VERSION = "6"  # 6: an email field naming two addresses is refused (invalid_email), not its first
 # The checkpoint saying a system's orders were read in full with the facts the bases read.
 ORDER_FACTS = "orders@facts"
 

@@ -49,8 +49,14 @@ def normalise_email(value: Any) -> str | Invalid | None:
 @lru_cache(maxsize=200_000)
 def _normalise(value: str) -> str | Invalid | None:
     text = value.strip()
-    if match := _ANGLE.search(text):
-        text = match.group(1)
+    if bracketed := _ANGLE.findall(text):
+        # "Jan <jan@x.nl>; Marie <marie@x.nl>": whose record it is, the field cannot say, and the
+        # first address would join it to Jan. A display name that is the address itself is one.
+        named = {_bare(part) for part in bracketed}
+        named |= {_bare(word) for word in _ANGLE.sub(" ", text).split() if "@" in word}
+        if len(named) > 1:
+            return Invalid("invalid_email", "more than one email address in one field")
+        text = bracketed[0]
     text = text.strip().strip("\"'").strip()
     if text.lower().startswith("mailto:"):
         text = text[7:]
@@ -68,6 +74,12 @@ def _normalise(value: str) -> str | Invalid | None:
     local, _, domain = checked.normalized.rpartition("@")
     ascii_domain = checked.ascii_domain or domain
     return f"{local.lower()}@{ascii_domain.lower()}"
+
+
+def _bare(part: str) -> str:
+    """An address as it stands beside others in one field, for telling them apart."""
+    text = part.strip().strip("\"'<>,;:()").strip().lower()
+    return text[7:] if text.startswith("mailto:") else text
 
 
 def is_role_address(address: str, role_locals: frozenset[str] = DEFAULT_ROLE_LOCALS) -> bool:

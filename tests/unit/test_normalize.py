@@ -27,6 +27,9 @@ from mapping.normalize.phone import parse_phone
         ("JAN@XN--BCHER-KVA.DE", "jan@xn--bcher-kva.de"),
         ("jan.jansen@example.nl.", "jan.jansen@example.nl"),
         ("müller@example.de", "müller@example.de"),  # an internationalised local part is kept
+        ("jan@example.nl <Jan@Example.nl>", "jan@example.nl"),  # a display name that is the address
+        ("<jan@example.nl>, <JAN@example.nl>", "jan@example.nl"),  # one address, twice
+        ("Jan (werk) <mailto:jan@example.nl>", "jan@example.nl"),
         ("", None),
         (None, None),
     ],
@@ -39,6 +42,22 @@ def test_email(raw: object, clean: str | None) -> None:
 def test_unusable_email_says_why(raw: object) -> None:
     result = normalise_email(raw)
     assert isinstance(result, Invalid) and result.reason in ("invalid_email", "wrong_type")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Jan Jansen <jan@jansen.nl>; Marie Jansen <marie@jansen.nl>",
+        "marie@jansen.nl, Jan <jan@jansen.nl>",
+        "<jan@jansen.nl> <mailto:marie@jansen.nl>",
+    ],
+)
+def test_a_field_with_two_peoples_addresses_is_nobodys(raw: str) -> None:
+    """It kept the first address silently, which joined Marie's record to Jan's by email (the
+    same field without brackets was already refused): whose record it is, the field cannot say."""
+    result = normalise_email(raw)
+    assert isinstance(result, Invalid) and result.reason == "invalid_email"
+    assert "more than one email address" in result.message
 
 
 def test_email_match_key_and_role_addresses() -> None:

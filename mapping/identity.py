@@ -388,18 +388,38 @@ class FieldChoice:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# Fields that only make sense together come from one record: the record that wins the group's
+# anchor fields gives every field of it, or none. One record's street with another's postcode and
+# city is nobody's address ("Kerkstraat 1 C, 1012 LM Utrecht"), and one's infix with another's
+# family name nobody's name ("Jan de Jansen").
+GROUPS = (
+    (("street", "postcode", "city"), ("street", "house_number", "house_addition", "postcode", "city", "country")),
+    (("given_name", "family_name", "initials"), ("given_name", "infix", "family_name", "initials")),
+)
+
 
 def survive(members: Sequence[Contact], source_priority: Sequence[str]) -> dict[str, FieldChoice]:
     """Each profile field from the most trusted source that has it, then the most recent update,
-    then the smallest record key (so the choice never depends on order)."""
+    then the smallest record key (so the choice never depends on order); an address and a name
+    whole from one record (`GROUPS`), and a personal email before a role address."""
     rank = {system: i for i, system in enumerate(source_priority)}
     ordered = sorted(
         members,
         key=lambda c: (rank.get(c.system, len(rank)), -(c.updated_at or _EPOCH).timestamp(), c.key),
     )
+    grouped: dict[str, list[Contact]] = {}
+    for anchors, fields in GROUPS:
+        having = [c for c in ordered if any(_field(c, name) is not None for name in anchors)]
+        for name in fields:
+            grouped[name] = having if having and _field(having[0], name) is not None else []
     chosen: dict[str, FieldChoice] = {}
     for name in PROFILE_FIELDS:
-        holders = [c for c in ordered if _field(c, name) is not None]
+        if name in grouped:
+            holders = grouped[name]
+        else:
+            holders = [c for c in ordered if _field(c, name) is not None]
+            if name == "email":  # a person's own address before a shared one
+                holders.sort(key=lambda c: c.email_role)
         if not holders:
             continue
         winner = holders[0]

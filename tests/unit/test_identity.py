@@ -326,9 +326,57 @@ def test_survivorship_by_priority_then_recency() -> None:
     by_recency = survive([old, new], [])
     assert by_recency["given_name"].value == "Johannes" and by_recency["given_name"].source == "shop:1"
     assert by_recency["given_name"].why == "most recent: updated 2026-06-01"
+    assert (by_recency["city"].value, by_recency["postcode"].value) == ("Amsterdam", "1011 AB")
     by_priority = survive([new, old], ["crm"])
     assert by_priority["city"].value == "Utrecht" and by_priority["city"].why == "source priority: crm before shop"
-    assert by_priority["postcode"].value == "1011 AB" and by_priority["postcode"].why == "only source"
+    assert "postcode" not in by_priority  # Amsterdam's postcode is not Utrecht's: an address comes whole
+
+
+def test_an_address_and_a_name_come_whole_from_one_record_and_a_personal_email_first() -> None:
+    """Field by field, a trusted AFAS record (a role address, Jan Jansen, Kerkstraat 1, Utrecht)
+    and a Shopify one (Jan de Vries, Damrak 70 C, 1012 LM Amsterdam) made "Jan de Jansen" of
+    "Kerkstraat 1 C, 1012 LM Utrecht", reached at info@."""
+    afas = contact(
+        "afas:1",
+        "info@bakkerij-jansen.nl",
+        role=True,
+        given_name="Jan",
+        family_name="Jansen",
+        street="Kerkstraat",
+        house_number="1",
+        city="Utrecht",
+        updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    shop = contact(
+        "shop:1",
+        "jan@devries.nl",
+        given_name="Jan",
+        infix="de",
+        family_name="Vries",
+        street="Damrak",
+        house_number="70",
+        house_addition="C",
+        postcode="1012 LM",
+        city="Amsterdam",
+        country="NL",
+        updated_at=datetime(2026, 6, 1, tzinfo=UTC),
+    )
+    chosen = survive([shop, afas], ["afas"])
+    values = {name: choice.value for name, choice in chosen.items()}
+    assert {k: values.get(k) for k in ("given_name", "infix", "family_name")} == {
+        "given_name": "Jan",
+        "infix": None,
+        "family_name": "Jansen",
+    }
+    address = ("street", "house_number", "house_addition", "postcode", "city", "country")
+    assert [values.get(k) for k in address] == ["Kerkstraat", "1", None, None, "Utrecht", None]
+    assert {chosen[k].source for k in ("street", "house_number", "city", "family_name")} == {"afas:1"}
+    assert chosen["city"].why == "source priority: afas before shop"
+    assert values["email"] == "jan@devries.nl"  # the person's own, though from the less trusted source
+    # With the shop trusted first, its address and name come whole instead.
+    trusted_shop = {name: choice.value for name, choice in survive([afas, shop], ["shop"]).items()}
+    assert [trusted_shop.get(k) for k in address] == ["Damrak", "70", "C", "1012 LM", "Amsterdam", "NL"]
+    assert (trusted_shop["infix"], trusted_shop["family_name"]) == ("de", "Vries")
 
 
 @settings(max_examples=150, deadline=None)

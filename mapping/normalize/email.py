@@ -29,7 +29,8 @@ DEFAULT_ROLE_LOCALS = frozenset(
         "webmaster", "billing", "accounts", "finance", "invoice", "invoices", "orders", "order", "shop",
         "webshop", "marketing", "hr", "jobs", "privacy", "administratie", "boekhouding", "verkoop",
         "klantenservice", "receptie", "factuur", "facturen", "facturatie", "bestellingen", "inkoop",
-        "secretariaat", "algemeen", "kantoor",
+        "secretariaat", "algemeen", "kantoor", "debiteuren", "crediteuren", "helpdesk", "customerservice",
+        "customercare", "klantendienst",
     }
 )  # fmt: skip
 
@@ -82,9 +83,19 @@ def _bare(part: str) -> str:
     return text[7:] if text.startswith("mailto:") else text
 
 
+_LOCAL_WORDS = re.compile(r"[._-]")
+
+
 def is_role_address(address: str, role_locals: frozenset[str] = DEFAULT_ROLE_LOCALS) -> bool:
+    """Whether the local part names a role: itself, its first word (`info.nl@`, `sales-benelux@`)
+    or its words run together (`no_reply@`, `customer.service@`). A person's address read as a
+    role's only misses a join; a role's read as a person's joins everyone who wrote from it."""
     local = address.split("@", 1)[0].split("+", 1)[0]
-    return local in role_locals
+    return (
+        local in role_locals
+        or _LOCAL_WORDS.split(local, 1)[0] in role_locals
+        or _LOCAL_WORDS.sub("", local) in role_locals
+    )
 
 
 def email_match_key(address: str) -> str:

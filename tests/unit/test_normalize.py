@@ -67,6 +67,22 @@ def test_email_match_key_and_role_addresses() -> None:
     assert is_role_address("info@bedrijf.nl") and is_role_address("noreply@shop.nl")
     assert is_role_address("klantenservice+nl@shop.nl")
     assert not is_role_address("jan@bedrijf.nl")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["info.nl@groothandel.nl", "info-amsterdam@x.nl", "sales.benelux@x.nl", "no_reply@x.nl", "no.reply@x.nl",
+     "debiteuren@groothandel.nl", "crediteuren@x.nl", "helpdesk@x.nl", "customer.service@x.nl", "customerservice@x.nl"],
+)  # fmt: skip
+def test_a_role_address_is_known_by_its_first_word_or_its_words_run_together(address: str) -> None:
+    """They counted as personal, so "debiteuren@" (the accounts department's) joined two of a
+    wholesaler's contacts into one person (one record per system: under the shared-value limit)."""
+    assert is_role_address(address)
+
+
+@pytest.mark.parametrize("address", ["jan.jansen@x.nl", "jan-willem@x.nl", "infante@x.nl", "salesman.jan@x.nl"])
+def test_a_persons_address_stays_personal(address: str) -> None:
+    assert not is_role_address(address)
     assert is_role_address("boss@x.nl", frozenset({"boss"}))
 
 

@@ -12,9 +12,8 @@ request's language (else the tenant's: "Verkocht" in a Dutch tenant), so crmsync
 Write-back goes into the custom fields named by `segments_field` / `tier_field` (a UDF by ProgId
 or `SuperOffice:<n>`, or an extra field `x_...`) with a JSON Merge Patch that names only those
 keys, so every other UDF stays as it is; or, with `segments_as = "interests"`, into Interests
-named `<prefix><segment>`: the person's current interests are read, crmsync's are switched on or
-off, the rest are sent back as they were, guarded by `If-Unmodified-Since` so an edit made in
-between is never overwritten (412: read again, try again). See writes.py.
+named `<prefix><segment>`, switched on or off by id with the Person agent's `UpdateInterests`,
+which touches no other interest, so a merchant's edit is never overwritten. See writes.py.
 """
 
 from __future__ import annotations

@@ -11,14 +11,16 @@ import re
 from connectors.http import ApiResponse, Rule
 
 _ENTITY_PATH = re.compile(r"/Person/\d+$")
+_INTERESTS_AGENT = re.compile(r"/Agents/Person/UpdateInterests$")
 
 RULES = (
-    # If-Unmodified-Since lost a race: the writer reads again.
-    Rule("ok", status=412),
     # Sentry: the signed-in user's role lacks the right; a new ticket would not change that.
     Rule("denied", status=403),
-    # A person deleted in SuperOffice since it was read: that record fails, not the system.
+    # A person deleted in SuperOffice since it was read: that record fails, not the system. The
+    # interests agent names the person in its body, so there only the person's absence is (a
+    # missing route would fail the system, not every record one by one).
     Rule("rejected", status=404, path=_ENTITY_PATH),
+    Rule("rejected", status=404, path=_INTERESTS_AGENT, message=re.compile(r"Person id \d+ not found")),
 )
 
 

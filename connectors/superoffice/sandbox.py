@@ -12,7 +12,8 @@ fields, and the entity shapes of the official `@superoffice/webapi` client (12.4
 
 Implemented: `/{tenant}/api/v1/Person`, `/Sale`, `/Archive/{provider}` (Person, Sale) with
 `$select`, `$filter`, `$orderBy`, `$top`, `$skip` and `odata.nextLink`; `GET`/`PATCH
-/Person/{id}`; `GET /Person/CustomField`; `GET`/`POST /List/PersonInterest/Items`. Auth is
+/Person/{id}`; `POST /Agents/Person/UpdateInterests` (the ids named switched on or off, no other
+interest touched, 204); `GET /Person/CustomField`; `GET`/`POST /List/PersonInterest/Items`. Auth is
 `Authorization: Bearer <token>` (or `SOTicket <ticket>`) plus `SO-AppToken`, both required as for
 a server calling Online. Errors use the vendor JSON `{Error, ErrorType, ErrorMessage,
 ErrorSource}`. (assumed) The rate limit: 10 requests a second per tenant, answered with 429 and
@@ -122,6 +123,7 @@ class SuperOfficeSandbox(SignInRoutes, PersonRoutes, ArchiveRoutes):
             Route(f"{API}/Archive/<provider>", ("GET",), self.list_archive, lists=True),
             Route(f"{API}/Person/<int:person_id>", ("GET",), self.get_person),
             Route(f"{API}/Person/<int:person_id>", ("PATCH",), self.patch_person),
+            Route(f"{API}/Agents/Person/UpdateInterests", ("POST",), self.update_interests),
             Route(f"{API}/Person/CustomField", ("GET",), self.custom_fields),
             Route(f"{API}/List/PersonInterest/Items", ("GET",), self.list_interests),
             Route(f"{API}/List/PersonInterest/Items", ("POST",), self.create_interest),

@@ -192,6 +192,43 @@ class PersonRoutes(SandboxApp):
                 self._touch(person_id)
             return json_response(_select(self._render(person_id), request.args.get("$select")))
 
+    def update_interests(self, request: Request, tenant: str) -> Response:
+        """The Person agent's `UpdateInterests` (documented: body `{PersonId, EnableInterestIds,
+        DisableInterestIds}`, 204; "will throw exception if id is in both arrays"; the official
+        client: sets the given ids and "not touch any other interests"). An agent call: the
+        If-Unmodified-Since header does not apply (documented: "REST API (not Agents)"). Assumed:
+        an unknown person or interest id is refused with the REST API's error shape, and the
+        person's `UpdatedDate` moves when the selection changes."""
+        try:
+            body = json.loads(request.get_data() or b"null")
+        except ValueError:
+            raise VendorError(400, "JsonReaderException", "The request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise VendorError(400, "ArgumentException", "Expected a Person_UpdateInterestsRequest object")
+        fields = {str(key).casefold(): value for key, value in body.items()}
+        person_id = fields.get("personid")
+        enable, disable = fields.get("enableinterestids") or [], fields.get("disableinterestids") or []
+        lists = isinstance(enable, list) and isinstance(disable, list)
+        whole = lists and all(isinstance(i, int) and not isinstance(i, bool) for i in (*enable, *disable))
+        if not isinstance(person_id, int) or not whole:
+            raise VendorError(400, "ArgumentException", "PersonId and the interest ids must be integers")
+        if set(enable) & set(disable):
+            raise VendorError(400, "ArgumentException", "An interest id is in both arrays")
+        with self.lock:
+            if person_id not in self.persons:
+                raise self._not_found(person_id)
+            if "Update" not in self.person_rights:
+                raise VendorError(403, "SoAccessDeniedException", f"No update rights on person {person_id}")
+            unknown = sorted(i for i in (*enable, *disable) if i not in self.interests)
+            if unknown:
+                raise VendorError(400, "ArgumentException", f"No interest {unknown[0]} in the list 'persint'")
+            before = self.selected.get(person_id, set())
+            after = (before | set(enable)) - set(disable)
+            if after != before:
+                self.selected[person_id] = after
+                self._touch(person_id)
+            return Response(status=204)
+
     def _check_unmodified(self, request: Request, person_id: int) -> None:
         header = request.headers.get("If-Unmodified-Since")
         if not header:

@@ -1,29 +1,24 @@
-"""Write-back to SuperOffice persons: custom fields by JSON Merge Patch, Interests switched in place.
+"""Write-back to SuperOffice persons: custom fields by JSON Merge Patch, Interests switched by id.
 
 Fields go into the UDFs / extra fields named by `segments_field` / `tier_field` with a merge
 patch that names only those keys, so every other UDF stays as it is. Interests are named
-`<prefix><segment>`: the person's current interests are read, crmsync's are switched on or off,
-the rest are sent back as they were, guarded by `If-Unmodified-Since` so an edit made in between
-is never overwritten (412: read again, try again).
+`<prefix><segment>` and switched with the Person agent's `UpdateInterests`, which sets the ids it
+is given on or off and "does not touch any other interests" (the official client): no read of the
+whole list, no write of it back, so a merchant's edit to another interest is never overwritten,
+whenever it lands. Writing the whole list back under `If-Unmodified-Since` (what this did before)
+lost an edit made in the same second as the one before crmsync's read: the header holds whole
+seconds.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
-from connectors.errors import ApiError, RejectedRecord, TransientError
+from connectors.errors import ApiError, TransientError
 from connectors.http import ApiClient, ApiResponse
-from mapping.model import WriteBack, parse_timestamp
-
-ATTEMPTS_ON_CONFLICT = 3
-
-
-def http_date(moment: datetime) -> str:
-    return email.utils.format_datetime(moment, usegmt=True)
+from mapping.model import WriteBack
 
 
 class InterestList:
@@ -47,6 +42,13 @@ class InterestList:
         self.ids = {}
         for item_id, name in sorted(self.names.items()):
             self.ids.setdefault(name.casefold(), item_id)
+
+    def ids_named(self, names: Sequence[str]) -> set[int]:
+        """Every list item bearing one of these names (two items may share one)."""
+        wanted = {name.casefold() for name in names}
+        if wanted and not wanted <= self.ids.keys():
+            self.load()
+        return {item_id for item_id, name in self.names.items() if name.casefold() in wanted}
 
     def ensure(self, names: Sequence[str]) -> tuple[dict[str, int], bool]:
         """The list item of every name, looked up first and created only when missing (a POST
@@ -99,24 +101,22 @@ class PersonWrites:
 
     def write_interests(self, person_id: str, change: WriteBack, body: dict[str, Any]) -> bool:
         adding, left_out = self.interests.ensure(change.add_tags)
-        removing = {tag.casefold() for tag in change.remove_tags}
-        for _ in range(ATTEMPTS_ON_CONFLICT):
-            entity = self.client.request(
-                "GET", f"{self.api}/Person/{person_id}", params={"$select": "Interests,UpdatedDate"}
-            ).body
-            current = entity.get("Interests") if isinstance(entity, dict) else None
-            if not isinstance(current, list) or not isinstance(entity.get("UpdatedDate"), str):
-                raise ApiError(self.system, f"GET Person/{person_id} answered without Interests")
-            body["Interests"] = switch_interests(current, set(adding.values()), removing)
-            unmodified = http_date(parse_timestamp(entity["UpdatedDate"]))
-            if self.patch(person_id, body, unmodified).status != 412:
-                return not left_out
-        raise RejectedRecord(self.system, f"person {person_id} kept changing while crmsync wrote its interests")
+        disabling = self.interests.ids_named(change.remove_tags)
+        request = {
+            "PersonId": int(person_id),
+            "EnableInterestIds": sorted(set(adding.values())),
+            "DisableInterestIds": sorted(disabling - set(adding.values())),
+        }
+        if request["EnableInterestIds"] or request["DisableInterestIds"]:
+            # Idempotent: each id ends switched as asked however often it is sent.
+            path = f"{self.api}/Agents/Person/UpdateInterests"
+            self.client.request("POST", path, json_body=request, expect_json=False)
+        if body:
+            self.patch(person_id, body)
+        return not left_out
 
-    def patch(self, person_id: str, body: Mapping[str, Any], unmodified_since: str | None = None) -> ApiResponse:
+    def patch(self, person_id: str, body: Mapping[str, Any]) -> ApiResponse:
         headers = {"Content-Type": "application/merge-patch+json"}
-        if unmodified_since:
-            headers["If-Unmodified-Since"] = unmodified_since
         return self.client.request(
             "PATCH",
             f"{self.api}/Person/{person_id}",
@@ -124,22 +124,3 @@ class PersonWrites:
             data=json.dumps(body).encode(),
             headers=headers,
         )
-
-
-def switch_interests(current: Sequence[Any], add_ids: set[int], remove_names: set[str]) -> list[dict[str, Any]]:
-    """The whole interest list back, with only crmsync's items switched: on for `add_ids`, off for
-    the names in `remove_names`; every other item keeps its `Selected` exactly as read."""
-    items = []
-    seen = set()
-    for item in current:
-        if not isinstance(item, dict):
-            continue
-        seen.add(item.get("Id"))
-        selected = bool(item.get("Selected"))
-        if item.get("Id") in add_ids:
-            selected = True
-        elif str(item.get("Name", "")).casefold() in remove_names:
-            selected = False
-        items.append({**item, "Selected": selected})
-    items += [{"Id": item_id, "Selected": True} for item_id in sorted(add_ids - seen)]
-    return items

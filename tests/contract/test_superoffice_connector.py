@@ -152,6 +152,16 @@ def test_one_refused_person_does_not_sink_the_others(so: Sandboxes) -> None:
     assert not results["2"].ok and "ShortText holds 40" in results["2"].message
     assert not results["999"].ok and "Person id 999 not found" in results["999"].message
     assert so.customer("superoffice", "3")["CustomFields"][TIER_UDF] == "silver"
+    # In the Interests mode too: the agent names the person in its body, and a person gone fails alone.
+    interests = make_connector(so, "superoffice", segments_as="interests", segments_field=None, tier_field=None)
+    tagged = [
+        WriteBack("superoffice", rid, ("crmsync:friends",), (), {}, RemoteState(frozenset({"crmsync:friends"})))
+        for rid in ("1", "999", "3")
+    ]
+    by_id = {r.record_id: r for r in interests.write(tagged)}
+    assert by_id["1"].ok and by_id["3"].ok and not by_id["999"].ok
+    assert "Person id 999 not found" in by_id["999"].message
+    assert "crmsync:friends" in {i["Name"] for i in so.customer("superoffice", "3")["Interests"] if i["Selected"]}
 
 
 def test_an_unknown_udf_is_refused_per_record_and_named_by_check(so: Sandboxes) -> None:
@@ -223,22 +233,40 @@ def test_interests_are_named_while_reading_and_mapping_never_calls_the_api(
     assert connector.owned_state(unnamed) == RemoteState.unknown()
 
 
-def test_an_edit_between_read_and_write_survives_the_interest_write(so: Sandboxes) -> None:
+def test_interests_are_switched_by_id_and_a_merchant_edit_made_meanwhile_survives(so: Sandboxes) -> None:
+    """crmsync read the whole Interests list, switched its own items and PATCHed the list back
+    under If-Unmodified-Since, which holds whole seconds: a merchant's tick in the same second as
+    the person's change before crmsync's read was overwritten. The Person agent's UpdateInterests
+    switches the ids it names and touches no other interest, so the tick survives whenever it lands
+    and the person's list is never written back."""
     connector = make_connector(so, "superoffice", segments_as="interests", segments_field=None, tier_field=None)
-    change = WriteBack("superoffice", "2", ("crmsync:friends",), (), {}, RemoteState(frozenset({"crmsync:friends"})))
-    so.fault("superoffice", match="PATCH /Cust12345/api/v1/Person/2", fault="slow", seconds=0.5)
+    agent = "POST /Cust12345/api/v1/Agents/Person/UpdateInterests"
+    add = WriteBack("superoffice", "2", ("crmsync:friends",), (), {}, RemoteState(frozenset({"crmsync:friends"})))
+    so.fault("superoffice", match=agent, fault="slow", seconds=0.5)
     results: list[Any] = []
-    writer = threading.Thread(target=lambda: results.extend(connector.write([change])))
+    writer = threading.Thread(target=lambda: results.extend(connector.write([add])))
     writer.start()
-    in_flight = lambda: any(e["method"] == "PATCH" and e["status"] is None for e in so.request_log("superoffice"))  # noqa: E731
+    in_flight = lambda: any(  # noqa: E731
+        e["method"] == "POST" and e["path"].endswith("/UpdateInterests") and e["status"] is None
+        for e in so.request_log("superoffice")
+    )
     assert wait_until(in_flight, timeout=10)
     so.patch_customer("superoffice", "2", {"Interests": [{"Name": "Zakelijk", "Selected": True}]})
     writer.join(timeout=15)
     assert [r.ok for r in results] == [True]
-    statuses = [e["status"] for e in so.request_log("superoffice") if e["method"] == "PATCH"]
-    assert statuses == [412, 200]  # the stale write was refused, then made again on fresh data
-    selected = {i["Name"] for i in so.customer("superoffice", "2")["Interests"] if i["Selected"]}
-    assert selected == {"Zakelijk", "crmsync:friends"}
+
+    def selected() -> set[str]:
+        return {i["Name"] for i in so.customer("superoffice", "2")["Interests"] if i["Selected"]}
+
+    assert selected() == {"Zakelijk", "crmsync:friends"}
+    remove = WriteBack("superoffice", "2", (), ("crmsync:friends",), {}, RemoteState())
+    assert [r.ok for r in connector.write([remove])] == [True]
+    assert selected() == {"Zakelijk"}
+    log = so.request_log("superoffice")
+    assert not any(e["method"] in ("PATCH", "PUT") for e in log)  # the list is never written back
+    assert [e["status"] for e in log if e["path"].endswith("/UpdateInterests")] == [204, 204]
+    again = connector.write([remove])  # idempotent: asked again, the same end state
+    assert [r.ok for r in again] == [True] and selected() == {"Zakelijk"}
 
 
 def test_a_fixed_ticket_still_works_and_both_its_credentials_matter(so: Sandboxes) -> None:

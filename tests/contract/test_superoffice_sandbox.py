@@ -218,6 +218,38 @@ def test_interests_replace_as_a_whole_and_if_unmodified_since_guards_them(so: Sa
     assert_vendor_error(unknown, 400, "ArgumentException", "No interest")
 
 
+def test_the_person_agent_switches_only_the_interests_it_names(so: Sandboxes) -> None:
+    """`POST /api/v1/Agents/Person/UpdateInterests` (documented: 204; an id in both arrays throws;
+    the official client: "not touch any other interests"), and what it refuses."""
+    url = so.url("superoffice") + API + "/Agents/Person/UpdateInterests"
+    ids = {i["Name"]: i["Id"] for i in get(so, "/Person/1").json()["Interests"]}
+    before = so.customer("superoffice", "1")["UpdatedDate"]
+
+    def update(body: Any) -> requests.Response:
+        return requests.post(url, json=body, headers=HEADERS, timeout=5)
+
+    done = update({"PersonId": 1, "EnableInterestIds": [ids["Zakelijk"]], "DisableInterestIds": []})
+    assert done.status_code == 204 and done.content == b""
+    selected = {i["Name"] for i in so.customer("superoffice", "1")["Interests"] if i["Selected"]}
+    assert selected == {"Beurzen", "Zakelijk"}  # Beurzen, not named, untouched
+    assert so.customer("superoffice", "1")["UpdatedDate"] >= before
+    off = update({"PersonId": 1, "EnableInterestIds": [], "DisableInterestIds": [ids["Zakelijk"]]})
+    assert off.status_code == 204
+    assert {i["Name"] for i in so.customer("superoffice", "1")["Interests"] if i["Selected"]} == {"Beurzen"}
+    both = update({"PersonId": 1, "EnableInterestIds": [ids["Zakelijk"]], "DisableInterestIds": [ids["Zakelijk"]]})
+    assert_vendor_error(both, 400, "ArgumentException", "in both arrays")
+    unknown = update({"PersonId": 1, "EnableInterestIds": [999], "DisableInterestIds": []})
+    assert_vendor_error(unknown, 400, "ArgumentException", "No interest 999")
+    nobody = update({"PersonId": 9999, "EnableInterestIds": [ids["Zakelijk"]]})
+    assert_vendor_error(nobody, 404, "SoNotFoundException", "Person id 9999 not found")
+    text_ids = update({"PersonId": 1, "EnableInterestIds": ["1"]})
+    assert_vendor_error(text_ids, 400, "ArgumentException", "must be integers")
+    # An agent, not the REST API: If-Unmodified-Since does not apply to it (documented).
+    stale = {**HEADERS, "If-Unmodified-Since": "Thu, 01 Jan 2026 00:00:00 GMT"}
+    guarded = requests.post(url, json={"PersonId": 1, "EnableInterestIds": [ids["Zakelijk"]]}, headers=stale, timeout=5)
+    assert guarded.status_code == 204
+
+
 def test_interest_list_items_are_looked_up_and_created(so: Sandboxes) -> None:
     url = so.url("superoffice") + API + "/List/PersonInterest/Items"
     before = requests.get(url, headers=HEADERS, timeout=5).json()

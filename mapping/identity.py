@@ -229,9 +229,9 @@ def resolve(
             else:
                 join(mate, other, "mobile", value)  # nothing, when one already holds the other
 
-    def agreeing(holder: int, names: frozenset[str]) -> bool:
+    def agreeing(holder: int, mine: frozenset[str]) -> bool:
         theirs = names_of(find(holder))
-        return bool(theirs) and names_agree(names, theirs)
+        return bool(theirs) and names_agree(mine, theirs)
 
     for a, b, value in sorted(set(link_pairs)):
         join(a, b, "record", value)
@@ -403,10 +403,7 @@ def survive(members: Sequence[Contact], source_priority: Sequence[str]) -> dict[
     then the smallest record key (so the choice never depends on order); an address and a name
     whole from one record (`GROUPS`), and a personal email before a role address."""
     rank = {system: i for i, system in enumerate(source_priority)}
-    ordered = sorted(
-        members,
-        key=lambda c: (rank.get(c.system, len(rank)), -(c.updated_at or _EPOCH).timestamp(), c.key),
-    )
+    ordered = sorted(members, key=lambda c: _trust_order(c, rank))
     grouped: dict[str, list[Contact]] = {}
     for anchors, fields in GROUPS:
         having = [c for c in ordered if any(_field(c, name) is not None for name in anchors)]
@@ -444,9 +441,20 @@ def _why(winner: Contact, holders: Sequence[Contact], rank: Mapping[str, int]) -
     if len(holders) == 1:
         return "only source"
     runner = holders[1]
+    if runner.email_role and not winner.email_role and _outranks(runner, winner, rank):
+        return "a personal address before a role address"
     if rank.get(winner.system, len(rank)) < rank.get(runner.system, len(rank)):
         return f"source priority: {winner.system} before {runner.system}"
     if (winner.updated_at or _EPOCH) > (runner.updated_at or _EPOCH):
         stamp = winner.updated_at.date().isoformat() if winner.updated_at else "?"
         return f"most recent: updated {stamp}"
     return "tie: smallest record key"
+
+
+def _outranks(a: Contact, b: Contact, rank: Mapping[str, int]) -> bool:
+    """Whether `a` comes before `b` by trust, then recency, then record key (`survive`'s order)."""
+    return _trust_order(a, rank) < _trust_order(b, rank)
+
+
+def _trust_order(contact: Contact, rank: Mapping[str, int]) -> tuple[int, float, str]:
+    return (rank.get(contact.system, len(rank)), -(contact.updated_at or _EPOCH).timestamp(), contact.key)

@@ -1,3 +1,4 @@
+import dataclasses
 import random
 
 import pytest
@@ -373,6 +374,13 @@ def test_an_address_and_a_name_come_whole_from_one_record_and_a_personal_email_f
     assert {chosen[k].source for k in ("street", "house_number", "city", "family_name")} == {"afas:1"}
     assert chosen["city"].why == "source priority: afas before shop"
     assert values["email"] == "jan@devries.nl"  # the person's own, though from the less trusted source
+    assert chosen["email"].why == "a personal address before a role address"
+    # Older and less trusted still wins the email, and explain says why (not "tie" or "most recent").
+    older_shop = dataclasses.replace(shop, updated_at=datetime(2025, 1, 1, tzinfo=UTC))
+    older = survive([older_shop, afas], ["afas"])
+    assert (older["email"].value, older["email"].why) == ("jan@devries.nl", "a personal address before a role address")
+    # Where the personal address wins by trust anyway, trust is the reason given.
+    assert survive([older_shop, afas], ["shop"])["email"].why == "source priority: shop before afas"
     # With the shop trusted first, its address and name come whole instead.
     trusted_shop = {name: choice.value for name, choice in survive([afas, shop], ["shop"]).items()}
     assert [trusted_shop.get(k) for k in address] == ["Damrak", "70", "C", "1012 LM", "Amsterdam", "NL"]

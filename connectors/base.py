@@ -91,6 +91,10 @@ class Connector(ABC):
     # declared here; vendors whose field names are configured (AFAS, SuperOffice, efficy) give
     # their settings `segments_field` / `tier_field` keys, which take precedence.
     default_segments_field: ClassVar[str | None] = None
+    # Declared fields read where a reply has them but never expected by the drift guard: those
+    # whose place in the vendor's list replies is assumed, not documented (api-notes), so that a
+    # reply without them misses a detail instead of stopping the stream.
+    optional_fields: ClassVar[frozenset[str]] = frozenset()
     default_tier_field: ClassVar[str | None] = None
     # What an owned field holds when it holds nothing: None when the API can delete it, "" when
     # the best it can do is an empty value (WooCommerce meta).
@@ -332,7 +336,9 @@ class Connector(ABC):
         return tuple(
             spec.path
             for name, spec in declared.items()
-            if (name not in BASE_ONLY_FIELDS or self.read_bases) and (name != "categories" or self.read_order_lines)
+            if (name not in BASE_ONLY_FIELDS or self.read_bases)
+            and (name != "categories" or self.read_order_lines)
+            and name not in self.optional_fields
         )
 
     def reader(self, stream: str) -> Callable[[Mapping[str, Any] | None], Iterator[Page]]:

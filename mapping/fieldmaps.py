@@ -77,7 +77,9 @@ def path_exists(payload: Any, path: str, *, past_the_end: bool = False) -> bool:
                 return past_the_end
             value = value[int(part)]
         else:
-            return value is None  # a null parent: the field is simply empty
+            # A null parent: the field is simply empty. So is a false one: Lightspeed sends `false`
+            # for an unset object (`"addressBillingCountry": false`).
+            return value is None or value is False
     return True
 
 

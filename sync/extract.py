@@ -7,6 +7,8 @@ before it is stored."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -42,6 +44,21 @@ MAPPING_VERSION = "7"
 ORDER_FACTS = "orders@facts"
 
 STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
+
+
+def mapping_config(connector: Connector, connectors: Mapping[str, Connector], rules: MappingRules | None) -> str:
+    """What a system's mapping is made of beside the code, as a digest: its field maps, what
+    marks crmsync's own tags and fields, the systems a stored link may name, and the rules
+    (default country, role addresses). Equal digests, equal mapping of the same payload."""
+    made = {
+        "contacts": sorted((name, spec.path, spec.normaliser) for name, spec in connector.contact_fieldmap.items()),
+        "orders": sorted((name, spec.path, spec.normaliser) for name, spec in connector.order_fields.items()),
+        "owned": [connector.tag_prefix, connector.segments_field, connector.tier_field],
+        "systems": sorted((name, other.type) for name, other in connectors.items()),
+        "rules": [rules.default_country, sorted(rules.role_locals)] if rules is not None else None,
+    }
+    return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:20]
+
 
 # Extract stores pages in transactions of about this many records, or what arrived within this many
 # seconds, whichever comes first.
@@ -94,12 +111,29 @@ class Extractor:
         self.stop_event = stop_event
         self.progress = progress
 
-    def remap_if_needed(self, connectors: Mapping[str, Connector], run: RunHandle) -> None:
-        if self.store.get_meta("mapping_version") == MAPPING_VERSION:
-            return
+    def stale_mappings(self, connectors: Mapping[str, Connector]) -> dict[str, str]:
+        """The systems whose stored records were mapped by other mapping code (`MAPPING_VERSION`,
+        for every system) or another configuration (`mapping_config`: a `country` added to an AFAS
+        `fields`, a role address added, a system configured beside it), and which of the two."""
+        new_code = self.store.get_meta("mapping_version") != MAPPING_VERSION
+        stale = {}
         for name, connector in connectors.items():
+            if new_code:
+                stale[name] = "mapping code"
+            elif self.store.get_meta(f"mapping_config:{name}") != mapping_config(connector, connectors, self.rules):
+                stale[name] = "configuration"
+        return stale
+
+    def remap_if_needed(self, connectors: Mapping[str, Connector], run: RunHandle) -> None:
+        """Map the stored raw records of every stale system again (`stale_mappings`). Without it
+        a changed field map would reach only the records the vendor changes after it."""
+        for name, why in self.stale_mappings(connectors).items():
+            log.info("mapping stored records again", system=name, why=why)
             for _, kind in STREAMS:
-                self.store.remap(name, kind, make_mapper(connector, kind, connectors, self.rules), run.seq)
+                self.store.remap(
+                    name, kind, make_mapper(connector := connectors[name], kind, connectors, self.rules), run.seq
+                )
+            self.store.set_meta(f"mapping_config:{name}", mapping_config(connector, connectors, self.rules))
         self.store.set_meta("mapping_version", MAPPING_VERSION)
 
     def extract(self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle, full: set[str]) -> None:

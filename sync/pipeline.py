@@ -189,8 +189,11 @@ class Cycle:
         connectors = build_connectors(self.loaded, self.stop_event)
         report.systems = {name: SystemOutcome(c.type) for name, c in connectors.items()}
         report.caveats = [note for c in connectors.values() if (note := c.coverage_note())]
-        if self.store.get_meta("mapping_version") != MAPPING_VERSION:
-            report.caveats.append("the stored records were mapped by another version of crmsync")
+        if stale := self.extractor.stale_mappings(connectors):
+            report.caveats.append(
+                f"the stored records of {', '.join(sorted(stale))} were mapped by another version of crmsync or "
+                "another configuration: the next sync maps them again before it plans"
+            )
         try:
             report.held = self._gate(connectors, report, allow_partial=False)
             self._plan(connectors, report, self._compute(connectors, report, run, history=False))

@@ -51,6 +51,9 @@ class LightspeedConnector(Connector):
         "phone": FieldSpec("phone", "phone"),
         "first_name": FieldSpec("firstname"),
         "last_name": FieldSpec("lastname"),
+        # The billing address's country (lower-case ISO, `false` when unset): a phone number is
+        # read in that country's format, not as a Dutch one.
+        "country": FieldSpec("addressBillingCountry.code", "country"),
         "birth_date": FieldSpec("birthDate", "birth_date"),
         "business": FieldSpec("isCompany", "flag"),
         "kvk": FieldSpec("companyCoCNumber"),

@@ -68,11 +68,15 @@ class SilvasoftConnector(Connector):
     capabilities = Capabilities(
         read_contacts=True, read_orders=True, incremental=True, write_tags=False, write_fields=False
     )
+    # Documented on the relation for updates; that list replies carry it too is assumed.
+    optional_fields = frozenset({"country"})
     contact_fields = {
         "email": FieldSpec("Email", "email"),
         "phone": FieldSpec("Phone", "phone"),
         "first_name": FieldSpec("Relation_Contact.0.FirstName"),
         "last_name": FieldSpec("Relation_Contact.0.LastName"),
+        # The correspondence address's ISO code, for reading phone numbers in its format.
+        "country": FieldSpec("Address_CountryCode", "country"),
     }
     order_fields = {
         "customer_id": FieldSpec("CustomerNumber", "id"),

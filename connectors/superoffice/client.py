@@ -65,6 +65,8 @@ class SuperOfficeConnector(Connector):
         "phone": FieldSpec("personMobilePhone/formattedNumber", "phone"),
         "first_name": FieldSpec("firstName"),
         "last_name": FieldSpec("lastName"),
+        # The person's country by name, in the installation's language: phones are read in its format.
+        "country": FieldSpec("personCountry", "country"),
     }
     order_fields = {
         "customer_id": FieldSpec("person/personId", "id"),

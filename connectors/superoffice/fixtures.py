@@ -73,6 +73,12 @@ def demo_fixtures(persons: list[Person]) -> dict[str, Any]:
                 "Emails": [{"Value": display_case(person.email) if both else person.email, "Description": ""}],
                 "MobilePhones": [{"Value": person.mobile, "Description": ""}] if rng.random() < 0.7 else [],
                 "Contact": contact,
+                "Country": {
+                    "CountryId": 528,
+                    "Name": "Nederland",
+                    "EnglishName": "Netherlands",
+                    "TwoLetterISOCountry": "NL",
+                },
                 "Interests": _interests(person, rng),
                 "CustomFields": _custom_fields(person, rng),
                 "CreatedDate": _so(created),

@@ -32,6 +32,7 @@ PERSON_COLUMNS = (
     "lastName",
     "email/emailAddress",
     "personMobilePhone/formattedNumber",
+    "personCountry",
     "personUpdatedDate",
 )
 SALE_COLUMNS = (

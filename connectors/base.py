@@ -77,6 +77,31 @@ class CheckReport:
 
 # Fields only the segmentation bases read (mapping/bases.py).
 BASE_ONLY_FIELDS = frozenset({"birth_date", "kvk", "vat", "business", "email_consent", "discount", "categories"})
+# Settings that shape how a system is reached and paced, or what is written to it, never what its
+# records map to (`Connector.mapping_settings`). Every other setting counts as a mapping input: one
+# counted too many costs a remap, one missed would leave records mapped by an older configuration.
+TRANSPORT_SETTINGS = frozenset(
+    {
+        "rate_limit",
+        "pace_margin",
+        "connect_timeout",
+        "read_timeout",
+        "retry",
+        "lookback",
+        "reconcile_every",
+        "page_size",
+        "write_batch",
+        "writeback",
+        "skip_segments",
+        "bases",
+        "token_renew_margin",
+        "bulk_write_threshold",
+        "bulk_read_threshold",
+        "bulk_poll_max",
+        "verify_per_day",
+        "ratelimit_wait",
+    }
+)
 
 
 class Connector(ABC):
@@ -202,8 +227,23 @@ class Connector(ABC):
         caps = self.current_capabilities()
         return self.settings.writeback and (caps.write_tags or caps.write_fields)
 
+    def mapping_settings(self) -> dict[str, Any]:
+        """The settings that may change what this system's records map to (efficy's counted
+        statuses, AFAS's columns of crmsync's fields, ...), as JSON values: all but
+        `TRANSPORT_SETTINGS`. Secrets show as a mask, so a renewed token maps nothing again."""
+        return self.settings.model_dump(mode="json", exclude=set(TRANSPORT_SETTINGS))
+
+    def read_shape(self) -> Any:
+        """What this system's reads ask for beyond whole records (an archive's selected columns),
+        as JSON values; None where every read returns whole records. When it changes, the records
+        stored before lack what is asked for now, so the system is read in full again."""
+        return None
+
     def owns_tag(self, tag: str) -> bool:
-        return tag.casefold().startswith(self.tag_prefix.casefold())
+        """Whether a tag is crmsync's: it carries the prefix and holds no comma. crmsync never
+        writes one with a comma, and a vendor that reads tags as a comma-separated list (Shopify's
+        `tagsRemove`) would take one to remove as several, a merchant's among them."""
+        return "," not in tag and tag.casefold().startswith(self.tag_prefix.casefold())
 
     def desired_state(self, membership: Membership) -> RemoteState:
         """The owned state a record should carry for this membership (CONTRACTS §4)."""

@@ -47,17 +47,33 @@ STREAMS = (("contacts", Kind.CONTACT), ("orders", Kind.ORDER))
 
 
 def mapping_config(connector: Connector, connectors: Mapping[str, Connector], rules: MappingRules | None) -> str:
-    """What a system's mapping is made of beside the code, as a digest: its field maps, what
-    marks crmsync's own tags and fields, the systems a stored link may name, and the rules
-    (default country, role addresses). Equal digests, equal mapping of the same payload."""
+    """What a system's records are mapped by, as a digest: the mapping code (`MAPPING_VERSION`),
+    its field maps (with `fields` and `links`), what marks crmsync's own tags and fields, the
+    settings that may change a mapping (`Connector.mapping_settings`), the systems its links name
+    (a stored id is read in that system's form), and the rules (default country, role addresses).
+    Equal digests, equal mapping of the same payload."""
     made = {
+        "code": MAPPING_VERSION,
         "contacts": sorted((name, spec.path, spec.normaliser) for name, spec in connector.contact_fieldmap.items()),
         "orders": sorted((name, spec.path, spec.normaliser) for name, spec in connector.order_fields.items()),
         "owned": [connector.tag_prefix, connector.segments_field, connector.tier_field],
-        "systems": sorted((name, other.type) for name, other in connectors.items()),
+        "settings": connector.mapping_settings(),
+        "linked": sorted(
+            (name, other.type if (other := connectors.get(name)) else None) for name in connector.settings.links
+        ),
         "rules": [rules.default_country, sorted(rules.role_locals)] if rules is not None else None,
     }
-    return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:20]
+    return _digest(made)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:20]
+
+
+# Per system, in one meta value each (a key per system would not fit `meta.key` for a long name):
+# the `mapping_config` its stored records were mapped by, and the `read_shape` they were read with.
+MAPPED_BY = "mapped_by"
+READ_WITH = "read_with"
 
 
 # Extract stores pages in transactions of about this many records, or what arrived within this many
@@ -112,29 +128,53 @@ class Extractor:
         self.progress = progress
 
     def stale_mappings(self, connectors: Mapping[str, Connector]) -> dict[str, str]:
-        """The systems whose stored records were mapped by other mapping code (`MAPPING_VERSION`,
-        for every system) or another configuration (`mapping_config`: a `country` added to an AFAS
-        `fields`, a role address added, a system configured beside it), and which of the two."""
+        """The systems whose stored records were mapped by other mapping code or another
+        configuration (`mapping_config`: a `country` added to an AFAS `fields`, a role address
+        added, efficy's counted statuses), and which of the two. A state whose `mapping_version`
+        is not this code's (a migration removes it) holds no record mapped by this code."""
         new_code = self.store.get_meta("mapping_version") != MAPPING_VERSION
+        mapped_by = self._per_system(MAPPED_BY)
         stale = {}
         for name, connector in connectors.items():
             if new_code:
                 stale[name] = "mapping code"
-            elif self.store.get_meta(f"mapping_config:{name}") != mapping_config(connector, connectors, self.rules):
+            elif mapped_by.get(name) != mapping_config(connector, connectors, self.rules):
                 stale[name] = "configuration"
         return stale
 
     def remap_if_needed(self, connectors: Mapping[str, Connector], run: RunHandle) -> None:
-        """Map the stored raw records of every stale system again (`stale_mappings`). Without it
-        a changed field map would reach only the records the vendor changes after it."""
+        """Map the stored raw records of every stale system again (`stale_mappings`): without it
+        a changed field map would reach only the records the vendor changes after it. And where a
+        system's reads now ask for more than its records were read with (`Connector.read_shape`:
+        a column added), read it in full at this cycle: its stored records lack it. Until that
+        read completes the write gate holds, as for a system never read in full."""
+        mapped_by = self._per_system(MAPPED_BY)
         for name, why in self.stale_mappings(connectors).items():
             log.info("mapping stored records again", system=name, why=why)
+            connector = connectors[name]
             for _, kind in STREAMS:
-                self.store.remap(
-                    name, kind, make_mapper(connector := connectors[name], kind, connectors, self.rules), run.seq
-                )
-            self.store.set_meta(f"mapping_config:{name}", mapping_config(connector, connectors, self.rules))
+                self.store.remap(name, kind, make_mapper(connector, kind, connectors, self.rules), run.seq)
+            mapped_by[name] = mapping_config(connector, connectors, self.rules)
+            self.store.set_meta(MAPPED_BY, json.dumps(mapped_by, sort_keys=True))
         self.store.set_meta("mapping_version", MAPPING_VERSION)
+        read_with = self._per_system(READ_WITH)
+        for name, connector in connectors.items():
+            if (asked := connector.read_shape()) is None:
+                continue
+            # A system first seen here is read in full anyway if nothing of it is stored, and must
+            # be if its records were stored by a crmsync that did not record what it asked for.
+            shape = _digest(asked)
+            if read_with.get(name) != shape:
+                for stream, _ in streams_of(connector):
+                    if self.store.checkpoint(name, f"{stream}@full") is not None:
+                        log.info("reading in full: the reads ask for more than was stored", system=name, stream=stream)
+                        self.store.set_checkpoint(name, f"{stream}@full", None, run.seq)
+            read_with[name] = shape
+        self.store.set_meta(READ_WITH, json.dumps(read_with, sort_keys=True))
+
+    def _per_system(self, key: str) -> dict[str, str]:
+        stored = self.store.get_meta(key)
+        return dict(json.loads(stored)) if stored else {}
 
     def extract(self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle, full: set[str]) -> None:
         def one(name: str) -> None:

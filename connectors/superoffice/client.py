@@ -121,20 +121,33 @@ class SuperOfficeConnector(Connector):
         return check_tenant(self)
 
     # ----- reads --------------------------------------------------------------------------------
-    def contacts_stream(self) -> Stream:
+    def person_columns(self) -> list[str]:
+        """The Person archive columns a read selects: crmsync's own, its fields, the links and the
+        `fields` the configuration maps (an archive answers only the columns asked for)."""
         columns = list(PERSON_COLUMNS)
         columns += [field_column(n) for n in (self.segments_field, self.tier_field) if n]
-        columns += [path for path in self.settings.links.values() if path not in columns]
-        refine: Refine = last_per_id
+        mapped = [*self.settings.links.values(), *(spec.path for spec in self.contact_fieldmap.values())]
+        columns += [path for path in dict.fromkeys(mapped) if path not in columns]
         if self.writes_tags:
             columns.append(INTERESTS_COLUMN)
+        return columns
+
+    def read_shape(self) -> Any:
+        return {"persons": self.person_columns(), "sales": [*SALE_COLUMNS, *self._orders_source()]}
+
+    def _orders_source(self) -> tuple[str, str | None]:
+        archive = self.settings.orders_archive
+        return ("Sale" if archive.lower() == "sale" else f"Archive/{archive}", self.settings.orders_filter)
+
+    def contacts_stream(self) -> Stream:
+        refine: Refine = last_per_id
+        if self.writes_tags:
             refine = chain(last_per_id, InterestNames(self.interests))
+        columns = self.person_columns()
         return self._archive_stream(Kind.CONTACT, "Person", columns, "personUpdatedDate", "personId", refine=refine)
 
     def orders_stream(self) -> Stream:
-        archive = self.settings.orders_archive
-        path = "Sale" if archive.lower() == "sale" else f"Archive/{archive}"
-        extra = self.settings.orders_filter
+        path, extra = self._orders_source()
         return self._archive_stream(Kind.ORDER, path, list(SALE_COLUMNS), "updatedDate", "saleId", extra, last_per_id)
 
     def _archive_stream(

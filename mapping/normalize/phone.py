@@ -66,7 +66,14 @@ def parse_phone(raw: str, country: str | None, default_country: str = "NL") -> P
         fast = _NL_MOBILE.match(compact)
         if fast:
             return Phone(text, f"+316{fast.group(1)}", MOBILE)
-    return _parse(text, region)
+    phone = _parse(text, region)
+    home = default_country.upper()
+    if phone.kind == INVALID and region != home:
+        # No number of the record's country: one of the merchant's own, kept by a customer who
+        # lives abroad (a Dutch 06 on a Belgian address). A number that is valid in the record's
+        # country stays that country's (Mannheim's 0621 is no Dutch mobile).
+        return parse_phone(text, home, home)
+    return phone
 
 
 @lru_cache(maxsize=200_000)

@@ -34,7 +34,7 @@ from sync.state.schema import (
     quarantine,
     raw_records,
 )
-from sync.state.sql import Database, insert_rows, raw_rows, upsert_many
+from sync.state.sql import Database, insert_rows, raw_many, raw_rows, upsert_many
 
 Mapper = Callable[[SourceRecord], Contact | Order | Rejection]
 Guard = Callable[[list[Contact | Order | Rejection]], None]
@@ -357,7 +357,21 @@ class ExtractStore:
         return StoredPage(page.received, len(page.changed), quarantined)
 
     def remap(self, system: str, kind: Kind, mapper: Mapper, run_seq: int) -> int:
-        """Map every stored raw record of a system again (after the mapping code changed)."""
+        """Map every stored raw record of a system again (after the mapping code changed).
+
+        Mapping again stamps every contact with this run, as a read would, yet nothing was read:
+        where the ledger's last push was the newer word on a record (pushed at or after it was
+        last read), the push is stamped with this run first, so it stays the newer word. Else the
+        record's stale read would count as newer than the push, and a write back to what was read
+        would be planned as no change."""
+        if kind is Kind.CONTACT:
+            with self.db.writing() as conn:
+                raw_many(
+                    conn,
+                    "UPDATE pushed SET pushed_seq = ? WHERE system = ? AND pushed_seq >= (SELECT c.changed_seq "
+                    "FROM contacts c WHERE c.system = pushed.system AND c.record_id = pushed.record_id)",
+                    [(run_seq, system)],
+                )
         with self.db.engine.connect() as conn:
             rows = conn.execute(
                 select(raw_records.c.record_id, raw_records.c.payload, raw_records.c.updated_at).where(

@@ -146,6 +146,16 @@ def test_write_back_adds_and_removes_only_crmsync_tags_and_sets_the_tier(shop: S
     assert shop.customer("shopify", gid)["metafields"] == []
 
 
+def test_a_tag_holding_a_comma_is_never_crmsyncs_so_never_removed(shop: Sandboxes) -> None:
+    """Shopify splits tags at commas when it stores them, but `tagsRemove` with "crmsync:old, vip"
+    would take the merchant's "vip" too: such a tag is not crmsync's, whatever its prefix."""
+    connector = make_connector(shop, "shopify")
+    payload = next(r.payload for p in connector.read_contacts(None) for r in p.records)
+    payload = {**payload, "tags": ["crmsync:friends", "crmsync:old, vip", "vip"]}
+    assert connector.owned_state(payload).tags == frozenset({"crmsync:friends"})
+    assert not connector.owns_tag("crmsync:a,b") and connector.owns_tag("CRMSYNC:friends")
+
+
 def test_one_refused_metafield_does_not_block_its_batch(shop: Sandboxes) -> None:
     connector = make_connector(shop, "shopify")
     changes = [

@@ -137,9 +137,14 @@ def test_an_old_state_is_upgraded_at_start_and_syncs_writing_nothing(
     for profile, (tier, _qualified, since) in before["tiers"].items():
         assert after["tiers"][profile][0] == tier and after["tiers"][profile][2] == since, profile
     # The ledger is untouched (nothing was written), and the runs go on from the old ones.
-    assert after["pushed"] == before["pushed"]
     assert after["runs"] == [*before["runs"], before["runs"][-1] + 1]
     new_run = after["runs"][-1]
+    pushes = {(system, rid, held, at): seq for system, rid, held, seq, at in before["pushed"]}
+    assert {(system, rid, held, at) for system, rid, held, _, at in after["pushed"]} == pushes.keys()
+    # Only a push's run moves: to this run, where it was the newer word on a record the remap
+    # stamped with this run (a remap is no read: sync/state/extracts.py `remap`).
+    for system, rid, held, seq, at in after["pushed"]:
+        assert seq in (pushes[(system, rid, held, at)], new_run)
     if not before["history"]:
         # Schema 1 had no history: the upgrade opened each profile's segments at the last old run
         # (when they were last computed), and this run added only the lifecycle segments, which

@@ -7,12 +7,14 @@ afterwards."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 from connectors.afas.fixtures import demo_fixtures
+from connectors.registry import fixtures_function
 from connectors.sandbox.people import Person
 from tests.kit import Sandboxes, run_crmsync
 
@@ -70,3 +72,40 @@ def test_a_changed_field_map_or_default_country_maps_the_stored_records_again(
             "sync", "-c", str(sandboxes.config(tmp_path, afas=COUNTRY)), "--json", "--dry-run", "--log-json"
         ).stderr
     )
+
+
+def test_a_field_mapped_from_a_column_not_read_before_reads_superoffice_in_full(
+    start_sandboxes_fixture: Callable[..., Sandboxes], tmp_path: Path
+) -> None:
+    """An archive answers only the columns asked for: the persons stored before `company` was
+    mapped hold no `personContact/name`, so mapping them again cannot find it. The next cycle
+    reads SuperOffice in full instead (the records unchanged at the vendor included)."""
+    people = [
+        Person(
+            i,
+            f"Klant{i}",
+            "Jansen",
+            f"k{i}@example.nl",
+            "0612345678",
+            "Dam 1",
+            "1012 JS",
+            "Amsterdam",
+            ("superoffice",),
+        )
+        for i in range(1, 9)
+    ]
+    data = fixtures_function("superoffice")(people)
+    companies = {str(p["PersonId"]): p["Contact"]["Name"] for p in data["customers"] if p.get("Contact")}
+    assert companies  # some persons work at a company
+    sandboxes = start_sandboxes_fixture({"superoffice": data})
+
+    sync(sandboxes.config(tmp_path))
+    assert stored_companies(tmp_path) == {}
+    sync(sandboxes.config(tmp_path, superoffice='fields = { company = "personContact/name" }'))
+    assert stored_companies(tmp_path) == companies
+
+
+def stored_companies(folder: Path) -> dict[str, str]:
+    with closing(sqlite3.connect(folder / "crmsync.db")) as db:
+        rows = db.execute("SELECT record_id, details FROM contacts").fetchall()
+    return {rid: company for rid, details in rows if (company := json.loads(details).get("company"))}

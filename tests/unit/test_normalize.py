@@ -337,3 +337,23 @@ def test_an_id_written_as_a_whole_float_is_that_number_and_any_other_float_is_re
         refused = normalise_id(odd)
         assert isinstance(refused, Invalid) and refused.reason == "wrong_type", odd
     assert normalise_id(0.0) is None  # as 0: no customer
+
+
+def test_a_number_is_read_in_its_records_country_and_a_dutch_one_kept_abroad_as_dutch() -> None:
+    """A number valid in the record's country is that country's (Mannheim's 0621 is no Dutch
+    mobile); one that is no number there at all is read as the default country's (a Dutch 06 on a
+    Belgian or British address), not thrown away, so it still joins its owner's records."""
+    cases = {
+        ("0621 123456", "DE"): ("+49621123456", "landline"),
+        ("0470 12 34 56", "BE"): ("+32470123456", "mobile"),
+        ("06 12345678", "BE"): ("+31612345678", "mobile"),
+        ("06 12345678", "GB"): ("+31612345678", "mobile"),
+        ("06 12345678", "FR"): ("+33612345678", "mobile"),  # a French mobile: valid in France
+        ("12", "BE"): (None, "invalid"),
+    }
+    for (raw, country), expected in cases.items():
+        phone = parse_phone(raw, country)
+        assert phone is not None and (phone.e164, phone.kind) == expected, (raw, country, phone)
+    # The default country is the merchant's: a German shop reads a bare 06 on a Belgian address as German.
+    german_home = parse_phone("06 12345678", "BE", "DE")
+    assert german_home is not None and german_home.e164 == "+49612345678"

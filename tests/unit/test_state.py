@@ -204,3 +204,22 @@ def test_the_consistency_check_finds_rows_that_name_missing_records(store: State
     assert any(p.startswith("1 identity link to a record that is not stored: shop:2") for p in problems), problems
     assert any(p.startswith("1 pending row for a record that is not stored: shop:3") for p in problems), problems
     assert len(problems) == 4, problems
+
+
+def test_mapping_again_keeps_a_push_the_newer_word_over_the_read_before_it(store: StateStore) -> None:
+    """A remap stamps every contact with its run, as a read would, though nothing was read: a
+    push made after the last read must stay the newer word on its record (else, with the desired
+    state back at what was read, the plan would see no change while the vendor holds the push)."""
+    store.store_page("shop", Kind.CONTACT, _records(("1", "a@x.nl"), ("2", "b@x.nl")), _mapper, 1)
+    pushed = RemoteState(frozenset({"crmsync:friends"}))
+    change = WriteBack("shop", "1", ("crmsync:friends",), (), {}, pushed)
+    store.record_results("shop", [change], [WriteResult("1", True)], 2, NOW)
+    store.set_owned("shop", {"2": RemoteState(frozenset({"crmsync:fans"}))}, 3)  # read, never pushed
+    assert store.current_states("shop") == {"1": pushed, "2": RemoteState(frozenset({"crmsync:fans"}))}
+    store.remap("shop", Kind.CONTACT, _mapper, 4)
+    assert store.current_states("shop")["1"] == pushed
+    # A read after a push stays the newer word too.
+    store.record_results("shop", [change], [WriteResult("1", True)], 5, NOW)
+    store.store_page("shop", Kind.CONTACT, _records(("1", "a+new@x.nl")), _mapper, 6)
+    store.remap("shop", Kind.CONTACT, _mapper, 7)
+    assert store.current_states("shop")["1"] == RemoteState()

@@ -35,6 +35,13 @@ class SilvasoftSettings(SystemSettings):
         default=60.0, gt=0, description="wait after a 401 'Ratelimit exceeded' (Silvasoft sends no Retry-After)"
     )
     page_size: int | None = Field(default=None, ge=1, le=MAX_RELATIONS)
+    # Invoices are asked for by invoice date, the only filter `listsalesinvoices` has, not by when
+    # they were entered or changed: one entered late with an earlier date, or credited, within
+    # this span of the newest date read is read at the next cycle; older ones at the full read
+    # (`reconcile_every`). Two weeks of invoices is a few requests a cycle for a small business.
+    lookback: Duration = Field(
+        default=14 * 86400.0, description="how far before the newest invoice date each invoice read starts"
+    )
     # Offset paging needs a stable order. Silvasoft advises creation date or GUID; the GUID is
     # unique, which matters when a bulk import gave many relations the same creation time.
     relation_sorting: Literal["createdDate", "RelationGUID"] = "createdDate"

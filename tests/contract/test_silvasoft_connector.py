@@ -123,18 +123,26 @@ def test_an_unchanged_relation_costs_nothing_downstream_and_a_changed_one_is_see
     assert list(changed) == ["1007"] and changed["1007"].email == "nieuw.adres@example.nl"
 
 
-def test_incremental_invoice_read_returns_the_new_invoice_and_the_boundary_only(silva: Sandboxes) -> None:
+def test_an_invoice_entered_late_with_an_earlier_date_or_credited_since_is_read_at_the_next_cycle(
+    silva: Sandboxes,
+) -> None:
+    """`listsalesinvoices` filters by invoice date only. The newest invoice read is dated 29-03; a
+    bookkeeper then enters invoice 2026031 dated 20-03 and credits 2026027 (dated 20-03 too). With
+    a look-back of a day both were missed until the full read; the default two weeks reads them."""
     connector = make_connector(silva, "silvasoft", page_size=10)
     checkpoint = list(connector.read_orders(None))[-1].checkpoint
+    assert checkpoint == {"cursor": "2026-03-29T00:00:00+00:00"}
     app = silva.app("silvasoft")
     with app.lock:
-        app.invoices[2_026_031] = {**invoices(1)[0], "InvoiceNumber": 2_026_031, "InvoiceDate": "30-03-2026"}
+        app.invoices[2_026_031] = {**invoices(1)[0], "InvoiceNumber": 2_026_031, "InvoiceDate": "20-03-2026"}
+        app.invoices[2_026_027] = {**app.invoices[2_026_027], "InvoiceStatus": "Credited"}
     silva.reset_stats()
     pages = list(connector.read_orders(checkpoint))
-    # DateFrom is a day before the cursor's day minus the look-back: the last invoice is read again
-    assert read_ids(pages) == ["2026031", "2026030"]
-    assert pages[-1].checkpoint == {"cursor": "2026-03-30T00:00:00+00:00"}
-    assert silva.stats("silvasoft")["requests"] == {INVOICES: 2}  # one short page, asked for twice
+    read = {record.id: record.payload for page in pages for record in page.records}
+    # DateFrom 14-03-2026: two weeks and a day before the newest date; nothing dated before it.
+    assert sorted(read) == [str(n) for n in range(2_026_025, 2_026_032)]
+    assert read["2026027"]["InvoiceStatus"] == "Credited" and read["2026031"]["InvoiceDate"] == "20-03-2026"
+    assert pages[-1].checkpoint == {"cursor": "2026-03-29T00:00:00+00:00"}
     assert silva.request_log("silvasoft")[0]["path"] == "/rest/listsalesinvoices/"
 
 

@@ -63,6 +63,7 @@ class RecordSpec:
     stamps: tuple[str, ...] = ()
     parse_time: Callable[[str], datetime] = parse_timestamp
     id_rule: Callable[[Any], str] = id_text
+    never: tuple[str, ...] = ()  # how a vendor writes a time never set (SuperOffice's empty date)
 
     def parse(self, system: str, kind: Kind, item: Any) -> SourceRecord:
         if type(item) is not dict and not isinstance(item, Mapping):  # a dict skips the ABC check
@@ -72,7 +73,7 @@ class RecordSpec:
     def updated_at(self, item: Mapping[str, Any]) -> datetime | None:
         for key in self.stamps:
             stamp = item.get(key)
-            if isinstance(stamp, str) and stamp:
+            if isinstance(stamp, str) and stamp and not stamp.startswith(self.never):
                 try:
                     return self.parse_time(stamp)
                 except ValueError:

@@ -79,6 +79,13 @@ def parse_date(text: str) -> datetime:
         raise ArchiveError(f"'{text}' is not a date") from None
 
 
+# A date never set: SuperOffice stores no null dates, an empty one is 1760-01-01 in the database and
+# `DateTime.MinValue` through NetServer (documented: docs/database/whats-new/changes-in-7/datetime.md),
+# and a new row's `updated` is that empty date until its first edit (documented: the custom-priming
+# sample). How REST writes it is not documented; NetServer's MinValue is assumed.
+NEVER = "0001-01-01T00:00:00"
+
+
 def format_date(moment: datetime) -> str:
     """Archive dates are ISO strings in UTC without an offset, to the second."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -103,7 +110,7 @@ def _literal(kind: ColumnKind, raw: str, column: str) -> Any:
 
 
 # ----- $filter ----------------------------------------------------------------------------------
-_TOKEN = re.compile(r"'(?:[^']|'')*'|\S+")
+_TOKEN = re.compile(r"'(?:[^']|'')*'|[()]|[^\s()]+")
 OPERATORS: dict[ColumnKind, frozenset[str]] = {
     "int": frozenset({"eq", "ne", "lt", "le", "gt", "ge", "equals", "unequals", "greater", "less"}),
     "decimal": frozenset({"eq", "ne", "lt", "le", "gt", "ge"}),
@@ -114,28 +121,64 @@ OPERATORS: dict[ColumnKind, frozenset[str]] = {
 }
 
 
-def parse_filter(text: str, provider: Provider) -> list[Condition]:
-    """Conditions joined by `and`. `or`, functions and unary operators are refused (not needed)."""
+@dataclass(frozen=True)
+class Either:
+    """Restrictions joined by `or` (`all_of` False) or by `and`."""
+
+    parts: tuple[Restriction, ...]
+    all_of: bool
+
+
+Restriction = Condition | Either
+
+
+def parse_filter(text: str, provider: Provider) -> Restriction:
+    """Restrictions joined by `and` and `or`, `and` binding tighter, grouped by brackets
+    (documented: "AND has a higher priority than OR ... Brackets can be used for grouping",
+    GetArchiveListByColumns2). Functions and unary operators are refused (not needed)."""
     tokens = _TOKEN.findall(text)
-    conditions: list[Condition] = []
-    while tokens:
-        if len(tokens) < 3:
-            raise ArchiveError(f"Incomplete restriction in $filter: '{' '.join(tokens)}'")
-        name, op, raw = tokens[0], tokens[1], tokens[2]
+    at = 0
+
+    def peek() -> str | None:
+        return tokens[at].lower() if at < len(tokens) else None
+
+    def joined(word: str, part: Callable[[], Restriction]) -> Restriction:
+        nonlocal at
+        parts = [part()]
+        while peek() == word:
+            at += 1
+            if peek() is None:
+                raise ArchiveError(f"$filter ends with '{word}'")
+            parts.append(part())
+        return parts[0] if len(parts) == 1 else Either(tuple(parts), word == "and")
+
+    def any_of() -> Restriction:
+        return joined("or", lambda: joined("and", single))
+
+    def single() -> Restriction:
+        nonlocal at
+        if peek() == "(":
+            at += 1
+            inner = any_of()
+            if peek() != ")":
+                raise ArchiveError("Unbalanced brackets in $filter")
+            at += 1
+            return inner
+        if len(tokens) - at < 3 or ")" in tokens[at : at + 3] or "(" in tokens[at : at + 3]:
+            raise ArchiveError(f"Incomplete restriction in $filter: '{' '.join(tokens[at:])}'")
+        name, op, raw = tokens[at : at + 3]
         column = provider.column(name)
         if column is None:
             raise ArchiveError(f"Unknown column '{name}' in $filter for archive provider '{provider.name}'")
         if op.lower() not in OPERATORS[column.kind]:
             raise ArchiveError(f"Operator '{op}' is not supported for column '{name}' of type {column.kind}")
-        conditions.append(Condition(name, op.lower(), _literal(column.kind, raw, name)))
-        tokens = tokens[3:]
-        if tokens:
-            if tokens[0].lower() != "and":
-                raise ArchiveError(f"Expected 'and' in $filter, found '{tokens[0]}'")
-            tokens = tokens[1:]
-            if not tokens:
-                raise ArchiveError("$filter ends with 'and'")
-    return conditions
+        at += 3
+        return Condition(name, op.lower(), _literal(column.kind, raw, name))
+
+    restriction = any_of()
+    if at < len(tokens):
+        raise ArchiveError(f"Expected 'and' or 'or' in $filter, found '{tokens[at]}'")
+    return restriction
 
 
 def _holds(value: Any, op: str, wanted: Any) -> bool:
@@ -191,7 +234,7 @@ def _typed(kind: ColumnKind, value: Any) -> Any:
 @dataclass(frozen=True)
 class Query:
     select: tuple[str, ...]
-    conditions: tuple[Condition, ...]
+    restriction: Restriction | None
     order: tuple[tuple[str, bool], ...]  # (column, descending)
     top: int
     skip: int
@@ -220,7 +263,7 @@ def parse_query(args: Mapping[str, str], provider: Provider) -> Query:
     for name in select:
         if provider.column(name) is None:
             raise ArchiveError(f"Unknown column '{name}' in $select for archive provider '{provider.name}'")
-    conditions = tuple(parse_filter(params["$filter"], provider)) if params["$filter"] else ()
+    restriction = parse_filter(params["$filter"], provider) if params["$filter"] else None
     order = []
     for part in (p.strip() for p in (params["$orderBy"] or "").split(",") if p.strip()):
         name, _, direction = part.partition(" ")
@@ -236,12 +279,13 @@ def parse_query(args: Mapping[str, str], provider: Provider) -> Query:
         raise ArchiveError(f"$top must be between 1 and {MAX_TOP}, was {top}")
     if skip < 0:
         raise ArchiveError(f"$skip cannot be negative, was {skip}")
-    return Query(select, conditions, tuple(order), top, skip)
+    return Query(select, restriction, tuple(order), top, skip)
 
 
 def run_query(query: Query, provider: Provider, rows: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
     """The rows of one page in archive shape, and whether more rows follow."""
-    matching = [row for row in rows if _matches(row, query.conditions, provider)]
+    restriction = query.restriction
+    matching = [row for row in rows if restriction is None or _matches(row, restriction, provider)]
     for name, descending in reversed(query.order or ((provider.default_select[0], False),)):
         column = provider.column(name)
         assert column is not None  # checked when the query was parsed
@@ -255,13 +299,13 @@ def run_query(query: Query, provider: Provider, rows: Iterable[dict[str, Any]]) 
     return [_render(row, query.select, provider) for row in rows_of_page], query.skip + query.top < len(matching)
 
 
-def _matches(row: Row, conditions: Sequence[Condition], provider: Provider) -> bool:
-    for condition in conditions:
-        column = provider.column(condition.column)
-        assert column is not None
-        if not _holds(_typed(column.kind, column.get(row)), condition.op, condition.value):
-            return False
-    return True
+def _matches(row: Row, restriction: Restriction, provider: Provider) -> bool:
+    if isinstance(restriction, Either):
+        found = (_matches(row, part, provider) for part in restriction.parts)
+        return all(found) if restriction.all_of else any(found)
+    column = provider.column(restriction.column)
+    assert column is not None
+    return _holds(_typed(column.kind, column.get(row)), restriction.op, restriction.value)
 
 
 def _render(row: Row, select: Sequence[str], provider: Provider) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from connectors.superoffice.check import check_tenant
 from connectors.superoffice.reads import (
     INTEREST_NAMES,
     INTERESTS_COLUMN,
+    NEVER_SET,
     PERSON_COLUMNS,
     SALE_COLUMNS,
     ArchiveQuery,
@@ -65,7 +66,7 @@ class SuperOfficeConnector(Connector):
         "phone": FieldSpec("personMobilePhone/formattedNumber", "phone"),
         "first_name": FieldSpec("firstName"),
         "last_name": FieldSpec("lastName"),
-        # The person's country by name, in the installation's language: phones are read in its format.
+        # The person's country by name (in English: the reads ask for it): phones are read in its format.
         "country": FieldSpec("personCountry", "country"),
     }
     order_fields = {
@@ -144,30 +145,44 @@ class SuperOfficeConnector(Connector):
         if self.writes_tags:
             refine = chain(last_per_id, InterestNames(self.interests))
         columns = self.person_columns()
-        return self._archive_stream(Kind.CONTACT, "Person", columns, "personUpdatedDate", "personId", refine=refine)
+        return self._archive_stream(
+            Kind.CONTACT, "Person", columns, ("personUpdatedDate", "personRegisteredDate"), "personId", refine=refine
+        )
 
     def orders_stream(self) -> Stream:
         path, extra = self._orders_source()
-        return self._archive_stream(Kind.ORDER, path, list(SALE_COLUMNS), "updatedDate", "saleId", extra, last_per_id)
+        stamps = ("updatedDate", "registeredDate")
+        return self._archive_stream(Kind.ORDER, path, list(SALE_COLUMNS), stamps, "saleId", extra, last_per_id)
 
     def _archive_stream(
         self,
         kind: Kind,
         path: str,
         columns: list[str],
-        stamp: str,
+        stamps: tuple[str, str],
         key: str,
         extra_filter: str | None = None,
         refine: Refine | None = None,
     ) -> Stream:
+        """`stamps`: the update-time column and the creation-time one, which a row never edited
+        is found and dated by."""
+        updated, registered = stamps
         query = ArchiveQuery(
-            self.name, self.client, f"{self.api}/{path}", columns, stamp, key, self.page_size, extra_filter
+            self.name,
+            self.client,
+            f"{self.api}/{path}",
+            columns,
+            updated,
+            key,
+            self.page_size,
+            extra_filter,
+            registered,
         )
         return self.stream(
             kind,
             query.fetch,
             lambda at: KeysetPaginator(self.name, self.page_size, query.after, at),
-            RecordSpec(key, (stamp,)),
+            RecordSpec(key, stamps, never=NEVER_SET),
             refine=refine,
         )
 

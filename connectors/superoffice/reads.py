@@ -7,8 +7,10 @@ replies without it are seen, so a read that stopped where the link stopped could
 after one page. Rows are ordered by their id, not by their update time: an edit during the read
 then leaves every row where it was, where ordering by `personUpdatedDate` would move the edited
 row to the end and shift the page boundaries past a row nobody read. The update-time filter
-still makes each cycle incremental (`personUpdatedDate after '<cursor - lookback>'`); the
-checkpoint mid-read remembers the last id, so a resumed read continues under the same filter.
+still makes each cycle incremental (`(personUpdatedDate after '<cursor - lookback>' or
+personRegisteredDate after '<...>')`: a person never edited since it was created has an empty
+update date); the checkpoint mid-read remembers the last id, so a resumed read continues under
+the same filter.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from connectors.superoffice.writes import InterestList
 from connectors.window import Window
 from mapping.model import SourceRecord
 
+# How the archive writes a date never set (sandbox's `archive.NEVER`; 1760-01-01 in the database).
+NEVER_SET = ("0001-01-01", "1760-01-01")
 PERSON_COLUMNS = (
     "personId",
     "firstName",
@@ -34,6 +38,7 @@ PERSON_COLUMNS = (
     "personMobilePhone/formattedNumber",
     "personCountry",
     "personUpdatedDate",
+    "personRegisteredDate",
 )
 SALE_COLUMNS = (
     "saleId",
@@ -45,6 +50,7 @@ SALE_COLUMNS = (
     "person/personId",
     "person/email/emailAddress",
     "updatedDate",
+    "registeredDate",
 )
 INTERESTS_COLUMN = "personInterestIds"
 Refine = Callable[[list[SourceRecord]], list[SourceRecord]]
@@ -79,12 +85,17 @@ class ArchiveQuery:
     key: str
     top: int
     extra_filter: str | None = None
+    registered: str | None = None  # the creation-time column, for rows never edited since
 
     def fetch(self, after_id: Any, window: Window) -> Reply:
         conditions = []
         if window.since is not None:
             # `after` is exclusive and the column has whole seconds: start one second earlier.
-            conditions.append(f"{self.stamp} after '{(window.since - timedelta(seconds=1)):%Y-%m-%dT%H:%M:%S}'")
+            bound = f"'{(window.since - timedelta(seconds=1)):%Y-%m-%dT%H:%M:%S}'"
+            changed = f"{self.stamp} after {bound}"
+            # A row created and never edited has an empty update date (SuperOffice stores none
+            # as null: `NEVER`), so it is found by its creation date.
+            conditions.append(f"({changed} or {self.registered} after {bound})" if self.registered else changed)
         if self.extra_filter:
             conditions.append(self.extra_filter)
         if after_id is not None:

@@ -46,7 +46,7 @@ from werkzeug.wrappers import Request, Response
 from connectors.ratelimit import Window
 from connectors.sandbox import FixtureError, Route, VendorError, json_response, utcnow
 from connectors.sandbox.store import FixtureStore
-from connectors.superoffice.archive import ArchiveError, format_date, parse_date
+from connectors.superoffice.archive import NEVER, ArchiveError, format_date, parse_date
 from connectors.superoffice.sandbox_archive import SALE_STATUSES, STATUS_NAMES, ArchiveRoutes, _nested
 from connectors.superoffice.sandbox_persons import (
     CUSTOM_BUCKETS,
@@ -247,8 +247,8 @@ class SuperOfficeSandbox(SignInRoutes, PersonRoutes, ArchiveRoutes):
                 person[key] = format_date(parse_date(str(person[key]))) if person.get(key) else None
             except ArchiveError:
                 raise FixtureError(f"{where}: {key} is not an ISO-8601 date") from None
-        person["CreatedDate"] = person["CreatedDate"] or now
-        person["UpdatedDate"] = person["UpdatedDate"] or person["CreatedDate"]
+        person["CreatedDate"] = person["CreatedDate"] or person["UpdatedDate"] or now  # made by then
+        person["UpdatedDate"] = person["UpdatedDate"] or NEVER  # created and never edited
         for key in PHONE_LISTS:
             person.setdefault(key, [])
         for key, default in (("Firstname", ""), ("MiddleName", ""), ("Lastname", ""), ("Contact", None)):
@@ -311,9 +311,9 @@ class SuperOfficeSandbox(SignInRoutes, PersonRoutes, ArchiveRoutes):
                 sale[key] = format_date(parse_date(str(sale[key]))) if sale.get(key) else None
             except ArchiveError:
                 raise FixtureError(f"{where}: {key} is not an ISO-8601 date") from None
-        sale["CreatedDate"] = sale["CreatedDate"] or sale["Saledate"] or format_date(utcnow())
+        sale["CreatedDate"] = sale["CreatedDate"] or sale["UpdatedDate"] or sale["Saledate"] or format_date(utcnow())
         sale["Saledate"] = sale["Saledate"] or sale["CreatedDate"]
-        sale["UpdatedDate"] = sale["UpdatedDate"] or sale["CreatedDate"]
+        sale["UpdatedDate"] = sale["UpdatedDate"] or NEVER  # created and never edited
         sale.setdefault("Status", "Open")
         sale.setdefault("Currency", {"Id": 1, "Value": "EUR"})
         return sale

@@ -71,7 +71,7 @@ class ArchiveRoutes(SandboxApp):
             "personPrivate/formattedNumber": Column("string", lambda p: _first_value(p, "PrivatePhones"), False),
             "personNoMail": Column("bool", lambda p: bool(p.get("NoMailing"))),
             "retired": Column("bool", lambda p: bool(p.get("Retired"))),
-            "personCountry": Column("string", lambda p: _nested(p, "Country", "Name")),
+            "personCountry": Column("string", self._country_name),
             "personInterestIds": Column("ids", lambda p: self.selected.get(p["PersonId"], set()), False),
         }
         if name in simple:
@@ -114,6 +114,12 @@ class ArchiveRoutes(SandboxApp):
         """A list column shows the item's name in the request's language (`_display_language`)."""
         names = STATUS_NAMES.get(self._display_language, STATUS_NAMES["en"])
         return names.get(str(status), status)
+
+    def _country_name(self, person: Mapping[str, Any]) -> Any:
+        """A list column: the country's name in the request's language (the country table keeps
+        `name` in the installed language and `english_name`, documented: tables/country.md)."""
+        english = _nested(person, "Country", "EnglishName") if self._display_language == "en" else None
+        return english or _nested(person, "Country", "Name")
 
     def _request_language(self, request: Request) -> str:
         for header in ("SO-Language", "Accept-Language"):

@@ -11,11 +11,12 @@ import requests
 from pydantic import ValidationError
 
 from connectors.errors import AuthError, PermissionDenied
+from connectors.superoffice.archive import NEVER
 from connectors.superoffice.client import SuperOfficeSettings
 from connectors.superoffice.sandbox import DEFAULT_TOKEN, SEGMENTS_UDF, TIER_UDF
-from mapping.model import Contact, Kind, Membership, RemoteState, WriteBack
+from mapping.model import Contact, Kind, Membership, RemoteState, WriteBack, parse_timestamp
 from sync.planner import diff
-from tests.contract.test_superoffice_sandbox import persons, sales
+from tests.contract.test_superoffice_sandbox import get, persons, sales
 from tests.kit import Sandboxes, make_connector, wait_until
 
 PERSON = "GET /<tenant>/api/v1/Person"
@@ -75,6 +76,28 @@ def test_incremental_read_returns_the_changed_person_and_not_the_others(so: Sand
     assert changed[0].payload["firstName"] == "Gewijzigd"
     last = so.request_log("superoffice")[-1]
     assert last["path"].endswith("/Person") and last["status"] == 200
+
+
+def test_a_person_created_and_never_edited_is_read_by_its_registration_date(so: Sandboxes) -> None:
+    """SuperOffice stores no null dates: a person never edited since it was created has an empty
+    update date (`NEVER`), which no `personUpdatedDate after ...` matches. Filtered on the update
+    date alone, every new person waited for the daily full read; the read also asks for persons
+    registered since, and dates them by that."""
+    connector = make_connector(so, "superoffice", page_size=10, lookback=0)
+    checkpoint = [page.checkpoint for page in connector.read_contacts(None)][-1]
+    app = so.app("superoffice")
+    with app.lock:
+        app.persons[31] = app._load_person("test", {"PersonId": 31, "Firstname": "Nieuw", "Lastname": "Klant"})
+    person = get(
+        so, "/Person", **{"$select": "personId,personUpdatedDate,personRegisteredDate", "$filter": "personId eq 31"}
+    )
+    [row] = person.json()["value"]
+    assert row["personUpdatedDate"] == NEVER and row["personRegisteredDate"] > checkpoint["cursor"][:19]
+    read = {r.id: r for page in connector.read_contacts(checkpoint) for r in page.records}
+    assert "31" in read and read["31"].updated_at == parse_timestamp(row["personRegisteredDate"] + "Z")
+    assert read["30"].updated_at == parse_timestamp("2026-01-01T00:00:30Z")  # the boundary, as before
+    sent = so.request_log("superoffice")[-1]
+    assert sent["path"].endswith("/Person") and sent["status"] == 200
 
 
 def test_filtered_pages_follow_by_id_to_the_end(so: Sandboxes) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 
+from connectors.superoffice.archive import NEVER
 from connectors.superoffice.sandbox import DEFAULT_APP_TOKEN, DEFAULT_TENANT, DEFAULT_TOKEN
 from tests.kit import Sandboxes
 
@@ -141,6 +142,34 @@ def test_filter_on_the_update_date_is_exclusive_and_combines_with_and(so: Sandbo
     assert [r["saleId"] for r in sold.json()["value"]] == [111, 112]
 
 
+def test_or_and_brackets_combine_restrictions_and_a_date_never_set_is_the_empty_date(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    """`AND has a higher priority than OR ... Brackets can be used for grouping` (documented,
+    GetArchiveListByColumns2). A person or sale never edited since it was created carries the
+    empty date (SuperOffice stores no nulls: `NEVER`), which no `after` matches."""
+    created = [{**p, "CreatedDate": p["UpdatedDate"]} for p in persons(5)]
+    fresh = {"PersonId": 6, "Firstname": "Nieuw", "CreatedDate": "2026-03-01T00:00:00"}  # no UpdatedDate
+    sale = {"SaleId": 900, "Amount": 10, "Saledate": "2026-03-01T00:00:00", "Person": {"PersonId": 6}}
+    so = start_sandboxes_fixture({"superoffice": {"customers": [*created, fresh], "orders": [sale]}})
+    columns = "personId,personUpdatedDate,personRegisteredDate"
+    [row] = get(so, "/Person", **{"$select": columns, "$filter": "personId eq 6"}).json()["value"]
+    assert (row["personUpdatedDate"], row["personRegisteredDate"]) == (NEVER, "2026-03-01T00:00:00")
+    since = "'2026-01-01T00:00:03'"
+    changed = f"personUpdatedDate after {since}"
+    assert ids(so, changed) == [4, 5]  # the new person is not among them
+    assert ids(so, f"{changed} or personRegisteredDate after {since}") == [4, 5, 6]
+    assert ids(so, f"({changed} or personRegisteredDate after {since}) and personId gt 4") == [5, 6]
+    assert ids(so, f"personId eq 1 or {changed} and personId gt 4") == [1, 5]  # and binds tighter
+    [sold] = get(so, "/Sale", **{"$select": "saleId,updatedDate,registeredDate"}).json()["value"]
+    assert sold["updatedDate"] == NEVER and sold["registeredDate"] == "2026-03-01T00:00:00"
+
+
+def ids(so: Sandboxes, restriction: str) -> list[int]:
+    rows = get(so, "/Person", **{"$select": "personId", "$filter": restriction, "$orderBy": "personId"}).json()
+    return [row["personId"] for row in rows["value"]]
+
+
 @pytest.mark.parametrize(
     ("params", "fragment"),
     [
@@ -152,7 +181,8 @@ def test_filter_on_the_update_date_is_exclusive_and_combines_with_and(so: Sandbo
         ({"$filter": "updatedDate after '2026-01-01'"}, "Unknown column 'updatedDate' in $filter"),
         ({"$filter": "personUpdatedDate since '2026-01-01'"}, "Operator 'since' is not supported"),
         ({"$filter": "personUpdatedDate after 'yesterday'"}, "'yesterday' is not a valid value"),
-        ({"$filter": "personId gt 3 or personId lt 2"}, "Expected 'and'"),
+        ({"$filter": "personId gt 3 xor personId lt 2"}, "Expected 'and' or 'or'"),
+        ({"$filter": "(personId gt 3 or personId lt 2"}, "Unbalanced brackets"),
         ({"$orderBy": "personInterestIds"}, "Cannot order"),
     ],
 )

@@ -87,8 +87,10 @@ NEVER = "0001-01-01T00:00:00"
 
 
 def format_date(moment: datetime) -> str:
-    """Archive dates are ISO strings in UTC without an offset, to the second."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    """Archive dates are ISO strings in UTC without an offset, to the second. The year has four
+    digits however small (`strftime` writes year 1, the empty date's, as `1`)."""
+    utc = moment.astimezone(UTC)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}"
 
 
 def _literal(kind: ColumnKind, raw: str, column: str) -> Any:

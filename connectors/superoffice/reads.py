@@ -97,7 +97,9 @@ class ArchiveQuery:
             # as null: `NEVER`), so it is found by its creation date.
             conditions.append(f"({changed} or {self.registered} after {bound})" if self.registered else changed)
         if self.extra_filter:
-            conditions.append(self.extra_filter)
+            # In brackets: a configured filter may join its own restrictions with `or`, which
+            # binds looser than the `and` that joins it to the bound and the key.
+            conditions.append(f"({self.extra_filter})")
         if after_id is not None:
             conditions.append(f"{self.key} gt {int(after_id)}")
         params = {"$select": ",".join(self.columns), "$orderBy": f"{self.key} asc", "$top": str(self.top)}

@@ -140,6 +140,11 @@ def test_sales_are_read_and_only_sold_ones_count(so: Sandboxes) -> None:
     assert pages[-1].checkpoint == {"cursor": "2026-02-01T12:00:12+00:00"}
     only_open = make_connector(so, "superoffice", orders_filter="saleStatus is 'Lost'")
     assert [r.id for p in only_open.read_orders(None) for r in p.records] == ["103"]
+    # A configured filter joined by `or` stays one restriction: `and` binds tighter, so without
+    # brackets every sold sale would pass whatever its date (and page after page, whatever its id).
+    either = make_connector(so, "superoffice", orders_filter="saleStatus is 'Lost' or saleStatus is 'Sold'", lookback=0)
+    since_last = {"cursor": "2026-02-01T12:00:12+00:00"}
+    assert [r.id for p in either.read_orders(since_last) for r in p.records] == ["112"]
 
 
 def test_udf_write_back_lands_touches_no_other_udf_and_a_second_sync_writes_nothing(so: Sandboxes) -> None:

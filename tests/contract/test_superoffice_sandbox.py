@@ -150,16 +150,19 @@ def test_or_and_brackets_combine_restrictions_and_a_date_never_set_is_the_empty_
     empty date (SuperOffice stores no nulls: `NEVER`), which no `after` matches."""
     created = [{**p, "CreatedDate": p["UpdatedDate"]} for p in persons(5)]
     fresh = {"PersonId": 6, "Firstname": "Nieuw", "CreatedDate": "2026-03-01T00:00:00"}  # no UpdatedDate
+    copied = {"PersonId": 7, "CreatedDate": "2026-03-01T00:00:00", "UpdatedDate": NEVER}  # as a reply shows it
     sale = {"SaleId": 900, "Amount": 10, "Saledate": "2026-03-01T00:00:00", "Person": {"PersonId": 6}}
-    so = start_sandboxes_fixture({"superoffice": {"customers": [*created, fresh], "orders": [sale]}})
+    so = start_sandboxes_fixture({"superoffice": {"customers": [*created, fresh, copied], "orders": [sale]}})
     columns = "personId,personUpdatedDate,personRegisteredDate"
     [row] = get(so, "/Person", **{"$select": columns, "$filter": "personId eq 6"}).json()["value"]
     assert (row["personUpdatedDate"], row["personRegisteredDate"]) == (NEVER, "2026-03-01T00:00:00")
+    [row] = get(so, "/Person", **{"$select": columns, "$filter": "personId eq 7"}).json()["value"]
+    assert row["personUpdatedDate"] == NEVER  # four digits: a year-1 date written back as it came
     since = "'2026-01-01T00:00:03'"
     changed = f"personUpdatedDate after {since}"
     assert ids(so, changed) == [4, 5]  # the new person is not among them
-    assert ids(so, f"{changed} or personRegisteredDate after {since}") == [4, 5, 6]
-    assert ids(so, f"({changed} or personRegisteredDate after {since}) and personId gt 4") == [5, 6]
+    assert ids(so, f"{changed} or personRegisteredDate after {since}") == [4, 5, 6, 7]
+    assert ids(so, f"({changed} or personRegisteredDate after {since}) and personId gt 4") == [5, 6, 7]
     assert ids(so, f"personId eq 1 or {changed} and personId gt 4") == [1, 5]  # and binds tighter
     [sold] = get(so, "/Sale", **{"$select": "saleId,updatedDate,registeredDate"}).json()["value"]
     assert sold["updatedDate"] == NEVER and sold["registeredDate"] == "2026-03-01T00:00:00"

@@ -116,11 +116,11 @@ class Connector(ABC):
     # declared here; vendors whose field names are configured (AFAS, SuperOffice, efficy) give
     # their settings `segments_field` / `tier_field` keys, which take precedence.
     default_segments_field: ClassVar[str | None] = None
+    default_tier_field: ClassVar[str | None] = None
     # Declared fields read where a reply has them but never expected by the drift guard: those
     # whose place in the vendor's list replies is assumed, not documented (api-notes), so that a
     # reply without them misses a detail instead of stopping the stream.
     optional_fields: ClassVar[frozenset[str]] = frozenset()
-    default_tier_field: ClassVar[str | None] = None
     # What an owned field holds when it holds nothing: None when the API can delete it, "" when
     # the best it can do is an empty value (WooCommerce meta).
     empty_field_value: ClassVar[str | None] = None

@@ -441,7 +441,7 @@ def _why(winner: Contact, holders: Sequence[Contact], rank: Mapping[str, int]) -
     if len(holders) == 1:
         return "only source"
     runner = holders[1]
-    if runner.email_role and not winner.email_role and _outranks(runner, winner, rank):
+    if runner.email_role and not winner.email_role and _trust_order(runner, rank) < _trust_order(winner, rank):
         return "a personal address before a role address"
     if rank.get(winner.system, len(rank)) < rank.get(runner.system, len(rank)):
         return f"source priority: {winner.system} before {runner.system}"
@@ -451,10 +451,6 @@ def _why(winner: Contact, holders: Sequence[Contact], rank: Mapping[str, int]) -
     return "tie: smallest record key"
 
 
-def _outranks(a: Contact, b: Contact, rank: Mapping[str, int]) -> bool:
-    """Whether `a` comes before `b` by trust, then recency, then record key (`survive`'s order)."""
-    return _trust_order(a, rank) < _trust_order(b, rank)
-
-
 def _trust_order(contact: Contact, rank: Mapping[str, int]) -> tuple[int, float, str]:
+    """`survive`'s order: trust, then recency, then record key."""
     return (rank.get(contact.system, len(rank)), -(contact.updated_at or _EPOCH).timestamp(), contact.key)

@@ -123,11 +123,12 @@ class SuperOfficeConnector(Connector):
 
     # ----- reads --------------------------------------------------------------------------------
     def person_columns(self) -> list[str]:
-        """The Person archive columns a read selects: crmsync's own, its fields, the links and the
-        `fields` the configuration maps (an archive answers only the columns asked for)."""
+        """The Person archive columns a read selects: crmsync's own, its fields, and every path of
+        the field map, which holds the configured `fields` and `links` (an archive answers only
+        the columns asked for)."""
         columns = list(PERSON_COLUMNS)
         columns += [field_column(n) for n in (self.segments_field, self.tier_field) if n]
-        mapped = [*self.settings.links.values(), *(spec.path for spec in self.contact_fieldmap.values())]
+        mapped = (spec.path for spec in self.contact_fieldmap.values())
         columns += [path for path in dict.fromkeys(mapped) if path not in columns]
         if self.writes_tags:
             columns.append(INTERESTS_COLUMN)

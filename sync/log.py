@@ -75,7 +75,11 @@ def setup_logging(level: str = "info", json_logs: bool | None = None, stream: Te
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write per line, the newline with it: print() writes them apart, and on unbuffered
+        # output (PYTHONUNBUFFERED, a daemon's stderr) a line of the standard logging module, from
+        # another thread or from the cycle's process on the same stderr, could land between the two
+        # and glue two lines into one that no JSON reader takes.
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     # Libraries that use the standard logging module stay quiet unless something is wrong, and

@@ -144,17 +144,16 @@ class Ledger:
         with self.db.writing() as conn:
             accepted = []
             refused = []
-            done = []
+            done = []  # no longer pending
             for result in results:
                 change = by_id.get(result.record_id)
                 if change is None:
                     continue
-                if result.ok:
-                    done.append(result.record_id)
                 if result.ok and result.confirmed:
+                    done.append(result.record_id)
                     target = jsontext.compact(change.target.to_json())
                     accepted.append((system, result.record_id, target, run_seq, stamp))
-                else:
+                else:  # refused, or accepted without a conclusive answer: pending, its attempts counted
                     refused.append((result.record_id, result.message))
             upsert_many(conn, pushed, accepted, ("system", "record_id", "state", "pushed_seq", "pushed_at"))
             for start in range(0, len(done), 500):

@@ -12,6 +12,7 @@ from sync.state.extracts import storage_id
 from sync.state.schema import raw_records
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
+LATER = datetime(2026, 11, 26, tzinfo=UTC)
 
 
 def _mapper(record: SourceRecord) -> Contact | Rejection:
@@ -151,6 +152,15 @@ def test_ledger_and_pending(store: StateStore) -> None:
     assert store.current_states("shop") == {"1": target, "2": RemoteState()}  # what the plan reads
     [row] = store.pending_records()
     assert (row["record_id"], row["attempts"], row["message"]) == ("2", 2, "still bad")
+    # Accepted without a conclusive answer (a lost reply): still pending, its attempts counted on
+    # from the first, not started again at each cycle.
+    lost = "the reply was lost; sent again next cycle"
+    store.record_results("shop", changes[1:], [WriteResult("2", True, lost, confirmed=False)], 3, LATER)
+    [row] = store.pending_records()
+    assert (row["attempts"], row["first_at"], row["last_at"]) == (3, NOW.isoformat(), LATER.isoformat())
+    assert store.current_states("shop")["2"] == RemoteState()  # not entered as pushed
+    store.record_results("shop", changes[1:], [WriteResult("2", True)], 4, LATER)
+    assert store.pending_records() == []
 
 
 def test_the_plans_current_states_are_the_newer_of_the_last_read_and_the_last_push(store: StateStore) -> None:

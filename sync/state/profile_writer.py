@@ -273,8 +273,14 @@ class ProfileStore:
         compared in SQL as Python orders the ids (`binary`: `Database.binary`)."""
         changes = SegmentChanges()
         lower: str | None = None
+        with turn():
+            # A first save finds no profile stored: no range needs reading (this transaction adds
+            # only ids at or below the ranges already read).
+            changes.stored_before = bool(raw_rows(conn, "SELECT 1 FROM profiles LIMIT 1"))
 
         def stored_between(upper: str | None) -> dict[str, tuple[Any, ...]]:
+            if not changes.stored_before:
+                return {}
             where, params = [], []
             if lower is not None:
                 where.append(f"profile_id{binary} > ?")
@@ -285,9 +291,7 @@ class ProfileStore:
             sql = "SELECT profile_id, segments, tier, fingerprint FROM profiles"
             sql += (" WHERE " + " AND ".join(where)) if where else ""
             with turn():
-                found = {row[0]: row[1:] for row in raw_rows(conn, sql, params)}
-            changes.stored_before = changes.stored_before or bool(found)
-            return found
+                return {row[0]: row[1:] for row in raw_rows(conn, sql, params)}
 
         def drop(stored: Mapping[str, tuple[Any, ...]]) -> None:
             for pid, (segments, _, _) in stored.items():

@@ -300,6 +300,7 @@ class SandboxApp:
             "t": round(time.monotonic() - self.started, 6),
             "method": request.method,
             "path": request.path,
+            "query": request.query_string.decode(),
             "status": None,
             "write": None,
         }

@@ -4,7 +4,9 @@ Customers have no modified filter, so every cycle scans them by id (cheap: uncha
 the same and cost nothing downstream). Orders are read incrementally with `modified_after`, sorted
 by modification time; instead of walking `page=2, 3, ...` of one query (an order modified mid-read
 would shift the pages and hide its neighbour), each next request moves `modified_after` up to the
-last timestamp seen (keyset paging), re-reading the boundary second. Customers have no tags, so
+last timestamp seen (keyset paging), re-reading the boundary second. More than a page of orders in
+one second (a bulk status change) is read by page number inside that second alone, and read again
+from its start when its count changes mid-read (`OrderPages`). Customers have no tags, so
 crmsync's verdict goes into the meta keys `crmsync_segments` and `crmsync_loyalty_tier`, at most 100
 customers per `customers/batch` call; other meta keys are never sent, so they are never touched.
 
@@ -52,29 +54,69 @@ class OrdersReply(Reply):
 
 
 class OrderPages(KeysetPaginator):
-    """Keyset paging on (`modified_after`, `page`): the page number only moves on when a whole
-    page shares one second. The totals (of the current `modified_after` query) still tell a short
-    page that lost an item from the last one, as they do for customers."""
+    """Keyset paging on `modified_after`: each next query starts one second before the newest
+    order read. A whole page inside one second cannot move that bound, and page numbers of the
+    open-ended query would shift under an order edited meanwhile (it leaves for the end of the
+    list, and the order after the page boundary is skipped). So that second is read on its own
+    (a tie: `modified_after` and `modified_before` around it, sorted by id), page by page, and
+    from its first page again whenever its `X-WP-Total` changed between two pages (an order left
+    it, or the count was unsteady): a page that started at a shifted offset is never the last one
+    read. Positions: (`modified_after`, page) or, in a tie, (`modified_after`, page, the tie's
+    count at the page before, times read again)."""
 
     def __init__(self, system: str, size: int, position: Any = None) -> None:
+        if position is not None and len(position) == 2 and int(position[1]) > 1:
+            # A checkpoint of the page-number ties before (crmsync 2026-12-06 and earlier): that
+            # second, read whole again as a tie (a page number of it would not come after the tie's
+            # first page, and the loop guard would refuse every next read).
+            position = (position[0], 1, 0, 0) if position[0] else ("", 1)
         super().__init__(system, size, next_orders, position, first=("", 1))
+        self.tie_rereads = 0  # by this read: a resumed one may read a tie again as often
 
     def expects_more(self, reply: Reply) -> bool:
         return reply.total_pages is not None and int(self.position[1]) < reply.total_pages
 
+    def following(self, reply: Reply) -> Any:
+        if len(self.position) == 2:
+            return super().following(reply)
+        lower, page, seen, again = self.position
+        if page > 1 and reply.total != seen:
+            if self.tie_rereads >= MAX_TIE_REREADS:
+                # Its checkpoint stays at this tie: the next cycle reads it from there.
+                raise ApiError(
+                    self.system,
+                    f"the orders modified at {tie_second(lower)} kept changing while they were read "
+                    f"(read again {self.tie_rereads} times); the next cycle reads them again",
+                )
+            self.tie_rereads += 1
+            return lower, 1, 0, again + 1  # `again` only keeps this position new to the loop guard
+        if self.short(reply) or (reply.total_pages and page >= reply.total_pages):
+            return tie_second(lower), 1  # the tie read whole (by its totals, else a short page): on
+        return lower, page + 1, reply.total, again
 
-def next_orders(reply: Reply, position: Any) -> tuple[str, int]:
+
+MAX_TIE_REREADS = 10
+
+
+def tie_second(lower: str, seconds: int = 1) -> str:
+    """The second a tie reads, after `lower` (`modified_after` is exclusive); `seconds=2`: the
+    first one after it (`modified_before` is exclusive too)."""
+    return wc_time(datetime.fromisoformat(lower).replace(tzinfo=UTC) + timedelta(seconds=seconds))
+
+
+def next_orders(reply: Reply, position: Any) -> tuple[str, int] | tuple[str, int, int, int] | None:
     """The next request after a full page: from one second before the newest order read
     (`modified_after` is exclusive and has one-second resolution, so the boundary second is read
-    again), or the next page of the same query when that would not move the bound."""
-    lower, page = position
+    again), or the tie of that second when that would not move the bound."""
+    lower, _ = position
     asked = reply.modified_after if isinstance(reply, OrdersReply) else str(lower)
     stamps = [s for s in (RECORDS.updated_at(i) for i in reply.items if isinstance(i, Mapping)) if s is not None]
-    if stamps:
-        following = wc_time(max(stamps) - timedelta(seconds=1))
-        if not asked or following > asked:
-            return following, 1
-    return str(lower), int(page) + 1  # a whole page within one second: only page numbers move us on
+    if not stamps:
+        return None  # refused by the paginator: nothing to page on
+    following = wc_time(max(stamps) - timedelta(seconds=1))
+    if not asked or following != asked:
+        return following, 1  # below `asked`, the filter was ignored: the paginator refuses it
+    return asked, 1, 0, 0  # a whole page within one second: that second alone, by page number
 
 
 def wc_time(moment: datetime) -> str:
@@ -162,7 +204,7 @@ class WooCommerceConnector(Connector):
         return Reply(response.body, total_pages=total_pages(response))
 
     def _fetch_orders(self, at: Any, window: Window) -> Reply:
-        lower, page = at
+        lower, page = at[0], at[1]
         if not lower and window.since is not None:
             # modified_after is exclusive and has one-second resolution: start one second earlier.
             lower = wc_time(window.since - timedelta(seconds=1))
@@ -175,8 +217,15 @@ class WooCommerceConnector(Connector):
         }
         if lower:
             params["modified_after"] = lower
+        if len(at) > 2:  # a tie: that one second alone, in an order that edits do not shuffle
+            params.update(modified_before=tie_second(lower, seconds=2), orderby="id")
         response = self._list("/orders", params)
-        return OrdersReply(response.body, total_pages=total_pages(response), modified_after=lower or "")
+        return OrdersReply(
+            response.body,
+            total_pages=total_pages(response),
+            total=int(response.header("X-WP-Total") or 0),
+            modified_after=lower or "",
+        )
 
     def _list(self, path: str, params: Mapping[str, Any]) -> ApiResponse:
         response = self.client.request("GET", API + path, params=params)

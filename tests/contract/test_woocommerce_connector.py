@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,9 @@ import pytest
 import requests
 
 from connectors.base import Permission
-from connectors.errors import AuthError, PermissionDenied
+from connectors.errors import ApiError, AuthError, PermissionDenied
+from connectors.paging import PagingLoop
+from connectors.woocommerce.client import OrderPages, OrdersReply
 from mapping.model import RemoteState, WriteBack
 from tests.contract.test_woocommerce_sandbox import customers
 from tests.kit import Sandboxes, json_out, make_connector, run_crmsync
@@ -99,8 +103,100 @@ def test_orders_modified_within_one_second_are_paged_by_number(
     ids = [r.id for p in pages for r in p.records]
     assert sorted(ids, key=int) == [str(500 + i) for i in range(1, 26)] and len(ids) == len(set(ids))
     assert pages[-1].checkpoint == {"cursor": "2026-03-01T00:00:30+00:00"}
-    # page 1 unfiltered; from one second earlier page 1 (all repeats), 2 and 3 (short: asked once more)
-    assert woo.stats("woocommerce")["requests"]["GET /wp-json/wc/v3/orders"] == 1 + 3 + 1
+    # page 1 unfiltered; from one second earlier page 1 (all repeats); that second alone, pages 1-3
+    # (the short one asked once more); past it (empty: asked once more)
+    assert woo.stats("woocommerce")["requests"]["GET /wp-json/wc/v3/orders"] == 1 + 1 + (3 + 1) + (1 + 1)
+
+
+def test_an_order_edited_while_its_second_is_paged_hides_no_other(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    """An edit moves an order to the end of the list: page numbers of the open-ended query would
+    then shift by one and skip the order at the page boundary (511 below)."""
+    same_second = [{**o, "date_modified_gmt": "2026-03-01T00:00:30"} for o in orders(25)]
+    woo = start_sandboxes_fixture({"woocommerce": {"customers": customers(1), "orders": same_second}})
+    connector = make_connector(woo, "woocommerce", page_size=10)
+    app = woo.app("woocommerce")
+    read: dict[str, str] = {}
+    for number, page in enumerate(connector.read_orders(None)):
+        read.update((r.id, r.payload["date_modified_gmt"]) for r in page.records)
+        if number in (1, 2):  # mid-read, an order already read is edited
+            with app.lock:
+                app.orders[502 + number]["date_modified_gmt"] = "2026-03-01T01:00:00"
+    assert sorted(read, key=int) == [str(500 + i) for i in range(1, 26)]
+    assert read["503"] == read["504"] == "2026-03-01T01:00:00"  # and each edited one as it is now
+    asked = [e["query"] for e in woo.request_log("woocommerce") if e["path"] == "/wp-json/wc/v3/orders"]
+    ties = [q for q in asked if "modified_before" in q]
+    assert ties and all("modified_before=2026-03-01T00%3A00%3A31" in q and "orderby=id" in q for q in ties)
+
+
+def test_a_second_whose_orders_keep_changing_while_read_is_an_error_not_a_gap(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    same_second = [{**o, "date_modified_gmt": "2026-03-01T00:00:30"} for o in orders(80)]
+    woo = start_sandboxes_fixture({"woocommerce": {"customers": customers(1), "orders": same_second}})
+    connector = make_connector(woo, "woocommerce", page_size=10)
+    app = woo.app("woocommerce")
+    checkpoints = []
+    with pytest.raises(ApiError, match="kept changing while they were read"):
+        for page in connector.read_orders(None):
+            checkpoints.append(page.checkpoint)
+            with app.lock:  # after every page an order of that second is edited
+                edited = max(i for i, o in app.orders.items() if o["date_modified_gmt"].endswith("00:30"))
+                app.orders[edited]["date_modified_gmt"] = "2026-03-01T01:00:00"
+    # the tie is read again ten times, then given up; the read resumes inside it next time
+    restarts = [c["pass"]["at"] for c in checkpoints if len(c["pass"]["at"]) == 4 and c["pass"]["at"][1] == 1]
+    assert len(restarts) == 1 + 10
+    assert checkpoints[-1]["pass"]["at"][0] == "2026-03-01T00:00:29"
+    # once the orders stand still, the read resumes there and misses none, the edited ones included
+    resumed = [r.id for p in connector.read_orders(json.loads(json.dumps(checkpoints[-1]))) for r in p.records]
+    assert sorted(set(resumed), key=int) == [str(500 + i) for i in range(1, 81)]
+
+
+def test_a_read_stopped_inside_a_second_by_an_earlier_crmsync_resumes_there(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    """Before, a tie was paged by number of the open-ended query: a checkpoint may hold page 2 of
+    it. That second is read whole again; kept as it was, page 2 would not come after the tie's
+    first page, and every next read would stop at the loop guard."""
+    same_second = [{**o, "date_modified_gmt": "2026-03-01T00:00:30"} for o in orders(35)]
+    woo = start_sandboxes_fixture({"woocommerce": {"customers": customers(1), "orders": same_second}})
+    connector = make_connector(woo, "woocommerce", page_size=10)
+    earlier = {
+        "pass": {
+            "since": None,
+            "started": "2026-03-02T00:00:00+00:00",
+            "newest": "2026-03-01T00:00:30+00:00",
+            "at": ["2026-03-01T00:00:29", 2],
+            "pages": 2,
+        }
+    }
+    pages = list(connector.read_orders(earlier))
+    assert {r.id for p in pages for r in p.records} == {str(500 + i) for i in range(1, 36)}
+    assert pages[-1].checkpoint == {"cursor": "2026-03-01T00:00:30+00:00"}
+
+
+def full_page(second: str) -> OrdersReply:
+    return OrdersReply(
+        [{"id": i, "date_modified_gmt": second} for i in range(10)], modified_after="2026-03-01T00:00:29"
+    )
+
+
+def test_a_tie_without_page_totals_ends_on_a_short_page_only() -> None:
+    """A reply without X-WP-TotalPages (a proxy that drops it) says nothing of where the tie ends."""
+    pages = OrderPages("woocommerce", 10, ("2026-03-01T00:00:29", 1, 0, 0))
+    assert pages.advance(replace(full_page("2026-03-01T00:00:30"), total_pages=0, total=0))
+    assert pages.position == ("2026-03-01T00:00:29", 2, 0, 0)
+    short = OrdersReply([{"id": 99, "date_modified_gmt": "2026-03-01T00:00:30"}], total_pages=0, total=0)
+    assert pages.advance(short) and pages.position == ("2026-03-01T00:00:30", 1)
+
+
+def test_a_store_that_ignores_modified_after_is_refused_not_read_forever() -> None:
+    """Orders older than the bound asked for: the filter was ignored. A tie of each next second
+    would read the whole store again and again; the loop guard refuses it instead."""
+    pages = OrderPages("woocommerce", 10, ("2026-03-01T00:00:29", 1))
+    with pytest.raises(PagingLoop):
+        pages.advance(full_page("2026-03-01T00:00:05"))
 
 
 def test_a_page_that_comes_back_short_is_read_again(woo: Sandboxes) -> None:

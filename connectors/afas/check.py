@@ -126,22 +126,22 @@ def _field_permission(fields: Sequence[Mapping[str, Any]], kind: str, name: str)
     )
     found = free_field_matches(fields, name)
     if not found:
-        return Permission(f"field {name}", False, f"KnPerson has no field {name!r}: {create}")
+        return Permission(f"field {name}", False, f"KnPerson has no free field {name!r}: {create}")
     if len(found) > 1:
         return Permission(
             f"field {name}",
             False,
-            f"more than one KnPerson field is labelled {name!r}: set {setting} to the free field's id "
+            f"more than one KnPerson free field is labelled {name!r}: set {setting} to the free field's id "
             "(U + 32 hex digits, shown in Profit's metainfo)",
         )
     field = found[0]
     data_type = str(field.get("dataType", ""))
     length = field.get("length")
     if data_type.casefold() != "string":
-        return Permission(f"field {name}", False, f"KnPerson field {name!r} is of type {data_type!r}: {create}")
+        return Permission(f"field {name}", False, f"KnPerson free field {name!r} is of type {data_type!r}: {create}")
     if isinstance(length, int) and not isinstance(length, bool) and 0 < length < least:
         return Permission(
-            f"field {name}", False, f"KnPerson field {name!r} holds {length} characters, too few: {create}"
+            f"field {name}", False, f"KnPerson free field {name!r} holds {length} characters, too few: {create}"
         )
     return Permission(f"field {name}", True)
 

@@ -416,7 +416,7 @@ class AfasSandbox(SandboxApp):
             return self.auth_failure()
         fields = [update_meta(field_id, rule) for field_id, rule in KNPERSON_FIELDS.items()]
         fields += [
-            update_meta(f.field_id, FieldRule("string", f.length, None, f.label)) for f in self.free_fields.values()
+            update_meta(f.field_id, FieldRule(f.data_type, f.length, None, f.label)) for f in self.free_fields.values()
         ]
         return json_response({"name": "KnPerson", "description": "Persoon", "fields": fields, "objects": []})
 

@@ -69,6 +69,7 @@ class FreeField:
     label: str
     column: str
     length: int = 255
+    data_type: str = "string"
 
     @property
     def field_id(self) -> str:

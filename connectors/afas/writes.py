@@ -48,16 +48,13 @@ def free_field_ids(client: ApiClient, system: str, names: Sequence[str]) -> dict
 
 
 def free_field_matches(fields: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
-    """The KnPerson fields a setting names, found the way the writer finds them: a free-field id
-    (U + 32 hex digits) by `fieldId`, anything else by `label` (any case) or by `fieldId`."""
+    """The KnPerson free fields a setting names, found the way the writer finds them: by id (U + 32
+    hex digits), else by `label` (any case). Only free fields: KnPerson's own fields (`Re`,
+    "Remark"; `HoPa`, "Website") hold the merchant's data, which crmsync must never write over."""
+    free = [f for f in fields if FREE_FIELD_ID.match(str(f.get("fieldId", "")))]
     if FREE_FIELD_ID.match(name):
-        return [f for f in fields if str(f.get("fieldId", "")).upper() == name.upper()]
-    return [
-        f
-        for f in fields
-        if f.get("fieldId") is not None
-        and (str(f.get("label", "")).casefold() == name.casefold() or f.get("fieldId") == name)
-    ]
+        return [f for f in free if str(f["fieldId"]).upper() == name.upper()]
+    return [f for f in free if str(f.get("label", "")).casefold() == name.casefold()]
 
 
 def update_fields(body: Any) -> list[dict[str, Any]]:

@@ -113,15 +113,26 @@ def test_a_getconnector_outside_the_app_connector_means_that_stream_cannot_be_re
     ("free_fields", "overrides", "problem"),
     [
         # the tier field was never created in this environment
-        (DEFAULT_FREE_FIELDS, {"tier_field": "Klantstatus", "tier_column": "crmsync_loyalty_tier"}, "has no field"),
+        (
+            DEFAULT_FREE_FIELDS,
+            {"tier_field": "Klantstatus", "tier_column": "crmsync_loyalty_tier"},
+            "has no free field",
+        ),
         # it exists, but as a 10-character field: most tier names would be refused
         (
             [DEFAULT_FREE_FIELDS[0], FreeField("crmsync_loyalty_tier", "crmsync_loyalty_tier", 10)],
             {},
             "holds 10 characters, too few",
         ),
-        # a KnPerson field of another type carries the label
-        (DEFAULT_FREE_FIELDS, {"tier_field": "Date of birth", "tier_column": "crmsync_loyalty_tier"}, "of type 'date'"),
+        # a free field of another type carries the label
+        (
+            [DEFAULT_FREE_FIELDS[0], FreeField("crmsync_loyalty_tier", "crmsync_loyalty_tier", 0, "date")],
+            {},
+            "of type 'date'",
+        ),
+        # KnPerson's own fields hold the merchant's data: never crmsync's, by label or by id
+        (DEFAULT_FREE_FIELDS, {"tier_field": "Remark", "tier_column": "crmsync_loyalty_tier"}, "has no free field"),
+        (DEFAULT_FREE_FIELDS, {"tier_field": "Re", "tier_column": "crmsync_loyalty_tier"}, "has no free field"),
     ],
 )
 def test_a_configured_free_field_that_is_not_usable_text_is_missing_with_its_fix(

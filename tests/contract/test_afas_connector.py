@@ -184,6 +184,12 @@ def test_free_fields_are_found_by_label_once_or_used_by_id(afas: Sandboxes) -> N
     missing = connector(afas, tier_field="Klantstatus")
     with pytest.raises(ApiError, match="KnPerson has no free field labelled 'Klantstatus'"):
         missing.write([change("100006", {"Klantstatus": "gold"})])
+    # KnPerson's own fields, named by label or by id, are the merchant's: never written
+    for name in ("Remark", "remark", "Website"):
+        standard = connector(afas, tier_field=name)
+        with pytest.raises(ApiError, match=f"KnPerson has no free field labelled '{name}'"):
+            standard.write([change("100006", {name: "gold"})])
+    assert requests_seen(afas, PUT_PERSON) == 3  # the three above; none for a standard field
 
 
 def test_a_validation_500_rejects_that_record_only_and_is_not_retried(afas: Sandboxes) -> None:

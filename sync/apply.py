@@ -81,7 +81,7 @@ class Applier:
         for name in self.planned_systems(connectors, report):
             connector, outcome = connectors[name], report.systems[name]
             current = known.pop(name) if known is not None and name in known else self.store.current_states(name)
-            changes = plan_system(name, desired.get(name, {}), current)
+            changes = plan_system(name, desired.get(name, {}), current, connector.owns_tag)
             if report.dry_run:  # a plan is read by people: whose records, which segments
                 people = contact_people(self.store, name, [c.record_id for c in changes])
                 prefix, field = connector.tag_prefix, connector.segments_field

@@ -105,7 +105,8 @@ def _clear_system(
     work: list[tuple[Target, WriteBack]] = []
     nothing: list[Target] = []
     for target in targets:
-        change = diff(system, target.record_id, empty, target.known)
+        # Tags under an earlier prefix are no longer crmsync's, here as in every plan.
+        change = diff(system, target.record_id, empty, target.known, connector.owns_tag)
         if change is None:
             nothing.append(target)  # crmsync knows of nothing of its own there
         else:

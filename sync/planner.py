@@ -4,7 +4,7 @@ remote record to the verdict, never touching a tag or field crmsync does not own
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from mapping.model import RemoteState, WriteBack
@@ -12,10 +12,18 @@ from mapping.model import RemoteState, WriteBack
 _UNSEEN: Any = object()  # a pair of states not compared yet (None: compared, nothing to write)
 
 
-def diff(system: str, record_id: str, desired: RemoteState, current: RemoteState) -> WriteBack | None:
+def diff(
+    system: str,
+    record_id: str,
+    desired: RemoteState,
+    current: RemoteState,
+    owns: Callable[[str], bool] | None = None,
+) -> WriteBack | None:
     """None when nothing needs writing. Tags compare case-insensitively (Shopify's tags do); a
-    removal uses the remote's own spelling so the vendor matches it."""
-    have = {tag.casefold(): tag for tag in current.tags}
+    removal uses the remote's own spelling so the vendor matches it. `owns`: whether a tag is
+    crmsync's now (`Connector.owns_tag`); a known tag that is not (one pushed under an earlier
+    `tag_prefix`) is never removed."""
+    have = {tag.casefold(): tag for tag in current.tags if owns is None or owns(tag)}
     want = {tag.casefold(): tag for tag in desired.tags}
     add = tuple(sorted(want[key] for key in want.keys() - have.keys()))
     remove = tuple(sorted(have[key] for key in have.keys() - want.keys()))
@@ -29,8 +37,14 @@ def diff(system: str, record_id: str, desired: RemoteState, current: RemoteState
     return WriteBack(system, record_id, add, remove, dict(sorted(fields.items())), desired)
 
 
-def plan_system(system: str, desired: Mapping[str, RemoteState], current: Mapping[str, RemoteState]) -> list[WriteBack]:
-    """One WriteBack per record whose known state differs from its desired state.
+def plan_system(
+    system: str,
+    desired: Mapping[str, RemoteState],
+    current: Mapping[str, RemoteState],
+    owns: Callable[[str], bool] | None = None,
+) -> list[WriteBack]:
+    """One WriteBack per record whose known state differs from its desired state (`owns`: see
+    `diff`).
 
     A million records share a few dozen distinct states (one per combination of segments), and
     callers hand the same state object to every record that holds it; so each distinct pair of
@@ -45,7 +59,7 @@ def plan_system(system: str, desired: Mapping[str, RemoteState], current: Mappin
         pair = (id(want), id(have))
         template = compared.get(pair, _UNSEEN)
         if template is _UNSEEN:
-            template = compared[pair] = diff(system, "", want, have)
+            template = compared[pair] = diff(system, "", want, have, owns)
         if template is not None:
             # The constructor, not dataclasses.replace: a third of the cost, a million times a backfill.
             t = template

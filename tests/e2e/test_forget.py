@@ -160,3 +160,25 @@ def test_an_erasure_a_system_refuses_stays_pending_until_a_sync_clears_it(sandbo
     # Done: nothing left to give up on; and a KEY with --abandon is a usage error.
     assert run_crmsync("forget", "--abandon", doc["erasure"], "-c", str(config)).returncode == 4
     assert run_crmsync("forget", profile, "--abandon", doc["erasure"], "-c", str(config)).returncode == 2
+
+
+def test_forget_after_a_tag_prefix_change_leaves_the_old_prefix_tags(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """Tags under an earlier prefix are no longer crmsync's (README: What crmsync writes): an
+    erasure removes those of the current prefix, as every plan does, on every record alike."""
+    config = sandboxes.config(tmp_path)
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    profile = most_spread_profile(tmp_path / "crmsync.db", "shopify")
+    records, email = records_of(config, profile)
+    shop = next(rid for system, rid in records if system == "shopify")
+    old = {t for t in sandboxes.customer("shopify", shop)["tags"] if t.startswith("crmsync:")}
+    assert old
+    # Forgotten right after the change: what crmsync knows of the record is still its last push,
+    # the old prefix's tags (the read before it is older).
+    config.write_text(config.read_text().replace('tag_prefix = "crmsync:"', 'tag_prefix = "seg:"'))
+    forgotten = run_crmsync("forget", email, "-c", str(config), "--json")
+    assert forgotten.returncode == 0, forgotten.stderr[-3000:]
+    assert json_out(forgotten)["pending"] == []
+    tags = set(sandboxes.customer("shopify", shop)["tags"])
+    assert {t for t in tags if t.startswith("crmsync:")} == old

@@ -132,6 +132,28 @@ def test_foreign_tags_and_fields_survive_and_crmsync_tags_follow_the_segments(
         assert len(customer["tags"]) == len({t.lower() for t in customer["tags"]})  # no duplicate tags
 
 
+def test_a_changed_tag_prefix_leaves_the_old_tags_on_every_customer(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """Tags under the old prefix are no longer crmsync's. Before, the plan still removed them where
+    the ledger's last push was newer than the last read (here: everyone the first sync wrote)."""
+    config = sandboxes.config(tmp_path)
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    ids = [c["id"] for c in small_data["shopify"]["customers"]]
+    before = {gid: owned_tags(sandboxes.customer("shopify", gid)) for gid in ids}
+    assert sum(1 for tags in before.values() if tags) > 10
+    assert 'tag_prefix = "crmsync:"' in config.read_text()
+    config.write_text(config.read_text().replace('tag_prefix = "crmsync:"', 'tag_prefix = "seg:"'))
+    plan = json_out(run_crmsync("plan", "-c", str(config), "--json"))
+    removed = [t for c in plan["changes"] for t in c["remove_tags"]]
+    assert not [t for t in removed if t.startswith(SHOP_PREFIX)]
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    for gid in ids:
+        customer = sandboxes.customer("shopify", gid)
+        assert owned_tags(customer) == before[gid]  # every old tag stays where it was
+        assert {t[len("seg:") :] for t in customer["tags"] if t.startswith("seg:")} == before[gid]
+
+
 def test_dry_run_and_plan_write_nothing(sandboxes: Sandboxes, tmp_path: Path, cycle_state: str) -> None:
     config = sandboxes.config(tmp_path, state=cycle_state)
     planned = run_crmsync("plan", "-c", str(config), "--json")

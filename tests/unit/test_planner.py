@@ -19,6 +19,22 @@ def test_tags_compare_case_insensitively_and_removal_uses_remote_spelling() -> N
     assert change.target == desired
 
 
+def test_a_known_tag_crmsync_no_longer_owns_is_never_removed() -> None:
+    """After a `tag_prefix` change, a pushed state still lists tags under the old prefix: they are
+    not crmsync's any more, whether a plan or an erasure compares against them."""
+
+    def owns(tag: str) -> bool:
+        return tag.casefold().startswith("seg:")
+
+    current = RemoteState(frozenset({"crmsync:friends", "seg:friends", "seg:old"}))
+    change = diff("shop", "1", RemoteState(frozenset({"seg:friends", "seg:new"})), current, owns)
+    assert change is not None and change.add_tags == ("seg:new",) and change.remove_tags == ("seg:old",)
+    erased = diff("shop", "1", RemoteState(), current, owns)
+    assert erased is not None and erased.remove_tags == ("seg:friends", "seg:old")
+    plan = plan_system("shop", {"1": RemoteState(frozenset({"seg:friends"}))}, {"1": current}, owns)
+    assert [(c.add_tags, c.remove_tags) for c in plan] == [((), ("seg:old",))]
+
+
 def test_only_changed_fields_are_set() -> None:
     desired = RemoteState(frozenset(), {"crmsync_segments": "friends,tier-gold", "crmsync_loyalty_tier": "gold"})
     current = RemoteState(frozenset(), {"crmsync_segments": "friends", "crmsync_loyalty_tier": "gold"})

@@ -10,11 +10,13 @@ result from the file at `url` by its `__lineNumber` (lines come back in any orde
 as written only when its result says so. Sources and what is assumed: ../shared/api-notes/shopify.md,
 section 7.
 
-Tags are removed only after they were added (a second wave): Shopify does not say that two jobs
-changing one customer's tags at once are safe. A file stays under the storage's 100 MB. The storage
-target and the result files are on another host and take no Admin API token; the signed URLs are
-never logged. Operations left running by a stopped cycle are found by `active_mutations`: the
-cycle holds its writes to the shop until they end (sync/apply.py).
+Tags are removed only after they were added (a second wave, for the records whose tagsAdd line was
+answered, written or refused): Shopify does not say that two jobs changing one customer's tags at
+once are safe, and a customer must never lose crmsync's old tags while the new ones failed. A file
+stays under the storage's 100 MB. The storage target and the result files are on another host and take
+no Admin API token; the signed URLs are never logged. Operations left running by a stopped cycle
+are found by `active_mutations`: the cycle holds its writes to the shop until they end
+(sync/apply.py).
 """
 
 from __future__ import annotations
@@ -193,6 +195,7 @@ class Running:
     error_code: str | None = None
     url: str | None = None
     partial_url: str | None = None
+    lines: dict[int, Any] | None = None  # its result file's lines by number, once read
 
 
 class BulkSession:
@@ -286,10 +289,18 @@ class BulkWriter(BulkSession):
     def write(self, changes: Sequence[WriteBack], tier_field: str, guard: Guard) -> list[WriteResult]:
         """One result per change; `PartialWrite` with the confirmed ones when an operation ended
         early. `guard` is asked before every operation starts."""
-        files = line_files(changes, tier_field)
         runs: list[Running] = []
         try:
-            for wave in WAVES:
+            for number, wave in enumerate(WAVES):
+                # Tags come off only once the new ones are on: a later wave goes only to the
+                # records whose tagsAdd line (if any) was answered, so an add that failed or was
+                # lost never leaves a customer without crmsync's tags (it is not confirmed, and
+                # written again next cycle, add first). A refused add lets the old tags go all the
+                # same, as a page-by-page write does: held, they would keep a segment the customer
+                # left, cycle after cycle (a customer at Shopify's 250 tags refuses every add). A
+                # refused tier holds nothing back: it says nothing of the tags.
+                held = self.unanswered([r for r in runs if r.label == "tagsAdd"]) if number else set()
+                files = line_files([c for c in changes if c.record_id not in held], tier_field)
                 waiting = [f for f in files if f.mutation in wave]
                 while waiting:
                     group, waiting = waiting[:MAX_CONCURRENT], waiting[MAX_CONCURRENT:]
@@ -377,8 +388,23 @@ class BulkWriter(BulkSession):
             raise PartialWrite(self.system, message, done)
         return done
 
+    def unanswered(self, runs: Sequence[Running]) -> set[str]:
+        """The records with a line in `runs` whose result says neither written nor refused."""
+        return {
+            owner
+            for run in runs
+            for number, owner in enumerate(run.file.owners if run.file else [])
+            if line_verdict(self.result_lines(run).get(number), run.label) is None
+        }
+
     def result_lines(self, run: Running) -> dict[int, Any]:
-        """Each line's result by its `__lineNumber`; none when the operation left no file."""
+        """Each line's result by its `__lineNumber`; none when the operation left no file. Read
+        from the storage host once per operation."""
+        if run.lines is None:
+            run.lines = self._read_result_lines(run)
+        return run.lines
+
+    def _read_result_lines(self, run: Running) -> dict[int, Any]:
         url = run.url if run.status == "COMPLETED" else run.partial_url
         if not url:
             return {}

@@ -22,7 +22,8 @@ section 7).
   URL. A mutation's file holds `{"data": ..., "__lineNumber": n}` lines (`"errors"` beside them
   when a line's variables do not fit), out of input order as the guide warns.
   `bulk_fail_after` makes the next operations fail (`INTERNAL_SERVER_ERROR`) after that many lines,
-  with the lines done so far at `partialDataUrl`; `bulk_damage` spoils chosen result lines.
+  with the lines done so far at `partialDataUrl` (`bulk_fail_only`: only the mutations of these
+  root fields, e.g. `["tagsAdd"]`); `bulk_damage` spoils chosen result lines.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class BulkState:
         self.operations: dict[int, BulkOperation] = {}
         self.lines_per_s = 100_000.0
         self.fail_after: int | None = None
+        self.fail_only: list[str] | None = None  # root fields `fail_after` applies to (None: all)
         # Result lines that confirm nothing, by input line number: {"null": [...], "drop": [...],
         # "garble": [...]} (`data: null`, no line at all, a line that is not JSON).
         self.damage: dict[str, list[int]] = {}
@@ -325,7 +327,7 @@ def _create(
         started=sandbox_clock(sandbox),
         client_identifier=client_identifier,
         base_url=_base_url(info),
-        fail_after=state.fail_after,
+        fail_after=state.fail_after if state.fail_only is None or _root_field(document) in state.fail_only else None,
     )
     state.operations[number] = op
     if state.runner is None:
@@ -603,8 +605,20 @@ def _find(sandbox: ShopifySandbox, gid: str) -> BulkOperation | None:
     return sandbox.bulk.operations.get(int(gid[len(BULK_GID) :]))
 
 
+def _root_field(document: DocumentNode) -> str | None:
+    """The first root field an operation's document selects (a bulk mutation has one)."""
+    for definition in document.definitions:
+        selections = getattr(getattr(definition, "selection_set", None), "selections", None) or ()
+        for selection in selections:
+            name = getattr(selection, "name", None)
+            if name is not None:
+                return str(name.value)
+    return None
+
+
 def change_settings(state: BulkState, partial: dict[str, Any]) -> None:
-    """`bulk_lines_per_s` and `bulk_fail_after` through `/_sandbox/app` (taken out of `partial`)."""
+    """`bulk_lines_per_s`, `bulk_fail_after` and `bulk_fail_only` through `/_sandbox/app` (taken
+    out of `partial`)."""
     if "bulk_lines_per_s" in partial:
         rate = partial.pop("bulk_lines_per_s")
         if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
@@ -615,6 +629,11 @@ def change_settings(state: BulkState, partial: dict[str, Any]) -> None:
         if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
             raise VendorError(400, "bad_request", "bulk_fail_after is a number of lines or null")
         state.fail_after = after
+    if "bulk_fail_only" in partial:
+        only = partial.pop("bulk_fail_only")
+        if only is not None and (not isinstance(only, list) or not all(isinstance(n, str) for n in only)):
+            raise VendorError(400, "bad_request", "bulk_fail_only is a list of mutation names or null")
+        state.fail_only = only
     if "bulk_damage" in partial:
         damage = partial.pop("bulk_damage")
         kinds = ("null", "drop", "garble")
@@ -624,4 +643,9 @@ def change_settings(state: BulkState, partial: dict[str, Any]) -> None:
 
 
 def settings_view(state: BulkState) -> Mapping[str, Any]:
-    return {"bulk_lines_per_s": state.lines_per_s, "bulk_fail_after": state.fail_after, "bulk_damage": state.damage}
+    return {
+        "bulk_lines_per_s": state.lines_per_s,
+        "bulk_fail_after": state.fail_after,
+        "bulk_fail_only": state.fail_only,
+        "bulk_damage": state.damage,
+    }

@@ -204,6 +204,60 @@ def test_tags_are_removed_only_after_they_were_added(start_sandboxes_fixture: Ca
     assert added.ended is not None and removed.started >= added.ended
 
 
+def test_a_failed_tags_add_leaves_the_old_tags_on_and_only_those_customers_wait(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    """The tagsAdd operation fails after 4 of 12 lines: the customers whose new tag is not on keep
+    their old one (8 and 12: no second wave for them); those whose add landed lose it as planned (4)."""
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(12)}})
+    set_app(shop, bulk_fail_after=4, bulk_fail_only=["tagsAdd"])
+    changes = [
+        WriteBack("shopify", f"gid://shopify/Customer/{i}", ("crmsync:new",), ("crmsync:old",), {}, RemoteState())
+        for i in range(1, 13)
+    ]
+    with pytest.raises(PartialWrite) as caught:
+        make_connector(shop, "shopify").write_bulk(changes, no_guard)
+    assert "tagsAdd failed (INTERNAL_SERVER_ERROR)" in caught.value.message
+    assert sorted(r.record_id for r in caught.value.results) == [f"gid://shopify/Customer/{i}" for i in (1, 2, 3, 4)]
+    assert all(r.ok for r in caught.value.results)
+    tags = {i: set(shop.customer("shopify", str(i))["tags"]) & {"crmsync:new", "crmsync:old"} for i in range(1, 13)}
+    added = {i: {"crmsync:new"} for i in range(1, 5)}
+    kept = {i: {"crmsync:old"} if i % 4 == 0 else set() for i in range(5, 13)}  # the fixture's old tags
+    assert tags == added | kept
+    [removed] = [op for op in shop.app("shopify").bulk.operations.values() if "tagsRemove" in op.query]
+    assert len(removed.lines) == 4
+
+
+def test_a_refused_tags_add_still_lets_the_old_tags_go(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    """A customer at Shopify's 250 tags refuses every add: held, the old segment tag would stay on
+    cycle after cycle. It goes, the refusal is reported, and the next cycle's add has room."""
+    full = customers(4)
+    full[3]["tags"] = ["crmsync:old", *(f"merchant-{n}" for n in range(249))]
+    shop = start_sandboxes_fixture({"shopify": {"customers": full}})
+    change = WriteBack("shopify", "gid://shopify/Customer/4", ("crmsync:new",), ("crmsync:old",), {}, RemoteState())
+    [result] = make_connector(shop, "shopify").write_bulk([change], no_guard)
+    assert not result.ok and "at most 250 tags" in result.message
+    tags = shop.customer("shopify", "4")["tags"]
+    assert "crmsync:old" not in tags and "crmsync:new" not in tags and len(tags) == 249
+
+
+def test_a_refused_tier_does_not_hold_the_tags_back(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    """The tier metafield says nothing of the tags: its refusal is reported, and the customer's
+    segment tags still move (old off, new on), as a page-by-page write does."""
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(8)}})
+    changes = [
+        WriteBack(
+            "shopify", f"gid://shopify/Customer/{i}", ("crmsync:new",), ("crmsync:old",), {TIER: tier}, RemoteState()
+        )
+        for i, tier in ((4, "gold\nx"), (8, "gold"))
+    ]
+    results = {r.record_id: r for r in make_connector(shop, "shopify").write_bulk(changes, no_guard)}
+    refused, written = results["gid://shopify/Customer/4"], results["gid://shopify/Customer/8"]
+    assert not refused.ok and refused.message and written.ok
+    for i in (4, 8):
+        assert {"crmsync:new", "crmsync:old"} & set(shop.customer("shopify", str(i))["tags"]) == {"crmsync:new"}
+
+
 def test_writes_are_held_while_a_bulk_mutation_of_an_earlier_cycle_runs(
     start_sandboxes_fixture: Callable[..., Sandboxes],
 ) -> None:

@@ -196,6 +196,7 @@ class Running:
     url: str | None = None
     partial_url: str | None = None
     lines: dict[int, Any] | None = None  # its result file's lines by number, once read
+    count: int | None = None  # the objects Shopify says it wrote (`objectCount`), once it ended
 
 
 class BulkSession:
@@ -233,7 +234,9 @@ class BulkSession:
             operation = payload.get("bulkOperation") or {}
             if not problems and operation.get("id"):
                 log.info("bulk operation started", system=self.system, what=label, operation=operation["id"])
-                return Running(label, str(operation["id"]), status=str(operation.get("status") or "CREATED"))
+                # Polled at least once, whatever the reply says: only the poll gives the result
+                # file's url and count.
+                return Running(label, str(operation["id"]))
             busy = problems and all(p.get("code") in BUSY_CODES for p in problems)
             if not busy or time.monotonic() > deadline:
                 raise ApiError(self.system, f"{root} refused: {_messages(problems) or 'no operation'}")
@@ -259,6 +262,8 @@ class BulkSession:
                     node.get("url"),
                     node.get("partialDataUrl"),
                 )
+                count = str(node.get("objectCount", ""))  # UnsignedInt64: a string, "0" included
+                run.count = int(count) if count.isdigit() else None
                 if run.status in TERMINAL:
                     log.info(
                         "bulk operation ended",
@@ -445,7 +450,19 @@ class BulkReader(BulkSession):
                 raise ApiError(
                     self.system, f"bulk read of {label} {run.status.lower()} ({run.error_code or 'no code'})"
                 )
-            return run.id, self.nodes(run.url)
+            nodes = self.nodes(run.url)
+            if run.count is not None and len(nodes) != run.count:
+                # A file cut on the way (a proxy or the storage answering 200 with part of it)
+                # would pass for the whole store, and the pass would close without the rest:
+                # asked for once more, then refused, so the pass stays open for the next cycle.
+                nodes = self.nodes(run.url)
+                if len(nodes) != run.count:
+                    raise ApiError(
+                        self.system,
+                        f"bulk read of {label}: the result file held {len(nodes)} of the {run.count} "
+                        "objects Shopify counted; read again next cycle",
+                    )
+            return run.id, nodes
         finally:
             self.close()
 

@@ -23,7 +23,9 @@ section 7).
   when a line's variables do not fit), out of input order as the guide warns.
   `bulk_fail_after` makes the next operations fail (`INTERNAL_SERVER_ERROR`) after that many lines,
   with the lines done so far at `partialDataUrl` (`bulk_fail_only`: only the mutations of these
-  root fields, e.g. `["tagsAdd"]`); `bulk_damage` spoils chosen result lines.
+  root fields, e.g. `["tagsAdd"]`); `bulk_damage` spoils chosen result lines;
+  `bulk_cut_downloads` serves that many of the next query result files cut to half their lines,
+  with status 200 (a proxy or CDN that lost the rest).
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class BulkState:
         self.lines_per_s = 100_000.0
         self.fail_after: int | None = None
         self.fail_only: list[str] | None = None  # root fields `fail_after` applies to (None: all)
+        self.cut_downloads = 0  # query result files still to serve cut short
         # Result lines that confirm nothing, by input line number: {"null": [...], "drop": [...],
         # "garble": [...]} (`data: null`, no line at all, a line that is not JSON).
         self.damage: dict[str, list[int]] = {}
@@ -245,6 +248,9 @@ def download(sandbox: ShopifySandbox, request: Request, name: str) -> Response:
         shuffled = list(range(len(op.results)))
         if op.type == "MUTATION":
             shuffled.sort(key=lambda n: hashlib.md5(str(n).encode()).digest())
+        if op.type == "QUERY" and sandbox.bulk.cut_downloads > 0:
+            sandbox.bulk.cut_downloads -= 1
+            shuffled = shuffled[: len(shuffled) // 2]
         text = "".join(op.results[n] + "\n" for n in shuffled if op.results[n])
     return Response(text, status=200, content_type="application/jsonl")
 
@@ -617,8 +623,8 @@ def _root_field(document: DocumentNode) -> str | None:
 
 
 def change_settings(state: BulkState, partial: dict[str, Any]) -> None:
-    """`bulk_lines_per_s`, `bulk_fail_after` and `bulk_fail_only` through `/_sandbox/app` (taken
-    out of `partial`)."""
+    """`bulk_lines_per_s`, `bulk_fail_after`, `bulk_fail_only` and `bulk_cut_downloads` through
+    `/_sandbox/app` (taken out of `partial`)."""
     if "bulk_lines_per_s" in partial:
         rate = partial.pop("bulk_lines_per_s")
         if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
@@ -629,6 +635,11 @@ def change_settings(state: BulkState, partial: dict[str, Any]) -> None:
         if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
             raise VendorError(400, "bad_request", "bulk_fail_after is a number of lines or null")
         state.fail_after = after
+    if "bulk_cut_downloads" in partial:
+        cut = partial.pop("bulk_cut_downloads")
+        if isinstance(cut, bool) or not isinstance(cut, int) or cut < 0:
+            raise VendorError(400, "bad_request", "bulk_cut_downloads is a number of downloads")
+        state.cut_downloads = cut
     if "bulk_fail_only" in partial:
         only = partial.pop("bulk_fail_only")
         if only is not None and (not isinstance(only, list) or not all(isinstance(n, str) for n in only)):
@@ -647,5 +658,6 @@ def settings_view(state: BulkState) -> Mapping[str, Any]:
         "bulk_lines_per_s": state.lines_per_s,
         "bulk_fail_after": state.fail_after,
         "bulk_fail_only": state.fail_only,
+        "bulk_cut_downloads": state.cut_downloads,
         "bulk_damage": state.damage,
     }

@@ -13,7 +13,7 @@ import pytest
 import requests
 from structlog.testing import capture_logs
 
-from connectors.errors import PartialWrite
+from connectors.errors import ApiError, PartialWrite
 from connectors.http import Cancelled
 from connectors.shopify.bulk import LINE_DOCUMENTS, RUN, STAGE, BulkWriter, line_files
 from connectors.shopify.sandbox import admin_schema
@@ -487,6 +487,21 @@ def test_a_small_store_or_an_incremental_pass_is_paged(big_shop: Sandboxes) -> N
     )
     assert sum(len(p.records) for p in pages) == 120
     assert big_shop.app("shopify").bulk.operations == {}
+
+
+def test_a_result_file_cut_on_the_way_is_read_again_never_taken_for_the_store(big_shop: Sandboxes) -> None:
+    """A proxy or the storage may answer 200 with part of the file: taken whole, the pass would
+    close without the rest of the store (and a first read would open the write gate on it).
+    Shopify's objectCount says how many lines it wrote: a file holding fewer is asked for once
+    more, then refused, and the pass stays open."""
+    set_app(big_shop, bulk_cut_downloads=1)  # once: the second download is whole
+    assert len(read_all(make_connector(big_shop, "shopify", page_size=25, bulk_read_threshold=100))) == 120
+    downloads = [e for e in big_shop.request_log("shopify") if e["path"].startswith("/bulk-results/")]
+    assert len(downloads) == 2
+    set_app(big_shop, bulk_cut_downloads=2)
+    pages = make_connector(big_shop, "shopify", page_size=25, bulk_read_threshold=100).read_contacts(None)
+    with pytest.raises(ApiError, match="the result file held 60 of the 120 objects Shopify counted"):
+        next(pages)
 
 
 def test_a_bulk_read_stopped_half_way_runs_its_query_again(big_shop: Sandboxes) -> None:

@@ -14,7 +14,7 @@ import requests
 from connectors.base import Permission
 from connectors.errors import ApiError, AuthError, PermissionDenied
 from connectors.paging import PagingLoop
-from connectors.woocommerce.client import OrderPages, OrdersReply
+from connectors.woocommerce.client import OrderPages, OrdersReply, WooCommerceConnector
 from mapping.model import RemoteState, WriteBack
 from tests.contract.test_woocommerce_sandbox import customers
 from tests.kit import Sandboxes, json_out, make_connector, run_crmsync
@@ -35,6 +35,14 @@ def orders(n: int, second: int = 0) -> list[dict[str, Any]]:
         }
         for i in range(1, n + 1)
     ]
+
+
+def orders_in_one_second(start: Callable[..., Sandboxes], n: int) -> tuple[Sandboxes, WooCommerceConnector]:
+    """A shop whose `n` orders were all modified in one second (a bulk status change), and a
+    connector paging them 10 at a time."""
+    same_second = [{**o, "date_modified_gmt": "2026-03-01T00:00:30"} for o in orders(n)]
+    woo = start({"woocommerce": {"customers": customers(1), "orders": same_second}})
+    return woo, make_connector(woo, "woocommerce", page_size=10)
 
 
 @pytest.fixture
@@ -96,9 +104,7 @@ def test_an_interrupted_orders_read_resumes_at_the_boundary_second_it_had_reache
 def test_orders_modified_within_one_second_are_paged_by_number(
     start_sandboxes_fixture: Callable[..., Sandboxes],
 ) -> None:
-    same_second = [{**o, "date_modified_gmt": "2026-03-01T00:00:30"} for o in orders(25)]
-    woo = start_sandboxes_fixture({"woocommerce": {"customers": customers(1), "orders": same_second}})
-    connector = make_connector(woo, "woocommerce", page_size=10)
+    woo, connector = orders_in_one_second(start_sandboxes_fixture, 25)
     pages = list(connector.read_orders(None))
     ids = [r.id for p in pages for r in p.records]
     assert sorted(ids, key=int) == [str(500 + i) for i in range(1, 26)] and len(ids) == len(set(ids))
@@ -113,9 +119,7 @@ def test_an_order_edited_while_its_second_is_paged_hides_no_other(
 ) -> None:
     """An edit moves an order to the end of the list: page numbers of the open-ended query would
     then shift by one and skip the order at the page boundary (511 below)."""
-    same_second = [{**o, "date_modified_gmt": "2026-03-01T00:00:30"} for o in orders(25)]
-    woo = start_sandboxes_fixture({"woocommerce": {"customers": customers(1), "orders": same_second}})
-    connector = make_connector(woo, "woocommerce", page_size=10)
+    woo, connector = orders_in_one_second(start_sandboxes_fixture, 25)
     app = woo.app("woocommerce")
     read: dict[str, str] = {}
     for number, page in enumerate(connector.read_orders(None)):
@@ -133,9 +137,7 @@ def test_an_order_edited_while_its_second_is_paged_hides_no_other(
 def test_a_second_whose_orders_keep_changing_while_read_is_an_error_not_a_gap(
     start_sandboxes_fixture: Callable[..., Sandboxes],
 ) -> None:
-    same_second = [{**o, "date_modified_gmt": "2026-03-01T00:00:30"} for o in orders(80)]
-    woo = start_sandboxes_fixture({"woocommerce": {"customers": customers(1), "orders": same_second}})
-    connector = make_connector(woo, "woocommerce", page_size=10)
+    woo, connector = orders_in_one_second(start_sandboxes_fixture, 80)
     app = woo.app("woocommerce")
     checkpoints = []
     with pytest.raises(ApiError, match="kept changing while they were read"):
@@ -159,9 +161,7 @@ def test_a_read_stopped_inside_a_second_by_an_earlier_crmsync_resumes_there(
     """Before, a tie was paged by number of the open-ended query: a checkpoint may hold page 2 of
     it. That second is read whole again; kept as it was, page 2 would not come after the tie's
     first page, and every next read would stop at the loop guard."""
-    same_second = [{**o, "date_modified_gmt": "2026-03-01T00:00:30"} for o in orders(35)]
-    woo = start_sandboxes_fixture({"woocommerce": {"customers": customers(1), "orders": same_second}})
-    connector = make_connector(woo, "woocommerce", page_size=10)
+    _, connector = orders_in_one_second(start_sandboxes_fixture, 35)
     earlier = {
         "pass": {
             "since": None,

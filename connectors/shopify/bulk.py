@@ -13,9 +13,9 @@ section 7.
 Tags are removed only after they were added (a second wave, for the records whose tagsAdd line was
 answered, written or refused): Shopify does not say that two jobs changing one customer's tags at
 once are safe, and a customer must never lose crmsync's old tags while the new ones failed. A file
-stays under the storage's 100 MB. The storage target and the result files are on another host and take
-no Admin API token; the signed URLs are never logged. Operations left running by a stopped cycle
-are found by `active_mutations`: the cycle holds its writes to the shop until they end
+stays under the storage's 100 MB. The storage target and the result files are on another host and
+take no Admin API token; the signed URLs are never logged. Operations left running by a stopped
+cycle are found by `active_mutations`: the cycle holds its writes to the shop until they end
 (sync/apply.py).
 """
 

@@ -90,7 +90,7 @@ class OrderPages(KeysetPaginator):
                 )
             self.tie_rereads += 1
             return lower, 1, 0, again + 1  # `again` only keeps this position new to the loop guard
-        if self.short(reply) or (reply.total_pages and page >= reply.total_pages):
+        if self.short(reply) or (reply.total_pages is not None and page >= reply.total_pages):
             return tie_second(lower), 1  # the tie read whole (by its totals, else a short page): on
         return lower, page + 1, reply.total, again
 
@@ -123,9 +123,11 @@ def wc_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(WC_TIME)
 
 
-def total_pages(response: ApiResponse) -> int:
-    """`X-WP-TotalPages` of the query; a reply without it is taken as the last page."""
-    return int(response.header("X-WP-TotalPages") or 0)
+def total_pages(response: ApiResponse) -> int | None:
+    """`X-WP-TotalPages` of the query; None for a reply without it (a proxy may drop it), which
+    says nothing of where the list ends: a short page then does, as for every vendor without totals."""
+    pages = response.header("X-WP-TotalPages")
+    return int(pages) if pages else None
 
 
 class WooCommerceConnector(Connector):

@@ -13,8 +13,9 @@ import requests
 
 from connectors.base import Permission
 from connectors.errors import ApiError, AuthError, PermissionDenied
-from connectors.paging import PagingLoop
-from connectors.woocommerce.client import OrderPages, OrdersReply, WooCommerceConnector
+from connectors.http import ApiResponse
+from connectors.paging import PageNumberPaginator, PagingLoop, Reply
+from connectors.woocommerce.client import OrderPages, OrdersReply, WooCommerceConnector, total_pages
 from mapping.model import RemoteState, WriteBack
 from tests.contract.test_woocommerce_sandbox import customers
 from tests.kit import Sandboxes, json_out, make_connector, run_crmsync
@@ -182,13 +183,18 @@ def full_page(second: str) -> OrdersReply:
     )
 
 
-def test_a_tie_without_page_totals_ends_on_a_short_page_only() -> None:
+def test_a_list_without_page_totals_ends_on_a_short_page_only() -> None:
     """A reply without X-WP-TotalPages (a proxy that drops it) says nothing of where the tie ends."""
+    without = ApiResponse(200, {}, [], "[]", "GET", "/wp-json/wc/v3/orders", 0.0)
+    assert total_pages(without) is None
     pages = OrderPages("woocommerce", 10, ("2026-03-01T00:00:29", 1, 0, 0))
-    assert pages.advance(replace(full_page("2026-03-01T00:00:30"), total_pages=0, total=0))
+    assert pages.advance(replace(full_page("2026-03-01T00:00:30"), total_pages=None, total=0))
     assert pages.position == ("2026-03-01T00:00:29", 2, 0, 0)
-    short = OrdersReply([{"id": 99, "date_modified_gmt": "2026-03-01T00:00:30"}], total_pages=0, total=0)
+    short = OrdersReply([{"id": 99, "date_modified_gmt": "2026-03-01T00:00:30"}], total_pages=None, total=0)
     assert pages.advance(short) and pages.position == ("2026-03-01T00:00:30", 1)
+    # The customer scan, too: a full page without totals is not the last one.
+    scan = PageNumberPaginator("woocommerce", 10, 1)
+    assert scan.advance(Reply(list(range(10)), total_pages=None)) and scan.position == 2
 
 
 def test_a_store_that_ignores_modified_after_is_refused_not_read_forever() -> None:

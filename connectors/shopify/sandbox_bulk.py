@@ -25,7 +25,8 @@ section 7).
   with the lines done so far at `partialDataUrl` (`bulk_fail_only`: only the mutations of these
   root fields, e.g. `["tagsAdd"]`); `bulk_damage` spoils chosen result lines;
   `bulk_cut_downloads` serves that many of the next query result files cut to half their lines,
-  with status 200 (a proxy or CDN that lost the rest).
+  with status 200 (a proxy or CDN that lost the rest); `bulk_queries_held` keeps every query
+  RUNNING with nothing done (a big store's export, which Shopify lets run for 10 days).
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ class BulkState:
         self.fail_after: int | None = None
         self.fail_only: list[str] | None = None  # root fields `fail_after` applies to (None: all)
         self.cut_downloads = 0  # query result files still to serve cut short
+        self.queries_held = False  # queries stay RUNNING with nothing done (a big store's export)
         # Result lines that confirm nothing, by input line number: {"null": [...], "drop": [...],
         # "garble": [...]} (`data: null`, no line at all, a line that is not JSON).
         self.damage: dict[str, list[int]] = {}
@@ -500,6 +502,9 @@ def advance(sandbox: ShopifySandbox, budget: int = 200) -> None:
             op.status, op.ended = "CANCELED", now
             continue
         if op.type == "QUERY":
+            if state.queries_held:
+                op.status = "RUNNING"
+                continue
             budget = _advance_query(sandbox, op, now, budget)
             continue
         due = min(len(op.lines), int((now - op.started) * state.lines_per_s))
@@ -623,8 +628,8 @@ def _root_field(document: DocumentNode) -> str | None:
 
 
 def change_settings(state: BulkState, partial: dict[str, Any]) -> None:
-    """`bulk_lines_per_s`, `bulk_fail_after`, `bulk_fail_only` and `bulk_cut_downloads` through
-    `/_sandbox/app` (taken out of `partial`)."""
+    """`bulk_lines_per_s`, `bulk_fail_after`, `bulk_fail_only`, `bulk_cut_downloads` and
+    `bulk_queries_held` through `/_sandbox/app` (taken out of `partial`)."""
     if "bulk_lines_per_s" in partial:
         rate = partial.pop("bulk_lines_per_s")
         if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
@@ -640,6 +645,11 @@ def change_settings(state: BulkState, partial: dict[str, Any]) -> None:
         if isinstance(cut, bool) or not isinstance(cut, int) or cut < 0:
             raise VendorError(400, "bad_request", "bulk_cut_downloads is a number of downloads")
         state.cut_downloads = cut
+    if "bulk_queries_held" in partial:
+        held = partial.pop("bulk_queries_held")
+        if not isinstance(held, bool):
+            raise VendorError(400, "bad_request", "bulk_queries_held is true or false")
+        state.queries_held = held
     if "bulk_fail_only" in partial:
         only = partial.pop("bulk_fail_only")
         if only is not None and (not isinstance(only, list) or not all(isinstance(n, str) for n in only)):
@@ -659,5 +669,6 @@ def settings_view(state: BulkState) -> Mapping[str, Any]:
         "bulk_fail_after": state.fail_after,
         "bulk_fail_only": state.fail_only,
         "bulk_cut_downloads": state.cut_downloads,
+        "bulk_queries_held": state.queries_held,
         "bulk_damage": state.damage,
     }

@@ -15,7 +15,8 @@ from structlog.testing import capture_logs
 
 from connectors.errors import ApiError, PartialWrite
 from connectors.http import Cancelled
-from connectors.shopify.bulk import LINE_DOCUMENTS, RUN, STAGE, BulkWriter, line_files
+from connectors.shopify.bulk import LINE_DOCUMENTS, RUN, STAGE, BulkReader, BulkWriter, line_files
+from connectors.shopify.queries import BULK_CUSTOMERS_QUERY
 from connectors.shopify.sandbox import admin_schema
 from mapping.model import RemoteState, WriteBack
 from tests.kit import Sandboxes, make_connector, wait_until
@@ -283,6 +284,34 @@ def test_writes_are_held_while_a_bulk_mutation_of_an_earlier_cycle_runs(
     assert wait_until(lambda: connector.writes_held() is None, timeout=20)
     # Another app's operations, or crmsync's finished ones, hold nothing.
     assert shop.app("shopify").bulk.operations[1].status == "COMPLETED"
+
+
+def test_a_bulk_read_is_waited_for_days_and_a_bulk_write_for_a_day(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    """Shopify lets a bulk query run 10 days and a mutation 24 hours (the bulk guides): a big
+    store's export that takes two days is still read, and no wait outlives Shopify's own limit."""
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(3)}})
+    set_app(shop, bulk_queries_held=True, bulk_lines_per_s=1e-9)  # neither ever ends
+    connector = make_connector(shop, "shopify")
+    send, storage, _ = connector._bulk_kit()
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:  # the waits pass on a clock of the test's own
+        now[0] += seconds
+
+    reader = BulkReader("shopify", send, storage, sleep, poll_max_s=6 * 3600, clock=lambda: now[0])
+    with pytest.raises(ApiError, match="still running"):
+        reader.read("customers", BULK_CUSTOMERS_QUERY)
+    assert 10 * 86400 < now[0] < 10 * 86400 + 8 * 3600  # past two days, gone soon after ten
+    now[0] = 0.0
+    writer = BulkWriter("shopify", send, storage, sleep, poll_max_s=6 * 3600, clock=lambda: now[0])
+    with pytest.raises(ApiError, match="still running"):
+        writer.write(changes_for(3), TIER, no_guard)
+    assert 24 * 3600 < now[0] < 32 * 3600
+    set_app(shop, bulk_queries_held=False)
+    _, nodes = BulkReader("shopify", send, storage, sleep).read("customers", BULK_CUSTOMERS_QUERY)
+    assert len(nodes) == 3  # released, a read runs to its end
 
 
 def test_the_writer_lock_is_proved_before_each_operation_starts(

@@ -44,6 +44,19 @@ class Applier:
         # Proves the writer lock is still this process's before each batch; raises (LockLost) when
         # it is not, which ends the cycle at once: nothing more is written, to a vendor or the state.
         self.write_guard = write_guard or _no_guard
+        # Per system, why its writes wait, as found before this cycle read it (`check_before_read`).
+        self.held_at_read: dict[str, str] = {}
+
+    def check_before_read(self, connectors: Mapping[str, Connector]) -> None:
+        """Whether work of an earlier cycle was still running at a vendor before this cycle read
+        it. Such work may end while the cycle reads, computes and plans, and then the check made
+        before writing finds nothing: the plan would still come from records read while that work
+        changed them. The writer lock keeps any other crmsync process from starting such work meanwhile."""
+        self.held_at_read = {
+            name: reason
+            for name, connector in connectors.items()
+            if connector.writes_back and (reason := writes_held(connector)) is not None
+        }
 
     def plan(
         self,
@@ -117,6 +130,8 @@ class Applier:
 
             try:
                 held = writes_held(connector)
+                if held is None and name in self.held_at_read:
+                    held = f"{self.held_at_read[name]} (running while this cycle read {name})"
                 if held is not None:
                     outcome.fail("failed", held)
                     log.warning("writes held", system=name, reason=held)

@@ -152,6 +152,8 @@ class Cycle:
         self.resolver.reuse_snapshot = not full_systems
         try:
             self._remap_if_needed(connectors, run)
+            if not dry_run:
+                self.applier.check_before_read(connectors)
             self._extract(connectors, report, run, full_systems)
             if not self.stop_event.is_set():
                 self._verify_owned(connectors, report, run)

@@ -5,13 +5,22 @@ unconfirmed records for the next cycle."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from tests.kit import Sandboxes, json_out, run_crmsync
+from connectors.shopify.bulk import BulkWriter, line_files
+from mapping.model import RemoteState, WriteBack
+from sync.config import load_config
+from sync.pipeline import Cycle, build_connectors
+from sync.state import StateStore
+from tests.kit import Sandboxes, json_out, run_crmsync, wait_until
+
+TIER = "crmsync.loyalty_tier"
 
 
 def sync(config: Path) -> dict[str, Any]:
@@ -89,3 +98,41 @@ def test_a_bulk_operation_that_fails_half_way_is_finished_by_the_next_cycle(
     assert second["systems"]["shopify"]["planned"] == shopify["planned"] - shopify["written"]
     assert shop_state(bulk, ids) == shop_state(paged, ids)
     assert sync(config)["systems"]["shopify"]["planned"] == 0
+
+
+def test_a_bulk_mutation_of_an_earlier_cycle_that_ends_while_a_cycle_reads_holds_its_writes(
+    start_sandboxes_fixture: Callable[..., Sandboxes], small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """The check made before writing finds nothing running once that mutation has ended, but the
+    records were read while it still changed them: this cycle must not write from that picture."""
+    shop = start_sandboxes_fixture({"shopify": small_data["shopify"]}, time_scale=50)
+    app_url = f"{shop.url('shopify')}/_sandbox/app"
+    requests.patch(app_url, json={"bulk_lines_per_s": 1e-6}, timeout=5).raise_for_status()  # runs on
+    loaded = load_config(shop.config(tmp_path, shopify=BULK))
+    store = StateStore(loaded.state_url())
+    cycle = Cycle(loaded, store, clock=lambda: datetime(2026, 11, 20, 10, tzinfo=UTC), stop_event=threading.Event())
+    connector = build_connectors(loaded, threading.Event())["shopify"]
+    gid = small_data["shopify"]["customers"][0]["id"]
+    [left] = line_files([WriteBack("shopify", gid, ("crmsync:left",), (), {}, RemoteState())], TIER)
+    writer = BulkWriter("shopify", *connector._bulk_kit())
+    orphan = writer.run_file(left, writer.stage([left])[0])  # a stopped cycle's, still at work
+    operations = shop.app("shopify").bulk.operations
+    extract = cycle._extract
+
+    def ends_while_read(*args: Any) -> None:
+        requests.patch(app_url, json={"bulk_lines_per_s": 1e6}, timeout=5).raise_for_status()
+        assert wait_until(lambda: connector.writes_held() is None, timeout=20)
+        extract(*args)
+
+    cycle._extract = ends_while_read  # type: ignore[method-assign]
+    report = cycle.run("sync")
+    shopify = report.systems["shopify"]
+    assert shopify.status == "failed" and "running while this cycle read shopify" in str(shopify.error)
+    assert orphan.id in str(shopify.error)
+    assert shopify.planned > 0 and shopify.written == 0
+    assert [op.type for op in operations.values()].count("MUTATION") == 1  # none started by this cycle
+    # The next cycle reads a shop nothing else changes, and writes.
+    cycle._extract = extract  # type: ignore[method-assign]
+    again = cycle.run("sync").systems["shopify"]
+    assert again.status == "ok" and again.written > 0
+    connector.close()

@@ -31,6 +31,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import structlog
 import urllib3
+from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
@@ -271,10 +272,24 @@ class Pacer(Protocol):
 
 
 def check_base_url(url: str) -> None:
-    """TLS for everything but loopback: a token sent in clear over a network is a leaked token."""
+    """TLS for everything but loopback: a token sent in clear over a network is a leaked token.
+    A URL the HTTP client could not send to is refused here, when the config is read, not by the
+    first request; no message repeats the URL, which may carry a password."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http(s) URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry a user or password (user:password@host); credentials have keys of their own")
+    try:
+        port = parts.port  # urllib checks the port when it is asked for
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("has a port that is not a number from 1 to 65535")
+    try:
+        PreparedRequest().prepare_url(url, None)  # the same parse every request gets
+    except requests.RequestException:
+        raise ValueError("is not a URL an HTTP client can send to (a space in the host?)") from None
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ValueError("plain http is only allowed for loopback addresses; use https")
 

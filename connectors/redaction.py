@@ -26,6 +26,10 @@ _QUERY_PARAM = re.compile(
 # are longer than a word or carry digits, capitals inside or symbols.
 _AUTH_SCHEME = re.compile(r"\b((?i:Basic|Bearer|Token))\s+(?![A-Za-z][a-z]{1,10}\b)[A-Za-z0-9+/=._\-~]{6,}")
 
+# The password of a URL's user part ("https://user:password@host"): an old Shopify private-app URL
+# carries its password there, and a message quoting such a URL must not.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^@/\s]+@")
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
 
@@ -48,7 +52,8 @@ def is_sensitive_name(name: str) -> bool:
 
 
 def redact_text(text: str, extra_secrets: Iterable[str] = ()) -> str:
-    """Return `text` with registered secrets, sensitive query parameters and auth schemes masked."""
+    """Return `text` with registered secrets, URL passwords, sensitive query parameters and auth
+    schemes masked."""
     if not text:
         return text
     secrets = set(registered_secrets())
@@ -57,6 +62,7 @@ def redact_text(text: str, extra_secrets: Iterable[str] = ()) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, MASK)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:{MASK}@", text)
     text = _QUERY_PARAM.sub(lambda m: f"{m.group('name')}={MASK}", text)
     return _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} {MASK}", text)
 

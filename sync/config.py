@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Discriminator, Field, SecretStr, Tag, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from connectors.http import check_base_url
 from connectors.redaction import redact_text, register_secret
@@ -55,6 +55,14 @@ class StateSettings(StrictModel):
     def _known_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
             raise ValueError("expected sqlite:///path or postgresql://...")
+        from sqlalchemy.engine import make_url
+
+        try:  # read here, not by the first connection: no message repeats the URL (its password)
+            port = make_url(value).port
+        except ValueError:
+            port = 0
+        if port is not None and not 1 <= port <= 65535:
+            raise ValueError("the port is not a number from 1 to 65535")
         return value
 
     @field_validator("schema_")
@@ -369,6 +377,8 @@ def load_config(path: Path) -> LoadedConfig:
     unfilled = placeholders(document, os.environ)
     try:
         config = CrmsyncConfig(**_resolve_files(document, path.resolve().parent))
+    except SettingsError as exc:  # an environment override pydantic-settings could not read
+        raise ConfigError(environment_errors(str(exc), os.environ)) from None
     except ValidationError as exc:
         # A key still holding its placeholder is reported as that, not as whatever else it breaks.
         # ... nor a check across a section's keys that its placeholders trip (two fields "equal").
@@ -463,6 +473,19 @@ _MESSAGES = {
 }
 
 
+def environment_errors(message: str, environ: Mapping[str, str]) -> list[str]:
+    """The config error line for an environment override that could not be read. pydantic-settings
+    names only the top-level key (`field "systems"`), so the line names the variables under it,
+    never their values."""
+    field = re.search(r'field "(\w+)"', message)
+    prefix = f"CRMSYNC_{field.group(1)}".upper() if field else "CRMSYNC_"
+    names = sorted(name for name in environ if name.upper().startswith(prefix))
+    return [
+        f"config error: environment: one of {', '.join(names) or prefix + '*'} cannot be read: a table or a "
+        'list is written as JSON, e.g. CRMSYNC_SYSTEMS__SHOP__RATE_LIMIT=\'[{"requests": 2, "per_seconds": 1}]\''
+    ]
+
+
 def format_errors(exc: ValidationError) -> list[str]:
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
@@ -470,17 +493,18 @@ def format_errors(exc: ValidationError) -> list[str]:
         # Drop the discriminator tag pydantic inserts after systems.<name>.
         if len(loc) >= 3 and loc[0] == "systems" and loc[2] in TYPES:
             del loc[2]
-        path = _key_path(loc)
-        message = _MESSAGES.get(error["type"]) or _plain(error["msg"])
-        # A check across sections names its own key path: "systems.web.links.crm: ...", and a check
-        # across the keys of one section names the key it is about: "access_token: field required".
-        if not loc and (named := re.match(r"^([a-z_][\w.\[\]-]*): (.+)$", message)):
-            path, message = named.group(1), named.group(2)
-        elif loc and (named := re.match(r"^([a-z_]+): (.+)$", message)):
-            path, message = f"{path}.{named.group(1)}", named.group(2)
-        if error["type"] == "unknown_system_type":
-            path = f"{path}.type"
-        lines.append(f"config error: {path}: {redact_text(message)}")
+        # A check across the keys of a section may find several problems: one per line of its message.
+        for message in (_MESSAGES.get(error["type"]) or _plain(error["msg"])).split("\n"):
+            path = _key_path(loc)
+            # A check across sections names its own key path: "systems.web.links.crm: ...", and a
+            # check across the keys of one section the key it is about: "access_token: field required".
+            if not loc and (named := re.match(r"^([a-z_][\w.\[\]-]*): (.+)$", message)):
+                path, message = named.group(1), named.group(2)
+            elif loc and (named := re.match(r"^([a-z_]+): (.+)$", message)):
+                path, message = f"{path}.{named.group(1)}", named.group(2)
+            if error["type"] == "unknown_system_type":
+                path = f"{path}.type"
+            lines.append(f"config error: {path}: {redact_text(message)}")
     return lines
 
 

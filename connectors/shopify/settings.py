@@ -55,23 +55,27 @@ class ShopifySettings(SystemSettings):
     @model_validator(mode="after")
     def _one_way_in(self) -> ShopifySettings:
         has_client = self.client_id is not None or self.client_secret is not None
-        if has_client and (self.client_id is None or self.client_secret is None):
-            missing = "client_secret" if self.client_secret is None else "client_id"
-            raise ValueError(f"{missing}: field required (a Dev Dashboard app needs its client id and secret)")
-        if self.refresh_token is not None:
-            if not has_client:
-                raise ValueError("client_id: field required (refreshing a token needs the app's client id and secret)")
-            if self.refresh_token_file is None:
-                raise ValueError(
-                    "refresh_token_file: field required (Shopify hands out a new refresh token at every "
-                    "refresh and retires the old one; crmsync keeps the newest there)"
-                )
-        elif has_client and self.access_token is not None:
-            raise ValueError("access_token: set either client_id/client_secret or access_token, not both")
-        elif not has_client and self.access_token is None:
-            raise ValueError(
+        problems = []  # one config error line each
+        if self.refresh_token is not None or has_client:
+            why = "refreshing a token" if self.refresh_token is not None else "a Dev Dashboard app"
+            problems += [
+                f"{key}: field required ({why} needs the app's client id and secret)"
+                for key in ("client_id", "client_secret")
+                if getattr(self, key) is None
+            ]
+        if self.refresh_token is not None and self.refresh_token_file is None:
+            problems.append(
+                "refresh_token_file: field required (Shopify hands out a new refresh token at every "
+                "refresh and retires the old one; crmsync keeps the newest there)"
+            )
+        if self.refresh_token is None and has_client and self.access_token is not None:
+            problems.append("access_token: set either client_id/client_secret or access_token, not both")
+        if not has_client and self.refresh_token is None and self.access_token is None:
+            problems.append(
                 "access_token: field required (or client_id and client_secret for an app made in the Dev Dashboard)"
             )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @property

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import SecretStr
 
@@ -45,6 +44,7 @@ from connectors.auth import (
 from connectors.errors import ApiError, AuthError, TokenRefused
 from connectors.http import ApiClient
 from connectors.redaction import register_secret
+from connectors.superoffice.keys import KEY_ERRORS, load_private_key, unusable_key
 from connectors.superoffice.settings import OIDC_TOKEN_PATH, SuperOfficeSettings
 
 AUTHENTICATE_PATH = "/Login/api/PartnerSystemUser/Authenticate"
@@ -56,32 +56,6 @@ TICKET_LIFETIME = 6 * 3600.0  # sliding: every use starts it again
 
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def load_private_key(text: str) -> rsa.RSAPrivateKey:
-    """The app's private key as PEM, or as the RSA XML the SuperOffice developer portal hands out
-    (`<RSAKeyValue><Modulus>...<D>...</RSAKeyValue>`)."""
-    text = text.strip()
-    if text.startswith("<RSAKeyValue>"):
-        return _xml_private_key(text)
-    key = serialization.load_pem_private_key(text.encode(), password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("the private key is not an RSA key")
-    return key
-
-
-def _xml_private_key(text: str) -> rsa.RSAPrivateKey:
-    def number(tag: str) -> int:
-        match = re.search(rf"<{tag}>([^<]+)</{tag}>", text)
-        if match is None:
-            raise ValueError(f"the RSA XML key has no <{tag}>")
-        return int.from_bytes(base64.b64decode(match.group(1)), "big")
-
-    public = rsa.RSAPublicNumbers(number("Exponent"), number("Modulus"))
-    private = rsa.RSAPrivateNumbers(
-        number("P"), number("Q"), number("D"), number("DP"), number("DQ"), number("InverseQ"), public
-    )
-    return private.private_key()
 
 
 def sign_system_token(system_user_token: str, key: rsa.RSAPrivateKey, at: datetime) -> str:
@@ -157,12 +131,8 @@ class SystemUserTicket(TokenSource):
         if self._key is None:
             try:
                 self._key = load_private_key(self.private_key.get_secret_value())
-            except ValueError as exc:
-                raise TokenRefused(
-                    self.system,
-                    f"private_key is not a usable RSA private key ({exc}): paste the PEM, or the <RSAKeyValue> "
-                    "XML the developer portal gave when the certificate was made",
-                ) from None
+            except KEY_ERRORS as exc:  # the config's check read it; a key file may have changed since
+                raise TokenRefused(self.system, f"private_key {unusable_key(exc)}") from None
         return self._key
 
     def fetch(self, previous: Token | None) -> Token:

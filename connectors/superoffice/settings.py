@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from connectors.http import check_base_url
 from connectors.settings import Duration, SystemSettings
+from connectors.superoffice.keys import KEY_ERRORS, load_private_key, unusable_key
 
 OIDC_TOKEN_PATH = "/login/common/oauth/tokens"
 MAX_TOP = 5000  # (assumed) no documented maximum; the sandbox refuses more
@@ -52,9 +53,14 @@ class SuperOfficeSettings(SystemSettings):
             "oidc": ("client_id", "client_secret", "refresh_token"),
             "ticket": ("access_token", "app_token"),
         }[self.auth]
-        for key in needed:
-            if getattr(self, key) is None:
-                raise ValueError(f"{key}: field required (auth = {self.auth!r})")
+        missing = [f"{key}: field required (auth = {self.auth!r})" for key in needed if getattr(self, key) is None]
+        if missing:
+            raise ValueError("\n".join(missing))  # one config error line each
+        if self.auth == "system_user" and self.private_key is not None:
+            try:  # read now: a key that cannot sign is a config error, not a refused sign-in later
+                load_private_key(self.private_key.get_secret_value())
+            except KEY_ERRORS as exc:
+                raise ValueError(f"private_key: {unusable_key(exc)}") from None
         if self.login_url is not None:
             check_base_url(self.login_url)
         return self

@@ -12,6 +12,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import ValidationError
 
 from connectors.auth import TOKENS
 from connectors.errors import TokenRefused
@@ -94,8 +95,9 @@ def test_a_key_that_is_not_the_applications_is_refused_naming_what_to_fix(so: Sa
     assert requested(so, AUTHENTICATE) == 1 and requested(so, PERSON) == 0  # not retried, nothing read
     with pytest.raises(TokenRefused, match="Unknown system user token"):
         make_connector(so, "superoffice", system_user_token=secret("someone-elses-system-user")).check()
-    with pytest.raises(TokenRefused, match="not a usable RSA private key"):
-        make_connector(so, "superoffice", private_key=secret("-----BEGIN nonsense-----")).check()
+    # A key that cannot sign anything is refused with the settings, before any request.
+    with pytest.raises(ValidationError, match="private_key: is not a usable RSA private key"):
+        make_connector(so, "superoffice", private_key=secret("-----BEGIN nonsense-----"))
 
 
 def test_a_jwt_not_signed_by_superoffice_gives_no_ticket(so: Sandboxes) -> None:

@@ -2,6 +2,8 @@ import re
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.settings import parse_duration
 from sync.config import ConfigError, load_config
@@ -104,6 +106,68 @@ def test_secret_in_a_wrongly_typed_field_is_not_echoed(tmp_path: Path) -> None:
     assert problems and all("shpat_in_a_list_9" not in line for line in problems)
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://u:TOKSECRET_77@example.com", "must not carry a user or password"),
+        ("https://example.com:99999", "port that is not a number from 1 to 65535"),
+        ("https://example.com:abc", "port that is not a number from 1 to 65535"),
+        ("https://example.com:0", "port that is not a number from 1 to 65535"),
+        ("https://exa mple.com", "is not a URL an HTTP client can send to"),
+    ],
+)
+def test_a_base_url_no_request_could_use_is_a_config_error_that_never_repeats_it(
+    tmp_path: Path, url: str, expected: str
+) -> None:
+    """Found when the config is read, not by the first request (which crashed with exit 70 and put
+    the URL, password and all, in its message and crash log)."""
+    problems = _problems(tmp_path, GOOD.replace("https://example.myshopify.com", url))
+    assert [line for line in problems if line.startswith("config error: systems.shop.base_url: ")] == [
+        f"config error: systems.shop.base_url: {line.split(': ', 2)[2]}" for line in problems
+    ]
+    assert expected in problems[0] and "TOKSECRET_77" not in problems[0] and url not in problems[0]
+
+
+def test_a_state_url_with_a_port_no_connection_could_use_is_a_config_error(tmp_path: Path) -> None:
+    text = GOOD.replace("sqlite:///state/crmsync.db", "postgresql+psycopg://crm:pw_secret_5@127.0.0.1:abc/db")
+    problems = _problems(tmp_path, text)
+    assert problems == ["config error: state.url: the port is not a number from 1 to 65535"]
+
+
+def test_an_environment_override_that_cannot_be_read_names_its_variable_not_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRMSYNC_SYSTEMS__SHOP__RATE_LIMIT", "oops_value_3")
+    [line] = _problems(tmp_path, GOOD)
+    assert line.startswith("config error: environment: one of CRMSYNC_SYSTEMS__SHOP__RATE_LIMIT cannot be read")
+    assert "oops_value_3" not in line
+
+
+def test_every_missing_credential_of_a_sign_in_is_its_own_line(tmp_path: Path) -> None:
+    crm = '[systems.crm]\ntype = "superoffice"\nbase_url = "https://sod.superoffice.com"\ntenant = "Cust1"\n'
+    crm += 'auth = "oidc"\nclient_id = "c"\nsegments_as = "interests"\n'
+    problems = _problems(tmp_path, GOOD + crm)
+    assert problems == [
+        "config error: systems.crm.client_secret: field required (auth = 'oidc')",
+        "config error: systems.crm.refresh_token: field required (auth = 'oidc')",
+    ]
+    shop = GOOD.replace('access_token = "shpat_config_secret_1"', 'refresh_token = "shprt_config_secret_2"')
+    assert [line.split(" (")[0] for line in _problems(tmp_path, shop)] == [
+        "config error: systems.shop.client_id: field required",
+        "config error: systems.shop.client_secret: field required",
+        "config error: systems.shop.refresh_token_file: field required",
+    ]
+
+
+def test_a_private_key_that_cannot_sign_is_a_config_error(tmp_path: Path) -> None:
+    crm = '[systems.crm]\ntype = "superoffice"\nbase_url = "https://sod.superoffice.com"\ntenant = "Cust1"\n'
+    crm += 'auth = "system_user"\napp_token = "app_token_1"\nsystem_user_token = "sut_1"\n'
+    crm += 'private_key = "-----BEGIN nonsense_key_9-----"\nsegments_as = "interests"\n'
+    [line] = _problems(tmp_path, GOOD + crm)
+    assert line.startswith("config error: systems.crm.private_key: is not a usable RSA private key")
+    assert "nonsense_key_9" not in line
+
+
 def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as missing:
         load_config(tmp_path / "nope.toml")
@@ -135,7 +199,12 @@ def test_the_example_config_documents_every_system_type_and_is_valid_once_filled
     assert "config error: systems.shop.client_secret: not filled in" in caught.value.problems
     assert all(line.endswith(": not filled in") for line in caught.value.problems)
     numbers = iter(range(1, 1000))
-    text = re.sub("REPLACE_ME", lambda _: f"filled-in-{next(numbers)}", example.read_text())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    text = example.read_text().replace('private_key = "REPLACE_ME"', f'private_key = """{key.decode()}"""')
+    assert "BEGIN PRIVATE KEY" in text  # a key is read when the config is: a word will not do
+    text = re.sub("REPLACE_ME", lambda _: f"filled-in-{next(numbers)}", text)
     filled = _write(tmp_path, text)
     loaded = load_config(filled)
     assert {s.type for s in loaded.config.systems.values()} == set(TYPES)

@@ -36,3 +36,13 @@ def test_nested_values_and_sensitive_keys() -> None:
 def test_short_values_are_not_registered() -> None:
     register_secret("ab")
     assert redact_text("abc ab") == "abc ab"
+
+
+def test_the_password_of_a_url_is_masked_even_when_unregistered() -> None:
+    text = "InvalidURL: Failed to parse: https://u:TOKpw_81@example.com:99999/admin and postgresql+psycopg://crm:pg_pw@h/db"
+    masked = redact_text(text)
+    assert "TOKpw_81" not in masked and "pg_pw" not in masked
+    assert "https://u:***@example.com:99999/admin" in masked and "postgresql+psycopg://crm:***@h/db" in masked
+    # Not a URL's user part: left as written.
+    for plain in ("mailto:klant@example.nl", "https://example.com/a:b@c", "om 10:30 bij x@y.nl", "http://host:8080/x"):
+        assert redact_text(plain) == plain

@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/crmsync demo
+	$(BIN)/crmsync demo --log-level warning
 
 lint: install
 	$(BIN)/ruff check connectors mapping sync tests bench scripts

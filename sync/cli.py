@@ -558,7 +558,7 @@ def sandbox(
 def demo(
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
-    log_level: LevelOpt = LogLevel.warning,
+    log_level: LevelOpt = LogLevel.info,  # CONTRACTS §1, as every command; `make demo` asks for warning
     log_json: LogJsonOpt = False,
     contacts: Annotated[int, typer.Option("--contacts", min=1, help="Synthetic people to generate.")] = 300,
     folder: Annotated[Path, typer.Option("--dir", help="Where the demo keeps its config and state.")] = Path(

@@ -216,6 +216,23 @@ def test_demo_shows_the_full_cycle_and_a_quiet_second_run(tmp_path: Path) -> Non
     assert "The second cycle wrote nothing" in human.stdout and "State file:" in human.stdout
 
 
+def test_every_command_logs_at_info_unless_told_otherwise() -> None:
+    """CONTRACTS §1: `--log-level` defaults to info for every subcommand (`make demo` asks the demo
+    for warning itself). The suite's runs set $CRMSYNC_LOG_LEVEL, so the declared default is read."""
+    import typer.main
+
+    from sync.cli import app
+
+    group = typer.main.get_command(app)
+    defaults = {
+        name: next(str(p.default.value) for p in command.params if p.name == "log_level")
+        for name, command in group.commands.items()  # type: ignore[attr-defined]
+        if any(p.name == "log_level" for p in command.params)
+    }
+    assert "demo" in defaults and len(defaults) >= 10
+    assert {name: level for name, level in defaults.items() if level != "info"} == {}
+
+
 def test_unexpected_failures_print_one_line_and_exit_70(tmp_path: Path) -> None:
     # A state URL whose directory cannot be created is not a config error but an environment one.
     blocker = tmp_path / "file"

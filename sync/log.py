@@ -85,7 +85,21 @@ def setup_logging(level: str = "info", json_logs: bool | None = None, stream: Te
     # Libraries that use the standard logging module stay quiet unless something is wrong, and
     # what they do say passes the same redaction.
     handler = logging.StreamHandler(out)
-    handler.setFormatter(_JournalFormatter() if journal else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    formatter: logging.Formatter
+    if as_json:  # JSON lines are JSON lines, whoever logs them (APScheduler's "skipped" warnings)
+        formatter = structlog.stdlib.ProcessorFormatter(
+            processor=renderer,
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+                redact_event,
+            ],
+        )
+    else:
+        formatter = _JournalFormatter() if journal else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(formatter)
     handler.addFilter(_RedactRecord())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,6 +1,7 @@
 """Whether crmsync is healthy, from the state alone: what `status` exits with (CONTRACTS §6).
 
-0 when every configured system's last cycle succeeded; 3 when one failed, never ran, or (with
+0 when every configured system's last cycle succeeded (a cycle stopped part-way, by a SIGTERM, is
+judged by the one before it); 3 when one failed, never ran, or (with
 `[writeback] max_staleness` set) last succeeded longer ago than that; 4 when there is no state yet.
 A monitor (systemd, cron, Nagios) can page on the exit code without reading any output.
 """
@@ -27,9 +28,12 @@ def problems(
     found: dict[str, str] = {}
     for name in configured:
         entry = systems.get(name) or {}
-        last, last_ok = entry.get("last"), entry.get("last_ok")
-        if last is None:
+        # A cycle stopped part-way (SIGTERM: a restart, a deploy) is judged by the one before it.
+        last, last_ok = entry.get("last_settled", entry.get("last")), entry.get("last_ok")
+        if entry.get("last") is None:
             found[name] = "no cycle has run for it yet"
+        elif last is None:
+            found[name] = "no cycle has finished for it yet (each was stopped part-way)"
         elif last.get("status") != "ok":
             found[name] = f"its last cycle failed: {last.get('error') or last.get('status')}"
         elif max_staleness is not None and last_ok is not None:

@@ -1,5 +1,6 @@
-"""The daemon: APScheduler 3 runs a cycle on the configured interval or cron, one at a time,
-coalescing missed runs; SIGTERM/SIGINT let the running cycle finish its batch, then it exits.
+"""The daemon: APScheduler 3 runs a cycle on the configured interval or cron, one at a time, slots
+missed while a cycle ran coalesced into one cycle right after it; SIGTERM/SIGINT let the running
+cycle finish its batch, then it exits.
 
 Each cycle runs in a process of its own, started for it (`spawn`: a fresh interpreter, so it
 inherits no lock another thread of the daemon happened to hold): what a cycle builds up, hundreds
@@ -40,6 +41,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -255,7 +257,24 @@ def run_daemon(
         halt.set()
         return True
 
+    # A slot that passed while a cycle ran (APScheduler skips it: one instance at a time) is run
+    # once, right after that cycle: a 16-minute cycle on a 15-minute interval syncs back to back,
+    # not every 30 minutes.
+    came_due = threading.Event()
+
     def cycle() -> None:
+        came_due.clear()  # this run stands for any slot missed before it
+        while True:
+            one_cycle()
+            if lock_lost():
+                return
+            again = came_due.is_set() and not halt.is_set()
+            _log_next_cycle(scheduler, halt, now_due=again)
+            if not again:
+                return
+            came_due.clear()
+
+    def one_cycle() -> None:
         nonlocal finished
         if halt.is_set() or lock_lost():
             return
@@ -264,7 +283,9 @@ def run_daemon(
             return
         started = time.monotonic()
         summary: dict[str, Any] | None = None
+        before: int | None = None  # a crashed cycle's run is the one it began after this
         try:
+            before = store.last_seq()
             if isolate:
                 proof = lock.proof() if lock is not None else None
                 summary = run_cycle_in_child(loaded, halt, logging, proof)
@@ -283,13 +304,17 @@ def run_daemon(
             if max_cycles is not None and finished >= max_cycles:
                 stop.set()
                 halt.set()
+        crashed = summary is not None and summary.get("outcome") == "crashed"
+        if crashed and before is not None and not lock_lost():
+            try:  # the cycle recorded nothing of itself; the daemon still holds the writer lock
+                store.record_crash(before, summary or {}, now())
+            except Exception:
+                log.exception("the crashed cycle could not be recorded in the state")
         if summary is not None:
             try:
                 monitor.after_cycle(summary)
             except Exception:
                 log.exception("cycle figures could not be taken in")
-        if not lock_lost():
-            _log_next_cycle(scheduler, halt)
 
     trigger = (
         CronTrigger.from_crontab(schedule.cron, timezone=UTC)
@@ -299,6 +324,7 @@ def run_daemon(
     scheduler = BackgroundScheduler(
         timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
     )
+    scheduler.add_listener(lambda _: came_due.set(), EVENT_JOB_MAX_INSTANCES)
     scheduler.add_job(cycle, trigger, id="cycle", next_run_time=datetime.now(UTC))
     scheduler.start()
     log.info("daemon started", schedule=schedule.cron or f"every {schedule.every_seconds:g}s")
@@ -340,14 +366,17 @@ def _start_service(loaded: LoadedConfig, monitor: Monitor) -> Service | None:
     return service
 
 
-def _log_next_cycle(scheduler: BackgroundScheduler, stop: threading.Event) -> None:
-    """When the next cycle starts (real time, UTC, whole seconds): right away when this one ran
-    past its slot."""
+def _log_next_cycle(scheduler: BackgroundScheduler, stop: threading.Event, *, now_due: bool = False) -> None:
+    """When the next cycle starts (real time, UTC, whole seconds): right away when a slot passed
+    while this one ran (`now_due`)."""
     if stop.is_set():
         return
     job = scheduler.get_job("cycle")
-    upcoming = job.next_run_time if job is not None else None
+    upcoming = datetime.now(UTC) if now_due else (job.next_run_time if job is not None else None)
     if upcoming is None:
         return
     at = max(upcoming, datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    log.info("next cycle at", at=at.isoformat())
+    if now_due:
+        log.info("next cycle at", at=at.isoformat(), why="a slot passed while the last cycle ran")
+    else:
+        log.info("next cycle at", at=at.isoformat())

@@ -80,8 +80,10 @@ class Monitor:
                     "finished_at": finished,
                     "counts": {k: v for k, v in outcome.items() if k not in ("status", "error")},
                 }
-                entry = self.systems.setdefault(name, {"last": None, "last_ok": None})
+                entry = self.systems.setdefault(name, {"last": None, "last_ok": None, "last_settled": None})
                 entry["last"] = record
+                if record["status"] != "interrupted":
+                    entry["last_settled"] = record
                 if record["status"] == "ok":
                     entry["last_ok"] = record
             if summary.get("outcome") != "crashed":

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 
 from sync.state.schema import meta, runs, system_runs
 from sync.state.sql import Database, upsert_many
@@ -67,9 +67,29 @@ class RunLog:
                 ("run_seq", "system", "status", "error", "finished_at", "counts"),
             )
 
+    def last_seq(self) -> int:
+        """The sequence number of the latest run begun (0 before the first)."""
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(select(func.max(runs.c.seq))).scalar() or 0)
+
+    def record_crash(self, after_seq: int, summary: Mapping[str, Any], now: datetime) -> None:
+        """A cycle whose process ended without a result (`metrics.crash_summary`): the run it began
+        after `after_seq` and left `running` (or, when it began none, a run of its own) is closed
+        as failed, with every system failed in it, so that `status` and a restarted daemon's
+        /healthz say what the running daemon's /healthz said."""
+        with self.db.engine.connect() as conn:
+            seq = conn.execute(
+                select(func.max(runs.c.seq)).where(runs.c.seq > after_seq, runs.c.status == "running")
+            ).scalar()
+        run = RunHandle(str(summary.get("run_id") or ""), int(seq)) if seq is not None else self.begin_run("run", now)
+        for system, outcome in (summary.get("systems") or {}).items():
+            self.record_system_run(run, system, "failed", outcome.get("error"), {"dry_run": False}, now)
+        self.finish_run(run, "failed", summary, now)
+
     def last_system_runs(self) -> dict[str, dict[str, Any]]:
-        """Per system: the latest cycle (`last`) and the latest successful one (`last_ok`), neither
-        of them a dry run, and the latest dry run (`last_dry_run`: `sync --dry-run` or `plan`,
+        """Per system: the latest cycle (`last`), the latest one not stopped part-way (`last_settled`:
+        a SIGTERM says nothing of whether syncing works) and the latest successful one (`last_ok`),
+        none of them a dry run, and the latest dry run (`last_dry_run`: `sync --dry-run` or `plan`,
         which wrote nothing anywhere, so they say nothing about whether syncing works). Each entry
         names its command and whether it was a dry run."""
         # Rows written before dry runs were marked in their counts are told by their run: `plan`,
@@ -83,7 +103,9 @@ class RunLog:
         out: dict[str, dict[str, Any]] = {}
         with self.db.engine.connect() as conn:
             for row in conn.execute(query).mappings():
-                entry = out.setdefault(row["system"], {"last": None, "last_ok": None, "last_dry_run": None})
+                entry = out.setdefault(
+                    row["system"], {"last": None, "last_ok": None, "last_settled": None, "last_dry_run": None}
+                )
                 counts = json.loads(row["counts"])
                 dry_run = bool(counts["dry_run"]) if "dry_run" in counts else bool(row["dry"])
                 record = {
@@ -98,6 +120,8 @@ class RunLog:
                     entry["last_dry_run"] = record
                     continue
                 entry["last"] = record
+                if row["status"] != "interrupted":
+                    entry["last_settled"] = record
                 if row["status"] == "ok":
                     entry["last_ok"] = record
         return out

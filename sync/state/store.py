@@ -80,6 +80,12 @@ class StateStore:
     def finish_run(self, run: RunHandle, status: str, summary: Mapping[str, Any], now: datetime) -> None:
         self.runs.finish_run(run, status, summary, now)
 
+    def last_seq(self) -> int:
+        return self.runs.last_seq()
+
+    def record_crash(self, after_seq: int, summary: Mapping[str, Any], now: datetime) -> None:
+        self.runs.record_crash(after_seq, summary, now)
+
     def record_system_run(
         self, run: RunHandle, system: str, status: str, error: str | None, counts: Mapping[str, Any], now: datetime
     ) -> None:

@@ -12,6 +12,7 @@ On PostgreSQL the server's own tool does the same job: `pg_dump` reads from one 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -35,27 +36,48 @@ def backup_sqlite(source: Path, target: Path) -> dict[str, Any]:
     if target.exists():
         raise BackupError(f"{target} exists: a backup never overwrites a file", 2)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    partial = private_file(target.with_name(target.name + ".partial"))
     try:
-        # Read-only URI: the backup can never change the state it copies.
+        # Read-only URI: the backup can never change the state it copies. All pages in one step,
+        # from one read transaction: copied a slice at a time, SQLite starts over after every
+        # commit of the writer beside it, and under a busy daemon the copy never ended.
         reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
         with closing(reader) as db, closing(sqlite3.connect(partial)) as copy:
-            db.backup(copy, pages=1024)
+            db.backup(copy)
             verdict = copy.execute("PRAGMA integrity_check").fetchone()[0]
             copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
         if verdict != "ok":
             raise BackupError(f"the copy failed its integrity check: {verdict}", 70)
         partial.replace(target)  # only a checked copy gets the name asked for
     finally:
-        partial.unlink(missing_ok=True)
+        _discard(partial)
     return {"ok": True, "backup": str(target), "bytes": target.stat().st_size, "integrity": "ok"}
+
+
+def private_file(path: Path) -> Path:
+    """`path`, created empty and readable by its owner alone: a backup holds every customer's
+    personal data, whatever the umask of the shell that ran `crmsync backup`."""
+    try:
+        path.unlink(missing_ok=True)  # one a stopped backup left
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise BackupError(f"cannot write {path}: {exc.strerror}", 2) from None
+    return path
+
+
+def _discard(partial: Path) -> None:
+    """The unfinished copy gone, if it can be: failing to remove it must not hide why it failed."""
+    with contextlib.suppress(OSError):
+        partial.unlink(missing_ok=True)
 
 
 def backup_postgres(url: str, target: Path, schema: str = "public") -> dict[str, Any]:
     """`pg_dump` of the deployment's schema in its custom format (restore with `pg_restore`),
     checked by listing its table of contents. The password travels in the environment, never on a
     command line another user could read."""
-    from sqlalchemy.engine import make_url
+    from psycopg.conninfo import make_conninfo
+
+    from sync.pglock import libpq_params
 
     tool = shutil.which("pg_dump")
     if tool is None:
@@ -66,19 +88,16 @@ def backup_postgres(url: str, target: Path, schema: str = "public") -> dict[str,
         )
     if target.exists():
         raise BackupError(f"{target} exists: a backup never overwrites a file", 2)
-    parsed = make_url(url)
+    # Every setting of the URL (its query's `host=/run/postgresql`, `sslmode` ...) as crmsync's own
+    # connections use them, in a connection string; the password in the environment only.
+    params = libpq_params(url)
     env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
-    if parsed.password is not None:
-        env["PGPASSWORD"] = str(parsed.password)
-    connection = [
-        f"--host={parsed.host or '127.0.0.1'}",
-        f"--port={parsed.port or 5432}",
-        f"--username={parsed.username or 'postgres'}",
-        f"--dbname={parsed.database or 'postgres'}",
-        "--no-password",
-    ]
+    password = params.pop("password", None)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    connection = [f"--dbname={make_conninfo(**{k: str(v) for k, v in params.items()})}", "--no-password"]
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    partial = private_file(target.with_name(target.name + ".partial"))
     try:
         dumped = subprocess.run(
             [tool, *connection, "--format=custom", f"--schema={schema}", f"--file={partial}"],
@@ -96,7 +115,7 @@ def backup_postgres(url: str, target: Path, schema: str = "public") -> dict[str,
                 raise BackupError(f"the dump cannot be read back: {listed.stderr.strip()}", 70)
         partial.replace(target)
     finally:
-        partial.unlink(missing_ok=True)
+        _discard(partial)
     return {
         "ok": True,
         "backup": str(target),

@@ -251,6 +251,7 @@ def backup(
     """A consistent copy of the state, safe while a daemon runs: SQLite's online backup, or on
     PostgreSQL a `pg_dump` of the deployment's schema (custom format)."""
     from sync.backup import BackupError, backup_postgres, backup_sqlite
+    from sync.runtime import state_schema
 
     common = Common(config, json_out, log_level, log_json)
     loaded = loaded_config(common)
@@ -259,7 +260,7 @@ def backup(
         if path is not None:
             document = backup_sqlite(path, file.resolve())
         elif loaded.state_url().startswith("postgresql"):
-            document = backup_postgres(loaded.state_url(), file.resolve(), loaded.state_schema() or "public")
+            document = backup_postgres(loaded.state_url(), file.resolve(), state_schema(loaded) or "public")
         else:
             fail("crmsync backup: this state is not a file or a PostgreSQL database; nothing to copy", 2)
     except BackupError as exc:

@@ -252,15 +252,20 @@ def run_app(app: typer.Typer, args: Sequence[str] | None = None) -> int:
         print("crmsync: interrupted", file=sys.stderr)
         return INTERRUPTED
     except Exception as exc:
+        from connectors.redaction import redact_text
+        from sync.backup import BackupError
         from sync.crash import crash_report
         from sync.state import StateVersionError
 
-        if isinstance(exc, StateVersionError):  # a state to migrate (or too new): no crash, exit 2
-            line = f"crmsync: {exc}"
+        # A state to migrate (or too new), or a backup an upgrade needs and could not make: no
+        # crash, a line saying what to do.
+        if isinstance(exc, StateVersionError | BackupError):
+            code = exc.code if isinstance(exc, BackupError) else 2
+            line = redact_text(f"crmsync: {exc}")
             print(line, file=sys.stderr, flush=True)
             if OUTPUT.wants_json(argv) and not OUTPUT.emitted:
-                emit_json(error_document(2, [line]))
-            return 2
+                emit_json(error_document(code, [line]))
+            return code
 
         captured = io.StringIO()
         with redirect_stderr(captured):

@@ -49,6 +49,9 @@ class StateSettings(StrictModel):
     # PostgreSQL: how long a dead active daemon's lock may outlive it before a standby takes over
     # (TCP keepalives on the lock's session are derived from it; sync/pglock.py).
     failover: Duration = 30.0
+    # PostgreSQL: where the `pg_dump` made before an upgrade goes (relative to the config's folder,
+    # which is read-only under the shipped systemd unit: set /var/lib/crmsync there).
+    backup_dir: Path | None = None
 
     @field_validator("url")
     @classmethod

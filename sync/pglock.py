@@ -88,32 +88,50 @@ def keepalive_settings(failover_s: float) -> dict[str, int]:
     }
 
 
-def connect_kwargs(url: str, failover_s: float, application_name: str) -> dict[str, Any]:
-    """libpq parameters for a SQLAlchemy URL (``postgresql+psycopg://user:pw@host:port/db?...``),
-    with keepalives on our end and the same bounds asked of the server for its end."""
+def libpq_params(url: str) -> dict[str, Any]:
+    """libpq connection parameters for a SQLAlchemy URL (``postgresql+psycopg://user:pw@host:port/db?...``):
+    its query's settings (`host=/run/postgresql`, `sslmode=require`, ...) with the URL's own parts
+    over them. Every connection crmsync makes to the state, `pg_dump`'s too, starts from these."""
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
+    params: dict[str, Any] = {str(k): v for k, v in parsed.query.items() if isinstance(v, str)}
+    params.update(
+        host=parsed.host or params.get("host") or "127.0.0.1",
+        port=parsed.port or params.get("port") or 5432,
+        user=parsed.username or params.get("user") or "postgres",
+        dbname=parsed.database or params.get("dbname") or "postgres",
+    )
+    if parsed.password is not None:
+        params["password"] = str(parsed.password)
+    return params
+
+
+def connect_kwargs(url: str, failover_s: float, application_name: str) -> dict[str, Any]:
+    """`libpq_params`, with keepalives on our end and the same bounds asked of the server for its end."""
     tcp = keepalive_settings(failover_s)
     server_side = (
         f"-c tcp_keepalives_idle={tcp['keepalives_idle']} -c tcp_keepalives_interval={tcp['keepalives_interval']}"
         f" -c tcp_keepalives_count={tcp['keepalives_count']} -c tcp_user_timeout={tcp['tcp_user_timeout']}"
     )
-    kwargs: dict[str, Any] = {str(k): v for k, v in parsed.query.items() if isinstance(v, str)}
+    kwargs = libpq_params(url)
     kwargs.update(
-        host=parsed.host or kwargs.get("host") or "127.0.0.1",
-        port=parsed.port or kwargs.get("port") or 5432,
-        user=parsed.username or kwargs.get("user") or "postgres",
-        dbname=parsed.database or kwargs.get("dbname") or "postgres",
         application_name=application_name[:63],
         connect_timeout=max(2, int(failover_s)),
         keepalives=1,
         options=f"{kwargs.get('options', '')} {server_side}".strip(),
         **tcp,
     )
-    if parsed.password is not None:
-        kwargs["password"] = str(parsed.password)
     return kwargs
+
+
+def server_schema(url: str) -> str:
+    """The schema a connection of this URL creates its tables in when crmsync names none: the first
+    of the server's search path that exists (a role's own schema, where the DBA gave each role one;
+    PostgreSQL 15 lets ordinary roles create nothing in `public`)."""
+    with _connect(url, DEFAULT_FAILOVER_S, f"crmsync schema pid={os.getpid()}") as conn:
+        row = conn.execute("SELECT current_schema()").fetchone()
+    return str(row[0]) if row and row[0] else DEFAULT_SCHEMA
 
 
 def database_of(url: str) -> str:

@@ -9,6 +9,7 @@ until the deployment's lock is free (or until it is stopped: `StandbyStopped`).
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ import structlog
 
 from sync.config import LoadedConfig
 from sync.lock import StateLock
-from sync.pglock import AdvisoryLock, LockProof
+from sync.pglock import AdvisoryLock, LockProof, server_schema
 from sync.state import StateStore
 from sync.state.sql import schema_of
 
@@ -67,14 +68,18 @@ def is_postgres(loaded: LoadedConfig) -> bool:
 
 
 def state_schema(loaded: LoadedConfig) -> str | None:
-    """`[state] schema` (PostgreSQL: one deployment per schema; the setting is `schema_` in the model,
-    `schema` being a pydantic name), else the one the URL's `search_path` option names; None: the
-    server's default (`public`)."""
+    """PostgreSQL: the schema that holds the deployment, which its lock, its backups and the
+    backup before an upgrade are of: `[state] schema` (the setting is `schema_` in the model,
+    `schema` being a pydantic name), else the one the URL's `search_path` option names, else the
+    one the server puts a connection's tables in (`current_schema()`: not `public` where each role
+    has a schema of its own). None on SQLite."""
+    if not is_postgres(loaded):
+        return None
     for name in ("schema_", "schema"):
         value = getattr(loaded.config.state, name, None)
         if isinstance(value, str) and value:
             return value
-    return schema_of(loaded.state_url()) if is_postgres(loaded) else None
+    return schema_of(loaded.state_url()) or server_schema(loaded.state_url())
 
 
 def advisory_lock(loaded: LoadedConfig) -> AdvisoryLock:
@@ -121,10 +126,10 @@ def _migrate(loaded: LoadedConfig) -> dict[str, Any]:
 
 
 def _pg_backup(loaded: LoadedConfig, version: str) -> Path | None:
-    from sync.backup import backup_postgres
+    from sync.backup import BackupError, backup_postgres
     from sync.pglock import database_of
 
-    schema = state_schema(loaded) or "public"
+    schema = state_schema(loaded)
     if shutil.which("pg_dump") is None:
         log.warning(
             "migrating the state without a backup: pg_dump is not installed here",
@@ -133,8 +138,18 @@ def _pg_backup(loaded: LoadedConfig, version: str) -> Path | None:
         )
         return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = loaded.folder / f"{database_of(loaded.state_url())}-{schema}.pre-migrate-{version}-{stamp}.dump"
-    backup_postgres(loaded.state_url(), target, schema)
+    folder = loaded.folder / (loaded.config.state.backup_dir or ".")
+    target = folder / f"{database_of(loaded.state_url())}-{schema}.pre-migrate-{version}-{stamp}.dump"
+    try:
+        if not os.access(folder, os.W_OK):  # a setting to change, not a failure to retry (exit 2)
+            raise BackupError(f"{folder} is not a folder crmsync may write to", 2)
+        backup_postgres(loaded.state_url(), target, schema or "public")
+    except BackupError as exc:  # no upgrade without its backup
+        raise BackupError(
+            f"the backup before upgrading the state could not be made, so the state was not upgraded: {exc} "
+            "(set [state] backup_dir to a folder crmsync may write; under the shipped systemd unit, /var/lib/crmsync)",
+            exc.code,
+        ) from None
     return target
 
 

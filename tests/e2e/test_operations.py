@@ -4,6 +4,7 @@ a daemon writes (CONTRACTS §6)."""
 from __future__ import annotations
 
 import sqlite3
+import stat
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +61,7 @@ def test_backup_while_the_daemon_runs_is_whole_and_a_sync_from_it_writes_nothing
         made = run_crmsync("backup", str(copy), "-c", str(config), "--json")
         assert made.returncode == 0, made.stderr
         assert json_out(made) == {"ok": True, "backup": str(copy), "bytes": copy.stat().st_size, "integrity": "ok"}
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o600  # every customer's data: its owner's alone
         again = run_crmsync("backup", str(copy), "-c", str(config), "--json")
         assert again.returncode == 2 and "never overwrites" in json_out(again)["error"]["messages"][0]
     finally:

@@ -52,11 +52,17 @@ class Applier:
         it. Such work may end while the cycle reads, computes and plans, and then the check made
         before writing finds nothing: the plan would still come from records read while that work
         changed them. The writer lock keeps any other crmsync process from starting such work meanwhile."""
-        self.held_at_read = {
-            name: reason
-            for name, connector in connectors.items()
-            if connector.writes_back and (reason := writes_held(connector)) is not None
-        }
+        self.held_at_read = {}
+        for name, connector in connectors.items():
+            if not connector.writes_back:
+                continue
+            try:
+                reason = connector.writes_held()
+            except ConnectorError as exc:  # asked again before writing, where unknown holds the writes
+                log.warning("earlier work not checked before the read", system=name, error=exc.message)
+                continue
+            if reason is not None:
+                self.held_at_read[name] = reason
 
     def plan(
         self,

@@ -1,7 +1,7 @@
 """Whether crmsync is healthy, from the state alone: what `status` exits with (CONTRACTS §6).
 
 0 when every configured system's last cycle succeeded (a cycle stopped part-way, by a SIGTERM, is
-judged by the one before it); 3 when one failed, never ran, or (with
+judged by the one before it, unless three in a row were); 3 when one failed, never ran, or (with
 `[writeback] max_staleness` set) last succeeded longer ago than that; 4 when there is no state yet.
 A monitor (systemd, cron, Nagios) can page on the exit code without reading any output.
 """
@@ -15,6 +15,9 @@ from typing import Any
 from mapping.model import parse_timestamp
 
 HEALTHY, UNHEALTHY, NO_STATE = 0, 3, 4
+# A cycle stopped part-way (a restart) is judged by the one before it, but this many in a row are a
+# problem of their own: a daemon restarted more often than a cycle takes syncs nothing.
+STOPPED_IN_A_ROW = 3
 
 
 def problems(
@@ -30,10 +33,13 @@ def problems(
         entry = systems.get(name) or {}
         # A cycle stopped part-way (SIGTERM: a restart, a deploy) is judged by the one before it.
         last, last_ok = entry.get("last_settled", entry.get("last")), entry.get("last_ok")
+        stopped = int(entry.get("interrupted_in_a_row") or 0)
         if entry.get("last") is None:
             found[name] = "no cycle has run for it yet"
         elif last is None:
             found[name] = "no cycle has finished for it yet (each was stopped part-way)"
+        elif stopped >= STOPPED_IN_A_ROW:  # restarted more often than a cycle takes: nothing syncs
+            found[name] = f"its last {stopped} cycles were all stopped before they finished"
         elif last.get("status") != "ok":
             found[name] = f"its last cycle failed: {last.get('error') or last.get('status')}"
         elif max_staleness is not None and last_ok is not None:

@@ -2,7 +2,9 @@
 
 A deployment is one (database, schema). Its lock key is a signed 64-bit integer, the first eight
 bytes (big-endian) of SHA-256 over ``"crmsync:" + database + "/" + schema``, the schema being
-`[state] schema`, else the one the URL's ``-c search_path=`` option names, else ``public``: stable
+`[state] schema`, else the one the URL's ``-c search_path=`` option names, else the one the server
+creates the role's tables in (``current_schema()``, `sync.runtime.state_schema`; ``public`` when
+this module is given none): stable
 across processes, hosts and Python versions (``hash()`` is not), the same for every replica of the
 deployment, different for each schema of a database. PostgreSQL shows a bigint advisory lock in
 ``pg_locks`` as ``classid`` = the key's high 32 bits and ``objid`` = its low 32 bits, with

@@ -140,16 +140,19 @@ def _pg_backup(loaded: LoadedConfig, version: str) -> Path | None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = loaded.folder / (loaded.config.state.backup_dir or ".")
     target = folder / f"{database_of(loaded.state_url())}-{schema}.pre-migrate-{version}-{stamp}.dump"
-    try:
-        if not os.access(folder, os.W_OK):  # a setting to change, not a failure to retry (exit 2)
-            raise BackupError(f"{folder} is not a folder crmsync may write to", 2)
-        backup_postgres(loaded.state_url(), target, schema or "public")
-    except BackupError as exc:  # no upgrade without its backup
+    # No upgrade without its backup. Exit 2 whatever stopped it: a setting or the server to see
+    # to, not a crash, and a daemon restarted by systemd would only fail the same way again.
+    stopped = "the backup before upgrading the state could not be made, so the state was not upgraded"
+    if not os.access(folder, os.W_OK):
         raise BackupError(
-            f"the backup before upgrading the state could not be made, so the state was not upgraded: {exc} "
-            "(set [state] backup_dir to a folder crmsync may write; under the shipped systemd unit, /var/lib/crmsync)",
-            exc.code,
-        ) from None
+            f"{stopped}: {folder} is not a folder crmsync may write to (set [state] backup_dir to one; "
+            "under the shipped systemd unit, /var/lib/crmsync)",
+            2,
+        )
+    try:
+        backup_postgres(loaded.state_url(), target, schema or "public")
+    except BackupError as exc:
+        raise BackupError(f"{stopped}: {exc}", 2) from None
     return target
 
 

@@ -310,7 +310,9 @@ def run_daemon(
                 store.record_crash(before, summary or {}, now())
             except Exception:
                 log.exception("the crashed cycle could not be recorded in the state")
-        if summary is not None:
+        # Once the lock is lost the cycle is another holder's business: its alert memory goes in
+        # the state, which this daemon may no longer write (it would overwrite the new holder's).
+        if summary is not None and not lock_lost():
             try:
                 monitor.after_cycle(summary)
             except Exception:

@@ -82,7 +82,9 @@ class Monitor:
                 }
                 entry = self.systems.setdefault(name, {"last": None, "last_ok": None, "last_settled": None})
                 entry["last"] = record
-                if record["status"] != "interrupted":
+                stopped = record["status"] == "interrupted"
+                entry["interrupted_in_a_row"] = entry.get("interrupted_in_a_row", 0) + 1 if stopped else 0
+                if not stopped:
                     entry["last_settled"] = record
                 if record["status"] == "ok":
                     entry["last_ok"] = record

@@ -88,7 +88,8 @@ class RunLog:
 
     def last_system_runs(self) -> dict[str, dict[str, Any]]:
         """Per system: the latest cycle (`last`), the latest one not stopped part-way (`last_settled`:
-        a SIGTERM says nothing of whether syncing works) and the latest successful one (`last_ok`),
+        a SIGTERM says nothing of whether syncing works; `interrupted_in_a_row` counts those after
+        it) and the latest successful one (`last_ok`),
         none of them a dry run, and the latest dry run (`last_dry_run`: `sync --dry-run` or `plan`,
         which wrote nothing anywhere, so they say nothing about whether syncing works). Each entry
         names its command and whether it was a dry run."""
@@ -120,7 +121,9 @@ class RunLog:
                     entry["last_dry_run"] = record
                     continue
                 entry["last"] = record
-                if row["status"] != "interrupted":
+                stopped = row["status"] == "interrupted"
+                entry["interrupted_in_a_row"] = entry.get("interrupted_in_a_row", 0) + 1 if stopped else 0
+                if not stopped:
                     entry["last_settled"] = record
                 if row["status"] == "ok":
                     entry["last_ok"] = record

@@ -3,6 +3,7 @@ restores into an empty database; without `pg_dump`, exit 2 naming the server's o
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 from pathlib import Path
@@ -156,6 +157,15 @@ def test_an_upgrade_without_its_backup_is_refused_and_the_backup_goes_to_backup_
     assert pending_migration(url) == ("12", "13")
     config.write_text(base.replace("[state]\n", '[state]\nbackup_dir = "dumps"\n'))  # the config's folder's
     (tmp_path / "dumps").mkdir()
+    fake = tmp_path / "bin"  # a pg_dump that cannot dump this server: exit 2 too, saying why
+    fake.mkdir()
+    (fake / "pg_dump").write_text("#!/bin/sh\necho 'pg_dump: error: server version mismatch' >&2\nexit 1\n")
+    (fake / "pg_dump").chmod(0o755)
+    failed = run_crmsync("migrate", "-c", str(config), "--json", env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    assert failed.returncode == 2, failed.stderr
+    [message] = json_out(failed)["error"]["messages"]
+    assert "server version mismatch" in message and "backup_dir" not in message
+    assert pending_migration(url) == ("12", "13") and not list((tmp_path / "dumps").iterdir())
     done = run_crmsync("migrate", "-c", str(config), "--json")
     assert done.returncode == 0, done.stderr
     [dump] = (tmp_path / "dumps").glob("*.pre-migrate-12-*.dump")

@@ -11,9 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
+from connectors.errors import ApiError
 from connectors.shopify.bulk import BulkWriter, line_files
+from connectors.shopify.client import ShopifyConnector
 from mapping.model import RemoteState, WriteBack
 from sync.config import load_config
 from sync.pipeline import Cycle, build_connectors
@@ -136,3 +139,30 @@ def test_a_bulk_mutation_of_an_earlier_cycle_that_ends_while_a_cycle_reads_holds
     again = cycle.run("sync").systems["shopify"]
     assert again.status == "ok" and again.written > 0
     connector.close()
+
+
+def test_a_check_before_the_read_that_fails_leaves_the_decision_to_the_check_before_writing(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+    small_data: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A blip on the first check is no reason to hold the writes: the check before writing asks
+    again (and there, an unknown answer holds them)."""
+    shop = start_sandboxes_fixture({"shopify": small_data["shopify"]}, time_scale=50)
+    loaded = load_config(shop.config(tmp_path, shopify=BULK))
+    store = StateStore(loaded.state_url())
+    cycle = Cycle(loaded, store, clock=lambda: datetime(2026, 11, 20, 10, tzinfo=UTC), stop_event=threading.Event())
+    asked: list[str] = []
+    real = ShopifyConnector.writes_held
+
+    def blip_first(self: ShopifyConnector) -> str | None:
+        asked.append(self.name)
+        if len(asked) == 1:
+            raise ApiError(self.name, "503 Service Unavailable")
+        return real(self)
+
+    monkeypatch.setattr(ShopifyConnector, "writes_held", blip_first)
+    shopify = cycle.run("sync").systems["shopify"]
+    assert len(asked) == 2  # before the read, and again before writing
+    assert shopify.status == "ok" and shopify.written > 0

@@ -12,7 +12,7 @@ import sys
 from typing import Any, TextIO
 
 import structlog
-from structlog.typing import EventDict, WrappedLogger
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from connectors.redaction import redact_value
 
@@ -65,13 +65,17 @@ def setup_logging(level: str = "info", json_logs: bool | None = None, stream: Te
     journal = writes_to_journal(out)
     if journal:
         renderer = journal_prefix(renderer)
+    # What every line gets, crmsync's own and the standard logging module's alike.
+    stamped_and_redacted: list[Processor] = [
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_event,
+    ]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_event,
+            *stamped_and_redacted,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
@@ -89,13 +93,7 @@ def setup_logging(level: str = "info", json_logs: bool | None = None, stream: Te
     if as_json:  # JSON lines are JSON lines, whoever logs them (APScheduler's "skipped" warnings)
         formatter = structlog.stdlib.ProcessorFormatter(
             processor=renderer,
-            foreign_pre_chain=[
-                structlog.stdlib.add_log_level,
-                structlog.stdlib.add_logger_name,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.processors.format_exc_info,
-                redact_event,
-            ],
+            foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name, *stamped_and_redacted],
         )
     else:
         formatter = _JournalFormatter() if journal else logging.Formatter("%(levelname)s %(name)s: %(message)s")

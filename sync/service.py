@@ -37,6 +37,7 @@ from sync.health import system_health
 from sync.metrics import Metrics, cycle_summary
 from sync.reports import CycleReport
 from sync.state import StateStore
+from sync.state.runlog import take_cycle
 
 log = structlog.get_logger("crmsync.service")
 
@@ -80,14 +81,7 @@ class Monitor:
                     "finished_at": finished,
                     "counts": {k: v for k, v in outcome.items() if k not in ("status", "error")},
                 }
-                entry = self.systems.setdefault(name, {"last": None, "last_ok": None, "last_settled": None})
-                entry["last"] = record
-                stopped = record["status"] == "interrupted"
-                entry["interrupted_in_a_row"] = entry.get("interrupted_in_a_row", 0) + 1 if stopped else 0
-                if not stopped:
-                    entry["last_settled"] = record
-                if record["status"] == "ok":
-                    entry["last_ok"] = record
+                take_cycle(self.systems.setdefault(name, {"last": None, "last_ok": None, "last_settled": None}), record)
             if summary.get("outcome") != "crashed":
                 self.held = summary.get("held")
             memory_text = json.dumps(self.memory)

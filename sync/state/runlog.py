@@ -18,6 +18,18 @@ from sync.state.sql import Database, upsert_many
 DRY_SUMMARY = '%"dry_run": true%'
 
 
+def take_cycle(entry: dict[str, Any], record: Mapping[str, Any]) -> None:
+    """One system's entry of `last_system_runs` after a cycle that was no dry run (`record`: its
+    status, error, finish and counts), read from the state or taken in by the running daemon."""
+    entry["last"] = record
+    stopped = record["status"] == "interrupted"
+    entry["interrupted_in_a_row"] = entry.get("interrupted_in_a_row", 0) + 1 if stopped else 0
+    if not stopped:
+        entry["last_settled"] = record
+    if record["status"] == "ok":
+        entry["last_ok"] = record
+
+
 @dataclass(frozen=True)
 class RunHandle:
     run_id: str
@@ -120,13 +132,7 @@ class RunLog:
                 if dry_run:
                     entry["last_dry_run"] = record
                     continue
-                entry["last"] = record
-                stopped = row["status"] == "interrupted"
-                entry["interrupted_in_a_row"] = entry.get("interrupted_in_a_row", 0) + 1 if stopped else 0
-                if not stopped:
-                    entry["last_settled"] = record
-                if row["status"] == "ok":
-                    entry["last_ok"] = record
+                take_cycle(entry, record)
         return out
 
     def last_run(self) -> dict[str, Any] | None:

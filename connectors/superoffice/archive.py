@@ -2,7 +2,7 @@
 
 `GET /api/v1/Person`, `GET /api/v1/Sale` and `GET /api/v1/Archive/{provider}` list rows of an
 archive provider: `$select` names the columns, `$filter` restricts the rows (SuperOffice-flavoured
-OData: `personUpdatedDate after '2024-05-01T00:00:00' and personId gt 10`), `$orderBy` sorts,
+OData: `personUpdatedDate afterTime '2024-05-01T00:00:00' and personId gt 10`), `$orderBy` sorts,
 `$top`/`$skip` page, and the reply carries `odata.nextLink` while more rows follow. Each row is
 `PrimaryKey`, `EntityName` and the selected columns under their archive names.
 
@@ -117,7 +117,10 @@ OPERATORS: dict[ColumnKind, frozenset[str]] = {
     "int": frozenset({"eq", "ne", "lt", "le", "gt", "ge", "equals", "unequals", "greater", "less"}),
     "decimal": frozenset({"eq", "ne", "lt", "le", "gt", "ge"}),
     "string": frozenset({"eq", "ne", "is", "isnot", "contains", "notcontains", "begins", "notbegins"}),
-    "date": frozenset({"before", "after", "date", "eq"}),
+    # `before`, `after` and `date` compare the day alone ("RestrictionType 'date' - only the date
+    # part is used"); `beforeTime`, `afterTime` and `dateTime` the date and the time (the REST
+    # search docs' DateTime operators): api-notes/superoffice.md.
+    "date": frozenset({"before", "after", "date", "eq", "beforetime", "aftertime", "datetime"}),
     "bool": frozenset({"eq", "ne", "set", "equals"}),
     "ids": frozenset({"oneof", "notoneof", "eq"}),
 }
@@ -188,8 +191,9 @@ def _holds(value: Any, op: str, wanted: Any) -> bool:
         return op in ("ne", "unequals", "isnot", "notcontains", "notbegins", "notoneof")
     if isinstance(value, str) and isinstance(wanted, str):
         value, wanted = value.casefold(), wanted.casefold()
-    if isinstance(value, datetime) and op == "date":
-        return bool(value.date() == wanted.date())
+    if isinstance(value, datetime) and op in ("date", "before", "after"):
+        day, wanted_day = value.date(), wanted.date()
+        return bool(day == wanted_day if op == "date" else day < wanted_day if op == "before" else day > wanted_day)
     if isinstance(value, frozenset):
         return (wanted in value) != (op == "notoneof")
     checks: dict[str, Callable[[Any, Any], bool]] = {
@@ -207,6 +211,9 @@ def _holds(value: Any, op: str, wanted: Any) -> bool:
         "gt": lambda a, b: a > b,
         "greater": lambda a, b: a > b,
         "after": lambda a, b: a > b,
+        "aftertime": lambda a, b: a >= b,  # "After or equal to Datetime"
+        "beforetime": lambda a, b: a < b,
+        "datetime": lambda a, b: a == b,
         "ge": lambda a, b: a >= b,
         "contains": lambda a, b: b in a,
         "notcontains": lambda a, b: b not in a,

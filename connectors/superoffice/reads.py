@@ -7,8 +7,8 @@ replies without it are seen, so a read that stopped where the link stopped could
 after one page. Rows are ordered by their id, not by their update time: an edit during the read
 then leaves every row where it was, where ordering by `personUpdatedDate` would move the edited
 row to the end and shift the page boundaries past a row nobody read. The update-time filter
-still makes each cycle incremental (`(personUpdatedDate after '<cursor - lookback>' or
-personRegisteredDate after '<...>')`: a person never edited since it was created has an empty
+still makes each cycle incremental (`(personUpdatedDate afterTime '<cursor - lookback>' or
+personRegisteredDate afterTime '<...>')`: a person never edited since it was created has an empty
 update date); the checkpoint mid-read remembers the last id, so a resumed read continues under
 the same filter.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Any
 
 from connectors.errors import ApiError
@@ -90,12 +89,15 @@ class ArchiveQuery:
     def fetch(self, after_id: Any, window: Window) -> Reply:
         conditions = []
         if window.since is not None:
-            # `after` is exclusive and the column has whole seconds: start one second earlier.
-            bound = f"'{(window.since - timedelta(seconds=1)):%Y-%m-%dT%H:%M:%S}'"
-            changed = f"{self.stamp} after {bound}"
+            # `afterTime`, not `after`: these columns are of RestrictionType `date`, on which
+            # `after` compares the day alone, so `after` a moment of today would skip every row
+            # changed later today (api-notes/superoffice.md). `afterTime` compares the time too
+            # and is "After or equal to Datetime": the row at the cursor's own second is read again.
+            bound = f"'{window.since:%Y-%m-%dT%H:%M:%S}'"
+            changed = f"{self.stamp} afterTime {bound}"
             # A row created and never edited has an empty update date (SuperOffice stores none
             # as null: `NEVER`), so it is found by its creation date.
-            conditions.append(f"({changed} or {self.registered} after {bound})" if self.registered else changed)
+            conditions.append(f"({changed} or {self.registered} afterTime {bound})" if self.registered else changed)
         if self.extra_filter:
             # In brackets: a configured filter may join its own restrictions with `or`, which
             # binds looser than the `and` that joins it to the bound and the key.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -56,6 +57,23 @@ def test_reads_every_page_by_id_until_a_short_page_with_or_without_next_link(
     assert record.kind is Kind.CONTACT and record.payload["email/emailAddress"] == "klant1@example.nl"
     filters = [e for e in so.request_log("superoffice") if e["path"].endswith("/Person")]
     assert len(filters) == 5
+
+
+def test_a_person_changed_later_on_the_day_of_the_cursor_is_read(so: Sandboxes) -> None:
+    """The update date is of RestrictionType `date`, on which `after` compares the day alone
+    (documented): a read `after` a cursor of 00:00:30 would find nothing changed later that day.
+    The read asks `afterTime`, which compares the time too."""
+    connector = make_connector(so, "superoffice", page_size=10, lookback=0)
+    checkpoint = [page.checkpoint for page in connector.read_contacts(None)][-1]
+    assert checkpoint == {"cursor": "2026-01-01T00:00:30+00:00"}
+    so.patch_customer("superoffice", "8", {"Firstname": "Middag"})
+    app = so.app("superoffice")
+    with app.lock:
+        app.stamp_customer("8", datetime(2026, 1, 1, 15, 0, tzinfo=UTC))
+    changed = [r for page in connector.read_contacts(checkpoint) for r in page.records]
+    assert [r.id for r in changed] == ["8", "30"] and changed[0].payload["firstName"] == "Middag"
+    sent = [e for e in so.request_log("superoffice") if e["path"].endswith("/Person")][-1]
+    assert "afterTime" in str(sent)
 
 
 def test_a_read_killed_mid_way_resumes_after_the_last_stored_id(so: Sandboxes) -> None:

@@ -125,21 +125,30 @@ def test_paging_with_top_skip_and_next_link_to_the_end(so: Sandboxes) -> None:
     assert past["value"] == [] and "odata.nextLink" not in past
 
 
-def test_filter_on_the_update_date_is_exclusive_and_combines_with_and(so: Sandboxes) -> None:
-    rows = get(so, "/Person", **{"$select": SELECT, "$filter": "personUpdatedDate after '2026-01-01T00:00:20'"}).json()
-    assert [r["personId"] for r in rows["value"]] == [21, 22, 23, 24, 25]
-    both = get(
-        so,
-        "/Person",
-        **{
-            "$select": SELECT,
-            "$filter": "personUpdatedDate after '2026-1-1' and personId gt 22",
-            "$orderBy": "personId desc",
-        },
-    ).json()
-    assert [r["personId"] for r in both["value"]] == [25, 24, 23]
-    sold = get(so, "/Sale", **{"$select": "saleId,saleStatus", "$filter": "updatedDate after '2026-02-01T12:00:10'"})
+def test_date_columns_compare_the_day_with_after_and_the_time_with_after_time(so: Sandboxes) -> None:
+    """The update and registration dates are of RestrictionType `date`: "only the date part is
+    used" by `before`, `after` and `date`, while `beforeTime`, `afterTime` ("After or equal to
+    Datetime") and `dateTime` compare the time too (documented: api-notes/superoffice.md). Every
+    person here was updated on 2026-01-01 (person n at 00:00:n)."""
+
+    def persons_where(restriction: str, **extra: str) -> list[int]:
+        rows = get(so, "/Person", **{"$select": SELECT, "$filter": restriction, **extra}).json()
+        return [r["personId"] for r in rows["value"]]
+
+    assert persons_where("personUpdatedDate after '2026-01-01T00:00:20'") == []  # the same day is not after it
+    assert persons_where("personUpdatedDate after '2025-12-31T23:59:59'") == list(range(1, 26))
+    assert persons_where("personUpdatedDate before '2026-01-01T23:00:00'") == []
+    assert persons_where("personUpdatedDate date '2026-01-01T23:00:00'") == list(range(1, 26))
+    assert persons_where("personUpdatedDate afterTime '2026-01-01T00:00:20'") == [20, 21, 22, 23, 24, 25]
+    assert persons_where("personUpdatedDate beforeTime '2026-01-01T00:00:03'") == [1, 2]
+    assert persons_where("personUpdatedDate dateTime '2026-01-01T00:00:07'") == [7]
+    both = persons_where("personUpdatedDate afterTime '2026-1-1' and personId gt 22", **{"$orderBy": "personId desc"})
+    assert both == [25, 24, 23]
+    since = "updatedDate afterTime '2026-02-01T12:00:11'"
+    sold = get(so, "/Sale", **{"$select": "saleId,saleStatus", "$filter": since})
     assert [r["saleId"] for r in sold.json()["value"]] == [111, 112]
+    late = get(so, "/Sale", **{"$select": "saleId", "$filter": "updatedDate after '2026-02-01T12:00:10'"})
+    assert late.json()["value"] == []
 
 
 def test_or_and_brackets_combine_restrictions_and_a_date_never_set_is_the_empty_date(
@@ -147,7 +156,7 @@ def test_or_and_brackets_combine_restrictions_and_a_date_never_set_is_the_empty_
 ) -> None:
     """`AND has a higher priority than OR ... Brackets can be used for grouping` (documented,
     GetArchiveListByColumns2). A person or sale never edited since it was created carries the
-    empty date (SuperOffice stores no nulls: `NEVER`), which no `after` matches."""
+    empty date (SuperOffice stores no nulls: `NEVER`), which no `afterTime` matches."""
     created = [{**p, "CreatedDate": p["UpdatedDate"]} for p in persons(5)]
     fresh = {"PersonId": 6, "Firstname": "Nieuw", "CreatedDate": "2026-03-01T00:00:00"}  # no UpdatedDate
     copied = {"PersonId": 7, "CreatedDate": "2026-03-01T00:00:00", "UpdatedDate": NEVER}  # as a reply shows it
@@ -158,11 +167,11 @@ def test_or_and_brackets_combine_restrictions_and_a_date_never_set_is_the_empty_
     assert (row["personUpdatedDate"], row["personRegisteredDate"]) == (NEVER, "2026-03-01T00:00:00")
     [row] = get(so, "/Person", **{"$select": columns, "$filter": "personId eq 7"}).json()["value"]
     assert row["personUpdatedDate"] == NEVER  # four digits: a year-1 date written back as it came
-    since = "'2026-01-01T00:00:03'"
-    changed = f"personUpdatedDate after {since}"
+    since = "'2026-01-01T00:00:04'"
+    changed = f"personUpdatedDate afterTime {since}"
     assert ids(so, changed) == [4, 5]  # the new person is not among them
-    assert ids(so, f"{changed} or personRegisteredDate after {since}") == [4, 5, 6, 7]
-    assert ids(so, f"({changed} or personRegisteredDate after {since}) and personId gt 4") == [5, 6, 7]
+    assert ids(so, f"{changed} or personRegisteredDate afterTime {since}") == [4, 5, 6, 7]
+    assert ids(so, f"({changed} or personRegisteredDate afterTime {since}) and personId gt 4") == [5, 6, 7]
     assert ids(so, f"personId eq 1 or {changed} and personId gt 4") == [1, 5]  # and binds tighter
     [sold] = get(so, "/Sale", **{"$select": "saleId,updatedDate,registeredDate"}).json()["value"]
     assert sold["updatedDate"] == NEVER and sold["registeredDate"] == "2026-03-01T00:00:00"

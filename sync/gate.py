@@ -82,7 +82,7 @@ def write_gate(
             stale.append((name, f"{name} failed ({error}) and was last read completely {when}"))
     if stale:
         return Held(
-            f"writes held: {'; '.join(why for _, why in stale)}, longer ago than max_staleness ({max_staleness:g}s)",
+            f"{'; '.join(why for _, why in stale)}, longer ago than max_staleness ({max_staleness:g}s)",
             [name for name, _ in stale],
         )
     return None

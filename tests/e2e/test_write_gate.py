@@ -88,6 +88,8 @@ def test_after_a_complete_picture_a_failing_system_holds_nobody_until_max_stalen
     assert late.returncode == 3
     held = json_out(late)["held"]
     assert held["waiting_for"] == ["efficy"] and "max_staleness" in held["reason"]
+    # said once by whoever shows the reason ("writes held: ..."), never twice
+    assert held["reason"].startswith("efficy failed")
     assert writes(sandboxes) == dict.fromkeys(sandboxes.by_type, 0)
     assert json_out(run_crmsync("status", "-c", str(config), "--json"))["held"] == held
 

@@ -343,7 +343,12 @@ class Extractor:
             )
             self.store.set_checkpoint(name, key, None, run.seq)
         if whole:
-            self.store.set_checkpoint(name, f"{stream}@full", {"at": self.clock().isoformat()}, run.seq)
+            marker: dict[str, Any] = {"at": self.clock().isoformat()}
+            if full and checkpoint is not None:
+                # A backfill resumed from where an earlier one stopped: complete, but this run read
+                # only the rest, so its count is no answer to "how many are there" (read_swing).
+                marker["resumed"] = True
+            self.store.set_checkpoint(name, f"{stream}@full", marker, run.seq)
         if kind is Kind.CONTACT:
             outcome.read_contacts += received
         else:

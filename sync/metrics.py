@@ -14,6 +14,7 @@ named `crmsync_*` (the list is `METRIC_NAMES`; docs/operations.md explains them)
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -121,19 +122,21 @@ def outcome_of(report: CycleReport) -> str:
 
 
 def _full_reads(store: StateStore, run_id: str) -> dict[str, set[str]]:
-    """Per system, the streams this run read in full to their end: their `<stream>@full` checkpoint
-    carries this run's sequence number."""
+    """Per system, the streams this run read in full, from their start to their end: their
+    `<stream>@full` checkpoint carries this run's sequence number, and no `resumed` mark."""
     with store.engine.connect() as conn:
         seq = conn.execute(select(runs.c.seq).where(runs.c.run_id == run_id)).scalar()
         if seq is None:
             return {}
         rows = conn.execute(
-            select(checkpoints.c.system, checkpoints.c.stream).where(
+            select(checkpoints.c.system, checkpoints.c.stream, checkpoints.c.value).where(
                 checkpoints.c.seq == seq, checkpoints.c.stream.like(f"%{FULL_SUFFIX}")
             )
         ).all()
     found: dict[str, set[str]] = {}
-    for system, stream in rows:
+    for system, stream, value in rows:
+        if json.loads(value).get("resumed"):
+            continue  # a resumed backfill read only the rest: its count says nothing of the whole
         found.setdefault(str(system), set()).add(str(stream)[: -len(FULL_SUFFIX)])
     return found
 

@@ -1,6 +1,7 @@
 """Extract stores quickly read pages together, with the last page's checkpoint, and stores what was
 read before it stops or fails."""
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -154,5 +155,51 @@ def test_the_one_full_read_for_order_facts_starts_afresh_and_is_forgotten_when_f
         plain = _OrdersWithFacts(True, True)
         plain.order_fields = {}  # type: ignore[assignment]
         assert not extractor.facts_due(plain, "orders", run)  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+class ResumingConnector(PagedConnector):
+    """As PagedConnector, but a read goes on after the page its checkpoint names."""
+
+    def read_contacts(self, checkpoint: Mapping[str, Any] | None) -> Iterator[Page]:
+        start = int(checkpoint["page"]) + 1 if checkpoint else 1
+        for number in range(start, 6):
+            records = [
+                SourceRecord("shop", Kind.CONTACT, f"{number}-{i}", NOW, {"email": f"p{number}.{i}@x.nl"})
+                for i in range(10)
+            ]
+            yield Page(records, {"page": number}, number)
+            self.after(number)
+
+
+def test_a_resumed_backfill_completes_the_read_but_its_count_is_no_full_read_for_read_swing(tmp_path: Path) -> None:
+    """A backfill stopped after three pages and run again reads only the last two: the stream is
+    read in full (the write gate's), but 20 of 50 is not what the vendor holds, and read_swing must
+    not take it for a full read's count."""
+    from sync.metrics import _full_reads
+
+    stop = threading.Event()
+    (tmp_path / "crmsync.toml").write_text(UNREACHABLE_SHOP_CONFIG)
+    loaded = load_config(tmp_path / "crmsync.toml")
+    store = StateStore(loaded.state_url())
+    try:
+
+        def read(connector: PagedConnector) -> tuple[Any, SystemOutcome]:
+            cycle = Cycle(loaded, store, clock=lambda: NOW, stop_event=stop)
+            run = store.begin_run("backfill", NOW)
+            outcome = SystemOutcome("woocommerce")
+            with contextlib.suppress(Cancelled):
+                cycle._extract_stream(connector, outcome, run, "contacts", Kind.CONTACT, _mapper, True)  # type: ignore[arg-type]
+            return run, outcome
+
+        first, _ = read(ResumingConnector())
+        assert _full_reads(store, first.run_id) == {"shop": {"contacts"}}
+        read(ResumingConnector(after=lambda n: stop.set() if n == 2 else None))
+        stop.clear()
+        resumed, outcome = read(ResumingConnector())
+        assert outcome.read_contacts == 20
+        assert store.checkpoint("shop", "contacts@full") is not None  # complete, for the write gate
+        assert _full_reads(store, resumed.run_id) == {}
     finally:
         store.close()

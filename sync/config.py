@@ -11,10 +11,21 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Discriminator, Field, SecretStr, Tag, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from connectors.http import check_base_url
@@ -95,6 +106,7 @@ class StateSettings(StrictModel):
 
 class ScheduleSettings(StrictModel):
     interval: Duration | None = None
+    timezone: str = "UTC"  # the cron line's clock (an IANA name); validated before `cron`, which reads it
     cron: str | None = None
 
     @field_validator("interval")
@@ -104,11 +116,28 @@ class ScheduleSettings(StrictModel):
             raise ValueError("interval must be at least 1 second")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from sync.cron import zone  # imports APScheduler: only for configs that name a schedule
+
+        zone(value)
+        return value
+
     @field_validator("cron")
     @classmethod
-    def _five_fields(cls, value: str | None) -> str | None:
-        if value is not None and len(value.split()) != 5:
+    def _a_line_that_fires(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if len(value.split()) != 5:
             raise ValueError("cron needs five fields: minute hour day month weekday")
+        from sync.cron import problem, zone
+
+        # Refused with the config, not when the daemon starts: a line APScheduler could not take
+        # crashed `run` (exit 70, a restart loop under systemd), and one that never fires left it idle.
+        why = problem(value, zone(info.data.get("timezone") or "UTC"), datetime.now(UTC))
+        if why is not None:
+            raise ValueError(why)
         return value
 
     @model_validator(mode="after")
@@ -293,6 +322,29 @@ class CrmsyncConfig(BaseSettings):
         for position, system in enumerate(self.identity.source_priority):
             if system not in self.systems:
                 raise ValueError(f"identity.source_priority[{position}]: no system named {system!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _staleness_outlasts_the_schedule(self) -> CrmsyncConfig:
+        """A `max_staleness` within the schedule's longest wait between two cycles would call the
+        state stale (status exit 3, /healthz 503, writes held while a system fails) every time
+        before the next cycle could run."""
+        limit = self.writeback.max_staleness
+        if limit is None:
+            return self
+        schedule = self.schedule
+        if schedule.cron is not None:
+            from sync.cron import longest_wait, trigger, zone
+
+            made = trigger(schedule.cron, zone(schedule.timezone))
+            wait = longest_wait(made, datetime.now(UTC)).total_seconds()
+        else:
+            wait = schedule.every_seconds
+        if limit <= wait:
+            raise ValueError(
+                f"writeback.max_staleness: {limit:g} s is not longer than the longest wait between two "
+                f"scheduled cycles ({wait:g} s): every cycle would be stale before the next one runs"
+            )
         return self
 
     def system(self, name: str) -> SystemSettings:

@@ -36,21 +36,22 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from connectors.auth import TOKENS, Token
 from connectors.telemetry import TELEMETRY
 from mapping.normalize import clear_caches
 from sync.clock import adopt_origin, now, origin
-from sync.config import ConfigError, LoadedConfig
+from sync.config import ConfigError, LoadedConfig, ScheduleSettings
+from sync.cron import first_cycle_at, zone
+from sync.cron import trigger as cron_trigger
 from sync.lock import LockLost
 from sync.metrics import crash_summary, cycle_summary
 from sync.pipeline import Cycle, return_freed_memory
@@ -318,18 +319,18 @@ def run_daemon(
             except Exception:
                 log.exception("cycle figures could not be taken in")
 
-    trigger = (
-        CronTrigger.from_crontab(schedule.cron, timezone=UTC)
-        if schedule.cron
-        else IntervalTrigger(seconds=schedule.every_seconds, timezone=UTC)
-    )
+    trigger, first_at = _schedule_trigger(schedule, store)
     scheduler = BackgroundScheduler(
         timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
     )
     scheduler.add_listener(lambda _: came_due.set(), EVENT_JOB_MAX_INSTANCES)
-    scheduler.add_job(cycle, trigger, id="cycle", next_run_time=datetime.now(UTC))
+    scheduler.add_job(cycle, trigger, id="cycle", next_run_time=first_at)
     scheduler.start()
-    log.info("daemon started", schedule=schedule.cron or f"every {schedule.every_seconds:g}s")
+    log.info(
+        "daemon started",
+        schedule=f"{schedule.cron} ({schedule.timezone})" if schedule.cron else f"every {schedule.every_seconds:g}s",
+        first_cycle=first_at.astimezone(UTC).replace(microsecond=0).isoformat(),
+    )
     # A timed wait keeps the main thread responsive to signals on every platform.
     checked = time.monotonic()
     while not stop.wait(0.2) and not halt.is_set():
@@ -347,6 +348,22 @@ def run_daemon(
     monitor.close()
     log.info("daemon stopped", cycles=finished, lock_lost=lost.is_set())
     return DaemonEnd(0, finished, lost.is_set())
+
+
+def _schedule_trigger(schedule: ScheduleSettings, store: StateStore) -> tuple[Any, datetime]:
+    """The schedule's trigger, and when the first cycle runs: at once on an interval; on a cron
+    line at once only when no cycle ran yet or a slot passed since the last one began (the daemon
+    was down then), else at the next slot (sync/cron.py, `first_cycle_at`)."""
+    real = datetime.now(UTC)
+    if not schedule.cron:
+        return IntervalTrigger(seconds=schedule.every_seconds, timezone=UTC), real
+    made = cron_trigger(schedule.cron, zone(schedule.timezone))
+    # The state's times are on crmsync's clock (which `$CRMSYNC_NOW` may move), APScheduler's on
+    # the system's: the decision is made on the first, then moved by the two clocks' difference
+    # (in whole seconds, so that a slot stays on its second).
+    at = now()
+    first = first_cycle_at(made, store.last_started("run"), at)
+    return made, first - timedelta(seconds=round((at - real).total_seconds()))
 
 
 def _start_service(loaded: LoadedConfig, monitor: Monitor) -> Service | None:

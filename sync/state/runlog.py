@@ -84,6 +84,14 @@ class RunLog:
         with self.db.engine.connect() as conn:
             return int(conn.execute(select(func.max(runs.c.seq))).scalar() or 0)
 
+    def last_started(self, command: str) -> datetime | None:
+        """When the latest run of `command` began (None before the first)."""
+        with self.db.engine.connect() as conn:
+            stamp = conn.execute(
+                select(runs.c.started_at).where(runs.c.command == command).order_by(runs.c.seq.desc()).limit(1)
+            ).scalar()
+        return datetime.fromisoformat(str(stamp)) if stamp else None
+
     def record_crash(self, after_seq: int, summary: Mapping[str, Any], now: datetime) -> None:
         """A cycle whose process ended without a result (`metrics.crash_summary`): the run it began
         after `after_seq` and left `running` (or, when it began none, a run of its own) is closed

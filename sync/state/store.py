@@ -83,6 +83,9 @@ class StateStore:
     def last_seq(self) -> int:
         return self.runs.last_seq()
 
+    def last_started(self, command: str) -> datetime | None:
+        return self.runs.last_started(command)
+
     def record_crash(self, after_seq: int, summary: Mapping[str, Any], now: datetime) -> None:
         self.runs.record_crash(after_seq, summary, now)
 

@@ -67,18 +67,24 @@ class RpcError(Exception):
         self.body = {"errorcode": code, "errorstring": message, "detail": detail}
 
 
-def efficy_time(moment: datetime) -> str:
-    """efficy's timestamps: ISO 8601 without a zone (the emulator runs on UTC)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+def efficy_time(moment: datetime, fraction: bool = False) -> str:
+    """efficy's timestamps: ISO 8601 without a zone (the emulator runs on UTC), in whole seconds,
+    or with `fraction` the milliseconds too where there are any. Which one efficy sends is not
+    documented (api-notes/efficy.md): the emulator stamps edits in seconds unless the app's
+    `change_millis` is set, and keeps a fixture's or a parameter's fraction; texts of both forms
+    sort as their times do (a whole second before its own fractions)."""
+    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{moment.microsecond // 1000:03d}" if fraction and moment.microsecond >= 1000 else text
 
 
 def parse_efficy_time(text: str) -> str:
-    """Any ISO 8601 form, normalised to efficy's; ValueError when it is not a timestamp."""
+    """Any ISO 8601 form, normalised to efficy's (milliseconds kept); ValueError when it is not a
+    timestamp."""
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     parsed = datetime.fromisoformat(value)
-    return efficy_time(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+    return efficy_time(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), fraction=True)
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,13 @@ class EfficySandbox(SandboxApp):
             self.unavailable: set[str] = set(_category_names("unavailable_categories", unavailable_categories))
         except VendorError as exc:
             raise ValueError(exc.message) from None
+        self.change_millis = False  # edits stamp D_CHANGE in whole seconds (see efficy_time)
         self.contact_store = FixtureStore(
-            "contacts", key="K_CONTACT", id_of=_int_or_zero, touch=_touch, fixed=sorted(READ_ONLY)
+            "contacts",
+            key="K_CONTACT",
+            id_of=_int_or_zero,
+            touch=lambda contact: _touch(contact, self.change_millis),
+            fixed=sorted(READ_ONLY),
         )
         self.opportunity_store = FixtureStore("opportunities", key="K_OPPORTUNITY", id_of=_int_or_zero)
         # The stores' records by key, where the chaos tests edit them by hand (see vendor.py).
@@ -144,15 +155,24 @@ class EfficySandbox(SandboxApp):
         }
 
     def app_settings(self) -> dict[str, Any]:
-        return {**super().app_settings(), "unavailable_categories": sorted(self.unavailable)}
+        return {
+            **super().app_settings(),
+            "unavailable_categories": sorted(self.unavailable),
+            "change_millis": self.change_millis,
+        }
 
     def change_app(self, partial: Mapping[str, Any]) -> None:
         rest = dict(partial)
+        millis = rest.pop("change_millis", None)
+        if millis is not None and not isinstance(millis, bool):
+            raise VendorError(400, "ER_ARGUMENT", "change_millis is true or false")
         hidden = rest.pop("unavailable_categories", None)
         names = _category_names("unavailable_categories", hidden) if hidden is not None else None
-        super().change_app(rest)
+        super().change_app(rest)  # refuses an unknown key before anything below changes
         if names is not None:
             self.unavailable = set(names)
+        if millis is not None:
+            self.change_millis = millis
 
     def error(self, status: int, code: str, message: str, **extra: Any) -> Response:
         return json_response({"#error": {"errorcode": code, "errorstring": message, **extra}}, status)
@@ -260,7 +280,7 @@ class EfficySandbox(SandboxApp):
     def stamp_customer(self, customer_id: str, moment: datetime) -> None:
         """Sets a customer's modification time as the vendor would have written it (a test moves
         records onto a read's boundary)."""
-        self.contacts[int(customer_id)]["D_CHANGE"] = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        self.contacts[int(customer_id)]["D_CHANGE"] = efficy_time(moment, self.change_millis)
 
     def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
         return self.contact_store.find(customer_id)
@@ -422,7 +442,7 @@ class EfficySandbox(SandboxApp):
 
         # An edit context commits all of its changes or none of them.
         if self._each_function(context, answer) and context.get("commit") is True and draft != contact:
-            draft["D_CHANGE"] = efficy_time(utcnow())
+            draft["D_CHANGE"] = efficy_time(utcnow(), self.change_millis)
             self.contact_store.add(draft)
         context["edithandle"] = 0 if context.get("closecontext") else contact["K_CONTACT"]
 
@@ -489,9 +509,9 @@ def _stamp(where: str, record: dict[str, Any], *more: str) -> None:
     record["D_CHANGE"] = record.get("D_CHANGE") or record["D_CREATE"]
 
 
-def _touch(contact: Record) -> None:
+def _touch(contact: Record, fraction: bool = False) -> None:
     """An edit moves D_CHANGE, which is what makes the saved queries return the contact again."""
-    contact["D_CHANGE"] = efficy_time(utcnow())
+    contact["D_CHANGE"] = efficy_time(utcnow(), fraction)
 
 
 def _main_row(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from connectors.efficy.client import EfficyConnector
 from connectors.errors import ApiError, AuthError
@@ -95,6 +96,28 @@ def test_incremental_read_returns_the_changed_record_and_not_the_others(efficy: 
     assert [r.id for r in changed] == ["30", "7"]
     assert changed[-1].payload["FIRSTNAME"] == "Gewijzigd"
     assert changed[-1].updated_at is not None and changed[-1].updated_at.year >= 2026
+
+
+def test_rows_sharing_a_second_page_on_when_efficy_sends_milliseconds(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    """Whether D_CHANGE carries milliseconds is not documented. Where it does, the keyset position
+    keeps them: cut to the second, it named a time before every row of that second, so 25 rows of
+    one second came back page after page until the paginator stopped the read."""
+    people = contacts(25)
+    for number, person in enumerate(people):
+        person["D_CHANGE"] = f"2026-01-01T12:00:00.{number * 7 + 3:03d}"
+    efficy = start_sandboxes_fixture({"efficy": {"customers": people}})
+    requests.patch(f"{efficy.url('efficy')}/_sandbox/app", json={"change_millis": True}, timeout=5).raise_for_status()
+    connector = make_connector(efficy, "efficy", page_size=10, lookback=0)
+    pages = list(connector.read_contacts(None))
+    ids = [r.id for page in pages for r in page.records]
+    assert ids == [str(i) for i in range(1, 26)]
+    assert pages[-1].checkpoint == {"cursor": "2026-01-01T12:00:00.171000+00:00"}
+    efficy.patch_customer("efficy", "7", {"FIRSTNAME": "Gewijzigd"})
+    assert "." in efficy.customer("efficy", "7")["D_CHANGE"]  # an edit stamped in milliseconds too
+    changed = [r.id for page in connector.read_contacts(pages[-1].checkpoint) for r in page.records]
+    assert changed == ["25", "7"]  # the row at the cursor again (it is inclusive), then the edit
 
 
 def test_owned_fields_come_with_the_contact_and_an_inactive_category_is_empty(efficy: Sandboxes) -> None:

@@ -144,6 +144,8 @@ class ScheduleSettings(StrictModel):
     def _one_of(self) -> ScheduleSettings:
         if self.interval is not None and self.cron is not None:
             raise ValueError("set either interval or cron, not both")
+        if self.cron is None and self.timezone != "UTC":
+            raise ValueError("timezone: is the clock of a cron line; an interval has none (set cron, or drop timezone)")
         return self
 
     @property
@@ -334,10 +336,9 @@ class CrmsyncConfig(BaseSettings):
             return self
         schedule = self.schedule
         if schedule.cron is not None:
-            from sync.cron import longest_wait, trigger, zone
+            from sync.cron import longest_wait, zone
 
-            made = trigger(schedule.cron, zone(schedule.timezone))
-            wait = longest_wait(made, datetime.now(UTC)).total_seconds()
+            wait = longest_wait(schedule.cron, zone(schedule.timezone), datetime.now(UTC)).total_seconds()
         else:
             wait = schedule.every_seconds
         if limit <= wait:

@@ -12,8 +12,9 @@ as 31 February); `first_cycle_at` is when a starting daemon runs its first cycle
 
 from __future__ import annotations
 
+import itertools
 import re
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,9 +23,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron's numbers: Sunday 0 (and 7)
 _ITEM = re.compile(r"^(?P<span>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
-# The longest a valid line waits for its next slot: 29 February on a Monday, say, comes within 28
-# years; a line with no slot in that time has none at all (31 February, 30 February).
-HORIZON = timedelta(days=366 * 29)
+# The longest a valid line waits for its next slot: 29 February comes within 8 years (2096, 2104).
+HORIZON = timedelta(days=366 * 8)
 
 
 def zone(name: str) -> tzinfo:
@@ -72,6 +72,14 @@ def weekdays(field: str) -> str:
     return ",".join(WEEKDAYS[day] for day in sorted(days))
 
 
+def _days_exist(day: str, month: str) -> bool:
+    """Whether the day-of-month and month fields name a date at all (in a leap year: 29 February
+    counts). Asked of a one-year trigger, which answers at once; an open-ended one scans years
+    for "31 4,6,9,11" before it gives up."""
+    probe = CronTrigger(year="2000", month=month, day=day, timezone=UTC)
+    return probe.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=UTC)) is not None
+
+
 def trigger(line: str, timezone: tzinfo) -> Any:
     """The APScheduler trigger that fires when cron would fire for `line`, on `timezone`'s clock."""
     fields = line.split()
@@ -80,9 +88,14 @@ def trigger(line: str, timezone: tzinfo) -> Any:
     minute, hour, day, month, weekday = fields
     common: dict[str, Any] = {"minute": minute, "hour": hour, "month": month, "timezone": timezone}
     # Cron's rule: a field starting with "*" is unrestricted; when both days are restricted, a day
-    # matching either one fires.
+    # matching either one fires (and a day of the month that never comes leaves the weekdays).
     if not day.startswith("*") and not weekday.startswith("*"):
-        return OrTrigger([CronTrigger(day=day, **common), CronTrigger(day_of_week=weekdays(weekday), **common)])
+        on_weekdays = CronTrigger(day_of_week=weekdays(weekday), **common)
+        if not _days_exist(day, month):
+            return on_weekdays
+        return OrTrigger([CronTrigger(day=day, **common), on_weekdays])
+    if weekday.startswith("*") and not _days_exist(day, month):
+        raise ValueError(f"{line!r} never fires (no such date)")
     return CronTrigger(day=day, day_of_week="*" if weekday == "*" else weekdays(weekday), **common)
 
 
@@ -100,9 +113,10 @@ def problem(line: str, timezone: tzinfo, now: datetime) -> str | None:
 
 def first_cycle_at(made: Any, last_started: datetime | None, now: datetime) -> datetime:
     """When a starting daemon runs its first cycle on the cron trigger `made`: now when no cycle
-    ran before, or when a slot passed since the last one began (the daemon was down then, as a
-    systemd timer with `Persistent=true` catches up); else at the next slot, so a restart or a
-    deploy does not sync at an hour the merchant's cron keeps free."""
+    ran to its end before, or when a slot passed since the last such cycle began (the daemon was
+    down, or stopped the cycle of that slot part-way: as a systemd timer with `Persistent=true`
+    catches up); else at the next slot, so a restart or a deploy does not sync at an hour the
+    merchant's cron keeps free. `last_started`: when the latest cycle that ran to its end began."""
     if last_started is None:
         return now
     missed = made.get_next_fire_time(None, last_started + timedelta(seconds=1))
@@ -112,19 +126,41 @@ def first_cycle_at(made: Any, last_started: datetime | None, now: datetime) -> d
     return upcoming if upcoming is not None else now
 
 
-def longest_wait(made: Any, now: datetime, horizon: timedelta = timedelta(days=366), slots: int = 2000) -> timedelta:
-    """The longest time between two slots of the trigger `made` in the coming `horizon` (at most
-    `slots` slots looked at: a line firing every minute shows its wait within the first two)."""
-    longest = timedelta(0)
-    previous = made.get_next_fire_time(None, now)
-    end = now + horizon
-    for _ in range(slots):
-        if previous is None or previous > end:
+def _times_of_day(minute: str, hour: str) -> list[int]:
+    """The minutes of the day (0-1439) a line's minute and hour fields fire at: the same on every
+    day it fires."""
+    made = CronTrigger(minute=minute, hour=hour, timezone=UTC)
+    day = datetime(2000, 1, 3, tzinfo=UTC)
+    found: list[int] = []
+    at = made.get_next_fire_time(None, day)
+    while at is not None and at < day + timedelta(days=1):
+        found.append(at.hour * 60 + at.minute)
+        at = made.get_next_fire_time(at, at + timedelta(minutes=1))
+    return found
+
+
+def longest_wait(line: str, timezone: tzinfo, now: datetime, horizon: timedelta = timedelta(days=366)) -> timedelta:
+    """The longest time without a slot of `line` from `now` through `horizon` (and on to the first
+    day it fires after that), in real time: the longest gap inside a day it fires, or between the
+    last slot of one such day and the first of the next. Day by day, so a line firing every
+    minute on weekdays shows its weekend; the same answer whatever the day it is asked on."""
+    made = trigger(line, timezone)
+    minute, hour = line.split()[:2]
+    times = _times_of_day(minute, hour)
+    longest = timedelta(minutes=max((b - a for a, b in itertools.pairwise(times)), default=0))
+    first_time, last_time = time(*divmod(times[0], 60)), time(*divmod(times[-1], 60))
+    end, limit = now + horizon, now + HORIZON
+    previous_last: datetime | None = None
+    days = 0
+    at = made.get_next_fire_time(None, now)
+    while at is not None and at <= limit:
+        day = at.astimezone(timezone).date()
+        if previous_last is not None:
+            first = datetime.combine(day, first_time, timezone).astimezone(UTC)
+            longest = max(longest, first - previous_last)
+        previous_last = datetime.combine(day, last_time, timezone).astimezone(UTC)
+        days += 1
+        if at > end and days >= 2:
             break
-        following = made.get_next_fire_time(previous, previous + timedelta(seconds=1))
-        if following is None:
-            break
-        # In UTC: two times of one zone subtract as wall clocks, and a night losing an hour is 23 h.
-        longest = max(longest, following.astimezone(UTC) - previous.astimezone(UTC))
-        previous = following
+        at = made.get_next_fire_time(None, datetime.combine(day + timedelta(days=1), time(0), timezone))
     return longest

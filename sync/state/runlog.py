@@ -85,10 +85,14 @@ class RunLog:
             return int(conn.execute(select(func.max(runs.c.seq))).scalar() or 0)
 
     def last_started(self, command: str) -> datetime | None:
-        """When the latest run of `command` began (None before the first)."""
+        """When the latest run of `command` that ran to its end began (None before the first): one
+        still `running` (its process killed) or `interrupted` (stopped part-way) does not count."""
         with self.db.engine.connect() as conn:
             stamp = conn.execute(
-                select(runs.c.started_at).where(runs.c.command == command).order_by(runs.c.seq.desc()).limit(1)
+                select(runs.c.started_at)
+                .where(runs.c.command == command, runs.c.status.not_in(("running", "interrupted")))
+                .order_by(runs.c.seq.desc())
+                .limit(1)
             ).scalar()
         return datetime.fromisoformat(str(stamp)) if stamp else None
 

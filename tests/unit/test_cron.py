@@ -6,6 +6,7 @@ otherwise waits for the next one."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,34 @@ def test_the_line_runs_on_the_configured_clock_across_daylight_saving() -> None:
     line there is 25 hours (the night the clocks go back), measured in real time."""
     winter = datetime(2027, 3, 26, 12, tzinfo=UTC)
     assert fires("0 9 * * *", 3, winter, AMSTERDAM) == ["Sat 27 08:00", "Sun 28 07:00", "Mon 29 07:00"]
-    assert longest_wait(trigger("0 9 * * *", AMSTERDAM), MONDAY) == timedelta(hours=25)
-    assert longest_wait(trigger("0 9 * * 1-5", UTC), MONDAY) == timedelta(days=3)
-    assert longest_wait(trigger("*/15 * * * *", UTC), MONDAY) == timedelta(minutes=15)
+    assert longest_wait("0 9 * * *", AMSTERDAM, MONDAY) == timedelta(hours=25)
+    assert longest_wait("0 9 * * 1-5", UTC, MONDAY) == timedelta(days=3)
+    assert longest_wait("*/15 * * * *", UTC, MONDAY) == timedelta(minutes=15)
+    # asked on the night the clocks go back, a daily 02:00 still waits 25 hours, a weekly one 7 days
+    october = datetime(2026, 10, 24, 8, tzinfo=UTC)
+    assert longest_wait("0 2 * * *", AMSTERDAM, october) == timedelta(hours=25)
+    assert longest_wait("0 2 * * 0", AMSTERDAM, october - timedelta(days=4)) == timedelta(days=7, hours=1)
+
+
+@pytest.mark.parametrize("weekday", range(7))
+def test_the_longest_wait_of_a_line_firing_often_shows_its_weekend_whatever_the_day(weekday: int) -> None:
+    """Every minute on weekdays: the weekend is two days without a cycle, on whatever day the
+    config is read (a walk of the first slots found a minute on Monday and two days on Friday)."""
+    today = MONDAY + timedelta(days=weekday)
+    assert longest_wait("* * * * 1-5", UTC, today) == timedelta(days=2, minutes=1)
+    assert longest_wait("*/2 * * * 1-5", UTC, today) == timedelta(days=2, minutes=2)
+    assert longest_wait("* * * 1 *", UTC, today) == timedelta(days=334, minutes=1)  # January only
+    assert longest_wait("0 0 29 2 *", UTC, today) >= timedelta(days=365 * 4)
+
+
+def test_a_day_of_the_month_that_never_comes_leaves_the_weekdays_and_is_read_at_once() -> None:
+    """ "31 in April, June, September, November, or Mondays": cron runs it on Mondays; APScheduler
+    scanned years for the 31st at every look (minutes for "*/5 * 31 2 1-5")."""
+    started = time.perf_counter()
+    assert fires("*/5 * 31 2 1-5", 2) == ["Mon 01 00:00", "Mon 01 00:05"]  # 1 February 2027
+    assert fires("0 0 31 4,6,9,11 1", 2) == ["Mon 05 00:00", "Mon 12 00:00"]  # April 2027
+    assert longest_wait("*/5 * 31 2 1-5", UTC, MONDAY) > timedelta(days=300)  # March to January
+    assert time.perf_counter() - started < 5  # hours of scanning before; well under a second now
 
 
 @pytest.mark.parametrize(
@@ -68,6 +94,7 @@ def test_the_line_runs_on_the_configured_clock_across_daylight_saving() -> None:
         ('cron = "0 9 * * 8"', "schedule.cron: weekday 8 is not 0-7"),
         ('cron = "0 9 * * 5-1"', "schedule.cron: weekday range '5-1' runs backwards"),
         ('cron = "0 9 * * *"\ntimezone = "Europe/Amsterdm"', "schedule.timezone: unknown time zone 'Europe/Amsterdm'"),
+        ('interval = "1h"\ntimezone = "Europe/Amsterdam"', "schedule.timezone: is the clock of a cron line"),
     ],
 )
 def test_a_line_that_is_out_of_range_or_never_fires_is_a_config_error(tmp_path: Path, schedule: str, said: str) -> None:
@@ -119,14 +146,28 @@ def test_the_daemon_schedules_its_first_cycle_from_the_state(tmp_path: Path) -> 
     path.write_text(f'[schedule]\ncron = "0 3 * * *"\n{SHOP}')
     loaded = load_config(path)
     store = StateStore(loaded.state_url())
+
+    def first_in() -> timedelta:
+        _, first = _schedule_trigger(loaded.config.schedule, store)
+        return first - datetime.now(UTC)
+
+    def ran(at: datetime, status: str | None) -> None:
+        run = store.begin_run("run", at)
+        if status is not None:  # None: its process was killed, the run stays `running`
+            store.finish_run(run, status, {}, at)
+
     try:
-        started = datetime.now(UTC)
-        _, first = _schedule_trigger(loaded.config.schedule, store)
-        assert abs((first - started).total_seconds()) < 60  # nothing ran yet: at once
-        run = store.begin_run("run", started)
-        store.finish_run(run, "ok", {}, started)
-        _, first = _schedule_trigger(loaded.config.schedule, store)
-        slot = first.astimezone(UTC)
-        assert (slot.hour, slot.minute) == (3, 0) and timedelta(0) < slot - started <= timedelta(days=1)
+        assert abs(first_in().total_seconds()) < 60  # nothing ran yet: at once
+        now = datetime.now(UTC)
+        slot = now.replace(hour=3, minute=0, second=0, microsecond=0)
+        slot -= timedelta(days=1) if slot > now else timedelta(0)  # the latest 03:00 slot
+        ran(slot - timedelta(days=1), "ok")
+        for status in ("interrupted", None):
+            # the cycle of the latest slot was stopped part-way (a deploy), or killed: catch up
+            ran(slot, status)
+            assert abs(first_in().total_seconds()) < 60
+        ran(slot + timedelta(seconds=2), "failed")  # it ran to its end: wait for the next slot
+        assert store.last_started("run") == slot + timedelta(seconds=2)
+        assert abs((datetime.now(UTC) + first_in() - (slot + timedelta(days=1))).total_seconds()) < 60
     finally:
         store.close()

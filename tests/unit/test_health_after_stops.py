@@ -95,12 +95,12 @@ def test_a_crashed_cycle_process_is_a_failure_in_the_state(tmp_path: Path, monke
 def test_a_slot_missed_while_a_cycle_ran_runs_right_after_it_and_then_the_schedule_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every 4 s, the first cycle taking 5 s: the slot at 4 s is run as soon as that cycle ends,
-    once, not left for the slot at 8 s (a 16-minute cycle on a 15-minute interval ran every 30);
-    the cycle after it waits for the slot at 8 s (never back to back without a missed slot). The
+    """Every 6 s, the first cycle taking 7 s: the slot at 6 s is run as soon as that cycle ends,
+    once, not left for the slot at 12 s (a 16-minute cycle on a 15-minute interval ran every 30);
+    the cycle after it waits for the slot at 12 s (never back to back without a missed slot). The
     margins are seconds: a loaded machine delays the scheduler's thread and the daemon's own work
     between cycles (its collection of the freed memory)."""
-    (tmp_path / "crmsync.toml").write_text(CONFIG + '[schedule]\ninterval = "4s"\n')
+    (tmp_path / "crmsync.toml").write_text(CONFIG + '[schedule]\ninterval = "6s"\n')
     loaded = load_config(tmp_path / "crmsync.toml")
     store = StateStore(loaded.state_url())
     spans: list[tuple[float, float]] = []
@@ -108,7 +108,7 @@ def test_a_slot_missed_while_a_cycle_ran_runs_right_after_it_and_then_the_schedu
     def cycle(loaded: Any, store: StateStore, stop: threading.Event, guard: Any) -> dict[str, Any]:
         began = time.monotonic()
         if not spans:
-            stop.wait(5.0)  # the work of a long cycle, past the next slot
+            stop.wait(7.0)  # the work of a long cycle, past the next slot
         spans.append((began, time.monotonic()))
         return {"outcome": "ok", "systems": {}}
 
@@ -119,8 +119,8 @@ def test_a_slot_missed_while_a_cycle_ran_runs_right_after_it_and_then_the_schedu
         store.close()
     assert end.cycles == 3
     (first_start, first_end), (second_start, _), (third_start, _) = spans
-    assert second_start - first_end < 1.5, spans  # without it, 3 s later: the slot at 8 s
-    assert third_start - first_start > 7.5, spans  # the slot at 8 s, not at once
+    assert second_start - first_end < 2.5, spans  # without it, 5 s later: the slot at 12 s
+    assert third_start - first_start > 11.5, spans  # the slot at 12 s, not at once
 
 
 class LosableLock:

@@ -4,9 +4,9 @@ Lists page with `page`/`limit` (at most 250) under a fixed `updated_at_min` filt
 is not documented, so the cursor only moves when a read is complete (the kit's window: mid-read the
 checkpoint names the next page and keeps the old cursor, and the new cursor is never later than the
 moment the read began, as a record changed during the read may have slipped onto a page already
-read). Filter times are sent in the shop's wall-clock time, taken from the offset of the cursor's
-own timestamp (the API writes `+01:00`/`+02:00` and reads filters in the same zone), so record
-times keep the offset the shop wrote them with, and so does the cursor.
+read). Record times keep the offset the shop wrote them with (`+01:00`/`+02:00`), and so does the
+cursor. The zone a filter's time is read in is not documented: the filter is sent as the earlier of
+the two readings (`updated_at_min`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,11 @@ RECORDS = RecordSpec("id", ("updatedAt", "createdAt"), parse_time=shop_moment)
 
 
 def updated_at_min(since: datetime, cursor: str | None) -> str:
-    """The `updated_at_min` filter for `since`, in the shop's wall-clock time: the offset of the
-    cursor the bound comes from (UTC when it has none)."""
+    """The `updated_at_min` filter for `since`: the earlier of its wall-clock times in the shop's
+    zone (the offset of the cursor the bound comes from) and in UTC. Which of the two Lightspeed
+    reads a filter in is not documented; the earlier one is at or before `since` either way, so
+    the read loses nothing and at most reads the offset's hours again (skipped as unchanged), where
+    the other would skip every change in those hours under the other reading."""
     stamp = _moment(cursor)
     zone: tzinfo = stamp.tzinfo if stamp is not None and stamp.tzinfo is not None else UTC
-    return since.astimezone(zone).strftime(FILTER_FORMAT)
+    return min(since.astimezone(zone).strftime(FILTER_FORMAT), since.astimezone(UTC).strftime(FILTER_FORMAT))

@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -101,6 +101,9 @@ class LightspeedSandbox(SandboxApp):
         self.metafields: dict[int, list[Record]] = {}
         self._metafield_seq = FIRST_METAFIELD_ID
         self._current = threading.local()
+        # The zone a list filter's time is read in: not documented (api-notes/lightspeed-ecom.md).
+        # "shop": the shop's wall clock, as its replies write times; "utc": UTC.
+        self.filter_zone = "shop"
         super().__init__(data, **kwargs)
         if self.limiter is not None:
             self.limiter = FixedWindowLimiter(self.limiter.windows, clock=clock)
@@ -290,7 +293,7 @@ class LightspeedSandbox(SandboxApp):
             raw = request.args.get(name)
             if raw:
                 try:
-                    bounds.append((field, from_shop_wall_clock(raw), is_min))
+                    bounds.append((field, self._filter_time(raw), is_min))
                 except ValueError:
                     raise VendorError(400, "invalid_date", f"Invalid {name}: use YYYY-MM-DD HH:MM:SS") from None
         out = []
@@ -301,6 +304,25 @@ class LightspeedSandbox(SandboxApp):
             if all(within(record, field, bound, is_min) for field, bound, is_min in bounds):
                 out.append(record)
         return out
+
+    def _filter_time(self, raw: str) -> datetime:
+        if self.filter_zone == "shop":
+            return from_shop_wall_clock(raw)
+        return datetime.strptime(raw.strip(), "%Y-%m-%d %H:%M:%S" if " " in raw.strip() else "%Y-%m-%d").replace(
+            tzinfo=UTC
+        )
+
+    def app_settings(self) -> dict[str, Any]:
+        return {**super().app_settings(), "filter_zone": self.filter_zone}
+
+    def change_app(self, partial: Mapping[str, Any]) -> None:
+        rest = dict(partial)
+        zone = rest.pop("filter_zone", None)
+        if zone is not None and zone not in ("shop", "utc"):
+            raise VendorError(400, "bad_request", "filter_zone is 'shop' or 'utc'")
+        super().change_app(rest)
+        if zone is not None:
+            self.filter_zone = zone
 
     def _page(self, request: Request, items: list[Record]) -> list[Record]:
         number, limit = self._paging(request)

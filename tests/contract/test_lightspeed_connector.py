@@ -8,8 +8,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
+import requests
 from requests.structures import CaseInsensitiveDict
 
 from connectors.base import Permission
@@ -103,15 +105,27 @@ def test_a_read_resumes_at_the_page_its_checkpoint_names(shop: Sandboxes) -> Non
     assert resumed[-1].checkpoint == {"cursor": "2026-01-10T10:30:00+01:00"}
 
 
-def test_an_incremental_read_returns_the_changed_customer_and_not_the_others(shop: Sandboxes) -> None:
+@pytest.mark.parametrize("zone", ["shop", "utc"])
+def test_an_incremental_read_loses_nothing_in_whichever_zone_the_filter_is_read(shop: Sandboxes, zone: str) -> None:
+    """The zone Lightspeed reads `updated_at_min` in is not documented. Sent in the shop's wall
+    clock and read as UTC, the bound came an hour late (two in summer) and every change of that
+    hour was lost; the client sends the earlier of the two readings, which under the shop's
+    reading reads the hour before the cursor again (customer 3, older, is not)."""
+    requests.patch(f"{shop.url('lightspeed')}/_sandbox/app", json={"filter_zone": zone}, timeout=5).raise_for_status()
+    app = shop.app("lightspeed")
+    with app.lock:
+        app.customers[3]["updatedAt"] = "2026-01-10T08:00:00+01:00"
     connector = make_connector(shop, "lightspeed", page_size=10, lookback=0)
     checkpoint = [page.checkpoint for page in connector.read_contacts(None)][-1]
+    assert checkpoint == {"cursor": "2026-01-10T10:30:00+01:00"}
     shop.patch_customer("lightspeed", "7", {"firstname": "Gewijzigd"})
     changed = [r for page in connector.read_contacts(checkpoint) for r in page.records]
-    # updated_at_min is inclusive and in shop time: the customer at the cursor comes again, and 7
-    assert [r.id for r in changed] == ["7", "30"]
-    assert changed[0].payload["firstname"] == "Gewijzigd"
-    assert shop.stats("lightspeed")["requests"][LIST] == 4 + 1 + 2  # each read's last page twice
+    # updated_at_min is inclusive: the customer at the cursor comes again, and 7
+    expected = ["7", "30"] if zone == "utc" else [str(i) for i in range(1, 31) if i != 3]
+    assert [r.id for r in changed] == expected
+    assert next(r for r in changed if r.id == "7").payload["firstname"] == "Gewijzigd"
+    sent = [parse_qs(e["query"]) for e in shop.request_log("lightspeed") if "updated_at_min" in e.get("query", "")]
+    assert sent[-1]["updated_at_min"] == ["2026-01-10 09:30:00"]  # 10:30 at +01:00, in UTC: the earlier
 
 
 def test_a_customer_changed_during_a_read_is_not_lost(shop: Sandboxes) -> None:
@@ -154,7 +168,9 @@ def test_false_for_empty_is_read_as_empty(start_sandboxes_fixture: Callable[...,
     )
 
 
-def test_orders_read_incrementally_in_the_shops_currency_and_what_counts(shop: Sandboxes) -> None:
+@pytest.mark.parametrize("zone", ["shop", "utc"])
+def test_orders_read_incrementally_in_the_shops_currency_and_what_counts(shop: Sandboxes, zone: str) -> None:
+    requests.patch(f"{shop.url('lightspeed')}/_sandbox/app", json={"filter_zone": zone}, timeout=5).raise_for_status()
     connector = make_connector(shop, "lightspeed", lookback=0)
     records = [r for page in connector.read_orders(None) for r in page.records]
     assert {r.kind for r in records} == {Kind.ORDER} and [r.id for r in records] == ["101", "102", "103", "104", "105"]
@@ -167,9 +183,10 @@ def test_orders_read_incrementally_in_the_shops_currency_and_what_counts(shop: S
     with app.lock:
         app.orders[103]["paymentStatus"] = "cancelled"
         app.orders[103]["updatedAt"] = "2026-02-01T12:00:00+01:00"
-    changed = [r for page in connector.read_orders(checkpoint) for r in page.records]
-    assert [r.id for r in changed] == ["103", "105"]
-    assert connector.order_counts(changed[0].payload) is False
+    changed = {r.id: r for page in connector.read_orders(checkpoint) for r in page.records}
+    # read as UTC, the bound is the cursor itself; in shop time, an hour before it: every order again
+    assert sorted(changed) == (["103", "105"] if zone == "utc" else ["101", "102", "103", "104", "105"])
+    assert connector.order_counts(changed["103"].payload) is False
     assert shop.stats("lightspeed")["requests"]["GET /<lang>/shop.json"] == 1  # once per connector
 
 

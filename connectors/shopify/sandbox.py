@@ -36,6 +36,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, OperationType, parse
 from werkzeug.wrappers import Request, Response
@@ -84,6 +85,8 @@ class ShopifySandbox(SandboxApp):
         self.client_secret = client_secret
         self.scopes = list(scopes)
         self.token_ttl_s = float(token_ttl_s)
+        # The shop's time zone (Settings > General): the day a customers `updated_at` filter matches.
+        self.shop_timezone = "Europe/Amsterdam"
         self.replaced_by: dict[str, str] = {}  # new refresh token -> the one it replaces
         self.store = ShopStore()
         # The live records by gid (the chaos and bad-input tests edit them here).
@@ -143,6 +146,7 @@ class ShopifySandbox(SandboxApp):
         return {
             "scopes": list(self.scopes),
             "token_ttl_s": self.token_ttl_s,
+            "shop_timezone": self.shop_timezone,
             **sandbox_bulk.settings_view(self.bulk),
             **super().app_settings(),
         }
@@ -159,8 +163,16 @@ class ShopifySandbox(SandboxApp):
             if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
                 raise VendorError(400, "bad_request", "token_ttl_s is a positive number of seconds")
             self.token_ttl_s = float(ttl)
+        zone = rest.pop("shop_timezone", None)
+        if zone is not None:
+            try:
+                ZoneInfo(str(zone))
+            except (ZoneInfoNotFoundError, ValueError):
+                raise VendorError(400, "bad_request", "shop_timezone is an IANA time zone name") from None
         sandbox_bulk.change_settings(self.bulk, rest)
         super().change_app(rest)
+        if zone is not None:
+            self.shop_timezone = str(zone)
 
     def app_action(self, name: str, request: Request) -> Response | None:
         if name == "offline-token" and request.method == "POST":

@@ -20,6 +20,7 @@ from decimal import Decimal
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from graphql import (
     DocumentNode,
@@ -188,7 +189,9 @@ def roots(sandbox: ShopifySandbox) -> dict[str, Any]:
             "myshopifyDomain": "crmsync-sandbox.myshopify.com",
             "currencyCode": "EUR",
         },
-        "customersCount": lambda info, **args: _count(list(sandbox.customers.values()), CUSTOMER_FILTERS, **args),
+        "customersCount": lambda info, **args: _count(
+            list(sandbox.customers.values()), customer_filters(sandbox), **args
+        ),
         "ordersCount": lambda info, **args: _count(_visible_orders(sandbox), ORDER_FILTERS, **args),
         "bulkOperationRunQuery": run_query,
         "tagsAdd": tags_add,
@@ -236,8 +239,17 @@ ORDER_FILTERS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
 }
 
 
+def customer_filters(sandbox: ShopifySandbox) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+    """CUSTOMER_FILTERS as this shop answers them: `updated_at` is "the date and time, matching a
+    whole day, when the customer's information was last updated" (documented, the customers
+    query's filters; orders' `updated_at` is a moment), so it compares the customer's day in the
+    shop's time zone with the day the value names."""
+    zone = ZoneInfo(sandbox.shop_timezone)
+    return {**CUSTOMER_FILTERS, "updated_at": lambda n: parse_timestamp(n["updatedAt"]).astimezone(zone).date()}
+
+
 def _resolve_customers(info: GraphQLResolveInfo[Context], **args: Any) -> dict[str, Any]:
-    getters = CUSTOMER_FILTERS
+    getters = customer_filters(info.context.sandbox)
     sort_keys: dict[str, Callable[[Mapping[str, Any]], Any]] = {
         "ID": lambda n: 0,
         "UPDATED_AT": lambda n: n["updatedAt"],

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from mapping.model import parse_timestamp
@@ -57,6 +57,13 @@ def _term(token: str, fields: Mapping[str, Callable[[Mapping[str, Any]], Any]]) 
         if isinstance(value, datetime):
             try:
                 other: Any = parse_timestamp(raw)
+            except ValueError:
+                return False
+        elif isinstance(value, date):
+            # A filter "matching a whole day": the day as the value writes it, its time and zone
+            # set aside (the getter gives the node's day in the shop's time zone).
+            try:
+                other = date.fromisoformat(raw.strip()[:10])
             except ValueError:
                 return False
         elif isinstance(value, int):

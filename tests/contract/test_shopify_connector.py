@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import requests
 from graphql import parse, validate
 from graphql.validation import NoDeprecatedCustomRule
 
@@ -108,12 +110,28 @@ def test_reads_every_page_including_an_exact_multiple(
     assert shop.stats("shopify")["requests"]["POST /admin/api/<version>/graphql.json"] == 1 + pages + short
 
 
-def test_incremental_read_returns_the_changed_record(shop: Sandboxes) -> None:
+@pytest.mark.parametrize("zone", ["Europe/Amsterdam", "America/New_York"])
+def test_an_incremental_read_of_customers_loses_nothing_though_the_filter_matches_whole_days(
+    shop: Sandboxes, zone: str
+) -> None:
+    """Customers' `updated_at` filter is "the date and time, matching a whole day" (documented;
+    orders' is a moment), in whichever zone the shop's day is. Asked `>=` the cursor's UTC moment,
+    a shop west of UTC started the day hours late: customers changed at 02:00 and 03:00 UTC on
+    10 January (9 January in New York) were not read. The client asks from the day before."""
+    requests.patch(f"{shop.url('shopify')}/_sandbox/app", json={"shop_timezone": zone}, timeout=5).raise_for_status()
+    app = shop.app("shopify")
+    with app.lock:
+        for number in range(1, 31):
+            app.stamp_customer(f"gid://shopify/Customer/{number}", datetime(2026, 1, 5, 12, tzinfo=UTC))
+        app.stamp_customer("gid://shopify/Customer/30", datetime(2026, 1, 10, 2, tzinfo=UTC))
     connector = make_connector(shop, "shopify", page_size=10, lookback=0)
     checkpoint = [page.checkpoint for page in connector.read_contacts(None)][-1]
-    shop.patch_customer("shopify", "7", {"firstName": "Gewijzigd"})
+    assert checkpoint == {"cursor": "2026-01-10T02:00:00+00:00"}
+    shop.patch_customer("shopify", "gid://shopify/Customer/7", {"firstName": "Gewijzigd"})
+    with app.lock:
+        app.stamp_customer("gid://shopify/Customer/7", datetime(2026, 1, 10, 3, tzinfo=UTC))
     changed = [r for page in connector.read_contacts(checkpoint) for r in page.records]
-    # the cursor is inclusive: the record at the cursor is read again, plus the changed one
+    # the customer at the cursor is read again, then the changed one; those of 5 January are not
     assert [r.id for r in changed] == ["gid://shopify/Customer/30", "gid://shopify/Customer/7"]
     assert changed[-1].payload["firstName"] == "Gewijzigd"
 

@@ -24,10 +24,12 @@ import base64
 import copy
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
@@ -95,6 +97,8 @@ class WooCommerceSandbox(SandboxApp):
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
         self.key_permissions = key_permissions
+        # The site's time zone (Settings > General): where WordPress reads a zoned date bound.
+        self.site_timezone = "Europe/Amsterdam"
         self.customer_store = FixtureStore("customers", touch=_touch, fixed=("id", "date_created", "date_created_gmt"))
         self.order_store = FixtureStore("orders", touch=_touch)
         # The live records by id, which tests and the fault lab edit in place.
@@ -118,7 +122,7 @@ class WooCommerceSandbox(SandboxApp):
         ]
 
     def app_settings(self) -> dict[str, Any]:
-        return {**super().app_settings(), "key_permissions": self.key_permissions}
+        return {**super().app_settings(), "key_permissions": self.key_permissions, "site_timezone": self.site_timezone}
 
     def change_app(self, partial: Mapping[str, Any]) -> None:
         rest = dict(partial)
@@ -127,7 +131,15 @@ class WooCommerceSandbox(SandboxApp):
             if value not in KEY_PERMISSIONS:
                 raise VendorError(400, "bad_request", f"key_permissions must be one of {', '.join(KEY_PERMISSIONS)}")
             self.key_permissions = value
+        zone = rest.pop("site_timezone", None)
+        if zone is not None:
+            try:
+                ZoneInfo(str(zone))
+            except (ZoneInfoNotFoundError, ValueError):
+                raise VendorError(400, "bad_request", "site_timezone is an IANA time zone name") from None
         super().change_app(rest)
+        if zone is not None:
+            self.site_timezone = str(zone)
 
     def error(self, status: int, code: str, message: str, **extra: Any) -> Response:
         if code == "rest_no_route":
@@ -489,6 +501,11 @@ class WooCommerceSandbox(SandboxApp):
                     moment = parse_timestamp(raw)
                 except ValueError:
                     raise _invalid_param(name, f"{name} is not a valid date.") from None
+                if _zoned(raw):
+                    # WordPress's date query keeps a bound without a zone as written, but turns one
+                    # with a zone into the site's wall-clock time, then compares that with the
+                    # column asked for, `_gmt` included (WP_Date_Query::build_mysql_datetime).
+                    moment = moment.astimezone(ZoneInfo(self.site_timezone)).replace(tzinfo=UTC)
                 bounds.append((column + ("_gmt" if gmt else ""), _wc_time(moment), is_after))
         statuses = [s for s in (request.args.get("status") or "any").split(",") if s]
         for status in statuses:
@@ -571,3 +588,8 @@ def _item_error(item_id: Any, exc: VendorError) -> dict[str, Any]:
 
 
 SANDBOX = WooCommerceSandbox
+
+
+def _zoned(text: str) -> bool:
+    """Whether an ISO 8601 time names its zone (`Z`, `+01:00`, `-0500`)."""
+    return bool(re.search(r"(?:[Zz]|[+-]\d{2}:?\d{2})$", text.strip()))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import requests
@@ -87,6 +89,11 @@ def test_incremental_orders_return_the_changed_one(woo: Sandboxes) -> None:
     # the boundary second is read again; the changed order comes with it, nothing else
     assert [r.id for r in changed] == ["525", "507"]
     assert connector.order_counts(changed[-1].payload) is False
+    # bounds go without a zone, in GMT (dates_are_gmt): WordPress would read a zoned one in the
+    # site's wall-clock time, an hour or two late for a Dutch shop (see the sandbox's test)
+    asked = [parse_qs(e["query"]) for e in woo.request_log("woocommerce") if "modified_after" in e.get("query", "")]
+    assert asked and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", q["modified_after"][0]) for q in asked)
+    assert all(q["dates_are_gmt"] == ["true"] for q in asked)
 
 
 def test_an_interrupted_orders_read_resumes_at_the_boundary_second_it_had_reached(woo: Sandboxes) -> None:

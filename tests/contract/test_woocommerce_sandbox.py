@@ -109,6 +109,15 @@ def test_modified_after_is_exclusive_and_sorted_with_id_tiebreak(woo: Sandboxes)
     # without dates_are_gmt the time is the shop's local time (one hour ahead here)
     local = get(woo, "/orders", modified_after="2026-01-01T01:00:05", orderby="modified", order="asc").json()
     assert [o["id"] for o in local][:1] == [106]
+    # a bound naming its zone is first turned into the site's wall-clock time (Amsterdam: 01:00:05),
+    # then compared with the GMT column all the same (WP_Date_Query::build_mysql_datetime)
+    zoned = get(woo, "/orders", **{**params, "modified_after": "2026-01-01T00:00:05Z"}).json()
+    assert zoned == []
+    utc = requests.patch(f"{woo.url('woocommerce')}/_sandbox/app", json={"site_timezone": "UTC"}, timeout=5)
+    assert utc.status_code == 200
+    assert [o["id"] for o in get(woo, "/orders", **{**params, "modified_after": "2026-01-01T00:00:05Z"}).json()][
+        :1
+    ] == [106]
 
 
 def test_batch_limit_and_per_item_errors(woo: Sandboxes) -> None:

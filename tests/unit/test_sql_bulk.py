@@ -209,3 +209,22 @@ def test_whatever_a_row_holds_the_bulk_path_stores_or_refuses_it_as_executemany_
 
     assert outcome(by_bulk) == outcome(plain)
     assert stored(path, "wide") == (stored(path, "plain") if outcome(plain) is None else [])
+
+
+def test_none_and_bools_bind_as_they_did_before_crmsync_registered_adapters_for_them() -> None:
+    """sync/state/sql.py registers sqlite3 adapters for None and bool (a faster bind): the stored
+    values and their types are those a connection without them stores (NULL, 0 and 1), and an int
+    subclass still binds as the int it is."""
+    import sync.state.sql  # noqa: F401 (registers the adapters)
+
+    class Flag(int):
+        pass
+
+    rows = [(None, True, False, 1, Flag(7), "x")]
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (a, b, c, d, e, f)")
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)", rows)
+    stored = conn.execute("SELECT a, typeof(a), b, typeof(b), c, typeof(c), d, e, typeof(e), f FROM t").fetchall()
+    assert stored == [(None, "null", 1, "integer", 0, "integer", 1, 7, "integer", "x")]
+    assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
+    assert sqlite3.adapters[(bool, sqlite3.PrepareProtocol)](True) == 1

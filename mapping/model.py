@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timezone, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar, dataclass_transform
@@ -314,6 +314,35 @@ def parse_timestamp(value: str) -> datetime:
         return parsed.replace(tzinfo=UTC)
     # Every record of a read comes through here: a time already in UTC skips the conversion.
     return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+
+
+_TWO_DIGITS = tuple(f"{n:02d}" for n in range(100))
+# What `isoformat` writes after the seconds for each fixed offset met (a handful: UTC, a shop's own).
+_OFFSET_TEXTS: dict[tzinfo, str] = {UTC: "+00:00"}
+
+
+def iso_text(moment: datetime) -> str:
+    """`moment.isoformat()`, the same text, made here for an aware datetime at a fixed offset (what
+    `parse_timestamp` and the connectors' readers make): the C method formats through printf, about
+    2.5 times slower, and every record stored writes one or two (its time, an order's date). Any
+    other datetime (naive, a zone with rules, a year before 1000, a subclass) goes to `isoformat`."""
+    zone = moment.tzinfo
+    offset = _OFFSET_TEXTS.get(zone) if type(zone) is timezone else None  # type: ignore[arg-type]
+    if offset is None or moment.microsecond or moment.year < 1000 or type(moment) is not datetime:
+        if type(zone) is not timezone or type(moment) is not datetime or moment.year < 1000:
+            return moment.isoformat()
+        if offset is None:
+            # A fixed offset's text is the same at every moment (timezones equal by offset are alike).
+            offset = datetime(2000, 1, 1, tzinfo=zone).isoformat()[19:]
+            if len(_OFFSET_TEXTS) < 64:
+                _OFFSET_TEXTS[zone] = offset
+        if moment.microsecond:
+            offset = f".{moment.microsecond:06d}{offset}"
+    two = _TWO_DIGITS
+    return (
+        f"{moment.year}-{two[moment.month]}-{two[moment.day]}"
+        f"T{two[moment.hour]}:{two[moment.minute]}:{two[moment.second]}{offset}"
+    )
 
 
 _MISSING = object()

@@ -18,7 +18,17 @@ from typing import Any
 from sqlalchemy import Column, Connection, Table, delete, func, select
 
 from mapping import jsontext
-from mapping.model import Contact, Kind, Order, Rejection, RemoteState, SourceRecord, parse_timestamp, record_key
+from mapping.model import (
+    Contact,
+    Kind,
+    Order,
+    Rejection,
+    RemoteState,
+    SourceRecord,
+    iso_text,
+    parse_timestamp,
+    record_key,
+)
 from mapping.normalize.email import email_match_key
 from mapping.normalize.text import MAX_ID
 from sync.state.erasure import CUSTOMER, Forgotten
@@ -131,7 +141,7 @@ def _contact_row(result: Contact, run_seq: int, stamp: str | None = None) -> tup
         result.given_name or (result.initials[0] if result.initials else None),
         result.phone_kind,
         jsontext.compact(details),
-        stamp if stamp is not None else result.updated_at.isoformat() if result.updated_at else None,
+        stamp if stamp is not None else iso_text(result.updated_at) if result.updated_at else None,
         jsontext.compact(result.owned.to_json()),
         jsontext.compact(result.links) if result.links else "[]",
         run_seq,
@@ -148,7 +158,7 @@ def _order_row(result: Order, run_seq: int) -> tuple[Any, ...]:
         email_match_key(result.email) if result.email else None,
         str(result.amount),
         result.currency,
-        result.created_at.isoformat(),
+        iso_text(result.created_at),
         int(result.created_at.timestamp()),
         result.counts,
         run_seq,
@@ -316,7 +326,7 @@ class ExtractStore:
                 result = page.results[rid]
                 before = rid in existing
                 updated_at = page.records[rid].updated_at
-                stamp = updated_at.isoformat() if updated_at else None
+                stamp = iso_text(updated_at) if updated_at else None
                 rows["raw", before].append((system, kind.value, rid, page.hashes[rid], page.texts[rid], stamp, run_seq))
                 if isinstance(result, Rejection):
                     quarantined += 1

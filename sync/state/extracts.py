@@ -32,7 +32,7 @@ from mapping.model import (
 from mapping.normalize.email import email_match_key
 from mapping.normalize.text import MAX_ID
 from sync.state.erasure import CUSTOMER, Forgotten
-from sync.state.keys import storage_id, unkeyable
+from sync.state.keys import SHORTEST_UNKEYABLE, storage_id, unkeyable
 from sync.state.schema import (
     checkpoints,
     contacts,
@@ -257,7 +257,8 @@ class ExtractStore:
         """Map the records of a page that changed since they were stored (all of them when
         `force`), outside any write transaction; `guard` then sees the mapped records and may refuse
         the page by raising. `mapped`: results of an earlier attempt at this page, reused."""
-        unique = {storage_id(r.id): r for r in records}
+        # An id is its own key unless it is over-long (a call per record saved for the others).
+        unique = {r.id if len(r.id) <= MAX_ID else storage_id(r.id): r for r in records}
         erased = self.forgotten()
         if erased.salt is not None:
             # By its key, and by its whole id where that is over-long: an erasure made before such
@@ -269,8 +270,12 @@ class ExtractStore:
                     erased.blocks(system, kind.value, rid) or (r.id != rid and erased.blocks(system, kind.value, r.id))
                 )
             }
-        texts = {rid: canonical_json(r.payload) for rid, r in unique.items()}
-        hashes = {rid: content_hash(text) for rid, text in texts.items()}
+        texts: dict[str, str] = {}
+        hashes: dict[str, str] = {}
+        sha256 = hashlib.sha256
+        for rid, r in unique.items():  # `content_hash` of `canonical_json`, without a call per record
+            texts[rid] = text = canonical_json(r.payload)
+            hashes[rid] = sha256(text.encode()).hexdigest()
         page = MappedPage(system, kind, len(records), unique, texts, hashes, force)
         ids = list(unique)
         with self.db.engine.connect() as conn:
@@ -281,7 +286,9 @@ class ExtractStore:
             result = earlier.get(rid)
             if result is None:
                 record = unique[rid]
-                result = unkeyable(record.id) or mapper(record)
+                # Only an id as long as a stand-in or longer can be unkeyable (a call saved for the others).
+                held = unkeyable(record.id) if len(record.id) >= SHORTEST_UNKEYABLE else None
+                result = held or mapper(record)
                 if kind is Kind.ORDER and result.__class__ is Rejection and result.reason == "id_too_long":
                     # Held for its own id, it may still name a customer: an erased one's keeps it out.
                     named = mapper(record)
@@ -322,16 +329,21 @@ class ExtractStore:
             }
             good_before: list[str] = []
             bad_before: list[str] = []
+            # Looked up once, not per record: an enum's value is a property, a page's fields attributes.
+            kind_value = kind.value
+            results, records, hashes, texts = page.results, page.records, page.hashes, page.texts
+            raw_rows_of = {before: rows["raw", before] for before in (False, True)}
+            mapped_rows_of = {before: rows["mapped", before] for before in (False, True)}
             for rid in page.changed:
-                result = page.results[rid]
+                result = results[rid]
                 before = rid in existing
-                updated_at = page.records[rid].updated_at
+                updated_at = records[rid].updated_at
                 stamp = iso_text(updated_at) if updated_at else None
-                rows["raw", before].append((system, kind.value, rid, page.hashes[rid], page.texts[rid], stamp, run_seq))
+                raw_rows_of[before].append((system, kind_value, rid, hashes[rid], texts[rid], stamp, run_seq))
                 if isinstance(result, Rejection):
                     quarantined += 1
                     rows["bad", before].append(
-                        (system, kind.value, rid, result.reason, result.message, page.hashes[rid], run_seq)
+                        (system, kind_value, rid, result.reason, result.message, hashes[rid], run_seq)
                     )
                     if before:
                         bad_before.append(rid)
@@ -340,7 +352,7 @@ class ExtractStore:
                         row = _contact_row(result, run_seq, stamp if result.updated_at is updated_at else None)
                     else:
                         row = _order_row(result, run_seq)
-                    rows["mapped", before].append(row)
+                    mapped_rows_of[before].append(row)
                     if before:
                         good_before.append(rid)
             mapped_table, id_column = _mapped_table(kind)

@@ -11,6 +11,8 @@ from mapping.model import Rejection
 from mapping.normalize.text import MAX_ID
 
 _KEPT = 200  # characters of an over-long id its stand-in keeps, before "…" and 16 of a digest
+# The shortest id `unkeyable` refuses (a stand-in's length): a shorter one needs no look.
+SHORTEST_UNKEYABLE = _KEPT + 17
 
 
 def storage_id(record_id: str) -> str:

@@ -24,6 +24,8 @@ def id_text(value: Any) -> str:
     null never becomes the id "None"."""
     if type(value) is str:  # most ids: no other check needed
         return value.strip()
+    if type(value) is int:  # the others: a number's text has no spaces to strip (a bool is no int here)
+        return str(value)
     if isinstance(value, bool) or not isinstance(value, str | int):
         return ""
     return str(value).strip()

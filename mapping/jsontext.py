@@ -102,7 +102,9 @@ def _read_fast(data: bytes) -> Any:
     try:
         if data.translate(_DIGITS).find(_LONG_NUMBER) < 0:
             value = orjson.loads(data)  # it refuses lone surrogates; NUL it reads
-            return storable(value) if _NUL_ESCAPE in data else value
+            # Most replies hold no backslash at all: that one byte is found by memchr, the escape
+            # (six bytes, mostly digits) is searched for only where it could be.
+            return storable(value) if b"\\" in data and _NUL_ESCAPE in data else value
     except orjson.JSONDecodeError:
         pass
     return _UNREAD

@@ -145,10 +145,13 @@ class LightspeedConnector(Connector):
         return Reply([self._with_currency(order) for order in reply.items])
 
     def _with_currency(self, order: dict[str, Any]) -> dict[str, Any]:
-        # Orders carry no currency: their amounts are in the shop's (GET shop.json).
+        # Orders carry no currency: their amounts are in the shop's (GET shop.json). The order is
+        # this reply's own dict (`items_of`), read for this page alone: the key is added to it, not
+        # to a copy of every key (the same dict, and payload text, as a copy with the key last).
         if "currency" in order or self._currency is None:
             return order
-        return {**order, "currency": self._currency}
+        order["currency"] = self._currency
+        return order
 
     def _shop_currency(self) -> str | None:
         """The shop's currency (orders carry none); None when the key may not read the shop's

@@ -327,7 +327,7 @@ def iso_text(moment: datetime) -> str:
     2.5 times slower, and every record stored writes one or two (its time, an order's date). Any
     other datetime (naive, a zone with rules, a year before 1000, a subclass) goes to `isoformat`."""
     zone = moment.tzinfo
-    offset = _OFFSET_TEXTS.get(zone) if type(zone) is timezone else None  # type: ignore[arg-type]
+    offset = _OFFSET_TEXTS.get(zone) if type(zone) is timezone else None
     if offset is None or moment.microsecond or moment.year < 1000 or type(moment) is not datetime:
         if type(zone) is not timezone or type(moment) is not datetime or moment.year < 1000:
             return moment.isoformat()

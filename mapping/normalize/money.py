@@ -46,15 +46,29 @@ def normalise_money_cents(value: Any) -> Decimal | Invalid | None:
     return amount
 
 
+# What `normalise_currency` made of each text it met: a shop's orders name one or two currencies,
+# and every order read asked again (a strip, an upper, a regular expression, a cache look-up).
+_CURRENCY_OF: dict[str, str | Invalid] = {}
+
+
 def normalise_currency(value: Any) -> str | Invalid | None:
+    if type(value) is str:
+        known = _CURRENCY_OF.get(value)
+        if known is not None:
+            return known
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         return Invalid("wrong_type", f"expected a currency code, got {type_name(value)}")
     code = value.strip().upper()
-    if not _CURRENCY.match(code) or not _is_currency(code):
-        return Invalid("invalid_currency", "not an ISO 4217 currency code")
-    return code
+    result: str | Invalid = (
+        Invalid("invalid_currency", "not an ISO 4217 currency code")
+        if not _CURRENCY.match(code) or not _is_currency(code)
+        else code
+    )
+    if type(value) is str and len(_CURRENCY_OF) < 512:
+        _CURRENCY_OF[value] = result
+    return result
 
 
 # ISO 4217's "no currency" and "testing" codes: no sale is in them.

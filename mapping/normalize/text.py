@@ -28,6 +28,21 @@ def normalise_text(value: Any) -> str | Invalid | None:
 
 
 def normalise_id(value: Any) -> str | Invalid | None:
+    # Most ids are a str or an int (a bool is no int here): the checks below, answered for them.
+    if type(value) is str:
+        text = value.strip()
+    elif type(value) is int:
+        if not value:
+            return None
+        text = str(value)
+    else:
+        return _normalise_other_id(value)
+    if len(text) > MAX_ID:
+        return Invalid("id_too_long", f"an id of {len(text)} characters (limit {MAX_ID})")
+    return text or None
+
+
+def _normalise_other_id(value: Any) -> str | Invalid | None:
     if value is None or value == "" or value == 0 or value is False:
         return None
     if isinstance(value, float) and value.is_integer():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mapping.normalize import Invalid
@@ -357,3 +357,26 @@ def test_a_number_is_read_in_its_records_country_and_a_dutch_one_kept_abroad_as_
     # The default country is the merchant's: a German shop reads a bare 06 on a Belgian address as German.
     german_home = parse_phone("06 12345678", "BE", "DE")
     assert german_home is not None and german_home.e164 == "+49612345678"
+
+
+@given(st.one_of(st.text(), st.integers(), st.integers(min_value=10**254, max_value=10**300), st.booleans()))
+@example("  ")
+@example(0)
+@example(-7)
+def test_normalise_id_of_a_str_or_int_is_what_the_general_path_makes(value: object) -> None:
+    """normalise_id answers a str or an int before its general checks: the same answer."""
+    from mapping.normalize.text import _normalise_other_id, normalise_id
+
+    assert normalise_id(value) == _normalise_other_id(value)
+
+
+def test_normalise_currency_answers_a_text_met_before_as_the_first_time() -> None:
+    from mapping.normalize.money import normalise_currency
+
+    for value in ("eur ", "EUR", "XXX", "ABC", "euro", "", "usd"):
+        first = normalise_currency(value)
+        assert normalise_currency(value) == first
+    assert normalise_currency("eur ") == "EUR"
+    assert normalise_currency("XXX") == Invalid("invalid_currency", "not an ISO 4217 currency code")
+    assert normalise_currency(["EUR"]) == Invalid("wrong_type", "expected a currency code, got list")
+    assert normalise_currency("") is None

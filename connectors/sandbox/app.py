@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -70,6 +71,19 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
         headers=dict(headers or {}),
         content_type="application/json; charset=utf-8",
     )
+
+
+def pop_zone(settings: dict[str, Any], key: str) -> str | None:
+    """Take a time-zone setting (an IANA name) out of a PATCH of `/_sandbox/app`, checked before
+    the caller applies anything; None when the PATCH does not name it."""
+    zone = settings.pop(key, None)
+    if zone is None:
+        return None
+    try:
+        ZoneInfo(str(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise VendorError(400, "bad_request", f"{key} is an IANA time zone name") from None
+    return str(zone)
 
 
 def utcnow() -> datetime:

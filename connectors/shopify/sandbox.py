@@ -36,12 +36,11 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, OperationType, parse
 from werkzeug.wrappers import Request, Response
 
-from connectors.sandbox import Route, SandboxApp, VendorError, json_response
+from connectors.sandbox import Route, SandboxApp, VendorError, json_response, pop_zone
 from connectors.sandbox.faults import FaultRule
 from connectors.sandbox.store import Record
 from connectors.shopify import sandbox_bulk
@@ -163,16 +162,11 @@ class ShopifySandbox(SandboxApp):
             if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
                 raise VendorError(400, "bad_request", "token_ttl_s is a positive number of seconds")
             self.token_ttl_s = float(ttl)
-        zone = rest.pop("shop_timezone", None)
-        if zone is not None:
-            try:
-                ZoneInfo(str(zone))
-            except (ZoneInfoNotFoundError, ValueError):
-                raise VendorError(400, "bad_request", "shop_timezone is an IANA time zone name") from None
+        zone = pop_zone(rest, "shop_timezone")
         sandbox_bulk.change_settings(self.bulk, rest)
         super().change_app(rest)
         if zone is not None:
-            self.shop_timezone = str(zone)
+            self.shop_timezone = zone
 
     def app_action(self, name: str, request: Request) -> Response | None:
         if name == "offline-token" and request.method == "POST":

@@ -29,12 +29,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from connectors.sandbox import FixtureError, Route, SandboxApp, VendorError, json_response, utcnow
+from connectors.sandbox import FixtureError, Route, SandboxApp, VendorError, json_response, pop_zone, utcnow
 from connectors.sandbox.store import FixtureStore, Record, int_param, page
 from mapping.model import parse_timestamp
 
@@ -131,15 +131,10 @@ class WooCommerceSandbox(SandboxApp):
             if value not in KEY_PERMISSIONS:
                 raise VendorError(400, "bad_request", f"key_permissions must be one of {', '.join(KEY_PERMISSIONS)}")
             self.key_permissions = value
-        zone = rest.pop("site_timezone", None)
-        if zone is not None:
-            try:
-                ZoneInfo(str(zone))
-            except (ZoneInfoNotFoundError, ValueError):
-                raise VendorError(400, "bad_request", "site_timezone is an IANA time zone name") from None
+        zone = pop_zone(rest, "site_timezone")
         super().change_app(rest)
         if zone is not None:
-            self.site_timezone = str(zone)
+            self.site_timezone = zone
 
     def error(self, status: int, code: str, message: str, **extra: Any) -> Response:
         if code == "rest_no_route":

@@ -24,7 +24,7 @@ from apscheduler.triggers.cron import CronTrigger
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron's numbers: Sunday 0 (and 7)
 _ITEM = re.compile(r"^(?P<span>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>\d+))?$")
 # The longest a valid line waits for its next slot: 29 February comes within 8 years (2096, 2104).
-HORIZON = timedelta(days=366 * 8)
+HORIZON = timedelta(days=366 * 9)
 
 
 def zone(name: str) -> tzinfo:
@@ -139,26 +139,40 @@ def _times_of_day(minute: str, hour: str) -> list[int]:
     return found
 
 
-def longest_wait(line: str, timezone: tzinfo, now: datetime, horizon: timedelta = timedelta(days=366)) -> timedelta:
-    """The longest time without a slot of `line` from `now` through `horizon` (and on to the first
-    day it fires after that), in real time: the longest gap inside a day it fires, or between the
-    last slot of one such day and the first of the next. Day by day, so a line firing every
-    minute on weekdays shows its weekend; the same answer whatever the day it is asked on."""
+def longest_wait(line: str, timezone: tzinfo, now: datetime, horizon: timedelta = timedelta(days=4 * 366)) -> timedelta:
+    """The longest time without a slot of `line` from `now` through `horizon` (four years: every
+    length of February; and on to the first day it fires after that), in real time: the longest gap
+    inside a day it fires, or between the last slot of one such day and the first of the next. Day
+    by day, so a line firing every minute on weekdays shows its weekend, whatever the day it is
+    asked on. On a day the clocks change, its slots are taken in UTC (00:00 and 12:00 in Amsterdam
+    are 13 hours apart on the last Sunday of October)."""
     made = trigger(line, timezone)
     minute, hour = line.split()[:2]
     times = _times_of_day(minute, hour)
-    longest = timedelta(minutes=max((b - a for a, b in itertools.pairwise(times)), default=0))
-    first_time, last_time = time(*divmod(times[0], 60)), time(*divmod(times[-1], 60))
+    wall = timedelta(minutes=max((b - a for a, b in itertools.pairwise(times)), default=0))
+    longest = wall
     end, limit = now + horizon, now + HORIZON
     previous_last: datetime | None = None
     days = 0
     at = made.get_next_fire_time(None, now)
     while at is not None and at <= limit:
         day = at.astimezone(timezone).date()
+        slots = [datetime.combine(day, time(*divmod(t, 60)), timezone).astimezone(UTC) for t in (times[0], times[-1])]
+        midnight, next_midnight = (datetime.combine(d, time(0), timezone) for d in (day, day + timedelta(days=1)))
+        if midnight.utcoffset() != next_midnight.utcoffset():  # the clocks change today
+            # A wall time of the hour that comes twice fires at both (APScheduler): both folds.
+            moments = sorted(
+                {
+                    datetime.combine(day, time(*divmod(t, 60), fold=fold), timezone).astimezone(UTC)
+                    for t in times
+                    for fold in (0, 1)
+                }
+            )
+            longest = max([longest, *(b - a for a, b in itertools.pairwise(moments))])
+            slots = [moments[0], moments[-1]]
         if previous_last is not None:
-            first = datetime.combine(day, first_time, timezone).astimezone(UTC)
-            longest = max(longest, first - previous_last)
-        previous_last = datetime.combine(day, last_time, timezone).astimezone(UTC)
+            longest = max(longest, slots[0] - previous_last)
+        previous_last = slots[1]
         days += 1
         if at > end and days >= 2:
             break

@@ -63,9 +63,7 @@ def split_field(name: str) -> tuple[str | None, str]:
 
 
 def efficy_time(moment: datetime) -> str:
-    """A time as a saved query's parameter: UTC, ISO 8601 without a zone, with the fraction of a
-    second where the moment has one. Whether efficy's D_CHANGE carries milliseconds is not
-    documented; where it does, a position cut to the second would name a time before every row of
-    that second, and a page of rows sharing one second would be read again and again."""
-    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{moment.microsecond:06d}".rstrip("0") if moment.microsecond else text
+    """A pass's lower bound as a saved query's parameter: UTC, ISO 8601 without a zone, in whole
+    seconds (cut: the bound only moves earlier). A position inside a pass is the row's own
+    D_CHANGE text instead (`EfficyConnector._after`)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")

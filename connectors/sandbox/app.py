@@ -74,8 +74,9 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
 
 
 def pop_zone(settings: dict[str, Any], key: str) -> str | None:
-    """Take a time-zone setting (an IANA name) out of a PATCH of `/_sandbox/app`, checked before
-    the caller applies anything; None when the PATCH does not name it."""
+    """Take a time-zone setting (an IANA name) out of a PATCH of `/_sandbox/app`, or refuse it
+    (callers take it first, so a refused PATCH changes nothing); None when the PATCH does not
+    name it."""
     zone = settings.pop(key, None)
     if zone is None:
         return None

@@ -152,6 +152,7 @@ class ShopifySandbox(SandboxApp):
 
     def change_app(self, partial: Mapping[str, Any]) -> None:
         rest = dict(partial)
+        zone = pop_zone(rest, "shop_timezone")
         if "scopes" in rest:
             scopes = rest.pop("scopes")
             if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
@@ -162,7 +163,6 @@ class ShopifySandbox(SandboxApp):
             if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
                 raise VendorError(400, "bad_request", "token_ttl_s is a positive number of seconds")
             self.token_ttl_s = float(ttl)
-        zone = pop_zone(rest, "shop_timezone")
         sandbox_bulk.change_settings(self.bulk, rest)
         super().change_app(rest)
         if zone is not None:

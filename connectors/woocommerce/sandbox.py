@@ -126,12 +126,12 @@ class WooCommerceSandbox(SandboxApp):
 
     def change_app(self, partial: Mapping[str, Any]) -> None:
         rest = dict(partial)
+        zone = pop_zone(rest, "site_timezone")
         if "key_permissions" in rest:
             value = rest.pop("key_permissions")
             if value not in KEY_PERMISSIONS:
                 raise VendorError(400, "bad_request", f"key_permissions must be one of {', '.join(KEY_PERMISSIONS)}")
             self.key_permissions = value
-        zone = pop_zone(rest, "site_timezone")
         super().change_app(rest)
         if zone is not None:
             self.site_timezone = zone

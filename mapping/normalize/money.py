@@ -66,7 +66,7 @@ def normalise_currency(value: Any) -> str | Invalid | None:
         if not _CURRENCY.match(code) or not _is_currency(code)
         else code
     )
-    if type(value) is str and len(_CURRENCY_OF) < 512:
+    if type(value) is str and len(value) <= 8 and len(_CURRENCY_OF) < 512:  # a code's text, padded at most
         _CURRENCY_OF[value] = result
     return result
 

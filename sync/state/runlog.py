@@ -86,15 +86,18 @@ class RunLog:
 
     def last_started(self, command: str) -> datetime | None:
         """When the latest run of `command` that ran to its end began (None before the first): one
-        still `running` (its process killed) or `interrupted` (stopped part-way) does not count."""
+        still `running` (its process killed with the daemon), `interrupted` (stopped part-way) or
+        closed as crashed (its process died: `record_crash`) does not count."""
         with self.db.engine.connect() as conn:
-            stamp = conn.execute(
-                select(runs.c.started_at)
+            rows = conn.execute(
+                select(runs.c.started_at, runs.c.summary)
                 .where(runs.c.command == command, runs.c.status.not_in(("running", "interrupted")))
                 .order_by(runs.c.seq.desc())
-                .limit(1)
-            ).scalar()
-        return datetime.fromisoformat(str(stamp)) if stamp else None
+            )
+            for stamp, summary in rows:
+                if json.loads(summary or "{}").get("outcome") != "crashed":
+                    return datetime.fromisoformat(str(stamp))
+        return None
 
     def record_crash(self, after_seq: int, summary: Mapping[str, Any], now: datetime) -> None:
         """A cycle whose process ended without a result (`metrics.crash_summary`): the run it began

@@ -18,6 +18,7 @@ from connectors.base import Permission
 from connectors.errors import ApiError, AuthError, PermissionDenied
 from connectors.http import ApiResponse
 from connectors.lightspeed.client import METAFIELDS, VERIFY_PER_DAY, LightspeedConnector
+from connectors.lightspeed.reads import shop_moment, updated_at_min
 from connectors.lightspeed.shoptime import shop_time
 from connectors.ratelimit import Window
 from connectors.sandbox import utcnow
@@ -587,3 +588,16 @@ def test_a_cycle_verifies_a_budgeted_share_and_repairs_a_hand_edit_the_read_cann
     assert len(looks) == len(set(looks)) == 30  # the hour's share (100) wrapped round the 30 customers once
     served = [e for e in shop.request_log("lightspeed") if e["status"] == 200 and not e.get("throttled")]
     assert [e["method"] for e in served if e["write"]] == ["PUT"]  # customer 1's row, in place: nothing created
+
+
+@pytest.mark.parametrize(
+    ("cursor", "bound"),
+    [
+        ("2026-01-10T10:30:00+01:00", "2026-01-10 09:30:00"),  # east of UTC (EU1): the UTC reading is earlier
+        ("2026-07-10T10:30:00-05:00", "2026-07-10 10:30:00"),  # west of UTC (US1): the shop's is earlier
+        ("2026-01-10T10:30:00Z", "2026-01-10 10:30:00"),
+    ],
+)
+def test_the_bound_is_the_earlier_of_its_shop_time_and_utc_readings(cursor: str, bound: str) -> None:
+    since = shop_moment(cursor)
+    assert updated_at_min(since, cursor) == bound

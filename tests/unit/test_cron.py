@@ -59,10 +59,14 @@ def test_the_line_runs_on_the_configured_clock_across_daylight_saving() -> None:
     assert longest_wait("0 9 * * *", AMSTERDAM, MONDAY) == timedelta(hours=25)
     assert longest_wait("0 9 * * 1-5", UTC, MONDAY) == timedelta(days=3)
     assert longest_wait("*/15 * * * *", UTC, MONDAY) == timedelta(minutes=15)
-    # asked on the night the clocks go back, a daily 02:00 still waits 25 hours, a weekly one 7 days
+    # asked just before the night the clocks go back: 02:00 comes twice that night and runs twice,
+    # so a daily 02:00 waits 24 hours at most, a weekly one 7 days; inside that day, 00:00 and 12:00
+    # are 13 hours apart
     october = datetime(2026, 10, 24, 8, tzinfo=UTC)
-    assert longest_wait("0 2 * * *", AMSTERDAM, october) == timedelta(hours=25)
-    assert longest_wait("0 2 * * 0", AMSTERDAM, october - timedelta(days=4)) == timedelta(days=7, hours=1)
+    assert longest_wait("0 2 * * *", AMSTERDAM, october) == timedelta(hours=24)
+    assert longest_wait("0 2 * * 0", AMSTERDAM, october - timedelta(days=4)) == timedelta(days=7)
+    assert longest_wait("0 */12 * * *", AMSTERDAM, october) == timedelta(hours=13)
+    assert longest_wait("0 */12 * * *", UTC, october) == timedelta(hours=12)
 
 
 @pytest.mark.parametrize("weekday", range(7))
@@ -72,7 +76,7 @@ def test_the_longest_wait_of_a_line_firing_often_shows_its_weekend_whatever_the_
     today = MONDAY + timedelta(days=weekday)
     assert longest_wait("* * * * 1-5", UTC, today) == timedelta(days=2, minutes=1)
     assert longest_wait("*/2 * * * 1-5", UTC, today) == timedelta(days=2, minutes=2)
-    assert longest_wait("* * * 1 *", UTC, today) == timedelta(days=334, minutes=1)  # January only
+    assert longest_wait("* * * 1 *", UTC, today) == timedelta(days=335, minutes=1)  # January only (a leap year)
     assert longest_wait("0 0 29 2 *", UTC, today) >= timedelta(days=365 * 4)
 
 

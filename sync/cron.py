@@ -8,6 +8,13 @@ restricts both the day of the month and the weekday fires only where both match 
 either does). `trigger` builds what cron means; `problem` says why a line is refused when the
 config is read, before any daemon starts (an out-of-range field, or a line that never fires, such
 as 31 February); `first_cycle_at` is when a starting daemon runs its first cycle.
+
+The night the clocks go back, cron runs a line at a fixed time (neither its minute nor its hour
+field starts with "*") once, where APScheduler runs it at both occurrences of the wall time
+(`30 2 * * *` in Amsterdam: 02:30 summer time, then 02:30 winter time, an hour apart); a line such
+as `*/15 * * * *` runs through both hours in either. cron's rule is kept (cronie, cron.c: "time
+moved backward ... just run the wildcard jobs"). The night they go forward, a fixed time that does
+not exist runs when the clocks have jumped, in both.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
@@ -80,8 +88,38 @@ def _days_exist(day: str, month: str) -> bool:
     return probe.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=UTC)) is not None
 
 
+class OnceInTheRepeatedHour(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
+    """`made`, less its second run at a wall time the clocks repeat (the later of the two)."""
+
+    def __init__(self, made: Any, timezone: tzinfo) -> None:
+        self.made, self.timezone = made, timezone
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        at: datetime | None = self.made.get_next_fire_time(previous_fire_time, now)
+        # zoneinfo marks the second occurrence of a repeated wall time with fold=1. The next slot
+        # is asked from a moment in UTC: arithmetic on a local time drops its fold.
+        while at is not None and at.astimezone(self.timezone).fold:
+            at = self.made.get_next_fire_time(None, at.astimezone(UTC) + timedelta(seconds=1))
+        return at
+
+    def __str__(self) -> str:
+        return f"{self.made} (once in a repeated hour)"
+
+
+def at_fixed_times(line: str) -> bool:
+    """Whether cron runs `line` once in an hour the clocks repeat: neither its minute nor its hour
+    field starts with "*" (cron's wildcard jobs run through both)."""
+    minute, hour = line.split()[:2]
+    return not minute.startswith("*") and not hour.startswith("*")
+
+
 def trigger(line: str, timezone: tzinfo) -> Any:
     """The APScheduler trigger that fires when cron would fire for `line`, on `timezone`'s clock."""
+    made = _days_trigger(line, timezone)
+    return OnceInTheRepeatedHour(made, timezone) if at_fixed_times(line) else made
+
+
+def _days_trigger(line: str, timezone: tzinfo) -> Any:
     fields = line.split()
     if len(fields) != 5:
         raise ValueError("cron needs five fields: minute hour day month weekday")
@@ -145,8 +183,10 @@ def longest_wait(line: str, timezone: tzinfo, now: datetime, horizon: timedelta 
     inside a day it fires, or between the last slot of one such day and the first of the next. Day
     by day, so a line firing every minute on weekdays shows its weekend, whatever the day it is
     asked on. On a day the clocks change, its slots are taken in UTC (00:00 and 12:00 in Amsterdam
-    are 13 hours apart on the last Sunday of October)."""
+    are 13 hours apart on the last Sunday of October), a wall time the clocks repeat once or twice
+    as `trigger` runs it."""
     made = trigger(line, timezone)
+    folds = (0,) if at_fixed_times(line) else (0, 1)
     minute, hour = line.split()[:2]
     times = _times_of_day(minute, hour)
     wall = timedelta(minutes=max((b - a for a, b in itertools.pairwise(times)), default=0))
@@ -160,12 +200,11 @@ def longest_wait(line: str, timezone: tzinfo, now: datetime, horizon: timedelta 
         slots = [datetime.combine(day, time(*divmod(t, 60)), timezone).astimezone(UTC) for t in (times[0], times[-1])]
         midnight, next_midnight = (datetime.combine(d, time(0), timezone) for d in (day, day + timedelta(days=1)))
         if midnight.utcoffset() != next_midnight.utcoffset():  # the clocks change today
-            # A wall time of the hour that comes twice fires at both (APScheduler): both folds.
             moments = sorted(
                 {
                     datetime.combine(day, time(*divmod(t, 60), fold=fold), timezone).astimezone(UTC)
                     for t in times
-                    for fold in (0, 1)
+                    for fold in folds
                 }
             )
             longest = max([longest, *(b - a for a, b in itertools.pairwise(moments))])

@@ -31,7 +31,7 @@ def fires(line: str, count: int = 5, start: datetime = MONDAY, timezone: Any = U
     for _ in range(count):
         at = made.get_next_fire_time(previous, now)
         out.append(at.astimezone(UTC).strftime("%a %d %H:%M"))
-        previous, now = at, at + timedelta(seconds=1)
+        previous, now = at, at.astimezone(UTC) + timedelta(seconds=1)  # a local time's arithmetic drops its fold
     return out
 
 
@@ -59,14 +59,48 @@ def test_the_line_runs_on_the_configured_clock_across_daylight_saving() -> None:
     assert longest_wait("0 9 * * *", AMSTERDAM, MONDAY) == timedelta(hours=25)
     assert longest_wait("0 9 * * 1-5", UTC, MONDAY) == timedelta(days=3)
     assert longest_wait("*/15 * * * *", UTC, MONDAY) == timedelta(minutes=15)
-    # asked just before the night the clocks go back: 02:00 comes twice that night and runs twice,
-    # so a daily 02:00 waits 24 hours at most, a weekly one 7 days; inside that day, 00:00 and 12:00
-    # are 13 hours apart
+    # asked just before the night the clocks go back: 02:00 comes twice that night and runs once,
+    # so a daily 02:00 waits 25 hours, a weekly one 7 days and an hour; inside that day, 00:00 and
+    # 12:00 are 13 hours apart, and an hourly line runs through both hours
     october = datetime(2026, 10, 24, 8, tzinfo=UTC)
-    assert longest_wait("0 2 * * *", AMSTERDAM, october) == timedelta(hours=24)
-    assert longest_wait("0 2 * * 0", AMSTERDAM, october - timedelta(days=4)) == timedelta(days=7)
+    assert longest_wait("0 2 * * *", AMSTERDAM, october) == timedelta(hours=25)
+    assert longest_wait("0 2 * * 0", AMSTERDAM, october - timedelta(days=4)) == timedelta(days=7, hours=1)
+    assert longest_wait("30 1-3 * * *", AMSTERDAM, october) == timedelta(hours=22)
     assert longest_wait("0 */12 * * *", AMSTERDAM, october) == timedelta(hours=13)
     assert longest_wait("0 */12 * * *", UTC, october) == timedelta(hours=12)
+    assert longest_wait("0 * * * *", AMSTERDAM, october) == timedelta(hours=1)
+
+
+def test_a_fixed_time_in_the_hour_the_clocks_repeat_runs_once_as_in_cron() -> None:
+    """The night the clocks go back, 02:30 comes twice in Amsterdam. cron runs a line at a fixed
+    time once (cronie: "time moved backward ... just run the wildcard jobs"); APScheduler ran it at
+    both, an hour apart. A line whose minute or hour starts with "*" runs through both hours."""
+    night = datetime(2026, 10, 24, 22, tzinfo=UTC)  # Sunday 25 October, 00:00 in Amsterdam
+    assert fires("30 2 * * *", 3, night, AMSTERDAM) == ["Sun 25 00:30", "Mon 26 01:30", "Tue 27 01:30"]
+    assert fires("30 1-3 * * *", 4, night, AMSTERDAM) == [
+        "Sat 24 23:30",
+        "Sun 25 00:30",
+        "Sun 25 02:30",
+        "Mon 26 00:30",
+    ]
+    assert fires("0 2 * * 0", 2, night, AMSTERDAM) == ["Sun 25 00:00", "Sun 01 01:00"]
+    # wildcard lines: every wall time of both hours
+    assert fires("*/30 2 * * *", 5, night, AMSTERDAM) == [
+        "Sun 25 00:00",
+        "Sun 25 00:30",
+        "Sun 25 01:00",
+        "Sun 25 01:30",
+        "Mon 26 01:00",
+    ]
+    assert fires("0 * * * *", 4, night + timedelta(hours=1), AMSTERDAM) == [
+        "Sat 24 23:00",
+        "Sun 25 00:00",
+        "Sun 25 01:00",
+        "Sun 25 02:00",
+    ]
+    # the night the clocks go forward, a time that does not exist runs when they have jumped
+    spring = datetime(2026, 3, 28, 22, tzinfo=UTC)
+    assert fires("30 2 * * *", 2, spring, AMSTERDAM) == ["Sun 29 01:30", "Mon 30 00:30"]
 
 
 @pytest.mark.parametrize("weekday", range(7))

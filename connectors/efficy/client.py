@@ -32,6 +32,7 @@ from connectors.efficy.rpc import (
     dataset_rows,
     describe,
     function_of,
+    is_exception,
     key_text,
     owned_functions,
     query_context,
@@ -119,7 +120,8 @@ class EfficyConnector(Connector):
         response = self.client.request("POST", self.endpoint, json_body=contexts, mutating=mutating)
         if not isinstance(response.body, list):
             raise ApiError(self.name, f"POST {self.endpoint}: expected a list of contexts in the reply")
-        return response.body
+        # The answers to the contexts sent; an `exception` node was read by `classify`.
+        return [node for node in response.body if not is_exception(node)]
 
     def fail(self, what: str, error: Mapping[str, Any]) -> Exception:
         """The error to raise for a failed read: credentials problems are AuthErrors."""
@@ -240,6 +242,18 @@ class EfficyConnector(Connector):
             reply = self.rpc([edit_context(change) for change in valid], mutating=True)
         except RejectedRecord as exc:
             return results + [WriteResult(c.record_id, False, exc.message) for c in valid]
+        except ApiError as exc:
+            if exc.status != 200:
+                raise
+            # efficy refused the request without naming a context (an `exception` node alone, as
+            # its employee's clients read failures): alone, a contact's refusal is its own; in a
+            # batch, each contact is sent alone to find it (one committed already: the same values
+            # again change nothing).
+            if len(valid) == 1:
+                return [*results, WriteResult(valid[0].record_id, False, exc.message)]
+            for single in valid:
+                results += self.write([single])
+            return results
         answers = {str(c.get("#id")): c for c in reply if isinstance(c, dict)}
         for change in valid:
             answer = answers.get(change.record_id)

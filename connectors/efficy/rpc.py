@@ -38,13 +38,22 @@ def error_of(node: Any) -> Mapping[str, Any] | None:
     return None
 
 
+def is_exception(node: Any) -> bool:
+    return isinstance(node, Mapping) and node.get("@name") == "exception"
+
+
 def request_error(body: Any) -> Mapping[str, Any] | None:
-    """An error about the whole request: a top-level `#error` object or an `exception` context."""
+    """An error about the whole request: a top-level `#error` object, or an `exception` node that
+    no context of the reply accounts for. efficy ends a reply in which anything failed with that
+    node (where its employee's clients read failures); when a context carries the error itself,
+    the node repeats it, and the context's own error is what counts."""
     if isinstance(body, Mapping):
         return error_of(body)
     if isinstance(body, list):
         for node in body:
-            if isinstance(node, Mapping) and node.get("@name") == "exception":
+            if is_exception(node):
+                if any(context_error(c) is not None for c in body if not is_exception(c)):
+                    return None
                 return error_of(node) or {"errorstring": "exception"}
     return None
 

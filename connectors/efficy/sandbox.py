@@ -7,7 +7,13 @@ Follows what efficy's own n8n node and its employee's client library show (see
 `queryparams` joined by `|`, `recordcount`); `consult` with `master` / `category` functions;
 `edit` with `activateCategory` and `update` (into a category, or the main table with
 `tableview: 0`), applied on `commit`. Errors arrive inside an HTTP 200: on a function, on a
-context, or as a top-level `{"#error": {...}}` object for the whole request.
+context, or as a top-level `{"#error": {...}}` object for the whole request. A request in which
+something failed also ends with an `{"@name": "exception", "#error": {...}}` node carrying the first
+failure: that node is where efficy's employee's clients read a failure (efficy-enterprise-api
+`remote-api.mjs` `getRpcException`, efficy-u-rpc-api `crm-fetch.ts` `getCrmException`, whose live
+test expects the message composed from it, `tests/bundle.ts`), and it does not say which context
+failed. With the app's `context_errors` off, it is the only sign: the contexts carry no `#error`
+(what those clients' readers allow); on (the default), both, as efficy's n8n node reads them.
 
 The JSON RPC is case sensitive ("lowercase properties are required for the case sensitive JSON
 RPC", efficy-enterprise-api `consult.mjs`/`edit.mjs`): a parameter key spelt in another case is
@@ -121,6 +127,7 @@ class EfficySandbox(SandboxApp):
         except VendorError as exc:
             raise ValueError(exc.message) from None
         self.change_millis = False  # edits stamp D_CHANGE in whole seconds (see efficy_time)
+        self.context_errors = True  # a failed context carries its #error as well as the exception node
         self.contact_store = FixtureStore(
             "contacts",
             key="K_CONTACT",
@@ -159,6 +166,7 @@ class EfficySandbox(SandboxApp):
             **super().app_settings(),
             "unavailable_categories": sorted(self.unavailable),
             "change_millis": self.change_millis,
+            "context_errors": self.context_errors,
         }
 
     def change_app(self, partial: Mapping[str, Any]) -> None:
@@ -166,6 +174,9 @@ class EfficySandbox(SandboxApp):
         millis = rest.pop("change_millis", None)
         if millis is not None and not isinstance(millis, bool):
             raise VendorError(400, "ER_ARGUMENT", "change_millis is true or false")
+        marks = rest.pop("context_errors", None)
+        if marks is not None and not isinstance(marks, bool):
+            raise VendorError(400, "ER_ARGUMENT", "context_errors is true or false")
         hidden = rest.pop("unavailable_categories", None)
         names = _category_names("unavailable_categories", hidden) if hidden is not None else None
         super().change_app(rest)  # refuses an unknown key before anything below changes
@@ -173,6 +184,8 @@ class EfficySandbox(SandboxApp):
             self.unavailable = set(names)
         if millis is not None:
             self.change_millis = millis
+        if marks is not None:
+            self.context_errors = marks
 
     def error(self, status: int, code: str, message: str, **extra: Any) -> Response:
         return json_response({"#error": {"errorcode": code, "errorstring": message, **extra}}, status)
@@ -317,6 +330,11 @@ class EfficySandbox(SandboxApp):
             )
         with self.lock:
             reply = [self._answer(context, request) for context in contexts]
+        failure = next((found for found in map(_first_failure, reply) if found is not None), None)
+        if failure is not None:
+            if not self.context_errors:
+                reply = [_unmarked(answer) for answer in reply]
+            reply.append({"@name": "exception", "#error": failure})
         return json_response(reply)
 
     def _answer(self, context: Any, request: Request) -> Any:
@@ -464,6 +482,32 @@ class EfficySandbox(SandboxApp):
         for field, value in data.items():
             _check_value(field, value, schema, readonly)
             target[field] = value
+
+
+def _first_failure(answer: Any) -> dict[str, Any] | None:
+    """The error of a failed context: its own, or that of its first function that failed."""
+    if not isinstance(answer, dict):
+        return None
+    if isinstance(answer.get("#error"), dict):
+        return dict(answer["#error"])
+    funcs = answer.get("@func") if answer.get("#error") is True else None
+    for func in funcs if isinstance(funcs, list) else []:
+        if isinstance(func, dict) and isinstance(func.get("#error"), dict):
+            return dict(func["#error"])
+    return None
+
+
+def _unmarked(answer: Any) -> Any:
+    """A context as echoed without its `#error` marks (nor its functions')."""
+    if not isinstance(answer, dict):
+        return answer
+    bare = {k: v for k, v in answer.items() if k != "#error"}
+    if isinstance(bare.get("@func"), list):
+        bare["@func"] = [
+            {k: v for k, v in func.items() if k != "#error"} if isinstance(func, dict) else func
+            for func in bare["@func"]
+        ]
+    return bare
 
 
 def _category_names(key: str, value: Any) -> list[str]:

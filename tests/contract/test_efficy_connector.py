@@ -200,6 +200,27 @@ def test_a_refused_contact_is_rejected_alone_and_the_rest_of_the_request_lands(e
     assert (stats["writes"], stats["errors"]) == (1, 1)  # one request; its #error replies count
 
 
+def test_a_refusal_said_only_by_the_exception_node_is_found_by_writing_each_contact_alone(efficy: Sandboxes) -> None:
+    """efficy's employee's clients read a failed edit only from the `exception` node that ends the
+    reply, which does not name the contact: the batch is sent again one contact per request, so
+    the refused one is rejected alone and the others land (one landed already: the same values
+    again change nothing)."""
+    url = f"{efficy.url('efficy')}/_sandbox/app"
+    requests.patch(url, json={"context_errors": False}, timeout=5).raise_for_status()
+    connector = make_connector(efficy, "efficy")
+    app = efficy.app("efficy")
+    with app.lock:
+        app.locks[4] = "JDE"  # someone has contact 4 open in edit mode
+    fields: dict[str, str | None] = {SEGMENTS: "friends", TIER: "gold"}
+    results = {r.record_id: r for r in connector.write([change(rid, fields) for rid in ("3", "4", "5")])}
+    assert results["3"].ok and results["5"].ok
+    assert not results["4"].ok and "ER_RECORD_LOCKED: The record is being edited by JDE (Cont)" in results["4"].message
+    landed = {"SEGMENTS": "friends", "LOYALTY_TIER": "gold"}
+    assert all(efficy.customer("efficy", rid)["categories"]["CONT$CRMSYNC"] == landed for rid in ("3", "5"))
+    assert "CONT$CRMSYNC" not in efficy.customer("efficy", "4")["categories"]
+    assert efficy.stats("efficy")["writes"] == 4  # the batch, then each of its contacts alone
+
+
 def test_a_main_table_field_can_hold_the_tier(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
     people = contacts(3)
     for person in people:

@@ -117,7 +117,9 @@ def test_errors_sit_on_the_function_and_its_context_and_spare_the_other_contexts
             {"@name": "report", "@func": []},
         ],
     ).json()
-    too_many_rows, who, unknown_query, one_param, unknown_function, unknown_context = reply
+    too_many_rows, who, unknown_query, one_param, unknown_function, unknown_context, exception = reply
+    # the reply ends with the node efficy's employee's clients read failures from: the first one
+    assert exception == {"@name": "exception", "#error": too_many_rows["@func"][0]["#error"]}
     assert too_many_rows["#error"] is True
     assert too_many_rows["@func"][0]["#error"] == {
         "errorcode": "ER_RECORDCOUNT",
@@ -239,7 +241,7 @@ def test_edit_refusals_commit_nothing(efficy: Sandboxes) -> None:
     app = efficy.app("efficy")
     with app.lock:
         app.locks[6] = "JDE"
-    inactive, unknown_field, too_long, read_only, locked, missing, create, uncommitted = rpc(
+    inactive, unknown_field, too_long, read_only, locked, missing, create, uncommitted, exception = rpc(
         efficy,
         [
             edit(5, update({"SEGMENTS": "friends"})),  # the category is not active on contact 5
@@ -265,8 +267,27 @@ def test_edit_refusals_commit_nothing(efficy: Sandboxes) -> None:
     assert missing["#error"]["errorcode"] == "ER_RECORD_NOT_FOUND"
     assert create["#error"]["errorcode"] == "ER_NOT_EMULATED"
     assert "#error" not in uncommitted
+    assert exception == {"@name": "exception", "#error": inactive["@func"][0]["#error"]}
     assert efficy.customer("efficy", "5") == before  # all or nothing per context; no commit, no change
     assert "CONT$CRMSYNC" not in efficy.customer("efficy", "6")["categories"]
+
+
+def test_without_context_errors_only_the_exception_node_says_an_edit_failed(efficy: Sandboxes) -> None:
+    """How efficy's employee's clients read a reply: a failure is the `exception` node that ends
+    it, which names no context; the contexts are echoed unmarked, and the others still commit."""
+    app = efficy.url("efficy") + "/_sandbox/app"
+    assert requests.patch(app, json={"context_errors": "no"}, timeout=5).status_code == 400
+    assert requests.patch(app, json={"context_errors": False}, timeout=5).json()["context_errors"] is False
+    with efficy.app("efficy").lock:
+        efficy.app("efficy").locks[6] = "JDE"
+    fine, locked, exception = rpc(
+        efficy, [edit(5, ACTIVATE, update({"SEGMENTS": "friends"})), edit(6, ACTIVATE, update({"SEGMENTS": "x"}))]
+    ).json()
+    assert "#error" not in fine and "#error" not in locked and all("#error" not in f for f in locked["@func"])
+    assert exception["#error"]["errorcode"] == "ER_RECORD_LOCKED"
+    assert efficy.customer("efficy", "5")["categories"]["CONT$CRMSYNC"]["SEGMENTS"] == "friends"
+    assert "CONT$CRMSYNC" not in efficy.customer("efficy", "6")["categories"]
+    assert len(rpc(efficy, [edit(5, ACTIVATE, update({"SEGMENTS": "friends"}))]).json()) == 1  # no failure, no node
 
 
 def test_main_table_fields_are_updated_with_table_view_0(efficy: Sandboxes) -> None:

@@ -139,6 +139,12 @@ def _field_permission(fields: Sequence[Mapping[str, Any]], kind: str, name: str)
     length = field.get("length")
     if data_type.casefold() != "string":
         return Permission(f"field {name}", False, f"KnPerson free field {name!r} is of type {data_type!r}: {create}")
+    if field.get("values"):
+        # Linked to a table: Profit validates the value as a key of it (custom-fields.md), so the
+        # segment names crmsync writes would be refused.
+        return Permission(
+            f"field {name}", False, f"KnPerson free field {name!r} takes only the codes of a table: {create}"
+        )
     if isinstance(length, int) and not isinstance(length, bool) and 0 < length < least:
         return Permission(
             f"field {name}", False, f"KnPerson free field {name!r} holds {length} characters, too few: {create}"

@@ -362,7 +362,7 @@ class AfasSandbox(SandboxApp):
         """Validate one KnPerson field; returns the row column it lands in and its stored value."""
         free = self.free_fields.get(name)
         if free is not None:
-            rule = FieldRule("string", free.length, None, free.label)
+            rule = FieldRule("string", free.length, free.values, free.label)
             check_value(name, rule, value)
             return free.column, None if value in (None, "") else str(value)
         rule_or_none = KNPERSON_FIELDS.get(name)
@@ -416,7 +416,8 @@ class AfasSandbox(SandboxApp):
             return self.auth_failure()
         fields = [update_meta(field_id, rule) for field_id, rule in KNPERSON_FIELDS.items()]
         fields += [
-            update_meta(f.field_id, FieldRule(f.data_type, f.length, None, f.label)) for f in self.free_fields.values()
+            update_meta(f.field_id, FieldRule(f.data_type, f.length, f.values, f.label))
+            for f in self.free_fields.values()
         ]
         return json_response({"name": "KnPerson", "description": "Persoon", "fields": fields, "objects": []})
 

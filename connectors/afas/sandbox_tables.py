@@ -70,6 +70,8 @@ class FreeField:
     column: str
     length: int = 255
     data_type: str = "string"
+    # A field linked to a table: only these codes pass ("primary key validation", custom-fields.md).
+    values: tuple[str, ...] | None = None
 
     @property
     def field_id(self) -> str:

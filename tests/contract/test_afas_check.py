@@ -130,6 +130,12 @@ def test_a_getconnector_outside_the_app_connector_means_that_stream_cannot_be_re
             {},
             "of type 'date'",
         ),
+        # a free field linked to a table (custom-fields.md: "primary key validation"): only its codes pass
+        (
+            [DEFAULT_FREE_FIELDS[0], FreeField("crmsync_loyalty_tier", "crmsync_loyalty_tier", 40, values=("G", "Z"))],
+            {},
+            "takes only the codes of a table",
+        ),
         # KnPerson's own fields hold the merchant's data: never crmsync's, by label or by id
         (DEFAULT_FREE_FIELDS, {"tier_field": "Remark", "tier_column": "crmsync_loyalty_tier"}, "has no free field"),
         (DEFAULT_FREE_FIELDS, {"tier_field": "Re", "tier_column": "crmsync_loyalty_tier"}, "has no free field"),

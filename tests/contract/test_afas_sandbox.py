@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.afas.sandbox import DEFAULT_TOKEN, INVOICES, PERSONS, AfasSandbox, free_field_id
+from connectors.afas.sandbox import (
+    DEFAULT_FREE_FIELDS,
+    DEFAULT_TOKEN,
+    INVOICES,
+    PERSONS,
+    AfasSandbox,
+    FreeField,
+    free_field_id,
+)
 from connectors.ratelimit import Window
 from connectors.sandbox import FixtureError
 from tests.kit import Sandboxes, wait_until
@@ -328,6 +336,20 @@ def test_knperson_refusals_are_profit_500s_and_change_nothing(
     # The valid segments value rides along: one bad field refuses the whole element.
     assert_profit_error(put_person(afas, {SEGMENTS: "friends", **fields}), message)
     assert afas.customer("afas", "100003") == before
+
+
+def test_a_free_field_linked_to_a_table_takes_only_its_codes(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    """custom-fields.md: a free field linked to a table gets "a primary key validation"."""
+    linked = FreeField("Klantstatus", "Klantstatus", 10, values=("G", "Z"))
+    options = {"afas": {"free_fields": (*DEFAULT_FREE_FIELDS, linked)}}
+    afas = start_sandboxes_fixture({"afas": {"customers": persons(3)}}, options=options)
+    meta = get(afas, "/metainfo/update/KnPerson").json()["fields"]
+    assert next(f for f in meta if f["fieldId"] == linked.field_id)["values"] == [
+        {"id": "G", "description": "G"},
+        {"id": "Z", "description": "Z"},
+    ]
+    assert_profit_error(put_person(afas, {"MatchPer": "0", "BcCo": "100003", linked.field_id: "gold"}), "bestaat niet")
+    assert put_person(afas, {"MatchPer": "0", "BcCo": "100003", linked.field_id: "G"}).status_code == 201
 
 
 def test_knperson_takes_one_element_object_as_published(afas: Sandboxes) -> None:

@@ -251,9 +251,13 @@ class EfficyConnector(Connector):
             # again change nothing).
             if len(valid) == 1:
                 return [*results, WriteResult(valid[0].record_id, False, exc.message)]
-            for single in valid:
-                results += self.write([single])
-            return results
+            alone = [result for single in valid for result in self.write([single])]
+            if len({r.message for r in alone}) == 1 and not any(r.ok for r in alone):
+                # Each contact refused alike: the request's problem (a category the key may not
+                # use), no contact's. The system's write-back fails as a whole, as it did before
+                # the contacts were sent alone, and the next batch does not try each again.
+                raise
+            return results + alone
         answers = {str(c.get("#id")): c for c in reply if isinstance(c, dict)}
         for change in valid:
             answer = answers.get(change.record_id)

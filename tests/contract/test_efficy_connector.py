@@ -221,6 +221,21 @@ def test_a_refusal_said_only_by_the_exception_node_is_found_by_writing_each_cont
     assert efficy.stats("efficy")["writes"] == 4  # the batch, then each of its contacts alone
 
 
+def test_a_refusal_of_every_contact_alike_fails_the_write_back_as_a_whole(efficy: Sandboxes) -> None:
+    """Sent alone, each contact of the batch is refused with the same words: that is the request's
+    problem (here a category the key may not use), not three contacts'. The write fails as a whole,
+    as before, rather than every later batch being sent one contact at a time."""
+    url = f"{efficy.url('efficy')}/_sandbox/app"
+    settings = {"context_errors": False, "unavailable_categories": ["CONT$CRMSYNC"]}
+    requests.patch(url, json=settings, timeout=5).raise_for_status()
+    connector = make_connector(efficy, "efficy")
+    fields: dict[str, str | None] = {SEGMENTS: "friends", TIER: "gold"}
+    with pytest.raises(ApiError):
+        connector.write([change(rid, fields) for rid in ("3", "4", "5")])
+    assert efficy.stats("efficy")["writes"] == 4  # the batch, then each contact alone, once
+    assert all("CONT$CRMSYNC" not in efficy.customer("efficy", rid)["categories"] for rid in ("3", "4", "5"))
+
+
 def test_a_main_table_field_can_hold_the_tier(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
     people = contacts(3)
     for person in people:

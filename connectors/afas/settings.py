@@ -50,7 +50,8 @@ class AfasSettings(SystemSettings):
 
 
 def token_header(token: str) -> str:
-    """`AfasToken ` + base64 of the whole XML envelope (mandatory since Profit 7)."""
+    """`AfasToken ` + base64 of the whole XML envelope (mandatory since Profit 6: a plain token is
+    answered with a 500 from the end of 2025, OASContent news-profit6.md)."""
     envelope = token.strip()
     if not envelope.startswith("<token>"):
         envelope = f"<token><version>1</version><data>{envelope}</data></token>"

@@ -28,6 +28,37 @@ PROBE_CONTACTS = 25
 NOT_FOUND = "ER_RECORD_NOT_FOUND"
 
 _FIELD = re.compile(r"^(?:(CONT\$[A-Z0-9_]+)\.)?([A-Z_][A-Z0-9_]*)$")
+# Columns of efficy's own contact table that a bare field name must never be: those crmsync reads
+# and the person's details and notes beside them (a typo in `segments_field` would overwrite them
+# on every contact). Keys (K_) and dates (D_) are efficy's own by their prefix.
+OWN_COLUMNS = frozenset(
+    [
+        "NAME",
+        "FIRSTNAME",
+        "MIDDLENAME",
+        "TITLE",
+        "EMAIL1",
+        "EMAIL2",
+        "EMAIL3",
+        "PHONE1",
+        "PHONE2",
+        "PHONE3",
+        "MOBILE",
+        "FAX",
+        "MEMO",
+        "POSITION",
+        "DEPARTMENT",
+        "LANGUAGE",
+        "SEX",
+        "BIRTHDATE",
+        "WEBSITE",
+        "ADDRESS1",
+        "ADDRESS2",
+        "POSTCODE",
+        "CITY",
+        "COUNTRY",
+    ]
+)
 
 
 class EfficySettings(SystemSettings):
@@ -53,6 +84,11 @@ class EfficySettings(SystemSettings):
         name = value.strip().upper()
         if not _FIELD.match(name):
             raise ValueError("expected FIELD (main table) or CONT$CATEGORY.FIELD, e.g. CONT$CRMSYNC.SEGMENTS")
+        if "." not in name and (name in OWN_COLUMNS or name.startswith(("K_", "D_"))):
+            raise ValueError(
+                f"{name} is a column of efficy's own contact table, which crmsync never writes: name a field "
+                "added for crmsync (CONT$CRMSYNC.SEGMENTS, or a main-table field such as CRMSYNC_TIER)"
+            )
         return name
 
 

@@ -296,6 +296,13 @@ def test_field_names_must_be_efficy_fields() -> None:
     with pytest.raises(ValidationError, match=r"CONT\$CATEGORY\.FIELD"):
         EfficySettings(**base, segments_field="COMP$ADDRESS.SEGMENTS")
     assert EfficySettings(**base, tier_field="cont$crmsync.tier").tier_field == "CONT$CRMSYNC.TIER"
+    # efficy's own contact columns (what crmsync reads, the person's details, keys and dates): a
+    # typo there would overwrite them on every contact
+    for own in ("EMAIL1", "name", "Memo", "K_CONTACT", "D_CHANGE", "PHONE1"):
+        with pytest.raises(ValidationError, match="efficy's own contact table"):
+            EfficySettings(**base, segments_field=own)
+    assert EfficySettings(**base, tier_field="crmsync_tier").tier_field == "CRMSYNC_TIER"
+    assert EfficySettings(**base, tier_field="CONT$CRMSYNC.NAME").tier_field == "CONT$CRMSYNC.NAME"  # a category's
 
 
 def test_the_webshop_number_links_the_contact_and_keys_are_canonical(efficy: Sandboxes) -> None:

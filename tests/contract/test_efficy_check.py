@@ -63,8 +63,10 @@ def test_everything_in_place_is_proven_and_nothing_changes(efficy: Sandboxes) ->
     stats = efficy.stats("efficy")
     assert (stats["requests"][ENDPOINT], stats["writes"]) == (2, 0)
     assert [efficy.customer("efficy", str(key)) for key in range(1, 13)] == before
-    # a main-table field is proven from the contact's own row
-    assert by_name(connector(efficy, tier_field="EMAIL1").check())["field EMAIL1"] == (True, None)
+    # a main-table field added for crmsync is proven from the contact's own row
+    for key in range(1, 13):
+        efficy.patch_customer("efficy", str(key), {"CRMSYNC_TIER": ""})
+    assert by_name(connector(efficy, tier_field="CRMSYNC_TIER").check())["field CRMSYNC_TIER"] == (True, None)
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,8 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         limits = config.identity.max_records_per_identifier
         shared_above = SharedAbove(limits.get("email", sys.maxsize), limits.get("mobile", sys.maxsize))
         facts = payload_facts(connectors, mapping_rules(config))
-        erased = store.erasures.erase(matches, now(), expected, facts, shared_above)
+        writable = {name for name, connector in connectors.items() if connector.writes_back}
+        erased = store.erasures.erase(matches, now(), expected, facts, shared_above, writable)
         log.info("erased from the state", erasure=erased.erasure_id, profiles=len(matches))
         if erased.unread:
             log.warning(

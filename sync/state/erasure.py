@@ -154,6 +154,7 @@ class ErasureStore:
         expected: Mapping[str, RemoteState] | None = None,
         facts: PayloadFacts | None = None,
         shared_above: SharedAbove = SharedAbove(),
+        writable: Set[str] | None = None,
     ) -> ErasedPerson:
         """Remove these profiles' people from the state in one transaction (see the module
         docstring). `expected`: per configured system, the owned state crmsync writes there for the
@@ -161,7 +162,9 @@ class ErasureStore:
         crash between the two, a lost reply) is covered by it. `facts`: how each system's records
         name their customer and email; with it, the quarantined records that are the person's go
         too (`_quarantined_of`; `shared_above`: the records of one system an email or a mobile
-        number may be on before it is a shared one, as identity resolution counts them). Raises
+        number may be on before it is a shared one, as identity resolution counts them). `writable`:
+        the systems write-back is on for now (None: every one in `expected`); a system it is off
+        for, to which crmsync never wrote, gets no target for what it would write there. Raises
         StaleProfiles when records changed after the profiles were last computed: the members may
         then be out of date."""
         expected = expected or {}
@@ -196,7 +199,7 @@ class ErasureStore:
                 *((s, rid) for s, kind, rid in held if kind == Kind.CONTACT.value and addresses_a_record(rid)),
             ]
             order_ids = _orders_of(conn, records, email_keys)
-            known = _known_states(conn, records, expected)
+            known = _known_states(conn, records, expected, writable)
             hashes = {identity_hash(salt, system, Kind.CONTACT.value, rid) for system, rid in records}
             hashes |= {identity_hash(salt, system, CUSTOMER, rid) for system, rid in records}
             hashes |= {identity_hash(salt, system, Kind.ORDER.value, oid) for system, oid in order_ids}
@@ -663,14 +666,31 @@ def _value(said: HeldFacts, kind: str) -> str | None:
 
 
 def _known_states(
-    conn: Connection, members: Sequence[tuple[str, str]], expected: Mapping[str, RemoteState]
+    conn: Connection,
+    members: Sequence[tuple[str, str]],
+    expected: Mapping[str, RemoteState],
+    writable: Set[str] | None = None,
 ) -> dict[tuple[str, str], RemoteState]:
     """The records whose crmsync tags and fields must come off, with every tag crmsync saw there,
     wrote there, or would have written there for the person's segments (removing one that is
     gone changes nothing). Marked unknown, so every owned field is cleared and a connector that
     can looks at the record before it writes. A record with nothing of crmsync's known or expected
-    (a system crmsync does not write to) is no target."""
+    (a system crmsync does not write to) is no target. What crmsync would write counts only where
+    it writes (`writable`), or wrote or tried to before write-back was switched off there: a system
+    read but never written holds nothing of crmsync's, and its target would wait there for good."""
     known: dict[tuple[str, str], RemoteState] = {}
+    ever_written: dict[str, bool] = {}
+
+    def written_to(system: str) -> bool:
+        if writable is None or system in writable:
+            return True
+        if system not in ever_written:
+            ever_written[system] = any(
+                conn.execute(select(table.c.record_id).where(table.c.system == system).limit(1)).first() is not None
+                for table in (pushed, pending)
+            )
+        return ever_written[system]
+
     for system, rid in members:
         read = conn.execute(
             select(contacts.c.owned).where(contacts.c.system == system, contacts.c.record_id == rid)
@@ -679,11 +699,12 @@ def _known_states(
             select(pushed.c.state).where(pushed.c.system == system, pushed.c.record_id == rid)
         ).scalar()
         states = [RemoteState.from_json(json.loads(text)) for text in (read, wrote) if text]
-        if system in expected:
-            states.append(expected[system])
+        would = expected.get(system) if written_to(system) else None
+        if would is not None:
+            states.append(would)
         tags = frozenset(tag for state in states for tag in state.tags)
         fields = {key: value for state in states for key, value in state.valued_fields().items()}
-        could_write = system in expected and bool(expected[system].tags or expected[system].fields)
+        could_write = would is not None and bool(would.tags or would.fields)
         if tags or fields or wrote or could_write:
             known[(system, rid)] = RemoteState(tags, fields, known=False)
     return known

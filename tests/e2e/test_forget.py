@@ -182,3 +182,31 @@ def test_forget_after_a_tag_prefix_change_leaves_the_old_prefix_tags(
     assert json_out(forgotten)["pending"] == []
     tags = set(sandboxes.customer("shopify", shop)["tags"])
     assert {t for t in tags if t.startswith("crmsync:")} == old
+
+
+def test_a_system_crmsync_never_writes_to_leaves_no_pending_erasure(sandboxes: Sandboxes, tmp_path: Path) -> None:
+    """A system read but never written (`writeback = false` from the start) holds nothing of
+    crmsync's: an erasure has nothing to clear there, so it completes (README: "in every writable
+    system") instead of waiting there for good, exit 3 and `status` listing it until abandoned."""
+    config = sandboxes.config(tmp_path, woocommerce="writeback = false")
+    state = tmp_path / "crmsync.db"
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    with closing(sqlite3.connect(state)) as db:
+        row = db.execute(
+            "SELECT profile_id FROM profile_members GROUP BY profile_id "
+            "HAVING sum(system = 'woocommerce') > 0 AND count(DISTINCT system) > 1 LIMIT 1"
+        ).fetchone()
+        assert db.execute("SELECT count(*) FROM pushed WHERE system = 'woocommerce'").fetchone() == (0,)
+    assert row is not None
+    records, _ = records_of(config, str(row[0]))
+    woo = next(rid for system, rid in records if system == "woocommerce")
+    assert list(crmsync_marks(sandboxes.customer("woocommerce", woo))) == []  # nothing of crmsync's there
+
+    forgotten = run_crmsync("forget", str(row[0]), "-c", str(config), "--json")
+    assert forgotten.returncode == 0, forgotten.stdout + forgotten.stderr[-3000:]
+    doc = json_out(forgotten)
+    assert doc["ok"] is True and doc["pending"] == [] and "woocommerce" not in doc["systems"]
+    assert json_out(run_crmsync("status", "-c", str(config), "--json"))["erasures"] == []
+    with closing(sqlite3.connect(state)) as db:
+        assert db.execute("SELECT count(*) FROM erasure_targets").fetchone() == (0,)
+        assert db.execute("SELECT completed_at IS NOT NULL FROM erasures").fetchall() == [(1,)]

@@ -194,6 +194,21 @@ def test_a_write_the_ledger_never_recorded_and_a_system_no_longer_written_still_
     assert shop.known.tags == frozenset({"crmsync:friends"})
 
 
+def test_a_system_never_written_gets_no_target_for_what_crmsync_would_write_there(store: StateStore) -> None:
+    """Write-back off at a system crmsync never wrote to (no ledger or retry row of that system):
+    nothing of crmsync's is there, so what it would write for her segments makes no target, which
+    no sync could ever clear. Where it wrote before write-back was switched off, it still does."""
+    _populate(store)
+    expected = {"crm": TAGGED, "shop": TAGGED}
+    erased = store.erasures.erase(["p_anna"], NOW, expected, writable={"shop"})
+    assert erased.targets == {"shop": 1}
+    assert store.erasures.pending_erasures()[0]["waiting_for"].keys() == {"shop"}
+    # The shop's 3 has no ledger row of its own, but crmsync wrote to the shop before write-back was
+    # switched off there (Bert's row): a write to it whose reply was lost may have left a tag.
+    erased = store.erasures.erase(["p_co2"], NOW, expected, writable=set())
+    assert erased.targets == {"shop": 1}
+
+
 def test_history_under_a_retired_profile_id_goes_too_and_stale_profiles_are_refused(store: StateStore) -> None:
     from sync.state.erasure import StaleProfiles
 

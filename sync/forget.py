@@ -87,9 +87,18 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
     finally:
         for connector in connectors.values():
             connector.close()
-    systems = {name: outcome.to_json() for name, outcome in sorted(passed.systems.items())}
+    # This erasure's own part (the pass also tried those still pending from before: `status`
+    # lists them; their systems, counts and errors are not this person's).
+    left = store.erasures.waiting(erased.erasure_id)
+    systems: dict[str, dict[str, Any]] = {}
+    for name, records in sorted(erased.targets.items()):
+        waiting, message = left.get(name, (0, None))
+        outcome = passed.systems.get(name)
+        systems[name] = {"cleared": records - waiting, "pending": waiting, "error": message if waiting else None}
+        if waiting and outcome is not None and outcome.reason:
+            systems[name]["reason"] = outcome.reason
     document = {
-        "ok": passed.pending == 0,
+        "ok": not left,
         "erasure": erased.erasure_id,
         "profiles": list(erased.profiles),
         "records": {"contacts": erased.contacts, "orders": erased.orders, "quarantined": erased.quarantined},
@@ -97,9 +106,9 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         # number of theirs: kept.
         "unread": [{"system": s, "kind": kind, "id": rid} for s, kind, rid in erased.unread],
         "systems": systems,
-        "pending": [name for name, outcome in sorted(passed.systems.items()) if outcome.pending],
+        "pending": sorted(left),
     }
-    return ForgetOutcome(document, passed.pending == 0)
+    return ForgetOutcome(document, not left)
 
 
 def payload_facts(connectors: Mapping[str, Connector], rules: MappingRules) -> PayloadFacts:

@@ -322,6 +322,16 @@ class ErasureStore:
                     .values(attempts=erasure_targets.c.attempts + 1, message=message[:500])
                 )
 
+    def waiting(self, erasure_id: str) -> dict[str, tuple[int, str | None]]:
+        """Per system, the records one erasure still waits for there, and the last error."""
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                select(erasure_targets.c.system, func.count(), func.max(erasure_targets.c.message))
+                .where(erasure_targets.c.erasure_id == erasure_id)
+                .group_by(erasure_targets.c.system)
+            ).all()
+        return {str(system): (int(records), message) for system, records, message in rows}
+
     def pending_erasures(self) -> list[dict[str, Any]]:
         """Erasures some system has not confirmed yet (for `status`): when requested, and per
         system how many records wait and why (no identifier of the person)."""

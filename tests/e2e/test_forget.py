@@ -210,3 +210,37 @@ def test_a_system_crmsync_never_writes_to_leaves_no_pending_erasure(sandboxes: S
     with closing(sqlite3.connect(state)) as db:
         assert db.execute("SELECT count(*) FROM erasure_targets").fetchone() == (0,)
         assert db.execute("SELECT completed_at IS NOT NULL FROM erasures").fetchall() == [(1,)]
+
+
+def test_forget_answers_for_its_own_erasure_not_for_one_still_pending_elsewhere(
+    sandboxes: Sandboxes, tmp_path: Path
+) -> None:
+    """An earlier erasure still pending at a shop that refuses is tried again by the next forget,
+    but it is not this one: a person with no record there is forgotten completely (exit 0), and the
+    document names no system, record or error of the other person's erasure."""
+    config = sandboxes.config(tmp_path)
+    state = tmp_path / "crmsync.db"
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    first = most_spread_profile(state, "woocommerce")
+    with closing(sqlite3.connect(state)) as db:
+        row = db.execute(
+            "SELECT profile_id FROM profile_members GROUP BY profile_id "
+            "HAVING sum(system = 'woocommerce') = 0 AND sum(system = 'shopify') > 0 LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    second = str(row[0])
+    sandboxes.fault("woocommerce", match="writes", fault="503", times=1000)
+    earlier = run_crmsync("forget", first, "-c", str(config), "--json")
+    assert earlier.returncode == 3, earlier.stderr[-3000:]
+    pending = json_out(earlier)
+    assert pending["pending"] == ["woocommerce"]
+
+    forgotten = run_crmsync("forget", second, "-c", str(config), "--json")
+    assert forgotten.returncode == 0, forgotten.stdout + forgotten.stderr[-3000:]
+    doc = json_out(forgotten)
+    assert doc["ok"] is True and doc["pending"] == [] and "woocommerce" not in doc["systems"], doc
+    assert all(outcome["pending"] == 0 and outcome["error"] is None for outcome in doc["systems"].values())
+    assert sum(outcome["cleared"] for outcome in doc["systems"].values()) >= 1
+    # The earlier one is still pending, and `status` says so (it was tried again: two attempts).
+    (waiting,) = json_out(run_crmsync("status", "-c", str(config), "--json"))["erasures"]
+    assert waiting["erasure"] == pending["erasure"] and waiting["waiting_for"]["woocommerce"]["attempts"] == 2

@@ -311,9 +311,10 @@ def forget(
         if abandon is not None:
             dropped = writer.store.erasures.abandon(abandon, system, now())
             if dropped is None:
-                fail(f"crmsync: no pending erasure {abandon}", 4)
+                fail(f"crmsync: no pending erasure {abandon}" + (f" at {system}" if system is not None else ""), 4)
             document = {"ok": True, "erasure": abandon, "abandoned": dropped}
-            emit_json(document) if common.as_json else print(f"erasure {abandon}: stopped trying at {dropped}")
+            given_up = ", ".join(f"{name} ({n} record{'s' if n != 1 else ''})" for name, n in sorted(dropped.items()))
+            emit_json(document) if common.as_json else print(f"erasure {abandon}: stopped trying at {given_up}")
             raise typer.Exit(0)
         try:
             done = forget_person(loaded, writer, str(key), threading.Event())

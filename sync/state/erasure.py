@@ -290,7 +290,8 @@ class ErasureStore:
     def abandon(self, erasure_id: str, system: str | None, now: datetime) -> dict[str, int] | None:
         """Give up clearing a pending erasure at one system (or all): for a record the vendor no
         longer has, or a system that is gone. Its ids are dropped like confirmed ones; the erasure
-        completes once nothing is left. None when there is no such pending erasure."""
+        completes once nothing is left. None when there is no such pending erasure (or it is not
+        pending at `system`)."""
         with self.db.writing() as conn:
             found = conn.execute(select(erasures.c.completed_at).where(erasures.c.erasure_id == erasure_id)).first()
             if found is None or found[0] is not None:
@@ -301,6 +302,8 @@ class ErasureStore:
             dropped: dict[str, int] = {}
             for (name,) in conn.execute(select(erasure_targets.c.system).where(where)):
                 dropped[str(name)] = dropped.get(str(name), 0) + 1
+            if not dropped:
+                return None  # not pending at that system (a misspelt name): nothing given up
             conn.execute(delete(erasure_targets).where(where))
             left = conn.execute(
                 select(func.count()).select_from(erasure_targets).where(erasure_targets.c.erasure_id == erasure_id)

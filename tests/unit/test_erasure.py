@@ -261,6 +261,8 @@ def test_an_abandoned_target_is_dropped_and_the_erasure_completes(store: StateSt
     _populate(store)
     erased = store.erasures.erase(["p_anna"], NOW, {"shop": TAGGED, "crm": RemoteState(fields={"seg": "x"})})
     assert store.erasures.abandon("no-such-erasure", None, NOW) is None
+    assert store.erasures.abandon(erased.erasure_id, "shopp", NOW) is None  # not pending there: nothing given up
+    assert {t.record_id for t in store.erasures.targets("crm")} == {"9"}
     assert store.erasures.abandon(erased.erasure_id, "crm", NOW) == {"crm": 1}
     (pending,) = store.erasures.pending_erasures()
     assert set(pending["waiting_for"]) == {"shop"}  # only the system named was given up

@@ -20,18 +20,18 @@ import structlog
 
 from connectors.base import Connector
 from mapping.fieldmaps import MappingRules, contact_links, contact_phone, read_fields
-from mapping.model import Kind, Membership, is_object
-from mapping.normalize.email import email_match_key, is_role_address
+from mapping.model import Kind, Membership, is_object, split_key
+from mapping.normalize.email import email_match_key, is_role_address, normalise_email
 from mapping.normalize.names import parse_name
 from sync.clock import now
-from sync.config import LoadedConfig
+from sync.config import CrmsyncConfig, LoadedConfig
 from sync.erasure import clear_at_vendors
 from sync.explain import find_profiles
 from sync.mapper import canonical_ids
 from sync.pipeline import build_connectors
 from sync.resolve import mapping_rules
 from sync.runtime import Writer
-from sync.state.erasure import HeldFacts, PayloadFacts, SharedAbove
+from sync.state.erasure import HeldFacts, NothingToErase, PayloadFacts, SharedAbove
 
 log = structlog.get_logger("crmsync.forget")
 
@@ -54,7 +54,9 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
     config = loaded.config
     store = writer.store
     matches = find_profiles(store, key, config)
-    if not matches:
+    # An address no profile holds may still be a person's: their held records, their guest orders.
+    address = None if matches else _address_of(key, config)
+    if not matches and address is None:
         raise NoSuchPerson("no profile matches that key")
     if len(matches) > 1:
         raise Ambiguous(
@@ -65,15 +67,19 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
     try:
         # What crmsync writes for the person's segments in each system, whether or not write-back
         # is on there now: a tag written earlier must come off even where writing stopped since.
-        profile = store.profile_detail(matches[0])["profile"] or {}
+        profile = (store.profile_detail(matches[0])["profile"] if matches else None) or {}
         membership = Membership(frozenset(json.loads(profile.get("segments") or "[]")), profile.get("tier"))
-        expected = {name: connector.desired_state(membership) for name, connector in connectors.items()}
+        # (No profile: no segments of theirs; what crmsync wrote on a held record is in its ledger.)
+        expected = {name: connector.desired_state(membership) for name, connector in connectors.items() if matches}
         # As identity resolution counts a shared address or number (no limit when the config sets none).
         limits = config.identity.max_records_per_identifier
         shared_above = SharedAbove(limits.get("email", sys.maxsize), limits.get("mobile", sys.maxsize))
         facts = payload_facts(connectors, mapping_rules(config))
         writable = {name for name, connector in connectors.items() if connector.writes_back}
-        erased = store.erasures.erase(matches, now(), expected, facts, shared_above, writable)
+        try:
+            erased = store.erasures.erase(matches, now(), expected, facts, shared_above, writable, address)
+        except NothingToErase:
+            raise NoSuchPerson("no profile matches that key, and nothing the state holds is under it") from None
         log.info("erased from the state", erasure=erased.erasure_id, profiles=len(matches))
         if erased.unread:
             log.warning(
@@ -109,6 +115,19 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         "pending": sorted(left),
     }
     return ForgetOutcome(document, not left)
+
+
+def _address_of(key: str, config: CrmsyncConfig) -> str | None:
+    """The email match key KEY names, as `explain` reads an address (not a `<system>:<id>`, and
+    not a role address such as info@, which is nobody's)."""
+    text = key.strip()
+    system, record_id = split_key(text)
+    if (record_id and system in config.systems) or "@" not in text:
+        return None
+    email = normalise_email(text)
+    if not isinstance(email, str) or is_role_address(email, mapping_rules(config).role_locals):
+        return None
+    return email_match_key(email)
 
 
 def payload_facts(connectors: Mapping[str, Connector], rules: MappingRules) -> PayloadFacts:
@@ -155,8 +174,9 @@ def render(document: dict[str, Any]) -> str:
     contacts = sum(document["records"]["contacts"].values())
     orders = sum(document["records"]["orders"].values())
     held = sum(document["records"].get("quarantined", {}).values())
+    whose = f"profile {', '.join(document['profiles'])}" if document["profiles"] else "a person no profile holds"
     lines = [
-        f"Forgotten: profile {', '.join(document['profiles'])} "
+        f"Forgotten: {whose} "
         f"({contacts} contact record{'s' if contacts != 1 else ''}, {orders} order{'s' if orders != 1 else ''}"
         + (f", {held} quarantined record{'s' if held != 1 else ''}" if held else "")
         + ") removed from the state; those records will not be stored again."

@@ -141,6 +141,10 @@ class StaleProfiles(RuntimeError):
     """The stored profiles are older than the stored records."""
 
 
+class NothingToErase(LookupError):
+    """No profile was named, and nothing the state holds is under the address given."""
+
+
 class ErasureStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -155,6 +159,7 @@ class ErasureStore:
         facts: PayloadFacts | None = None,
         shared_above: SharedAbove = SharedAbove(),
         writable: Set[str] | None = None,
+        address: str | None = None,
     ) -> ErasedPerson:
         """Remove these profiles' people from the state in one transaction (see the module
         docstring). `expected`: per configured system, the owned state crmsync writes there for the
@@ -164,7 +169,11 @@ class ErasureStore:
         too (`_quarantined_of`; `shared_above`: the records of one system an email or a mobile
         number may be on before it is a shared one, as identity resolution counts them). `writable`:
         the systems write-back is on for now (None: every one in `expected`); a system it is off
-        for, to which crmsync never wrote, gets no target for what it would write there. Raises
+        for, to which crmsync never wrote, gets no target for what it would write there.
+        `address`: an email match key that is the person's though no profile holds it (a person
+        whose one customer record is held, or who only ordered as a guest): the held records and
+        guest orders under it go by the same rules as under an address of a profile's; with no
+        profile and nothing under it, NothingToErase (and nothing is written). Raises
         StaleProfiles when records changed after the profiles were last computed: the members may
         then be out of date."""
         expected = expected or {}
@@ -181,6 +190,8 @@ class ErasureStore:
                 )
             ]
             email_keys = _email_keys_of(conn, members)
+            if address is not None and not _holders(conn, "email", address):  # no stored contact's
+                email_keys = sorted({*email_keys, address})
             held: list[tuple[str, str, str]] = []
             unread: list[tuple[str, str, str]] = []
             if facts is not None:
@@ -199,6 +210,8 @@ class ErasureStore:
                 *((s, rid) for s, kind, rid in held if kind == Kind.CONTACT.value and addresses_a_record(rid)),
             ]
             order_ids = _orders_of(conn, records, email_keys)
+            if not profile_ids and not held and not order_ids and not unread:
+                raise NothingToErase("nothing the state holds is under that address")
             known = _known_states(conn, records, expected, writable)
             hashes = {identity_hash(salt, system, Kind.CONTACT.value, rid) for system, rid in records}
             hashes |= {identity_hash(salt, system, CUSTOMER, rid) for system, rid in records}

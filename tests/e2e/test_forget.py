@@ -244,3 +244,46 @@ def test_forget_answers_for_its_own_erasure_not_for_one_still_pending_elsewhere(
     # The earlier one is still pending, and `status` says so (it was tried again: two attempts).
     (waiting,) = json_out(run_crmsync("status", "-c", str(config), "--json"))["erasures"]
     assert waiting["erasure"] == pending["erasure"] and waiting["waiting_for"]["woocommerce"]["attempts"] == 2
+
+
+def test_a_person_whose_only_record_is_held_is_forgotten_by_their_address(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """No profile holds a person whose one customer record is quarantined (a name longer than any
+    name), yet the state holds their payload and their orders, and the shop still carries the tags
+    crmsync wrote before it was held: `forget` by their address erases those as it erases a held
+    record of a profiled person's, instead of answering that nothing matches (exit 4)."""
+    config = sandboxes.config(tmp_path)
+    state = tmp_path / "crmsync.db"
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    with closing(sqlite3.connect(state)) as db:
+        row = db.execute(
+            "SELECT c.record_id, c.email FROM contacts c JOIN profile_members m USING (system, record_id) "
+            "WHERE c.system = 'woocommerce' AND m.profile_id IN (SELECT profile_id FROM profile_members "
+            "GROUP BY profile_id HAVING count(*) = 1) AND EXISTS (SELECT 1 FROM orders o WHERE "
+            "o.system = 'woocommerce' AND o.customer_id = c.record_id) LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    woo, email = str(row[0]), str(row[1])
+    assert list(crmsync_marks(sandboxes.customer("woocommerce", woo)))  # crmsync's segments are there
+    sandboxes.patch_customer("woocommerce", woo, vendor("woocommerce").emulated.rename("A" * 1200))
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    assert run_crmsync("explain", email, "-c", str(config)).returncode == 4  # no profile holds them
+    assert email.lower() in state_text(state)
+    before = sandbox_state(sandboxes, small_data)
+
+    forgotten = run_crmsync("forget", email, "-c", str(config), "--json")
+    assert forgotten.returncode == 0, forgotten.stdout + forgotten.stderr[-3000:]
+    doc = json_out(forgotten)
+    assert doc["ok"] is True and doc["profiles"] == [] and doc["pending"] == []
+    assert doc["records"]["quarantined"] == {"woocommerce": 1} and doc["records"]["orders"]["woocommerce"] >= 1
+    assert email.lower() not in forgotten.stdout.lower() + forgotten.stderr.lower()
+    assert list(crmsync_marks(sandboxes.customer("woocommerce", woo))) == []
+    changed = {key for key, value in sandbox_state(sandboxes, small_data).items() if before[key] != value}
+    assert changed == {f"woocommerce:{woo}"}
+    assert email.lower() not in state_text(state)
+    for command in ("sync", "backfill"):
+        assert run_crmsync(command, "-c", str(config)).returncode == 0
+        assert email.lower() not in state_text(state), command
+    # Nothing of anyone's under an address no one holds: nothing to forget.
+    assert run_crmsync("forget", email, "-c", str(config)).returncode == 4

@@ -26,7 +26,7 @@ from mapping.model import (
     WriteResult,
 )
 from sync.state import StateStore, VerdictChunk, metadata, segment_history
-from sync.state.erasure import HeldFacts, SharedAbove
+from sync.state.erasure import HeldFacts, NothingToErase, SharedAbove
 
 NOW = datetime(2026, 12, 4, tzinfo=UTC)
 TAGGED = RemoteState(frozenset({"crmsync:friends"}))  # what crmsync writes for "friends" in the shop
@@ -207,6 +207,25 @@ def test_a_system_never_written_gets_no_target_for_what_crmsync_would_write_ther
     # switched off there (Bert's row): a write to it whose reply was lost may have left a tag.
     erased = store.erasures.erase(["p_co2"], NOW, expected, writable=set())
     assert erased.targets == {"shop": 1}
+
+
+def test_an_address_no_profile_holds_takes_its_guest_orders_and_nothing_else(store: StateStore) -> None:
+    """`forget` by an address no profile holds (a guest who never had a customer record): their
+    guest orders go, and are never stored again; an address with nothing under it, or one a
+    stored contact holds (that is a profile's, found as such), erases nothing and writes nothing."""
+    _populate(store)
+    store.store_page("shop", Kind.ORDER, _orders("shop", ("o9", None, "gast@x.nl")), _map, 1)
+    before = _rows(store)
+    for address in ("nobody@x.nl", "co@x.nl"):
+        with pytest.raises(NothingToErase):
+            store.erasures.erase([], NOW, {}, address=address)
+    assert _rows(store) == before  # not even the salt
+    erased = store.erasures.erase([], NOW, {}, address="gast@x.nl")
+    assert erased.profiles == () and erased.orders == {"shop": 1} and erased.targets == {}
+    assert "gast@x.nl" not in repr(_rows(store))
+    store.store_page("shop", Kind.ORDER, _orders("shop", ("o9", None, "gast@x.nl")), _map, 2)
+    assert "gast@x.nl" not in repr(_rows(store))  # never stored again
+    assert store.erasures.pending_erasures() == []
 
 
 def test_history_under_a_retired_profile_id_goes_too_and_stale_profiles_are_refused(store: StateStore) -> None:

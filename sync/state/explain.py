@@ -5,12 +5,40 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from mapping.model import Kind, record_key
 from sync.state.extracts import contact_from_row
 from sync.state.schema import contacts, identity_links, profile_aliases, profile_members, profiles, raw_records
 from sync.state.sql import Database
+
+
+def alias_targets(conn: Connection) -> dict[str, str]:
+    """Retired profile id -> the id that holds its person now. A profile merged away keeps the alias
+    it was given (`p_a` -> `p_b`); when `p_b` is later merged away too (`p_b` -> `p_c`), `p_a` is
+    still stored as pointing at `p_b`, so the chain is followed to its end."""
+    direct = {str(a): str(p) for a, p in conn.execute(select(profile_aliases.c.alias, profile_aliases.c.profile_id))}
+    out: dict[str, str] = {}
+    for alias in direct:
+        seen = {alias}
+        target = direct[alias]
+        while target in direct and target not in seen:
+            seen.add(target)
+            target = direct[target]
+        out[alias] = target
+    return out
+
+
+def _surviving(conn: Connection, profile_id: str) -> str:
+    """The id that holds `profile_id`'s person now: itself, or where its alias chain ends."""
+    seen = {profile_id}
+    current = profile_id
+    while True:
+        target = conn.execute(select(profile_aliases.c.profile_id).where(profile_aliases.c.alias == current)).scalar()
+        if target is None or target in seen:
+            return current
+        seen.add(target)
+        current = target
 
 
 class ExplainQueries:
@@ -29,10 +57,7 @@ class ExplainQueries:
         profile id or alias), most records first."""
         with self.db.engine.connect() as conn:
             if profile is not None:
-                alias = conn.execute(
-                    select(profile_aliases.c.profile_id).where(profile_aliases.c.alias == profile)
-                ).scalar()
-                target = alias or profile
+                target = _surviving(conn, profile)
                 found = conn.execute(select(profiles.c.profile_id).where(profiles.c.profile_id == target)).scalar()
                 return [found] if found else []
             query = select(profile_members.c.profile_id).join(
@@ -88,12 +113,7 @@ class ExplainQueries:
                 .mappings()
                 .all()
             )
-            aliases = [
-                a
-                for (a,) in conn.execute(
-                    select(profile_aliases.c.alias).where(profile_aliases.c.profile_id == profile_id)
-                ).all()
-            ]
+            aliases = [alias for alias, target in alias_targets(conn).items() if target == profile_id]
         return {
             "profile": dict(row) if row else None,
             "contacts": contact_rows,

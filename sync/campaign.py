@@ -14,7 +14,7 @@ compares tagged with holdout. Orders are attached to people exactly as the cycle
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -34,12 +34,20 @@ class UnknownSegment(LookupError):
     pass
 
 
-def members_between(history: Sequence[tuple[str, str, str | None]], start: datetime, end: datetime) -> list[str]:
-    """Profiles in the segment at some moment of [start, end): (profile, entered_at, exited_at) rows."""
+def members_between(
+    history: Sequence[tuple[str, str, str | None]],
+    start: datetime,
+    end: datetime,
+    aliases: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Profiles in the segment at some moment of [start, end): (profile, entered_at, exited_at) rows.
+    A profile merged away since (`aliases`: retired id -> the id holding its person now) is counted
+    under the id that holds the person now, once: its orders are that profile's now."""
+    aliases = aliases or {}
     found = set()
     for profile_id, entered, exited in history:
         if parse_timestamp(entered) < end and (exited is None or parse_timestamp(exited) > start):
-            found.add(profile_id)
+            found.add(aliases.get(profile_id, profile_id))
     return sorted(found)
 
 
@@ -80,8 +88,9 @@ def campaign_report(
     share = settings.holdout.get(segment, 0.0)
     length = until - since
     history = store.segment_history_of(segment)
-    now_members = members_between(history, since, until)
-    before_members = members_between(history, since - length, since)
+    aliases = store.alias_targets()
+    now_members = members_between(history, since, until, aliases)
+    before_members = members_between(history, since - length, since, aliases)
     resolved = Resolver(config, store, mapping_rules(config)).resolve()
     index = {profile_id: i for i, profile_id in enumerate(resolved.profiles)}
 

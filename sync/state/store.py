@@ -208,6 +208,13 @@ class StateStore:
     def segment_history_of(self, segment: str) -> list[tuple[str, str, str | None]]:
         return self.history.segment_history_of(segment)
 
+    def alias_targets(self) -> dict[str, str]:
+        """Retired profile id -> the id holding its person now (alias chains followed)."""
+        from sync.state.explain import alias_targets
+
+        with self.db.engine.connect() as conn:
+            return alias_targets(conn)
+
     def profile_segments_and_traits(self) -> list[tuple[str, str]]:
         return self.history.profile_segments_and_traits()
 

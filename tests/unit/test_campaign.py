@@ -133,3 +133,23 @@ def test_since_is_a_date_before_now() -> None:
     for bad in ("2026-12-01", "yesterday", "2027-01-01"):
         with pytest.raises(ValueError, match="--since"):
             window_start(bad, UNTIL)
+
+
+def test_a_profile_merged_away_counts_once_under_the_profile_that_holds_it_now(
+    state: tuple[LoadedConfig, StateStore],
+) -> None:
+    """p_z was in the segment during the window, then merged into p_b (alias p_z -> p_b): one
+    person, whose orders are p_b's now. Counted as a person of its own it would add someone who
+    never buys (its orders moved to p_b) and lower the conversion."""
+    loaded, store = state
+    with store.db.writing() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO segment_history (profile_id, segment, entered_seq, entered_at, exited_seq, exited_at) "
+            "VALUES ('p_z', 'win-back', 50, '2026-10-01T00:00:00+00:00', 60, '2026-11-20T00:00:00+00:00')"
+        )
+        conn.exec_driver_sql("INSERT INTO profile_aliases (alias, profile_id, seq) VALUES ('p_z', 'p_b', 60)")
+    doc = campaign_report(store, loaded.config, "win-back", SINCE, UNTIL)
+    store.close()
+    assert doc["tagged"] == {"people": 2, "orders": 2, "revenue": 70.0, "conversion": 1.0}  # p_b, p_f as before
+    previous = doc["previous_window"]
+    assert (previous["people"], previous["conversion"]) == (2, 1.0)  # p_b (also as p_z) and p_g

@@ -150,8 +150,12 @@ def segment_reason(name: str, traits: Mapping[str, Any], settings: SegmentSettin
     count = int(traits.get("order_count") or 0)
     revenue = Decimal(str(traits.get("revenue") or 0))
     spend = Decimal(str(traits.get("spend_12m") or 0))
+    # The days as the run that made these segments counted them (the stored traits), not as of
+    # `now`: explained later, "the last 200 days ago" beside lifecycle-active ("within 180 days")
+    # would contradict the very verdict it explains. `now` only where the traits lack the figure.
     last = traits.get("last_order")
-    days = (now - parse_timestamp(last)).days if last else None
+    stored = traits.get("days_since_last_order")
+    days = int(stored) if stored is not None else (now - parse_timestamp(last)).days if last else None
     since = f"the last {days} days ago" if days is not None else "none yet"
     if name in ("friends", "supporters", "acquaintances", "passers-by"):
         return f"{count} orders, {since}; revenue {revenue:.2f} {settings.base_currency}. {name}: {meaning}"

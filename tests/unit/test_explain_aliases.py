@@ -24,3 +24,23 @@ def test_an_alias_whose_profile_was_merged_away_too_finds_the_profile_now(
         assert find_profiles(store, "p_nobody", loaded.config) == []
     finally:
         store.close()
+
+
+def test_a_segment_reason_cites_the_days_the_verdict_was_made_from() -> None:
+    """Explained 200 days after the run, a profile the run found active (last order 34 days before
+    it) is still explained with the run's 34 days, as its traits show, not with 234."""
+    from datetime import UTC, datetime
+
+    from mapping.segments import SegmentSettings
+    from sync.explain import segment_reason
+
+    traits = {"order_count": 3, "revenue": "300.00", "last_order": "2026-11-03T10:00:00+00:00"}
+    traits["days_since_last_order"] = 34
+    later = datetime(2027, 6, 1, tzinfo=UTC)
+    why = segment_reason("lifecycle-active", traits, SegmentSettings(), later)
+    assert why.startswith("3 orders, the last 34 days ago. lifecycle-active: last order within 180 days"), why
+    assert "the last 34 days ago" in segment_reason("friends", traits, SegmentSettings(), later)
+    no_days = {k: v for k, v in traits.items() if k != "days_since_last_order"}
+    at_run = datetime(2026, 12, 7, 10, tzinfo=UTC)
+    assert "the last 34 days ago" in segment_reason("lifecycle-active", no_days, SegmentSettings(), at_run)
+    assert "none yet" in segment_reason("lifecycle-prospect", {"order_count": 0}, SegmentSettings(), later)

@@ -22,6 +22,7 @@ import numpy as np
 from rich.console import Group
 from rich.table import Table
 
+from mapping.bases import base_of
 from mapping.model import parse_timestamp
 from mapping.segments import QUADRANTS, SegmentSettings, describe
 from sync.report_guide import DUTCH_LABELS, FLAGS, frozen_line, text_of
@@ -68,9 +69,16 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime, la
     older = [s for s in seqs[:-1] if parse_timestamp(_any(by_seq[s]).at) <= cutoff]
     window = older[-1] if older else None
     current = by_seq[latest]
+    # A segment of a family named from the data (region-nl-nh, interest-...) is recorded only at runs
+    # where it has members; one that emptied since the previous run is still reported, empty.
+    emptied = (
+        {n for n in by_seq[previous] if n not in current and _at(current, n) is not None and settings.knows(n)}
+        if previous is not None
+        else set()
+    )
     names = [
         *(n for n in settings.segment_names() if n in current),
-        *sorted(set(current) - set(settings.segment_names())),
+        *sorted((set(current) | emptied) - set(settings.segment_names())),
     ]
     total = _any(current).profiles
     total_revenue = _any(current).total_revenue_cents
@@ -82,13 +90,15 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime, la
     meaning = describe(settings)
     details: dict[str, Any] = {}
     for name in names:
-        snap = current[name]
+        found = _at(current, name)
+        assert found is not None  # every name is recorded now, or emptied since the previous run
+        snap = found
         size = snap.size
         share = size / total if total else 0.0
         stability = _stability(kept_prev, by_seq.get(previous or -1, {}), name)
         stability_window = _stability(kept_window, by_seq.get(window or -1, {}), name)
-        before = by_seq[previous].get(name) if previous is not None else None
-        then = by_seq[window].get(name) if window is not None else None
+        before = _at(by_seq[previous], name) if previous is not None else None
+        then = _at(by_seq[window], name) if window is not None else None
         growth = size - before.size if before is not None else None
         other, jaccard = overlap.get(name, (None, 0.0))
         flags: list[str] = []
@@ -170,6 +180,21 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime, la
 
 def _any(snaps: Mapping[str, SegmentSnapshot]) -> SegmentSnapshot:
     return next(iter(snaps.values()))
+
+
+def _at(snaps: Mapping[str, SegmentSnapshot], name: str) -> SegmentSnapshot | None:
+    """The segment at one run. A segment of a family whose names come from the data (region-*,
+    interest-*) is recorded only when it has members: missing at a run that recorded others of its
+    family, it had none then (an empty snapshot), as an empty segment of a fixed name is recorded.
+    None: not computed at that run (a rule or base added since)."""
+    snap = snaps.get(name)
+    if snap is not None:
+        return snap
+    base = base_of(name)
+    if base is None or base == name or not any(base_of(other) == base for other in snaps):
+        return None
+    seen = _any(snaps)
+    return SegmentSnapshot(seen.seq, seen.at, name, 0, 0, seen.profiles, seen.total_revenue_cents)
 
 
 def _stability(kept: Mapping[str, int], then: Mapping[str, SegmentSnapshot], name: str) -> float | None:

@@ -204,3 +204,35 @@ def test_held_contacts_still_carrying_crmsync_tags_are_reported(store: StateStor
     assert 'id="frozen"' in render_html(doc)
     store.store_page("crm", Kind.CONTACT, [SourceRecord("crm", Kind.CONTACT, "a", DAY0, {"v": 3})], clean, 6)
     assert report(store)["frozen"] == {}
+
+
+def test_a_region_segment_that_empties_or_appears_has_its_growth_and_stays_reported(tmp_path: Path) -> None:
+    """Segments named from the data (region-*) are recorded only at runs where they have members.
+    p2 moves from Drenthe to Antwerp: region-nl-dr had 1 member and has none (reported, -1, none
+    kept), region-be-van had none and has 1 (+1, as the history's 0 -> 1 says), not "unknown"."""
+    settings = SegmentSettings(
+        bases={"enabled": ["region"]}, health={"min_size": 0, "min_share": 0.0, "window_days": 30}
+    )
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    runs = [
+        {"p1": {"passers-by", "region-nl-nh"}, "p2": {"passers-by", "region-nl-dr"}},
+        {"p1": {"passers-by", "region-nl-nh"}, "p2": {"passers-by", "region-be-van"}},
+    ]
+    for seq, members in enumerate(runs, 1):
+        regions = sorted({s for segs in members.values() for s in segs if s.startswith("region-")})
+        names = [*settings.segment_names(), *regions]  # as the assessment names them: regions found
+        snapshot = [(n, sum(n in segs for segs in members.values()), 0) for n in names]
+        store.record_segments(seq, DAY0 + timedelta(days=seq), members, snapshot, {}, (2, 0))
+    doc = build_report(store, settings, DAY0 + timedelta(days=3))
+    store.close()
+    segs = by_name(doc)
+    assert doc["history"]["sizes"]["region-be-van"] == [0, 1]  # type: ignore[index]
+    assert (segs["region-be-van"]["size"], segs["region-be-van"]["growth"]) == (1, 1)
+    assert segs["region-be-van"]["stability"] is None  # empty at the previous run: nothing to keep
+    assert (segs["region-nl-dr"]["size"], segs["region-nl-dr"]["growth"], segs["region-nl-dr"]["stability"]) == (
+        0,
+        -1,
+        0.0,
+    )
+    assert (segs["region-nl-nh"]["growth"], segs["region-nl-nh"]["stability"]) == (0, 1.0)
+    assert segs["passers-by"]["growth"] == 0

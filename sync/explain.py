@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +88,7 @@ def explain_profile(store: StateStore, profile_id: str, config: CrmsyncConfig, n
         "segments": [
             {
                 "name": name,
-                "why": segment_reason(name, traits, config.segments, now),
+                "why": segment_reason(name, traits, config.segments, now, detail.get("tier_qualified_at")),
                 # In the segment's holdout (`[segments] holdout`): a member, but not tagged anywhere.
                 "held_out": held_out(name, profile_id, config.segments.holdout.get(name, 0.0)),
             }
@@ -143,9 +143,17 @@ def raw_values(fieldmap: Mapping[str, FieldSpec], payload: Any) -> dict[str, str
     return out
 
 
-def segment_reason(name: str, traits: Mapping[str, Any], settings: SegmentSettings, now: datetime) -> str:
+def segment_reason(
+    name: str,
+    traits: Mapping[str, Any],
+    settings: SegmentSettings,
+    now: datetime,
+    tier_qualified_at: str | None = None,
+) -> str:
     """Why a profile is in a segment: the profile's own figures beside the thresholds that put it
-    there (`mapping.segments.describe` says what each segment means under these settings)."""
+    there (`mapping.segments.describe` says what each segment means under these settings).
+    `tier_qualified_at`: when the profile last qualified for its held tier (the hysteresis keeps a
+    tier `tier_grace_days` after the spend falls below it)."""
     meaning = describe(settings).get(name, "member")
     count = int(traits.get("order_count") or 0)
     revenue = Decimal(str(traits.get("revenue") or 0))
@@ -162,7 +170,16 @@ def segment_reason(name: str, traits: Mapping[str, Any], settings: SegmentSettin
     if name.startswith("lifecycle-"):
         return f"{count} orders, {since}. {name}: {meaning}"
     if name.startswith("tier-"):
-        return f"12-month spend {spend:.2f} {settings.base_currency}. {name}: {meaning}"
+        why = f"12-month spend {spend:.2f} {settings.base_currency}. {name}: {meaning}"
+        tier = next((t for t in settings.tiers if f"tier-{t.name}" == name), None)
+        if tier is not None and spend < tier.min_spend_12m and tier_qualified_at:
+            qualified = parse_timestamp(tier_qualified_at)
+            until = qualified + timedelta(days=settings.tier_grace_days)
+            why += (
+                f"; below it now, kept since it last qualified on {for_json(qualified)[:10]}: a tier is taken "
+                f"away only after {settings.tier_grace_days} days below it (tier_grace_days), on {for_json(until)[:10]}"
+            )
+        return why
     base = base_of(name)
     if base is not None and not any(rule.name == name for rule in settings.rules):
         return base_reason(name, base, traits.get("bases") or {}, meaning, settings.needs_consent(name))

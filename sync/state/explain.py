@@ -9,7 +9,16 @@ from sqlalchemy import Connection, select
 
 from mapping.model import Kind, record_key
 from sync.state.extracts import contact_from_row
-from sync.state.schema import contacts, identity_links, profile_aliases, profile_members, profiles, raw_records
+from sync.state.schema import (
+    contacts,
+    identity_links,
+    meta,
+    profile_aliases,
+    profile_members,
+    profile_tiers,
+    profiles,
+    raw_records,
+)
 from sync.state.sql import Database
 
 
@@ -114,10 +123,19 @@ class ExplainQueries:
                 .all()
             )
             aliases = [alias for alias, target in alias_targets(conn).items() if target == profile_id]
+            held = conn.execute(
+                select(profile_tiers.c.tier, profile_tiers.c.qualified_at).where(
+                    profile_tiers.c.profile_id == profile_id
+                )
+            ).first()
+            # qualified_at "" stands for the `now` of the run that last recorded the tiers (meta).
+            tiers_at = conn.execute(select(meta.c.value).where(meta.c.key == "tiers_at")).scalar()
         return {
             "profile": dict(row) if row else None,
             "contacts": contact_rows,
             "raw": raws,
             "links": [dict(link) for link in links],
             "aliases": sorted(aliases),
+            # The held tier and the last time the profile qualified for it (ISO-8601), or None.
+            "tier_qualified_at": (held[1] or tiers_at) if held is not None else None,
         }

@@ -1,4 +1,5 @@
-"""`crmsync explain` by a retired profile id: an alias of an alias still finds the person."""
+"""`crmsync explain` from the state: a retired profile id (an alias of an alias too) finds the person,
+and the segment reasons agree with the verdicts they explain."""
 
 from __future__ import annotations
 
@@ -44,3 +45,36 @@ def test_a_segment_reason_cites_the_days_the_verdict_was_made_from() -> None:
     at_run = datetime(2026, 12, 7, 10, tzinfo=UTC)
     assert "the last 34 days ago" in segment_reason("lifecycle-active", no_days, SegmentSettings(), at_run)
     assert "none yet" in segment_reason("lifecycle-prospect", {"order_count": 0}, SegmentSettings(), later)
+
+
+def test_a_tier_held_below_its_threshold_says_why(state: tuple[LoadedConfig, StateStore]) -> None:  # noqa: F811
+    """A tier comes down only after `tier_grace_days` below it: a silver customer whose 12-month
+    spend fell to 225 (threshold 250) is still silver, and the reason says so instead of citing a
+    threshold the figure beside it does not meet."""
+    from datetime import UTC, datetime
+
+    from mapping.segments import SegmentSettings
+    from sync.explain import segment_reason
+
+    _loaded, store = state
+    with store.db.writing() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO profile_tiers (profile_id, tier, qualified_at, since_seq) VALUES "
+            "('p_b', 'silver', '2026-10-08T10:00:00+00:00', 1), ('p_f', 'bronze', '', 1)"
+        )
+        conn.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('tiers_at', '2026-12-01T00:00:00+00:00')")
+    try:
+        held = store.profile_detail("p_b")["tier_qualified_at"]
+        assert held == "2026-10-08T10:00:00+00:00"
+        assert store.profile_detail("p_f")["tier_qualified_at"] == "2026-12-01T00:00:00+00:00"  # "" = that run
+        assert store.profile_detail("p_g")["tier_qualified_at"] is None
+    finally:
+        store.close()
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    why = segment_reason("tier-silver", {"spend_12m": "225.07"}, SegmentSettings(), now, held)
+    assert why == (
+        "12-month spend 225.07 EUR. tier-silver: 12-month spend >= 250 EUR; below it now, kept since it last "
+        "qualified on 2026-10-08: a tier is taken away only after 90 days below it (tier_grace_days), on 2027-01-06"
+    )
+    met = segment_reason("tier-silver", {"spend_12m": "300.00"}, SegmentSettings(), now, held)
+    assert met == "12-month spend 300.00 EUR. tier-silver: 12-month spend >= 250 EUR"

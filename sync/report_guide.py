@@ -212,12 +212,13 @@ def where_to_find(
     return found
 
 
-def revenue_12m(profile_rows: list[tuple[str, str]]) -> dict[str, float]:
-    """Per segment: the 12-month spend of its members now (profiles' segments and traits JSON)."""
+def revenue_12m(profile_rows: Sequence[tuple[Sequence[str], str]]) -> dict[str, float]:
+    """Per segment: the 12-month spend of its members now (each profile's segments, and its traits
+    JSON)."""
     totals: dict[str, float] = {}
     for segments, traits in profile_rows:
         spend = float(json.loads(traits or "{}").get("spend_12m") or 0)
-        for name in json.loads(segments or "[]"):
+        for name in segments:
             totals[name] = totals.get(name, 0.0) + spend
     return {name: round(value, 2) for name, value in totals.items()}
 

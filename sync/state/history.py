@@ -222,11 +222,15 @@ class SegmentHistory:
             ).all()
         return [(str(p), str(entered), None if exited is None else str(exited)) for p, entered, exited in rows]
 
-    def profile_segments_and_traits(self) -> list[tuple[str, str]]:
-        """Every profile's segments and traits (both JSON), for the report's revenue at stake."""
-        rows: list[tuple[str, str]] = []
-        for chunk in self.db.raw_chunks("SELECT segments, traits FROM profiles", 50_000):
-            rows.extend((str(segments), str(traits)) for segments, traits in chunk)
+    def profile_segments_and_traits(self) -> list[tuple[list[str], str]]:
+        """Every profile's segments and its traits (JSON), for the report's revenue at stake. The
+        segments are those the last recorded run left (the open history entries, which the report's
+        sizes count), not `profiles.segments`: a dry run (`sync --dry-run`, `plan`) saves its own
+        verdicts there without recording a run."""
+        members = self.current_members()
+        rows: list[tuple[list[str], str]] = []
+        for chunk in self.db.raw_chunks("SELECT profile_id, traits FROM profiles", 50_000):
+            rows.extend((members.get(str(pid), []), str(traits)) for pid, traits in chunk)
         return rows
 
     def members_since(self, segment: str) -> list[tuple[str, str]]:

@@ -215,7 +215,7 @@ class StateStore:
         with self.db.engine.connect() as conn:
             return alias_targets(conn)
 
-    def profile_segments_and_traits(self) -> list[tuple[str, str]]:
+    def profile_segments_and_traits(self) -> list[tuple[list[str], str]]:
         return self.history.profile_segments_and_traits()
 
     def members_since(self, segment: str) -> list[tuple[str, str]]:

@@ -236,3 +236,25 @@ def test_a_region_segment_that_empties_or_appears_has_its_growth_and_stays_repor
     )
     assert (segs["region-nl-nh"]["growth"], segs["region-nl-nh"]["stability"]) == (0, 1.0)
     assert segs["passers-by"]["growth"] == 0
+
+
+def test_revenue_at_stake_counts_the_members_the_sizes_count_after_a_dry_run(tmp_path: Path) -> None:
+    """A dry run (`sync --dry-run`, `plan`) saves its verdicts in `profiles` without recording a
+    run. The report's sizes are the last recorded run's; the 12-month revenue at stake beside them
+    must be the revenue of those same members, not of the dry run's segments."""
+    from sync.report_guide import revenue_12m
+
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    run = {"p1": {"friends", "lifecycle-active"}, "p2": {"supporters", "lifecycle-active"}}
+    store.record_segments(1, DAY0, run, [("friends", 1, 0), ("supporters", 1, 0)], {}, (2, 0))
+    spend = {"p1": '{"spend_12m": "300.00"}', "p2": '{"spend_12m": "40.00"}'}
+
+    def save(members: dict[str, set[str]], seq: int) -> None:
+        verdicts = [(pid, Membership(frozenset(segs), None), spend[pid]) for pid, segs in members.items()]
+        store.save_profiles({pid: [f"shop:{pid}"] for pid in members}, [VerdictChunk.of(verdicts)], {}, seq)
+
+    save(run, 1)
+    save({"p1": {"friends", "lifecycle-lapsed"}, "p2": {"passers-by", "lifecycle-lapsed"}}, 2)  # the dry run
+    at_stake = revenue_12m(store.profile_segments_and_traits())
+    store.close()
+    assert at_stake == {"friends": 300.0, "lifecycle-active": 340.0, "supporters": 40.0}

@@ -98,6 +98,17 @@ contacts = Table(
     # changed_seq) and what a cycle by difference reads (the rows written since a run): from this
     # index, not a scan of every row (see `ix_orders_changed`).
     Index("ix_contacts_changed", "changed_seq"),
+    # `updated_at` is what survivorship's "most recent" reads: a record stored again with only
+    # crmsync's own tags or fields changed (`owned`) keeps it, though the vendor stamped the record
+    # when crmsync wrote there. Else each write made its record the newest of its profile, and the
+    # next cycle took that record's address or name (a region segment moving with no change of the
+    # person's). The upsert keeps it where these columns are the same (sync/state/sql.py).
+    info={
+        "kept_while_same": (
+            "updated_at",
+            ("email", "email_role", "phone", "given_name", "phone_kind", "details", "links"),
+        )
+    },
 )
 
 orders = Table(

@@ -300,14 +300,26 @@ def _upsert_sql(table: Table, columns: tuple[str, ...] | None = None, postgres: 
         source = "SELECT * FROM unnest(" + ", ".join(f"%b::{kind}[]" for kind in types) + ")"
     else:
         source = f"VALUES ({', '.join('?' for _ in names)})"
-    return f"INSERT INTO {table.name} ({', '.join(names)}) {source} {_on_conflict(table, names)}"
+    return f"INSERT INTO {table.name} ({', '.join(names)}) {source} {_on_conflict(table, names, postgres)}"
 
 
-def _on_conflict(table: Table, names: Sequence[str]) -> str:
-    """The upsert's clause: a row whose key is stored replaces the stored row's other columns."""
+def _on_conflict(table: Table, names: Sequence[str], postgres: bool = False) -> str:
+    """The upsert's clause: a row whose key is stored replaces the stored row's other columns; a
+    column the table's `info["kept_while_same"]` names keeps its stored value where the columns
+    named with it are the same in the new row (NULL the same as NULL)."""
     keys = [c.name for c in table.primary_key.columns]
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in keys)
-    return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    kept, compared = table.info.get("kept_while_same", (None, ()))
+    same = " IS NOT DISTINCT FROM " if postgres else " IS "
+    updates = []
+    for name in names:
+        if name in keys:
+            continue
+        if name == kept and all(column in names for column in compared):
+            unchanged = " AND ".join(f"{table.name}.{column}{same}excluded.{column}" for column in compared)
+            updates.append(f"{name} = CASE WHEN {unchanged} THEN {table.name}.{name} ELSE excluded.{name} END")
+        else:
+            updates.append(f"{name} = excluded.{name}")
+    return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(updates)}"
 
 
 def upsert_many(

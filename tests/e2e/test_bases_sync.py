@@ -6,12 +6,14 @@ Regions and interests reach only the systems switched on for them."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from mapping.regions import region_of
+from sync.demo import demo_data
 from tests.kit import Sandboxes, json_out, run_crmsync
 
 TAG = "crmsync:abandoned-checkout"
@@ -265,3 +267,37 @@ def test_switching_interests_on_reads_the_orders_stored_before_again(
     assert "crmsync:interest-regenjassen" in shopify_tags(sandboxes, customer["id"])
     third = sync(config)
     assert third["systems"]["shopify"]["read"]["orders"] < orders  # once: then incremental again
+
+
+def test_crmsync_own_write_does_not_make_its_record_the_profile_s_newest(
+    start_sandboxes_fixture: Callable[..., Sandboxes], tmp_path: Path
+) -> None:
+    """One person in Shopify (an older address in Groningen) and in WooCommerce (updated since, in
+    Maastricht): survivorship takes the newer, so the region is Maastricht's. crmsync then writes
+    its tags to the Shopify customer, and Shopify stamps it updated. That write is no news of the
+    person: the next cycle must keep Maastricht, not take Groningen and write the tags again (the
+    region moved on its own with every write before)."""
+    data = demo_data(40, seed=7)
+    woo_by_email = {c["email"].lower(): c for c in data["woocommerce"]["customers"]}
+    shop = next(
+        c for c in data["shopify"]["customers"] if c["defaultEmailAddress"]["emailAddress"].lower() in woo_by_email
+    )
+    woo = woo_by_email[shop["defaultEmailAddress"]["emailAddress"].lower()]
+    shop["defaultAddress"].update(address1="Grote Markt 1", zip="9711 LV", city="Groningen")
+    shop["updatedAt"] = "2025-01-01T10:00:00Z"
+    woo["billing"].update(address_1="Markt 1", postcode="6211 CK", city="Maastricht")
+    woo["date_modified_gmt"] = "2026-06-01T10:00:00"
+    newer, older = region_of("NL", "6211 CK"), region_of("NL", "9711 LV")
+    assert newer is not None and older is not None and newer != older
+    sandboxes = start_sandboxes_fixture(data)
+    config = sandboxes.config(tmp_path, woocommerce="writeback = false")
+    bases = '[segments.bases]\nenabled = ["region"]\n'
+    config.write_text(config.read_text().replace("[writeback]", bases + "\n[writeback]", 1))
+    sync(config)
+    assert f"crmsync:region-{newer.lower()}" in shopify_tags(sandboxes, shop["id"])
+    stamped = sandboxes.customer("shopify", shop["id"])["updatedAt"]
+    assert stamped > "2026-06-01T10:00:00Z"  # the write made the Shopify record the newer one
+    again = sync(config)
+    assert again["systems"]["shopify"]["planned"] == 0
+    tags = shopify_tags(sandboxes, shop["id"])
+    assert f"crmsync:region-{newer.lower()}" in tags and f"crmsync:region-{older.lower()}" not in tags

@@ -50,6 +50,30 @@ def test_unchanged_records_cost_nothing_and_the_checkpoint_commits_with_them(sto
     assert emails == {"1": ("a@x.nl", 1), "2": ("b@y.nl", 2)}
 
 
+def test_a_record_changed_only_in_crmsync_own_tags_keeps_its_updated_at(store: StateStore) -> None:
+    """A vendor stamps a record as updated when crmsync writes its tags there. Survivorship's "most
+    recent" reads the stored updated_at: a record read again with only crmsync's own tags changed
+    keeps it (else every write made its record its profile's newest, and the next cycle took that
+    record's address); a change to what crmsync reads of the person moves it."""
+
+    def mapper(record: SourceRecord) -> Contact:
+        owned = RemoteState(frozenset(record.payload.get("tags", ())), {})
+        return Contact(record.system, record.id, record.updated_at, email=record.payload["email"], owned=owned)
+
+    def stored() -> Contact:
+        [(contact, _)] = list(store.iter_contacts())
+        return contact
+
+    def read(at: datetime, payload: dict[str, object], seq: int) -> None:
+        store.store_page("shop", Kind.CONTACT, [SourceRecord("shop", Kind.CONTACT, "1", at, payload)], mapper, seq)
+
+    read(NOW, {"email": "a@x.nl"}, 1)
+    read(LATER, {"email": "a@x.nl", "tags": ["crmsync:friends"]}, 2)
+    assert stored().updated_at == NOW and stored().owned.tags == {"crmsync:friends"}
+    read(LATER, {"email": "b@x.nl", "tags": ["crmsync:friends"]}, 3)
+    assert stored().updated_at == LATER and stored().email == "b@x.nl"
+
+
 def test_duplicates_within_a_page_store_once(store: StateStore) -> None:
     stored = store.store_page("shop", Kind.CONTACT, _records(("1", "a@x.nl"), ("1", "a@x.nl")), _mapper, 1)
     assert stored.changed == 1

@@ -161,7 +161,9 @@ def render_campaign(doc: dict[str, Any]) -> str:
 def window_start(text: str, now: datetime) -> datetime:
     """--since: a date (YYYY-MM-DD, midnight UTC) or an ISO timestamp; never after now."""
     try:
-        value = parse_timestamp(text if "T" in text else f"{text}T00:00:00Z")
+        # A date alone is ten characters; a time may follow after "T" or a space, as ISO 8601 allows.
+        stripped = text.strip()
+        value = parse_timestamp(stripped if len(stripped) > 10 else f"{stripped}T00:00:00Z")
     except ValueError:
         raise ValueError(f"--since {text!r} is not a date (YYYY-MM-DD) or an ISO-8601 time") from None
     if value >= now:

@@ -67,9 +67,13 @@ def consented_address(contacts: Sequence[Contact], surviving: str | None) -> str
 
 def to_csv(rows: Iterable[dict[str, str]]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    # CRLF between rows (RFC 4180): the csv module quotes a field that holds a character of its
+    # line terminator, so a carriage return inside a name is quoted too (with "\n" alone it went
+    # out bare, and a spreadsheet could read it as the start of a row).
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
         # A cell that a spreadsheet would run as a formula is quoted as text (CSV injection).
-        writer.writerow({k: ("'" + v if v[:1] in ("=", "+", "-", "@") else v) for k, v in row.items()})
+        # (OWASP's list: = + - @, and a tab or carriage return before them.)
+        writer.writerow({k: ("'" + v if v[:1] in ("=", "+", "-", "@", "\t", "\r") else v) for k, v in row.items()})
     return out.getvalue()

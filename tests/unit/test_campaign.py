@@ -3,6 +3,8 @@ member list of `report --members` (sync/members.py), holdout left out."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -126,10 +128,18 @@ def test_the_member_list_leaves_the_holdout_out(state: tuple[LoadedConfig, State
     text = to_csv([*rows, {**rows[0], "given_name": "=HYPERLINK(1)"}])
     assert text.splitlines()[0] == "profile_id,email,given_name,family_name,systems,member_since"
     assert "'=HYPERLINK(1)" in text  # a formula is text in a spreadsheet
+    # a tab or carriage return before a formula is skipped by some spreadsheets (OWASP's list)
+    for lead in ("\t", "\r"):
+        cell = next(csv.DictReader(io.StringIO(to_csv([{**rows[0], "family_name": f"{lead}=1+1"}]))))["family_name"]
+        assert cell == f"'{lead}=1+1"
+    # a carriage return inside a name is quoted, as RFC 4180 says (CRLF between rows)
+    assert '"Berg\rJansen"' in to_csv([{**rows[0], "family_name": "Berg\rJansen"}])
 
 
 def test_since_is_a_date_before_now() -> None:
     assert window_start("2026-11-01", UNTIL) == SINCE
+    # a time after "T" or a space, as ISO 8601 allows, in any zone
+    assert window_start("2026-11-01 01:00:00+01:00", UNTIL) == window_start("2026-11-01T00:00:00Z", UNTIL) == SINCE
     for bad in ("2026-12-01", "yesterday", "2027-01-01"):
         with pytest.raises(ValueError, match="--since"):
             window_start(bad, UNTIL)

@@ -172,3 +172,17 @@ def canonical(payload: Any) -> str:
         if _python_notation(text):
             return text.decode()
     return _STANDARD.encode(payload)
+
+
+def canonical_utf8(payload: Any) -> bytes:
+    """`canonical(payload).encode()`, without the text in between where orjson wrote it: the bytes
+    a content hash is taken of (the extract store hashes every record read, and then decodes the
+    same bytes once for the stored text)."""
+    try:
+        text = orjson.dumps(payload, default=_refuse, option=_OPTIONS)
+    except TypeError:
+        pass
+    else:
+        if _python_notation(text):
+            return text
+    return _STANDARD.encode(payload).encode()

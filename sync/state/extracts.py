@@ -272,10 +272,11 @@ class ExtractStore:
             }
         texts: dict[str, str] = {}
         hashes: dict[str, str] = {}
-        sha256 = hashlib.sha256
+        sha256, canonical_utf8 = hashlib.sha256, jsontext.canonical_utf8
         for rid, r in unique.items():  # `content_hash` of `canonical_json`, without a call per record
-            texts[rid] = text = canonical_json(r.payload)
-            hashes[rid] = sha256(text.encode()).hexdigest()
+            data = canonical_utf8(r.payload)
+            hashes[rid] = sha256(data).hexdigest()
+            texts[rid] = data.decode()
         page = MappedPage(system, kind, len(records), unique, texts, hashes, force)
         ids = list(unique)
         with self.db.engine.connect() as conn:

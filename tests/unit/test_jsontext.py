@@ -59,6 +59,23 @@ def test_whatever_a_vendor_sends_is_stored_as_the_standard_encoder_writes_it(pay
     assert canonical_json(jsontext.loads(sent)) == standard(replaced(json.loads(sent)))
 
 
+@settings(max_examples=300)
+@given(payloads(non_finite=True))
+def test_the_bytes_hashed_are_the_canonical_texts_utf8(payload: Any) -> None:
+    """`canonical_utf8`, what the extract store hashes and decodes for the stored text, is the
+    canonical text encoded, on orjson's path and the standard encoder's alike (a lone surrogate,
+    which UTF-8 cannot carry, refused by both)."""
+    try:
+        expected = canonical_json(payload).encode()
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            jsontext.canonical_utf8(payload)
+        return
+    assert jsontext.canonical_utf8(payload) == expected
+    read = jsontext.loads(json.dumps(payload))
+    assert jsontext.canonical_utf8(read) == canonical_json(read).encode()
+
+
 def test_every_decade_of_floats_is_written_as_python_writes_it() -> None:
     """orjson and Python disagree on notation between 1e-9 and 1e-4 (`0.00001` against `1e-05`);
     every decade, both signs, random digits."""
@@ -85,6 +102,7 @@ def test_values_json_cannot_write_natively_are_written_as_the_standard_encoder_d
         "tiny": 5.5e-07,
     }
     assert canonical_json(odd) == standard(odd)
+    assert jsontext.canonical_utf8(odd) == standard(odd).encode()
 
 
 def test_numbers_json_cannot_hold_are_kept_as_the_vendor_sent_them() -> None:

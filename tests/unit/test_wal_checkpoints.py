@@ -15,9 +15,10 @@ from structlog.testing import capture_logs
 
 from sync.pipeline import checkpoint_beside
 from sync.state import StateStore
-from sync.state.sql import AUTOCHECKPOINT_PAGES, Database
+from sync.state.sql import AUTOCHECKPOINT_PAGES, SQLITE_PAGE_SIZE, Database
 
-PAGES = 3 * AUTOCHECKPOINT_PAGES  # rows of ~4 KB: three times what a commit checkpoints past
+ROW = SQLITE_PAGE_SIZE * 15 // 16  # a row fills most of a page of a new state
+PAGES = 3 * AUTOCHECKPOINT_PAGES // 2  # rows of a page each: half as much again as a commit checkpoints past
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def db(tmp_path: Path) -> Iterator[tuple[Database, Path]]:
 
 def _write(database: Database, first: int) -> None:
     with database.writing() as conn:
-        rows = [(n, bytes(4000)) for n in range(first, first + PAGES)]
+        rows = [(n, bytes(ROW)) for n in range(first, first + PAGES)]
         conn.connection.driver_connection.executemany("INSERT INTO pages VALUES (?, ?)", rows)  # type: ignore[union-attr]
 
 
@@ -48,7 +49,7 @@ def test_commits_inside_leave_the_log_to_a_checkpoint_and_commits_outside_checkp
     before = path.stat().st_size
     _write(database, 0)
     grown = path.stat().st_size
-    assert grown > before + PAGES * 4000 * 0.9  # SQLite's own checkpoint at commit copied it
+    assert grown > before + PAGES * ROW * 0.9  # SQLite's own checkpoint at commit copied it
     with database.wal_checkpoints_deferred():
         assert _autocheckpoint(database) == 0
         _write(database, PAGES)
@@ -58,9 +59,9 @@ def test_commits_inside_leave_the_log_to_a_checkpoint_and_commits_outside_checkp
     assert _autocheckpoint(database) == AUTOCHECKPOINT_PAGES  # the same pooled connection, put back
     assert path.stat().st_size == grown
     database.wal_checkpoint()
-    assert path.stat().st_size > grown + PAGES * 4000 * 0.9
+    assert path.stat().st_size > grown + PAGES * ROW * 0.9
     _write(database, 2 * PAGES)
-    assert path.stat().st_size > grown + 2 * PAGES * 4000 * 0.9  # checkpointing at commit again
+    assert path.stat().st_size > grown + 2 * PAGES * ROW * 0.9  # checkpointing at commit again
 
 
 def test_overlapping_callers_keep_the_deferral_until_the_last_one_leaves(db: tuple[Database, Path]) -> None:
@@ -85,7 +86,7 @@ def test_a_cycle_checkpoints_beside_its_vendor_writes_and_a_failed_checkpoint_is
         size = path.stat().st_size
         with checkpoint_beside(store):
             pass  # the vendor writes
-        assert path.stat().st_size > size + PAGES * 4000 * 0.9
+        assert path.stat().st_size > size + PAGES * ROW * 0.9
 
         def fail() -> None:
             raise sqlite3.OperationalError("disk I/O error")

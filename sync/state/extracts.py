@@ -120,9 +120,10 @@ def contact_from_row(row: Any) -> Contact:
     )
 
 
-def _contact_row(result: Contact, run_seq: int, stamp: str | None = None) -> tuple[Any, ...]:
-    """A `contacts` row, in the table's column order. `stamp`: its `updated_at` as text when the
-    caller has written it already (the raw record's row holds the same time)."""
+def _contact_values(result: Contact, stamp: str | None = None) -> tuple[Any, ...]:
+    """A `contacts` row without its page-wide columns (`system` and `changed_seq`, the first and
+    the last), in the table's column order. `stamp`: its `updated_at` as text when the caller has
+    written it already (the raw record's row holds the same time)."""
     details: dict[str, Any] = {}
     for name in _DETAILS:
         value = getattr(result, name)
@@ -132,7 +133,6 @@ def _contact_row(result: Contact, run_seq: int, stamp: str | None = None) -> tup
         details["flags"] = list(result.flags)
     email = result.email
     return (
-        result.system,
         result.id,
         email,
         email_match_key(email) if email else None,
@@ -144,14 +144,13 @@ def _contact_row(result: Contact, run_seq: int, stamp: str | None = None) -> tup
         stamp if stamp is not None else iso_text(result.updated_at) if result.updated_at else None,
         jsontext.compact(result.owned.to_json()),
         jsontext.compact(result.links) if result.links else "[]",
-        run_seq,
     )
 
 
-def _order_row(result: Order, run_seq: int) -> tuple[Any, ...]:
-    """An `orders` row, in the table's column order."""
+def _order_values(result: Order) -> tuple[Any, ...]:
+    """An `orders` row without its page-wide columns (`system`, the first, and `changed_seq`, the
+    eleventh), in the table's column order."""
     return (
-        result.system,
         result.id,
         result.customer_id,
         result.email,
@@ -161,11 +160,26 @@ def _order_row(result: Order, run_seq: int) -> tuple[Any, ...]:
         iso_text(result.created_at),
         int(result.created_at.timestamp()),
         result.counts,
-        run_seq,
         None if result.discount is None else result.discount,
         jsontext.compact(result.categories) if result.categories else None,
         result.unfinished,
     )
+
+
+# Where a row of each table takes its page-wide columns: a new record's row is written without them
+# (`insert_rows` gives them once per statement), a row stored before with them (`upsert_many`).
+_CONTACT_COLUMNS = tuple(c.name for c in contacts.columns)
+_ORDER_COLUMNS = tuple(c.name for c in orders.columns)
+_RAW_COLUMNS = tuple(c.name for c in raw_records.columns)
+_QUARANTINE_COLUMNS = tuple(c.name for c in quarantine.columns)
+
+
+def _contact_row(values: tuple[Any, ...], system: str, run_seq: int) -> tuple[Any, ...]:
+    return (system, *values, run_seq)
+
+
+def _order_row(values: tuple[Any, ...], system: str, run_seq: int) -> tuple[Any, ...]:
+    return (system, *values[:9], run_seq, *values[9:])
 
 
 def _mapped_table(kind: Kind) -> tuple[Table, Column[Any]]:
@@ -325,6 +339,8 @@ class ExtractStore:
             # path); only records stored before need an upsert. A record stored before may also have
             # a mapped row or a quarantine entry to replace; a new one has neither (raw rows are
             # never deleted), so only those need the deletes below.
+            # The raw and mapped rows of a new record leave out the columns every row of the page
+            # shares (system, kind, run), given once per statement; a row stored before is whole.
             rows: dict[tuple[str, bool], list[tuple[Any, ...]]] = {
                 (table, before): [] for table in ("raw", "mapped", "bad") for before in (False, True)
             }
@@ -333,14 +349,18 @@ class ExtractStore:
             # Looked up once, not per record: an enum's value is a property, a page's fields attributes.
             kind_value = kind.value
             results, records, hashes, texts = page.results, page.records, page.hashes, page.texts
-            raw_rows_of = {before: rows["raw", before] for before in (False, True)}
-            mapped_rows_of = {before: rows["mapped", before] for before in (False, True)}
+            raw_new, raw_before = rows["raw", False], rows["raw", True]
+            mapped_new, mapped_before = rows["mapped", False], rows["mapped", True]
+            whole = _contact_row if kind is Kind.CONTACT else _order_row
             for rid in page.changed:
                 result = results[rid]
                 before = rid in existing
                 updated_at = records[rid].updated_at
                 stamp = iso_text(updated_at) if updated_at else None
-                raw_rows_of[before].append((system, kind_value, rid, hashes[rid], texts[rid], stamp, run_seq))
+                if before:
+                    raw_before.append((system, kind_value, rid, hashes[rid], texts[rid], stamp, run_seq))
+                else:
+                    raw_new.append((rid, hashes[rid], texts[rid], stamp))
                 if isinstance(result, Rejection):
                     quarantined += 1
                     rows["bad", before].append(
@@ -350,17 +370,26 @@ class ExtractStore:
                         bad_before.append(rid)
                 else:
                     if isinstance(result, Contact):
-                        row = _contact_row(result, run_seq, stamp if result.updated_at is updated_at else None)
+                        values = _contact_values(result, stamp if result.updated_at is updated_at else None)
                     else:
-                        row = _order_row(result, run_seq)
-                    mapped_rows_of[before].append(row)
+                        values = _order_values(result)
                     if before:
+                        mapped_before.append(whole(values, system, run_seq))
                         good_before.append(rid)
+                    else:
+                        mapped_new.append(values)
             mapped_table, id_column = _mapped_table(kind)
+            page_wide = {
+                raw_records: (_RAW_COLUMNS[2:6], (("system", system), ("kind", kind_value), ("changed_seq", run_seq))),
+                contacts: (_CONTACT_COLUMNS[1:12], (("system", system), ("changed_seq", run_seq))),
+                orders: (_ORDER_COLUMNS[1:10] + _ORDER_COLUMNS[11:], (("system", system), ("changed_seq", run_seq))),
+                quarantine: (_QUARANTINE_COLUMNS, ()),  # few: whole, as they come
+            }
             for name, table in (("raw", raw_records), ("mapped", mapped_table), ("bad", quarantine)):
                 upsert_many(conn, table, rows[name, True])
                 if rows[name, False]:
-                    insert_rows(conn, table, [c.name for c in table.columns], rows[name, False])
+                    columns, same = page_wide[table]
+                    insert_rows(conn, table, columns, rows[name, False], same)
             for start in range(0, len(bad_before), 500):
                 conn.execute(
                     delete(mapped_table).where(

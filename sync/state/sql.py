@@ -273,13 +273,36 @@ def insert_rows(
     """Insert new rows (tuples in the order of `columns`) inside `conn`'s transaction: executemany
     on SQLite, COPY on PostgreSQL (several times faster there than one INSERT per row, pipelined
     or not). `same`: (column, value) that every row takes, given once (on SQLite's JSON path, not
-    repeated in every row's text)."""
+    repeated in every row's text; on its `executemany` path written into the statement where
+    `_literals` can, not bound again for every row)."""
     names, values = tuple(name for name, _ in same), tuple(value for _, value in same)
     if conn.dialect.name == "postgresql":
         return _copy_rows(conn, table, (*columns, *names), ((*row, *values) for row in rows) if same else rows)
+    # Rows as wide as the JSON path takes, with their page-wide columns, keep to it.
+    literals = _literals(values) if same and len(columns) + len(names) > _JSON_WIDEST else None
+    if literals is not None:
+        marks = ", ".join([*("?" for _ in columns), *literals])
+        return raw_many(conn, f"INSERT INTO {table.name} ({', '.join((*columns, *names))}) VALUES ({marks})", rows)
     marks = ", ".join("?" for _ in (*columns, *names))
     statement = f"INSERT INTO {table.name} ({', '.join((*columns, *names))}) VALUES ({marks})"
     return _sqlite_write(conn, table, tuple(columns), rows, statement, upsert=False, same=(names, values))
+
+
+def _literals(values: Sequence[Any]) -> list[str] | None:
+    """SQLite literals storing exactly what binding `values` stores, or None where one is not
+    sure to: an int from 0 to 2**63 - 1 (a wider one, refused when bound, would be a REAL as text) and
+    an ASCII str without NUL (the statement's text holds no NUL; quotes are doubled). The page-wide
+    columns of the extract's rows (system, kind, run) are written once per statement this way, not
+    bound again for every row."""
+    texts = []
+    for value in values:
+        if type(value) is int and 0 <= value < 2**63:
+            texts.append(str(value))
+        elif type(value) is str and value.isascii() and "\x00" not in value:
+            texts.append("'" + value.replace("'", "''") + "'")
+        else:
+            return None
+    return texts
 
 
 def _copy_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:

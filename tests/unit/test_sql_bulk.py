@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Boolean, Column, MetaData, String, Table, Text
 
-from sync.state.sql import Database, insert_rows, upsert_many
+from sync.state.sql import Database, _literals, insert_rows, upsert_many
 
 META = MetaData()
 WIDE = Table(
@@ -137,6 +137,51 @@ def test_columns_every_row_takes_are_given_once_and_stored_as_in_every_row(
     ran = statements(database, lambda conn: insert_rows(conn, WIDE, ("k", "a"), rows, same=same))
     assert any("json_each" in sql for sql in ran) == (odd is None)
     assert stored(path, "wide") == by_executemany(path, [(*row, 2**40, True) for row in rows])
+
+
+FIVE = Table(
+    "five",
+    META,
+    Column("k", String(64), primary_key=True),
+    Column("a", Text),
+    Column("s", String(64)),
+    Column("t", String(16)),
+    Column("n", BigInteger),
+)
+
+
+@pytest.mark.parametrize(
+    ("same", "literal"),
+    [
+        ((("s", "o'brien'); DROP TABLE five; --"), ("t", "contact"), ("n", 7)), True),
+        ((("s", "lightspeed"), ("t", "order"), ("n", 2**63 - 1)), True),
+        ((("s", "café"), ("t", "contact"), ("n", 7)), False),  # not ASCII: bound
+        ((("s", "x\x00y"), ("t", "contact"), ("n", 7)), False),  # a NUL no statement holds: bound
+        ((("s", "x"), ("t", None), ("n", 7)), False),
+        ((("s", "x"), ("t", "contact"), ("n", True)), False),  # a bool is bound (stored as 1 either way)
+        ((("s", "x"), ("t", "contact"), ("n", -1)), False),
+    ],
+)
+def test_page_wide_columns_written_into_the_statement_store_what_binding_stores(
+    db: tuple[Database, Path], same: tuple[tuple[str, Any], ...], literal: bool
+) -> None:
+    """The extract's page-wide columns (system, kind, run) of rows too wide for the JSON path are
+    written into the statement as literals where that stores exactly what binding them stores, and
+    bound with every row where it may not."""
+    database, path = db
+    rows = [(f"k{at:02d}", f"text {at}") for at in range(10)]
+    values = tuple(value for _, value in same)
+    assert (_literals(values) is not None) == literal
+    with database.writing() as conn:
+        insert_rows(conn, FIVE, ("k", "a"), rows, same=same)
+    columns = "k, typeof(a), a, typeof(s), s, typeof(t), t, typeof(n), n"
+    with sqlite3.connect(path) as conn:
+        got = conn.execute(f"SELECT {columns} FROM five ORDER BY k").fetchall()
+        conn.execute(
+            "CREATE TABLE bound (k VARCHAR(64) NOT NULL PRIMARY KEY, a TEXT, s VARCHAR(64), t VARCHAR(16), n BIGINT)"
+        )
+        conn.executemany("INSERT INTO bound VALUES (?, ?, ?, ?, ?)", [(*row, *values) for row in rows])
+        assert got == conn.execute(f"SELECT {columns} FROM bound ORDER BY k").fetchall()
 
 
 def test_values_json_cannot_hold_fail_as_executemany_fails(db: tuple[Database, Path]) -> None:

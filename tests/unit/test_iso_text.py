@@ -42,3 +42,24 @@ def test_iso_text_of_what_the_readers_make_and_of_a_subclass() -> None:
         assert iso_text(shop) == shop.isoformat()
     odd = Moment(2025, 1, 26, tzinfo=UTC)
     assert iso_text(odd) == odd.isoformat()
+
+
+TIMESPECS = st.sampled_from(["auto", "hours", "minutes", "seconds", "milliseconds", "microseconds"])
+
+
+@given(st.datetimes(), TIMESPECS, st.sampled_from("T "))
+@example(datetime(2025, 1, 26), "auto", "T")
+def test_a_time_without_an_offset_is_read_as_utc(moment: datetime, timespec: str, sep: str) -> None:
+    """`parse_timestamp` reads a naive text again with UTC's offset written after it (faster than
+    setting the zone afterwards): the same moment, the same `UTC`, for every spelling
+    `isoformat` writes, and for a date alone, whose end is no time."""
+    text = moment.isoformat(sep=sep, timespec=timespec)
+    expected = datetime.fromisoformat(text).replace(tzinfo=UTC)
+    for spelling in (text, text[:10], f" {text} ", text.replace("-", "", 2) if timespec == "hours" else text):
+        try:
+            wanted = datetime.fromisoformat(spelling.strip()).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        read = parse_timestamp(spelling)
+        assert read == wanted and read.tzinfo is UTC and read.isoformat() == wanted.isoformat()
+    assert parse_timestamp(text) == expected

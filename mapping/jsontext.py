@@ -164,20 +164,13 @@ def _python_notation(text: bytes) -> bool:
 def canonical(payload: Any) -> str:
     """The payload's canonical JSON text: byte for byte what the standard encoder writes with sorted
     keys, compact separators and UTF-8 kept."""
-    try:
-        text = orjson.dumps(payload, default=_refuse, option=_OPTIONS)
-    except TypeError:
-        pass
-    else:
-        if _python_notation(text):
-            return text.decode()
-    return _STANDARD.encode(payload)
+    return canonical_utf8(payload).decode()
 
 
 def canonical_utf8(payload: Any) -> bytes:
-    """`canonical(payload).encode()`, without the text in between where orjson wrote it: the bytes
-    a content hash is taken of (the extract store hashes every record read, and then decodes the
-    same bytes once for the stored text)."""
+    """`canonical(payload)` as UTF-8, without a text in between where orjson wrote it: the bytes a
+    content hash is taken of (the extract store hashes every record read, and then decodes the same
+    bytes once for the stored text)."""
     try:
         text = orjson.dumps(payload, default=_refuse, option=_OPTIONS)
     except TypeError:

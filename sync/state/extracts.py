@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, delete, func, select
+from sqlalchemy import Column, Connection, Table, and_, delete, func, select
 
 from mapping import jsontext
 from mapping.model import (
@@ -424,11 +424,23 @@ class ExtractStore:
                     "FROM contacts c WHERE c.system = pushed.system AND c.record_id = pushed.record_id)",
                     [(run_seq, system)],
                 )
+        # A contact's time is the one its mapped row holds where it has one: the raw row's is the
+        # vendor's last stamp, which may be crmsync's own write there (the upsert kept the mapped
+        # row's time then, `kept_while_same`); a remap reads no news of the person, and a mapping
+        # that maps more columns must not make every record crmsync wrote to its profile's newest.
+        stamp = raw_records.c.updated_at
+        source: Any = raw_records
+        if kind is Kind.CONTACT:
+            stamp = func.coalesce(contacts.c.updated_at, raw_records.c.updated_at)
+            source = raw_records.outerjoin(
+                contacts,
+                and_(contacts.c.system == raw_records.c.system, contacts.c.record_id == raw_records.c.record_id),
+            )
         with self.db.engine.connect() as conn:
             rows = conn.execute(
-                select(raw_records.c.record_id, raw_records.c.payload, raw_records.c.updated_at).where(
-                    raw_records.c.system == system, raw_records.c.kind == kind.value
-                )
+                select(raw_records.c.record_id, raw_records.c.payload, stamp)
+                .select_from(source)
+                .where(raw_records.c.system == system, raw_records.c.kind == kind.value)
             ).all()
         records = [
             SourceRecord(system, kind, rid, parse_timestamp(stamp) if stamp else None, jsontext.loads(payload))

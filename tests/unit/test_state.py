@@ -74,6 +74,35 @@ def test_a_record_changed_only_in_crmsync_own_tags_keeps_its_updated_at(store: S
     assert stored().updated_at == LATER and stored().email == "b@x.nl"
 
 
+def test_a_remap_keeps_the_time_a_contact_kept_through_crmsync_own_write(store: StateStore) -> None:
+    """A remap maps the stored payloads again: no news of the person. A record whose stored time
+    was kept through crmsync's own write (its raw row holds the vendor's later stamp) keeps it, even
+    when the new mapping fills more columns."""
+
+    def mapper(record: SourceRecord, city: bool = False) -> Contact:
+        owned = RemoteState(frozenset(record.payload.get("tags", ())), {})
+        return Contact(
+            record.system,
+            record.id,
+            record.updated_at,
+            email=record.payload["email"],
+            owned=owned,
+            city=record.payload.get("city") if city else None,
+        )
+
+    def stored() -> Contact:
+        [(contact, _)] = list(store.iter_contacts())
+        return contact
+
+    page = [SourceRecord("shop", Kind.CONTACT, "1", NOW, {"email": "a@x.nl", "city": "Groningen"})]
+    store.store_page("shop", Kind.CONTACT, page, mapper, 1)
+    tagged = {"email": "a@x.nl", "city": "Groningen", "tags": ["crmsync:friends"]}
+    store.store_page("shop", Kind.CONTACT, [SourceRecord("shop", Kind.CONTACT, "1", LATER, tagged)], mapper, 2)
+    assert stored().updated_at == NOW
+    store.extracts.remap("shop", Kind.CONTACT, lambda record: mapper(record, city=True), 3)
+    assert stored().city == "Groningen" and stored().updated_at == NOW
+
+
 def test_duplicates_within_a_page_store_once(store: StateStore) -> None:
     stored = store.store_page("shop", Kind.CONTACT, _records(("1", "a@x.nl"), ("1", "a@x.nl")), _mapper, 1)
     assert stored.changed == 1

@@ -113,10 +113,39 @@ def at_fixed_times(line: str) -> bool:
     return not minute.startswith("*") and not hour.startswith("*")
 
 
+class NoDaySkipped(BaseTrigger):  # type: ignore[misc]
+    """`made`, without APScheduler 3's skipped day after a change of the clocks: asked at a moment
+    before the change, on the day of the change, its CronTrigger answers a day late (`30 0 * * *`
+    in New York asked at 2025-03-09 01:00 EST: 2025-03-11 00:30, not 2025-03-10). Asked again from
+    the midnight after each such day before its answer, it answers right."""
+
+    def __init__(self, made: Any, timezone: tzinfo) -> None:
+        self.made, self.timezone = made, timezone
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        at: datetime | None = self.made.get_next_fire_time(previous_fire_time, now)
+        if at is None:
+            return None
+        start = now if previous_fire_time is None else min(now, previous_fire_time + timedelta(microseconds=1))
+        day = start.astimezone(self.timezone).date()
+        last = at.astimezone(self.timezone).date()
+        while day < last:
+            midnight, next_midnight = (datetime.combine(d, time(0), self.timezone) for d in (day, day + timedelta(days=1)))
+            if midnight.utcoffset() != next_midnight.utcoffset():
+                again = self.made.get_next_fire_time(None, next_midnight.astimezone(UTC))
+                if again is not None and again < at:
+                    return again
+            day += timedelta(days=1)
+        return at
+
+    def __str__(self) -> str:
+        return str(self.made)
+
+
 def trigger(line: str, timezone: tzinfo) -> Any:
     """The APScheduler trigger that fires when cron would fire for `line`, on `timezone`'s clock."""
     made = _days_trigger(line, timezone)
-    return OnceInTheRepeatedHour(made, timezone) if at_fixed_times(line) else made
+    return NoDaySkipped(OnceInTheRepeatedHour(made, timezone) if at_fixed_times(line) else made, timezone)
 
 
 def _days_trigger(line: str, timezone: tzinfo) -> Any:

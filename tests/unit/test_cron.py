@@ -209,3 +209,18 @@ def test_the_daemon_schedules_its_first_cycle_from_the_state(tmp_path: Path) -> 
         assert abs((datetime.now(UTC) + first_in() - (slot + timedelta(days=1))).total_seconds()) < 60
     finally:
         store.close()
+
+
+def test_the_day_after_the_clocks_change_is_not_skipped() -> None:
+    """APScheduler 3, asked before the change on the day the clocks go forward, answered a day
+    late: `30 0 * * *` in New York ran on 9 March 2025 and next on the 11th, not the 10th."""
+    from zoneinfo import ZoneInfo
+
+    new_york = ZoneInfo("America/New_York")
+    made = trigger("30 0 * * *", new_york)
+    ran = datetime(2025, 3, 9, 0, 30, tzinfo=new_york)
+    assert made.get_next_fire_time(ran, ran + timedelta(seconds=5)) == datetime(2025, 3, 10, 4, 30, tzinfo=UTC)
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    asked = datetime(2025, 3, 30, 0, 59, 30, tzinfo=UTC).astimezone(amsterdam)  # 01:59:30 CET, the day of
+    at = trigger("30 0 * * *", amsterdam).get_next_fire_time(None, asked)
+    assert at == datetime(2025, 3, 30, 22, 30, tzinfo=UTC)  # 00:30 CEST on the 31st

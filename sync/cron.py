@@ -130,7 +130,8 @@ class NoDaySkipped(BaseTrigger):  # type: ignore[misc]
         day = start.astimezone(self.timezone).date()
         last = at.astimezone(self.timezone).date()
         while day < last:
-            midnight, next_midnight = (datetime.combine(d, time(0), self.timezone) for d in (day, day + timedelta(days=1)))
+            days = (day, day + timedelta(days=1))
+            midnight, next_midnight = (datetime.combine(d, time(0), self.timezone) for d in days)
             if midnight.utcoffset() != next_midnight.utcoffset():
                 again = self.made.get_next_fire_time(None, next_midnight.astimezone(UTC))
                 if again is not None and again < at:

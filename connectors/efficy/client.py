@@ -89,6 +89,8 @@ class EfficyConnector(Connector):
     rules = RULES
 
     settings: EfficySettings
+    # The words of a batch refusal whose every contact, sent alone, was refused alike (`write`).
+    refused_alike: str | None = None
 
     def make_client(self) -> ApiClient:
         settings = self.settings
@@ -249,14 +251,16 @@ class EfficyConnector(Connector):
             # its employee's clients read failures): alone, a contact's refusal is its own; in a
             # batch, each contact is sent alone to find it (one committed already: the same values
             # again change nothing).
-            if len(valid) == 1:
-                return [*results, WriteResult(valid[0].record_id, False, exc.message)]
+            if len(valid) == 1 or exc.message == self.refused_alike:
+                # Alone, the refusal is the contact's. Or a batch before was refused in these very
+                # words and each of its contacts, sent alone, too (a category the key may not use,
+                # or one user holding them all open): each contact of this one is refused with it,
+                # not sent alone again, a request per contact of the merchant. Refused, they are
+                # written again next cycle.
+                return results + [WriteResult(c.record_id, False, exc.message) for c in valid]
             alone = [result for single in valid for result in self.write([single])]
             if len({r.message for r in alone}) == 1 and not any(r.ok for r in alone):
-                # Each contact refused alike: the request's problem (a category the key may not
-                # use), no contact's. The system's write-back fails as a whole, as it did before
-                # the contacts were sent alone, and the next batch does not try each again.
-                raise
+                self.refused_alike = exc.message
             return results + alone
         answers = {str(c.get("#id")): c for c in reply if isinstance(c, dict)}
         for change in valid:

@@ -133,7 +133,7 @@ class NoDaySkipped(BaseTrigger):  # type: ignore[misc]
             days = (day, day + timedelta(days=1))
             midnight, next_midnight = (datetime.combine(d, time(0), self.timezone) for d in days)
             if midnight.utcoffset() != next_midnight.utcoffset():
-                again = self.made.get_next_fire_time(None, next_midnight.astimezone(UTC))
+                again: datetime | None = self.made.get_next_fire_time(None, next_midnight.astimezone(UTC))
                 if again is not None and again < at:
                     return again
             day += timedelta(days=1)

@@ -428,7 +428,7 @@ class ExtractStore:
         # vendor's last stamp, which may be crmsync's own write there (the upsert kept the mapped
         # row's time then, `kept_while_same`); a remap reads no news of the person, and a mapping
         # that maps more columns must not make every record crmsync wrote to its profile's newest.
-        stamp = raw_records.c.updated_at
+        stamp: Any = raw_records.c.updated_at
         source: Any = raw_records
         if kind is Kind.CONTACT:
             stamp = func.coalesce(contacts.c.updated_at, raw_records.c.updated_at)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -88,11 +88,22 @@ def _days_exist(day: str, month: str) -> bool:
     return probe.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=UTC)) is not None
 
 
-class OnceInTheRepeatedHour(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
-    """`made`, less its second run at a wall time the clocks repeat (the later of the two)."""
+class _Wrapped(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
+    """A trigger that mends the answers of the trigger it wraps (`made`) on `timezone`'s clock."""
 
     def __init__(self, made: Any, timezone: tzinfo) -> None:
         self.made, self.timezone = made, timezone
+
+
+def _clocks_change(day: date, timezone: tzinfo) -> bool:
+    """Whether `timezone`'s clocks change on `day`: its midnight and the next are apart by other
+    than 24 hours."""
+    midnight, next_midnight = (datetime.combine(d, time(0), timezone) for d in (day, day + timedelta(days=1)))
+    return midnight.utcoffset() != next_midnight.utcoffset()
+
+
+class OnceInTheRepeatedHour(_Wrapped):
+    """`made`, less its second run at a wall time the clocks repeat (the later of the two)."""
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         at: datetime | None = self.made.get_next_fire_time(previous_fire_time, now)
@@ -113,14 +124,11 @@ def at_fixed_times(line: str) -> bool:
     return not minute.startswith("*") and not hour.startswith("*")
 
 
-class NoDaySkipped(BaseTrigger):  # type: ignore[misc]
+class NoDaySkipped(_Wrapped):
     """`made`, without APScheduler 3's skipped day after a change of the clocks: asked at a moment
     before the change, on the day of the change, its CronTrigger answers a day late (`30 0 * * *`
     in New York asked at 2025-03-09 01:00 EST: 2025-03-11 00:30, not 2025-03-10). Asked again from
     the midnight after each such day before its answer, it answers right."""
-
-    def __init__(self, made: Any, timezone: tzinfo) -> None:
-        self.made, self.timezone = made, timezone
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         at: datetime | None = self.made.get_next_fire_time(previous_fire_time, now)
@@ -130,9 +138,8 @@ class NoDaySkipped(BaseTrigger):  # type: ignore[misc]
         day = start.astimezone(self.timezone).date()
         last = at.astimezone(self.timezone).date()
         while day < last:
-            days = (day, day + timedelta(days=1))
-            midnight, next_midnight = (datetime.combine(d, time(0), self.timezone) for d in days)
-            if midnight.utcoffset() != next_midnight.utcoffset():
+            if _clocks_change(day, self.timezone):
+                next_midnight = datetime.combine(day + timedelta(days=1), time(0), self.timezone)
                 again: datetime | None = self.made.get_next_fire_time(None, next_midnight.astimezone(UTC))
                 if again is not None and again < at:
                     return again
@@ -228,8 +235,7 @@ def longest_wait(line: str, timezone: tzinfo, now: datetime, horizon: timedelta 
     while at is not None and at <= limit:
         day = at.astimezone(timezone).date()
         slots = [datetime.combine(day, time(*divmod(t, 60)), timezone).astimezone(UTC) for t in (times[0], times[-1])]
-        midnight, next_midnight = (datetime.combine(d, time(0), timezone) for d in (day, day + timedelta(days=1)))
-        if midnight.utcoffset() != next_midnight.utcoffset():  # the clocks change today
+        if _clocks_change(day, timezone):
             moments = sorted(
                 {
                     datetime.combine(day, time(*divmod(t, 60), fold=fold), timezone).astimezone(UTC)

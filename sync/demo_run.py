@@ -20,7 +20,7 @@ from sync.pipeline import Cycle
 from sync.render import console as render_console
 from sync.render import print_report
 from sync.report import build_report
-from sync.report_guide import add_guide
+from sync.report_guide import DUTCH_LABELS, add_guide
 from sync.report_html import render_html
 from sync.runtime import lock_path, open_state
 from sync.sandboxes import sandbox_config, start_sandboxes, stop_sandboxes
@@ -29,16 +29,20 @@ from sync.state import StateStore
 REPLAY_DAYS = (90, 60, 30)
 # Shopify's cost bucket refills 20x faster in the demo, so a few hundred customers take seconds.
 DEMO_TIME_SCALE = 20.0
-DUTCH_LABELS = """[segments.labels]
-friends = "vrienden"
-supporters = "supporters"
-acquaintances = "kennissen"
-passers-by = "passanten"
-"lifecycle-new" = "nieuw"
-"lifecycle-active" = "actief"
-"lifecycle-at-risk" = "dreigt af te haken"
-"lifecycle-lapsed" = "afgehaakt"
-"""
+# The demo shows the report's Dutch names of the segments it makes (the background notes' terms);
+# the tags it writes keep the fixed English names.
+DEMO_LABELED = (
+    "friends",
+    "supporters",
+    "acquaintances",
+    "passers-by",
+    "lifecycle-prospect",
+    "lifecycle-new",
+    "lifecycle-active",
+    "lifecycle-at-risk",
+    "lifecycle-lapsed",
+)
+DEMO_LABELS = "[segments.labels]\n" + "".join(f'"{name}" = "{DUTCH_LABELS[name]}"\n' for name in DEMO_LABELED)
 
 
 def run_demo(folder: Path, contacts: int, *, as_json: bool) -> int:
@@ -61,7 +65,7 @@ def run_demo(folder: Path, contacts: int, *, as_json: bool) -> int:
             say(f"  {sandbox.type} sandbox on {sandbox.url}")
         say(f"  (sandbox rate limits run {DEMO_TIME_SCALE:g}x faster than the vendors' real ones)")
         config_file = folder / "crmsync.toml"
-        config_file.write_text(sandbox_config(running, extra=DUTCH_LABELS))
+        config_file.write_text(sandbox_config(running, extra=DEMO_LABELS))
         loaded = load_config(config_file)
         stop = threading.Event()
         with open_state(loaded, "demo") as store:

@@ -258,3 +258,19 @@ def test_revenue_at_stake_counts_the_members_the_sizes_count_after_a_dry_run(tmp
     at_stake = revenue_12m(store.profile_segments_and_traits())
     store.close()
     assert at_stake == {"friends": 300.0, "lifecycle-active": 340.0, "supporters": 40.0}
+
+
+def test_the_demo_names_its_segments_as_the_dutch_report_does() -> None:
+    """One Dutch name per segment: the demo's config gives the report's names (the background
+    notes' `voorbijgangers`), for every quadrant and lifecycle stage it makes."""
+    import tomllib
+
+    from sync.demo_run import DEMO_LABELS
+    from sync.report_guide import DUTCH_LABELS
+
+    labels = tomllib.loads(DEMO_LABELS)["segments"]["labels"]
+    quadrants = {"friends", "supporters", "acquaintances", "passers-by"}
+    stages = {f"lifecycle-{stage}" for stage in ("prospect", "new", "active", "at-risk", "lapsed")}
+    assert set(labels) == quadrants | stages
+    assert labels == {name: DUTCH_LABELS[name] for name in labels}
+    assert labels["passers-by"] == "voorbijgangers"

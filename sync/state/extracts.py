@@ -19,6 +19,7 @@ from sqlalchemy import Column, Connection, Table, and_, delete, func, select
 
 from mapping import jsontext
 from mapping.model import (
+    PROFILE_FIELDS,
     Contact,
     Kind,
     Order,
@@ -81,25 +82,9 @@ class MappedPage:
     results: dict[str, Contact | Order | Rejection] = field(default_factory=dict)
 
 
-_DETAILS = (
-    "phone_raw",
-    "given_name",
-    "infix",
-    "family_name",
-    "initials",
-    "street",
-    "house_number",
-    "house_addition",
-    "postcode",
-    "city",
-    "country",
-    "company",
-    "birth_date",
-    "kvk",
-    "vat",
-    "business",
-    "email_consent",
-)
+# The columns of a contact kept in its `details` JSON: every profile field but the two with columns
+# of their own (email, phone), and the phone as the record wrote it.
+_DETAILS = ("phone_raw", *(name for name in PROFILE_FIELDS if name not in ("email", "phone")))
 
 
 def contact_from_row(row: Any) -> Contact:

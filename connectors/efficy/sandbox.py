@@ -24,11 +24,16 @@ on (`unavailable_categories`, also `PATCH /_sandbox/app`) comes back from `consu
 dataset ("can be null when the category is not available to the current user",
 efficy-enterprise-api `dataset/list.mjs`), and `activateCategory` on it throws.
 
+A record refused (one that does not exist, is being edited, or a category without rights) is
+refused the way efficy raises its errors: `errorcode` "EEfficyException", the message in
+`errorstring`, a reference in `detail` (see EFFICY_EXCEPTION). `consultmanyex` finds the contacts
+whose fields hold the values given.
+
 Assumed where nothing public says (each marked in the notes): the saved queries' keyset parameters
 (`D_CHANGE` then the record key, see `_SavedQuery`), at most 1000 rows per query and 100 contexts
-per request, the error codes, a missing key refused with HTTP 401, a wrong key and the rate limit
-(10 requests a second, 1000 an hour per key) answered inside an HTTP 200, and records being
-edited by a user refusing other edits.
+per request, the record refusals' texts and references, the other error codes (ER_...), a missing
+key refused with HTTP 401, a wrong key and the rate limit (10 requests a second, 1000 an hour per
+key) answered inside an HTTP 200, and records being edited by a user refusing other edits.
 """
 
 from __future__ import annotations
@@ -54,14 +59,23 @@ MAX_CONTEXTS = 100
 MAX_ROWS = 1000
 TEXT_LENGTH = 255
 THROTTLE_CODE = "ER_TOO_MANY_REQUESTS"
+# How efficy reports a failure it raised: the server's exception class as the code, its message
+# as the text and efficy's own reference in `detail` ("EEfficyException - Invalid Entity \"dummy\"
+# - TAGS-2108", efficy-u-rpc-api tests/bundle.ts). The record refusals below use it; their texts
+# and references are the sandbox's own (efficy's are not public), except the refused right's text
+# ("You do not have the right to perform this operation", efficy-u-rpc-api src/crm-fetch.ts). The
+# SANDBOX- references are no efficy's: a client must not know a refusal by them.
+EFFICY_EXCEPTION = "EEfficyException"
+NOT_FOUND_DETAIL = "SANDBOX-RECORD-NOT-FOUND"
+LOCKED_DETAIL = "SANDBOX-RECORD-LOCKED"
+NO_RIGHTS_DETAIL = "SANDBOX-NO-RIGHTS"
+NO_RIGHTS = "You do not have the right to perform this operation"
 # crmsync's own category in the demo; any category a fixture holds is known as well.
 DEFAULT_CATEGORIES: dict[str, dict[str, int]] = {"CONT$CRMSYNC": {"SEGMENTS": TEXT_LENGTH, "LOYALTY_TIER": 40}}
 READ_ONLY = frozenset({"K_CONTACT", "D_CHANGE", "D_CREATE"})
 CONTACT_TEXT_FIELDS = ("FIRSTNAME", "NAME", "EMAIL1", "MOBILE", "PHONE1", "CITY", "POSTCODE", "COUNTRY")
 # Functions efficy documents that this emulator does not answer: refused as such, not as unknown.
-NOT_EMULATED = frozenset(
-    {"consultmanyex", "delete", "addlink", "deletelink", "getlookupdata", "executesqlquery", "sendnotification"}
-)
+NOT_EMULATED = frozenset({"delete", "addlink", "deletelink", "getlookupdata", "executesqlquery", "sendnotification"})
 MUTATING_FUNCTIONS = frozenset({"delete", "addlink", "deletelink", "sendnotification"})
 
 
@@ -369,6 +383,8 @@ class EfficySandbox(SandboxApp):
             name = str(func.get("@name"))
             if name == "query":
                 func["#result"] = _dataset(self.apply_item_fault(request, self._run_query(func)))
+            elif name == "consultmanyex":
+                func["#result"] = _dataset(self._consult_many(func))
             elif name == "currentuserfullname":
                 func["#result"] = "crmsync API user"
             elif name == "currentusername":
@@ -399,6 +415,25 @@ class EfficySandbox(SandboxApp):
             raise RpcError("ER_QUERY_PARAMS", f"Invalid query parameters {params!r}", "D_CHANGE|key") from None
         return [_main_row(r) for r in page(query.rows(since, after), 0, count or MAX_ROWS)]
 
+    def _consult_many(self, func: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The main rows of the contacts whose fields hold the values given: `findfield` and `keys`
+        are lists joined by `separator`, field by value, every pair met (efficy-enterprise-api
+        `consult-many-ex.mjs`, efficy's n8n node). Only Cont is emulated; no row is no error."""
+        entity = str(func.get("entity", ""))
+        if entity.lower() != "cont":
+            raise RpcError("ER_ENTITY_UNKNOWN", f"The sandbox knows the entity Cont, not {entity!r}")
+        separator = str(func.get("separator") or ";")
+        fields = str(func.get("findfield", "")).split(separator)
+        values = str(func.get("keys", "")).split(separator)
+        if len(fields) != len(values) or not all(fields):
+            raise RpcError("ER_INVALID_DATA", "consultmanyex needs one value in keys per field in findfield")
+        unknown = [field for field in fields if field not in self.main_fields]
+        if unknown:
+            raise RpcError("ER_FIELD_UNKNOWN", f"Unknown field {unknown[0]}", unknown[0])
+        pairs = list(zip(fields, values, strict=True))
+        found = [r for r in self.contact_store if all(_text(r.get(f)) == v for f, v in pairs)]
+        return [_main_row(r) for r in sorted(found, key=lambda r: int(r["K_CONTACT"]))]
+
     # ----- consult context ---------------------------------------------------------------------
     def _consult(self, context: dict[str, Any], request: Request) -> None:
         contact = self._contact_of(context)
@@ -428,7 +463,9 @@ class EfficySandbox(SandboxApp):
             raise RpcError("ER_ENTITY_UNKNOWN", f"The sandbox knows the entity Cont, not {entity!r}")
         contact = self.contact_store.get(_int_or_zero(context.get("key")))
         if contact is None:
-            raise RpcError("ER_RECORD_NOT_FOUND", f"Contact {context.get('key')!r} does not exist", "Cont")
+            raise RpcError(
+                EFFICY_EXCEPTION, f"Record {context.get('key')!r} of entity Cont not found", NOT_FOUND_DETAIL
+            )
         return contact
 
     def _known_category(self, category: Any) -> str:
@@ -443,7 +480,7 @@ class EfficySandbox(SandboxApp):
         contact = self._contact_of(context)
         user = self.locks.get(contact["K_CONTACT"])
         if user is not None:
-            raise RpcError("ER_RECORD_LOCKED", f"The record is being edited by {user}", "Cont")
+            raise RpcError(EFFICY_EXCEPTION, f"The record is being edited by {user}", LOCKED_DETAIL)
         draft = copy.deepcopy(contact)
 
         def answer(func: dict[str, Any]) -> None:
@@ -451,7 +488,7 @@ class EfficySandbox(SandboxApp):
             if name == "activateCategory":
                 category = self._known_category(func.get("category"))
                 if category in self.unavailable:
-                    raise RpcError("ER_NO_RIGHTS", "You do not have the right to perform this operation", category)
+                    raise RpcError(EFFICY_EXCEPTION, NO_RIGHTS, NO_RIGHTS_DETAIL)
                 draft["categories"].setdefault(category, {})
             elif name == "update":
                 self._update(draft, func)
@@ -475,7 +512,7 @@ class EfficySandbox(SandboxApp):
         else:
             category = self._known_category(category)
             if category in self.unavailable:
-                raise RpcError("ER_NO_RIGHTS", "You do not have the right to perform this operation", category)
+                raise RpcError(EFFICY_EXCEPTION, NO_RIGHTS, NO_RIGHTS_DETAIL)
             if category not in draft["categories"]:
                 raise RpcError("ER_CATEGORY_INACTIVE", f"Category {category} is not active on this record", category)
             target, schema, readonly = draft["categories"][category], self.categories[category], frozenset()
@@ -564,6 +601,13 @@ def _main_row(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def _dataset(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"#class": "dataset", "#data": rows}
+
+
+def _text(value: Any) -> str:
+    """A field's value as consultmanyex compares it with a key given as text."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
 
 
 def _is_scalar(value: Any) -> bool:

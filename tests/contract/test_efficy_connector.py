@@ -192,8 +192,9 @@ def test_a_refused_contact_is_rejected_alone_and_the_rest_of_the_request_lands(e
     fields: dict[str, str | None] = {SEGMENTS: "friends", TIER: "gold"}
     results = {r.record_id: r for r in connector.write([change(rid, fields) for rid in ("3", "4", "999", "5")])}
     assert results["3"].ok and results["5"].ok
-    assert not results["4"].ok and results["4"].message == "ER_RECORD_LOCKED: The record is being edited by JDE (Cont)"
-    assert not results["999"].ok and results["999"].message.startswith("ER_RECORD_NOT_FOUND")
+    locked = "EEfficyException: The record is being edited by JDE (SANDBOX-RECORD-LOCKED)"
+    assert not results["4"].ok and results["4"].message == locked
+    assert not results["999"].ok and results["999"].message.startswith("EEfficyException: Record 999")
     assert efficy.customer("efficy", "5")["categories"]["CONT$CRMSYNC"]["LOYALTY_TIER"] == "gold"
     assert "CONT$CRMSYNC" not in efficy.customer("efficy", "4")["categories"]
     stats = efficy.stats("efficy")
@@ -214,7 +215,8 @@ def test_a_refusal_said_only_by_the_exception_node_is_found_by_writing_each_cont
     fields: dict[str, str | None] = {SEGMENTS: "friends", TIER: "gold"}
     results = {r.record_id: r for r in connector.write([change(rid, fields) for rid in ("3", "4", "5")])}
     assert results["3"].ok and results["5"].ok
-    assert not results["4"].ok and "ER_RECORD_LOCKED: The record is being edited by JDE (Cont)" in results["4"].message
+    locked = "EEfficyException: The record is being edited by JDE (SANDBOX-RECORD-LOCKED)"
+    assert not results["4"].ok and locked in results["4"].message
     landed = {"SEGMENTS": "friends", "LOYALTY_TIER": "gold"}
     assert all(efficy.customer("efficy", rid)["categories"]["CONT$CRMSYNC"] == landed for rid in ("3", "5"))
     assert "CONT$CRMSYNC" not in efficy.customer("efficy", "4")["categories"]

@@ -189,11 +189,30 @@ def test_a_category_without_rights_is_a_null_dataset_and_cannot_be_activated(eff
     assert answer["@func"][0]["#result"] is None and "#error" not in answer
     before = efficy.customer("efficy", "3")
     refused = rpc(efficy, [edit(3, {"@name": "activateCategory", "category": "CONT$MARKETING"})]).json()[0]
-    assert refused["@func"][0]["#error"]["errorstring"] == "You do not have the right to perform this operation"
+    assert refused["@func"][0]["#error"] == {
+        "errorcode": "EEfficyException",
+        "errorstring": "You do not have the right to perform this operation",
+        "detail": "SANDBOX-NO-RIGHTS",
+    }
     assert efficy.customer("efficy", "3") == before
     assert requests.patch(app, json={"unavailable_categories": "CONT$MARKETING"}, timeout=5).status_code == 400
     requests.patch(app, json={"unavailable_categories": []}, timeout=5).raise_for_status()
     assert rows(rpc(efficy, [consult]).json()[0])[0]["SOURCE"] == "beurs"
+
+
+def test_consultmanyex_finds_contacts_by_field_values_and_none_is_no_error(efficy: Sandboxes) -> None:
+    def many(findfield: str, keys: str, **more: Any) -> Any:
+        func = {"@name": "consultmanyex", "entity": "Cont", "findfield": findfield, "keys": keys, **more}
+        return rpc(efficy, [{"@name": "api", "#id": "x", "@func": [func]}]).json()[0]
+
+    assert [r["K_CONTACT"] for r in rows(many("K_CONTACT", "4"))] == [4]
+    assert "categories" not in rows(many("K_CONTACT", "4"))[0]  # the main table's row
+    assert rows(many("K_CONTACT", "999")) == [] and "#error" not in many("K_CONTACT", "999")
+    # field by value, every pair met
+    assert [r["K_CONTACT"] for r in rows(many("NAME|FIRSTNAME", "de Vries|Klant7", separator="|"))] == [7]
+    assert many("K_CONTACT", "4")["#id"] == "x"  # the context comes back with its #id
+    assert many("K_CONTACT;NAME", "4")["@func"][0]["#error"]["errorcode"] == "ER_INVALID_DATA"
+    assert many("NOPE", "4")["@func"][0]["#error"]["errorcode"] == "ER_FIELD_UNKNOWN"
 
 
 def test_consult_reads_categories_and_an_inactive_one_is_empty(efficy: Sandboxes) -> None:
@@ -214,7 +233,12 @@ def test_consult_reads_categories_and_an_inactive_one_is_empty(efficy: Sandboxes
     assert master["#result"]["#data"][0]["EMAIL1"] == "klant3@example.nl"
     assert master["#result"]["#data"][0]["PHONE1"] is None  # every main-table column, an empty one as null
     missing = rpc(efficy, [{**consult, "key": 999}]).json()[0]
-    assert missing["#error"]["errorcode"] == "ER_RECORD_NOT_FOUND"
+    # refused as efficy raises its errors: its exception class, the text, a reference in detail
+    assert missing["#error"] == {
+        "errorcode": "EEfficyException",
+        "errorstring": "Record 999 of entity Cont not found",
+        "detail": "SANDBOX-RECORD-NOT-FOUND",
+    }
     bad = rpc(efficy, [{**consult, "@func": [{"@name": "category", "category": "CONT$NOPE"}]}]).json()[0]
     assert bad["@func"][0]["#error"]["errorcode"] == "ER_CATEGORY_UNKNOWN"
 
@@ -264,7 +288,8 @@ def test_edit_refusals_commit_nothing(efficy: Sandboxes) -> None:
     assert too_long["@func"][1]["#error"]["errorcode"] == "ER_FIELD_LENGTH"
     assert read_only["@func"][0]["#error"]["errorcode"] == "ER_FIELD_READONLY"
     assert locked["#error"]["errorstring"] == "The record is being edited by JDE"
-    assert missing["#error"]["errorcode"] == "ER_RECORD_NOT_FOUND"
+    assert missing["#error"]["errorcode"] == "EEfficyException"
+    assert locked["#error"]["errorcode"] == "EEfficyException"
     assert create["#error"]["errorcode"] == "ER_NOT_EMULATED"
     assert "#error" not in uncommitted
     assert exception == {"@name": "exception", "#error": inactive["@func"][0]["#error"]}
@@ -284,7 +309,11 @@ def test_without_context_errors_only_the_exception_node_says_an_edit_failed(effi
         efficy, [edit(5, ACTIVATE, update({"SEGMENTS": "friends"})), edit(6, ACTIVATE, update({"SEGMENTS": "x"}))]
     ).json()
     assert "#error" not in fine and "#error" not in locked and all("#error" not in f for f in locked["@func"])
-    assert exception["#error"]["errorcode"] == "ER_RECORD_LOCKED"
+    assert exception["#error"] == {
+        "errorcode": "EEfficyException",
+        "errorstring": "The record is being edited by JDE",
+        "detail": "SANDBOX-RECORD-LOCKED",
+    }
     assert efficy.customer("efficy", "5")["categories"]["CONT$CRMSYNC"]["SEGMENTS"] == "friends"
     assert "CONT$CRMSYNC" not in efficy.customer("efficy", "6")["categories"]
     assert len(rpc(efficy, [edit(5, ACTIVATE, update({"SEGMENTS": "friends"}))]).json()) == 1  # no failure, no node

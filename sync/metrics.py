@@ -81,6 +81,7 @@ def cycle_summary(
             "pending": waiting.get(name, 0),
             "rate_limit_wait_s": round(float(counted.get("rate_limit_wait_s", 0.0)), 3),
             "token_renewals": int(counted.get("token_renewals", 0)),
+            "records_gone": int(counted.get("records_gone", 0)),
         }
     return {
         "run_id": report.run_id,
@@ -196,6 +197,12 @@ class Metrics:
         self.token_renewals = Counter(
             "crmsync_token_renewals", "Access tokens fetched from the system's token endpoint", ["system"], registry=r
         )
+        self.records_gone = Counter(
+            "crmsync_records_gone",
+            "Records a read listed but found deleted when it fetched them, left out of the read",
+            ["system"],
+            registry=r,
+        )
         self.pending = Gauge(
             "crmsync_pending_retries", "Refused records waiting to be tried again", ["system"], registry=r
         )
@@ -231,7 +238,7 @@ class Metrics:
             self.read.labels(name, stream)
         for metric in (self.written, self.rejected, self.quarantined, self.write_calls):
             metric.labels(name)
-        for metric in (self.rate_limit_wait, self.token_renewals):
+        for metric in (self.rate_limit_wait, self.token_renewals, self.records_gone):
             metric.labels(name)
         self.in_quarantine.labels(name)
         self.pending.labels(name)
@@ -270,6 +277,7 @@ class Metrics:
                 self.write_calls.labels(name).inc(max(0, int(outcome.get("write_calls") or 0)))
                 self.rate_limit_wait.labels(name).inc(max(0.0, float(outcome.get("rate_limit_wait_s") or 0.0)))
                 self.token_renewals.labels(name).inc(max(0, int(outcome.get("token_renewals") or 0)))
+                self.records_gone.labels(name).inc(max(0, int(outcome.get("records_gone") or 0)))
                 if "pending" in outcome:
                     self.pending.labels(name).set(int(outcome["pending"]))
                 if "quarantined" in outcome:

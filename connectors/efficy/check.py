@@ -29,7 +29,6 @@ from connectors.efficy.rules import verdict_for
 from connectors.efficy.settings import (
     CHANGED,
     CONTACT_KEY,
-    NOT_FOUND,
     OPPORTUNITY_KEY,
     PROBE_CONTACTS,
     START,
@@ -124,13 +123,22 @@ def field_permissions(connector: EfficyConnector, keys: Sequence[str]) -> tuple[
     seen: dict[str | None, set[str]] = {}  # category (None: the main table) -> fields in its rows
     available: set[str] = set()  # categories answered with a dataset, rows or none
     refused: dict[str, str] = {}  # category -> what efficy said
+    # A contact refused itself: deleted since the query ran (left out), or a refusal that stops
+    # the check. efficy's words for a deleted record are not public: efficy is asked by the key.
+    refused_contacts = {
+        key_text(answer.get("key")) or "": own
+        for answer in reply
+        if (own := error_of(answer)) is not None and answer.get("#error") is not True
+    }
+    gone = connector.gone_contacts(list(refused_contacts)) if refused_contacts else set()
+    for key, own in refused_contacts.items():
+        if key not in gone:
+            raise connector.fail("consult contact", own)
     consulted = 0
     for answer in reply:
         own = error_of(answer)
-        if own is not None and answer.get("#error") is not True:  # the contact itself
-            if str(own.get("errorcode")) == NOT_FOUND:
-                continue  # deleted since the query ran
-            raise connector.fail("consult contact", own)
+        if own is not None and answer.get("#error") is not True:
+            continue  # deleted since the query ran
         consulted += 1
         for func in answer.get("@func") or []:
             if not isinstance(func, dict):

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+import structlog
+
 from connectors.auth import HeaderAuth
 from connectors.base import Capabilities, CheckReport, Connector
 from connectors.efficy.check import check as run_check
@@ -44,7 +46,6 @@ from connectors.efficy.settings import (
     CONTACT_KEY,
     DEFAULT_PAGE,
     MAX_CONTEXTS,
-    NOT_FOUND,
     START,
     efficy_time,
     split_field,
@@ -55,8 +56,11 @@ from connectors.errors import ApiError, AuthError, RejectedRecord
 from connectors.http import ApiClient, ApiResponse, Verdict, default_classify
 from connectors.paging import KeysetPaginator, Reply
 from connectors.streams import RecordSpec, Stream
+from connectors.telemetry import TELEMETRY
 from connectors.window import Window
 from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult, parse_timestamp
+
+log = structlog.get_logger("crmsync.efficy")
 
 # A stream's step over a page's records (contacts get crmsync's fields).
 Refine = Callable[[list[SourceRecord]], list[SourceRecord]]
@@ -89,6 +93,8 @@ class EfficyConnector(Connector):
     rules = RULES
 
     settings: EfficySettings
+    # Contacts the saved query listed that efficy no longer had when they were consulted.
+    records_gone: int = 0
     # The words of a batch refusal whose every contact, sent alone, was refused alike (`write`).
     refused_alike: str | None = None
 
@@ -198,26 +204,107 @@ class EfficyConnector(Connector):
 
     def _with_owned_fields(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rows with crmsync's fields attached (`categories.<CAT>.<FIELD>`, or the main-table
-        field), fetched with one consult context per contact. A contact deleted since the query
-        ran is left out; any other refusal means the fields are misconfigured. A row without a
-        key is passed on as it is, to be quarantined with its reason instead of vanishing."""
+        field), fetched with one consult context per contact. A row without a key is passed on as
+        it is, to be quarantined with its reason instead of vanishing."""
         owned = [split_field(name) for name in self.owned_fields]
         categories, funcs = owned_functions(owned)
         master_fields = [field for category, field in owned if category is None]
         kept = [row for row in rows if key_text(row.get(CONTACT_KEY)) is None]
         keyed = [row for row in rows if key_text(row.get(CONTACT_KEY)) is not None]
         for start in range(0, len(keyed), MAX_CONTEXTS):
-            chunk = keyed[start : start + MAX_CONTEXTS]
-            contexts = [consult_context(str(i), row, funcs) for i, row in enumerate(chunk)]
-            answers = {str(c.get("#id")): c for c in self.rpc(contexts, mutating=False) if isinstance(c, dict)}
-            for i, row in enumerate(chunk):
+            answers = self._consulted(keyed[start : start + MAX_CONTEXTS], funcs)
+            kept += [attach(row, answer, categories, master_fields) for row, answer in answers]
+        return kept
+
+    def _consulted(
+        self, rows: list[dict[str, Any]], funcs: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[dict[str, Any], Mapping[str, Any]]]:
+        """Each row with its consult's answer. A contact deleted since the query ran is left out;
+        efficy's words for that are not public (api-notes/efficy.md), so a refused consult is never
+        read as a deletion by its words: efficy is asked by the contact's key whether it still has
+        it (`gone_contacts`). A refusal of a contact it still has (crmsync's fields misconfigured,
+        say), or one that cannot be told, stops the read: when in doubt, nothing is left out."""
+        pending = list(rows)
+        while pending:
+            contexts = [consult_context(str(i), row, funcs) for i, row in enumerate(pending)]
+            try:
+                reply = self.rpc(contexts, mutating=False)
+            except ApiError as exc:
+                # Refused as a whole (the `exception` node alone names no contact): the request goes
+                # again without the contacts efficy no longer has, if it has lost any.
+                if exc.status != 200:
+                    raise
+                gone = self.gone_contacts([self._key(row) for row in pending])
+                if not gone:
+                    raise
+                self._left_out(gone)
+                pending = [row for row in pending if self._key(row) not in gone]
+                continue
+            answers = {str(c.get("#id")): c for c in reply if isinstance(c, dict)}
+            refused: dict[str, Mapping[str, Any]] = {}
+            found: list[tuple[dict[str, Any], Mapping[str, Any]]] = []
+            for i, row in enumerate(pending):
                 answer = answers.get(str(i), {"#error": "no answer for this contact"})
                 error = context_error(answer)
                 if error is None:
-                    kept.append(attach(row, answer, categories, master_fields))
-                elif str(error.get("errorcode")) != NOT_FOUND:
-                    raise self.fail(f"consult contact {row.get(CONTACT_KEY)}", error)
-        return kept
+                    found.append((row, answer))
+                else:
+                    refused[self._key(row)] = error
+            if refused:
+                gone = self.gone_contacts(list(refused))
+                for key, error in refused.items():
+                    if key not in gone:
+                        raise self.fail(f"consult contact {key}", error)
+                self._left_out(gone)
+            return found
+        return []
+
+    @staticmethod
+    def _key(row: Mapping[str, Any]) -> str:
+        return key_text(row.get(CONTACT_KEY)) or ""
+
+    def gone_contacts(self, keys: Sequence[str]) -> set[str]:
+        """Of these contact keys, those efficy no longer has: each one looked up by its key with
+        `consultmanyex` (no row: no such contact). Anything else (a refusal, an answer missing,
+        a key that is no key) raises, so that nothing is taken for deleted unproven."""
+        gone: set[str] = set()
+        for start in range(0, len(keys), MAX_CONTEXTS):
+            chunk = list(keys[start : start + MAX_CONTEXTS])
+            if any(key_text(key) != key for key in chunk):
+                raise ApiError(self.name, f"cannot look up contacts {', '.join(chunk)}: not all are contact keys")
+            contexts = [
+                {
+                    "@name": "api",
+                    "#id": key,
+                    "@func": [
+                        {
+                            "@name": "consultmanyex",
+                            "entity": "Cont",
+                            "findfield": CONTACT_KEY,
+                            "keys": key,
+                            "separator": ";",
+                        }
+                    ],
+                }
+                for key in chunk
+            ]
+            answers = {str(c.get("#id")): c for c in self.rpc(contexts, mutating=False) if isinstance(c, dict)}
+            for key in chunk:
+                answer = answers.get(key)
+                if (error := context_error(answer) if answer is not None else None) is not None:
+                    raise self.fail(f"look up contact {key}", error)
+                rows = dataset_rows(function_of(answer, "consultmanyex") or {}) if answer is not None else None
+                if rows is None:
+                    raise ApiError(self.name, f"look up contact {key}: the reply holds no dataset")
+                if not any(isinstance(r, Mapping) and key_text(r.get(CONTACT_KEY)) == key for r in rows):
+                    gone.add(key)
+        return gone
+
+    def _left_out(self, keys: set[str]) -> None:
+        for key in sorted(keys, key=int):
+            log.warning("contact deleted since the query; left out of the read", system=self.name, record_id=key)
+        self.records_gone += len(keys)
+        TELEMETRY.records_gone(self.name, len(keys))
 
     # ----- mapping hooks ------------------------------------------------------------------------
     def canonical_id(self, raw: str) -> str | None:

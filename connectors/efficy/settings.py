@@ -25,7 +25,6 @@ CHANGED = "D_CHANGE"
 # Contacts `check` consults to see crmsync's fields: a category shows its fields only on a contact
 # where it is active, so one contact is too few (one request, a fraction of MAX_CONTEXTS).
 PROBE_CONTACTS = 25
-NOT_FOUND = "ER_RECORD_NOT_FOUND"
 
 _FIELD = re.compile(r"^(?:(CONT\$[A-Z0-9_]+)\.)?([A-Z_][A-Z0-9_]*)$")
 # Columns of efficy's own contact table that a bare field name must never be: those crmsync reads

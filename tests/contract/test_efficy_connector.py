@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 import requests
+from structlog.testing import capture_logs
 
 from connectors.efficy.client import EfficyConnector
 from connectors.errors import ApiError, AuthError
 from connectors.http import ApiResponse
 from connectors.ratelimit import Window
+from connectors.telemetry import TELEMETRY
 from mapping.fieldmaps import map_contact
 from mapping.model import Contact, Membership, RemoteState, WriteBack
 from sync.planner import diff
@@ -131,16 +133,53 @@ def test_owned_fields_come_with_the_contact_and_an_inactive_category_is_empty(ef
     assert "CONT$MARKETING" not in payloads["1"]["categories"]  # only what crmsync owns is fetched
 
 
-def test_a_contact_deleted_between_query_and_consult_is_left_out(efficy: Sandboxes) -> None:
-    connector = make_connector(efficy, "efficy")
-    rows = [
-        {"K_CONTACT": 3, "D_CHANGE": "2026-01-01T00:00:03"},
-        {"K_CONTACT": 999, "D_CHANGE": "2026-01-01T00:00:04"},
-        {"NAME": "no key", "D_CHANGE": "2026-01-01T00:00:05"},
-    ]
-    kept = connector._with_owned_fields(rows)
-    # the keyless row is kept (the mapping quarantines it, with its reason); the deleted one is gone
-    assert sorted(str(row.get("K_CONTACT")) for row in kept) == ["3", "None"]
+def deleted_before_the_consult(efficy: Sandboxes, connector: EfficyConnector, *keys: int) -> None:
+    """Someone deletes these contacts in efficy after the query has listed them and before
+    crmsync consults them (the connector's own requests, over HTTP, are left as they are)."""
+    sent = connector.rpc
+
+    def rpc(contexts: list[dict[str, Any]], *, mutating: bool) -> list[Any]:
+        if any(c.get("@name") == "consult" for c in contexts):
+            app = efficy.app("efficy")
+            with app.lock:
+                for key in keys:
+                    app.contacts.pop(key, None)
+        return sent(contexts, mutating=mutating)
+
+    connector.rpc = rpc  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("context_errors", [True, False])
+def test_a_contact_deleted_between_query_and_consult_is_left_out(efficy: Sandboxes, context_errors: bool) -> None:
+    """efficy refuses the consult of a deleted record in words that are not public (the sandbox's
+    own: an EEfficyException); whether that contact is gone is asked of efficy instead, by its key
+    (consultmanyex), and only a contact efficy no longer has is left out. With the app's
+    `context_errors` off, the exception node names no contact: every contact of the request is
+    looked up, and the others consulted again."""
+    url = f"{efficy.url('efficy')}/_sandbox/app"
+    requests.patch(url, json={"context_errors": context_errors}, timeout=5).raise_for_status()
+    connector = make_connector(efficy, "efficy", page_size=10)
+    deleted_before_the_consult(efficy, connector, 5)
+    TELEMETRY.snapshot_and_reset()
+    with capture_logs() as logs:
+        ids = [r.id for page in connector.read_contacts(None) for r in page.records]
+    assert sorted(ids, key=int) == [str(i) for i in range(1, 31) if i != 5]
+    gone = [e for e in logs if e["event"] == "contact deleted since the query; left out of the read"]
+    assert [(e["system"], e["record_id"]) for e in gone] == [("efficy", "5")]
+    assert connector.records_gone == 1
+    assert TELEMETRY.snapshot_and_reset()["efficy"]["records_gone"] == 1  # crmsync_records_gone_total
+    assert efficy.stats("efficy")["writes"] == 0
+
+
+def test_a_refused_consult_of_a_contact_efficy_still_has_stops_the_read(efficy: Sandboxes) -> None:
+    """When in doubt, stop: a consult refused (here in the exception node alone, which names no
+    contact) for contacts that all still exist is no deletion, whatever its words."""
+    url = f"{efficy.url('efficy')}/_sandbox/app"
+    requests.patch(url, json={"context_errors": False}, timeout=5).raise_for_status()
+    connector = make_connector(efficy, "efficy", segments_field="CONT$LOYALTY.SEGMENT")
+    with pytest.raises(ApiError, match=r"ER_CATEGORY_UNKNOWN: Unknown category 'CONT\$LOYALTY'"):
+        list(connector.read_contacts(None))
+    assert connector.records_gone == 0
 
 
 def test_opportunities_and_what_counts(efficy: Sandboxes) -> None:

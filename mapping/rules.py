@@ -288,6 +288,10 @@ class _Compiler:
         if isinstance(op, ast.In | ast.NotIn):
             test = self._membership(left_ast, left, right_ast, right)
             if isinstance(op, ast.NotIn):
+                if left.kind is Kind.NUMBER:
+                    # A missing number is in no list, and not out of one either: false.
+                    lrun = left.run
+                    return lambda inputs: np.logical_and(np.logical_not(test(inputs)), _known(lrun(inputs)))
                 return lambda inputs: np.logical_not(test(inputs))
             return test
         if Kind.SYSTEMS in (left.kind, right.kind):
@@ -307,6 +311,9 @@ class _Compiler:
         lrun, rrun = left.run, right.run
         if left.kind is Kind.TEXT:
             return lambda inputs: fn(_text(lrun(inputs)), _text(rrun(inputs)))
+        if fn is np.not_equal and left.kind is not Kind.BOOL:
+            # NaN != x is true in IEEE arithmetic; a comparison with a missing value is false here.
+            return lambda inputs: _known_not_equal(lrun(inputs), rrun(inputs))
         return lambda inputs: fn(lrun(inputs), rrun(inputs))
 
     def _membership(self, left_ast: ast.AST, left: _Node, right_ast: ast.AST, right: _Node) -> Evaluator:
@@ -440,6 +447,15 @@ def _fold_values(fn: Callable[[Any, Any], Any], column: Value, values: Sequence[
     for value in values[1:]:
         result = np.logical_or(result, fn(column, value))
     return result
+
+
+def _known(value: Value) -> Value:
+    return np.logical_not(np.isnan(value))
+
+
+def _known_not_equal(left: Value, right: Value) -> Value:
+    """`left != right` where both are known; false where either is missing (NaN)."""
+    return np.logical_and(np.not_equal(left, right), np.logical_and(_known(left), _known(right)))
 
 
 def _text(value: Value) -> Value:

@@ -162,3 +162,20 @@ def test_rule_names_are_validated(tmp_path: Path, rules: list[dict[str, str]], p
     with pytest.raises(ConfigError) as caught:
         load_config(config)
     assert any(line.startswith(f"config error: {problem}") for line in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        # Profile 2 has no orders: its last order, days since, average and first year are missing.
+        ("last_order != date('2020-01-01')", [0, 1, 3]),
+        ("days_since_last_order != 10", [1, 3]),
+        ("average_order_value != 240", [1, 3]),
+        ("year(first_order) != 2024", [1, 3]),
+        ("tenure_days not in [800]", [1, 3]),
+        # `not` negates a false comparison, as written; only the comparison itself is false.
+        ("not (days_since_last_order == 10)", [1, 2, 3]),
+    ],
+)
+def test_a_not_equal_comparison_with_a_missing_value_is_false(when: str, expected: list[int]) -> None:
+    assert matches(when) == expected

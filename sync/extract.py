@@ -38,8 +38,9 @@ VERIFY_SWEEP = "verify@sweep"  # checkpoint: when the rolling verification last 
 # Bump when mapping code changes what it produces from the same payload: stored records are then
 # mapped again from their raw form at the start of the next cycle.
 # 6: an email field naming two addresses is refused (invalid_email), not its first; 7: a role
-# address known by its first word or its words run together too (`info.nl@`, `no_reply@`)
-MAPPING_VERSION = "7"
+# address known by its first word or its words run together too (`info.nl@`, `no_reply@`); 8: Dutch
+# country names beyond the alias table (`Turkije`, `Tsjechië`) are known
+MAPPING_VERSION = "8"
 # The checkpoint saying a system's orders were read in full with the facts the bases read.
 ORDER_FACTS = "orders@facts"
 

@@ -1,12 +1,14 @@
 """Countries, postcodes and house numbers, Dutch first.
 
-Countries from codes, English and Dutch names and common aliases to ISO 3166 alpha-2 (pycountry
-plus an alias table). Postcodes are checked by country (NL `1234 AB`, BE and AT `1234`, DE `12345`).
+Countries from codes, English and Dutch names and common aliases to ISO 3166 alpha-2 (pycountry,
+its Dutch translations of the country names, plus an alias table). Postcodes are checked by
+country (NL `1234 AB`, BE and AT `1234`, DE `12345`).
 House numbers split into number and addition (`12-A`, `12 bis`, `12hs`, `12 III`).
 """
 
 from __future__ import annotations
 
+import gettext
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -28,6 +30,8 @@ _ALIASES = {
     "oostenrijk": "AT", "zwitserland": "CH", "denemarken": "DK", "zweden": "SE", "noorwegen": "NO",
     "polen": "PL", "portugal": "PT", "ierland": "IE", "verenigde staten": "US", "usa": "US",
     "united states": "US", "curacao": "CW", "curaçao": "CW", "suriname": "SR", "aruba": "AW",
+    "amerika": "US", "schotland": "GB", "scotland": "GB", "wales": "GB", "noord-ierland": "GB",
+    "northern ireland": "GB", "bonaire": "BQ", "sint eustatius": "BQ", "saba": "BQ", "sint maarten": "SX",
 }  # fmt: skip
 
 
@@ -65,8 +69,29 @@ def _country(text: str) -> str | Invalid | None:
         except LookupError:
             found = None
     if found is None:
-        return Invalid("unknown_country", "not a country name or code")
+        code = _dutch_names().get(folded)
+        return code if code is not None else Invalid("unknown_country", "not a country name or code")
     return str(found.alpha_2)
+
+
+@lru_cache(maxsize=1)
+def _dutch_names() -> dict[str, str]:
+    """Folded Dutch country name -> alpha-2 (`Turkije` -> TR, `Tsjechië` -> CZ), from the
+    ISO 3166-1 translations pycountry ships (package data, read once, like its own database). A
+    Dutch name that two countries share is left out: it cannot say which one."""
+    try:
+        dutch = gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=["nl"])
+    except OSError:
+        return {}
+    found: dict[str, str | None] = {}
+    for country in pycountry.countries:
+        for attr in ("name", "official_name", "common_name"):
+            english = getattr(country, attr, None)
+            if english:
+                name = _fold(dutch.gettext(english))
+                code = str(country.alpha_2)
+                found[name] = code if found.get(name, code) == code else None
+    return {name: code for name, code in found.items() if code is not None}
 
 
 _NL_POSTCODE = re.compile(r"^([1-9]\d{3})\s?([A-Za-z]{2})$")

@@ -195,6 +195,19 @@ def test_full_names(full: str, display: str) -> None:
         ("Frankrijk", "FR"),
         ("U.K.", "GB"),
         ("Curaçao", "CW"),
+        # Dutch names beyond the neighbours (pycountry's Dutch translations) and the islands.
+        ("Turkije", "TR"),
+        ("Marokko", "MA"),
+        ("Griekenland", "GR"),
+        ("Tsjechië", "CZ"),
+        ("Tsjechie", "CZ"),
+        ("Hongarije", "HU"),
+        ("Nieuw-Zeeland", "NZ"),
+        ("IJsland", "IS"),
+        ("oekraïne", "UA"),
+        ("Bonaire", "BQ"),
+        ("Sint Maarten", "SX"),
+        ("Schotland", "GB"),
     ],
 )
 def test_countries(raw: str, alpha2: str) -> None:

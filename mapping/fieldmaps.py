@@ -9,8 +9,10 @@ Contact fields a map may name (the vocabulary; the TOML can remap or add them pe
 `last_name`, `full_name`, `street` (with or without number), `house_number`, `house_addition`,
 `postcode`, `city`, `country`, `company`, `birth_date`, `kvk`, `vat`, `business` (the system marks
 the record a company), `email_consent`, and `link:<system>` for a stored id of another system.
-Order fields beyond the required ones: `discount` (a code was used) and `categories` (each line's
-product type or category; a path may hold `*` for every element of a list).
+Order fields beyond the required ones: `discount` (a code was used), `categories` (each line's
+product type or category; a path may hold `*` for every element of a list) and `refunded` (what
+was refunded of an order that still counts, where the vendor's total does not already leave it out:
+taken off the amount; an order refunded in full counts no more).
 """
 
 from __future__ import annotations
@@ -254,6 +256,11 @@ def map_order(record: SourceRecord, fields: FieldMap, counts: bool, unfinished: 
         return Rejection("missing_date", "order has no creation date", customer_id)
     if amount < 0:
         return Rejection("negative_amount", f"order total {amount} is negative", customer_id)
+    refunded = values.get("refunded")
+    if refunded:  # a partial refund leaves the order's status as it was, and its total
+        if refunded >= amount:
+            counts = False  # refunded in full: a refunded order, whatever its status says
+        amount = max(amount - refunded, Decimal(0))
     email = values.get("email")
     if customer_id is None and email is None:
         return Rejection("unlinkable_order", "order has neither a customer id nor an email")

@@ -156,7 +156,13 @@ class WooCommerceConnector(Connector):
         "currency": FieldSpec("currency", "currency"),
         "created_at": FieldSpec("date_created_gmt", "datetime"),
         "discount": FieldSpec("coupon_lines", "flag"),
+        # `total` is what was charged: a partial refund leaves it (and the status) as it was and is
+        # listed here, negative ("-10.00"), as the REST controllers write it.
+        "refunded": FieldSpec("refunds.*.total", "refunded"),
     }
+    # Every order reply carries `refunds` (the v2/v3 controllers always add it); exports and
+    # fixtures made without it must not stop the order stream.
+    optional_fields = frozenset({"refunded"})
     max_write_batch = BATCH_LIMIT
     default_segments_field = "crmsync_segments"
     default_tier_field = "crmsync_loyalty_tier"

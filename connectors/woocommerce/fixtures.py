@@ -63,6 +63,11 @@ def demo_fixtures(persons: list[Person]) -> dict[str, Any]:
                     "billing": billing,
                     "date_created_gmt": _wc(placed),
                     "date_modified_gmt": _wc(placed + timedelta(hours=3)),
+                    "refunds": (
+                        [{"id": order_id + 1_000_000, "reason": "", "total": f"-{amount:.2f}"}]
+                        if status == "refunded"
+                        else []
+                    ),
                 }
             )
     return {"customers": customers, "orders": orders}

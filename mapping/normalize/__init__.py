@@ -10,7 +10,7 @@ from mapping.normalize.address import normalise_country
 from mapping.normalize.base import Invalid
 from mapping.normalize.dates import normalise_date_dmy, normalise_datetime
 from mapping.normalize.email import normalise_email
-from mapping.normalize.money import normalise_currency, normalise_money, normalise_money_cents
+from mapping.normalize.money import normalise_currency, normalise_money, normalise_money_cents, normalise_refunded
 from mapping.normalize.profile import normalise_birth_date, normalise_consent, normalise_flag, normalise_labels
 from mapping.normalize.text import normalise_bool, normalise_id, normalise_phone_raw, normalise_text
 
@@ -24,6 +24,7 @@ NORMALISERS: dict[str, Normaliser] = {
     "phone": normalise_phone_raw,
     "money": normalise_money,
     "money_cents": normalise_money_cents,
+    "refunded": normalise_refunded,
     "currency": normalise_currency,
     "datetime": normalise_datetime,
     "country": normalise_country,

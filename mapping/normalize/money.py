@@ -46,6 +46,22 @@ def normalise_money_cents(value: Any) -> Decimal | Invalid | None:
     return amount
 
 
+def normalise_refunded(value: Any) -> Decimal | Invalid | None:
+    """The amount refunded on an order, in units, from one amount or a list of them (one per refund:
+    WooCommerce's `refunds[].total`, which it writes negative, `"-10.00"`); the sign says nothing,
+    each refund takes its amount off. None when the order names no refunds."""
+    if value is None:
+        return None
+    total = Decimal(0)
+    for item in value if isinstance(value, list | tuple) else [value]:
+        amount = normalise_money(item)
+        if isinstance(amount, Invalid):
+            return amount
+        if amount is not None:
+            total += abs(amount)
+    return total
+
+
 # What `normalise_currency` made of each text it met: a shop's orders name one or two currencies,
 # and every order read asked again (a strip, an upper, a regular expression, a cache look-up).
 _CURRENCY_OF: dict[str, str | Invalid] = {}

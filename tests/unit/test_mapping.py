@@ -240,6 +240,43 @@ def test_guest_order_links_by_email() -> None:
     )
 
 
+def _woo_order(status: str, total: str, refunds: list[dict[str, object]] | None) -> Order | Rejection:
+    from connectors.woocommerce.client import WooCommerceConnector
+
+    payload: dict[str, object] = {"id": 7, "status": status, "currency": "EUR", "total": total, "customer_id": 3}
+    payload |= {"date_created_gmt": "2026-05-01T10:00:00", "coupon_lines": []}
+    if refunds is not None:
+        payload["refunds"] = refunds
+    return map_order(
+        SourceRecord("woo", Kind.ORDER, "7", None, payload),
+        WooCommerceConnector.order_fields,
+        status in ("completed", "processing", "on-hold"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("refunds", "amount", "counts"),
+    [
+        (None, "300.00", True),  # an export without the list: nothing known refunded
+        ([], "300.00", True),
+        # WooCommerce keeps `total` and the status of a partly refunded order and lists the refund,
+        # negative, as its REST controllers write it ('-' . wc_format_decimal(amount)).
+        ([{"id": 9, "reason": "", "total": "-270.00"}], "30.00", True),
+        ([{"id": 9, "reason": "", "total": "-100.00"}, {"id": 10, "reason": "", "total": "-200.00"}], "0.00", False),
+    ],
+)
+def test_a_woocommerce_order_counts_what_was_not_refunded(
+    refunds: list[dict[str, object]] | None, amount: str, counts: bool
+) -> None:
+    order = _woo_order("completed", "300.00", refunds)
+    assert isinstance(order, Order) and (order.amount, order.counts) == (Decimal(amount), counts)
+
+
+def test_a_refund_that_cannot_be_read_holds_the_order() -> None:
+    order = _woo_order("completed", "300.00", [{"id": 9, "reason": "", "total": "-x"}])
+    assert isinstance(order, Rejection) and order.reason == "invalid_amount"
+
+
 def _order(days_ago: float, amount: str, counts: bool = True, currency: str = "EUR") -> Order:
     return Order("shop", "o", "c", None, Decimal(amount), currency, NOW - timedelta(days=days_ago), counts)
 

@@ -129,6 +129,12 @@ def _split_full(full: str) -> tuple[str | None, str | None, str | None]:
     words = full.split(" ")
     if len(words) == 1:
         return None, None, words[0]
+    if words[0].islower():
+        # "de Vries": a name that starts with a tussenvoegsel in lower case has no given name
+        # ("Van Dijk" may be a given name and a family name: that stays as written).
+        infix, family = _leading_infix(full)
+        if infix is not None:
+            return None, infix, family
     given = words[0]
     infix, family = _leading_infix(" ".join(words[1:]))
     # Two given names ("Jan Willem de Vries"): the infix marks where the family name starts.
@@ -155,8 +161,16 @@ def _capitalise(text: str) -> str:
 
 
 def _capitalise_words(text: str) -> str:
+    """Each word (and each part after an apostrophe) with a capital; Dutch `ij` is one letter,
+    capitalised whole: `ijzerman` -> `IJzerman`, `ijsbrand` -> `IJsbrand`."""
     words = []
     for word in text.split(" "):
         pieces = re.split(r"(')", word)
-        words.append("".join(p[:1].upper() + p[1:] if p != "'" else p for p in pieces))
+        words.append("".join(_capital(p) if p != "'" else p for p in pieces))
     return " ".join(words)
+
+
+def _capital(piece: str) -> str:
+    if piece[:2] == "ij":
+        return "IJ" + piece[2:]
+    return piece[:1].upper() + piece[1:]

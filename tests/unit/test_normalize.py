@@ -144,6 +144,17 @@ def test_empty_phone() -> None:
         (("Piet", None, "ter Horst"), "Piet", "ter", "Horst", None, "Piet ter Horst", "horst"),
         (("Sanne", None, "den Hartog"), "Sanne", "den", "Hartog", None, "Sanne den Hartog", "hartog"),
         (("Fleur", None, "McDonald"), "Fleur", None, "McDonald", None, "Fleur McDonald", "mcdonald"),
+        # Dutch IJ is one letter: both capitals (IJsbrand, IJzendoorn), never "Ijsbrand".
+        (
+            ("IJSBRAND", None, "VAN IJZENDOORN"),
+            "IJsbrand",
+            "van",
+            "IJzendoorn",
+            None,
+            "IJsbrand van IJzendoorn",
+            "ijzendoorn",
+        ),
+        (("ijsbrand", None, "ijzerman"), "IJsbrand", None, "IJzerman", None, "IJsbrand IJzerman", "ijzerman"),
     ],
 )
 def test_names(
@@ -170,6 +181,9 @@ def test_names(
         ("Vries, Jan de", "Jan de Vries"),
         ("Kees Jansen", "Kees Jansen"),
         ("JANSSEN", "Janssen"),
+        ("de Vries", "de Vries"),  # no given name "De"
+        ("van der Berg", "van der Berg"),
+        ("Van Dijk", "Van Dijk"),
     ],
 )
 def test_full_names(full: str, display: str) -> None:

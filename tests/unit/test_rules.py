@@ -179,3 +179,10 @@ def test_rule_names_are_validated(tmp_path: Path, rules: list[dict[str, str]], p
 )
 def test_a_not_equal_comparison_with_a_missing_value_is_false(when: str, expected: list[int]) -> None:
     assert matches(when) == expected
+
+
+@pytest.mark.parametrize("op", ["==", "!=", "<", "<=", ">", ">="])
+@pytest.mark.parametrize("field", ["days_since_last_order", "average_order_value", "tenure_days"])
+def test_every_comparison_of_a_missing_number_is_false_on_either_side(op: str, field: str) -> None:
+    assert 2 not in matches(f"{field} {op} 10")
+    assert 2 not in matches(f"10 {op} {field}")

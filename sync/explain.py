@@ -38,22 +38,41 @@ _PHONE_LIKE = re.compile(r"^[\d\s()+\-./]{6,}$")
 def find_profiles(store: StateStore, key: str, config: CrmsyncConfig) -> list[str]:
     """Profiles matching KEY, most records first; empty when nothing matches."""
     text = key.strip()
-    system, record_id = split_key(text)
-    if record_id and system in config.systems:
+    record = record_of(text, config)
+    if record is not None:
+        system, record_id = record
         for candidate in record_ids(config, system, record_id):
             found = store.profiles_for(record=(system, candidate))
             if found:
                 return found
         return []
     if "@" in text:
-        email = normalise_email(text)
-        return store.profiles_for(email_key=email_match_key(email)) if isinstance(email, str) else []
+        email = email_of(text, config)
+        return store.profiles_for(email_key=email_match_key(email)) if email is not None else []
     if text.startswith("p_"):
         return store.profiles_for(profile=text)
     if _PHONE_LIKE.match(text):
         phone = parse_phone(text, None, config.identity.default_country)
         return store.profiles_for(phone=phone.e164) if phone and phone.e164 else []
     return []
+
+
+def record_of(key: str, config: CrmsyncConfig) -> tuple[str, str] | None:
+    """(system, id as typed) when KEY is a `<system>:<id>` of a configured system, else None."""
+    system, record_id = split_key(key.strip())
+    return (system, record_id) if record_id and system in config.systems else None
+
+
+def email_of(key: str, config: CrmsyncConfig) -> str | None:
+    """The clean address KEY is, as `find_profiles` reads one; None when KEY is a `<system>:<id>`,
+    holds no "@", or is no usable address. The clean address rather than its match key, since
+    whether it names a role is read from the address as written (`sales.team@gmail.com` is one,
+    its match key `salesteam@gmail.com` is not)."""
+    text = key.strip()
+    if record_of(text, config) is not None or "@" not in text:
+        return None
+    email = normalise_email(text)
+    return email if isinstance(email, str) else None
 
 
 def explain_profile(store: StateStore, profile_id: str, config: CrmsyncConfig, now: datetime) -> dict[str, Any]:

@@ -20,13 +20,13 @@ import structlog
 
 from connectors.base import Connector
 from mapping.fieldmaps import MappingRules, contact_links, contact_phone, read_fields
-from mapping.model import Kind, Membership, is_object, split_key
-from mapping.normalize.email import email_match_key, is_role_address, normalise_email
+from mapping.model import Kind, Membership, is_object
+from mapping.normalize.email import email_match_key, is_role_address
 from mapping.normalize.names import parse_name
 from sync.clock import now
 from sync.config import CrmsyncConfig, LoadedConfig
 from sync.erasure import clear_at_vendors
-from sync.explain import find_profiles
+from sync.explain import email_of, find_profiles
 from sync.mapper import canonical_ids
 from sync.pipeline import build_connectors
 from sync.resolve import mapping_rules
@@ -118,14 +118,10 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
 
 
 def _address_of(key: str, config: CrmsyncConfig) -> str | None:
-    """The email match key KEY names, as `explain` reads an address (not a `<system>:<id>`, and
-    not a role address such as info@, which is nobody's)."""
-    text = key.strip()
-    system, record_id = split_key(text)
-    if (record_id and system in config.systems) or "@" not in text:
-        return None
-    email = normalise_email(text)
-    if not isinstance(email, str) or is_role_address(email, mapping_rules(config).role_locals):
+    """The email match key KEY names, as `explain` reads an address, unless it is a role address
+    such as info@, which is nobody's."""
+    email = email_of(key, config)
+    if email is None or is_role_address(email, mapping_rules(config).role_locals):
         return None
     return email_match_key(email)
 

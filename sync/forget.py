@@ -1,6 +1,7 @@
-"""`crmsync forget KEY` as a command: find the one profile KEY names, erase the person from the
-state (sync/state/erasure.py), then clear crmsync's tags and fields at every writable system
-(sync/erasure.py), and say what was done without naming the person.
+"""`crmsync forget KEY` as a command: find the one profile KEY names (or, where none does, the
+held record or the address KEY names), erase the person from the state (sync/state/erasure.py),
+then clear crmsync's tags and fields at every writable system (sync/erasure.py), and say what was
+done without naming the person.
 
 KEY is read as `explain` reads it. A KEY that matches several profiles (a phone number two people
 share) erases nothing: the user picks one by its profile id, since erasing the wrong person cannot
@@ -26,7 +27,7 @@ from mapping.normalize.names import parse_name
 from sync.clock import now
 from sync.config import CrmsyncConfig, LoadedConfig
 from sync.erasure import clear_at_vendors
-from sync.explain import email_of, find_profiles
+from sync.explain import email_of, find_profiles, record_ids, record_of
 from sync.mapper import canonical_ids
 from sync.pipeline import build_connectors
 from sync.resolve import mapping_rules
@@ -54,9 +55,11 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
     config = loaded.config
     store = writer.store
     matches = find_profiles(store, key, config)
-    # An address no profile holds may still be a person's: their held records, their guest orders.
+    # An address or a record no profile holds may still be a person's: their held records, their
+    # guest orders, the tags crmsync wrote on a record before it was held.
     address = None if matches else _address_of(key, config)
-    if not matches and address is None:
+    record = None if matches else _record_named(key, config)
+    if not matches and address is None and record is None:
         raise NoSuchPerson("no profile matches that key")
     if len(matches) > 1:
         raise Ambiguous(
@@ -77,7 +80,7 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         facts = payload_facts(connectors, mapping_rules(config))
         writable = {name for name, connector in connectors.items() if connector.writes_back}
         try:
-            erased = store.erasures.erase(matches, now(), expected, facts, shared_above, writable, address)
+            erased = store.erasures.erase(matches, now(), expected, facts, shared_above, writable, address, record)
         except NothingToErase:
             raise NoSuchPerson("no profile matches that key, and nothing the state holds is under it") from None
         log.info("erased from the state", erasure=erased.erasure_id, profiles=len(matches))
@@ -124,6 +127,12 @@ def _address_of(key: str, config: CrmsyncConfig) -> str | None:
     if email is None or is_role_address(email, mapping_rules(config).role_locals):
         return None
     return email_match_key(email)
+
+
+def _record_named(key: str, config: CrmsyncConfig) -> tuple[str, list[str]] | None:
+    """The system and the stored ids a `<system>:<id>` KEY may stand for (as `explain` reads it)."""
+    named = record_of(key, config)
+    return (named[0], record_ids(config, *named)) if named is not None else None
 
 
 def payload_facts(connectors: Mapping[str, Connector], rules: MappingRules) -> PayloadFacts:

@@ -160,6 +160,7 @@ class ErasureStore:
         shared_above: SharedAbove = SharedAbove(),
         writable: Set[str] | None = None,
         address: str | None = None,
+        record: tuple[str, Sequence[str]] | None = None,
     ) -> ErasedPerson:
         """Remove these profiles' people from the state in one transaction (see the module
         docstring). `expected`: per configured system, the owned state crmsync writes there for the
@@ -173,7 +174,13 @@ class ErasureStore:
         `address`: an email match key that is the person's though no profile holds it (a person
         whose one customer record is held, or who only ordered as a guest): the held records and
         guest orders under it go by the same rules as under an address of a profile's; with no
-        profile and nothing under it, NothingToErase (and nothing is written). Raises
+        profile and nothing under it, NothingToErase (and nothing is written). `record`: a
+        customer record that is the person's though no profile holds it (a `<system>:<id>` KEY
+        naming a held record), as its system and the stored ids the KEY may stand for: what the
+        state holds of it goes as a held record of a profile's does (its payload and quarantine
+        entry, the orders naming it, its ledger rows, and a vendor target where crmsync wrote to
+        it), and its address, where no stored contact holds it, is theirs as a held record found
+        by a link brings one; nothing held under it, NothingToErase. Raises
         StaleProfiles when records changed after the profiles were last computed: the members may
         then be out of date."""
         expected = expected or {}
@@ -192,12 +199,13 @@ class ErasureStore:
             email_keys = _email_keys_of(conn, members)
             if address is not None and not _holders(conn, "email", address):  # no stored contact's
                 email_keys = sorted({*email_keys, address})
+            named = _held_under(conn, *record) if record is not None else []
             held: list[tuple[str, str, str]] = []
             unread: list[tuple[str, str, str]] = []
             if facts is not None:
                 mobiles, linked = _mobiles_of(conn, members), _linked_from(conn, members)
                 held, more_keys, unread = _quarantined_of(
-                    conn, members, email_keys, mobiles, linked, facts, shared_above
+                    conn, members, email_keys, mobiles, linked, facts, shared_above, set(named)
                 )
                 # An address of theirs that only a held record of theirs showed: their guest orders under it.
                 email_keys = sorted({*email_keys, *more_keys})
@@ -205,13 +213,19 @@ class ErasureStore:
             # the tags crmsync wrote there before they were held, their ledger rows), where the key
             # is the record's own id: not a record held for having none, nor a stand-in for an id
             # too long to keep, which no write may address.
-            records = [
-                *members,
-                *((s, rid) for s, kind, rid in held if kind == Kind.CONTACT.value and addresses_a_record(rid)),
-            ]
+            records = list(
+                dict.fromkeys(
+                    [
+                        *members,
+                        *((s, rid) for s, kind, rid in held if kind == Kind.CONTACT.value),
+                        *named,  # also where only its orders or ledger rows are left
+                    ]
+                )
+            )
+            records = [(s, rid) for s, rid in records if addresses_a_record(rid)]
             order_ids = _orders_of(conn, records, email_keys)
-            if not profile_ids and not held and not order_ids and not unread:
-                raise NothingToErase("nothing the state holds is under that address")
+            if not profile_ids and not named and not held and not order_ids and not unread:
+                raise NothingToErase("nothing the state holds is under that key")
             known = _known_states(conn, records, expected, writable)
             hashes = {identity_hash(salt, system, Kind.CONTACT.value, rid) for system, rid in records}
             hashes |= {identity_hash(salt, system, CUSTOMER, rid) for system, rid in records}
@@ -460,6 +474,29 @@ def _linked_from(conn: Connection, members: Sequence[tuple[str, str]]) -> set[st
     return found
 
 
+def _held_under(conn: Connection, system: str, ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(system, id) of the ids naming a customer record of `system` that the state holds anything
+    of though no profile holds it: a held (quarantined) contact, orders naming it, ledger or retry
+    rows. (The caller found no profile holding any of them.)"""
+    found: list[tuple[str, str]] = []
+    for rid in dict.fromkeys(ids):
+        if not addresses_a_record(rid):
+            continue
+        questions = (
+            select(quarantine.c.record_id).where(
+                quarantine.c.system == system,
+                quarantine.c.kind == Kind.CONTACT.value,
+                quarantine.c.record_id == rid,
+            ),
+            select(orders.c.order_id).where(orders.c.system == system, orders.c.customer_id == rid),
+            select(pushed.c.record_id).where(pushed.c.system == system, pushed.c.record_id == rid),
+            select(pending.c.record_id).where(pending.c.system == system, pending.c.record_id == rid),
+        )
+        if any(conn.execute(question.limit(1)).first() is not None for question in questions):
+            found.append((system, rid))
+    return found
+
+
 def _orders_of(
     conn: Connection, members: Sequence[tuple[str, str]], email_keys: Sequence[str]
 ) -> list[tuple[str, str]]:
@@ -492,6 +529,7 @@ def _quarantined_of(
     linked: Set[str],
     facts: PayloadFacts,
     shared_above: SharedAbove,
+    given: Set[tuple[str, str]] = frozenset(),
 ) -> tuple[list[tuple[str, str, str]], list[str], list[tuple[str, str, str]]]:
     """The held records (quarantined: no profile holds them) that are the person's, as (system,
     kind, record id), the email match keys only those records showed, and the held records whose
@@ -506,8 +544,10 @@ def _quarantined_of(
     or a number whose own email is on someone
     else's record is left: the evidence points two ways, and an erasure cannot be undone. An email
     such a record brings, on no one else's record, is theirs from then on (more held contacts,
-    their guest orders). A held order is theirs when it names one of their customer records
-    (held ones included), or names no one else's record, held or not, under an email of theirs.
+    their guest orders). A held contact in `given` (a `<system>:<id>` KEY naming it) is theirs
+    outright, and brings its email the same way. A held order is theirs when it names one of their
+    customer records (held ones included), or names no one else's record, held or not, under an
+    email of theirs.
     A key or number on more records of one system than identity resolution joins by, theirs and
     held ones counted together, is a shared one (a family's address or phone, a shop's own): no
     held record is theirs by it. Their raw payloads are the person's data as much as their mapped
@@ -520,8 +560,10 @@ def _quarantined_of(
     )
     read: list[tuple[str, str, str, HeldFacts]] = []
     unread: list[tuple[str, str, str, Any]] = []  # with the payload, read once
+    held_rows: list[tuple[str, str, str]] = []
     for system, kind, rid, payload in raw_rows(conn, sql):
         held_as = (str(system), str(kind), str(rid))
+        held_rows.append(held_as)
         try:
             value = jsontext.loads(payload)
         except Exception:  # no JSON: its text, each escape (`\n`) read as a space
@@ -577,6 +619,16 @@ def _quarantined_of(
     keys = {key for key in email_keys if not shared("email", key)}
     more: set[str] = set()
     found: dict[tuple[str, str], None] = {}  # in the order found
+    for system, kind, rid in held_rows:
+        if kind == Kind.CONTACT.value and (system, rid) in given:
+            found[(system, rid)] = None
+    for system, rid, said in contacts_held:
+        email = said.email_key
+        if (system, rid) not in found or email is None or shared("email", email):
+            continue
+        if _holders(conn, "email", email) <= mapped_mine:  # else a profile's, who is not named
+            keys.add(email)
+            more.add(email)
     while True:  # until no held contact is added: each one found may bring an address of theirs
         before = len(found)
         for system, rid, said in contacts_held:

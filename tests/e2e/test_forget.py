@@ -287,3 +287,53 @@ def test_a_person_whose_only_record_is_held_is_forgotten_by_their_address(
         assert email.lower() not in state_text(state), command
     # Nothing of anyone's under an address no one holds: nothing to forget.
     assert run_crmsync("forget", email, "-c", str(config)).returncode == 4
+
+
+def test_a_held_record_no_profile_holds_is_forgotten_by_its_system_and_id(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """`forget <system>:<id>` naming a customer record that is quarantined (so no profile holds it)
+    erases what the state holds of it, as the address form does for a held record: its payload and
+    quarantine entry, its orders, its ledger row, and the tags crmsync wrote at the shop before it
+    was held; instead of answering that nothing matches (exit 4). The id as the shop's screens show
+    it (the number of the gid) names it, as for `explain`."""
+    config = sandboxes.config(tmp_path)
+    state = tmp_path / "crmsync.db"
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    with closing(sqlite3.connect(state)) as db:
+        row = db.execute(
+            "SELECT c.record_id, c.email FROM contacts c JOIN profile_members m USING (system, record_id) "
+            "WHERE c.system = 'shopify' AND m.profile_id IN (SELECT profile_id FROM profile_members "
+            "GROUP BY profile_id HAVING count(*) = 1) AND EXISTS (SELECT 1 FROM orders o WHERE "
+            "o.system = 'shopify' AND o.customer_id = c.record_id) LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    gid, email = str(row[0]), str(row[1])
+    number = gid.rsplit("/", 1)[1]
+    assert list(crmsync_marks(sandboxes.customer("shopify", gid)))  # crmsync's tags are there
+    sandboxes.patch_customer("shopify", gid, vendor("shopify").emulated.rename("A" * 1200))
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    with closing(sqlite3.connect(state)) as db:
+        assert db.execute("SELECT reason FROM quarantine WHERE record_id = ?", (gid,)).fetchall() == [("too_long",)]
+        assert db.execute("SELECT count(*) FROM pushed WHERE record_id = ?", (gid,)).fetchone() == (1,)
+    assert run_crmsync("explain", f"shopify:{number}", "-c", str(config)).returncode == 4  # no profile holds it
+    before = sandbox_state(sandboxes, small_data)
+
+    forgotten = run_crmsync("forget", f"shopify:{number}", "-c", str(config), "--json")
+    assert forgotten.returncode == 0, forgotten.stdout + forgotten.stderr[-3000:]
+    doc = json_out(forgotten)
+    assert doc["ok"] is True and doc["profiles"] == [] and doc["pending"] == []
+    assert doc["records"]["quarantined"] == {"shopify": 1} and doc["records"]["orders"]["shopify"] >= 1
+    assert doc["systems"] == {"shopify": {"cleared": 1, "pending": 0, "error": None}}
+    assert email.lower() not in forgotten.stdout.lower() + forgotten.stderr.lower()
+    assert list(crmsync_marks(sandboxes.customer("shopify", gid))) == []
+    changed = {key for key, value in sandbox_state(sandboxes, small_data).items() if before[key] != value}
+    assert changed == {f"shopify:{gid}"}
+    text = state_text(state)
+    assert email.lower() not in text and gid.lower() not in text
+    for command in ("sync", "backfill"):
+        assert run_crmsync(command, "-c", str(config)).returncode == 0
+        assert gid.lower() not in state_text(state), command
+    # Nothing held under it any more, nor under an id no record has: nothing to forget.
+    for key in (f"shopify:{number}", f"shopify:{gid}", "shopify:1"):
+        assert run_crmsync("forget", key, "-c", str(config)).returncode == 4, key

@@ -629,6 +629,53 @@ def test_an_address_only_a_held_record_of_hers_shows_takes_her_guest_orders_and_
     assert store.consistency_problems() == []
 
 
+def test_a_held_record_named_by_its_id_goes_with_its_orders_ledger_and_an_address_of_its_own_alone(
+    store: StateStore,
+) -> None:
+    """`forget <system>:<id>` naming a held contact no profile holds: its payload and quarantine
+    entry, the orders naming it (mapped and held), its ledger row (a vendor target for the tag
+    crmsync wrote there), and, under its address that no stored contact holds, the guest orders and
+    another held contact. A held contact under a profile's address is named alone: that address
+    stays the profile's. An id nothing is held under erases nothing and writes nothing."""
+    _populate(store)
+    held = [
+        SourceRecord("shop", Kind.CONTACT, "h1", NOW, {"email": "cees@y.nl", "bad": True, "name": "Cees Held"}),
+        SourceRecord("crm", Kind.CONTACT, "h2", NOW, {"email": "cees@y.nl", "bad": True}),  # by h1's address
+        SourceRecord("shop", Kind.CONTACT, "h3", NOW, {"email": "bert@x.nl", "bad": True}),  # a profile's address
+    ]
+    store.store_page("shop", Kind.CONTACT, [r for r in held if r.system == "shop"], _held, 2)
+    store.store_page("crm", Kind.CONTACT, [r for r in held if r.system == "crm"], _held, 2)
+    store.record_results(
+        "shop", [WriteBack("shop", "h1", ("crmsync:friends",), (), {}, TAGGED)], [WriteResult("h1", True)], 1, NOW
+    )
+    store.store_page("shop", Kind.ORDER, _orders("shop", ("o7", "h1", None), ("o8", None, "cees@y.nl")), _map, 2)
+    held_order = [SourceRecord("shop", Kind.ORDER, "q1", NOW, {"customer": "h1", "email": None, "bad": True})]
+    store.store_page("shop", Kind.ORDER, held_order, _held, 2)
+    before = _rows(store)
+    with pytest.raises(NothingToErase):
+        store.erasures.erase([], NOW, {}, _facts, record=("shop", ["h9", "gid-of-h9"]))
+    assert _rows(store) == before  # not even the salt
+
+    erased = store.erasures.erase([], NOW, {}, _facts, record=("shop", ["nope", "h1"]))
+    assert erased.profiles == () and erased.contacts == {}
+    assert erased.quarantined == {"shop": 2, "crm": 1}  # h1, q1; h2
+    assert erased.orders == {"shop": 2}  # o7 names it, o8 is a guest order under its address
+    (target,) = store.erasures.targets("shop")
+    assert target.record_id == "h1" and target.known.tags == frozenset({"crmsync:friends"})
+    rows = _rows(store)
+    everything = repr({name: found for name, found in rows.items() if name != "erasure_targets"})
+    assert "cees" not in everything.lower() and "'h1'" not in everything and "'o8'" not in everything
+    with store.db.reading() as conn:
+        assert conn.execute(text("SELECT record_id FROM quarantine")).all() == [("h3",)]
+    assert store.profiles_for(email_key="bert@x.nl") == ["p_bert"]
+    # h3 alone, though its address is Bert's: his records and orders stay.
+    erased = store.erasures.erase([], NOW, {}, _facts, record=("shop", ["h3"]))
+    assert erased.quarantined == {"shop": 1} and erased.orders == {} and erased.targets == {}
+    assert store.profiles_for(email_key="bert@x.nl") == ["p_bert"]
+    assert any(row[:2] == ("shop", "o3") for row in _rows(store)["orders"])
+    assert store.consistency_problems() == []
+
+
 def _anna_and_bert(store: StateStore, anna: dict[str, Any]) -> None:
     """Anna (crm:9, from `anna`) and Bert (crm:8, bert@x.nl) as mapped CRM contacts, each in a
     profile of their own. A payload's email, mobile number and links become the contact's."""

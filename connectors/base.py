@@ -268,8 +268,10 @@ class Connector(ABC):
         return RemoteState(tags, fields)
 
     def verify_owned(self, record_ids: Sequence[str]) -> dict[str, RemoteState]:
-        """What crmsync's tags and fields hold now on these records, asked of the vendor (only for
-        connectors whose reads do not show it); records gone since are left out."""
+        """What crmsync's tags and fields hold now on these records, asked of the vendor; records
+        gone since are left out. The rolling sweep asks it of connectors whose reads do not show
+        it; an erasure asks it of every connector that writes tags, since a read shows them only
+        as they were then (a prefixed tag added by hand since is crmsync's to remove too)."""
         raise NotImplementedError(f"{self.type} reads show crmsync's tags and fields")
 
     def verify_budget(self) -> float:

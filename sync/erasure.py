@@ -4,7 +4,10 @@ their records in every writable system (CONTRACTS §6).
 The state part comes first, in one transaction (sync/state/erasure.py), so that from then on no
 cycle profiles the person again, whatever happens at the vendors. The vendor part is a write of
 the empty owned state (what a person in no segment carries) to each of their records, through
-the connector's own write path, batch by batch with the writer lock proven before each. A record
+the connector's own write path, batch by batch with the writer lock proven before each. Where the
+system holds tags, each batch's records are looked at right before it is written
+(`Connector.verify_owned`): a tag in crmsync's prefix put there since crmsync last read the record
+(by hand, by another tool) is crmsync's too (CONTRACTS §4), and "forget" leaves none. A record
 the vendor confirmed leaves the erasure's targets; one it refused, or a system that is down,
 stays pending: `status` lists it, and every later sync and the daemon's cycles try again (a
 removal repeated changes nothing). The ledger is not written: crmsync keeps nothing of the
@@ -22,7 +25,7 @@ import structlog
 
 from connectors.base import Connector
 from connectors.errors import ConnectorError
-from mapping.model import Membership, WriteBack
+from mapping.model import Membership, RemoteState, WriteBack
 from sync.apply import writes_held
 from sync.planner import diff
 from sync.state import StateStore
@@ -119,6 +122,8 @@ def _clear_system(
         batch = work[start : start + size]
         guard()
         try:
+            if connector.writes_tags:
+                batch = _looked_at(connector, batch, empty)
             results = {r.record_id: r for r in connector.write([change for _, change in batch])}
         except ConnectorError as exc:
             outcome.error = str(exc)
@@ -137,3 +142,23 @@ def _clear_system(
         store.erasures.confirm(system, done, clock())
         outcome.cleared += len(done)
         outcome.pending -= len(done)
+
+
+def _looked_at(
+    connector: Connector, batch: list[tuple[Target, WriteBack]], empty: RemoteState
+) -> list[tuple[Target, WriteBack]]:
+    """The batch's changes with every tag of crmsync's the records hold now removed as well. What
+    the target knew (read, written, would write) is only as of crmsync's last read; a record the
+    vendor no longer has is not answered for, and keeps its change (the write then says so)."""
+    try:
+        seen = connector.verify_owned([target.record_id for target, _ in batch])
+    except NotImplementedError:  # a connector that cannot look: what crmsync knows, as before
+        return batch
+    looked = []
+    for target, change in batch:
+        now = seen.get(target.record_id)
+        if now is not None and now.tags:
+            known = RemoteState(target.known.tags | now.tags, target.known.fields, known=False)
+            change = diff(connector.name, target.record_id, empty, known, connector.owns_tag) or change
+        looked.append((target, change))
+    return looked

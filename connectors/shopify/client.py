@@ -34,7 +34,9 @@ from connectors.shopify.queries import (
     COUNT_QUERIES,
     ORDERS_WITH_LINES_PAGE,
     ORDERS_WITH_LINES_QUERY,
+    OWNED_PAGE,
     SCOPES_QUERY,
+    owned_query,
 )
 from connectors.shopify.queries import CHECK_QUERY as CHECK_QUERY
 from connectors.shopify.queries import CUSTOMERS_QUERY as CUSTOMERS_QUERY
@@ -46,7 +48,7 @@ from connectors.shopify.writes import _write_document as _write_document
 from connectors.shopify.writes import write_batch
 from connectors.streams import RecordSpec, Stream
 from connectors.window import Window
-from mapping.model import FieldSpec, Kind, SourceRecord, WriteBack, WriteResult
+from mapping.model import FieldSpec, Kind, RemoteState, SourceRecord, WriteBack, WriteResult
 
 CHECKOUT_GID = "gid://shopify/AbandonedCheckout/"
 BULK_POSITION = "bulk:"
@@ -353,6 +355,23 @@ class ShopifyConnector(Connector):
             f"writes held: {len(running)} bulk mutation(s) of an earlier cycle still running at Shopify "
             f"({', '.join(running)}); the next cycle writes once they have ended"
         )
+
+    def verify_owned(self, record_ids: Sequence[str]) -> dict[str, RemoteState]:
+        """crmsync's tags and tier on these customers as they stand now: one query per page of
+        them, a `customer(id:)` field each (documented: null for an id no customer has, which is
+        left out, as is an id that can be no customer's gid)."""
+        ids = [rid for rid in dict.fromkeys(record_ids) if self.canonical_id(rid) == rid]
+        found: dict[str, RemoteState] = {}
+        for start in range(0, len(ids), OWNED_PAGE):
+            page = ids[start : start + OWNED_PAGE]
+            data = self.graphql(
+                "owned", owned_query(len(page)), {f"id{i}": rid for i, rid in enumerate(page)}, mutating=False
+            )
+            for i, rid in enumerate(page):
+                node = data.get(f"c{i}") if isinstance(data, dict) else None
+                if isinstance(node, dict):
+                    found[rid] = self.owned_state(node)
+        return found
 
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
         return write_batch(

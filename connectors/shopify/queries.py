@@ -73,3 +73,18 @@ query CrmsyncCheckouts($first: Int!, $after: String, $query: String) {
 
 CHECK_QUERY = "query CrmsyncCheck { shop { name currencyCode } currentAppInstallation { accessScopes { handle } } }"
 SCOPES_QUERY = "query CrmsyncScopes { currentAppInstallation { accessScopes { handle } } }"
+
+
+# What crmsync owns on given customers now (`verify_owned`, before an erasure writes): as many
+# `customer(id:)` fields in one document as a write batch holds, at a point or two each.
+OWNED_PAGE = 25
+
+
+def owned_query(count: int) -> str:
+    declared = ", ".join(f"$id{i}: ID!" for i in range(count))
+    fields = "\n".join(
+        f'  c{i}: customer(id: $id{i}) {{ id tags loyaltyTier: metafield(namespace: "crmsync", key: "loyalty_tier") '
+        "{ value } }"
+        for i in range(count)
+    )
+    return f"query CrmsyncOwned({declared}) {{\n{fields}\n}}"

@@ -18,7 +18,7 @@ which touches no other interest, so a merchant's edit is never overwritten. See 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.auth import token_classify
@@ -222,6 +222,23 @@ class SuperOfficeConnector(Connector):
                 "English display values with SO-Language: en)",
             )
         return status in COUNTED_SALE_STATUSES
+
+    def verify_owned(self, record_ids: Sequence[str]) -> dict[str, RemoteState]:
+        """crmsync's interests and fields on these persons as they stand now: each PersonEntity
+        (its `Interests`, the whole list with `Selected` flags), a GET per person; a person deleted
+        since (404) or an id that is no person's is left out."""
+        found: dict[str, RemoteState] = {}
+        for record_id in dict.fromkeys(record_ids):
+            person_id = self.canonical_id(record_id)
+            if person_id is None:
+                continue
+            try:
+                entity = self.client.request("GET", f"{self.api}/Person/{person_id}").body
+            except RejectedRecord:
+                continue
+            if isinstance(entity, dict):
+                found[record_id] = self.owned_state(entity)
+        return found
 
     # ----- writes -------------------------------------------------------------------------------
     def write_one(self, change: WriteBack) -> bool:

@@ -337,3 +337,53 @@ def test_a_held_record_no_profile_holds_is_forgotten_by_its_system_and_id(
     # Nothing held under it any more, nor under an id no record has: nothing to forget.
     for key in (f"shopify:{number}", f"shopify:{gid}", "shopify:1"):
         assert run_crmsync("forget", key, "-c", str(config)).returncode == 4, key
+
+
+def _selected_interests(person: dict[str, Any]) -> set[str]:
+    return {str(item["Name"]) for item in person.get("Interests") or [] if item.get("Selected")}
+
+
+def test_forget_removes_a_prefixed_tag_added_by_hand_since_the_last_read_and_no_other_tag(
+    sandboxes: Sandboxes, tmp_path: Path
+) -> None:
+    """A tag in crmsync's prefix put on the person's Shopify customer and SuperOffice person (as an
+    Interest) after crmsync last read them, by hand or by another tool, is crmsync's (CONTRACTS
+    §4): `forget` looks at the records before it writes and leaves none of crmsync's tags there,
+    whatever their capitals, while the merchant's own tags and interests stay."""
+    config = sandboxes.config(tmp_path, superoffice='segments_as = "interests"')
+    # Interests instead of the segments field (they exclude each other).
+    section = ""
+    lines = []
+    for line in config.read_text().splitlines():
+        section = line.strip() if line.startswith("[") else section
+        if not (section == "[systems.superoffice]" and line.startswith("segments_field")):
+            lines.append(line)
+    config.write_text("\n".join(lines) + "\n")
+    state = tmp_path / "crmsync.db"
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    with closing(sqlite3.connect(state)) as db:
+        row = db.execute(
+            "SELECT profile_id FROM profile_members GROUP BY profile_id "
+            "HAVING sum(system = 'shopify') > 0 AND sum(system = 'superoffice') > 0 LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    records, _ = records_of(config, str(row[0]))
+    shop = next(rid for system, rid in records if system == "shopify")
+    person = next(rid for system, rid in records if system == "superoffice")
+    tags = list(sandboxes.customer("shopify", shop)["tags"])
+    assert any(t.startswith("crmsync:") for t in tags)  # crmsync wrote some
+    # By hand, after crmsync's last read: two of crmsync's prefix (one in other capitals), one not.
+    sandboxes.patch_customer("shopify", shop, {"tags": [*tags, "crmsync:by-hand", "CRMSYNC:Shouting", "vip"]})
+    hand = [{"Name": "crmsync:by-hand", "Selected": True}, {"Name": "golf", "Selected": True}]
+    sandboxes.patch_customer("superoffice", person, {"Interests": hand})
+    assert {"crmsync:by-hand", "golf"} <= _selected_interests(sandboxes.customer("superoffice", person))
+
+    forgotten = run_crmsync("forget", str(row[0]), "-c", str(config), "--json")
+    assert forgotten.returncode == 0, forgotten.stdout + forgotten.stderr[-3000:]
+    assert json_out(forgotten)["pending"] == []
+    left = sandboxes.customer("shopify", shop)["tags"]
+    assert [t for t in left if t.casefold().startswith("crmsync:")] == [], left
+    assert sorted(left) == sorted([t for t in tags if not t.startswith("crmsync:")] + ["vip"])
+    interests = _selected_interests(sandboxes.customer("superoffice", person))
+    assert [name for name in interests if name.casefold().startswith("crmsync:")] == [], interests
+    assert "golf" in interests

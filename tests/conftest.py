@@ -13,12 +13,18 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from hypothesis import settings
 
 from sync.demo import demo_data
 from sync.log import setup_logging
 from sync.sandboxes import RunningSandbox, start_sandboxes, stop_sandboxes
 from tests.kit import Sandboxes, capture_output_to
 from tests.postgres import PostgresServer, postgres_server
+
+# No property test has a time limit: hypothesis's default (200 ms an example) fails a test when a
+# loaded CI host is slow, which says nothing of the code. Speed is bench/'s business.
+settings.register_profile("crmsync", deadline=None)
+settings.load_profile("crmsync")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -386,7 +386,7 @@ def explain(
         document = explain_profile(store, matches[0], loaded.config, now())
         notes = coverage_notes(loaded.config, {record["system"] for record in document["records"]})
         if notes:
-            document["caveats"] = list(notes.values())
+            document["caveats"] = [*document.get("caveats", []), *notes.values()]
     finally:
         store.close()
     if len(matches) > 1:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -76,15 +76,28 @@ def email_of(key: str, config: CrmsyncConfig) -> str | None:
 
 
 def explain_profile(store: StateStore, profile_id: str, config: CrmsyncConfig, now: datetime) -> dict[str, Any]:
-    """The CONTRACTS §2 `explain --json` document for one profile."""
+    """The CONTRACTS §2 `explain --json` document for one profile, plus `recorded_run` (the run
+    whose verdicts `segments` lists) and `dry_run` (see `_verdicts`)."""
     detail = store.profile_detail(profile_id)
     fieldmaps = {name: fieldmap_of(config, name) for name in config.systems}
     profile = detail["profile"] or {}
     contacts: list[Contact] = detail["contacts"]
     fields = survive(contacts, config.identity.source_priority)
     traits = json.loads(profile.get("traits") or "{}")
-    segments = json.loads(profile.get("segments") or "[]")
-    return {
+
+    def listed(names: Sequence[str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": name,
+                "why": segment_reason(name, traits, config.segments, now, detail.get("tier_qualified_at")),
+                # In the segment's holdout (`[segments] holdout`): a member, but not tagged anywhere.
+                "held_out": held_out(name, profile_id, config.segments.holdout.get(name, 0.0)),
+            }
+            for name in names
+        ]
+
+    shown, recorded_run, dry_run = _verdicts(detail, profile)
+    document: dict[str, Any] = {
         "profile_id": profile_id,
         "aliases": detail["aliases"],
         "records": [
@@ -104,16 +117,102 @@ def explain_profile(store: StateStore, profile_id: str, config: CrmsyncConfig, n
             name: {"value": choice.value, "from": choice.source, "why": choice.why} for name, choice in fields.items()
         },
         "traits": {name: for_json(value) if isinstance(value, str) else value for name, value in traits.items()},
-        "segments": [
-            {
-                "name": name,
-                "why": segment_reason(name, traits, config.segments, now, detail.get("tier_qualified_at")),
-                # In the segment's holdout (`[segments] holdout`): a member, but not tagged anywhere.
-                "held_out": held_out(name, profile_id, config.segments.holdout.get(name, 0.0)),
-            }
-            for name in segments
-        ],
+        "segments": listed(shown),
+        "recorded_run": recorded_run,
+        "dry_run": None if dry_run is None else {**dry_run, "segments": listed(dry_run["segments"])},
     }
+    caveats = verdict_notes(document, for_json)
+    if caveats:
+        document["caveats"] = caveats
+    return document
+
+
+def _verdicts(
+    detail: Mapping[str, Any], profile: Mapping[str, Any]
+) -> tuple[list[str], dict[str, Any] | None, dict[str, Any] | None]:
+    """Which segments explain answers with, the run that concluded them, and the dry run's own.
+
+    A dry run (`sync --dry-run`, `plan`; a cycle whose writes were held computes as one) saves
+    its verdicts in `profiles`, because it plans from them, but writes nothing and records no
+    segment history. Explained afterwards, those verdicts would be an answer about tags no system
+    was given: so `segments` are the last recorded run's (the open history entries, as `report`
+    counts them), and `dry_run` holds the later run's verdicts apart, with what it would change
+    (None when the verdicts saved are the recorded run's own)."""
+    saved = sorted(json.loads(profile.get("segments") or "[]"))
+    saved_by, recorded_by = detail.get("saved_by"), detail.get("recorded_by")
+    if saved_by is None:
+        return saved, _run_json(recorded_by), None
+    # Where no run has marked its history yet, nothing was recorded, unless the state predates the
+    # mark (its last run then recorded as it saved, and was no dry run).
+    unrecorded = saved_by["seq"] > recorded_by["seq"] if recorded_by is not None else _is_dry(saved_by.get("command"))
+    if not unrecorded:
+        return saved, _run_json(recorded_by or saved_by), None
+    recorded: list[str] = list(detail.get("recorded_segments") or [])
+    rewritten = recorded_by is None or int(profile.get("updated_seq") or 0) > recorded_by["seq"]
+    dry_run = {
+        **(_run_json(saved_by) or {}),
+        "segments": saved,
+        "entered": sorted(set(saved) - set(recorded)),
+        "left": sorted(set(recorded) - set(saved)),
+        # Whether that run changed this profile's stored verdict (its traits too, which the
+        # document's `traits` and every reason then show as that run computed them).
+        "changed_profile": rewritten,
+        "new_profile": recorded_by is None or int(profile.get("created_seq") or 0) > recorded_by["seq"],
+    }
+    return recorded, _run_json(recorded_by), dry_run
+
+
+def _run_json(run: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "run_id": run.get("run_id"),
+        "command": run.get("command"),
+        "started_at": for_json(run.get("started_at")),
+        "finished_at": for_json(run.get("finished_at")),
+    }
+
+
+def _is_dry(command: str | None) -> bool:
+    """Whether a run's recorded command names a dry run (sync/pipeline.py `recorded_command`)."""
+    return command is not None and (command == "plan" or command.endswith("--dry-run"))
+
+
+def verdict_notes(document: Mapping[str, Any], when: Callable[[str], str | None]) -> list[str]:
+    """What a reader must know about where the segments come from, times shown by `when`
+    (`for_json` in the document, `for_people` on the terminal)."""
+    dry = document.get("dry_run")
+    if not dry:
+        return []
+    at = when(dry["started_at"]) if dry.get("started_at") else "an unknown time"
+    command = dry.get("command") or "a run"
+    later = (
+        f"the dry run `crmsync {command}` of {at}"
+        if _is_dry(command)
+        else f"`crmsync {command}` of {at}, which wrote nothing (its writes were held or it stopped early)"
+    )
+    recorded = document.get("recorded_run")
+    if recorded is None:
+        before = "no run has recorded segments yet, so no system holds any"
+    else:
+        before = (
+            f"the segments shown are the last recorded run's (`crmsync {recorded.get('command')}` of "
+            f"{when(recorded['started_at']) if recorded.get('started_at') else 'an unknown time'}), "
+            "as the systems were given them"
+        )
+    notes = []
+    if dry["entered"] or dry["left"]:
+        changes = []
+        if dry["entered"]:
+            changes.append(f"put this profile in {', '.join(dry['entered'])}")
+        if dry["left"]:
+            changes.append(f"take it out of {', '.join(dry['left'])}")
+        notes.append(f"{later} would {' and '.join(changes)}; nothing of it was written: {before}")
+    elif dry["new_profile"]:
+        notes.append(f"this profile was first assessed by {later}: {before}")
+    if dry["changed_profile"] and (dry["entered"] or dry["left"] or not dry["new_profile"]):
+        notes.append(f"the traits, and the figures each reason cites, are as {later} computed them")
+    return notes
 
 
 def _normalised(contact: Contact) -> dict[str, Any]:
@@ -173,7 +272,8 @@ def segment_reason(
     there (`mapping.segments.describe` says what each segment means under these settings).
     `tier_qualified_at`: when the profile last qualified for its held tier (the hysteresis keeps a
     tier `tier_grace_days` after the spend falls below it)."""
-    meaning = describe(settings).get(name, "member")
+    described = describe(settings)
+    meaning = described.get(name, "member")
     count = int(traits.get("order_count") or 0)
     revenue = Decimal(str(traits.get("revenue") or 0))
     spend = Decimal(str(traits.get("spend_12m") or 0))
@@ -202,6 +302,10 @@ def segment_reason(
     base = base_of(name)
     if base is not None and not any(rule.name == name for rule in settings.rules):
         return base_reason(name, base, traits.get("bases") or {}, meaning, settings.needs_consent(name))
+    if name not in described:
+        # A verdict of a run made under another configuration (the recorded run's, explained
+        # after the rule was changed): the rule it met is not known any more.
+        return "rule: not in the configuration now (removed or renamed since the run that gave this segment)"
     return f"rule: {meaning}"
 
 
@@ -248,12 +352,21 @@ def render(document: Mapping[str, Any], others: Sequence[str]) -> Any:
         fields.add_column(column)
     for field_name, choice in document["fields"].items():
         fields.add_row(field_name, _text(choice["value"]), choice["from"], choice["why"])
-    segments = Table(title="segments", title_justify="left")
-    segments.add_column("segment")
-    segments.add_column("why")
-    for segment in document["segments"]:
-        why = segment["why"] + (" (in the holdout: not tagged)" if segment.get("held_out") else "")
-        segments.add_row(segment["name"], why)
+    recorded = document.get("recorded_run")
+    dry = document.get("dry_run")
+    title = "segments"
+    if dry and recorded:
+        title += f" (the last recorded run's: crmsync {recorded.get('command')}, {_when(recorded.get('started_at'))})"
+    elif dry:
+        title += " (no run has recorded any yet)"
+    segments = _segment_table(title, document["segments"])
+    preview = None
+    if dry and (dry["entered"] or dry["left"]):
+        changes = [f"+{name}" for name in dry["entered"]] + [f"-{name}" for name in dry["left"]]
+        label = f"crmsync {dry.get('command')}, {_when(dry.get('started_at'))}"
+        preview = _segment_table(
+            f"not written: the segments of the later {label} ({', '.join(changes)})", dry["segments"]
+        )
     traits = Table(title="traits", title_justify="left")
     traits.add_column("trait")
     traits.add_column("value")
@@ -261,11 +374,30 @@ def render(document: Mapping[str, Any], others: Sequence[str]) -> Any:
     shown.update({f"bases.{k}": v for k, v in (shown.pop("bases", None) or {}).items()})
     for trait, value in shown.items():
         traits.add_row(trait, for_people(value) if isinstance(value, str) else _text(value))
-    parts: list[Any] = [records, links, fields, traits, segments]
-    parts += [f"note: {caveat}" for caveat in document.get("caveats", [])]
+    parts: list[Any] = [records, links, fields, traits, segments, *([preview] if preview else [])]
+    # The notes on where the segments come from, with local times instead of the document's UTC.
+    in_json = set(verdict_notes(document, for_json))
+    parts += [f"note: {caveat}" for caveat in verdict_notes(document, for_people)]
+    parts += [f"note: {caveat}" for caveat in document.get("caveats", []) if caveat not in in_json]
     if others:
         parts.append(f"also matching: {', '.join(others)}")
     return Group(*parts)
+
+
+def _segment_table(title: str, listed: Sequence[Mapping[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("segment")
+    table.add_column("why")
+    for segment in listed:
+        why = segment["why"] + (" (in the holdout: not tagged)" if segment.get("held_out") else "")
+        table.add_row(segment["name"], why)
+    return table
+
+
+def _when(stamp: str | None) -> str:
+    return for_people(stamp) if stamp else "at an unknown time"
 
 
 def record_ids(config: CrmsyncConfig, system: str, typed: str) -> list[str]:

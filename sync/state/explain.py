@@ -18,6 +18,8 @@ from sync.state.schema import (
     profile_tiers,
     profiles,
     raw_records,
+    runs,
+    segment_history,
 )
 from sync.state.sql import Database
 
@@ -130,6 +132,17 @@ class ExplainQueries:
             ).first()
             # qualified_at "" stands for the `now` of the run that last recorded the tiers (meta).
             tiers_at = conn.execute(select(meta.c.value).where(meta.c.key == "tiers_at")).scalar()
+            recorded = conn.execute(
+                select(segment_history.c.segment).where(
+                    segment_history.c.profile_id == profile_id, segment_history.c.exited_seq.is_(None)
+                )
+            ).scalars()
+            marks = dict(
+                conn.execute(
+                    select(meta.c.key, meta.c.value).where(meta.c.key.in_(("profiles_seq", "history_seq")))
+                ).all()
+            )
+            saved_by, recorded_by = (_run(conn, marks.get(key)) for key in ("profiles_seq", "history_seq"))
         return {
             "profile": dict(row) if row else None,
             "contacts": contact_rows,
@@ -138,4 +151,21 @@ class ExplainQueries:
             "aliases": sorted(aliases),
             # The held tier and the last time the profile qualified for it (ISO-8601), or None.
             "tier_qualified_at": (held[1] or tiers_at) if held is not None else None,
+            # A dry run (or a held cycle) saves its verdicts in `profiles` and records no segment
+            # history; the open history entries are what the last recorded run concluded, which is
+            # what the systems were given. `saved_by` / `recorded_by`: those two runs, or None.
+            "recorded_segments": sorted(recorded),
+            "saved_by": saved_by,
+            "recorded_by": recorded_by,
         }
+
+
+def _run(conn: Connection, seq: str | None) -> dict[str, Any] | None:
+    """The run with sequence number `seq` (a `meta` value): its seq, id, command and times (only
+    the seq where the run's row is gone)."""
+    if seq is None:
+        return None
+    row = conn.execute(
+        select(runs.c.run_id, runs.c.command, runs.c.started_at, runs.c.finished_at).where(runs.c.seq == int(seq))
+    ).first()
+    return {"seq": int(seq), **(dict(row._mapping) if row is not None else {})}

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from tests.kit import Sandboxes, json_out, run_crmsync
 
 
@@ -152,3 +154,66 @@ def test_explain_times_are_utc_in_json_and_local_for_people(
     last = datetime.fromisoformat(doc["traits"]["last_order"]).astimezone(ZoneInfo("Europe/Amsterdam"))
     assert f"{last:%Y-%m-%d %H:%M:%S} {last.tzname()}" in human.stdout
     assert doc["traits"]["last_order"] not in human.stdout
+
+
+def test_explain_after_a_dry_run_answers_with_what_was_written_and_shows_the_preview_apart(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """A dry run saves its verdicts (it plans from them) but writes nothing. Previewing a config
+    change with `sync --dry-run`, then asking explain why someone is in a segment, must answer
+    with what the last recorded run concluded (what every system holds), and show the dry run's
+    differing verdicts apart, labelled as such; not the preview as if it had been written."""
+    state = "sqlite:///crmsync.db" if backend == "sqlite" else str(request.getfixturevalue("postgres_url"))
+    rule = '[[segments.rules]]\nname = "{}"\nwhen = "order_count >= 0"\n'
+    config = sandboxes.config(tmp_path, state=state, extra=rule.format("probe-old"))
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    shop, _ = _merged_pair(small_data)
+    key = f"shopify:{shop['id']}"
+    recorded = json_out(run_crmsync("explain", "-c", str(config), "--json", key))
+    assert "probe-old" in {s["name"] for s in recorded["segments"]}
+
+    config = sandboxes.config(tmp_path, state=state, extra=rule.format("probe-new"))  # the change to preview
+    assert run_crmsync("sync", "--dry-run", "-c", str(config)).returncode == 0
+    tags = {t.lower() for t in sandboxes.customer("shopify", shop["id"])["tags"]}
+    assert "crmsync:probe-old" in tags and "crmsync:probe-new" not in tags  # what the shop holds
+    result = run_crmsync("explain", "-c", str(config), "--json", key)
+    assert result.returncode == 0, result.stderr
+    doc = json_out(result)
+    names = {s["name"] for s in doc["segments"]}
+    assert "probe-old" in names and "probe-new" not in names, names
+    assert names - {"probe-old"} == {s["name"] for s in recorded["segments"]} - {"probe-old"}
+    assert recorded["dry_run"] is None and recorded["recorded_run"]["command"] == "sync"
+    why_old = next(s["why"] for s in doc["segments"] if s["name"] == "probe-old")
+    assert "not in the configuration now" in why_old  # the rule it met was changed since
+    assert doc["recorded_run"]["run_id"] == recorded["recorded_run"]["run_id"]
+    preview = doc["dry_run"]
+    assert preview["command"] == "sync --dry-run"
+    assert preview["entered"] == ["probe-new"] and preview["left"] == ["probe-old"]
+    assert "probe-new" in {s["name"] for s in preview["segments"]}
+    assert all(s["why"] for s in preview["segments"])
+    assert any("dry run" in caveat and "probe-new" in caveat for caveat in doc["caveats"]), doc.get("caveats")
+    human = run_crmsync("explain", "-c", str(config), key)
+    assert human.returncode == 0 and "sync --dry-run" in human.stdout and "probe-new" in human.stdout
+
+    # Once a sync writes it, explain says so, with nothing left to preview.
+    assert run_crmsync("sync", "-c", str(config)).returncode == 0
+    after = json_out(run_crmsync("explain", "-c", str(config), "--json", key))
+    assert "probe-new" in {s["name"] for s in after["segments"]} and after["dry_run"] is None
+    assert after["recorded_run"]["run_id"] != doc["recorded_run"]["run_id"]
+
+
+def test_explain_after_only_a_dry_run_says_nothing_was_recorded(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """A first look with `sync --dry-run` on a new state: no system was given any segment, so
+    explain lists none as the profile's, and shows the dry run's verdicts apart."""
+    config = sandboxes.config(tmp_path)
+    assert run_crmsync("sync", "--dry-run", "-c", str(config)).returncode == 0
+    shop, _ = _merged_pair(small_data)
+    tags = {t.lower() for t in sandboxes.customer("shopify", shop["id"])["tags"]}
+    doc = json_out(run_crmsync("explain", "-c", str(config), "--json", f"shopify:{shop['id']}"))
+    assert doc["segments"] == []
+    assert not {f"crmsync:{s['name']}" for s in doc["dry_run"]["segments"]} & tags  # none was written
+    assert doc["recorded_run"] is None and doc["dry_run"]["new_profile"] is True
+    assert doc["dry_run"]["entered"] == [s["name"] for s in doc["dry_run"]["segments"]] != []
+    assert any("no run has recorded segments yet" in caveat for caveat in doc["caveats"]), doc.get("caveats")

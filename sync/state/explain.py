@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -29,27 +30,31 @@ def alias_targets(conn: Connection) -> dict[str, str]:
     it was given (`p_a` -> `p_b`); when `p_b` is later merged away too (`p_b` -> `p_c`), `p_a` is
     still stored as pointing at `p_b`, so the chain is followed to its end."""
     direct = {str(a): str(p) for a, p in conn.execute(select(profile_aliases.c.alias, profile_aliases.c.profile_id))}
-    out: dict[str, str] = {}
-    for alias in direct:
-        seen = {alias}
-        target = direct[alias]
-        while target in direct and target not in seen:
-            seen.add(target)
-            target = direct[target]
-        out[alias] = target
-    return out
+    return {alias: chain_end(alias, direct.get) for alias in direct}
 
 
 def _surviving(conn: Connection, profile_id: str) -> str:
     """The id that holds `profile_id`'s person now: itself, or where its alias chain ends."""
-    seen = {profile_id}
-    current = profile_id
-    while True:
-        target = conn.execute(select(profile_aliases.c.profile_id).where(profile_aliases.c.alias == current)).scalar()
-        if target is None or target in seen:
-            return current
+
+    def target(alias: str) -> str | None:
+        found = conn.execute(select(profile_aliases.c.profile_id).where(profile_aliases.c.alias == alias)).scalar()
+        return None if found is None else str(found)
+
+    # One alias at a time from the table: a lookup follows one short chain, not every alias.
+    return chain_end(profile_id, target)
+
+
+def chain_end(start: str, target_of: Callable[[str], str | None]) -> str:
+    """Where the alias chain from `start` ends (`target_of`: an id's alias target, None for an id
+    that is no alias): `start` itself when it is no alias. Aliases are never rewritten when their
+    target is merged away in turn, so a chain may take several hops; a cycle, which resolution
+    never makes, ends at its last id before one repeats rather than looping."""
+    seen = {start}
+    current = start
+    while (target := target_of(current)) is not None and target not in seen:
         seen.add(target)
         current = target
+    return current
 
 
 class ExplainQueries:

@@ -41,6 +41,7 @@ from mapping.normalize.email import email_match_key, normalise_email
 from mapping.normalize.phone import digits_in, national_digits, numbers_in_text, phone_region
 from sync.state.keys import addresses_a_record
 from sync.state.schema import (
+    RETIRED,
     contacts,
     erasure_targets,
     erasures,
@@ -826,7 +827,8 @@ def _delete_person(
         conn.execute(delete(identity_links).where(identity_links.c.a.in_(chunk) | identity_links.c.b.in_(chunk)))
     ids = list(profile_ids)
     # Ids the person had before a merge: their history and tier rows are theirs too.
-    retired = select(profile_aliases.c.alias).where(profile_aliases.c.profile_id.in_(ids))
+    # Not an id a live profile holds again (a merge that came apart: sync/state/schema.py RETIRED).
+    retired = select(profile_aliases.c.alias).where(profile_aliases.c.profile_id.in_(ids), RETIRED)
     ids += [str(alias) for (alias,) in conn.execute(retired)]
     conn.execute(
         delete(profile_aliases).where(profile_aliases.c.profile_id.in_(ids) | profile_aliases.c.alias.in_(ids))

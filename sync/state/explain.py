@@ -11,6 +11,7 @@ from sqlalchemy import Connection, select
 from mapping.model import Kind, record_key
 from sync.state.extracts import contact_from_row
 from sync.state.schema import (
+    RETIRED,
     contacts,
     identity_links,
     meta,
@@ -29,7 +30,8 @@ def alias_targets(conn: Connection) -> dict[str, str]:
     """Retired profile id -> the id that holds its person now. A profile merged away keeps the alias
     it was given (`p_a` -> `p_b`); when `p_b` is later merged away too (`p_b` -> `p_c`), `p_a` is
     still stored as pointing at `p_b`, so the chain is followed to its end."""
-    direct = {str(a): str(p) for a, p in conn.execute(select(profile_aliases.c.alias, profile_aliases.c.profile_id))}
+    aliases = select(profile_aliases.c.alias, profile_aliases.c.profile_id).where(RETIRED)
+    direct = {str(a): str(p) for a, p in conn.execute(aliases)}
     return {alias: chain_end(alias, direct.get) for alias in direct}
 
 
@@ -37,7 +39,9 @@ def _surviving(conn: Connection, profile_id: str) -> str:
     """The id that holds `profile_id`'s person now: itself, or where its alias chain ends."""
 
     def target(alias: str) -> str | None:
-        found = conn.execute(select(profile_aliases.c.profile_id).where(profile_aliases.c.alias == alias)).scalar()
+        found = conn.execute(
+            select(profile_aliases.c.profile_id).where(profile_aliases.c.alias == alias, RETIRED)
+        ).scalar()
         return None if found is None else str(found)
 
     # One alias at a time from the table: a lookup follows one short chain, not every alias.

@@ -45,6 +45,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    exists,
     insert,
     inspect,
     select,
@@ -194,6 +195,13 @@ profile_aliases = Table(
     Column("profile_id", String(64), nullable=False),
     Column("seq", Integer, nullable=False),
 )
+
+# An alias whose id no live profile holds. When a merge comes apart, the part without the
+# surviving id is named afresh from its records, and that can be the very id it had before the
+# merge: its old alias row stays, and followed it would send a lookup of a live person's id (and
+# `forget` of it) to the person it was once merged into.
+RETIRED = ~exists().where(profiles.c.profile_id == profile_aliases.c.alias)
+
 
 pushed = Table(
     "pushed",

@@ -723,3 +723,24 @@ def test_forget_says_which_held_records_it_kept_with_their_address_and_what_to_d
     assert "  shop contact u1\n  crm order g2\n" in text_out
     assert "`crmsync forget` the person again" in text_out
     assert "Kept" not in render({**document, "unread": []})
+
+
+def test_a_retired_id_given_to_a_person_again_is_not_erased_with_the_profile_it_was_merged_into(
+    store: StateStore,
+) -> None:
+    """Bert was merged into Anna once (alias p_bert -> p_anna, never removed) and came apart again
+    under his own id, which a new profile is given again: forgetting Anna takes her retired ids'
+    history, not Bert's live profile, history or tier."""
+    _populate(store)
+    with store.db.writing() as conn:
+        conn.exec_driver_sql("INSERT INTO profile_aliases (alias, profile_id, seq) VALUES ('p_bert', 'p_anna', 1)")
+        for pid in ("p_anna", "p_old", "p_bert"):
+            conn.execute(segment_history.insert().values(profile_id=pid, segment="x", entered_seq=1, entered_at="now"))
+        conn.exec_driver_sql(
+            "INSERT INTO profile_tiers (profile_id, tier, qualified_at, since_seq) VALUES ('p_bert', 'gold', '', 1)"
+        )
+    store.erasures.erase(["p_anna"], NOW)
+    rows = _rows(store)
+    assert [r[0] for r in rows["profiles"]] == ["p_bert", "p_co", "p_co2"]
+    assert [r[0] for r in rows["segment_history"]] == ["p_bert"]
+    assert [r[0] for r in rows["profile_tiers"]] == ["p_bert"]

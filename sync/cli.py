@@ -28,6 +28,7 @@ from sync.cli_support import (
     emit_json,
     erasure_lines,
     fail,
+    journal_lines,
     loaded_config,
     restore_signals,
     run_app,
@@ -201,6 +202,7 @@ def status(
     from sync.render import print_status
     from sync.runtime import lock_holder
     from sync.state import StateStore
+    from sync.state.erasure_replay import journal_status
     from sync.timefmt import times_for_json
 
     common = Common(config, json_out, log_level, log_json)
@@ -211,6 +213,7 @@ def status(
         systems: dict[str, Any] = {}
         pending: list[dict[str, Any]] = []
         erasures: list[dict[str, Any]] = []
+        journal = None
         last_run = None
     else:
         store = StateStore(loaded.state_url())
@@ -218,6 +221,7 @@ def status(
             systems = store.last_system_runs()
             pending = store.pending_records()
             erasures = store.erasures.pending_erasures()
+            journal = journal_status(store.erasures)
             last_run = store.last_run()
         finally:
             store.close()
@@ -231,11 +235,12 @@ def status(
     code = health.exit_code(last_run is not None, problems)
     if common.as_json:
         document = {"systems": systems, "pending": pending, "lock": holder, "last_run": last_run, "held": held}
-        emit_json(times_for_json({**document, "problems": problems, "erasures": erasures}))
+        document = {**document, "problems": problems, "erasures": erasures, "erasure_journal": journal}
+        emit_json(times_for_json(document))
         raise typer.Exit(code)
     out = console()
     print_status(out, systems, held, pending, holder, problems if last_run is not None else {})
-    for line in [*dry_run_lines(systems), *erasure_lines(erasures)]:
+    for line in [*dry_run_lines(systems), *erasure_lines(erasures), *journal_lines(journal)]:
         out.print(line)
     raise typer.Exit(code)
 

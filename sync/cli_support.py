@@ -148,6 +148,7 @@ def writer_state(
     PostgreSQL session gone) stops the writes and exits 5 too: another process may hold it now."""
     from sync.lock import LockHeld, LockLost
     from sync.runtime import open_writer
+    from sync.state.erasure_replay import JournalMismatch
 
     try:
         with open_writer(loaded, command, standby=standby) as writer:
@@ -158,6 +159,8 @@ def writer_state(
         fail(f"crmsync: {exc}", 5)
     except LockLost as exc:
         fail(f"crmsync: {exc}", 5)
+    except JournalMismatch as exc:
+        fail(f"crmsync: {exc}", 2)
 
 
 class StopRequest(threading.Event):
@@ -207,6 +210,29 @@ def dry_run_lines(systems: Mapping[str, Mapping[str, Any]]) -> list[str]:
         f"dry run since the last cycle, nothing written: {command} at {for_people(finished)} ({', '.join(names)})"
         for (command, finished), names in since.items()
     ]
+
+
+def journal_lines(journal: Mapping[str, Any] | None) -> list[str]:
+    """`status` for people: what the erasure journal says of a restored state."""
+    from sync.timefmt import for_people
+
+    if journal is None:
+        return []
+    lines = []
+    if journal["to_replay"]:
+        n = journal["to_replay"]
+        lines.append(
+            f"erasure journal: {n} erasure{'s' if n != 1 else ''} this state lacks (restored from an older "
+            "copy?): the next sync, backfill, forget or daemon start erases those people again"
+        )
+    replayed = journal.get("replayed")
+    if replayed:
+        n = replayed["erasures"]
+        lines.append(
+            f"erasures replayed after a restore: {n} at {for_people(replayed['at'])} "
+            f"({journal['erasures']} in the journal)"
+        )
+    return lines
 
 
 def erasure_lines(erasures: Sequence[Mapping[str, Any]]) -> list[str]:

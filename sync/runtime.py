@@ -177,10 +177,16 @@ def open_writer(loaded: LoadedConfig, command: str, *, standby: threading.Event 
     """The state store and its lock, held for the duration; raises LockHeld naming the holder, or
     with `standby` (the daemon, PostgreSQL) waits for the lock until that event is set
     (StandbyStopped). An older state is upgraded first, while the lock is held."""
+    from sync.clock import now
+    from sync.state.erasure_replay import reconcile
+
     with _locked(loaded, command, standby) as lock:
         migrate_if_needed(loaded)
         store = StateStore(loaded.state_url())
         try:
+            # Before anything reads the state for a cycle: a person forgotten after the backup this
+            # state was restored from is erased again (sync/state/erasure_replay.py).
+            reconcile(store.erasures, now())
             yield Writer(store, lock)
         finally:
             store.close()

@@ -39,6 +39,7 @@ from mapping.identity import given_names, names_agree, same_person_names
 from mapping.model import Kind, RemoteState, record_key
 from mapping.normalize.email import email_match_key, normalise_email
 from mapping.normalize.phone import digits_in, national_digits, numbers_in_text, phone_region
+from sync.state.erasure_journal import Abandoned, ErasureJournal, JournalEntry, JournalTarget
 from sync.state.keys import addresses_a_record
 from sync.state.schema import (
     RETIRED,
@@ -147,8 +148,11 @@ class NothingToErase(LookupError):
 
 
 class ErasureStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, journal: ErasureJournal | None = None) -> None:
+        """`journal`: the erasure journal beside a SQLite state (sync/state/erasure_journal.py);
+        None where there is no file beside the state to keep it in (PostgreSQL, in memory)."""
         self.db = db
+        self.journal = journal
         self._forgotten = Forgotten()
 
     # ----- the erasure itself ----------------------------------------------------------------------
@@ -254,6 +258,15 @@ class ErasureStore:
                 _delete_raw(conn, system, kind, [rid])
             if not known:
                 _complete(conn, erasure_id, now)
+            if self.journal is not None:
+                # On disk before the commit: a restored backup, or a crash before the commit, leaves
+                # a journal line whose replay completes the erasure (sync/state/erasure_replay.py).
+                targets = tuple(
+                    JournalTarget(s, rid, jsontext.compact(state.to_json()))
+                    for (s, rid), state in sorted(known.items())
+                )
+                at, people = now.isoformat(), len(profile_ids)
+                self.journal.append([JournalEntry(erasure_id, at, people, salt, tuple(sorted(hashes)), targets)])
         self._forgotten = Forgotten()  # read again on the next page
         count: dict[str, dict[str, int]] = {"contacts": {}, "orders": {}, "targets": {}, "quarantined": {}}
         for system, _ in members:
@@ -333,6 +346,8 @@ class ErasureStore:
             if not dropped:
                 return None  # not pending at that system (a misspelt name): nothing given up
             conn.execute(delete(erasure_targets).where(where))
+            if self.journal is not None:  # so a replay after a restore does not make them pending again
+                self.journal.append([Abandoned(erasure_id, system, now.isoformat())])
             left = conn.execute(
                 select(func.count()).select_from(erasure_targets).where(erasure_targets.c.erasure_id == erasure_id)
             ).scalar()
@@ -394,6 +409,10 @@ class ErasureStore:
         ]
 
     # ----- extract's check ---------------------------------------------------------------------------
+    def reread_forgotten(self) -> None:
+        """The hashes changed behind this store's back (a replay of the journal): read them again."""
+        self._forgotten = Forgotten()
+
     def forgotten(self) -> Forgotten:
         """The erased records' hashes; read again only when their number changed (one count per
         call, nothing more while nobody was ever forgotten)."""

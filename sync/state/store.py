@@ -18,12 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from mapping.model import Contact, Kind, RemoteState, SourceRecord, WriteBack, WriteResult
 from sync.state.compute import ORDER_DTYPE, ComputeReader, ComputeSnapshot, IdentityRow, OrdersAhead
 from sync.state.consistency import consistency_problems
 from sync.state.erasure import ErasureStore
+from sync.state.erasure_journal import ErasureJournal, journal_path
 from sync.state.explain import ExplainQueries
 from sync.state.extracts import ExtractStore, Guard, Mapper, StoredPage
 from sync.state.history import SegmentHistory, SegmentSnapshot, StoredTiers, TierChanges
@@ -32,6 +34,13 @@ from sync.state.profile_writer import MembersChange, ProfileStore, SegmentChange
 from sync.state.runlog import RunHandle, RunLog
 from sync.state.schema import open_schema
 from sync.state.sql import Database
+
+
+def _journal_of(url: str) -> ErasureJournal | None:
+    """The erasure journal beside a SQLite state file (none for PostgreSQL or a state in memory)."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    return ErasureJournal(journal_path(Path(url[len("sqlite:///") :].split("?", 1)[0])))
 
 
 class StateStore:
@@ -44,7 +53,7 @@ class StateStore:
         self.engine = self.db.engine
         open_schema(self.db)
         self.runs = RunLog(self.db)
-        self.erasures = ErasureStore(self.db)
+        self.erasures = ErasureStore(self.db, _journal_of(url))
         self.extracts = ExtractStore(self.db, self.erasures.forgotten)
         self.reader = ComputeReader(self.db)
         self.profiles = ProfileStore(self.db)

@@ -57,6 +57,7 @@ from sync.metrics import crash_summary, cycle_summary
 from sync.pipeline import Cycle, return_freed_memory
 from sync.service import Monitor, Service
 from sync.state import StateStore
+from sync.state.erasure_replay import reconcile
 
 if TYPE_CHECKING:
     from sync.pglock import LockProof
@@ -101,6 +102,10 @@ def run_cycle(
     `write_guard` proves the writer lock before each write batch (raises LockLost)."""
     TELEMETRY.snapshot_and_reset()  # what was counted before this cycle is not its own
     started = time.monotonic()
+    # The daemon reconciled the erasure journal when it took the lock; again per cycle, as cheap as
+    # reading a small file, for a state swapped under it against the docs (a JournalMismatch then
+    # fails the cycle before it reads or writes anything).
+    reconcile(store.erasures, now())
     report = Cycle(loaded, store, clock=now, stop_event=stop, write_guard=write_guard).run("run")
     summary = cycle_summary(
         report, store, duration=time.monotonic() - started, telemetry=TELEMETRY.snapshot_and_reset()

@@ -16,6 +16,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.e2e.test_forget import crmsync_marks, most_spread_profile, records_of, state_text
 from tests.kit import CRMSYNC, Sandboxes, json_out, run_crmsync
 
@@ -54,7 +56,10 @@ def journal_lines(state: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def test_a_restored_backup_does_not_bring_a_forgotten_person_back(sandboxes: Sandboxes, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [("sync", "--json"), ("run", "--cycles", "1")], ids=["sync", "daemon"])
+def test_a_restored_backup_does_not_bring_a_forgotten_person_back(
+    sandboxes: Sandboxes, tmp_path: Path, command: tuple[str, ...]
+) -> None:
     config, state, records, email = synced_person(sandboxes, tmp_path)
     copy = tmp_path / "backups" / "crmsync-before.db"
     assert run_crmsync("backup", str(copy), "-c", str(config)).returncode == 0
@@ -73,7 +78,7 @@ def test_a_restored_backup_does_not_bring_a_forgotten_person_back(sandboxes: San
     restored = journal.exists()  # the documented restore leaves it where it is
     before_sync = json_out(run_crmsync("status", "-c", str(config), "--json")).get("erasure_journal")
 
-    again = run_crmsync("sync", "-c", str(config), "--json")
+    again = run_crmsync(*command, "-c", str(config), timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]
     # The person is not back: not in the state, and no crmsync tag or field on their records.
     assert run_crmsync("explain", email, "-c", str(config)).returncode == 4
@@ -161,6 +166,9 @@ def test_a_journal_of_another_salt_holds_every_cycle(sandboxes: Sandboxes, tmp_p
     assert json_out(held)["error"]["exit_code"] == 2
     assert "erasure journal" in held.stderr and "another salt" in held.stderr
     assert marks_of(sandboxes, records) == {}  # no cycle ran: nothing tagged again
+    daemon = run_crmsync("run", "--cycles", "1", "-c", str(config), timeout=60)
+    assert daemon.returncode == 2 and "another salt" in daemon.stderr
+    assert marks_of(sandboxes, records) == {}
     assert run_crmsync("forget", email, "-c", str(config)).returncode == 2  # forget holds too
 
 

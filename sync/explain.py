@@ -143,8 +143,13 @@ def _verdicts(
     if saved_by is None:
         return saved, _run_json(recorded_by), None
     # Where no run has marked its history yet, nothing was recorded, unless the state predates the
-    # mark (its last run then recorded as it saved, and was no dry run).
-    unrecorded = saved_by["seq"] > recorded_by["seq"] if recorded_by is not None else _is_dry(saved_by.get("command"))
+    # mark: it then holds history its runs recorded, and its last run, no dry run, recorded as it
+    # saved. A state with no history at all has recorded nothing, whatever the run that saved
+    # (a first cycle whose writes were held by the write gate is no dry run by its command).
+    if recorded_by is not None:
+        unrecorded = saved_by["seq"] > recorded_by["seq"]
+    else:
+        unrecorded = _is_dry(saved_by.get("command")) or not detail.get("history_kept", True)
     if not unrecorded:
         return saved, _run_json(recorded_by or saved_by), None
     recorded: list[str] = list(detail.get("recorded_segments") or [])

@@ -152,6 +152,8 @@ class ExplainQueries:
                 ).all()
             )
             saved_by, recorded_by = (_run(conn, marks.get(key)) for key in ("profiles_seq", "history_seq"))
+            # Whether any run ever recorded segment history (a state from before the marks did).
+            history_kept = conn.execute(select(segment_history.c.profile_id).limit(1)).first() is not None
         return {
             "profile": dict(row) if row else None,
             "contacts": contact_rows,
@@ -166,6 +168,7 @@ class ExplainQueries:
             "recorded_segments": sorted(recorded),
             "saved_by": saved_by,
             "recorded_by": recorded_by,
+            "history_kept": history_kept,
         }
 
 

@@ -217,3 +217,23 @@ def test_explain_after_only_a_dry_run_says_nothing_was_recorded(
     assert doc["recorded_run"] is None and doc["dry_run"]["new_profile"] is True
     assert doc["dry_run"]["entered"] == [s["name"] for s in doc["dry_run"]["segments"]] != []
     assert any("no run has recorded segments yet" in caveat for caveat in doc["caveats"]), doc.get("caveats")
+
+
+def test_explain_after_a_first_cycle_whose_writes_were_held_says_nothing_was_recorded(
+    sandboxes: Sandboxes, small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """A first cycle on a new state with one system refusing is held by the write gate: it computes
+    and saves verdicts as a dry run does, writes nothing and records no segment history. Explain
+    must not present those verdicts as the recorded run's (as what the systems were given)."""
+    config = sandboxes.config(tmp_path)
+    sandboxes.fault("afas", match="*", fault="auth", times=100)
+    held = run_crmsync("sync", "-c", str(config), "--json")
+    assert held.returncode == 3 and json_out(held)["held"] is not None, held.stderr[-2000:]
+    shop, _ = _merged_pair(small_data)
+    tags = {t.lower() for t in sandboxes.customer("shopify", shop["id"])["tags"]}
+    doc = json_out(run_crmsync("explain", "-c", str(config), "--json", f"shopify:{shop['id']}"))
+    assert doc["recorded_run"] is None, doc["recorded_run"]
+    assert doc["segments"] == []
+    assert doc["dry_run"] is not None and doc["dry_run"]["command"] == "sync"
+    assert not {f"crmsync:{s['name']}" for s in doc["dry_run"]["segments"]} & tags  # none was written
+    assert any("no run has recorded segments yet" in caveat for caveat in doc["caveats"]), doc.get("caveats")

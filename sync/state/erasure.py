@@ -566,8 +566,8 @@ def _quarantined_of(
     such a record brings, on no one else's record, is theirs from then on (more held contacts,
     their guest orders). A held contact in `given` (a `<system>:<id>` KEY naming it) is theirs
     outright, and brings its email the same way. A held order is theirs when it names one of their
-    customer records (held ones included), or names no one else's record, held or not, under an
-    email of theirs.
+    customer records (held ones included, and a record in `given` whose own record is not held),
+    or names no one else's record, held or not, under an email of theirs.
     A key or number on more records of one system than identity resolution joins by, theirs and
     held ones counted together, is a shared one (a family's address or phone, a shop's own): no
     held record is theirs by it. Their raw payloads are the person's data as much as their mapped
@@ -665,7 +665,8 @@ def _quarantined_of(
         if len(found) == before:
             break
     held = [(system, Kind.CONTACT.value, rid) for system, rid in found]
-    mine = {*members, *found}
+    # A record the KEY named is theirs whether or not its own record is held: its held orders go too.
+    mine = {*members, *found, *given}
     others_held = {(system, rid) for system, rid, _ in contacts_held} - mine
     for system, kind, rid, said in read:
         if kind != Kind.ORDER.value:

@@ -744,3 +744,20 @@ def test_a_retired_id_given_to_a_person_again_is_not_erased_with_the_profile_it_
     assert [r[0] for r in rows["profiles"]] == ["p_bert", "p_co", "p_co2"]
     assert [r[0] for r in rows["segment_history"]] == ["p_bert"]
     assert [r[0] for r in rows["profile_tiers"]] == ["p_bert"]
+
+
+def test_a_record_named_by_its_id_that_only_orders_name_takes_its_held_orders_too(store: StateStore) -> None:
+    """`forget <system>:<id>` naming a customer record whose own record the state does not hold
+    (deleted at the vendor, say) but whose orders it does: the orders naming it go, the held
+    (quarantined) ones as much as the mapped ones; a held order's payload is the person's data."""
+    _populate(store)
+    store.store_page("shop", Kind.ORDER, _orders("shop", ("o7", "h1", None)), _map, 2)
+    held_order = [SourceRecord("shop", Kind.ORDER, "q1", NOW, {"customer": "h1", "email": "cees@y.nl", "bad": True})]
+    store.store_page("shop", Kind.ORDER, held_order, _held, 2)
+
+    erased = store.erasures.erase([], NOW, {}, _facts, record=("shop", ["h1"]))
+    assert erased.orders == {"shop": 1} and erased.quarantined == {"shop": 1}  # o7; q1
+    rows = _rows(store)
+    assert "cees" not in repr(rows).lower() and "'q1'" not in repr(rows)
+    assert store.profiles_for(email_key="anna@x.nl") != []  # no one else's
+    assert store.consistency_problems() == []

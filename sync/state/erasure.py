@@ -204,7 +204,7 @@ class ErasureStore:
             email_keys = _email_keys_of(conn, members)
             if address is not None and not _holders(conn, "email", address):  # no stored contact's
                 email_keys = sorted({*email_keys, address})
-            named = _held_under(conn, *record) if record is not None else []
+            named = _held_under(conn, *record, facts) if record is not None else []
             held: list[tuple[str, str, str]] = []
             unread: list[tuple[str, str, str]] = []
             if facts is not None:
@@ -494,13 +494,18 @@ def _linked_from(conn: Connection, members: Sequence[tuple[str, str]]) -> set[st
     return found
 
 
-def _held_under(conn: Connection, system: str, ids: Sequence[str]) -> list[tuple[str, str]]:
+def _held_under(
+    conn: Connection, system: str, ids: Sequence[str], facts: PayloadFacts | None = None
+) -> list[tuple[str, str]]:
     """(system, id) of the ids naming a customer record of `system` that the state holds anything
-    of though no profile holds it: a held (quarantined) contact, orders naming it, ledger or retry
-    rows. (The caller found no profile holding any of them.)"""
+    of though no profile holds it: a held (quarantined) contact, orders naming it (held ones too,
+    read by `facts`), ledger or retry rows. (The caller found no profile holding any of them.)"""
     found: list[tuple[str, str]] = []
-    for rid in dict.fromkeys(ids):
-        if not addresses_a_record(rid):
+    wanted = [rid for rid in dict.fromkeys(ids) if addresses_a_record(rid)]
+    named_by_held_orders = _customers_of_held_orders(conn, system, facts) if facts is not None and wanted else set()
+    for rid in wanted:
+        if rid in named_by_held_orders:
+            found.append((system, rid))
             continue
         questions = (
             select(quarantine.c.record_id).where(
@@ -515,6 +520,24 @@ def _held_under(conn: Connection, system: str, ids: Sequence[str]) -> list[tuple
         if any(conn.execute(question.limit(1)).first() is not None for question in questions):
             found.append((system, rid))
     return found
+
+
+def _customers_of_held_orders(conn: Connection, system: str, facts: PayloadFacts) -> set[str]:
+    """The customer ids the held (quarantined) orders of `system` name, read by `facts`."""
+    sql = (
+        "SELECT q.kind, r.payload FROM quarantine q JOIN raw_records r "
+        "ON r.system = q.system AND r.kind = q.kind AND r.record_id = q.record_id "
+        "WHERE q.system = ? AND q.kind = ?"
+    )
+    named: set[str] = set()
+    for kind, payload in raw_rows(conn, sql, (system, Kind.ORDER.value)):
+        try:
+            customer = facts(system, str(kind), jsontext.loads(payload)).customer
+        except Exception:  # a payload its field map cannot read names no one
+            continue
+        if customer is not None:
+            named.add(customer)
+    return named
 
 
 def _orders_of(

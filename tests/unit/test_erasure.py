@@ -761,3 +761,21 @@ def test_a_record_named_by_its_id_that_only_orders_name_takes_its_held_orders_to
     assert "cees" not in repr(rows).lower() and "'q1'" not in repr(rows)
     assert store.profiles_for(email_key="anna@x.nl") != []  # no one else's
     assert store.consistency_problems() == []
+
+
+def test_a_record_named_by_its_id_that_only_held_orders_name_is_forgotten(store: StateStore) -> None:
+    """The same where only a held order names the record: that is something the state holds of
+    it (not "nothing matches"), and it goes, with the customer id kept only as a hash."""
+    _populate(store)
+    held_order = [SourceRecord("shop", Kind.ORDER, "q1", NOW, {"customer": "h1", "email": "cees@y.nl", "bad": True})]
+    store.store_page("shop", Kind.ORDER, held_order, _held, 2)
+    before = _rows(store)
+    with pytest.raises(NothingToErase):  # another customer, of whom nothing is held
+        store.erasures.erase([], NOW, {}, _facts, record=("shop", ["h2"]))
+    assert _rows(store) == before
+
+    erased = store.erasures.erase([], NOW, {}, _facts, record=("shop", ["h1"]))
+    assert erased.quarantined == {"shop": 1} and erased.orders == {}
+    rows = _rows(store)
+    assert "cees" not in repr(rows).lower() and "'q1'" not in repr(rows) and "'h1'" not in repr(rows)
+    assert store.consistency_problems() == []

@@ -130,10 +130,13 @@ def _split_full(full: str) -> tuple[str | None, str | None, str | None]:
     if len(words) == 1:
         return None, None, words[0]
     if words[0].islower():
-        # "de Vries": a name that starts with a tussenvoegsel in lower case has no given name
-        # ("Van Dijk" may be a given name and a family name: that stays as written).
+        # "de Vries": a name that starts with a tussenvoegsel in lower case, the rest capitalised,
+        # has no given name ("Van Dijk" may be a given name and a family name: that stays as
+        # written). Typed all in lower case, only a tussenvoegsel of several words ("van der
+        # berg") says so: "di huang" and "le thi hoa" start with a given name, which a phone's
+        # join must then agree with (a given name dropped would let it join anybody).
         infix, family = _leading_infix(full)
-        if infix is not None:
+        if infix is not None and (not full.islower() or " " in infix):
             return None, infix, family
     given = words[0]
     infix, family = _leading_infix(" ".join(words[1:]))

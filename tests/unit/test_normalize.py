@@ -183,7 +183,11 @@ def test_names(
         ("JANSSEN", "Janssen"),
         ("de Vries", "de Vries"),  # no given name "De"
         ("van der Berg", "van der Berg"),
+        ("van der berg", "van der Berg"),
         ("Van Dijk", "Van Dijk"),
+        # All in lower case, a one-word tussenvoegsel may be a given name: it stays one.
+        ("di huang", "Di Huang"),
+        ("le thi hoa", "Le Thi Hoa"),
     ],
 )
 def test_full_names(full: str, display: str) -> None:

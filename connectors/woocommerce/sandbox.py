@@ -260,6 +260,9 @@ class WooCommerceSandbox(SandboxApp):
         order.setdefault("number", str(order["id"]))
         order["billing"] = {**_empty_address(with_email=True), **(order.get("billing") or {})}
         order.setdefault("meta_data", [])
+        # Every order reply lists its refunds (the REST controllers always add the key), each
+        # `total` negative ("-10.00"); a fixture without any has none.
+        order.setdefault("refunds", [])
         order.setdefault("line_items", [])
         order.setdefault("coupon_lines", [])
         return order

@@ -50,7 +50,7 @@ def normalise_refunded(value: Any) -> Decimal | Invalid | None:
     """The amount refunded on an order, in units, from one amount or a list of them (one per refund:
     WooCommerce's `refunds[].total`, which it writes negative, `"-10.00"`); the sign says nothing,
     each refund takes its amount off. None when the order names no refunds."""
-    if value is None:
+    if value is None or value == []:
         return None
     total = Decimal(0)
     for item in value if isinstance(value, list | tuple) else [value]:

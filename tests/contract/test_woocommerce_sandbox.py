@@ -254,3 +254,12 @@ def test_a_client_gone_mid_body_ends_its_request_in_the_log(woo: Sandboxes) -> N
     assert wait_until(lambda: bool(app.stats.log) and requests_ended(app), timeout=10)
     assert app.stats.log[-1]["status"] == 400
     assert get(woo, "/customers/1").json()["first_name"] == "Klant1"  # nothing was written
+
+
+def test_every_order_lists_its_refunds(woo: Sandboxes) -> None:
+    """WooCommerce's order controllers always add `refunds` (each total negative): an order with
+    none lists an empty one, as the connector's `refunded` field reads it."""
+    listed = get(woo, "/orders", per_page=20).json()
+    assert listed and all(order["refunds"] == [] for order in listed)
+    one = get(woo, f"/orders/{listed[0]['id']}").json()
+    assert one["refunds"] == []

@@ -18,7 +18,8 @@ from connectors.errors import ApiError, AuthError, PermissionDenied
 from connectors.http import ApiResponse
 from connectors.paging import PageNumberPaginator, PagingLoop, Reply
 from connectors.woocommerce.client import OrderPages, OrdersReply, WooCommerceConnector, total_pages
-from mapping.model import RemoteState, WriteBack
+from mapping.model import Kind, RemoteState, WriteBack
+from sync.extract import streams_of
 from tests.contract.test_woocommerce_sandbox import customers
 from tests.kit import Sandboxes, json_out, make_connector, run_crmsync
 
@@ -326,3 +327,28 @@ def test_check_with_wrong_credentials_is_an_auth_error_not_a_missing_right(woo: 
         assert not isinstance(refused.value, PermissionDenied)
     calls = [(e["method"], e["path"]) for e in woo.request_log("woocommerce")]
     assert calls == [("GET", "/wp-json/wc/v3/customers")] * 2  # never retried, never probed
+
+
+def test_an_order_moved_to_the_trash_after_it_was_read_stops_counting(woo: Sandboxes) -> None:
+    """`status=any`, the orders list's default, leaves trashed orders out (the v3 controller turns
+    it into WP_Query's "any", which skips the trash), so the trash is read on its own: an order
+    counted once and trashed later must reach crmsync as trashed, or it counts for ever."""
+    connector = make_connector(woo, "woocommerce", page_size=10)
+    checkpoints: dict[str, Any] = {}
+    latest: dict[str, dict[str, Any]] = {}
+
+    def read_every_stream() -> None:
+        for name, kind in streams_of(connector):
+            if kind is not Kind.ORDER:
+                continue
+            for page in connector.reader(name)(checkpoints.get(name)):
+                latest.update({r.id: r.payload for r in page.records})
+                checkpoints[name] = page.checkpoint
+
+    read_every_stream()
+    assert connector.order_counts(latest["501"])
+    order = {k: v for k, v in orders(1)[0].items() if not k.startswith("date_modified")}
+    woo.app("woocommerce").put_order({**order, "status": "trash"})  # WooCommerce > Orders > Move to Trash
+    read_every_stream()
+    assert latest["501"]["status"] == "trash"
+    assert not connector.order_counts(latest["501"])

@@ -168,8 +168,13 @@ class ShopStore:
         currency = str(node["totalPriceSet"]["shopMoney"]["currencyCode"])
         node.setdefault("discountCodes", [])
         node.setdefault("lineItems", {"nodes": []})  # each line {"product": {"productType": ...}}
-        node.setdefault("currentTotalPriceSet", copy.deepcopy(total))
-        node.setdefault("totalRefundedSet", money_bag("0.00", currency))
+        if node.get("totalRefundedSet") is None:
+            node["totalRefundedSet"] = money_bag("0.00", currency)
+        elif not is_money_bag(node["totalRefundedSet"]):
+            raise FixtureError(f"{where}: totalRefundedSet must be a MoneyBag")
+        # Shopify's current total "reflects order edits, returns, and refunds": what a fixture
+        # leaves out is the total less what was refunded of it.
+        node.setdefault("currentTotalPriceSet", less_refunds(node["totalPriceSet"], node["totalRefundedSet"]))
         node.setdefault("currencyCode", currency)
         node.setdefault("name", f"#{1000 + len(self.orders) + 1}")
         node.setdefault("test", False)
@@ -264,6 +269,15 @@ def is_money_bag(value: Any) -> bool:
         and isinstance(value["shopMoney"].get("amount"), str | int | float)
         and isinstance(value["shopMoney"].get("currencyCode"), str)
     )
+
+
+def less_refunds(total: dict[str, Any], refunded: dict[str, Any]) -> dict[str, Any]:
+    """A MoneyBag's amounts less what was refunded of them (never below zero), side by side."""
+    bag = copy.deepcopy(total)
+    for side, money in bag.items():
+        taken = Decimal(str((refunded.get(side) or refunded["shopMoney"])["amount"]))
+        money["amount"] = f"{max(Decimal(str(money['amount'])) - taken, Decimal(0)):.2f}"
+    return bag
 
 
 def money_bag(amount: str, currency: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -24,7 +25,8 @@ from connectors.shopify.client import (
 from connectors.shopify.pacing import CostPacer
 from connectors.shopify.queries import CHECKOUTS_QUERY, ORDERS_WITH_LINES_PAGE, ORDERS_WITH_LINES_QUERY
 from connectors.shopify.sandbox import admin_schema
-from mapping.model import Kind, RemoteState, WriteBack
+from mapping.fieldmaps import map_order
+from mapping.model import Kind, Order, RemoteState, WriteBack
 from tests.kit import Sandboxes, make_connector
 
 
@@ -142,6 +144,28 @@ def test_orders_and_what_counts(shop: Sandboxes) -> None:
     assert {r.kind for r in records} == {Kind.ORDER} and len(records) == 5
     counted = {r.id: connector.order_counts(r.payload) for r in records}
     assert counted["gid://shopify/Order/2"] is False and counted["gid://shopify/Order/1"] is True
+
+
+def test_a_partly_refunded_order_counts_what_was_not_refunded(
+    start_sandboxes_fixture: Callable[..., Sandboxes],
+) -> None:
+    """Shopify keeps an order's `totalPriceSet` when part of it is refunded; its current total
+    "reflects order edits, returns, and refunds" (the Order resource's documentation), and that is
+    what crmsync reads. The sandbox derives the current total a fixture leaves out the same way."""
+    money = lambda amount: {"shopMoney": {"amount": amount, "currencyCode": "EUR"}}  # noqa: E731
+    order = {
+        "id": "gid://shopify/Order/1",
+        "customer": {"id": "gid://shopify/Customer/1"},
+        "totalPriceSet": money("300.00"),
+        "totalRefundedSet": money("270.00"),
+        "displayFinancialStatus": "PARTIALLY_REFUNDED",
+        "createdAt": "2026-02-01T10:00:00Z",
+    }
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(1), "orders": [order]}})
+    connector = make_connector(shop, "shopify")
+    (record,) = [r for page in connector.read_orders(None) for r in page.records]
+    mapped = map_order(record, connector.order_fields, connector.order_counts(record.payload))
+    assert isinstance(mapped, Order) and (mapped.amount, mapped.counts) == (Decimal("30.00"), True)
 
 
 def test_write_back_adds_and_removes_only_crmsync_tags_and_sets_the_tier(shop: Sandboxes) -> None:

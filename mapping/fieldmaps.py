@@ -10,9 +10,11 @@ Contact fields a map may name (the vocabulary; the TOML can remap or add them pe
 `postcode`, `city`, `country`, `company`, `birth_date`, `kvk`, `vat`, `business` (the system marks
 the record a company), `email_consent`, and `link:<system>` for a stored id of another system.
 Order fields beyond the required ones: `discount` (a code was used), `categories` (each line's
-product type or category; a path may hold `*` for every element of a list) and `refunded` (what
+product type or category; a path may hold `*` for every element of a list), `refunded` (what
 was refunded of an order that still counts, where the vendor's total does not already leave it out:
-taken off the amount; an order refunded in full counts no more).
+taken off the amount; an order refunded in full counts no more) and `original_amount` (the order's
+total before returns, where `amount` is the total after them: what `amount` already lost to
+returns is refund accounted for, and only the rest of `refunded` is taken off).
 """
 
 from __future__ import annotations
@@ -258,6 +260,11 @@ def map_order(record: SourceRecord, fields: FieldMap, counts: bool, unfinished: 
         return Rejection("negative_amount", f"order total {amount} is negative", customer_id)
     refunded = values.get("refunded")
     if refunded:  # a partial refund leaves the order's status as it was, and its total
+        before = values.get("original_amount")
+        if isinstance(before, Decimal) and before > amount:
+            # The amount read is after returns: the returned part of the refund is already gone
+            # from it, the rest (an adjustment, shipping, more than the lines were worth) is not.
+            refunded = max(refunded - (before - amount), Decimal(0))
         if refunded >= amount:
             counts = False  # refunded in full: a refunded order, whatever its status says
         amount = max(amount - refunded, Decimal(0))

@@ -32,6 +32,8 @@ from connectors.shopify.queries import (
     BULK_ORDERS_QUERY,
     CHECKOUTS_QUERY,
     COUNT_QUERIES,
+    CUSTOMER_FIELDS,
+    ORDER_FIELDS,
     ORDERS_WITH_LINES_PAGE,
     ORDERS_WITH_LINES_QUERY,
     OWNED_PAGE,
@@ -77,7 +79,11 @@ class ShopifyConnector(Connector):
     order_fields = {
         "customer_id": FieldSpec("customer.id", "id"),
         "email": FieldSpec("email", "email"),
+        # The total "after returns" (Admin 2026-10): an amount refunded without a return (an
+        # adjustment, shipping, more than the items were worth) is only in totalRefundedSet.
         "amount": FieldSpec("currentTotalPriceSet.shopMoney.amount", "money"),
+        "original_amount": FieldSpec("totalPriceSet.shopMoney.amount", "money"),
+        "refunded": FieldSpec("totalRefundedSet.shopMoney.amount", "refunded"),
         "currency": FieldSpec("currentTotalPriceSet.shopMoney.currencyCode", "currency"),
         "created_at": FieldSpec("createdAt", "datetime"),
         "discount": FieldSpec("discountCodes", "flag"),
@@ -311,11 +317,17 @@ class ShopifyConnector(Connector):
         value = metafield.get("value") if isinstance(metafield, dict) else None
         return value if isinstance(value, str) else None
 
+    def read_shape(self) -> Any:
+        """The fields a read asks for: orders stored before the refund amounts were asked for
+        lack them, and the shop is read in full once to have them."""
+        return {"customers": " ".join(CUSTOMER_FIELDS.split()), "orders": " ".join(ORDER_FIELDS.split())}
+
     def drift_paths(self, stream: str, kind: Kind) -> tuple[str, ...]:
         paths = super().drift_paths(stream, kind)
-        # A checkout has no email of its own (only its customer's), and its lines are not asked for.
-        lines = self.order_fields["categories"].path
-        return tuple(p for p in paths if p not in ("email", lines)) if stream == "checkouts" else paths
+        # A checkout has no email of its own (only its customer's), its lines are not asked for,
+        # and nothing of it was returned or refunded (its total is read as the current one).
+        unasked = {"email", *(self.order_fields[n].path for n in ("categories", "original_amount", "refunded"))}
+        return tuple(p for p in paths if p not in unasked) if stream == "checkouts" else paths
 
     def order_unfinished(self, payload: Mapping[str, Any]) -> bool:
         """An abandoned checkout not completed since (a completed one became an order)."""

@@ -14,6 +14,7 @@ CUSTOMER_FIELDS = """
 ORDER_FIELDS = """
       id name email createdAt updatedAt cancelledAt test displayFinancialStatus discountCodes
       currentTotalPriceSet { shopMoney { amount currencyCode } }
+      totalPriceSet { shopMoney { amount } } totalRefundedSet { shopMoney { amount } }
       customer { id }
 """
 

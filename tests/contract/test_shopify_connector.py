@@ -168,6 +168,26 @@ def test_a_partly_refunded_order_counts_what_was_not_refunded(
     assert isinstance(mapped, Order) and (mapped.amount, mapped.counts) == (Decimal("30.00"), True)
 
 
+def test_an_amount_refunded_without_a_return_is_taken_off(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
+    """The current total is the total "after returns" (Admin 2026-10 schema): a refund of an
+    amount, no item returned, leaves it at 300 and shows only in totalRefundedSet."""
+    money = lambda amount: {"shopMoney": {"amount": amount, "currencyCode": "EUR"}}  # noqa: E731
+    order = {
+        "id": "gid://shopify/Order/1",
+        "customer": {"id": "gid://shopify/Customer/1"},
+        "totalPriceSet": money("300.00"),
+        "currentTotalPriceSet": money("300.00"),
+        "totalRefundedSet": money("270.00"),
+        "displayFinancialStatus": "PARTIALLY_REFUNDED",
+        "createdAt": "2026-02-01T10:00:00Z",
+    }
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(1), "orders": [order]}})
+    connector = make_connector(shop, "shopify")
+    (record,) = [r for page in connector.read_orders(None) for r in page.records]
+    mapped = map_order(record, connector.order_fields, connector.order_counts(record.payload))
+    assert isinstance(mapped, Order) and (mapped.amount, mapped.counts) == (Decimal("30.00"), True)
+
+
 def test_write_back_adds_and_removes_only_crmsync_tags_and_sets_the_tier(shop: Sandboxes) -> None:
     connector = make_connector(shop, "shopify")
     gid = "gid://shopify/Customer/1"

@@ -277,6 +277,47 @@ def test_a_refund_that_cannot_be_read_holds_the_order() -> None:
     assert isinstance(order, Rejection) and order.reason == "invalid_amount"
 
 
+def _shopify_order(status: str, total: str, current: str, refunded: str) -> Order | Rejection:
+    from connectors.shopify.client import ShopifyConnector
+
+    def money(amount: str) -> dict[str, object]:
+        return {"shopMoney": {"amount": amount, "currencyCode": "EUR"}}
+
+    payload: dict[str, object] = {"id": "gid://shopify/Order/7", "displayFinancialStatus": status}
+    payload |= {"customer": {"id": "gid://shopify/Customer/3"}, "createdAt": "2026-05-01T10:00:00Z"}
+    payload |= {"totalPriceSet": money(total), "currentTotalPriceSet": money(current)}
+    payload |= {"totalRefundedSet": money(refunded), "discountCodes": []}
+    return map_order(
+        SourceRecord("shop", Kind.ORDER, "gid://shopify/Order/7", None, payload),
+        ShopifyConnector.order_fields,
+        ShopifyConnector.order_counts(ShopifyConnector.__new__(ShopifyConnector), payload),
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "current", "refunded", "amount", "counts"),
+    [
+        ("PAID", "300.00", "0.00", "300.00", True),
+        # A refund of an amount, no item returned: Shopify's current total is the total "after
+        # returns" (Admin 2026-10 schema), so it stays 300; the 270 is in totalRefundedSet only.
+        ("PARTIALLY_REFUNDED", "300.00", "270.00", "30.00", True),
+        # 100 of items returned and refunded: the current total already left them out.
+        ("PARTIALLY_REFUNDED", "200.00", "100.00", "200.00", True),
+        # ... and 20 more refunded than the items were worth (a refund discrepancy in the buyer's favour)
+        ("PARTIALLY_REFUNDED", "200.00", "120.00", "180.00", True),
+        # Were the current total to leave every refund out, nothing is taken off twice.
+        ("PARTIALLY_REFUNDED", "30.00", "270.00", "30.00", True),
+        # An edit took 50 of items off before payment: nothing refunded, the current total counts.
+        ("PAID", "250.00", "0.00", "250.00", True),
+    ],
+)
+def test_a_shopify_order_counts_what_was_neither_returned_nor_refunded(
+    status: str, current: str, refunded: str, amount: str, counts: bool
+) -> None:
+    order = _shopify_order(status, "300.00", current, refunded)
+    assert isinstance(order, Order) and (order.amount, order.counts) == (Decimal(amount), counts)
+
+
 def _order(days_ago: float, amount: str, counts: bool = True, currency: str = "EUR") -> Order:
     return Order("shop", "o", "c", None, Decimal(amount), currency, NOW - timedelta(days=days_ago), counts)
 

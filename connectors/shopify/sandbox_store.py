@@ -12,7 +12,7 @@ import copy
 import hashlib
 import re
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from connectors.sandbox import FixtureError, utcnow
@@ -272,11 +272,18 @@ def is_money_bag(value: Any) -> bool:
 
 
 def less_refunds(total: dict[str, Any], refunded: dict[str, Any]) -> dict[str, Any]:
-    """A MoneyBag's amounts less what was refunded of them (never below zero), side by side."""
+    """A MoneyBag's amounts less what was refunded of them (never below zero), side by side; with
+    nothing refunded, the total as the fixture wrote it (odd contents are loaded as they are)."""
     bag = copy.deepcopy(total)
     for side, money in bag.items():
-        taken = Decimal(str((refunded.get(side) or refunded["shopMoney"])["amount"]))
-        money["amount"] = f"{max(Decimal(str(money['amount'])) - taken, Decimal(0)):.2f}"
+        if not isinstance(money, dict):
+            continue
+        try:
+            taken = Decimal(str((refunded.get(side) or refunded["shopMoney"])["amount"]))
+            if taken:
+                money["amount"] = str(max(Decimal(str(money["amount"])) - taken, Decimal(0)))
+        except (InvalidOperation, KeyError, TypeError):
+            continue  # an amount that is no number stays as written
     return bag
 
 

@@ -38,6 +38,7 @@ from connectors.shopify.queries import (
     ORDERS_WITH_LINES_QUERY,
     OWNED_PAGE,
     SCOPES_QUERY,
+    largest_page,
     owned_query,
 )
 from connectors.shopify.queries import CHECK_QUERY as CHECK_QUERY
@@ -182,7 +183,7 @@ class ShopifyConnector(Connector):
     def _checkouts_stream(self, days: int) -> Stream:
         """The checkouts created in the last `days` days, all of them every cycle: the list has no
         UPDATED_AT sort to resume an incremental read by, and only recent ones matter."""
-        size = self.settings.page_size or DEFAULT_PAGE
+        size = min(self.settings.page_size or DEFAULT_PAGE, largest_page("checkouts"))
 
         def fetch(after: Any, window: Window) -> Reply:
             since = clock_now() - timedelta(days=days)
@@ -223,7 +224,7 @@ class ShopifyConnector(Connector):
         `bulk_read_threshold` nodes reads them as one bulk query instead (`bulk`), handed out in
         pages of the same size; its position is `bulk:<operation>:<line>` (a cursor of Shopify's is
         base64, never that)."""
-        size = page or self.settings.page_size or DEFAULT_PAGE
+        size = min(page or self.settings.page_size or DEFAULT_PAGE, largest_page(root))
 
         def fetch(after: Any, window: Window) -> Reply:
             if isinstance(after, str) and after.startswith(BULK_POSITION):

@@ -72,6 +72,19 @@ query CrmsyncCheckouts($first: Int!, $after: String, $query: String) {
 }
 """
 
+# The most nodes one page of each paged query may ask for: Shopify refuses a query whose
+# calculated cost is over 1000 points (MAX_COST_EXCEEDED), a connection costing 2 plus `first` times
+# one node (objects 1 point, scalars 0). A node of a customer is 5, of an order 8 (three money
+# objects of two each, and its customer), of a checkout 4. A configured `page_size` is cut to these;
+# tests price each query at its largest page with the emulator's cost model.
+MAX_QUERY_COST = 1000
+NODE_COST = {"customers": 5, "orders": 8, "checkouts": 4}
+
+
+def largest_page(root: str) -> int:
+    return (MAX_QUERY_COST - 2) // NODE_COST[root]
+
+
 CHECK_QUERY = "query CrmsyncCheck { shop { name currencyCode } currentAppInstallation { accessScopes { handle } } }"
 SCOPES_QUERY = "query CrmsyncScopes { currentAppInstallation { accessScopes { handle } } }"
 

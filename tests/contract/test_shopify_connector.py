@@ -80,6 +80,29 @@ def test_orders_with_their_lines_fit_one_query_at_the_page_size_crmsync_asks() -
     assert cost(ORDERS_WITH_LINES_PAGE) <= MAX_QUERY_COST < cost(100)
 
 
+@pytest.mark.parametrize(
+    ("root", "document"), [("customers", CUSTOMERS_QUERY), ("orders", ORDERS_QUERY), ("checkouts", CHECKOUTS_QUERY)]
+)
+def test_the_largest_page_crmsync_asks_is_the_largest_under_the_query_cost_limit(root: str, document: str) -> None:
+    from connectors.shopify.queries import largest_page
+    from connectors.shopify.sandbox_cost import MAX_QUERY_COST, query_cost
+
+    def cost(size: int) -> int:
+        return query_cost(admin_schema(), parse(document), {"first": size}, None)
+
+    assert cost(largest_page(root)) <= MAX_QUERY_COST < cost(largest_page(root) + 1)
+
+
+def test_the_largest_page_size_setting_reads_customers_and_orders(shop: Sandboxes) -> None:
+    """`page_size = 250` (the setting's maximum) is more than one query of customers (5 points a
+    node) or orders (8) may ask for: each read's page is cut to stay under 1000 points, where
+    Shopify would refuse it with MAX_COST_EXCEEDED."""
+    connector = make_connector(shop, "shopify", page_size=250)
+    customers_read = [r for page in connector.read_contacts(None) for r in page.records]
+    orders_read = [r for page in connector.read_orders(None) for r in page.records]
+    assert (len(customers_read), len(orders_read)) == (30, 5)
+
+
 def test_write_document_is_valid() -> None:
     change = WriteBack(
         "shop",

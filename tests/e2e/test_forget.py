@@ -256,15 +256,7 @@ def test_a_person_whose_only_record_is_held_is_forgotten_by_their_address(
     config = sandboxes.config(tmp_path)
     state = tmp_path / "crmsync.db"
     assert run_crmsync("sync", "-c", str(config)).returncode == 0
-    with closing(sqlite3.connect(state)) as db:
-        row = db.execute(
-            "SELECT c.record_id, c.email FROM contacts c JOIN profile_members m USING (system, record_id) "
-            "WHERE c.system = 'woocommerce' AND m.profile_id IN (SELECT profile_id FROM profile_members "
-            "GROUP BY profile_id HAVING count(*) = 1) AND EXISTS (SELECT 1 FROM orders o WHERE "
-            "o.system = 'woocommerce' AND o.customer_id = c.record_id) LIMIT 1"
-        ).fetchone()
-    assert row is not None
-    woo, email = str(row[0]), str(row[1])
+    woo, email = lone_customer_with_orders(state, "woocommerce")
     assert list(crmsync_marks(sandboxes.customer("woocommerce", woo)))  # crmsync's segments are there
     sandboxes.patch_customer("woocommerce", woo, vendor("woocommerce").emulated.rename("A" * 1200))
     assert run_crmsync("sync", "-c", str(config)).returncode == 0
@@ -300,15 +292,7 @@ def test_a_held_record_no_profile_holds_is_forgotten_by_its_system_and_id(
     config = sandboxes.config(tmp_path)
     state = tmp_path / "crmsync.db"
     assert run_crmsync("sync", "-c", str(config)).returncode == 0
-    with closing(sqlite3.connect(state)) as db:
-        row = db.execute(
-            "SELECT c.record_id, c.email FROM contacts c JOIN profile_members m USING (system, record_id) "
-            "WHERE c.system = 'shopify' AND m.profile_id IN (SELECT profile_id FROM profile_members "
-            "GROUP BY profile_id HAVING count(*) = 1) AND EXISTS (SELECT 1 FROM orders o WHERE "
-            "o.system = 'shopify' AND o.customer_id = c.record_id) LIMIT 1"
-        ).fetchone()
-    assert row is not None
-    gid, email = str(row[0]), str(row[1])
+    gid, email = lone_customer_with_orders(state, "shopify")
     number = gid.rsplit("/", 1)[1]
     assert list(crmsync_marks(sandboxes.customer("shopify", gid)))  # crmsync's tags are there
     sandboxes.patch_customer("shopify", gid, vendor("shopify").emulated.rename("A" * 1200))
@@ -387,3 +371,17 @@ def test_forget_removes_a_prefixed_tag_added_by_hand_since_the_last_read_and_no_
     interests = _selected_interests(sandboxes.customer("superoffice", person))
     assert [name for name in interests if name.casefold().startswith("crmsync:")] == [], interests
     assert "golf" in interests
+
+
+def lone_customer_with_orders(state: Path, system: str) -> tuple[str, str]:
+    """A customer record of `system` that is a profile of its own and has orders: its id and email."""
+    with closing(sqlite3.connect(state)) as db:
+        row = db.execute(
+            "SELECT c.record_id, c.email FROM contacts c JOIN profile_members m USING (system, record_id) "
+            "WHERE c.system = ? AND m.profile_id IN (SELECT profile_id FROM profile_members "
+            "GROUP BY profile_id HAVING count(*) = 1) AND EXISTS (SELECT 1 FROM orders o WHERE "
+            "o.system = c.system AND o.customer_id = c.record_id) LIMIT 1",
+            (system,),
+        ).fetchone()
+    assert row is not None
+    return str(row[0]), str(row[1])

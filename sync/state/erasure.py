@@ -27,7 +27,7 @@ import re
 import secrets
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -237,27 +237,19 @@ class ErasureStore:
             hashes |= {identity_hash(salt, system, Kind.ORDER.value, oid) for system, oid in order_ids}
             # (Never the empty key: it would keep out every later record of that system without an id.)
             hashes |= {identity_hash(salt, system, kind, rid) for system, kind, rid in held if rid}
-            conn.execute(
-                erasures.insert().values(
-                    erasure_id=erasure_id, requested_at=now.isoformat(), completed_at=None, profiles=len(profile_ids)
-                )
-            )
-            stored = {h for (h,) in raw_rows(conn, "SELECT key_hash FROM forgotten")} if hashes else set()
-            insert_rows(conn, forgotten, ("key_hash", "erasure_id"), [(h, erasure_id) for h in sorted(hashes - stored)])
-            insert_rows(
+            record_erasure(
                 conn,
-                erasure_targets,
-                ("erasure_id", "system", "record_id", "known", "attempts", "message"),
-                [
-                    (erasure_id, s, rid, jsontext.compact(state.to_json()), 0, None)
-                    for (s, rid), state in sorted(known.items())
-                ],
+                erasure_id,
+                now.isoformat(),
+                len(profile_ids),
+                hashes,
+                [(s, rid, jsontext.compact(state.to_json())) for (s, rid), state in sorted(known.items())],
+                None if known else now.isoformat(),
+                forgotten_hashes(conn) if hashes else set(),
             )
             _delete_person(conn, profile_ids, records, order_ids)
             for system, kind, rid in held:
                 _delete_raw(conn, system, kind, [rid])
-            if not known:
-                _complete(conn, erasure_id, now)
             if self.journal is not None:
                 # On disk before the commit: a restored backup, or a crash before the commit, leaves
                 # a journal line whose replay completes the erasure (sync/state/erasure_replay.py).
@@ -419,16 +411,53 @@ class ErasureStore:
         with self.db.engine.connect() as conn:
             count = int(conn.execute(select(func.count()).select_from(forgotten)).scalar() or 0)
             if count != self._forgotten.count:
-                salt = conn.execute(select(meta.c.value).where(meta.c.key == SALT_KEY)).scalar()
-                hashes = frozenset(h for (h,) in conn.execute(select(forgotten.c.key_hash)))
-                self._forgotten = Forgotten(salt, hashes, count)
+                self._forgotten = Forgotten(stored_salt(conn), frozenset(forgotten_hashes(conn)), count)
         return self._forgotten
 
 
-def _salt(conn: Connection) -> str:
+def stored_salt(conn: Connection) -> str | None:
+    """The state's salt of erased records' hashes: None until the first erasure made one."""
     found = conn.execute(select(meta.c.value).where(meta.c.key == SALT_KEY)).scalar()
+    return str(found) if found else None
+
+
+def forgotten_hashes(conn: Connection) -> set[str]:
+    return {str(h) for (h,) in conn.execute(select(forgotten.c.key_hash))}
+
+
+def record_erasure(
+    conn: Connection,
+    erasure_id: str,
+    requested_at: str,
+    profiles: int,
+    hashes: Iterable[str],
+    targets: Sequence[tuple[str, str, str]],
+    completed_at: str | None,
+    stored: set[str],
+) -> None:
+    """An erasure's row, its hashes (less those `stored` already holds under an earlier erasure;
+    `stored` takes the new ones) and its vendor targets (system, record id, known state as JSON):
+    what `erase` writes, and what the journal's replay writes again after a restore."""
+    conn.execute(
+        erasures.insert().values(
+            erasure_id=erasure_id, requested_at=requested_at, completed_at=completed_at, profiles=profiles
+        )
+    )
+    new = sorted(set(hashes) - stored)
+    stored.update(new)
+    insert_rows(conn, forgotten, ("key_hash", "erasure_id"), [(h, erasure_id) for h in new])
+    insert_rows(
+        conn,
+        erasure_targets,
+        ("erasure_id", "system", "record_id", "known", "attempts", "message"),
+        [(erasure_id, system, record_id, known, 0, None) for system, record_id, known in targets],
+    )
+
+
+def _salt(conn: Connection) -> str:
+    found = stored_salt(conn)
     if found:
-        return str(found)
+        return found
     made = secrets.token_hex(32)
     conn.execute(meta.insert().values(key=SALT_KEY, value=made))
     return made

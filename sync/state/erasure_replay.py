@@ -32,11 +32,14 @@ from sync.state.erasure import (
     ErasureStore,
     _delete_person,
     _delete_raw,
+    forgotten_hashes,
     identity_hash,
+    record_erasure,
+    stored_salt,
 )
 from sync.state.erasure_journal import ErasureJournal, JournalContents, JournalEntry, JournalTarget
 from sync.state.schema import erasure_targets, erasures, forgotten, meta, profile_members
-from sync.state.sql import insert_rows, raw_rows
+from sync.state.sql import raw_rows
 
 log = structlog.get_logger("crmsync.erasure_replay")
 
@@ -98,9 +101,9 @@ def _replay(
     now: datetime,
     done: Reconciled,
 ) -> None:
-    state_salt = conn.execute(select(meta.c.value).where(meta.c.key == SALT_KEY)).scalar()
+    state_salt = stored_salt(conn)
     salts = {entry.salt for entry in missing}
-    if len(salts) > 1 or (state_salt and str(state_salt) not in salts):
+    if len(salts) > 1 or (state_salt and state_salt not in salts):
         raise JournalMismatch(
             f"the erasure journal {journal.path} holds {len(missing)} erasure(s) this state lacks, made "
             "with another salt than this state's, so crmsync cannot tell which stored records they "
@@ -122,26 +125,19 @@ def _replay(
         conn.execute(delete(profile_members).where(profile_members.c.profile_id.in_(profile_ids)))
     for system, kind, rid in other_found:
         _delete_raw(conn, system, kind, [rid])
-    stored = {str(h) for (h,) in raw_rows(conn, "SELECT key_hash FROM forgotten")}
+    stored = forgotten_hashes(conn)
     for entry in missing:
         given_up = contents.abandoned_at(entry.erasure_id)
         targets = [t for t in entry.targets if None not in given_up and t.system not in given_up]
-        conn.execute(
-            erasures.insert().values(
-                erasure_id=entry.erasure_id,
-                requested_at=entry.requested_at,
-                completed_at=None if targets else now.isoformat(),
-                profiles=entry.profiles,
-            )
-        )
-        new = sorted(set(entry.hashes) - stored)
-        stored.update(new)
-        insert_rows(conn, forgotten, ("key_hash", "erasure_id"), [(h, entry.erasure_id) for h in new])
-        insert_rows(
+        record_erasure(
             conn,
-            erasure_targets,
-            ("erasure_id", "system", "record_id", "known", "attempts", "message"),
-            [(entry.erasure_id, t.system, t.record_id, t.known, 0, None) for t in targets],
+            entry.erasure_id,
+            entry.requested_at,
+            entry.profiles,
+            entry.hashes,
+            [(t.system, t.record_id, t.known) for t in targets],
+            None if targets else now.isoformat(),
+            stored,
         )
     # For `status`: when the state last learnt of erasures it had lost (a count, no one named).
     record = json.dumps({"at": now.isoformat(), "erasures": len(missing)})
@@ -216,7 +212,7 @@ def _profiles_holding(conn: Connection, records: Sequence[tuple[str, str]]) -> l
 def _entries_from_state(conn: Connection, erasure_ids: Sequence[str]) -> list[JournalEntry]:
     """The state's erasures as journal entries: what a crmsync before the journal did. Their
     hashes are those `forgotten` holds under them (one an earlier erasure stored is under that one)."""
-    salt = str(conn.execute(select(meta.c.value).where(meta.c.key == SALT_KEY)).scalar() or "")
+    salt = stored_salt(conn) or ""
     entries = []
     for erasure_id in erasure_ids:
         row = conn.execute(

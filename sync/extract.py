@@ -40,8 +40,9 @@ VERIFY_SWEEP = "verify@sweep"  # checkpoint: when the rolling verification last 
 # 6: an email field naming two addresses is refused (invalid_email), not its first; 7: a role
 # address known by its first word or its words run together too (`info.nl@`, `no_reply@`); 8: Dutch
 # country names beyond the alias table (`Turkije`, `Tsjechië`) are known; 9: Dutch IJ capitalised
-# whole (`IJsbrand`), and a full name opening with a lower-case tussenvoegsel has no given name
-MAPPING_VERSION = "9"
+# whole (`IJsbrand`), and a full name opening with a lower-case tussenvoegsel has no given name;
+# 10: ... and only before a consonant (`Ijeoma`, not `IJeoma`)
+MAPPING_VERSION = "10"
 # The checkpoint saying a system's orders were read in full with the facts the bases read.
 ORDER_FACTS = "orders@facts"
 

@@ -165,7 +165,8 @@ def _capitalise(text: str) -> str:
 
 def _capitalise_words(text: str) -> str:
     """Each word (and each part after an apostrophe) with a capital; Dutch `ij` is one letter,
-    capitalised whole: `ijzerman` -> `IJzerman`, `ijsbrand` -> `IJsbrand`."""
+    capitalised whole: `ijzerman` -> `IJzerman`, `ijsbrand` -> `IJsbrand`. Only before a
+    consonant: no Dutch word opens with `ij` and a vowel, names from elsewhere do (`Ijeoma`)."""
     words = []
     for word in text.split(" "):
         pieces = re.split(r"(')", word)
@@ -173,7 +174,10 @@ def _capitalise_words(text: str) -> str:
     return " ".join(words)
 
 
+_VOWELS = frozenset("aeiouyáàâäéèêëíìîïóòôöúùûü")
+
+
 def _capital(piece: str) -> str:
-    if piece[:2] == "ij":
+    if piece[:2] == "ij" and piece[2:3] not in _VOWELS:
         return "IJ" + piece[2:]
     return piece[:1].upper() + piece[1:]

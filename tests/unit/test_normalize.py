@@ -155,6 +155,9 @@ def test_empty_phone() -> None:
             "ijzendoorn",
         ),
         (("ijsbrand", None, "ijzerman"), "IJsbrand", None, "IJzerman", None, "IJsbrand IJzerman", "ijzerman"),
+        # ... but only before a consonant: an Igbo `Ijeoma` typed in lower case is no IJ.
+        (("ijeoma", None, "okafor"), "Ijeoma", None, "Okafor", None, "Ijeoma Okafor", "okafor"),
+        (("IJEOMA", None, "IJFF"), "Ijeoma", None, "IJff", None, "Ijeoma IJff", "ijff"),
     ],
 )
 def test_names(

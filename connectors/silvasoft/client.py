@@ -34,12 +34,18 @@ from connectors.errors import ApiError
 from connectors.http import ApiClient, ApiResponse, Rule, Verdict, classify_by
 from connectors.paging import OffsetPaginator, Reply
 from connectors.silvasoft.rules import RULES, error_text, throttle_rule
-from connectors.silvasoft.settings import API, MAX_INVOICES, MAX_RELATIONS, NOT_COUNTED_STATUSES
+from connectors.silvasoft.settings import (
+    API,
+    INVOICE_STATUSES,
+    MAX_INVOICES,
+    MAX_RELATIONS,
+    NOT_COUNTED_STATUSES,
+)
 from connectors.silvasoft.settings import READ_ONLY as READ_ONLY  # the tests import it from here
 from connectors.silvasoft.settings import SilvasoftSettings as SilvasoftSettings
 from connectors.streams import RecordSpec, Stream
 from connectors.window import Window
-from mapping.model import FieldSpec, Kind
+from mapping.model import FieldSpec, Kind, RecordProblem
 from mapping.normalize.dates import normalise_date_dmy
 
 
@@ -173,7 +179,16 @@ class SilvasoftConnector(Connector):
 
     # ----- mapping hooks ------------------------------------------------------------------------
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
-        return str(payload.get("InvoiceStatus") or "").casefold() not in NOT_COUNTED_STATUSES
+        """Open and paid invoices count. A status crmsync does not know (or none) is quarantined, as
+        SuperOffice's are: counted, a credit note in other words would add to the revenue."""
+        status = payload.get("InvoiceStatus")
+        folded = status.casefold() if isinstance(status, str) else None
+        if folded not in INVOICE_STATUSES:
+            raise RecordProblem(
+                "unknown_invoice_status",
+                f"InvoiceStatus {status!r} is none of {', '.join(sorted(INVOICE_STATUSES))}",
+            )
+        return folded not in NOT_COUNTED_STATUSES
 
 
 CONNECTOR = SilvasoftConnector

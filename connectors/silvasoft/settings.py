@@ -13,6 +13,9 @@ MAX_RELATIONS = 200
 MAX_INVOICES = 100
 # Credited and cancelled invoices never count toward a customer's value; concepts were never sent.
 NOT_COUNTED_STATUSES = frozenset({"credited", "cancelled", "concept"})
+# Every status crmsync knows how to count (the response's words are assumed, api-notes/silvasoft.md
+# §4): another one may be a credit or a draft in words not met before, so its invoice is held.
+INVOICE_STATUSES = NOT_COUNTED_STATUSES | {"open", "paid"}
 READ_ONLY = (
     "read-only: crmsync writes nothing to Silvasoft, because its API documents no tag, category or custom "
     "field on a relation that could hold segments or a loyalty tier; its customers and invoices still count "

@@ -158,6 +158,20 @@ def test_invoices_map_to_orders_and_credited_ones_do_not_count(silva: Sandboxes)
     assert isinstance(credited, Order) and credited.counts is False
 
 
+@pytest.mark.parametrize("status", ["Gecrediteerd", "PartiallyCredited", None])
+def test_an_invoice_of_a_status_crmsync_does_not_know_is_held_not_counted(silva: Sandboxes, status: str | None) -> None:
+    """Silvasoft's invoice statuses are not published: counted, a credit note in words crmsync has
+    not met would add to the customer's revenue. It is quarantined, saying which status it was."""
+    connector = make_connector(silva, "silvasoft")
+    app = silva.app("silvasoft")
+    with app.lock:
+        app.invoices[2_026_001] = {**app.invoices[2_026_001], "InvoiceStatus": status}
+    records = {r.id: r for p in connector.read_orders(None) for r in p.records}
+    held = make_mapper(connector, Kind.ORDER, {"silvasoft": connector})(records["2026001"])
+    assert isinstance(held, Rejection) and held.reason == "unknown_invoice_status"
+    assert repr(status) in held.message and held.customer_id == "1001"
+
+
 def test_relations_map_to_contacts_and_a_stored_shop_number_links_them(silva: Sandboxes) -> None:
     connector = make_connector(silva, "silvasoft", links={"webshop": "CustomerNumber"})
     record = next(iter(next(connector.read_contacts(None)).records))

@@ -7,6 +7,7 @@ its settings, its client and its sandbox. `sync/config.py` assembles them into t
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -35,6 +36,20 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def statuses_named(values: list[str], documented: Collection[str], field: str) -> list[str]:
+    """A list of the statuses that count, each as the vendor's API spells it: a misspelt one would
+    silently count nothing (or everything) of its orders, so it is a config error naming what the
+    vendor documents. Sorted and without repeats, so that writing the same set in another order
+    maps nothing again (`sync.extract.mapping_config`)."""
+    unknown = [value for value in values if value not in documented]
+    if unknown:
+        named = ", ".join(repr(value) for value in unknown)
+        raise ValueError(
+            f"{named} is not a {field} value; allowed (spelt as the API returns them): {', '.join(sorted(documented))}"
+        )
+    return sorted(set(values))
 
 
 class StrictModel(BaseModel):

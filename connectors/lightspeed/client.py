@@ -24,9 +24,9 @@ from connectors.lightspeed.budget import HeaderBudget
 from connectors.lightspeed.check import check as check_key
 from connectors.lightspeed.reads import RECORDS, updated_at_min
 from connectors.lightspeed.rules import RULES, items_of, read_reply
+from connectors.lightspeed.settings import CANCELLED, PAYMENT_STATUSES, SEGMENTS_KEY, TIER_KEY
 from connectors.lightspeed.settings import MAX_PAGE as MAX_PAGE
 from connectors.lightspeed.settings import METAFIELDS as METAFIELDS
-from connectors.lightspeed.settings import NOT_COUNTED, SEGMENTS_KEY, TIER_KEY
 from connectors.lightspeed.settings import VERIFY_PER_DAY as VERIFY_PER_DAY
 from connectors.lightspeed.settings import LightspeedSettings as LightspeedSettings
 from connectors.lightspeed.settings import published_limits as published_limits
@@ -190,7 +190,12 @@ class LightspeedConnector(Connector):
         return field_value(payload.get(METAFIELDS), name)
 
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
-        return payload.get("status") not in NOT_COUNTED and payload.get("paymentStatus") not in NOT_COUNTED
+        if payload.get("status") == CANCELLED:
+            return False
+        payment = payload.get("paymentStatus")
+        # A payment status outside the documented set (or none) counts, as it did before the
+        # setting: the set is assumed, not published where we could read it (docs/setup/lightspeed.md).
+        return payment not in PAYMENT_STATUSES or payment in self.settings.counted_payment_statuses
 
     # ----- writes -------------------------------------------------------------------------------
     def write_one(self, change: WriteBack) -> bool:

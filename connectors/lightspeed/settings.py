@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from connectors.settings import RateWindow, SystemSettings
+from connectors.settings import RateWindow, SystemSettings, statuses_named
 
 MAX_PAGE = 250
 SEGMENTS_KEY = "crmsync_segments"
@@ -24,7 +24,13 @@ METAFIELDS = "customerMetafields"
 # 20,000 customers is looked at in full every 8 to 9 days.
 VERIFY_PER_DAY = 2400
 NOT_FOUND = "not found"
-NOT_COUNTED = frozenset({"cancelled"})  # as order status and as payment status
+CANCELLED = "cancelled"  # an order `status`: such an order never counts
+# An order's `paymentStatus` (../shared/api-notes/lightspeed-ecom.md: from the API reference's
+# order resource as client libraries copy it, assumed).
+PAYMENT_STATUSES = frozenset({"not_paid", "partially_paid", "paid", "cancelled"})
+# What crmsync counted before `counted_payment_statuses` existed (all but cancelled), kept as its
+# default so an upgrade changes no value: not_paid counts in it (docs/setup/lightspeed.md).
+COUNTED_PAYMENT_STATUSES = ("not_paid", "paid", "partially_paid")
 KEY_RIGHTS = "the shop's back office: Settings > Developers > API keys > this key > Permissions"
 
 
@@ -49,6 +55,11 @@ class LightspeedSettings(SystemSettings):
     )
     page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE)
     rate_limit: list[RateWindow] = Field(default_factory=published_limits)
+    counted_payment_statuses: list[str] = Field(
+        default_factory=lambda: list(COUNTED_PAYMENT_STATUSES),
+        min_length=1,
+        description="an order's paymentStatus values whose amount counts toward a customer's value",
+    )
     verify_per_day: int = Field(
         default=VERIFY_PER_DAY,
         ge=0,
@@ -58,3 +69,8 @@ class LightspeedSettings(SystemSettings):
             "busy day's write-back under half of it. 0: never"
         ),
     )
+
+    @field_validator("counted_payment_statuses")
+    @classmethod
+    def _documented_statuses(cls, value: list[str]) -> list[str]:
+        return statuses_named(value, PAYMENT_STATUSES, "Lightspeed eCom paymentStatus")

@@ -45,7 +45,7 @@ from connectors.shopify.queries import CHECK_QUERY as CHECK_QUERY
 from connectors.shopify.queries import CUSTOMERS_QUERY as CUSTOMERS_QUERY
 from connectors.shopify.queries import ORDERS_QUERY as ORDERS_QUERY
 from connectors.shopify.rules import RULES, read_reply
-from connectors.shopify.settings import DEFAULT_PAGE, TIER_KEY, TIER_NAMESPACE
+from connectors.shopify.settings import DEFAULT_PAGE, FINANCIAL_STATUSES, TIER_KEY, TIER_NAMESPACE
 from connectors.shopify.settings import ShopifySettings as ShopifySettings
 from connectors.shopify.writes import _write_document as _write_document
 from connectors.shopify.writes import write_batch
@@ -55,7 +55,6 @@ from mapping.model import FieldSpec, Kind, RemoteState, SourceRecord, WriteBack,
 
 CHECKOUT_GID = "gid://shopify/AbandonedCheckout/"
 BULK_POSITION = "bulk:"
-NOT_COUNTED_STATUSES = frozenset({"REFUNDED", "VOIDED", "EXPIRED"})
 
 
 class ShopifyConnector(Connector):
@@ -337,11 +336,12 @@ class ShopifyConnector(Connector):
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
         if str(payload.get("id", "")).startswith(CHECKOUT_GID):
             return False  # a checkout is never an order: a completed one is read as its order
-        return not (
-            payload.get("cancelledAt")
-            or payload.get("test") is True
-            or payload.get("displayFinancialStatus") in NOT_COUNTED_STATUSES
-        )
+        if payload.get("cancelledAt") or payload.get("test") is True:
+            return False
+        status = payload.get("displayFinancialStatus")
+        # The field is nullable and its meaning then undocumented: such an order counts, as it did
+        # before the setting, whatever the setting names (docs/setup/shopify.md).
+        return status not in FINANCIAL_STATUSES or status in self.settings.counted_financial_statuses
 
     # ----- writes -------------------------------------------------------------------------------
     @property

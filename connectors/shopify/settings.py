@@ -11,15 +11,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.settings import Duration, SystemSettings
+from connectors.settings import Duration, SystemSettings, statuses_named
 
 MUTATION_COST = 10  # points per mutation field, as the API reports in extensions.cost
 TIER_NAMESPACE = "crmsync"
 TIER_KEY = "loyalty_tier"
 MAX_PAGE = 250
 DEFAULT_PAGE = 100
+# `Order.displayFinancialStatus`: the values of the OrderDisplayFinancialStatus enum (Admin API
+# 2026-10, connectors/shopify/admin_2026-10.graphql). The field is nullable.
+FINANCIAL_STATUSES = frozenset(
+    {"AUTHORIZED", "EXPIRED", "PAID", "PARTIALLY_PAID", "PARTIALLY_REFUNDED", "PENDING", "REFUNDED", "VOIDED"}
+)
+# What crmsync counted before `counted_financial_statuses` existed (all but REFUNDED, VOIDED and
+# EXPIRED), kept as its default so an upgrade changes no value: PENDING (a bank deposit, a manual
+# payment not yet received), AUTHORIZED and PARTIALLY_PAID count in it (docs/setup/shopify.md).
+COUNTED_FINANCIAL_STATUSES = ("AUTHORIZED", "PAID", "PARTIALLY_PAID", "PARTIALLY_REFUNDED", "PENDING")
 
 
 class ShopifySettings(SystemSettings):
@@ -51,6 +60,16 @@ class ShopifySettings(SystemSettings):
         description="a full read of at least this many customers (or orders) is one bulk query (0: never)",
     )
     bulk_poll_max: Duration = Field(default=30.0, gt=0, description="longest wait between polls of a bulk operation")
+    counted_financial_statuses: list[str] = Field(
+        default_factory=lambda: list(COUNTED_FINANCIAL_STATUSES),
+        min_length=1,
+        description="an order's displayFinancialStatus values whose amount counts toward a customer's value",
+    )
+
+    @field_validator("counted_financial_statuses")
+    @classmethod
+    def _documented_statuses(cls, value: list[str]) -> list[str]:
+        return statuses_named(value, FINANCIAL_STATUSES, "Shopify displayFinancialStatus")
 
     @model_validator(mode="after")
     def _one_way_in(self) -> ShopifySettings:

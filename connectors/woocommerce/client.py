@@ -34,7 +34,6 @@ from connectors.woocommerce.settings import (
     API,
     BATCH_LIMIT,
     CHECKOUT_CHANNELS,
-    COUNTED_STATUSES,
     MAX_PAGE,
     OFFLINE_PAYMENTS,
     UNFINISHED_STATUSES,
@@ -264,7 +263,7 @@ class WooCommerceConnector(Connector):
         return None
 
     def order_counts(self, payload: Mapping[str, Any]) -> bool:
-        return payload.get("status") in COUNTED_STATUSES
+        return payload.get("status") in self.settings.counted_statuses
 
     def order_unfinished(self, payload: Mapping[str, Any]) -> bool:
         """Pending payment or failed: the customer went through checkout and did not pay. Also a

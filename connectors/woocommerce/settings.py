@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from connectors.settings import SystemSettings
+from connectors.settings import SystemSettings, statuses_named
 
 API = "/wp-json/wc/v3"
 MAX_PAGE = 100
 BATCH_LIMIT = 100
-COUNTED_STATUSES = frozenset({"completed", "processing", "on-hold"})
+# An order's `status` as REST API v3 documents it (the `status` parameter of GET /orders, less its
+# `any`): WooCommerce core's `wc_get_order_statuses()` without their `wc-` prefix, and `trash`.
+ORDER_STATUSES = frozenset(
+    {"pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed", "trash"}
+)
+# What crmsync counted before `counted_statuses` existed, kept as its default so an upgrade changes
+# no value: on-hold too (awaiting a bank transfer or cheque), which WooCommerce's own "paid"
+# statuses (`wc_get_is_paid_statuses()`: processing, completed) leave out (docs/setup/woocommerce.md).
+COUNTED_STATUSES = ("completed", "on-hold", "processing")
 UNFINISHED_STATUSES = frozenset({"pending", "failed"})
 # `created_via` of orders a shopper placed: the classic checkout and the block checkout's Store API.
 CHECKOUT_CHANNELS = frozenset({"checkout", "store-api"})
@@ -31,3 +39,13 @@ class WooCommerceSettings(SystemSettings):
     )
     role: str = "customer"
     page_size: int | None = Field(default=None, ge=1, le=MAX_PAGE)
+    counted_statuses: list[str] = Field(
+        default_factory=lambda: list(COUNTED_STATUSES),
+        min_length=1,
+        description="order statuses whose amount counts toward a customer's value",
+    )
+
+    @field_validator("counted_statuses")
+    @classmethod
+    def _documented_statuses(cls, value: list[str]) -> list[str]:
+        return statuses_named(value, ORDER_STATUSES, "WooCommerce order status")

@@ -191,6 +191,35 @@ def test_orders_read_incrementally_in_the_shops_currency_and_what_counts(shop: S
     assert shop.stats("lightspeed")["requests"]["GET /<lang>/shop.json"] == 1  # once per connector
 
 
+PAYMENTS = ["not_paid", "partially_paid", "paid", "cancelled", None]
+
+
+@pytest.mark.parametrize(
+    ("setting", "counted"),
+    [
+        # The default: what crmsync counted before the setting (all but a cancelled payment).
+        ({}, {"not_paid", "partially_paid", "paid", None}),
+        # Only money received. An order without a payment status still counts (as before).
+        ({"counted_payment_statuses": ["paid", "partially_paid"]}, {"partially_paid", "paid", None}),
+    ],
+    ids=["default", "paid only"],
+)
+def test_which_payment_statuses_count_is_the_setting(
+    start_sandboxes_fixture: Callable[..., Sandboxes], setting: dict[str, Any], counted: set[str | None]
+) -> None:
+    placed = orders(len(PAYMENTS) + 1)
+    for order, payment in zip(placed, PAYMENTS, strict=False):
+        order.update(status="processing_awaiting_payment", paymentStatus=payment)
+    placed[-1].update(status="cancelled", paymentStatus="paid")  # a cancelled order never counts
+    shop = start_sandboxes_fixture({"lightspeed": {"customers": customers(5), "orders": placed}})
+    connector = make_connector(shop, "lightspeed", **setting)
+    records = [r for page in connector.read_orders(None) for r in page.records]
+    assert len(records) == len(placed)
+    assert [r.payload.get("paymentStatus") for r in records] == [*PAYMENTS, "paid"]
+    assert {r.payload.get("paymentStatus") for r in records[:-1] if connector.order_counts(r.payload)} == counted
+    assert connector.order_counts(records[-1].payload) is False
+
+
 def test_a_read_of_n_customers_asks_for_no_metafields_and_knows_nothing_of_crmsyncs(shop: Sandboxes) -> None:
     # Issue 13: one metafield request per customer made a first read of 20,000 customers cost days of
     # the 12,000 requests a day. With write-back on or off, a read costs the list pages only.

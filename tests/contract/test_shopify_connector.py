@@ -169,6 +169,40 @@ def test_orders_and_what_counts(shop: Sandboxes) -> None:
     assert counted["gid://shopify/Order/2"] is False and counted["gid://shopify/Order/1"] is True
 
 
+FINANCIAL = ["PENDING", "AUTHORIZED", "PARTIALLY_PAID", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "VOIDED", None]
+
+
+@pytest.mark.parametrize(
+    ("setting", "counted"),
+    [
+        # The default: what crmsync counted before the setting (all but REFUNDED, VOIDED, EXPIRED).
+        ({}, {"PENDING", "AUTHORIZED", "PARTIALLY_PAID", "PAID", "PARTIALLY_REFUNDED", None}),
+        # A merchant whose customers pay by bank deposit: only money received counts. An order
+        # without a financial status (the field is nullable, its meaning then undocumented) still does.
+        ({"counted_financial_statuses": ["PARTIALLY_REFUNDED", "PAID"]}, {"PAID", "PARTIALLY_REFUNDED", None}),
+    ],
+    ids=["default", "paid only"],
+)
+def test_which_financial_statuses_count_is_the_setting(
+    start_sandboxes_fixture: Callable[..., Sandboxes], setting: dict[str, Any], counted: set[str | None]
+) -> None:
+    orders = [
+        {
+            "id": f"gid://shopify/Order/{i}",
+            "customer": {"id": "gid://shopify/Customer/1"},
+            "totalPriceSet": {"shopMoney": {"amount": "19.95", "currencyCode": "EUR"}},
+            "createdAt": "2026-02-01T10:00:00Z",
+            "displayFinancialStatus": status,
+        }
+        for i, status in enumerate(FINANCIAL, start=1)
+    ]
+    shop = start_sandboxes_fixture({"shopify": {"customers": customers(1), "orders": orders}})
+    connector = make_connector(shop, "shopify", **setting)
+    records = [r for page in connector.read_orders(None) for r in page.records]
+    assert len(records) == len(FINANCIAL)
+    assert {r.payload.get("displayFinancialStatus") for r in records if connector.order_counts(r.payload)} == counted
+
+
 @pytest.mark.parametrize("current", [None, "300.00"], ids=["current total after refunds", "after returns only"])
 def test_a_partly_refunded_order_counts_what_was_not_refunded(
     start_sandboxes_fixture: Callable[..., Sandboxes], current: str | None

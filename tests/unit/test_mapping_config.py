@@ -109,3 +109,13 @@ def test_a_system_added_maps_only_its_own_records_and_those_whose_links_name_it(
     assert stale(extra=SHOP) == {"web": "configuration"}
     linked = stale(extra=SHOP, afas='links = { web = "Webshop_klantnummer" }')
     assert linked == {LONG: "configuration", "web": "configuration"}
+
+
+def test_a_shops_counted_statuses_map_its_orders_again_and_their_order_in_the_list_does_not(
+    tmp_path: Path, state_url: str
+) -> None:
+    """Whether an order counts is decided when it is mapped: a changed list re-evaluates the stored
+    orders. The default written out, or the same statuses in another order, is the same list."""
+    stale = stale_after(tmp_path, state_url, extra=SHOP)
+    assert stale(extra=SHOP + 'counted_statuses = ["processing", "completed"]\n') == {"web": "configuration"}
+    assert stale(extra=SHOP + 'counted_statuses = ["processing", "on-hold", "completed", "on-hold"]\n') == {}

@@ -25,8 +25,9 @@ METAFIELDS = "customerMetafields"
 VERIFY_PER_DAY = 2400
 NOT_FOUND = "not found"
 CANCELLED = "cancelled"  # an order `status`: such an order never counts
-# An order's `paymentStatus` (../shared/api-notes/lightspeed-ecom.md: from the API reference's
-# order resource as client libraries copy it, assumed).
+# An order's `paymentStatus`, assumed: `paid` and `not_paid` seen in live payloads, the four as a
+# client library of the API lists them; Lightspeed's reference could not be read
+# (../shared/api-notes/lightspeed-ecom.md, "Revenue").
 PAYMENT_STATUSES = frozenset({"not_paid", "partially_paid", "paid", "cancelled"})
 # What crmsync counted before `counted_payment_statuses` existed (all but cancelled), kept as its
 # default so an upgrade changes no value: not_paid counts in it (docs/setup/lightspeed.md).

@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mapping.calendar import AS_BEFORE, Calendar
 from mapping.model import Contact
 from mapping.normalize.email import email_match_key
 from mapping.regions import region_of
@@ -310,11 +311,13 @@ def base_columns(
     now: datetime,
     settings: BaseSettings,
     last_order: F64 | None = None,
+    calendar: Calendar = AS_BEFORE,
 ) -> BaseColumns:
     """Every base of every profile. Orders count as in mapping/traits.py: valid and not after `now`.
     `last_order` (the traits' column: every valid order of every system, epoch seconds, NaN for
-    none) is what "bought since" is judged on, beside the valid orders among `orders`."""
-    today = now.date()
+    none) is what "bought since" is judged on, beside the valid orders among `orders`. An age is
+    whole years on today's date on `calendar` (a birthday starts at the merchant's midnight)."""
+    today = calendar.today(now)
     free = FREE_MAIL_DOMAINS | frozenset(d.lower() for d in settings.free_email_domains)
     ages = [age_on(b, today) for b in person.birth_date]
     region = [region_of(c, p) or "" for c, p in zip(person.country, person.postcode, strict=True)]

@@ -240,8 +240,14 @@ class Traits:
     first_order: datetime | None = None
     last_order: datetime | None = None
 
-    def days_since_last_order(self, now: datetime) -> int | None:
-        return None if self.last_order is None else (now - self.last_order).days
+    def days_since_last_order(self, now: datetime, zone: tzinfo | None = None) -> int | None:
+        """Whole days since the last order: local midnights passed in `zone` (`[segments]
+        timezone`), or 24-hour periods without one (mapping/calendar.py)."""
+        if self.last_order is None:
+            return None
+        if zone is None:
+            return (now - self.last_order).days
+        return (now.astimezone(zone).date() - self.last_order.astimezone(zone).date()).days
 
 
 @dataclass(frozen=True, slots=True)

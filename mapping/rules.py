@@ -13,6 +13,12 @@ list, lambdas, comprehensions, keyword arguments) is refused with the column whe
 Compilation type-checks the whole expression once and yields a function over columns (numpy
 arrays, one element per profile), so evaluating a rule over a million profiles is a handful of
 vectorised operations. A comparison with a missing value (no last order yet) is false.
+
+Dates are read on the merchant's calendar (`[segments] timezone`, mapping/calendar.py): a rule
+sees every date (`now`, `first_order`, `last_order`, `date(...)`) as its local clock time, so
+`year(first_order)` is the year on the merchant's calendar, `date("2026-01-01")` is local
+midnight, and `now - days(7)` is the same clock time a week ago, across a change of summer time.
+Without a zone the local clock is UTC's, as before.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from mapping.calendar import AS_BEFORE, Calendar
 
 DAY = 86_400
 MAX_LENGTH = 2000
@@ -97,13 +105,20 @@ Value = Any  # an array (one element per profile) or a scalar constant
 
 
 class RuleInput:
-    """The columns a rule reads, built on first use. `systems` names the bits of set columns."""
+    """The columns a rule reads, built on first use. `systems` names the bits of set columns.
+    Date columns hold local clock times on `calendar` (`Calendar.wall`), as `now` here does."""
 
     def __init__(
-        self, size: int, now: datetime, systems: Sequence[str], builders: Mapping[str, Callable[[], Array]]
+        self,
+        size: int,
+        now: datetime,
+        systems: Sequence[str],
+        builders: Mapping[str, Callable[[], Array]],
+        calendar: Calendar = AS_BEFORE,
     ) -> None:
         self.size = size
-        self.now = now.timestamp()
+        self.calendar = calendar
+        self.now = float(calendar.wall([now.timestamp()])[0])
         self.systems = tuple(systems)
         self._builders = builders
         self._cache: dict[str, Array] = {}
@@ -372,8 +387,12 @@ class _Compiler:
             except ValueError:
                 raise self.fail(node.args[0], f"{args[0].const!r} is not a date like 2026-01-31") from None
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return _const(Kind.DATE, parsed.timestamp())
+                # A date as the merchant writes it, on their own calendar: as every date a rule reads.
+                return _const(Kind.DATE, parsed.replace(tzinfo=UTC).timestamp())
+            # A moment with its offset written out is that moment, read on the merchant's calendar
+            # when the rule runs (a compiled rule is shared by every zone).
+            moment = parsed.timestamp()
+            return _Node(Kind.DATE, lambda inputs: float(inputs.calendar.wall([moment])[0]))
         if name == "year":
             if kinds != [Kind.DATE]:
                 raise self.fail(node, "year() takes a date")
@@ -473,6 +492,8 @@ def _has_system(inputs: RuleInput, bits: Value, name: str) -> Value:
 
 
 def _year(stamps: Value) -> Value:
+    """The year of each date: dates are local clock times already (RuleInput), so UTC's reading
+    of them is the merchant's."""
     values = np.asarray(stamps, dtype=np.float64)
     known = ~np.isnan(values)
     seconds = np.where(known, values, 0).astype("datetime64[s]")

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from mapping.bases import BASES, BaseColumns, BaseSettings, base_of, base_segments, with_consent
+from mapping.calendar import AS_BEFORE, Calendar
 from mapping.model import Membership, Traits
 from mapping.rules import BASE_FIELDS, RuleError, RuleInput, compile_rule
 from mapping.traits import BOOL, DAY, F64, I64, TraitColumns
@@ -113,6 +114,10 @@ class HealthRules(_Strict):
 
 
 class SegmentSettings(_Strict):
+    timezone: str | None = Field(
+        default=None,
+        description="the merchant's calendar for day counts, dates and years (an IANA name); unset: as before",
+    )
     base_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     rates: dict[str, Decimal] = Field(
         default_factory=dict, description="units of base currency per unit of another currency"
@@ -292,14 +297,20 @@ class TierState:
         return cls(np.full(size, -1, dtype=np.int64), np.full(size, np.nan))
 
 
-def hold_tiers(reached: I64, previous: TierState, now: datetime, grace_days: int) -> TierState:
+def hold_tiers(
+    reached: I64, previous: TierState, now: datetime, grace_days: int, calendar: Calendar = AS_BEFORE
+) -> TierState:
     """Hysteresis: an upgrade (or staying) is immediate and refreshes the qualification time; a
-    downgrade waits until the profile has not qualified for its tier for `grace_days`, and then
-    goes straight to the tier reached now."""
+    downgrade waits until the profile has not qualified for its tier for `grace_days` (days on
+    `calendar`: with a zone, local midnights passed), and then goes straight to the tier reached now."""
     stamp = float(now.timestamp())
     rising = reached >= previous.tier
     with np.errstate(invalid="ignore"):
-        lapsed = ~((stamp - previous.qualified_at) < grace_days * DAY)  # NaN (never) counts as lapsed
+        if calendar.local:
+            waited = calendar.days_between(stamp, previous.qualified_at) < grace_days
+        else:
+            waited = (stamp - previous.qualified_at) < grace_days * DAY
+        lapsed = ~waited  # NaN (never) counts as lapsed
     keep = ~rising & ~lapsed
     tier = np.where(keep, previous.tier, reached).astype(np.int64)
     qualified = np.where(keep, previous.qualified_at, np.where(reached >= 0, stamp, np.nan))
@@ -380,16 +391,22 @@ def assess(
     profiles: ProfileColumns | None = None,
     previous: TierState | None = None,
     bases: BaseColumns | None = None,
+    calendar: Calendar = AS_BEFORE,
 ) -> Assessment:
     """Every built-in, base and rule segment for every profile. `systems` names the bits of the
     system-set columns; `previous` holds each profile's tier of the last run (for hysteresis);
-    `bases` the other bases (needed when `settings.uses_bases()`)."""
+    `bases` the other bases (needed when `settings.uses_bases()`); `calendar` the zone of
+    `settings.timezone` (the traits' day counts were read on it too)."""
     size = traits.size
     quadrant = quadrant_codes(traits, settings.quadrant)
     lifecycle = lifecycle_codes(traits, settings.lifecycle)
     reached = tiers_reached(traits, settings.tiers)
     held = hold_tiers(
-        reached, previous if previous is not None else TierState.empty(size), now, settings.tier_grace_days
+        reached,
+        previous if previous is not None else TierState.empty(size),
+        now,
+        settings.tier_grace_days,
+        calendar,
     )
     tier_names = tuple(t.name for t in settings.tiers)
     columns: list[BOOL] = [quadrant == i for i in range(len(QUADRANTS))]
@@ -403,7 +420,7 @@ def assess(
         columns += base_columns
     if settings.rules:
         inputs = rule_input(
-            traits, now, systems, profiles or ProfileColumns(), quadrant, lifecycle, held, tier_names, bases
+            traits, now, systems, profiles or ProfileColumns(), quadrant, lifecycle, held, tier_names, bases, calendar
         )
         names += [rule.name for rule in settings.rules]
         columns += [compile_rule(rule.when).evaluate(inputs) for rule in settings.rules]
@@ -430,8 +447,10 @@ def rule_input(
     tiers: TierState,
     tier_names: Sequence[str],
     bases: BaseColumns | None = None,
+    calendar: Calendar = AS_BEFORE,
 ) -> RuleInput:
-    """The columns of mapping.rules.FIELDS for these profiles, each built only if a rule reads it."""
+    """The columns of mapping.rules.FIELDS for these profiles, each built only if a rule reads it.
+    Dates are local clock times on `calendar`, as the rules read them (mapping/rules.py)."""
     size = traits.size
 
     def text(values: npt.NDArray[Any] | None) -> Callable[[], npt.NDArray[Any]]:
@@ -465,8 +484,8 @@ def rule_input(
         "spend_12m": money(traits.spend_12m_cents),
         "orders_12m": number(traits.orders_12m),
         "average_order_value": lambda: np.where(traits.has_orders, traits.aov_cents / 100.0, np.nan),
-        "first_order": lambda: traits.first_order,
-        "last_order": lambda: traits.last_order,
+        "first_order": lambda: calendar.wall(traits.first_order),
+        "last_order": lambda: calendar.wall(traits.last_order),
         "days_since_last_order": lambda: traits.days_since_last_order,
         "tenure_days": lambda: traits.tenure_days,
         "online_orders": number(traits.online_orders),
@@ -506,12 +525,13 @@ def rule_input(
                 "email_consent": lambda: bases.email_consent,
             }
         )
-    return RuleInput(size, now, systems, builders)
+    return RuleInput(size, now, systems, builders, calendar)
 
 
 # ----- one profile ------------------------------------------------------------------------------
-def columns_of(traits: Sequence[Traits], now: datetime) -> TraitColumns:
-    """Trait columns from one-profile Traits (RFM is ranked among these profiles only)."""
+def columns_of(traits: Sequence[Traits], now: datetime, calendar: Calendar = AS_BEFORE) -> TraitColumns:
+    """Trait columns from one-profile Traits (RFM is ranked among these profiles only), day
+    counts on `calendar` as `trait_columns` reads them."""
     from mapping.traits import rfm_scores
 
     stamp = now.timestamp()
@@ -520,8 +540,8 @@ def columns_of(traits: Sequence[Traits], now: datetime) -> TraitColumns:
     spend = np.array([_cents(t.spend_12m) for t in traits], dtype=np.int64)
     first = np.array([t.first_order.timestamp() if t.first_order else np.nan for t in traits], dtype=np.float64)
     last = np.array([t.last_order.timestamp() if t.last_order else np.nan for t in traits], dtype=np.float64)
-    since = np.floor((stamp - last) / DAY)
-    tenure = np.floor((stamp - first) / DAY)
+    since = calendar.days_between(stamp, last)
+    tenure = calendar.days_between(stamp, first)
     r, f, m = rfm_scores(since, count, revenue)
     zeros = np.zeros(len(traits), dtype=np.int64)
     aov = np.where(count > 0, np.rint(revenue / np.maximum(count, 1)), 0).astype(np.int64)
@@ -545,12 +565,12 @@ def columns_of(traits: Sequence[Traits], now: datetime) -> TraitColumns:
     )
 
 
-def quadrant(traits: Traits, rules: QuadrantRules, now: datetime) -> str:
-    return QUADRANTS[int(quadrant_codes(columns_of([traits], now), rules)[0])]
+def quadrant(traits: Traits, rules: QuadrantRules, now: datetime, calendar: Calendar = AS_BEFORE) -> str:
+    return QUADRANTS[int(quadrant_codes(columns_of([traits], now, calendar), rules)[0])]
 
 
-def lifecycle(traits: Traits, windows: LifecycleWindows, now: datetime) -> str:
-    return LIFECYCLE[int(lifecycle_codes(columns_of([traits], now), windows)[0])]
+def lifecycle(traits: Traits, windows: LifecycleWindows, now: datetime, calendar: Calendar = AS_BEFORE) -> str:
+    return LIFECYCLE[int(lifecycle_codes(columns_of([traits], now, calendar), windows)[0])]
 
 
 def tier(traits: Traits, tiers: tuple[Tier, ...]) -> str | None:
@@ -559,9 +579,9 @@ def tier(traits: Traits, tiers: tuple[Tier, ...]) -> str | None:
     return reached[-1].name if reached else None
 
 
-def membership(traits: Traits, settings: SegmentSettings, now: datetime) -> Membership:
+def membership(traits: Traits, settings: SegmentSettings, now: datetime, calendar: Calendar = AS_BEFORE) -> Membership:
     """One profile's segments, without history (a first run): quadrant, lifecycle, tier, rules."""
-    return assess(columns_of([traits], now), settings, now).memberships()[0]
+    return assess(columns_of([traits], now, calendar), settings, now, calendar=calendar).memberships()[0]
 
 
 def segment_label(settings: SegmentSettings) -> Callable[[str], str]:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mapping.calendar import AS_BEFORE, Calendar
 from mapping.model import Order, Traits
 
 YEAR = timedelta(days=365)
@@ -31,8 +32,15 @@ def to_base(amount: Decimal, currency: str, base: str, rates: Mapping[str, Decim
     return None if rate is None else amount * rate
 
 
-def order_traits(orders: Iterable[Order], now: datetime, base: str, rates: Mapping[str, Decimal]) -> tuple[Traits, int]:
-    """Traits over the orders that count, and how many were left out for want of an exchange rate."""
+def order_traits(
+    orders: Iterable[Order],
+    now: datetime,
+    base: str,
+    rates: Mapping[str, Decimal],
+    calendar: Calendar = AS_BEFORE,
+) -> tuple[Traits, int]:
+    """Traits over the orders that count, and how many were left out for want of an exchange rate.
+    The 12 months are 365 days on `calendar` (`trait_columns`)."""
     count = 0
     revenue = Decimal(0)
     spend_12m = Decimal(0)
@@ -49,7 +57,12 @@ def order_traits(orders: Iterable[Order], now: datetime, base: str, rates: Mappi
             continue
         count += 1
         revenue += amount
-        if now - order.created_at <= YEAR:
+        recent = (
+            calendar.days_since(now, order.created_at) <= YEAR.days
+            if calendar.local
+            else now - order.created_at <= YEAR
+        )
+        if recent:
             spend_12m += amount
         first = order.created_at if first is None or order.created_at < first else first
         last = order.created_at if last is None or order.created_at > last else last
@@ -171,9 +184,17 @@ class TraitColumns:
         return TraitColumns(**{f.name: getattr(self, f.name)[which] for f in dataclasses.fields(self)})
 
 
-def trait_columns(orders: OrderColumns, profiles: int, now: datetime, channels: Sequence[str] = ()) -> TraitColumns:
+def trait_columns(
+    orders: OrderColumns,
+    profiles: int,
+    now: datetime,
+    channels: Sequence[str] = (),
+    calendar: Calendar = AS_BEFORE,
+) -> TraitColumns:
     """Traits over the orders that count and are not dated after `now`. `channels[i]` says
-    whether system i is an online shop or an offline (CRM, invoicing) source."""
+    whether system i is an online shop or an offline (CRM, invoicing) source. Day counts and the
+    12 months (365 days) are read on `calendar`: with a zone, local calendar days (an order of
+    23:59 is a day old at 00:00, and the 365th day before today counts whole)."""
     stamp = int(now.timestamp())
     valid = orders.counts & (orders.created <= stamp)
     profile = orders.profile[valid]
@@ -183,7 +204,9 @@ def trait_columns(orders: OrderColumns, profiles: int, now: datetime, channels: 
     # Sums of integers are exact in float64 below 2**53 cents, so bincount's order does not matter.
     count = np.bincount(profile, minlength=profiles).astype(np.int64)
     revenue = np.rint(np.bincount(profile, weights=cents, minlength=profiles)).astype(np.int64)
-    recent = stamp - created <= YEAR_SECONDS
+    # On the merchant's calendar one comparison with the first moment of the 365th day before
+    # today; without a zone 365 days to the second, as always.
+    recent = calendar.within(stamp, created, YEAR.days) if calendar.local else stamp - created <= YEAR_SECONDS
     spend = np.rint(np.bincount(profile[recent], weights=cents[recent], minlength=profiles)).astype(np.int64)
     orders_12m = np.bincount(profile[recent], minlength=profiles).astype(np.int64)
     first = np.full(profiles, np.iinfo(np.int64).max, dtype=np.int64)
@@ -195,9 +218,10 @@ def trait_columns(orders: OrderColumns, profiles: int, now: datetime, channels: 
     last_f = np.where(has, last, 0).astype(np.float64)
     first_f[~has] = np.nan
     last_f[~has] = np.nan
-    # Whole days, rounded down, as `(now - last).days` does.
-    since = np.floor((stamp - last_f) / DAY)
-    tenure = np.floor((stamp - first_f) / DAY)
+    # Whole days: local midnights passed with a zone; without one 24-hour periods rounded down,
+    # as `(now - last).days` does.
+    since = calendar.days_between(stamp, last_f)
+    tenure = calendar.days_between(stamp, first_f)
     aov = np.zeros(profiles, dtype=np.int64)
     aov[has] = np.rint(revenue[has] / count[has]).astype(np.int64)
     online_mask = np.array([c == ONLINE for c in channels], dtype=np.bool_)

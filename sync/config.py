@@ -327,6 +327,20 @@ class CrmsyncConfig(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _segments_zone_is_known(self) -> CrmsyncConfig:
+        """The segments' calendar is checked here, not in mapping/ (which reads no files): a zone's
+        rules come from the system's time zone database."""
+        name = self.segments.timezone
+        if name is not None:
+            from sync.cron import zone
+
+            try:
+                zone(name)
+            except ValueError as exc:
+                raise ValueError(f"segments.timezone: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _staleness_outlasts_the_schedule(self) -> CrmsyncConfig:
         """A `max_staleness` within the schedule's longest wait between two cycles would call the
         state stale (status exit 3, /healthz 503, writes held while a system fails) every time

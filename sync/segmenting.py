@@ -8,12 +8,14 @@ resolution and the state store, and turns their columns back into per-profile ve
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +23,7 @@ import structlog
 
 from connectors.registry import ONLINE_TYPES
 from mapping.bases import POSTCODE_COUNTRY, BaseColumns, OrderDetails, PersonFields, base_columns
+from mapping.calendar import AS_BEFORE, Calendar
 from mapping.identity import FieldChoice
 from mapping.model import Membership, key_system
 from mapping.segments import LIFECYCLE, QUADRANTS, Assessment, ProfileColumns, TierState, assess
@@ -78,6 +81,13 @@ class SegmentRun:
         return column_tier_changes(self.profiles, self.assessment.tier_names, tiers, self.previous, run_seq, now)
 
 
+@functools.lru_cache(maxsize=8)
+def segment_calendar(timezone: str | None) -> Calendar:
+    """The calendar of `[segments] timezone` (checked when the config was loaded); unset: the
+    day counts of before the setting (UTC, 24-hour periods)."""
+    return Calendar(ZoneInfo(timezone)) if timezone else AS_BEFORE
+
+
 def assess_profiles(
     config: CrmsyncConfig,
     store: StateStore,
@@ -99,14 +109,15 @@ def assess_profiles(
         ONLINE if (name in config.systems and config.systems[name].type in ONLINE_TYPES) else OFFLINE
         for name in systems
     ]
-    traits = trait_columns(orders, len(profiles), now, channels)
+    calendar = segment_calendar(settings.timezone)
+    traits = trait_columns(orders, len(profiles), now, channels, calendar)
     previous = previous_tiers(store.stored_tiers(), profiles, [t.name for t in settings.tiers], index)
     columns_for_rules = profile_columns(fields or {}, members, index, systems) if settings.rules else None
     bases = None
     if settings.uses_bases():
         person = person_fields(fields or {}, profiles)
         bases = base_columns(
-            person, details or OrderDetails.empty(), len(profiles), now, settings.bases, traits.last_order
+            person, details or OrderDetails.empty(), len(profiles), now, settings.bases, traits.last_order, calendar
         )
     assessment = assess(
         traits,
@@ -116,6 +127,7 @@ def assess_profiles(
         profiles=columns_for_rules,
         previous=previous.state,
         bases=bases,
+        calendar=calendar,
     )
     return SegmentRun(list(profiles), list(systems), traits, assessment, assessment.memberships(), previous, bases)
 

@@ -68,6 +68,10 @@ when = "spend_12m >= 20 and last_order < now - days(15)"
     + SHOP.format(name="shop")
     + SHOP.format(name="web")
 )
+# The same with the merchant's calendar: windows, grace and the rule turn at Amsterdam's midnight.
+ZONED = CONFIG.replace("[segments]\n", '[segments]\ntimezone = "Europe/Amsterdam"\n', 1)
+# 23:30 in Amsterdam on the Thursday before the clocks go forward (29 March 2026).
+ZONED_START = datetime(2026, 3, 26, 22, 30, tzinfo=UTC)
 TABLES = {
     "profiles": "profile_id",
     "profile_members": "system, record_id",
@@ -157,9 +161,9 @@ class Merchant:
             }
 
 
-def merchant(folder: Path, clock: Clock, *, full: bool, url: str | None = None) -> Merchant:
+def merchant(folder: Path, clock: Clock, *, full: bool, url: str | None = None, config: str = CONFIG) -> Merchant:
     state = f"[state]\nurl = {json.dumps(url or 'sqlite:///crmsync.db')}\n"
-    (folder / "crmsync.toml").write_text(state + CONFIG)
+    (folder / "crmsync.toml").write_text(state + config)
     loaded = load_config(folder / "crmsync.toml")
     store = StateStore(loaded.state_url())
     return Merchant(store, Cycle(loaded, store, clock=clock), build_connectors(loaded, threading.Event()), clock, full)
@@ -183,6 +187,12 @@ ROUND = st.tuples(DAYS, st.lists(st.one_of(CONTACT_CHANGE, ORDER_CHANGE), max_si
 ROUNDS = st.lists(ROUND, min_size=1, max_size=6)
 
 
+# Hours the clock moves with a zone: an hour or two over local midnight (22:00 or 23:00 UTC, the
+# night the clocks change among them), a day give or take an hour, or across a window.
+HOURS = st.sampled_from([0, 1, 2, 23, 24, 25, 24 * 11 + 1, 24 * 16 - 1, 24 * 31 + 1])
+ZONED_ROUNDS = st.lists(st.tuples(HOURS, ROUND.map(lambda r: r[1])), min_size=1, max_size=6)
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rounds=ROUNDS)
 def test_a_cycle_by_difference_stores_and_plans_what_a_full_recompute_does(
@@ -190,16 +200,36 @@ def test_a_cycle_by_difference_stores_and_plans_what_a_full_recompute_does(
 ) -> None:
     """On each backend: SQLite reads only the touched contacts, PostgreSQL every contact; both
     resolve only the touched components."""
-    clock = Clock()
-    by_difference = merchant(tmp_path_factory.mktemp("sync"), clock, full=False, url=new_state_url())
-    recomputed = merchant(tmp_path_factory.mktemp("backfill"), clock, full=True, url=new_state_url())
+    both_ways_alike(tmp_path_factory, new_state_url, [(timedelta(days=d), c) for d, c in rounds], Clock())
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rounds=ZONED_ROUNDS)
+def test_with_a_time_zone_a_cycle_by_difference_stores_and_plans_what_a_full_recompute_does(
+    tmp_path_factory: Any, new_state_url: Callable[[], str], rounds: Any
+) -> None:
+    """`[segments] timezone` set, the clock moving by hours around Amsterdam's midnight through
+    the week the clocks go forward: both ways still store and plan byte for byte alike."""
+    steps = [(timedelta(hours=h), c) for h, c in rounds]
+    both_ways_alike(tmp_path_factory, new_state_url, steps, Clock(ZONED_START), ZONED)
+
+
+def both_ways_alike(
+    tmp_path_factory: Any,
+    new_state_url: Callable[[], str],
+    rounds: list[tuple[timedelta, Any]],
+    clock: Clock,
+    config: str = CONFIG,
+) -> None:
+    by_difference = merchant(tmp_path_factory.mktemp("sync"), clock, full=False, url=new_state_url(), config=config)
+    recomputed = merchant(tmp_path_factory.mktemp("backfill"), clock, full=True, url=new_state_url(), config=config)
     shops = (by_difference, recomputed)
     try:
         for shop in shops:
             seed(shop)
         assert by_difference.cycle_writes() == recomputed.cycle_writes()
-        for days, changes in rounds:
-            clock.now += timedelta(days=days)
+        for step, changes in rounds:
+            clock.now += step
             for shop in shops:
                 for change in changes:
                     if change[0] == "contact":
@@ -241,6 +271,41 @@ def test_time_alone_moves_segments_and_tiers_alike(tmp_path: Path) -> None:
         assert len(set(segments)) > 2
     finally:
         for shop in shops:
+            shop.store.close()
+
+
+def test_with_a_time_zone_time_alone_turns_a_window_at_local_midnight(tmp_path: Path) -> None:
+    """Not a vacuous comparison: the zone reaches the cycle. Customer 2's last order was at 23:30
+    in Amsterdam on 1 March; the 30 days of `active` end at local midnight on 1 April (22:00 UTC),
+    not 24-hour periods later (22:30 UTC on 1 April) as without the setting, and the cycle by
+    difference turns it there as the full recompute does."""
+    clock = Clock(ZONED_START)
+    shops = {}
+    for name, config, full in (("sync", ZONED, False), ("full", ZONED, True), ("utc", CONFIG, False)):
+        (tmp_path / name).mkdir()
+        shops[name] = merchant(tmp_path / name, clock, full=full, config=config)
+    try:
+        for shop in shops.values():
+            seed(shop)
+        stages = []
+        for step in (timedelta(0), timedelta(days=5, hours=-1), timedelta(hours=1)):
+            clock.now += step
+            writes = {name: shop.cycle_writes() for name, shop in shops.items()}
+            assert writes["sync"] == writes["full"]
+            assert shops["sync"].tables() == shops["full"].tables()
+            stages.append(
+                tuple(
+                    next(t for t in writes[n][0]["shop"]["2"].fields["crmsync_segments"].split(",") if "lifecycle" in t)
+                    for n in ("sync", "utc")
+                )
+            )
+        assert stages == [
+            ("lifecycle-active", "lifecycle-active"),
+            ("lifecycle-active", "lifecycle-active"),  # 23:30 on 31 March in Amsterdam: day 30
+            ("lifecycle-at-risk", "lifecycle-active"),  # 00:30 on 1 April: day 31 there, 30 in UTC
+        ]
+    finally:
+        for shop in shops.values():
             shop.store.close()
 
 

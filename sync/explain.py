@@ -26,6 +26,7 @@ from mapping.normalize.email import email_match_key, normalise_email
 from mapping.normalize.phone import parse_phone
 from mapping.segments import SegmentSettings, describe
 from sync.config import CrmsyncConfig
+from sync.segmenting import segment_calendar
 from sync.state import StateStore
 from sync.timefmt import for_json, for_people
 
@@ -287,7 +288,8 @@ def segment_reason(
     # would contradict the very verdict it explains. `now` only where the traits lack the figure.
     last = traits.get("last_order")
     stored = traits.get("days_since_last_order")
-    days = int(stored) if stored is not None else (now - parse_timestamp(last)).days if last else None
+    calendar = segment_calendar(settings.timezone)
+    days = int(stored) if stored is not None else calendar.days_since(now, parse_timestamp(last)) if last else None
     since = f"the last {days} days ago" if days is not None else "none yet"
     if name in ("friends", "supporters", "acquaintances", "passers-by"):
         return f"{count} orders, {since}; revenue {revenue:.2f} {settings.base_currency}. {name}: {meaning}"
@@ -298,10 +300,14 @@ def segment_reason(
         tier = next((t for t in settings.tiers if f"tier-{t.name}" == name), None)
         if tier is not None and spend < tier.min_spend_12m and tier_qualified_at:
             qualified = parse_timestamp(tier_qualified_at)
-            until = qualified + timedelta(days=settings.tier_grace_days)
+            if calendar.local:  # the grace ends at the merchant's midnight (mapping.segments.hold_tiers)
+                on = calendar.date_of(qualified)
+                dates = on.isoformat(), (on + timedelta(days=settings.tier_grace_days)).isoformat()
+            else:
+                dates = for_json(qualified)[:10], for_json(qualified + timedelta(days=settings.tier_grace_days))[:10]
             why += (
-                f"; below it now, kept since it last qualified on {for_json(qualified)[:10]}: a tier is taken "
-                f"away only after {settings.tier_grace_days} days below it (tier_grace_days), on {for_json(until)[:10]}"
+                f"; below it now, kept since it last qualified on {dates[0]}: a tier is taken "
+                f"away only after {settings.tier_grace_days} days below it (tier_grace_days), on {dates[1]}"
             )
         return why
     base = base_of(name)

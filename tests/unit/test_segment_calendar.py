@@ -244,3 +244,16 @@ def test_the_setting_is_an_iana_name_checked_when_the_config_loads(tmp_path: Pat
     config.write_text("[segments]\n")
     assert load_config(config).config.segments.timezone is None
     assert segment_calendar(None) is AS_BEFORE
+
+
+def test_explain_dates_a_held_tier_s_grace_on_the_merchant_s_calendar() -> None:
+    from sync.explain import segment_reason
+
+    traits = {"order_count": 1, "spend_12m": 10, "revenue": 10, "days_since_last_order": 3}
+    qualified = "2026-04-01T22:30:00+00:00"  # 00:30 on 2 April in Amsterdam
+    reasons = [
+        segment_reason("tier-silver", traits, SegmentSettings(timezone=zone, tier_grace_days=10), JANUARY, qualified)
+        for zone in ("Europe/Amsterdam", None)
+    ]
+    assert "last qualified on 2026-04-02" in reasons[0] and "(tier_grace_days), on 2026-04-12" in reasons[0]
+    assert "last qualified on 2026-04-01" in reasons[1] and "(tier_grace_days), on 2026-04-11" in reasons[1]

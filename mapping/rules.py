@@ -18,7 +18,9 @@ Dates are read on the merchant's calendar (`[segments] timezone`, mapping/calend
 sees every date (`now`, `first_order`, `last_order`, `date(...)`) as its local clock time, so
 `year(first_order)` is the year on the merchant's calendar, `date("2026-01-01")` is local
 midnight, and `now - days(7)` is the same clock time a week ago, across a change of summer time.
-Without a zone the local clock is UTC's, as before.
+Without a zone the local clock is UTC's, as before. In the hour the clocks repeat (October in
+Europe) two moments less than an hour apart compare by their clock times, which may be the other
+way round from their order in time: a rule reads the calendar, not a stopwatch.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from mapping.segments import (
     SegmentSettings,
     TierState,
     assess,
+    columns_of,
     hold_tiers,
     lifecycle,
     lifecycle_codes,
@@ -257,3 +258,41 @@ def test_explain_dates_a_held_tier_s_grace_on_the_merchant_s_calendar() -> None:
     ]
     assert "last qualified on 2026-04-02" in reasons[0] and "(tier_grace_days), on 2026-04-12" in reasons[0]
     assert "last qualified on 2026-04-01" in reasons[1] and "(tier_grace_days), on 2026-04-11" in reasons[1]
+
+
+# Moments within a year and a half of 2026's two changes of the clocks, to the second.
+NEAR = st.integers(int(at(2025, 10, 1).timestamp()), int(at(2027, 4, 1).timestamp()))
+
+
+@settings(max_examples=150, deadline=None)
+@given(zone=st.sampled_from(ZONES), now=NEAR, moments=st.lists(NEAR, min_size=1, max_size=12))
+def test_the_column_and_the_one_profile_forms_count_the_same_local_days(
+    zone: ZoneInfo, now: int, moments: list[int]
+) -> None:
+    calendar = Calendar(zone)
+    at_now = datetime.fromtimestamp(now, UTC)
+    placed = [datetime.fromtimestamp(m, UTC) for m in moments]
+    orders = [Order("shop", str(i), "c", None, Decimal(1), "EUR", moment) for i, moment in enumerate(placed)]
+    one, _ = order_traits(orders, at_now, "EUR", {}, calendar)
+    column = OrderColumns(
+        profile=np.zeros(len(moments), dtype=np.int64),
+        system=np.zeros(len(moments), dtype=np.int64),
+        cents=np.full(len(moments), 100, dtype=np.int64),
+        created=np.array(moments, dtype=np.int64),
+        counts=np.ones(len(moments), dtype=np.bool_),
+    )
+    traits = trait_columns(column, 1, at_now, (), calendar)
+    assert traits.order_count[0] == one.order_count
+    assert traits.spend_12m_cents[0] == int(one.spend_12m * 100)
+    if one.last_order is None:
+        assert np.isnan(traits.days_since_last_order[0])
+        return
+    assert traits.days_since_last_order[0] == one.days_since_last_order(at_now, zone)
+    assert traits.days_since_last_order[0] == calendar.days_since(at_now, one.last_order)
+    assert one.first_order is not None
+    assert traits.tenure_days[0] == (at_now.astimezone(zone).date() - one.first_order.astimezone(zone).date()).days
+    columns = columns_of([one], at_now, calendar)
+    assert (columns.days_since_last_order[0], columns.tenure_days[0]) == (
+        traits.days_since_last_order[0],
+        traits.tenure_days[0],
+    )

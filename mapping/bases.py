@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mapping.calendar import AS_BEFORE, Calendar
+from mapping.calendar_days import AS_BEFORE, Calendar
 from mapping.model import Contact
 from mapping.normalize.email import email_match_key
 from mapping.regions import region_of

@@ -242,7 +242,7 @@ class Traits:
 
     def days_since_last_order(self, now: datetime, zone: tzinfo | None = None) -> int | None:
         """Whole days since the last order: local midnights passed in `zone` (`[segments]
-        timezone`), or 24-hour periods without one (mapping/calendar.py)."""
+        timezone`), or 24-hour periods without one (mapping/calendar_days.py)."""
         if self.last_order is None:
             return None
         if zone is None:

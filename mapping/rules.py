@@ -14,7 +14,7 @@ Compilation type-checks the whole expression once and yields a function over col
 arrays, one element per profile), so evaluating a rule over a million profiles is a handful of
 vectorised operations. A comparison with a missing value (no last order yet) is false.
 
-Dates are read on the merchant's calendar (`[segments] timezone`, mapping/calendar.py): a rule
+Dates are read on the merchant's calendar (`[segments] timezone`, mapping/calendar_days.py): a rule
 sees every date (`now`, `first_order`, `last_order`, `date(...)`) as its local clock time, so
 `year(first_order)` is the year on the merchant's calendar, `date("2026-01-01")` is local
 midnight, and `now - days(7)` is the same clock time a week ago, across a change of summer time.
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mapping.calendar import AS_BEFORE, Calendar
+from mapping.calendar_days import AS_BEFORE, Calendar
 
 DAY = 86_400
 MAX_LENGTH = 2000

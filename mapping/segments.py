@@ -26,7 +26,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from mapping.bases import BASES, BaseColumns, BaseSettings, base_of, base_segments, with_consent
-from mapping.calendar import AS_BEFORE, Calendar
+from mapping.calendar_days import AS_BEFORE, Calendar
 from mapping.model import Membership, Traits
 from mapping.rules import BASE_FIELDS, RuleError, RuleInput, compile_rule
 from mapping.traits import BOOL, DAY, F64, I64, TraitColumns

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mapping.calendar import AS_BEFORE, Calendar
+from mapping.calendar_days import AS_BEFORE, Calendar
 from mapping.model import Order, Traits
 
 YEAR = timedelta(days=365)

@@ -23,7 +23,7 @@ import structlog
 
 from connectors.registry import ONLINE_TYPES
 from mapping.bases import POSTCODE_COUNTRY, BaseColumns, OrderDetails, PersonFields, base_columns
-from mapping.calendar import AS_BEFORE, Calendar
+from mapping.calendar_days import AS_BEFORE, Calendar
 from mapping.identity import FieldChoice
 from mapping.model import Membership, key_system
 from mapping.segments import LIFECYCLE, QUADRANTS, Assessment, ProfileColumns, TierState, assess

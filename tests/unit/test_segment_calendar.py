@@ -1,4 +1,4 @@
-"""Segments on the merchant's calendar (`[segments] timezone`, mapping/calendar.py): day counts
+"""Segments on the merchant's calendar (`[segments] timezone`, mapping/calendar_days.py): day counts
 turn at local midnight, `year()` and `date()` read local dates, summer time changes nothing a
 merchant would count, and without the setting every figure is what it was before it existed."""
 
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mapping.bases import BaseSettings, OrderDetails, PersonFields, base_columns
-from mapping.calendar import AS_BEFORE, DAY, Calendar
+from mapping.calendar_days import AS_BEFORE, DAY, Calendar
 from mapping.model import Order, Traits
 from mapping.segments import (
     LIFECYCLE,

@@ -19,17 +19,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from connectors.auth import BasicAuth, QueryKeyAuth
 from connectors.base import Capabilities, CheckReport, Connector
 from connectors.errors import ApiError, RejectedRecord
-from connectors.http import ApiClient, ApiResponse
+from connectors.http import ApiClient, ApiResponse, Rule, Verdict, classify_by
 from connectors.paging import KeysetPaginator, PageNumberPaginator, Reply
 from connectors.streams import RecordSpec, Stream
 from connectors.window import Window
 from connectors.woocommerce.check import check_rights
-from connectors.woocommerce.rules import RULES
+from connectors.woocommerce.rules import RULES, no_key_rule
 from connectors.woocommerce.settings import (
     API,
     BATCH_LIMIT,
@@ -171,6 +172,15 @@ class WooCommerceConnector(Connector):
     rules = RULES
 
     settings: WooCommerceSettings
+
+    @cached_property
+    def reply_rules(self) -> tuple[Rule, ...]:
+        """The class's rules and the refusal of a request without a valid key, worded for this
+        instance's `auth`."""
+        return (*self.rules, no_key_rule(self.settings.auth))
+
+    def classify(self, response: ApiResponse) -> Verdict:
+        return classify_by(self.reply_rules, response)
 
     def make_client(self) -> ApiClient:
         key, secret = self.settings.consumer_key, self.settings.consumer_secret

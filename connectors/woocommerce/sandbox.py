@@ -9,6 +9,14 @@ as tie-breaker; `customers/batch` with at most 100 items, per-item errors and no
 upserts by key or meta id, never touching other keys; Basic auth or `consumer_key`/
 `consumer_secret` query parameters; errors as `{code, message, data{status}}`.
 
+Keys are checked as `WC_REST_Authentication` checks them over HTTPS (the emulator is served over
+plain HTTP on loopback, but answers as a shop on HTTPS, the only way crmsync talks to one): a
+consumer key the shop does not know sets no error, so the request goes on without a user and the
+endpoint's own permission check answers it, 401 `woocommerce_rest_cannot_view` "Sorry, you cannot
+list resources." (or `_cannot_edit` for a write); only a known key with the wrong secret is 401
+"Consumer secret is invalid.". A host that strips the Authorization header (`PATCH /_sandbox/app
+{"strips_authorization": true}`) makes a Basic-auth key look the same as no key at all.
+
 API keys carry a permission, `read`, `write` or `read_write` (`key_permissions`, changeable with
 `PATCH /_sandbox/app {"key_permissions": "read"}`), checked as WooCommerce's
 `WC_REST_Authentication::check_permissions` does it: in WordPress's `rest_pre_dispatch`, before the
@@ -97,6 +105,8 @@ class WooCommerceSandbox(SandboxApp):
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
         self.key_permissions = key_permissions
+        # A web server that drops the Authorization header before PHP sees it (CGI/FastCGI set-ups).
+        self.strips_authorization = False
         # The site's time zone (Settings > General): where WordPress reads a zoned date bound.
         self.site_timezone = "Europe/Amsterdam"
         self.customer_store = FixtureStore("customers", touch=_touch, fixed=("id", "date_created", "date_created_gmt"))
@@ -122,7 +132,12 @@ class WooCommerceSandbox(SandboxApp):
         ]
 
     def app_settings(self) -> dict[str, Any]:
-        return {**super().app_settings(), "key_permissions": self.key_permissions, "site_timezone": self.site_timezone}
+        return {
+            **super().app_settings(),
+            "key_permissions": self.key_permissions,
+            "site_timezone": self.site_timezone,
+            "strips_authorization": self.strips_authorization,
+        }
 
     def change_app(self, partial: Mapping[str, Any]) -> None:
         rest = dict(partial)
@@ -132,6 +147,8 @@ class WooCommerceSandbox(SandboxApp):
             if value not in KEY_PERMISSIONS:
                 raise VendorError(400, "bad_request", f"key_permissions must be one of {', '.join(KEY_PERMISSIONS)}")
             self.key_permissions = value
+        if "strips_authorization" in rest:
+            self.strips_authorization = bool(rest.pop("strips_authorization"))
         super().change_app(rest)
         if zone is not None:
             self.site_timezone = zone
@@ -142,7 +159,18 @@ class WooCommerceSandbox(SandboxApp):
         return json_response({"code": code, "message": message, "data": {"status": status, **extra}}, status)
 
     def auth_failure(self) -> Response:
-        return self.error(401, "woocommerce_rest_authentication_error", "Consumer key is invalid.")
+        """A key revoked (or its WordPress user deleted) since: WooCommerce no longer knows it, so
+        the request is anonymous and a list answers as it answers a visitor."""
+        return self.error(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
+
+    def anonymous(self, request: Request) -> Response | None:
+        """A request WooCommerce found no user for: routing answers a path no route has, else
+        the endpoint's own permission check (401, as no user is signed in)."""
+        if not self._routed(request):
+            return None  # no user, no key check: WordPress answers rest_no_route
+        if request.method == "GET":
+            return self.error(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
+        return self.error(401, "woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource.")
 
     def _routed(self, request: Request) -> bool:
         """Whether a route answers this path and method (what WordPress finds after the checks)."""
@@ -160,21 +188,16 @@ class WooCommerceSandbox(SandboxApp):
         if not request.path.startswith(WC_NAMESPACE):
             return None  # WooCommerce authenticates only requests to its own namespace
         key, secret = request.args.get("consumer_key"), request.args.get("consumer_secret")
-        header = request.headers.get("Authorization", "")
-        if header.lower().startswith("basic "):
+        header = "" if self.strips_authorization else request.headers.get("Authorization", "")
+        if not (key and secret) and header.lower().startswith("basic "):
             try:
                 key, _, secret = base64.b64decode(header[6:].strip()).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
-                return self.auth_failure()
-        if not key and not secret:
-            if not self._routed(request):
-                return None  # no user, no key check: WordPress answers rest_no_route
-            # The endpoint's own permission check, for a request without a user.
-            if request.method == "GET":
-                return self.error(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
-            return self.error(401, "woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource.")
-        if key != self.consumer_key:
-            return self.auth_failure()
+                key = secret = None  # PHP makes no PHP_AUTH_USER of it: no key
+        # perform_basic_authentication: no key, or one the shop does not know, returns without an
+        # error; the request goes on without a user.
+        if not key or not secret or key != self.consumer_key:
+            return self.anonymous(request)
         if secret != self.consumer_secret:
             return self.error(401, "woocommerce_rest_authentication_error", "Consumer secret is invalid.")
         return self._check_permissions(request.method)

@@ -329,6 +329,34 @@ def test_check_with_wrong_credentials_is_an_auth_error_not_a_missing_right(woo: 
     assert calls == [("GET", "/wp-json/wc/v3/customers")] * 2  # never retried, never probed
 
 
+def test_a_key_woocommerce_does_not_know_is_named_as_the_thing_to_fix(woo: Sandboxes) -> None:
+    """Over HTTPS WooCommerce answers an unknown (or revoked) consumer key as it answers a visitor
+    without one, 401 "Sorry, you cannot list resources.": the error must say which setting is
+    wrong, not read like a missing capability of the key's user."""
+    with pytest.raises(AuthError) as refused:
+        make_connector(woo, "woocommerce", consumer_key="ck_wrong").check()
+    message = str(refused.value)
+    assert not isinstance(refused.value, PermissionDenied)
+    assert "credentials refused (HTTP 401)" in message and "no valid API key" in message
+    assert "consumer_key" in message and 'auth = "query"' in message and "ck_wrong" not in message
+    # with the keys in the query string the Authorization header is not the suspect
+    with pytest.raises(AuthError) as by_query:
+        make_connector(woo, "woocommerce", consumer_key="ck_wrong", auth="query").check()
+    assert "consumer_key" in str(by_query.value) and 'auth = "query"' not in str(by_query.value)
+
+
+def test_a_host_that_strips_the_authorization_header_is_told_to_use_query_keys(woo: Sandboxes, tmp_path: Path) -> None:
+    app_settings = woo.url("woocommerce") + "/_sandbox/app"
+    requests.patch(app_settings, json={"strips_authorization": True}, timeout=5).raise_for_status()
+    result = run_crmsync("check", "-c", str(woo.config(tmp_path)), "--json")
+    assert result.returncode == 3, result.stderr
+    system = json_out(result)["systems"]["woocommerce"]
+    assert (system["reachable"], system["auth"]) == (True, "refused")
+    assert 'set auth = "query"' in system["error"]
+    # the fix it names works
+    assert make_connector(woo, "woocommerce", auth="query").check().missing == []
+
+
 def test_an_order_moved_to_the_trash_after_it_was_read_stops_counting(woo: Sandboxes) -> None:
     """`status=any`, the orders list's default, leaves trashed orders out (the v3 controller turns
     it into WP_Query's "any", which skips the trash), so the trash is read on its own: an order

@@ -9,12 +9,29 @@ A 500 carrying a Profit message is a refused record, except the messages that me
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from connectors.http import ApiResponse, Rule, Verdict, parse_retry_after
 
+# AFAS gives three reasons for a 401 (help.afas.nl 120612, "API-responses bij connectoren"): a
+# wrong URL or web-service address, a connector not in the app connector, an expired token. A token
+# belongs to one environment, so a URL naming another environment (another id, or `.resttest.` /
+# `.restaccept.` against production) refuses a good token. `/metainfo` needs no connector: there
+# the token or the environment is wrong.
+_METAINFO = re.compile(r"/metainfo$")
+WRONG_TOKEN = (
+    "token refused: a wrong or expired token, or one made in another environment than base_url names "
+    "(its environment id, and .rest. for production, .resttest. for test, .restaccept. for acceptance)"
+)
+
 RULES = (
-    Rule("auth", status=401, says="token refused, or the connector is not in the app connector"),
+    Rule("auth", status=401, path=_METAINFO, says=WRONG_TOKEN),
+    Rule(
+        "auth",
+        status=401,
+        says="token refused, or the connector is not in the app connector (or base_url names another environment)",
+    ),
     Rule("auth", status=403, says="refused by the app connector's IP restriction"),
     Rule("fatal", status=404, says="not found: a wrong URL, or a query string over 2049 characters"),
     Rule("fatal", status=400, method="GET", says="Profit refused the request as malformed (HTTP 400)"),

@@ -178,3 +178,14 @@ def test_a_wrong_token_is_an_auth_error_on_the_first_call(afas: Sandboxes) -> No
     assert afas.stats("afas")["requests"] == {METAINFO: 1}  # refused once, not retried, nothing more asked
     result = check_system("afas", connector(afas, token="00FF00FF"))
     assert (result["reachable"], result["auth"]) == (True, "refused") and check_failed(result)
+
+
+def test_a_refused_token_names_the_environment_as_a_suspect(afas: Sandboxes) -> None:
+    """A token belongs to one environment and AFAS answers a URL of another with a 401 like any
+    wrong token (help.afas.nl 120612): the first call's refusal names base_url's environment, and
+    no connector, which /metainfo does not need."""
+    with pytest.raises(AuthError) as refused:
+        connector(afas, token="00FF00FF").check()
+    message = str(refused.value)
+    assert "wrong or expired token" in message and "base_url" in message and ".resttest." in message
+    assert "not in the app connector" not in message

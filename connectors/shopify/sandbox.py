@@ -21,6 +21,11 @@ access token` body. The app's scopes (`/_sandbox/app`) are enforced: a root fiel
 is `ACCESS_DENIED`, and without `read_all_orders` the orders of more than 60 days ago are not there.
 The legacy fixed token of an app created in the admin before 2026 keeps working.
 
+A shop Shopify has closed to the API (`shop_state` through `/_sandbox/app`) answers every Admin API
+request as Shopify does, whatever the token: `frozen` (unpaid bills) 402 `{"errors": "Unavailable
+Shop"}`, `unavailable` 403 with the same body (what GraphQL clients see, not a missing scope:
+that is `ACCESS_DENIED` in a 200), `locked` 423 `{"errors": "This store is unavailable"}`.
+
 Shapes marked (assumed) in ../shared/api-notes/shopify.md are followed as written there: the
 401 body text, the userError messages, HTTP 200 for throttling.
 
@@ -58,6 +63,13 @@ DEFAULT_TOKEN = "shpat_sandbox_0123456789abcdef"
 DEFAULT_CLIENT_ID = "sandbox-client-id-0123456789abcdef"
 DEFAULT_CLIENT_SECRET = "shpss_sandbox_client_secret_0123456789"
 ALL_SCOPES = ("read_customers", "write_customers", "read_orders", "read_all_orders")
+# How Shopify answers the Admin API of a shop closed to it, by `shop_state`: shopify.dev response
+# codes (402 frozen, 423 locked); the bodies as reported by API clients (api-notes/shopify.md).
+SHOP_STATES: dict[str, tuple[int, str]] = {
+    "frozen": (402, "Unavailable Shop"),
+    "unavailable": (403, "Unavailable Shop"),
+    "locked": (423, "This store is unavailable"),
+}
 
 
 class ShopifySandbox(SandboxApp):
@@ -93,6 +105,7 @@ class ShopifySandbox(SandboxApp):
         self.orders: dict[str, Record] = self.store.orders.records
         self.bucket = CostBucket(bucket_size, restore_rate * time_scale)
         self.throttle_status = throttle_status
+        self.shop_state = "active"
         self.bulk = sandbox_bulk.BulkState()
         super().__init__(data, time_scale=time_scale, **kwargs)
 
@@ -129,6 +142,9 @@ class ShopifySandbox(SandboxApp):
         return sandbox_bulk.download(self, request, name)
 
     def graphql_endpoint(self, request: Request, version: str) -> Response:
+        if self.shop_state in SHOP_STATES:
+            status, message = SHOP_STATES[self.shop_state]
+            return json_response({"errors": message}, status)
         return execute(self, request, version)
 
     def token_endpoint(self, request: Request) -> Response:
@@ -146,6 +162,7 @@ class ShopifySandbox(SandboxApp):
             "scopes": list(self.scopes),
             "token_ttl_s": self.token_ttl_s,
             "shop_timezone": self.shop_timezone,
+            "shop_state": self.shop_state,
             **sandbox_bulk.settings_view(self.bulk),
             **super().app_settings(),
         }
@@ -163,6 +180,11 @@ class ShopifySandbox(SandboxApp):
             if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
                 raise VendorError(400, "bad_request", "token_ttl_s is a positive number of seconds")
             self.token_ttl_s = float(ttl)
+        if "shop_state" in rest:
+            state = rest.pop("shop_state")
+            if state != "active" and state not in SHOP_STATES:
+                raise VendorError(400, "bad_request", f"shop_state is active or one of {', '.join(SHOP_STATES)}")
+            self.shop_state = state
         sandbox_bulk.change_settings(self.bulk, rest)
         super().change_app(rest)
         if zone is not None:

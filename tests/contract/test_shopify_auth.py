@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from connectors.auth import TOKENS
-from connectors.errors import PermissionDenied, TokenRefused
+from connectors.errors import ApiError, AuthError, PermissionDenied, TokenRefused
 from connectors.shopify.sandbox import DEFAULT_TOKEN
 from tests.contract.test_shopify_connector import customers
 from tests.kit import Sandboxes, make_connector, secret
@@ -199,3 +199,30 @@ def test_each_missing_scope_is_named_with_its_fix_and_refused_by_the_api(shop: S
     read_only = make_connector(shop, "shopify", writeback=False)
     app(shop, scopes=["read_customers", "read_orders", "read_all_orders"])
     assert read_only.check().missing == []  # write_customers is only needed for write-back
+
+
+@pytest.mark.parametrize(
+    ("state", "status", "says"),
+    [
+        ("frozen", 402, "frozen"),
+        ("unavailable", 403, "unavailable"),
+        ("locked", 423, "locked"),
+    ],
+)
+def test_a_shop_closed_to_the_api_is_named_as_such_not_as_refused_credentials(
+    shop: Sandboxes, state: str, status: int, says: str
+) -> None:
+    """Shopify answers the Admin API of a frozen (402), unavailable (403 "Unavailable Shop") or
+    locked (423) shop whatever the token: neither the credentials nor a scope are the cause, so
+    crmsync asks for no new token and says what the shop's owner must do."""
+    connector = make_connector(shop, "shopify")
+    connector.check()  # a token, while the shop is open
+    app(shop, shop_state=state)
+    with pytest.raises(ApiError) as closed:
+        list(connector.read_contacts(None))
+    assert not isinstance(closed.value, AuthError)
+    message = str(closed.value)
+    assert f"HTTP {status}" in message and says in message and "shop's owner" in message
+    assert tokens_requested(shop) == 1  # no renewal: a new token would be answered the same
+    log = [e["status"] for e in shop.request_log("shopify") if e["path"].endswith("graphql.json")]
+    assert log[-1] == status and log.count(status) == 1  # not retried

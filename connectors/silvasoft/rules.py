@@ -23,10 +23,18 @@ RULES = (
 )
 
 
+# What Silvasoft says the 401 means (developers.silvasoft.nl, "Response and common errors": more
+# requests than allowed in the past hour), and what its own plugins advise: a bigger API plan.
+QUOTA_USED = (
+    "Ratelimit exceeded: the requests Silvasoft allows in an hour (set by the account's API plan) are "
+    "used up; if this lasts, run crmsync less often or upgrade the Silvasoft API plan"
+)
+
+
 def throttle_rule(ratelimit_wait: float) -> Rule:
     """The rate-limit 401 of one configured instance, which waits `ratelimit_wait`; it goes before
     RULES, whose 401 is about credentials."""
-    return Rule("throttled", 401, message=RATE_LIMIT, retry_after=ratelimit_wait)
+    return Rule("throttled", 401, message=RATE_LIMIT, says=QUOTA_USED, retry_after=ratelimit_wait)
 
 
 def error_text(response: ApiResponse) -> str:

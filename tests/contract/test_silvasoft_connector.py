@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.base import Permission
-from connectors.errors import ApiError, AuthError
+from connectors.errors import ApiError, AuthError, RetriesExhausted
 from connectors.silvasoft.client import READ_ONLY, SilvasoftSettings
 from mapping.fieldmaps import map_contact
 from mapping.model import Contact, Kind, Membership, Order, Rejection
@@ -280,6 +280,18 @@ def test_ratelimit_401_is_a_throttle_retried_after_the_configured_wait(silva: Sa
     assert [e["status"] for e in log] == [401, 401, 200, 200]  # the short page is asked for twice
     assert log[1]["t"] - log[0]["t"] >= 0.3 and log[2]["t"] - log[1]["t"] >= 0.3  # no Retry-After: our own wait
     assert silva.stats("silvasoft")["throttled"] == 2 and connector.client.stats.throttled == 2
+
+
+def test_an_hourly_quota_used_up_ends_the_read_saying_what_it_is_and_what_to_do(silva: Sandboxes) -> None:
+    """Silvasoft documents its 401 "Ratelimit exceeded" as the requests of the past hour used up:
+    when the waits do not help, the error says so, not just "throttled"."""
+    connector = make_connector(silva, "silvasoft", ratelimit_wait=0.05, retry={"attempts": 2})
+    silva.fault("silvasoft", match="reads", fault="vendor-throttle", times=5)
+    with pytest.raises(RetriesExhausted) as exhausted:
+        list(connector.read_contacts(None))
+    message = str(exhausted.value)
+    assert "gave up after 2 attempts" in message and "in an hour" in message and "API plan" in message
+    assert silva.stats("silvasoft")["requests"][RELATIONS] == 2
 
 
 def test_check_proves_both_reads_and_says_plainly_that_nothing_is_written(silva: Sandboxes) -> None:

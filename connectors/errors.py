@@ -40,11 +40,15 @@ class RateLimited(ConnectorError):
 
 
 class TransientError(ConnectorError):
-    """A failure worth retrying: connection drop, timeout, 5xx, a garbled body."""
+    """A failure worth retrying: connection drop, timeout, 5xx, a garbled body. `status` is the
+    HTTP status of the reply when one came (a 5xx, a garbled 200), None when none did."""
 
-    def __init__(self, system: str, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, system: str, message: str, retry_after: float | None = None, *, status: int | None = None
+    ) -> None:
         super().__init__(system, message)
         self.retry_after = retry_after
+        self.status = status
 
 
 class RejectedRecord(ConnectorError):

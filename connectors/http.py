@@ -567,7 +567,9 @@ class ApiClient:
         response = ApiResponse(raw.status, raw.headers, body, text, method, path, elapsed)
         log.debug("http", system=self.system, method=method, path=path, status=raw.status, ms=round(elapsed * 1000, 1))
         if 200 <= raw.status < 300 and expect_json and (parse_failed or (body is None and text.strip())):
-            raise TransientError(self.system, f"{method} {path}: unreadable JSON in reply ({len(text)} bytes)")
+            raise TransientError(
+                self.system, f"{method} {path}: unreadable JSON in reply ({len(text)} bytes)", status=raw.status
+            )
         for pacer in self.pacers:
             pacer.observe(response)
         verdict = self.classify(response)
@@ -582,7 +584,9 @@ class ApiClient:
             self.stats.add(throttled=1)
             raise RateLimited(self.system, f"{where}: throttled ({message})", verdict.retry_after)
         if verdict.kind == "retry":
-            raise TransientError(self.system, f"{where}: HTTP {response.status}: {message}", verdict.retry_after)
+            raise TransientError(
+                self.system, f"{where}: HTTP {response.status}: {message}", verdict.retry_after, status=response.status
+            )
         if verdict.kind == "auth":
             raise AuthError(self.system, f"{where}: credentials refused (HTTP {response.status}): {message}")
         if verdict.kind == "denied":

@@ -8,7 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.base import Capabilities, Connector
-from connectors.errors import AuthError, ConnectorError, PermissionDenied
+from connectors.errors import (
+    ApiError,
+    AuthError,
+    ConnectorError,
+    PermissionDenied,
+    RateLimited,
+    RejectedRecord,
+    RetriesExhausted,
+    TransientError,
+)
 from connectors.registry import connector_class
 from connectors.settings import RetrySettings
 from sync.config import LoadedConfig
@@ -36,7 +45,9 @@ def check_system(name: str, connector: Connector) -> dict[str, Any]:
         result.update(reachable=True, auth="refused", error=str(exc))
         return result
     except ConnectorError as exc:
-        result.update(error=str(exc))
+        # "reachable" is whether the system answered at all: a frozen shop, a wrong path or a
+        # 5xx came from a host that is there, unlike a refused connection or a timeout.
+        result.update(reachable=answered(exc), error=str(exc))
         return result
     result.update(
         reachable=True,
@@ -48,6 +59,15 @@ def check_system(name: str, connector: Connector) -> dict[str, Any]:
     if report.missing:
         result["error"] = "; ".join(f"{p.name} missing: {p.fix}" for p in report.missing)
     return result
+
+
+def answered(exc: ConnectorError) -> bool:
+    """Whether the error came from a reply of the system (an HTTP status, a throttle, a reply
+    that was not what was asked for), as opposed to no reply at all."""
+    seen = exc.__cause__ if isinstance(exc, RetriesExhausted) and exc.__cause__ is not None else exc
+    if isinstance(seen, ApiError | RejectedRecord | RateLimited):
+        return True
+    return isinstance(seen, TransientError) and seen.status is not None
 
 
 def check_all(loaded: LoadedConfig) -> dict[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from connectors.auth import HeaderAuth
 from connectors.errors import ApiError, AuthError, RetriesExhausted
 from connectors.http import ApiClient, Cancelled, RetryPolicy
+from sync.checking import check_system
 from tests.contract.test_woocommerce_sandbox import customers
 from tests.kit import Sandboxes, make_connector
 
@@ -212,3 +213,18 @@ def test_a_refused_connection_is_a_transient_error_naming_the_reason() -> None:
     client = ApiClient("vendor", f"http://127.0.0.1:{port}", retry=RetryPolicy(attempts=1))
     with pytest.raises(RetriesExhausted, match=r"GET /x: connection failed \(\[Errno 111\] Connection refused\)"):
         client.request("GET", "/x")
+
+
+def test_check_tells_a_system_that_answered_badly_from_one_that_did_not_answer(woo: Sandboxes) -> None:
+    """`reachable` in `check`: a host that answered with 5xx until the retries ran out is there (the
+    fix is on its side, or later); one nothing listens on is not (the fix is the address or the
+    network)."""
+    woo.fault("woocommerce", match=CUSTOMERS, fault="503", retry_after=0, times=10)
+    quick = {"retry": {"attempts": 2, "backoff_initial": 0.01}}
+    failing = check_system("woocommerce", make_connector(woo, "woocommerce", **quick))
+    assert (failing["reachable"], failing["auth"]) == (True, "unknown") and "HTTP 503" in failing["error"]
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gone = check_system("woocommerce", make_connector(woo, "woocommerce", base_url=f"http://127.0.0.1:{port}", **quick))
+    assert (gone["reachable"], gone["auth"]) == (False, "unknown") and "Connection refused" in gone["error"]

@@ -17,6 +17,7 @@ import requests
 from connectors.auth import TOKENS
 from connectors.errors import ApiError, AuthError, PermissionDenied, TokenRefused
 from connectors.shopify.sandbox import DEFAULT_TOKEN
+from sync.checking import check_system
 from tests.contract.test_shopify_connector import customers
 from tests.kit import Sandboxes, make_connector, secret
 
@@ -226,3 +227,6 @@ def test_a_shop_closed_to_the_api_is_named_as_such_not_as_refused_credentials(
     assert tokens_requested(shop) == 1  # no renewal: a new token would be answered the same
     log = [e["status"] for e in shop.request_log("shopify") if e["path"].endswith("graphql.json")]
     assert log[-1] == status and log.count(status) == 1  # not retried
+    # and `check` says the shop answered: not a network problem, not the credentials
+    result = check_system("shopify", make_connector(shop, "shopify"))
+    assert (result["reachable"], result["auth"]) == (True, "unknown") and says in result["error"]

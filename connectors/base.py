@@ -69,6 +69,9 @@ class CheckReport:
     capabilities: Capabilities
     permissions: list[Permission] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The time zone the system itself keeps its calendar in (an IANA name), where its API says:
+    # `check` compares it with `[segments] timezone`, the calendar segments count days on.
+    timezone: str | None = None
 
     @property
     def missing(self) -> list[Permission]:

@@ -25,8 +25,9 @@ from sync.config import LoadedConfig
 NOTHING = Capabilities(read_contacts=False, read_orders=False, incremental=False, write_tags=False, write_fields=False)
 
 
-def check_system(name: str, connector: Connector) -> dict[str, Any]:
-    """One system's entry of the `check --json` document (CONTRACTS §2 and §6)."""
+def check_system(name: str, connector: Connector, segments_zone: str | None = None) -> dict[str, Any]:
+    """One system's entry of the `check --json` document (CONTRACTS §2 and §6). `segments_zone`:
+    `[segments] timezone`, compared with the system's own zone where it names one."""
     result: dict[str, Any] = {
         "type": connector.type,
         "reachable": False,
@@ -34,6 +35,7 @@ def check_system(name: str, connector: Connector) -> dict[str, Any]:
         "capabilities": NOTHING.to_json(),
         "permissions": [],
         "warnings": [],
+        "timezone": None,  # the system's own calendar, where it names one (Shopify)
         "error": None,
     }
     try:
@@ -54,11 +56,24 @@ def check_system(name: str, connector: Connector) -> dict[str, Any]:
         auth="ok",
         capabilities=report.capabilities.to_json(),
         permissions=[p.to_json() for p in report.permissions],
-        warnings=list(report.warnings),
+        warnings=list(report.warnings) + zone_warnings(report.timezone, segments_zone),
     )
+    result["timezone"] = report.timezone
     if report.missing:
         result["error"] = "; ".join(f"{p.name} missing: {p.fix}" for p in report.missing)
     return result
+
+
+def zone_warnings(system_zone: str | None, segments_zone: str | None) -> list[str]:
+    """A system whose own calendar is not the one segments count days on: an order of 00:30 on 1
+    January is that year's in the shop and the year before's in the segments."""
+    if system_zone is None or system_zone == (segments_zone or "UTC"):
+        return []
+    counted = f"in {segments_zone}" if segments_zone else "in UTC ([segments] timezone is unset)"
+    return [
+        f"the system keeps its calendar in {system_zone}, segments count days and years {counted}: "
+        f'set [segments] timezone = "{system_zone}" to count them as the shop does'
+    ]
 
 
 def answered(exc: ConnectorError) -> bool:
@@ -77,7 +92,7 @@ def check_all(loaded: LoadedConfig) -> dict[str, dict[str, Any]]:
         quick = settings.model_copy(update={"retry": RetrySettings(attempts=2, max_retry_after=5)})
         connector = connector_class(settings.type)(name, quick, tag_prefix=loaded.config.writeback.tag_prefix)
         try:
-            results[name] = check_system(name, connector)
+            results[name] = check_system(name, connector, loaded.config.segments.timezone)
         finally:
             connector.close()
     return results

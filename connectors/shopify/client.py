@@ -38,6 +38,7 @@ from connectors.shopify.queries import (
     ORDERS_WITH_LINES_QUERY,
     OWNED_PAGE,
     SCOPES_QUERY,
+    ZONE_QUERY,
     largest_page,
     owned_query,
 )
@@ -151,7 +152,19 @@ class ShopifyConnector(Connector):
         if not isinstance(data, dict) or "shop" not in data:
             raise ApiError(self.name, "unexpected reply to the shop query")
         self._scopes = scope_handles(self.name, data)
-        return scope_report(self.settings, self._scopes, self.tier_field)
+        report = scope_report(self.settings, self._scopes, self.tier_field)
+        report.timezone = self.shop_timezone()
+        return report
+
+    def shop_timezone(self) -> str | None:
+        """The shop's own time zone (Settings > General), or None where the shop does not say."""
+        try:
+            data = self.graphql("zone", ZONE_QUERY, {}, mutating=False)
+        except ApiError:
+            return None
+        shop = data.get("shop") if isinstance(data, dict) else None
+        zone = shop.get("ianaTimezone") if isinstance(shop, dict) else None
+        return zone if isinstance(zone, str) and zone else None
 
     def granted_scopes(self) -> frozenset[str]:
         """The app's scopes, asked once per connector (a cycle)."""

@@ -87,6 +87,8 @@ def largest_page(root: str) -> int:
 
 CHECK_QUERY = "query CrmsyncCheck { shop { name currencyCode } currentAppInstallation { accessScopes { handle } } }"
 SCOPES_QUERY = "query CrmsyncScopes { currentAppInstallation { accessScopes { handle } } }"
+# Asked on its own: a check must not fail on what only feeds a warning.
+ZONE_QUERY = "query CrmsyncZone { shop { ianaTimezone } }"
 
 
 # What crmsync owns on given customers now (`verify_owned`, before an erasure writes): as many

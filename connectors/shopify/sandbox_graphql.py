@@ -188,6 +188,7 @@ def roots(sandbox: ShopifySandbox) -> dict[str, Any]:
             "name": "crmsync sandbox",
             "myshopifyDomain": "crmsync-sandbox.myshopify.com",
             "currencyCode": "EUR",
+            "ianaTimezone": sandbox.shop_timezone,
         },
         "customersCount": lambda info, **args: _count(
             list(sandbox.customers.values()), customer_filters(sandbox), **args

@@ -85,7 +85,9 @@ def test_a_token_is_renewed_before_it_expires(shop: Sandboxes) -> None:
     connector = make_connector(shop, "shopify", token_renew_margin=300)
     connector.check()
     connector.check()
-    assert tokens_requested(shop) == 2 and shop.stats("shopify")["errors"] == 0
+    asked = [e for e in shop.request_log("shopify") if e["path"].endswith("graphql.json")]
+    assert len(asked) == 4  # per check: the scopes and the shop's time zone
+    assert tokens_requested(shop) == len(asked) and shop.stats("shopify")["errors"] == 0
 
 
 def test_a_wrong_client_secret_is_refused_once_naming_what_to_fix(shop: Sandboxes) -> None:

@@ -23,7 +23,7 @@ from connectors.shopify.client import (
     _write_document,
 )
 from connectors.shopify.pacing import CostPacer
-from connectors.shopify.queries import CHECKOUTS_QUERY, ORDERS_WITH_LINES_PAGE, ORDERS_WITH_LINES_QUERY
+from connectors.shopify.queries import CHECKOUTS_QUERY, ORDERS_WITH_LINES_PAGE, ORDERS_WITH_LINES_QUERY, ZONE_QUERY
 from connectors.shopify.sandbox import admin_schema
 from mapping.fieldmaps import map_order
 from mapping.model import Kind, Order, RemoteState, WriteBack
@@ -60,7 +60,7 @@ def shop(start_sandboxes_fixture: Callable[..., Sandboxes]) -> Sandboxes:
 
 
 @pytest.mark.parametrize(
-    "document", [CUSTOMERS_QUERY, ORDERS_QUERY, ORDERS_WITH_LINES_QUERY, CHECKOUTS_QUERY, CHECK_QUERY]
+    "document", [CUSTOMERS_QUERY, ORDERS_QUERY, ORDERS_WITH_LINES_QUERY, CHECKOUTS_QUERY, CHECK_QUERY, ZONE_QUERY]
 )
 def test_documents_are_valid_against_the_published_schema_and_use_no_deprecated_fields(document: str) -> None:
     assert validate(admin_schema(), parse(document), rules=[NoDeprecatedCustomRule]) == []
@@ -364,3 +364,28 @@ def test_the_pacer_waits_for_the_bucket_to_cover_the_cost() -> None:
     assert pacer.before("POST", "/", 10.0) == 0.0
     pacer.observe(reply({"errors": "[API] Invalid API key or access token"}, 401))  # no cost report: nothing learnt
     assert pacer.costs == {"customers": 52.0}
+
+
+@pytest.mark.parametrize(
+    ("shop_zone", "segments_zone", "warned"),
+    [
+        ("Europe/Amsterdam", None, True),  # segments count UTC days: the shop's 1 January is not theirs
+        ("Europe/Amsterdam", "Europe/Amsterdam", False),
+        ("America/New_York", "Europe/Amsterdam", True),
+        ("UTC", None, False),
+    ],
+)
+def test_check_names_the_shops_own_time_zone_and_warns_when_segments_count_days_in_another(
+    shop: Sandboxes, shop_zone: str, segments_zone: str | None, warned: bool
+) -> None:
+    from sync.checking import check_system
+
+    requests.patch(
+        f"{shop.url('shopify')}/_sandbox/app", json={"shop_timezone": shop_zone}, timeout=5
+    ).raise_for_status()
+    result = check_system("shopify", make_connector(shop, "shopify"), segments_zone)
+    assert result["timezone"] == shop_zone and result["error"] is None
+    zone_notes = [w for w in result["warnings"] if "[segments] timezone" in w]
+    assert bool(zone_notes) is warned
+    if warned:
+        assert f'timezone = "{shop_zone}"' in zone_notes[0] and (segments_zone or "UTC") in zone_notes[0]

@@ -64,7 +64,13 @@ def test_check_proves_what_each_system_allows_and_changes_nothing(sandboxes: San
             {"name": scope, "ok": True, "fix": None, "needed": True}
             for scope in ("read_customers", "read_orders", "read_all_orders", "write_customers")
         ],
-        "warnings": [],
+        # The emulated shop keeps Amsterdam's calendar; this config counts segment days in UTC.
+        "warnings": [
+            "the system keeps its calendar in Europe/Amsterdam, segments count days and years in UTC "
+            '([segments] timezone is unset): set [segments] timezone = "Europe/Amsterdam" to count them as '
+            "the shop does"
+        ],
+        "timezone": "Europe/Amsterdam",
         "error": None,
     }
     assert doc["systems"]["woocommerce"]["capabilities"]["write_tags"] is False

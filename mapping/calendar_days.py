@@ -17,8 +17,9 @@ reading is what crmsync did before the setting existed: days are whole 24-hour p
 moment, dates and years are UTC's. Nothing moves on upgrade until the merchant sets a zone.
 
 Offsets are read per column, not per element: the zone's changes of offset (twice a year in
-Europe) are found once per calendar year, by sampling it every six hours and halving between two
-samples that differ, and cached; a column is then one `searchsorted` over those few moments.
+Europe) are found once per calendar year that holds a moment of the column, by sampling it every
+six hours and halving between two samples that differ, and cached; a column is then one
+`searchsorted` over those few moments.
 Zones that change offset twice within six hours are read with the second change only.
 """
 
@@ -74,8 +75,10 @@ def _changes(zone: tzinfo, year: int) -> tuple[tuple[int, int], ...]:
     return tuple(found)
 
 
-def _year_of(moment: float) -> int:
-    return int(np.datetime64(int(moment), "s").astype("datetime64[Y]").astype(np.int64)) + 1970
+def _years_of(moments: F64) -> I64:
+    """The UTC year of each moment (none missing)."""
+    years: I64 = moments.astype(np.int64).astype("datetime64[s]").astype("datetime64[Y]").astype(np.int64) + 1970
+    return years
 
 
 @dataclass(frozen=True)
@@ -96,13 +99,18 @@ class Calendar:
         known = ~np.isnan(values)
         if zone is None or zone is UTC or not known.any():
             return out
-        low = float(np.min(values[known]))
-        high = float(np.max(values[known]))
-        first = min(max(_year_of(low), _FIRST_YEAR), _LAST_YEAR)
-        last = min(max(_year_of(high), _FIRST_YEAR), _LAST_YEAR)
+        # Only the years holding a moment: a placeholder date of year 1 beside this year's must not
+        # scan the 2,000 years between. Each year starts with its own offset, then its changes.
+        held = np.clip(_years_of(values[known]), _FIRST_YEAR, _LAST_YEAR)
+        first = int(held.min())
+        present = np.zeros(int(held.max()) - first + 1, dtype=np.bool_)
+        present[held - first] = True  # one pass, no sort of a million profiles' years
+        years = (np.flatnonzero(present) + first).tolist()
         moments = [float("-inf")]
-        offsets = [_offset(zone, _year_start(first))]
-        for year in range(first, last + 1):
+        offsets = [_offset(zone, _year_start(years[0]))]
+        for year in years:
+            moments.append(float(_year_start(year)))
+            offsets.append(_offset(zone, _year_start(year)))
             for at, offset in _changes(zone, year):
                 moments.append(float(at))
                 offsets.append(offset)

@@ -296,3 +296,23 @@ def test_the_column_and_the_one_profile_forms_count_the_same_local_days(
         traits.days_since_last_order[0],
         traits.tenure_days[0],
     )
+
+
+def test_a_placeholder_date_centuries_back_reads_only_the_years_the_column_holds() -> None:
+    """An order dated 0001-01-01 (the "no date" of many ERPs) beside this year's: the column is read
+    as Python reads each moment, and only the two years holding moments are scanned for changes of
+    offset, not the 2,025 between (ten seconds at every cycle's start)."""
+    from mapping.calendar_days import _changes
+
+    zone = ZoneInfo("Europe/Brussels")  # a zone no other test reads, so nothing of it is cached
+    moments = [
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(1, 6, 1, 12, tzinfo=UTC),
+        at(2026, 3, 29, 1, 59),
+        at(2026, 3, 29, 3, 0),
+        at(2026, 10, 25, 2, 30).replace(fold=1),
+    ]
+    before = _changes.cache_info().misses
+    offsets = Calendar(zone).offsets([m.timestamp() for m in moments]).tolist()
+    assert offsets == [m.astimezone(zone).utcoffset().total_seconds() for m in moments]  # type: ignore[union-attr]
+    assert _changes.cache_info().misses - before <= 2

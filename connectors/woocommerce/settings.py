@@ -48,4 +48,13 @@ class WooCommerceSettings(SystemSettings):
     @field_validator("counted_statuses")
     @classmethod
     def _documented_statuses(cls, value: list[str]) -> list[str]:
-        return statuses_named(value, ORDER_STATUSES, "WooCommerce order status")
+        # The mapping never counts an unfinished purchase (mapping.fieldmaps.map_order): listed,
+        # such a status would silently change nothing.
+        unfinished = sorted({status for status in value if status in UNFINISHED_STATUSES})
+        if unfinished:
+            raise ValueError(
+                f"{', '.join(repr(status) for status in unfinished)}: an order awaiting payment at checkout or "
+                "whose payment failed is an unfinished purchase (the abandoned checkout of [segments.bases]) "
+                "and never counts"
+            )
+        return statuses_named(value, ORDER_STATUSES - UNFINISHED_STATUSES, "WooCommerce order status")

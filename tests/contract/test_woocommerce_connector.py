@@ -380,3 +380,27 @@ def test_an_order_moved_to_the_trash_after_it_was_read_stops_counting(woo: Sandb
     read_every_stream()
     assert latest["501"]["status"] == "trash"
     assert not connector.order_counts(latest["501"])
+
+
+@pytest.mark.parametrize("status", ["pending", "failed"])
+def test_an_unfinished_status_in_counted_statuses_is_a_config_error_not_a_silent_no_op(
+    woo: Sandboxes, status: str
+) -> None:
+    """A pending-payment or failed order is an unfinished purchase (the abandoned-checkout base):
+    mapped, it never counts, whatever `counted_statuses` says. Listing one would change nothing,
+    silently, so the setting refuses it and says why."""
+    from pydantic import ValidationError
+
+    from connectors.woocommerce.settings import WooCommerceSettings
+    from sync.mapper import make_mapper
+
+    counted = make_connector(woo, "woocommerce")
+    record = next(r for page in counted.read_orders(None) for r in page.records)
+    unfinished = replace(record, payload={**record.payload, "status": status})
+    mapped = make_mapper(counted, Kind.ORDER, {"woocommerce": counted})(unfinished)
+    assert getattr(mapped, "counts", None) is False  # what listing it could never change
+    settings = counted.settings.model_dump()
+    with pytest.raises(ValidationError) as refused:
+        WooCommerceSettings.model_validate({**settings, "counted_statuses": ["completed", status]})
+    message = str(refused.value)
+    assert repr(status) in message and "abandoned checkout" in message and "never counts" in message

@@ -68,18 +68,23 @@ class DriftGuard:
 
     def check_mapped(self, results: Iterable[Contact | Order | Rejection]) -> None:
         """Before mapped records are stored: is nearly every one refused for the same reason?"""
-        mapped = list(results)
-        if len(mapped) < self.min_records:
-            return
-        reasons = Counter(r.reason for r in mapped if isinstance(r, Rejection))
-        if not reasons:
+        # Counted as they come, never held: a remap passes every stored record of a system.
+        total = 0
+        reasons: Counter[str] = Counter()
+        examples: dict[str, str] = {}
+        for result in results:
+            total += 1
+            if isinstance(result, Rejection):
+                reasons[result.reason] += 1
+                examples.setdefault(result.reason, result.message)
+        if total < self.min_records or not reasons:
             return
         reason, count = reasons.most_common(1)[0]
-        if count >= self.share * len(mapped):
-            example = next(r.message for r in mapped if isinstance(r, Rejection) and r.reason == reason)
+        if count >= self.share * total:
+            example = examples[reason]
             raise DriftDetected(
                 self.system,
-                f"{self.api}: the {self.stream} stream stopped: {count} of {len(mapped)} records would be "
+                f"{self.api}: the {self.stream} stream stopped: {count} of {total} records would be "
                 f"quarantined for the same reason ({reason}: {example}); the answers no longer match what "
                 "crmsync expects. Nothing of them is stored or written ([drift_guard] sets how much "
                 "evidence this takes)",

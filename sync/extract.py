@@ -145,19 +145,40 @@ class Extractor:
                 stale[name] = "configuration"
         return stale
 
-    def remap_if_needed(self, connectors: Mapping[str, Connector], run: RunHandle) -> None:
+    def remap_if_needed(
+        self, connectors: Mapping[str, Connector], run: RunHandle, report: CycleReport | None = None
+    ) -> None:
         """Map the stored raw records of every stale system again (`stale_mappings`): without it
         a changed field map would reach only the records the vendor changes after it. And where a
         system's reads now ask for more than its records were read with (`Connector.read_shape`:
         a column added), read it in full at this cycle: its stored records lack it. Until that
-        read completes the write gate holds, as for a system never read in full."""
+        read completes the write gate holds, as for a system never read in full.
+
+        The drift guard sees the stored records mapped anew before any is stored: where the new
+        mapping would quarantine nearly all of them (new code meeting a vendor's words it does not
+        know), they stay as mapped before, the system is not read at this cycle (its new records
+        would be misread the same way; `report` marks it failed, saying why) and it is tried again
+        at the next one."""
         mapped_by = self._per_system(MAPPED_BY)
         for name, why in self.stale_mappings(connectors).items():
             log.info("mapping stored records again", system=name, why=why)
             connector = connectors[name]
-            for _, kind in STREAMS:
-                self.store.remap(name, kind, make_mapper(connector, kind, connectors, self.rules), run.seq)
-            mapped_by[name] = mapping_config(connector, connectors, self.rules)
+            try:
+                for stream, kind in STREAMS:
+                    mapper = make_mapper(connector, kind, connectors, self.rules)
+                    guard = self.drift_guard(connector, stream, kind)
+                    self.store.remap(name, kind, mapper, run.seq, guard=guard.check_mapped)
+            except DriftDetected as exc:
+                mapped_by.pop(name, None)  # stale still: mapped again at the next cycle
+                log.error("mapping stored records again refused", system=name, why=why, error=str(exc))
+                if report is not None:
+                    report.systems[name].fail(
+                        "failed",
+                        f"the {why} changed and maps the stored records differently: {exc}. They stay as mapped "
+                        "before and the system is not read until this is resolved",
+                    )
+            else:
+                mapped_by[name] = mapping_config(connector, connectors, self.rules)
             self.store.set_meta(MAPPED_BY, json.dumps(mapped_by, sort_keys=True))
         self.store.set_meta("mapping_version", MAPPING_VERSION)
         read_with = self._per_system(READ_WITH)
@@ -175,6 +196,17 @@ class Extractor:
             read_with[name] = shape
         self.store.set_meta(READ_WITH, json.dumps(read_with, sort_keys=True))
 
+    def drift_guard(self, connector: Connector, stream: str, kind: Kind) -> DriftGuard:
+        settings = self.config.drift_guard
+        return DriftGuard(
+            connector.name,
+            stream,
+            connector.api_label(),
+            connector.drift_paths(stream, kind),
+            settings.min_records,
+            settings.share,
+        )
+
     def _per_system(self, key: str) -> dict[str, str]:
         stored = self.store.get_meta(key)
         return dict(json.loads(stored)) if stored else {}
@@ -183,6 +215,8 @@ class Extractor:
         def one(name: str) -> None:
             outcome = report.systems[name]
             connector = connectors[name]
+            if outcome.status == "failed":
+                return  # its stored records could not be mapped again (`remap_if_needed`)
             structlog.contextvars.bind_contextvars(system=name)
             try:
                 for stream, kind in streams_of(connector):
@@ -286,15 +320,7 @@ class Extractor:
         reader = connector.reader(stream)
         received = changed = quarantined = 0
         last: Mapping[str, Any] | None = checkpoint
-        settings = self.config.drift_guard
-        guard = DriftGuard(
-            name,
-            stream,
-            connector.api_label(),
-            connector.drift_paths(stream, kind),
-            settings.min_records,
-            settings.share,
-        )
+        guard = self.drift_guard(connector, stream, kind)
         # Pages read quickly are stored together, with the last one's checkpoint, in one transaction:
         # a transaction costs more than a hundred records do. A page that took long to read (paced)
         # is stored at once, so a crash never throws away much of the vendor's quota.

@@ -151,7 +151,7 @@ class Cycle:
         # A backfill recomputes from what it read: no resolution snapshot stands in for it.
         self.resolver.reuse_snapshot = not full_systems
         try:
-            self._remap_if_needed(connectors, run)
+            self._remap_if_needed(connectors, run, report)
             if not dry_run:
                 self.applier.check_before_read(connectors)
             self._extract(connectors, report, run, full_systems)
@@ -234,8 +234,8 @@ class Cycle:
         return held
 
     # ----- the steps, each in its own module -------------------------------------------------------
-    def _remap_if_needed(self, connectors: Mapping[str, Connector], run: RunHandle) -> None:
-        self.extractor.remap_if_needed(connectors, run)
+    def _remap_if_needed(self, connectors: Mapping[str, Connector], run: RunHandle, report: CycleReport) -> None:
+        self.extractor.remap_if_needed(connectors, run, report)
 
     def _extract(
         self, connectors: Mapping[str, Connector], report: CycleReport, run: RunHandle, full: set[str]

@@ -132,8 +132,8 @@ class StateStore:
         transaction."""
         return self.extracts.store_page(system, kind, records, mapper, run_seq, checkpoint, force=force, guard=guard)
 
-    def remap(self, system: str, kind: Kind, mapper: Mapper, run_seq: int) -> int:
-        return self.extracts.remap(system, kind, mapper, run_seq)
+    def remap(self, system: str, kind: Kind, mapper: Mapper, run_seq: int, guard: Guard | None = None) -> int:
+        return self.extracts.remap(system, kind, mapper, run_seq, guard)
 
     def quarantine_counts(self) -> dict[str, int]:
         return self.extracts.quarantine_counts()

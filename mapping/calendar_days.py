@@ -158,6 +158,19 @@ class Calendar:
         day = datetime.fromtimestamp(now, zone).date() + timedelta(days=shift)
         return datetime.combine(day, time(0), zone).timestamp()
 
+    def read_clock(self, wall: datetime) -> datetime:
+        """A clock time given without an offset (`--since 2026-01-01T09:00`), read on this calendar
+        as the merchant means it, in UTC: a time the clocks skip is read with the offset before the
+        jump (so later, past it), one they repeat at its first occurrence. Without a zone: UTC, as
+        before. An aware time keeps its own offset."""
+        if wall.tzinfo is not None:
+            return wall.astimezone(UTC)
+        return wall.replace(tzinfo=self.zone or UTC).astimezone(UTC)
+
+    def midnight(self, day: date) -> datetime:
+        """The first moment of the local date `day`, in UTC (`day_start` for a date)."""
+        return self.read_clock(datetime.combine(day, time(0)))
+
     def today(self, now: datetime) -> date:
         """The date of `now` on this calendar."""
         return now.astimezone(self.zone).date() if self.zone is not None else now.date()

@@ -10,24 +10,32 @@ Per group: people, valid orders placed in the window, their revenue (base curren
 conversion (the share of the group's people with at least one valid order in the window). `lift`
 compares tagged with holdout. Orders are attached to people exactly as the cycle attaches them
 (sync/resolve.py), so a merged customer's orders in every system count once, under one person.
+
+With `[segments] timezone` set, `--since 2026-01-01` is midnight on the merchant's calendar (an
+order at 00:30 in Amsterdam that day is in the window, though it is the 31st in UTC), a time
+without an offset is the merchant's clock time, and the document names the zone (`timezone`) and
+gives each bound at its offset beside the UTC one (`since_local`, `until_local`). Unset: UTC, as
+before. The previous window stays a duration (the same length, to the second) before `since`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
 
+from mapping.calendar_days import AS_BEFORE, Calendar
 from mapping.holdout import held_out
 from mapping.model import parse_timestamp
 from mapping.traits import OrderColumns
 from sync.config import CrmsyncConfig
 from sync.resolve import Resolver, mapping_rules
+from sync.segmenting import segment_calendar
 from sync.state import StateStore
-from sync.timefmt import for_json
+from sync.timefmt import for_json, for_json_in
 
 
 class UnknownSegment(LookupError):
@@ -101,10 +109,15 @@ def campaign_report(
 
     tagged, holdout = split(now_members)
     before_tagged, _ = split(before_members)
+    zone = segment_calendar(settings.timezone).zone
     doc: dict[str, Any] = {
         "segment": segment,
         "since": for_json(since),
         "until": for_json(until),
+        # The calendar the window's dates were read on, and its bounds at that zone's offset.
+        "timezone": settings.timezone or "UTC",
+        "since_local": for_json_in(since, zone),
+        "until_local": for_json_in(until, zone),
         "holdout_share": share,
         "base_currency": settings.base_currency,
         "tagged": group_figures(tagged, index, resolved.orders, since, until),
@@ -112,6 +125,8 @@ def campaign_report(
         "previous_window": {
             "since": for_json(since - length),
             "until": for_json(since),
+            "since_local": for_json_in(since - length, zone),
+            "until_local": for_json_in(since, zone),
             **group_figures(before_tagged, index, resolved.orders, since - length, since),
         },
     }
@@ -143,7 +158,7 @@ def render_campaign(doc: dict[str, Any]) -> str:
 
     share = doc["holdout_share"]
     lines = [
-        f"Campaign on segment {doc['segment']}: {doc['since']} to {doc['until']}"
+        f"Campaign on segment {doc['segment']}: {doc['since_local']} to {doc['until_local']} ({doc['timezone']})"
         + (f" (holdout {share * 100:g} %)" if share else " (no holdout configured: nothing to compare against)"),
         line("tagged", doc["tagged"]),
         line("holdout", doc["holdout"]),
@@ -158,12 +173,20 @@ def render_campaign(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def window_start(text: str, now: datetime) -> datetime:
-    """--since: a date (YYYY-MM-DD, midnight UTC) or an ISO timestamp; never after now."""
+def window_start(text: str, now: datetime, calendar: Calendar = AS_BEFORE) -> datetime:
+    """--since, in UTC: a date (YYYY-MM-DD) is its midnight on `calendar` (the merchant's, with
+    `[segments] timezone`; UTC without); an ISO timestamp keeps its offset, and one without an
+    offset is a clock time on `calendar`. Never after now."""
+    stripped = text.strip()
     try:
-        # A date alone is ten characters; a time may follow after "T" or a space, as ISO 8601 allows.
-        stripped = text.strip()
-        value = parse_timestamp(stripped if len(stripped) > 10 else f"{stripped}T00:00:00Z")
+        # A date alone is ten characters at most; a time may follow after "T" or a space, as
+        # ISO 8601 allows.
+        if len(stripped) <= 10:
+            value = calendar.midnight(date.fromisoformat(stripped))
+        else:
+            # parse_timestamp's spelling: a trailing Z (either case) is UTC.
+            iso = stripped[:-1] + "+00:00" if stripped.endswith(("Z", "z")) else stripped
+            value = calendar.read_clock(datetime.fromisoformat(iso))
     except ValueError:
         raise ValueError(f"--since {text!r} is not a date (YYYY-MM-DD) or an ISO-8601 time") from None
     if value >= now:

@@ -14,13 +14,15 @@ from sync.config import LoadedConfig
 def campaign_view(common: Common, loaded: LoadedConfig, segment: str, since: str | None) -> NoReturn:
     from sync.campaign import UnknownSegment, campaign_report, render_campaign, window_start
     from sync.clock import now
+    from sync.segmenting import segment_calendar
     from sync.state import StateStore
 
     if since is None:
         fail("crmsync report: --campaign needs --since DATE (when the campaign started)", 2)
     until = now()
     try:
-        start = window_start(since, until)
+        # A date is the merchant's midnight when `[segments] timezone` is set (sync/campaign.py).
+        start = window_start(since, until, segment_calendar(loaded.config.segments.timezone))
     except ValueError as exc:
         fail(f"crmsync report: {exc}", 2)
     store = StateStore(loaded.state_url())

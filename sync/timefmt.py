@@ -4,6 +4,11 @@
   the zone's name or offset: `2026-05-01 14:03:07 CEST`.
 - `for_json`: ISO-8601 in UTC, whole seconds, `+00:00` (what `datetime.isoformat` has always
   written for crmsync's UTC times): `2026-05-01T12:03:07+00:00`.
+- `for_json_in`: the same moment at a zone's offset (`[segments] timezone`, the merchant's
+  calendar), for the fields that say what a time was on that calendar:
+  `2026-05-01T14:03:07+02:00`.
+
+`for_people` takes a zone too: a report read on the merchant's calendar shows its times there.
 
 Both take a datetime (a naive one is UTC, as everywhere in crmsync) or an ISO-8601 text as the
 state stores it; `None` and text that is no timestamp pass through unchanged, so a caller can hand
@@ -13,7 +18,7 @@ over whatever a stored row holds. What the state stores is not changed here.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, overload
 
 from mapping.model import parse_timestamp
@@ -34,21 +39,22 @@ def _instant(value: datetime | str) -> datetime | None:
 
 
 @overload
-def for_people(value: datetime) -> str: ...
+def for_people(value: datetime, zone: tzinfo | None = None) -> str: ...
 @overload
-def for_people(value: str) -> str: ...
+def for_people(value: str, zone: tzinfo | None = None) -> str: ...
 @overload
-def for_people(value: None) -> None: ...
-def for_people(value: datetime | str | None) -> str | None:
-    """`2026-05-01 14:03:07 CEST`: local time, no fraction of a second, the zone shown."""
+def for_people(value: None, zone: tzinfo | None = None) -> None: ...
+def for_people(value: datetime | str | None, zone: tzinfo | None = None) -> str | None:
+    """`2026-05-01 14:03:07 CEST`: local time, no fraction of a second, the zone shown; in `zone`
+    when given, else the process's zone."""
     if value is None:
         return None
     instant = _instant(value)
     if instant is None:
         return value if isinstance(value, str) else str(value)
-    local = instant.astimezone()  # the local zone, from TZ or the system's setting
-    zone = local.tzname() or local.strftime("%z")
-    return f"{local:%Y-%m-%d %H:%M:%S} {zone}"
+    local = instant.astimezone(zone)  # None: the local zone, from TZ or the system's setting
+    name = local.tzname() or local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M:%S} {name}"
 
 
 @overload
@@ -65,6 +71,20 @@ def for_json(value: datetime | str | None) -> str | None:
     if instant is None:
         return value if isinstance(value, str) else str(value)
     return instant.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+@overload
+def for_json_in(value: datetime, zone: tzinfo | None) -> str: ...
+@overload
+def for_json_in(value: None, zone: tzinfo | None) -> None: ...
+def for_json_in(value: datetime | None, zone: tzinfo | None) -> str | None:
+    """`2026-05-01T14:03:07+02:00`: ISO-8601 at `zone`'s offset at that moment, whole seconds
+    (`for_json` without a zone)."""
+    if value is None or zone is None:
+        return for_json(value)
+    instant = _instant(value)
+    assert instant is not None  # a datetime is always an instant
+    return instant.astimezone(zone).replace(microsecond=0).isoformat()
 
 
 def times_for_json(value: Any) -> Any:

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+import typer
 
+from mapping.calendar_days import Calendar
 from mapping.model import Contact, Kind, Membership, Order, SourceRecord
+from sync import cli_support
 from sync.campaign import UnknownSegment, campaign_report, window_start
+from sync.cli_report import campaign_view
+from sync.cli_support import Common, LogLevel
 from sync.config import LoadedConfig, load_config
 from sync.members import member_rows, to_csv
 from sync.state import StateStore, VerdictChunk
@@ -63,13 +70,19 @@ def _contact(record: SourceRecord) -> Contact:
 
 def _order(record: SourceRecord) -> Order:
     customer, euros, placed, counts = record.payload["order"]
-    created = datetime.fromisoformat(placed).replace(hour=12, tzinfo=UTC)
+    # A date alone is an order at noon UTC; a full time is taken as written.
+    created = datetime.fromisoformat(placed) if "T" in placed else datetime.fromisoformat(placed).replace(hour=12)
+    created = created.replace(tzinfo=created.tzinfo or UTC)
     return Order(record.system, record.id, customer, None, Decimal(euros), "EUR", created, counts)
 
 
 @pytest.fixture
 def state(tmp_path: Path) -> tuple[LoadedConfig, StateStore]:
-    (tmp_path / "crmsync.toml").write_text(CONFIG)
+    return _state(tmp_path, CONFIG)
+
+
+def _state(tmp_path: Path, config: str) -> tuple[LoadedConfig, StateStore]:
+    (tmp_path / "crmsync.toml").write_text(config)
     loaded = load_config(tmp_path / "crmsync.toml")
     store = StateStore(loaded.state_url())
     contacts = [SourceRecord("shop", Kind.CONTACT, cid, UNTIL, {"email": e}) for cid, (_, e) in PEOPLE.items()]
@@ -163,3 +176,65 @@ def test_a_profile_merged_away_counts_once_under_the_profile_that_holds_it_now(
     assert doc["tagged"] == {"people": 2, "orders": 2, "revenue": 70.0, "conversion": 1.0}  # p_b, p_f as before
     previous = doc["previous_window"]
     assert (previous["people"], previous["conversion"]) == (2, 1.0)  # p_b (also as p_z) and p_g
+
+
+AMSTERDAM = Calendar(ZoneInfo("Europe/Amsterdam"))
+
+
+def test_since_reads_a_date_or_a_clock_time_on_the_merchants_calendar() -> None:
+    # 1 November 2026 in Amsterdam is CET (UTC+1): its midnight is 23:00 UTC the day before.
+    assert window_start("2026-11-01", UNTIL, AMSTERDAM) == datetime(2026, 10, 31, 23, tzinfo=UTC)
+    # a time without an offset is the merchant's clock time; one with an offset (or Z) keeps it
+    assert window_start("2026-11-01T09:00", UNTIL, AMSTERDAM) == datetime(2026, 11, 1, 8, tzinfo=UTC)
+    assert window_start("2026-11-01T09:00:00+00:00", UNTIL, AMSTERDAM) == datetime(2026, 11, 1, 9, tzinfo=UTC)
+    assert window_start("2026-11-01T09:00:00z", UNTIL, AMSTERDAM) == datetime(2026, 11, 1, 9, tzinfo=UTC)
+    # in summer time (UTC+2), and without a zone UTC as before
+    assert window_start("2026-07-01", UNTIL, AMSTERDAM) == datetime(2026, 6, 30, 22, tzinfo=UTC)
+    assert window_start("2026-11-01T09:00", UNTIL) == datetime(2026, 11, 1, 9, tzinfo=UTC)
+    # at 00:00 UTC on 1 December Amsterdam's 1 December is an hour old: a window, where UTC's is not
+    assert window_start("2026-12-01", UNTIL, AMSTERDAM) == datetime(2026, 11, 30, 23, tzinfo=UTC)
+    with pytest.raises(ValueError, match="not before now"):
+        window_start("2026-12-01", UNTIL)
+    # the same moment as a result is a UTC datetime, so that the previous window's arithmetic
+    # (since - length) is absolute time, not the zone's wall clock
+    assert window_start("2026-11-01", UNTIL, AMSTERDAM).tzinfo is UTC
+
+
+@pytest.mark.parametrize("zone", [None, "Europe/Amsterdam"])
+def test_a_campaign_since_a_date_starts_at_the_merchants_midnight(
+    tmp_path: Path, zone: str | None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """p_b (tagged) orders at 00:30 on 1 November in Amsterdam: 23:30 on 31 October in UTC. With
+    `[segments] timezone` set, `--since 2026-11-01` is Amsterdam's midnight and the order is in the
+    campaign; without it, UTC's midnight, and the order is in the window before, as it always was.
+    Through the command, so the config's zone reaches the reading of --since."""
+    config = CONFIG.replace("[segments]\n", f'[segments]\ntimezone = "{zone}"\n' if zone else "[segments]\n")
+    loaded, store = _state(tmp_path, config)
+    late = SourceRecord("shop", Kind.ORDER, "o8", UNTIL, {"order": ("2", "5.00", "2026-10-31T23:30:00+00:00", True)})
+    store.store_page("shop", Kind.ORDER, [late], _order, 2)
+    store.close()
+    monkeypatch.setenv("CRMSYNC_NOW", "2026-12-01T00:00:00Z")
+    monkeypatch.setattr(cli_support.OUTPUT, "decided", False)  # Common sets it; give it back
+
+    def run(as_json: bool) -> str:
+        with pytest.raises(typer.Exit):
+            campaign_view(Common(None, as_json, LogLevel("info"), False), loaded, "win-back", "2026-11-01")
+        return capsys.readouterr().out
+
+    doc = json.loads(run(True))
+    text = run(False)
+    tagged, previous = doc["tagged"], doc["previous_window"]
+    if zone:
+        assert (tagged["orders"], tagged["revenue"]) == (3, 75.0)  # o2, o5 and the order at 00:30
+        assert (previous["orders"], previous["revenue"]) == (2, 110.0)  # o4, o7
+        assert doc["timezone"] == "Europe/Amsterdam"
+        assert (doc["since"], doc["since_local"]) == ("2026-10-31T23:00:00+00:00", "2026-11-01T00:00:00+01:00")
+        assert doc["until_local"] == "2026-12-01T01:00:00+01:00"
+        assert previous["until_local"] == "2026-11-01T00:00:00+01:00"
+        assert "2026-11-01T00:00:00+01:00 to 2026-12-01T01:00:00+01:00 (Europe/Amsterdam)" in text
+    else:
+        assert (tagged["orders"], tagged["revenue"]) == (2, 70.0)
+        assert (previous["orders"], previous["revenue"]) == (3, 115.0)
+        assert doc["timezone"] == "UTC"
+        assert doc["since"] == doc["since_local"] == "2026-11-01T00:00:00+00:00"
+        assert "2026-11-01T00:00:00+00:00 to 2026-12-01T00:00:00+00:00 (UTC)" in text

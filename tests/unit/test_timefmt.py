@@ -54,3 +54,17 @@ def test_what_is_no_instant_passes_through(local_zone: None) -> None:
     for value in ("never", "-", "2026-11-20", "2026-13-45T99:99:99"):
         assert for_people(value) == value and for_json(value) == value
     assert for_people(None) is None and for_json(None) is None
+
+
+def test_a_time_on_the_merchants_calendar() -> None:
+    """`[segments] timezone`'s readings: the same moment at the zone's offset, and for people in it."""
+    from zoneinfo import ZoneInfo
+
+    from sync.timefmt import for_json_in
+
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    moment = datetime(2026, 10, 31, 23, 0, 0, 500_000, tzinfo=UTC)
+    assert for_json_in(moment, amsterdam) == "2026-11-01T00:00:00+01:00"
+    assert for_json_in(moment, None) == for_json(moment) == "2026-10-31T23:00:00+00:00"
+    assert for_json_in(None, amsterdam) is None
+    assert for_people("2026-07-01T10:00:00+00:00", amsterdam) == "2026-07-01 12:00:00 CEST"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -25,8 +25,9 @@ from rich.table import Table
 from mapping.bases import base_of
 from mapping.model import parse_timestamp
 from mapping.segments import QUADRANTS, SegmentSettings, describe
-from sync.report_guide import DUTCH_LABELS, FLAGS, frozen_line, text_of
+from sync.report_guide import DUTCH_LABELS, FLAGS, calendar_zone, frozen_line, text_of, zone_note
 from sync.report_guide import family_of as family
+from sync.segmenting import segment_calendar
 from sync.state import SegmentSnapshot, StateStore
 from sync.timefmt import for_json, for_people
 
@@ -47,6 +48,8 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime, la
         "language": language,
         "base_currency": settings.base_currency,
         "window_days": health.window_days,
+        # The calendar `window_days` counts on (`[segments] timezone`; UTC's without one).
+        "timezone": settings.timezone or "UTC",
         "segments": [],
         "quarantine": store.quarantine_summary(),
         "frozen": store.frozen_counts(),  # held contacts still carrying crmsync's tags or fields
@@ -65,8 +68,13 @@ def build_report(store: StateStore, settings: SegmentSettings, now: datetime, la
         return doc
     latest = seqs[-1]
     previous = seqs[-2] if len(seqs) > 1 else None
-    cutoff = now - timedelta(days=health.window_days)
-    older = [s for s in seqs[:-1] if parse_timestamp(_any(by_seq[s]).at) <= cutoff]
+    # The run of `window_days` ago: the latest that is that many days old on the merchant's
+    # calendar (a run on the local date N days back counts, whatever its hour); without a zone,
+    # N 24-hour periods, as before.
+    calendar = segment_calendar(settings.timezone)
+    older = [
+        s for s in seqs[:-1] if calendar.days_since(now, parse_timestamp(_any(by_seq[s]).at)) >= health.window_days
+    ]
     window = older[-1] if older else None
     current = by_seq[latest]
     # A segment of a family named from the data (region-nl-nh, interest-...) is recorded only at runs
@@ -332,8 +340,8 @@ def report_tables(doc: Mapping[str, Any]) -> Group:
     t = text_of(doc)
     details = doc.get("details", {})
     runs = doc.get("runs") or {}
-    latest = for_people((runs.get("latest") or {}).get("at")) or "-"
-    title = t["health_title"].format(profiles=doc.get("profiles", 0), at=latest)
+    latest = for_people((runs.get("latest") or {}).get("at"), calendar_zone(doc)) or "-"
+    title = t["health_title"].format(profiles=doc.get("profiles", 0), at=latest) + zone_note(doc, t)
     table = Table(title=title, title_justify="left")
     for column, justify in (
         (t["segment"], "left"),

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from connectors.base import Connector
 from mapping.bases import base_of
@@ -326,6 +328,7 @@ TEXT: dict[str, dict[str, str]] = {
         "persona": "persona",
         "not_written": "not written to any system",
         "health_title": "segment health: {profiles} profiles, run of {at}",
+        "in_zone": "days and times on the calendar of {zone}",
         "matrix_plain": "loyalty x value",
         "low_value": "low value",
         "high_value": "high value",
@@ -393,6 +396,7 @@ TEXT: dict[str, dict[str, str]] = {
         "persona": "persona",
         "not_written": "naar geen enkel systeem geschreven",
         "health_title": "segmentrapport: {profiles} profielen, meting van {at}",
+        "in_zone": "dagen en tijden volgens de kalender van {zone}",
         "matrix_plain": "loyaliteit x waarde",
         "low_value": "lage waarde",
         "high_value": "hoge waarde",
@@ -412,6 +416,20 @@ TEXT: dict[str, dict[str, str]] = {
 
 def text_of(doc: Mapping[str, Any]) -> dict[str, str]:
     return TEXT.get(str(doc.get("language") or "en"), TEXT["en"])
+
+
+def calendar_zone(doc: Mapping[str, Any]) -> tzinfo | None:
+    """The zone a report shows its times in: `[segments] timezone` (the document's `timezone`), so
+    a run's date is the merchant's; None (the process's zone, as before) when the calendar is
+    UTC's, which is also what a document made without the setting says."""
+    name = doc.get("timezone")
+    return ZoneInfo(str(name)) if name and name != "UTC" else None
+
+
+def zone_note(doc: Mapping[str, Any], t: Mapping[str, str]) -> str:
+    """` · days and times on the calendar of Europe/Amsterdam`, or nothing without a zone."""
+    zone = calendar_zone(doc)
+    return f" \u00b7 {t['in_zone'].format(zone=doc['timezone'])}" if zone is not None else ""
 
 
 def frozen_line(frozen: Mapping[str, int], t: Mapping[str, str]) -> str:

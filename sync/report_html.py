@@ -8,11 +8,12 @@ Every chart mark carries its data as attributes (`data-segment`, `data-size`, `d
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import tzinfo
 from html import escape
 from typing import Any
 
 from mapping.segments import LIFECYCLE_SEGMENTS
-from sync.report_guide import action, frozen_line, text_of
+from sync.report_guide import action, calendar_zone, frozen_line, text_of, zone_note
 from sync.timefmt import for_people
 
 PALETTE = (
@@ -68,8 +69,9 @@ def _pct(value: float | None) -> str:
 def render_html(doc: Mapping[str, Any]) -> str:
     t = text_of(doc)
     runs = doc.get("runs") or {}
-    latest = for_people((runs.get("latest") or {}).get("at")) or t["no_run"]
-    generated = for_people(doc.get("generated_at")) or ""
+    zone = calendar_zone(doc)
+    latest = for_people((runs.get("latest") or {}).get("at"), zone) or t["no_run"]
+    generated = (for_people(doc.get("generated_at"), zone) or "") + zone_note(doc, t)
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="{escape(str(doc.get("language") or "en"))}"><head><meta charset="utf-8">',
@@ -94,10 +96,10 @@ def render_html(doc: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def run_labels(stamps: Sequence[str]) -> list[str]:
+def run_labels(stamps: Sequence[str], zone: tzinfo | None = None) -> list[str]:
     """Axis labels for runs: the date, with the time where two runs share a date (on day one every
-    run does), so no two labels read the same."""
-    shown = [for_people(stamp) or "" for stamp in stamps]
+    run does), so no two labels read the same. In `zone` (the report's calendar) when given."""
+    shown = [for_people(stamp, zone) or "" for stamp in stamps]
     dates = [text[:10] for text in shown]
     return [text[:16] if dates.count(date) > 1 else date for text, date in zip(shown, dates, strict=True)]
 
@@ -226,7 +228,7 @@ def _lines(doc: Mapping[str, Any]) -> str:
         return f'<p class="note">{t["none_yet"]}</p>'
     details = doc.get("details") or {}
     width, height, left, right, top, bottom = 1100, 300, 50, 200, 15, 40
-    labels = run_labels([str(run["at"]) for run in runs])
+    labels = run_labels([str(run["at"]) for run in runs], calendar_zone(doc))
     plot_w, plot_h = width - left - right, height - top - bottom
     biggest = max([1, *(max(values) for values in sizes.values() if values)])
     n = len(runs)

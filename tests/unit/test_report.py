@@ -274,3 +274,49 @@ def test_the_demo_names_its_segments_as_the_dutch_report_does() -> None:
     assert set(labels) == quadrants | stages
     assert labels == {name: DUTCH_LABELS[name] for name in labels}
     assert labels["passers-by"] == "voorbijgangers"
+
+
+@pytest.mark.parametrize("zone", [None, "Europe/Amsterdam"])
+def test_the_run_of_window_days_ago_is_counted_on_the_merchants_calendar(tmp_path: Path, zone: str | None) -> None:
+    """The report of 2 December 08:00 in Amsterdam (07:00 UTC): the run of 2 November 09:00 local
+    is 30 days old on the merchant's calendar (30 midnights passed), though 23 hours short of 30
+    24-hour periods. With `[segments] timezone` set it is the run of `window_days` ago; without,
+    there is none yet, as before. The document, the terminal and the page name the zone."""
+    from rich.console import Console
+
+    settings = SETTINGS.model_copy(update={"timezone": zone})
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    record(store, 1, datetime(2026, 11, 2, 8, tzinfo=UTC), RUN1)
+    record(store, 2, datetime(2026, 11, 20, 8, tzinfo=UTC), RUN2)
+    record(store, 3, datetime(2026, 12, 1, 8, tzinfo=UTC), RUN3)
+    doc = build_report(store, settings, datetime(2026, 12, 2, 7, tzinfo=UTC))
+    details = doc["details"]
+    runs = doc["runs"]
+    console = Console(width=200, record=True)
+    console.print(report_tables(doc))
+    text = console.export_text()
+    page = render_html(doc)
+    if zone:
+        assert runs["window"] == {"seq": 1, "at": "2026-11-02T08:00:00+00:00"}  # type: ignore[index]
+        assert details["friends"]["stability_window"] == 0.5  # type: ignore[index]  # p1 and p2 then, p1 now
+        assert doc["churn"]["total"] == 2  # type: ignore[index]  # the moves of run 2 (p2, p3)
+        assert doc["timezone"] == "Europe/Amsterdam"
+        # the latest run at 09:00 local, and the zone named, on the terminal and on the page
+        assert "run of 2026-12-01 09:00:00 CET" in text and "calendar of Europe/Amsterdam" in text
+        assert "2026-12-01 09:00:00 CET" in page and "calendar of Europe/Amsterdam" in page
+    else:
+        assert runs["window"] is None  # type: ignore[index]
+        assert details["friends"]["stability_window"] is None  # type: ignore[index]
+        assert doc["timezone"] == "UTC"
+        assert "calendar of" not in text and "calendar of" not in page
+    store.close()
+
+
+def test_the_run_labels_are_the_merchants_dates() -> None:
+    """A run at 23:30 UTC on 31 October is on 1 November in Amsterdam: the axis says so."""
+    from zoneinfo import ZoneInfo
+
+    from sync.report_html import run_labels
+
+    stamps = ["2026-10-31T23:30:00+00:00", "2026-11-02T12:00:00+00:00"]
+    assert run_labels(stamps, ZoneInfo("Europe/Amsterdam")) == ["2026-11-01", "2026-11-02"]

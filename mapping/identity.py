@@ -19,7 +19,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -398,10 +398,14 @@ GROUPS = (
 )
 
 
-def survive(members: Sequence[Contact], source_priority: Sequence[str]) -> dict[str, FieldChoice]:
+def survive(
+    members: Sequence[Contact], source_priority: Sequence[str], zone: tzinfo | None = None
+) -> dict[str, FieldChoice]:
     """Each profile field from the most trusted source that has it, then the most recent update,
     then the smallest record key (so the choice never depends on order); an address and a name
-    whole from one record (`GROUPS`), and a personal email before a role address."""
+    whole from one record (`GROUPS`), and a personal email before a role address. `zone`
+    (`[segments] timezone`) dates the update a "most recent" reason names on the merchant's
+    calendar; the choice itself compares moments and does not depend on it."""
     rank = {system: i for i, system in enumerate(source_priority)}
     ordered = sorted(members, key=lambda c: _trust_order(c, rank))
     grouped: dict[str, list[Contact]] = {}
@@ -426,7 +430,7 @@ def survive(members: Sequence[Contact], source_priority: Sequence[str]) -> dict[
             if refused:
                 chosen[name] = FieldChoice(False, refused[0].key, f"not opted in at {refused[0].system}")
                 continue
-        chosen[name] = FieldChoice(_field(winner, name), winner.key, _why(winner, holders, rank))
+        chosen[name] = FieldChoice(_field(winner, name), winner.key, _why(winner, holders, rank, zone))
     return chosen
 
 
@@ -437,7 +441,7 @@ def _field(contact: Contact, name: str) -> Any:
     return None if value == "" else value
 
 
-def _why(winner: Contact, holders: Sequence[Contact], rank: Mapping[str, int]) -> str:
+def _why(winner: Contact, holders: Sequence[Contact], rank: Mapping[str, int], zone: tzinfo | None = None) -> str:
     if len(holders) == 1:
         return "only source"
     runner = holders[1]
@@ -446,7 +450,9 @@ def _why(winner: Contact, holders: Sequence[Contact], rank: Mapping[str, int]) -
     if rank.get(winner.system, len(rank)) < rank.get(runner.system, len(rank)):
         return f"source priority: {winner.system} before {runner.system}"
     if (winner.updated_at or _EPOCH) > (runner.updated_at or _EPOCH):
-        stamp = winner.updated_at.date().isoformat() if winner.updated_at else "?"
+        # The date the merchant would read: an edit at 00:30 on 2 January in Amsterdam is of the 2nd.
+        updated = winner.updated_at.astimezone(zone) if zone is not None and winner.updated_at else winner.updated_at
+        stamp = updated.date().isoformat() if updated else "?"
         return f"most recent: updated {stamp}"
     return "tie: smallest record key"
 

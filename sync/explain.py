@@ -83,7 +83,8 @@ def explain_profile(store: StateStore, profile_id: str, config: CrmsyncConfig, n
     fieldmaps = {name: fieldmap_of(config, name) for name in config.systems}
     profile = detail["profile"] or {}
     contacts: list[Contact] = detail["contacts"]
-    fields = survive(contacts, config.identity.source_priority)
+    # The "most recent: updated <date>" reasons date on the merchant's calendar when one is set.
+    fields = survive(contacts, config.identity.source_priority, segment_calendar(config.segments.timezone).zone)
     traits = json.loads(profile.get("traits") or "{}")
 
     def listed(names: Sequence[str]) -> list[dict[str, Any]]:

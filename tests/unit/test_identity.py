@@ -91,6 +91,7 @@ def test_a_stored_id_of_another_system_joins_records_without_any_shared_email() 
 
 # ----- merge protection, priorities, survivorship ------------------------------------------------
 from datetime import UTC, datetime  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
 
 from hypothesis import strategies as st  # noqa: E402
 
@@ -330,6 +331,11 @@ def test_survivorship_by_priority_then_recency() -> None:
     assert (by_recency["city"].value, by_recency["postcode"].value) == ("Amsterdam", "1011 AB")
     by_priority = survive([new, old], ["crm"])
     assert by_priority["city"].value == "Utrecht" and by_priority["city"].why == "source priority: crm before shop"
+    # With [segments] timezone the date is the merchant's: 23:30 UTC on 31 May is 1 June in Amsterdam.
+    late = dataclasses.replace(new, updated_at=datetime(2026, 5, 31, 23, 30, tzinfo=UTC))
+    assert survive([old, late], [])["given_name"].why == "most recent: updated 2026-05-31"
+    local = survive([old, late], [], ZoneInfo("Europe/Amsterdam"))["given_name"]
+    assert (local.value, local.why) == ("Johannes", "most recent: updated 2026-06-01")
     assert "postcode" not in by_priority  # Amsterdam's postcode is not Utrecht's: an address comes whole
 
 

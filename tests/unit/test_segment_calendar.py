@@ -316,3 +316,36 @@ def test_a_placeholder_date_centuries_back_reads_only_the_years_the_column_holds
     offsets = Calendar(zone).offsets([m.timestamp() for m in moments]).tolist()
     assert offsets == [m.astimezone(zone).utcoffset().total_seconds() for m in moments]  # type: ignore[union-attr]
     assert _changes.cache_info().misses - before <= 2
+
+
+@pytest.mark.parametrize(("zone", "day"), [("Europe/Amsterdam", "2026-06-01"), (None, "2026-05-31")])
+def test_explain_dates_the_most_recent_update_on_the_merchant_s_calendar(
+    tmp_path: Path, zone: str | None, day: str
+) -> None:
+    """`explain` says why a field came from a record: "most recent: updated <date>". An edit at
+    00:30 on 1 June in Amsterdam (22:30 UTC on 31 May) is of 1 June with the zone set."""
+    from mapping.model import Contact, Kind, Membership, SourceRecord
+    from sync.explain import explain_profile
+    from sync.state import StateStore, VerdictChunk
+
+    config = tmp_path / "crmsync.toml"
+    setting = f'timezone = "{zone}"\n' if zone else ""
+    config.write_text(f'[state]\nurl = "sqlite:///crmsync.db"\n[segments]\n{setting}')
+    loaded = load_config(config)
+    store = StateStore(loaded.state_url())
+    edits = {
+        "1": ("Jan", datetime(2026, 3, 1, tzinfo=UTC)),
+        "2": ("Johannes", datetime(2026, 5, 31, 22, 30, tzinfo=UTC)),
+    }
+
+    def contact(record: SourceRecord) -> Contact:
+        name, updated = edits[record.id]
+        return Contact(record.system, record.id, updated, email="jan@x.nl", given_name=name, family_name="Berg")
+
+    records = [SourceRecord("shop", Kind.CONTACT, cid, updated, {}) for cid, (_, updated) in edits.items()]
+    store.store_page("shop", Kind.CONTACT, records, contact, 1)
+    verdicts = [VerdictChunk.of([("p_1", Membership(frozenset(), None), "{}")])]
+    store.save_profiles({"p_1": ["shop:1", "shop:2"]}, verdicts, {}, 1)
+    doc = explain_profile(store, "p_1", loaded.config, datetime(2026, 6, 2, tzinfo=UTC))
+    store.close()
+    assert doc["fields"]["given_name"] == {"value": "Johannes", "from": "shop:2", "why": f"most recent: updated {day}"}

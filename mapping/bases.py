@@ -316,7 +316,8 @@ def base_columns(
     """Every base of every profile. Orders count as in mapping/traits.py: valid and not after `now`.
     `last_order` (the traits' column: every valid order of every system, epoch seconds, NaN for
     none) is what "bought since" is judged on, beside the valid orders among `orders`. An age is
-    whole years on today's date on `calendar` (a birthday starts at the merchant's midnight)."""
+    whole years on today's date on `calendar` (a birthday starts at the merchant's midnight), and
+    an abandoned checkout's `abandoned_checkout_days` are days on it."""
     today = calendar.today(now)
     free = FREE_MAIL_DOMAINS | frozenset(d.lower() for d in settings.free_email_domains)
     ages = [age_on(b, today) for b in person.birth_date]
@@ -356,11 +357,12 @@ def base_columns(
     # not hide an older one that does (the tag would leave and come back, and the shop's flow mail
     # twice).
     age_s = stamp - orders.created
-    inside = (
-        unfinished
-        & (age_s >= settings.abandoned_checkout_after_minutes * 60)
-        & (age_s <= settings.abandoned_checkout_days * DAY)
-    )
+    # The far edge is a day count the merchant reads ("in the last 7 days"): on `calendar` the
+    # whole local day that many days back counts, as in the lifecycle windows; without a zone,
+    # 24-hour periods as before. The near edge (`abandoned_checkout_after_minutes`) is a duration.
+    days = settings.abandoned_checkout_days
+    recent = calendar.within(stamp, orders.created, days) if calendar.local else age_s <= days * DAY
+    inside = unfinished & (age_s >= settings.abandoned_checkout_after_minutes * 60) & recent
     last_inside = np.full(size, never, dtype=np.int64)
     np.maximum.at(last_inside, orders.profile[inside], orders.created[inside])
     last_valid = np.full(size, never, dtype=np.int64)

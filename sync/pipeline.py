@@ -94,6 +94,10 @@ def build_connectors(loaded: LoadedConfig, stop_event: threading.Event) -> dict[
         for name, settings in config.systems.items()
     }
     lines, unfinished = config.segments.reads_needed()
+    if unfinished is not None and config.segments.timezone:
+        # On the merchant's calendar the window's first day starts at its local midnight, up to a
+        # day before now - N days (mapping/bases.py): a read of one day more has all of it.
+        unfinished += 1
     facts = bool(config.segments.order_facts_needed() & {"categories", "discount"})
     for connector in connectors.values():
         connector.read_order_lines = lines

@@ -191,6 +191,21 @@ def test_abandoned_checkout_on_both_edges_of_its_window(
     assert bool(bases.abandoned[0]) is member
 
 
+@pytest.mark.parametrize("zone", [None, "Europe/Amsterdam"])
+def test_abandoned_checkout_days_are_days_on_the_merchants_calendar(zone: str | None) -> None:
+    """NOW is 14:00 on 1 June in Amsterdam. A checkout at 04:00 on 25 May (local) is 7 days old
+    on the merchant's calendar, inside `abandoned_checkout_days = 7`, though 7 days and 10 hours
+    ago; one at 23:00 on 24 May is 8 days old, outside either way."""
+    from zoneinfo import ZoneInfo
+
+    from mapping.calendar_days import AS_BEFORE, Calendar
+
+    calendar = Calendar(ZoneInfo(zone)) if zone else AS_BEFORE
+    rows = [(0, 7 * DAY + 10 * HOUR, False, -1, True, ()), (1, 7 * DAY + 15 * HOUR, False, -1, True, ())]
+    bases = base_columns(person(2), details(rows), 2, NOW, BaseSettings(), calendar=calendar)
+    assert bases.abandoned.tolist() == [zone is not None, False]
+
+
 def test_an_order_in_any_system_ends_it() -> None:
     """The traits' last order (every system: an AFAS invoice, an order whose facts were never read)
     counts as buying since, not only the orders with facts."""

@@ -349,3 +349,25 @@ def test_explain_dates_the_most_recent_update_on_the_merchant_s_calendar(
     doc = explain_profile(store, "p_1", loaded.config, datetime(2026, 6, 2, tzinfo=UTC))
     store.close()
     assert doc["fields"]["given_name"] == {"value": "Johannes", "from": "shop:2", "why": f"most recent: updated {day}"}
+
+
+@pytest.mark.parametrize(("zone", "days"), [("Europe/Amsterdam", 8), (None, 7)])
+def test_the_checkouts_read_covers_the_first_local_day_of_the_window(
+    tmp_path: Path, zone: str | None, days: int
+) -> None:
+    """`abandoned_checkout_days = 7` on the merchant's calendar reaches back to the local midnight
+    seven days ago, up to a day before now - 7 x 24 hours: Shopify's checkouts are read a day further
+    back then (the read takes `created_at >= now - unfinished_days`), and as before without a zone."""
+    import threading
+
+    from sync.pipeline import build_connectors
+
+    config = tmp_path / "crmsync.toml"
+    setting = f'timezone = "{zone}"\n' if zone else ""
+    config.write_text(
+        f'[state]\nurl = "sqlite:///crmsync.db"\n[segments]\n{setting}[segments.bases]\n'
+        'enabled = ["abandoned-checkout"]\nabandoned_checkout_days = 7\n'
+        '[systems.shop]\ntype = "shopify"\nbase_url = "https://example.myshopify.com"\naccess_token = "shpat_x"\n'
+    )
+    connectors = build_connectors(load_config(config), threading.Event())
+    assert connectors["shop"].unfinished_days == days

@@ -414,6 +414,8 @@ def path_getter(path: str) -> Callable[[Any], Any]:
                 found = payload.get(outer)
                 if type(found) is dict:
                     return found.get(inner)
+                if found is None:  # absent or null: what the general way finds too, without its walk
+                    return None
             return get(payload)
 
         return get_keys
@@ -427,6 +429,8 @@ def path_getter(path: str) -> Callable[[Any], Any]:
                     found = found.get(second)
                     if type(found) is dict:
                         return found.get(third)
+                if found is None:  # a step absent or null: what the general way finds too
+                    return None
             return get(payload)
 
         return get_three

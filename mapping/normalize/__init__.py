@@ -40,10 +40,12 @@ def clear_caches() -> None:
     """Forget the values normalised so far. Normalisers cache by raw value because the same
     addresses, names and numbers repeat within a read; a daemon clears them between cycles, when the
     next cycle maps only what changed and the memory is better given back."""
-    from mapping.normalize import address, email, names, phone
+    from mapping.normalize import address, email, money, names, phone
 
     for cached in (email._normalise, phone._parse, names._parse, address._country):
         cached.cache_clear()
+    money._AMOUNT_OF.clear()
+    money._REFUNDED_OF.clear()
 
 
 __all__ = ["NORMALISERS", "Invalid", "Normaliser", "clear_caches"]

@@ -18,11 +18,31 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 def normalise_money(value: Any) -> Decimal | Invalid | None:
     """An amount in units: `"29.35"`, `29.35`, `2935` (already units)."""
+    if type(value) is str:
+        known = _AMOUNT_OF.get(value)
+        if known is not None:
+            return known
+        amount = _amount(value, value)
+        # An order's total and its total before returns are mostly the same text, and its refunded
+        # amount mostly "0.00": the second and third read each cost a Decimal's parse and checks.
+        # Emptied when full (a text is a key once, however long the read), not evicted one by one.
+        if len(_AMOUNT_OF) >= _AMOUNTS_KEPT:
+            _AMOUNT_OF.clear()
+        if amount is not None and len(value) <= 40:
+            _AMOUNT_OF[value] = amount
+        return amount
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, bool) or not isinstance(value, _NUMBER_TYPES):
         return Invalid("wrong_type", f"expected an amount, got {type_name(value)}")
-    text = str(value).strip()
+    return _amount(value, str(value))
+
+
+def _amount(value: Any, text: str) -> Decimal | Invalid | None:
+    """`normalise_money` of a str, int or float, `text` its `str()`."""
+    if value == "":
+        return None
+    text = text.strip()
     try:
         amount = Decimal(text)
     except InvalidOperation:
@@ -50,16 +70,41 @@ def normalise_refunded(value: Any) -> Decimal | Invalid | None:
     """The amount refunded on an order, in units, from one amount or a list of them (one per refund:
     WooCommerce's `refunds[].total`, which it writes negative, `"-10.00"`); the sign says nothing,
     each refund takes its amount off. None when the order names no refunds."""
+    if type(value) is str:
+        # One amount (Shopify's totalRefundedSet), mostly "0.00": its total is remembered by text.
+        known = _REFUNDED_OF.get(value)
+        if known is not None:
+            return known
+        total = _refunded_total([value])
+        if len(_REFUNDED_OF) >= _AMOUNTS_KEPT:
+            _REFUNDED_OF.clear()
+        if len(value) <= 40:
+            _REFUNDED_OF[value] = total
+        return total
     if value is None or value == []:
         return None
+    return _refunded_total(value if isinstance(value, _SEQUENCE_TYPES) else [value])
+
+
+def _refunded_total(items: Any) -> Decimal | Invalid:
     total = Decimal(0)
-    for item in value if isinstance(value, list | tuple) else [value]:
+    for item in items:
         amount = normalise_money(item)
         if isinstance(amount, Invalid):
             return amount
         if amount is not None:
             total += abs(amount)
     return total
+
+
+# What `normalise_money` and `normalise_refunded` made of the texts they met lately (a Decimal or
+# an Invalid: both immutable), up to _AMOUNTS_KEPT of each.
+_AMOUNTS_KEPT = 4096
+_AMOUNT_OF: dict[str, Decimal | Invalid] = {}
+_REFUNDED_OF: dict[str, Decimal | Invalid] = {}
+# isinstance with a tuple: a union written in the call (`str | int | float`) is built at every call.
+_NUMBER_TYPES = (str, int, float)
+_SEQUENCE_TYPES = (list, tuple)
 
 
 # What `normalise_currency` made of each text it met: a shop's orders name one or two currencies,

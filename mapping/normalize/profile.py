@@ -64,6 +64,13 @@ def normalise_consent(value: Any) -> bool | Invalid | None:
     return Invalid("wrong_type", f"expected a consent state, got {type_name(value)}")
 
 
+# isinstance with a tuple: a union written in the call (`list | tuple`) is built at every call, and
+# every order read asks (its discount codes, its lines' categories).
+_SEQUENCE_TYPES = (list, tuple)
+_NUMBER_TYPES = (int, float)
+_LABEL_TYPES = (str, int)
+
+
 def normalise_flag(value: Any) -> bool | Invalid | None:
     """Whether something is there: a non-empty list or text, or true (a discount code on an order,
     Lightspeed's `isCompany`). An empty list, empty text, 0 or false is False; absent is None."""
@@ -71,11 +78,11 @@ def normalise_flag(value: Any) -> bool | Invalid | None:
         return None
     if isinstance(value, bool):
         return value
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCE_TYPES):
         return any(v not in (None, "", False) for v in value)
     if isinstance(value, str):
         return value.strip().lower() not in ("", "false", "0", "no")
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBER_TYPES):
         return value != 0
     return Invalid("wrong_type", f"expected a list or a flag, got {type_name(value)}")
 
@@ -88,14 +95,14 @@ def normalise_labels(value: Any) -> tuple[str, ...] | Invalid | None:
     without repeats; a text is one label (`"Shoes"`), a list is one per line."""
     if value is None:
         return None
-    items = value if isinstance(value, list | tuple) else [value]
+    items = value if isinstance(value, _SEQUENCE_TYPES) else [value]
     labels: list[str] = []
     for item in items:
         if isinstance(item, dict):
             item = item.get("name")  # a category object: {"id": 1, "name": "Shoes", "slug": "shoes"}
         if item is None or item == "":
             continue
-        if not isinstance(item, str | int):
+        if not isinstance(item, _LABEL_TYPES):
             return Invalid("wrong_type", f"expected category names, got {type_name(item)}")
         label = unicodedata.normalize("NFC", str(item)).strip()
         if label and label not in labels:

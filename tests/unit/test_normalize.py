@@ -363,6 +363,27 @@ def test_an_amount_is_refused_for_its_digits_exactly_when_it_has_more_than_28(te
         assert result == amount, text
 
 
+class _Text(str):
+    """A str subclass: read the general way, never from what the normalisers remember by text."""
+
+
+@given(
+    st.decimals(allow_nan=True, allow_infinity=True, places=None).map(str)
+    | st.from_regex(r"\A\s?-?[0-9]{1,40}(\.[0-9]{0,40})?(E[-+]?[0-9]{1,2})?\s?\Z")
+    | st.sampled_from(["", " ", "0.00", "-0.00", "1E+5", "abc", "NaN", "-10.00"])
+)
+@example("0.00")
+def test_an_amount_remembered_by_its_text_is_the_one_read_afresh(text: str) -> None:
+    """normalise_money and normalise_refunded remember what a text made (Shopify's total, total
+    before returns and refund are mostly two texts an order): the same value, digits and sign."""
+    from mapping.normalize.money import normalise_money, normalise_refunded
+
+    for normalise in (normalise_money, normalise_refunded):
+        fresh = repr(normalise(_Text(text)))
+        assert repr(normalise(text)) == fresh
+        assert repr(normalise(text)) == fresh  # the second read, from memory
+
+
 def test_an_id_written_as_a_whole_float_is_that_number_and_any_other_float_is_refused() -> None:
     from mapping.normalize.text import normalise_id
 

@@ -235,6 +235,7 @@ def test_check_reports_read_only_and_sync_plans_nothing_and_touches_nothing(
             {"name": "read_sales_invoices", "ok": True, "fix": None, "needed": True},
         ],
         "warnings": [READ_ONLY],
+        "timezone": None,  # Silvasoft's API names no time zone
         "error": None,
     }
     assert silva.stats("silvasoft")["requests"] == {RELATIONS: 1, INVOICES: 1}

@@ -287,10 +287,17 @@ def _shopify_order(status: str, total: str, current: str, refunded: str) -> Orde
     payload |= {"customer": {"id": "gid://shopify/Customer/3"}, "createdAt": "2026-05-01T10:00:00Z"}
     payload |= {"totalPriceSet": money(total), "currentTotalPriceSet": money(current)}
     payload |= {"totalRefundedSet": money(refunded), "discountCodes": []}
+    from types import SimpleNamespace
+
+    from connectors.shopify.settings import COUNTED_FINANCIAL_STATUSES
+
+    # The mapping alone: a connector with only the setting `order_counts` reads, at its default.
+    connector = ShopifyConnector.__new__(ShopifyConnector)
+    connector.settings = SimpleNamespace(counted_financial_statuses=COUNTED_FINANCIAL_STATUSES)  # type: ignore[assignment]
     return map_order(
         SourceRecord("shop", Kind.ORDER, "gid://shopify/Order/7", None, payload),
         ShopifyConnector.order_fields,
-        ShopifyConnector.order_counts(ShopifyConnector.__new__(ShopifyConnector), payload),
+        connector.order_counts(payload),
     )
 
 

@@ -219,6 +219,8 @@ def journal_lines(journal: Mapping[str, Any] | None) -> list[str]:
     if journal is None:
         return []
     lines = []
+    if journal.get("problem"):
+        lines.append(f"no erasure journal: {journal['problem']}")
     if journal["to_replay"]:
         n = journal["to_replay"]
         lines.append(

@@ -116,6 +116,11 @@ def forget(loaded: LoadedConfig, writer: Writer, key: str, stop: threading.Event
         "unread": [{"system": s, "kind": kind, "id": rid} for s, kind, rid in erased.unread],
         "systems": systems,
         "pending": sorted(left),
+        # Where the erasure was journaled, so a restored backup does not bring the person back;
+        # `problem` says why it was not, and what to do (null: a state in memory keeps none).
+        "erasure_journal": (
+            {"journal": erased.journal, "problem": erased.journal_problem} if erased.journal is not None else None
+        ),
     }
     return ForgetOutcome(document, not left)
 
@@ -206,4 +211,7 @@ def render(document: dict[str, Any]) -> str:
         )
     if document["pending"]:
         lines.append("Pending systems are tried again by every sync; `crmsync status` lists them until done.")
+    journal = document.get("erasure_journal") or {}
+    if journal.get("problem"):
+        lines.append(f"Not in the erasure journal: {journal['problem']}")
     return "\n".join(lines)

@@ -103,8 +103,8 @@ def run_cycle(
     TELEMETRY.snapshot_and_reset()  # what was counted before this cycle is not its own
     started = time.monotonic()
     # The daemon reconciled the erasure journal when it took the lock; again per cycle, as cheap as
-    # reading a small file, for a state swapped under it against the docs (a JournalMismatch then
-    # fails the cycle before it reads or writes anything).
+    # reading a small file or table, for a state swapped or restored under it against the docs (a
+    # JournalMismatch then fails the cycle before it reads or writes anything).
     reconcile(store.erasures, now())
     report = Cycle(loaded, store, clock=now, stop_event=stop, write_guard=write_guard).run("run")
     summary = cycle_summary(

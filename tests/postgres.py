@@ -62,6 +62,20 @@ class PostgresServer:
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
+    def restore(self, dump: Path, database: str, *, clean: bool = True) -> subprocess.CompletedProcess[str]:
+        """`pg_restore` of a `crmsync backup` dump into `database`, as docs/operations.md says
+        (`--clean --if-exists`: the deployment's schema dropped and made again from the dump), or
+        without `--clean` (into a database whose copy of that schema is gone)."""
+        cleaning = ["--clean", "--if-exists"] if clean else []
+        connection = ["-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", database]
+        return subprocess.run(
+            [_tool("pg_restore"), *connection, *cleaning, str(dump)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
 
 def _tool(name: str) -> str:
     versions = sorted(PACKAGE_BIN.glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, delete, func, select, update
 
 from mapping import jsontext
@@ -62,6 +63,8 @@ from sync.state.schema import (
     segment_history,
 )
 from sync.state.sql import Database, insert_rows, raw_rows
+
+log = structlog.get_logger("crmsync.erasure")
 
 SALT_KEY = "forget_salt"
 CUSTOMER = "customer"  # the hash kind that stops orders naming an erased customer record
@@ -116,6 +119,10 @@ class ErasedPerson:
     # their field map reads no one in them (`_unread_mentions`). As (system, kind, vendor id), which
     # the operator needs to find them at the vendor; nothing of the person's own, stored nowhere.
     unread: tuple[tuple[str, str, str], ...] = ()
+    # The erasure journal it went to (None: a state with none, in memory), and why it did not go
+    # there (None: it did).
+    journal: str | None = None
+    journal_problem: str | None = None
 
 
 @dataclass
@@ -149,8 +156,8 @@ class NothingToErase(LookupError):
 
 class ErasureStore:
     def __init__(self, db: Database, journal: ErasureJournal | None = None) -> None:
-        """`journal`: the erasure journal beside a SQLite state (sync/state/erasure_journal.py);
-        None where there is no file beside the state to keep it in (PostgreSQL, in memory)."""
+        """`journal`: the erasure journal (sync/state/erasure_journal.py), a file beside a SQLite
+        state or a table beside a PostgreSQL one; None for a state in memory."""
         self.db = db
         self.journal = journal
         self._forgotten = Forgotten()
@@ -250,15 +257,18 @@ class ErasureStore:
             _delete_person(conn, profile_ids, records, order_ids)
             for system, kind, rid in held:
                 _delete_raw(conn, system, kind, [rid])
+            journal_problem = None
             if self.journal is not None:
-                # On disk before the commit: a restored backup, or a crash before the commit, leaves
-                # a journal line whose replay completes the erasure (sync/state/erasure_replay.py).
+                # Kept no later than the commit (a file on disk before it, a table in the same
+                # transaction): a restored backup, or on SQLite a crash before the commit, leaves
+                # an entry whose replay completes the erasure (sync/state/erasure_replay.py).
                 targets = tuple(
                     JournalTarget(s, rid, jsontext.compact(state.to_json()))
                     for (s, rid), state in sorted(known.items())
                 )
                 at, people = now.isoformat(), len(profile_ids)
-                self.journal.append([JournalEntry(erasure_id, at, people, salt, tuple(sorted(hashes)), targets)])
+                entry = JournalEntry(erasure_id, at, people, salt, tuple(sorted(hashes)), targets)
+                journal_problem = self._journal_append(conn, entry)
         self._forgotten = Forgotten()  # read again on the next page
         count: dict[str, dict[str, int]] = {"contacts": {}, "orders": {}, "targets": {}, "quarantined": {}}
         for system, _ in members:
@@ -277,7 +287,20 @@ class ErasureStore:
             count["targets"],
             count["quarantined"],
             tuple(unread),
+            self.journal.where if self.journal is not None else None,
+            journal_problem,
         )
+
+    def _journal_append(self, conn: Connection, entry: JournalEntry | Abandoned) -> str | None:
+        """`entry` into the journal, inside `conn`'s transaction; None when it went there, else why
+        not (the erasure goes on: a person's erasure never waits for the journal)."""
+        assert self.journal is not None
+        problem = self.journal.ready(conn)
+        if problem is None:
+            self.journal.append(conn, [entry])
+        else:
+            log.warning("erasure not in the erasure journal", journal=self.journal.where, problem=problem)
+        return problem
 
     # ----- what is still to be removed at the vendors -------------------------------------------
     def targets(self, system: str) -> list[Target]:
@@ -339,7 +362,7 @@ class ErasureStore:
                 return None  # not pending at that system (a misspelt name): nothing given up
             conn.execute(delete(erasure_targets).where(where))
             if self.journal is not None:  # so a replay after a restore does not make them pending again
-                self.journal.append([Abandoned(erasure_id, system, now.isoformat())])
+                self._journal_append(conn, Abandoned(erasure_id, system, now.isoformat()))
             left = conn.execute(
                 select(func.count()).select_from(erasure_targets).where(erasure_targets.c.erasure_id == erasure_id)
             ).scalar()

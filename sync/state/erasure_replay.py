@@ -1,7 +1,9 @@
 """The erasure journal against the state, at the start of every writing command
-(sync/runtime.py `open_writer`): a person forgotten must stay forgotten when a backup made before
-the erasure is restored, or when a crash stopped the erasure between its journal line and its
-commit.
+(sync/runtime.py `open_writer`) and before each of the daemon's cycles: a person forgotten must
+stay forgotten when a backup made before the erasure is restored, or (SQLite) when a crash stopped
+the erasure between its journal line and its commit. The same for both journal stores
+(sync/state/erasure_journal.py: a file beside a SQLite state, a table beside a PostgreSQL one),
+inside one state transaction:
 
 - Journal erasures the state lacks: the state is older than they are. Each is done again, in one
   transaction: its `erasures` row, its `forgotten` hashes and its vendor targets (less those given
@@ -12,6 +14,8 @@ commit.
   lost): written to the journal from the state.
 - A journal erasure made with another salt than the state's cannot be matched against the
   state's records: `JournalMismatch`, and no cycle runs (one could tag an erased person again).
+- A journal that cannot be kept (a PostgreSQL role that may not create its schema): nothing to
+  reconcile; a warning saying why and what to do, at every writing command, and in `status`.
 """
 
 from __future__ import annotations
@@ -58,16 +62,22 @@ class Reconciled:
     contacts: int = 0
     orders: int = 0
     other: int = 0  # held records of other kinds
+    problem: str | None = None  # why there is no journal to reconcile with
 
 
 def reconcile(store: ErasureStore, now: datetime) -> Reconciled:
-    """Journal and state made to agree (module docstring); the caller holds the writer lock."""
+    """Journal and state made to agree (module docstring); the caller holds the writer lock (so
+    one process at a time makes a PostgreSQL journal's schema, or writes either store)."""
     done = Reconciled()
     journal = store.journal
     if journal is None:
         return done
-    contents = journal.read()
     with store.db.writing() as conn:
+        done.problem = journal.ready(conn)
+        if done.problem is not None:
+            log.warning("no erasure journal", journal=journal.where, problem=done.problem)
+            return done
+        contents = journal.read(conn)
         in_state = {str(e) for (e,) in conn.execute(select(erasures.c.erasure_id))}
         missing = list({e.erasure_id: e for e in contents.entries if e.erasure_id not in in_state}.values())
         if missing:
@@ -75,7 +85,7 @@ def reconcile(store: ErasureStore, now: datetime) -> Reconciled:
         journaled = {e.erasure_id for e in contents.entries}
         unjournaled = sorted(in_state - journaled)
         if unjournaled:
-            journal.append(_entries_from_state(conn, unjournaled))
+            journal.append(conn, _entries_from_state(conn, unjournaled))
             done.journaled = len(unjournaled)
     if done.replayed:
         store.reread_forgotten()
@@ -89,7 +99,7 @@ def reconcile(store: ErasureStore, now: datetime) -> Reconciled:
             held=done.other,
         )
     if done.journaled:
-        log.info("erasures written to the erasure journal", erasures=done.journaled, journal=str(journal.path))
+        log.info("erasures written to the erasure journal", erasures=done.journaled, journal=journal.where)
     return done
 
 
@@ -105,11 +115,11 @@ def _replay(
     salts = {entry.salt for entry in missing}
     if len(salts) > 1 or (state_salt and state_salt not in salts):
         raise JournalMismatch(
-            f"the erasure journal {journal.path} holds {len(missing)} erasure(s) this state lacks, made "
+            f"the erasure journal {journal.where} holds {len(missing)} erasure(s) this state lacks, made "
             "with another salt than this state's, so crmsync cannot tell which stored records they "
             "erased and runs no cycle (one could tag an erased person again). The state is not the one "
             "those erasures were made in: restore that state (or a backup of it), or, if this state is "
-            "truly another deployment's, move the journal aside and run `crmsync forget` again for each "
+            f"truly another deployment's, {journal.set_aside()} and run `crmsync forget` again for each "
             "person forgotten since this state's backup"
         )
     salt = salts.pop()
@@ -233,18 +243,21 @@ def _entries_from_state(conn: Connection, erasure_ids: Sequence[str]) -> list[Jo
 
 
 def journal_status(store: ErasureStore) -> dict[str, Any] | None:
-    """For `status` (read only, no lock): the erasures the journal holds that the state lacks (the
-    next writing command replays them), and the last replay. None without a journal beside the state."""
+    """For `status` (read only, no lock, nothing made): where the journal is, the erasures it holds
+    that the state lacks (the next writing command replays them), the last replay, and why there
+    is no journal (`problem`, None when there is one). None for a state in memory."""
     journal = store.journal
     if journal is None:
         return None
-    entries = {entry.erasure_id for entry in journal.read().entries}
-    with store.db.engine.connect() as conn:
+    with store.db.reading() as conn:
+        problem = journal.ready(conn, make=False)
+        entries = {entry.erasure_id for entry in journal.read(conn).entries} if problem is None else set()
         in_state = {str(e) for (e,) in conn.execute(select(erasures.c.erasure_id))}
         replayed = conn.execute(select(meta.c.value).where(meta.c.key == REPLAYED_KEY)).scalar()
     return {
-        "journal": str(journal.path),
+        "journal": journal.where,
         "erasures": len(entries),
         "to_replay": len(entries - in_state),
         "replayed": json.loads(replayed) if replayed else None,
+        "problem": problem,
     }

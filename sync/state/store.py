@@ -25,7 +25,8 @@ from mapping.model import Contact, Kind, RemoteState, SourceRecord, WriteBack, W
 from sync.state.compute import ORDER_DTYPE, ComputeReader, ComputeSnapshot, IdentityRow, OrdersAhead
 from sync.state.consistency import consistency_problems
 from sync.state.erasure import ErasureStore
-from sync.state.erasure_journal import ErasureJournal, journal_path
+from sync.state.erasure_journal import ErasureJournal, FileJournal, journal_path
+from sync.state.erasure_journal_table import TableJournal
 from sync.state.explain import ExplainQueries
 from sync.state.extracts import ExtractStore, Guard, Mapper, StoredPage
 from sync.state.history import SegmentHistory, SegmentSnapshot, StoredTiers, TierChanges
@@ -36,11 +37,14 @@ from sync.state.schema import open_schema
 from sync.state.sql import Database
 
 
-def _journal_of(url: str) -> ErasureJournal | None:
-    """The erasure journal beside a SQLite state file (none for PostgreSQL or a state in memory)."""
-    if not url.startswith("sqlite:///") or ":memory:" in url:
+def _journal_of(db: Database) -> ErasureJournal | None:
+    """The erasure journal: a file beside a SQLite state, a table in a schema beside a PostgreSQL
+    one's (sync/state/erasure_journal_table.py); none for a state in memory."""
+    if db.is_postgres:
+        return TableJournal(db)
+    if not db.url.startswith("sqlite:///") or ":memory:" in db.url:
         return None
-    return ErasureJournal(journal_path(Path(url[len("sqlite:///") :].split("?", 1)[0])))
+    return FileJournal(journal_path(Path(db.url[len("sqlite:///") :].split("?", 1)[0])))
 
 
 class StateStore:
@@ -53,7 +57,7 @@ class StateStore:
         self.engine = self.db.engine
         open_schema(self.db)
         self.runs = RunLog(self.db)
-        self.erasures = ErasureStore(self.db, _journal_of(url))
+        self.erasures = ErasureStore(self.db, _journal_of(self.db))
         self.extracts = ExtractStore(self.db, self.erasures.forgotten)
         self.reader = ComputeReader(self.db)
         self.profiles = ProfileStore(self.db)

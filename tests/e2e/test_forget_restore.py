@@ -111,11 +111,11 @@ def test_a_restored_backup_does_not_bring_a_forgotten_person_back(
 _KILLED_BEFORE_COMMIT = """
 import os, sys
 from sync.state import erasure_journal
-appended = erasure_journal.ErasureJournal.append
-def append_then_die(self, entries):
-    appended(self, entries)
+appended = erasure_journal.FileJournal.append
+def append_then_die(self, conn, entries):
+    appended(self, conn, entries)
     os._exit(9)
-erasure_journal.ErasureJournal.append = append_then_die
+erasure_journal.FileJournal.append = append_then_die
 from sync.cli import main
 sys.argv = ["crmsync", *sys.argv[1:]]
 main()

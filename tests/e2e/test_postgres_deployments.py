@@ -80,10 +80,13 @@ def test_two_deployments_in_two_schemas_run_side_by_side(
     assert doc_a["profiles"] == 40 and doc_b["profiles"] == 24
     for doc in (doc_a, doc_b):
         assert all(s["status"] == "ok" and s["written"] == s["planned"] for s in doc["systems"].values())
-    # Each deployment's tables (Alembic's version table included) in its own schema, none elsewhere.
+    # Each deployment's tables (Alembic's version table included) in its own schema, and its erasure
+    # journal in a schema beside it (sync/state/erasure_journal_table.py), none elsewhere.
     assert tables_per_schema(postgres_url) == {
         "shop_a": {*TABLES, "alembic_version"},
         "shop_b": {*TABLES, "alembic_version"},
+        "shop_a_erasures": {"erasure_journal"},
+        "shop_b_erasures": {"erasure_journal"},
     }
 
     # B syncs again after a change in its own shop: A's state and A's sandboxes are left alone.

@@ -14,6 +14,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar, dataclass_transform
 
+from mapping.calendar_days import Calendar
+
 _T = TypeVar("_T")
 
 
@@ -243,11 +245,7 @@ class Traits:
     def days_since_last_order(self, now: datetime, zone: tzinfo | None = None) -> int | None:
         """Whole days since the last order: local midnights passed in `zone` (`[segments]
         timezone`), or 24-hour periods without one (mapping/calendar_days.py)."""
-        if self.last_order is None:
-            return None
-        if zone is None:
-            return (now - self.last_order).days
-        return (now.astimezone(zone).date() - self.last_order.astimezone(zone).date()).days
+        return None if self.last_order is None else Calendar(zone).days_since(now, self.last_order)
 
 
 @dataclass(frozen=True, slots=True)

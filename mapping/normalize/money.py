@@ -22,15 +22,9 @@ def normalise_money(value: Any) -> Decimal | Invalid | None:
         known = _AMOUNT_OF.get(value)
         if known is not None:
             return known
-        amount = _amount(value, value)
         # An order's total and its total before returns are mostly the same text, and its refunded
         # amount mostly "0.00": the second and third read each cost a Decimal's parse and checks.
-        # Emptied when full (a text is a key once, however long the read), not evicted one by one.
-        if len(_AMOUNT_OF) >= _AMOUNTS_KEPT:
-            _AMOUNT_OF.clear()
-        if amount is not None and len(value) <= 40:
-            _AMOUNT_OF[value] = amount
-        return amount
+        return _remember(_AMOUNT_OF, value, _amount(value, value))
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, _NUMBER_TYPES):
@@ -75,12 +69,7 @@ def normalise_refunded(value: Any) -> Decimal | Invalid | None:
         known = _REFUNDED_OF.get(value)
         if known is not None:
             return known
-        total = _refunded_total([value])
-        if len(_REFUNDED_OF) >= _AMOUNTS_KEPT:
-            _REFUNDED_OF.clear()
-        if len(value) <= 40:
-            _REFUNDED_OF[value] = total
-        return total
+        return _remember(_REFUNDED_OF, value, _refunded_total([value]))
     if value is None or value == []:
         return None
     return _refunded_total(value if isinstance(value, _SEQUENCE_TYPES) else [value])
@@ -102,6 +91,20 @@ def _refunded_total(items: Any) -> Decimal | Invalid:
 _AMOUNTS_KEPT = 4096
 _AMOUNT_OF: dict[str, Decimal | Invalid] = {}
 _REFUNDED_OF: dict[str, Decimal | Invalid] = {}
+
+
+def _remember(
+    cache: dict[str, Decimal | Invalid], text: str, made: Decimal | Invalid | None
+) -> Decimal | Invalid | None:
+    """`made`, kept under `text` in `cache` when it is short and not None. Emptied when full (a text
+    is a key once, however long the read), not evicted one by one."""
+    if made is not None and len(text) <= 40:
+        if len(cache) >= _AMOUNTS_KEPT:
+            cache.clear()
+        cache[text] = made
+    return made
+
+
 # isinstance with a tuple: a union written in the call (`str | int | float`) is built at every call.
 _NUMBER_TYPES = (str, int, float)
 _SEQUENCE_TYPES = (list, tuple)

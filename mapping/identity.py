@@ -16,10 +16,13 @@ recently updated record.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from itertools import chain, islice, pairwise, repeat
+from operator import itemgetter, lt
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -73,7 +76,8 @@ def identifiers(contact: Contact) -> list[tuple[str, str]]:
 def row_identifiers(
     links: Iterable[str], email_key: str | None, email_role: bool, mobile: str | None
 ) -> list[tuple[str, str]]:
-    """`identifiers` from the stored columns of a contact (the cycle reads rows, not objects)."""
+    """`identifiers` from the stored columns of a contact. The cycle's identity read makes the
+    same per row inline (`sync.resolve.identify`): a change here is a change there."""
     found = [("record", link) for link in links]
     if email_key and not email_role:
         found.append(("email", email_key))
@@ -145,26 +149,34 @@ def resolve(
     disagree it joins no cluster without a name to anybody (whose record it is, the number cannot
     say). `taken`: profile ids a new id must not be, beyond those of `previous` and `age`."""
     items = list(identified)
-    keys = sorted({key for key, _ in items})
-    index = {key: i for i, key in enumerate(keys)}
+    keys = [key for key, _ in items]
+    # The identity read comes in key order: then a record's position is its place in the input,
+    # and neither a set nor a sort of every key is needed. Any other input is sorted here.
+    if all(map(lt, keys, islice(keys, 1, None))):
+        mine: Iterable[int] = range(len(keys))
+        index: dict[str, int] | None = None  # made when a link asks for it (few records link)
+    else:
+        keys = sorted(set(keys))
+        index = {key: i for i, key in enumerate(keys)}
+        mine = [index[key] for key, _ in items]
     # Identifier value -> the records holding it. Only values held twice end up in `multi`, so the
     # memory cost of a million single-holder identifiers stays one dict entry each.
     first: dict[tuple[str, str], int] = {}
     multi: dict[tuple[str, str], list[int]] = {}
     link_pairs: list[tuple[int, int, str]] = []
-    for key, idents in items:
-        me = index[key]
-        for kind, value in idents:
-            if kind == "record":
-                target = index.get(value)
+    for me, (_, idents) in zip(mine, items, strict=True):
+        for token in idents:  # (kind, value): the tuple itself is the key, not a copy of it
+            if token[0] == "record":
+                if index is None:
+                    index = {key: i for i, key in enumerate(keys)}
+                target = index.get(token[1])
                 if target is not None and target != me:
-                    link_pairs.append((min(me, target), max(me, target), value))
+                    link_pairs.append((min(me, target), max(me, target), token[1]))
                 continue
-            token = (kind, value)
             held = first.setdefault(token, me)
             if held != me:
                 multi.setdefault(token, [held]).append(me)
-    del items, first
+    del items, first, mine, index
 
     parent = list(range(len(keys)))
     size = [1] * len(keys)
@@ -192,7 +204,8 @@ def resolve(
             ours, theirs = names_of(low), names_of(high)
             named.pop(high, None)
             if ours or theirs:  # else none, as `low`'s own name is
-                named[low] = ours | theirs
+                # One person's two records mostly carry one name: no new set for the same one.
+                named[low] = ours if theirs <= ours else theirs if ours <= theirs else ours | theirs
         parent[high] = low
         size[low] += size[high]
         result.links.append(link)
@@ -200,11 +213,18 @@ def resolve(
     # The given names of each cluster that a join made, where it has any (a record alone has its
     # own): what a mobile number's join compares.
     named: dict[int, frozenset[str]] = {}
+    # A record's own names by its given name: the same few first names on many records.
+    own_names: dict[str | None, frozenset[str]] = {}
 
     def names_of(root: int) -> frozenset[str]:
         found = named.get(root)
         if found is None:
-            return given_names(names.get(keys[root])) if names else frozenset()
+            if not names:
+                return frozenset()
+            name = names.get(keys[root])
+            found = own_names.get(name)
+            if found is None:
+                found = own_names[name] = given_names(name)
         return found
 
     def join_by_mobile(holders: list[int], value: str) -> None:
@@ -236,7 +256,7 @@ def resolve(
     for a, b, value in sorted(set(link_pairs)):
         join(a, b, "record", value)
     limits = limits or {}
-    for token in sorted(multi, key=lambda t: (KIND_PRIORITY.get(t[0], 9), t)):
+    for token in _in_priority_order(multi):
         kind, value = token
         group = multi[token]
         if len(group) == 2:  # by far the most common case: one person in two systems
@@ -256,24 +276,51 @@ def resolve(
         for other in holders[1:]:
             join(anchor, other, kind, value)
 
-    # Roots first seen in key order: the clusters come out sorted by their smallest key already.
-    clusters: dict[int, list[str]] = {}
+    # A cluster's root is its smallest record (`join` hangs the higher root under the lower), so
+    # in key order a root comes before its other records: the clusters come out sorted by their
+    # smallest key, and a record's root has its cluster already.
+    position = [-1] * len(keys)  # root record -> its cluster's position
+    ordered: list[list[str]] = []
     for i, key in enumerate(keys):
-        root = find(i)
-        members = clusters.get(root)
-        if members is None:
-            clusters[root] = [key]
-        else:
-            members.append(key)
-    result.components = _components({root: i for i, root in enumerate(clusters)}, loose, find)
-    _name_clusters(list(clusters.values()), previous, age, result, taken)
+        root = parent[i]
+        if root == i:
+            position[i] = len(ordered)
+            ordered.append([key])
+            continue
+        if parent[root] != root:
+            root = find(i)
+        ordered[position[root]].append(key)
+    result.components = _components(position, len(ordered), loose, find)
+    del position
+    _name_clusters(ordered, previous, age, result, taken)
     return result
 
 
-def _components(position: Mapping[int, int], loose: Iterable[tuple[int, int]], find: Callable[[int], int]) -> list[int]:
-    """Per cluster (`position`: root record -> cluster position), the smallest position of the
-    clusters its `loose` pairs (records sharing an identifier, not joined by it) connect it to."""
-    parent = list(range(len(position)))
+def _in_priority_order(tokens: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (kind, value) tokens sorted by (KIND_PRIORITY of the kind, kind, value): sorted as
+    tuples, whose runs of one kind are then put in priority order (a stable sort of a few runs, not
+    a key made for every token)."""
+    ordered = sorted(tokens)
+    runs: list[tuple[int, int, int]] = []
+    start = 0
+    while start < len(ordered):
+        kind = ordered[start][0]
+        end = bisect_right(ordered, kind, lo=start, key=itemgetter(0))
+        runs.append((KIND_PRIORITY.get(kind, 9), start, end))
+        start = end
+    if all(a[0] <= b[0] for a, b in pairwise(runs)):
+        return ordered
+    runs.sort(key=itemgetter(0))
+    return [token for _, start, end in runs for token in ordered[start:end]]
+
+
+def _components(
+    position: Sequence[int], count: int, loose: Iterable[tuple[int, int]], find: Callable[[int], int]
+) -> list[int]:
+    """Per cluster (`position`: root record -> cluster position; `count` clusters), the smallest
+    position of the clusters its `loose` pairs (records sharing an identifier, not joined by it)
+    connect it to."""
+    parent = list(range(count))
 
     def top(i: int) -> int:
         while parent[i] != i:
@@ -343,39 +390,46 @@ def _name_clusters(
     Every previous id goes to the cluster holding most of its former records; ties go to the
     cluster with the smallest record key, so the outcome never depends on order."""
     claims: dict[str, tuple[int, int]] = {}  # profile id -> (-count, position): smaller wins
-    for position, members in enumerate(ordered):
-        counts: dict[str, int] | None = None
-        for key in members:
-            former = previous.get(key)
-            if former is not None:
-                counts = counts or {}
-                counts[former] = counts.get(former, 0) + 1
-        if counts:
-            for profile_id, count in counts.items():
-                claim = (-count, position)
-                best = claims.get(profile_id)
-                if best is None or claim < best:
-                    claims[profile_id] = claim
+    if previous:  # a first run has none to hand on
+        for position, members in enumerate(ordered):
+            counts: dict[str, int] | None = None
+            for key in members:
+                former = previous.get(key)
+                if former is not None:
+                    counts = counts or {}
+                    counts[former] = counts.get(former, 0) + 1
+            if counts:
+                for profile_id, count in counts.items():
+                    claim = (-count, position)
+                    best = claims.get(profile_id)
+                    if best is None or claim < best:
+                        claims[profile_id] = claim
     won: dict[int, list[str]] = defaultdict(list)
     for profile_id, (_, position) in claims.items():
         won[position].append(profile_id)
-    taken = set(age) | set(previous.values())
+    taken = set(age)
+    taken.update(previous.values())
     taken.update(taken_too)
-    assignment = result.assignment
+    assignment, aliases, created, clusters = result.assignment, result.aliases, result.created, result.clusters
+    sha1 = hashlib.sha1
     for position, members in enumerate(ordered):
-        ids = won.get(position)
+        ids = won.get(position) if won else None
         if ids:
             ids.sort(key=lambda pid: (age.get(pid, 1 << 62), pid))
             survivor = ids[0]
             for retired in ids[1:]:
-                result.aliases[retired] = survivor
+                aliases[retired] = survivor
         else:
-            survivor = new_profile_id(members[0], taken)
+            # `new_profile_id`'s first attempt, inlined: a call per new profile is a tenth of its cost.
+            survivor = "p_" + sha1(f"{members[0]}#0".encode()).hexdigest()[:12]
+            if survivor in taken:
+                survivor = new_profile_id(members[0], taken)
             taken.add(survivor)
-            result.created.add(survivor)
-        for key in members:
-            assignment[key] = survivor
-        result.clusters.append((survivor, members))
+            created.add(survivor)
+        clusters.append((survivor, members))
+    # Every record's profile, cluster by cluster in the order above, in one pass of C iterators.
+    survivors = map(repeat, [survivor for survivor, _ in clusters], map(len, ordered))
+    assignment.update(zip(chain.from_iterable(ordered), chain.from_iterable(survivors), strict=True))
 
 
 # ----- survivorship --------------------------------------------------------------------------------

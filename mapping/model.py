@@ -256,7 +256,7 @@ class Membership:
     tier: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@made_per_record  # one per planned record: a backfill plans a million
 class WriteBack:
     """A change to one remote record, limited to crmsync's own tags and fields. `target` is the
     complete owned state after the change, recorded in the pushed-state ledger on success."""

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from operator import methodcaller
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -20,6 +21,8 @@ from mapping.model import Membership, split_key
 from sync.state.on_thread import OnThread, Turns, TurnsCancelled
 from sync.state.schema import identity_links, meta, profile_aliases, profile_members, profiles
 from sync.state.sql import Database, insert_rows, raw_many, raw_rows, upsert_many
+
+_split = methodcaller("partition", ":")  # `split_key` as a C call: (system, ":", record id)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -251,6 +254,11 @@ class ProfileStore:
     ) -> ResolutionWrites:
         cleared = previous is None
         previous = previous or {}
+        if not previous:  # a first save: every record moved, none gone; `split_key` inlined
+            moved = [
+                (system, record_id, pid) for pid, keys in members.items() for system, _, record_id in map(_split, keys)
+            ]
+            return writes.with_members(moved, (), cleared)
         current: set[str] = set()
         moved = []
         for pid, keys in members.items():
@@ -322,13 +330,20 @@ class ProfileStore:
                     changes.ended.extend((pid, name) for name in had - verdict.segments)
             drop(stored)  # stored ids inside this range that no profile has any more
 
-            def row(at: int, text: str, chunk: VerdictChunk = chunk) -> tuple[Any, ...]:
-                verdict = chunk.memberships[at]
-                return (segment_list_json(verdict.segments), verdict.tier, text, chunk.fingerprints[at], run_seq)
-
+            # The rows in one loop each, not a call and a tuple unpacked into another per profile:
+            # a first save inserts every profile.
             texts = iter(chunk.traits(new + changed))
-            inserted = [(*row(at, next(texts)), chunk.profiles[at], run_seq) for at in new]
-            updated = [(*row(at, next(texts)), chunk.profiles[at]) for at in changed]
+            ids, memberships, prints = chunk.profiles, chunk.memberships, chunk.fingerprints
+            inserted: list[tuple[Any, ...]] = []
+            for at in new:
+                verdict = memberships[at]
+                segments = segment_list_json(verdict.segments)
+                inserted.append((segments, verdict.tier, next(texts), prints[at], run_seq, ids[at], run_seq))
+            updated: list[tuple[Any, ...]] = []
+            for at in changed:
+                verdict = memberships[at]
+                segments = segment_list_json(verdict.segments)
+                updated.append((segments, verdict.tier, next(texts), prints[at], run_seq, ids[at]))
             with turn():  # the rows made before the turn is taken
                 insert_rows(
                     conn,

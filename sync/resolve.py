@@ -80,6 +80,10 @@ class Resolved:
     contact_rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
     # With them, guests' addresses and the profile index each attached to (`Attachment.guests`).
     guests: dict[str | None, int] | None = None
+    # Per profile in `members`' order, its index in `profiles` (None: not made), so that a pass
+    # over every profile's records can go in the members' own order, the order their lists lie
+    # in memory, and not look each up by id (sync/compute.py, `desired_of`).
+    ranks: npt.NDArray[np.int64] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,14 @@ class Survivorship:
 
     fields: dict[str, dict[str, FieldChoice]]
     consented: frozenset[str]
+
+
+def sorted_ids(ids: Sequence[str]) -> tuple[list[str], npt.NDArray[np.int64]]:
+    """`sorted(ids)` (distinct ids), and per id in the given order its index there."""
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    ranks = np.empty(len(ids), dtype=np.int64)
+    ranks[order] = np.arange(len(ids), dtype=np.int64)
+    return list(map(ids.__getitem__, order)), ranks
 
 
 NOBODY, SHARED = -1, -2  # a guest's address no contact holds; one several profiles hold
@@ -384,7 +396,11 @@ class Resolver:
                 resolution = made.resolution
                 systems = sorted({*self.config.systems, *(key_system(key) for _, key in rows)})
             members = resolution.members()
-            profiles = made.profiles if made.profiles is not None else sorted(members)
+            ranks = None
+            if made.profiles is not None:
+                profiles = made.profiles
+            else:
+                profiles, ranks = sorted_ids(list(members))
             position = {pid: i for i, pid in enumerate(profiles)}
             written = since.changed_rows if since is not None else None
             if since is not None and since.contact_rows is not None:
@@ -432,6 +448,7 @@ class Resolver:
             components=resolution.components,
             contact_rows=(attach.row_profile, attach.row_system) if reads.rows_are_numbered else None,
             guests=attach.found if reads.rows_are_numbered else None,
+            ranks=ranks,
         )
 
     def keep(self, resolved: Resolved) -> None:

@@ -110,6 +110,10 @@ class Resolution:
     # identifier with it, directly or through others, joined or not (a shared value, a refused
     # join). A cluster depends on the records of its component only (mapping/identity_delta.py).
     components: list[int] = field(default_factory=list)
+    # The record keys in order, and per key the position of its cluster (as `clusters`): what
+    # attaches each contact row to its profile without a look-up by key (sync/resolve.py).
+    keys: list[str] = field(default_factory=list)
+    cluster_of: list[int] = field(default_factory=list)
 
     def members(self) -> dict[str, list[str]]:
         """Profile id -> its record keys in key order, profiles in the order of their smallest key:
@@ -280,16 +284,19 @@ def resolve(
     # in key order a root comes before its other records: the clusters come out sorted by their
     # smallest key, and a record's root has its cluster already.
     position = [-1] * len(keys)  # root record -> its cluster's position
+    cluster_of = [0] * len(keys)
     ordered: list[list[str]] = []
     for i, key in enumerate(keys):
         root = parent[i]
         if root == i:
-            position[i] = len(ordered)
+            cluster_of[i] = position[i] = len(ordered)
             ordered.append([key])
             continue
         if parent[root] != root:
             root = find(i)
-        ordered[position[root]].append(key)
+        at = cluster_of[i] = position[root]
+        ordered[at].append(key)
+    result.keys, result.cluster_of = keys, cluster_of
     result.components = _components(position, len(ordered), loose, find)
     del position
     _name_clusters(ordered, previous, age, result, taken)

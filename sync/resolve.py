@@ -139,8 +139,10 @@ class Attachment:
         position: Mapping[str, int],
         systems: Sequence[str],
         role_locals: frozenset[str],
+        profile_rows: npt.NDArray[np.int64] | None = None,
     ) -> Attachment:
-        """From the identity read's (contact row number, record key) rows and the resolution."""
+        """From the identity read's (contact row number, record key) rows and the resolution.
+        `profile_rows`: per row, its profile's index, when the caller knows it (else looked up)."""
         system_index = {name: i for i, name in enumerate(systems)}
         count = len(rows)
         # Through C iterators (`map`, bound look-ups), not a generator's frame per contact.
@@ -149,8 +151,10 @@ class Attachment:
         size = int(numbers.max()) + 1 if count else 1
         row_profile = np.full(size, -1, dtype=np.int64)
         row_system = np.full(size, -1, dtype=np.int64)
-        profile_of = map(position.__getitem__, map(assignment.__getitem__, keys))
-        row_profile[numbers] = np.fromiter(profile_of, np.int64, count)
+        if profile_rows is None:
+            profile_of = map(position.__getitem__, map(assignment.__getitem__, keys))
+            profile_rows = np.fromiter(profile_of, np.int64, count)
+        row_profile[numbers] = profile_rows
         # `key_system` without a call per key: the part before the first colon.
         system_of = map(system_index.__getitem__, map(itemgetter(0), map(methodcaller("partition", ":"), keys)))
         row_system[numbers] = np.fromiter(system_of, np.int64, count)
@@ -409,7 +413,18 @@ class Resolver:
                 )
                 del again_rows, since
             else:
-                attach = Attachment.of(rows, emails, resolution.assignment, position, systems, self.rules.role_locals)
+                profile_rows = None
+                # Rows in the resolution's key order (the identity read's): each row's profile is its
+                # cluster's rank, no look-up by key and by profile id per contact.
+                keys = list(map(itemgetter(1), rows))
+                same_order = len(resolution.cluster_of) == len(rows) and resolution.keys == keys
+                del keys
+                if ranks is not None and same_order:
+                    profile_rows = ranks[np.asarray(resolution.cluster_of, dtype=np.int64)]
+                resolution.keys, resolution.cluster_of = [], []
+                attach = Attachment.of(
+                    rows, emails, resolution.assignment, position, systems, self.rules.role_locals, profile_rows
+                )
                 del emails, rows
             sources = None
             if marks is not None:

@@ -109,6 +109,13 @@ class Sandboxes:
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
 
+    def delete_customer(self, system_type: str, customer_id: str) -> dict[str, Any]:
+        """Delete a customer at the vendor, as its UI would (`DELETE /_sandbox/customers/<id>`)."""
+        response = requests.delete(f"{self.url(system_type)}/_sandbox/customers/{customer_id}", timeout=10)
+        response.raise_for_status()
+        deleted: dict[str, Any] = response.json()
+        return deleted
+
     def fault(self, system_type: str, **spec: Any) -> None:
         requests.post(f"{self.url(system_type)}/_sandbox/faults", json=spec, timeout=5).raise_for_status()
 

@@ -277,6 +277,9 @@ class AfasSandbox(SandboxApp):
     def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
         return self.persons.store.find(customer_id)
 
+    def delete_customer(self, customer_id: str) -> dict[str, Any] | None:
+        return self.persons.store.remove(customer_id)
+
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.persons.patch(customer_id, partial)
 

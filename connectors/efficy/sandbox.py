@@ -312,6 +312,9 @@ class EfficySandbox(SandboxApp):
     def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
         return self.contact_store.find(customer_id)
 
+    def delete_customer(self, customer_id: str) -> dict[str, Any] | None:
+        return self.contact_store.remove(customer_id)
+
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.contact_store.patch(customer_id, partial, self._merge_contact)
 

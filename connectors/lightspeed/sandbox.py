@@ -241,6 +241,13 @@ class LightspeedSandbox(SandboxApp):
             return None
         return {**customer, "metafields": copy.deepcopy(self.metafields[customer["id"]])}
 
+    def delete_customer(self, customer_id: str) -> dict[str, Any] | None:
+        fixture = self.customer_fixture(customer_id)
+        if fixture is not None:
+            self.customer_store.remove(customer_id)
+            self.metafields.pop(fixture["id"], None)
+        return fixture
+
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
         """As a merchant (or another app) would: fields are replaced, metafield rows with an `id`
         are edited and rows without one are added, as a POST would."""

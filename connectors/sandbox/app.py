@@ -278,6 +278,11 @@ class SandboxApp:
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
         raise NotImplementedError
 
+    def delete_customer(self, customer_id: str) -> dict[str, Any] | None:
+        """A customer deleted in the vendor's UI (a shop's GDPR redaction): every read leaves it
+        out from now on. The deleted record in fixture shape, or None when there is no such one."""
+        raise NotImplementedError
+
     def stamp_customer(self, customer_id: str, moment: datetime) -> None:
         """Sets a customer's modification time as the vendor would have written it; nothing for
         a vendor whose customers carry none (every read scans them all)."""
@@ -543,6 +548,9 @@ class SandboxApp:
                     return json_response({"error": "body must be an object"}, 400)
                 with self.lock:
                     found = self.patch_customer(customer_id, partial)
+            elif method == "DELETE":
+                with self.lock:
+                    found = self.delete_customer(customer_id)
             else:
                 return json_response({"error": "method not allowed"}, 405)
             if found is None:

@@ -106,6 +106,12 @@ class FixtureStore:
         self.touch(record)
         return copy.deepcopy(record)
 
+    def remove(self, text: str) -> Record | None:
+        """A record deleted in the vendor's UI: gone from every list and lookup; the removed
+        record is returned (None: no such record)."""
+        record_id = self.id_of(text)
+        return None if record_id is None else self.records.pop(record_id, None)
+
     def touch(self, record: Record) -> None:
         if self._touch is not None:
             self._touch(record)

@@ -288,6 +288,12 @@ class ShopifySandbox(SandboxApp):
     def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
         return self.store.customer_fixture(customer_id)
 
+    def delete_customer(self, customer_id: str) -> dict[str, Any] | None:
+        fixture = self.store.customer_fixture(customer_id)
+        if fixture is not None:
+            self.store.customers.remove(customer_id)
+        return fixture
+
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.store.patch_customer(customer_id, partial)
 

@@ -215,6 +215,9 @@ class SilvasoftSandbox(SandboxApp):
     def customer_fixture(self, customer_id: str) -> Record | None:
         return self.relation_store.find(customer_id)
 
+    def delete_customer(self, customer_id: str) -> Record | None:
+        return self.relation_store.remove(customer_id)
+
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> Record | None:
         return self.relation_store.patch(customer_id, partial, _edit_contact)
 

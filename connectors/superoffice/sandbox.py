@@ -328,6 +328,12 @@ class SuperOfficeSandbox(SignInRoutes, PersonRoutes, ArchiveRoutes):
         person_id = self.people.id_of(customer_id)
         return self._render(person_id) if person_id is not None and person_id in self.persons else None
 
+    def delete_customer(self, customer_id: str) -> dict[str, Any] | None:
+        fixture = self.customer_fixture(customer_id)
+        if fixture is not None:
+            self.people.remove(customer_id)
+        return fixture
+
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
         """A person editing the card in SuperOffice: same merge rules as the API (every key the
         entity's way, none merged the store's way), stamped as changed."""

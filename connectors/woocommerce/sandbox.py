@@ -306,6 +306,9 @@ class WooCommerceSandbox(SandboxApp):
     def customer_fixture(self, customer_id: str) -> dict[str, Any] | None:
         return self.customer_store.find(customer_id)
 
+    def delete_customer(self, customer_id: str) -> dict[str, Any] | None:
+        return self.customer_store.remove(customer_id)
+
     def patch_customer(self, customer_id: str, partial: Mapping[str, Any]) -> dict[str, Any] | None:
         return self.customer_store.patch(customer_id, partial, self._patch_meta)
 

@@ -900,15 +900,11 @@ def _delete_person(
     members: Sequence[tuple[str, str]],
     order_ids: Sequence[tuple[str, str]],
 ) -> None:
-    keys = [record_key(system, rid) for system, rid in members]
+    of_system: dict[str, list[str]] = {}
     for system, rid in members:
-        conn.execute(delete(contacts).where(contacts.c.system == system, contacts.c.record_id == rid))
-        conn.execute(
-            delete(profile_members).where(profile_members.c.system == system, profile_members.c.record_id == rid)
-        )
-        conn.execute(delete(pushed).where(pushed.c.system == system, pushed.c.record_id == rid))
-        conn.execute(delete(pending).where(pending.c.system == system, pending.c.record_id == rid))
-        _delete_raw(conn, system, Kind.CONTACT.value, [rid])
+        of_system.setdefault(system, []).append(rid)
+    for system, rids in of_system.items():
+        delete_contacts(conn, system, rids)
     by_system: dict[str, list[str]] = {}
     for system, oid in order_ids:
         by_system.setdefault(system, []).append(oid)
@@ -917,9 +913,6 @@ def _delete_person(
             chunk = ids_of_system[start : start + 500]
             conn.execute(delete(orders).where(orders.c.system == system, orders.c.order_id.in_(chunk)))
             _delete_raw(conn, system, Kind.ORDER.value, chunk)
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        conn.execute(delete(identity_links).where(identity_links.c.a.in_(chunk) | identity_links.c.b.in_(chunk)))
     ids = list(profile_ids)
     # Ids the person had before a merge: their history and tier rows are theirs too.
     # Not an id a live profile holds again (a merge that came apart: sync/state/schema.py RETIRED).
@@ -934,6 +927,20 @@ def _delete_person(
     # The compute's snapshot names every record and order it attached: the next cycle resolves in full.
     conn.execute(delete(resolution_snapshot))
     conn.execute(delete(meta).where(meta.c.key == "members_digest"))  # the stored members changed
+
+
+def delete_contacts(conn: Connection, system: str, record_ids: Sequence[str]) -> None:
+    """Every row naming these contact records of a system, inside `conn`'s transaction: mapped,
+    raw and held rows, profile members, identity links, ledger and retry rows. Not their profiles
+    (the caller decides: an erasure deletes them, a record the vendor deleted leaves its profile to
+    the next compute) and no `forgotten` hash (the caller's too)."""
+    for start in range(0, len(record_ids), 500):
+        chunk = list(record_ids[start : start + 500])
+        for table in (contacts, profile_members, pushed, pending):
+            conn.execute(delete(table).where(table.c.system == system, table.c.record_id.in_(chunk)))
+        _delete_raw(conn, system, Kind.CONTACT.value, chunk)
+        keys = [record_key(system, rid) for rid in chunk]
+        conn.execute(delete(identity_links).where(identity_links.c.a.in_(keys) | identity_links.c.b.in_(keys)))
 
 
 def _delete_raw(conn: Connection, system: str, kind: str, record_ids: Sequence[str]) -> None:

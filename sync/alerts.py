@@ -18,7 +18,9 @@ The kinds:
   (judged once 3 are known). Why full reads: an incremental cycle reads only what changed (a few
   records, or none), so its count swings by nature; and the state keeps every record it ever read,
   so its totals never drop when a vendor suddenly returns half the customers. A full read's count is
-  the vendor's own answer to "how many are there", the one figure that shows that.
+  the vendor's own answer to "how many are there", the one figure that shows that. It also fires
+  when a full read of contacts left out more of the stored ones than `[drift_guard] absent_share`
+  (none of them is then taken for deleted at the vendor: sync/extract.py `judge_absence`).
 - `writes_held`: the write gate (sync/gate.py) held the cycle's writes.
 """
 
@@ -205,6 +207,27 @@ def evaluate(memory: Mapping[str, Any] | None, summary: Mapping[str, Any], setti
                         if swing > swing_limit
                         else None,
                     )
+            held_back = (outcome.get("absent_held") or {}).get(stream)
+            key_of_swing = f"read_swing:{name}:{stream}"
+            if swing_limit is not None and held_back:
+                # The read left out so many stored records that none was taken for deleted: its
+                # count swung against the state's, whatever the earlier reads returned.
+                absent, stored = int(held_back.get("absent", 0)), int(held_back.get("stored", 0))
+                judge(
+                    key_of_swing,
+                    Alert(
+                        "read_swing",
+                        name,
+                        f"{name}: a full read of {stream} left out {absent} of the {stored} stored records, over "
+                        "[drift_guard] absent_share: none is taken for deleted. Check the API user's rights and "
+                        "the vendor's filter (an AFAS GetConnector's); if they were deleted, raise absent_share "
+                        "for one run",
+                        at,
+                        {"stream": stream, "count": count, "absent": absent, "stored": stored},
+                    ),
+                )
+            elif key_of_swing not in holds and "absent" in (active.get(key_of_swing) or {}).get("details", {}):
+                judge(key_of_swing, None)  # raised for an absence held back, and this read had none
             full_reads[f"{name}/{stream}"] = [*history, count][-SWING_RUNS:]
 
     if settings.writes_held and not summary.get("interrupted"):

@@ -222,10 +222,15 @@ class DriftGuardSettings(StrictModel):
     """When a stream's answers stop matching what its connector expects (a field renamed by the
     vendor), the stream stops instead of quarantining everything or computing zeros: on a page of at
     least `min_records` records where at least `share` of them lack the same field or are refused
-    for the same reason."""
+    for the same reason. And contacts a full read leaves out are not taken for deleted at the vendor
+    when more than `absent_share` of the stored ones (and at least `min_records`) are."""
 
     min_records: int = Field(default=50, ge=1)
     share: float = Field(default=0.9, gt=0, le=1)
+    # A full read of a system's contacts that leaves out more than this share of the stored ones
+    # (and at least `min_records`) changes nothing: a vendor-side filter or the API user's rights
+    # changed, not that many customers deleted at once.
+    absent_share: float = Field(default=0.05, ge=0, le=1)
 
 
 def _system_tag(value: Any) -> str | None:

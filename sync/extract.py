@@ -24,12 +24,14 @@ from connectors.http import Cancelled
 from connectors.streams import Page
 from mapping.fieldmaps import FieldAbsence, MappingRules
 from mapping.model import Kind, SourceRecord, parse_timestamp
+from mapping.normalize.text import MAX_ID
 from sync.config import CrmsyncConfig
 from sync.drift import DriftDetected, DriftGuard
 from sync.gate import READ_COMPLETE
 from sync.mapper import make_mapper
 from sync.reports import CycleReport, Progress, SystemOutcome
 from sync.state import Mapper, RunHandle, StateStore
+from sync.state.keys import storage_id
 
 log = structlog.get_logger("crmsync.pipeline")
 
@@ -317,6 +319,12 @@ class Extractor:
         key = f"{stream}@backfill" if full else stream
         checkpoint = self.store.checkpoint(name, key)
         whole = full or not checkpoint
+        # A contacts read from its first page to its last tells which stored contacts the vendor no
+        # longer has; a resumed backfill did not see the first part and proves nothing.
+        judges = stream == "contacts" and kind is Kind.CONTACT and whole and not (full and checkpoint is not None)
+        absent_before = self.absent_list(name, stream) if stream == "contacts" and kind is Kind.CONTACT else []
+        watched = set(absent_before)
+        seen: set[str] = set()  # the ids the read returned (a judging read), or those of `watched`
         reader = connector.reader(stream)
         received = changed = quarantined = 0
         last: Mapping[str, Any] | None = checkpoint
@@ -354,6 +362,14 @@ class Extractor:
             try:
                 for page in reader(checkpoint):
                     guard.check_page(page.records, page.number)
+                    if judges:
+                        seen.update(r.id if len(r.id) <= MAX_ID else storage_id(r.id) for r in page.records)
+                    elif watched:
+                        seen.update(
+                            rid
+                            for r in page.records
+                            if (rid := r.id if len(r.id) <= MAX_ID else storage_id(r.id)) in watched
+                        )
                     buffered.extend(page.records)
                     unstored, last, newest = (page.number, page.checkpoint), page.checkpoint, page
                     if len(buffered) >= STORE_BATCH or time.monotonic() - since >= STORE_INTERVAL:
@@ -366,6 +382,12 @@ class Extractor:
             self.stream_ended(name, stream, complete=False)
             raise
         self.stream_ended(name, stream, complete=True)
+        if judges:
+            self.judge_absence(connector, outcome, run, stream, seen, absent_before)
+        elif seen:
+            # Read again since the last full read (changed at the vendor): not deleted after all.
+            left = [rid for rid in absent_before if rid not in seen]
+            self.store.set_checkpoint(name, f"{stream}@absent", {"ids": left} if left else None, run.seq)
         if full:
             self.store.set_checkpoint(
                 name, stream, merge_checkpoints(self.store.checkpoint(name, stream), last), run.seq
@@ -384,6 +406,64 @@ class Extractor:
             outcome.read_orders += received
         outcome.changed += changed
         log.info("extracted", system=name, stream=stream, records=received, changed=changed, quarantined=quarantined)
+
+    def absent_list(self, system: str, stream: str) -> list[str]:
+        """The stored records of a stream that its last full read left out (`judge_absence`)."""
+        return [str(rid) for rid in (self.store.checkpoint(system, f"{stream}@absent") or {}).get("ids", [])]
+
+    def judge_absence(
+        self,
+        connector: Connector,
+        outcome: SystemOutcome,
+        run: RunHandle,
+        stream: str,
+        seen: set[str],
+        absent_before: list[str],
+    ) -> None:
+        """After a full read of a system's contacts, from its first page to its last: the stored
+        contacts it did not return (`seen`: every id its pages held, stored, unchanged or held;
+        what the vendor or the connector filtered out counts as not returned) are absent. One
+        absence proves nothing (a page that skipped a record): they are kept in `<stream>@absent`,
+        and a contact absent from this read and the one before is taken for deleted at the vendor
+        and leaves the state (`StateStore.drop_deleted_contacts`). A read that leaves out more
+        than `[drift_guard] absent_share` of the stored contacts for the first time (and at least
+        `min_records`) changes nothing: a vendor-side filter or the API user's rights changed, more
+        likely than that many customers were deleted at once."""
+        name = connector.name
+        settings = self.config.drift_guard
+        stored, absent = self.store.contacts_absent(name, seen)
+        before = set(absent_before)
+        new = [rid for rid in absent if rid not in before]
+        if len(new) >= settings.min_records and len(new) > settings.absent_share * stored:
+            log.warning(
+                "contacts absent from a full read: nothing removed",
+                system=name,
+                stream=stream,
+                absent=len(new),
+                stored=stored,
+            )
+            outcome.absent_held[stream] = {"absent": len(new), "stored": stored}
+            outcome.warnings.append(
+                f"a full read of {name}'s {stream} left out {len(new)} of the {stored} stored contacts, more than "
+                f"[drift_guard] absent_share {settings.absent_share:.0%}: none is taken for deleted. Check the API "
+                "user's rights and the vendor-side filter of what it lists (an AFAS GetConnector's filter, a "
+                "role or a status); if the vendor did delete them, raise absent_share for one run (the next "
+                "full read then records them absent, and the one after removes them)"
+            )
+            # Nothing recorded absent; those read again leave the list all the same.
+            kept = [rid for rid in absent_before if rid not in seen]
+            self.store.set_checkpoint(name, f"{stream}@absent", {"ids": kept} if kept else None, run.seq)
+            return
+        deleted = [rid for rid in absent if rid in before]
+        marker = {"ids": new, "at": self.clock().isoformat()} if new else None
+        if deleted:
+            self.store.drop_deleted_contacts(name, deleted, (f"{stream}@absent", marker), run.seq)
+            outcome.deleted += len(deleted)
+            log.info("contacts deleted at the vendor", system=name, records=len(deleted))
+        else:
+            self.store.set_checkpoint(name, f"{stream}@absent", marker, run.seq)
+        if new:
+            log.info("contacts absent from a full read", system=name, stream=stream, records=len(new))
 
     def report_progress(self, system: str, stream: str, records: int, page: Page | None) -> None:
         if self.progress is None:

@@ -82,6 +82,8 @@ def cycle_summary(
             "rate_limit_wait_s": round(float(counted.get("rate_limit_wait_s", 0.0)), 3),
             "token_renewals": int(counted.get("token_renewals", 0)),
             "records_gone": int(counted.get("records_gone", 0)),
+            "contacts_deleted": outcome.deleted,
+            **({"absent_held": dict(outcome.absent_held)} if outcome.absent_held else {}),
         }
     return {
         "run_id": report.run_id,
@@ -203,6 +205,12 @@ class Metrics:
             ["system"],
             registry=r,
         )
+        self.contacts_deleted = Counter(
+            "crmsync_contacts_deleted",
+            "Contacts deleted at the vendor (absent from two full reads in a row), removed from the state",
+            ["system"],
+            registry=r,
+        )
         self.pending = Gauge(
             "crmsync_pending_retries", "Refused records waiting to be tried again", ["system"], registry=r
         )
@@ -238,7 +246,7 @@ class Metrics:
             self.read.labels(name, stream)
         for metric in (self.written, self.rejected, self.quarantined, self.write_calls):
             metric.labels(name)
-        for metric in (self.rate_limit_wait, self.token_renewals, self.records_gone):
+        for metric in (self.rate_limit_wait, self.token_renewals, self.records_gone, self.contacts_deleted):
             metric.labels(name)
         self.in_quarantine.labels(name)
         self.pending.labels(name)
@@ -278,6 +286,7 @@ class Metrics:
                 self.rate_limit_wait.labels(name).inc(max(0.0, float(outcome.get("rate_limit_wait_s") or 0.0)))
                 self.token_renewals.labels(name).inc(max(0, int(outcome.get("token_renewals") or 0)))
                 self.records_gone.labels(name).inc(max(0, int(outcome.get("records_gone") or 0)))
+                self.contacts_deleted.labels(name).inc(max(0, int(outcome.get("contacts_deleted") or 0)))
                 if "pending" in outcome:
                     self.pending.labels(name).set(int(outcome["pending"]))
                 if "quarantined" in outcome:

@@ -141,6 +141,10 @@ def print_report(console: Console, report: CycleReport, title: str) -> None:
             console.print(f"[yellow]{name}[/]: record {record_id} rejected: {message}")
         if len(outcome.rejections) > 10:
             console.print(f"[yellow]{name}[/]: ... and {len(outcome.rejections) - 10} more rejected records")
+        if outcome.deleted:
+            console.print(f"{name}: {outcome.deleted} contacts deleted at the vendor left the state")
+        for warning in outcome.warnings:
+            console.print(f"[yellow]{name}[/]: {escape(warning)}")
     if report.held is not None:
         console.print(
             f"[red]writes held[/] (waiting for {', '.join(report.held.waiting_for)}): {escape(report.held.reason)}"
@@ -227,6 +231,11 @@ def print_status(
         console.print(table)
     else:
         console.print(status_lines(systems, console.width), soft_wrap=True)
+    for name, entry in systems.items():
+        # What the last cycle held back (contacts a full read left out in bulk): there until a
+        # cycle no longer says it.
+        for warning in ((entry.get("last") or {}).get("counts") or {}).get("warnings") or ():
+            console.print(f"[yellow]{escape(name)}[/]: {escape(str(warning))}")
     if held:
         console.print(f"[red]writes held[/] in the last cycle (waiting for {', '.join(held['waiting_for'])}):")
         console.print(f"  {escape(held['reason'])}")

@@ -29,6 +29,11 @@ class SystemOutcome:
     rejected: int = 0
     write_calls: int = 0
     rejections: list[tuple[str, str]] = field(default_factory=list)
+    deleted: int = 0  # contacts deleted at the vendor (absent from two full reads), removed from the state
+    warnings: list[str] = field(default_factory=list)  # what held back a change the cycle would have made
+    # Per stream: a full read that left out too many stored records to take any for deleted
+    # (`{"absent": n, "stored": n}`), for the metrics summary and the `read_swing` alert.
+    absent_held: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def fail(self, status: str, error: str) -> None:
         # The first failure is the one worth reporting; an interruption never hides a failure.
@@ -46,6 +51,8 @@ class SystemOutcome:
             "written": self.written,
             "rejected": self.rejected,
             "write_calls": self.write_calls,
+            **({"deleted": self.deleted} if self.deleted else {}),
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
         }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from mapping.model import (
 )
 from mapping.normalize.email import email_match_key
 from mapping.normalize.text import MAX_ID
-from sync.state.erasure import CUSTOMER, Forgotten
+from sync.state.erasure import CUSTOMER, Forgotten, delete_contacts
 from sync.state.keys import SHORTEST_UNKEYABLE, storage_id, unkeyable
 from sync.state.schema import (
     checkpoints,
@@ -474,6 +474,31 @@ class ExtractStore:
                     conn.execute(delete(table).where(table.c.system == system, table.c.record_id.in_(long_ids)))
                 keys = [record_key(system, rid) for rid in long_ids]
                 conn.execute(delete(identity_links).where(identity_links.c.a.in_(keys) | identity_links.c.b.in_(keys)))
+
+    # ----- contacts the vendor deleted --------------------------------------------------------------
+    def contacts_absent(self, system: str, seen: Set[str]) -> tuple[int, list[str]]:
+        """How many contact records of a system the state holds (mapped or held), and the ids of
+        those not in `seen`. The stored ids pass by in batches, never all in memory at once: at a
+        million contacts `seen` is the one big set."""
+        stored = 0
+        absent: list[str] = []
+        sql = "SELECT record_id FROM raw_records WHERE system = ? AND kind = ?"
+        for batch in self.db.raw_chunks(sql, 10_000, params=(system, Kind.CONTACT.value)):
+            stored += len(batch)
+            absent += [str(rid) for (rid,) in batch if rid not in seen]
+        return stored, absent
+
+    def drop_deleted_contacts(
+        self, system: str, record_ids: Sequence[str], checkpoint: tuple[str, Mapping[str, Any] | None], run_seq: int
+    ) -> None:
+        """Contacts the vendor deleted leave the state as records that no longer exist
+        (`erasure.delete_contacts`: mapped, raw and held rows, members, links, ledger and retries),
+        with the checkpoint that says so, in one transaction. Their profiles stay to the next
+        compute, which notices the missing rows as it notices a quarantined contact's. No
+        `forgotten` hash: a record the vendor restores is stored again when it is read."""
+        with self.db.writing() as conn:
+            delete_contacts(conn, system, record_ids)
+            put_checkpoint(conn, system, checkpoint[0], checkpoint[1], run_seq)
 
     # ----- quarantine ------------------------------------------------------------------------------
     def quarantine_counts(self) -> dict[str, int]:

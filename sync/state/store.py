@@ -16,6 +16,7 @@ The store's methods hand each call to its part, so callers keep one object to pa
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -119,6 +120,14 @@ class StateStore:
 
     def set_checkpoint(self, system: str, stream: str, value: Mapping[str, Any] | None, seq: int) -> None:
         self.extracts.set_checkpoint(system, stream, value, seq)
+
+    def contacts_absent(self, system: str, seen: AbstractSet[str]) -> tuple[int, list[str]]:
+        return self.extracts.contacts_absent(system, seen)
+
+    def drop_deleted_contacts(
+        self, system: str, record_ids: Sequence[str], checkpoint: tuple[str, Mapping[str, Any] | None], seq: int
+    ) -> None:
+        self.extracts.drop_deleted_contacts(system, record_ids, checkpoint, seq)
 
     def store_page(
         self,

@@ -157,6 +157,19 @@ def test_read_swing_upwards_and_an_empty_history_median() -> None:
     assert "60% more" in steps[-1].fired[0].message
 
 
+def test_read_swing_fires_when_a_full_read_left_out_too_many_stored_contacts_to_judge() -> None:
+    """The extract held back a mass absence (`absent_share`): the alert says so from the first
+    full read, with no history to compare with, and clears at the next full read that does not."""
+    settings = AlertSettings(read_swing=0.5)
+    held = {"contacts": {"absent": 40, "stored": 100}}
+    steps = run([cycle(0, web=full(60) | {"absent_held": held}), cycle(1, web=full(100))], settings)
+    assert [kinds(e.fired) for e in steps] == [[("read_swing", "web")], []]
+    alert = steps[0].fired[0]
+    assert "left out 40 of the 100 stored records" in alert.message and "absent_share" in alert.message
+    assert "rights" in alert.message and alert.details["absent"] == 40
+    assert [len(e.resolved) for e in steps] == [0, 1]
+
+
 # ----- writes_held ---------------------------------------------------------------------------------------
 def test_writes_held_fires_once_while_held_and_not_on_an_interrupted_cycle() -> None:
     held = {"reason": "no complete picture yet: erp could not be read", "waiting_for": ["erp"]}

@@ -1,0 +1,221 @@
+"""A customer deleted at the vendor (a shop's GDPR redaction, a merchant's clean-up) leaves the
+state once two complete full reads in a row no longer return it: its records, links, ledger and
+retry rows go, its profile loses it at the next compute, and nothing is written anywhere for it.
+One absence proves nothing (a page that skipped a record); a read that leaves out many at once
+changes nothing and says what to check. Real HTTP against the sandboxes, real SQLite; cycles run
+in this process (tests/chaos/lab.py)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from sync.metrics import Metrics, cycle_summary
+from sync.state import StateStore
+from tests.chaos.lab import Lab, soundness
+
+NOW = datetime(2026, 11, 20, 10, tzinfo=UTC)
+# One person, in both shops (small_data: the first customer of each).
+WOO, SHOPIFY = "woocommerce:1000", "shopify:gid://shopify/Customer/7000000"
+CUSTOMER = "1000"  # WooCommerce's id of it
+
+
+def rows(lab: Lab, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(lab.state_file)) as db:
+        return list(db.execute(sql, params).fetchall())
+
+
+def stored(lab: Lab, system: str, record_id: str) -> dict[str, int]:
+    """How many rows of each table name the record (contacts, raw, quarantine, members, links,
+    ledger, retries)."""
+    key = f"{system}:{record_id}"
+    counted = {
+        table: rows(lab, f"SELECT count(*) FROM {table} WHERE system = ? AND record_id = ?", system, record_id)[0][0]
+        for table in ("contacts", "raw_records", "quarantine", "profile_members", "pushed", "pending")
+    }
+    counted["identity_links"] = rows(lab, "SELECT count(*) FROM identity_links WHERE a = ? OR b = ?", key, key)[0][0]
+    return counted
+
+
+def members_beside(lab: Lab, system: str, record_id: str) -> list[str]:
+    """The members of the profile holding this record."""
+    found = rows(
+        lab,
+        "SELECT m.system || ':' || m.record_id FROM profile_members m WHERE m.profile_id = "
+        "(SELECT profile_id FROM profile_members WHERE system = ? AND record_id = ?) ORDER BY 1",
+        system,
+        record_id,
+    )
+    return [str(key) for (key,) in found]
+
+
+def absent(lab: Lab, system: str) -> list[str]:
+    found = rows(lab, "SELECT value FROM checkpoints WHERE system = ? AND stream = 'contacts@absent'", system)
+    return sorted(json.loads(found[0][0])["ids"]) if found else []
+
+
+def shopify_record_id() -> str:
+    return SHOPIFY.split(":", 1)[1]
+
+
+def test_a_customer_deleted_at_the_vendor_leaves_the_state_after_two_full_reads(
+    small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    with Lab.start(small_data, tmp_path, types=["woocommerce", "shopify"]) as lab:
+        assert lab.cycle(NOW).systems["woocommerce"].status == "ok"
+        assert members_beside(lab, "woocommerce", CUSTOMER) == [SHOPIFY, WOO]
+        lab.sandboxes.delete_customer("woocommerce", CUSTOMER)
+        # WooCommerce's customers list has no cursor: every cycle reads it in full.
+        with structlog.testing.capture_logs() as first_logs:
+            first = lab.cycle(NOW, "sync")
+        assert first.systems["woocommerce"].status == "ok" and first.systems["woocommerce"].deleted == 0
+        # absent once: kept, with everything it had
+        assert absent(lab, "woocommerce") == [CUSTOMER]
+        assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 1
+        assert members_beside(lab, "shopify", shopify_record_id()) == [SHOPIFY, WOO]
+        assert not [e for e in first_logs if e["event"] == "contacts deleted at the vendor"]
+
+        lab.sandboxes.reset_stats()
+        with structlog.testing.capture_logs() as second_logs:
+            second = lab.cycle(NOW, "sync")
+        outcome = second.systems["woocommerce"]
+        assert outcome.status == "ok" and outcome.deleted == 1
+        assert second.to_json()["systems"]["woocommerce"]["deleted"] == 1
+        # every row naming it is gone, and nothing was written to the shop for it
+        assert stored(lab, "woocommerce", CUSTOMER) == dict.fromkeys(
+            ("contacts", "raw_records", "quarantine", "profile_members", "pushed", "pending", "identity_links"), 0
+        )
+        assert absent(lab, "woocommerce") == []
+        # its profile holds only the other shop's record of the same person now
+        assert members_beside(lab, "shopify", shopify_record_id()) == [SHOPIFY]
+        assert WOO not in lab.final_state()["crmsync"]["segments"]
+        # not forgotten: the vendor may restore it
+        assert rows(lab, "SELECT count(*) FROM forgotten") == [(0,)]
+        events = [e for e in second_logs if e["event"] == "contacts deleted at the vendor"]
+        assert [(e["system"], e["records"]) for e in events] == [("woocommerce", 1)]
+        assert soundness(lab) == "ok"
+        # counted for the daemon's metrics
+        store = StateStore(lab.state_url)
+        try:
+            summary = cycle_summary(second, store, duration=0.0, telemetry={})
+        finally:
+            store.close()
+        assert summary["systems"]["woocommerce"]["contacts_deleted"] == 1
+        metrics = Metrics(["woocommerce", "shopify"])
+        metrics.observe(summary, {}, 0.0)
+        page = metrics.render().decode()
+        assert 'crmsync_contacts_deleted_total{system="woocommerce"} 1.0' in page
+        assert 'crmsync_contacts_deleted_total{system="shopify"} 0.0' in page
+
+
+def test_a_page_that_skipped_a_record_once_removes_nobody(small_data: dict[str, Any], tmp_path: Path) -> None:
+    """The sandbox's `skip-item` leaves the first customer of a page out of one read: absent once,
+    then read again, it leaves the list; a later single absence is a first one again."""
+    with Lab.start(small_data, tmp_path, types=["woocommerce"]) as lab:
+        lab.cycle(NOW)
+        contacts = rows(lab, "SELECT count(*) FROM contacts WHERE system = 'woocommerce'")[0][0]
+
+        def skipped_read() -> None:
+            # every answer to the page, its re-reads too (a short page is asked for again)
+            lab.fault("woocommerce", match="GET /wp-json/wc/v3/customers", fault="skip-item", times=5)
+            assert lab.cycle(NOW).systems["woocommerce"].status == "ok"
+            lab.clear_faults()
+
+        skipped_read()
+        assert absent(lab, "woocommerce") == [CUSTOMER]
+        lab.cycle(NOW)  # returned again
+        assert absent(lab, "woocommerce") == []
+        skipped_read()  # absent once more: not twice in a row
+        assert absent(lab, "woocommerce") == [CUSTOMER]
+        assert rows(lab, "SELECT count(*) FROM contacts WHERE system = 'woocommerce'")[0][0] == contacts
+        skipped_read()  # now it was: the rule counts reads in a row, not a fault's intent
+        assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 0
+        assert soundness(lab) == "ok"
+
+
+GUARD = "\n[drift_guard]\nmin_records = 2\nabsent_share = 0.1\n"
+
+
+def test_a_mass_absence_removes_nothing_and_says_what_to_check(small_data: dict[str, Any], tmp_path: Path) -> None:
+    with Lab.start(small_data, tmp_path, types=["woocommerce"], extra=GUARD) as lab:
+        lab.cycle(NOW)
+        ids = [str(c["id"]) for c in small_data["woocommerce"]["customers"]]
+        before = rows(lab, "SELECT count(*) FROM contacts WHERE system = 'woocommerce'")[0][0]
+        gone = ids[:3]  # 3 of 8: over 10%
+        for customer_id in gone:
+            lab.sandboxes.delete_customer("woocommerce", customer_id)
+        for _ in range(3):
+            with structlog.testing.capture_logs() as logs:
+                report = lab.cycle(NOW)
+            outcome = report.systems["woocommerce"]
+            assert outcome.status == "ok" and outcome.deleted == 0
+            assert absent(lab, "woocommerce") == []
+            assert rows(lab, "SELECT count(*) FROM contacts WHERE system = 'woocommerce'")[0][0] == before
+            (warning,) = [e for e in logs if e["event"] == "contacts absent from a full read: nothing removed"]
+            assert warning["log_level"] == "warning"
+            assert (warning["system"], warning["stream"], warning["absent"], warning["stored"]) == (
+                "woocommerce",
+                "contacts",
+                3,
+                before,
+            )
+            (said,) = outcome.warnings
+            assert "absent_share" in said and "rights" in said and "filter" in said
+            assert report.to_json()["systems"]["woocommerce"]["warnings"] == [said]
+            assert outcome.absent_held == {"contacts": {"absent": 3, "stored": before}}
+        # accepted: absent_share raised for one run records them, the next run removes them
+        assert lab.config is not None
+        config = lab.config.read_text()
+        lab.config.write_text(config.replace("absent_share = 0.1", "absent_share = 1"))
+        lab.cycle(NOW)
+        assert absent(lab, "woocommerce") == sorted(gone)
+        lab.config.write_text(config)
+        assert lab.cycle(NOW).systems["woocommerce"].deleted == 3
+        assert rows(lab, "SELECT count(*) FROM contacts WHERE system = 'woocommerce'")[0][0] == before - 3
+
+
+def test_a_resumed_backfill_judges_nothing(small_data: dict[str, Any], tmp_path: Path) -> None:
+    """A backfill that stopped half-way and is resumed read only the rest: a customer deleted at the
+    vendor is not taken for absent twice by it; the next complete full read is the second."""
+    overrides = {"woocommerce": "page_size = 2"}
+    with Lab.start(small_data, tmp_path, types=["woocommerce"], overrides=overrides) as lab:
+        lab.cycle(NOW)
+        lab.sandboxes.delete_customer("woocommerce", CUSTOMER)
+        lab.cycle(NOW)
+        assert absent(lab, "woocommerce") == [CUSTOMER]
+        # a backfill that fails on its second page of customers ...
+        lab.fault("woocommerce", match="GET /wp-json/wc/v3/customers", fault="500", times=20, after=1)
+        assert lab.cycle(NOW, "backfill", full=["woocommerce"]).systems["woocommerce"].status == "failed"
+        lab.clear_faults()
+        # ... is resumed from there: it returned neither the deleted customer nor its neighbours
+        resumed = lab.cycle(NOW, "backfill", full=["woocommerce"])
+        assert resumed.systems["woocommerce"].status == "ok" and resumed.systems["woocommerce"].deleted == 0
+        assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 1
+        assert absent(lab, "woocommerce") == [CUSTOMER]
+        assert lab.cycle(NOW).systems["woocommerce"].deleted == 1
+        assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 0
+
+
+@pytest.mark.parametrize("system_type", ["shopify"])
+def test_an_incremental_read_that_returns_a_record_takes_it_off_the_list(
+    small_data: dict[str, Any], tmp_path: Path, system_type: str
+) -> None:
+    """Shopify reads contacts from a cursor between its full reads: one whose record changed (and
+    so was returned) is not deleted, though it was absent from the last full read."""
+    with Lab.start(small_data, tmp_path, types=[system_type]) as lab:
+        lab.cycle(NOW)
+        lab.fault(system_type, match="reads", fault="skip-item", times=10)
+        assert lab.cycle(NOW, "backfill", full=[system_type]).systems[system_type].status == "ok"
+        lab.clear_faults()
+        (missing,) = absent(lab, system_type)
+        lab.sandboxes.patch_customer(system_type, missing, {"note": "called"})
+        lab.cycle(NOW)  # incremental: from the cursor
+        assert absent(lab, system_type) == []
+        assert stored(lab, system_type, missing)["contacts"] == 1

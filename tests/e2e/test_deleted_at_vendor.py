@@ -101,6 +101,10 @@ def test_a_customer_deleted_at_the_vendor_leaves_the_state_after_two_full_reads(
         events = [e for e in second_logs if e["event"] == "contacts deleted at the vendor"]
         assert [(e["system"], e["records"]) for e in events] == [("woocommerce", 1)]
         assert soundness(lab) == "ok"
+        # the compute that followed the removal (by difference) made what a full resolution makes
+        view = lab.final_state()["crmsync"]
+        lab.cycle(NOW, "backfill", full=["woocommerce", "shopify"])
+        assert lab.final_state()["crmsync"] == view
         # counted for the daemon's metrics
         store = StateStore(lab.state_url)
         try:

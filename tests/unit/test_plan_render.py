@@ -272,3 +272,19 @@ def test_the_cycle_summary_and_status_read_whole_at_80_columns_and_as_tables_whe
     print_status(wide, systems, None, [], None, {})
     table = wide.export_text()
     assert "┃ system" in table and "quarantined" in table and "last success" in table and "…" not in table
+
+
+def test_a_held_mass_absence_and_deleted_contacts_show_in_the_cycle_and_in_status() -> None:
+    from sync.render import print_report, print_status
+
+    report = _report(_changes())
+    warning = "a full read of shop's contacts left out 40 of the 100 stored contacts, more than absent_share"
+    report.systems["shop"].warnings.append(warning)
+    report.systems["erp"].deleted = 2
+    last = {"status": "ok", "finished_at": "2026-11-20T10:00:00+00:00", "counts": report.systems["shop"].to_json()}
+    console = Console(width=200, record=True, color_system=None)
+    print_report(console, report, "sync")
+    print_status(console, {"shop": {"last": last, "last_ok": last}}, None, [], None, {})
+    text = console.export_text()
+    assert text.count(f"shop: {warning}") == 2  # the cycle's output, then `status`
+    assert "erp: 2 contacts deleted at the vendor left the state" in text

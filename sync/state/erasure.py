@@ -933,7 +933,12 @@ def delete_contacts(conn: Connection, system: str, record_ids: Sequence[str]) ->
     """Every row naming these contact records of a system, inside `conn`'s transaction: mapped,
     raw and held rows, profile members, identity links, ledger and retry rows. Not their profiles
     (the caller decides: an erasure deletes them, a record the vendor deleted leaves its profile to
-    the next compute) and no `forgotten` hash (the caller's too)."""
+    the next compute) and no `forgotten` hash (the caller's too). The stored members then differ
+    from the resolution snapshot's: the next compute resolves identities in full (a cycle by
+    difference takes a member's row for stored where the snapshot had it, and one deleted here
+    that came back to the same profile would be left without its row)."""
+    if record_ids:
+        conn.execute(delete(meta).where(meta.c.key == "members_digest"))
     for start in range(0, len(record_ids), 500):
         chunk = list(record_ids[start : start + 500])
         for table in (contacts, profile_members, pushed, pending):

@@ -494,7 +494,7 @@ class ExtractStore:
         """Contacts the vendor deleted leave the state as records that no longer exist
         (`erasure.delete_contacts`: mapped, raw and held rows, members, links, ledger and retries),
         with the checkpoint that says so, in one transaction. Their profiles stay to the next
-        compute, which notices the missing rows as it notices a quarantined contact's. No
+        compute, which resolves identities in full once (the stored members changed). No
         `forgotten` hash: a record the vendor restores is stored again when it is read."""
         with self.db.writing() as conn:
             delete_contacts(conn, system, record_ids)

@@ -101,7 +101,7 @@ def test_a_customer_deleted_at_the_vendor_leaves_the_state_after_two_full_reads(
         events = [e for e in second_logs if e["event"] == "contacts deleted at the vendor"]
         assert [(e["system"], e["records"]) for e in events] == [("woocommerce", 1)]
         assert soundness(lab) == "ok"
-        # the compute that followed the removal (by difference) made what a full resolution makes
+        # the compute that followed the removal made what a backfill's full resolution makes
         view = lab.final_state()["crmsync"]
         lab.cycle(NOW, "backfill", full=["woocommerce", "shopify"])
         assert lab.final_state()["crmsync"] == view

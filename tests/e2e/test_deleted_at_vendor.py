@@ -223,3 +223,18 @@ def test_an_incremental_read_that_returns_a_record_takes_it_off_the_list(
         lab.cycle(NOW)  # incremental: from the cursor
         assert absent(lab, system_type) == []
         assert stored(lab, system_type, missing)["contacts"] == 1
+
+
+def test_on_postgresql_a_customer_deleted_at_the_vendor_leaves_the_state_after_two_full_reads(
+    small_data: dict[str, Any], tmp_path: Path, postgres_url: str
+) -> None:
+    """The same on a PostgreSQL state (the stored ids stream through a server-side cursor)."""
+    with Lab.start(small_data, tmp_path, types=["woocommerce"], state=postgres_url) as lab:
+        lab.cycle(NOW)
+        lab.sandboxes.delete_customer("woocommerce", CUSTOMER)
+        assert lab.cycle(NOW).systems["woocommerce"].deleted == 0
+        assert WOO in lab.final_state()["crmsync"]["contacts"]
+        assert lab.cycle(NOW).systems["woocommerce"].deleted == 1
+        view = lab.final_state()["crmsync"]
+        assert WOO not in view["contacts"] and WOO not in view["segments"]
+        assert soundness(lab) == "ok"

@@ -238,3 +238,27 @@ def test_on_postgresql_a_customer_deleted_at_the_vendor_leaves_the_state_after_t
         view = lab.final_state()["crmsync"]
         assert WOO not in view["contacts"] and WOO not in view["segments"]
         assert soundness(lab) == "ok"
+
+
+def test_a_full_read_returning_none_of_the_stored_contacts_removes_nothing(
+    small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """A small shop (fewer stored contacts than `min_records`) whose customers list suddenly
+    returns none of them (the configured `role` changed, the API user's rights, another
+    administration): a misread picture, not every customer deleted. Held like a mass absence."""
+    overrides = {"woocommerce": 'role = "customer"'}
+    with Lab.start(small_data, tmp_path, types=["woocommerce"], overrides=overrides) as lab:
+        lab.cycle(NOW)
+        before = rows(lab, "SELECT count(*) FROM contacts WHERE system = 'woocommerce'")[0][0]
+        assert 0 < before < 50
+        assert lab.config is not None
+        config = lab.config.read_text()
+        lab.config.write_text(config.replace('role = "customer"', 'role = "subscriber"'))
+        for _ in range(3):
+            outcome = lab.cycle(NOW).systems["woocommerce"]
+            assert outcome.status == "ok" and outcome.deleted == 0
+            assert outcome.absent_held == {"contacts": {"absent": before, "stored": before}}
+            assert absent(lab, "woocommerce") == []
+        assert rows(lab, "SELECT count(*) FROM contacts WHERE system = 'woocommerce'")[0][0] == before
+        lab.config.write_text(config)
+        assert lab.cycle(NOW).systems["woocommerce"].absent_held == {}

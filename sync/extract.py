@@ -427,17 +427,18 @@ class Extractor:
         and a contact absent from this read and the one before is taken for deleted at the vendor
         and leaves the state (`StateStore.drop_deleted_contacts`). A read that leaves out more
         than `[drift_guard] absent_share` of the stored contacts for the first time (and at least
-        `min_records`, or all of them however few) changes nothing: a vendor-side filter or the API
+        `min_records`, or most of them however few) changes nothing: a vendor-side filter or the API
         user's rights changed, more likely than that many customers were deleted at once."""
         name = connector.name
         settings = self.config.drift_guard
         stored, absent = self.store.contacts_absent(name, seen)
         before = set(absent_before)
         new = [rid for rid in absent if rid not in before]
-        # A read that returned none of the stored contacts (an empty list, another role or
-        # administration, lost rights) is a misread picture at any size: below `min_records` too.
-        none_returned = stored > 0 and len(absent) == stored
-        if new and len(new) > settings.absent_share * stored and (len(new) >= settings.min_records or none_returned):
+        # A read that left out most of the stored contacts (an empty list, another role or
+        # administration, lost rights, a list cut short) is a misread picture at any size: a
+        # small shop's too, where fewer than `min_records` are left out.
+        most = len(absent) * 2 > stored
+        if new and len(new) > settings.absent_share * stored and (len(new) >= settings.min_records or most):
             log.warning(
                 "contacts absent from a full read: nothing removed",
                 system=name,

@@ -231,6 +231,10 @@ class DriftGuardSettings(StrictModel):
     # (and at least `min_records`) changes nothing: a vendor-side filter or the API user's rights
     # changed, not that many customers deleted at once.
     absent_share: float = Field(default=0.05, ge=0, le=1)
+    # ... and a contact is taken for deleted only once every full read over at least this long has
+    # left it out: where every cycle reads the whole list (WooCommerce, Silvasoft), "two reads in a
+    # row" is fifteen minutes, which a vendor's fault (a cached short page, a stale page count) can last.
+    absent_for: Duration = Field(default=86400.0, ge=0)
 
 
 def _system_tag(value: Any) -> str | None:

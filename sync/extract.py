@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
@@ -322,7 +322,7 @@ class Extractor:
         # A contacts read from its first page to its last tells which stored contacts the vendor no
         # longer has; a resumed backfill did not see the first part and proves nothing.
         judges = stream == "contacts" and kind is Kind.CONTACT and whole and not (full and checkpoint is not None)
-        absent_before = self.absent_list(name, stream) if stream == "contacts" and kind is Kind.CONTACT else []
+        absent_before = self.absent_list(name, stream) if stream == "contacts" and kind is Kind.CONTACT else {}
         watched = set(absent_before)
         seen: set[str] = set()  # the ids the read returned (a judging read), or those of `watched`
         reader = connector.reader(stream)
@@ -386,8 +386,7 @@ class Extractor:
             self.judge_absence(connector, outcome, run, stream, seen, absent_before)
         elif seen:
             # Read again since the last full read (changed at the vendor): not deleted after all.
-            left = [rid for rid in absent_before if rid not in seen]
-            self.store.set_checkpoint(name, f"{stream}@absent", {"ids": left} if left else None, run.seq)
+            self.keep_absent(name, stream, {rid: at for rid, at in absent_before.items() if rid not in seen}, run)
         if full:
             self.store.set_checkpoint(
                 name, stream, merge_checkpoints(self.store.checkpoint(name, stream), last), run.seq
@@ -407,9 +406,14 @@ class Extractor:
         outcome.changed += changed
         log.info("extracted", system=name, stream=stream, records=received, changed=changed, quarantined=quarantined)
 
-    def absent_list(self, system: str, stream: str) -> list[str]:
-        """The stored records of a stream that its last full read left out (`judge_absence`)."""
-        return [str(rid) for rid in (self.store.checkpoint(system, f"{stream}@absent") or {}).get("ids", [])]
+    def absent_list(self, system: str, stream: str) -> dict[str, str]:
+        """The stored records of a stream that its full reads have left out since (`judge_absence`):
+        id -> the time of the first full read without it."""
+        since = (self.store.checkpoint(system, f"{stream}@absent") or {}).get("since", {})
+        return {str(rid): str(at) for rid, at in since.items()} if isinstance(since, dict) else {}
+
+    def keep_absent(self, system: str, stream: str, absent: Mapping[str, str], run: RunHandle) -> None:
+        self.store.set_checkpoint(system, f"{stream}@absent", _absent_marker(absent), run.seq)
 
     def judge_absence(
         self,
@@ -418,14 +422,15 @@ class Extractor:
         run: RunHandle,
         stream: str,
         seen: set[str],
-        absent_before: list[str],
+        absent_before: Mapping[str, str],
     ) -> None:
         """After a full read of a system's contacts, from its first page to its last: the stored
         contacts it did not return (`seen`: every id its pages held, stored, unchanged or held;
         what the vendor or the connector filtered out counts as not returned) are absent. One
         absence proves nothing (a page that skipped a record): they are kept in `<stream>@absent`,
-        and a contact absent from this read and the one before is taken for deleted at the vendor
-        and leaves the state (`StateStore.drop_deleted_contacts`). A read that leaves out more
+        and a contact absent from this read and every full read since the first without it, at least
+        `[drift_guard] absent_for` ago, is taken for deleted at the vendor and leaves the state
+        (`StateStore.drop_deleted_contacts`). A read that leaves out more
         than `[drift_guard] absent_share` of the stored contacts for the first time (and at least
         `min_records`, or most of them however few) changes nothing: a vendor-side filter or the API
         user's rights changed, more likely than that many customers were deleted at once."""
@@ -455,17 +460,24 @@ class Extractor:
                 "full read then records them absent, and the one after removes them)"
             )
             # Nothing recorded absent; those read again leave the list all the same.
-            kept = [rid for rid in absent_before if rid not in seen]
-            self.store.set_checkpoint(name, f"{stream}@absent", {"ids": kept} if kept else None, run.seq)
+            self.keep_absent(name, stream, {rid: at for rid, at in absent_before.items() if rid not in seen}, run)
             return
-        deleted = [rid for rid in absent if rid in before]
-        marker = {"ids": new, "at": self.clock().isoformat()} if new else None
+        now = self.clock()
+        due = now - timedelta(seconds=settings.absent_for)
+        deleted = [rid for rid in absent if rid in before and parse_timestamp(absent_before[rid]) <= due]
+        gone = set(deleted)
+        still = {rid: absent_before[rid] for rid in absent if rid in before and rid not in gone}
+        still.update((rid, now.isoformat()) for rid in new)
+        marker = _absent_marker(still)
         if deleted:
             self.store.drop_deleted_contacts(name, deleted, (f"{stream}@absent", marker), run.seq)
             outcome.deleted += len(deleted)
             log.info("contacts deleted at the vendor", system=name, records=len(deleted))
         else:
             self.store.set_checkpoint(name, f"{stream}@absent", marker, run.seq)
+        if still and len(still) > len(new):
+            waiting = len(still) - len(new)
+            log.info("contacts absent, not for long enough yet", system=name, stream=stream, records=waiting)
         if new:
             log.info("contacts absent from a full read", system=name, stream=stream, records=len(new))
 
@@ -509,3 +521,8 @@ class Extractor:
             after = ids[-1] if ids else ""
             self.store.set_checkpoint(name, VERIFY_SWEEP, {"at": now.isoformat(), "after": after}, run.seq)
             log.info("owned fields verified", system=name, records=len(states), after=after)
+
+
+def _absent_marker(absent: Mapping[str, str]) -> dict[str, Any] | None:
+    """The `<stream>@absent` checkpoint: per id, when a full read first left it out."""
+    return {"since": dict(sorted(absent.items()))} if absent else None

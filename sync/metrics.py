@@ -207,7 +207,7 @@ class Metrics:
         )
         self.contacts_deleted = Counter(
             "crmsync_contacts_deleted",
-            "Contacts deleted at the vendor (absent from two full reads in a row), removed from the state",
+            "Contacts deleted at the vendor (absent from full reads over absent_for), removed from the state",
             ["system"],
             registry=r,
         )

@@ -29,7 +29,7 @@ class SystemOutcome:
     rejected: int = 0
     write_calls: int = 0
     rejections: list[tuple[str, str]] = field(default_factory=list)
-    deleted: int = 0  # contacts deleted at the vendor (absent from two full reads), removed from the state
+    deleted: int = 0  # contacts deleted at the vendor (absent from full reads over absent_for), removed from the state
     warnings: list[str] = field(default_factory=list)  # what held back a change the cycle would have made
     # Per stream: a full read that left out too many stored records to take any for deleted
     # (`{"absent": n, "stored": n}`), for the metrics summary and the `read_swing` alert.

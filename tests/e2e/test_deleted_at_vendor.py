@@ -1,5 +1,6 @@
 """A customer deleted at the vendor (a shop's GDPR redaction, a merchant's clean-up) leaves the
-state once two complete full reads in a row no longer return it: its records, links, ledger and
+state once complete full reads no longer return it, two of them at least and for at least
+`[drift_guard] absent_for` (a day): its records, links, ledger and
 retry rows go, its profile loses it at the next compute, and nothing is written anywhere for it.
 One absence proves nothing (a page that skipped a record); a read that leaves out many at once
 changes nothing and says what to check. Real HTTP against the sandboxes, real SQLite; cycles run
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from sync.state import StateStore
 from tests.chaos.lab import Lab, soundness
 
 NOW = datetime(2026, 11, 20, 10, tzinfo=UTC)
+SOON = NOW + timedelta(hours=1)  # within [drift_guard] absent_for (a day) of the first absence
+LATER = NOW + timedelta(days=1)  # past it
 # One person, in both shops (small_data: the first customer of each).
 WOO, SHOPIFY = "woocommerce:1000", "shopify:gid://shopify/Customer/7000000"
 CUSTOMER = "1000"  # WooCommerce's id of it
@@ -58,7 +61,7 @@ def members_beside(lab: Lab, system: str, record_id: str) -> list[str]:
 
 def absent(lab: Lab, system: str) -> list[str]:
     found = rows(lab, "SELECT value FROM checkpoints WHERE system = ? AND stream = 'contacts@absent'", system)
-    return sorted(json.loads(found[0][0])["ids"]) if found else []
+    return sorted(json.loads(found[0][0])["since"]) if found else []
 
 
 def shopify_record_id() -> str:
@@ -81,10 +84,15 @@ def test_a_customer_deleted_at_the_vendor_leaves_the_state_after_two_full_reads(
         assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 1
         assert members_beside(lab, "shopify", shopify_record_id()) == [SHOPIFY, WOO]
         assert not [e for e in first_logs if e["event"] == "contacts deleted at the vendor"]
+        # absent from a second full read an hour later: not for long enough (a vendor's fault can
+        # last two cycles where every cycle reads the whole list)
+        soon = lab.cycle(SOON, "sync")
+        assert soon.systems["woocommerce"].deleted == 0 and absent(lab, "woocommerce") == [CUSTOMER]
+        assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 1
 
         lab.sandboxes.reset_stats()
         with structlog.testing.capture_logs() as second_logs:
-            second = lab.cycle(NOW, "sync")
+            second = lab.cycle(LATER, "sync")
         outcome = second.systems["woocommerce"]
         assert outcome.status == "ok" and outcome.deleted == 1
         assert second.to_json()["systems"]["woocommerce"]["deleted"] == 1
@@ -103,7 +111,7 @@ def test_a_customer_deleted_at_the_vendor_leaves_the_state_after_two_full_reads(
         assert soundness(lab) == "ok"
         # the compute that followed the removal made what a backfill's full resolution makes
         view = lab.final_state()["crmsync"]
-        lab.cycle(NOW, "backfill", full=["woocommerce", "shopify"])
+        lab.cycle(LATER, "backfill", full=["woocommerce", "shopify"])
         assert lab.final_state()["crmsync"] == view
         # counted for the daemon's metrics
         store = StateStore(lab.state_url)
@@ -126,20 +134,22 @@ def test_a_page_that_skipped_a_record_once_removes_nobody(small_data: dict[str, 
         lab.cycle(NOW)
         contacts = rows(lab, "SELECT count(*) FROM contacts WHERE system = 'woocommerce'")[0][0]
 
-        def skipped_read() -> None:
+        def skipped_read(now: datetime) -> None:
             # every answer to the page, its re-reads too (a short page is asked for again)
             lab.fault("woocommerce", match="GET /wp-json/wc/v3/customers", fault="skip-item", times=5)
-            assert lab.cycle(NOW).systems["woocommerce"].status == "ok"
+            assert lab.cycle(now).systems["woocommerce"].status == "ok"
             lab.clear_faults()
 
-        skipped_read()
+        skipped_read(NOW)
         assert absent(lab, "woocommerce") == [CUSTOMER]
         lab.cycle(NOW)  # returned again
         assert absent(lab, "woocommerce") == []
-        skipped_read()  # absent once more: not twice in a row
+        skipped_read(NOW)  # absent once more: not twice in a row
+        assert absent(lab, "woocommerce") == [CUSTOMER]
+        skipped_read(SOON)  # twice in a row, but a fault that lasted an hour: kept
         assert absent(lab, "woocommerce") == [CUSTOMER]
         assert rows(lab, "SELECT count(*) FROM contacts WHERE system = 'woocommerce'")[0][0] == contacts
-        skipped_read()  # now it was: the rule counts reads in a row, not a fault's intent
+        skipped_read(LATER)  # now it was: the rule counts reads and time, not a fault's intent
         assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 0
         assert soundness(lab) == "ok"
 
@@ -181,7 +191,7 @@ def test_a_mass_absence_removes_nothing_and_says_what_to_check(small_data: dict[
         lab.cycle(NOW)
         assert absent(lab, "woocommerce") == sorted(gone)
         lab.config.write_text(config)
-        assert lab.cycle(NOW).systems["woocommerce"].deleted == 3
+        assert lab.cycle(LATER).systems["woocommerce"].deleted == 3
         assert rows(lab, "SELECT count(*) FROM contacts WHERE system = 'woocommerce'")[0][0] == before - 3
 
 
@@ -203,7 +213,7 @@ def test_a_resumed_backfill_judges_nothing(small_data: dict[str, Any], tmp_path:
         assert resumed.systems["woocommerce"].status == "ok" and resumed.systems["woocommerce"].deleted == 0
         assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 1
         assert absent(lab, "woocommerce") == [CUSTOMER]
-        assert lab.cycle(NOW).systems["woocommerce"].deleted == 1
+        assert lab.cycle(LATER).systems["woocommerce"].deleted == 1
         assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 0
 
 
@@ -234,7 +244,7 @@ def test_on_postgresql_a_customer_deleted_at_the_vendor_leaves_the_state_after_t
         lab.sandboxes.delete_customer("woocommerce", CUSTOMER)
         assert lab.cycle(NOW).systems["woocommerce"].deleted == 0
         assert WOO in lab.final_state()["crmsync"]["contacts"]
-        assert lab.cycle(NOW).systems["woocommerce"].deleted == 1
+        assert lab.cycle(LATER).systems["woocommerce"].deleted == 1
         view = lab.final_state()["crmsync"]
         assert WOO not in view["contacts"] and WOO not in view["segments"]
         assert soundness(lab) == "ok"

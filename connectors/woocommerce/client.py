@@ -110,7 +110,8 @@ def next_orders(reply: Reply, position: Any) -> tuple[str, int] | tuple[str, int
     again), or the tie of that second when that would not move the bound."""
     lower, _ = position
     asked = reply.modified_after if isinstance(reply, OrdersReply) else str(lower)
-    stamps = [s for s in (RECORDS.updated_at(i) for i in reply.items if isinstance(i, Mapping)) if s is not None]
+    items = (i for i in reply.items if type(i) is dict or isinstance(i, Mapping))  # a dict skips the ABC check
+    stamps = [s for s in map(RECORDS.updated_at, items) if s is not None]
     if not stamps:
         return None  # refused by the paginator: nothing to page on
     following = wc_time(max(stamps) - timedelta(seconds=1))

@@ -82,10 +82,15 @@ def _parse(text: str, region: str) -> Phone:
         number = phonenumbers.parse(text, region)
     except NumberParseException:
         return Phone(text, None, INVALID)
-    if not phonenumbers.is_valid_number(number):
+    # `is_valid_number` is `number_type` other than UNKNOWN: both find the number's region and ask
+    # the same pattern helper of that region's metadata (the one check only `is_valid_number`
+    # makes, the region's calling code against the number's, holds for a region found by that
+    # code). One call answers both, where two cost ~30 % of a library-parsed number.
+    kind = phonenumbers.number_type(number)
+    if kind == PhoneNumberType.UNKNOWN:
         return Phone(text, None, INVALID)
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return Phone(text, e164, _KIND.get(phonenumbers.number_type(number), OTHER))
+    return Phone(text, e164, _KIND.get(kind, OTHER))
 
 
 def numbers_in_text(text: str, regions: Iterable[str]) -> set[str]:

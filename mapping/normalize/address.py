@@ -11,12 +11,12 @@ from __future__ import annotations
 import gettext
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import pycountry
 
+from mapping.model import made_per_record
 from mapping.normalize.base import Invalid, type_name
 
 _ALIASES = {
@@ -123,7 +123,7 @@ _HOUSE = re.compile(
 _STREET_NUMBER = re.compile(r"^(.*?\D)\s+(\d{1,5}\s*[-/]?\s*[A-Za-z0-9]{0,6}(?:\s?\S{0,6})?)$")
 
 
-@dataclass(frozen=True, slots=True)
+@made_per_record  # one or more for every contact mapped: built without frozen's per-field setattr
 class HouseNumber:
     number: int
     addition: str | None

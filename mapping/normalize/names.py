@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
+
+from mapping.model import made_per_record
 
 # Longest first, so "van der" wins over "van".
 _TUSSENVOEGSEL_TEXT = """
@@ -32,7 +33,7 @@ _INITIALS = re.compile(r"^(?:[A-Za-z]\.?){1,4}$")
 _SPACES = re.compile(r"\s+")
 
 
-@dataclass(frozen=True, slots=True)
+@made_per_record  # one or more for every contact mapped: built without frozen's per-field setattr
 class Name:
     given: str | None
     infix: str | None  # the tussenvoegsel, lower case ("van der")

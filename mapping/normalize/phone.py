@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
+
+from mapping.model import made_per_record
 
 MOBILE = "mobile"
 LANDLINE = "landline"
@@ -41,7 +42,7 @@ _NL_MOBILE = re.compile(r"^(?:\+31|0031)?\(?0?\)?6([1-58][0-9]{7})$")
 _STRIP = re.compile(r"[\s\-./]")
 
 
-@dataclass(frozen=True, slots=True)
+@made_per_record  # one or more for every contact mapped: built without frozen's per-field setattr
 class Phone:
     raw: str
     e164: str | None

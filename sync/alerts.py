@@ -213,6 +213,9 @@ def evaluate(memory: Mapping[str, Any] | None, summary: Mapping[str, Any], setti
                 # The read left out so many stored records that none was taken for deleted: its
                 # count swung against the state's, whatever the earlier reads returned.
                 absent, stored = int(held_back.get("absent", 0)), int(held_back.get("stored", 0))
+                # One alert for the read: where it also swung against the earlier full reads, that
+                # alert's figures (median, recent, swing) stay beside the absence's.
+                swung = holds.get(key_of_swing)
                 judge(
                     key_of_swing,
                     Alert(
@@ -223,7 +226,13 @@ def evaluate(memory: Mapping[str, Any] | None, summary: Mapping[str, Any], setti
                         "the vendor's filter (an AFAS GetConnector's); if they were deleted, raise absent_share "
                         "for one run",
                         at,
-                        {"stream": stream, "count": count, "absent": absent, "stored": stored},
+                        {
+                            **(swung.details if swung else {}),
+                            "stream": stream,
+                            "count": count,
+                            "absent": absent,
+                            "stored": stored,
+                        },
                     ),
                 )
             elif key_of_swing not in holds and "absent" in (active.get(key_of_swing) or {}).get("details", {}):

@@ -170,6 +170,20 @@ def test_read_swing_fires_when_a_full_read_left_out_too_many_stored_contacts_to_
     assert [len(e.resolved) for e in steps] == [0, 1]
 
 
+def test_read_swing_of_a_held_absence_keeps_the_swing_against_the_earlier_reads() -> None:
+    """A full read that both swung against the recent full reads and left out too many stored
+    contacts is one alert: the absence's message, and the swing's figures beside its own."""
+    settings = AlertSettings(read_swing=0.3)
+    held = {"contacts": {"absent": 60, "stored": 100}}
+    summaries = [cycle(i, web=full(100)) for i in range(3)] + [cycle(3, web=full(40) | {"absent_held": held})]
+    steps = run(summaries, settings)
+    assert [kinds(e.fired) for e in steps] == [[], [], [], [("read_swing", "web")]]
+    alert = steps[3].fired[0]
+    assert "left out 60 of the 100 stored records" in alert.message
+    assert alert.details["median"] == 100 and alert.details["swing"] == 0.6 and alert.details["count"] == 40
+    assert alert.details["absent"] == 60 and alert.details["stored"] == 100
+
+
 # ----- writes_held ---------------------------------------------------------------------------------------
 def test_writes_held_fires_once_while_held_and_not_on_an_interrupted_cycle() -> None:
     held = {"reason": "no complete picture yet: erp could not be read", "waiting_for": ["erp"]}

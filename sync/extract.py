@@ -456,8 +456,8 @@ class Extractor:
                 f"a full read of {name}'s {stream} left out {len(new)} of the {stored} stored contacts, more than "
                 f"[drift_guard] absent_share {settings.absent_share:.0%}: none is taken for deleted. Check the API "
                 "user's rights and the vendor-side filter of what it lists (an AFAS GetConnector's filter, a "
-                "role or a status); if the vendor did delete them, raise absent_share for one run (the next "
-                "full read then records them absent, and the one after removes them)"
+                "role or a status); if the vendor did delete them, raise absent_share for one run (that full "
+                "read records them absent, and the first full read [drift_guard] absent_for later removes them)"
             )
             # Nothing recorded absent; those read again leave the list all the same.
             self.keep_absent(name, stream, {rid: at for rid, at in absent_before.items() if rid not in seen}, run)

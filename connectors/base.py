@@ -277,6 +277,15 @@ class Connector(ABC):
         as they were then (a prefixed tag added by hand since is crmsync's to remove too)."""
         raise NotImplementedError(f"{self.type} reads show crmsync's tags and fields")
 
+    def gone_contacts(self, record_ids: Sequence[str]) -> set[str] | None:
+        """Of these contacts, stored but left out of the full reads for `[drift_guard] absent_for`,
+        those the vendor says it no longer has, each asked of it by id (past the list's filter: a
+        customer whose role or status took it out of the list is still there). None: this vendor
+        cannot be asked past its list (an AFAS GetConnector filters every query), so the absence
+        alone decides. Raises a ConnectorError when an answer cannot be told, so that nothing is
+        taken for deleted unproven."""
+        return None
+
     def verify_budget(self) -> float:
         """Records per day `verify_owned` may look at (the vendor's rate limit is shared with the reads
         and the writes)."""

@@ -52,11 +52,13 @@ class TransientError(ConnectorError):
 
 
 class RejectedRecord(ConnectorError):
-    """The system refused one record's data (validation); the rest of the batch goes on."""
+    """The system refused one record's data (validation); the rest of the batch goes on. `status`
+    is the HTTP status of the refusal when it came as one (a 404: the record is gone)."""
 
-    def __init__(self, system: str, message: str, record_id: str | None = None) -> None:
+    def __init__(self, system: str, message: str, record_id: str | None = None, *, status: int | None = None) -> None:
         super().__init__(system, message)
         self.record_id = record_id
+        self.status = status
 
 
 class ApiError(ConnectorError):

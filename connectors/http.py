@@ -592,5 +592,5 @@ class ApiClient:
         if verdict.kind == "denied":
             raise PermissionDenied(self.system, f"{where}: permission missing: {message}")
         if verdict.kind == "rejected":
-            raise RejectedRecord(self.system, message)
+            raise RejectedRecord(self.system, message, status=response.status)
         raise ApiError(self.system, f"{where}: HTTP {response.status}: {message}", response.status)

@@ -58,6 +58,10 @@ CHECKOUT_GID = "gid://shopify/AbandonedCheckout/"
 BULK_POSITION = "bulk:"
 
 
+# A page reply without a customer field asked for: nothing can be told of that customer.
+NO_ANSWER = object()
+
+
 class ShopifyConnector(Connector):
     type = "shopify"
     settings_class = ShopifySettings
@@ -387,17 +391,33 @@ class ShopifyConnector(Connector):
         them, a `customer(id:)` field each (documented: null for an id no customer has, which is
         left out, as is an id that can be no customer's gid)."""
         ids = [rid for rid in dict.fromkeys(record_ids) if self.canonical_id(rid) == rid]
-        found: dict[str, RemoteState] = {}
+        return {rid: self.owned_state(node) for rid, node in self._customers_by_id(ids) if isinstance(node, dict)}
+
+    def _customers_by_id(self, ids: Sequence[str]) -> Iterator[tuple[str, Any]]:
+        """Each id with its `customer(id:)` node (None: no such customer; `NO_ANSWER`: the reply
+        holds no field for it), a query per page of them."""
         for start in range(0, len(ids), OWNED_PAGE):
             page = ids[start : start + OWNED_PAGE]
             data = self.graphql(
                 "owned", owned_query(len(page)), {f"id{i}": rid for i, rid in enumerate(page)}, mutating=False
             )
             for i, rid in enumerate(page):
-                node = data.get(f"c{i}") if isinstance(data, dict) else None
-                if isinstance(node, dict):
-                    found[rid] = self.owned_state(node)
-        return found
+                yield rid, data.get(f"c{i}", NO_ANSWER) if isinstance(data, dict) else NO_ANSWER
+
+    def gone_contacts(self, record_ids: Sequence[str]) -> set[str]:
+        """Those of these customers Shopify no longer has: the same query as `verify_owned`, whose
+        `customer(id:)` is null for an id no customer has (documented). A reply without the field
+        tells nothing, and raises."""
+        ids = list(dict.fromkeys(record_ids))
+        if any(self.canonical_id(rid) != rid for rid in ids):
+            raise ApiError(self.name, "cannot look up customers by id: not every id is a Shopify customer gid")
+        gone: set[str] = set()
+        for rid, node in self._customers_by_id(ids):
+            if node is NO_ANSWER:
+                raise ApiError(self.name, f"look up customer {rid}: the reply holds no answer for it")
+            if node is None:
+                gone.add(rid)
+        return gone
 
     def write(self, changes: Sequence[WriteBack]) -> list[WriteResult]:
         return write_batch(

@@ -262,6 +262,24 @@ class WooCommerceConnector(Connector):
             raise ApiError(self.name, f"GET {API + path}: expected a list")
         return response
 
+    def gone_contacts(self, record_ids: Sequence[str]) -> set[str]:
+        """Those of these customers WordPress no longer has: the list asked for them by id
+        (`include`, documented) in any role (`role=all`: a customer made a subscriber is still
+        there, out of crmsync's list). A reply naming a customer not asked for means `include` was
+        not applied, and then nothing can be told from it."""
+        ids = list(dict.fromkeys(record_ids))
+        if any(self.canonical_id(rid) != rid for rid in ids):
+            raise ApiError(self.name, "cannot look up customers by id: not every id is a WooCommerce customer id")
+        gone: set[str] = set()
+        for start in range(0, len(ids), MAX_PAGE):
+            chunk = ids[start : start + MAX_PAGE]
+            params = {"include": ",".join(chunk), "role": "all", "per_page": MAX_PAGE, "orderby": "id"}
+            found = {str(item.get("id")) for item in self._list("/customers", params).body if isinstance(item, dict)}
+            if not found <= set(chunk):
+                raise ApiError(self.name, "GET /customers?include=: the reply holds customers not asked for")
+            gone.update(rid for rid in chunk if rid not in found)
+        return gone
+
     # ----- mapping hooks ------------------------------------------------------------------------
     def payload_field(self, payload: Mapping[str, Any], name: str) -> str | None:
         meta = payload.get("meta_data")

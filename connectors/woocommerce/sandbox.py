@@ -401,11 +401,13 @@ class WooCommerceSandbox(SandboxApp):
         order = _order_param(request, "asc")
         email = request.args.get("email")
         search = (request.args.get("search") or "").lower()
+        include = _id_list(request, "include")
         with self.lock:
             items = [
                 c
                 for c in self.customer_store
                 if (role == "all" or c.get("role") == role)
+                and (include is None or c["id"] in include)
                 and (not email or c.get("email", "").lower() == email.lower())
                 and (not search or search in f"{c.get('email')} {c.get('first_name')} {c.get('last_name')}".lower())
             ]
@@ -588,6 +590,19 @@ def _whole_number(request: Request, name: str, default: int) -> int:
     if request.args.get(name) == "":
         raise _invalid_param(name, f"{name} is not of type integer.")
     return int_param(request, name, default, invalid=lambda _: _invalid_param(name, f"{name} is not of type integer."))
+
+
+def _id_list(request: Request, name: str) -> set[int] | None:
+    """An array-of-ids argument (`include`): WordPress takes it as `include[]=1&include[]=2` or as
+    one comma-separated text (`wp_parse_list`), and refuses an item that is no whole number."""
+    values = request.args.getlist(name) + request.args.getlist(f"{name}[]")
+    if not values:
+        return None
+    items = [item.strip() for value in values for item in value.split(",") if item.strip()]
+    for i, item in enumerate(items):
+        if not item.isdigit():
+            raise _invalid_param(name, f"{name}[{i}] is not of type integer.")
+    return {int(item) for item in items}
 
 
 def _order_param(request: Request, default: str) -> str:

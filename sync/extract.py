@@ -464,10 +464,18 @@ class Extractor:
             return
         now = self.clock()
         due = now - timedelta(seconds=settings.absent_for)
-        deleted = [rid for rid in absent if rid in before and parse_timestamp(absent_before[rid]) <= due]
+        deleted, present = self.confirm_deleted(
+            connector,
+            outcome,
+            sorted(
+                (rid for rid in absent if rid in before and parse_timestamp(absent_before[rid]) <= due),
+                key=lambda rid: (absent_before[rid], rid),
+            ),
+        )
         gone = set(deleted)
         still = {rid: absent_before[rid] for rid in absent if rid in before and rid not in gone}
-        still.update((rid, now.isoformat()) for rid in new)
+        # Still at the vendor, out of the list: asked again once another `absent_for` has passed.
+        still.update((rid, now.isoformat()) for rid in [*new, *present])
         marker = _absent_marker(still)
         if deleted:
             self.store.drop_deleted_contacts(name, deleted, (f"{stream}@absent", marker), run.seq)
@@ -480,6 +488,46 @@ class Extractor:
             log.info("contacts absent, not for long enough yet", system=name, stream=stream, records=waiting)
         if new:
             log.info("contacts absent from a full read", system=name, stream=stream, records=len(new))
+
+    def confirm_deleted(
+        self, connector: Connector, outcome: SystemOutcome, due: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """Of the contacts absent long enough, those the vendor confirms it deleted (asked by id,
+        past the list's filter), and those it still has: a customer whose role or status took it
+        out of the list is no deletion, and is kept. A vendor that cannot be asked past its list
+        (`gone_contacts` None) leaves the absence to decide. An answer that cannot be told removes
+        none: they wait for the next full read. At most `CONFIRM_PER_READ` are asked in one read,
+        the longest absent first; the rest wait for the next."""
+        if not due:
+            return [], []
+        name = connector.name
+        asked = due[:CONFIRM_PER_READ]
+        try:
+            gone = connector.gone_contacts(asked)
+        except Cancelled:
+            raise
+        except ConnectorError as exc:
+            log.warning(
+                "absent contacts not confirmed deleted: none removed", system=name, records=len(asked), error=str(exc)
+            )
+            outcome.warnings.append(
+                f"{len(asked)} of {name}'s contacts absent from its full reads for [drift_guard] absent_for could not "
+                f"be confirmed deleted at the vendor ({exc}): none is removed; the next full read asks again"
+            )
+            return [], []
+        if gone is None:
+            return due, []
+        present = [rid for rid in asked if rid not in gone]
+        if present:
+            log.warning("absent contacts still at the vendor: kept", system=name, records=len(present))
+            named = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+            outcome.warnings.append(
+                f"{len(present)} of {name}'s contacts left out of its full reads for [drift_guard] absent_for are "
+                f"still at the vendor ({named}): kept, not taken for "
+                "deleted. Its list leaves them out (a changed role or status, the API user's rights, a vendor-side "
+                "filter); their stored data stays as last read. They are asked again after absent_for"
+            )
+        return [rid for rid in asked if rid in gone], present
 
     def report_progress(self, system: str, stream: str, records: int, page: Page | None) -> None:
         if self.progress is None:
@@ -521,6 +569,12 @@ class Extractor:
             after = ids[-1] if ids else ""
             self.store.set_checkpoint(name, VERIFY_SWEEP, {"at": now.isoformat(), "after": after}, run.seq)
             log.info("owned fields verified", system=name, records=len(states), after=after)
+
+
+# Contacts asked of the vendor by id in one full read before they are taken for deleted: a few dozen
+# requests at most for vendors that take a page of ids, a bounded share of the rate limit for those
+# asked one by one. A mass deletion accepted at once is removed over several reads.
+CONFIRM_PER_READ = 500
 
 
 def _absent_marker(absent: Mapping[str, str]) -> dict[str, Any] | None:

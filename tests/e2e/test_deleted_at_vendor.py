@@ -20,7 +20,7 @@ import structlog
 
 from sync.metrics import Metrics, cycle_summary
 from sync.state import StateStore
-from tests.chaos.lab import Lab, soundness
+from tests.chaos.lab import Lab, customer_ids, soundness
 
 NOW = datetime(2026, 11, 20, 10, tzinfo=UTC)
 SOON = NOW + timedelta(hours=1)  # within [drift_guard] absent_for (a day) of the first absence
@@ -290,3 +290,59 @@ def test_a_small_shops_list_cut_short_removes_nothing(small_data: dict[str, Any]
             assert outcome.absent_held == {"contacts": {"absent": before - 2, "stored": before}}
             assert absent(lab, "woocommerce") == []
         assert rows(lab, "SELECT count(*) FROM contacts WHERE system = 'woocommerce'")[0][0] == before
+
+
+def test_a_customer_out_of_the_list_but_still_at_the_vendor_is_kept(small_data: dict[str, Any], tmp_path: Path) -> None:
+    """A WooCommerce customer made a subscriber leaves the `role=customer` list, not the shop: asked
+    by id before it goes, the shop still has it, so it stays (with a warning), and is asked again
+    only once another `absent_for` has passed. Deleted later, it goes then."""
+    with Lab.start(small_data, tmp_path, types=["woocommerce", "shopify"]) as lab:
+        lab.cycle(NOW)
+        lab.sandboxes.patch_customer("woocommerce", CUSTOMER, {"role": "subscriber"})
+        lab.cycle(NOW)
+        assert absent(lab, "woocommerce") == [CUSTOMER]
+        report = lab.cycle(LATER)
+        outcome = report.systems["woocommerce"]
+        assert outcome.status == "ok" and outcome.deleted == 0
+        assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 1
+        assert members_beside(lab, "shopify", shopify_record_id()) == [SHOPIFY, WOO]
+        warnings = report.to_json()["systems"]["woocommerce"]["warnings"]
+        assert any("still at the vendor" in w and CUSTOMER in w for w in warnings), warnings
+        # the next full reads within absent_for do not ask again
+        lab.sandboxes.reset_stats()
+        report = lab.cycle(LATER + timedelta(hours=1))
+        asked = [e for e in lab.sandboxes.request_log("woocommerce") if "include" in str(e.get("query", ""))]
+        assert report.systems["woocommerce"].deleted == 0 and asked == []
+        assert absent(lab, "woocommerce") == [CUSTOMER]
+        # deleted now: the first full read absent_for after the last answer removes it
+        lab.sandboxes.delete_customer("woocommerce", CUSTOMER)
+        assert lab.cycle(LATER + timedelta(hours=2)).systems["woocommerce"].deleted == 0
+        assert lab.cycle(LATER + timedelta(days=1)).systems["woocommerce"].deleted == 1
+        assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 0
+        assert members_beside(lab, "shopify", shopify_record_id()) == [SHOPIFY]
+        assert soundness(lab) == "ok"
+
+
+def test_an_answer_that_cannot_be_told_removes_nobody(small_data: dict[str, Any], tmp_path: Path) -> None:
+    """The look-up by id refused (the key lost a right): the absent person stays, the cycle says
+    why, and the next full read asks again and removes it."""
+    with Lab.start(small_data, tmp_path, types=["superoffice", "shopify"]) as lab:
+        lab.cycle(NOW)
+        person = customer_ids(small_data["superoffice"], "superoffice")[0]
+        path = next(e["path"] for e in lab.sandboxes.request_log("superoffice") if "/api/v1/" in e["path"])
+        person_path = f"{path.split('/api/v1/')[0]}/api/v1/Person/{person}"
+        lab.sandboxes.delete_customer("superoffice", person)
+        lab.cycle(NOW, "backfill", full=["superoffice"])  # SuperOffice reads by change: a full read
+        assert absent(lab, "superoffice") == [person]
+        lab.fault("superoffice", match=f"GET {person_path}", fault="auth", times=20)
+        report = lab.cycle(LATER, "backfill", full=["superoffice"])
+        outcome = report.systems["superoffice"]
+        assert outcome.status == "ok" and outcome.deleted == 0
+        assert any("could not be confirmed deleted" in w for w in outcome.warnings), outcome.warnings
+        assert stored(lab, "superoffice", person)["contacts"] == 1 and absent(lab, "superoffice") == [person]
+        lab.clear_faults()
+        assert (
+            lab.cycle(LATER + timedelta(hours=1), "backfill", full=["superoffice"]).systems["superoffice"].deleted == 1
+        )
+        assert stored(lab, "superoffice", person)["contacts"] == 0
+        assert soundness(lab) == "ok"

@@ -496,12 +496,12 @@ class Extractor:
         past the list's filter), and those it still has: a customer whose role or status took it
         out of the list is no deletion, and is kept. A vendor that cannot be asked past its list
         (`gone_contacts` None) leaves the absence to decide. An answer that cannot be told removes
-        none: they wait for the next full read. At most `CONFIRM_PER_READ` are asked in one read,
+        none: they wait for the next full read. At most the connector's `gone_per_read` are asked in one read,
         the longest absent first; the rest wait for the next."""
         if not due:
             return [], []
         name = connector.name
-        asked = due[:CONFIRM_PER_READ]
+        asked = due[: connector.gone_per_read]
         try:
             gone = connector.gone_contacts(asked)
         except Cancelled:
@@ -569,12 +569,6 @@ class Extractor:
             after = ids[-1] if ids else ""
             self.store.set_checkpoint(name, VERIFY_SWEEP, {"at": now.isoformat(), "after": after}, run.seq)
             log.info("owned fields verified", system=name, records=len(states), after=after)
-
-
-# Contacts asked of the vendor by id in one full read before they are taken for deleted: a few dozen
-# requests at most for vendors that take a page of ids, a bounded share of the rate limit for those
-# asked one by one. A mass deletion accepted at once is removed over several reads.
-CONFIRM_PER_READ = 500
 
 
 def _absent_marker(absent: Mapping[str, str]) -> dict[str, Any] | None:

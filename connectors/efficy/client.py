@@ -68,6 +68,7 @@ Refine = Callable[[list[SourceRecord]], list[SourceRecord]]
 
 class EfficyConnector(Connector):
     type = "efficy"
+    gone_per_read = 5_000  # 50 calls a read
     settings_class = EfficySettings
     api_name = "efficy JSON RPC"
     capabilities = Capabilities(

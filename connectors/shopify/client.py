@@ -64,6 +64,7 @@ NO_ANSWER = object()
 
 class ShopifyConnector(Connector):
     type = "shopify"
+    gone_per_read = 2_500  # 100 queries a read
     settings_class = ShopifySettings
     api_name = "Shopify Admin GraphQL API"
     capabilities = Capabilities(

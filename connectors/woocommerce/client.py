@@ -170,6 +170,7 @@ class WooCommerceConnector(Connector):
     # Meta cannot be deleted over REST; an empty string is the closest thing to "absent".
     empty_field_value = ""
     numeric_ids = True
+    gone_per_read = 5_000  # 50 list requests a read
     rules = RULES
 
     settings: WooCommerceSettings

@@ -346,3 +346,25 @@ def test_an_answer_that_cannot_be_told_removes_nobody(small_data: dict[str, Any]
         )
         assert stored(lab, "superoffice", person)["contacts"] == 0
         assert soundness(lab) == "ok"
+
+
+def test_no_more_than_gone_per_read_are_asked_in_one_read(
+    small_data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The longest absent first (then by id); the rest wait for the next full read, their absence
+    kept."""
+    from connectors.woocommerce.client import WooCommerceConnector
+
+    monkeypatch.setattr(WooCommerceConnector, "gone_per_read", 1)
+    with Lab.start(small_data, tmp_path, types=["woocommerce", "shopify"]) as lab:
+        lab.cycle(NOW)
+        first, second = customer_ids(small_data["woocommerce"], "woocommerce")[:2]
+        lab.sandboxes.delete_customer("woocommerce", first)
+        lab.sandboxes.delete_customer("woocommerce", second)
+        lab.cycle(NOW)
+        assert absent(lab, "woocommerce") == sorted([first, second])
+        assert lab.cycle(LATER).systems["woocommerce"].deleted == 1
+        assert stored(lab, "woocommerce", first)["contacts"] == 0  # absent as long: the first id first
+        assert absent(lab, "woocommerce") == [second]
+        assert lab.cycle(LATER + timedelta(hours=1)).systems["woocommerce"].deleted == 1
+        assert absent(lab, "woocommerce") == [] and stored(lab, "woocommerce", second)["contacts"] == 0

@@ -495,13 +495,21 @@ class Extractor:
         """Of the contacts absent long enough, those the vendor confirms it deleted (asked by id,
         past the list's filter), and those it still has: a customer whose role or status took it
         out of the list is no deletion, and is kept. A vendor that cannot be asked past its list
-        (`gone_contacts` None) leaves the absence to decide. An answer that cannot be told removes
-        none: they wait for the next full read. At most the connector's `gone_per_read` are asked in one read,
+        (`gone_contacts` None) leaves the absence to decide, as does a stored id that is none of
+        the vendor's (it cannot be asked). An answer that cannot be told removes none of those
+        asked: they wait for the next full read. At most the connector's `gone_per_read` are asked in one read,
         the longest absent first; the rest wait for the next."""
         if not due:
             return [], []
         name = connector.name
-        asked = due[: connector.gone_per_read]
+        # A stored id that is none of the vendor's (a record held without one, stored as "", or
+        # under a stand-in for an over-long one) cannot be asked of it, and would make every
+        # look-up fail, for good: its absence decides, as it did before the look-up.
+        unaskable = [rid for rid in due if connector.canonical_id(rid) != rid]
+        askable = [rid for rid in due if connector.canonical_id(rid) == rid]
+        asked = askable[: connector.gone_per_read]
+        if not asked:
+            return unaskable, []
         try:
             gone = connector.gone_contacts(asked)
         except Cancelled:
@@ -514,7 +522,7 @@ class Extractor:
                 f"{len(asked)} of {name}'s contacts absent from its full reads for [drift_guard] absent_for could not "
                 f"be confirmed deleted at the vendor ({exc}): none is removed; the next full read asks again"
             )
-            return [], []
+            return unaskable, []
         if gone is None:
             return due, []
         present = [rid for rid in asked if rid not in gone]
@@ -527,7 +535,7 @@ class Extractor:
                 "deleted. Its list leaves them out (a changed role or status, the API user's rights, a vendor-side "
                 "filter); their stored data stays as last read. They are asked again after absent_for"
             )
-        return [rid for rid in asked if rid in gone], present
+        return [*unaskable, *(rid for rid in asked if rid in gone)], present
 
     def report_progress(self, system: str, stream: str, records: int, page: Page | None) -> None:
         if self.progress is None:

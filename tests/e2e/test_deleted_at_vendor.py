@@ -368,3 +368,28 @@ def test_no_more_than_gone_per_read_are_asked_in_one_read(
         assert absent(lab, "woocommerce") == [second]
         assert lab.cycle(LATER + timedelta(hours=1)).systems["woocommerce"].deleted == 1
         assert absent(lab, "woocommerce") == [] and stored(lab, "woocommerce", second)["contacts"] == 0
+
+
+def test_a_stored_record_the_vendor_cannot_be_asked_of_blocks_no_deletion(
+    small_data: dict[str, Any], tmp_path: Path
+) -> None:
+    """A record held without an id (`missing_id`: stored as "") is no id the vendor can be asked
+    of. Gone from the list, its absence decides, as it did before the look-up; asked along with
+    the others, it made every look-up fail, so no deleted customer ever left the state."""
+    with Lab.start(small_data, tmp_path, types=["woocommerce", "shopify"]) as lab:
+        lab.cycle(NOW)
+        with closing(sqlite3.connect(lab.state_file)) as db, db:
+            db.execute(
+                "INSERT INTO raw_records (system, kind, record_id, content_hash, payload, changed_seq) "
+                "VALUES ('woocommerce', 'contact', '', 'x', '{\"id\": null}', 1)"
+            )
+        lab.sandboxes.delete_customer("woocommerce", CUSTOMER)
+        lab.cycle(NOW)
+        assert absent(lab, "woocommerce") == ["", CUSTOMER]
+        report = lab.cycle(LATER)
+        outcome = report.systems["woocommerce"]
+        assert outcome.status == "ok" and outcome.deleted == 2, outcome.warnings
+        assert not [w for w in outcome.warnings if "could not be confirmed" in w]
+        assert stored(lab, "woocommerce", CUSTOMER)["contacts"] == 0
+        assert rows(lab, "SELECT count(*) FROM raw_records WHERE system = 'woocommerce' AND record_id = ''") == [(0,)]
+        assert absent(lab, "woocommerce") == []

@@ -136,7 +136,7 @@ class Connector(ABC):
     # verifies a budgeted share of the records with `verify_owned` (a hand edit is repaired then).
     reads_owned_state: ClassVar[bool] = True
     # Contacts `gone_contacts` may be asked of in one full read, the longest absent first; the rest
-    # wait for the next. A request each (SuperOffice, Lightspeed): a bounded share of the rate
+    # wait for the next. A request each (SuperOffice, Lightspeed, WooCommerce): a bounded share of the rate
     # limit; vendors that take a page of ids raise it.
     gone_per_read: ClassVar[int] = 500
     # Ids that are positive integers (most vendors): another system's "0042" or "abc" is no id here.

@@ -44,6 +44,15 @@ RULES = (
     Rule("denied", 401, message=KEY_LACKS),
     # The key passed; the WordPress user it belongs to lacks the capability.
     Rule("denied", 403, code=re.compile(r"^woocommerce_rest_cannot_")),
+    # One customer asked for by id that WordPress has no user for (`gone_contacts`): that record is
+    # gone. Only this code: a 404 `rest_no_route` is a route missing, which says nothing of it.
+    Rule(
+        "rejected",
+        404,
+        method="GET",
+        path=re.compile("^" + re.escape(API) + r"/customers/\d+$"),
+        code=re.compile(r"^woocommerce_rest_invalid_id$"),
+    ),
     # The permission probe's 404: the key may write; nothing was dispatched.
     Rule("ok", 404, path=re.compile("^" + re.escape(PERMISSION_PROBE) + "$"), code=re.compile(r"^rest_no_route$")),
 )

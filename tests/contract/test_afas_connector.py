@@ -335,19 +335,24 @@ def test_demo_people_in_the_shop_carry_their_shop_number_and_are_writable(
 
 
 def test_a_backfill_of_thousands_stays_under_the_rate_limit(start_sandboxes_fixture: Callable[..., Sandboxes]) -> None:
-    # 100 requests a minute, 20x faster: 100 every 3 seconds. 3000 persons in pages of 25 is 121
-    # requests, more than the sandbox answers in one window: the client has to wait for it.
-    afas = start_sandboxes_fixture({"afas": {"customers": persons(3000)}}, time_scale=20)
+    # 100 requests a minute, 5x faster: 100 every 12 seconds. 3000 persons in pages of 25 is 121
+    # requests, more than the sandbox answers in one window: the client has to wait for it. The
+    # window is long so that it has to on any host: a loaded one answered 122 requests in over 3
+    # seconds (a 20x window) without the client needing to wait.
+    afas = start_sandboxes_fixture({"afas": {"customers": persons(3000)}}, time_scale=5)
     crm = connector(afas, page_size=25)  # rate_limit as client_settings() gives it
-    assert [(w.requests, w.per_seconds) for w in crm.settings.rate_limit] == [(100, 3.0)]
+    assert [(w.requests, w.per_seconds) for w in crm.settings.rate_limit] == [(100, 12.0)]
     ids = [r.id for page in crm.read_contacts(None) for r in page.records]
     assert len(ids) == len(set(ids)) == 3000
     stats = afas.stats("afas")
     assert stats["throttled"] <= 2 and stats["errors"] == 0
-    assert crm.client.stats.paced_seconds > 0  # it waited for the window instead of bouncing off it
     log = afas.request_log("afas")
     assert len(log) - stats["throttled"] == 121 + 1  # the empty last page is asked for twice
-    assert log[-1]["t"] - log[0]["t"] >= 3.0  # 122 requests cannot fit in one 3-second window
+    answered = [entry["t"] for entry in log if entry["status"] != 429]
+    # no 101 answered requests within one 12-second window, what the vendor's limit allows (less a
+    # second for the time a loaded host takes between a request sent and its arrival logged)
+    assert min(answered[i + 100] - answered[i] for i in range(len(answered) - 100)) >= 11.0
+    assert crm.client.stats.paced_seconds > 0  # it waited for the window instead of bouncing off it
 
 
 def test_capabilities_and_ids() -> None:

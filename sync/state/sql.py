@@ -288,6 +288,38 @@ def insert_rows(
     return _sqlite_write(conn, table, tuple(columns), rows, statement, upsert=False, same=(names, values))
 
 
+@contextmanager
+def page_cache_of(conn: Connection, kib: int) -> Iterator[None]:
+    """SQLite's page cache of `conn` at least `kib` KiB while inside, then as it was (elsewhere
+    nothing changes). For a write that inserts in random key order into an index larger than the
+    cache: each insert then finds its page evicted, spilled to the write-ahead log and read back.
+    Taken back on the way out: the pages beyond the old size are freed as the commit releases
+    them, so a pooled connection does not keep the memory."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    [(before,)] = raw_rows(conn, "PRAGMA cache_size")
+    # A negative size is in KiB, a positive one in pages (SQLite's own convention).
+    page_size = int(raw_rows(conn, "PRAGMA page_size")[0][0])
+    now_kib = -int(before) if int(before) < 0 else int(before) * page_size // 1024
+    if kib <= now_kib:
+        yield
+        return
+    _pragma(conn, f"PRAGMA cache_size = {-int(kib)}")
+    try:
+        yield
+    finally:
+        _pragma(conn, f"PRAGMA cache_size = {int(before)}")
+
+
+def _pragma(conn: Connection, sql: str) -> None:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+    finally:
+        cursor.close()
+
+
 def _literals(values: Sequence[Any]) -> list[str] | None:
     """SQLite literals storing exactly what binding `values` stores, or None where one is not
     sure to: an int from 0 to 2**63 - 1 (a wider one, refused when bound, would be a REAL as text) and

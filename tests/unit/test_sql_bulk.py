@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Boolean, Column, MetaData, String, Table, Text
 
-from sync.state.sql import Database, _literals, insert_rows, upsert_many
+from sync.state.sql import Database, _literals, insert_rows, page_cache_of, raw_rows, upsert_many
 
 META = MetaData()
 WIDE = Table(
@@ -273,3 +273,25 @@ def test_none_and_bools_bind_as_they_did_before_crmsync_registered_adapters_for_
     assert stored == [(None, "null", 1, "integer", 0, "integer", 1, 7, "integer", "x")]
     assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
     assert sqlite3.adapters[(bool, sqlite3.PrepareProtocol)](True) == 1
+
+
+def test_a_larger_page_cache_for_a_write_is_taken_back_on_the_way_out_even_when_it_fails(
+    db: tuple[Database, Path],
+) -> None:
+    """The pooled connection keeps SQLite's cache size it had: a save's larger cache (for a first
+    save's members, sync/state/profile_writer.py) does not stay with it as memory."""
+    database, _ = db
+    with database.writing() as conn:
+        [(before,)] = raw_rows(conn, "PRAGMA cache_size")
+        with page_cache_of(conn, 8_192):
+            assert raw_rows(conn, "PRAGMA cache_size") == [(-8_192,)]
+            insert_rows(conn, WIDE, COLUMNS, [(f"k{i}", "a", i, True) for i in range(1_000)])
+        assert raw_rows(conn, "PRAGMA cache_size") == [(before,)]
+        with page_cache_of(conn, 1):  # never made smaller than it is
+            assert raw_rows(conn, "PRAGMA cache_size") == [(before,)]
+        with pytest.raises(ValueError), page_cache_of(conn, 16_384):
+            raise ValueError("the write failed")
+        assert raw_rows(conn, "PRAGMA cache_size") == [(before,)]
+    with database.engine.connect() as conn:
+        assert raw_rows(conn, "PRAGMA cache_size") == [(before,)]
+        assert raw_rows(conn, "SELECT COUNT(*) FROM wide") == [(1_000,)]

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 from connectors.auth import Authenticator
-from connectors.errors import RejectedRecord
+from connectors.errors import ApiError, RejectedRecord
 from connectors.http import ApiClient, ApiResponse, Pacer, Rule, Verdict, classify_by
 from connectors.paging import Paginator, Reply
 from connectors.settings import SystemSettings
@@ -289,6 +289,22 @@ class Connector(ABC):
         alone decides. Raises a ConnectorError when an answer cannot be told, so that nothing is
         taken for deleted unproven."""
         return None
+
+    def gone_one_by_one(self, record_ids: Sequence[str], path_of: Callable[[str], str]) -> set[str]:
+        """`gone_contacts` for a vendor asked a GET per record (`path_of` its path): a 404 refusal of
+        that record (the connector's rules make it a `RejectedRecord`) says it is gone; any other
+        refusal tells nothing, and raises. So does an id that is none of this vendor's."""
+        gone: set[str] = set()
+        for record_id in dict.fromkeys(record_ids):
+            if self.canonical_id(record_id) != record_id:
+                raise ApiError(self.name, f"cannot look up {record_id!r}: not one of {self.type}'s ids")
+            try:
+                self.client.request("GET", path_of(record_id))
+            except RejectedRecord as exc:
+                if exc.status != 404:
+                    raise
+                gone.add(record_id)
+        return gone
 
     def verify_budget(self) -> float:
         """Records per day `verify_owned` may look at (the vendor's rate limit is shared with the reads

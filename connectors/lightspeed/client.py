@@ -18,7 +18,7 @@ import structlog
 
 from connectors.auth import BasicAuth
 from connectors.base import Capabilities, CheckReport, Connector
-from connectors.errors import ApiError, AuthError, RejectedRecord
+from connectors.errors import AuthError
 from connectors.http import ApiClient, ApiResponse, Verdict
 from connectors.lightspeed.budget import HeaderBudget
 from connectors.lightspeed.check import check as check_key
@@ -179,19 +179,10 @@ class LightspeedConnector(Connector):
         return float(self.settings.verify_per_day)
 
     def gone_contacts(self, record_ids: Sequence[str]) -> set[str]:
-        """Those of these customers the shop no longer has: a GET each, 404 for a customer deleted.
-        Any other refusal tells nothing, and raises."""
-        gone: set[str] = set()
-        for customer_id in dict.fromkeys(record_ids):
-            if self.canonical_id(customer_id) != customer_id:
-                raise ApiError(self.name, f"cannot look up {customer_id!r}: not a customer id")
-            try:
-                self.call("GET", f"/customers/{customer_id}.json")
-            except RejectedRecord as exc:
-                if exc.status != 404:
-                    raise
-                gone.add(customer_id)
-        return gone
+        """Those of these customers the shop no longer has: a GET each, 404 for a customer deleted."""
+        return self.gone_one_by_one(
+            record_ids, lambda customer_id: f"/{self.settings.language}/customers/{customer_id}.json"
+        )
 
     # ----- mapping hooks ------------------------------------------------------------------------
     def owned_state(self, payload: Mapping[str, Any]) -> RemoteState:

@@ -23,7 +23,7 @@ from typing import Any
 
 from connectors.auth import token_classify
 from connectors.base import Capabilities, CheckReport, Connector
-from connectors.errors import ApiError, RejectedRecord
+from connectors.errors import RejectedRecord
 from connectors.http import ApiClient, ApiResponse, Verdict, classify_by
 from connectors.paging import KeysetPaginator
 from connectors.streams import RecordSpec, Stream, last_per_id
@@ -242,19 +242,8 @@ class SuperOfficeConnector(Connector):
 
     def gone_contacts(self, record_ids: Sequence[str]) -> set[str]:
         """Those of these persons SuperOffice no longer has: a GET each, 404 for a person deleted
-        (documented). Any other refusal tells nothing, and raises."""
-        gone: set[str] = set()
-        for record_id in dict.fromkeys(record_ids):
-            person_id = self.canonical_id(record_id)
-            if person_id is None:
-                raise ApiError(self.name, f"cannot look up {record_id!r}: not a person id")
-            try:
-                self.client.request("GET", f"{self.api}/Person/{person_id}")
-            except RejectedRecord as exc:
-                if exc.status != 404:
-                    raise
-                gone.add(record_id)
-        return gone
+        (documented)."""
+        return self.gone_one_by_one(record_ids, lambda person_id: f"{self.api}/Person/{person_id}")
 
     # ----- writes -------------------------------------------------------------------------------
     def write_one(self, change: WriteBack) -> bool:

@@ -271,24 +271,15 @@ class WooCommerceConnector(Connector):
         ids = list(dict.fromkeys(record_ids))
         if any(self.canonical_id(rid) != rid for rid in ids):
             raise ApiError(self.name, "cannot look up customers by id: not every id is a WooCommerce customer id")
-        gone: set[str] = set()
+        unlisted: list[str] = []
         for start in range(0, len(ids), MAX_PAGE):
             chunk = ids[start : start + MAX_PAGE]
             params = {"include": ",".join(chunk), "role": "all", "per_page": MAX_PAGE, "orderby": "id"}
             found = {str(item.get("id")) for item in self._list("/customers", params).body if isinstance(item, dict)}
             if not found <= set(chunk):
                 raise ApiError(self.name, "GET /customers?include=: the reply holds customers not asked for")
-            gone.update(rid for rid in chunk if rid not in found and self._customer_gone(rid))
-        return gone
-
-    def _customer_gone(self, customer_id: str) -> bool:
-        try:
-            self.client.request("GET", f"{API}/customers/{customer_id}")
-        except RejectedRecord as exc:
-            if exc.status != 404:
-                raise
-            return True
-        return False
+            unlisted.extend(rid for rid in chunk if rid not in found)
+        return self.gone_one_by_one(unlisted, lambda customer_id: f"{API}/customers/{customer_id}")
 
     # ----- mapping hooks ------------------------------------------------------------------------
     def payload_field(self, payload: Mapping[str, Any], name: str) -> str | None:

@@ -120,11 +120,16 @@ class RemoteState:
 
     @classmethod
     def unknown(cls) -> RemoteState:
-        return cls(known=False)
+        # One value for every contact whose read shows none (each of Lightspeed's and SuperOffice's):
+        # a made_per_record value is never changed once made (mypy refuses), so it is shared.
+        return _UNKNOWN if cls is RemoteState else cls(known=False)
 
     def valued_fields(self) -> dict[str, str]:
         """The fields that hold a value of ours ("" is none: an AFAS free field crmsync emptied)."""
         return {name: value for name, value in self.fields.items() if value not in (None, "")}
+
+
+_UNKNOWN = RemoteState(known=False)
 
 
 @made_per_record

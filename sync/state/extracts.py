@@ -127,9 +127,20 @@ def _contact_values(result: Contact, stamp: str | None = None) -> tuple[Any, ...
         result.phone_kind,
         jsontext.compact(details),
         stamp if stamp is not None else iso_text(result.updated_at) if result.updated_at else None,
-        jsontext.compact(result.owned.to_json()),
+        _owned_text(result.owned),
         jsontext.compact(result.links) if result.links else "[]",
     )
+
+
+# The `owned` text of a state with no tags and no fields of ours, known or not: most contacts read
+# hold none (Lightspeed's and SuperOffice's lists never show them), so their text is made once here.
+_EMPTY_OWNED = (jsontext.compact(RemoteState().to_json()), jsontext.compact(RemoteState.unknown().to_json()))
+
+
+def _owned_text(owned: RemoteState) -> str:
+    if not owned.tags and not owned.fields:
+        return _EMPTY_OWNED[not owned.known]  # to_json asks `not known` too
+    return jsontext.compact(owned.to_json())
 
 
 def _order_values(result: Order) -> tuple[Any, ...]:

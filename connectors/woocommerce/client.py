@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from connectors.auth import BasicAuth, QueryKeyAuth
@@ -41,9 +41,15 @@ from connectors.woocommerce.settings import (
     WC_TIME,
 )
 from connectors.woocommerce.settings import WooCommerceSettings as WooCommerceSettings
-from mapping.model import FieldSpec, Kind, WriteBack, WriteResult
+from mapping.model import FieldSpec, Kind, WriteBack, WriteResult, parse_timestamp
 
 RECORDS = RecordSpec("id", ("date_modified_gmt", "date_created_gmt"))
+# An order's time is read twice per page: by the next-orders bound (`next_orders`, from the reply's
+# items) and by the page's records; the second reading of a text is a look-up (both readings of a
+# synthetic order: 17,400 -> 12,600 instructions). A page is at most 100 orders: 1,024 texts keep it.
+ORDER_RECORDS = RecordSpec(
+    "id", ("date_modified_gmt", "date_created_gmt"), parse_time=lru_cache(maxsize=1024)(parse_timestamp)
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ def next_orders(reply: Reply, position: Any) -> tuple[str, int] | tuple[str, int
     lower, _ = position
     asked = reply.modified_after if isinstance(reply, OrdersReply) else str(lower)
     items = (i for i in reply.items if type(i) is dict or isinstance(i, Mapping))  # a dict skips the ABC check
-    stamps = [s for s in map(RECORDS.updated_at, items) if s is not None]
+    stamps = [s for s in map(ORDER_RECORDS.updated_at, items) if s is not None]
     if not stamps:
         return None  # refused by the paginator: nothing to page on
     following = wc_time(max(stamps) - timedelta(seconds=1))
@@ -214,7 +220,7 @@ class WooCommerceConnector(Connector):
     def orders_stream(self) -> Stream:
         # Each next page starts again at the last second seen: its orders come once more.
         pages = lambda at: OrderPages(self.name, self.page_size, at)  # noqa: E731
-        return self.stream(Kind.ORDER, self._fetch_orders, pages, RECORDS, repeats_boundary=True)
+        return self.stream(Kind.ORDER, self._fetch_orders, pages, ORDER_RECORDS, repeats_boundary=True)
 
     def extra_streams(self) -> dict[str, Stream]:
         """The trash, read on its own: the orders list's default `status=any` leaves trashed orders
@@ -223,7 +229,7 @@ class WooCommerceConnector(Connector):
         modification time, so the same keyset read finds it; `trash` is no counted status."""
         pages = lambda at: OrderPages(self.name, self.page_size, at)  # noqa: E731
         trashed = lambda at, window: self._fetch_orders(at, window, status="trash")  # noqa: E731
-        return {"trashed_orders": self.stream(Kind.ORDER, trashed, pages, RECORDS, repeats_boundary=True)}
+        return {"trashed_orders": self.stream(Kind.ORDER, trashed, pages, ORDER_RECORDS, repeats_boundary=True)}
 
     def _fetch_customers(self, page: Any, window: Window) -> Reply:
         params = {"per_page": self.page_size, "page": page, "orderby": "id", "order": "asc", "role": self.settings.role}

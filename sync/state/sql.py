@@ -305,19 +305,11 @@ def page_cache_of(conn: Connection, kib: int) -> Iterator[None]:
     if kib <= now_kib:
         yield
         return
-    _pragma(conn, f"PRAGMA cache_size = {-int(kib)}")
+    raw_rows(conn, f"PRAGMA cache_size = {-int(kib)}")
     try:
         yield
     finally:
-        _pragma(conn, f"PRAGMA cache_size = {int(before)}")
-
-
-def _pragma(conn: Connection, sql: str) -> None:
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql)
-    finally:
-        cursor.close()
+        raw_rows(conn, f"PRAGMA cache_size = {int(before)}")
 
 
 def _literals(values: Sequence[Any]) -> list[str] | None:

@@ -290,14 +290,21 @@ class Connector(ABC):
         taken for deleted unproven."""
         return None
 
+    def ids_to_ask(self, record_ids: Sequence[str]) -> list[str]:
+        """These ids once each, in order, for `gone_contacts` to ask by; raises for an id that is
+        none of this vendor's: it cannot be asked, and nothing is taken for deleted unproven."""
+        ids = list(dict.fromkeys(record_ids))
+        for record_id in ids:
+            if self.canonical_id(record_id) != record_id:
+                raise ApiError(self.name, f"cannot look up {record_id!r}: not one of {self.type}'s ids")
+        return ids
+
     def gone_one_by_one(self, record_ids: Sequence[str], path_of: Callable[[str], str]) -> set[str]:
         """`gone_contacts` for a vendor asked a GET per record (`path_of` its path): a 404 refusal of
         that record (the connector's rules make it a `RejectedRecord`) says it is gone; any other
         refusal tells nothing, and raises. So does an id that is none of this vendor's."""
         gone: set[str] = set()
-        for record_id in dict.fromkeys(record_ids):
-            if self.canonical_id(record_id) != record_id:
-                raise ApiError(self.name, f"cannot look up {record_id!r}: not one of {self.type}'s ids")
+        for record_id in self.ids_to_ask(record_ids):
             try:
                 self.client.request("GET", path_of(record_id))
             except RejectedRecord as exc:

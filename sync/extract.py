@@ -497,16 +497,18 @@ class Extractor:
         out of the list is no deletion, and is kept. A vendor that cannot be asked past its list
         (`gone_contacts` None) leaves the absence to decide, as does a stored id that is none of
         the vendor's (it cannot be asked). An answer that cannot be told removes none of those
-        asked: they wait for the next full read. At most the connector's `gone_per_read` are asked in one read,
-        the longest absent first; the rest wait for the next."""
+        asked: they wait for the next full read. At most the connector's `gone_per_read` are asked
+        in one read, the longest absent first; the rest wait for the next."""
         if not due:
             return [], []
         name = connector.name
         # A stored id that is none of the vendor's (a record held without one, stored as "", or
         # under a stand-in for an over-long one) cannot be asked of it, and would make every
         # look-up fail, for good: its absence decides, as it did before the look-up.
-        unaskable = [rid for rid in due if connector.canonical_id(rid) != rid]
-        askable = [rid for rid in due if connector.canonical_id(rid) == rid]
+        askable: list[str] = []
+        unaskable: list[str] = []
+        for rid in due:
+            (askable if connector.canonical_id(rid) == rid else unaskable).append(rid)
         asked = askable[: connector.gone_per_read]
         if not asked:
             return unaskable, []

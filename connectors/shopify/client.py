@@ -409,11 +409,8 @@ class ShopifyConnector(Connector):
         """Those of these customers Shopify no longer has: the same query as `verify_owned`, whose
         `customer(id:)` is null for an id no customer has (documented). A reply without the field
         tells nothing, and raises."""
-        ids = list(dict.fromkeys(record_ids))
-        if any(self.canonical_id(rid) != rid for rid in ids):
-            raise ApiError(self.name, "cannot look up customers by id: not every id is a Shopify customer gid")
         gone: set[str] = set()
-        for rid, node in self._customers_by_id(ids):
+        for rid, node in self._customers_by_id(self.ids_to_ask(record_ids)):
             if node is NO_ANSWER:
                 raise ApiError(self.name, f"look up customer {rid}: the reply holds no answer for it")
             if node is None:

@@ -274,9 +274,7 @@ class WooCommerceConnector(Connector):
         there, out of crmsync's list). A reply naming a customer not asked for means `include` was
         not applied, and then nothing can be told from it. A list page may skip a record, so one
         left out of it is asked for alone: only a 404 `woocommerce_rest_invalid_id` says it is gone."""
-        ids = list(dict.fromkeys(record_ids))
-        if any(self.canonical_id(rid) != rid for rid in ids):
-            raise ApiError(self.name, "cannot look up customers by id: not every id is a WooCommerce customer id")
+        ids = self.ids_to_ask(record_ids)
         unlisted: list[str] = []
         for start in range(0, len(ids), MAX_PAGE):
             chunk = ids[start : start + MAX_PAGE]
